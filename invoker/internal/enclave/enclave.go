@@ -1,0 +1,63 @@
+// Package enclave manages the warm shared enclaves: one owner per function image, shared by every
+// per-activation sandbox through the gate. It runs on the untrusted host; what it starts (the owner
+// running enclave-runtime/) is the trusted side.
+//
+// A Backend starts owners ("direct": the Node runtime as a plain process; "sgx": the same runtime under
+// gramine-sgx with /dev/teemate attach). The Manager picks an owner for each activation, starts one when
+// none has a free TCS slot, health-checks them and restarts the ones that die.
+package enclave
+
+import (
+	"context"
+	"errors"
+)
+
+// Sentinel errors; wrap with %w, test with errors.Is.
+var (
+	// ErrUnavailable: the backend cannot start owners here (no SGX, no gramine, no node).
+	ErrUnavailable = errors.New("enclave backend unavailable")
+	// ErrNoCapacity: every owner of the image is full and no further owner may be started.
+	ErrNoCapacity = errors.New("no free enclave thread")
+	// ErrOwnerDied: the owner exited while the caller was using it.
+	ErrOwnerDied = errors.New("enclave owner died")
+	// ErrClosed: the manager is shut down.
+	ErrClosed = errors.New("enclave manager closed")
+)
+
+// StartSpec tells a backend what owner to start.
+type StartSpec struct {
+	// ID names the owner, e.g. "nodejs-20-0"; unique for the life of the invoker.
+	ID string
+	// Image is the runtime kind, e.g. "nodejs:20".
+	Image string
+	// Dir is a private directory for this owner; the gate socket lives in it.
+	Dir string
+	// Slots is the number of TCS slots (enclave threads) the owner offers.
+	Slots int
+	// Isolate chooses how per-activation isolates are made: "addon", "worker" or "" (best available).
+	Isolate string
+}
+
+// Owner is one running enclave owner process.
+type Owner interface {
+	// ID is StartSpec.ID.
+	ID() string
+	// GateSocket is the host path of the owner's gate socket.
+	GateSocket() string
+	// Mode is "direct" or "sgx".
+	Mode() string
+	// Done is closed when the owner process has exited; Err then says why.
+	Done() <-chan struct{}
+	Err() error
+	// Stop terminates the owner and waits for it to exit.
+	Stop(ctx context.Context) error
+}
+
+// Backend starts owners. Implementations are safe for concurrent use.
+type Backend interface {
+	// Name is "direct" or "sgx".
+	Name() string
+	// Start launches an owner and returns once its gate answers a ping. Errors wrap ErrUnavailable
+	// when the backend cannot run at all on this host.
+	Start(ctx context.Context, spec StartSpec) (Owner, error)
+}

@@ -1,0 +1,83 @@
+// Package sandbox defines the per-activation container: the interface every backend (process, docker,
+// oci) implements, and the errors they share. It runs on the untrusted host.
+//
+// The rule of the TeeMate design is "a fresh sandbox per activation": a Sandbox is created, serves
+// exactly one activation through its action proxy, and is destroyed. Nothing is ever reused.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Sentinel errors shared by all backends; wrap them with %w and test them with errors.Is.
+var (
+	// ErrUnavailable: the backend itself cannot work (no engine, no runtime binary, no permission).
+	// Activations that meet it are answered with a whisk internal error.
+	ErrUnavailable = errors.New("sandbox backend unavailable")
+	// ErrStartFailed: this one sandbox could not be created or started.
+	ErrStartFailed = errors.New("sandbox failed to start")
+	// ErrNotFound: the sandbox no longer exists.
+	ErrNotFound = errors.New("sandbox not found")
+)
+
+// Mount binds a host directory into the sandbox.
+type Mount struct {
+	HostPath  string // absolute path on the host
+	GuestPath string // absolute path inside the sandbox
+	ReadOnly  bool
+}
+
+// Spec describes one sandbox. The backend must honour every field or fail Create.
+type Spec struct {
+	// Name is the OpenWhisk-style name wsk{N}_{counter}_{ns}_{action} (letters, digits, '_').
+	Name string
+	// Image is the function image: "teemate", "native" or "strawman" (see Makefile target images).
+	Image string
+	// Command overrides the image's entry point when non-empty.
+	Command []string
+	// Env is the process environment inside the sandbox.
+	Env map[string]string
+	// MemoryMB is the hard memory limit (memory = memory+swap); 0 means no limit (process backend only).
+	MemoryMB int
+	// PidsLimit bounds the number of processes; 0 means the backend default.
+	PidsLimit int
+	// Network gives the sandbox a network; false means loopback only.
+	Network bool
+	// Mounts are bind mounts; the proxy directory (where the action proxy listens) is one of them.
+	Mounts []Mount
+	// ProxySocket is the host path of the unix socket the action proxy inside will listen on.
+	ProxySocket string
+}
+
+// Runtime creates sandboxes. Implementations are safe for concurrent use.
+type Runtime interface {
+	// Name is the backend name: "process", "docker" or "oci".
+	Name() string
+	// Create makes a fresh sandbox and starts it. It returns once the sandbox's main process runs;
+	// the caller then waits for the action proxy on spec.ProxySocket. Errors wrap ErrUnavailable or
+	// ErrStartFailed.
+	Create(ctx context.Context, spec Spec) (Sandbox, error)
+	// Cleanup removes leftovers of earlier runs of this invoker (names with the given prefix).
+	Cleanup(ctx context.Context, prefix string) error
+	// Close releases the backend's resources (pools, clients). Sandboxes still alive are destroyed.
+	Close(ctx context.Context) error
+}
+
+// Sandbox is one running container. Its methods are safe for concurrent use.
+type Sandbox interface {
+	// ID is the backend's identifier (container id, pid).
+	ID() string
+	// Stdout and Stderr stream the sandbox's output; each may be read by one reader only.
+	Stdout() io.Reader
+	Stderr() io.Reader
+	// Exited is closed once the sandbox's main process has exited.
+	Exited() <-chan struct{}
+	// OOMKilled reports whether the backend saw the sandbox killed for exceeding its memory limit.
+	// It is meaningful only after Exited is closed.
+	OOMKilled() bool
+	// Destroy kills and removes the sandbox; it is idempotent and returns ErrNotFound-wrapped errors
+	// only when the backend lost track of it.
+	Destroy(ctx context.Context) error
+}
