@@ -51,10 +51,23 @@ type Spec struct {
 	ProxySocket string
 }
 
+// Capabilities of a backend.
+type Capabilities struct {
+	// Isolated: the sandbox has its own namespaces and root filesystem (false for process).
+	Isolated bool
+	// RemapsPaths: mounts can place a host path at a different guest path. When false, callers must
+	// use GuestPath == HostPath (the process backend sees the host filesystem as it is).
+	RemapsPaths bool
+	// EnforcesMemory: MemoryMB is a hard limit the backend enforces.
+	EnforcesMemory bool
+}
+
 // Runtime creates sandboxes. Implementations are safe for concurrent use.
 type Runtime interface {
 	// Name is the backend name: "process", "docker" or "oci".
 	Name() string
+	// Capabilities says what the backend enforces, so callers can adapt (and log honestly).
+	Capabilities() Capabilities
 	// Create makes a fresh sandbox and starts it. It returns once the sandbox's main process runs;
 	// the caller then waits for the action proxy on spec.ProxySocket. Errors wrap ErrUnavailable or
 	// ErrStartFailed.

@@ -1,0 +1,109 @@
+'use strict';
+// Pure decisions of the owner: argument parsing, message checks, log limits and the
+// mapping from what an isolate reported to the `result` message.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const { parseArgs, checkInit, checkRun, limitLogs, outcomeOf } = require('../trusted/owner');
+const { startOwner, activate } = require('./gate-client');
+
+test('parseArgs', async (t) => {
+  const base = ['--socket', '/s', '--slots', '4', '--image', 'nodejs:20', '--enclave', 'e'];
+  const ok = parseArgs(base);
+  assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '' });
+  assert.equal(parseArgs([...base, '--isolate=worker', '--work-dir', '/w']).workDir, '/w');
+  const bad = [
+    { argv: base.slice(2), re: /--socket is required/ },
+    { argv: [...base.slice(0, 2), '--slots', '0', ...base.slice(4)], re: /--slots must be 1..1024/ },
+    { argv: [...base, '--isolate', 'vm'], re: /--isolate must be/ },
+    { argv: [...base, '--mode', 'tdx'], re: /--mode must be/ },
+    { argv: [...base, '--bogus', '1'], re: /unknown argument --bogus/ },
+    { argv: [...base, '--image'], re: /needs a value/ },
+  ];
+  for (const b of bad) {
+    await t.test(b.re.source, () => assert.throws(() => parseArgs(b.argv), b.re));
+  }
+});
+
+test('checkRun defaults and limits', async (t) => {
+  assert.deepEqual(checkRun({ type: 'run' }), { value: {}, timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10485760, env: {} });
+  assert.deepEqual(checkRun({ value: [1], timeoutMs: 100, memoryMB: 4096, logLimitBytes: 0 }).value, [1]);
+  const bad = [
+    [{ timeoutMs: 99 }, /timeoutMs/], [{ timeoutMs: 600001 }, /timeoutMs/], [{ timeoutMs: 1.5 }, /timeoutMs/],
+    [{ memoryMB: 63 }, /memoryMB/], [{ memoryMB: '128' }, /memoryMB/], [{ logLimitBytes: 67108865 }, /logLimitBytes/],
+    [{ value: null }, /value/], [{ value: 3 }, /value/], [{ env: { A: 1 } }, /env\["A"\]/], [{ env: 'x' }, /env must be/],
+  ];
+  for (const [msg, re] of bad) {
+    await t.test(JSON.stringify(msg), () => assert.throws(() => checkRun(msg), (e) => e.cls === 'protocol' && re.test(e.message)));
+  }
+});
+
+test('checkInit', () => {
+  assert.deepEqual(checkInit({ code: 'x' }), { name: 'action', main: 'main', code: 'x', binary: false, env: {} });
+  assert.throws(() => checkInit({ code: 1 }), /init.code must be a string/);
+  assert.throws(() => checkInit({ code: 'x', main: 1 }), /init.main must be a string/);
+  assert.throws(() => checkInit({ code: 'x', binary: 1 }), /init.binary must be a boolean/);
+});
+
+test('limitLogs re-checks what came out of the isolate', () => {
+  const e = (line, stream = 'stdout') => ({ stream, time: '2026-01-01T00:00:00.000Z', line });
+  assert.deepEqual(limitLogs([e('a'), e('b', 'stderr')], 100), [e('a'), e('b', 'stderr')]);
+  const cut = limitLogs([e('aaaa'), e('bbbb'), e('cccc')], 10);
+  assert.deepEqual(cut.map((l) => l.line), ['aaaa', 'bbbb', 'Logs were truncated because the total bytes size exceeds the limit of 10 bytes.']);
+  assert.equal(cut[2].stream, 'stderr');
+  assert.deepEqual(limitLogs([{ stream: 'evil', time: 't', line: 'x' }, { stream: 'stdout', line: 1 }, null], 100), []);
+  assert.equal(limitLogs('not an array', 10).length, 0);
+});
+
+test('outcomeOf', async (t) => {
+  const run = { timeoutMs: 1234, logLimitBytes: 1000 };
+  const cases = [
+    { name: 'success', r: { kind: 'result', text: JSON.stringify({ outcome: 'success', result: { a: 1 }, logs: [] }) }, outcome: 'success', result: { a: 1 } },
+    { name: 'forged outcome', r: { kind: 'result', text: JSON.stringify({ outcome: 'timeout', result: {} }) }, outcome: 'developer' },
+    { name: 'not JSON', r: { kind: 'result', text: '{' }, outcome: 'developer' },
+    { name: 'non-object result', r: { kind: 'result', text: JSON.stringify({ outcome: 'success', result: 1 }) }, outcome: 'developer' },
+    { name: 'timeout', r: { kind: 'timeout' }, outcome: 'timeout', result: { error: 'The action exceeded its time limits of 1234 milliseconds.' } },
+    { name: 'memory', r: { kind: 'memory' }, outcome: 'memory', result: { error: 'The action exhausted its memory and was aborted.' } },
+    { name: 'exited', r: { kind: 'exited' }, outcome: 'developer', result: { error: 'An error has occurred: the action ended without returning a result.' } },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const m = outcomeOf(c.r, run);
+      assert.equal(m.type, 'result');
+      assert.equal(m.outcome, c.outcome);
+      if (c.result) assert.deepEqual(m.result, c.result);
+      assert.ok(Array.isArray(m.logs));
+      assert.equal(typeof m.timings, 'object');
+    });
+  }
+});
+
+test('auto falls back to worker isolates when the addon does not load', async () => {
+  const owner = await startOwner({ slots: 1, isolate: 'auto', env: { TEEMATE_ISOLATE_ADDON: '/nonexistent/teemate_isolate.node' } });
+  try {
+    assert.equal(owner.ready.isolate, 'worker');
+    const r = await activate(owner, { code: 'function main() { return { ok: 1 }; }' }, {});
+    assert.deepEqual(r.result, { ok: 1 });
+    // stderr is a separate pipe from the ready line: give it a moment to arrive.
+    for (let i = 0; i < 100 && !/isolate addon unavailable/.test(owner.stderr.join('')); i++) {
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.match(owner.stderr.join(''), /isolate addon unavailable/);
+  } finally {
+    await owner.stop();
+  }
+});
+
+test('addon is refused loudly when asked for and missing', async () => {
+  await assert.rejects(startOwner({ slots: 1, isolate: 'addon', env: { TEEMATE_ISOLATE_ADDON: '/nonexistent/x.node' } }),
+    /owner exited with 1.*did not load/s);
+});
+
+test('auto picks the addon when it is built', { skip: !fs.existsSync(require('./gate-client').ADDON) && 'isolate addon not built' }, async () => {
+  const owner = await startOwner({ slots: 1, isolate: 'auto' });
+  try {
+    assert.equal(owner.ready.isolate, 'addon');
+  } finally {
+    await owner.stop();
+  }
+});

@@ -1,0 +1,72 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { TcsTable } = require('../trusted/tcs');
+
+test('acquire hands out distinct slots and -1 when none is free', () => {
+  const t = new TcsTable(2);
+  const a = {};
+  const b = {};
+  assert.equal(t.acquire(a), 0);
+  assert.equal(t.acquire(b), 1);
+  assert.equal(t.acquire({}), -1);
+  assert.deepEqual(t.stats(), { slots: 2, free: 0, held: 2, running: 0, quarantined: 0 });
+  assert.equal(t.release(0, a), 'free');
+  assert.equal(t.acquire({}), 0, 'a released slot is handed out again');
+});
+
+test('slot state transitions', async (t) => {
+  const cases = [
+    { name: 'release without a run frees', steps: ['acquire', 'release'], want: 'free' },
+    { name: 'run then release frees', steps: ['acquire', 'begin', 'end', 'release'], want: 'free' },
+    { name: 'release during a run quarantines', steps: ['acquire', 'begin', 'release'], want: 'quarantined' },
+    { name: 'teardown of a quarantined run frees', steps: ['acquire', 'begin', 'release', 'end'], want: 'free' },
+    { name: 'end of run keeps it held', steps: ['acquire', 'begin', 'end'], want: 'held' },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const tab = new TcsTable(1);
+      const h = {};
+      for (const s of c.steps) {
+        if (s === 'acquire') assert.equal(tab.acquire(h), 0);
+        if (s === 'begin') tab.beginRun(0, h);
+        if (s === 'end') tab.endRun(0);
+        if (s === 'release') tab.release(0, h);
+      }
+      assert.equal(tab.state(0), c.want);
+    });
+  }
+});
+
+test('a quarantined slot is not handed out until its isolate is torn down', () => {
+  const t = new TcsTable(1);
+  const h = {};
+  t.acquire(h);
+  t.beginRun(0, h);
+  t.release(0, h);
+  assert.equal(t.acquire({}), -1);
+  assert.equal(t.stats().quarantined, 1);
+  t.endRun(0);
+  assert.equal(t.acquire({}), 0);
+});
+
+test('only the holder acts on its slot', () => {
+  const t = new TcsTable(2);
+  const a = {};
+  t.acquire(a);
+  assert.throws(() => t.release(0, {}), /not held/);
+  assert.throws(() => t.beginRun(0, {}), /not held/);
+  assert.throws(() => t.beginRun(1, a), /not held/);
+  assert.throws(() => t.release(5, a), /no slot/);
+  t.beginRun(0, a);
+  assert.throws(() => t.beginRun(0, a), /cannot start/);
+  t.release(0, a);
+  assert.throws(() => t.release(0, a), /not held/, 'a quarantined slot has no holder');
+  assert.throws(() => t.endRun(1), /no run/);
+});
+
+test('bad sizes are refused', () => {
+  for (const n of [0, -1, 1.5, 1025, '4', undefined]) {
+    assert.throws(() => new TcsTable(n), RangeError);
+  }
+});

@@ -1,0 +1,194 @@
+'use strict';
+// Isolate backends (trusted side). Each activation runs the bootstrap
+// (activation.js) in a NEW isolate on its own thread and the isolate is torn down
+// afterwards; nothing of one activation survives into the next.
+//
+//   addon   a fresh Node environment on the slot's parked thread, made by
+//           node-isolate-patch (what the SGX build uses: the thread that entered the
+//           enclave runs the isolate)
+//   worker  a fresh worker_threads Worker per activation (Node makes the thread);
+//           the fallback when the addon is not built
+//
+// run() resolves, never rejects, to one of
+//   {kind:'result', text, logs, timings}   the bootstrap assigned __teemate_result
+//   {kind:'timeout'|'memory'|'exited', logs, timings}
+//   {kind:'internal', message}             the isolate could not be made
+// `logs` are the lines streamed out before the end (worker only), for the runs the
+// owner has to kill. timings: {isolateMs, runMs, teardownMs}.
+
+const fs = require('fs');
+const path = require('path');
+const { Worker } = require('worker_threads');
+
+const BOOTSTRAP_PATH = path.join(__dirname, 'activation.js');
+const DEFAULT_ADDON = path.join(__dirname, '..', '..', 'node-isolate-patch', 'build', 'teemate_isolate.node');
+
+function addonPath() {
+  return process.env.TEEMATE_ISOLATE_ADDON || DEFAULT_ADDON;
+}
+
+function loadBootstrap() {
+  return fs.readFileSync(BOOTSTRAP_PATH, 'utf8');
+}
+
+// The worker gets request and result through workerData/postMessage; the prelude
+// maps them onto the same globals the addon environment provides, so both run the
+// very same bootstrap text.
+const WORKER_PRELUDE = `'use strict';
+const { workerData: __tmData, parentPort: __tmPort } = require('worker_threads');
+globalThis.__teemate_request = __tmData;
+Object.defineProperty(globalThis, '__teemate_result', {
+  configurable: true,
+  set(v) { __tmPort.postMessage({ kind: 'result', text: String(v) }); },
+  get() { return undefined; },
+});
+globalThis.__teemate_onlog = (entry) => __tmPort.postMessage({ kind: 'log', entry });
+`;
+
+class WorkerBackend {
+  constructor(bootstrap) {
+    this.name = 'worker';
+    this.source = WORKER_PRELUDE + bootstrap;
+  }
+
+  info() { return { backend: 'worker', node: process.version }; }
+
+  stop() {}
+
+  run(slot, { requestJSON, timeoutMs, memoryMB }) {
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      let tOnline = t0;
+      let tEnd = 0;
+      let ended = null; // {kind, text?}
+      const logs = [];
+      let worker;
+      try {
+        worker = new Worker(this.source, {
+          eval: true,
+          workerData: requestJSON,
+          env: {},
+          argv: [],
+          execArgv: [],
+          stdout: true,
+          stderr: true,
+          resourceLimits: { maxOldGenerationSizeMb: memoryMB },
+        });
+      } catch (e) {
+        resolve({ kind: 'internal', message: `could not create a worker isolate: ${e.message}` });
+        return;
+      }
+      // The bootstrap hooks stdout/stderr; whatever slips out before that is dropped.
+      worker.stdout.resume();
+      worker.stderr.resume();
+      const finishWith = (kind, text) => {
+        if (ended) return;
+        ended = { kind, text };
+        tEnd = performance.now();
+        clearTimeout(timer);
+        worker.terminate().catch(() => {});
+      };
+      const timer = setTimeout(() => finishWith('timeout'), timeoutMs);
+      worker.on('online', () => { tOnline = performance.now(); });
+      worker.on('message', (m) => {
+        if (!m || typeof m !== 'object') return;
+        if (m.kind === 'log' && !ended) logs.push(m.entry);
+        else if (m.kind === 'result' && typeof m.text === 'string') finishWith('result', m.text);
+      });
+      worker.on('error', (e) => {
+        finishWith(e && e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : 'exited', undefined);
+      });
+      worker.on('exit', () => {
+        if (!ended) finishWith('exited');
+        const tExit = performance.now();
+        resolve({
+          kind: ended.kind,
+          text: ended.text,
+          logs,
+          timings: {
+            isolateMs: round(tOnline - t0),
+            runMs: round(tEnd - tOnline),
+            teardownMs: round(tExit - tEnd),
+          },
+        });
+      });
+    });
+  }
+}
+
+class AddonBackend {
+  constructor(addon, bootstrap, slots) {
+    this.name = 'addon';
+    this.addon = addon;
+    this.source = bootstrap;
+    addon.start(slots);
+  }
+
+  info() {
+    try {
+      return { backend: 'addon', ...this.addon.info() };
+    } catch (e) {
+      return { backend: 'addon', error: e.message };
+    }
+  }
+
+  stop() {
+    try { this.addon.stop(); } catch { /* stopping is best effort at exit */ }
+  }
+
+  run(slot, { requestJSON, timeoutMs, memoryMB }) {
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      try {
+        this.addon.run(slot, this.source, requestJSON, timeoutMs, memoryMB, (err, text, stats) => {
+          const timings = {
+            isolateMs: round(stats && stats.setupMs),
+            runMs: round(stats && stats.runMs),
+            teardownMs: round(stats && stats.teardownMs),
+          };
+          if (!stats) timings.runMs = round(performance.now() - t0);
+          if (err) {
+            const kind = err.code === 'TIMEOUT' ? 'timeout' : err.code === 'HEAP' ? 'memory' : 'internal';
+            resolve({ kind, logs: [], timings, message: `isolate failed: ${err.message || err.code}` });
+          } else if (typeof text === 'string' && text.length > 0) {
+            resolve({ kind: 'result', text, logs: [], timings });
+          } else {
+            resolve({ kind: 'exited', logs: [], timings });
+          }
+        });
+      } catch (e) {
+        resolve({ kind: 'internal', message: `could not create an isolate: ${e.message}` });
+      }
+    });
+  }
+}
+
+function round(ms) {
+  return typeof ms === 'number' && Number.isFinite(ms) ? Math.round(ms * 1000) / 1000 : 0;
+}
+
+// choose builds the backend asked for. 'auto' takes the addon when it loads.
+// Returns {backend, note} where note explains a fallback.
+function choose(kind, slots) {
+  const bootstrap = loadBootstrap();
+  if (kind === 'worker') return { backend: new WorkerBackend(bootstrap) };
+  let addon;
+  let why;
+  const p = addonPath();
+  try {
+    addon = require(p); // eslint-disable-line global-require, import/no-dynamic-require
+  } catch (e) {
+    why = `isolate addon ${p} did not load: ${e.message}`;
+  }
+  if (addon) {
+    try {
+      return { backend: new AddonBackend(addon, bootstrap, slots) };
+    } catch (e) {
+      why = `isolate addon ${p} did not start: ${e.message}`;
+    }
+  }
+  if (kind === 'addon') throw new Error(why);
+  return { backend: new WorkerBackend(bootstrap), note: why };
+}
+
+module.exports = { choose, addonPath, WorkerBackend, AddonBackend, DEFAULT_ADDON };

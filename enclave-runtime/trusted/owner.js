@@ -1,0 +1,476 @@
+'use strict';
+// The enclave owner (trusted side): the Node program that runs inside the shared
+// enclave. It serves the gate protocol v1 (../PROTOCOL.md) on a unix socket, keeps
+// the TCS table, and runs every activation in a NEW isolate on the slot's thread.
+//
+// Everything that arrives on the gate is untrusted: sizes, types and message order
+// are checked here, and a caller is known only by the slot bound to its connection.
+//
+//   node owner.js --socket PATH --slots N --image nodejs:20 --enclave ID
+//                 [--isolate addon|worker|auto] [--work-dir DIR] [--mode direct|sgx]
+
+const crypto = require('crypto');
+const fs = require('fs');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+
+const { Decoder, ProtocolError, encode } = require('./frame');
+const { TcsTable } = require('./tcs');
+const { prepareCode, prepareZip, InitError } = require('./prepare');
+const isolates = require('./isolates');
+
+const PROTOCOL_VERSION = 1;
+const LIMITS = {
+  timeoutMs: [100, 600000],
+  memoryMB: [64, 4096],
+  logLimitBytes: [0, 64 * 1024 * 1024],
+};
+const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1024 };
+
+function log(level, msg, fields) {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+}
+
+// ---- arguments ----------------------------------------------------------------------
+function parseArgs(argv) {
+  const opts = { isolate: 'auto', mode: 'direct', workDir: '' };
+  const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
+    '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode' };
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    let v;
+    const eq = a.indexOf('=');
+    if (eq > 0) { v = a.slice(eq + 1); a = a.slice(0, eq); }
+    const key = names[a];
+    if (!key) throw new Error(`unknown argument ${a}`);
+    if (v === undefined) {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      v = argv[++i];
+    }
+    opts[key] = v;
+  }
+  for (const k of ['socket', 'slots', 'image', 'enclave']) {
+    if (!opts[k]) throw new Error(`--${k} is required`);
+  }
+  const n = Number(opts.slots);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--slots must be 1..1024, got ${opts.slots}`);
+  opts.slots = n;
+  if (!['addon', 'worker', 'auto'].includes(opts.isolate)) throw new Error(`--isolate must be addon, worker or auto`);
+  if (!['direct', 'sgx'].includes(opts.mode)) throw new Error(`--mode must be direct or sgx`);
+  return opts;
+}
+
+// ---- message checks (pure) -------------------------------------------------------------
+function isPlainObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function checkEnv(env, what) {
+  if (env === undefined) return {};
+  if (!isPlainObject(env)) throw new ProtocolError(`${what}.env must be an object`);
+  for (const [k, v] of Object.entries(env)) {
+    if (typeof v !== 'string') throw new ProtocolError(`${what}.env["${k}"] must be a string`);
+  }
+  return env;
+}
+
+function intIn(msg, key) {
+  const v = msg[key] === undefined ? DEFAULTS[key] : msg[key];
+  const [lo, hi] = LIMITS[key];
+  if (!Number.isInteger(v) || v < lo || v > hi) {
+    throw new ProtocolError(`run.${key} must be an integer from ${lo} to ${hi}`);
+  }
+  return v;
+}
+
+function checkInit(msg) {
+  const out = {};
+  for (const k of ['name', 'main', 'code']) {
+    if (msg[k] !== undefined && typeof msg[k] !== 'string') throw new ProtocolError(`init.${k} must be a string`);
+  }
+  if (msg.binary !== undefined && typeof msg.binary !== 'boolean') throw new ProtocolError('init.binary must be a boolean');
+  out.name = msg.name || 'action';
+  out.main = msg.main || 'main';
+  out.code = msg.code;
+  out.binary = msg.binary === true;
+  out.env = checkEnv(msg.env, 'init');
+  return out;
+}
+
+function checkRun(msg) {
+  const v = msg.value === undefined ? {} : msg.value;
+  if (v === null || typeof v !== 'object') throw new ProtocolError('run.value must be an object or an array');
+  return {
+    value: v,
+    timeoutMs: intIn(msg, 'timeoutMs'),
+    memoryMB: intIn(msg, 'memoryMB'),
+    logLimitBytes: intIn(msg, 'logLimitBytes'),
+    env: checkEnv(msg.env, 'run'),
+  };
+}
+
+const OUTCOMES = new Set(['success', 'application', 'developer']);
+const STREAMS = new Set(['stdout', 'stderr']);
+
+// limitLogs re-applies the log limit on the owner's side: the lines come out of an
+// isolate that ran user code, so their shape and size are checked again here.
+function limitLogs(entries, limit) {
+  const out = [];
+  let bytes = 0;
+  let truncated = false;
+  for (const e of Array.isArray(entries) ? entries : []) {
+    if (!e || !STREAMS.has(e.stream) || typeof e.time !== 'string' || typeof e.line !== 'string') continue;
+    if (e.line.startsWith('Logs were truncated because')) { truncated = true; continue; }
+    const n = Buffer.byteLength(e.line, 'utf8') + 1;
+    if (bytes + n > limit) { truncated = true; break; }
+    bytes += n;
+    out.push({ stream: e.stream, time: e.time.slice(0, 40), line: e.line });
+  }
+  if (truncated) {
+    out.push({ stream: 'stderr', time: new Date().toISOString(),
+      line: `Logs were truncated because the total bytes size exceeds the limit of ${limit} bytes.` });
+  }
+  return out;
+}
+
+// outcomeOf turns what an isolate backend reported into the `result` message body.
+function outcomeOf(r, run) {
+  const timings = r.timings || { isolateMs: 0, runMs: 0, teardownMs: 0 };
+  if (r.kind === 'result') {
+    let parsed;
+    try { parsed = JSON.parse(r.text); } catch { parsed = null; }
+    if (!parsed || !OUTCOMES.has(parsed.outcome) || parsed.result === null || typeof parsed.result !== 'object') {
+      return { type: 'result', outcome: 'developer',
+        result: { error: 'An error has occurred: the action produced a malformed result.' },
+        logs: limitLogs(r.logs, run.logLimitBytes), timings };
+    }
+    return { type: 'result', outcome: parsed.outcome, result: parsed.result,
+      logs: limitLogs(parsed.logs, run.logLimitBytes), timings };
+  }
+  const logs = limitLogs(r.logs, run.logLimitBytes);
+  if (r.kind === 'timeout') {
+    return { type: 'result', outcome: 'timeout',
+      result: { error: `The action exceeded its time limits of ${run.timeoutMs} milliseconds.` }, logs, timings };
+  }
+  if (r.kind === 'memory') {
+    return { type: 'result', outcome: 'memory',
+      result: { error: 'The action exhausted its memory and was aborted.' }, logs, timings };
+  }
+  return { type: 'result', outcome: 'developer',
+    result: { error: 'An error has occurred: the action ended without returning a result.' }, logs, timings };
+}
+
+// ---- the owner -------------------------------------------------------------------------
+class Owner {
+  constructor(opts, backend) {
+    this.opts = opts;
+    this.backend = backend;
+    this.tcs = new TcsTable(opts.slots);
+    this.conns = new Set();
+    this.seq = 0;
+    this.codeDir = path.join(opts.workDir, 'code');
+    this.zipCache = path.join(opts.workDir, 'actions');
+    fs.mkdirSync(this.codeDir, { recursive: true });
+    fs.mkdirSync(this.zipCache, { recursive: true });
+    this.attestation = simulatedAttestation(opts);
+  }
+
+  listen() {
+    return new Promise((resolve, reject) => {
+      removeStaleSocket(this.opts.socket);
+      this.server = net.createServer((s) => this.accept(s));
+      this.server.on('error', reject);
+      this.server.listen(this.opts.socket, () => {
+        // Sandboxes connect under their own uids; the gate trusts no caller anyway.
+        try { fs.chmodSync(this.opts.socket, 0o666); } catch { /* best effort */ }
+        resolve();
+      });
+    });
+  }
+
+  accept(socket) {
+    const c = new Conn(this, socket, ++this.seq);
+    this.conns.add(c);
+  }
+
+  pong() {
+    const st = this.tcs.stats();
+    return { type: 'pong', slots: st.slots, free: st.free, quarantined: st.quarantined, isolate: this.backend.name };
+  }
+
+  close() {
+    for (const c of this.conns) c.socket.destroy();
+    if (this.server) this.server.close();
+    try { fs.unlinkSync(this.opts.socket); } catch { /* already gone */ }
+    this.backend.stop();
+  }
+}
+
+class Conn {
+  constructor(owner, socket, id) {
+    this.owner = owner;
+    this.socket = socket;
+    this.id = id;
+    this.decoder = new Decoder();
+    this.hello = false;
+    this.sandbox = '';
+    this.closed = false;
+    this.resetAcquisition();
+    this.slot = -1;
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('end', () => {
+      const err = this.decoder.end();
+      if (err) this.protocolError(err);
+      else socket.end();
+    });
+    socket.on('error', () => {}); // a vanished peer is handled by 'close'
+    socket.on('close', () => this.onClose());
+  }
+
+  resetAcquisition() {
+    this.initState = 'none'; // none | pending | ok | failed
+    this.action = null;
+    this.initEnv = {};
+    this.ran = false;
+    this.running = false;
+  }
+
+  send(msg) {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.write(encode(msg));
+  }
+
+  error(cls, message, close = false) {
+    this.send({ type: 'error', class: cls, message });
+    if (close) {
+      this.closed = true;
+      this.socket.end();
+      this.socket.destroySoon?.();
+    }
+  }
+
+  protocolError(err) {
+    log('warn', 'gate protocol error', { conn: this.id, sandbox: this.sandbox, error: err.message });
+    this.error('protocol', err.message, err.close !== false);
+  }
+
+  onData(chunk) {
+    if (this.closed) return;
+    const { messages, error } = this.decoder.push(chunk);
+    for (const m of messages) {
+      if (this.closed) return;
+      try {
+        this.handle(m);
+      } catch (e) {
+        if (e instanceof ProtocolError) this.protocolError(e);
+        else {
+          log('error', 'gate handler failed', { conn: this.id, error: e.stack || String(e) });
+          this.error('internal', `the runtime failed: ${e.message}`);
+        }
+      }
+    }
+    if (error && !this.closed) this.protocolError(error);
+  }
+
+  onClose() {
+    this.closed = true;
+    this.owner.conns.delete(this);
+    if (this.slot >= 0) {
+      const state = this.owner.tcs.release(this.slot, this);
+      if (state === 'quarantined') {
+        log('warn', 'connection closed during a run; slot quarantined', { conn: this.id, tcs: this.slot });
+      }
+      this.slot = -1;
+    }
+  }
+
+  handle(m) {
+    switch (m.type) {
+      case 'ping': return this.send(this.owner.pong());
+      case 'hello': return this.onHello(m);
+      case 'acquire': return this.onAcquire();
+      case 'init': return this.onInit(m);
+      case 'run': return this.onRun(m);
+      case 'release': return this.onRelease();
+      default:
+        throw new ProtocolError(`unknown message type "${String(m.type).slice(0, 64)}"`, { close: false });
+    }
+  }
+
+  onHello(m) {
+    if (this.hello) return this.error('state', 'hello was already received on this connection');
+    if (typeof m.version !== 'number') throw new ProtocolError('hello.version must be a number');
+    if (m.sandbox !== undefined && typeof m.sandbox !== 'string') throw new ProtocolError('hello.sandbox must be a string');
+    if (m.version !== PROTOCOL_VERSION) {
+      return this.error('version', `protocol version ${m.version} is not supported; this runtime speaks ${PROTOCOL_VERSION}`, true);
+    }
+    this.hello = true;
+    this.sandbox = (m.sandbox || '').slice(0, 256);
+    const o = this.owner;
+    return this.send({
+      type: 'welcome', version: PROTOCOL_VERSION, enclave: o.opts.enclave, image: o.opts.image,
+      mode: o.opts.mode, isolate: o.backend.name, slots: o.tcs.size, free: o.tcs.stats().free,
+      attestation: o.attestation,
+    });
+  }
+
+  onAcquire() {
+    if (!this.hello) return this.error('state', 'hello must come before acquire');
+    if (this.slot >= 0) return this.error('state', `this connection already holds TCS slot ${this.slot}`);
+    const slot = this.owner.tcs.acquire(this);
+    if (slot < 0) return this.error('busy', `all ${this.owner.tcs.size} TCS slots are taken`);
+    this.slot = slot;
+    this.resetAcquisition();
+    return this.send({ type: 'acquired', tcs: slot });
+  }
+
+  onInit(m) {
+    if (this.slot < 0) return this.error('state', 'acquire a TCS slot before init');
+    if (this.initState !== 'none') return this.error('state', 'Cannot initialize the action more than once.');
+    const a = checkInit(m);
+    if (!a.code) {
+      this.initState = 'failed';
+      return this.error('init', 'Missing main/no code to execute.');
+    }
+    this.initState = 'pending';
+    const t0 = performance.now();
+    const done = (action) => {
+      if (this.closed) return;
+      this.action = action;
+      this.initEnv = a.env;
+      this.initState = 'ok';
+      this.send({ type: 'initialized', ms: Math.round((performance.now() - t0) * 1000) / 1000 });
+    };
+    const failed = (e) => {
+      this.initState = 'failed';
+      if (e instanceof InitError) return this.error('init', e.message);
+      log('error', 'init failed', { conn: this.id, error: e.stack || String(e) });
+      return this.error('internal', `could not prepare the action: ${e.message}`);
+    };
+    if (!a.binary) {
+      try {
+        return done({ ...prepareCode(a, this.owner.codeDir), main: a.main });
+      } catch (e) {
+        return failed(e);
+      }
+    }
+    prepareZip(a, this.owner.zipCache).then((action) => done({ ...action, main: a.main }), failed);
+    return undefined;
+  }
+
+  onRun(m) {
+    if (this.slot < 0) return this.error('state', 'acquire a TCS slot before run');
+    if (this.initState === 'pending') return this.error('state', 'init has not finished');
+    if (this.initState !== 'ok') return this.error('state', 'System not initialized.');
+    if (this.ran) return this.error('state', 'the action already ran on this acquisition');
+    const run = checkRun(m);
+    this.ran = true;
+    this.running = true;
+    const slot = this.slot;
+    const tcs = this.owner.tcs;
+    tcs.beginRun(slot, this);
+    const { main, ...action } = this.action;
+    const request = {
+      action: action.kind === 'code' ? { kind: 'code', source: action.source, filename: action.filename }
+        : { kind: 'dir', dir: action.dir },
+      main,
+      value: run.value,
+      env: { ...this.initEnv, ...run.env },
+      logLimitBytes: run.logLimitBytes,
+    };
+    this.owner.backend.run(slot, {
+      requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB,
+    }).then((r) => {
+      // The isolate is gone: a quarantined slot is reset and freed now.
+      const after = tcs.endRun(slot);
+      this.running = false;
+      if (r.kind === 'internal') {
+        log('error', 'isolate failed', { conn: this.id, tcs: slot, error: r.message });
+        return this.error('internal', r.message || 'the isolate failed');
+      }
+      if (after === 'free') {
+        log('info', 'quarantined slot reset', { tcs: slot });
+        return undefined;
+      }
+      return this.send(outcomeOf(r, run));
+    }).catch((e) => {
+      log('error', 'run bookkeeping failed', { conn: this.id, tcs: slot, error: e.stack || String(e) });
+    });
+    return undefined;
+  }
+
+  onRelease() {
+    if (this.slot < 0) return this.error('state', 'no TCS slot is held');
+    if (this.running) return this.error('state', 'a run is in progress');
+    this.owner.tcs.release(this.slot, this);
+    this.slot = -1;
+    this.resetAcquisition();
+    return this.send({ type: 'released' });
+  }
+}
+
+function removeStaleSocket(p) {
+  let st;
+  try { st = fs.lstatSync(p); } catch { return; }
+  if (!st.isSocket()) throw new Error(`${p} exists and is not a socket`);
+  fs.unlinkSync(p);
+}
+
+// In direct mode there is no SGX quote: the "report" only binds the runtime's fresh
+// public key to the hash of its own sources, and says plainly that it is simulated.
+function simulatedAttestation(opts) {
+  const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const h = crypto.createHash('sha256');
+  for (const f of ['owner.js', 'activation.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js']) {
+    h.update(fs.readFileSync(path.join(__dirname, f)));
+  }
+  const report = {
+    kind: 'simulated', note: 'not evidence of anything: no SGX in direct mode',
+    enclave: opts.enclave, image: opts.image, sourceSha256: h.digest('hex'),
+    publicKeySha256: crypto.createHash('sha256').update(spki).digest('hex'),
+  };
+  return { kind: 'simulated', publicKey: spki.toString('base64'),
+    report: Buffer.from(JSON.stringify(report)).toString('base64') };
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    log('error', 'bad arguments', { error: e.message });
+    process.exit(2);
+  }
+  let tmpWork = '';
+  if (!opts.workDir) {
+    tmpWork = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-enclave-'));
+    opts.workDir = tmpWork;
+  }
+  fs.mkdirSync(opts.workDir, { recursive: true });
+  const { backend, note } = isolates.choose(opts.isolate, opts.slots);
+  if (note) log('warn', 'isolate addon unavailable; using worker threads', { reason: note });
+  const owner = new Owner(opts, backend);
+  await owner.listen();
+  log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode });
+  process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,
+    image: opts.image, isolate: backend.name, slots: opts.slots, pid: process.pid })}\n`);
+  const stop = (sig) => {
+    log('info', 'stopping', { signal: sig });
+    owner.close();
+    if (tmpWork) fs.rmSync(tmpWork, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    log('error', 'owner failed to start', { error: e.stack || String(e) });
+    process.exit(1);
+  });
+}
+
+module.exports = { parseArgs, checkInit, checkRun, limitLogs, outcomeOf, Owner };

@@ -1,0 +1,91 @@
+'use strict';
+// Action preparation at `init` (trusted side): no user code runs here.
+//
+// Plain code is wrapped as a CommonJS module function and compiled once, so syntax
+// errors are reported by `init` with OpenWhisk's text. Zipped code is extracted into
+// a cache directory named by the archive's sha256, so repeated inits of the same
+// action (one per activation, since each sandbox is used once) cost a hash and a stat.
+
+const crypto = require('crypto');
+const fs = require('fs');
+const path = require('path');
+const vm = require('vm');
+const zip = require('./zip');
+
+// OpenWhisk lets `main` name a function in the action's scope; for zipped actions it
+// may be a dotted path into the module's exports. It is spliced into source text, so
+// only identifiers are accepted.
+const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+class InitError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'InitError';
+  }
+}
+
+function initFailed(detail) {
+  return new InitError(`Initialization has failed due to: ${detail}`);
+}
+
+// wrapSource turns plain action code into a function expression taking the CommonJS
+// module arguments and returning the top-level binding called `main` (or undefined
+// when there is none, so the caller falls back to module.exports[main]).
+function wrapSource(code, main) {
+  return '(function (exports, require, module, __filename, __dirname) {' + code +
+    '\n;return (function () { try { return ' + main + '; } catch (e) {' +
+    ' if (e instanceof ReferenceError) return undefined; throw e; } })();\n})';
+}
+
+function checkMain(main, binary) {
+  const parts = main.split('.');
+  const ok = binary ? parts.every((p) => IDENT.test(p)) : IDENT.test(main);
+  if (!ok) throw initFailed(`Action entrypoint '${main}' is not a valid name.`);
+}
+
+// prepareCode compiles plain code and returns the action descriptor for the bootstrap.
+function prepareCode({ name, main, code }, baseDir) {
+  checkMain(main, false);
+  const filename = path.join(baseDir, `${name || 'action'}.js`);
+  const source = wrapSource(code, main);
+  try {
+    // Compiles without running: a syntax error surfaces here, at init.
+    new vm.Script(source, { filename }); // eslint-disable-line no-new
+  } catch (e) {
+    throw initFailed(String(e));
+  }
+  return { kind: 'code', source, filename };
+}
+
+// prepareZip extracts (or finds in the cache) a base64 zip and returns the descriptor.
+async function prepareZip({ main, code }, cacheDir, limits) {
+  checkMain(main, true);
+  const buf = Buffer.from(code, 'base64');
+  const sha = crypto.createHash('sha256').update(buf).digest('hex');
+  const dir = path.join(cacheDir, sha);
+  if (!fs.existsSync(path.join(dir, '.teemate-complete'))) {
+    await fs.promises.mkdir(cacheDir, { recursive: true });
+    const tmp = await fs.promises.mkdtemp(path.join(cacheDir, '.tmp-'));
+    try {
+      await zip.extract(buf, tmp, limits);
+      await fs.promises.writeFile(path.join(tmp, '.teemate-complete'), sha);
+      try {
+        await fs.promises.rename(tmp, dir);
+      } catch (e) {
+        // Another init of the same archive won the race; its copy is identical.
+        if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
+      }
+    } catch (e) {
+      if (e instanceof zip.ZipError) throw initFailed(e.message);
+      throw e;
+    } finally {
+      await fs.promises.rm(tmp, { recursive: true, force: true });
+    }
+  }
+  if (!fs.existsSync(path.join(dir, 'package.json')) && !fs.existsSync(path.join(dir, 'index.js'))) {
+    throw initFailed('Zipped actions must contain either package.json or index.js at the root.');
+  }
+  return { kind: 'dir', dir, sha256: sha };
+}
+
+module.exports = { prepareCode, prepareZip, wrapSource, InitError, IDENT };

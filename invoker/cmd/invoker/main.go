@@ -1,0 +1,59 @@
+// Command invoker is the TeeMate invoker: it consumes ActivationMessages from Kafka topic invoker{N},
+// runs each activation in a fresh sandbox attached to the warm enclave of its image, and answers on
+// completed{C} exactly as OpenWhisk's invoker does. See invoker/daemon for what it assembles.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/daemon"
+)
+
+func main() {
+	var cfg daemon.Config
+	var port int
+	var backends daemon.Backends
+	flag.IntVar(&cfg.ID, "id", 0, "invoker instance number N (consumes topic invoker{N})")
+	flag.StringVar(&cfg.Kafka, "kafka", "embedded", `Kafka brokers "host:port,..." or "embedded"`)
+	flag.StringVar(&cfg.EmbeddedKafkaAddr, "embedded-kafka-addr", "127.0.0.1:9092", "listen address of the embedded broker")
+	flag.StringVar(&cfg.APIHost, "api-host", "http://127.0.0.1:3233", "OpenWhisk REST endpoint to fetch actions from")
+	flag.IntVar(&cfg.UserMemoryMB, "user-memory", 2048, "user memory for activations, in MB")
+	flag.IntVar(&port, "port", 8081, "HTTP port for /ping, /metrics, /enable, /disable, /isEnabled (0: none)")
+	flag.StringVar(&cfg.StateDir, "state-dir", ".state/invoker", "directory for broker data, enclave sockets and sandboxes")
+	flag.DurationVar(&cfg.StaleAge, "stale-age", 10*time.Minute, "answer activations older than this without running them (negative: never)")
+	flag.BoolVar(&cfg.AtMostOnce, "at-most-once", false, "commit offsets before running (OpenWhisk's behaviour) instead of after the ack")
+	flag.StringVar(&backends.Sandbox, "sandbox", "process", "sandbox backend: process, docker, oci or none")
+	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: direct, sgx or none")
+	flag.StringVar(&backends.Model, "model", "teemate", "execution model: teemate, native or strawman")
+	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
+	flag.Parse()
+	cfg.StoreToken = os.Getenv("TEEMATE_INVOKER_TOKEN")
+	cfg.AdminUser, cfg.AdminPassword = os.Getenv("TEEMATE_INVOKER_USER"), os.Getenv("TEEMATE_INVOKER_PASSWORD")
+	cfg.Listen = fmt.Sprintf(":%d", port)
+	if port == 0 {
+		cfg.Listen = "-"
+	}
+
+	log, err := zap.NewProduction()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "invoker: create logger:", err)
+		os.Exit(1)
+	}
+	cfg.Logger = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := daemon.RunWithBackends(ctx, cfg, backends); err != nil {
+		log.Error("invoker failed", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	_ = log.Sync()
+}

@@ -1,0 +1,293 @@
+// Package daemon assembles one invoker: Kafka feed, activation pipeline, acks, health pings, HTTP
+// server and the executor (warm enclaves plus fresh sandboxes). bin/invoker is a thin main around
+// it, and the controller-adapter's standalone mode runs one in-process. It runs on the untrusted host.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/activation"
+	"github.com/teemate/platform/invoker/internal/feed"
+	"github.com/teemate/platform/invoker/internal/metrics"
+	"github.com/teemate/platform/invoker/internal/server"
+	"github.com/teemate/platform/invoker/internal/whiskapi"
+	"github.com/teemate/platform/invoker/kafka"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Config of an invoker. Zero values take the defaults noted per field.
+type Config struct {
+	// ID is the invoker instance number N: it consumes invoker{N} in group invoker{N}.
+	ID int
+	// Kafka is "embedded" (start a Kafka-protocol broker in this process) or comma-separated brokers.
+	Kafka string
+	// EmbeddedKafkaAddr is where an embedded broker listens (default 127.0.0.1:9092).
+	EmbeddedKafkaAddr string
+	// APIHost is the OpenWhisk REST endpoint actions are fetched from (default http://127.0.0.1:3233).
+	APIHost string
+	// UserMemoryMB is the memory for running activations, announced in pings (default 2048).
+	UserMemoryMB int
+	// Listen is the HTTP address for /ping, /metrics, /enable, /disable, /isEnabled (default :8081;
+	// "-" disables the server).
+	Listen string
+	// StateDir holds the embedded broker's data, enclave sockets and sandbox directories.
+	StateDir string
+	// StaleAge answers older activations without running them (default 10 min; negative disables).
+	StaleAge time.Duration
+	// AtMostOnce commits offsets before running (OpenWhisk's behaviour) instead of after the ack.
+	AtMostOnce bool
+	// StoreToken authenticates activation-record writes to the controller-adapter.
+	StoreToken string
+	// AdminUser and AdminPassword guard /enable, /disable and /isEnabled.
+	AdminUser, AdminPassword string
+	// PingInterval between health pings (default 1 s, as OpenWhisk).
+	PingInterval time.Duration
+	// DrainTimeout bounds how long shutdown waits for in-flight activations (default 60 s).
+	DrainTimeout time.Duration
+	// Executor runs activations. Nil means none is configured: activations get a whisk error.
+	Executor activation.Executor
+	// Logger; nil means a production zap logger.
+	Logger *zap.Logger
+	// Ready, when set, is called once the invoker consumes and pings.
+	Ready func(Info)
+}
+
+// Info describes a started invoker.
+type Info struct {
+	Instance      whisk.InvokerInstanceID
+	Brokers       []string
+	HTTPAddr      string
+	Topic         string
+	ConsumerGroup string
+}
+
+func (c *Config) defaults() {
+	if c.Kafka == "" {
+		c.Kafka = "embedded"
+	}
+	if c.EmbeddedKafkaAddr == "" {
+		c.EmbeddedKafkaAddr = "127.0.0.1:9092"
+	}
+	if c.APIHost == "" {
+		c.APIHost = "http://127.0.0.1:3233"
+	}
+	if c.UserMemoryMB <= 0 {
+		c.UserMemoryMB = 2048
+	}
+	if c.Listen == "" {
+		c.Listen = ":8081"
+	}
+	if c.StateDir == "" {
+		c.StateDir = ".state"
+	}
+	if c.StaleAge == 0 {
+		c.StaleAge = 10 * time.Minute
+	} else if c.StaleAge < 0 {
+		c.StaleAge = 0
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 60 * time.Second
+	}
+}
+
+// Run starts the invoker and blocks until ctx ends, then shuts down gracefully: stop consuming,
+// finish in-flight activations (bounded by DrainTimeout), send a disabled ping, close everything.
+func Run(ctx context.Context, cfg Config) (err error) {
+	cfg.defaults()
+	log := cfg.Logger
+	if log == nil {
+		if log, err = zap.NewProduction(); err != nil {
+			return fmt.Errorf("create logger: %w", err)
+		}
+	}
+	unique := fmt.Sprint(cfg.ID)
+	display := fmt.Sprintf("invoker%d", cfg.ID)
+	inst := whisk.InvokerInstanceID{Instance: cfg.ID, UniqueName: &unique, DisplayedName: &display,
+		UserMemory: whisk.MB(int64(cfg.UserMemoryMB)), Tags: []string{}, DedicatedNamespaces: []string{}}
+	log = log.With(zap.String("invoker", inst.Name()))
+	m := metrics.New(inst.Name())
+
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	brokers := splitBrokers(cfg.Kafka)
+	if cfg.Kafka == "embedded" {
+		emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{
+			DataDir: filepath.Join(cfg.StateDir, "kafka"), Addr: cfg.EmbeddedKafkaAddr, Logger: log})
+		if err != nil {
+			return fmt.Errorf("start embedded kafka: %w", err)
+		}
+		closers = append(closers, emb.Close)
+		brokers = emb.Addrs()
+		log.Info("embedded kafka started", zap.Strings("brokers", brokers))
+	}
+	kcfg := kafka.Config{Brokers: brokers, ClientID: inst.Name(), Logger: log}
+	topic := kafka.InvokerTopic(cfg.ID)
+	if err := kafka.EnsureTopic(ctx, kcfg, topic, 1, kafka.MaxMessageBytes); err != nil {
+		return fmt.Errorf("ensure topic %s: %w", topic, err)
+	}
+	producer, err := kafka.NewProducer(kcfg)
+	if err != nil {
+		return fmt.Errorf("kafka producer: %w", err)
+	}
+	closers = append(closers, func() {
+		if err := producer.Close(); err != nil {
+			log.Warn("close producer", zap.Error(err))
+		}
+	})
+	api, err := whiskapi.New(whiskapi.Config{APIHost: cfg.APIHost, StoreToken: cfg.StoreToken})
+	if err != nil {
+		return fmt.Errorf("rest client: %w", err)
+	}
+	exec := cfg.Executor
+	if exec == nil {
+		exec = activation.Unavailable{Reason: "no enclave or sandbox backend is configured."}
+		log.Warn("no executor configured: every activation will be answered with a whisk error")
+	}
+	handler := activation.NewHandler(activation.Config{
+		Instance: inst, APIHost: cfg.APIHost, StaleAge: cfg.StaleAge, UserMemoryMB: cfg.UserMemoryMB,
+	}, log, api, api, producer, exec, m)
+
+	consumer, err := kafka.NewConsumer(kcfg, topic, topic, kafka.ConsumerOptions{AtMostOnce: cfg.AtMostOnce})
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+	consumerClosed := false
+	closeConsumer := func() {
+		if consumerClosed {
+			return
+		}
+		consumerClosed = true
+		if err := consumer.Close(); err != nil {
+			log.Warn("close consumer", zap.Error(err))
+		}
+	}
+	closers = append(closers, closeConsumer)
+
+	f := feed.New(consumer, handler.Handle, activation.MaxPeek(cfg.UserMemoryMB))
+	pinger := &feed.Pinger{Sender: producer, Instance: inst, Interval: cfg.PingInterval, Enabled: f.Enabled,
+		OnError: func(err error) { log.Warn("health ping failed", zap.Error(err)) },
+		OnSent:  m.Pings.Inc}
+	sw := &onOff{feed: f, pinger: pinger, metrics: m, log: log}
+	m.Enabled.Set(1)
+
+	httpAddr := ""
+	if cfg.Listen != "-" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		httpAddr = ln.Addr().String()
+		srv := &http.Server{Handler: server.Handler(server.Config{User: cfg.AdminUser, Password: cfg.AdminPassword}, sw, m.Registry),
+			ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server stopped", zap.Error(err))
+			}
+		}()
+		closers = append(closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+
+	// work outlives ctx so that shutdown finishes in-flight activations; it is cancelled only when
+	// the drain timeout passes.
+	work, abandon := context.WithCancel(context.Background())
+	defer abandon()
+	pingCtx, stopPings := context.WithCancel(context.Background())
+	var pingWG sync.WaitGroup
+	pingWG.Add(1)
+	go func() { defer pingWG.Done(); pinger.Run(pingCtx) }()
+
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() { defer close(fed); f.Run(stop, work) }()
+	log.Info("invoker started", zap.String("topic", topic), zap.Strings("brokers", brokers),
+		zap.String("http", httpAddr), zap.Int("user_memory_mb", cfg.UserMemoryMB), zap.Bool("at_most_once", cfg.AtMostOnce))
+	if cfg.Ready != nil {
+		cfg.Ready(Info{Instance: inst, Brokers: brokers, HTTPAddr: httpAddr, Topic: topic, ConsumerGroup: topic})
+	}
+
+	<-ctx.Done()
+	log.Info("invoker shutting down: finishing in-flight activations", zap.Int("in_flight", f.InFlight()))
+	close(stop)
+	select {
+	case <-fed:
+	case <-time.After(cfg.DrainTimeout):
+		log.Warn("drain timeout: abandoning in-flight activations", zap.Int("in_flight", f.InFlight()))
+		abandon()
+		<-fed
+	}
+	stopPings()
+	pingWG.Wait()
+	f.Disable()
+	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pinger.Ping(pctx, false); err != nil {
+		log.Warn("final disabled ping failed", zap.Error(err))
+	}
+	closeConsumer()
+	if c, ok := exec.(interface{ Close(context.Context) error }); ok {
+		if err := c.Close(pctx); err != nil {
+			log.Warn("close executor", zap.Error(err))
+		}
+	}
+	log.Info("invoker stopped")
+	return nil
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// onOff is the /enable and /disable switch: it stops the feed and tells the controller at once.
+type onOff struct {
+	feed    *feed.Feed
+	pinger  *feed.Pinger
+	metrics *metrics.Metrics
+	log     *zap.Logger
+}
+
+func (s *onOff) Enable() {
+	s.feed.Enable()
+	s.metrics.Enabled.Set(1)
+	s.log.Info("invoker enabled")
+}
+
+func (s *onOff) Disable() {
+	s.feed.Disable()
+	s.metrics.Enabled.Set(0)
+	s.log.Info("invoker disabled")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.pinger.Ping(ctx, false); err != nil {
+		s.log.Warn("disabled ping failed", zap.Error(err))
+	}
+}
+
+func (s *onOff) Enabled() bool { return s.feed.Enabled() }

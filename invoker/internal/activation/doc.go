@@ -1,0 +1,9 @@
+// Package activation owns one activation from the moment its ActivationMessage is parsed until its
+// slot-freeing acknowledgement is on Kafka: de-duplication, the staleness check, fetching the action,
+// handing it to an Executor, building the WhiskActivation record, storing it and sending the acks in the
+// order OpenWhisk's ContainerProxy does. It runs on the untrusted host: it sees activation metadata,
+// and (unless the client encrypts them to the enclave) parameters and results.
+//
+// The decisions (which acks, stale or not, what a failure becomes) are pure functions in plan.go and
+// are tested with tables; Handler in handler.go is the I/O around them.
+package activation

@@ -1,0 +1,95 @@
+package gate
+
+import "encoding/json"
+
+// Hello opens an attachment; Sandbox is informational only.
+type Hello struct {
+	Type    string `json:"type"` // "hello"
+	Version int    `json:"version"`
+	Sandbox string `json:"sandbox,omitempty"`
+}
+
+// Welcome answers Hello.
+type Welcome struct {
+	Enclave     string          `json:"enclave"`
+	Image       string          `json:"image"`
+	Mode        string          `json:"mode"`    // "direct" or "sgx"
+	Isolate     string          `json:"isolate"` // "addon" or "worker"
+	Slots       int             `json:"slots"`
+	Free        int             `json:"free"`
+	Attestation json.RawMessage `json:"attestation,omitempty"`
+}
+
+// Init carries OpenWhisk's /init value.
+type Init struct {
+	Type   string            `json:"type"` // "init"
+	Name   string            `json:"name"`
+	Main   string            `json:"main"`
+	Code   string            `json:"code"`
+	Binary bool              `json:"binary"`
+	Env    map[string]string `json:"env"`
+}
+
+// Run asks for one run of the initialised action in a new isolate.
+type Run struct {
+	Type          string            `json:"type"` // "run"
+	Value         json.RawMessage   `json:"value"`
+	TimeoutMs     int64             `json:"timeoutMs"`
+	MemoryMB      int               `json:"memoryMB"`
+	LogLimitBytes int64             `json:"logLimitBytes"`
+	Env           map[string]string `json:"env"`
+}
+
+// LogLine is one line of console output of an activation.
+type LogLine struct {
+	Stream string `json:"stream"` // "stdout" or "stderr"
+	Time   string `json:"time"`   // RFC 3339 with fractional seconds
+	Line   string `json:"line"`
+}
+
+// Outcomes of a run (PROTOCOL.md, "run → result").
+const (
+	OutcomeSuccess     = "success"
+	OutcomeApplication = "application"
+	OutcomeDeveloper   = "developer"
+	OutcomeTimeout     = "timeout"
+	OutcomeMemory      = "memory"
+)
+
+// Result answers Run.
+type Result struct {
+	Outcome string             `json:"outcome"`
+	Result  json.RawMessage    `json:"result"`
+	Logs    []LogLine          `json:"logs"`
+	Timings map[string]float64 `json:"timings"`
+}
+
+// Pong answers a ping.
+type Pong struct {
+	Slots       int    `json:"slots"`
+	Free        int    `json:"free"`
+	Quarantined int    `json:"quarantined"`
+	Isolate     string `json:"isolate"`
+}
+
+// Error classes (PROTOCOL.md, "error").
+const (
+	ClassProtocol = "protocol"
+	ClassVersion  = "version"
+	ClassState    = "state"
+	ClassBusy     = "busy"
+	ClassInit     = "init"
+	ClassInternal = "internal"
+)
+
+// Error is an error reply from the owner.
+type Error struct {
+	Class   string `json:"class"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "gate " + e.Class + " error: " + e.Message }
+
+type envelope struct {
+	Type string `json:"type"`
+}

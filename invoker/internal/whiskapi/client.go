@@ -1,0 +1,196 @@
+// Package whiskapi is the invoker's client of the OpenWhisk REST API: it fetches actions by name and
+// revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
+// activation records. It runs on the untrusted host and carries the invoking user's key, which the
+// ActivationMessage already hands to the invoker.
+package whiskapi
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Sentinel errors of Fetch, mapped by the pipeline to OpenWhisk's answers.
+var (
+	// ErrNotFound: the action does not exist (HTTP 404) or the key may not see it (401/403, which the
+	// REST API also uses for entities of other namespaces).
+	ErrNotFound = errors.New("action not found")
+	// ErrUnavailable: the API could not be reached or answered with a server error.
+	ErrUnavailable = errors.New("action store unavailable")
+)
+
+// Config of the client.
+type Config struct {
+	// APIHost is the OpenWhisk REST endpoint, e.g. http://127.0.0.1:3233.
+	APIHost string
+	// StoreToken authenticates activation writes to the controller-adapter (header
+	// X-Teemate-Invoker-Token). Empty disables storing.
+	StoreToken string
+	// CacheSize bounds the number of cached action revisions (default 512).
+	CacheSize int
+	// Timeout bounds each request (default 10 s).
+	Timeout time.Duration
+}
+
+// Client talks to the REST API. Safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+
+	mu    sync.Mutex
+	cap   int
+	cache map[string]*list.Element
+	lru   *list.List
+}
+
+type cached struct {
+	key    string
+	action *whisk.Action
+}
+
+// New creates a client.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.APIHost, "/"))
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("api host %q is not an absolute URL", cfg.APIHost)
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 512
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Client{
+		base: u, token: cfg.StoreToken,
+		http:  &http.Client{Timeout: cfg.Timeout},
+		cap:   cfg.CacheSize,
+		cache: make(map[string]*list.Element), lru: list.New(),
+	}, nil
+}
+
+// Fetch returns the action name at revision rev, authenticated with apiKey ("uuid:key"). A nil rev
+// (the health test action sends null) always fetches the latest document. cacheHit reports whether
+// the answer came from the cache. Errors wrap ErrNotFound or ErrUnavailable.
+func (c *Client) Fetch(ctx context.Context, name whisk.FullyQualifiedEntityName, rev *string, apiKey string) (a *whisk.Action, cacheHit bool, err error) {
+	key := name.String()
+	if rev != nil && *rev != "" {
+		if a := c.lookup(key + "@" + *rev); a != nil {
+			return a, true, nil
+		}
+	}
+	a, err = c.get(ctx, name, apiKey)
+	if err != nil {
+		return nil, false, err
+	}
+	// Cache under the revision the document carries; a request for an older revision misses and
+	// gets the latest, as OpenWhisk's invoker retries a revision mismatch with the latest document.
+	if a.Revision != "" {
+		c.store(key+"@"+a.Revision, a)
+	}
+	return a, false, nil
+}
+
+func (c *Client) get(ctx context.Context, name whisk.FullyQualifiedEntityName, apiKey string) (*whisk.Action, error) {
+	ns := name.Namespace()
+	entity := name.Name
+	if pkg := name.Package(); pkg != "" {
+		entity = pkg + "/" + name.Name
+	}
+	u := c.base.JoinPath("api", "v1", "namespaces", ns, "actions", entity)
+	u.RawQuery = "code=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: build request: %w", ErrUnavailable, err)
+	}
+	user, pass, _ := strings.Cut(apiKey, ":")
+	req.SetBasicAuth(user, pass)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, u.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrUnavailable, u.Path, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
+		return nil, fmt.Errorf("%w: GET %s: HTTP %d", ErrNotFound, u.Path, resp.StatusCode)
+	default:
+		return nil, fmt.Errorf("%w: GET %s: HTTP %d", ErrUnavailable, u.Path, resp.StatusCode)
+	}
+	var a whisk.Action
+	if err := json.Unmarshal(body, &a); err != nil {
+		return nil, fmt.Errorf("%w: decode action %s: %w", ErrUnavailable, name, err)
+	}
+	return &a, nil
+}
+
+// Store writes a finished activation record (internal form, with logs) to the activation store.
+// OpenWhisk's invoker writes the same document to its activations database.
+func (c *Client) Store(ctx context.Context, act *whisk.WhiskActivation) error {
+	if c.token == "" {
+		return nil
+	}
+	body, err := json.Marshal(act)
+	if err != nil {
+		return fmt.Errorf("encode activation %s: %w", act.ActivationID, err)
+	}
+	u := c.base.JoinPath("internal", "v1", "activations", act.Namespace, act.ActivationID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("store activation %s: %w", act.ActivationID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Teemate-Invoker-Token", c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("store activation %s: %w", act.ActivationID, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("store activation %s: HTTP %d", act.ActivationID, resp.StatusCode)
+	}
+	return nil
+}
+
+func (c *Client) lookup(key string) *whisk.Action {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cache[key]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*cached).action
+	}
+	return nil
+}
+
+func (c *Client) store(key string, a *whisk.Action) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cache[key]; ok {
+		e.Value.(*cached).action = a
+		c.lru.MoveToFront(e)
+		return
+	}
+	c.cache[key] = c.lru.PushFront(&cached{key: key, action: a})
+	for c.lru.Len() > c.cap {
+		last := c.lru.Back()
+		c.lru.Remove(last)
+		delete(c.cache, last.Value.(*cached).key)
+	}
+}

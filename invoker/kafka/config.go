@@ -1,0 +1,123 @@
+package kafka
+
+import (
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// Config says where the brokers are and how this client identifies itself.
+type Config struct {
+	// Brokers are the bootstrap "host:port" addresses.
+	Brokers []string
+	// ClientID is sent to the brokers (OpenWhisk uses "consumer-<topic>" and
+	// the component name); empty keeps sarama's default.
+	ClientID string
+	// MaxMessageBytes bounds one produced record; 0 means MaxMessageBytes.
+	MaxMessageBytes int
+	// Logger receives errors that cannot be returned (background consumer
+	// and commit failures); nil discards them.
+	Logger *zap.Logger
+}
+
+func (cfg Config) maxMessageBytes() int {
+	if cfg.MaxMessageBytes <= 0 {
+		return MaxMessageBytes
+	}
+	return cfg.MaxMessageBytes
+}
+
+func (cfg Config) logger() *zap.Logger {
+	if cfg.Logger == nil {
+		return zap.NewNop()
+	}
+	return cfg.Logger
+}
+
+// Tuning constants, shared by NewSaramaConfig and the documentation of the
+// consumer. They are chosen for an invoker where one activation's latency
+// matters far more than broker throughput.
+const (
+	// fetchMaxWait is how long a broker may park an empty fetch. A few ms
+	// keeps the consumer's fetch loop awake, which measurably cuts the
+	// latency of the first record after an idle period; it costs a few
+	// hundred tiny requests per second per idle partition.
+	fetchMaxWait = 5 * time.Millisecond
+	// heartbeatInterval is how quickly a member notices a rebalance (a
+	// restarted invoker rejoining its group waits about this long).
+	heartbeatInterval = 250 * time.Millisecond
+	// sessionTimeout is how long a silent member stays in the group. 6 s is
+	// the smallest that kfake (and Kafka's default
+	// group.min.session.timeout.ms) accepts; shorter means a crashed
+	// invoker's partition is reassigned sooner.
+	sessionTimeout = 6 * time.Second
+	// retryBackoff replaces sarama's 2 s consumer and rebalance backoffs so
+	// a broker hiccup costs a fraction of a second, not seconds.
+	retryBackoff = 250 * time.Millisecond
+	// maxRetryBackoff caps the Consumer's rejoin backoff while a session
+	// keeps failing (e.g. the topic does not exist yet).
+	maxRetryBackoff = 5 * time.Second
+	// consumerChannelBuffer bounds what sarama prefetches per partition.
+	// Flow control is the caller's (it stops reading Messages), so a deep
+	// prefetch buffer would only add memory and redelivery on rebalance.
+	consumerChannelBuffer = 16
+	// brokerFramingHeadroom is what a record batch adds around one record
+	// (61 B batch header plus the record's varints), rounded up generously.
+	brokerFramingHeadroom = 1024
+)
+
+// NewSaramaConfig returns a sarama configuration tuned for low latency. Each
+// knob says why it is set.
+func NewSaramaConfig(cfg Config) *sarama.Config {
+	sc := sarama.NewConfig()
+	if cfg.ClientID != "" {
+		sc.ClientID = cfg.ClientID
+	}
+	// sarama's default protocol version (2.8) is kept: it is supported by
+	// every broker we target (kfake and Kafka 2.8+) and enables record
+	// batches v2, which the size check in Producer.Send depends on.
+
+	// Producer: one record at a time, acknowledged by the leader only.
+	// OpenWhisk writes with acks=1; waiting for all replicas would add a
+	// replication round trip to every ack.
+	sc.Producer.RequiredAcks = sarama.WaitForLocal
+	// Flush immediately: no linger, no batching threshold. An ack waiting
+	// for a batch to fill is an activation waiting for nothing.
+	sc.Producer.Flush.Frequency = 0
+	sc.Producer.Flush.Messages = 0
+	sc.Producer.Flush.Bytes = 0
+	// No compression: payloads are small JSON and CPU is shared with the
+	// functions; large results are shrunk by the caller instead.
+	sc.Producer.Compression = sarama.CompressionNone
+	// The same limit OpenWhisk uses for max.request.size, so an oversize ack
+	// is refused locally and the caller can resend it shrunk.
+	sc.Producer.MaxMessageBytes = cfg.maxMessageBytes()
+	// Send reports success and failure per message.
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+
+	// Consumer: answer as soon as one byte is there, never park long.
+	sc.Consumer.Fetch.Min = 1
+	sc.Consumer.MaxWaitTime = fetchMaxWait
+	// Fetch a whole maximum-size record in one go instead of letting sarama
+	// discover the size by doubling its fetch size.
+	sc.Consumer.Fetch.Default = int32(cfg.maxMessageBytes() + brokerFramingHeadroom)
+	sc.ChannelBufferSize = consumerChannelBuffer
+	sc.Consumer.Retry.Backoff = retryBackoff
+	// Errors are drained and logged by the Consumer rather than dropped.
+	sc.Consumer.Return.Errors = true
+	// Fast rebalance detection, with kfake's minimum session timeout.
+	sc.Consumer.Group.Heartbeat.Interval = heartbeatInterval
+	sc.Consumer.Group.Session.Timeout = sessionTimeout
+	sc.Consumer.Group.Rebalance.Retry.Backoff = retryBackoff
+	// Offsets are committed by the Consumer itself (watermark or at most
+	// once), never by a timer that could commit unfinished records.
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	// auto.offset.reset=earliest, as OpenWhisk: a new group reads what the
+	// controller wrote before the invoker came up.
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+
+	sc.Metadata.Retry.Backoff = retryBackoff
+	return sc
+}

@@ -1,0 +1,21 @@
+// Package kafka is the invoker's Kafka plumbing: OpenWhisk topic names, a tuned
+// sarama configuration, a synchronous producer, a consumer-group feed with a
+// commit watermark, topic creation, and an embedded single-broker Kafka
+// (kfake) for running on one machine.
+//
+// It runs on the untrusted host side of the trust boundary. Everything it
+// carries is opaque bytes to it; parsing and validating the OpenWhisk
+// messages is the caller's job.
+//
+// It speaks the real Kafka protocol over TCP in every mode: the embedded
+// broker is a protocol-level broker listening on loopback, and production
+// points the same code at real brokers. It imports nothing else from this
+// module so that the invoker, the controller adapter and the tools can all
+// share it.
+//
+// Delivery: OpenWhisk's invoker commits a record's offset as soon as it has
+// peeked it (at most once). This package offers that as
+// ConsumerOptions.AtMostOnce, and defaults to at least once: an offset is
+// committed only when every record below it has been marked Done, so a crash
+// redelivers unfinished work and the caller de-duplicates by activation id.
+package kafka

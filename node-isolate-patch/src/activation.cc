@@ -1,0 +1,413 @@
+// Trusted (inside the enclave). See activation.h.
+#include "activation.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace teemate {
+
+namespace {
+
+// Upper bound on error text carried back to the caller (stack traces of deep
+// recursion can be large; the host only needs the head).
+constexpr size_t kMaxMessageBytes = 16 * 1024;
+
+// How often the watchdog asks running isolates to re-check their heap.
+constexpr auto kHeapPollInterval = std::chrono::milliseconds(20);
+
+double MsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::string Truncate(std::string s) {
+  if (s.size() > kMaxMessageBytes) {
+    s.resize(kMaxMessageBytes);
+    s += "...";
+  }
+  return s;
+}
+
+// Runs before the bootstrap (EmbedderPreloadCallback): turns an uncaught
+// exception or unhandled rejection into a reported INTERNAL error and a stop of
+// this environment. Without it Node would print the error to the owner's
+// stderr (host-visible) and call process.exit(), which we only turn into a stop.
+constexpr char kPreludeSource[] =
+    "process.on('uncaughtException', function teemateUncaught(err) {\n"
+    "  let msg;\n"
+    "  try {\n"
+    "    msg = (err !== null && typeof err === 'object' && typeof err.stack === 'string')\n"
+    "      ? err.stack : String(err);\n"
+    "  } catch { msg = 'uncaught exception (not printable)'; }\n"
+    "  report(msg);\n"
+    "});\n";
+
+std::string ValueToString(v8::Isolate* isolate, v8::Local<v8::Value> v) {
+  if (v.IsEmpty()) return "";
+  v8::String::Utf8Value utf8(isolate, v);
+  if (*utf8 == nullptr) return "(exception not printable)";
+  return std::string(*utf8, utf8.length());
+}
+
+// The uncaught-exception reporter handed to the prelude (not a global: user
+// code never sees it).
+void ReportUncaught(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  auto* guard = static_cast<ActivationGuard*>(info.Data().As<v8::External>()->Value());
+  std::string msg = info.Length() > 0 && info[0]->IsString()
+                        ? ValueToString(info.GetIsolate(), info[0])
+                        : std::string("uncaught exception");
+  guard->SetUncaught(std::move(msg));
+  guard->RequestStop(StopReason::kUncaught);
+}
+
+void OnGCEpilogue(v8::Isolate* isolate, v8::GCType, v8::GCCallbackFlags, void* data) {
+  static_cast<ActivationGuard*>(data)->CheckHeap(isolate);
+}
+
+void OnHeapInterrupt(v8::Isolate* isolate, void* data) {
+  static_cast<ActivationGuard*>(data)->CheckHeap(isolate);
+}
+
+// Backstop for a single allocation that jumps past V8's own limit before our
+// checks run: stop the environment and grant headroom so V8 can unwind instead
+// of aborting the whole process (what Node does for Workers).
+size_t OnNearHeapLimit(void* data, size_t current_limit, size_t) {
+  static_cast<ActivationGuard*>(data)->RequestStop(StopReason::kHeap);
+  return current_limit + std::max<size_t>(current_limit / 2, 64u << 20);
+}
+
+// Reads globalThis[name] only if it is an own data property, so a getter
+// planted by user code cannot run (and hang) while we collect the result.
+v8::MaybeLocal<v8::Value> ReadOwnDataProperty(v8::Local<v8::Context> ctx,
+                                              v8::Local<v8::Object> obj,
+                                              const char* name) {
+  v8::Isolate* isolate = ctx->GetIsolate();
+  v8::Local<v8::String> key;
+  if (!v8::String::NewFromUtf8(isolate, name).ToLocal(&key)) return {};
+  v8::Local<v8::Value> desc;
+  if (!obj->GetOwnPropertyDescriptor(ctx, key).ToLocal(&desc)) return {};
+  if (!desc->IsObject()) return v8::Undefined(isolate);
+  v8::Local<v8::Object> d = desc.As<v8::Object>();
+  v8::Local<v8::String> value_key = v8::String::NewFromUtf8Literal(isolate, "value");
+  bool has_value = false;
+  if (!d->HasOwnProperty(ctx, value_key).To(&has_value)) return {};
+  if (!has_value) return {};  // accessor property: refuse
+  return d->Get(ctx, value_key);
+}
+
+}  // namespace
+
+const char* StatusCode(ActivationStatus s) {
+  switch (s) {
+    case ActivationStatus::kOk:
+      return "OK";
+    case ActivationStatus::kTimeout:
+      return "TIMEOUT";
+    case ActivationStatus::kHeap:
+      return "HEAP";
+    case ActivationStatus::kInternal:
+      return "INTERNAL";
+  }
+  return "INTERNAL";
+}
+
+// ---------------------------------------------------------------- guard
+
+void ActivationGuard::RequestStop(StopReason reason) {
+  int expected = static_cast<int>(StopReason::kNone);
+  reason_.compare_exchange_strong(expected, static_cast<int>(reason),
+                                  std::memory_order_acq_rel);
+  stop_requested_.store(true, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mu_);
+  // node::Stop() is Node's thread-safe way to end an environment (it is how a
+  // Worker is terminated from its parent): it terminates running JavaScript
+  // and stops the loop on its next turn.
+  if (env_ != nullptr) node::Stop(env_);
+}
+
+void ActivationGuard::RequestHeapCheck() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (isolate_ != nullptr) isolate_->RequestInterrupt(OnHeapInterrupt, this);
+}
+
+void ActivationGuard::CheckHeap(v8::Isolate* isolate) {
+  if (stop_requested()) return;
+  v8::HeapStatistics hs;
+  isolate->GetHeapStatistics(&hs);
+  if (hs.used_heap_size() + hs.external_memory() > heap_limit_bytes_) {
+    RequestStop(StopReason::kHeap);
+  }
+}
+
+void ActivationGuard::Attach(v8::Isolate* isolate, node::Environment* env) {
+  std::lock_guard<std::mutex> lock(mu_);
+  isolate_ = isolate;
+  env_ = env;
+  // A stop that arrived during setup (deadline, owner stop) applies now.
+  if (stop_requested()) node::Stop(env_);
+}
+
+void ActivationGuard::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  isolate_ = nullptr;
+  env_ = nullptr;
+}
+
+void ActivationGuard::SetUncaught(std::string message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (uncaught_.empty()) uncaught_ = Truncate(std::move(message));
+}
+
+std::string ActivationGuard::uncaught_message() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return uncaught_;
+}
+
+// ---------------------------------------------------------------- watchdog
+
+void Watchdog::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (running_) return;
+  quit_ = false;
+  running_ = true;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Watchdog::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!running_) return;
+    quit_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  running_ = false;
+}
+
+void Watchdog::Arm(ActivationGuard* guard) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_.push_back(guard);
+  }
+  cv_.notify_all();
+}
+
+void Watchdog::Disarm(ActivationGuard* guard) {
+  std::lock_guard<std::mutex> lock(mu_);
+  armed_.erase(std::remove(armed_.begin(), armed_.end(), guard), armed_.end());
+}
+
+void Watchdog::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto next_poll = Clock::now() + kHeapPollInterval;
+  while (!quit_) {
+    if (armed_.empty()) {
+      cv_.wait(lock);
+      next_poll = Clock::now() + kHeapPollInterval;
+      continue;
+    }
+    auto now = Clock::now();
+    auto wake = next_poll;
+    bool poll = now >= next_poll;
+    if (poll) next_poll = now + kHeapPollInterval;
+    // Lock order is always watchdog -> guard; guards never call back into us
+    // while holding their own lock.
+    for (ActivationGuard* g : armed_) {
+      if (g->stop_requested()) continue;
+      if (now >= g->deadline()) {
+        g->RequestStop(StopReason::kTimeout);
+        continue;
+      }
+      wake = std::min(wake, g->deadline());
+      if (poll) g->RequestHeapCheck();
+    }
+    wake = std::min(wake, next_poll);
+    cv_.wait_until(lock, wake);
+  }
+}
+
+// ---------------------------------------------------------------- activation
+
+ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
+                               ActivationGuard* guard) {
+  ActivationResult res;
+  const auto t0 = Clock::now();
+  if (rt.platform == nullptr || !rt.snapshot) {
+    res.message = "runtime not initialised (no platform or snapshot)";
+    return res;
+  }
+
+  // Environment flags as Node uses for a Worker: no kOwnsProcessState (no cwd,
+  // umask, uid, title changes) and no inspector; fds opened through fs.open()
+  // are closed at teardown; native addons cannot be loaded into an activation.
+  const auto flags = static_cast<node::EnvironmentFlags::Flags>(
+      node::EnvironmentFlags::kNoFlags | node::EnvironmentFlags::kTrackUnmanagedFds |
+      node::EnvironmentFlags::kNoNativeAddons | node::EnvironmentFlags::kNoCreateInspector |
+      node::EnvironmentFlags::kNoStartDebugSignalHandler |
+      node::EnvironmentFlags::kNoGlobalSearchPaths);
+  std::vector<std::string> args{rt.exec_path};
+  std::vector<std::string> exec_args;
+  std::vector<std::string> errors;
+
+  std::unique_ptr<node::CommonEnvironmentSetup> setup =
+      node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors, rt.snapshot.get(),
+                                                       args, exec_args, flags);
+  if (!setup) {
+    res.message = "create environment:";
+    for (const std::string& e : errors) res.message += " " + e;
+    if (errors.empty()) res.message += " unknown error";
+    res.setup_ms = MsBetween(t0, Clock::now());
+    return res;
+  }
+
+  v8::Isolate* isolate = setup->isolate();
+  node::Environment* env = setup->env();
+  Clock::time_point t1, t2;
+  std::string sync_error;
+  bool have_result = false;
+  std::string result_error;
+  {
+    v8::Locker locker(isolate);
+    v8::Isolate::Scope isolate_scope(isolate);
+    v8::HandleScope handle_scope(isolate);
+    v8::Local<v8::Context> ctx = setup->context();
+    v8::Context::Scope context_scope(ctx);
+
+    isolate->AddGCEpilogueCallback(OnGCEpilogue, guard);
+    isolate->AddNearHeapLimitCallback(OnNearHeapLimit, guard);
+    // process.exit() inside the activation must only end this environment;
+    // Node's default handler would exit the owner process.
+    node::SetProcessExitHandler(env, [guard](node::Environment* e, int code) {
+      guard->SetExit(code);
+      node::Stop(e);
+    });
+    guard->Attach(isolate, env);
+
+    bool ok = true;
+    v8::Local<v8::String> request;
+    v8::Local<v8::String> request_key = v8::String::NewFromUtf8Literal(isolate, "__teemate_request");
+    if (!v8::String::NewFromUtf8(isolate, req.request_json.data(), v8::NewStringType::kNormal,
+                                 static_cast<int>(req.request_json.size()))
+             .ToLocal(&request) ||
+        !ctx->Global()->CreateDataProperty(ctx, request_key, request).FromMaybe(false)) {
+      ok = false;
+      res.message = "cannot expose the request to the environment (too large?)";
+    }
+
+    v8::Local<v8::Function> prelude;
+    v8::Local<v8::Function> reporter;
+    if (ok) {
+      v8::Local<v8::String> params[] = {v8::String::NewFromUtf8Literal(isolate, "process"),
+                                        v8::String::NewFromUtf8Literal(isolate, "report")};
+      v8::ScriptCompiler::Source src(v8::String::NewFromUtf8Literal(isolate, kPreludeSource));
+      if (!v8::ScriptCompiler::CompileFunction(ctx, &src, 2, params).ToLocal(&prelude) ||
+          !v8::Function::New(ctx, ReportUncaught, v8::External::New(isolate, guard))
+               .ToLocal(&reporter)) {
+        ok = false;
+        res.message = "cannot compile the activation prelude";
+      }
+    }
+
+    t1 = Clock::now();
+    if (ok && !guard->stop_requested()) {
+      bool prelude_ok = false;
+      auto preload = [&](node::Environment*, v8::Local<v8::Value> process, v8::Local<v8::Value>) {
+        v8::Local<v8::Value> argv[] = {process, reporter};
+        prelude_ok = !prelude->Call(ctx, v8::Undefined(isolate), 2, argv).IsEmpty();
+      };
+      {
+        // A synchronous throw from the bootstrap ends up here instead of in
+        // Node's message listener, so it is reported to the caller and not
+        // printed to the owner's stderr.
+        v8::TryCatch try_catch(isolate);
+        v8::MaybeLocal<v8::Value> ret =
+            node::LoadEnvironment(env, std::string_view(req.bootstrap), preload);
+        if (ret.IsEmpty() && try_catch.HasCaught() && !try_catch.HasTerminated()) {
+          v8::Local<v8::Value> trace;
+          if (!try_catch.StackTrace(ctx).ToLocal(&trace) || !trace->IsString()) {
+            trace = try_catch.Exception();
+          }
+          sync_error = Truncate("bootstrap threw: " + ValueToString(isolate, trace));
+        } else if (ret.IsEmpty() && !guard->stop_requested() && !guard->exited()) {
+          sync_error = "bootstrap failed to load";
+        }
+      }
+      if (!prelude_ok && sync_error.empty() && !guard->stop_requested()) {
+        sync_error = "activation prelude did not run";
+      }
+      if (sync_error.empty() && !guard->stop_requested()) {
+        v8::Maybe<int> code = node::SpinEventLoop(env);
+        if (code.IsJust() && !guard->exited()) res.exit_code = code.FromJust();
+      }
+    }
+    if (guard->exited()) res.exit_code = guard->exit_code();
+
+    // Read the result even after process.exit(): a bootstrap may set it and
+    // exit. The watchdog stays armed, so a pathological value cannot hang us.
+    if (ok && sync_error.empty() && guard->reason() == StopReason::kNone) {
+      if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+      v8::TryCatch try_catch(isolate);
+      v8::Local<v8::Value> value;
+      if (!ReadOwnDataProperty(ctx, ctx->Global(), "__teemate_result").ToLocal(&value)) {
+        result_error = "globalThis.__teemate_result is not readable";
+      } else if (value->IsString()) {
+        res.result = ValueToString(isolate, value);
+        have_result = true;
+      } else if (value->IsUndefined()) {
+        result_error = guard->exited()
+                           ? "bootstrap exited with code " + std::to_string(res.exit_code) +
+                                 " without setting globalThis.__teemate_result"
+                           : "bootstrap finished without setting globalThis.__teemate_result";
+      } else {
+        result_error = "globalThis.__teemate_result is not a string";
+      }
+    }
+    t2 = Clock::now();
+
+    guard->Detach();
+    node::Stop(env);
+    isolate->RemoveGCEpilogueCallback(OnGCEpilogue, guard);
+    isolate->RemoveNearHeapLimitCallback(OnNearHeapLimit, 0);
+  }
+  // Frees the environment, IsolateData, isolate (after the platform has
+  // released it) and closes the loop.
+  setup.reset();
+  const auto t3 = Clock::now();
+  res.setup_ms = MsBetween(t0, t1);
+  res.run_ms = MsBetween(t1, t2);
+  res.teardown_ms = MsBetween(t2, t3);
+
+  switch (guard->reason()) {
+    case StopReason::kTimeout:
+      res.status = ActivationStatus::kTimeout;
+      res.message = "activation exceeded its time limit of " + std::to_string(req.timeout_ms) + " ms";
+      return res;
+    case StopReason::kHeap:
+      res.status = ActivationStatus::kHeap;
+      res.message = "activation exceeded its heap limit of " + std::to_string(req.heap_limit_mb) + " MB";
+      return res;
+    case StopReason::kCancelled:
+      res.status = ActivationStatus::kInternal;
+      res.message = "activation cancelled: the isolate runtime is stopping";
+      return res;
+    case StopReason::kUncaught:
+      res.status = ActivationStatus::kInternal;
+      res.message = "uncaught exception in activation: " + guard->uncaught_message();
+      return res;
+    case StopReason::kNone:
+      break;
+  }
+  if (!res.message.empty()) return res;  // setup failure above, status kInternal
+  if (!sync_error.empty()) {
+    res.message = sync_error;
+    return res;
+  }
+  if (!have_result) {
+    res.message = result_error;
+    return res;
+  }
+  res.status = ActivationStatus::kOk;
+  return res;
+}
+
+}  // namespace teemate

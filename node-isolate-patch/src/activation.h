@@ -1,0 +1,149 @@
+// Trusted (inside the enclave): one activation = one fresh Node environment.
+//
+// This is the core that both the `teemate_isolate.node` addon and the SGX Node
+// build (patches/) use: it creates a new V8 isolate + Node environment + libuv
+// loop from Node's built-in snapshot on the *calling* thread, runs a bootstrap
+// string in it, spins the loop until it drains, reads the result and frees
+// everything again. It does not depend on N-API, so the LibOS join path can
+// call it on a joined enclave thread without a JavaScript caller.
+#ifndef TEEMATE_ACTIVATION_H_
+#define TEEMATE_ACTIVATION_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <node.h>
+#include <v8.h>
+
+namespace teemate {
+
+using Clock = std::chrono::steady_clock;
+
+// Limits for one activation. Inputs arrive from the enclave runtime, which has
+// already validated the host's request; they are checked again at the API edge.
+struct ActivationRequest {
+  std::string bootstrap;     // CommonJS-like source run with LoadEnvironment()
+  std::string request_json;  // exposed as globalThis.__teemate_request
+  uint32_t timeout_ms = 0;   // wall-clock limit from the start of setup
+  uint32_t heap_limit_mb = 0;  // bound on the isolate's used heap + external memory
+};
+
+enum class ActivationStatus { kOk, kTimeout, kHeap, kInternal };
+
+// Error codes exactly as the JavaScript API exposes them (err.code).
+const char* StatusCode(ActivationStatus s);
+
+struct ActivationResult {
+  ActivationStatus status = ActivationStatus::kInternal;
+  std::string result;   // globalThis.__teemate_result when status == kOk
+  std::string message;  // human-readable reason when status != kOk
+  int exit_code = 0;    // process.exit() code or the loop's exit code
+  double setup_ms = 0, run_ms = 0, teardown_ms = 0;
+};
+
+// Why an activation was stopped from outside its own JavaScript.
+enum class StopReason : int { kNone = 0, kTimeout, kHeap, kCancelled, kUncaught };
+
+// ActivationGuard is the thread-safe handle other threads (the watchdog, the
+// owner's stop()) use to end a running activation. It lives on the stack of
+// the thread running the activation and outlives the isolate it points to.
+class ActivationGuard {
+ public:
+  ActivationGuard(Clock::time_point deadline, size_t heap_limit_bytes)
+      : deadline_(deadline), heap_limit_bytes_(heap_limit_bytes) {}
+  ActivationGuard(const ActivationGuard&) = delete;
+  ActivationGuard& operator=(const ActivationGuard&) = delete;
+
+  // Any thread. The first reason wins; later calls only re-request the stop.
+  void RequestStop(StopReason reason);
+  // Watchdog thread: asks the isolate thread to compare its heap to the limit.
+  void RequestHeapCheck();
+  // Isolate thread only (GC epilogue, interrupts).
+  void CheckHeap(v8::Isolate* isolate);
+
+  StopReason reason() const {
+    return static_cast<StopReason>(reason_.load(std::memory_order_acquire));
+  }
+  bool stop_requested() const { return stop_requested_.load(std::memory_order_acquire); }
+  Clock::time_point deadline() const { return deadline_; }
+
+  // Isolate thread: publish / withdraw the environment that RequestStop acts on.
+  void Attach(v8::Isolate* isolate, node::Environment* env);
+  void Detach();
+
+  // Set by the uncaught-exception reporter and the process.exit() handler.
+  void SetUncaught(std::string message);
+  std::string uncaught_message();
+  void SetExit(int code) {
+    exit_code_.store(code, std::memory_order_release);
+    exited_.store(true, std::memory_order_release);
+  }
+  bool exited() const { return exited_.load(std::memory_order_acquire); }
+  int exit_code() const { return exit_code_.load(std::memory_order_acquire); }
+
+ private:
+  const Clock::time_point deadline_;
+  const size_t heap_limit_bytes_;
+  std::atomic<int> reason_{static_cast<int>(StopReason::kNone)};
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> exited_{false};
+  std::atomic<int> exit_code_{0};
+
+  std::mutex mu_;  // guards isolate_, env_, uncaught_
+  v8::Isolate* isolate_ = nullptr;
+  node::Environment* env_ = nullptr;
+  std::string uncaught_;
+};
+
+// Watchdog is one thread for all slots (in SGX every thread costs a TCS): it
+// stops activations at their deadline and periodically asks running isolates
+// to check their heap, which catches growth that triggers no GC (external
+// memory) between collections.
+class Watchdog {
+ public:
+  Watchdog() = default;
+  ~Watchdog() { Shutdown(); }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  void Start();
+  void Shutdown();
+  void Arm(ActivationGuard* guard);
+  void Disarm(ActivationGuard* guard);
+
+ private:
+  void Loop();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ActivationGuard*> armed_;
+  bool quit_ = false;
+  bool running_ = false;
+  std::thread thread_;
+};
+
+// Process-wide inputs captured once from the owner environment.
+struct Runtime {
+  node::MultiIsolatePlatform* platform = nullptr;
+  node::EmbedderSnapshotData::Pointer snapshot;  // Node's built-in snapshot
+  std::string exec_path;                          // becomes process.argv[0]
+  Watchdog* watchdog = nullptr;
+};
+
+// RunActivation runs one activation on the calling thread and returns when its
+// environment and isolate are freed again. The caller has armed `guard` with
+// the watchdog (and disarms it afterwards). Never throws; every failure is a
+// result with status kInternal and a message.
+ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
+                               ActivationGuard* guard);
+
+}  // namespace teemate
+
+#endif  // TEEMATE_ACTIVATION_H_

@@ -1,0 +1,445 @@
+// Trusted (inside the enclave): the `teemate_isolate.node` addon.
+//
+// It owns a fixed pool of parked OS threads, one per TCS slot of the shared
+// enclave. Each activation runs on the thread of its slot, in a new Node
+// environment created there (activation.h), and its outcome is delivered to the
+// owner's main thread through a thread-safe function. In the SGX build the same
+// slots are entered by joining processes instead of being woken by run()
+// (patches/); the activation code is identical.
+//
+// JavaScript API (see README.md):
+//   start(slots)  run(slot, bootstrap, requestJSON, timeoutMs, heapLimitMB, cb)
+//   info()        stop()
+// activation.h (node.h) comes first: node_version.h defines NAPI_VERSION for
+// this Node release, which node_api.h would otherwise default lower.
+#include "activation.h"
+
+#include <node_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+namespace teemate {
+namespace {
+
+constexpr uint32_t kMaxSlots = 256;
+constexpr double kMaxTimeoutMs = 24.0 * 3600 * 1000;
+constexpr double kMinHeapMB = 16;       // a bare environment already uses ~5 MB
+constexpr double kMaxHeapMB = 64 * 1024;
+// Inputs beyond these are refused before any thread sees them (the gate caps
+// payloads at 1 MiB; the bootstrap is the runtime's own code).
+constexpr size_t kMaxRequestBytes = 64u << 20;
+constexpr size_t kMaxBootstrapBytes = 64u << 20;
+
+// One queued activation and, once finished, its outcome.
+struct Job {
+  ActivationRequest req;
+  napi_threadsafe_function tsfn = nullptr;
+  ActivationResult res;
+};
+
+struct Slot {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_ptr<Job> job;  // set by run(), taken by the slot thread
+  bool busy = false;          // from run() until the environment is freed
+  bool quit = false;
+  ActivationGuard* guard = nullptr;  // the running activation, for stop()
+  std::thread thread;
+};
+
+// Process-wide: the slots stand for the enclave's TCSs, of which there is one
+// set per process, whichever environment loaded the addon.
+struct State {
+  std::mutex mu;  // guards started/owner and the slots vector's shape
+  bool started = false;
+  napi_env owner = nullptr;
+  Runtime runtime;
+  Watchdog watchdog;
+  std::vector<std::unique_ptr<Slot>> slots;
+};
+
+State& G() {
+  static State* s = new State();  // never destroyed: threads may outlive statics
+  return *s;
+}
+
+// ------------------------------------------------------------ napi helpers
+
+napi_value Throw(napi_env env, const char* code, const std::string& msg, bool type_error = false) {
+  if (type_error) {
+    napi_throw_type_error(env, code, msg.c_str());
+  } else {
+    napi_throw_error(env, code, msg.c_str());
+  }
+  return nullptr;
+}
+
+#define NAPI_OK(env, call)                                                  \
+  do {                                                                      \
+    if ((call) != napi_ok) {                                                \
+      const napi_extended_error_info* info__ = nullptr;                     \
+      napi_get_last_error_info((env), &info__);                             \
+      bool pending__ = false;                                               \
+      napi_is_exception_pending((env), &pending__);                         \
+      if (!pending__)                                                       \
+        napi_throw_error((env), "INTERNAL",                                 \
+                         info__ && info__->error_message ? info__->error_message \
+                                                         : "napi call failed"); \
+      return nullptr;                                                       \
+    }                                                                       \
+  } while (0)
+
+bool GetString(napi_env env, napi_value v, size_t max, std::string* out, const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) {
+    Throw(env, "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a string", true);
+    return false;
+  }
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) {
+    Throw(env, "INTERNAL", std::string("cannot read ") + what);
+    return false;
+  }
+  if (len > max) {
+    Throw(env, "ERR_OUT_OF_RANGE",
+          std::string(what) + " is too large (" + std::to_string(len) + " bytes, max " +
+              std::to_string(max) + ")");
+    return false;
+  }
+  out->resize(len + 1);
+  size_t got = 0;
+  if (napi_get_value_string_utf8(env, v, out->data(), len + 1, &got) != napi_ok) {
+    Throw(env, "INTERNAL", std::string("cannot read ") + what);
+    return false;
+  }
+  out->resize(got);
+  return true;
+}
+
+bool GetNumber(napi_env env, napi_value v, double lo, double hi, bool integer, double* out,
+               const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    Throw(env, "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a number", true);
+    return false;
+  }
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    Throw(env, "INTERNAL", std::string("cannot read ") + what);
+    return false;
+  }
+  if (!std::isfinite(d) || d < lo || d > hi || (integer && d != std::floor(d))) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%s must be %s in [%g, %g]", what,
+                  integer ? "an integer" : "a number", lo, hi);
+    Throw(env, "ERR_OUT_OF_RANGE", buf);
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
+// ------------------------------------------------------------ slot threads
+
+// Runs on the owner's main thread: hands one outcome to the JS callback.
+void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
+  std::unique_ptr<Job> job(static_cast<Job*>(data));
+  if (env == nullptr || cb == nullptr) return;  // owner environment is going away
+  const ActivationResult& r = job->res;
+
+  napi_value undefined, err, result, stats, num;
+  if (napi_get_undefined(env, &undefined) != napi_ok) return;
+  err = undefined;
+  result = undefined;
+  if (r.status == ActivationStatus::kOk) {
+    if (napi_create_string_utf8(env, r.result.data(), r.result.size(), &result) != napi_ok) {
+      // The string came out of V8, so this only fails on exhaustion.
+      result = undefined;
+      napi_value code, msg;
+      napi_create_string_utf8(env, "INTERNAL", NAPI_AUTO_LENGTH, &code);
+      napi_create_string_utf8(env, "cannot pass the result to the owner", NAPI_AUTO_LENGTH, &msg);
+      napi_create_error(env, code, msg, &err);
+    }
+  } else {
+    napi_value code, msg;
+    if (napi_create_string_utf8(env, StatusCode(r.status), NAPI_AUTO_LENGTH, &code) != napi_ok ||
+        napi_create_string_utf8(env, r.message.data(), r.message.size(), &msg) != napi_ok ||
+        napi_create_error(env, code, msg, &err) != napi_ok) {
+      return;
+    }
+  }
+  if (napi_create_object(env, &stats) != napi_ok) return;
+  const std::pair<const char*, double> fields[] = {{"setupMs", r.setup_ms},
+                                                   {"runMs", r.run_ms},
+                                                   {"teardownMs", r.teardown_ms},
+                                                   {"exitCode", static_cast<double>(r.exit_code)}};
+  for (const auto& [name, value] : fields) {
+    if (napi_create_double(env, value, &num) != napi_ok ||
+        napi_set_named_property(env, stats, name, num) != napi_ok) {
+      return;
+    }
+  }
+  napi_value argv[] = {err, result, stats};
+  // An exception thrown by the callback surfaces as the owner's own uncaught
+  // exception, like any other callback's.
+  napi_call_function(env, undefined, cb, 3, argv, nullptr);
+}
+
+void SlotMain(Slot* slot) {
+  State& st = G();
+  for (;;) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(slot->mu);
+      slot->cv.wait(lock, [slot] { return slot->quit || slot->job != nullptr; });
+      if (slot->job == nullptr) return;  // quit with nothing queued
+      job = std::move(slot->job);
+    }
+    const auto deadline = Clock::now() + std::chrono::milliseconds(job->req.timeout_ms);
+    ActivationGuard guard(deadline, static_cast<size_t>(job->req.heap_limit_mb) << 20);
+    bool cancelled = false;
+    {
+      std::lock_guard<std::mutex> lock(slot->mu);
+      slot->guard = &guard;
+      cancelled = slot->quit;
+    }
+    if (cancelled) guard.RequestStop(StopReason::kCancelled);
+    st.watchdog.Arm(&guard);
+    job->res = RunActivation(st.runtime, job->req, &guard);
+    st.watchdog.Disarm(&guard);
+    napi_threadsafe_function tsfn = job->tsfn;
+    {
+      std::lock_guard<std::mutex> lock(slot->mu);
+      slot->guard = nullptr;
+      slot->busy = false;  // before the callback, so it may reuse the slot
+    }
+    Job* raw = job.release();
+    if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) {
+      delete raw;  // owner is closing; nobody is left to tell
+    }
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  }
+}
+
+// Stops every slot: running activations are terminated (their callbacks still
+// fire, with INTERNAL "cancelled"), threads are joined. Main thread only.
+void StopAll() {
+  State& st = G();
+  std::vector<std::unique_ptr<Slot>> slots;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (!st.started) return;
+    slots.swap(st.slots);
+    st.started = false;
+  }
+  for (auto& s : slots) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->quit = true;
+    if (s->guard != nullptr) s->guard->RequestStop(StopReason::kCancelled);
+    s->cv.notify_all();
+  }
+  for (auto& s : slots) {
+    if (s->thread.joinable()) s->thread.join();
+    // A job queued but never started still owes its caller an answer.
+    if (s->job) {
+      std::unique_ptr<Job> job = std::move(s->job);
+      job->res.status = ActivationStatus::kInternal;
+      job->res.message = "activation cancelled: the isolate runtime is stopping";
+      napi_threadsafe_function tsfn = job->tsfn;
+      Job* raw = job.release();
+      if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) delete raw;
+      napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+    }
+  }
+  st.watchdog.Shutdown();
+}
+
+void CleanupHook(void*) { StopAll(); }
+
+napi_value StopJS(napi_env, napi_callback_info);
+
+// process.exit() in the owner disposes the V8 platform without running env
+// cleanup hooks; isolates still running on slot threads would then use a dead
+// platform. An 'exit' listener stops and joins them first.
+bool HookProcessExit(napi_env env) {
+  napi_value global, process, on, event, listener, argv[2];
+  if (napi_get_global(env, &global) != napi_ok ||
+      napi_get_named_property(env, global, "process", &process) != napi_ok ||
+      napi_get_named_property(env, process, "on", &on) != napi_ok ||
+      napi_create_string_utf8(env, "exit", NAPI_AUTO_LENGTH, &event) != napi_ok ||
+      napi_create_function(env, "teemateIsolateStop", NAPI_AUTO_LENGTH, StopJS, nullptr,
+                           &listener) != napi_ok) {
+    return false;
+  }
+  argv[0] = event;
+  argv[1] = listener;
+  return napi_call_function(env, process, on, 2, argv, nullptr) == napi_ok;
+}
+
+// ------------------------------------------------------------ JS functions
+
+napi_value Start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc < 1) return Throw(env, "ERR_INVALID_ARG_TYPE", "start(slots): slots is required", true);
+  double n = 0;
+  if (!GetNumber(env, argv[0], 1, kMaxSlots, true, &n, "slots")) return nullptr;
+
+  State& st = G();
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (st.started) return Throw(env, "ERR_ALREADY_STARTED", "start() was already called");
+  if (st.owner != nullptr && st.owner != env) {
+    return Throw(env, "ERR_WRONG_ENVIRONMENT", "the isolate runtime belongs to another environment");
+  }
+
+  if (st.runtime.platform == nullptr) {
+    // The platform of the owner environment drives every isolate we create
+    // (foreground tasks, GC helpers), exactly as for Node's own Workers.
+    v8::Isolate* isolate = v8::Isolate::GetCurrent();
+    if (isolate == nullptr) return Throw(env, "INTERNAL", "no current isolate");
+    node::Environment* owner_env = node::GetCurrentEnvironment(isolate->GetCurrentContext());
+    if (owner_env == nullptr) return Throw(env, "INTERNAL", "no current Node environment");
+    node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(owner_env);
+    if (platform == nullptr) return Throw(env, "INTERNAL", "the owner has no MultiIsolatePlatform");
+    node::EmbedderSnapshotData::Pointer snap = node::EmbedderSnapshotData::BuiltinSnapshotData();
+    if (!snap) return Throw(env, "INTERNAL", "this Node build has no built-in snapshot");
+    char exe[4096];
+    size_t exe_len = sizeof exe;
+    st.runtime.exec_path = uv_exepath(exe, &exe_len) == 0 ? std::string(exe, exe_len) : "node";
+    st.runtime.platform = platform;
+    st.runtime.snapshot = std::move(snap);
+    st.runtime.watchdog = &st.watchdog;
+    NAPI_OK(env, napi_add_env_cleanup_hook(env, CleanupHook, nullptr));
+    if (!HookProcessExit(env)) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (!pending) Throw(env, "INTERNAL", "cannot register the process 'exit' listener");
+      return nullptr;
+    }
+    st.owner = env;
+  }
+
+  st.watchdog.Start();
+  const auto slots = static_cast<uint32_t>(n);
+  st.slots.clear();
+  for (uint32_t i = 0; i < slots; i++) {
+    auto s = std::make_unique<Slot>();
+    Slot* raw = s.get();
+    s->thread = std::thread([raw] { SlotMain(raw); });
+    st.slots.push_back(std::move(s));
+  }
+  st.started = true;
+  return nullptr;
+}
+
+napi_value Run(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc < 6) {
+    return Throw(env, "ERR_INVALID_ARG_TYPE",
+                 "run(slot, bootstrapSource, requestJSON, timeoutMs, heapLimitMB, callback) "
+                 "needs 6 arguments",
+                 true);
+  }
+  napi_valuetype t;
+  NAPI_OK(env, napi_typeof(env, argv[5], &t));
+  if (t != napi_function) return Throw(env, "ERR_INVALID_ARG_TYPE", "callback must be a function", true);
+
+  State& st = G();
+  double slot_d = 0, timeout = 0, heap = 0;
+  auto job = std::make_unique<Job>();
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (!st.started) return Throw(env, "ERR_NOT_STARTED", "start(slots) has not been called");
+    if (!GetNumber(env, argv[0], 0, static_cast<double>(st.slots.size()) - 1, true, &slot_d, "slot"))
+      return nullptr;
+  }
+  if (!GetString(env, argv[1], kMaxBootstrapBytes, &job->req.bootstrap, "bootstrapSource") ||
+      !GetString(env, argv[2], kMaxRequestBytes, &job->req.request_json, "requestJSON") ||
+      !GetNumber(env, argv[3], 1, kMaxTimeoutMs, false, &timeout, "timeoutMs") ||
+      !GetNumber(env, argv[4], kMinHeapMB, kMaxHeapMB, true, &heap, "heapLimitMB")) {
+    return nullptr;
+  }
+  job->req.timeout_ms = static_cast<uint32_t>(std::ceil(timeout));
+  job->req.heap_limit_mb = static_cast<uint32_t>(heap);
+
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (!st.started) return Throw(env, "ERR_NOT_STARTED", "the isolate runtime was stopped");
+  Slot* slot = st.slots[static_cast<size_t>(slot_d)].get();
+  std::lock_guard<std::mutex> slot_lock(slot->mu);
+  if (slot->busy) {
+    return Throw(env, "BUSY", "slot " + std::to_string(static_cast<int>(slot_d)) + " is busy");
+  }
+  napi_value name;
+  NAPI_OK(env, napi_create_string_utf8(env, "teemate.activation", NAPI_AUTO_LENGTH, &name));
+  // The thread-safe function keeps the owner's loop alive until the callback ran.
+  NAPI_OK(env, napi_create_threadsafe_function(env, argv[5], nullptr, name, 0, 1, nullptr, nullptr,
+                                               nullptr, DeliverResult, &job->tsfn));
+  slot->busy = true;
+  slot->job = std::move(job);
+  slot->cv.notify_all();
+  return nullptr;
+}
+
+napi_value Info(napi_env env, napi_callback_info) {
+  State& st = G();
+  napi_value obj, busy, v;
+  NAPI_OK(env, napi_create_object(env, &obj));
+  NAPI_OK(env, napi_create_array(env, &busy));
+  uint32_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    n = static_cast<uint32_t>(st.slots.size());
+    for (uint32_t i = 0; i < n; i++) {
+      bool b;
+      {
+        std::lock_guard<std::mutex> slot_lock(st.slots[i]->mu);
+        b = st.slots[i]->busy;
+      }
+      NAPI_OK(env, napi_get_boolean(env, b, &v));
+      NAPI_OK(env, napi_set_element(env, busy, i, v));
+    }
+  }
+  NAPI_OK(env, napi_create_uint32(env, n, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "slots", v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "busy", busy));
+  NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));
+  const napi_node_version* ver = nullptr;
+  NAPI_OK(env, napi_get_node_version(env, &ver));
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "v%u.%u.%u", ver->major, ver->minor, ver->patch);
+  NAPI_OK(env, napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "nodeVersion", v));
+  return obj;
+}
+
+napi_value StopJS(napi_env, napi_callback_info) {
+  StopAll();
+  return nullptr;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"run", nullptr, Run, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"stop", nullptr, StopJS, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  NAPI_OK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+}  // namespace
+}  // namespace teemate
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, teemate::Init)
