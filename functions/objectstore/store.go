@@ -88,10 +88,14 @@ func (s *Store) URL() string { return s.url }
 func (s *Store) Close() error {
 	var err error
 	if s.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A graceful shutdown waits for connections a client opened but never used (Go's transport
+		// dials spares under concurrency); give in-flight requests a moment, then close the rest.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if e := s.srv.Shutdown(ctx); e != nil {
-			err = fmt.Errorf("objectstore: shut down: %w", e)
+			if e := s.srv.Close(); e != nil {
+				err = fmt.Errorf("objectstore: close: %w", e)
+			}
 		}
 	}
 	s.mu.Lock()
