@@ -2,7 +2,18 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/direct"
+	"github.com/teemate/platform/invoker/internal/executor"
+	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/process"
 )
 
 // Backends selects how activations run.
@@ -16,12 +27,129 @@ type Backends struct {
 	Model string
 	// RepoDir is the repository root: the enclave runtime, the isolate addon and bin/ are found there.
 	RepoDir string
+	// ShimPath overrides RepoDir/bin/teemate-shim.
+	ShimPath string
+	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
+	Isolate string
+	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).
+	SlotsPerOwner int
+	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
+	Prestart []string
 }
+
+// ErrUnknownBackend is returned for a backend or model name this invoker does not know.
+var ErrUnknownBackend = errors.New("unknown backend")
 
 // RunWithBackends builds the executor the backends name and runs the invoker.
 func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
-	if b.Sandbox == "none" || b.Enclave == "none" {
+	if b.Sandbox == "none" || b.Enclave == "none" || cfg.Executor != nil {
 		return Run(ctx, cfg)
 	}
-	return fmt.Errorf("sandbox %q with enclave %q: not built into this invoker yet", b.Sandbox, b.Enclave)
+	log := cfg.Logger
+	if log == nil {
+		var err error
+		if log, err = zap.NewProduction(); err != nil {
+			return fmt.Errorf("create logger: %w", err)
+		}
+		cfg.Logger = log
+	}
+	exec, cleanup, err := buildExecutor(log, cfg.ID, b)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cfg.Executor = exec
+	return Run(ctx, cfg)
+}
+
+// buildExecutor assembles enclave manager, sandbox runtime and executor. The returned cleanup stops
+// the enclaves and removes the runtime directory.
+func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cleanup func(), err error) {
+	if b.Model == "" {
+		b.Model = "teemate"
+	}
+	if b.Model != "teemate" {
+		return nil, nil, fmt.Errorf("%w: model %q (this invoker runs the teemate model)", ErrUnknownBackend, b.Model)
+	}
+	repo, err := filepath.Abs(b.RepoDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("repository dir: %w", err)
+	}
+	// Unix socket paths are limited to 107 bytes, so sockets live under a short private directory
+	// rather than under the (possibly deep) state directory.
+	rt, err := os.MkdirTemp("", fmt.Sprintf("tm%d-", id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("runtime dir: %w", err)
+	}
+	var closers []func()
+	cleanup = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		_ = os.RemoveAll(rt)
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+
+	var backend enclave.Backend
+	switch b.Enclave {
+	case "direct", "":
+		owner, err := direct.FindOwnerJS(repo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("direct enclave: %w", err)
+		}
+		if backend, err = direct.New(direct.Config{OwnerJS: owner}, log); err != nil {
+			return nil, nil, fmt.Errorf("direct enclave: %w", err)
+		}
+	default:
+		return nil, nil, fmt.Errorf("%w: enclave %q", ErrUnknownBackend, b.Enclave)
+	}
+	prestart := b.Prestart
+	if prestart == nil {
+		prestart = []string{"nodejs:20"}
+	}
+	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
+		BaseDir: filepath.Join(rt, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+	}, log)
+	closers = append(closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+		defer cancel()
+		if err := mgr.Close(ctx); err != nil {
+			log.Warn("stop enclaves", zap.Error(err))
+		}
+	})
+
+	var sandboxes sandbox.Runtime
+	switch b.Sandbox {
+	case "process", "":
+		if sandboxes, err = process.New(process.Config{StateDir: filepath.Join(rt, "p")}, log); err != nil {
+			return nil, nil, fmt.Errorf("process sandbox: %w", err)
+		}
+	default:
+		return nil, nil, fmt.Errorf("%w: sandbox %q", ErrUnknownBackend, b.Sandbox)
+	}
+	closers = append(closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+		defer cancel()
+		if err := sandboxes.Close(ctx); err != nil {
+			log.Warn("close sandboxes", zap.Error(err))
+		}
+	})
+	shim := b.ShimPath
+	if shim == "" {
+		shim = filepath.Join(repo, "bin", "teemate-shim")
+	}
+	if _, err := os.Stat(shim); err != nil {
+		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
+	}
+	exec, err := executor.NewTeemate(mgr, sandboxes, executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s")}, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("executor: %w", err)
+	}
+	log.Info("executor ready", zap.String("model", b.Model), zap.String("sandbox", sandboxes.Name()),
+		zap.String("enclave", backend.Name()), zap.String("runtime_dir", rt))
+	return exec, cleanup, nil
 }

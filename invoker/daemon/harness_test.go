@@ -269,3 +269,5 @@ func (e *env) noAck(within time.Duration) {
 }
 
 func id(n int) string { return fmt.Sprintf("%032x", n) }
+
+func zapTest(t *testing.T) *zap.Logger { return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)) }

@@ -1,0 +1,36 @@
+// Command teemate-shim is the action proxy inside every teemate sandbox (see invoker/internal/shim).
+// It is configured through TEEMATE_* environment variables and serves one activation, then exits.
+// It runs on the untrusted host side.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/teemate/platform/invoker/internal/shim"
+)
+
+func main() {
+	cfg, err := shim.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "teemate-shim:", err)
+		os.Exit(2)
+	}
+	// Diagnostics go to stderr as JSON at warn level only: stderr is also the activation's log
+	// stream, and the shim writes its warnings only after the sentinels.
+	enc := zap.NewProductionEncoderConfig()
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(os.Stderr), zapcore.WarnLevel)).
+		With(zap.String("sandbox", cfg.Sandbox))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := shim.Serve(ctx, cfg, os.Stdout, os.Stderr, log); err != nil {
+		log.Error("teemate-shim failed", zap.Error(err))
+		os.Exit(1)
+	}
+}

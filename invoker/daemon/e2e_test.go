@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+var shimPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "daemon-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shimPath = filepath.Join(dir, "teemate-shim")
+	build := exec.Command("go", "build", "-o", shimPath, "github.com/teemate/platform/invoker/cmd/teemate-shim")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build shim: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root not found")
+		}
+		dir = parent
+	}
+}
+
+func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, _ := json.Marshal(code)
+	r.actions["guest/"+name] = fmt.Sprintf(`{"namespace":"guest","name":%q,"version":"0.0.1",
+	  "exec":{"kind":"nodejs:default","code":%s,"binary":false},"annotations":[],"parameters":[],
+	  "limits":{"timeout":%d,"memory":%d,"logs":10,"concurrency":1},"rev":"1-x"}`, name, c, timeoutMs, memoryMB)
+}
+
+// TestInvoker_RealNodeEndToEnd runs activations through the whole teemate path on this machine: Kafka,
+// the REST fetch, the warm direct enclave (a real Node owner), a fresh process sandbox running the
+// shim, the gate, and a new isolate per activation.
+func TestInvoker_RealNodeEndToEnd(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	e := newEnv(t)
+	e.api.addCode("hello", `function main(p) { console.log("hi " + p.name); return {greeting: "hello " + p.name, pid: process.pid} }`, 256, 60000)
+	e.api.addCode("loop", `function main() { for (;;) {} }`, 256, 1000)
+	e.api.addCode("leak", `function main() { globalThis.seen = (globalThis.seen || 0) + 1; return {seen: globalThis.seen} }`, 256, 60000)
+	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repoRoot(t), ShimPath: shimPath, SlotsPerOwner: 4}
+	exec, cleanup, err := buildExecutor(zapTest(t), 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e.startInvoker(func(c *Config) { c.Executor = exec })
+
+	e.send(message(id(100), "hello", true, ""))
+	a, _ := e.nextAck(30 * time.Second)
+	res, ok := a.(*whisk.ResultMessage)
+	if !ok || res.Response.Activation == nil {
+		t.Fatalf("first ack %#v", a)
+	}
+	act := res.Response.Activation
+	var out struct {
+		Greeting string `json:"greeting"`
+		PID      int    `json:"pid"`
+	}
+	if err := json.Unmarshal(act.Response.Result, &out); err != nil || act.Response.StatusCode != 0 || out.Greeting != "hello Bob" {
+		t.Fatalf("result %s status %d", act.Response.Result, act.Response.StatusCode)
+	}
+	if a, _ := e.nextAck(10 * time.Second); a.Kind() != whisk.AckCompletion {
+		t.Fatalf("second ack is %v, want a completion", a.Kind())
+	}
+	rec := e.api.record(id(100))
+	if rec == nil || len(rec.Logs) != 1 || !strings.HasSuffix(rec.Logs[0], "stdout: hi Bob") {
+		t.Fatalf("stored logs %q", rec.Logs)
+	}
+	if _, ok := rec.Annotations.Get("timings"); !ok {
+		t.Fatal("no timings annotation")
+	}
+
+	// An infinite loop is stopped at the action's time limit, and the enclave keeps serving.
+	e.send(message(id(101), "loop", true, ""))
+	a, _ = e.nextAck(30 * time.Second)
+	loop := a.(*whisk.ResultMessage).Response.Activation
+	if loop.Response.StatusCode != whisk.StatusDeveloperError || !strings.Contains(string(loop.Response.Result), "exceeded its time limits of 1000 milliseconds") {
+		t.Fatalf("loop result %d %s", loop.Response.StatusCode, loop.Response.Result)
+	}
+	if v, _ := loop.Annotations.Get("timeout"); string(v) != "true" {
+		t.Fatalf("timeout annotation %s", v)
+	}
+	e.nextAck(10 * time.Second)
+
+	// Globals never survive into the next activation: each gets a new isolate.
+	for i := 0; i < 2; i++ {
+		e.send(message(id(102+i), "leak", true, ""))
+		a, _ = e.nextAck(30 * time.Second)
+		r := a.(*whisk.ResultMessage).Response.Activation.Response.Result
+		if string(r) != `{"seen":1}` {
+			t.Fatalf("activation %d saw a previous activation's global: %s", i, r)
+		}
+		e.nextAck(10 * time.Second)
+	}
+}

@@ -1,0 +1,94 @@
+package direct
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/gate"
+)
+
+func TestStartPingStop(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	wd, _ := os.Getwd()
+	js, err := FindOwnerJS(wd)
+	if err != nil {
+		t.Skip("enclave-runtime/trusted/owner.js is not there yet: " + err.Error())
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := New(Config{OwnerJS: js}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessageSnippet("NO confidentiality").Len() != 1 {
+		t.Fatal("direct mode did not say it gives no confidentiality")
+	}
+	dir, _ := os.MkdirTemp("", "dt")
+	defer os.RemoveAll(dir)
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "n-1", Image: "nodejs:20", Dir: dir, Slots: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Mode() != "direct" || o.ID() != "n-1" {
+		t.Fatalf("%s %s", o.Mode(), o.ID())
+	}
+	p, err := gate.Ping(context.Background(), o.GateSocket())
+	if err != nil || p.Slots != 3 || p.Free != 3 {
+		t.Fatalf("pong %+v %v", p, err)
+	}
+	if err := o.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-o.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed")
+	}
+	if !errors.Is(o.Err(), enclave.ErrOwnerDied) {
+		t.Fatalf("err %v", o.Err())
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	if _, err := New(Config{Node: "/nonexistent/node", OwnerJS: "/x"}, zap.NewNop()); !errors.Is(err, enclave.ErrUnavailable) {
+		t.Fatalf("missing node: %v", err)
+	}
+	if _, err := exec.LookPath("node"); err == nil {
+		if _, err := New(Config{OwnerJS: "/nonexistent/owner.js"}, zap.NewNop()); !errors.Is(err, enclave.ErrUnavailable) {
+			t.Fatalf("missing owner.js: %v", err)
+		}
+	}
+	if _, err := FindOwnerJS("/"); !errors.Is(err, enclave.ErrUnavailable) {
+		t.Fatalf("FindOwnerJS from /: %v", err)
+	}
+}
+
+func TestStartTimeoutAndBadSpec(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	dir, _ := os.MkdirTemp("", "dt")
+	defer os.RemoveAll(dir)
+	// An "owner" that never opens its gate.
+	js := dir + "/silent.js"
+	os.WriteFile(js, []byte("setInterval(() => {}, 1000)\n"), 0o644)
+	b, err := New(Config{OwnerJS: js, StartTimeout: 200 * time.Millisecond, StopTimeout: 100 * time.Millisecond}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Start(context.Background(), enclave.StartSpec{ID: "s", Image: "i", Dir: dir, Slots: 1}); err == nil {
+		t.Fatal("an owner whose gate never answers was accepted")
+	}
+	if _, err := b.Start(context.Background(), enclave.StartSpec{ID: "s", Image: "i", Dir: dir}); err == nil {
+		t.Fatal("zero slots accepted")
+	}
+}

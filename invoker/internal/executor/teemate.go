@@ -1,0 +1,322 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/activation"
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/metrics"
+	"github.com/teemate/platform/invoker/internal/proxy"
+	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Enclaves hands out leases on warm enclave threads; *enclave.Manager implements it.
+type Enclaves interface {
+	Reserve(ctx context.Context, image string) (*enclave.Lease, error)
+}
+
+// Config configures the Teemate executor.
+type Config struct {
+	// ShimPath is the teemate-shim binary as seen inside the sandbox. Required.
+	ShimPath string
+	// ProxyDir is a host directory under which each sandbox gets a directory for its action-proxy
+	// socket. Required; keep it short (unix socket paths are limited to 107 bytes).
+	ProxyDir string
+	// Grace is added to every wait beyond the action's own limits (5 s by default), so the enclave's
+	// timeout reply wins over the invoker's and a broken sandbox is still noticed in bounded time.
+	Grace time.Duration
+	// ReadyTimeout bounds the wait for the shim to listen (10 s by default).
+	ReadyTimeout time.Duration
+	// LogConfig gives the collection limits for a log limit; proxy.DefaultLogConfig by default.
+	LogConfig func(limitBytes int64) proxy.LogConfig
+}
+
+// Guest paths used when the sandbox backend can remap mounts.
+const (
+	guestProxyDir = "/run/teemate/proxy"
+	guestGateDir  = "/run/teemate/gate"
+	proxySockName = "proxy.sock"
+)
+
+// Teemate runs each activation in a fresh sandbox attached to the warm shared enclave of the
+// action's image. It implements activation.Executor.
+type Teemate struct {
+	enclaves  Enclaves
+	sandboxes sandbox.Runtime
+	cfg       Config
+	log       *zap.Logger
+	seq       atomic.Uint64
+}
+
+var _ activation.Executor = (*Teemate)(nil)
+
+// NewTeemate makes the executor.
+func NewTeemate(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *zap.Logger) (*Teemate, error) {
+	if cfg.ShimPath == "" || cfg.ProxyDir == "" {
+		return nil, errors.New("teemate executor: ShimPath and ProxyDir are required")
+	}
+	if err := os.MkdirAll(cfg.ProxyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("teemate executor: %w", err)
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if cfg.LogConfig == nil {
+		cfg.LogConfig = proxy.DefaultLogConfig
+	}
+	return &Teemate{enclaves: enclaves, sandboxes: sandboxes, cfg: cfg, log: log}, nil
+}
+
+// abortGrace is how long a call may still finish after the owner died or the sandbox exited.
+const abortGrace = time.Second
+
+// Abort causes of one activation's calls.
+var (
+	errOwnerDied     = errors.New("enclave owner died")
+	errSandboxExited = errors.New("sandbox exited")
+)
+
+// Run runs one job. It never hangs: every wait is bounded by the job's limits plus the grace, and
+// the owner's death or the sandbox's exit aborts the calls in flight.
+func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outcome {
+	timeout := job.Timeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	// Creation, readiness, init and run each have their own bound; this caps them all together.
+	hctx, cancel := context.WithTimeout(ctx, t.cfg.ReadyTimeout+2*timeout+3*t.cfg.Grace)
+	defer cancel()
+	out := activation.Outcome{Phases: map[string]time.Duration{}}
+	log := t.log.With(zap.String("sandbox", job.Name), zap.String("image", job.Image))
+
+	lease, err := t.enclaves.Reserve(hctx, job.Image)
+	if err != nil {
+		return t.failEarly(ctx, out, log, "no enclave thread", err)
+	}
+	defer lease.Release()
+
+	dir := filepath.Join(t.cfg.ProxyDir, strconv.FormatUint(t.seq.Add(1), 36))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return t.failEarly(ctx, out, log, "proxy directory", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			log.Warn("removing the proxy directory failed", zap.Error(err))
+		}
+	}()
+	spec := t.spec(job, timeout, dir, lease.Dir())
+
+	t0 := time.Now()
+	sb, err := t.sandboxes.Create(hctx, spec)
+	out.Phases[metrics.PhaseSandboxCreate] = time.Since(t0)
+	if err != nil {
+		return t.failEarly(ctx, out, log, "sandbox create", err)
+	}
+	t.activate(hctx, ctx, job, timeout, lease, sb, filepath.Join(dir, proxySockName), &out, log)
+
+	t1 := time.Now()
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if err := sb.Destroy(dctx); err != nil {
+		log.Error("destroying the sandbox failed", zap.Error(err))
+	}
+	dcancel()
+	out.Phases[metrics.PhaseSandboxTeardown] = time.Since(t1)
+	return out
+}
+
+func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
+	guestProxy, guestGate := proxyDir, gateDir
+	if t.sandboxes.Capabilities().RemapsPaths {
+		guestProxy, guestGate = guestProxyDir, guestGateDir
+	}
+	logLimit := job.LogLimitBytes
+	if logLimit < 0 {
+		logLimit = 0
+	}
+	return sandbox.Spec{
+		Name:    job.Name,
+		Image:   "teemate",
+		Command: []string{t.cfg.ShimPath},
+		Env: map[string]string{
+			"TEEMATE_PROXY_SOCKET":    filepath.Join(guestProxy, proxySockName),
+			"TEEMATE_GATE":            filepath.Join(guestGate, "gate.sock"),
+			"TEEMATE_SANDBOX":         job.Name,
+			"TEEMATE_MEMORY_MB":       strconv.Itoa(job.MemoryMB),
+			"TEEMATE_LOG_LIMIT_BYTES": strconv.FormatInt(logLimit, 10),
+			"TEEMATE_TIMEOUT_MS":      strconv.FormatInt(timeout.Milliseconds(), 10),
+		},
+		MemoryMB: job.MemoryMB,
+		Network:  job.Network,
+		Mounts: []sandbox.Mount{
+			{HostPath: proxyDir, GuestPath: guestProxy},
+			// TODO: mount only the gate socket once every backend can bind a single socket file;
+			// the owner's directory also holds its work files.
+			{HostPath: gateDir, GuestPath: guestGate},
+		},
+		ProxySocket: filepath.Join(proxyDir, proxySockName),
+	}
+}
+
+// failEarly answers a job that never reached its sandbox's action proxy: a whisk error.
+func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *zap.Logger, what string, err error) activation.Outcome {
+	now := time.Now()
+	out.Start, out.End = now, now
+	if ctx.Err() != nil {
+		out.Response = whisk.WhiskError("The activation was aborted: " + context.Cause(ctx).Error())
+		return out
+	}
+	log.Warn("activation failed before the action proxy", zap.String("step", what), zap.Error(err))
+	out.Response = whisk.WhiskError(whisk.MsgResourceProvisionError)
+	return out
+}
+
+// activate drives the sandbox's action proxy: ready, /init, /run, logs.
+func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
+	lease *enclave.Lease, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) {
+	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
+	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
+
+	// Any call in flight is cut short when the owner dies or the sandbox exits. Both normally end
+	// the connection by themselves (the shim answers at once when its gate breaks, and an exited
+	// sandbox closes its socket), and a reply already written must still be read, so the abort
+	// comes only after a short grace: it is the backstop for a sandbox that hangs instead.
+	actx, abort := context.WithCancelCause(hctx)
+	defer abort(nil)
+	go func() {
+		var cause error
+		select {
+		case <-lease.Died():
+			cause = errOwnerDied
+		case <-sb.Exited():
+			cause = errSandboxExited
+		case <-actx.Done():
+			return
+		}
+		timer := time.NewTimer(abortGrace)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			abort(cause)
+		case <-actx.Done():
+		}
+	}()
+
+	client, err := proxy.New(sock)
+	if err != nil {
+		*out = t.failEarly(parent, *out, log, "proxy client", err)
+		return
+	}
+	defer client.Close()
+	t0 := time.Now()
+	err = client.WaitReady(actx, t0.Add(t.cfg.ReadyTimeout))
+	out.Phases[metrics.PhaseProxyReady] = time.Since(t0)
+	if err != nil {
+		phases := out.Phases
+		*out = t.failEarly(parent, *out, log, "action proxy not ready", fmt.Errorf("%w (cause: %v)", err, context.Cause(actx)))
+		out.Phases = phases
+		_ = collector.Wait(hctx, true, sb.Exited()) // drain for the debug log only
+		return
+	}
+
+	out.Start = time.Now()
+	resp, err := client.Init(actx, job.Init, timeout)
+	out.InitTime = time.Since(out.Start)
+	reply := t.reply(true, resp, err, actx, parent, timeout, sb, log)
+	if resp != nil {
+		out.Phases[metrics.PhaseAttach] = msDur(resp.Timings.AttachMs)
+		out.Phases[metrics.PhaseTCSAcquire] = msDur(resp.Timings.TCSMs)
+		out.Phases[metrics.PhaseInit] = msDur(resp.Timings.InitMs)
+	}
+	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
+		t.finish(hctx, out, reply, collector, sb, log)
+		return
+	}
+
+	body := job.Run
+	if body.Deadline == "" {
+		dl := job.Deadline
+		if dl.IsZero() {
+			dl = time.Now().Add(timeout)
+		}
+		body.Deadline = strconv.FormatInt(dl.UnixMilli(), 10)
+	}
+	resp, err = client.Run(actx, body, timeout+t.cfg.Grace)
+	reply = t.reply(false, resp, err, actx, parent, timeout, sb, log)
+	if resp != nil {
+		out.Phases[metrics.PhaseIsolateCreate] = msDur(resp.Timings.IsolateMs)
+		out.Phases[metrics.PhaseRun] = msDur(resp.Timings.RunMs)
+		out.Phases[metrics.PhaseIsolateTeardown] = msDur(resp.Timings.TeardownMs)
+	}
+	t.finish(hctx, out, reply, collector, sb, log)
+}
+
+type classified struct {
+	resp     whisk.ActivationResponse
+	timedOut bool
+	aborted  string // non-empty when the invoker itself gave up (ctx ended)
+}
+
+// reply classifies one /init or /run call, including why it failed when no reply came.
+func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
+	timeout time.Duration, sb sandbox.Sandbox, log *zap.Logger) classified {
+	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds()}
+	if err == nil {
+		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
+		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
+		return classified{resp: proxy.Classify(r), timedOut: resp.Outcome == proxy.OutcomeTimeout}
+	}
+	if parent.Err() != nil {
+		msg := "The activation was aborted: " + context.Cause(parent).Error()
+		return classified{resp: whisk.WhiskError(msg), aborted: msg}
+	}
+	cause := context.Cause(actx)
+	log.Debug("action proxy call failed", zap.Bool("init", init), zap.Error(err), zap.NamedError("cause", cause))
+	switch {
+	case errors.Is(err, proxy.ErrTimeout):
+		r.TimedOut = true
+	case errors.Is(cause, errSandboxExited) || isClosed(sb.Exited()):
+		r.Failed, r.OOM = true, sb.OOMKilled()
+	default:
+		// The owner died, the connection broke, or the overall bound ran out.
+		r.Failed = true
+	}
+	return classified{resp: proxy.Classify(r), timedOut: r.TimedOut}
+}
+
+// finish records the response and collects the logs.
+func (t *Teemate) finish(hctx context.Context, out *activation.Outcome, c classified,
+	collector *proxy.Collector, sb sandbox.Sandbox, log *zap.Logger) {
+	out.End = time.Now()
+	out.Response = c.resp
+	out.TimedOut = c.timedOut
+	devErr := c.resp.StatusCode == whisk.StatusDeveloperError
+	logs := collector.Wait(hctx, devErr, sb.Exited())
+	out.Logs = logs.Lines
+	if logs.Incomplete && !devErr && c.aborted == "" {
+		log.Debug("logs ended before both sentinels", zap.Int("sentinels", logs.Sentinels))
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Outcome header values set by the teemate shim (X-Teemate-Outcome). A standard OpenWhisk runtime
+// sends none, and the classification then relies on the status code and body alone, as OpenWhisk does.
+const (
+	OutcomeSuccess     = "success"
+	OutcomeApplication = "application"
+	OutcomeDeveloper   = "developer"
+	OutcomeTimeout     = "timeout"
+	OutcomeMemory      = "memory"
+	// OutcomeGate marks a failure of the platform between the shim and the enclave (owner gone, no
+	// free TCS); it is the invoker's fault, not the action's, and becomes a whisk error.
+	OutcomeGate = "gate"
+)
+
+// Reply is everything the classification looks at for one /init or /run call.
+type Reply struct {
+	// Init says the reply is /init's (texts differ: "during initialization").
+	Init bool
+	// Status is the HTTP status; 0 when no reply arrived.
+	Status int
+	// Body is the reply body (at most the response limit).
+	Body []byte
+	// Outcome is the X-Teemate-Outcome header, "" from a standard proxy.
+	Outcome string
+	// TimedOut: the call reached the action's time limit.
+	TimedOut bool
+	// TimeoutMs is the action's time limit, for the timeout text.
+	TimeoutMs int64
+	// OOM: the sandbox was killed for exceeding its memory limit.
+	OOM bool
+	// Failed: the connection failed or the sandbox exited before a reply.
+	Failed bool
+	// Truncated: the body was longer than MaxLength; Length is its full length.
+	Truncated bool
+	Length    int64
+	MaxLength int64
+}
+
+// Classify turns a proxy reply into an ActivationResponse the way OpenWhisk's invoker does
+// (ActivationResponse.processInitResponseContent / processRunResponseContent), with two teemate
+// additions: the shim's "gate" outcome is a whisk error, and its "timeout"/"memory" outcomes carry
+// the enclave's texts. For a successful /init the result is a success with no result; callers go on
+// to /run.
+func Classify(r Reply) whisk.ActivationResponse {
+	switch {
+	case r.TimedOut || (r.Outcome == OutcomeTimeout && !hasErrorField(r.Body)):
+		return whisk.DeveloperError(whisk.MsgTimedOut(r.TimeoutMs, r.Init))
+	case r.OOM || (r.Outcome == OutcomeMemory && !hasErrorField(r.Body)):
+		return whisk.DeveloperError(whisk.MsgMemoryExhausted)
+	case r.Failed || r.Status == 0:
+		if r.Init {
+			return whisk.DeveloperError(whisk.MsgAbnormalInitialization)
+		}
+		return whisk.DeveloperError(whisk.MsgAbnormalRun)
+	case r.Outcome == OutcomeGate:
+		if e, ok := errorField(r.Body); ok {
+			return withSize(whisk.ErrorResponse(whisk.StatusWhiskError, e), len(r.Body))
+		}
+		return whisk.WhiskError(whisk.MsgResourceProvisionError)
+	}
+	ok := r.Status == 200
+	if r.Init {
+		if ok {
+			return whisk.ActivationResponse{StatusCode: whisk.StatusSuccess}
+		}
+		if e, has := errorField(r.Body); has {
+			return withSize(whisk.ErrorResponse(whisk.StatusDeveloperError, e), len(r.Body))
+		}
+		return whisk.DeveloperError(whisk.MsgInvalidInitResponse(string(r.Body)))
+	}
+	if r.Truncated {
+		return whisk.ApplicationError(whisk.MsgTruncatedResponse(r.Length, r.MaxLength, string(r.Body)))
+	}
+	body := bytes.TrimSpace(r.Body)
+	switch {
+	case len(body) > 0 && body[0] == '{' && json.Valid(body):
+		e, has := errorField(body)
+		switch {
+		case ok && has:
+			return withSize(whisk.ErrorResponse(whisk.StatusApplicationError, e), len(r.Body))
+		case ok:
+			return withSize(whisk.Success(body), len(r.Body))
+		case has:
+			return withSize(whisk.ErrorResponse(whisk.StatusDeveloperError, e), len(r.Body))
+		}
+	case len(body) > 0 && body[0] == '[' && json.Valid(body):
+		if ok {
+			return withSize(whisk.Success(body), len(r.Body))
+		}
+	}
+	return withSize(whisk.DeveloperError(whisk.MsgInvalidRunResponse(string(r.Body))), len(r.Body))
+}
+
+func withSize(resp whisk.ActivationResponse, n int) whisk.ActivationResponse {
+	resp.Size = &n
+	return resp
+}
+
+// errorField returns the "error" member of a JSON object body.
+func errorField(body []byte) (json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, false
+	}
+	e, ok := m["error"]
+	return e, ok
+}
+
+func hasErrorField(body []byte) bool {
+	_, ok := errorField(body)
+	return ok
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     Reply
+		code   int
+		result string // JSON of the result, "" for none
+	}{
+		{"init ok", Reply{Init: true, Status: 200, Body: []byte(`{"OK":true}`)}, 0, ""},
+		{"init error field", Reply{Init: true, Status: 502, Body: []byte(`{"error":"Initialization has failed due to: SyntaxError"}`)},
+			2, `{"error":"Initialization has failed due to: SyntaxError"}`},
+		{"init non-json", Reply{Init: true, Status: 500, Body: []byte(`boom`)},
+			2, `{"error":"The action failed during initialization: boom"}`},
+		{"init second time", Reply{Init: true, Status: 403, Body: []byte(`{"error":"Cannot initialize the action more than once."}`)},
+			2, `{"error":"Cannot initialize the action more than once."}`},
+		{"init timeout", Reply{Init: true, TimedOut: true, TimeoutMs: 300},
+			2, `{"error":"The action exceeded its time limits of 300 milliseconds during initialization."}`},
+		{"init no reply", Reply{Init: true, Failed: true}, 2, `{"error":"The action did not initialize and exited unexpectedly."}`},
+		{"run success", Reply{Status: 200, Body: []byte(`{"greeting":"hi"}`)}, 0, `{"greeting":"hi"}`},
+		{"run array", Reply{Status: 200, Body: []byte(`[1,2]`)}, 0, `[1,2]`},
+		{"run application error", Reply{Status: 200, Body: []byte(`{"error":{"code":7}}`), Outcome: OutcomeApplication},
+			1, `{"error":{"code":7}}`},
+		{"run developer error", Reply{Status: 502, Body: []byte(`{"error":"An error has occurred: Error: x"}`), Outcome: OutcomeDeveloper},
+			2, `{"error":"An error has occurred: Error: x"}`},
+		{"run non-200 without error", Reply{Status: 500, Body: []byte(`{"a":1}`)},
+			2, `{"error":"The action did not produce a valid JSON or JSON Array response: {\"a\":1}"}`},
+		{"run non-json", Reply{Status: 200, Body: []byte(`hello`)},
+			2, `{"error":"The action did not produce a valid JSON or JSON Array response: hello"}`},
+		{"run scalar", Reply{Status: 200, Body: []byte(`42`)},
+			2, `{"error":"The action did not produce a valid JSON or JSON Array response: 42"}`},
+		{"run empty", Reply{Status: 200}, 2, `{"error":"The action did not produce a valid JSON or JSON Array response."}`},
+		{"run array non-200", Reply{Status: 502, Body: []byte(`[1]`)},
+			2, `{"error":"The action did not produce a valid JSON or JSON Array response: [1]"}`},
+		{"run timeout (invoker clock)", Reply{TimedOut: true, TimeoutMs: 1000},
+			2, `{"error":"The action exceeded its time limits of 1000 milliseconds."}`},
+		{"run timeout (enclave)", Reply{Status: 502, Outcome: OutcomeTimeout,
+			Body: []byte(`{"error":"The action exceeded its time limits of 500 milliseconds."}`)},
+			2, `{"error":"The action exceeded its time limits of 500 milliseconds."}`},
+		{"run memory (enclave)", Reply{Status: 502, Outcome: OutcomeMemory,
+			Body: []byte(`{"error":"The action exhausted its memory and was aborted."}`)},
+			2, `{"error":"The action exhausted its memory and was aborted."}`},
+		{"run OOM killed", Reply{OOM: true, Failed: true}, 2, `{"error":"The action exhausted its memory and was aborted."}`},
+		{"run died", Reply{Failed: true}, 2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
+		{"run truncated", Reply{Status: 200, Body: []byte(`{"a":"xx`), Truncated: true, Length: 20, MaxLength: 8},
+			1, `{"error":"The action produced a response that exceeded the allowed length: 20 > 8 bytes. The truncated response was: {\"a\":\"xx"}`},
+		{"gate failure", Reply{Status: 503, Outcome: OutcomeGate, Body: []byte(`{"error":"No enclave thread could be taken"}`)},
+			3, `{"error":"No enclave thread could be taken"}`},
+		{"gate failure without body", Reply{Status: 502, Outcome: OutcomeGate}, 3, `{"error":"Failed to provision resources to run the action."}`},
+		{"init gate failure", Reply{Init: true, Status: 502, Outcome: OutcomeGate, Body: []byte(`{"error":"owner gone"}`)},
+			3, `{"error":"owner gone"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Classify(tc.in)
+			if got.StatusCode != tc.code {
+				t.Fatalf("status %d (%s), want %d", got.StatusCode, got.Result, tc.code)
+			}
+			if tc.result == "" {
+				if got.Result != nil {
+					t.Fatalf("result %s, want none", got.Result)
+				}
+				return
+			}
+			if !jsonEqual(t, got.Result, []byte(tc.result)) {
+				t.Fatalf("result %s, want %s", got.Result, tc.result)
+			}
+		})
+	}
+}
+
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatalf("result %q is not JSON: %v", a, err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatalf("want %q is not JSON: %v", b, err)
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return string(xb) == string(yb)
+}

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// LogConfig are the collection limits (OpenWhisk's DockerToActivationLogStore and
+// DockerContainer.logs).
+type LogConfig struct {
+	// LimitBytes is the action's log limit; 0 disables collection (OpenWhisk collects nothing).
+	LimitBytes int64
+	// Idle is the longest wait between two lines once the activation has ended (OpenWhisk: 2 s).
+	Idle time.Duration
+	// Total bounds the whole collection (OpenWhisk: max(limit MB, 5) × 2 s).
+	Total time.Duration
+	// DrainAfterError is how long to keep reading after a developer error, where sentinels are not
+	// waited for (OpenWhisk reads what is there): the collection ends once output is idle this long.
+	DrainAfterError time.Duration
+	// Now stamps lines; time.Now by default.
+	Now func() time.Time
+}
+
+// DefaultLogConfig returns OpenWhisk's limits for a log limit in bytes.
+func DefaultLogConfig(limitBytes int64) LogConfig {
+	mb := limitBytes >> 20
+	if mb < 5 {
+		mb = 5
+	}
+	return LogConfig{
+		LimitBytes:      limitBytes,
+		Idle:            2 * time.Second,
+		Total:           time.Duration(mb) * 2 * time.Second,
+		DrainAfterError: 50 * time.Millisecond,
+	}
+}
+
+// maxLine bounds one line held in memory; a longer line is cut (the log limit cuts it anyway).
+const maxLine = 1 << 20
+
+// TimeFormat is the fixed-width RFC 3339 UTC time of a log line, as Docker writes it.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z"
+
+// FormatLine formats one log line the way OpenWhisk stores it.
+func FormatLine(t time.Time, stream, text string) string {
+	return fmt.Sprintf("%-30s %s: %s", t.UTC().Format(TimeFormat), stream, text)
+}
+
+type line struct {
+	stream string
+	at     time.Time
+	text   string
+	eof    bool
+}
+
+// Collector reads a sandbox's stdout and stderr from the moment the sandbox starts; Wait ends the
+// collection for one activation. The readers are drained to the end even after Wait returns, so the
+// sandbox never blocks on a full pipe.
+type Collector struct {
+	cfg   LogConfig
+	lines chan line
+	wg    sync.WaitGroup
+}
+
+// Logs is the result of a collection.
+type Logs struct {
+	// Lines are formatted OpenWhisk log lines, the truncation or warning line included.
+	Lines []string
+	// Truncated: the log limit was reached.
+	Truncated bool
+	// Sentinels counts the streams whose sentinel was seen (2 = complete).
+	Sentinels int
+	// Incomplete: collection ended before both sentinels (idle or total limit, exit, developer error).
+	Incomplete bool
+}
+
+// Collect starts reading stdout and stderr.
+func Collect(stdout, stderr io.Reader, cfg LogConfig) *Collector {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Collector{cfg: cfg, lines: make(chan line, 256)}
+	for _, s := range []struct {
+		name string
+		r    io.Reader
+	}{{"stdout", stdout}, {"stderr", stderr}} {
+		if s.r == nil {
+			c.lines <- line{stream: s.name, eof: true}
+			continue
+		}
+		c.wg.Add(1)
+		go c.read(s.name, s.r)
+	}
+	return c
+}
+
+func (c *Collector) read(stream string, r io.Reader) {
+	defer c.wg.Done()
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) <= maxLine {
+			buf = append(buf, chunk...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(buf) > 0 {
+			text := string(bytes.TrimRight(buf, "\r\n"))
+			c.lines <- line{stream: stream, at: c.cfg.Now(), text: text}
+			buf = buf[:0]
+		}
+		if err != nil {
+			c.lines <- line{stream: stream, eof: true}
+			return
+		}
+	}
+}
+
+// Wait collects one activation's lines: until the sentinel has been seen on both streams, both
+// streams ended, output stayed idle for cfg.Idle (counted from when Wait was called), cfg.Total
+// passed, or ctx ended. After a developer error it does not wait for sentinels (it drains what is
+// already there) and adds OpenWhisk's warning line. exited, when not nil, is the sandbox's exit
+// signal: after it, only the output already written is read.
+func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan struct{}) Logs {
+	var out Logs
+	if c.cfg.LimitBytes <= 0 {
+		go c.discard()
+		return out
+	}
+	total := time.NewTimer(c.cfg.Total)
+	defer total.Stop()
+	idleFor := c.cfg.Idle
+	if developerError && c.cfg.DrainAfterError > 0 {
+		idleFor = c.cfg.DrainAfterError
+	}
+	idle := time.NewTimer(idleFor)
+	defer idle.Stop()
+	var used int64
+	sentinel := map[string]bool{}
+	eof := map[string]bool{}
+	done := false
+	for !done {
+		select {
+		case l := <-c.lines:
+			switch {
+			case l.eof:
+				eof[l.stream] = true
+			case l.text == whisk.LogSentinel:
+				sentinel[l.stream] = true
+			case !out.Truncated:
+				n := int64(len(l.text)) + 1
+				if used+n > c.cfg.LimitBytes {
+					out.Truncated = true
+					break
+				}
+				used += n
+				out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
+			}
+			if !idle.Stop() {
+				select {
+				case <-idle.C:
+				default:
+				}
+			}
+			idle.Reset(idleFor)
+			done = (sentinel["stdout"] || eof["stdout"]) && (sentinel["stderr"] || eof["stderr"])
+		case <-exited:
+			// The writer is gone; what it wrote is in the pipe. Keep reading until both streams
+			// end, but no longer than the drain period.
+			exited = nil
+			idleFor = min(idleFor, 100*time.Millisecond)
+			idle.Reset(idleFor)
+		case <-idle.C:
+			done = true
+		case <-total.C:
+			done = true
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	for _, s := range []string{"stdout", "stderr"} {
+		if sentinel[s] {
+			out.Sentinels++
+		}
+	}
+	out.Incomplete = out.Sentinels < 2
+	if out.Truncated {
+		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr",
+			whisk.MsgTruncatedLogs(whisk.ByteSize(c.cfg.LimitBytes))))
+	}
+	if developerError {
+		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr", whisk.MsgLogWarningDeveloperError))
+	}
+	go c.discard()
+	return out
+}
+
+// discard drains the rest so the readers reach the end of their streams.
+func (c *Collector) discard() {
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-c.lines:
+		case <-done:
+			return
+		}
+	}
+}

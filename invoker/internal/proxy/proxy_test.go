@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func TestNewTargets(t *testing.T) {
+	for _, ok := range []string{"/tmp/x.sock", "unix:///tmp/x.sock", "http://127.0.0.1:8080"} {
+		if _, err := New(ok); err != nil {
+			t.Errorf("New(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "x.sock", "https://h:1", "unix://", "http://"} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%q) accepted", bad)
+		}
+	}
+}
+
+func TestClientAgainstUnixServer(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "p.sock")
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Not listening yet: WaitReady gives up at the deadline.
+	if err := c.WaitReady(context.Background(), time.Now().Add(30*time.Millisecond)); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("WaitReady without server: %v", err)
+	}
+
+	var gotInit map[string]json.RawMessage
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /init", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &gotInit)
+		w.Header().Set(HeaderTimings, `{"attachMs":1.5,"tcsMs":0.25,"initMs":3}`)
+		w.Write([]byte(`{"OK":true}`))
+	})
+	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]json.RawMessage
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		switch string(body["value"]) {
+		case `{"big":true}`:
+			w.Write([]byte(`{"x":"` + strings.Repeat("a", 100) + `"}`))
+		case `{"slow":true}`:
+			time.Sleep(300 * time.Millisecond)
+			w.Write([]byte(`{}`))
+		default:
+			w.Header().Set(HeaderOutcome, OutcomeSuccess)
+			w.Write(body["value"])
+		}
+	})
+	srv := &http.Server{Handler: mux}
+	started := make(chan struct{})
+	go func() {
+		time.Sleep(20 * time.Millisecond) // WaitReady must poll until the socket appears
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		close(started)
+		srv.Serve(ln)
+	}()
+	defer srv.Close()
+	if err := c.WaitReady(context.Background(), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+
+	r, err := c.Init(context.Background(), map[string]any{"code": "x", "main": "main"}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 200 || r.Timings.AttachMs != 1.5 || r.Timings.TCSMs != 0.25 || r.Timings.InitMs != 3 {
+		t.Fatalf("init reply %+v", r)
+	}
+	if string(gotInit["value"]) != `{"code":"x","main":"main"}` {
+		t.Fatalf("init body value %s", gotInit["value"])
+	}
+	r, err = c.Run(context.Background(), map[string]any{"value": map[string]string{"name": "Bob"}}, time.Second)
+	if err != nil || string(r.Body) != `{"name":"Bob"}` || r.Outcome != OutcomeSuccess {
+		t.Fatalf("run %+v %v", r, err)
+	}
+	c.MaxResponse = 50
+	r, err = c.Run(context.Background(), map[string]any{"value": map[string]bool{"big": true}}, time.Second)
+	if err != nil || !r.Truncated || r.Length != 108 || len(r.Body) != 50 {
+		t.Fatalf("big run: truncated %v length %d body %d err %v", r.Truncated, r.Length, len(r.Body), err)
+	}
+	_, err = c.Run(context.Background(), map[string]any{"value": map[string]bool{"slow": true}}, 50*time.Millisecond)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("slow run: %v", err)
+	}
+}
+
+// pipeSandbox writes lines to two pipes like a sandbox's stdout and stderr.
+type pipeSandbox struct {
+	outR, errR *io.PipeReader
+	outW, errW *io.PipeWriter
+}
+
+func newPipes() *pipeSandbox {
+	p := &pipeSandbox{}
+	p.outR, p.outW = io.Pipe()
+	p.errR, p.errW = io.Pipe()
+	return p
+}
+
+func (p *pipeSandbox) close() { p.outW.Close(); p.errW.Close() }
+
+func fixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 60000, time.UTC) }
+
+func testCfg(limit int64) LogConfig {
+	return LogConfig{LimitBytes: limit, Idle: 200 * time.Millisecond, Total: 5 * time.Second,
+		DrainAfterError: 30 * time.Millisecond, Now: fixedNow}
+}
+
+func TestFormatLine(t *testing.T) {
+	got := FormatLine(fixedNow(), "stdout", "hello")
+	want := "2026-01-02T03:04:05.000060000Z stdout: hello"
+	if got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := FormatLine(time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), "stderr", ""); got != "2026-01-02T02:04:05.000000000Z stderr: " {
+		t.Fatalf("%q", got)
+	}
+}
+
+func TestCollectorSentinelsBothStreams(t *testing.T) {
+	p := newPipes()
+	c := Collect(p.outR, p.errR, testCfg(1000))
+	go func() {
+		io.WriteString(p.outW, "one\n")
+		io.WriteString(p.errW, "two\r\n")
+		io.WriteString(p.outW, whisk.LogSentinel+"\n")
+		io.WriteString(p.errW, whisk.LogSentinel+"\n")
+		// Output after the sentinels belongs to no activation and must not block the writer.
+		io.WriteString(p.outW, "later\n")
+		p.close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	if logs.Sentinels != 2 || logs.Incomplete || logs.Truncated {
+		t.Fatalf("%+v", logs)
+	}
+	want := map[string]bool{
+		"2026-01-02T03:04:05.000060000Z stdout: one": true,
+		"2026-01-02T03:04:05.000060000Z stderr: two": true,
+	}
+	if len(logs.Lines) != 2 || !want[logs.Lines[0]] || !want[logs.Lines[1]] {
+		t.Fatalf("lines %q", logs.Lines)
+	}
+}
+
+func TestCollectorLimitAndTruncation(t *testing.T) {
+	p := newPipes()
+	c := Collect(p.outR, p.errR, testCfg(10))
+	go func() {
+		io.WriteString(p.outW, "abcd\n")  // 5 bytes counted
+		io.WriteString(p.outW, "efgh\n")  // 10
+		io.WriteString(p.outW, "ijklm\n") // over: dropped
+		io.WriteString(p.outW, whisk.LogSentinel+"\n")
+		io.WriteString(p.errW, whisk.LogSentinel+"\n")
+		p.close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	if !logs.Truncated || len(logs.Lines) != 3 {
+		t.Fatalf("%+v", logs)
+	}
+	if !strings.HasSuffix(logs.Lines[2], "stderr: Logs were truncated because the total bytes size exceeds the limit of 10 bytes.") {
+		t.Fatalf("truncation line %q", logs.Lines[2])
+	}
+}
+
+func TestCollectorMissingSentinelIdle(t *testing.T) {
+	p := newPipes()
+	defer p.close()
+	c := Collect(p.outR, p.errR, testCfg(1000))
+	go func() {
+		io.WriteString(p.outW, "only stdout\n")
+		io.WriteString(p.outW, whisk.LogSentinel+"\n")
+	}()
+	start := time.Now()
+	logs := c.Wait(context.Background(), false, nil)
+	if logs.Sentinels != 1 || !logs.Incomplete || len(logs.Lines) != 1 {
+		t.Fatalf("%+v", logs)
+	}
+	if time.Since(start) < 200*time.Millisecond {
+		t.Fatal("returned before the idle limit without both sentinels")
+	}
+}
+
+func TestCollectorTotalLimit(t *testing.T) {
+	p := newPipes()
+	defer p.close()
+	cfg := testCfg(1 << 20)
+	cfg.Total = 150 * time.Millisecond
+	c := Collect(p.outR, p.errR, cfg)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a chatty sandbox that never ends: only the total limit stops collection
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				if _, err := io.WriteString(p.outW, "tick\n"); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	if !logs.Incomplete || len(logs.Lines) == 0 {
+		t.Fatalf("%+v", logs)
+	}
+}
+
+func TestCollectorDeveloperErrorAndExit(t *testing.T) {
+	p := newPipes()
+	c := Collect(p.outR, p.errR, testCfg(1000))
+	exited := make(chan struct{})
+	go func() {
+		io.WriteString(p.errW, "crash\n")
+		p.close()
+		close(exited)
+	}()
+	logs := c.Wait(context.Background(), true, exited)
+	if len(logs.Lines) != 2 || !strings.HasSuffix(logs.Lines[0], "stderr: crash") ||
+		!strings.HasSuffix(logs.Lines[1], "stderr: "+whisk.MsgLogWarningDeveloperError) {
+		t.Fatalf("%q", logs.Lines)
+	}
+}
+
+func TestCollectorDisabledAndLongLine(t *testing.T) {
+	p := newPipes()
+	c := Collect(p.outR, p.errR, testCfg(0))
+	go func() {
+		io.WriteString(p.outW, strings.Repeat("x", 3*maxLine)+"\n") // must be drained, not block
+		p.close()
+	}()
+	if logs := c.Wait(context.Background(), false, nil); len(logs.Lines) != 0 {
+		t.Fatalf("collection with limit 0 returned %d lines", len(logs.Lines))
+	}
+
+	p2 := newPipes()
+	c = Collect(p2.outR, p2.errR, testCfg(4*maxLine))
+	go func() {
+		io.WriteString(p2.outW, strings.Repeat("y", 2*maxLine)+"\nshort\n")
+		p2.close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	if len(logs.Lines) != 2 || len(logs.Lines[0]) > maxLine+100 || !strings.HasSuffix(logs.Lines[1], "stdout: short") {
+		t.Fatalf("%d lines, first %d bytes", len(logs.Lines), len(logs.Lines[0]))
+	}
+}

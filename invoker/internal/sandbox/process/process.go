@@ -1,0 +1,293 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/sandbox"
+)
+
+// Config configures the backend.
+type Config struct {
+	// StateDir holds one pid file per live sandbox, so Cleanup can find leftovers of a crashed
+	// invoker. Required.
+	StateDir string
+}
+
+// Runtime is the process backend.
+type Runtime struct {
+	cfg Config
+	log *zap.Logger
+
+	mu   sync.Mutex
+	live map[*box]struct{}
+}
+
+// New makes the backend and warns, once, that it isolates nothing.
+func New(cfg Config, log *zap.Logger) (*Runtime, error) {
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("process sandbox backend: %w: StateDir is required", sandbox.ErrUnavailable)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("process sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
+	}
+	log.Warn("sandbox backend 'process' gives NO isolation: actions run as plain host processes " +
+		"with no memory limit; for development only")
+	return &Runtime{cfg: cfg, log: log, live: map[*box]struct{}{}}, nil
+}
+
+// Name is "process".
+func (r *Runtime) Name() string { return "process" }
+
+// Capabilities: nothing is isolated, remapped or enforced.
+func (r *Runtime) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{} }
+
+// Create starts spec.Command as a fresh process group.
+func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w: stdout pipe: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(outR, outW)
+		return nil, fmt.Errorf("create sandbox %s: %w: stderr pipe: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.Env = envList(spec.Env)
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		closeAll(outR, outW, errR, errW)
+		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	// The child holds the write ends now; ours must close so the readers see EOF when it exits.
+	closeAll(outW, errW)
+	b := &box{rt: r, name: spec.Name, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
+		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, spec.Name+".pid")}
+	if err := writePidFile(b.pidFile, b.pgid); err != nil {
+		// Without the pid file a crash would leak the process: refuse the sandbox.
+		_ = syscall.Kill(-b.pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		closeAll(outR, errR)
+		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+	}
+	go func() {
+		// The exit status carries nothing the invoker uses; the exit itself is signalled.
+		_ = cmd.Wait()
+		close(b.exited)
+	}()
+	r.mu.Lock()
+	r.live[b] = struct{}{}
+	r.mu.Unlock()
+	return b, nil
+}
+
+func checkSpec(spec sandbox.Spec) error {
+	if len(spec.Command) == 0 || spec.Command[0] == "" {
+		return errors.New("the process backend needs a command")
+	}
+	if spec.Name == "" || strings.ContainsAny(spec.Name, "/\x00") || spec.Name == "." || spec.Name == ".." {
+		return fmt.Errorf("sandbox name %q is not a plain name", spec.Name)
+	}
+	for _, m := range spec.Mounts {
+		if filepath.Clean(m.HostPath) != filepath.Clean(m.GuestPath) {
+			return fmt.Errorf("the process backend cannot place %s at %s (no path remapping)", m.HostPath, m.GuestPath)
+		}
+	}
+	return nil
+}
+
+// envList is Spec.Env only, sorted: no variable of the invoker leaks into the sandbox.
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		_ = f.Close() // freshly made pipe ends; a close error leaves nothing to do
+	}
+}
+
+// Cleanup kills the process groups of earlier runs whose pid files name a sandbox with prefix, and
+// removes their pid files. A pid file whose process is gone, or whose pid now belongs to another
+// program (checked by the process start time), is only removed.
+func (r *Runtime) Cleanup(_ context.Context, prefix string) error {
+	entries, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("cleanup process sandboxes: %w", err)
+	}
+	r.mu.Lock()
+	mine := map[string]bool{}
+	for b := range r.live {
+		mine[b.pidFile] = true
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".pid") || !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		path := filepath.Join(r.cfg.StateDir, name)
+		if mine[path] {
+			continue
+		}
+		pgid, start, err := readPidFile(path)
+		if err == nil && pgid > 0 {
+			if now, serr := startTime(pgid); serr == nil && now == start {
+				if kerr := syscall.Kill(-pgid, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
+					errs = append(errs, fmt.Errorf("kill leftover sandbox %s (pgid %d): %w", name, pgid, kerr))
+					continue
+				}
+				r.log.Info("killed leftover sandbox", zap.String("pidfile", name), zap.Int("pgid", pgid))
+			}
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pid file %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close destroys every sandbox still alive.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	boxes := make([]*box, 0, len(r.live))
+	for b := range r.live {
+		boxes = append(boxes, b)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, b := range boxes {
+		if err := b.Destroy(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type box struct {
+	rt      *Runtime
+	name    string
+	cmd     *exec.Cmd
+	pgid    int
+	stdout  *os.File
+	stderr  *os.File
+	exited  chan struct{}
+	pidFile string
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+func (b *box) ID() string              { return strconv.Itoa(b.pgid) }
+func (b *box) Stdout() io.Reader       { return b.stdout }
+func (b *box) Stderr() io.Reader       { return b.stderr }
+func (b *box) Exited() <-chan struct{} { return b.exited }
+func (b *box) OOMKilled() bool         { return false }
+func (b *box) String() string          { return b.name + "/" + b.ID() }
+func (b *box) Destroy(ctx context.Context) error {
+	b.destroyOnce.Do(func() { b.destroyErr = b.destroy(ctx) })
+	return b.destroyErr
+}
+
+// destroy kills the whole group (the shim and anything it started), waits for the main process,
+// and removes the pid file. The output pipes are closed after a short grace so readers still get
+// what was written before the kill.
+func (b *box) destroy(ctx context.Context) error {
+	if err := syscall.Kill(-b.pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("destroy sandbox %s: kill group %d: %w", b.name, b.pgid, err)
+	}
+	var err error
+	select {
+	case <-b.exited:
+	case <-ctx.Done():
+		err = fmt.Errorf("destroy sandbox %s: waiting for exit: %w", b.name, ctx.Err())
+	}
+	b.rt.mu.Lock()
+	delete(b.rt.live, b)
+	b.rt.mu.Unlock()
+	if rerr := os.Remove(b.pidFile); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, fmt.Errorf("destroy sandbox %s: %w", b.name, rerr))
+	}
+	// Grandchildren that escaped the group could hold the pipes open; close our ends after a grace
+	// so readers never block forever.
+	time.AfterFunc(2*time.Second, func() { closeAll(b.stdout, b.stderr) })
+	return err
+}
+
+// Pid files hold "<pgid> <start time in clock ticks>" so a reused pid is never killed by mistake.
+func writePidFile(path string, pgid int) error {
+	st, err := startTime(pgid)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d %d\n", pgid, st)), 0o600); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+func readPidFile(path string) (pgid int, start uint64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read pid file: %w", err)
+	}
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pgid, &start); err != nil {
+		return 0, 0, fmt.Errorf("pid file %s malformed: %w", path, err)
+	}
+	return pgid, start, nil
+}
+
+// startTime is field 22 of /proc/<pid>/stat (after the parenthesised command name, which may
+// contain spaces).
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read process %d start time: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("process %d stat malformed", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After ")" come state (field 3) ... starttime (field 22): index 22-3 = 19.
+	if len(f) < 20 {
+		return 0, fmt.Errorf("process %d stat too short", pid)
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("process %d start time: %w", pid, err)
+	}
+	return v, nil
+}
