@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"go.uber.org/zap"
@@ -68,8 +69,10 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	if b.Model == "" {
 		b.Model = "teemate"
 	}
-	if b.Model != "teemate" {
-		return nil, nil, fmt.Errorf("%w: model %q (this invoker runs the teemate model)", ErrUnknownBackend, b.Model)
+	switch b.Model {
+	case executor.ModelTeemate, executor.ModelNative, executor.ModelStrawman:
+	default:
+		return nil, nil, fmt.Errorf("%w: model %q", ErrUnknownBackend, b.Model)
 	}
 	repo, err := filepath.Abs(b.RepoDir)
 	if err != nil {
@@ -108,7 +111,9 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		return nil, nil, fmt.Errorf("%w: enclave %q", ErrUnknownBackend, b.Enclave)
 	}
 	prestart := b.Prestart
-	if prestart == nil {
+	if b.Model != executor.ModelTeemate {
+		prestart = []string{} // only the teemate model uses the warm enclave
+	} else if prestart == nil {
 		prestart = []string{"nodejs:20"}
 	}
 	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
@@ -145,11 +150,25 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	if _, err := os.Stat(shim); err != nil {
 		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
 	}
-	exec, err := executor.NewTeemate(mgr, sandboxes, executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s")}, log)
+	ecfg := executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s"), Model: b.Model}
+	if b.Model != executor.ModelTeemate {
+		// Sandboxes get a clean environment without PATH, so the runtime is named by its full path.
+		node, err := exec.LookPath("node")
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s model needs node: %w", b.Model, err)
+		}
+		owner, err := direct.FindOwnerJS(repo)
+		if err != nil {
+			return nil, nil, fmt.Errorf("strawman model: %w", err)
+		}
+		ecfg.NativeCommand = []string{node, filepath.Join(repo, "deploy", "images", "native", "proxy.js")}
+		ecfg.StrawmanRuntime = []string{node, owner}
+	}
+	ex, err := executor.NewTeemate(mgr, sandboxes, ecfg, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("executor: %w", err)
 	}
 	log.Info("executor ready", zap.String("model", b.Model), zap.String("sandbox", sandboxes.Name()),
 		zap.String("enclave", backend.Name()), zap.String("runtime_dir", rt))
-	return exec, cleanup, nil
+	return ex, cleanup, nil
 }

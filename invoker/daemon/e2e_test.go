@@ -127,3 +127,26 @@ func TestInvoker_RealNodeEndToEnd(t *testing.T) {
 		e.nextAck(10 * time.Second)
 	}
 }
+
+// TestInvoker_StrawmanModel runs the comparison model in which every sandbox boots its own enclave
+// runtime: same result, no shared enclave.
+func TestInvoker_StrawmanModel(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	e := newEnv(t)
+	e.api.addCode("hello", `function main(p) { return {greeting: "hello " + p.name} }`, 256, 60000)
+	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
+		RepoDir: repoRoot(t), ShimPath: shimPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e.startInvoker(func(c *Config) { c.Executor = ex })
+	e.send(message(id(200), "hello", true, ""))
+	a, _ := e.nextAck(30 * time.Second)
+	act := a.(*whisk.ResultMessage).Response.Activation
+	if act.Response.StatusCode != 0 || string(act.Response.Result) != `{"greeting":"hello Bob"}` {
+		t.Fatalf("strawman result %d %s", act.Response.StatusCode, act.Response.Result)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,27 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// LogConfig gives the collection limits for a log limit; proxy.DefaultLogConfig by default.
 	LogConfig func(limitBytes int64) proxy.LogConfig
+	// Model is the execution model: ModelTeemate (default), ModelNative or ModelStrawman. The bench
+	// compares the three on the same sandbox backend.
+	Model string
+	// NativeCommand is the argv of the OpenWhisk-style Node action proxy in a native sandbox, as seen
+	// inside the sandbox. Required for ModelNative.
+	NativeCommand []string
+	// StrawmanRuntime is the argv that boots a fresh enclave runtime inside a strawman sandbox, as
+	// seen inside it; the executor appends --socket, --slots 1, --image, --enclave and --work-dir.
+	// Required for ModelStrawman.
+	StrawmanRuntime []string
 }
+
+// Execution models.
+const (
+	// ModelTeemate: a fresh sandbox per activation attached to the warm shared enclave of its image.
+	ModelTeemate = "teemate"
+	// ModelNative: OpenWhisk's way: a fresh sandbox with its own Node action proxy, no enclave.
+	ModelNative = "native"
+	// ModelStrawman: one enclave per container: each fresh sandbox boots its own enclave runtime.
+	ModelStrawman = "strawman"
+)
 
 // Guest paths used when the sandbox backend can remap mounts.
 const (
@@ -77,6 +98,21 @@ func NewTeemate(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *z
 	if cfg.LogConfig == nil {
 		cfg.LogConfig = proxy.DefaultLogConfig
 	}
+	switch cfg.Model {
+	case "":
+		cfg.Model = ModelTeemate
+	case ModelTeemate:
+	case ModelNative:
+		if len(cfg.NativeCommand) == 0 {
+			return nil, errors.New("native model: NativeCommand is required")
+		}
+	case ModelStrawman:
+		if len(cfg.StrawmanRuntime) == 0 {
+			return nil, errors.New("strawman model: StrawmanRuntime is required")
+		}
+	default:
+		return nil, fmt.Errorf("unknown execution model %q", cfg.Model)
+	}
 	return &Teemate{enclaves: enclaves, sandboxes: sandboxes, cfg: cfg, log: log}, nil
 }
 
@@ -102,11 +138,18 @@ func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outco
 	out := activation.Outcome{Phases: map[string]time.Duration{}}
 	log := t.log.With(zap.String("sandbox", job.Name), zap.String("image", job.Image))
 
-	lease, err := t.enclaves.Reserve(hctx, job.Image)
-	if err != nil {
-		return t.failEarly(ctx, out, log, "no enclave thread", err)
+	// Only the teemate model shares a warm enclave; the other two models bring their own runtime
+	// into every sandbox, so nothing can die under them but the sandbox itself.
+	var died <-chan struct{}
+	gateDir := ""
+	if t.cfg.Model == ModelTeemate {
+		lease, err := t.enclaves.Reserve(hctx, job.Image)
+		if err != nil {
+			return t.failEarly(ctx, out, log, "no enclave thread", err)
+		}
+		defer lease.Release()
+		died, gateDir = lease.Died(), lease.Dir()
 	}
-	defer lease.Release()
 
 	dir := filepath.Join(t.cfg.ProxyDir, strconv.FormatUint(t.seq.Add(1), 36))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -117,7 +160,7 @@ func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outco
 			log.Warn("removing the proxy directory failed", zap.Error(err))
 		}
 	}()
-	spec := t.spec(job, timeout, dir, lease.Dir())
+	spec := t.spec(job, timeout, dir, gateDir)
 
 	t0 := time.Now()
 	sb, err := t.sandboxes.Create(hctx, spec)
@@ -125,7 +168,7 @@ func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outco
 	if err != nil {
 		return t.failEarly(ctx, out, log, "sandbox create", err)
 	}
-	t.activate(hctx, ctx, job, timeout, lease, sb, filepath.Join(dir, proxySockName), &out, log)
+	t.activate(hctx, ctx, job, timeout, died, sb, filepath.Join(dir, proxySockName), &out, log)
 
 	t1 := time.Now()
 	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -146,28 +189,42 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 	if logLimit < 0 {
 		logLimit = 0
 	}
-	return sandbox.Spec{
+	proxySocket := filepath.Join(guestProxy, proxySockName)
+	spec := sandbox.Spec{
 		Name:    job.Name,
-		Image:   "teemate",
+		Image:   t.cfg.Model,
 		Command: []string{t.cfg.ShimPath},
 		Env: map[string]string{
-			"TEEMATE_PROXY_SOCKET":    filepath.Join(guestProxy, proxySockName),
+			"TEEMATE_PROXY_SOCKET":    proxySocket,
 			"TEEMATE_GATE":            filepath.Join(guestGate, "gate.sock"),
 			"TEEMATE_SANDBOX":         job.Name,
 			"TEEMATE_MEMORY_MB":       strconv.Itoa(job.MemoryMB),
 			"TEEMATE_LOG_LIMIT_BYTES": strconv.FormatInt(logLimit, 10),
 			"TEEMATE_TIMEOUT_MS":      strconv.FormatInt(timeout.Milliseconds(), 10),
 		},
-		MemoryMB: job.MemoryMB,
-		Network:  job.Network,
-		Mounts: []sandbox.Mount{
-			{HostPath: proxyDir, GuestPath: guestProxy},
-			// TODO: mount only the gate socket once every backend can bind a single socket file;
-			// the owner's directory also holds its work files.
-			{HostPath: gateDir, GuestPath: guestGate},
-		},
+		MemoryMB:    job.MemoryMB,
+		Network:     job.Network,
+		Mounts:      []sandbox.Mount{{HostPath: proxyDir, GuestPath: guestProxy}},
 		ProxySocket: filepath.Join(proxyDir, proxySockName),
 	}
+	switch t.cfg.Model {
+	case ModelTeemate:
+		// TODO: mount only the gate socket once every backend can bind a single socket file;
+		// the owner's directory also holds its work files.
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{HostPath: gateDir, GuestPath: guestGate})
+	case ModelNative:
+		spec.Command = t.cfg.NativeCommand
+		delete(spec.Env, "TEEMATE_GATE")
+	case ModelStrawman:
+		// The runtime's gate and work files live in the sandbox's own proxy directory, and die with it.
+		gate := filepath.Join(guestProxy, "gate.sock")
+		spec.Env["TEEMATE_GATE"] = gate
+		argv := append(append([]string(nil), t.cfg.StrawmanRuntime...),
+			"--socket", gate, "--slots", "1", "--image", job.Image, "--enclave", "strawman-"+job.Name,
+			"--work-dir", filepath.Join(guestProxy, "work"))
+		spec.Env["TEEMATE_STRAWMAN_CMD"] = strings.Join(argv, " ")
+	}
+	return spec
 }
 
 // failEarly answers a job that never reached its sandbox's action proxy: a whisk error.
@@ -185,7 +242,7 @@ func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *za
 
 // activate drives the sandbox's action proxy: ready, /init, /run, logs.
 func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
-	lease *enclave.Lease, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) {
+	died <-chan struct{}, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) {
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
@@ -198,7 +255,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	go func() {
 		var cause error
 		select {
-		case <-lease.Died():
+		case <-died:
 			cause = errOwnerDied
 		case <-sb.Exited():
 			cause = errSandboxExited
