@@ -12,6 +12,7 @@ import (
 
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
+	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
@@ -36,6 +37,24 @@ type Backends struct {
 	SlotsPerOwner int
 	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
 	Prestart []string
+}
+
+// SGXConfig is the sgx enclave backend's configuration for a repository checkout; buildDir receives
+// the rendered and signed manifests. Tools and devices take the backend's defaults.
+func SGXConfig(repo, buildDir string) sgx.Config {
+	return sgx.Config{
+		OwnerJS:    filepath.Join(repo, "enclave-runtime", "trusted", "owner.js"),
+		Addon:      filepath.Join(repo, "node-isolate-patch", "build", "teemate_isolate.node"),
+		Template:   filepath.Join(repo, "enclave-runtime", "manifest", "nodejs-owner.manifest.template"),
+		SigningKey: os.Getenv("TEEMATE_SGX_SIGNING_KEY"),
+		BuildDir:   filepath.Join(buildDir, "manifests"),
+	}
+}
+
+// SGXPreflight checks this host for the sgx enclave backend and reports every check.
+func SGXPreflight(repo string) (report string, err error) {
+	r := sgx.Preflight(SGXConfig(repo, os.TempDir()), sgx.HostProbes())
+	return r.String(), r.Err()
 }
 
 // ErrUnknownBackend is returned for a backend or model name this invoker does not know.
@@ -106,6 +125,11 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		}
 		if backend, err = direct.New(direct.Config{OwnerJS: owner}, log); err != nil {
 			return nil, nil, fmt.Errorf("direct enclave: %w", err)
+		}
+	case "sgx":
+		scfg := SGXConfig(repo, rt)
+		if backend, err = sgx.New(scfg, log); err != nil {
+			return nil, nil, fmt.Errorf("sgx enclave: %w", err)
 		}
 	default:
 		return nil, nil, fmt.Errorf("%w: enclave %q", ErrUnknownBackend, b.Enclave)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -148,5 +150,17 @@ func TestInvoker_StrawmanModel(t *testing.T) {
 	act := a.(*whisk.ResultMessage).Response.Activation
 	if act.Response.StatusCode != 0 || string(act.Response.Result) != `{"greeting":"hello Bob"}` {
 		t.Fatalf("strawman result %d %s", act.Response.StatusCode, act.Response.Result)
+	}
+}
+
+// TestBackends_SGXUnavailableFailsFast: on a host without SGX the sgx backend refuses at once with
+// the reason, instead of starting an invoker that cannot run anything.
+func TestBackends_SGXUnavailableFailsFast(t *testing.T) {
+	if _, err := os.Stat("/dev/sgx_enclave"); err == nil {
+		t.Skip("this host has SGX")
+	}
+	_, _, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "sgx", RepoDir: repoRoot(t), ShimPath: shimPath})
+	if !errors.Is(err, enclave.ErrUnavailable) || !strings.Contains(err.Error(), "/dev/sgx_enclave") {
+		t.Fatalf("err = %v, want enclave.ErrUnavailable naming /dev/sgx_enclave", err)
 	}
 }

@@ -34,7 +34,17 @@ func main() {
 	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: direct, sgx or none")
 	flag.StringVar(&backends.Model, "model", "teemate", "execution model: teemate, native or strawman")
 	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
+	preflight := flag.Bool("preflight", false, "check this host for the chosen enclave backend (sgx), print the report and exit 0 or 1")
 	flag.Parse()
+	if *preflight {
+		report, err := daemon.SGXPreflight(backends.RepoDir)
+		fmt.Print(report)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "invoker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg.StoreToken = os.Getenv("TEEMATE_INVOKER_TOKEN")
 	cfg.AdminUser, cfg.AdminPassword = os.Getenv("TEEMATE_INVOKER_USER"), os.Getenv("TEEMATE_INVOKER_PASSWORD")
 	cfg.Listen = fmt.Sprintf(":%d", port)

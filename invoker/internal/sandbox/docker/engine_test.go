@@ -1,0 +1,315 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/teemate/platform/invoker/internal/sandbox"
+)
+
+// prefix returns a per-test container name prefix, so tests (and parallel packages) never touch
+// each other's containers.
+func prefix(t *testing.T) string {
+	return fmt.Sprintf("wsktest%d_%d_", os.Getpid()%100000, time.Now().UnixNano()%1000000)
+}
+
+// drain reads a sandbox's two streams to the end.
+func drain(sb sandbox.Sandbox) (stdout, stderr func() string) {
+	var wg sync.WaitGroup
+	var out, errb bytes.Buffer
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&out, sb.Stdout()) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }()
+	done := func() { wg.Wait() }
+	return func() string { done(); return out.String() }, func() string { done(); return errb.String() }
+}
+
+func waitExit(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
+	t.Helper()
+	select {
+	case <-sb.Exited():
+	case <-time.After(d):
+		t.Fatalf("sandbox %s did not exit within %s", sb.ID(), d)
+	}
+}
+
+// names lists the containers (running or not) whose name starts with p.
+func names(t *testing.T, rt *Runtime, p string) []string {
+	t.Helper()
+	list, err := rt.cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("name", p))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range list {
+		if hasNamePrefix(c.Names, p) {
+			out = append(out, c.Names...)
+		}
+	}
+	return out
+}
+
+func TestFreshContainerPerUse(t *testing.T) {
+	rt := needEngine(t)
+	p := prefix(t)
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		// The start stub with a missing configuration prints its error and exits 127: a real
+		// process in the image whose output must come back through the attach stream.
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("%s%d_guest_a", p, i), Image: "teemate",
+			Command: []string{"/sbin/teemate-start", "/no/config.json"}, MemoryMB: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[sb.ID()] {
+			t.Fatalf("container %s reused", sb.ID())
+		}
+		seen[sb.ID()] = true
+		stdout, stderr := drain(sb)
+		waitExit(t, sb, 20*time.Second)
+		if got := stderr(); !strings.Contains(got, "teemate-start: read the start configuration") {
+			t.Errorf("stderr %q", got)
+		}
+		if got := stdout(); got != "" {
+			t.Errorf("stdout %q", got)
+		}
+		if sb.OOMKilled() {
+			t.Error("a plain exit reported as OOM")
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			t.Fatalf("second Destroy: %v", err)
+		}
+	}
+	if left := names(t, rt, p); len(left) != 0 {
+		t.Fatalf("containers left: %v", left)
+	}
+}
+
+func TestMemoryLimitOOMKills(t *testing.T) {
+	rt := needEngine(t)
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "bomb", Image: "native", MemoryMB: 64,
+		Command: []string{"/usr/bin/node", "-e", "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.Background())
+	_, _ = drain(sb)
+	waitExit(t, sb, 60*time.Second)
+	if !sb.OOMKilled() {
+		t.Fatal("the memory bomb exited but OOMKilled is false")
+	}
+}
+
+func TestNetworkOnlyLoopbackByDefault(t *testing.T) {
+	rt := needEngine(t)
+	ifaces := func(network bool) string {
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "net", Image: "native", Network: network,
+			Command: []string{"/usr/bin/node", "-e", "console.log(Object.keys(require('os').networkInterfaces()).sort().join(','))"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Destroy(context.Background())
+		stdout, _ := drain(sb)
+		waitExit(t, sb, 30*time.Second)
+		return strings.TrimSpace(stdout())
+	}
+	if got := ifaces(false); got != "lo" {
+		t.Fatalf("interfaces without network: %q, want lo", got)
+	}
+	if got := ifaces(true); !strings.Contains(got, "eth0") {
+		t.Fatalf("interfaces with network: %q, want eth0 among them", got)
+	}
+}
+
+func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
+	rt := needEngine(t)
+	p := prefix(t)
+	ctx := context.Background()
+	// Leftovers of an "earlier run": created directly, never started, plus one that only
+	// contains the prefix and one live sandbox of this runtime, which both must survive.
+	var other string
+	for _, n := range []string{p + "1_guest_a", p + "2_guest_b", "x" + p + "keep"} {
+		c, err := rt.cli.ContainerCreate(ctx, &container.Config{Image: "teemate/teemate:latest"}, &container.HostConfig{NetworkMode: "none"}, nil, nil, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(n, "x") {
+			other = c.ID
+		}
+	}
+	defer rt.cli.ContainerRemove(ctx, other, container.RemoveOptions{Force: true})
+	live, err := rt.Create(ctx, sandbox.Spec{Name: p + "3_live", Image: "native", Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Destroy(ctx)
+	if err := rt.Cleanup(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	got := names(t, rt, p)
+	if len(got) != 1 || got[0] != "/"+p+"3_live" {
+		t.Fatalf("after cleanup: %v, want only the live sandbox", got)
+	}
+	if _, err := rt.cli.ContainerInspect(ctx, other); err != nil {
+		t.Fatalf("a container not starting with the prefix was removed: %v", err)
+	}
+	if err := rt.Cleanup(ctx, ""); err == nil {
+		t.Fatal("an empty prefix must be refused")
+	}
+	// Destroy kills a running container.
+	if err := live.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, live, 10*time.Second)
+	if got := names(t, rt, p); len(got) != 0 {
+		t.Fatalf("left after destroy: %v", got)
+	}
+}
+
+func TestConcurrentCreateDestroy(t *testing.T) {
+	rt := needEngine(t)
+	p := prefix(t)
+	const n = 64
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate", MemoryMB: 32,
+				Command: []string{"/sbin/teemate-start", "/no/config.json"}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, _ = drain(sb)
+			ids <- sb.ID()
+			if err := sb.Destroy(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(ids)
+	for err := range errs {
+		t.Error(err)
+	}
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Errorf("id %s twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d sandboxes, want %d", len(seen), n)
+	}
+	if left := names(t, rt, p); len(left) != 0 {
+		t.Fatalf("left: %v", left)
+	}
+}
+
+func TestStartFailureIsReportedNotHung(t *testing.T) {
+	rt := needEngine(t)
+	p := prefix(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := rt.Create(ctx, sandbox.Spec{Name: p + "bad", Image: "teemate", Command: []string{"/no/such/binary"}})
+	if !errors.Is(err, sandbox.ErrStartFailed) {
+		t.Fatalf("bad command: %v, want ErrStartFailed", err)
+	}
+	_, err = rt.Create(ctx, sandbox.Spec{Name: p + "noimage", Image: "no_such_image_here"})
+	if !errors.Is(err, sandbox.ErrStartFailed) || !strings.Contains(err.Error(), "make images") {
+		t.Fatalf("missing image: %v", err)
+	}
+	_, err = rt.Create(ctx, sandbox.Spec{Name: "bad-name", Image: "teemate"})
+	if !errors.Is(err, sandbox.ErrStartFailed) {
+		t.Fatalf("bad name: %v", err)
+	}
+	if left := names(t, rt, p); len(left) != 0 {
+		t.Fatalf("failed creations left containers: %v", left)
+	}
+}
+
+func TestUnavailableEngine(t *testing.T) {
+	_, err := New(context.Background(), Config{Host: "unix:///nonexistent/docker.sock"}, nopLogger())
+	if !errors.Is(err, sandbox.ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+}
+
+// TestNativeImageActionProxy runs the native image's own action proxy on a bind-mounted unix
+// socket, as the native model does: /init, /run, and the sentinels on both streams.
+func TestNativeImageActionProxy(t *testing.T) {
+	rt := needEngine(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "proxy.sock")
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "native", Image: "native", MemoryMB: 128,
+		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
+		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
+		ProxySocket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr := drain(sb)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}, Timeout: 20 * time.Second}
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		var resp *http.Response
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err = hc.Post("http://proxy"+path, "application/json", strings.NewReader(body))
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the proxy is not listening yet
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post("/init", `{"value":{"name":"hello","main":"main","code":"function main(p){ console.log('log line'); console.error('err line'); return {greeting: 'Hello ' + p.name + ' from ' + process.env.__OW_ACTION_NAME} }"}}`)
+	if code != 200 || body != `{"OK":true}` {
+		t.Fatalf("/init: %d %s", code, body)
+	}
+	code, body = post("/run", `{"value":{"name":"Bob"},"action_name":"/guest/hello","activation_id":"a1"}`)
+	if code != 200 || body != `{"greeting":"Hello Bob from /guest/hello"}` {
+		t.Fatalf("/run: %d %s", code, body)
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
+	if got := stdout(); got != "log line\n"+sentinel {
+		t.Errorf("stdout %q", got)
+	}
+	if got := stderr(); got != "err line\n"+sentinel {
+		t.Errorf("stderr %q", got)
+	}
+}

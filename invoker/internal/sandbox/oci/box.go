@@ -1,0 +1,212 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/teemate/platform/invoker/internal/sandbox"
+)
+
+// box is one container, first pooled (created, not started), then one sandbox.
+type box struct {
+	rt     *Runtime
+	id     string
+	name   string // the sandbox's OpenWhisk name once acquired
+	key    PoolKey
+	bundle string
+	slot   string
+	cgroup string
+	pid    int
+
+	stdout, stderr *os.File
+	exited         chan struct{}
+	oom            atomic.Bool
+	started        atomic.Bool
+
+	slotMounted bool
+	mu          sync.Mutex
+	useMounts   []string // per-use mounts below the slot, innermost last
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+func (b *box) ID() string              { return b.id }
+func (b *box) Stdout() io.Reader       { return b.stdout }
+func (b *box) Stderr() io.Reader       { return b.stderr }
+func (b *box) Exited() <-chan struct{} { return b.exited }
+func (b *box) OOMKilled() bool         { return b.oom.Load() }
+
+// prepare writes the per-use configuration and mounts the per-use directories into the slot;
+// they propagate into the created container (see the package doc).
+func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range mounts {
+		target, err := slotTarget(b.slot, m.GuestPath)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return fmt.Errorf("mount point %s: %w", m.GuestPath, err)
+		}
+		if err := unix.Mount(m.HostPath, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s at %s: %w", m.HostPath, m.GuestPath, err)
+		}
+		b.useMounts = append(b.useMounts, target)
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NOSUID | unix.MS_NODEV)
+		if m.ReadOnly {
+			flags |= unix.MS_RDONLY
+		}
+		if err := unix.Mount("", target, "", flags, ""); err != nil {
+			return fmt.Errorf("remount %s: %w", m.GuestPath, err)
+		}
+	}
+	tmp := filepath.Join(b.slot, StartConfigName+".tmp")
+	if err := os.WriteFile(tmp, startJSON, 0o644); err != nil {
+		return fmt.Errorf("write the start configuration: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(b.slot, StartConfigName)); err != nil {
+		return fmt.Errorf("write the start configuration: %w", err)
+	}
+	return nil
+}
+
+// watch waits for the container's init to exit (pidfd readable), reads the OOM counter of its
+// memory cgroup while the cgroup still exists, and closes exited.
+func (b *box) watch(pidfd int) {
+	defer close(b.exited)
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EINTR) {
+			b.rt.log.Warn("waiting for the container failed", zap.String("id", b.id), zap.Error(err))
+			return
+		}
+	}
+	if n, err := b.oomKills(); err == nil && n > 0 {
+		b.oom.Store(true)
+	}
+}
+
+// oomKills reads oom_kill of the container's memory cgroup (v1, else v2).
+func (b *box) oomKills() (int64, error) {
+	var errs []error
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup/memory", b.cgroup, "memory.oom_control"),
+		filepath.Join("/sys/fs/cgroup", b.cgroup, "memory.events"),
+	} {
+		t, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return parseOOMKills(string(t))
+	}
+	return 0, errors.Join(errs...)
+}
+
+// Destroy kills the container, waits for its exit (bounded by ctx), deletes it, unmounts the
+// per-use directories and removes the bundle.
+func (b *box) Destroy(ctx context.Context) error {
+	b.destroyOnce.Do(func() { b.destroyErr = b.destroy(ctx) })
+	return b.destroyErr
+}
+
+// discard is Destroy for a container that never served (failed prepare or start, or the pool
+// closing); errors are logged, the caller already has one to report.
+func (b *box) discard() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Destroy(ctx); err != nil {
+		b.rt.log.Warn("discarding a container failed", zap.String("id", b.id), zap.Error(err))
+	}
+}
+
+func (b *box) destroy(ctx context.Context) error {
+	var errs []error
+	if _, err := b.rt.runtime(ctx, "kill", b.id, "KILL"); err != nil {
+		// A container that already stopped cannot be killed; delete --force handles the rest.
+		_ = err
+	}
+	select {
+	case <-b.exited:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("waiting for the exit: %w", ctx.Err()))
+	}
+	if _, err := b.rt.runtime(context.WithoutCancel(ctx), "delete", "--force", b.id); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.removeFiles(); err != nil {
+		errs = append(errs, err)
+	}
+	b.rt.mu.Lock()
+	delete(b.rt.live, b.id)
+	b.rt.mu.Unlock()
+	// Readers normally see EOF as soon as the container's processes are gone; closing our ends
+	// after a grace guarantees they never block forever.
+	time.AfterFunc(2*time.Second, func() { closeAll(b.stdout, b.stderr) })
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy sandbox %s (%s): %w", b.name, b.id, err)
+	}
+	return nil
+}
+
+// removeFiles unmounts the per-use mounts and the slot and removes the bundle directory.
+func (b *box) removeFiles() error {
+	var errs []error
+	b.mu.Lock()
+	for i := len(b.useMounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(b.useMounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", b.useMounts[i], err))
+		}
+	}
+	b.useMounts = nil
+	b.mu.Unlock()
+	if b.slotMounted {
+		// MNT_DETACH of the slot also detaches what is mounted below it (leftovers included).
+		if err := unix.Unmount(b.slot, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount slot %s: %w", b.slot, err))
+		}
+	}
+	if len(errs) == 0 {
+		// Nothing may be mounted below the bundle any more, or RemoveAll would descend into a
+		// host directory the activation owns.
+		if mp, err := mountedBelow(b.bundle); err != nil || mp != "" {
+			errs = append(errs, fmt.Errorf("bundle %s not removed: still mounted below it: %q %w", b.bundle, mp, err))
+		} else if err := os.RemoveAll(b.bundle); err != nil {
+			errs = append(errs, fmt.Errorf("remove bundle: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountedBelow returns a mount point at or below dir, if any.
+func mountedBelow(dir string) (string, error) {
+	t, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	for _, line := range strings.Split(string(t), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			return f[4], nil
+		}
+	}
+	return "", nil
+}

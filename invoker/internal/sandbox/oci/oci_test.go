@@ -1,0 +1,272 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/teemate/platform/invoker/internal/sandbox"
+)
+
+func drain(sb sandbox.Sandbox) (stdout, stderr func() string) {
+	var wg sync.WaitGroup
+	var out, errb bytes.Buffer
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&out, sb.Stdout()) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }()
+	return func() string { wg.Wait(); return out.String() }, func() string { wg.Wait(); return errb.String() }
+}
+
+func waitExit(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
+	t.Helper()
+	select {
+	case <-sb.Exited():
+	case <-time.After(d):
+		t.Fatalf("sandbox %s did not exit within %s", sb.ID(), d)
+	}
+}
+
+// waitPool waits until the key's pool holds n containers (the refill runs in the background).
+func waitPool(t *testing.T, rt *Runtime, key PoolKey, n int) {
+	t.Helper()
+	p := rt.poolFor(rt.normalise(key))
+	deadline := time.Now().Add(30 * time.Second)
+	for len(p.ready) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool %+v holds %d containers, want %d", key, len(p.ready), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFreshPooledContainerPerUse(t *testing.T) {
+	key := PoolKey{Image: "teemate", MemoryMB: 64}
+	rt := newRuntime(t, Config{PoolSize: 2, Prewarm: []PoolKey{key}})
+	seen := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		waitPool(t, rt, key, 2)
+		pooled := listIDs(t, rt)
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_a", i), Image: "teemate", MemoryMB: 64,
+			Command: []string{"/sbin/teemate-start", "/no/config.json"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[sb.ID()] {
+			t.Fatalf("container %s used twice", sb.ID())
+		}
+		seen[sb.ID()] = true
+		if !slices.Contains(pooled, sb.ID()) {
+			t.Errorf("container %s did not come from the pool %v", sb.ID(), pooled)
+		}
+		stdout, stderr := drain(sb)
+		waitExit(t, sb, 20*time.Second)
+		if got := stderr(); !strings.Contains(got, "teemate-start: read the start configuration") {
+			t.Errorf("stderr %q", got)
+		}
+		if got := stdout(); got != "" {
+			t.Errorf("stdout %q", got)
+		}
+		if sb.OOMKilled() {
+			t.Error("a plain exit reported as OOM")
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			t.Fatalf("second Destroy: %v", err)
+		}
+		if slices.Contains(listIDs(t, rt), sb.ID()) {
+			t.Fatalf("used container %s still listed", sb.ID())
+		}
+		if _, err := os.Stat(filepath.Join(rt.cfg.StateDir, sb.ID())); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("bundle of %s left: %v", sb.ID(), err)
+		}
+	}
+}
+
+// TestPerUseMountsEnvAndCommand checks the start-time configuration of a pooled container: the
+// command, environment and bind mounts chosen at Create reach a container created before.
+func TestPerUseMountsEnvAndCommand(t *testing.T) {
+	key := PoolKey{Image: "native", MemoryMB: 128}
+	rt := newRuntime(t, Config{PoolSize: 1, Prewarm: []PoolKey{key}})
+	waitPool(t, rt, key, 1)
+	rw, ro := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "in.txt"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `const fs=require('fs');
+fs.writeFileSync('/run/teemate/proxy/out.txt', fs.readFileSync('/run/teemate/gate/in.txt','utf8') + ' ' + process.env.GREETING);
+let roErr = 'none'; try { fs.writeFileSync('/run/teemate/gate/x', '1') } catch (e) { roErr = e.code }
+let rootErr = 'none'; try { fs.writeFileSync('/etc/x', '1') } catch (e) { rootErr = e.code }
+fs.writeFileSync('/tmp/t', 'tmp ok');
+console.log(roErr, rootErr, fs.readFileSync('/tmp/t','utf8'), process.pid, Object.keys(require('os').networkInterfaces()).join(','));`
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_1_guest_mounts", Image: "native", MemoryMB: 128,
+		Command: []string{"/usr/bin/node", "-e", script}, Env: map[string]string{"GREETING": "hi"},
+		Mounts: []sandbox.Mount{{HostPath: rw, GuestPath: "/run/teemate/proxy"}, {HostPath: ro, GuestPath: "/run/teemate/gate", ReadOnly: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr := drain(sb)
+	waitExit(t, sb, 30*time.Second)
+	if got := strings.TrimSpace(stdout()); got != "EROFS EROFS tmp ok 1 lo" {
+		t.Errorf("stdout %q (stderr %q)", got, stderr())
+	}
+	b, err := os.ReadFile(filepath.Join(rw, "out.txt"))
+	if err != nil || string(b) != "from the host hi" {
+		t.Errorf("out.txt %q %v", b, err)
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The host directories survive the container, untouched by its removal.
+	if _, err := os.Stat(filepath.Join(ro, "in.txt")); err != nil {
+		t.Fatalf("host file gone: %v", err)
+	}
+}
+
+func TestMemoryLimitOOMKills(t *testing.T) {
+	rt := newRuntime(t, Config{PoolSize: -1})
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_2_guest_bomb", Image: "native", MemoryMB: 64,
+		Command: []string{"/usr/bin/node", "-e", "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.Background())
+	_, _ = drain(sb)
+	waitExit(t, sb, 60*time.Second)
+	if !sb.OOMKilled() {
+		t.Fatal("the memory bomb exited but OOMKilled is false")
+	}
+}
+
+func TestRefusedSpecs(t *testing.T) {
+	rt := newRuntime(t, Config{PoolSize: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for name, spec := range map[string]sandbox.Spec{
+		"bad command":      {Name: "wsk0_3_a", Image: "teemate", Command: []string{"/no/such/binary"}},
+		"bare bad command": {Name: "wsk0_3_b", Image: "teemate", Command: []string{"nosuchbinary"}},
+		"network":          {Name: "wsk0_3_c", Image: "teemate", Network: true},
+		"no image":         {Name: "wsk0_3_d", Image: "nosuchimage"},
+		"image path":       {Name: "wsk0_3_e", Image: "../teemate"},
+		"bad name":         {Name: "bad-name", Image: "teemate"},
+		"mount outside":    {Name: "wsk0_3_f", Image: "teemate", Mounts: []sandbox.Mount{{HostPath: "/tmp", GuestPath: "/etc"}}},
+		"relative mount":   {Name: "wsk0_3_g", Image: "teemate", Mounts: []sandbox.Mount{{HostPath: "tmp", GuestPath: "/run/teemate/x"}}},
+		"bad env":          {Name: "wsk0_3_h", Image: "teemate", Env: map[string]string{"A=B": "c"}},
+	} {
+		if _, err := rt.Create(ctx, spec); !errors.Is(err, sandbox.ErrStartFailed) {
+			t.Errorf("%s: %v, want ErrStartFailed", name, err)
+		}
+	}
+	if ids := listIDs(t, rt); len(ids) != 0 {
+		t.Fatalf("refused specs left containers: %v", ids)
+	}
+}
+
+func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
+	needRunc(t)
+	state, err := os.MkdirTemp("", "oci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(state)
+	// An "earlier run" that crashed: a created container and a started one, never destroyed.
+	old := newRuntimeNoClose(t, Config{StateDir: state, PoolSize: -1, IDPrefix: "wsk7_"})
+	if _, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Image: "native",
+		Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}}); err != nil {
+		t.Fatal(err)
+	}
+	rt := newRuntime(t, Config{StateDir: state, PoolSize: 1, IDPrefix: "wsk7_", Prewarm: []PoolKey{{Image: "teemate"}}})
+	waitPool(t, rt, PoolKey{Image: "teemate"}, 1)
+	mine := listIDs(t, rt)
+	if len(mine) != 3 {
+		t.Fatalf("before cleanup: %v", mine)
+	}
+	if err := rt.Cleanup(context.Background(), "wsk7_"); err != nil {
+		t.Fatal(err)
+	}
+	left := listIDs(t, rt)
+	if len(left) != 1 || !strings.HasPrefix(left[0], "wsk7_"+rt.run) {
+		t.Fatalf("after cleanup: %v, want only this runtime's pooled container", left)
+	}
+	if b := bundles(t, rt); len(b) != 1 || b[0] != left[0] {
+		t.Fatalf("bundles after cleanup: %v", b)
+	}
+	if err := rt.Cleanup(context.Background(), ""); err == nil {
+		t.Fatal("an empty prefix must be refused")
+	}
+}
+
+func newRuntimeNoClose(t *testing.T, cfg Config) *Runtime {
+	t.Helper()
+	cfg.ImagesDir = imagesDir
+	rt, err := New(cfg, nopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func TestConcurrentCreateDestroy(t *testing.T) {
+	key := PoolKey{Image: "teemate", MemoryMB: 32}
+	rt := newRuntime(t, Config{PoolSize: 4, Prewarm: []PoolKey{key}})
+	const n = 64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_c", i), Image: "teemate", MemoryMB: 32,
+				Command: []string{"/sbin/teemate-start", "/no/config.json"}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, _ = drain(sb)
+			mu.Lock()
+			if seen[sb.ID()] {
+				errs <- fmt.Errorf("id %s twice", sb.ID())
+			}
+			seen[sb.ID()] = true
+			mu.Unlock()
+			select {
+			case <-sb.Exited():
+			case <-ctx.Done():
+				errs <- fmt.Errorf("%s did not exit", sb.ID())
+			}
+			if err := sb.Destroy(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(seen) != n {
+		t.Errorf("%d sandboxes, want %d", len(seen), n)
+	}
+	for _, id := range listIDs(t, rt) {
+		if seen[id] {
+			t.Errorf("used container %s still listed", id)
+		}
+	}
+}
