@@ -104,15 +104,16 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		return nil, nil, fmt.Errorf("runtime dir: %w", err)
 	}
 	var closers []func()
-	cleanup = func() {
+	release := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 		_ = os.RemoveAll(rt)
 	}
+	// A failure returns a nil cleanup, so the deferred release must not go through the named result.
 	defer func() {
 		if err != nil {
-			cleanup()
+			release()
 		}
 	}()
 
@@ -194,5 +195,5 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	}
 	log.Info("executor ready", zap.String("model", b.Model), zap.String("sandbox", sandboxes.Name()),
 		zap.String("enclave", backend.Name()), zap.String("runtime_dir", rt))
-	return ex, cleanup, nil
+	return ex, release, nil
 }

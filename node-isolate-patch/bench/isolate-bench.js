@@ -1,11 +1,26 @@
 'use strict';
-// Per-activation cost of a fresh isolate: create + run + teardown.
+// Per-activation cost of a fresh isolate, cold and prewarmed.
 //
-//   addon  : teemate_isolate.run() on a parked slot thread (new Node environment
-//            from the built-in snapshot), timed from run() to its callback.
-//   worker : a new worker_threads Worker per run, timed from `new Worker` to its
-//            'exit' event (the closest stock-Node equivalent; it also creates
-//            the OS thread, which the addon does not).
+//   cold       : teemate_isolate started with {prewarm: false}: each run() creates a
+//                new Node environment from the built-in snapshot on the parked slot
+//                thread, runs, tears it down, then answers. Timed run() -> callback.
+//   prewarm    : {prewarm: true}: the slot thread prepared a fresh environment
+//                (created + Node-bootstrapped, no user code) before the request
+//                arrived; run() only runs the script; teardown and the next
+//                preparation happen after the answer. Requests arrive once the
+//                slot reports its environment ready (info().prepared).
+//   prewarm b2b: the same, but each run() is issued from the previous callback,
+//                so it waits for the previous teardown + the next preparation:
+//                the worst case, when requests on one slot come faster than it
+//                can prepare.
+//   worker     : a new worker_threads Worker per run, timed from `new Worker` to
+//                its 'exit' event (the closest stock-Node equivalent; it also
+//                creates the OS thread, which the addon does not).
+// Every addon run, in every mode, gets an environment no other run touched
+// (checked below through stats.envId).
+//
+// Also: resident memory per slot holding a prepared environment (fresh child
+// processes: start(8) with and without prewarm).
 //
 // Usage: node bench/isolate-bench.js [n]   (default n=50, after 5 warm-up runs)
 // NODE_EXTRA_CA_CERTS is removed from the environment by re-executing, since
@@ -13,6 +28,7 @@
 
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 
@@ -28,8 +44,27 @@ const addonPath = path.join(root, 'build', 'teemate_isolate.node');
 if (!fs.existsSync(addonPath)) execFileSync('make', ['-C', root], { stdio: 'inherit' });
 const iso = require(addonPath);
 
+// Child mode for the memory figure: prints {base, started, ready} RSS in bytes.
+if (process.argv[2] === '--rss') {
+  const slots = Number(process.argv[3]);
+  const prewarm = process.argv[4] === 'true';
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  (async () => {
+    await sleep(200);
+    const base = process.memoryUsage().rss;
+    iso.start(slots, { prewarm });
+    while (prewarm && !iso.info().prepared.every(Boolean)) await sleep(10);
+    await sleep(300);
+    const ready = process.memoryUsage().rss;
+    iso.stop();
+    console.log(JSON.stringify({ base, ready }));
+  })();
+  return;
+}
+
 const N = Number(process.argv[2] || 50);
 const WARMUP = 5;
+const RSS_SLOTS = 8;
 const request = JSON.stringify({ name: 'bench', n: 1000 });
 
 // The same small piece of work in both: parse the request, compute, answer.
@@ -40,6 +75,8 @@ const workerSource = `const { parentPort, workerData } = require('worker_threads
 const req = JSON.parse(workerData); ${work}
 parentPort.postMessage(JSON.stringify({ name: req.name, s }));`;
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 function addonOnce() {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
@@ -49,6 +86,19 @@ function addonOnce() {
       else resolve({ ms, stats, result });
     });
   });
+}
+
+// Waits until slot 0 holds a prepared environment (or the mode has none).
+async function slotReady() {
+  while (iso.info().prewarm && !iso.info().prepared[0]) await sleep(1);
+}
+
+// Cold and prewarm get the same arrivals: one request whenever the slot is
+// idle (and, with prewarm, ready), after a short idle gap.
+async function spacedOnce() {
+  await sleep(5);
+  await slotReady();
+  return addonOnce();
 }
 
 function workerOnce() {
@@ -80,31 +130,75 @@ async function measure(fn) {
   return out;
 }
 
-(async () => {
-  iso.start(1);
-  const addon = await measure(addonOnce);
-  const worker = await measure(workerOnce);
-  iso.stop();
+async function addonMode(prewarm, fn) {
+  iso.start(1, { prewarm });
+  try {
+    return await measure(fn);
+  } finally {
+    iso.stop();
+  }
+}
 
-  if (new Set([...addon, ...worker].map((r) => r.result)).size !== 1) {
+function rssPerSlot(prewarm) {
+  const r = spawnSync(process.execPath, [__filename, '--rss', String(RSS_SLOTS), String(prewarm)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`rss child failed: ${r.stderr}`);
+  const { base, ready } = JSON.parse(r.stdout.trim());
+  return (ready - base) / RSS_SLOTS / (1 << 20);
+}
+
+(async () => {
+  const load0 = os.loadavg();
+  const cold = await addonMode(false, spacedOnce);
+  const warm = await addonMode(true, spacedOnce);
+  const b2b = await addonMode(true, addonOnce);
+  const worker = await measure(workerOnce);
+  const load1 = os.loadavg();
+  const rssCold = rssPerSlot(false);
+  const rssWarm = rssPerSlot(true);
+
+  const addonRuns = [...cold, ...warm, ...b2b];
+  if (new Set([...addonRuns, ...worker].map((r) => r.result)).size !== 1) {
     throw new Error('addon and worker runs disagree on the result');
   }
+  for (const runs of [cold, warm, b2b]) {
+    if (new Set(runs.map((r) => r.stats.envId)).size !== runs.length) {
+      throw new Error('an environment served two runs');
+    }
+  }
+  const warmHits = warm.filter((r) => r.stats.prewarmed).length;
+  const b2bHits = b2b.filter((r) => r.stats.prewarmed).length;
+  const col = (runs, k) => runs.map((r) => r.stats[k]);
   const rows = [
-    summary('addon: run() -> callback', addon.map((r) => r.ms)),
-    summary('  addon setupMs', addon.map((r) => r.stats.setupMs)),
-    summary('  addon runMs', addon.map((r) => r.stats.runMs)),
-    summary('  addon teardownMs', addon.map((r) => r.stats.teardownMs)),
+    summary('cold: run() -> callback', cold.map((r) => r.ms)),
+    summary('  setupMs (on path)', col(cold, 'setupMs')),
+    summary('    createMs', col(cold, 'createMs')),
+    summary('    bootstrapMs (Node)', col(cold, 'bootstrapMs')),
+    summary('  runMs', col(cold, 'runMs')),
+    summary('  teardownMs (on path)', col(cold, 'teardownMs')),
+    summary('prewarm: run() -> callback', warm.map((r) => r.ms)),
+    summary('  setupMs (on path)', col(warm, 'setupMs')),
+    summary('  runMs', col(warm, 'runMs')),
+    summary('  createMs (ahead)', col(warm, 'createMs')),
+    summary('  bootstrapMs (ahead)', col(warm, 'bootstrapMs')),
+    summary('prewarm b2b: run() -> cb', b2b.map((r) => r.ms)),
     summary('worker: new Worker -> exit', worker.map((r) => r.ms)),
   ];
   const f = (x) => x.toFixed(2).padStart(8);
-  console.log(`node ${process.version}, ${require('os').cpus().length} CPUs, n=${N} (+${WARMUP} warm-up), times in ms`);
+  const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, n=${N} (+${WARMUP} warm-up) per mode, times in ms`);
+  console.log(`load average before: ${la(load0)}; after: ${la(load1)}`);
   console.log(`${'what'.padEnd(30)}${'min'.padStart(8)}${'p10'.padStart(8)}${'p50'.padStart(8)}${'p90'.padStart(8)}${'max'.padStart(8)}${'mean'.padStart(8)}`);
   for (const r of rows) {
     console.log(`${r.name.padEnd(30)}${f(r.min)}${f(r.p10)}${f(r.p50)}${f(r.p90)}${f(r.max)}${f(r.mean)}`);
   }
-  const a = rows[0].p50;
-  const w = rows[4].p50;
-  console.log(`median (p50): addon ${a.toFixed(2)} ms vs worker ${w.toFixed(2)} ms (${(w / a).toFixed(1)}x); target addon p50 <= 8 ms: ${a <= 8 ? 'met' : 'NOT met'}`);
+  console.log(`prewarmed environment found ready: ${warmHits}/${warm.length} spaced runs, ${b2bHits}/${b2b.length} back-to-back runs`);
+  console.log(`RSS per slot (${RSS_SLOTS} slots, fresh process): parked thread only ${rssCold.toFixed(2)} MiB, ` +
+    `with a prepared environment ${rssWarm.toFixed(2)} MiB (prepared environment ~${(rssWarm - rssCold).toFixed(2)} MiB)`);
+  const c = rows[0].p50;
+  const w = rows[6].p50;
+  const k = rows[12].p50;
+  console.log(`median (p50): cold ${c.toFixed(2)} ms, prewarmed ${w.toFixed(2)} ms, worker ${k.toFixed(2)} ms; ` +
+    `target p50 <= 8 ms for a new isolate per activation: cold ${c <= 8 ? 'met' : 'NOT met'}, prewarmed ${w <= 8 ? 'met' : 'NOT met'}`);
 })().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -50,8 +50,53 @@ std::string ValueToString(v8::Isolate* isolate, v8::Local<v8::Value> v) {
 
 // The uncaught-exception reporter handed to the prelude (not a global: user
 // code never sees it).
+void ReportUncaught(const v8::FunctionCallbackInfo<v8::Value>& info);
+
+}  // namespace
+
+// One environment, one activation (see activation.h). Only the thread that
+// prepared it touches it.
+class PreparedEnvironment {
+ public:
+  PreparedEnvironment() = default;
+  PreparedEnvironment(const PreparedEnvironment&) = delete;
+  PreparedEnvironment& operator=(const PreparedEnvironment&) = delete;
+  ~PreparedEnvironment() {
+    if (!setup) return;
+    {
+      v8::Isolate* isolate = setup->isolate();
+      v8::Locker locker(isolate);
+      v8::Isolate::Scope isolate_scope(isolate);
+      run_cjs.Reset();
+      // Ends an environment that never ran (stop() while it waited) the same
+      // way as a used one, so FreeEnvironment has no JavaScript left to run.
+      node::Stop(setup->env());
+    }
+    // Frees the environment, IsolateData, isolate (after the platform has
+    // released it) and closes the loop.
+    setup.reset();
+  }
+
+  std::unique_ptr<node::CommonEnvironmentSetup> setup;
+  // The embedder entry Node's bootstrap hands out (runs a CommonJS-like main
+  // script); kept so the activation's script can run later, on the request path.
+  v8::Global<v8::Function> run_cjs;
+  // The activation running in this environment; null while it waits and after
+  // it ran, so late reports (teardown) reach no one.
+  ActivationGuard* guard = nullptr;
+  bool used = false;
+  uint64_t id = 0;
+  double create_ms = 0, bootstrap_ms = 0;
+};
+
+void PreparedEnvironmentDeleter::operator()(PreparedEnvironment* env) const { delete env; }
+
+namespace {
+
 void ReportUncaught(const v8::FunctionCallbackInfo<v8::Value>& info) {
-  auto* guard = static_cast<ActivationGuard*>(info.Data().As<v8::External>()->Value());
+  auto* pe = static_cast<PreparedEnvironment*>(info.Data().As<v8::External>()->Value());
+  ActivationGuard* guard = pe->guard;
+  if (guard == nullptr) return;  // no activation runs: nothing to report to
   std::string msg = info.Length() > 0 && info[0]->IsString()
                         ? ValueToString(info.GetIsolate(), info[0])
                         : std::string("uncaught exception");
@@ -228,13 +273,14 @@ void Watchdog::Loop() {
 
 // ---------------------------------------------------------------- activation
 
-ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
-                               ActivationGuard* guard) {
-  ActivationResult res;
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error) {
+  // Ids are never reused, so a caller can prove that no environment served
+  // two activations.
+  static std::atomic<uint64_t> next_id{1};
   const auto t0 = Clock::now();
   if (rt.platform == nullptr || !rt.snapshot) {
-    res.message = "runtime not initialised (no platform or snapshot)";
-    return res;
+    *error = "runtime not initialised (no platform or snapshot)";
+    return nullptr;
   }
 
   // Environment flags as Node uses for a Worker: no kOwnsProcessState (no cwd,
@@ -249,42 +295,122 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
   std::vector<std::string> exec_args;
   std::vector<std::string> errors;
 
-  std::unique_ptr<node::CommonEnvironmentSetup> setup =
-      node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors, rt.snapshot.get(),
-                                                       args, exec_args, flags);
-  if (!setup) {
-    res.message = "create environment:";
-    for (const std::string& e : errors) res.message += " " + e;
-    if (errors.empty()) res.message += " unknown error";
-    res.setup_ms = MsBetween(t0, Clock::now());
-    return res;
+  PreparedEnvPtr pe(new PreparedEnvironment());
+  pe->id = next_id.fetch_add(1, std::memory_order_relaxed);
+  pe->setup = node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors,
+                                                              rt.snapshot.get(), args, exec_args,
+                                                              flags);
+  if (!pe->setup) {
+    *error = "create environment:";
+    for (const std::string& e : errors) *error += " " + e;
+    if (errors.empty()) *error += " unknown error";
+    return nullptr;
   }
+  const auto t1 = Clock::now();
+  pe->create_ms = MsBetween(t0, t1);
 
-  v8::Isolate* isolate = setup->isolate();
-  node::Environment* env = setup->env();
-  Clock::time_point t1, t2;
-  std::string sync_error;
-  bool have_result = false;
-  std::string result_error;
+  v8::Isolate* isolate = pe->setup->isolate();
+  node::Environment* env = pe->setup->env();
+  PreparedEnvironment* raw = pe.get();
+  // Failures leave the scopes below first: the environment (and its isolate)
+  // must not be freed while they are entered.
+  bool failed = false;
   {
     v8::Locker locker(isolate);
     v8::Isolate::Scope isolate_scope(isolate);
     v8::HandleScope handle_scope(isolate);
-    v8::Local<v8::Context> ctx = setup->context();
+    v8::Local<v8::Context> ctx = pe->setup->context();
+    v8::Context::Scope context_scope(ctx);
+
+    // process.exit() inside the activation must only end this environment;
+    // Node's default handler would exit the owner process.
+    node::SetProcessExitHandler(env, [raw](node::Environment* e, int code) {
+      if (raw->guard != nullptr) raw->guard->SetExit(code);
+      node::Stop(e);
+    });
+
+    v8::Local<v8::Function> prelude;
+    v8::Local<v8::Function> reporter;
+    v8::Local<v8::String> params[] = {v8::String::NewFromUtf8Literal(isolate, "process"),
+                                      v8::String::NewFromUtf8Literal(isolate, "report")};
+    v8::ScriptCompiler::Source src(v8::String::NewFromUtf8Literal(isolate, kPreludeSource));
+    if (!v8::ScriptCompiler::CompileFunction(ctx, &src, 2, params).ToLocal(&prelude) ||
+        !v8::Function::New(ctx, ReportUncaught, v8::External::New(isolate, raw))
+             .ToLocal(&reporter)) {
+      *error = "cannot compile the activation prelude";
+      failed = true;
+    }
+
+    // Node's own bootstrap of the environment (prepareMainThreadExecution: the
+    // process object, module loader, our prelude as the embedder preload) runs
+    // now; the entry function that would run the main script is kept instead of
+    // called, so no activation code runs here.
+    bool prelude_ok = false;
+    auto preload = [&](node::Environment*, v8::Local<v8::Value> process, v8::Local<v8::Value>) {
+      v8::Local<v8::Value> argv[] = {process, reporter};
+      prelude_ok = !prelude->Call(ctx, v8::Undefined(isolate), 2, argv).IsEmpty();
+    };
+    auto keep_entry = [&](const node::StartExecutionCallbackInfo& info) -> v8::MaybeLocal<v8::Value> {
+      raw->run_cjs.Reset(isolate, info.run_cjs);
+      return v8::Undefined(isolate);
+    };
+    v8::TryCatch try_catch(isolate);
+    v8::MaybeLocal<v8::Value> ret;
+    if (!failed) ret = node::LoadEnvironment(env, keep_entry, preload);
+    if (!failed && (ret.IsEmpty() || raw->run_cjs.IsEmpty() || !prelude_ok)) {
+      failed = true;
+      *error = "node bootstrap of the environment failed";
+      if (try_catch.HasCaught() && !try_catch.HasTerminated()) {
+        *error += ": " + Truncate(ValueToString(isolate, try_catch.Exception()));
+      } else if (!prelude_ok) {
+        *error += ": the activation prelude did not run";
+      }
+    }
+  }
+  if (failed) return nullptr;  // the deleter frees the environment
+  pe->bootstrap_ms = MsBetween(t1, Clock::now());
+  return pe;
+}
+
+ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& req,
+                             ActivationGuard* guard, Clock::time_point setup_started) {
+  ActivationResult res;
+  if (pe == nullptr || !pe->setup) {
+    res.message = "no environment to run the activation in";
+    return res;
+  }
+  res.env_id = pe->id;
+  res.create_ms = pe->create_ms;
+  res.bootstrap_ms = pe->bootstrap_ms;
+  if (pe->used) {
+    // Never happens by construction; refusing is what keeps one activation's
+    // state from reaching another if it ever did.
+    res.message = "environment #" + std::to_string(pe->id) + " already served an activation";
+    return res;
+  }
+  pe->used = true;
+
+  v8::Isolate* isolate = pe->setup->isolate();
+  node::Environment* env = pe->setup->env();
+  Clock::time_point t1, t2;
+  std::string sync_error;
+  bool have_result = false;
+  std::string result_error;
+  bool ok = true;
+  {
+    v8::Locker locker(isolate);
+    v8::Isolate::Scope isolate_scope(isolate);
+    v8::HandleScope handle_scope(isolate);
+    v8::Local<v8::Context> ctx = pe->setup->context();
     v8::Context::Scope context_scope(ctx);
 
     isolate->AddGCEpilogueCallback(OnGCEpilogue, guard);
     isolate->AddNearHeapLimitCallback(OnNearHeapLimit, guard);
-    // process.exit() inside the activation must only end this environment;
-    // Node's default handler would exit the owner process.
-    node::SetProcessExitHandler(env, [guard](node::Environment* e, int code) {
-      guard->SetExit(code);
-      node::Stop(e);
-    });
+    pe->guard = guard;
     guard->Attach(isolate, env);
 
-    bool ok = true;
     v8::Local<v8::String> request;
+    v8::Local<v8::String> source;
     v8::Local<v8::String> request_key = v8::String::NewFromUtf8Literal(isolate, "__teemate_request");
     if (!v8::String::NewFromUtf8(isolate, req.request_json.data(), v8::NewStringType::kNormal,
                                  static_cast<int>(req.request_json.size()))
@@ -292,48 +418,36 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
         !ctx->Global()->CreateDataProperty(ctx, request_key, request).FromMaybe(false)) {
       ok = false;
       res.message = "cannot expose the request to the environment (too large?)";
-    }
-
-    v8::Local<v8::Function> prelude;
-    v8::Local<v8::Function> reporter;
-    if (ok) {
-      v8::Local<v8::String> params[] = {v8::String::NewFromUtf8Literal(isolate, "process"),
-                                        v8::String::NewFromUtf8Literal(isolate, "report")};
-      v8::ScriptCompiler::Source src(v8::String::NewFromUtf8Literal(isolate, kPreludeSource));
-      if (!v8::ScriptCompiler::CompileFunction(ctx, &src, 2, params).ToLocal(&prelude) ||
-          !v8::Function::New(ctx, ReportUncaught, v8::External::New(isolate, guard))
-               .ToLocal(&reporter)) {
-        ok = false;
-        res.message = "cannot compile the activation prelude";
-      }
+    } else if (!v8::String::NewFromUtf8(isolate, req.bootstrap.data(), v8::NewStringType::kNormal,
+                                        static_cast<int>(req.bootstrap.size()))
+                    .ToLocal(&source)) {
+      ok = false;
+      res.message = "cannot pass the bootstrap source to the environment (too large?)";
     }
 
     t1 = Clock::now();
     if (ok && !guard->stop_requested()) {
-      bool prelude_ok = false;
-      auto preload = [&](node::Environment*, v8::Local<v8::Value> process, v8::Local<v8::Value>) {
-        v8::Local<v8::Value> argv[] = {process, reporter};
-        prelude_ok = !prelude->Call(ctx, v8::Undefined(isolate), 2, argv).IsEmpty();
-      };
-      {
-        // A synchronous throw from the bootstrap ends up here instead of in
-        // Node's message listener, so it is reported to the caller and not
-        // printed to the owner's stderr.
-        v8::TryCatch try_catch(isolate);
-        v8::MaybeLocal<v8::Value> ret =
-            node::LoadEnvironment(env, std::string_view(req.bootstrap), preload);
-        if (ret.IsEmpty() && try_catch.HasCaught() && !try_catch.HasTerminated()) {
-          v8::Local<v8::Value> trace;
-          if (!try_catch.StackTrace(ctx).ToLocal(&trace) || !trace->IsString()) {
-            trace = try_catch.Exception();
-          }
-          sync_error = Truncate("bootstrap threw: " + ValueToString(isolate, trace));
-        } else if (ret.IsEmpty() && !guard->stop_requested() && !guard->exited()) {
-          sync_error = "bootstrap failed to load";
+      // A synchronous throw from the bootstrap ends up here instead of in
+      // Node's message listener, so it is reported to the caller and not
+      // printed to the owner's stderr. MakeCallback gives the script the
+      // callback scope LoadEnvironment would have: ticks and microtasks queued
+      // by the script run when it returns.
+      v8::TryCatch try_catch(isolate);
+      v8::Local<v8::Value> argv[] = {source};
+      v8::MaybeLocal<v8::Value> ret =
+          node::MakeCallback(isolate, v8::Object::New(isolate), pe->run_cjs.Get(isolate), 1, argv,
+                             node::async_context{1, 0});
+      // MakeCallback turns a failure at the outermost scope into undefined
+      // (legacy behaviour), so the TryCatch is what tells a throw apart.
+      const bool failed = ret.IsEmpty() || try_catch.HasCaught();
+      if (try_catch.HasCaught() && !try_catch.HasTerminated()) {
+        v8::Local<v8::Value> trace;
+        if (!try_catch.StackTrace(ctx).ToLocal(&trace) || !trace->IsString()) {
+          trace = try_catch.Exception();
         }
-      }
-      if (!prelude_ok && sync_error.empty() && !guard->stop_requested()) {
-        sync_error = "activation prelude did not run";
+        sync_error = Truncate("bootstrap threw: " + ValueToString(isolate, trace));
+      } else if (failed && !guard->stop_requested() && !guard->exited()) {
+        sync_error = "bootstrap failed to load";
       }
       if (sync_error.empty() && !guard->stop_requested()) {
         v8::Maybe<int> code = node::SpinEventLoop(env);
@@ -364,18 +478,17 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
     }
     t2 = Clock::now();
 
+    // From here on nothing reaches the guard (it lives on the caller's stack
+    // and the environment may be freed after the caller moved on).
     guard->Detach();
+    pe->guard = nullptr;
     node::Stop(env);
     isolate->RemoveGCEpilogueCallback(OnGCEpilogue, guard);
     isolate->RemoveNearHeapLimitCallback(OnNearHeapLimit, 0);
+    pe->run_cjs.Reset();
   }
-  // Frees the environment, IsolateData, isolate (after the platform has
-  // released it) and closes the loop.
-  setup.reset();
-  const auto t3 = Clock::now();
-  res.setup_ms = MsBetween(t0, t1);
+  res.setup_ms = MsBetween(setup_started, t1);
   res.run_ms = MsBetween(t1, t2);
-  res.teardown_ms = MsBetween(t2, t3);
 
   switch (guard->reason()) {
     case StopReason::kTimeout:
@@ -397,7 +510,7 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
     case StopReason::kNone:
       break;
   }
-  if (!res.message.empty()) return res;  // setup failure above, status kInternal
+  if (!ok) return res;  // status kInternal, message set above
   if (!sync_error.empty()) {
     res.message = sync_error;
     return res;
@@ -407,6 +520,28 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
     return res;
   }
   res.status = ActivationStatus::kOk;
+  return res;
+}
+
+double TeardownEnvironment(PreparedEnvPtr env) {
+  const auto t0 = Clock::now();
+  env.reset();
+  return MsBetween(t0, Clock::now());
+}
+
+ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
+                               ActivationGuard* guard) {
+  const auto t0 = Clock::now();
+  std::string error;
+  PreparedEnvPtr env = PrepareEnvironment(rt, &error);
+  if (!env) {
+    ActivationResult res;
+    res.message = error;
+    res.setup_ms = MsBetween(t0, Clock::now());
+    return res;
+  }
+  ActivationResult res = RunPrepared(env.get(), req, guard, t0);
+  res.teardown_ms = TeardownEnvironment(std::move(env));
   return res;
 }
 

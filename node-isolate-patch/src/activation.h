@@ -4,7 +4,10 @@
 // build (patches/) use: it creates a new V8 isolate + Node environment + libuv
 // loop from Node's built-in snapshot on the *calling* thread, runs a bootstrap
 // string in it, spins the loop until it drains, reads the result and frees
-// everything again. It does not depend on N-API, so the LibOS join path can
+// everything again. The steps are separate (PrepareEnvironment, RunPrepared,
+// TeardownEnvironment) so a slot thread can prepare the next environment before
+// its request arrives and free the used one after answering; each environment
+// still serves exactly one activation. It does not depend on N-API, so the LibOS join path can
 // call it on a joined enclave thread without a JavaScript caller.
 #ifndef TEEMATE_ACTIVATION_H_
 #define TEEMATE_ACTIVATION_H_
@@ -14,6 +17,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -45,7 +49,15 @@ struct ActivationResult {
   std::string result;   // globalThis.__teemate_result when status == kOk
   std::string message;  // human-readable reason when status != kOk
   int exit_code = 0;    // process.exit() code or the loop's exit code
+  // setup_ms: environment work on the request path (creation + Node bootstrap
+  // when cold; ~0 when a prepared environment was waiting). run_ms: the
+  // bootstrap source and the loop. teardown_ms: freeing the environment on the
+  // request path (0 when the caller frees it after delivering the result).
   double setup_ms = 0, run_ms = 0, teardown_ms = 0;
+  // How the environment this activation ran in was made, wherever that
+  // happened: CreateFromSnapshot, then Node's own bootstrap (no user code).
+  double create_ms = 0, bootstrap_ms = 0;
+  uint64_t env_id = 0;  // process-unique id of that environment (0: none made)
 };
 
 // Why an activation was stopped from outside its own JavaScript.
@@ -137,8 +149,36 @@ struct Runtime {
   Watchdog* watchdog = nullptr;
 };
 
-// RunActivation runs one activation on the calling thread and returns when its
-// environment and isolate are freed again. The caller has armed `guard` with
+// PreparedEnvironment is one fresh Node environment (own isolate, context and
+// libuv loop) created from the built-in snapshot, with Node's own bootstrap
+// already run (what LoadEnvironment does before the embedder's script) and
+// nothing of any activation in it. It serves exactly one activation: running a
+// second one in it is refused. It belongs to the thread that prepared it, which
+// must also run and tear it down. Opaque outside activation.cc.
+class PreparedEnvironment;
+struct PreparedEnvironmentDeleter {
+  void operator()(PreparedEnvironment* env) const;  // frees like TeardownEnvironment
+};
+using PreparedEnvPtr = std::unique_ptr<PreparedEnvironment, PreparedEnvironmentDeleter>;
+
+// PrepareEnvironment creates and bootstraps a fresh environment on the calling
+// thread. On failure returns null and sets *error.
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error);
+
+// RunPrepared runs one activation in `env`, which must be fresh (a used
+// environment is refused with kInternal). It leaves the environment stopped but
+// allocated; the caller frees it with TeardownEnvironment, possibly after it has
+// delivered the result. `setup_started` is when the request path began waiting
+// for an environment (res.setup_ms counts from there); teardown_ms stays 0.
+ActivationResult RunPrepared(PreparedEnvironment* env, const ActivationRequest& req,
+                             ActivationGuard* guard, Clock::time_point setup_started);
+
+// TeardownEnvironment frees the environment, its isolate and loop on the
+// calling thread (the one that prepared it). Returns the milliseconds it took.
+double TeardownEnvironment(PreparedEnvPtr env);
+
+// RunActivation is the cold path: prepare + run + teardown on the calling
+// thread. It returns when its environment and isolate are freed again. The caller has armed `guard` with
 // the watchdog (and disarms it afterwards). Never throws; every failure is a
 // result with status kInternal and a message.
 ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,

@@ -7,9 +7,17 @@
 // slots are entered by joining processes instead of being woken by run()
 // (patches/); the activation code is identical.
 //
+// With prewarm (the default) each slot thread prepares the environment for its
+// NEXT activation while it waits: created from the snapshot and bootstrapped by
+// Node, nothing of any activation in it. A run() then only runs its script, the
+// result is delivered, and only after that is the used environment freed and the
+// next fresh one prepared. An environment still serves exactly one activation;
+// only the moment it is made moves off the request path (what OpenWhisk does
+// with prewarmed containers).
+//
 // JavaScript API (see README.md):
-//   start(slots)  run(slot, bootstrap, requestJSON, timeoutMs, heapLimitMB, cb)
-//   info()        stop()
+//   start(slots[, {prewarm}])  run(slot, bootstrap, requestJSON, timeoutMs, heapLimitMB, cb)
+//   info()                     stop()
 // activation.h (node.h) comes first: node_version.h defines NAPI_VERSION for
 // this Node release, which node_api.h would otherwise default lower.
 #include "activation.h"
@@ -41,14 +49,22 @@ constexpr size_t kMaxBootstrapBytes = 64u << 20;
 struct Job {
   ActivationRequest req;
   napi_threadsafe_function tsfn = nullptr;
+  Clock::time_point queued;  // when run() accepted it
   ActivationResult res;
+  // A prepared environment was waiting on the slot when run() queued the job
+  // (so no environment work was left for its request path).
+  bool prewarmed = false;
 };
 
 struct Slot {
   std::mutex mu;
   std::condition_variable cv;
   std::unique_ptr<Job> job;  // set by run(), taken by the slot thread
-  bool busy = false;          // from run() until the environment is freed
+  // From run() until the result is handed to the owner's thread. The slot
+  // thread may still free the used environment and prepare the next one after
+  // that; a run() arriving meanwhile is queued and starts when it is done.
+  bool busy = false;
+  bool prepared = false;  // a fresh environment waits on this slot (info())
   bool quit = false;
   ActivationGuard* guard = nullptr;  // the running activation, for stop()
   std::thread thread;
@@ -59,6 +75,7 @@ struct Slot {
 struct State {
   std::mutex mu;  // guards started/owner and the slots vector's shape
   bool started = false;
+  bool prewarm = true;  // set by start(); read by slot threads it starts
   napi_env owner = nullptr;
   Runtime runtime;
   Watchdog watchdog;
@@ -176,15 +193,24 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
     }
   }
   if (napi_create_object(env, &stats) != napi_ok) return;
-  const std::pair<const char*, double> fields[] = {{"setupMs", r.setup_ms},
-                                                   {"runMs", r.run_ms},
-                                                   {"teardownMs", r.teardown_ms},
-                                                   {"exitCode", static_cast<double>(r.exit_code)}};
+  const std::pair<const char*, double> fields[] = {
+      {"setupMs", r.setup_ms},
+      {"runMs", r.run_ms},
+      {"teardownMs", r.teardown_ms},
+      {"exitCode", static_cast<double>(r.exit_code)},
+      {"createMs", r.create_ms},
+      {"bootstrapMs", r.bootstrap_ms},
+      {"envId", static_cast<double>(r.env_id)}};
   for (const auto& [name, value] : fields) {
     if (napi_create_double(env, value, &num) != napi_ok ||
         napi_set_named_property(env, stats, name, num) != napi_ok) {
       return;
     }
+  }
+  napi_value prewarmed;
+  if (napi_get_boolean(env, job->prewarmed, &prewarmed) != napi_ok ||
+      napi_set_named_property(env, stats, "prewarmed", prewarmed) != napi_ok) {
+    return;
   }
   napi_value argv[] = {err, result, stats};
   // An exception thrown by the callback surfaces as the owner's own uncaught
@@ -192,16 +218,50 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   napi_call_function(env, undefined, cb, 3, argv, nullptr);
 }
 
-void SlotMain(Slot* slot) {
+// Hands a finished job to the owner's main thread.
+void Deliver(std::unique_ptr<Job> job) {
+  napi_threadsafe_function tsfn = job->tsfn;
+  Job* raw = job.release();
+  if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) {
+    delete raw;  // owner is closing; nobody is left to tell
+  }
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+}
+
+void SlotMain(Slot* slot, bool prewarm) {
   State& st = G();
+  PreparedEnvPtr ready;  // prewarm: the fresh environment for the next job
   for (;;) {
+    if (prewarm && !ready) {
+      bool quit;
+      {
+        std::lock_guard<std::mutex> lock(slot->mu);
+        quit = slot->quit;
+      }
+      if (!quit) {
+        // A failure here is not reported: the next job prepares on its own
+        // request path and reports the error there. No retry loop until then.
+        std::string ignored;
+        ready = PrepareEnvironment(st.runtime, &ignored);
+        std::lock_guard<std::mutex> lock(slot->mu);
+        slot->prepared = ready != nullptr;
+      }
+    }
     std::unique_ptr<Job> job;
     {
       std::unique_lock<std::mutex> lock(slot->mu);
       slot->cv.wait(lock, [slot] { return slot->quit || slot->job != nullptr; });
-      if (slot->job == nullptr) return;  // quit with nothing queued
+      if (slot->job == nullptr) {  // quit with nothing queued
+        slot->prepared = false;
+        lock.unlock();
+        TeardownEnvironment(std::move(ready));
+        return;
+      }
       job = std::move(slot->job);
+      slot->prepared = false;
     }
+    // The wall-clock limit starts when the slot thread takes the job, before
+    // any environment work on the request path (all of it when cold).
     const auto deadline = Clock::now() + std::chrono::milliseconds(job->req.timeout_ms);
     ActivationGuard guard(deadline, static_cast<size_t>(job->req.heap_limit_mb) << 20);
     bool cancelled = false;
@@ -212,19 +272,30 @@ void SlotMain(Slot* slot) {
     }
     if (cancelled) guard.RequestStop(StopReason::kCancelled);
     st.watchdog.Arm(&guard);
-    job->res = RunActivation(st.runtime, job->req, &guard);
+    PreparedEnvPtr env = std::move(ready);
+    if (!env) job->prewarmed = false;
+    std::string error;
+    if (!env) env = PrepareEnvironment(st.runtime, &error);
+    if (env) {
+      job->res = RunPrepared(env.get(), job->req, &guard, job->queued);
+    } else {
+      job->res.status = ActivationStatus::kInternal;
+      job->res.message = error;
+      job->res.setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - job->queued).count();
+    }
+    // Cold: the teardown stays on the request path, as a baseline to compare.
+    if (!prewarm) job->res.teardown_ms = TeardownEnvironment(std::move(env));
     st.watchdog.Disarm(&guard);
-    napi_threadsafe_function tsfn = job->tsfn;
     {
       std::lock_guard<std::mutex> lock(slot->mu);
       slot->guard = nullptr;
-      slot->busy = false;  // before the callback, so it may reuse the slot
+      slot->busy = false;  // before the callback, so it may queue the next run
     }
-    Job* raw = job.release();
-    if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) {
-      delete raw;  // owner is closing; nobody is left to tell
-    }
-    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+    Deliver(std::move(job));
+    // Prewarm: the owner already has the result; freeing the used environment
+    // (and preparing the next one, at the top of the loop) happens off its
+    // request path. The used environment is never kept for another job.
+    if (env) TeardownEnvironment(std::move(env));
   }
 }
 
@@ -252,10 +323,7 @@ void StopAll() {
       std::unique_ptr<Job> job = std::move(s->job);
       job->res.status = ActivationStatus::kInternal;
       job->res.message = "activation cancelled: the isolate runtime is stopping";
-      napi_threadsafe_function tsfn = job->tsfn;
-      Job* raw = job.release();
-      if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) delete raw;
-      napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+      Deliver(std::move(job));
     }
   }
   st.watchdog.Shutdown();
@@ -285,13 +353,59 @@ bool HookProcessExit(napi_env env) {
 
 // ------------------------------------------------------------ JS functions
 
+// Reads start()'s options: undefined or an object whose `prewarm`, if
+// present and not undefined, is a boolean. Other keys are refused, so a typo
+// does not silently fall back to the default.
+bool GetStartOptions(napi_env env, napi_value v, bool* prewarm) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t == napi_undefined) return true;
+  if (t != napi_object) {
+    Throw(env, "ERR_INVALID_ARG_TYPE", "options must be an object", true);
+    return false;
+  }
+  napi_value keys;
+  uint32_t n = 0;
+  if (napi_get_property_names(env, v, &keys) != napi_ok ||
+      napi_get_array_length(env, keys, &n) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options");
+    return false;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value k;
+    std::string name;
+    if (napi_get_element(env, keys, i, &k) != napi_ok ||
+        !GetString(env, k, 256, &name, "option name")) {
+      return false;
+    }
+    if (name != "prewarm") {
+      Throw(env, "ERR_INVALID_ARG_VALUE", "unknown option '" + name + "' (known: prewarm)");
+      return false;
+    }
+  }
+  napi_value pv;
+  if (napi_get_named_property(env, v, "prewarm", &pv) != napi_ok ||
+      napi_typeof(env, pv, &t) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options.prewarm");
+    return false;
+  }
+  if (t == napi_undefined) return true;
+  if (t != napi_boolean) {
+    Throw(env, "ERR_INVALID_ARG_TYPE", "options.prewarm must be a boolean", true);
+    return false;
+  }
+  return napi_get_value_bool(env, pv, prewarm) == napi_ok;
+}
+
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   if (argc < 1) return Throw(env, "ERR_INVALID_ARG_TYPE", "start(slots): slots is required", true);
   double n = 0;
   if (!GetNumber(env, argv[0], 1, kMaxSlots, true, &n, "slots")) return nullptr;
+  bool prewarm = true;
+  if (argc >= 2 && !GetStartOptions(env, argv[1], &prewarm)) return nullptr;
 
   State& st = G();
   std::lock_guard<std::mutex> lock(st.mu);
@@ -333,9 +447,10 @@ napi_value Start(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < slots; i++) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();
-    s->thread = std::thread([raw] { SlotMain(raw); });
+    s->thread = std::thread([raw, prewarm] { SlotMain(raw, prewarm); });
     st.slots.push_back(std::move(s));
   }
+  st.prewarm = prewarm;
   st.started = true;
   return nullptr;
 }
@@ -371,6 +486,7 @@ napi_value Run(napi_env env, napi_callback_info info) {
   }
   job->req.timeout_ms = static_cast<uint32_t>(std::ceil(timeout));
   job->req.heap_limit_mb = static_cast<uint32_t>(heap);
+  job->queued = Clock::now();
 
   std::lock_guard<std::mutex> lock(st.mu);
   if (!st.started) return Throw(env, "ERR_NOT_STARTED", "the isolate runtime was stopped");
@@ -385,6 +501,7 @@ napi_value Run(napi_env env, napi_callback_info info) {
   NAPI_OK(env, napi_create_threadsafe_function(env, argv[5], nullptr, name, 0, 1, nullptr, nullptr,
                                                nullptr, DeliverResult, &job->tsfn));
   slot->busy = true;
+  job->prewarmed = slot->prepared;
   slot->job = std::move(job);
   slot->cv.notify_all();
   return nullptr;
@@ -394,24 +511,34 @@ napi_value Info(napi_env env, napi_callback_info) {
   State& st = G();
   napi_value obj, busy, v;
   NAPI_OK(env, napi_create_object(env, &obj));
+  napi_value prepared;
   NAPI_OK(env, napi_create_array(env, &busy));
+  NAPI_OK(env, napi_create_array(env, &prepared));
   uint32_t n = 0;
+  bool prewarm = false;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     n = static_cast<uint32_t>(st.slots.size());
+    prewarm = st.started && st.prewarm;
     for (uint32_t i = 0; i < n; i++) {
-      bool b;
+      bool b, p;
       {
         std::lock_guard<std::mutex> slot_lock(st.slots[i]->mu);
         b = st.slots[i]->busy;
+        p = st.slots[i]->prepared;
       }
       NAPI_OK(env, napi_get_boolean(env, b, &v));
       NAPI_OK(env, napi_set_element(env, busy, i, v));
+      NAPI_OK(env, napi_get_boolean(env, p, &v));
+      NAPI_OK(env, napi_set_element(env, prepared, i, v));
     }
   }
   NAPI_OK(env, napi_create_uint32(env, n, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "slots", v));
   NAPI_OK(env, napi_set_named_property(env, obj, "busy", busy));
+  NAPI_OK(env, napi_set_named_property(env, obj, "prepared", prepared));
+  NAPI_OK(env, napi_get_boolean(env, prewarm, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "prewarm", v));
   NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));
   const napi_node_version* ver = nullptr;

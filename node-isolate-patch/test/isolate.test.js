@@ -2,8 +2,10 @@
 // Behaviour tests of the teemate_isolate addon: every activation runs in a new
 // Node environment on the parked thread of its slot, and nothing an activation
 // does (loops, heap bombs, process.exit, throws) harms the owner process.
+// The whole suite runs twice: with prewarm (the next environment is prepared
+// ahead on each slot thread) and cold (made on the request path).
 
-const { test, before, after } = require('node:test');
+const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -37,21 +39,79 @@ async function assertOwnerHealthy() {
 }
 
 function assertStats(stats) {
-  for (const k of ['setupMs', 'runMs', 'teardownMs']) {
+  for (const k of ['setupMs', 'runMs', 'teardownMs', 'createMs', 'bootstrapMs']) {
     assert.equal(typeof stats[k], 'number', k);
     assert.ok(stats[k] >= 0, k);
   }
+  assert.ok(Number.isInteger(stats.envId) && stats.envId > 0, 'envId');
+  assert.equal(typeof stats.prewarmed, 'boolean');
 }
 
-before(() => iso.start(SLOTS));
-after(() => iso.stop());
+// Waits (without spinning) until every slot holds a prepared environment.
+async function waitPrepared(slots = [...Array(SLOTS).keys()]) {
+  const limit = Date.now() + 20000;
+  while (!slots.every((s) => iso.info().prepared[s])) {
+    if (Date.now() > limit) assert.fail(`slots ${slots} never got a prepared environment: ${JSON.stringify(iso.info())}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
-test('info reports the slots and the mode', () => {
+// What a fresh environment looks like from inside, taken by an activation
+// before it changes anything. Prewarmed and cold environments must agree.
+const FINGERPRINT = `
+  const fp = {
+    globals: Object.getOwnPropertyNames(globalThis).sort(),
+    objectProto: Object.getOwnPropertyNames(Object.prototype).sort(),
+    arrayProto: Object.getOwnPropertyNames(Array.prototype).sort(),
+    processKeys: Object.keys(process).sort(),
+    listeners: ['uncaughtException', 'unhandledRejection', 'exit', 'beforeExit', 'warning']
+      .map((e) => [e, process.listenerCount(e)]),
+    moduleCache: Object.keys(require('module')._cache),
+    builtinsLoaded: process.moduleLoadList.length,
+    activeHandles: process._getActiveHandles().length,
+    activeRequests: process._getActiveRequests().length,
+  };
+  globalThis.__teemate_result = JSON.stringify(fp);`;
+const fingerprints = {};
+
+for (const prewarm of [true, false]) {
+  const mode = prewarm ? 'prewarm' : 'cold';
+  describe(mode, () => {
+    before(() => (prewarm ? iso.start(SLOTS) : iso.start(SLOTS, { prewarm: false })));
+    after(() => iso.stop());
+    suite(prewarm, mode);
+  });
+}
+
+test('prewarmed and cold environments look the same from inside', () => {
+  assert.ok(fingerprints.prewarm && fingerprints.cold, 'both suites took a fingerprint');
+  assert.deepEqual(fingerprints.prewarm, fingerprints.cold);
+});
+
+function suite(prewarm, mode) {
+test('info reports the slots, the mode and prewarm', async () => {
   const info = iso.info();
   assert.equal(info.slots, SLOTS);
   assert.deepEqual(info.busy, [false, false, false, false]);
   assert.equal(info.mode, 'addon');
+  assert.equal(info.prewarm, prewarm);
   assert.equal(info.nodeVersion, process.version);
+  if (prewarm) {
+    await waitPrepared();
+  } else {
+    assert.deepEqual(iso.info().prepared, [false, false, false, false]);
+  }
+});
+
+test('a fresh environment carries nothing of anybody: fingerprint', async () => {
+  if (prewarm) await waitPrepared([1]);
+  const { err, result, stats } = await run(1, FINGERPRINT);
+  assert.equal(err, undefined);
+  assert.equal(stats.prewarmed, prewarm);
+  const fp = JSON.parse(result);
+  assert.ok(!fp.globals.includes('__teemate_result'), 'fingerprint taken before setting the result');
+  assert.ok(fp.globals.includes('__teemate_request'));
+  fingerprints[mode] = fp;
 });
 
 test('hello: the bootstrap reads the request and sets the result', async () => {
@@ -263,17 +323,97 @@ test('bad arguments are refused with clear errors', () => {
   assert.deepEqual(iso.info().busy, [false, false, false, false]);
 });
 
+if (prewarm) {
+  test('prewarm: every activation gets its own environment, even back-to-back on one slot', async () => {
+    const ids = new Set();
+    // Back-to-back: the next run is queued from the callback, while the slot
+    // thread still frees the used environment and prepares the next.
+    const chain = (slot, left, acc) => new Promise((resolve) => {
+      iso.run(slot, 'globalThis.__teemate_result = String(typeof globalThis.mark); globalThis.mark = 1;', '{}', 10000, HEAP_MB, (err, result, stats) => {
+        acc.push({ err, result, stats });
+        if (left > 1) chain(slot, left - 1, acc).then(resolve);
+        else resolve(acc);
+      });
+    });
+    const runs = (await Promise.all([0, 1, 2, 3].map((s) => chain(s, 6, [])))).flat();
+    for (const { err, result, stats } of runs) {
+      assert.equal(err, undefined);
+      assert.equal(result, 'undefined');
+      assertStats(stats);
+      assert.ok(!ids.has(stats.envId), `environment ${stats.envId} served twice`);
+      ids.add(stats.envId);
+    }
+    // Spaced out: each run finds its environment prepared, and it is a new one.
+    for (let i = 0; i < 8; i++) {
+      const slot = i % SLOTS;
+      await waitPrepared([slot]);
+      const { err, stats } = await run(slot, 'globalThis.__teemate_result = "ok"');
+      assert.equal(err, undefined);
+      assert.equal(stats.prewarmed, true);
+      assert.equal(stats.teardownMs, 0, 'teardown happens after delivery');
+      assert.ok(!ids.has(stats.envId), `environment ${stats.envId} served twice`);
+      ids.add(stats.envId);
+    }
+    assert.equal(ids.size, 4 * 6 + 8);
+  });
+
+  test('prewarm: what one activation leaves behind never reaches the next prepared one', async () => {
+    await waitPrepared([2]);
+    const dirty = await run(2, `
+      globalThis.leak = 'secret'; Object.prototype.polluted = 1; Array.prototype.leak = 1;
+      process.on('exit', () => {}); process.leak = 'secret';
+      require('module')._cache['/leak.js'] = { exports: 'secret' };
+      setTimeout(() => {}, 1);
+      globalThis.__teemate_result = 'dirty';`);
+    assert.equal(dirty.err, undefined);
+    await waitPrepared([2]);
+    const clean = await run(2, FINGERPRINT);
+    assert.equal(clean.err, undefined);
+    assert.equal(clean.stats.prewarmed, true);
+    assert.notEqual(clean.stats.envId, dirty.stats.envId);
+    assert.deepEqual(JSON.parse(clean.result), fingerprints.prewarm);
+  });
+
+  test('prewarm: after a timeout, a heap bomb and an exit, the next prepared environment works', async () => {
+    const bad = [
+      ['for (;;) {}', { timeoutMs: 100 }, 'TIMEOUT'],
+      ['let a = []; for (;;) a.push(new Array(1e6).fill(1));', {}, 'HEAP'],
+      ['process.exit(5);', {}, 'INTERNAL'],
+      ['throw new Error("x")', {}, 'INTERNAL'],
+    ];
+    for (const [src, limits, code] of bad) {
+      await waitPrepared([3]);
+      const r = await run(3, src, {}, limits);
+      assert.equal(r.err.code, code, src);
+      await waitPrepared([3]);
+      const next = await run(3, 'globalThis.__teemate_result = typeof Object.prototype.polluted');
+      assert.equal(next.err, undefined);
+      assert.equal(next.result, 'undefined');
+      assert.equal(next.stats.prewarmed, true);
+    }
+  });
+}
+
+test('start options are checked', () => {
+  assert.throws(() => iso.start(2, { prewarm: 'yes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /prewarm must be a boolean/.test(e.message));
+  assert.throws(() => iso.start(2, { prewram: true }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && /unknown option 'prewram'/.test(e.message));
+  assert.throws(() => iso.start(2, 'fast'), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /options must be an object/.test(e.message));
+  assert.throws(() => iso.start(2, { prewarm: true }), (e) => e.code === 'ERR_ALREADY_STARTED');
+  assert.equal(iso.info().prewarm, prewarm);
+});
+
 test('lifecycle: run before start, stop cancels running work, owner exit with work in flight', () => {
   // Separate processes: the slot pool is process-wide.
   const script = `
     const iso = require(${JSON.stringify(addonPath)});
     const out = [];
     try { iso.run(0, '1', '{}', 1000, 64, () => {}); } catch (e) { out.push(e.code); }
-    iso.start(1);
+    const opts = { prewarm: ${prewarm} };
+    iso.start(1, opts);
     iso.run(0, 'for (;;) {}', '{}', 60000, 64, (err) => {
       out.push(err.code, /cancelled/.test(err.message));
       console.log(JSON.stringify(out));
-      iso.start(1);
+      iso.start(1, opts);
       iso.run(0, 'setInterval(() => {}, 1000)', '{}', 60000, 64, () => console.log('unexpected'));
       setTimeout(() => process.exit(7), 50);
     });
@@ -283,3 +423,25 @@ test('lifecycle: run before start, stop cancels running work, owner exit with wo
   assert.equal(r.status, 7, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout.trim()), ['ERR_NOT_STARTED', 'INTERNAL', true]);
 });
+
+test('lifecycle: stop() and owner exit while slots hold prepared environments', () => {
+  const script = `
+    const iso = require(${JSON.stringify(addonPath)});
+    iso.start(3, { prewarm: ${prewarm} });
+    const wait = () => (iso.info().prepared.every(Boolean) || !${prewarm} ? go() : setTimeout(wait, 5));
+    const go = () => {
+      iso.stop();
+      const after = iso.info();
+      iso.start(2, { prewarm: ${prewarm} });
+      iso.run(1, 'globalThis.__teemate_result = "again"', '{}', 10000, 64, (err, r) => {
+        console.log(JSON.stringify([after.slots, after.prewarm, err === undefined, r]));
+        process.exit(0); // with the other slot still holding a prepared environment
+      });
+    };
+    wait();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), [0, false, true, 'again']);
+});
+}
