@@ -7,6 +7,7 @@ package feed
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/teemate/platform/invoker/kafka"
 )
@@ -25,6 +26,7 @@ type Feed struct {
 	src     Source
 	handle  Handle
 	tokens  chan struct{}
+	running atomic.Int64
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	enabled bool
@@ -107,14 +109,15 @@ func (f *Feed) Run(stop <-chan struct{}, work context.Context) {
 			return
 		}
 		f.wg.Add(1)
+		f.running.Add(1)
 		go func() {
 			defer f.wg.Done()
-			defer func() { <-f.tokens }()
+			defer func() { f.running.Add(-1); <-f.tokens }()
 			f.handle(work, m.Value)
 			f.src.Done(m)
 		}()
 	}
 }
 
-// InFlight is the number of records being handled.
-func (f *Feed) InFlight() int { return len(f.tokens) }
+// InFlight is the number of records being handled (a token held while waiting for a record is not).
+func (f *Feed) InFlight() int { return int(f.running.Load()) }
