@@ -1,0 +1,139 @@
+// Command controller-adapter is the OpenWhisk front door: the REST API and web actions, invoker
+// health and load balancing over Kafka, and the activation store. With --standalone it also runs
+// an embedded Kafka broker and one invoker, so one command runs the whole platform.
+//
+//	controller-adapter --standalone --port 3233 --data-dir .state
+//	controller-adapter --kafka kafka1:9092,kafka2:9092 --data-dir /var/lib/teemate
+//	controller-adapter namespace add NAME     # prints the new uuid:key
+//	controller-adapter namespace list
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/teemate/platform/controller-adapter/internal/app"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "controller-adapter:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "namespace" {
+		return namespaceCommand(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("controller-adapter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg app.Config
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address the REST API listens on")
+	fs.IntVar(&cfg.Port, "port", 3233, "REST API port")
+	fs.StringVar(&cfg.DataDir, "data-dir", ".state", "directory for the store (and, standalone, the broker and invoker state)")
+	fs.StringVar(&cfg.Kafka, "kafka", "", "comma-separated Kafka brokers (default in standalone mode: an embedded broker)")
+	fs.BoolVar(&cfg.Standalone, "standalone", false, "also run an embedded Kafka broker and one invoker in this process")
+	fs.StringVar(&cfg.Sandbox, "sandbox", "auto", "standalone invoker sandbox: auto, docker, oci, process or none")
+	fs.StringVar(&cfg.Enclave, "enclave", "auto", "standalone invoker enclave: auto, sgx, direct or none")
+	fs.StringVar(&cfg.Model, "model", "teemate", "standalone invoker model: teemate, native or strawman")
+	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
+	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
+	fs.StringVar(&cfg.InvokerToken, "invoker-token", os.Getenv("TEEMATE_INVOKER_TOKEN"),
+		"token invokers present when storing activation records (env TEEMATE_INVOKER_TOKEN; random in standalone mode)")
+	logFormat := fs.String("log-format", "console", "log format: console or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(*logFormat)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr sync fails on some terminals; nothing to do about it
+	cfg.Logger = log
+	cfg.Ready = func(info app.Info) {
+		fmt.Fprintf(stdout, "OpenWhisk API ready at %s (kafka %v)\n", info.APIHost, info.Brokers)
+		if info.GuestAuth != "" {
+			fmt.Fprintf(stdout, "invoker0 runs in this process: sandbox %s, enclave %s, model %s\n", info.Sandbox, info.Enclave, info.Model)
+			fmt.Fprintf(stdout, "guest key: %s\n", info.GuestAuth)
+			fmt.Fprintf(stdout, "  wsk property set --apihost %s --auth %s\n", info.APIHost, info.GuestAuth)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, cfg); err != nil {
+		log.Error("controller-adapter failed", zap.Error(err))
+		return err
+	}
+	return nil
+}
+
+func namespaceCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controller-adapter namespace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", ".state", "directory holding controller.db")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: controller-adapter namespace [--data-dir DIR] add NAME | list")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	switch {
+	case fs.NArg() == 2 && fs.Arg(0) == "add":
+		key, err := app.AddNamespace(ctx, *dataDir, fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, key)
+		return nil
+	case fs.NArg() == 1 && fs.Arg(0) == "list":
+		names, err := app.ListNamespaces(ctx, *dataDir)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Fprintln(stdout, n)
+		}
+		return nil
+	default:
+		fs.Usage()
+		return errors.New("namespace: expected `add NAME` or `list`")
+	}
+}
+
+func newLogger(format string) (*zap.Logger, error) {
+	var cfg zap.Config
+	switch format {
+	case "json":
+		cfg = zap.NewProductionConfig()
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+		cfg.Development = false
+		cfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+		cfg.DisableStacktrace = true
+	default:
+		return nil, fmt.Errorf("--log-format %q: want console or json", format)
+	}
+	log, err := cfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("create logger: %w", err)
+	}
+	return log, nil
+}

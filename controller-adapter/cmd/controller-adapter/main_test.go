@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		args    []string
+		wantOut string
+		wantErr string
+	}{
+		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "not defined"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "not standalone and no kafka", args: []string{"--data-dir", dir, "--port", "0"}, wantErr: "--kafka is required"},
+		{name: "namespace without a verb", args: []string{"namespace"}, wantErr: "expected `add NAME` or `list`"},
+		{name: "namespace add without a name", args: []string{"namespace", "add"}, wantErr: "expected"},
+		{name: "namespace add bad name", args: []string{"namespace", "--data-dir", dir, "add", "a/b"}, wantErr: "not a valid entity name"},
+		{name: "namespace add", args: []string{"namespace", "--data-dir", dir, "add", "alice"}, wantOut: ":"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(tt.args, &out, &errOut)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) && !strings.Contains(errOut.String(), tt.wantErr) {
+					t.Fatalf("err = %v (stderr %q), want one mentioning %q", err, errOut.String(), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("run: %v (stderr %q)", err, errOut.String())
+			}
+			if !strings.Contains(out.String(), tt.wantOut) {
+				t.Fatalf("stdout %q, want it to contain %q", out.String(), tt.wantOut)
+			}
+		})
+	}
+}

@@ -1,0 +1,377 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/controller-adapter/internal/balancer"
+	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Invoker runs activations: *balancer.Balancer in production. Publish
+// returns a channel that yields exactly one Completion and must be buffered
+// (the API stops listening when a blocking wait expires or the caller goes
+// away). It returns balancer.ErrNoInvokers when no invoker is healthy.
+type Invoker interface {
+	Publish(ctx context.Context, action *whisk.Action, msg *whisk.ActivationMessage) (<-chan balancer.Completion, error)
+	Invokers() []balancer.InvokerHealth
+}
+
+// Config of the API. Zero values take the defaults noted.
+type Config struct {
+	// ControllerID is this controller's instance (rootControllerIndex.asString), default "0".
+	ControllerID string
+	// InvokerToken authenticates invokers writing activation records
+	// (header X-Teemate-Invoker-Token). Empty rejects every write.
+	InvokerToken string
+	// BlockingWait is how long a blocking invoke waits for its result before
+	// answering 202 (OpenWhisk's max-wait-for-blocking-activation, default 60 s).
+	BlockingWait time.Duration
+	// APIHost is the public base URL (e.g. http://localhost:3233). wsk
+	// builds the web action URL it prints for action get --url from its own
+	// apihost and the action's namespace, so no reply needs it yet; it is
+	// kept for replies that will carry absolute URLs (API gateway routes).
+	APIHost string
+}
+
+// Limits OpenWhisk applies to request bodies.
+const (
+	// MaxPayloadBytes bounds an invoke or web action request body
+	// (whisk.activation.payload.max).
+	MaxPayloadBytes = whisk.PayloadMaxBytes
+	// MaxActionBytes bounds an action PUT body: OpenWhisk's 48 MiB code
+	// limit plus room for parameters and annotations.
+	MaxActionBytes = 50 << 20
+	// MaxRecordBytes bounds an activation record an invoker stores: a
+	// result up to the payload limit plus up to 10 MiB of logs, JSON-escaped.
+	MaxRecordBytes = 32 << 20
+	// maxWaitMs is the largest ?timeout= a blocking invoke accepts.
+	maxWaitMs = 60000
+)
+
+// OpenWhisk's error texts (ErrorResponse.scala Messages, and the default
+// messages of the HTTP statuses it terminates with).
+const (
+	msgNoCredentials      = "The resource requires authentication, which was not supplied with the request"
+	msgBadCredentials     = "The supplied authentication is invalid"
+	msgNotAuthorized      = "The supplied authentication is not authorized to access this resource."
+	msgNotFound           = "The requested resource does not exist."
+	msgConflict           = "resource already exists"
+	msgUnavailable        = "The server is currently unavailable (because it is overloaded or down for maintenance)."
+	msgInternal           = "There was an internal server error."
+	msgParamsNotAllowed   = "Request defines parameters that are not allowed (e.g., reserved properties)."
+	msgErrorProcessing    = "There was an error processing your request."
+	msgResponseNotReady   = "Response not yet ready."
+	msgNameIllegal        = "The name of the entity contains illegal characters."
+	msgActivationIDBad    = "The activation id is not valid."
+	msgDocsWithCount      = "The parameter 'docs' is not permitted with 'count'."
+	msgPropertyNotFound   = "Response does not include requested property."
+	msgContentTypeMisfit  = "Response type in header did not match generated content type."
+	msgUnauthorizedWeb    = "The request has not been applied because it lacks valid authentication credentials for the target resource."
+	msgPackagesNotSupport = "Packages, triggers and rules are not supported by this controller yet; use actions in the default package."
+)
+
+func msgInvalidTimeout() string {
+	return fmt.Sprintf("Timeout must be number of milliseconds up to %d.", maxWaitMs)
+}
+
+func msgEntityTooBig(field string, is, allowed int64) string {
+	return fmt.Sprintf("%s larger than allowed: %d > %d bytes.", field, is, allowed)
+}
+
+func msgInvalidMedia(media string) string { return fmt.Sprintf("Response is not valid '%s'.", media) }
+
+type handler struct {
+	cfg   Config
+	ctrl  whisk.ControllerInstanceID
+	store *store.Store
+	inv   Invoker
+	log   *zap.Logger
+}
+
+func init() {
+	// Debug mode only prints route tables and warnings to stdout.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// New builds the HTTP handler.
+func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler {
+	if cfg.ControllerID == "" {
+		cfg.ControllerID = "0"
+	}
+	if cfg.BlockingWait <= 0 {
+		cfg.BlockingWait = 60 * time.Second
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log}
+
+	r := gin.New()
+	// Paths are OpenWhisk's; never answer with redirects a POST client would not follow.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = false
+	r.Use(h.transaction, h.recover)
+	r.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, msgNotFound) })
+
+	r.GET("/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
+	r.GET("/invokers", h.invokers)
+	r.GET("/invokers/healthy/count", h.invokersHealthyCount)
+	r.GET("/invokers/ready", h.invokersReady)
+	r.GET("/api/v1", h.info)
+	r.GET("/api/v1/namespaces", h.authenticate, h.listNamespaces)
+	r.Any("/api/v1/namespaces/:ns/*rest", h.authenticate, h.namespaceRoutes)
+	r.Any("/api/v1/web/*path", h.web)
+	r.PUT("/internal/v1/activations/:ns/:id", h.putActivation)
+	return r
+}
+
+// Context keys.
+const (
+	keyTransID  = "teemate.transid"
+	keyIdentity = "teemate.identity"
+)
+
+// transaction assigns the request's transaction id (X-Request-ID when a
+// proxy set a sane one, as OpenWhisk takes nginx's, otherwise a random one)
+// and logs the request when it is done.
+func (h *handler) transaction(c *gin.Context) {
+	start := time.Now()
+	tid := whisk.NewRandomTransactionID(start)
+	if rid := c.GetHeader("X-Request-ID"); validRequestID(rid) {
+		tid = whisk.NewTransactionID(rid, start)
+	}
+	c.Set(keyTransID, tid)
+	c.Next()
+	h.log.Debug("request",
+		zap.String("transid", tid.ID),
+		zap.String("method", c.Request.Method),
+		zap.String("path", c.Request.URL.Path),
+		zap.Int("status", c.Writer.Status()),
+		zap.Duration("elapsed", time.Since(start)))
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// recover turns a panic in a handler into a 500 with OpenWhisk's body; the
+// process keeps serving.
+func (h *handler) recover(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("handler panic", zap.String("transid", tid(c).ID), zap.Any("panic", p),
+				zap.String("path", c.Request.URL.Path), zap.Stack("stack"))
+			if !c.Writer.Written() {
+				h.fail(c, http.StatusInternalServerError, msgInternal)
+			}
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+func tid(c *gin.Context) whisk.TransactionID {
+	if v, ok := c.Get(keyTransID); ok {
+		return v.(whisk.TransactionID)
+	}
+	return whisk.TransactionID{}
+}
+
+func identityOf(c *gin.Context) whisk.Identity {
+	v, _ := c.Get(keyIdentity)
+	id, _ := v.(whisk.Identity)
+	return id
+}
+
+// fail writes OpenWhisk's error body and stops the handler chain.
+func (h *handler) fail(c *gin.Context, status int, msg string) {
+	writeJSON(c, status, errorBody{Error: msg, Code: tid(c).ID})
+	c.Abort()
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// internalError logs err with the transaction id and answers 500.
+func (h *handler) internalError(c *gin.Context, what string, err error) {
+	h.log.Error(what, zap.String("transid", tid(c).ID), zap.Error(err))
+	h.fail(c, http.StatusInternalServerError, msgInternal)
+}
+
+// writeJSON writes v as JSON without HTML escaping (as spray-json does), so
+// results containing <, > or & come back byte for byte.
+func writeJSON(c *gin.Context, status int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		// Only values built by this package get here; a failure is a bug.
+		b, _ = marshal(errorBody{Error: msgInternal, Code: tid(c).ID})
+		status = http.StatusInternalServerError
+	}
+	c.Data(status, "application/json", b)
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads at most limit bytes of the request body; a longer body
+// gives errTooLarge (the caller answers 413) together with its size when
+// the client declared it.
+func readBody(c *gin.Context, limit int64) ([]byte, int64, error) {
+	if cl := c.Request.ContentLength; cl > limit {
+		return nil, cl, errTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(c.Request.Body, limit+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read request body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, int64(len(b)), errTooLarge
+	}
+	return b, int64(len(b)), nil
+}
+
+// readBodyOrFail reads the body and answers 413/400 itself on failure.
+func (h *handler) readBodyOrFail(c *gin.Context, limit int64) ([]byte, bool) {
+	b, n, err := readBody(c, limit)
+	switch {
+	case errors.Is(err, errTooLarge):
+		h.fail(c, http.StatusRequestEntityTooLarge, msgEntityTooBig("Request", n, limit))
+		return nil, false
+	case err != nil:
+		h.fail(c, http.StatusBadRequest, "Failed extracting request body.")
+		return nil, false
+	}
+	return b, true
+}
+
+// info is GET /api/v1, what wsk property get shows.
+func (h *handler) info(c *gin.Context) {
+	writeJSON(c, http.StatusOK, map[string]any{
+		"description":      "OpenWhisk API",
+		"api_version":      "1.0.0",
+		"api_version_path": "v1",
+		"build":            "teemate",
+		"buildno":          "teemate",
+		"swagger_paths": map[string]string{
+			"ui":       "/docs",
+			"api-docs": "/api/v1/api-docs",
+		},
+	})
+}
+
+// invokers is GET /invokers: {"invoker0/0": "up", ...}.
+func (h *handler) invokers(c *gin.Context) {
+	out := map[string]string{}
+	for _, inv := range h.inv.Invokers() {
+		out[inv.Name] = inv.State
+	}
+	writeJSON(c, http.StatusOK, out)
+}
+
+func (h *handler) healthy() int {
+	n := 0
+	for _, inv := range h.inv.Invokers() {
+		if inv.State == "up" {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *handler) invokersHealthyCount(c *gin.Context) {
+	writeJSON(c, http.StatusOK, h.healthy())
+}
+
+// invokersReady answers 200 when at least one invoker is healthy, else 503.
+func (h *handler) invokersReady(c *gin.Context) {
+	n, total := h.healthy(), len(h.inv.Invokers())
+	status := http.StatusOK
+	if n == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(c, status, map[string]string{fmt.Sprintf("healthy %d/%d", n, total): map[bool]string{true: "ready", false: "notready"}[n > 0]})
+}
+
+// namespaceRoutes dispatches /api/v1/namespaces/{ns}/{collection}/... after
+// resolving {ns} for the authenticated identity.
+func (h *handler) namespaceRoutes(c *gin.Context) {
+	ns, ok := h.resolveNamespace(c, c.Param("ns"))
+	if !ok {
+		return
+	}
+	rest := strings.Trim(c.Param("rest"), "/")
+	collection, entity, _ := strings.Cut(rest, "/")
+	m := c.Request.Method
+	switch collection {
+	case "actions":
+		switch {
+		case entity == "" && m == http.MethodGet:
+			h.listActions(c, ns)
+		case entity == "":
+			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
+		case m == http.MethodGet:
+			h.getAction(c, ns, entity)
+		case m == http.MethodPut:
+			h.putAction(c, ns, entity)
+		case m == http.MethodDelete:
+			h.deleteAction(c, ns, entity)
+		case m == http.MethodPost:
+			h.invoke(c, ns, entity)
+		default:
+			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")
+		}
+	case "activations":
+		if m != http.MethodGet {
+			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
+			return
+		}
+		h.activations(c, ns, entity)
+	case "packages", "triggers", "rules":
+		switch {
+		case entity == "" && m == http.MethodGet:
+			writeJSON(c, http.StatusOK, []any{})
+		case m == http.MethodGet || m == http.MethodDelete:
+			h.fail(c, http.StatusNotFound, msgNotFound)
+		default:
+			h.fail(c, http.StatusBadRequest, msgPackagesNotSupport)
+		}
+	default:
+		h.fail(c, http.StatusNotFound, msgNotFound)
+	}
+}

@@ -1,0 +1,87 @@
+package api
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// authenticate checks Basic auth ("uuid:key") against the store and puts the
+// identity in the context. Without credentials the answer is 401 with a
+// Basic challenge, as OpenWhisk's akka-http directive gives.
+func (h *handler) authenticate(c *gin.Context) {
+	uuid, key, ok := c.Request.BasicAuth()
+	if !ok {
+		c.Header("WWW-Authenticate", `Basic realm="whisk rest service"`)
+		h.fail(c, http.StatusUnauthorized, msgNoCredentials)
+		return
+	}
+	id, err := h.store.Authenticate(c.Request.Context(), uuid, key)
+	switch {
+	case errors.Is(err, store.ErrUnauthorized):
+		h.fail(c, http.StatusUnauthorized, msgBadCredentials)
+		return
+	case err != nil:
+		h.internalError(c, "authenticate", err)
+		return
+	}
+	c.Set(keyIdentity, id)
+	c.Next()
+}
+
+// optionalIdentity returns the identity of a valid Basic auth header, if
+// any (web actions: __ow_user and require-whisk-auth true).
+func (h *handler) optionalIdentity(c *gin.Context) (whisk.Identity, bool, error) {
+	uuid, key, ok := c.Request.BasicAuth()
+	if !ok {
+		return whisk.Identity{}, false, nil
+	}
+	id, err := h.store.Authenticate(c.Request.Context(), uuid, key)
+	switch {
+	case errors.Is(err, store.ErrUnauthorized):
+		return whisk.Identity{}, false, nil
+	case err != nil:
+		return whisk.Identity{}, false, err
+	}
+	return id, true, nil
+}
+
+// resolveNamespace maps "_" to the caller's namespace and refuses any other
+// namespace than the caller's own (403), OpenWhisk's entitlement check for
+// a namespace owner.
+func (h *handler) resolveNamespace(c *gin.Context, ns string) (string, bool) {
+	id := identityOf(c)
+	if ns == "_" {
+		return id.Namespace.Name, true
+	}
+	if !whisk.ValidEntityName(ns) {
+		h.fail(c, http.StatusBadRequest, "The namespace contains illegal characters.")
+		return "", false
+	}
+	if ns != id.Namespace.Name {
+		h.fail(c, http.StatusForbidden, msgNotAuthorized)
+		return "", false
+	}
+	return ns, true
+}
+
+// listNamespaces is GET /api/v1/namespaces.
+func (h *handler) listNamespaces(c *gin.Context) {
+	nss, err := h.store.ListNamespaces(c.Request.Context(), identityOf(c))
+	if err != nil {
+		h.internalError(c, "list namespaces", err)
+		return
+	}
+	writeJSON(c, http.StatusOK, nss)
+}
+
+// tokenOK compares an invoker token in constant time; an unset token
+// accepts nothing.
+func tokenOK(want, got string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}

@@ -1,0 +1,25 @@
+// Package api is the controller-adapter's HTTP front door: the OpenWhisk REST
+// API as the wsk CLI and the client libraries call it (/api/v1: namespaces,
+// actions, invoke, activations), web actions (/api/v1/web/...), the
+// controller's invoker health endpoints (/invokers) and the internal
+// endpoint the invokers store finished activation records through
+// (/internal/v1/activations/...).
+//
+// Handlers are thin: each HTTP decision that is more than plumbing (merging
+// an action update, building an ActivationMessage, mapping a status code,
+// turning a web action's result into an HTTP reply, building web action
+// parameters) is a pure function tested with tables. Error replies use
+// OpenWhisk's {"error": text, "code": transaction id} body and its texts,
+// because clients match on them.
+//
+// Not supported yet (answered with a clear error, not silently ignored):
+// packages and package bindings (PUT/POST on packages answer 400, package
+// entities 404, package lists are empty), triggers and rules (likewise),
+// sequences and blackbox actions (400: only nodejs kinds run here), and
+// per-namespace throttling (no 429s).
+//
+// Trust boundary: untrusted host code. It authenticates callers with Basic
+// auth against the store and isolates namespaces, but it sees parameters and
+// results in whatever form the client sent them; confidential payloads are
+// expected to be encrypted to the enclave before they get here.
+package api

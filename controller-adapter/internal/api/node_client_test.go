@@ -1,0 +1,47 @@
+package api
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNodeOpenWhiskClient runs controller-adapter/test/owclient.js, which
+// drives this API with the npm openwhisk client. `make deps` installs the
+// client; without it the test skips locally and fails on CI.
+func TestNodeOpenWhiskClient(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, nodeErr := exec.LookPath("node")
+	_, modErr := os.Stat(filepath.Join(dir, "node_modules", "openwhisk", "package.json"))
+	if nodeErr != nil || modErr != nil {
+		msg := "node or the npm openwhisk client is missing (run `npm install` in controller-adapter/test or `make deps`)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	e := newEnv(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "owclient.js")
+	cmd.Dir = dir
+	env := []string{"OW_APIHOST=" + e.srv.URL, "OW_AUTH=" + guestAuth}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NODE_EXTRA_CA_CERTS=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "ok") {
+		t.Fatalf("owclient.js: %v\n%s", err, out)
+	}
+	t.Logf("owclient.js:\n%s", out)
+}

@@ -1,0 +1,400 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/controller-adapter/internal/api"
+	"github.com/teemate/platform/controller-adapter/internal/balancer"
+	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/daemon"
+	"github.com/teemate/platform/invoker/kafka"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// The well-known development credentials OpenWhisk's standalone mode creates. Anyone can read
+// them, so they are seeded only in standalone mode.
+const (
+	GuestNamespace       = "guest"
+	GuestUUID            = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502"
+	GuestKey             = "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP"
+	SystemNamespace      = "whisk.system"
+	SystemUUID           = "789c46b1-71f6-4ed5-8c54-816aa4f8c502"
+	SystemKey            = "abczO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP"
+	defaultEmbeddedKafka = "127.0.0.1:9092"
+)
+
+// Config of the controller-adapter. Zero values take the defaults noted.
+type Config struct {
+	// Host is the address the API listens on (default 127.0.0.1: the standalone platform runs
+	// actions without isolation unless a container backend is chosen, so it is not exposed
+	// unless asked).
+	Host string
+	// Port of the REST API (default 3233; 0 picks a free port).
+	Port int
+	// DataDir holds controller.db, and in standalone mode kafka/ and invoker/ (default .state).
+	DataDir string
+	// Kafka is the comma-separated broker list. Empty in standalone mode starts the embedded
+	// broker (on 127.0.0.1:9092, or a free port if that is taken).
+	Kafka string
+	// EmbeddedKafkaAddr is where the embedded broker listens (default 127.0.0.1:9092, or a free
+	// port when that is taken).
+	EmbeddedKafkaAddr string
+	// Standalone also runs the embedded broker (unless Kafka is set) and one in-process invoker.
+	Standalone bool
+	// Sandbox, Enclave and Model select the in-process invoker's backends ("" = best available;
+	// see ChooseBackends).
+	Sandbox, Enclave, Model string
+	// RepoDir is the repository root the invoker finds the enclave runtime under (default: found
+	// from the executable or the working directory).
+	RepoDir string
+	// ControllerID is this controller's instance (default "0").
+	ControllerID string
+	// InvokerToken authenticates invokers writing activation records. Standalone mode makes a
+	// random one when empty.
+	InvokerToken string
+	// Logger; nil means a production logger.
+	Logger *zap.Logger
+	// Ready, when set, is called once the API serves and (standalone) the invoker has started.
+	Ready func(Info)
+
+	// Tuning for tests; zero values take the production defaults.
+	Health           balancer.HealthConfig
+	HealthTick       time.Duration
+	PingInterval     time.Duration
+	InvokerMemoryMB  int
+	InvokerDrainTime time.Duration
+}
+
+// Info describes a started controller-adapter.
+type Info struct {
+	// APIHost is the URL clients use, e.g. http://127.0.0.1:3233.
+	APIHost string
+	// Brokers are the Kafka brokers in use.
+	Brokers []string
+	// GuestAuth is guest's "uuid:key" in standalone mode, empty otherwise.
+	GuestAuth string
+	// Sandbox, Enclave and Model are the in-process invoker's backends (standalone only).
+	Sandbox, Enclave, Model string
+}
+
+func (c *Config) defaults() {
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if c.DataDir == "" {
+		c.DataDir = ".state"
+	}
+	if c.ControllerID == "" {
+		c.ControllerID = "0"
+	}
+	if c.RepoDir == "" {
+		c.RepoDir = FindRepoDir()
+	}
+}
+
+// Run starts the controller-adapter and blocks until ctx ends or a component fails, then shuts
+// down: the in-process invoker first (it drains its activations through the API), then the API,
+// the balancer, Kafka clients, the store and the embedded broker.
+func Run(ctx context.Context, cfg Config) (err error) {
+	cfg.defaults()
+	log := cfg.Logger
+	if log == nil {
+		if log, err = zap.NewProduction(); err != nil {
+			return fmt.Errorf("create logger: %w", err)
+		}
+	}
+	ctrl := whisk.NewControllerInstanceID(cfg.ControllerID)
+	if err := ctrl.Validate(); err != nil {
+		return fmt.Errorf("controller id: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	var sandbox, enclave, model string
+	if cfg.Standalone {
+		if sandbox, enclave, model, err = ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, ProbeMachine(), BuiltBackends); err != nil {
+			return fmt.Errorf("invoker backends: %w", err)
+		}
+		if cfg.InvokerToken == "" {
+			cfg.InvokerToken = randomHex(32)
+		}
+	}
+	if cfg.InvokerToken == "" {
+		log.Warn("no invoker token configured (--invoker-token or TEEMATE_INVOKER_TOKEN): invokers cannot store activation records")
+	}
+
+	brokers := splitList(cfg.Kafka)
+	if len(brokers) == 0 {
+		if !cfg.Standalone {
+			return errors.New("--kafka is required unless --standalone is given")
+		}
+		emb, err := startEmbedded(filepath.Join(cfg.DataDir, "kafka"), cfg.EmbeddedKafkaAddr, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, emb.Close)
+		brokers = emb.Addrs()
+		log.Info("embedded kafka started", zap.Strings("brokers", brokers))
+	}
+
+	st, err := store.Open(filepath.Join(cfg.DataDir, "controller.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	closers = append(closers, func() {
+		if err := st.Close(); err != nil {
+			log.Warn("close store", zap.Error(err))
+		}
+	})
+	system, err := seed(ctx, st, ctrl, cfg.Standalone, log)
+	if err != nil {
+		return err
+	}
+
+	kcfg := kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log}
+	producer, err := kafka.NewProducer(kcfg)
+	if err != nil {
+		return fmt.Errorf("kafka producer: %w", err)
+	}
+	closers = append(closers, func() {
+		if err := producer.Close(); err != nil {
+			log.Warn("close producer", zap.Error(err))
+		}
+	})
+	bal, err := balancer.New(balancer.Config{
+		Kafka: kcfg, Controller: ctrl, SystemIdentity: system, Recorder: st,
+		Health: cfg.Health, TickInterval: cfg.HealthTick,
+	}, producer, log.Named("balancer"))
+	if err != nil {
+		return fmt.Errorf("load balancer: %w", err)
+	}
+	closers = append(closers, func() {
+		if err := bal.Close(); err != nil {
+			log.Warn("close balancer", zap.Error(err))
+		}
+	})
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen for the API: %w", err)
+	}
+	apiHost := "http://" + advertised(ln.Addr().(*net.TCPAddr))
+	srv := &http.Server{
+		Handler:           api.New(api.Config{ControllerID: ctrl.AsString, InvokerToken: cfg.InvokerToken, APIHost: apiHost}, st, bal, log.Named("api")),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	fatal := make(chan error, 2)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("api server: %w", err)
+		}
+	}()
+	closers = append(closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("api server shutdown", zap.Error(err))
+		}
+	})
+	log.Info("controller-adapter serving", zap.String("api_host", apiHost), zap.Strings("brokers", brokers),
+		zap.Bool("standalone", cfg.Standalone))
+
+	info := Info{APIHost: apiHost, Brokers: brokers}
+	if cfg.Standalone {
+		info.GuestAuth = GuestUUID + ":" + GuestKey
+		info.Sandbox, info.Enclave, info.Model = sandbox, enclave, model
+		stop, err := startInvoker(cfg, brokers, apiHost, sandbox, enclave, model, log, fatal)
+		if err != nil {
+			return err
+		}
+		// Registered last so it runs first: the invoker drains through the API and the broker.
+		closers = append(closers, stop)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(info)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-fatal:
+		return err
+	}
+}
+
+// startInvoker runs invoker 0 in this process and waits until it consumes and pings. The
+// returned stop ends it and waits for it to drain.
+func startInvoker(cfg Config, brokers []string, apiHost, sandbox, enclave, model string, log *zap.Logger, fatal chan<- error) (func(), error) {
+	ictx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var once sync.Once
+	exited := make(chan struct{})
+	var runErr error
+	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir}
+	go func() {
+		defer close(exited)
+		runErr = daemon.RunWithBackends(ictx, daemon.Config{
+			ID: 0, Kafka: strings.Join(brokers, ","), APIHost: apiHost, StoreToken: cfg.InvokerToken,
+			StateDir: filepath.Join(cfg.DataDir, "invoker"), Listen: "127.0.0.1:0",
+			UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
+			Logger: log.Named("invoker"),
+			Ready:  func(daemon.Info) { once.Do(func() { close(ready) }) },
+		}, backends)
+	}()
+	describe := fmt.Sprintf("in-process invoker (sandbox %s, enclave %s, model %s)", sandbox, enclave, model)
+	select {
+	case <-ready:
+	case <-exited:
+		cancel()
+		if runErr == nil {
+			runErr = errors.New("stopped before it was ready")
+		}
+		return nil, fmt.Errorf("%s: %w", describe, runErr)
+	}
+	log.Info("in-process invoker started", zap.String("sandbox", sandbox), zap.String("enclave", enclave),
+		zap.String("model", model))
+	go func() {
+		<-exited
+		if ictx.Err() == nil {
+			err := runErr
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			fatal <- fmt.Errorf("%s: %w", describe, err)
+		}
+	}()
+	stop := func() {
+		cancel()
+		<-exited
+		if runErr != nil {
+			log.Warn("in-process invoker stopped with an error", zap.Error(runErr))
+		}
+	}
+	return stop, nil
+}
+
+// seed creates what the controller needs at every start: in standalone mode the guest and
+// whisk.system namespaces with the well-known keys; otherwise whisk.system with a random key if
+// it does not exist. It upserts the health test action and returns whisk.system's identity, which
+// the health test actions carry.
+func seed(ctx context.Context, st *store.Store, ctrl whisk.ControllerInstanceID, standalone bool, log *zap.Logger) (whisk.Identity, error) {
+	if standalone {
+		for _, ns := range [][3]string{{GuestNamespace, GuestUUID, GuestKey}, {SystemNamespace, SystemUUID, SystemKey}} {
+			if err := st.EnsureNamespace(ctx, ns[0], ns[1], ns[2]); err != nil {
+				return whisk.Identity{}, fmt.Errorf("seed namespace %s: %w", ns[0], err)
+			}
+		}
+	}
+	system, err := st.IdentityForNamespace(ctx, SystemNamespace)
+	if errors.Is(err, store.ErrNotFound) {
+		uuid, key := NewCredentials()
+		if err := st.EnsureNamespace(ctx, SystemNamespace, uuid, key); err != nil {
+			return whisk.Identity{}, fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
+		}
+		log.Info("created the whisk.system namespace with a new random key")
+		system, err = st.IdentityForNamespace(ctx, SystemNamespace)
+	}
+	if err != nil {
+		return whisk.Identity{}, fmt.Errorf("whisk.system identity: %w", err)
+	}
+	if _, err := st.PutAction(ctx, balancer.HealthTestActionDoc(ctrl), true); err != nil {
+		return whisk.Identity{}, fmt.Errorf("upsert the invoker health test action: %w", err)
+	}
+	return system, nil
+}
+
+// startEmbedded starts the broker on addr, by default 127.0.0.1:9092 (Kafka's usual port, so
+// other tools find it), or on a free port when that one is taken.
+func startEmbedded(dataDir, addr string, log *zap.Logger) (*kafka.Embedded, error) {
+	if addr == "" {
+		addr = defaultEmbeddedKafka
+	}
+	opts := kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log}
+	emb, err := kafka.StartEmbedded(opts)
+	if err == nil {
+		return emb, nil
+	}
+	log.Info("the embedded broker's address is not free; it takes another port", zap.String("addr", addr), zap.Error(err))
+	opts.Addr = kafka.DefaultEmbeddedAddr
+	emb, err = kafka.StartEmbedded(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	return emb, nil
+}
+
+// advertised is the address clients on this machine use for a listener: loopback when it listens
+// on every interface.
+func advertised(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand does not fail on supported platforms.
+		panic("app: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}
+
+// FindRepoDir guesses the repository root: the parent of the executable's directory (bin/), or
+// the working directory or one of its parents, whichever holds enclave-runtime/.
+func FindRepoDir() string {
+	var starts []string
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(filepath.Dir(exe)))
+	}
+	wd, err := os.Getwd()
+	if err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			starts = append(starts, d)
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	for _, d := range starts {
+		if fi, err := os.Stat(filepath.Join(d, "enclave-runtime")); err == nil && fi.IsDir() {
+			return d
+		}
+	}
+	return wd
+}

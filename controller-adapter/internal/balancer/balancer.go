@@ -1,0 +1,597 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/kafka"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// Producer puts records on Kafka (kafka.Producer).
+type Producer interface {
+	Send(ctx context.Context, topic string, value []byte) error
+}
+
+// Recorder keeps activation records that arrive in acks (store.PutActivation), so the store has
+// them even when the caller that published the activation has gone.
+type Recorder interface {
+	PutActivation(ctx context.Context, a *whisk.WhiskActivation) error
+}
+
+// Completion is the outcome of one published activation.
+type Completion struct {
+	// Activation is the record from the ack, or nil when the ack was shrunk (only the id came
+	// back: read the record from the store) or the completion was forced.
+	Activation *whisk.WhiskActivation
+	// ActivationID is always set.
+	ActivationID string
+	// Forced is true when no slot-freeing ack arrived within the ack timeout.
+	Forced bool
+}
+
+// InvokerHealth is one row of GET /invokers.
+type InvokerHealth struct {
+	// Name is OpenWhisk's invoker id text, "invoker0/<uniqueName>/<displayedName>".
+	Name string
+	// State is "up", "unhealthy", "unresponsive" or "down".
+	State string
+}
+
+// Config of a Balancer. Zero values take the defaults noted.
+type Config struct {
+	// Kafka says where the brokers are (the logger in it is used for consumer errors).
+	Kafka kafka.Config
+	// Controller is this controller's instance; acks are read from completed{AsString}
+	// (default "0").
+	Controller whisk.ControllerInstanceID
+	// Controllers is how many controllers share the invokers: each gets 1/Controllers of an
+	// invoker's memory (default 1).
+	Controllers int
+	// SystemIdentity is the whisk.system subject the health test actions run as. The invoker
+	// fetches the test action over REST with this key, so it must be the real one.
+	SystemIdentity whisk.Identity
+	// Recorder receives the activation records carried by acks; nil drops them.
+	Recorder Recorder
+	// Health tunes supervision; zero fields take OpenWhisk's values.
+	Health HealthConfig
+	// TickInterval is how often the health state machines see the clock (default 1 s).
+	TickInterval time.Duration
+	// MinAckTimeout, AckTimeoutFactor and AckTimeoutAddon give the forced completion deadline,
+	// max(action timeout, MinAckTimeout) * AckTimeoutFactor + AckTimeoutAddon
+	// (defaults 60 s, 2, 60 s).
+	MinAckTimeout    time.Duration
+	AckTimeoutFactor float64
+	AckTimeoutAddon  time.Duration
+	// MaxInvokers bounds the instance numbers accepted from pings, so a bad ping cannot make the
+	// invoker list huge (default 1024).
+	MaxInvokers int
+	// Now is the clock (default time.Now); tests of the shell keep the real one.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.Controller.AsString == "" {
+		c.Controller = whisk.NewControllerInstanceID("0")
+	}
+	c.Controller.InstanceType = "controller"
+	if c.Controllers <= 0 {
+		c.Controllers = 1
+	}
+	c.Health = c.Health.withDefaults()
+	if c.TickInterval <= 0 {
+		c.TickInterval = time.Second
+	}
+	if c.MinAckTimeout <= 0 {
+		c.MinAckTimeout = DefaultMinAckTimeout
+	}
+	if c.AckTimeoutFactor <= 0 {
+		c.AckTimeoutFactor = DefaultAckTimeoutFactor
+	}
+	if c.AckTimeoutAddon <= 0 {
+		c.AckTimeoutAddon = DefaultAckTimeoutAddon
+	}
+	if c.MaxInvokers <= 0 {
+		c.MaxInvokers = 1024
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Balancer is the controller's side of the Kafka protocol. It is safe for concurrent use.
+type Balancer struct {
+	cfg  Config
+	prod Producer
+	log  *zap.Logger
+	// healthTID is the transid of every health test action of this controller's lifetime. The
+	// test acks are recognised only by it (id and start millis), as OpenWhisk does.
+	healthTID whisk.TransactionID
+
+	mu       sync.Mutex
+	invokers []*invoker
+	inFlight map[string]*entry // by activation id
+	rnd      *rand.Rand
+
+	ensureMu sync.Mutex
+	ensured  map[string]bool
+
+	ctx       context.Context // ends at Close; bounds background sends
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	bgMu      sync.Mutex // guards closed against wg.Add racing with Close's Wait
+	closed    bool
+	consumers []*kafka.Consumer
+	closeOnce sync.Once
+}
+
+type invoker struct {
+	id whisk.InvokerInstanceID
+	// pinged is false for the Offline placeholders of indexes that never pinged.
+	pinged     bool
+	health     Health
+	capacityMB int
+	freeMB     int
+}
+
+type entry struct {
+	id       string
+	invoker  int
+	memoryMB int
+	blocking bool
+	resolved bool
+	ch       chan Completion
+	timer    *time.Timer
+}
+
+// New connects the Balancer: it creates completed{C} and health if needed, joins their consumer
+// groups (completed{C} and health{C}) and starts the health clock. Close stops it.
+func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
+	cfg.defaults()
+	if prod == nil {
+		return nil, errors.New("balancer: a producer is required")
+	}
+	if err := cfg.Controller.Validate(); err != nil {
+		return nil, fmt.Errorf("balancer: %w", err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Kafka.Logger == nil {
+		cfg.Kafka.Logger = log
+	}
+	if cfg.SystemIdentity.AuthKey.APIKey == "" {
+		log.Warn("no whisk.system key configured: invokers cannot fetch the health test action and will stay unhealthy")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Balancer{
+		cfg:       cfg,
+		prod:      prod,
+		log:       log,
+		healthTID: whisk.NewTransactionID(whisk.TransIDInvokerHealth, cfg.Now()),
+		inFlight:  map[string]*entry{},
+		rnd:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		ensured:   map[string]bool{},
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	completed := kafka.CompletedTopic(cfg.Controller.AsString)
+	for _, t := range []string{completed, kafka.HealthTopic} {
+		if err := b.ensureTopic(ctx, t); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	acks, err := kafka.NewConsumer(cfg.Kafka, completed, completed, kafka.ConsumerOptions{AtMostOnce: true})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("balancer: consume %s: %w", completed, err)
+	}
+	healthGroup := "health" + cfg.Controller.AsString
+	pings, err := kafka.NewConsumer(cfg.Kafka, healthGroup, kafka.HealthTopic, kafka.ConsumerOptions{AtMostOnce: true})
+	if err != nil {
+		cancel()
+		_ = acks.Close() // the constructor's error is the one worth reporting
+		return nil, fmt.Errorf("balancer: consume %s: %w", kafka.HealthTopic, err)
+	}
+	b.consumers = []*kafka.Consumer{acks, pings}
+	b.wg.Add(3)
+	go b.consume(acks, b.handleAck)
+	go b.consume(pings, b.handlePing)
+	go b.clock()
+	log.Info("load balancer started", zap.String("acks", completed), zap.String("health_group", healthGroup),
+		zap.Strings("brokers", cfg.Kafka.Brokers))
+	return b, nil
+}
+
+// Close stops consuming and the timers. Activations still in flight are not resolved.
+func (b *Balancer) Close() error {
+	var errs []error
+	b.closeOnce.Do(func() {
+		b.bgMu.Lock()
+		b.closed = true
+		b.bgMu.Unlock()
+		b.cancel()
+		for _, c := range b.consumers {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		b.wg.Wait()
+		b.mu.Lock()
+		for _, e := range b.inFlight {
+			e.timer.Stop()
+		}
+		b.mu.Unlock()
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("balancer: close: %w", err)
+	}
+	return nil
+}
+
+// HealthTransactionID is the transid carried by this controller's health test actions.
+func (b *Balancer) HealthTransactionID() whisk.TransactionID { return b.healthTID }
+
+// Publish picks an invoker for msg and sends it to invoker{N}. The channel yields exactly one
+// Completion: for a blocking activation at the first ack carrying its result (Result or
+// Combined), otherwise at the slot-freeing ack (Completion or Combined), or as Forced after the
+// ack timeout. The memory slot is held until the slot-freeing ack or the forced completion.
+func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk.ActivationMessage) (<-chan Completion, error) {
+	if action == nil || msg == nil {
+		return nil, errors.New("balancer: publish: action and message are required")
+	}
+	value, err := msg.Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("balancer: publish: %w", err)
+	}
+	memoryMB := action.Limits.Memory
+	if memoryMB <= 0 {
+		memoryMB = whisk.MemoryDefaultMB
+	}
+	timeout := time.Duration(action.Limits.Timeout) * time.Millisecond
+	if action.Limits.Timeout <= 0 {
+		timeout = whisk.TimeoutDefaultMs * time.Millisecond
+	}
+	hash := ActionHash(msg.User.Namespace.Name, msg.Action.String())
+
+	b.mu.Lock()
+	if _, dup := b.inFlight[msg.ActivationID]; dup {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("balancer: publish: activation %s is already in flight", msg.ActivationID)
+	}
+	cands := make([]Candidate, len(b.invokers))
+	for i, inv := range b.invokers {
+		cands[i] = Candidate{Healthy: inv.health.State() == Healthy, FreeMB: inv.freeMB}
+	}
+	p, err := Schedule(cands, hash, memoryMB, b.rnd.IntN(1<<30))
+	if err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	inv := b.invokers[p.Invoker]
+	inv.freeMB -= memoryMB
+	e := &entry{id: msg.ActivationID, invoker: p.Invoker, memoryMB: memoryMB, blocking: msg.Blocking,
+		ch: make(chan Completion, 1)}
+	ackTimeout := AckTimeout(timeout, b.cfg.MinAckTimeout, b.cfg.AckTimeoutFactor, b.cfg.AckTimeoutAddon)
+	// The entry exists before the send: the ack can arrive before Send returns.
+	e.timer = time.AfterFunc(ackTimeout, func() { b.forceComplete(e.id) })
+	b.inFlight[e.id] = e
+	name := inv.id.String()
+	b.mu.Unlock()
+
+	if p.Forced {
+		b.log.Warn("no healthy invoker has free memory: overcommitting a random healthy one",
+			zap.String("invoker", name), zap.String("activation_id", e.id), zap.Int("memory_mb", memoryMB))
+	}
+	topic := kafka.InvokerTopic(p.Invoker)
+	err = b.ensureTopic(ctx, topic)
+	if err == nil {
+		err = b.prod.Send(ctx, topic, value)
+	}
+	if err != nil {
+		b.mu.Lock()
+		if b.inFlight[e.id] == e {
+			delete(b.inFlight, e.id)
+			e.timer.Stop()
+			inv.freeMB += memoryMB
+		}
+		b.mu.Unlock()
+		return nil, fmt.Errorf("balancer: publish activation %s to %s: %w", e.id, topic, err)
+	}
+	b.log.Debug("activation published", zap.String("activation_id", e.id), zap.String("invoker", name),
+		zap.String("action", msg.Action.String()), zap.Bool("blocking", msg.Blocking))
+	return e.ch, nil
+}
+
+// Invokers lists every invoker index with its state, for GET /invokers.
+func (b *Balancer) Invokers() []InvokerHealth {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]InvokerHealth, len(b.invokers))
+	for i, inv := range b.invokers {
+		out[i] = InvokerHealth{Name: inv.id.String(), State: inv.health.State().String()}
+	}
+	return out
+}
+
+// HealthyCount is the number of invokers in state Healthy.
+func (b *Balancer) HealthyCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, inv := range b.invokers {
+		if inv.health.State() == Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+// ensureTopic creates an invoker or controller topic once per process (a topic that exists is
+// left as it is apart from its size limit; see kafka.EnsureTopic).
+func (b *Balancer) ensureTopic(ctx context.Context, topic string) error {
+	b.ensureMu.Lock()
+	defer b.ensureMu.Unlock()
+	if b.ensured[topic] {
+		return nil
+	}
+	if err := kafka.EnsureTopic(ctx, b.cfg.Kafka, topic, 1, kafka.MaxMessageBytes); err != nil {
+		return fmt.Errorf("balancer: %w", err)
+	}
+	b.ensured[topic] = true
+	return nil
+}
+
+func (b *Balancer) consume(c *kafka.Consumer, handle func(*kafka.Message)) {
+	defer b.wg.Done()
+	for m := range c.Messages() {
+		handle(m)
+		c.Done(m)
+	}
+}
+
+func (b *Balancer) clock() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := b.cfg.Now()
+		b.mu.Lock()
+		acts := make([]Actions, len(b.invokers))
+		for i, inv := range b.invokers {
+			acts[i] = inv.health.Tick(now)
+		}
+		b.mu.Unlock()
+		for i, a := range acts {
+			b.act(i, a)
+		}
+	}
+}
+
+// handlePing registers or refreshes an invoker. Pings older than the ping timeout (replayed from
+// the topic after a restart) say nothing about the invoker now and are skipped.
+func (b *Balancer) handlePing(m *kafka.Message) {
+	p, err := whisk.ParsePingMessage(m.Value)
+	if err != nil {
+		b.log.Warn("skipping malformed ping", zap.Int64("offset", m.Offset), zap.Error(err))
+		return
+	}
+	now := b.cfg.Now()
+	if !m.Timestamp.IsZero() && now.Sub(m.Timestamp) > b.cfg.Health.PingTimeout {
+		return
+	}
+	idx := p.Name.Instance
+	if idx >= b.cfg.MaxInvokers {
+		b.log.Warn("skipping ping from an invoker beyond the supported count",
+			zap.Int("instance", idx), zap.Int("max_invokers", b.cfg.MaxInvokers))
+		return
+	}
+	capacity := int(p.Name.UserMemory.MBytes()) / b.cfg.Controllers
+	b.mu.Lock()
+	for len(b.invokers) <= idx {
+		i := len(b.invokers)
+		b.invokers = append(b.invokers, &invoker{
+			id:     whisk.InvokerInstanceID{Instance: i, Tags: []string{}, DedicatedNamespaces: []string{}},
+			health: OfflineHealth(b.cfg.Health),
+		})
+	}
+	inv := b.invokers[idx]
+	var a Actions
+	if !inv.pinged {
+		// First ping from this invoker: it starts Unhealthy and is tested at once.
+		inv.health, a = NewHealth(b.cfg.Health, now, p.IsEnabled)
+		inv.pinged = true
+	} else {
+		a = inv.health.Ping(now, p.IsEnabled)
+	}
+	inv.id = p.Name
+	// A changed memory size (an invoker restarted with another setting) moves the free memory
+	// by the difference, so reservations in flight stay accounted.
+	inv.freeMB += capacity - inv.capacityMB
+	inv.capacityMB = capacity
+	b.mu.Unlock()
+	b.act(idx, a)
+}
+
+// handleAck processes one message from completed{C}.
+func (b *Balancer) handleAck(m *kafka.Message) {
+	ack, err := whisk.ParseAcknowledgement(m.Value)
+	if err != nil {
+		b.log.Warn("skipping malformed ack", zap.Int64("offset", m.Offset), zap.Error(err))
+		return
+	}
+	id := ack.AckActivationID()
+	var record *whisk.WhiskActivation
+	if r := ack.AckResponse(); r != nil {
+		record = r.Activation
+	}
+	// The record is stored before anyone is told, so a caller that reads it back finds it.
+	if record != nil && b.cfg.Recorder != nil {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		if err := b.cfg.Recorder.PutActivation(ctx, record); err != nil {
+			b.log.Error("storing activation record from ack failed", zap.String("activation_id", id), zap.Error(err))
+		}
+		cancel()
+	}
+
+	slot := ack.SlotFree()
+	if slot == nil { // ResultMessage: answers a blocking caller, frees nothing
+		b.mu.Lock()
+		if e := b.inFlight[id]; e != nil && e.blocking {
+			e.resolve(Completion{Activation: record, ActivationID: id})
+		}
+		b.mu.Unlock()
+		return
+	}
+
+	sysErr, _ := ack.SystemError()
+	result := Success
+	if sysErr {
+		result = SystemError
+	}
+	now := b.cfg.Now()
+	idx := -1
+	var a Actions
+	b.mu.Lock()
+	if e := b.inFlight[id]; e != nil {
+		delete(b.inFlight, id)
+		e.timer.Stop()
+		idx = e.invoker
+		inv := b.invokers[idx]
+		inv.freeMB += e.memoryMB
+		a = inv.health.Finished(now, result)
+		e.resolve(Completion{Activation: record, ActivationID: id})
+	} else if ack.Transaction().Equal(b.healthTID) {
+		// Test actions hold no slot; the ack counts for the invoker it names.
+		if i := slot.Instance; i >= 0 && i < len(b.invokers) {
+			idx = i
+			a = b.invokers[i].health.Finished(now, result)
+		}
+	}
+	b.mu.Unlock()
+	if idx < 0 {
+		// Acks after a forced completion, for another controller's activations, or from before
+		// a restart.
+		b.log.Debug("ack for an activation not in flight", zap.String("activation_id", id),
+			zap.Stringer("kind", ack.Kind()))
+		return
+	}
+	if ack.Transaction().Equal(b.healthTID) {
+		b.log.Debug("health test action finished", zap.Int("invoker", idx), zap.Stringer("result", result))
+	}
+	b.act(idx, a)
+}
+
+// forceComplete frees the slot of an activation whose slot-freeing ack did not come in time and
+// counts a Timeout against its invoker.
+func (b *Balancer) forceComplete(id string) {
+	b.mu.Lock()
+	e := b.inFlight[id]
+	if e == nil {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.inFlight, id)
+	inv := b.invokers[e.invoker]
+	inv.freeMB += e.memoryMB
+	a := inv.health.Finished(b.cfg.Now(), Timeout)
+	e.resolve(Completion{ActivationID: id, Forced: true})
+	name := inv.id.String()
+	b.mu.Unlock()
+	b.log.Warn("forced completion: no slot-freeing ack in time", zap.String("activation_id", id),
+		zap.String("invoker", name))
+	b.act(e.invoker, a)
+}
+
+// resolve hands the caller its Completion once; b.mu is held.
+func (e *entry) resolve(c Completion) {
+	if e.resolved {
+		return
+	}
+	e.resolved = true
+	e.ch <- c
+}
+
+// act carries out what a health event asked for: log a transition, send a test action.
+func (b *Balancer) act(idx int, a Actions) {
+	if a.Changed() {
+		b.mu.Lock()
+		name := b.invokers[idx].id.String()
+		b.mu.Unlock()
+		b.log.Info("invoker state changed", zap.String("invoker", name),
+			zap.Stringer("from", a.From), zap.Stringer("to", a.To))
+	}
+	if !a.SendTest {
+		return
+	}
+	b.bgMu.Lock()
+	defer b.bgMu.Unlock()
+	if b.closed {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := b.sendTestAction(idx); err != nil {
+			b.log.Warn("health test action not sent", zap.Int("invoker", idx), zap.Error(err))
+		}
+	}()
+}
+
+// sendTestAction sends whisk.system/invokerHealthTestAction{C} to invoker idx: no slot, not
+// blocking, revision null (the invoker fetches the latest), no content.
+func (b *Balancer) sendTestAction(idx int) error {
+	msg := &whisk.ActivationMessage{
+		TransID:             b.healthTID,
+		Action:              whisk.HealthTestAction(b.cfg.Controller),
+		User:                b.cfg.SystemIdentity,
+		ActivationID:        whisk.ActivationIDNew(),
+		RootControllerIndex: b.cfg.Controller,
+		InitArgs:            []string{},
+		LockedArgs:          map[string]string{},
+	}
+	value, err := msg.Serialize()
+	if err != nil {
+		return fmt.Errorf("health test action: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	topic := kafka.InvokerTopic(idx)
+	if err := b.ensureTopic(ctx, topic); err != nil {
+		return fmt.Errorf("health test action: %w", err)
+	}
+	if err := b.prod.Send(ctx, topic, value); err != nil {
+		return fmt.Errorf("health test action %s to %s: %w", msg.ActivationID, topic, err)
+	}
+	b.log.Debug("health test action sent", zap.String("topic", topic), zap.String("activation_id", msg.ActivationID))
+	return nil
+}
+
+// HealthTestActionDoc is the document of controller c's health test action, upserted into the
+// entity store at start: kind nodejs:default, the identity function, minimum memory.
+func HealthTestActionDoc(c whisk.ControllerInstanceID) *whisk.Action {
+	name := whisk.HealthTestAction(c)
+	limits := whisk.DefaultLimits()
+	limits.Memory = whisk.MemoryMinMB
+	return &whisk.Action{
+		Namespace:   name.Path,
+		Name:        name.Name,
+		Version:     whisk.DefaultVersion,
+		Exec:        whisk.Exec{Kind: "nodejs:default", Code: whisk.HealthTestActionCode},
+		Parameters:  whisk.Parameters{},
+		Annotations: whisk.Parameters{},
+		Limits:      limits,
+	}
+}

@@ -1,0 +1,25 @@
+// Package store is the controller-adapter's entity, subject and activation
+// store: OpenWhisk's three CouchDB databases (whisks, subjects, activations)
+// folded into one embedded SQLite file (modernc.org/sqlite, pure Go).
+//
+// It owns namespaces and their API keys, actions with CouchDB-style revisions
+// ("N-<hex>", N counting every write of the document, deletes included, so a
+// recreated action never reuses a revision an invoker may have cached), and
+// activation records.
+//
+// Durability: the database runs in WAL mode with synchronous=FULL, so a write
+// that returned survives a crash of the process or the machine. All writes go
+// through one connection (SQLite allows one writer at a time; serialising them
+// in Go avoids SQLITE_BUSY); reads use a separate pool and run concurrently.
+//
+// The schema is plain, portable SQL (TEXT/INTEGER columns, no SQLite-only
+// types or upsert syntax in the schema) and is applied as numbered migrations
+// recorded in schema_version, so a PostgreSQL backend can follow.
+//
+// Trust boundary: this is untrusted host code. It stores whatever the REST API
+// hands it, including API keys in clear (as OpenWhisk's subjects database
+// does: web actions run as their owner, and the invoker fetches the action
+// with the key carried in the ActivationMessage, so the key must be
+// recoverable). Confidential parameters are expected to arrive already
+// encrypted to the enclave.
+package store

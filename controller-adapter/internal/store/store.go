@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Sentinel errors. Callers map them to HTTP statuses with errors.Is.
+var (
+	// ErrNotFound: the entity or activation does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: the entity exists and the write did not ask to overwrite it.
+	ErrConflict = errors.New("store: already exists")
+	// ErrUnauthorized: the uuid is unknown or the key does not match.
+	ErrUnauthorized = errors.New("store: invalid credentials")
+)
+
+// migrations are applied in order; migrations[i] brings the schema to
+// version i+1. Never edit an applied migration: append a new one.
+var migrations = []string{
+	// 1: subjects, actions, activations.
+	`CREATE TABLE namespaces (
+		name    TEXT NOT NULL PRIMARY KEY,
+		subject TEXT NOT NULL
+	);
+	CREATE TABLE auth_keys (
+		uuid      TEXT NOT NULL PRIMARY KEY,
+		secret    TEXT NOT NULL,
+		namespace TEXT NOT NULL REFERENCES namespaces(name)
+	);
+	CREATE INDEX auth_keys_namespace ON auth_keys(namespace);
+	CREATE TABLE actions (
+		doc_id    TEXT NOT NULL PRIMARY KEY,
+		root_ns   TEXT NOT NULL,
+		rev_n     INTEGER NOT NULL,
+		revision  TEXT NOT NULL,
+		deleted   INTEGER NOT NULL,
+		updated   INTEGER NOT NULL,
+		doc       TEXT NOT NULL
+	);
+	CREATE INDEX actions_list ON actions(root_ns, deleted, updated);
+	CREATE TABLE activations (
+		namespace     TEXT NOT NULL,
+		activation_id TEXT NOT NULL,
+		entity        TEXT NOT NULL,
+		start_ms      INTEGER NOT NULL,
+		doc           TEXT NOT NULL,
+		PRIMARY KEY (namespace, activation_id)
+	);
+	CREATE INDEX activations_by_start ON activations(namespace, start_ms);
+	CREATE INDEX activations_by_entity ON activations(namespace, entity, start_ms);`,
+}
+
+// Store is the embedded database. Safe for concurrent use.
+type Store struct {
+	w   *sql.DB // exactly one connection: SQLite has one writer at a time
+	r   *sql.DB // readers; WAL lets them run beside the writer
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the database file at path and migrates it
+// to the current schema.
+func Open(path string) (*Store, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	s := &Store{w: w, r: r, now: time.Now}
+	if err := s.migrate(context.Background()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// SchemaVersion is the number of migrations applied.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var cur int
+	if err := s.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&cur); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if cur > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this program's %d", cur, len(migrations))
+	}
+	for v := cur + 1; v <= len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction, committing when fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, tx.Rollback())
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
