@@ -13,6 +13,10 @@ GO_BINARIES := invoker teemate-shim controller-adapter bench
 
 .DEFAULT_GOAL := help
 
+# Component fragments: function images (deploy/images) and the benchmark (bench).
+-include deploy/images/images.mk
+-include bench/bench.mk
+
 .PHONY: help
 help: ## List the targets with what they do
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
