@@ -161,6 +161,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		exec = activation.Unavailable{Reason: "no enclave or sandbox backend is configured."}
 		log.Warn("no executor configured: every activation will be answered with a whisk error")
 	}
+	// Sandboxes are removed after the answer, so their teardown is observed apart from the outcome.
+	if o, ok := exec.(interface{ ObserveTeardown(func(time.Duration)) }); ok {
+		o.ObserveTeardown(func(d time.Duration) { m.ObservePhase(metrics.PhaseSandboxTeardown, d) })
+	}
 	handler := activation.NewHandler(activation.Config{
 		Instance: inst, APIHost: cfg.APIHost, StaleAge: cfg.StaleAge, UserMemoryMB: cfg.UserMemoryMB,
 	}, log, api, api, producer, exec, m)

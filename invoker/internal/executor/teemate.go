@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,9 @@ type Config struct {
 	// Model is the execution model: ModelTeemate (default), ModelNative or ModelStrawman. The bench
 	// compares the three on the same sandbox backend.
 	Model string
+	// OnTeardown, when set, receives each sandbox's teardown time (it happens after the answer, so
+	// it is not part of the Outcome's phases).
+	OnTeardown func(time.Duration)
 	// NativeCommand is the argv of the OpenWhisk-style Node action proxy in a native sandbox, as seen
 	// inside the sandbox. Required for ModelNative.
 	NativeCommand []string
@@ -77,6 +81,7 @@ type Teemate struct {
 	cfg       Config
 	log       *zap.Logger
 	seq       atomic.Uint64
+	teardowns sync.WaitGroup
 }
 
 var _ activation.Executor = (*Teemate)(nil)
@@ -128,6 +133,15 @@ var (
 // Run runs one job. It never hangs: every wait is bounded by the job's limits plus the grace, and
 // the owner's death or the sandbox's exit aborts the calls in flight.
 func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outcome {
+	return t.run(ctx, job, 1)
+}
+
+// maxAttempts: an activation is tried a second time only when its sandbox could not reach the
+// enclave at /init (no user code ran), e.g. because the owner died and the manager had not yet
+// noticed; the second attempt gets a lease on a live owner.
+const maxAttempts = 2
+
+func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) activation.Outcome {
 	timeout := job.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -155,29 +169,63 @@ func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outco
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return t.failEarly(ctx, out, log, "proxy directory", err)
 	}
-	defer func() {
+	removeDir := func() {
 		if err := os.RemoveAll(dir); err != nil {
 			log.Warn("removing the proxy directory failed", zap.Error(err))
 		}
-	}()
+	}
 	spec := t.spec(job, timeout, dir, gateDir)
 
 	t0 := time.Now()
 	sb, err := t.sandboxes.Create(hctx, spec)
 	out.Phases[metrics.PhaseSandboxCreate] = time.Since(t0)
 	if err != nil {
+		removeDir()
 		return t.failEarly(ctx, out, log, "sandbox create", err)
 	}
-	t.activate(hctx, ctx, job, timeout, died, sb, filepath.Join(dir, proxySockName), &out, log)
+	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, filepath.Join(dir, proxySockName), &out, log)
 
-	t1 := time.Now()
-	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if err := sb.Destroy(dctx); err != nil {
-		log.Error("destroying the sandbox failed", zap.Error(err))
+	// The answer goes out first and the sandbox is removed behind it, as OpenWhisk removes a
+	// container after the activation's acks; the sandbox has already served its one activation.
+	// Close waits for these teardowns.
+	t.teardowns.Add(1)
+	go func() {
+		defer t.teardowns.Done()
+		defer removeDir()
+		t1 := time.Now()
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer dcancel()
+		if err := sb.Destroy(dctx); err != nil {
+			log.Error("destroying the sandbox failed", zap.Error(err))
+		}
+		if t.cfg.OnTeardown != nil {
+			t.cfg.OnTeardown(time.Since(t1))
+		}
+	}()
+	if attachFailed && attempt < maxAttempts && ctx.Err() == nil {
+		// Give the manager a moment to see a dead owner go, so the retry gets a live one.
+		if died != nil {
+			select {
+			case <-died:
+			case <-time.After(abortGrace):
+			}
+		}
+		log.Warn("the sandbox could not reach the enclave: retrying the activation", zap.Int("attempt", attempt+1))
+		return t.run(ctx, job, attempt+1)
 	}
-	dcancel()
-	out.Phases[metrics.PhaseSandboxTeardown] = time.Since(t1)
 	return out
+}
+
+// Close waits for the sandboxes still being removed.
+func (t *Teemate) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { t.teardowns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sandboxes still being removed: %w", ctx.Err())
+	}
 }
 
 func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
@@ -242,7 +290,7 @@ func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *za
 
 // activate drives the sandbox's action proxy: ready, /init, /run, logs.
 func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
-	died <-chan struct{}, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) {
+	died <-chan struct{}, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
@@ -274,7 +322,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	client, err := proxy.New(sock)
 	if err != nil {
 		*out = t.failEarly(parent, *out, log, "proxy client", err)
-		return
+		return false
 	}
 	defer client.Close()
 	t0 := time.Now()
@@ -285,7 +333,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 		*out = t.failEarly(parent, *out, log, "action proxy not ready", fmt.Errorf("%w (cause: %v)", err, context.Cause(actx)))
 		out.Phases = phases
 		_ = collector.Wait(hctx, true, sb.Exited()) // drain for the debug log only
-		return
+		return false
 	}
 
 	out.Start = time.Now()
@@ -299,7 +347,8 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	}
 	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
 		t.finish(hctx, out, reply, collector, sb, log)
-		return
+		// The shim could not reach the enclave: no user code ran, so the activation may be retried.
+		return resp != nil && resp.Outcome == proxy.OutcomeGate
 	}
 
 	body := job.Run
@@ -318,6 +367,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 		out.Phases[metrics.PhaseIsolateTeardown] = msDur(resp.Timings.TeardownMs)
 	}
 	t.finish(hctx, out, reply, collector, sb, log)
+	return false
 }
 
 type classified struct {
@@ -377,3 +427,6 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// ObserveTeardown sets the callback that receives sandbox teardown times; call it before Run.
+func (t *Teemate) ObserveTeardown(f func(time.Duration)) { t.cfg.OnTeardown = f }

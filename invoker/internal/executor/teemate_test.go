@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,8 +58,9 @@ func run(m *testing.M) int {
 }
 
 type env struct {
-	exec    *Teemate
-	manager *enclave.Manager
+	teardowns atomic.Int64
+	exec      *Teemate
+	manager   *enclave.Manager
 }
 
 func shortDir(t *testing.T, prefix string) string {
@@ -96,7 +98,14 @@ func setup(t *testing.T, slots int, shim string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{exec: x, manager: m}
+	e := &env{exec: x, manager: m}
+	x.ObserveTeardown(func(time.Duration) { e.teardowns.Add(1) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = x.Close(ctx) // before the runtime and manager close (cleanups run last-in first-out)
+	})
+	return e
 }
 
 var counter struct {
@@ -157,10 +166,23 @@ func TestHelloWorld(t *testing.T) {
 		t.Fatalf("init %v timedOut %v start %v end %v", o.InitTime, o.TimedOut, o.Start, o.End)
 	}
 	for _, ph := range []string{metrics.PhaseSandboxCreate, metrics.PhaseProxyReady, metrics.PhaseAttach,
-		metrics.PhaseTCSAcquire, metrics.PhaseInit, metrics.PhaseIsolateCreate, metrics.PhaseRun, metrics.PhaseSandboxTeardown} {
+		metrics.PhaseTCSAcquire, metrics.PhaseInit, metrics.PhaseIsolateCreate, metrics.PhaseRun} {
 		if _, ok := o.Phases[ph]; !ok {
 			t.Errorf("phase %s missing (%v)", ph, o.Phases)
 		}
+	}
+	// The sandbox is removed after the answer: its teardown is reported to the observer, not in
+	// the outcome, and Close waits for it.
+	if _, ok := o.Phases[metrics.PhaseSandboxTeardown]; ok {
+		t.Error("sandbox teardown must not delay the outcome")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.exec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.teardowns.Load(); n < 1 {
+		t.Fatalf("teardown observed %d times", n)
 	}
 }
 
