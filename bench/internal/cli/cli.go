@@ -1,0 +1,407 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/teemate/platform/bench/internal/harness"
+	"github.com/teemate/platform/bench/internal/result"
+	"github.com/teemate/platform/functions"
+)
+
+// Profiles. quick fits in under five minutes on a 2-core machine; full is the paper's set.
+var (
+	QuickFunctions = []string{"dynamic-html", "crypto-md5", "uploader"}
+	QuickSizes     = []string{functions.SizeTest}
+	FullSizes      = []string{functions.SizeSmall}
+)
+
+type flags struct {
+	quick, verbose, noop        bool
+	apiHost, auth, sandbox      string
+	models, fns, sizes          string
+	samples, warmup, repeat     int
+	bursts, actionMB, timeoutMs int
+	slots                       int
+	concurrency, memConcurrency string
+	out, name, repo, shim       string
+	idleWait, memInterval       time.Duration
+	maxLoad                     float64
+}
+
+func parse(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("direct", true, "the bench is the controller: embedded Kafka, in-process invokers, one per model (default mode)")
+	fs.BoolVar(&f.quick, "quick", false, "quick profile: "+strings.Join(QuickFunctions, ", ")+", size test, 30 samples, 1 repetition (< 5 min)")
+	fs.StringVar(&f.apiHost, "api-host", "", "measure a running platform through its REST API instead (e.g. http://127.0.0.1:3233)")
+	fs.StringVar(&f.auth, "auth", "", "uuid:key for --api-host")
+	fs.StringVar(&f.sandbox, "sandbox", "process", "sandbox backend of the in-process invokers: process, docker or oci")
+	fs.StringVar(&f.models, "models", "teemate,native,strawman", "models to measure (api mode: the platform's model, as a label)")
+	fs.StringVar(&f.fns, "functions", "", "comma-separated functions (default: all nine; quick: "+strings.Join(QuickFunctions, ",")+")")
+	fs.StringVar(&f.sizes, "sizes", "", "comma-separated input sizes: test, small, large (default small; quick: test)")
+	fs.IntVar(&f.samples, "samples", 0, "measured sequential invocations per case (default 50; quick 30)")
+	fs.IntVar(&f.warmup, "warmup", 0, "discarded invocations before measuring (default 5; quick 3)")
+	fs.IntVar(&f.repeat, "repeat", 0, "repetitions of the whole run (default 3; quick 1)")
+	fs.IntVar(&f.bursts, "bursts", 0, "bursts per concurrency and repetition (default 3; quick 1)")
+	fs.StringVar(&f.concurrency, "concurrency", "8,64", "burst sizes for throughput")
+	fs.StringVar(&f.memConcurrency, "memory-concurrency", "1,64", "burst sizes sampled for peak memory")
+	fs.DurationVar(&f.memInterval, "memory-interval", 5*time.Millisecond, "memory sampling interval")
+	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: largest burst + 2; the owner's memory grows with it)")
+	fs.IntVar(&f.actionMB, "action-memory", 256, "memory limit of every action (MB)")
+	fs.IntVar(&f.timeoutMs, "timeout-ms", 60000, "time limit of every action (ms)")
+	fs.BoolVar(&f.noop, "noop", true, "also measure the trivial noop action (invoker overhead, new-isolate cost)")
+	fs.StringVar(&f.out, "out", "", "result JSON (default bench/results/<name>.json); the .md and .svg files go beside it")
+	fs.StringVar(&f.name, "name", "", "run name (default quick or full plus a timestamp)")
+	fs.StringVar(&f.repo, "repo", "", "repository root (default: found from the working directory)")
+	fs.StringVar(&f.shim, "shim", "", "teemate-shim binary (default <repo>/bin/teemate-shim)")
+	fs.DurationVar(&f.idleWait, "idle-wait", 30*time.Second, "wait up to this long for an idle machine before starting (then warn)")
+	fs.Float64Var(&f.maxLoad, "max-load-per-core", 0.5, "idle means a one-minute load average below this per core")
+	fs.BoolVar(&f.verbose, "verbose", false, "log the invokers at info level")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	def := func(p *int, full, quick int) {
+		if *p == 0 {
+			*p = full
+			if f.quick {
+				*p = quick
+			}
+		}
+	}
+	def(&f.samples, 50, 30)
+	def(&f.warmup, 5, 3)
+	def(&f.repeat, 3, 1)
+	def(&f.bursts, 3, 1)
+	if f.samples < 1 || f.warmup < 0 || f.repeat < 1 || f.bursts < 1 || f.actionMB < 128 || f.timeoutMs < 100 {
+		return nil, errors.New("samples, repeat and bursts must be >= 1, warmup >= 0, action-memory >= 128, timeout-ms >= 100")
+	}
+	if (f.apiHost == "") != (f.auth == "") {
+		return nil, errors.New("--api-host and --auth go together")
+	}
+	return f, nil
+}
+
+func list(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, p := range list(s) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("bad concurrency %q (1..1024)", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// cases expands the function and size filters; a size a function lacks is an error.
+func cases(f *flags) ([]harness.CaseSpec, error) {
+	fns := list(f.fns)
+	if len(fns) == 0 {
+		fns = functions.Names()
+		if f.quick {
+			fns = QuickFunctions
+		}
+	}
+	sizes := list(f.sizes)
+	if len(sizes) == 0 {
+		sizes = FullSizes
+		if f.quick {
+			sizes = QuickSizes
+		}
+	}
+	var out []harness.CaseSpec
+	for _, name := range fns {
+		fn, err := functions.Get(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range sizes {
+			if _, err := fn.Input(s); err != nil {
+				return nil, err
+			}
+			out = append(out, harness.CaseSpec{Function: name, Size: s})
+		}
+	}
+	return out, nil
+}
+
+func findRepo() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root not found (run from inside the repository or pass --repo)")
+		}
+		dir = parent
+	}
+}
+
+// Main runs the command and returns the exit status: 0 when every response was valid, 1 on an
+// error, 2 when the run finished but some responses were invalid or a model could not run.
+func Main(args []string, stdout, stderr io.Writer) int {
+	// Timing must not pay for the machine's extra CA bundle on every Node start, in this process or
+	// its children (the in-process invokers' enclave owners and sandboxes).
+	_ = os.Unsetenv("NODE_EXTRA_CA_CERTS")
+	f, err := parse(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	if err := run(f, stdout, stderr); err != nil {
+		var partial *partialError
+		if errors.As(err, &partial) {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 2
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+type partialError struct{ msg string }
+
+func (e *partialError) Error() string { return e.msg }
+
+func run(f *flags, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cs, err := cases(f)
+	if err != nil {
+		return err
+	}
+	conc, err := ints(f.concurrency)
+	if err != nil {
+		return err
+	}
+	memConc, err := ints(f.memConcurrency)
+	if err != nil {
+		return err
+	}
+	repo := f.repo
+	if repo == "" {
+		if repo, err = findRepo(); err != nil {
+			return err
+		}
+	}
+	profile := "full"
+	if f.quick {
+		profile = "quick"
+	}
+	name := f.name
+	if name == "" && f.out != "" {
+		name = strings.TrimSuffix(filepath.Base(f.out), ".json")
+	}
+	if name == "" {
+		name = profile + "-" + time.Now().Format("20060102-150405")
+	}
+	out := f.out
+	if out == "" {
+		out = filepath.Join(repo, "bench", "results", name+".json")
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
+	}
+
+	env := harness.Environment(repo)
+	env.Sandbox, env.Enclave, env.Mode = f.sandbox, "direct", "direct"
+	env.MemorySampler = "PSS of the invoker's descendant processes (/proc/<pid>/smaps_rollup, RSS fallback)"
+	if f.apiHost != "" {
+		env.Mode, env.APIHost, env.Sandbox, env.Enclave = "api", f.apiHost, "platform's", "platform's"
+		env.MemorySampler = "not measured in api mode"
+	}
+	fmt.Fprintf(stderr, "bench: checking that the machine is idle (up to %s)...\n", f.idleWait)
+	load, idle, waited := harness.WaitIdle(ctx, f.idleWait, f.maxLoad)
+	env.LoadAvgBefore, env.Idle, env.IdleWaitedS = load, idle, waited.Seconds()
+	res := &result.Result{Schema: result.SchemaVersion, Name: name, StartedAt: time.Now(), Environment: env}
+	if !idle {
+		w := fmt.Sprintf("machine not idle: load average %.2f %.2f %.2f on %d cores after waiting %.0f s; timings are noisy",
+			load[0], load[1], load[2], env.Cores, waited.Seconds())
+		res.Warnings = append(res.Warnings, w)
+		fmt.Fprintln(stderr, "bench: warning:", w)
+	}
+	if !env.SGX {
+		res.Warnings = append(res.Warnings, "no SGX: strawman's enclave creation is a runtime boot and teemate uses the direct enclave; these are not SGX numbers")
+	}
+	models := list(f.models)
+	var fnNames, sizes []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if !seen[c.Function] {
+			seen[c.Function] = true
+			fnNames = append(fnNames, c.Function)
+		}
+		if !seen["size:"+c.Size] {
+			seen["size:"+c.Size] = true
+			sizes = append(sizes, c.Size)
+		}
+	}
+	res.Config = result.Config{Profile: profile, Functions: fnNames, Sizes: sizes, Models: models, Warmup: f.warmup,
+		Samples: f.samples, Repeat: f.repeat, Concurrency: conc, Bursts: f.bursts,
+		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB}
+
+	var platform harness.Platform
+	if f.apiHost != "" {
+		if platform, err = harness.NewAPI(f.apiHost, f.auth); err != nil {
+			return err
+		}
+		if len(models) != 1 {
+			return errors.New("api mode measures the platform's configured model: pass exactly one --models label")
+		}
+	} else {
+		level := zapcore.ErrorLevel
+		if f.verbose {
+			level = zapcore.InfoLevel
+		}
+		zc := zap.NewProductionConfig()
+		zc.Level = zap.NewAtomicLevelAt(level)
+		zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+		log, err := zc.Build()
+		if err != nil {
+			return fmt.Errorf("logger: %w", err)
+		}
+		defer func() { _ = log.Sync() }()
+		state, err := os.MkdirTemp("", "bench-state-")
+		if err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
+		defer os.RemoveAll(state)
+		maxConc := 1
+		for _, c := range append(append([]int(nil), conc...), memConc...) {
+			maxConc = max(maxConc, c)
+		}
+		shim := f.shim
+		if shim == "" {
+			shim = filepath.Join(repo, "bin", "teemate-shim")
+		}
+		if _, err := os.Stat(shim); err != nil {
+			return fmt.Errorf("teemate-shim not found (run make build): %w", err)
+		}
+		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: f.sandbox,
+			Concurrency: maxConc, Slots: f.slots, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log})
+		if err != nil {
+			return err
+		}
+		platform = d
+	}
+	defer platform.Close()
+
+	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat,
+		Concurrency: conc, Bursts: f.bursts, MemoryConcurrency: memConc, MemoryInterval: f.memInterval,
+		ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Noop: f.noop,
+		Progress: func(s string) { fmt.Fprintln(stderr, s) }}
+	if f.sandbox == "docker" || f.sandbox == "oci" {
+		opts.CgroupGlobs = CgroupGlobs
+	}
+	runErr := harness.Run(ctx, platform, opts, res)
+	res.FinishedAt = time.Now()
+	res.Finish()
+	if err := write(res, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "results: %s\nreport:  %s\n", out, strings.TrimSuffix(out, ".json")+".md")
+	printSummary(stdout, res)
+	if runErr != nil {
+		return fmt.Errorf("run stopped early (partial results written): %w", runErr)
+	}
+	for _, m := range res.Models {
+		if !m.Available {
+			return &partialError{msg: "model " + m.Name + " could not run: " + m.Reason}
+		}
+	}
+	for _, c := range res.Cases {
+		if !c.AllValid {
+			return &partialError{msg: fmt.Sprintf("%s/%s/%s had invalid responses (see the report)", c.Model, c.Function, c.Size)}
+		}
+	}
+	return nil
+}
+
+// CgroupGlobs locate container cgroups of the docker and oci backends (cgroup v2 and v1 layouts).
+var CgroupGlobs = []string{
+	"/sys/fs/cgroup/system.slice/docker-*.scope",
+	"/sys/fs/cgroup/docker/*",
+	"/sys/fs/cgroup/memory/docker/*",
+	"/sys/fs/cgroup/teemate/*",
+	"/sys/fs/cgroup/memory/teemate/*",
+}
+
+func write(res *result.Result, out string) error {
+	dir := filepath.Dir(out)
+	base := strings.TrimSuffix(filepath.Base(out), ".json")
+	plots, perr := res.WritePlots(dir, base)
+	if perr != nil {
+		res.Warnings = append(res.Warnings, "plots: "+perr.Error())
+	}
+	b, err := res.Encode()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, base+".md"), []byte(res.Markdown(plots)), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, r *result.Result) {
+	fmt.Fprintf(w, "\n%-9s %5s %9s %9s %9s %9s %9s %9s\n", "model", "cases", "p50 ms", "p99 ms", "req/s@8", "req/s@64", "MiB@1", "MiB@64")
+	for _, m := range r.Config.Models {
+		s, ok := r.Summary.Models[m]
+		if !ok {
+			fmt.Fprintf(w, "%-9s not measured\n", m)
+			continue
+		}
+		fmt.Fprintf(w, "%-9s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", m, s.Cases, s.P50Ms, s.P99Ms, s.Throughput8, s.Throughput64, s.PeakMemory1MB, s.PeakMemory64MB)
+	}
+	q := r.Summary.Ratios
+	fmt.Fprintf(w, "\nratios (larger is better for teemate): latency vs native %.2fx, vs strawman %.2fx (paper %s); throughput vs strawman @8 %.2fx @64 %.2fx (paper %s); memory@64 strawman/teemate %.2fx (paper %s)\n",
+		q.LatencyTeemateVsNative, q.LatencyTeemateVsStrawman, result.PaperLatencyVsStrawman, q.Throughput8TeemateVsStrawman,
+		q.Throughput64TeemateVsStrawman, result.PaperThroughputVsStrawman, q.Memory64StrawmanVsTeemate, result.PaperMemoryVsStrawman)
+	if o := r.Issue3["teemate"]; o != nil {
+		fmt.Fprintf(w, "noop on teemate (n=%d): new isolate per activation p50 %.2f ms; invoker overhead excluding the function p50 %.2f ms (p99 %.2f ms); end-to-end p50 %.2f ms\n",
+			o.N, o.NewIsolateP50Ms, o.OverheadP50Ms, o.OverheadP99Ms, o.EndToEndP50Ms)
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintln(w, "warning:", wn)
+	}
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"io"
+	"testing"
+)
+
+func TestProfiles(t *testing.T) {
+	q, err := parse([]string{"--quick"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.samples != 30 || q.warmup != 3 || q.repeat != 1 || q.bursts != 1 {
+		t.Fatalf("quick %+v", q)
+	}
+	cs, err := cases(q)
+	if err != nil || len(cs) != len(QuickFunctions) || cs[0].Size != "test" {
+		t.Fatalf("quick cases %v %v", cs, err)
+	}
+	full, err := parse(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.samples != 50 || full.repeat != 3 {
+		t.Fatalf("full %+v", full)
+	}
+	cs, _ = cases(full)
+	if len(cs) != 9 || cs[0].Size != "small" {
+		t.Fatalf("full cases %v", cs)
+	}
+	f, _ := parse([]string{"--functions", "sleep,crypto-aes", "--sizes", "test,large", "--samples", "31"}, io.Discard)
+	cs, err = cases(f)
+	if err != nil || len(cs) != 4 || f.samples != 31 {
+		t.Fatalf("filtered %v %v", cs, err)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--samples", "-1"},
+		{"--repeat", "-2"},
+		{"--api-host", "http://x"},
+		{"--action-memory", "64"},
+		{"stray"},
+		{"--nope"},
+	} {
+		if _, err := parse(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	for _, fns := range []string{"nosuch", "sleep"} {
+		f, _ := parse([]string{"--functions", fns, "--sizes", "huge"}, io.Discard)
+		if _, err := cases(f); err == nil {
+			t.Errorf("functions %q size huge accepted", fns)
+		}
+	}
+	if _, err := ints("8,0"); err == nil {
+		t.Error("concurrency 0 accepted")
+	}
+	if _, err := ints("8,x"); err == nil {
+		t.Error("concurrency x accepted")
+	}
+}

@@ -1,0 +1,190 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teemate/platform/bench/internal/result"
+	"github.com/teemate/platform/functions"
+)
+
+func TestCorrupt(t *testing.T) {
+	in := json.RawMessage(`{"result":0.1,"name":"x","ok":true,"list":[1],"measurement":{"compute_ms":3}}`)
+	out, err := Corrupt(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["result"] != 1.1 || m["name"] != "x~corrupted" || m["ok"] != false || m["list"] != "corrupted" {
+		t.Fatalf("corrupted %s", out)
+	}
+	if _, ok := m["measurement"].(map[string]any); !ok {
+		t.Fatal("measurement must be left alone")
+	}
+	for _, bad := range []string{`[]`, `{}`, `"s"`, `nope`} {
+		if _, err := Corrupt(json.RawMessage(bad)); err == nil {
+			t.Errorf("Corrupt(%s) accepted", bad)
+		}
+	}
+	// A corrupted real sleep result must fail its validator.
+	good := json.RawMessage(`{"result":0.1,"sleep":0.1,"slept_ms":100.5}`)
+	if err := functions.Validate("sleep", "test", nil, good); err != nil {
+		t.Fatalf("good sleep result rejected: %v", err)
+	}
+	bad, _ := Corrupt(good)
+	if functions.Validate("sleep", "test", nil, bad) == nil {
+		t.Fatal("corrupted sleep result accepted")
+	}
+}
+
+func TestLoadAvg(t *testing.T) {
+	l, err := ParseLoadAvg("0.50 1.25 2.00 1/300 4242\n")
+	if err != nil || l != [3]float64{0.5, 1.25, 2} {
+		t.Fatalf("%v %v", l, err)
+	}
+	for _, bad := range []string{"", "1 2", "a b c"} {
+		if _, err := ParseLoadAvg(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	for _, c := range []struct {
+		load  float64
+		cores int
+		idle  bool
+	}{{0.5, 2, true}, {0.99, 2, true}, {1.0, 2, false}, {17, 2, false}} {
+		if got := IsIdle([3]float64{c.load}, c.cores, 0.5); got != c.idle {
+			t.Errorf("IsIdle(%v on %d) = %v", c.load, c.cores, got)
+		}
+	}
+}
+
+func TestActionDocument(t *testing.T) {
+	b, err := actionDoc("guest", "1-x", ActionSpec{Name: "uploader", Code: "function main(){}", Network: true, MemoryMB: 256, TimeoutMs: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"rev":"1-x"`, `"key":"network","value":true`, `"kind":"nodejs:20"`, `"memory":256`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("document lacks %s: %s", want, b)
+		}
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root not found")
+		}
+		dir = parent
+	}
+}
+
+// TestShortRealRun drives the whole pipeline: embedded Kafka, REST stand-in, in-process invokers for
+// teemate and strawman on the process sandbox, real Node. One latency sample of crypto-md5 is
+// deliberately corrupted before validation: it must be reported invalid and excluded.
+func TestShortRealRun(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	os.Unsetenv("NODE_EXTRA_CA_CERTS")
+	repo := repoRoot(t)
+	shim := filepath.Join(t.TempDir(), "teemate-shim")
+	build := exec.Command("go", "build", "-o", shim, "github.com/teemate/platform/invoker/cmd/teemate-shim")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build shim: %v\n%s", err, out)
+	}
+	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const tampered = 3 // warm-up is seq 1, latency samples 2..4
+	res := &result.Result{Schema: result.SchemaVersion}
+	opts := Options{Models: []string{"teemate", "strawman"}, Cases: []CaseSpec{{Function: "crypto-md5", Size: "test"}},
+		Warmup: 1, Samples: 3, Repeat: 1, Concurrency: []int{2}, Bursts: 1, MemoryConcurrency: []int{1},
+		MemoryInterval: 5 * time.Millisecond, ActionMemoryMB: 256, TimeoutMs: 30000, Noop: true,
+		Tamper: func(fn string, seq int, r json.RawMessage) json.RawMessage {
+			if fn == "crypto-md5" && seq == tampered {
+				bad, err := Corrupt(r)
+				if err != nil {
+					t.Errorf("corrupt: %v", err)
+				}
+				return bad
+			}
+			return r
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := Run(ctx, d, opts, res); err != nil {
+		t.Fatal(err)
+	}
+	res.Finish()
+	if len(res.Cases) != 4 || len(res.Models) != 2 || !res.Models[0].Available || !res.Models[1].Available {
+		t.Fatalf("cases %d models %+v warnings %v", len(res.Cases), res.Models, res.Warnings)
+	}
+	for _, c := range res.Cases {
+		name := fmt.Sprintf("%s/%s", c.Model, c.Function)
+		if !c.ValidatorChecked {
+			t.Errorf("%s: validator not checked", name)
+		}
+		if c.Function == result.NoopFunction {
+			if !c.AllValid || c.Latency == nil || c.Latency.N != 3 {
+				t.Errorf("%s: %+v", name, c.Latency)
+			}
+			continue
+		}
+		if c.AllValid || c.Invalid != 1 || c.Latency == nil || c.Latency.N != 2 {
+			t.Errorf("%s: the corrupted sample was not excluded: invalid %d, latency %+v; first error %q", name, c.Invalid, c.Latency, firstErr(c))
+		}
+		var bad *result.Sample
+		for i := range c.Samples {
+			if c.Samples[i].Seq == tampered {
+				bad = &c.Samples[i]
+			}
+		}
+		if bad == nil || bad.Valid || !strings.HasPrefix(bad.Error, "invalid: ") {
+			t.Errorf("%s: tampered sample %+v", name, bad)
+		}
+		if c.Throughput["2"] <= 0 || c.PeakMemoryMB["1"] <= 0 {
+			t.Errorf("%s: throughput %v memory %v", name, c.Throughput, c.PeakMemoryMB)
+		}
+		if _, ok := c.PhaseP50["isolate_create"]; !ok {
+			t.Errorf("%s: no isolate_create phase in %v", name, c.PhaseP50)
+		}
+	}
+	if r := res.Summary.Ratios.LatencyTeemateVsStrawman; r <= 0 {
+		t.Errorf("latency ratio %v", r)
+	}
+	if o := res.Issue3["teemate"]; o == nil || o.N != 3 || o.OverheadP50Ms <= 0 {
+		t.Errorf("noop overhead %+v", o)
+	}
+}
+
+func firstErr(c *result.Case) string {
+	for _, s := range c.Samples {
+		if s.Error != "" {
+			return s.Error
+		}
+	}
+	return ""
+}
