@@ -37,7 +37,7 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
 
 .PHONY: run
-run: build ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)
+run: build images ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)
 	$(BIN)/controller-adapter --standalone --port 3233 --data-dir $(STATE)
 
 .PHONY: lint

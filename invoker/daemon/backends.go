@@ -15,6 +15,8 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/docker"
+	"github.com/teemate/platform/invoker/internal/sandbox/oci"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
 )
 
@@ -37,6 +39,9 @@ type Backends struct {
 	SlotsPerOwner int
 	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
 	Prestart []string
+	// ImagesDir holds the function images `make images` builds (the oci backend runs their root
+	// filesystems); RepoDir/.state/images by default.
+	ImagesDir string
 }
 
 // SGXConfig is the sgx enclave backend's configuration for a repository checkout; buildDir receives
@@ -152,15 +157,38 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		}
 	})
 
+	// Paths as seen inside a sandbox: the process backend sees the host; containers see the image.
+	prefix := fmt.Sprintf("wsk%d_", id)
+	inImage := true
 	var sandboxes sandbox.Runtime
 	switch b.Sandbox {
 	case "process", "":
+		inImage = false
 		if sandboxes, err = process.New(process.Config{StateDir: filepath.Join(rt, "p")}, log); err != nil {
 			return nil, nil, fmt.Errorf("process sandbox: %w", err)
+		}
+	case "docker":
+		if sandboxes, err = docker.New(context.Background(), docker.Config{}, log); err != nil {
+			return nil, nil, fmt.Errorf("docker sandbox: %w", err)
+		}
+	case "oci":
+		images := b.ImagesDir
+		if images == "" {
+			images = filepath.Join(repo, ".state", "images")
+		}
+		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix,
+			Prewarm: []oci.PoolKey{{Image: b.Model, MemoryMB: 256}}}, log); err != nil {
+			return nil, nil, fmt.Errorf("oci sandbox: %w", err)
 		}
 	default:
 		return nil, nil, fmt.Errorf("%w: sandbox %q", ErrUnknownBackend, b.Sandbox)
 	}
+	// Leftovers of an earlier run of this invoker (OpenWhisk removes wsk{N}_* containers at start).
+	cctx, ccancel := context.WithTimeout(context.Background(), 30e9)
+	if err := sandboxes.Cleanup(cctx, prefix); err != nil {
+		log.Warn("cleaning up leftover sandboxes failed", zap.String("prefix", prefix), zap.Error(err))
+	}
+	ccancel()
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10e9)
 		defer cancel()
@@ -172,11 +200,16 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	if shim == "" {
 		shim = filepath.Join(repo, "bin", "teemate-shim")
 	}
-	if _, err := os.Stat(shim); err != nil {
+	if inImage {
+		shim = "/bin/teemate-shim" // deploy/images/build.sh puts it there
+	} else if _, err := os.Stat(shim); err != nil {
 		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
 	}
 	ecfg := executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s"), Model: b.Model}
-	if b.Model != executor.ModelTeemate {
+	if inImage {
+		ecfg.NativeCommand = []string{"/usr/bin/node", "/opt/teemate/native/proxy.js"}
+		ecfg.StrawmanRuntime = []string{"/usr/bin/node", "/opt/teemate/enclave-runtime/trusted/owner.js"}
+	} else if b.Model != executor.ModelTeemate {
 		// Sandboxes get a clean environment without PATH, so the runtime is named by its full path.
 		node, err := exec.LookPath("node")
 		if err != nil {

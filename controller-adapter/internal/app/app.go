@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	var sandbox, enclave, model string
 	if cfg.Standalone {
-		if sandbox, enclave, model, err = ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, ProbeMachine(), BuiltBackends); err != nil {
+		if sandbox, enclave, model, err = ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, ProbeMachine(cfg.RepoDir), BuiltBackends); err != nil {
 			return fmt.Errorf("invoker backends: %w", err)
 		}
 		if cfg.InvokerToken == "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 )
 
@@ -15,6 +16,10 @@ type Machine struct {
 	OCIRuntime bool
 	// SGX: SGX2 devices, the teemate module's /dev/teemate and Gramine are all there.
 	SGX bool
+	// Images: the function images (`make images`) are built; both container backends need them.
+	Images bool
+	// Root: the invoker runs as root (runc needs it to create namespaces and cgroups).
+	Root bool
 }
 
 // Built lists the backends the invoker in this binary can run.
@@ -25,33 +30,36 @@ type Built struct {
 
 // BuiltBackends is what invoker/daemon runs today. docker, oci and sgx join the lists as their
 // executors land; ChooseBackends then prefers them where the machine has them.
-var BuiltBackends = Built{Sandboxes: []string{"process"}, Enclaves: []string{"direct"}}
+var BuiltBackends = Built{Sandboxes: []string{"docker", "oci", "process"}, Enclaves: []string{"sgx", "direct"}}
 
-// Preference orders, best first. docker is OpenWhisk's usual container; oci is the same isolation
-// without a daemon; process has no isolation and is for development only.
+// Preference orders, best first. oci and docker isolate alike, but the oci backend's pool of
+// created containers starts one in milliseconds where the Docker Engine takes hundreds; process
+// has no isolation and is for development only.
 var (
-	sandboxPreference = []string{"docker", "oci", "process"}
+	sandboxPreference = []string{"oci", "docker", "process"}
 	enclavePreference = []string{"sgx", "direct"}
 	models            = []string{"teemate", "native", "strawman"}
 )
 
-// ProbeMachine looks at the host: sockets, devices and executables.
-func ProbeMachine() Machine {
+// ProbeMachine looks at the host: sockets, devices, executables and the images under repo.
+func ProbeMachine(repo string) Machine {
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	onPath := func(name string) bool { _, err := exec.LookPath(name); return err == nil }
 	return Machine{
 		Docker:     exists("/var/run/docker.sock"),
 		OCIRuntime: onPath("runc") || onPath("crun"),
 		SGX:        exists("/dev/sgx_enclave") && exists("/dev/teemate") && onPath("gramine-sgx"),
+		Images:     exists(filepath.Join(repo, ".state", "images", "teemate", "image.json")),
+		Root:       os.Geteuid() == 0,
 	}
 }
 
 func (m Machine) hasSandbox(s string) bool {
 	switch s {
 	case "docker":
-		return m.Docker
+		return m.Docker && m.Images
 	case "oci":
-		return m.OCIRuntime
+		return m.OCIRuntime && m.Images && m.Root
 	case "process", "none":
 		return true
 	}

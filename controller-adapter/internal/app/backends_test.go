@@ -6,10 +6,10 @@ import (
 )
 
 func TestChooseBackends(t *testing.T) {
-	today := BuiltBackends
-	all := Built{Sandboxes: []string{"docker", "oci", "process"}, Enclaves: []string{"sgx", "direct"}}
+	all := BuiltBackends
+	today := Built{Sandboxes: []string{"process"}, Enclaves: []string{"direct"}}
 	bare := Machine{}
-	rich := Machine{Docker: true, OCIRuntime: true, SGX: true}
+	rich := Machine{Docker: true, OCIRuntime: true, SGX: true, Images: true, Root: true}
 	tests := []struct {
 		name                    string
 		sandbox, enclave, model string
@@ -18,12 +18,14 @@ func TestChooseBackends(t *testing.T) {
 		want                    [3]string
 		wantErr                 string
 	}{
-		{name: "today: process and direct everywhere", machine: rich, built: today, want: [3]string{"process", "direct", "teemate"}},
+		{name: "process and direct only", machine: rich, built: today, want: [3]string{"process", "direct", "teemate"}},
 		{name: "auto on a bare machine", sandbox: "auto", enclave: "auto", machine: bare, built: all, want: [3]string{"process", "direct", "teemate"}},
-		{name: "docker preferred when built and there", machine: rich, built: all, want: [3]string{"docker", "sgx", "teemate"}},
-		{name: "oci without docker", machine: Machine{OCIRuntime: true}, built: all, want: [3]string{"oci", "direct", "teemate"}},
-		{name: "docker there but not built: oci", machine: rich, built: Built{Sandboxes: []string{"oci", "process"}, Enclaves: []string{"direct"}},
-			want: [3]string{"oci", "direct", "teemate"}},
+		{name: "oci preferred: same isolation, pooled starts", machine: rich, built: all, want: [3]string{"oci", "sgx", "teemate"}},
+		{name: "docker when runc is missing", machine: Machine{Docker: true, Images: true, Root: true}, built: all, want: [3]string{"docker", "direct", "teemate"}},
+		{name: "oci needs root", machine: Machine{OCIRuntime: true, Images: true}, built: all, want: [3]string{"process", "direct", "teemate"}},
+		{name: "containers need the images", machine: Machine{Docker: true, OCIRuntime: true, Root: true}, built: all, want: [3]string{"process", "direct", "teemate"}},
+		{name: "oci not built: docker", machine: rich, built: Built{Sandboxes: []string{"docker", "process"}, Enclaves: []string{"direct"}},
+			want: [3]string{"docker", "direct", "teemate"}},
 		{name: "explicit process on a rich machine", sandbox: "process", machine: rich, built: all, want: [3]string{"process", "sgx", "teemate"}},
 		{name: "explicit none", sandbox: "none", enclave: "none", model: "native", machine: bare, built: today,
 			want: [3]string{"none", "none", "native"}},

@@ -121,6 +121,10 @@ func NewTeemate(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *z
 	return &Teemate{enclaves: enclaves, sandboxes: sandboxes, cfg: cfg, log: log}, nil
 }
 
+// oomGrace is how long a broken connection waits for the sandbox's exit to learn whether it was
+// killed for its memory.
+const oomGrace = 2 * time.Second
+
 // abortGrace is how long a call may still finish after the owner died or the sandbox exited.
 const abortGrace = time.Second
 
@@ -397,8 +401,16 @@ func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent
 	case errors.Is(cause, errSandboxExited) || isClosed(sb.Exited()):
 		r.Failed, r.OOM = true, sb.OOMKilled()
 	default:
-		// The owner died, the connection broke, or the overall bound ran out.
+		// The owner died, the connection broke, or the overall bound ran out. A memory kill shows
+		// as a broken connection before the backend has seen the exit; like OpenWhisk (which polls
+		// docker inspect for 2 s), wait briefly for the exit to tell an OOM kill apart.
 		r.Failed = true
+		select {
+		case <-sb.Exited():
+			r.OOM = sb.OOMKilled()
+		case <-time.After(oomGrace):
+		case <-parent.Done():
+		}
 	}
 	return classified{resp: proxy.Classify(r), timedOut: r.TimedOut}
 }

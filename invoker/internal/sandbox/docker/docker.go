@@ -347,7 +347,12 @@ func (b *box) OOMKilled() bool         { return b.oom.Load() }
 func (b *box) watch(waitC <-chan container.WaitResponse, waitErr <-chan error) {
 	defer close(b.exited)
 	select {
-	case <-waitC:
+	case res := <-waitC:
+		// The OOM killer sends SIGKILL: any other exit status cannot be an OOM kill, and the
+		// inspect round trip is saved.
+		if res.StatusCode != 128+9 {
+			return
+		}
 	case err := <-waitErr:
 		if !b.destroying.Load() {
 			b.rt.log.Warn("waiting for the container failed", zap.String("sandbox", b.name), zap.Error(err))

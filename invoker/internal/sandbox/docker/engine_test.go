@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -262,16 +263,39 @@ func TestUnavailableEngine(t *testing.T) {
 // TestNativeImageActionProxy runs the native image's own action proxy on a bind-mounted unix
 // socket, as the native model does: /init, /run, and the sentinels on both streams.
 func TestNativeImageActionProxy(t *testing.T) {
+	stdout, stderr := proxyRoundTrip(t, "native")
+	const sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
+	if stdout != "log line\n"+sentinel {
+		t.Errorf("stdout %q", stdout)
+	}
+	if stderr != "err line\n"+sentinel {
+		t.Errorf("stderr %q", stderr)
+	}
+}
+
+// TestStrawmanImageBootsItsOwnRuntime runs the strawman image: the shim starts a fresh enclave
+// runtime (node, owner.js, the isolate addon) inside the container and runs the action there.
+func TestStrawmanImageBootsItsOwnRuntime(t *testing.T) {
+	stdout, _ := proxyRoundTrip(t, "strawman")
+	if !strings.Contains(stdout, "log line") || !strings.Contains(stdout, "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX") {
+		t.Errorf("stdout %q", stdout)
+	}
+}
+
+// proxyRoundTrip starts image with its action proxy on a unix socket in a bind-mounted
+// directory, sends /init and /run, destroys the container and returns its output.
+func proxyRoundTrip(t *testing.T, image string) (string, string) {
 	rt := needEngine(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "proxy.sock")
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "native", Image: "native", MemoryMB: 128,
-		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + image, Image: image, MemoryMB: 256,
+		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock", "TEEMATE_SANDBOX": "s1"},
 		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
 		ProxySocket: sock})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer sb.Destroy(context.Background())
 	stdout, stderr := drain(sb)
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -294,22 +318,17 @@ func TestNativeImageActionProxy(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	code, body := post("/init", `{"value":{"name":"hello","main":"main","code":"function main(p){ console.log('log line'); console.error('err line'); return {greeting: 'Hello ' + p.name + ' from ' + process.env.__OW_ACTION_NAME} }"}}`)
+	code, body := post("/init", `{"value":{"name":"hello","main":"main","code":"function main(p){ console.log('log line'); console.error('err line'); return {greeting: 'Hello ' + p.name} }"}}`)
 	if code != 200 || body != `{"OK":true}` {
 		t.Fatalf("/init: %d %s", code, body)
 	}
-	code, body = post("/run", `{"value":{"name":"Bob"},"action_name":"/guest/hello","activation_id":"a1"}`)
-	if code != 200 || body != `{"greeting":"Hello Bob from /guest/hello"}` {
+	deadline := strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)
+	code, body = post("/run", `{"value":{"name":"Bob"},"action_name":"/guest/hello","activation_id":"a1","deadline":"`+deadline+`"}`)
+	if code != 200 || body != `{"greeting":"Hello Bob"}` {
 		t.Fatalf("/run: %d %s", code, body)
 	}
 	if err := sb.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	const sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
-	if got := stdout(); got != "log line\n"+sentinel {
-		t.Errorf("stdout %q", got)
-	}
-	if got := stderr(); got != "err line\n"+sentinel {
-		t.Errorf("stderr %q", got)
-	}
+	return stdout(), stderr()
 }

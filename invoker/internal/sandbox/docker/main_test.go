@@ -52,7 +52,7 @@ func setupEngine() string {
 	}
 	for _, args := range [][]string{
 		{filepath.Join(root, "deploy/dev/start-dockerd.sh")},
-		{filepath.Join(root, "deploy/images/build.sh"), "teemate", "native"},
+		{filepath.Join(root, "deploy/images/build.sh")},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)

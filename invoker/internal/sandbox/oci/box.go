@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ type box struct {
 	slot   string
 	cgroup string
 	pid    int
+	pidfd  int // of the container's init; closed by destroy once the exit is seen
 
 	stdout, stderr *os.File
 	exited         chan struct{}
@@ -53,7 +55,7 @@ func (b *box) OOMKilled() bool         { return b.oom.Load() }
 func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, m := range mounts {
+	for i, m := range mounts {
 		target, err := slotTarget(b.slot, m.GuestPath)
 		if err != nil {
 			return err
@@ -61,17 +63,30 @@ func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("mount point %s: %w", m.GuestPath, err)
 		}
-		if err := unix.Mount(m.HostPath, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s at %s: %w", m.HostPath, m.GuestPath, err)
+		// Mount flags do not propagate, only mounts do: the bind gets its final flags on a
+		// private staging point first, and that finished mount is what is bound into the slot.
+		stage := filepath.Join(b.bundle, "stage", strconv.Itoa(i))
+		if err := os.MkdirAll(stage, 0o700); err != nil {
+			return fmt.Errorf("staging point: %w", err)
 		}
-		b.useMounts = append(b.useMounts, target)
+		if err := unix.Mount(m.HostPath, stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", m.HostPath, err)
+		}
 		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NOSUID | unix.MS_NODEV)
 		if m.ReadOnly {
 			flags |= unix.MS_RDONLY
 		}
-		if err := unix.Mount("", target, "", flags, ""); err != nil {
-			return fmt.Errorf("remount %s: %w", m.GuestPath, err)
+		err = unix.Mount("", stage, "", flags, "")
+		if err == nil {
+			err = unix.Mount(stage, target, "", unix.MS_BIND|unix.MS_REC, "")
 		}
+		if uerr := unix.Unmount(stage, unix.MNT_DETACH); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmount the staging point: %w", uerr))
+		}
+		if err != nil {
+			return fmt.Errorf("bind %s at %s: %w", m.HostPath, m.GuestPath, err)
+		}
+		b.useMounts = append(b.useMounts, target)
 	}
 	tmp := filepath.Join(b.slot, StartConfigName+".tmp")
 	if err := os.WriteFile(tmp, startJSON, 0o644); err != nil {
@@ -87,7 +102,6 @@ func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
 // memory cgroup while the cgroup still exists, and closes exited.
 func (b *box) watch(pidfd int) {
 	defer close(b.exited)
-	defer unix.Close(pidfd)
 	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
@@ -140,12 +154,18 @@ func (b *box) discard() {
 
 func (b *box) destroy(ctx context.Context) error {
 	var errs []error
-	if _, err := b.rt.runtime(ctx, "kill", b.id, "KILL"); err != nil {
-		// A container that already stopped cannot be killed; delete --force handles the rest.
-		_ = err
+	select {
+	case <-b.exited:
+	default:
+		// The pidfd names exactly this container's init (no pid reuse race) and works even if
+		// the runtime's state is damaged; killing a pid namespace's init ends all of it.
+		if err := unix.PidfdSendSignal(b.pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("kill: %w", err))
+		}
 	}
 	select {
 	case <-b.exited:
+		_ = unix.Close(b.pidfd) // ours; the watcher is done with it
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("waiting for the exit: %w", ctx.Err()))
 	}

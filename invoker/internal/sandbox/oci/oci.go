@@ -291,7 +291,7 @@ func (r *Runtime) acquire(ctx context.Context, key PoolKey) (*box, error) {
 		default:
 		}
 	}
-	return r.createContainer(ctx, key)
+	return r.createContainer(ctx, key, false)
 }
 
 // runtime runs the OCI runtime with the backend's root and returns its standard output; a
@@ -309,7 +309,7 @@ func (r *Runtime) runtime(ctx context.Context, args ...string) ([]byte, error) {
 }
 
 // createContainer makes one container: bundle, shared slot, `runc create` with our pipes.
-func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err error) {
+func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background bool) (_ *box, err error) {
 	if _, err := r.image(key.Image); err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
 	}
@@ -364,7 +364,15 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	// they never mix with the activation's output; a failed create is read back from both.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, outW, errW
 	cmd.WaitDelay = time.Second
-	runErr := cmd.Run()
+	runErr := cmd.Start()
+	if runErr == nil {
+		if background {
+			// Pool refills must not compete with activations for the CPU: runc create (and the
+			// init it forks afterwards, which inherits this) runs at a lower priority.
+			_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, 10) // best effort
+		}
+		runErr = cmd.Wait()
+	}
 	closeAll(outW, errW)
 	if runErr != nil {
 		// Read what runc said (the container does not exist, so the pipe ends here).
@@ -402,6 +410,7 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	}
 	r.live[id] = b
 	r.mu.Unlock()
+	b.pidfd = fd
 	go b.watch(fd)
 	return b, nil
 }
@@ -440,7 +449,7 @@ func (r *Runtime) refill(key PoolKey, p *pool) {
 	defer r.wg.Done()
 	backoff := 100 * time.Millisecond
 	for {
-		b, err := r.createContainer(r.ctx, key)
+		b, err := r.createContainer(r.ctx, key, true)
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return
@@ -482,16 +491,14 @@ func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
 			return fmt.Errorf("cleanup oci sandboxes: runc list output: %w", err)
 		}
 	}
-	r.mu.Lock()
-	mine := map[string]bool{}
-	for id := range r.live {
-		mine[id] = true
-	}
-	r.mu.Unlock()
+	// Every id of this Runtime carries its run nonce, including containers still being created
+	// (not yet tracked): none of them is a leftover.
+	ours := r.cfg.IDPrefix + r.run + "_"
+	mine := func(id string) bool { return strings.HasPrefix(id, ours) }
 	var errs []error
 	n := 0
 	for _, c := range list {
-		if !strings.HasPrefix(c.ID, prefix) || mine[c.ID] {
+		if !strings.HasPrefix(c.ID, prefix) || mine(c.ID) {
 			continue
 		}
 		if _, err := r.runtime(ctx, "delete", "--force", c.ID); err != nil {
@@ -505,7 +512,7 @@ func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
 		errs = append(errs, fmt.Errorf("cleanup oci sandboxes: %w", err))
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) || mine[e.Name()] {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) || mine(e.Name()) {
 			continue
 		}
 		lb := &box{bundle: filepath.Join(r.cfg.StateDir, e.Name())}

@@ -1,0 +1,72 @@
+package oci
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teemate/platform/invoker/internal/sandbox"
+)
+
+// TestNativeImageActionProxyFromPool runs the native image's action proxy in a pooled container:
+// the proxy socket lives in a directory mounted at start time, reached from the host.
+func TestNativeImageActionProxyFromPool(t *testing.T) {
+	key := PoolKey{Image: "native", MemoryMB: 128}
+	rt := newRuntime(t, Config{PoolSize: 1, Prewarm: []PoolKey{key}})
+	waitPool(t, rt, key, 1)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "proxy.sock")
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_5_guest_native", Image: "native", MemoryMB: 128,
+		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
+		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
+		ProxySocket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr := drain(sb)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}, Timeout: 20 * time.Second}
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		var resp *http.Response
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err = hc.Post("http://proxy"+path, "application/json", strings.NewReader(body))
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the proxy is not listening yet
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/run", `{"value":{}}`); code != 403 || !strings.Contains(body, "System not initialized.") {
+		t.Fatalf("/run before /init: %d %s", code, body)
+	}
+	if code, body := post("/init", `{"value":{"main":"main","code":"function main(p){ console.log('hello ' + p.name); return {n: p.n * 2} }"}}`); code != 200 {
+		t.Fatalf("/init: %d %s", code, body)
+	}
+	if code, body := post("/run", `{"value":{"name":"Bob","n":21}}`); code != 200 || body != `{"n":42}` {
+		t.Fatalf("/run: %d %s", code, body)
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
+	if got := stdout(); got != sentinel+"hello Bob\n"+sentinel {
+		t.Errorf("stdout %q", got)
+	}
+	if got := stderr(); got != sentinel+sentinel {
+		t.Errorf("stderr %q", got)
+	}
+}
