@@ -2,13 +2,12 @@ package daemon
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -27,21 +26,11 @@ func needContainers(t *testing.T) {
 			containersErr = "not root: real containers need root"
 			return
 		}
-		for _, script := range []string{"deploy/dev/start-dockerd.sh", "deploy/images/build.sh"} {
-			cmd := exec.Command(filepath.Join(root, script))
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				containersErr = script + ": " + err.Error() + "\n" + string(out)
-				return
-			}
+		if err := sandboxtest.StartDocker(root); err != nil {
+			containersErr = err.Error()
 		}
 	})
-	if containersErr != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but containers are unavailable: %s", containersErr)
-		}
-		t.Skip(containersErr)
-	}
+	sandboxtest.Require(t, containersErr)
 }
 
 // TestInvoker_Containers runs activations in real containers on both container backends: the

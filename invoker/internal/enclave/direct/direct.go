@@ -1,24 +1,19 @@
 package direct
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
-	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
 )
 
 // Config configures the backend.
@@ -65,11 +60,7 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 		cfg.StopTimeout = 2 * time.Second
 	}
 	if cfg.Env == nil {
-		for _, k := range []string{"PATH", "HOME"} {
-			if v, ok := os.LookupEnv(k); ok {
-				cfg.Env = append(cfg.Env, k+"="+v)
-			}
-		}
+		cfg.Env = ownerproc.HostEnv()
 	}
 	log.Warn("enclave backend 'direct' gives NO confidentiality: the enclave runtime runs as a plain " +
 		"host process without SGX and its attestation is simulated; for development only")
@@ -108,145 +99,29 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	cmd := exec.Command(b.cfg.Node, b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
 		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", spec.Dir)
 	cmd.Env = b.cfg.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout = io.Discard // the ready line; readiness is checked with a ping
-	stderr, err := cmd.StderrPipe()
+	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
+	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
-	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
-	}
-	o := &owner{id: spec.ID, sock: sock, cmd: cmd, done: make(chan struct{}), stopTimeout: b.cfg.StopTimeout}
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		o.logStderr(stderr, log)
-	}()
-	go func() {
-		<-logged // Wait closes the pipe; read it to the end first
-		err := cmd.Wait()
-		o.mu.Lock()
-		if o.stopping {
-			o.err = fmt.Errorf("%w: %s stopped", enclave.ErrOwnerDied, spec.ID)
-		} else {
-			o.err = fmt.Errorf("%w: %s exited: %v (last output: %s)", enclave.ErrOwnerDied, spec.ID, err, o.lastLine)
-		}
-		o.mu.Unlock()
-		close(o.done)
-	}()
+	o := &owner{Proc: p}
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
 	defer cancel()
-	if err := o.waitGate(sctx); err != nil {
+	if err := o.WaitGate(sctx); err != nil {
 		_ = o.Stop(context.Background()) // the start failed; the stop's own error adds nothing
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
 	log.Info("enclave owner started (direct mode: no SGX, no confidentiality)",
-		zap.Int("pid", cmd.Process.Pid), zap.String("gate", sock), zap.Int("slots", spec.Slots))
+		zap.Int("pid", o.Pid()), zap.String("gate", sock), zap.Int("slots", spec.Slots))
 	return o, nil
 }
 
+// owner is a direct owner: the process handling of ownerproc (ID, GateSocket, Pid, Done, Err,
+// Stop) plus its mode.
 type owner struct {
-	id          string
-	sock        string
-	cmd         *exec.Cmd
-	done        chan struct{}
-	stopTimeout time.Duration
-
-	mu       sync.Mutex
-	err      error
-	lastLine string
-	stopping bool
+	*ownerproc.Proc
 }
 
-func (o *owner) ID() string         { return o.id }
-func (o *owner) GateSocket() string { return o.sock }
-func (o *owner) Mode() string       { return "direct" }
-
-// Pid is the owner process id (for operators and tests).
-func (o *owner) Pid() int              { return o.cmd.Process.Pid }
-func (o *owner) Done() <-chan struct{} { return o.done }
-func (o *owner) Err() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.err
-}
-
-// logStderr forwards the owner's stderr (JSON lines) to zap, keeping the last one for errors.
-func (o *owner) logStderr(r io.Reader, log *zap.Logger) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		o.mu.Lock()
-		o.lastLine = line
-		o.mu.Unlock()
-		switch {
-		case strings.Contains(line, `"level":"error"`):
-			log.Error("enclave owner", zap.String("line", line))
-		case strings.Contains(line, `"level":"warn"`):
-			log.Warn("enclave owner", zap.String("line", line))
-		default:
-			log.Debug("enclave owner", zap.String("line", line))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		log.Warn("reading enclave owner stderr failed", zap.Error(err))
-		_, _ = io.Copy(io.Discard, r) // keep the pipe drained so the owner never blocks
-	}
-}
-
-func (o *owner) waitGate(ctx context.Context) error {
-	delay := time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := gate.Ping(pctx, o.sock)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-o.done:
-			return o.Err()
-		case <-ctx.Done():
-			return fmt.Errorf("gate did not answer a ping: %w (last: %w)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 50*time.Millisecond)
-	}
-}
-
-// Stop sends SIGTERM to the owner's group, then SIGKILL after the stop timeout (or when ctx ends),
-// and waits for the exit.
-func (o *owner) Stop(ctx context.Context) error {
-	o.mu.Lock()
-	o.stopping = true
-	o.mu.Unlock()
-	select {
-	case <-o.done:
-		return nil
-	default:
-	}
-	pgid := o.cmd.Process.Pid
-	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop owner %s: %w", o.id, err)
-	}
-	t := time.NewTimer(o.stopTimeout)
-	defer t.Stop()
-	select {
-	case <-o.done:
-		return nil
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill owner %s: %w", o.id, err)
-	}
-	select {
-	case <-o.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("stop owner %s: still running after SIGKILL", o.id)
-	}
-}
+// Mode is "direct".
+func (o *owner) Mode() string { return "direct" }

@@ -13,13 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
-	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
 )
 
 // Config configures the backend. Zero values take the defaults named on each field.
@@ -89,11 +89,7 @@ func (c *Config) defaults() {
 		c.StopTimeout = 5 * time.Second
 	}
 	if c.Env == nil {
-		for _, k := range []string{"PATH", "HOME"} {
-			if v, ok := os.LookupEnv(k); ok {
-				c.Env = append(c.Env, k+"="+v)
-			}
-		}
+		c.Env = ownerproc.HostEnv()
 	}
 	if c.Probes.Exists == nil {
 		c.Probes = HostProbes()
@@ -200,37 +196,16 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	cmd.Dir = spec.Dir
 	cmd.Env = append(append([]string(nil), b.cfg.Env...), "TEEMATE_SHARE_FD=3")
 	cmd.ExtraFiles = []*os.File{shareW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout = io.Discard // owner.js's ready line; readiness is the share line plus a ping
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		shareW.Close()
-		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
-	}
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
-	err = cmd.Start()
+	sock := filepath.Join(spec.Dir, "gate.sock")
+	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout,
+		Log: log, Level: loaderLevel})
 	shareW.Close() // the loader holds the only write end now
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
-	o := &owner{id: spec.ID, sock: filepath.Join(spec.Dir, "gate.sock"), cmd: cmd, done: make(chan struct{}), stopTimeout: b.cfg.StopTimeout}
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
-		o.logStderr(stderr, log)
-	}()
-	go func() {
-		<-logged
-		err := cmd.Wait()
-		o.mu.Lock()
-		if o.stopping {
-			o.err = fmt.Errorf("%w: %s stopped", enclave.ErrOwnerDied, spec.ID)
-		} else {
-			o.err = fmt.Errorf("%w: %s exited: %v (last output: %s)", enclave.ErrOwnerDied, spec.ID, err, o.lastLine)
-		}
-		o.mu.Unlock()
-		close(o.done)
-	}()
+	o := &owner{Proc: p}
 
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
 	defer cancel()
@@ -238,15 +213,15 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		_ = o.Stop(context.Background()) // the start failed; the stop's own error adds nothing
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
-	share, err := readShare(sctx, shareR, o.done)
+	share, err := readShare(sctx, shareR, o.Done())
 	if err != nil {
 		// A loader that fails (EINIT, manifest, device) closes the pipe as it exits: give the exit a
 		// moment to be reaped so the error carries the loader's last words.
 		select {
-		case <-o.done:
+		case <-o.Done():
 		case <-time.After(time.Second):
 		}
-		if o.exited() {
+		if o.Exited() {
 			return fail(fmt.Errorf("%w (before the share line: %w)", o.Err(), err))
 		}
 		return fail(err)
@@ -255,10 +230,10 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		return fail(fmt.Errorf("loader shared %d TCS pages, the manifest has %d join slots", share.TCS, spec.Slots))
 	}
 	o.share = share
-	if err := o.waitGate(sctx); err != nil {
+	if err := o.WaitGate(sctx); err != nil {
 		return fail(err)
 	}
-	log.Info("enclave owner started (sgx)", zap.Int("pid", cmd.Process.Pid), zap.String("gate", o.sock),
+	log.Info("enclave owner started (sgx)", zap.Int("pid", o.Pid()), zap.String("gate", sock),
 		zap.Int("slots", spec.Slots), zap.Uint64("share", share.ID), zap.String("manifest", manifest))
 	return o, nil
 }
@@ -386,114 +361,31 @@ func BuildCommands(c Config, base string) [][]string {
 	}
 }
 
+// owner is an sgx owner: the process handling of ownerproc (ID, GateSocket, Pid, Done, Err, Stop)
+// plus its mode and share. Stop's SIGTERM is the one injected signal the manifest allows; the kernel
+// unshares the enclave when the loader's /dev/teemate session closes, and attached sandboxes keep
+// their mappings.
 type owner struct {
-	id          string
-	sock        string
-	cmd         *exec.Cmd
-	done        chan struct{}
-	stopTimeout time.Duration
-	share       ShareInfo // set before Start returns, read-only afterwards
-
-	mu       sync.Mutex
-	err      error
-	lastLine string
-	stopping bool
+	*ownerproc.Proc
+	share ShareInfo // set before Start returns, read-only afterwards
 }
 
-func (o *owner) ID() string            { return o.id }
-func (o *owner) GateSocket() string    { return o.sock }
-func (o *owner) Mode() string          { return "sgx" }
-func (o *owner) Share() ShareInfo      { return o.share }
-func (o *owner) Pid() int              { return o.cmd.Process.Pid }
-func (o *owner) Done() <-chan struct{} { return o.done }
-func (o *owner) Err() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.err
-}
+// Mode is "sgx".
+func (o *owner) Mode() string { return "sgx" }
 
-func (o *owner) exited() bool {
-	select {
-	case <-o.done:
-		return true
+// Share is the /dev/teemate share of this owner's enclave.
+func (o *owner) Share() ShareInfo { return o.share }
+
+// loaderLevel is the level of a stderr line of the loader or owner: owner.js logs JSON lines,
+// Gramine prefixes its own with "error:" or "warning:".
+func loaderLevel(line string) zapcore.Level {
+	json := ownerproc.JSONLevel(line)
+	switch {
+	case json == zapcore.ErrorLevel, strings.HasPrefix(line, "error:"):
+		return zapcore.ErrorLevel
+	case json == zapcore.WarnLevel, strings.HasPrefix(line, "warning:"):
+		return zapcore.WarnLevel
 	default:
-		return false
-	}
-}
-
-// logStderr forwards the loader's and owner's stderr to zap, keeping the last line for errors.
-func (o *owner) logStderr(r io.Reader, log *zap.Logger) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		o.mu.Lock()
-		o.lastLine = line
-		o.mu.Unlock()
-		switch {
-		case strings.Contains(line, `"level":"error"`), strings.HasPrefix(line, "error:"):
-			log.Error("enclave owner", zap.String("line", line))
-		case strings.Contains(line, `"level":"warn"`), strings.HasPrefix(line, "warning:"):
-			log.Warn("enclave owner", zap.String("line", line))
-		default:
-			log.Debug("enclave owner", zap.String("line", line))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		log.Warn("reading enclave owner stderr failed", zap.Error(err))
-		_, _ = io.Copy(io.Discard, r) // keep the pipe drained so the owner never blocks
-	}
-}
-
-func (o *owner) waitGate(ctx context.Context) error {
-	delay := time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := gate.Ping(pctx, o.sock)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-o.done:
-			return o.Err()
-		case <-ctx.Done():
-			return fmt.Errorf("gate did not answer a ping: %w (last: %w)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 50*time.Millisecond)
-	}
-}
-
-// Stop sends SIGTERM to the owner's group (the manifest allows one injected SIGTERM), then SIGKILL
-// after the stop timeout or when ctx ends, and waits for the exit. The kernel unshares the enclave
-// when the loader's /dev/teemate session closes; attached sandboxes keep their mappings.
-func (o *owner) Stop(ctx context.Context) error {
-	o.mu.Lock()
-	o.stopping = true
-	o.mu.Unlock()
-	if o.exited() {
-		return nil
-	}
-	pgid := o.cmd.Process.Pid
-	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("stop owner %s: %w", o.id, err)
-	}
-	t := time.NewTimer(o.stopTimeout)
-	defer t.Stop()
-	select {
-	case <-o.done:
-		return nil
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill owner %s: %w", o.id, err)
-	}
-	select {
-	case <-o.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("stop owner %s: still running after SIGKILL", o.id)
+		return zapcore.DebugLevel
 	}
 }

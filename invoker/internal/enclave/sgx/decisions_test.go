@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap/zapcore"
+
 	"github.com/teemate/platform/invoker/internal/enclave"
 )
 
@@ -234,6 +236,26 @@ func TestParseShareLine(t *testing.T) {
 	for name, line := range bad {
 		if _, err := ParseShareLine([]byte(line)); err == nil {
 			t.Errorf("%s: accepted %q", name, line)
+		}
+	}
+}
+
+func TestLoaderLevel(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want zapcore.Level
+	}{
+		{`{"level":"error","msg":"x"}`, zapcore.ErrorLevel},
+		{`{"level":"warn","msg":"x"}`, zapcore.WarnLevel},
+		{`error: Loading enclave failed`, zapcore.ErrorLevel},
+		{`warning: insecure option`, zapcore.WarnLevel},
+		{`warning: {"level":"error"}`, zapcore.ErrorLevel},
+		{`error: {"level":"warn"}`, zapcore.ErrorLevel},
+		{`{"level":"info","msg":"x"}`, zapcore.DebugLevel},
+		{`something: error:`, zapcore.DebugLevel},
+	} {
+		if got := loaderLevel(c.line); got != c.want {
+			t.Errorf("loaderLevel(%q) = %s, want %s", c.line, got, c.want)
 		}
 	}
 }

@@ -6,7 +6,8 @@
 // It owns: the host preflight (SGX device and CPU flags, /dev/teemate, Gramine tools, the signed
 // manifest), rendering the owner's Gramine manifest (enclave-runtime/manifest/) and signing it, starting
 // `gramine-sgx` as the owner, reading the share the patched loader registered with /dev/teemate (its
-// "share line"), and waiting for the gate to answer a ping, exactly like the direct backend.
+// "share line"), and waiting for the gate to answer a ping. Handling the owner process itself (stderr,
+// gate wait, exit, stop) is shared with the direct backend in package ownerproc.
 //
 // How the share reaches the invoker: the patched Gramine loader is the only process that holds the
 // enclave fd and knows the enclave's ranges and TCS pages. After EINIT it calls TEEMATE_IOC_SHARE itself

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // BenchmarkCreateStartWaitRemove is one whole sandbox life on the teemate image: create, attach,
@@ -17,11 +18,11 @@ func BenchmarkCreateStartWaitRemove(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate",
-			Command: []string{"/sbin/teemate-start", "/no/config.json"}, MemoryMB: 64})
+			Command: sandboxtest.StartStubCommand(), MemoryMB: 64})
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, _ = drain(sb)
+		_, _ = sandboxtest.Drain(sb)
 		<-sb.Exited()
 		if err := sb.Destroy(ctx); err != nil {
 			b.Fatal(err)

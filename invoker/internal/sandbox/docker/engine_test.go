@@ -1,18 +1,13 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,32 +15,13 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // prefix returns a per-test container name prefix, so tests (and parallel packages) never touch
 // each other's containers.
 func prefix(t *testing.T) string {
 	return fmt.Sprintf("wsktest%d_%d_", os.Getpid()%100000, time.Now().UnixNano()%1000000)
-}
-
-// drain reads a sandbox's two streams to the end.
-func drain(sb sandbox.Sandbox) (stdout, stderr func() string) {
-	var wg sync.WaitGroup
-	var out, errb bytes.Buffer
-	wg.Add(2)
-	go func() { defer wg.Done(); _, _ = io.Copy(&out, sb.Stdout()) }()
-	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }()
-	done := func() { wg.Wait() }
-	return func() string { done(); return out.String() }, func() string { done(); return errb.String() }
-}
-
-func waitExit(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
-	t.Helper()
-	select {
-	case <-sb.Exited():
-	case <-time.After(d):
-		t.Fatalf("sandbox %s did not exit within %s", sb.ID(), d)
-	}
 }
 
 // names lists the containers (running or not) whose name starts with p.
@@ -69,10 +45,9 @@ func TestFreshContainerPerUse(t *testing.T) {
 	p := prefix(t)
 	seen := map[string]bool{}
 	for i := 0; i < 3; i++ {
-		// The start stub with a missing configuration prints its error and exits 127: a real
-		// process in the image whose output must come back through the attach stream.
+		// The start stub's output must come back through the attach stream.
 		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("%s%d_guest_a", p, i), Image: "teemate",
-			Command: []string{"/sbin/teemate-start", "/no/config.json"}, MemoryMB: 64})
+			Command: sandboxtest.StartStubCommand(), MemoryMB: 64})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,23 +55,7 @@ func TestFreshContainerPerUse(t *testing.T) {
 			t.Fatalf("container %s reused", sb.ID())
 		}
 		seen[sb.ID()] = true
-		stdout, stderr := drain(sb)
-		waitExit(t, sb, 20*time.Second)
-		if got := stderr(); !strings.Contains(got, "teemate-start: read the start configuration") {
-			t.Errorf("stderr %q", got)
-		}
-		if got := stdout(); got != "" {
-			t.Errorf("stdout %q", got)
-		}
-		if sb.OOMKilled() {
-			t.Error("a plain exit reported as OOM")
-		}
-		if err := sb.Destroy(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := sb.Destroy(context.Background()); err != nil {
-			t.Fatalf("second Destroy: %v", err)
-		}
+		sandboxtest.CheckStartStubRun(t, sb)
 	}
 	if left := names(t, rt, p); len(left) != 0 {
 		t.Fatalf("containers left: %v", left)
@@ -106,16 +65,11 @@ func TestFreshContainerPerUse(t *testing.T) {
 func TestMemoryLimitOOMKills(t *testing.T) {
 	rt := needEngine(t)
 	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "bomb", Image: "native", MemoryMB: 64,
-		Command: []string{"/usr/bin/node", "-e", "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))"}})
+		Command: sandboxtest.MemoryBombCommand()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb.Destroy(context.Background())
-	_, _ = drain(sb)
-	waitExit(t, sb, 60*time.Second)
-	if !sb.OOMKilled() {
-		t.Fatal("the memory bomb exited but OOMKilled is false")
-	}
+	sandboxtest.CheckOOMKilled(t, sb)
 }
 
 func TestNetworkOnlyLoopbackByDefault(t *testing.T) {
@@ -127,8 +81,8 @@ func TestNetworkOnlyLoopbackByDefault(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sb.Destroy(context.Background())
-		stdout, _ := drain(sb)
-		waitExit(t, sb, 30*time.Second)
+		stdout, _ := sandboxtest.Drain(sb)
+		sandboxtest.WaitExit(t, sb, 30*time.Second)
 		return strings.TrimSpace(stdout())
 	}
 	if got := ifaces(false); got != "lo" {
@@ -178,7 +132,7 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 	if err := live.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitExit(t, live, 10*time.Second)
+	sandboxtest.WaitExit(t, live, 10*time.Second)
 	if got := names(t, rt, p); len(got) != 0 {
 		t.Fatalf("left after destroy: %v", got)
 	}
@@ -187,45 +141,10 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 func TestConcurrentCreateDestroy(t *testing.T) {
 	rt := needEngine(t)
 	p := prefix(t)
-	const n = 64
-	ids := make(chan string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate", MemoryMB: 32,
-				Command: []string{"/sbin/teemate-start", "/no/config.json"}})
-			if err != nil {
-				errs <- err
-				return
-			}
-			_, _ = drain(sb)
-			ids <- sb.ID()
-			if err := sb.Destroy(ctx); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	close(ids)
-	for err := range errs {
-		t.Error(err)
-	}
-	seen := map[string]bool{}
-	for id := range ids {
-		if seen[id] {
-			t.Errorf("id %s twice", id)
-		}
-		seen[id] = true
-	}
-	if len(seen) != n {
-		t.Errorf("%d sandboxes, want %d", len(seen), n)
-	}
+	sandboxtest.CreateDestroyConcurrently(t, 64, false, func(ctx context.Context, i int) (sandbox.Sandbox, error) {
+		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate", MemoryMB: 32,
+			Command: sandboxtest.StartStubCommand()})
+	})
 	if left := names(t, rt, p); len(left) != 0 {
 		t.Fatalf("left: %v", left)
 	}
@@ -296,28 +215,8 @@ func proxyRoundTrip(t *testing.T, image string) (string, string) {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(context.Background())
-	stdout, stderr := drain(sb)
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}, Timeout: 20 * time.Second}
-	post := func(path, body string) (int, string) {
-		t.Helper()
-		var resp *http.Response
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err = hc.Post("http://proxy"+path, "application/json", strings.NewReader(body))
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // the proxy is not listening yet
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	stdout, stderr := sandboxtest.Drain(sb)
+	post := sandboxtest.ProxyPoster(t, sock)
 	code, body := post("/init", `{"value":{"name":"hello","main":"main","code":"function main(p){ console.log('log line'); console.error('err line'); return {greeting: 'Hello ' + p.name} }"}}`)
 	if code != 200 || body != `{"OK":true}` {
 		t.Fatalf("/init: %d %s", code, body)

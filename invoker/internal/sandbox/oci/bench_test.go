@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // benchStart measures Create (pool acquire, per-use configuration, `runc start`) on the teemate
@@ -32,13 +33,13 @@ func benchStart(b *testing.B, poolSize int) {
 			b.StartTimer()
 		}
 		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_bench", i), Image: "teemate", MemoryMB: 64,
-			Command: []string{"/sbin/teemate-start", "/no/config.json"},
+			Command: sandboxtest.StartStubCommand(),
 			Mounts:  []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}}})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		_, _ = drain(sb)
+		_, _ = sandboxtest.Drain(sb)
 		<-sb.Exited()
 		if err := sb.Destroy(ctx); err != nil {
 			b.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // These tests run real runc containers from the images deploy/images/build.sh makes. As root
@@ -23,35 +25,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	skipReason = setup()
-	if skipReason != "" {
-		fmt.Fprintln(os.Stderr, "oci sandbox tests need runc and root:", skipReason)
-	}
-	os.Exit(m.Run())
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the test directory")
-		}
-		dir = parent
-	}
+	os.Exit(sandboxtest.Main(m, "oci sandbox tests need runc and root", &skipReason, setup))
 }
 
 func setup() string {
 	if os.Geteuid() != 0 {
 		return "not root (runc needs root; run the tests as root)"
 	}
-	root, err := repoRoot()
+	root, err := sandboxtest.RepoRoot()
 	if err != nil {
 		return err.Error()
 	}
@@ -63,25 +44,16 @@ func setup() string {
 		}
 	}
 	imagesDir = filepath.Join(root, ".state", "images")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "deploy/images/build.sh"), "--no-docker", "teemate", "native")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "IMAGES_DIR="+imagesDir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Sprintf("build.sh: %v\n%s", err, out)
+	if err := sandboxtest.RunScript(root, append(os.Environ(), "IMAGES_DIR="+imagesDir), "deploy/images/build.sh",
+		"--no-docker", "teemate", "native"); err != nil {
+		return err.Error()
 	}
 	return ""
 }
 
 func needRunc(t testing.TB) {
 	t.Helper()
-	if skipReason != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but: %s", skipReason)
-		}
-		t.Skip(skipReason)
-	}
+	sandboxtest.Require(t, skipReason)
 }
 
 // newRuntime makes a backend with its own state directory and id prefix, closed at the end of

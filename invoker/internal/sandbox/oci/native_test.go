@@ -2,15 +2,12 @@ package oci
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // TestNativeImageActionProxyFromPool runs the native image's action proxy in a pooled container:
@@ -28,28 +25,8 @@ func TestNativeImageActionProxyFromPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr := drain(sb)
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}, Timeout: 20 * time.Second}
-	post := func(path, body string) (int, string) {
-		t.Helper()
-		var resp *http.Response
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err = hc.Post("http://proxy"+path, "application/json", strings.NewReader(body))
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond) // the proxy is not listening yet
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	stdout, stderr := sandboxtest.Drain(sb)
+	post := sandboxtest.ProxyPoster(t, sock)
 	if code, body := post("/run", `{"value":{}}`); code != 403 || !strings.Contains(body, "System not initialized.") {
 		t.Fatalf("/run before /init: %d %s", code, body)
 	}

@@ -1,39 +1,19 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
-
-func drain(sb sandbox.Sandbox) (stdout, stderr func() string) {
-	var wg sync.WaitGroup
-	var out, errb bytes.Buffer
-	wg.Add(2)
-	go func() { defer wg.Done(); _, _ = io.Copy(&out, sb.Stdout()) }()
-	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }()
-	return func() string { wg.Wait(); return out.String() }, func() string { wg.Wait(); return errb.String() }
-}
-
-func waitExit(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
-	t.Helper()
-	select {
-	case <-sb.Exited():
-	case <-time.After(d):
-		t.Fatalf("sandbox %s did not exit within %s", sb.ID(), d)
-	}
-}
 
 // waitPool waits until the key's pool holds n containers (the refill runs in the background).
 func waitPool(t *testing.T, rt *Runtime, key PoolKey, n int) {
@@ -56,7 +36,7 @@ func TestFreshPooledContainerPerUse(t *testing.T) {
 		waitPool(t, rt, key, 2)
 		pooled := listIDs(t, rt)
 		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_a", i), Image: "teemate", MemoryMB: 64,
-			Command: []string{"/sbin/teemate-start", "/no/config.json"}})
+			Command: sandboxtest.StartStubCommand()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,23 +47,7 @@ func TestFreshPooledContainerPerUse(t *testing.T) {
 		if !slices.Contains(pooled, sb.ID()) {
 			t.Errorf("container %s did not come from the pool %v", sb.ID(), pooled)
 		}
-		stdout, stderr := drain(sb)
-		waitExit(t, sb, 20*time.Second)
-		if got := stderr(); !strings.Contains(got, "teemate-start: read the start configuration") {
-			t.Errorf("stderr %q", got)
-		}
-		if got := stdout(); got != "" {
-			t.Errorf("stdout %q", got)
-		}
-		if sb.OOMKilled() {
-			t.Error("a plain exit reported as OOM")
-		}
-		if err := sb.Destroy(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := sb.Destroy(context.Background()); err != nil {
-			t.Fatalf("second Destroy: %v", err)
-		}
+		sandboxtest.CheckStartStubRun(t, sb)
 		if slices.Contains(listIDs(t, rt), sb.ID()) {
 			t.Fatalf("used container %s still listed", sb.ID())
 		}
@@ -115,8 +79,8 @@ console.log(roErr, rootErr, fs.readFileSync('/tmp/t','utf8'), process.pid, Objec
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr := drain(sb)
-	waitExit(t, sb, 30*time.Second)
+	stdout, stderr := sandboxtest.Drain(sb)
+	sandboxtest.WaitExit(t, sb, 30*time.Second)
 	if got := strings.TrimSpace(stdout()); got != "EROFS EROFS tmp ok 1 lo" {
 		t.Errorf("stdout %q (stderr %q)", got, stderr())
 	}
@@ -136,16 +100,11 @@ console.log(roErr, rootErr, fs.readFileSync('/tmp/t','utf8'), process.pid, Objec
 func TestMemoryLimitOOMKills(t *testing.T) {
 	rt := newRuntime(t, Config{PoolSize: -1})
 	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_2_guest_bomb", Image: "native", MemoryMB: 64,
-		Command: []string{"/usr/bin/node", "-e", "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))"}})
+		Command: sandboxtest.MemoryBombCommand()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb.Destroy(context.Background())
-	_, _ = drain(sb)
-	waitExit(t, sb, 60*time.Second)
-	if !sb.OOMKilled() {
-		t.Fatal("the memory bomb exited but OOMKilled is false")
-	}
+	sandboxtest.CheckOOMKilled(t, sb)
 }
 
 func TestRefusedSpecs(t *testing.T) {
@@ -233,48 +192,10 @@ func newRuntimeNoClose(t *testing.T, cfg Config) *Runtime {
 func TestConcurrentCreateDestroy(t *testing.T) {
 	key := PoolKey{Image: "teemate", MemoryMB: 32}
 	rt := newRuntime(t, Config{PoolSize: 4, Prewarm: []PoolKey{key}})
-	const n = 64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_c", i), Image: "teemate", MemoryMB: 32,
-				Command: []string{"/sbin/teemate-start", "/no/config.json"}})
-			if err != nil {
-				errs <- err
-				return
-			}
-			_, _ = drain(sb)
-			mu.Lock()
-			if seen[sb.ID()] {
-				errs <- fmt.Errorf("id %s twice", sb.ID())
-			}
-			seen[sb.ID()] = true
-			mu.Unlock()
-			select {
-			case <-sb.Exited():
-			case <-ctx.Done():
-				errs <- fmt.Errorf("%s did not exit", sb.ID())
-			}
-			if err := sb.Destroy(ctx); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if len(seen) != n {
-		t.Errorf("%d sandboxes, want %d", len(seen), n)
-	}
+	seen := sandboxtest.CreateDestroyConcurrently(t, 64, true, func(ctx context.Context, i int) (sandbox.Sandbox, error) {
+		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_c", i), Image: "teemate", MemoryMB: 32,
+			Command: sandboxtest.StartStubCommand()})
+	})
 	for _, id := range listIDs(t, rt) {
 		if seen[id] {
 			t.Errorf("used container %s still listed", id)

@@ -1,0 +1,216 @@
+package ownerproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/gate"
+)
+
+// Options describe the owner a Proc supervises.
+type Options struct {
+	// ID names the owner in errors (enclave.StartSpec.ID).
+	ID string
+	// GateSocket is the host path of the owner's gate socket, pinged by WaitGate.
+	GateSocket string
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+	// Log receives the owner's stderr lines.
+	Log *zap.Logger
+	// Level picks the level a stderr line is logged at; JSONLevel when nil.
+	Level func(line string) zapcore.Level
+}
+
+// Proc is one running owner process. It provides the process part of enclave.Owner (ID, GateSocket,
+// Done, Err, Stop); a backend embeds it and adds Mode and its own extras.
+type Proc struct {
+	id          string
+	sock        string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	stopTimeout time.Duration
+
+	mu       sync.Mutex
+	err      error
+	lastLine string
+	stopping bool
+}
+
+// Start starts cmd in a process group of its own (Stop signals the whole group), forwards its stderr
+// through opts.Log and reaps it in the background. The caller sets everything else on cmd (path,
+// arguments, environment, stdout, extra files) before; an error is returned as is, for the caller to
+// give it context.
+func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	level := opts.Level
+	if level == nil {
+		level = JSONLevel
+	}
+	p := &Proc{id: opts.ID, sock: opts.GateSocket, cmd: cmd, done: make(chan struct{}), stopTimeout: opts.StopTimeout}
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		p.logStderr(stderr, opts.Log, level)
+	}()
+	go func() {
+		<-logged // Wait closes the pipe; read it to the end first
+		err := cmd.Wait()
+		p.mu.Lock()
+		if p.stopping {
+			p.err = fmt.Errorf("%w: %s stopped", enclave.ErrOwnerDied, p.id)
+		} else {
+			p.err = fmt.Errorf("%w: %s exited: %v (last output: %s)", enclave.ErrOwnerDied, p.id, err, p.lastLine)
+		}
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// ID is the owner's id.
+func (p *Proc) ID() string { return p.id }
+
+// GateSocket is the host path of the owner's gate socket.
+func (p *Proc) GateSocket() string { return p.sock }
+
+// Pid is the owner process id (for operators and tests).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed once the process has exited and been reaped; Err then says why.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is why the process exited (wrapping enclave.ErrOwnerDied), or nil while it runs.
+func (p *Proc) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Exited reports whether Done is closed.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// HostEnv is the default environment of an owner process: only PATH and HOME of the invoker, so
+// nothing else of the host's environment reaches the owner.
+func HostEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// JSONLevel is the level of one of owner.js's JSON log lines: error and warn as they say, the rest
+// debug.
+func JSONLevel(line string) zapcore.Level {
+	switch {
+	case strings.Contains(line, `"level":"error"`):
+		return zapcore.ErrorLevel
+	case strings.Contains(line, `"level":"warn"`):
+		return zapcore.WarnLevel
+	default:
+		return zapcore.DebugLevel
+	}
+}
+
+// logStderr forwards the owner's stderr lines to zap, keeping the last one for Err.
+func (p *Proc) logStderr(r io.Reader, log *zap.Logger, level func(string) zapcore.Level) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		p.mu.Lock()
+		p.lastLine = line
+		p.mu.Unlock()
+		log.Log(level(line), "enclave owner", zap.String("line", line))
+	}
+	if err := sc.Err(); err != nil {
+		log.Warn("reading enclave owner stderr failed", zap.Error(err))
+		_, _ = io.Copy(io.Discard, r) // keep the pipe drained so the owner never blocks
+	}
+}
+
+// WaitGate pings the gate, backing off up to 50 ms between tries, until it answers, the process
+// exits (its Err is returned) or ctx ends.
+func (p *Proc) WaitGate(ctx context.Context) error {
+	delay := time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := gate.Ping(pctx, p.sock)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return p.Err()
+		case <-ctx.Done():
+			return fmt.Errorf("gate did not answer a ping: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM to the owner's process group, then SIGKILL after the stop timeout (or when ctx
+// ends), and waits for the exit. Err then reports the owner as stopped rather than died.
+func (p *Proc) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	if p.Exited() {
+		return nil
+	}
+	pgid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop owner %s: %w", p.id, err)
+	}
+	t := time.NewTimer(p.stopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill owner %s: %w", p.id, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("stop owner %s: still running after SIGKILL", p.id)
+	}
+}
