@@ -97,14 +97,15 @@ class GateClient {
 }
 
 // startOwner launches owner.js and resolves once it printed its ready line.
-function startOwner({ slots = 4, isolate = 'worker', env = {} } = {}) {
+// args are extra owner arguments (e.g. ['--prewarm', '2']).
+function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-rt-test-'));
   const sock = path.join(dir, 'gate.sock');
   const childEnv = { ...process.env, ...env };
   delete childEnv.NODE_EXTRA_CA_CERTS;
   delete childEnv.NODE_TEST_CONTEXT; // the child is not a test file
   const child = spawn(process.execPath, [OWNER, '--socket', sock, '--slots', String(slots), '--image', 'nodejs:20',
-    '--enclave', 'test-0', '--isolate', isolate, '--work-dir', path.join(dir, 'work')], {
+    '--enclave', 'test-0', '--isolate', isolate, '--work-dir', path.join(dir, 'work'), ...args], {
     env: childEnv, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr = [];

@@ -4,13 +4,15 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
-const { parseArgs, checkInit, checkRun, limitLogs, outcomeOf } = require('../trusted/owner');
+const { parseArgs, parsePrewarm, checkInit, checkRun, limitLogs, outcomeOf } = require('../trusted/owner');
 const { startOwner, activate } = require('./gate-client');
 
 test('parseArgs', async (t) => {
   const base = ['--socket', '/s', '--slots', '4', '--image', 'nodejs:20', '--enclave', 'e'];
   const ok = parseArgs(base);
-  assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '' });
+  assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '', prewarm: 4 });
+  assert.equal(parseArgs([...base, '--prewarm', '0']).prewarm, 0);
+  assert.equal(parseArgs([...base, '--prewarm=all']).prewarm, 4);
   assert.equal(parseArgs([...base, '--isolate=worker', '--work-dir', '/w']).workDir, '/w');
   const bad = [
     { argv: base.slice(2), re: /--socket is required/ },
@@ -19,9 +21,21 @@ test('parseArgs', async (t) => {
     { argv: [...base, '--mode', 'tdx'], re: /--mode must be/ },
     { argv: [...base, '--bogus', '1'], re: /unknown argument --bogus/ },
     { argv: [...base, '--image'], re: /needs a value/ },
+    { argv: [...base, '--prewarm', '5'], re: /--prewarm must be an integer from 0 to --slots \(4\) or "all", got "5"/ },
+    { argv: [...base, '--prewarm'], re: /--prewarm needs a value/ },
   ];
   for (const b of bad) {
     await t.test(b.re.source, () => assert.throws(() => parseArgs(b.argv), b.re));
+  }
+});
+
+test('parsePrewarm: the budget of prepared slots', async (t) => {
+  const good = [[undefined, 66, 4], [undefined, 2, 2], ['0', 66, 0], ['4', 4, 4], ['all', 66, 66], ['007', 8, 7]];
+  for (const [v, slots, want] of good) {
+    await t.test(`${v} of ${slots}`, () => assert.equal(parsePrewarm(v, slots), want));
+  }
+  for (const v of ['', '-1', '1.5', '5', 'ALL', ' 1', '1e1', '0x2', 'Infinity']) {
+    await t.test(`bad ${JSON.stringify(v)}`, () => assert.throws(() => parsePrewarm(v, 4), /--prewarm must be an integer from 0 to --slots \(4\) or "all"/));
   }
 });
 

@@ -15,6 +15,28 @@ test('acquire hands out distinct slots and -1 when none is free', () => {
   assert.equal(t.acquire({}), 0, 'a released slot is handed out again');
 });
 
+test('acquire prefers the lowest free slot the predicate likes', async (t) => {
+  // taken: slots already held; ready: slots for which prefer() is true.
+  const cases = [
+    { name: 'no preference: lowest free', taken: [0], ready: null, want: 1 },
+    { name: 'lowest ready slot wins over a lower unready one', taken: [], ready: [2, 3], want: 2 },
+    { name: 'a taken ready slot is skipped', taken: [1], ready: [1, 3], want: 3 },
+    { name: 'nothing ready: lowest free', taken: [0], ready: [], want: 1 },
+    { name: 'ready but all taken: lowest free', taken: [0, 1], ready: [0, 1], want: 2 },
+    { name: 'nothing free', taken: [0, 1, 2, 3], ready: [0], want: -1 },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const tab = new TcsTable(4);
+      for (const i of c.taken) tab.slots[i] = { state: 'held', holder: {} };
+      const got = tab.acquire({}, c.ready ? (i) => c.ready.includes(i) : undefined);
+      assert.equal(got, c.want);
+      if (got >= 0) assert.equal(tab.state(got), 'held');
+    });
+  }
+  assert.throws(() => new TcsTable(1).acquire({}, 'slot 0'), /prefer must be a function/);
+});
+
 test('slot state transitions', async (t) => {
   const cases = [
     { name: 'release without a run frees', steps: ['acquire', 'release'], want: 'free' },

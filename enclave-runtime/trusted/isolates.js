@@ -14,7 +14,13 @@
 //   {kind:'timeout'|'memory'|'exited', logs, timings}
 //   {kind:'internal', message}             the isolate could not be made
 // `logs` are the lines streamed out before the end (worker only), for the runs the
-// owner has to kill. timings: {isolateMs, runMs, teardownMs}.
+// owner has to kill. timings: {isolateMs, runMs, teardownMs[, lastTeardownMs]}, in ms.
+// teardownMs is null when the isolate is torn down after the answer (addon): it is
+// not known yet, and it is not on the request path. lastTeardownMs is then the
+// teardown of the previous activation on the same slot, when there was one.
+//
+// prepared() returns, per slot, whether a fresh environment waits there (addon with
+// a prewarm budget), or null when the backend has no such notion (worker).
 
 const fs = require('fs');
 const path = require('path');
@@ -48,10 +54,13 @@ globalThis.__teemate_onlog = (entry) => __tmPort.postMessage({ kind: 'log', entr
 class WorkerBackend {
   constructor(bootstrap) {
     this.name = 'worker';
+    this.prewarm = 0; // a Worker is made per run; nothing is prepared ahead
     this.source = WORKER_PRELUDE + bootstrap;
   }
 
   info() { return { backend: 'worker', node: process.version }; }
+
+  prepared() { return null; }
 
   stop() {}
 
@@ -117,11 +126,22 @@ class WorkerBackend {
 }
 
 class AddonBackend {
-  constructor(addon, bootstrap, slots) {
+  // prewarm: how many slots (0..slots-1 from the lowest) keep a prepared environment.
+  constructor(addon, bootstrap, slots, prewarm) {
     this.name = 'addon';
     this.addon = addon;
     this.source = bootstrap;
-    addon.start(slots);
+    addon.start(slots, { prewarm });
+    this.prewarm = prewarm;
+  }
+
+  prepared() {
+    if (this.prewarm === 0) return null;
+    try {
+      return this.addon.info().prepared;
+    } catch {
+      return null; // stopped: acquiring falls back to the lowest free slot
+    }
   }
 
   info() {
@@ -144,8 +164,10 @@ class AddonBackend {
           const timings = {
             isolateMs: round(stats && stats.setupMs),
             runMs: round(stats && stats.runMs),
-            teardownMs: round(stats && stats.teardownMs),
+            // Freed after this answer: unknown now and not on the request path.
+            teardownMs: stats && typeof stats.teardownMs === 'number' ? round(stats.teardownMs) : null,
           };
+          if (stats && typeof stats.lastTeardownMs === 'number') timings.lastTeardownMs = round(stats.lastTeardownMs);
           if (!stats) timings.runMs = round(performance.now() - t0);
           if (err) {
             const kind = err.code === 'TIMEOUT' ? 'timeout' : err.code === 'HEAP' ? 'memory' : 'internal';
@@ -168,8 +190,9 @@ function round(ms) {
 }
 
 // choose builds the backend asked for. 'auto' takes the addon when it loads.
+// prewarm is the addon's budget of prepared slots (the worker ignores it).
 // Returns {backend, note} where note explains a fallback.
-function choose(kind, slots) {
+function choose(kind, slots, prewarm = 0) {
   const bootstrap = loadBootstrap();
   if (kind === 'worker') return { backend: new WorkerBackend(bootstrap) };
   let addon;
@@ -182,7 +205,7 @@ function choose(kind, slots) {
   }
   if (addon) {
     try {
-      return { backend: new AddonBackend(addon, bootstrap, slots) };
+      return { backend: new AddonBackend(addon, bootstrap, slots, prewarm) };
     } catch (e) {
       why = `isolate addon ${p} did not start: ${e.message}`;
     }

@@ -7,7 +7,7 @@
 // are checked here, and a caller is known only by the slot bound to its connection.
 //
 //   node owner.js --socket PATH --slots N --image nodejs:20 --enclave ID
-//                 [--isolate addon|worker|auto] [--work-dir DIR] [--mode direct|sgx]
+//                 [--isolate addon|worker|auto] [--prewarm K|all] [--work-dir DIR] [--mode direct|sgx]
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -27,6 +27,11 @@ const LIMITS = {
   logLimitBytes: [0, 64 * 1024 * 1024],
 };
 const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1024 };
+// Slots that keep a prepared isolate environment while idle when --prewarm is not
+// given. Each costs ~4.4 MiB of resident memory whether or not traffic comes, so
+// the budget is small and fixed instead of growing with --slots; the lowest slots
+// get it because the TCS table hands those out first.
+const DEFAULT_PREWARM = 4;
 
 function log(level, msg, fields) {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
@@ -36,7 +41,7 @@ function log(level, msg, fields) {
 function parseArgs(argv) {
   const opts = { isolate: 'auto', mode: 'direct', workDir: '' };
   const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
-    '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode' };
+    '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -56,9 +61,23 @@ function parseArgs(argv) {
   const n = Number(opts.slots);
   if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--slots must be 1..1024, got ${opts.slots}`);
   opts.slots = n;
+  opts.prewarm = parsePrewarm(opts.prewarm, n);
   if (!['addon', 'worker', 'auto'].includes(opts.isolate)) throw new Error(`--isolate must be addon, worker or auto`);
   if (!['direct', 'sgx'].includes(opts.mode)) throw new Error(`--mode must be direct or sgx`);
   return opts;
+}
+
+// parsePrewarm turns --prewarm into the number of slots (the lowest ones) that keep
+// a prepared environment: an integer from 0 to slots, or "all". Absent: the default
+// budget, capped at the slot count.
+function parsePrewarm(v, slots) {
+  if (v === undefined) return Math.min(DEFAULT_PREWARM, slots);
+  if (v === 'all') return slots;
+  const k = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(k) || k > slots) {
+    throw new Error(`--prewarm must be an integer from 0 to --slots (${slots}) or "all", got ${JSON.stringify(v)}`);
+  }
+  return k;
 }
 
 // ---- message checks (pure) -------------------------------------------------------------
@@ -196,7 +215,9 @@ class Owner {
 
   pong() {
     const st = this.tcs.stats();
-    return { type: 'pong', slots: st.slots, free: st.free, quarantined: st.quarantined, isolate: this.backend.name };
+    const prepared = this.backend.prepared();
+    return { type: 'pong', slots: st.slots, free: st.free, quarantined: st.quarantined, isolate: this.backend.name,
+      prewarm: this.backend.prewarm, prepared: prepared ? prepared.filter((p) => p === true).length : 0 };
   }
 
   close() {
@@ -318,7 +339,10 @@ class Conn {
   onAcquire() {
     if (!this.hello) return this.error('state', 'hello must come before acquire');
     if (this.slot >= 0) return this.error('state', `this connection already holds TCS slot ${this.slot}`);
-    const slot = this.owner.tcs.acquire(this);
+    // A free slot whose fresh environment is already prepared runs the activation
+    // at once; the others (a hot slot still refilling, a cold slot) make it first.
+    const prepared = this.owner.backend.prepared();
+    const slot = this.owner.tcs.acquire(this, prepared ? (i) => prepared[i] === true : undefined);
     if (slot < 0) return this.error('busy', `all ${this.owner.tcs.size} TCS slots are taken`);
     this.slot = slot;
     this.resetAcquisition();
@@ -449,13 +473,14 @@ async function main() {
     opts.workDir = tmpWork;
   }
   fs.mkdirSync(opts.workDir, { recursive: true });
-  const { backend, note } = isolates.choose(opts.isolate, opts.slots);
+  const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm);
   if (note) log('warn', 'isolate addon unavailable; using worker threads', { reason: note });
   const owner = new Owner(opts, backend);
   await owner.listen();
-  log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode });
+  log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
+    prewarm: backend.prewarm });
   process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,
-    image: opts.image, isolate: backend.name, slots: opts.slots, pid: process.pid })}\n`);
+    image: opts.image, isolate: backend.name, slots: opts.slots, prewarm: backend.prewarm, pid: process.pid })}\n`);
   const stop = (sig) => {
     log('info', 'stopping', { signal: sig });
     owner.close();
@@ -473,4 +498,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { parseArgs, checkInit, checkRun, limitLogs, outcomeOf, Owner };
+module.exports = { parseArgs, parsePrewarm, DEFAULT_PREWARM, checkInit, checkRun, limitLogs, outcomeOf, Owner };

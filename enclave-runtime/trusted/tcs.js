@@ -28,19 +28,25 @@ class TcsTable {
 
   get size() { return this.slots.length; }
 
-  // acquire binds the lowest free slot to holder and returns its index, or -1 when
-  // none is free (the caller answers `busy`).
-  acquire(holder) {
+  // acquire binds a free slot to holder and returns its index, or -1 when none is
+  // free (the caller answers `busy`). It takes the lowest free slot for which
+  // prefer(i) is true (the owner passes "holds a prepared environment"), else the
+  // lowest free slot. Lowest first keeps the traffic on the low slots, which are
+  // the ones with a prewarm budget.
+  acquire(holder, prefer) {
     if (holder == null) throw new TypeError('acquire needs a holder');
+    if (prefer !== undefined && typeof prefer !== 'function') throw new TypeError('prefer must be a function');
+    let pick = -1;
     for (let i = 0; i < this.slots.length; i++) {
-      const s = this.slots[i];
-      if (s.state === FREE) {
-        s.state = HELD;
-        s.holder = holder;
-        return i;
-      }
+      if (this.slots[i].state !== FREE) continue;
+      if (pick < 0) pick = i;
+      if (!prefer || prefer(i)) { pick = i; break; }
     }
-    return -1;
+    if (pick >= 0) {
+      this.slots[pick].state = HELD;
+      this.slots[pick].holder = holder;
+    }
+    return pick;
   }
 
   _own(slot, holder) {

@@ -3,7 +3,8 @@
 //
 //   cold       : teemate_isolate started with {prewarm: false}: each run() creates a
 //                new Node environment from the built-in snapshot on the parked slot
-//                thread, runs, tears it down, then answers. Timed run() -> callback.
+//                thread and runs; it is torn down after the answer (as on every
+//                slot). Timed run() -> callback.
 //   prewarm    : {prewarm: true}: the slot thread prepared a fresh environment
 //                (created + Node-bootstrapped, no user code) before the request
 //                arrived; run() only runs the script; teardown and the next
@@ -13,6 +14,9 @@
 //                so it waits for the previous teardown + the next preparation:
 //                the worst case, when requests on one slot come faster than it
 //                can prepare.
+//   budget     : one pool of 8 slots with {prewarm: 2} (what the owner runs, with a
+//                smaller budget): alternating spaced runs on hot slot 0 (prepared)
+//                and cold slot 7 (made on the request path).
 //   worker     : a new worker_threads Worker per run, timed from `new Worker` to
 //                its 'exit' event (the closest stock-Node equivalent; it also
 //                creates the OS thread, which the addon does not).
@@ -65,6 +69,8 @@ if (process.argv[2] === '--rss') {
 const N = Number(process.argv[2] || 50);
 const WARMUP = 5;
 const RSS_SLOTS = 8;
+const BUDGET_SLOTS = 8;
+const BUDGET = 2;
 const request = JSON.stringify({ name: 'bench', n: 1000 });
 
 // The same small piece of work in both: parse the request, compute, answer.
@@ -77,10 +83,10 @@ parentPort.postMessage(JSON.stringify({ name: req.name, s }));`;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function addonOnce() {
+function addonOnce(slot = 0) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    iso.run(0, addonBootstrap, request, 10000, 64, (err, result, stats) => {
+    iso.run(slot, addonBootstrap, request, 10000, 64, (err, result, stats) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       if (err) reject(err);
       else resolve({ ms, stats, result });
@@ -88,17 +94,34 @@ function addonOnce() {
   });
 }
 
-// Waits until slot 0 holds a prepared environment (or the mode has none).
-async function slotReady() {
-  while (iso.info().prewarm && !iso.info().prepared[0]) await sleep(1);
+// Waits until the slot holds a prepared environment (or is outside the budget).
+async function slotReady(slot) {
+  while (slot < iso.info().prewarm && !iso.info().prepared[slot]) await sleep(1);
 }
 
 // Cold and prewarm get the same arrivals: one request whenever the slot is
 // idle (and, with prewarm, ready), after a short idle gap.
-async function spacedOnce() {
+async function spacedOnce(slot = 0) {
   await sleep(5);
-  await slotReady();
-  return addonOnce();
+  await slotReady(slot);
+  return addonOnce(slot);
+}
+
+// Hot and cold slots of one budgeted pool, alternating, same arrivals.
+async function budgetMode() {
+  iso.start(BUDGET_SLOTS, { prewarm: BUDGET });
+  const hot = [];
+  const cold = [];
+  try {
+    for (let i = 0; i < WARMUP + N; i++) {
+      const h = await spacedOnce(0);
+      const c = await spacedOnce(BUDGET_SLOTS - 1);
+      if (i >= WARMUP) { hot.push(h); cold.push(c); }
+    }
+  } finally {
+    iso.stop();
+  }
+  return { hot, cold };
 }
 
 function workerOnce() {
@@ -150,37 +173,41 @@ function rssPerSlot(prewarm) {
   const load0 = os.loadavg();
   const cold = await addonMode(false, spacedOnce);
   const warm = await addonMode(true, spacedOnce);
-  const b2b = await addonMode(true, addonOnce);
+  const b2b = await addonMode(true, () => addonOnce(0));
+  const budget = await budgetMode();
   const worker = await measure(workerOnce);
   const load1 = os.loadavg();
   const rssCold = rssPerSlot(false);
   const rssWarm = rssPerSlot(true);
 
-  const addonRuns = [...cold, ...warm, ...b2b];
+  const addonRuns = [...cold, ...warm, ...b2b, ...budget.hot, ...budget.cold];
   if (new Set([...addonRuns, ...worker].map((r) => r.result)).size !== 1) {
     throw new Error('addon and worker runs disagree on the result');
   }
-  for (const runs of [cold, warm, b2b]) {
+  for (const runs of [cold, warm, b2b, [...budget.hot, ...budget.cold]]) {
     if (new Set(runs.map((r) => r.stats.envId)).size !== runs.length) {
       throw new Error('an environment served two runs');
     }
   }
   const warmHits = warm.filter((r) => r.stats.prewarmed).length;
   const b2bHits = b2b.filter((r) => r.stats.prewarmed).length;
-  const col = (runs, k) => runs.map((r) => r.stats[k]);
+  const col = (runs, k) => runs.map((r) => r.stats[k]).filter((x) => typeof x === 'number');
   const rows = [
     summary('cold: run() -> callback', cold.map((r) => r.ms)),
     summary('  setupMs (on path)', col(cold, 'setupMs')),
     summary('    createMs', col(cold, 'createMs')),
     summary('    bootstrapMs (Node)', col(cold, 'bootstrapMs')),
     summary('  runMs', col(cold, 'runMs')),
-    summary('  teardownMs (on path)', col(cold, 'teardownMs')),
+    summary('  teardown (after answer)', col(cold, 'lastTeardownMs')),
     summary('prewarm: run() -> callback', warm.map((r) => r.ms)),
     summary('  setupMs (on path)', col(warm, 'setupMs')),
     summary('  runMs', col(warm, 'runMs')),
     summary('  createMs (ahead)', col(warm, 'createMs')),
     summary('  bootstrapMs (ahead)', col(warm, 'bootstrapMs')),
     summary('prewarm b2b: run() -> cb', b2b.map((r) => r.ms)),
+    summary(`budget ${BUDGET}/${BUDGET_SLOTS}: hot slot 0`, budget.hot.map((r) => r.ms)),
+    summary(`budget ${BUDGET}/${BUDGET_SLOTS}: cold slot ${BUDGET_SLOTS - 1}`, budget.cold.map((r) => r.ms)),
+    summary('  cold slot teardown+trim', col(budget.cold, 'lastTeardownMs')),
     summary('worker: new Worker -> exit', worker.map((r) => r.ms)),
   ];
   const f = (x) => x.toFixed(2).padStart(8);
@@ -192,11 +219,13 @@ function rssPerSlot(prewarm) {
     console.log(`${r.name.padEnd(30)}${f(r.min)}${f(r.p10)}${f(r.p50)}${f(r.p90)}${f(r.max)}${f(r.mean)}`);
   }
   console.log(`prewarmed environment found ready: ${warmHits}/${warm.length} spaced runs, ${b2bHits}/${b2b.length} back-to-back runs`);
+  console.log(`budget pool: hot slot prewarmed ${budget.hot.filter((r) => r.stats.prewarmed).length}/${budget.hot.length}, ` +
+    `cold slot prewarmed ${budget.cold.filter((r) => r.stats.prewarmed).length}/${budget.cold.length}`);
   console.log(`RSS per slot (${RSS_SLOTS} slots, fresh process): parked thread only ${rssCold.toFixed(2)} MiB, ` +
     `with a prepared environment ${rssWarm.toFixed(2)} MiB (prepared environment ~${(rssWarm - rssCold).toFixed(2)} MiB)`);
   const c = rows[0].p50;
   const w = rows[6].p50;
-  const k = rows[12].p50;
+  const k = rows[rows.length - 1].p50;
   console.log(`median (p50): cold ${c.toFixed(2)} ms, prewarmed ${w.toFixed(2)} ms, worker ${k.toFixed(2)} ms; ` +
     `target p50 <= 8 ms for a new isolate per activation: cold ${c <= 8 ? 'met' : 'NOT met'}, prewarmed ${w <= 8 ? 'met' : 'NOT met'}`);
 })().catch((e) => {

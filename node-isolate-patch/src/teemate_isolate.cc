@@ -7,13 +7,17 @@
 // slots are entered by joining processes instead of being woken by run()
 // (patches/); the activation code is identical.
 //
-// With prewarm (the default) each slot thread prepares the environment for its
-// NEXT activation while it waits: created from the snapshot and bootstrapped by
-// Node, nothing of any activation in it. A run() then only runs its script, the
-// result is delivered, and only after that is the used environment freed and the
-// next fresh one prepared. An environment still serves exactly one activation;
-// only the moment it is made moves off the request path (what OpenWhisk does
-// with prewarmed containers).
+// Prewarm budget: slots 0..K-1 (start(slots, {prewarm: K})) are "hot": each of
+// their threads prepares the environment for its NEXT activation while it waits
+// (created from the snapshot and bootstrapped by Node, nothing of any activation
+// in it), so a run() only runs its script. The other slots are "cold": they
+// create their environment on the request path and hold none while idle. The
+// budget exists because every prepared environment costs ~4.4 MiB of resident
+// memory; the owner hands out the lowest free slot first, so the low slots are
+// the ones that see traffic. On every slot the result is delivered first and the
+// used environment freed afterwards; an environment serves exactly one
+// activation, only the moment it is made moves off the request path (what
+// OpenWhisk does with prewarmed containers).
 //
 // JavaScript API (see README.md):
 //   start(slots[, {prewarm}])  run(slot, bootstrap, requestJSON, timeoutMs, heapLimitMB, cb)
@@ -23,6 +27,8 @@
 #include "activation.h"
 
 #include <node_api.h>
+
+#include <malloc.h>
 
 #include <cmath>
 #include <cstdio>
@@ -54,6 +60,9 @@ struct Job {
   // A prepared environment was waiting on the slot when run() queued the job
   // (so no environment work was left for its request path).
   bool prewarmed = false;
+  // How long freeing the environment of the previous activation on this slot
+  // took (after its result was delivered); negative when there was none.
+  double last_teardown_ms = -1;
 };
 
 struct Slot {
@@ -66,6 +75,9 @@ struct Slot {
   bool busy = false;
   bool prepared = false;  // a fresh environment waits on this slot (info())
   bool quit = false;
+  // Set once by start(), before the thread runs: this slot is within the
+  // prewarm budget and keeps a prepared environment while idle.
+  bool prewarm = false;
   ActivationGuard* guard = nullptr;  // the running activation, for stop()
   std::thread thread;
 };
@@ -75,7 +87,7 @@ struct Slot {
 struct State {
   std::mutex mu;  // guards started/owner and the slots vector's shape
   bool started = false;
-  bool prewarm = true;  // set by start(); read by slot threads it starts
+  uint32_t prewarm = 0;  // the budget K of the current start(): slots 0..K-1 keep one prepared
   napi_env owner = nullptr;
   Runtime runtime;
   Watchdog watchdog;
@@ -196,7 +208,6 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   const std::pair<const char*, double> fields[] = {
       {"setupMs", r.setup_ms},
       {"runMs", r.run_ms},
-      {"teardownMs", r.teardown_ms},
       {"exitCode", static_cast<double>(r.exit_code)},
       {"createMs", r.create_ms},
       {"bootstrapMs", r.bootstrap_ms},
@@ -207,11 +218,22 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
       return;
     }
   }
-  napi_value prewarmed;
-  if (napi_get_boolean(env, job->prewarmed, &prewarmed) != napi_ok ||
+  // Every environment is freed after its result is delivered, so this
+  // activation's teardown is not known yet: teardownMs is null, and the
+  // previous activation's teardown on this slot is reported instead.
+  napi_value null_value, prewarmed, last_teardown;
+  if (napi_get_null(env, &null_value) != napi_ok ||
+      napi_set_named_property(env, stats, "teardownMs", null_value) != napi_ok ||
+      napi_get_boolean(env, job->prewarmed, &prewarmed) != napi_ok ||
       napi_set_named_property(env, stats, "prewarmed", prewarmed) != napi_ok) {
     return;
   }
+  if (job->last_teardown_ms >= 0) {
+    if (napi_create_double(env, job->last_teardown_ms, &last_teardown) != napi_ok) return;
+  } else {
+    last_teardown = null_value;
+  }
+  if (napi_set_named_property(env, stats, "lastTeardownMs", last_teardown) != napi_ok) return;
   napi_value argv[] = {err, result, stats};
   // An exception thrown by the callback surfaces as the owner's own uncaught
   // exception, like any other callback's.
@@ -228,9 +250,11 @@ void Deliver(std::unique_ptr<Job> job) {
   napi_release_threadsafe_function(tsfn, napi_tsfn_release);
 }
 
-void SlotMain(Slot* slot, bool prewarm) {
+void SlotMain(Slot* slot) {
   State& st = G();
+  const bool prewarm = slot->prewarm;  // fixed before the thread started
   PreparedEnvPtr ready;  // prewarm: the fresh environment for the next job
+  double last_teardown_ms = -1;  // of the previous activation on this slot
   for (;;) {
     if (prewarm && !ready) {
       bool quit;
@@ -260,6 +284,7 @@ void SlotMain(Slot* slot, bool prewarm) {
       job = std::move(slot->job);
       slot->prepared = false;
     }
+    job->last_teardown_ms = last_teardown_ms;
     // The wall-clock limit starts when the slot thread takes the job, before
     // any environment work on the request path (all of it when cold).
     const auto deadline = Clock::now() + std::chrono::milliseconds(job->req.timeout_ms);
@@ -283,8 +308,6 @@ void SlotMain(Slot* slot, bool prewarm) {
       job->res.message = error;
       job->res.setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - job->queued).count();
     }
-    // Cold: the teardown stays on the request path, as a baseline to compare.
-    if (!prewarm) job->res.teardown_ms = TeardownEnvironment(std::move(env));
     st.watchdog.Disarm(&guard);
     {
       std::lock_guard<std::mutex> lock(slot->mu);
@@ -292,10 +315,20 @@ void SlotMain(Slot* slot, bool prewarm) {
       slot->busy = false;  // before the callback, so it may queue the next run
     }
     Deliver(std::move(job));
-    // Prewarm: the owner already has the result; freeing the used environment
-    // (and preparing the next one, at the top of the loop) happens off its
-    // request path. The used environment is never kept for another job.
+    // The owner already has the result: freeing the used environment (and, on
+    // a hot slot, preparing the next one at the top of the loop) happens off
+    // its request path. A run() queued meanwhile waits for both. The used
+    // environment is never kept for another job.
+    const auto teardown_started = Clock::now();
     if (env) TeardownEnvironment(std::move(env));
+    if (!prewarm) {
+      // A cold slot should hold nothing while idle, but glibc keeps what the
+      // freed environment had malloc'ed cached in this thread's arena (16
+      // slots that each ran once: +18 MiB RSS without this, +6 MiB with it).
+      // Returning it is part of this slot's teardown and off the request path.
+      malloc_trim(0);
+    }
+    last_teardown_ms = std::chrono::duration<double, std::milli>(Clock::now() - teardown_started).count();
   }
 }
 
@@ -353,10 +386,11 @@ bool HookProcessExit(napi_env env) {
 
 // ------------------------------------------------------------ JS functions
 
-// Reads start()'s options: undefined or an object whose `prewarm`, if
-// present and not undefined, is a boolean. Other keys are refused, so a typo
-// does not silently fall back to the default.
-bool GetStartOptions(napi_env env, napi_value v, bool* prewarm) {
+// Reads start()'s options: undefined or an object whose `prewarm`, if present
+// and not undefined, is a boolean (true: every slot, false: none) or an integer
+// budget K in [0, slots]. Other keys are refused, so a typo does not silently
+// fall back to the default. *prewarm holds the budget; it defaults to slots.
+bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_undefined) return true;
@@ -390,11 +424,21 @@ bool GetStartOptions(napi_env env, napi_value v, bool* prewarm) {
     return false;
   }
   if (t == napi_undefined) return true;
-  if (t != napi_boolean) {
-    Throw(env, "ERR_INVALID_ARG_TYPE", "options.prewarm must be a boolean", true);
+  if (t == napi_boolean) {
+    bool all = true;
+    if (napi_get_value_bool(env, pv, &all) != napi_ok) return false;
+    *prewarm = all ? slots : 0;
+    return true;
+  }
+  if (t != napi_number) {
+    Throw(env, "ERR_INVALID_ARG_TYPE",
+          "options.prewarm must be a boolean or the number of prewarmed slots", true);
     return false;
   }
-  return napi_get_value_bool(env, pv, prewarm) == napi_ok;
+  double k = 0;
+  if (!GetNumber(env, pv, 0, slots, true, &k, "options.prewarm")) return false;
+  *prewarm = static_cast<uint32_t>(k);
+  return true;
 }
 
 napi_value Start(napi_env env, napi_callback_info info) {
@@ -404,8 +448,9 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (argc < 1) return Throw(env, "ERR_INVALID_ARG_TYPE", "start(slots): slots is required", true);
   double n = 0;
   if (!GetNumber(env, argv[0], 1, kMaxSlots, true, &n, "slots")) return nullptr;
-  bool prewarm = true;
-  if (argc >= 2 && !GetStartOptions(env, argv[1], &prewarm)) return nullptr;
+  const auto slots = static_cast<uint32_t>(n);
+  uint32_t prewarm = slots;
+  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm)) return nullptr;
 
   State& st = G();
   std::lock_guard<std::mutex> lock(st.mu);
@@ -442,12 +487,15 @@ napi_value Start(napi_env env, napi_callback_info info) {
   }
 
   st.watchdog.Start();
-  const auto slots = static_cast<uint32_t>(n);
   st.slots.clear();
+  // Every slot gets its parked thread now (an idle one costs ~16 KiB RSS;
+  // in the SGX build each stands for a TCS that exists anyway). The budget
+  // goes to the lowest slots, which the owner hands out first.
   for (uint32_t i = 0; i < slots; i++) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();
-    s->thread = std::thread([raw, prewarm] { SlotMain(raw, prewarm); });
+    s->prewarm = i < prewarm;
+    s->thread = std::thread([raw] { SlotMain(raw); });
     st.slots.push_back(std::move(s));
   }
   st.prewarm = prewarm;
@@ -515,11 +563,11 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_create_array(env, &busy));
   NAPI_OK(env, napi_create_array(env, &prepared));
   uint32_t n = 0;
-  bool prewarm = false;
+  uint32_t prewarm = 0;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     n = static_cast<uint32_t>(st.slots.size());
-    prewarm = st.started && st.prewarm;
+    prewarm = st.started ? st.prewarm : 0;
     for (uint32_t i = 0; i < n; i++) {
       bool b, p;
       {
@@ -537,7 +585,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_set_named_property(env, obj, "slots", v));
   NAPI_OK(env, napi_set_named_property(env, obj, "busy", busy));
   NAPI_OK(env, napi_set_named_property(env, obj, "prepared", prepared));
-  NAPI_OK(env, napi_get_boolean(env, prewarm, &v));
+  NAPI_OK(env, napi_create_uint32(env, prewarm, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "prewarm", v));
   NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));

@@ -3,7 +3,8 @@
 // Node environment on the parked thread of its slot, and nothing an activation
 // does (loops, heap bombs, process.exit, throws) harms the owner process.
 // The whole suite runs twice: with prewarm (the next environment is prepared
-// ahead on each slot thread) and cold (made on the request path).
+// ahead on each slot thread) and cold (made on the request path); a third part
+// checks the prewarm budget (only the lowest K slots keep one prepared).
 
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -39,10 +40,13 @@ async function assertOwnerHealthy() {
 }
 
 function assertStats(stats) {
-  for (const k of ['setupMs', 'runMs', 'teardownMs', 'createMs', 'bootstrapMs']) {
+  for (const k of ['setupMs', 'runMs', 'createMs', 'bootstrapMs']) {
     assert.equal(typeof stats[k], 'number', k);
     assert.ok(stats[k] >= 0, k);
   }
+  // Freed after delivery: unknown when the callback runs.
+  assert.equal(stats.teardownMs, null, 'teardownMs');
+  assert.ok(stats.lastTeardownMs === null || stats.lastTeardownMs >= 0, 'lastTeardownMs');
   assert.ok(Number.isInteger(stats.envId) && stats.envId > 0, 'envId');
   assert.equal(typeof stats.prewarmed, 'boolean');
 }
@@ -83,9 +87,100 @@ for (const prewarm of [true, false]) {
   });
 }
 
+describe('prewarm budget: start(4, {prewarm: 2})', () => {
+  const K = 2;
+  const hot = [0, 1];
+  const cold = [2, 3];
+  before(() => iso.start(SLOTS, { prewarm: K }));
+  after(() => iso.stop());
+
+  test('info reports the budget; only the lowest K slots get a prepared environment', async () => {
+    assert.equal(iso.info().prewarm, K);
+    await waitPrepared(hot);
+    // Give the cold slots time they would need to prepare one (they never do).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(iso.info().prepared, [true, true, false, false]);
+  });
+
+  test('a cold slot runs correctly in an environment made on its request path', async () => {
+    const { err, result, stats } = await run(3, FINGERPRINT);
+    assert.equal(err, undefined);
+    assertStats(stats);
+    assert.equal(stats.prewarmed, false);
+    assert.equal(stats.lastTeardownMs, null, 'first run on the slot');
+    fingerprints.budgetCold = JSON.parse(result);
+    const hello = await run(2, 'globalThis.__teemate_result = JSON.parse(globalThis.__teemate_request).x', { x: 'y' });
+    assert.equal(hello.err, undefined);
+    assert.equal(hello.result, 'y');
+    // Failures on a cold slot are reported as on any other, and the slot works afterwards.
+    assert.equal((await run(2, 'for (;;) {}', {}, { timeoutMs: 100 })).err.code, 'TIMEOUT');
+    assert.equal((await run(2, 'process.exit(4)')).err.code, 'INTERNAL');
+    const again = await run(2, 'globalThis.__teemate_result = typeof globalThis.__teemate_request');
+    assert.equal(again.err, undefined);
+    assert.equal(again.result, 'string');
+    assert.ok(again.stats.lastTeardownMs >= 0, 'the previous teardown on this slot is reported');
+  });
+
+  test('a hot slot finds its environment prepared', async () => {
+    await waitPrepared([0]);
+    const { err, result, stats } = await run(0, FINGERPRINT);
+    assert.equal(err, undefined);
+    assert.equal(stats.prewarmed, true);
+    fingerprints.budgetHot = JSON.parse(result);
+  });
+
+  test('cold slots never reuse an environment and never keep one after teardown', async () => {
+    const ids = new Set();
+    const chain = (slot, left, acc) => new Promise((resolve) => {
+      iso.run(slot, 'globalThis.__teemate_result = String(typeof globalThis.mark); globalThis.mark = 1;', '{}', 10000, HEAP_MB, (err, result, stats) => {
+        acc.push({ err, result, stats });
+        if (left > 1) chain(slot, left - 1, acc).then(resolve);
+        else resolve(acc);
+      });
+    });
+    const runs = (await Promise.all([0, 1, 2, 3].map((s) => chain(s, 5, [])))).flat();
+    for (const { err, result, stats } of runs) {
+      assert.equal(err, undefined);
+      assert.equal(result, 'undefined', 'nothing of the previous run is visible');
+      assertStats(stats);
+      assert.ok(!ids.has(stats.envId), `environment ${stats.envId} served twice`);
+      ids.add(stats.envId);
+    }
+    assert.equal(ids.size, 4 * 5);
+    for (const { stats } of runs.slice(10)) assert.equal(stats.prewarmed, false, 'cold slots are never prewarmed');
+    await waitPrepared(hot);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(iso.info().prepared, [true, true, false, false]);
+    for (const s of cold) assert.equal(iso.info().busy[s], false);
+  });
+});
+
 test('prewarmed and cold environments look the same from inside', () => {
-  assert.ok(fingerprints.prewarm && fingerprints.cold, 'both suites took a fingerprint');
+  for (const k of ['prewarm', 'cold', 'budgetCold', 'budgetHot']) assert.ok(fingerprints[k], `${k} took a fingerprint`);
   assert.deepEqual(fingerprints.prewarm, fingerprints.cold);
+  assert.deepEqual(fingerprints.budgetCold, fingerprints.cold);
+  assert.deepEqual(fingerprints.budgetHot, fingerprints.prewarm);
+});
+
+test('lifecycle: stop() with a budget frees the prepared environments; a cold slot after restart', () => {
+  const script = `
+    const iso = require(${JSON.stringify(addonPath)});
+    iso.start(6, { prewarm: 3 });
+    const wait = () => (iso.info().prepared.filter(Boolean).length === 3 ? go() : setTimeout(wait, 5));
+    const go = () => {
+      const before = iso.info();
+      iso.stop();
+      iso.start(3, { prewarm: 0 });
+      iso.run(2, 'globalThis.__teemate_result = "cold"', '{}', 10000, 64, (err, r, st) => {
+        console.log(JSON.stringify([before.prewarm, before.prepared, iso.info().prewarm, err === undefined, r, st.prewarmed]));
+        process.exit(0);
+      });
+    };
+    wait();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), [3, [true, true, true, false, false, false], 0, true, 'cold', false]);
 });
 
 function suite(prewarm, mode) {
@@ -94,7 +189,7 @@ test('info reports the slots, the mode and prewarm', async () => {
   assert.equal(info.slots, SLOTS);
   assert.deepEqual(info.busy, [false, false, false, false]);
   assert.equal(info.mode, 'addon');
-  assert.equal(info.prewarm, prewarm);
+  assert.equal(info.prewarm, prewarm ? SLOTS : 0);
   assert.equal(info.nodeVersion, process.version);
   if (prewarm) {
     await waitPrepared();
@@ -350,7 +445,8 @@ if (prewarm) {
       const { err, stats } = await run(slot, 'globalThis.__teemate_result = "ok"');
       assert.equal(err, undefined);
       assert.equal(stats.prewarmed, true);
-      assert.equal(stats.teardownMs, 0, 'teardown happens after delivery');
+      assert.equal(stats.teardownMs, null, 'teardown happens after delivery');
+      assert.ok(stats.lastTeardownMs >= 0, 'the previous activation\'s teardown on this slot');
       assert.ok(!ids.has(stats.envId), `environment ${stats.envId} served twice`);
       ids.add(stats.envId);
     }
@@ -395,11 +491,15 @@ if (prewarm) {
 }
 
 test('start options are checked', () => {
-  assert.throws(() => iso.start(2, { prewarm: 'yes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /prewarm must be a boolean/.test(e.message));
+  assert.throws(() => iso.start(2, { prewarm: 'yes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /prewarm must be a boolean or the number/.test(e.message));
+  for (const k of [3, -1, 1.5, NaN, Infinity]) {
+    assert.throws(() => iso.start(2, { prewarm: k }), (e) => e.code === 'ERR_OUT_OF_RANGE' && /options.prewarm must be an integer in \[0, 2\]/.test(e.message), String(k));
+  }
+  assert.throws(() => iso.start(2, { prewarm: null }), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
   assert.throws(() => iso.start(2, { prewram: true }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && /unknown option 'prewram'/.test(e.message));
   assert.throws(() => iso.start(2, 'fast'), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && /options must be an object/.test(e.message));
   assert.throws(() => iso.start(2, { prewarm: true }), (e) => e.code === 'ERR_ALREADY_STARTED');
-  assert.equal(iso.info().prewarm, prewarm);
+  assert.equal(iso.info().prewarm, prewarm ? SLOTS : 0);
 });
 
 test('lifecycle: run before start, stop cancels running work, owner exit with work in flight', () => {
@@ -442,6 +542,6 @@ test('lifecycle: stop() and owner exit while slots hold prepared environments', 
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
   assert.equal(r.signal, null, r.stderr);
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout.trim()), [0, false, true, 'again']);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), [0, 0, true, 'again']);
 });
 }
