@@ -135,7 +135,9 @@ func (p *pipeSandbox) close() { p.outW.Close(); p.errW.Close() }
 func fixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 60000, time.UTC) }
 
 func testCfg(limit int64) LogConfig {
-	return LogConfig{LimitBytes: limit, Idle: 200 * time.Millisecond, Total: 5 * time.Second,
+	// Idle is generous: a closed stream ends collection at once, and a short idle limit would fire
+	// before a writer goroutine runs on a loaded machine. The idle test sets its own.
+	return LogConfig{LimitBytes: limit, Idle: 5 * time.Second, Total: 10 * time.Second,
 		DrainAfterError: 30 * time.Millisecond, Now: fixedNow}
 }
 
@@ -198,7 +200,9 @@ func TestCollectorLimitAndTruncation(t *testing.T) {
 func TestCollectorMissingSentinelIdle(t *testing.T) {
 	p := newPipes()
 	defer p.close()
-	c := Collect(p.outR, p.errR, testCfg(1000))
+	cfg := testCfg(1000)
+	cfg.Idle = time.Second
+	c := Collect(p.outR, p.errR, cfg)
 	go func() {
 		io.WriteString(p.outW, "only stdout\n")
 		io.WriteString(p.outW, whisk.LogSentinel+"\n")
@@ -208,7 +212,7 @@ func TestCollectorMissingSentinelIdle(t *testing.T) {
 	if logs.Sentinels != 1 || !logs.Incomplete || len(logs.Lines) != 1 {
 		t.Fatalf("%+v", logs)
 	}
-	if time.Since(start) < 200*time.Millisecond {
+	if time.Since(start) < cfg.Idle {
 		t.Fatal("returned before the idle limit without both sentinels")
 	}
 }
