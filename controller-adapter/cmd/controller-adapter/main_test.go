@@ -22,6 +22,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "namespace add without a name", args: []string{"namespace", "add"}, wantErr: "expected"},
 		{name: "namespace add bad name", args: []string{"namespace", "--data-dir", dir, "add", "a/b"}, wantErr: "not a valid entity name"},
 		{name: "namespace add", args: []string{"namespace", "--data-dir", dir, "add", "alice"}, wantOut: ":"},
+		{name: "namespace list shows the added one", args: []string{"namespace", "--data-dir", dir, "list"}, wantOut: "alice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

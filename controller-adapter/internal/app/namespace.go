@@ -62,11 +62,6 @@ func AddNamespace(ctx context.Context, dataDir, name string) (string, error) {
 	return uuid + ":" + key, nil
 }
 
-// namespaceLister is the store call `namespace list` needs.
-type namespaceLister interface {
-	AllNamespaces(ctx context.Context) ([]string, error)
-}
-
 // ListNamespaces lists every namespace in the store under dataDir.
 func ListNamespaces(ctx context.Context, dataDir string) ([]string, error) {
 	st, err := store.Open(filepath.Join(dataDir, "controller.db"))
@@ -74,12 +69,7 @@ func ListNamespaces(ctx context.Context, dataDir string) ([]string, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close() //nolint:errcheck // read-only use
-	l, ok := any(st).(namespaceLister)
-	if !ok {
-		// TODO: needs store.(*Store).AllNamespaces; until it exists the command says so.
-		return nil, fmt.Errorf("listing namespaces is not supported by this store yet")
-	}
-	names, err := l.AllNamespaces(ctx)
+	names, err := st.AllNamespaces(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}

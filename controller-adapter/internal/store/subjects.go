@@ -106,22 +106,38 @@ func (s *Store) ListNamespaces(ctx context.Context, id whisk.Identity) ([]string
 	rows, err := s.r.QueryContext(ctx,
 		`SELECT DISTINCT k.namespace FROM auth_keys k JOIN namespaces n ON n.name = k.namespace
 		 WHERE n.subject = ? ORDER BY k.namespace`, id.Subject)
+	out, err := scanStrings(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces of %s: %w", id.Subject, err)
+	}
+	return out, nil
+}
+
+// AllNamespaces lists every namespace, for the operator's `namespace list`.
+func (s *Store) AllNamespaces(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM namespaces ORDER BY name`)
+	out, err := scanStrings(rows, err)
+	if err != nil {
+		return nil, fmt.Errorf("list all namespaces: %w", err)
+	}
+	return out, nil
+}
+
+// scanStrings reads a one-column result of strings; err is the query's error.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := []string{}
 	for rows.Next() {
-		var ns string
-		if err := rows.Scan(&ns); err != nil {
-			return nil, fmt.Errorf("list namespaces of %s: %w", id.Subject, err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
 		}
-		out = append(out, ns)
+		out = append(out, v)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list namespaces of %s: %w", id.Subject, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 func identity(subject, namespace, uuid, secret string) whisk.Identity {
