@@ -307,7 +307,7 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		s.finish()
 	}()
 
-	run, err := s.runMessage(w, r, time.Now())
+	run, err := s.runMessage(w, r)
 	if err != nil {
 		s.sentinels()
 		s.reply(w, http.StatusBadRequest, "", true, errorBody("Malformed /run request: "+err.Error()))
@@ -363,7 +363,7 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 }
 
 // runMessage builds the gate run from OpenWhisk's /run body.
-func (s *Server) runMessage(w http.ResponseWriter, r *http.Request, now time.Time) (gate.Run, error) {
+func (s *Server) runMessage(w http.ResponseWriter, r *http.Request) (gate.Run, error) {
 	var body map[string]json.RawMessage
 	if err := decodeBody(w, r, &body); err != nil {
 		return gate.Run{}, err
