@@ -187,7 +187,7 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 		removeDir()
 		return t.failEarly(ctx, out, log, "sandbox create", err)
 	}
-	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, filepath.Join(dir, proxySockName), &out, log)
+	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, sb.ProxySocket(), &out, log)
 
 	// The answer goes out first and the sandbox is removed behind it, as OpenWhisk removes a
 	// container after the activation's acks; the sandbox has already served its one activation.

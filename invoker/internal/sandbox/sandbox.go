@@ -47,7 +47,9 @@ type Spec struct {
 	Network bool
 	// Mounts are bind mounts; the proxy directory (where the action proxy listens) is one of them.
 	Mounts []Mount
-	// ProxySocket is the host path of the unix socket the action proxy inside will listen on.
+	// ProxySocket is the host path of the unix socket the action proxy inside will listen on. A
+	// backend may serve the proxy at another host path (a pooled container's socket is bound
+	// before anyone knows its activation); callers use Sandbox.ProxySocket.
 	ProxySocket string
 }
 
@@ -69,7 +71,7 @@ type Runtime interface {
 	// Capabilities says what the backend enforces, so callers can adapt (and log honestly).
 	Capabilities() Capabilities
 	// Create makes a fresh sandbox and starts it. It returns once the sandbox's main process runs;
-	// the caller then waits for the action proxy on spec.ProxySocket. Errors wrap ErrUnavailable or
+	// the caller then waits for the action proxy on the sandbox's ProxySocket. Errors wrap ErrUnavailable or
 	// ErrStartFailed.
 	Create(ctx context.Context, spec Spec) (Sandbox, error)
 	// Cleanup removes leftovers of earlier runs of this invoker (names with the given prefix).
@@ -82,6 +84,11 @@ type Runtime interface {
 type Sandbox interface {
 	// ID is the backend's identifier (container id, pid).
 	ID() string
+	// ProxySocket is the host path of the unix socket of the sandbox's action proxy. When the
+	// backend binds it before the sandbox starts (and hands the listening socket in as the
+	// TEEMATE_PROXY_FD descriptor), a connect succeeds at once and waits in the backlog until
+	// the proxy accepts, so no readiness polling is needed.
+	ProxySocket() string
 	// Stdout and Stderr stream the sandbox's output; each may be read by one reader only.
 	Stdout() io.Reader
 	Stderr() io.Reader

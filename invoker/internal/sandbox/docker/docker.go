@@ -192,7 +192,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		return nil, classify(what, err)
 	}
 	// From here on the container exists: every failure removes it again.
-	b := &box{rt: r, name: spec.Name, id: created.ID, exited: make(chan struct{})}
+	b := &box{rt: r, name: spec.Name, id: created.ID, proxySocket: spec.ProxySocket, exited: make(chan struct{})}
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	fail := func(err error) (sandbox.Sandbox, error) {
 		b.cancel()
@@ -319,14 +319,15 @@ func (r *Runtime) Close(ctx context.Context) error {
 }
 
 type box struct {
-	rt     *Runtime
-	name   string
-	id     string
-	stdout *io.PipeReader
-	stderr *io.PipeReader
-	hijack func()
-	exited chan struct{}
-	oom    atomic.Bool
+	rt          *Runtime
+	name        string
+	id          string
+	proxySocket string
+	stdout      *io.PipeReader
+	stderr      *io.PipeReader
+	hijack      func()
+	exited      chan struct{}
+	oom         atomic.Bool
 	// destroying silences the watcher's warnings about a container Destroy removes under it.
 	destroying atomic.Bool
 	ctx        context.Context
@@ -337,6 +338,7 @@ type box struct {
 }
 
 func (b *box) ID() string              { return b.id }
+func (b *box) ProxySocket() string     { return b.proxySocket }
 func (b *box) Stdout() io.Reader       { return b.stdout }
 func (b *box) Stderr() io.Reader       { return b.stderr }
 func (b *box) Exited() <-chan struct{} { return b.exited }

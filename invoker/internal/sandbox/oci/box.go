@@ -21,15 +21,17 @@ import (
 
 // box is one container, first pooled (created, not started), then one sandbox.
 type box struct {
-	rt     *Runtime
-	id     string
-	name   string // the sandbox's OpenWhisk name once acquired
-	key    PoolKey
-	bundle string
-	slot   string
-	cgroup string
-	pid    int
-	pidfd  int // of the container's init; closed by destroy once the exit is seen
+	rt   *Runtime
+	id   string
+	name string // the sandbox's OpenWhisk name once acquired
+	// proxySocket is the host path of the action proxy's socket once acquired.
+	proxySocket string
+	key         PoolKey
+	bundle      string
+	slot        string
+	cgroup      string
+	pid         int
+	pidfd       int // of the container's init; closed by destroy once the exit is seen
 
 	stdout, stderr *os.File
 	exited         chan struct{}
@@ -45,6 +47,7 @@ type box struct {
 }
 
 func (b *box) ID() string              { return b.id }
+func (b *box) ProxySocket() string     { return b.proxySocket }
 func (b *box) Stdout() io.Reader       { return b.stdout }
 func (b *box) Stderr() io.Reader       { return b.stderr }
 func (b *box) Exited() <-chan struct{} { return b.exited }

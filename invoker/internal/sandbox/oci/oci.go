@@ -268,7 +268,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	b.name = spec.Name
+	b.name, b.proxySocket = spec.Name, spec.ProxySocket
 	if err := b.prepare(spec.Mounts, startJSON); err != nil {
 		b.discard()
 		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)

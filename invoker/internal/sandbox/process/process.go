@@ -83,7 +83,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	}
 	// The child holds the write ends now; ours must close so the readers see EOF when it exits.
 	closeAll(outW, errW)
-	b := &box{rt: r, name: spec.Name, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
+	b := &box{rt: r, name: spec.Name, proxySocket: spec.ProxySocket, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
 		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, spec.Name+".pid")}
 	if err := writePidFile(b.pidFile, b.pgid); err != nil {
 		// Without the pid file a crash would leak the process: refuse the sandbox.
@@ -193,20 +193,22 @@ func (r *Runtime) Close(ctx context.Context) error {
 }
 
 type box struct {
-	rt      *Runtime
-	name    string
-	cmd     *exec.Cmd
-	pgid    int
-	stdout  *os.File
-	stderr  *os.File
-	exited  chan struct{}
-	pidFile string
+	rt          *Runtime
+	name        string
+	proxySocket string
+	cmd         *exec.Cmd
+	pgid        int
+	stdout      *os.File
+	stderr      *os.File
+	exited      chan struct{}
+	pidFile     string
 
 	destroyOnce sync.Once
 	destroyErr  error
 }
 
 func (b *box) ID() string              { return strconv.Itoa(b.pgid) }
+func (b *box) ProxySocket() string     { return b.proxySocket }
 func (b *box) Stdout() io.Reader       { return b.stdout }
 func (b *box) Stderr() io.Reader       { return b.stderr }
 func (b *box) Exited() <-chan struct{} { return b.exited }
