@@ -7,8 +7,9 @@
 //   POST /init {"value":{"name","main","code","binary","env"}}  once per container
 //   POST /run  {"value":{...},"namespace","action_name",...}    runs main(value)
 //
-// It listens on the unix socket $TEEMATE_PROXY_SOCKET when set (the container then needs
-// no network), otherwise on TCP port $PORT or 8080. After every failed init and every run
+// It accepts on the already-listening descriptor $TEEMATE_PROXY_FD when the sandbox backend
+// bound the socket for it, else listens on the unix socket $TEEMATE_PROXY_SOCKET when set (the
+// container then needs no network), otherwise on TCP port $PORT or 8080. After every failed init and every run
 // it prints the sentinel line on stdout and on stderr, as OpenWhisk's log collector
 // expects.
 
@@ -213,7 +214,10 @@ process.on('uncaughtException', (e) => {
 
 const server = http.createServer(serve);
 const sock = process.env.TEEMATE_PROXY_SOCKET;
-if (sock) {
+const inherited = Number(process.env.TEEMATE_PROXY_FD);
+if (Number.isInteger(inherited) && inherited >= 3) {
+  server.listen({ fd: inherited });
+} else if (sock) {
   try { fs.unlinkSync(sock); } catch (e) { if (e.code !== 'ENOENT') throw e; }
   server.listen(sock);
 } else {

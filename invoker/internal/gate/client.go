@@ -95,6 +95,37 @@ func (c *Client) Release(ctx context.Context) error {
 	return nil
 }
 
+// SendRelease sends release without waiting for its reply, so the caller can answer its own client
+// first; AwaitReleased then reads the reply. The owner handles a connection's frames in order, so
+// the slot is free as soon as the owner reads the frame.
+func (c *Client) SendRelease(ctx context.Context) error {
+	return c.exchange(ctx, func() error { return WriteFrame(c.conn, map[string]string{"type": "release"}, MaxOtherFrame) })
+}
+
+// AwaitReleased reads the reply to SendRelease.
+func (c *Client) AwaitReleased(ctx context.Context) error {
+	if err := c.call(ctx, nil, 0, "released", nil); err != nil {
+		return err
+	}
+	c.tcs = -1
+	return nil
+}
+
+// exchange runs f on the connection under ctx's deadline and cancellation.
+func (c *Client) exchange(ctx context.Context, f func() error) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.conn.SetDeadline(dl)
+	} else {
+		_ = c.conn.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := f(); err != nil {
+		return c.ctxErr(ctx, err)
+	}
+	return nil
+}
+
 // Ping asks the owner for its health without attaching.
 func Ping(ctx context.Context, socket string) (*Pong, error) {
 	c, err := Dial(ctx, socket)
@@ -109,21 +140,22 @@ func Ping(ctx context.Context, socket string) (*Pong, error) {
 	return &p, nil
 }
 
-// call sends one request and reads its reply, honouring ctx's deadline and cancellation.
+// call sends one request (none when req is nil: the reply to an earlier send) and reads its
+// reply, honouring ctx's deadline and cancellation.
 func (c *Client) call(ctx context.Context, req any, limit int, want string, out any) error {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.conn.SetDeadline(dl)
-	} else {
-		_ = c.conn.SetDeadline(time.Time{})
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := WriteFrame(c.conn, req, limit); err != nil {
-		return c.ctxErr(ctx, err)
-	}
-	body, err := ReadFrame(c.conn, MaxReplyFrame)
+	var body []byte
+	err := c.exchange(ctx, func() error {
+		if req != nil {
+			if err := WriteFrame(c.conn, req, limit); err != nil {
+				return err
+			}
+		}
+		var err error
+		body, err = ReadFrame(c.conn, MaxReplyFrame)
+		return err
+	})
 	if err != nil {
-		return c.ctxErr(ctx, err)
+		return err
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {

@@ -17,6 +17,10 @@ type Config struct {
 	// (":8080") used when ProxySocket is empty.
 	ProxySocket string
 	ProxyAddr   string
+	// ProxyFD, when positive, is an already-listening socket inherited from the sandbox backend
+	// (TEEMATE_PROXY_FD): the shim accepts on it and binds nothing. The backend bound it before
+	// the sandbox started, so the invoker's connect never has to wait for the shim to listen.
+	ProxyFD int
 	// Gate is the enclave owner's gate socket.
 	Gate string
 	// Sandbox is this sandbox's name (informational, sent in hello).
@@ -52,8 +56,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Grace:         5 * time.Second,
 	}
 	var errs []error
-	if c.ProxySocket == "" && c.ProxyAddr == "" {
-		errs = append(errs, errors.New("TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set"))
+	if v := getenv("TEEMATE_PROXY_FD"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 3 || n > 1<<20 {
+			errs = append(errs, fmt.Errorf("TEEMATE_PROXY_FD=%q: want a descriptor number from 3 to %d", v, 1<<20))
+		} else {
+			c.ProxyFD = n
+		}
+	}
+	if c.ProxySocket == "" && c.ProxyAddr == "" && c.ProxyFD == 0 {
+		errs = append(errs, errors.New("TEEMATE_PROXY_FD, TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set"))
 	}
 	if c.Gate == "" {
 		errs = append(errs, errors.New("TEEMATE_GATE must be set"))

@@ -115,6 +115,19 @@ func Serve(ctx context.Context, cfg Config, stdout, stderr io.Writer, log *zap.L
 }
 
 func listen(cfg Config) (net.Listener, error) {
+	if cfg.ProxyFD > 0 {
+		f := os.NewFile(uintptr(cfg.ProxyFD), "proxy-listener")
+		if f == nil {
+			return nil, fmt.Errorf("TEEMATE_PROXY_FD=%d is not an open descriptor", cfg.ProxyFD)
+		}
+		ln, err := net.FileListener(f)
+		// FileListener dups the descriptor; the inherited one is no longer needed.
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("TEEMATE_PROXY_FD=%d is not a listening socket: %w", cfg.ProxyFD, err)
+		}
+		return ln, nil
+	}
 	if cfg.ProxySocket == "" {
 		ln, err := net.Listen("tcp", cfg.ProxyAddr)
 		if err != nil {
@@ -345,12 +358,20 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		writeLine(out, l.Line)
 	}
 	s.sentinels()
+	// The release goes out before the reply, so the slot is free by the time the invoker hands
+	// it out again; its answer is read after the reply, off the activation's path. Closing the
+	// connection frees the slot anyway; the release is only the fast path.
 	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := gc.Release(rctx); err != nil {
-		// Closing the connection frees the slot anyway; the release is only the fast path.
-		s.log.Warn("release of the enclave thread failed", zap.Error(err))
-	}
-	rcancel()
+	defer rcancel()
+	released := gc.SendRelease(rctx)
+	defer func() {
+		if released == nil {
+			released = gc.AwaitReleased(rctx)
+		}
+		if released != nil {
+			s.log.Warn("release of the enclave thread failed", zap.Error(released))
+		}
+	}()
 	status := http.StatusOK
 	if res.Outcome != gate.OutcomeSuccess && res.Outcome != gate.OutcomeApplication {
 		status = http.StatusBadGateway
@@ -430,6 +451,11 @@ func (s *Server) reply(w http.ResponseWriter, status int, outcome string, timing
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // the invoker went away; nothing left to tell it
+	// Out now, not when the handler returns: what the handler does afterwards (reading the
+	// release's answer) is not the invoker's business.
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {

@@ -451,11 +451,16 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil || c.MemoryMB != 128 || c.LogLimitBytes != 0 || c.TimeoutMs != 1000 || len(c.StrawmanCmd) != 4 {
 		t.Fatalf("%+v %v", c, err)
 	}
+	if c, err := ConfigFromEnv(env(map[string]string{"TEEMATE_PROXY_FD": "3", "TEEMATE_GATE": "/g"})); err != nil || c.ProxyFD != 3 {
+		t.Fatalf("inherited listener: %+v %v", c, err)
+	}
 	for name, m := range map[string]map[string]string{
 		"no socket":   {"TEEMATE_GATE": "/g"},
 		"no gate":     {"TEEMATE_PROXY_ADDR": ":8080"},
 		"bad memory":  {"TEEMATE_PROXY_ADDR": ":8080", "TEEMATE_GATE": "/g", "TEEMATE_MEMORY_MB": "lots"},
 		"neg timeout": {"TEEMATE_PROXY_ADDR": ":8080", "TEEMATE_GATE": "/g", "TEEMATE_TIMEOUT_MS": "-1"},
+		"stdio fd":    {"TEEMATE_PROXY_FD": "2", "TEEMATE_GATE": "/g"},
+		"fd not int":  {"TEEMATE_PROXY_FD": "three", "TEEMATE_GATE": "/g"},
 	} {
 		if _, err := ConfigFromEnv(env(m)); err == nil {
 			t.Errorf("%s: accepted", name)

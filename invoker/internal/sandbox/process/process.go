@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,16 +75,40 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		closeAll(outR, outW)
 		return nil, fmt.Errorf("create sandbox %s: %w: stderr pipe: %w", spec.Name, sandbox.ErrStartFailed, err)
 	}
+	env := spec.Env
+	var lnFile *os.File
+	if spec.ProxySocket != "" {
+		if lnFile, err = bindProxy(spec.ProxySocket); err != nil {
+			closeAll(outR, outW, errR, errW)
+			return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+		}
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[ProxyFDEnv] = "3" // ExtraFiles[0]
+	}
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
-	cmd.Env = envList(spec.Env)
+	cmd.Env = envList(env)
 	cmd.Stdout, cmd.Stderr = outW, errW
+	if lnFile != nil {
+		cmd.ExtraFiles = []*os.File{lnFile}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		closeAll(outR, outW, errR, errW)
+	err = cmd.Start()
+	// The child holds the write ends and the listener now (or never will); ours must close so the
+	// readers see EOF and the socket dies when it exits.
+	closeAll(outW, errW)
+	if lnFile != nil {
+		closeAll(lnFile)
+	}
+	if err != nil {
+		closeAll(outR, errR)
+		if spec.ProxySocket != "" {
+			_ = os.Remove(spec.ProxySocket) // ours, just bound; nothing else to do on failure
+		}
 		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
 	}
-	// The child holds the write ends now; ours must close so the readers see EOF when it exits.
-	closeAll(outW, errW)
 	b := &box{rt: r, name: spec.Name, proxySocket: spec.ProxySocket, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
 		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, spec.Name+".pid")}
 	if err := writePidFile(b.pidFile, b.pgid); err != nil {
@@ -101,6 +127,33 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	r.live[b] = struct{}{}
 	r.mu.Unlock()
 	return b, nil
+}
+
+// ProxyFDEnv names the descriptor of the action proxy's listening socket in the sandbox.
+const ProxyFDEnv = "TEEMATE_PROXY_FD"
+
+// bindProxy binds and listens on the proxy socket here, before the sandbox starts, and returns
+// the listening socket to hand in as a descriptor: the invoker's connect then succeeds at once
+// and waits in the backlog until the proxy accepts, so nobody polls for the proxy to come up.
+func bindProxy(path string) (*os.File, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale proxy socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("bind the proxy socket: %w", err)
+	}
+	// Only the sandbox's copy may live on: closing ours must not remove the socket file.
+	ln.SetUnlinkOnClose(false)
+	f, err := ln.File()
+	if cerr := ln.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("bind the proxy socket: %w", err)
+	}
+	return f, nil
 }
 
 func checkSpec(spec sandbox.Spec) error {

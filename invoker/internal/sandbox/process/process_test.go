@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,5 +174,46 @@ func TestCleanupKillsLeftovers(t *testing.T) {
 	}
 	if err := old.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The proxy socket is bound before the command starts: a connect succeeds before the command
+// accepts anything, the command finds the listener at TEEMATE_PROXY_FD, and the socket dies with it.
+func TestProxySocketPrebound(t *testing.T) {
+	rt, _ := newRuntime(t, t.TempDir())
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	// The command only proves it holds fd 3 and was told so, then sleeps without accepting.
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_1_guest_fd", ProxySocket: sock,
+		Command: []string{"/bin/sh", "-c", `echo "fd=$TEEMATE_PROXY_FD"; [ -e /proc/self/fd/3 ] && echo has3; exec sleep 30`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.ProxySocket() != sock {
+		t.Fatalf("ProxySocket %q, want %q", sb.ProxySocket(), sock)
+	}
+	out, _ := io.ReadAll(io.LimitReader(sb.Stdout(), int64(len("fd=3\nhas3\n"))))
+	if string(out) != "fd=3\nhas3\n" {
+		t.Fatalf("sandbox saw %q", out)
+	}
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		t.Fatalf("connect before anyone accepts: %v", err)
+	}
+	c.Close()
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the proxy socket still accepts connections after the sandbox was destroyed")
+	}
+}
+
+func TestProxySocketBindFailure(t *testing.T) {
+	rt, _ := newRuntime(t, t.TempDir())
+	_, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_1_guest_nodir",
+		ProxySocket: filepath.Join(t.TempDir(), "missing", "p.sock"), Command: []string{"/bin/true"}})
+	if !errors.Is(err, sandbox.ErrStartFailed) {
+		t.Fatalf("err %v, want ErrStartFailed", err)
 	}
 }
