@@ -95,11 +95,54 @@ func (a *API) Invoke(ctx context.Context, action string, params json.RawMessage)
 	if code == http.StatusAccepted {
 		return Reply{}, fmt.Errorf("invoke %s: the platform answered 202 (blocking wait exceeded): %s", action, truncate(b, 200))
 	}
-	var act whisk.WhiskActivation
-	if err := json.Unmarshal(b, &act); err != nil {
+	act, err := parseExternal(b)
+	if err != nil {
 		return Reply{}, fmt.Errorf("invoke %s: HTTP %d, not an activation record: %w: %s", action, code, err, truncate(b, 200))
 	}
-	return Reply{ClientMs: elapsed, Activation: &act}, nil
+	return Reply{ClientMs: elapsed, Activation: act}, nil
+}
+
+// parseExternal reads an activation in the REST API's external form, whose response carries
+// "status" and "success" instead of the internal "statusCode".
+func parseExternal(b []byte) (*whisk.WhiskActivation, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	var resp map[string]json.RawMessage
+	if err := json.Unmarshal(doc["response"], &resp); err != nil || resp == nil {
+		return nil, fmt.Errorf("no response object")
+	}
+	var status string
+	if err := json.Unmarshal(resp["status"], &status); err != nil {
+		return nil, fmt.Errorf("response status: %w", err)
+	}
+	code := -1
+	for c := whisk.StatusSuccess; c <= whisk.StatusWhiskError; c++ {
+		if whisk.StatusMessage(c) == status {
+			code = c
+		}
+	}
+	if code < 0 {
+		return nil, fmt.Errorf("unknown response status %q", status)
+	}
+	resp["statusCode"] = json.RawMessage(fmt.Sprint(code))
+	delete(resp, "status")
+	delete(resp, "success")
+	rb, err := json.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	doc["response"] = rb
+	ib, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	var act whisk.WhiskActivation
+	if err := json.Unmarshal(ib, &act); err != nil {
+		return nil, err
+	}
+	return &act, nil
 }
 
 // MemoryRoot: the platform's processes are not ours to measure.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/teemate/platform/bench/internal/result"
 	"github.com/teemate/platform/functions"
+	"github.com/teemate/platform/invoker/whisk"
 )
 
 func TestCorrupt(t *testing.T) {
@@ -187,4 +188,27 @@ func firstErr(c *result.Case) string {
 		}
 	}
 	return ""
+}
+
+func TestParseExternal(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		ok         bool
+	}{
+		{"success", `{"namespace":"guest","name":"noop","activationId":"0123456789abcdef0123456789abcdef","start":1,"end":2,"response":{"result":{"x":1},"size":7,"success":true,"status":"success"},"annotations":[{"key":"timings","value":{"run":1.5}}]}`, whisk.StatusSuccess, true},
+		{"developer error", `{"namespace":"guest","name":"n","activationId":"0123456789abcdef0123456789abcde2","start":1,"end":2,"response":{"result":{"error":"x"},"success":false,"status":"action developer error"}}`, whisk.StatusDeveloperError, true},
+		{"internal form", `{"namespace":"guest","name":"n","activationId":"a3","start":1,"response":{"statusCode":0}}`, 0, false},
+		{"unknown status", `{"namespace":"guest","name":"n","activationId":"a4","start":1,"response":{"status":"fine"}}`, 0, false},
+		{"not json", `<html>`, 0, false},
+	} {
+		a, err := parseExternal([]byte(tc.body))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v", tc.name, err)
+			continue
+		}
+		if tc.ok && (a.Response.StatusCode != tc.code || a.ActivationID == "") {
+			t.Errorf("%s: got %+v", tc.name, a)
+		}
+	}
 }
