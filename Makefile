@@ -35,6 +35,13 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	  CGO_ENABLED=$$([ "$$b" = teemate-shim ] && echo 0 || echo 0) $(GO) build $(GOFLAGS) $$flags -o $(BIN)/$$b $$pkg || exit 1; \
 	done
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
+	@$(MAKE) --no-print-directory $(BIN)/teemate-start
+
+# The sandbox start stub: a static C program on every activation's path (see startstub/).
+STUB_SRC := invoker/internal/sandbox/oci/startstub/teemate-start.c
+$(BIN)/teemate-start: $(STUB_SRC)
+	@mkdir -p $(BIN)
+	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 .PHONY: run
 run: build images ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)

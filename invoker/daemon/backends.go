@@ -164,7 +164,15 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	switch b.Sandbox {
 	case "process", "":
 		inImage = false
-		if sandboxes, err = process.New(process.Config{StateDir: filepath.Join(rt, "p")}, log); err != nil {
+		pcfg := process.Config{StateDir: filepath.Join(rt, "p"), IDPrefix: prefix}
+		// With the start stub built, sandboxes are created ahead of their activations (a pool,
+		// as the oci backend has); without it every Create starts a process.
+		if stub := filepath.Join(repo, "bin", "teemate-start"); fileExists(stub) {
+			pcfg.StartStub = stub
+		} else {
+			log.Info("no start stub (make build): process sandboxes are created on the request path", zap.String("path", stub))
+		}
+		if sandboxes, err = process.New(pcfg, log); err != nil {
 			return nil, nil, fmt.Errorf("process sandbox: %w", err)
 		}
 	case "docker":
@@ -229,4 +237,9 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	log.Info("executor ready", zap.String("model", b.Model), zap.String("sandbox", sandboxes.Name()),
 		zap.String("enclave", backend.Name()), zap.String("runtime_dir", rt))
 	return ex, release, nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

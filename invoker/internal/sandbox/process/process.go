@@ -28,6 +28,16 @@ type Config struct {
 	// StateDir holds one pid file per live sandbox, so Cleanup can find leftovers of a crashed
 	// invoker. Required.
 	StateDir string
+	// StartStub is the start stub binary (bin/teemate-start, the oci backend's stub). When set,
+	// the backend keeps PoolSize sandboxes created ahead of their activations: each is the stub,
+	// already holding its bound proxy socket, waiting for the command it will exec. Creation is
+	// then off the request path and Create only hands the command over; each is used once.
+	StartStub string
+	// PoolSize is how many created sandboxes the pool keeps (2 by default; negative disables).
+	PoolSize int
+	// IDPrefix starts the names of pooled sandboxes (their pid files), so Cleanup(prefix) also
+	// finds a crashed run's pool. Use the invoker's OpenWhisk prefix wsk{N}_; "wsk_" by default.
+	IDPrefix string
 }
 
 // Runtime is the process backend.
@@ -37,6 +47,8 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	live map[*box]struct{}
+
+	pool *pool // nil without a start stub
 }
 
 // New makes the backend and warns, once, that it isolates nothing.
@@ -49,7 +61,15 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	}
 	log.Warn("sandbox backend 'process' gives NO isolation: actions run as plain host processes " +
 		"with no memory limit; for development only")
-	return &Runtime{cfg: cfg, log: log, live: map[*box]struct{}{}}, nil
+	r := &Runtime{cfg: cfg, log: log, live: map[*box]struct{}{}}
+	if cfg.StartStub != "" && cfg.PoolSize >= 0 {
+		p, err := newPool(r)
+		if err != nil {
+			return nil, fmt.Errorf("process sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
+		}
+		r.pool = p
+	}
+	return r, nil
 }
 
 // Name is "process".
@@ -58,29 +78,29 @@ func (r *Runtime) Name() string { return "process" }
 // Capabilities: nothing is isolated, remapped or enforced.
 func (r *Runtime) Capabilities() sandbox.Capabilities { return sandbox.Capabilities{} }
 
-// Create starts spec.Command as a fresh process group.
+// Create starts spec.Command as a fresh process group: a pooled stub started with the command
+// when the pool has one, otherwise a new process.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	what := "create sandbox " + spec.Name
 	if err := checkSpec(spec); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w: stdout pipe: %w", spec.Name, sandbox.ErrStartFailed, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		closeAll(outR, outW)
-		return nil, fmt.Errorf("create sandbox %s: %w: stderr pipe: %w", spec.Name, sandbox.ErrStartFailed, err)
+	if b := r.takePooled(); b != nil {
+		if err := b.start(spec); err != nil {
+			b.discard()
+			return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+		}
+		return b, nil
 	}
 	env := spec.Env
 	var lnFile *os.File
 	if spec.ProxySocket != "" {
+		var err error
 		if lnFile, err = bindProxy(spec.ProxySocket); err != nil {
-			closeAll(outR, outW, errR, errW)
-			return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+			return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 		}
 		env = maps.Clone(env)
 		if env == nil {
@@ -88,35 +108,51 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		}
 		env[ProxyFDEnv] = "3" // ExtraFiles[0]
 	}
-	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
-	cmd.Env = envList(env)
-	cmd.Stdout, cmd.Stderr = outW, errW
-	if lnFile != nil {
-		cmd.ExtraFiles = []*os.File{lnFile}
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
-	// The child holds the write ends and the listener now (or never will); ours must close so the
-	// readers see EOF and the socket dies when it exits.
-	closeAll(outW, errW)
-	if lnFile != nil {
-		closeAll(lnFile)
-	}
+	b, err := r.spawn(spec.Name, spec.Command, envList(env), lnFile)
 	if err != nil {
-		closeAll(outR, errR)
-		if spec.ProxySocket != "" {
+		if lnFile != nil {
 			_ = os.Remove(spec.ProxySocket) // ours, just bound; nothing else to do on failure
 		}
-		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 	}
-	b := &box{rt: r, name: spec.Name, proxySocket: spec.ProxySocket, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
-		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, spec.Name+".pid")}
+	b.proxySocket = spec.ProxySocket
+	return b, nil
+}
+
+// spawn starts argv as a new process group with exactly env, its output on two pipes and the
+// extra descriptors from 3 on, and registers it. It closes the extra descriptors (the child has
+// its own copies), so the socket dies with the child.
+func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*box, error) {
+	defer closeAll(extra...)
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(outR, outW)
+		return nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	// The child holds the write ends now (or never will); ours must close so the readers see EOF.
+	closeAll(outW, errW)
+	if err != nil {
+		closeAll(outR, errR)
+		return nil, err
+	}
+	b := &box{rt: r, name: name, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
+		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, name+".pid")}
 	if err := writePidFile(b.pidFile, b.pgid); err != nil {
 		// Without the pid file a crash would leak the process: refuse the sandbox.
 		_ = syscall.Kill(-b.pgid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		closeAll(outR, errR)
-		return nil, fmt.Errorf("create sandbox %s: %w: %w", spec.Name, sandbox.ErrStartFailed, err)
+		return nil, err
 	}
 	go func() {
 		// The exit status carries nothing the invoker uses; the exit itself is signalled.
@@ -230,6 +266,9 @@ func (r *Runtime) Cleanup(_ context.Context, prefix string) error {
 
 // Close destroys every sandbox still alive.
 func (r *Runtime) Close(ctx context.Context) error {
+	if r.pool != nil {
+		r.pool.close()
+	}
 	r.mu.Lock()
 	boxes := make([]*box, 0, len(r.live))
 	for b := range r.live {
@@ -249,12 +288,15 @@ type box struct {
 	rt          *Runtime
 	name        string
 	proxySocket string
-	cmd         *exec.Cmd
-	pgid        int
-	stdout      *os.File
-	stderr      *os.File
-	exited      chan struct{}
-	pidFile     string
+	// Pooled sandboxes only: the stub's start configuration pipe, and the directory of the socket.
+	startW  *os.File
+	poolDir string
+	cmd     *exec.Cmd
+	pgid    int
+	stdout  *os.File
+	stderr  *os.File
+	exited  chan struct{}
+	pidFile string
 
 	destroyOnce sync.Once
 	destroyErr  error
@@ -290,6 +332,14 @@ func (b *box) destroy(ctx context.Context) error {
 	b.rt.mu.Unlock()
 	if rerr := os.Remove(b.pidFile); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, fmt.Errorf("destroy sandbox %s: %w", b.name, rerr))
+	}
+	if b.startW != nil {
+		closeAll(b.startW)
+	}
+	if b.poolDir != "" {
+		if rerr := os.RemoveAll(b.poolDir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("destroy sandbox %s: %w", b.name, rerr))
+		}
 	}
 	// Grandchildren that escaped the group could hold the pipes open; close our ends after a grace
 	// so readers never block forever.
