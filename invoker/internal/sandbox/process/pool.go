@@ -36,9 +36,6 @@ type pool struct {
 	wg     sync.WaitGroup
 }
 
-// refillDelay is how long the refiller waits after a take while the pool still has a sandbox.
-const refillDelay = 20 * time.Millisecond
-
 func newPool(r *Runtime) (*pool, error) {
 	stub, err := exec.LookPath(r.cfg.StartStub)
 	if err != nil {
@@ -99,15 +96,7 @@ func (p *pool) refill() {
 			b.discard()
 			return
 		}
-		if len(p.ready) > 0 {
-			// A sandbox was just taken and another is still ready: let the activation that
-			// took it start first instead of competing with it for the CPU.
-			select {
-			case <-time.After(refillDelay):
-			case <-p.ctx.Done():
-				return
-			}
-		}
+
 	}
 }
 

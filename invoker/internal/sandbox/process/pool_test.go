@@ -62,6 +62,7 @@ func TestPoolStartsTheCommandInAPrecreatedSandbox(t *testing.T) {
 	waitPooled(t, rt, 2)
 	seen := map[string]bool{}
 	for i := 0; i < 4; i++ {
+		waitPooled(t, rt, 1) // an empty pool falls back to starting a process, which binds the spec's socket
 		spec := sandbox.Spec{Name: "wsk9_1_guest_pool", ProxySocket: "/nonexistent/p.sock",
 			Command: []string{"sh", "-c", `echo "fd=$TEEMATE_PROXY_FD a=$A cwd=$(pwd)"; [ -S /proc/self/fd/3 ] || [ -e /proc/self/fd/3 ] && echo has3; exec sleep 30`},
 			Env:     map[string]string{"A": "x y", "PATH": "/usr/bin:/bin"}}
