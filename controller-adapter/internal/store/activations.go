@@ -22,7 +22,7 @@ func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) err
 	if a == nil || a.Namespace == "" || !whisk.ValidActivationID(a.ActivationID) {
 		return errors.New("put activation: namespace and a 32-hex activation id are required")
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.txRelaxed(ctx, func(tx *sql.Tx) error {
 		rec := *a
 		var old string
 		err := tx.QueryRowContext(ctx, `SELECT doc FROM activations WHERE namespace = ? AND activation_id = ?`,

@@ -8,7 +8,10 @@
 // activation records.
 //
 // Durability: the database runs in WAL mode with synchronous=FULL, so a write
-// that returned survives a crash of the process or the machine. All writes go
+// of an entity or a subject that returned survives a crash of the process or
+// the machine. Activation records, written on every blocking invocation's
+// critical path, commit with synchronous=NORMAL: they survive a crash of the
+// process; a crash of the machine may lose the last few (never the database). All writes go
 // through one connection (SQLite allows one writer at a time; serialising them
 // in Go avoids SQLITE_BUSY); reads use a separate pool and run concurrently.
 //

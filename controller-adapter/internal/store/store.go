@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -134,7 +135,40 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // tx runs fn in a write transaction, committing when fn returns nil.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	return s.txOn(ctx, s.w, fn)
+}
+
+// beginner is what txOn needs of *sql.DB and *sql.Conn.
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// txRelaxed runs fn in a write transaction committed with synchronous=NORMAL: in WAL mode the
+// commit then does not wait for the disk (a crash of the process loses nothing; a crash of the
+// machine may lose the last such commits, never the database). Activation records take this
+// path: they sit on every blocking invocation's critical path, and OpenWhisk's own activation
+// store is no more durable. Entities and subjects keep synchronous=FULL.
+func (s *Store) txRelaxed(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("writer connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("relax synchronous: %w", err)
+	}
+	defer func() {
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
+			// The connection must not serve a durable write relaxed: drop it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			err = errors.Join(err, fmt.Errorf("restore synchronous: %w", rerr))
+		}
+	}()
+	return s.txOn(ctx, conn, fn)
+}
+
+func (s *Store) txOn(ctx context.Context, db beginner, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

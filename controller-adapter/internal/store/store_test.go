@@ -410,3 +410,39 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("after 20 concurrent overwrites: %+v, %v; want revision 21, version 0.0.21", a, err)
 	}
 }
+
+// Activation records commit relaxed; the writer connection is back to synchronous=FULL for
+// entities afterwards, also when the activation write fails.
+func TestActivationWritesLeaveTheWriterDurable(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite"))
+	mode := func() int {
+		var m int
+		if err := s.w.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const full = 2
+	if m := mode(); m != full {
+		t.Fatalf("writer starts with synchronous=%d, want FULL (2)", m)
+	}
+	if err := s.PutActivation(ctx, activation("guest", actID(1), "hello", 1000, "l")); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(); m != full {
+		t.Fatalf("after an activation write synchronous=%d, want FULL (2)", m)
+	}
+	// A write that fails inside its transaction (cancelled context) restores it as well.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.PutActivation(cctx, activation("guest", actID(2), "hello", 1000)); err == nil {
+		t.Fatal("a write with a cancelled context succeeded")
+	}
+	if m := mode(); m != full {
+		t.Fatalf("after a failed activation write synchronous=%d, want FULL (2)", m)
+	}
+	if _, err := s.GetActivation(ctx, "guest", actID(1)); err != nil {
+		t.Fatal(err)
+	}
+}
