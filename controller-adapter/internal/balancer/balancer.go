@@ -188,7 +188,10 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 			return nil, err
 		}
 	}
-	acks, err := kafka.NewConsumer(cfg.Kafka, completed, completed, kafka.ConsumerOptions{AtMostOnce: true})
+	// Acks are at-least-once: committing before processing (at-most-once) costs a broker round
+	// trip on every blocking invocation's path, while a redelivered ack is harmless (its record
+	// is an idempotent upsert, and an activation no longer in flight is ignored).
+	acks, err := kafka.NewConsumer(cfg.Kafka, completed, completed, kafka.ConsumerOptions{})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("balancer: consume %s: %w", completed, err)

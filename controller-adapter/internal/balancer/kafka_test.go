@@ -561,3 +561,33 @@ func TestNoRoomOvercommitsAHealthyInvoker(t *testing.T) {
 	}
 	eventually(t, "all slots freed", func() bool { return f.freeMB(0) == 256 })
 }
+
+// Acks are consumed at least once: a completion delivered twice frees its slot once.
+func TestRedeliveredCompletionFreesOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	inv := healthyInvoker(t, f, 0, 1024)
+	action := testAction(256, 60000)
+	first, err := f.bal.Publish(context.Background(), action, userMessage(action, false))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	got := inv.next()
+	rec := inv.record(got, whisk.Success(json.RawMessage(`{}`)))
+	inv.sendAck(got, whisk.NewCompletion(got.TransID, rec, inv.inst))
+	receiveCompletion(t, first)
+	eventually(t, "slot freed", func() bool { return f.freeMB(0) == 1024 })
+	// A second activation holds 256 MB while the first one's completion arrives again.
+	second, err := f.bal.Publish(context.Background(), action, userMessage(action, false))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	got2 := inv.next()
+	inv.sendAck(got, whisk.NewCompletion(got.TransID, rec, inv.inst))
+	assertPending(t, second, 300*time.Millisecond)
+	if free := f.freeMB(0); free != 1024-256 {
+		t.Fatalf("free memory after a redelivered completion = %d MB, want %d", free, 1024-256)
+	}
+	inv.sendAck(got2, whisk.NewCompletion(got2.TransID, inv.record(got2, whisk.Success(json.RawMessage(`{}`))), inv.inst))
+	receiveCompletion(t, second)
+	eventually(t, "second slot freed", func() bool { return f.freeMB(0) == 1024 })
+}
