@@ -171,6 +171,13 @@ func TestHelloWorld(t *testing.T) {
 			t.Errorf("phase %s missing (%v)", ph, o.Phases)
 		}
 	}
+	// The process backend binds the proxy socket before the shim starts, so the shim's start is
+	// part of /init's time: it is counted as the proxy getting ready, and the phases of /init
+	// never add up to more than /init took.
+	inInit := o.Phases[metrics.PhaseAttach] + o.Phases[metrics.PhaseTCSAcquire] + o.Phases[metrics.PhaseInit]
+	if o.Phases[metrics.PhaseProxyReady] <= 0 || inInit > o.InitTime {
+		t.Errorf("proxy_ready %v, init phases %v, /init took %v", o.Phases[metrics.PhaseProxyReady], inInit, o.InitTime)
+	}
 	// The sandbox is removed after the answer: its teardown is reported to the observer, not in
 	// the outcome, and Close waits for it.
 	if _, ok := o.Phases[metrics.PhaseSandboxTeardown]; ok {

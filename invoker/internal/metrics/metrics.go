@@ -16,7 +16,7 @@ const (
 	PhaseFetch           = "fetch"          // action fetch (cache hit or REST call)
 	PhaseMemoryWait      = "memory_wait"    // waiting for user memory
 	PhaseSandboxCreate   = "sandbox_create" // fresh container created and started
-	PhaseProxyReady      = "proxy_ready"    // action proxy in the sandbox answering
+	PhaseProxyReady      = "proxy_ready"    // action proxy in the sandbox started and taking the request
 	PhaseAttach          = "attach"         // shim attached to the enclave (gate hello / teemate ATTACH)
 	PhaseTCSAcquire      = "tcs_acquire"    // enclave thread taken
 	PhaseInit            = "init"           // action initialised (code prepared)

@@ -114,9 +114,11 @@ type Response struct {
 	// Truncated says the body was longer than MaxResponse; Length is then its full length.
 	Truncated bool
 	Length    int64
-	// Outcome and Timings come from the teemate shim's headers (empty from other proxies).
-	Outcome string
-	Timings Timings
+	// Outcome and Timings come from the teemate shim's headers (empty from other proxies);
+	// HasTimings says the Timings header was there.
+	Outcome    string
+	Timings    Timings
+	HasTimings bool
 	Elapsed time.Duration
 }
 
@@ -164,7 +166,7 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 	r := &Response{Status: resp.StatusCode, Outcome: resp.Header.Get(HeaderOutcome)}
 	if h := resp.Header.Get(HeaderTimings); h != "" {
 		// A malformed header only loses the breakdown; the reply itself still counts.
-		_ = json.Unmarshal([]byte(h), &r.Timings)
+		r.HasTimings = json.Unmarshal([]byte(h), &r.Timings) == nil
 	}
 	r.Body, err = io.ReadAll(io.LimitReader(resp.Body, c.MaxResponse+1))
 	if err != nil {
