@@ -9,7 +9,7 @@ GOFLAGS    ?=
 # Timing and tests must not pay for the machine's extra CA bundle on every Node start (~30 ms).
 unexport NODE_EXTRA_CA_CERTS
 
-GO_BINARIES := invoker teemate-shim controller-adapter bench
+GO_BINARIES := invoker teemate-shim-go controller-adapter bench
 
 .DEFAULT_GOAL := help
 
@@ -31,11 +31,12 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	@for b in $(GO_BINARIES); do \
 	  pkg=$$(find . -path "*/cmd/$$b" -type d -not -path "./node_modules/*" | head -1); \
 	  [ -n "$$pkg" ] || continue; \
-	  flags=""; [ "$$b" = teemate-shim ] && flags="-tags netgo -ldflags=-extldflags=-static"; \
-	  CGO_ENABLED=$$([ "$$b" = teemate-shim ] && echo 0 || echo 0) $(GO) build $(GOFLAGS) $$flags -o $(BIN)/$$b $$pkg || exit 1; \
+	  flags=""; [ "$$b" = teemate-shim-go ] && flags="-tags netgo -ldflags=-extldflags=-static"; \
+	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) $$flags -o $(BIN)/$$b $$pkg || exit 1; \
 	done
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
 	@$(MAKE) --no-print-directory $(BIN)/teemate-start
+	@$(MAKE) --no-print-directory -s -C shim OUT=$(BIN)/teemate-shim
 
 # The sandbox start stub: a static C program on every activation's path (see startstub/).
 STUB_SRC := invoker/internal/sandbox/oci/startstub/teemate-start.c

@@ -11,3 +11,21 @@ bench: build ## Quick benchmark: 3 functions x teemate/native/strawman, JSON + r
 bench-full: build ## Full benchmark: nine functions, small inputs, 50 samples, 3 repetitions (about an hour)
 	@mkdir -p $(BENCH_RESULTS)
 	env -u NODE_EXTRA_CA_CERTS $(BIN)/bench --out $(BENCH_RESULTS)/full.json
+
+# The REST path as users see it: a standalone platform (process sandbox) on its own port and data
+# directory, measured through its REST API with the guest key, then stopped.
+BENCH_REST_PORT ?= 3299
+BENCH_REST_SANDBOX ?= process
+.PHONY: bench-rest
+bench-rest: build ## End-to-end through REST: standalone platform, noop + crypto-md5, 50 samples; bench/results/rest.*
+	@mkdir -p $(BENCH_RESULTS)
+	@dir=$$(mktemp -d); log=$$dir/platform.log; \
+	env -u NODE_EXTRA_CA_CERTS $(BIN)/controller-adapter --standalone --port $(BENCH_REST_PORT) \
+	  --data-dir $$dir --sandbox $(BENCH_REST_SANDBOX) >$$log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf $$dir' EXIT; \
+	for i in $$(seq 100); do grep -q '^guest key: ' $$log && break; sleep 0.2; done; \
+	key=$$(sed -n 's/^guest key: //p' $$log | head -1); \
+	[ -n "$$key" ] || { echo "the platform did not start:"; tail -20 $$log; exit 1; }; \
+	env -u NODE_EXTRA_CA_CERTS $(BIN)/bench --api-host http://127.0.0.1:$(BENCH_REST_PORT) --auth "$$key" \
+	  --models teemate --functions crypto-md5 --sizes test --samples 50 --concurrency 8 \
+	  --memory-concurrency 1 --repeat 1 --bursts 1 --out $(BENCH_RESULTS)/rest.json

@@ -31,8 +31,11 @@ type Backends struct {
 	Model string
 	// RepoDir is the repository root: the enclave runtime, the isolate addon and bin/ are found there.
 	RepoDir string
-	// ShimPath overrides RepoDir/bin/teemate-shim.
+	// ShimPath overrides RepoDir/bin/teemate-shim, the teemate model's shim (the C one, shim/).
 	ShimPath string
+	// StrawmanShimPath overrides RepoDir/bin/teemate-shim-go, the strawman model's shim (the Go
+	// one: it also boots a fresh enclave runtime inside the sandbox).
+	StrawmanShimPath string
 	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
 	Isolate string
 	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).
@@ -208,8 +211,13 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	if shim == "" {
 		shim = filepath.Join(repo, "bin", "teemate-shim")
 	}
+	if b.Model == executor.ModelStrawman {
+		if shim = b.StrawmanShimPath; shim == "" {
+			shim = filepath.Join(repo, "bin", "teemate-shim-go")
+		}
+	}
 	if inImage {
-		shim = "/bin/teemate-shim" // deploy/images/build.sh puts it there
+		shim = "/bin/teemate-shim" // deploy/images/build.sh puts the image's shim there
 	} else if _, err := os.Stat(shim); err != nil {
 		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
 	}

@@ -109,12 +109,12 @@ func TestShortRealRun(t *testing.T) {
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
 	repo := repoRoot(t)
 	shim := filepath.Join(t.TempDir(), "teemate-shim")
-	build := exec.Command("go", "build", "-o", shim, "github.com/teemate/platform/invoker/cmd/teemate-shim")
+	build := exec.Command("go", "build", "-o", shim, "github.com/teemate/platform/invoker/cmd/teemate-shim-go")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build shim: %v\n%s", err, out)
 	}
-	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
+	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

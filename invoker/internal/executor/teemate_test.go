@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	shimBin = filepath.Join(dir, "teemate-shim")
 	wd, _ := os.Getwd()
-	build := exec.Command("go", "build", "-o", shimBin, "./invoker/cmd/teemate-shim")
+	build := exec.Command("go", "build", "-o", shimBin, "./invoker/cmd/teemate-shim-go")
 	build.Dir = filepath.Join(wd, "..", "..", "..")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

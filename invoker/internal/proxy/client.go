@@ -119,7 +119,7 @@ type Response struct {
 	Outcome    string
 	Timings    Timings
 	HasTimings bool
-	Elapsed time.Duration
+	Elapsed    time.Duration
 }
 
 // Timings is the shim's X-Teemate-Timings header: milliseconds per phase inside the sandbox.

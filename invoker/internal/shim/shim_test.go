@@ -44,7 +44,7 @@ func run(m *testing.M) int {
 	shimBin = filepath.Join(dir, "teemate-shim")
 	wd, _ := os.Getwd()
 	root := filepath.Join(wd, "..", "..", "..")
-	build := exec.Command("go", "build", "-o", shimBin, "./invoker/cmd/teemate-shim")
+	build := exec.Command("go", "build", "-o", shimBin, "./invoker/cmd/teemate-shim-go")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -1,4 +1,4 @@
-// Package conformance holds tests only: it runs the Go teemate shim (invoker/cmd/teemate-shim) and
+// Package conformance holds tests only: it runs the Go teemate shim (invoker/cmd/teemate-shim-go) and
 // the C one (shim/, built with make) through the same table of scenarios and requires the same
 // observable behaviour from both: HTTP status, X-Teemate-Outcome, reply body, which replies carry
 // X-Teemate-Timings, the activation's lines and sentinels on stdout and stderr, and the exit.

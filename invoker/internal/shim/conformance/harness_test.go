@@ -47,7 +47,7 @@ func run(m *testing.M) int {
 	wd, _ := os.Getwd()
 	root := filepath.Join(wd, "..", "..", "..", "..")
 	goBin, cBin := filepath.Join(dir, "teemate-shim-go"), filepath.Join(dir, "teemate-shim-c")
-	build := exec.Command("go", "build", "-o", goBin, "./invoker/cmd/teemate-shim")
+	build := exec.Command("go", "build", "-o", goBin, "./invoker/cmd/teemate-shim-go")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -1,6 +1,11 @@
-// Command teemate-shim is the action proxy inside every teemate sandbox (see invoker/internal/shim).
-// It is configured through TEEMATE_* environment variables and serves one activation, then exits.
-// It runs on the untrusted host side.
+// Command teemate-shim-go is the Go implementation of the action proxy inside every sandbox of the
+// teemate and strawman models (see invoker/internal/shim). It is configured through TEEMATE_*
+// environment variables and serves one activation, then exits. It runs on the untrusted host side.
+//
+// The teemate model runs the C shim (shim/, bin/teemate-shim), which starts several times faster and
+// behaves the same (invoker/internal/shim/conformance checks both against one table); this one is
+// the reference implementation, and the strawman model's shim, since it also boots a fresh enclave
+// runtime inside its sandbox (TEEMATE_STRAWMAN_CMD), which the C shim refuses.
 package main
 
 import (
