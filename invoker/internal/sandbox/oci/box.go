@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ type box struct {
 
 	slotMounted bool
 	mu          sync.Mutex
+	startConf   *os.File // the slot's empty start configuration, open from create until the use writes it
 	useMounts   []string // per-use mounts below the slot, innermost last
 
 	destroyOnce sync.Once
@@ -53,9 +55,9 @@ func (b *box) Stderr() io.Reader       { return b.stderr }
 func (b *box) Exited() <-chan struct{} { return b.exited }
 func (b *box) OOMKilled() bool         { return b.oom.Load() }
 
-// prepare writes the per-use configuration and mounts the per-use directories into the slot;
-// they propagate into the created container (see the package doc).
-func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
+// prepare mounts the per-use directories into the slot (they propagate into the created
+// container, see the package doc) and writes the start configuration.
+func (b *box) prepare(mounts []sandbox.Mount, startConf []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, m := range mounts {
@@ -63,39 +65,27 @@ func (b *box) prepare(mounts []sandbox.Mount, startJSON []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return fmt.Errorf("mount point %s: %w", m.GuestPath, err)
+		if !slices.Contains(b.rt.cfg.MountPoints, filepath.Clean(m.GuestPath)) { // else made at create
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return fmt.Errorf("mount point %s: %w", m.GuestPath, err)
+			}
 		}
-		// Mount flags do not propagate, only mounts do: the bind gets its final flags on a
-		// private staging point first, and that finished mount is what is bound into the slot.
-		stage := filepath.Join(b.bundle, "stage", strconv.Itoa(i))
-		if err := os.MkdirAll(stage, 0o700); err != nil {
-			return fmt.Errorf("staging point: %w", err)
-		}
-		if err := unix.Mount(m.HostPath, stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", m.HostPath, err)
-		}
-		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NOSUID | unix.MS_NODEV)
-		if m.ReadOnly {
-			flags |= unix.MS_RDONLY
-		}
-		err = unix.Mount("", stage, "", flags, "")
-		if err == nil {
-			err = unix.Mount(stage, target, "", unix.MS_BIND|unix.MS_REC, "")
-		}
-		if uerr := unix.Unmount(stage, unix.MNT_DETACH); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("unmount the staging point: %w", uerr))
-		}
-		if err != nil {
-			return fmt.Errorf("bind %s at %s: %w", m.HostPath, m.GuestPath, err)
+		if err := bindInto(m.HostPath, target, m.ReadOnly, filepath.Join(b.bundle, "stage", strconv.Itoa(i))); err != nil {
+			return fmt.Errorf("per-use mount %s: %w", m.GuestPath, err)
 		}
 		b.useMounts = append(b.useMounts, target)
 	}
-	tmp := filepath.Join(b.slot, StartConfigName+".tmp")
-	if err := os.WriteFile(tmp, startJSON, 0o644); err != nil {
-		return fmt.Errorf("write the start configuration: %w", err)
+	// Written in place: the stub reads it only once the container is started, after this.
+	f := b.startConf
+	b.startConf = nil
+	if f == nil {
+		return errors.New("write the start configuration: the container was already used")
 	}
-	if err := os.Rename(tmp, filepath.Join(b.slot, StartConfigName)); err != nil {
+	_, err := f.Write(startConf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("write the start configuration: %w", err)
 	}
 	return nil
@@ -194,6 +184,10 @@ func (b *box) destroy(ctx context.Context) error {
 func (b *box) removeFiles() error {
 	var errs []error
 	b.mu.Lock()
+	if b.startConf != nil {
+		closeAll(b.startConf) // never written: nothing to report
+		b.startConf = nil
+	}
 	for i := len(b.useMounts) - 1; i >= 0; i-- {
 		if err := unix.Unmount(b.useMounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", b.useMounts[i], err))

@@ -11,22 +11,25 @@ import (
 )
 
 // TestNativeImageActionProxyFromPool runs the native image's action proxy in a pooled container:
-// the proxy socket lives in a directory mounted at start time, reached from the host.
+// it accepts on the socket the backend bound at create time (TEEMATE_PROXY_FD), reached from the
+// host at the sandbox's ProxySocket, not at the spec's.
 func TestNativeImageActionProxyFromPool(t *testing.T) {
 	key := PoolKey{Image: "native", MemoryMB: 128}
 	rt := newRuntime(t, Config{PoolSize: 1, Prewarm: []PoolKey{key}})
 	waitPool(t, rt, key, 1)
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "proxy.sock")
 	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_5_guest_native", Image: "native", MemoryMB: 128,
 		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
 		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
-		ProxySocket: sock})
+		ProxySocket: filepath.Join(dir, "proxy.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr := sandboxtest.Drain(sb)
-	post := sandboxtest.ProxyPoster(t, sock)
+	if sb.ProxySocket() == filepath.Join(dir, "proxy.sock") {
+		t.Fatalf("ProxySocket %s: the spec's path, not the pre-bound socket", sb.ProxySocket())
+	}
+	post := sandboxtest.ProxyPoster(t, sb.ProxySocket())
 	if code, body := post("/run", `{"value":{}}`); code != 403 || !strings.Contains(body, "System not initialized.") {
 		t.Fatalf("/run before /init: %d %s", code, body)
 	}

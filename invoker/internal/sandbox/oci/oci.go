@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/startconf"
 )
 
 // Config configures the backend.
@@ -34,7 +36,8 @@ type Config struct {
 	// image.json. Required.
 	ImagesDir string
 	// StateDir holds one bundle directory per container and, by default, the runtime's state
-	// (--root). Required; keep it short, unix socket paths below it are limited to 107 bytes.
+	// (--root). Required; keep it short: each container's proxy socket is below it, and unix
+	// socket paths are limited to 107 bytes (New checks).
 	StateDir string
 	// RuntimeRoot is the runtime's --root; StateDir/runtime by default. A root of its own means
 	// `runc list` shows this backend's containers only.
@@ -47,13 +50,26 @@ type Config struct {
 	// PoolSize is how many created containers each pool key keeps ready (2 by default; 0 keeps
 	// the default, negative disables pooling: every Create pays for the create).
 	PoolSize int
+	// RefillWorkers is how many containers each pool creates at once (1 by default). A fresh
+	// container per activation means one create per activation: with activations faster than
+	// a create (runc create takes 25 to 50 ms here), a pool drains however large it is unless
+	// creates run in parallel. Each worker also holds one finished container until the pool
+	// takes it.
+	RefillWorkers int
 	// Prewarm lists pool keys to fill at New, before the first request.
 	Prewarm []PoolKey
 	// DefaultPidsLimit applies when Spec.PidsLimit is 0 (1024 by default, as OpenWhisk).
 	DefaultPidsLimit int
 	// TmpMB sizes each container's /tmp tmpfs (64 by default); it counts toward the memory limit.
 	TmpMB int
+	// MountPoints are guest paths below /run/teemate made in every slot when the container is
+	// created, so a per-use mount there needs no mkdir on the request path (other guest paths
+	// still work, made at use). DefaultMountPoints when nil.
+	MountPoints []string
 }
+
+// DefaultMountPoints are the teemate executor's per-use mounts: its proxy and gate directories.
+var DefaultMountPoints = []string{"/run/teemate/proxy", "/run/teemate/gate"}
 
 // PoolKey is what a pooled container is created for.
 type PoolKey struct {
@@ -81,12 +97,26 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PoolSize == 0 {
 		c.PoolSize = 2
 	}
+	if c.RefillWorkers <= 0 {
+		c.RefillWorkers = 1
+	}
 	if c.DefaultPidsLimit <= 0 {
 		c.DefaultPidsLimit = 1024
 	}
 	if c.TmpMB <= 0 {
 		c.TmpMB = 64
 	}
+	if c.MountPoints == nil {
+		c.MountPoints = DefaultMountPoints
+	}
+	points := make([]string, 0, len(c.MountPoints))
+	for _, g := range c.MountPoints {
+		if _, err := slotTarget("/", g); err != nil {
+			return c, fmt.Errorf("mount point: %w", err)
+		}
+		points = append(points, filepath.Clean(g))
+	}
+	c.MountPoints = points
 	return c, nil
 }
 
@@ -94,6 +124,7 @@ func (c Config) withDefaults() (Config, error) {
 type Runtime struct {
 	cfg    Config
 	bin    string
+	kind   string // kindRunc, kindCrun or "" (an unknown runtime is always started with its binary)
 	log    *zap.Logger
 	run    string // random per Runtime, part of every id: a crashed run's ids never collide
 	seq    atomic.Uint64
@@ -124,7 +155,7 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("oci sandbox backend: %w: needs root (cgroups, mounts)", sandbox.ErrUnavailable)
 	}
-	if filepath.Base(bin) == "crun" {
+	if runtimeKind(bin) == kindCrun {
 		if reason := crunBlocked(); reason != "" {
 			return nil, fmt.Errorf("oci sandbox backend: %w: %s", sandbox.ErrUnavailable, reason)
 		}
@@ -137,12 +168,16 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	if !filepath.IsAbs(cfg.StateDir) || !filepath.IsAbs(cfg.ImagesDir) {
 		return nil, fmt.Errorf("oci sandbox backend: %w: ImagesDir and StateDir must be absolute", sandbox.ErrUnavailable)
 	}
+	if n := len(filepath.Join(cfg.StateDir, cfg.IDPrefix+"000000_"+strings.Repeat("0", 20), proxySocketName)); n > maxSocketPath {
+		return nil, fmt.Errorf("oci sandbox backend: %w: StateDir %s is too long for the proxy sockets below it (%d bytes, at most %d)",
+			sandbox.ErrUnavailable, cfg.StateDir, n, maxSocketPath)
+	}
 	var nonce [3]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("oci sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runtime{cfg: cfg, bin: bin, log: log, run: hex.EncodeToString(nonce[:]), ctx: ctx, cancel: cancel,
+	r := &Runtime{cfg: cfg, bin: bin, kind: runtimeKind(bin), log: log, run: hex.EncodeToString(nonce[:]), ctx: ctx, cancel: cancel,
 		pools: map[PoolKey]*pool{}, live: map[string]*box{}, images: map[string]imageConfig{}}
 	for _, k := range cfg.Prewarm {
 		if _, err := r.image(k.Image); err != nil {
@@ -152,8 +187,19 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 		r.poolFor(r.normalise(k))
 	}
 	log.Info("oci sandbox backend ready", zap.String("runtime", bin), zap.String("state", cfg.StateDir),
-		zap.Int("pool_size", cfg.PoolSize))
+		zap.Int("pool_size", cfg.PoolSize), zap.Int("refill_workers", cfg.RefillWorkers))
 	return r, nil
+}
+
+// runtimeKind names the runtimes whose exec FIFO protocol this package follows.
+func runtimeKind(bin string) string {
+	switch filepath.Base(bin) {
+	case kindRunc:
+		return kindRunc
+	case kindCrun:
+		return kindCrun
+	}
+	return ""
 }
 
 // crunBlocked explains why crun cannot run here, or returns "".
@@ -221,64 +267,74 @@ func (r *Runtime) image(name string) (imageConfig, error) {
 // the pool is empty), configures it for this use, and starts it.
 func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
 	what := "create sandbox " + spec.Name
+	key, startConf, err := r.plan(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+	}
+	b, err := r.acquire(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	b.name = spec.Name
+	if err := b.prepare(spec.Mounts, startConf); err != nil {
+		b.discard()
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+	}
+	if err := r.start(ctx, b); err != nil {
+		b.discard()
+		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+	}
+	b.started.Store(true)
+	return b, nil
+}
+
+// plan checks a spec and makes its start configuration: all of Create that comes before a
+// container is touched.
+func (r *Runtime) plan(spec sandbox.Spec) (PoolKey, []byte, error) {
 	if !namePattern.MatchString(spec.Name) {
-		return nil, fmt.Errorf("%s: %w: name must be letters, digits and '_'", what, sandbox.ErrStartFailed)
+		return PoolKey{}, nil, errors.New("name must be letters, digits and '_'")
 	}
 	if spec.Network {
-		return nil, fmt.Errorf("%s: %w: the oci backend has no container networking yet (loopback only)", what, sandbox.ErrStartFailed)
+		return PoolKey{}, nil, errors.New("the oci backend has no container networking yet (loopback only)")
 	}
 	if spec.MemoryMB < 0 || spec.PidsLimit < 0 {
-		return nil, fmt.Errorf("%s: %w: negative limit", what, sandbox.ErrStartFailed)
+		return PoolKey{}, nil, errors.New("negative limit")
 	}
 	ic, err := r.image(spec.Image)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+		return PoolKey{}, nil, err
 	}
 	args := spec.Command
 	if len(args) == 0 {
 		args = ic.Cmd
 	}
 	if len(args) == 0 || args[0] == "" {
-		return nil, fmt.Errorf("%s: %w: no command", what, sandbox.ErrStartFailed)
+		return PoolKey{}, nil, errors.New("no command")
 	}
 	env, err := mergeEnv(ic.Env, spec.Env)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
-	}
-	// The start stub execs the command only after `runc start` returned; a command that is not
-	// there is caught here instead, so it fails Create rather than an exit later.
-	if err := findCommand(filepath.Join(r.cfg.ImagesDir, spec.Image, "rootfs"), args[0], env, spec.Mounts); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
-	}
-	startJSON, err := json.Marshal(startConfig{Args: args, Env: env, Cwd: "/"})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+		return PoolKey{}, nil, err
 	}
 	for _, m := range spec.Mounts {
 		if !filepath.IsAbs(m.HostPath) {
-			return nil, fmt.Errorf("%s: %w: mount host path %q is not absolute", what, sandbox.ErrStartFailed, m.HostPath)
+			return PoolKey{}, nil, fmt.Errorf("mount host path %q is not absolute", m.HostPath)
 		}
 		if _, err := slotTarget("/", m.GuestPath); err != nil {
-			return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+			return PoolKey{}, nil, err
 		}
 	}
-
-	key := r.normalise(PoolKey{Image: spec.Image, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit})
-	b, err := r.acquire(ctx, key)
+	// The start stub execs the command only once the container is started; a command that is
+	// not there is caught here instead, so it fails Create rather than an exit later. The stub
+	// execs exactly the file found here.
+	path, err := findCommand(filepath.Join(r.cfg.ImagesDir, spec.Image, "rootfs"), args[0], env, spec.Mounts)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return PoolKey{}, nil, err
 	}
-	b.name, b.proxySocket = spec.Name, spec.ProxySocket
-	if err := b.prepare(spec.Mounts, startJSON); err != nil {
-		b.discard()
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+	startConf, err := startconf.Config{Path: path, Args: args, Env: env, Cwd: "/"}.Encode()
+	if err != nil {
+		return PoolKey{}, nil, err
 	}
-	if _, err := r.runtime(ctx, "start", b.id); err != nil {
-		b.discard()
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
-	}
-	b.started.Store(true)
-	return b, nil
+	return r.normalise(PoolKey{Image: spec.Image, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit}), startConf, nil
 }
 
 // acquire takes a pooled container or creates one.
@@ -291,7 +347,7 @@ func (r *Runtime) acquire(ctx context.Context, key PoolKey) (*box, error) {
 		default:
 		}
 	}
-	return r.createContainer(ctx, key, false)
+	return r.createContainer(ctx, key)
 }
 
 // runtime runs the OCI runtime with the backend's root and returns its standard output; a
@@ -308,14 +364,24 @@ func (r *Runtime) runtime(ctx context.Context, args ...string) ([]byte, error) {
 	return bytes.TrimSpace(out), nil
 }
 
-// createContainer makes one container: bundle, shared slot, `runc create` with our pipes.
-func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background bool) (_ *box, err error) {
+// proxySocketName is the action proxy's socket in the bundle directory, outside the slot: the
+// container gets the listening socket itself (descriptor 3), never its path, so it can neither
+// unlink nor replace it.
+const proxySocketName = "proxy.sock"
+
+// maxSocketPath is the longest unix socket path (sun_path less its NUL).
+const maxSocketPath = 107
+
+// createContainer makes one container: bundle, shared slot, the proxy socket, `runc create`
+// with our pipes and the socket as descriptor 3.
+func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err error) {
 	if _, err := r.image(key.Image); err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
 	}
 	id := fmt.Sprintf("%s%s_%d", r.cfg.IDPrefix, r.run, r.seq.Add(1))
 	b := &box{rt: r, id: id, name: id, key: key, bundle: filepath.Join(r.cfg.StateDir, id), exited: make(chan struct{})}
 	b.slot = filepath.Join(b.bundle, "slot")
+	b.proxySocket = filepath.Join(b.bundle, proxySocketName)
 	defer func() {
 		if err != nil {
 			b.removeFiles()
@@ -323,6 +389,18 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background b
 	}()
 	if err := os.MkdirAll(b.slot, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
+	}
+	// What a use would otherwise create on the request path, made now: the mount points, and
+	// the start configuration's file, kept open so that a use only writes it.
+	for _, g := range r.cfg.MountPoints {
+		target, _ := slotTarget(b.slot, g) // checked by withDefaults
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return nil, fmt.Errorf("%w: mount point: %w", sandbox.ErrStartFailed, err)
+		}
+	}
+	b.startConf, err = os.OpenFile(filepath.Join(b.slot, StartConfigName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: start configuration: %w", sandbox.ErrStartFailed, err)
 	}
 	// The slot must be a shared mount so later mounts below it propagate into the container.
 	if err := unix.Mount(b.slot, b.slot, "", unix.MS_BIND, ""); err != nil {
@@ -345,6 +423,16 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background b
 	if err := os.WriteFile(filepath.Join(b.bundle, "config.json"), js, 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
 	}
+	// Bound and listening now, off the request path: a client's connect succeeds at once and
+	// waits in the backlog until the action proxy accepts, so nobody polls for readiness.
+	listener, err := listenProxy(b.proxySocket)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
+	}
+	// Only the container keeps the socket: once runc create has handed it over, the host's copy
+	// is closed, so a container that dies closes the socket and a connect fails at once instead
+	// of waiting in a backlog nobody accepts from.
+	defer closeAll(listener)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
@@ -356,7 +444,9 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background b
 	}
 	pidFile := filepath.Join(b.bundle, "pid")
 	logFile := filepath.Join(b.bundle, "runtime.log")
-	cmd := exec.CommandContext(ctx, r.bin, "--root", r.cfg.RuntimeRoot, "--log", logFile, "create", "--bundle", b.bundle, "--pid-file", pidFile, id)
+	cmd := exec.CommandContext(ctx, r.bin, "--root", r.cfg.RuntimeRoot, "--log", logFile, "create", "--bundle", b.bundle,
+		"--pid-file", pidFile, "--preserve-fds", "1", id)
+	cmd.ExtraFiles = []*os.File{listener} // descriptor 3 in runc, then in the container's init
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var diag bytes.Buffer
 	// runc passes its stdio to the container's process (terminal false, detached): the
@@ -364,15 +454,9 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background b
 	// they never mix with the activation's output; a failed create is read back from both.
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, outW, errW
 	cmd.WaitDelay = time.Second
-	runErr := cmd.Start()
-	if runErr == nil {
-		if background {
-			// Pool refills must not compete with activations for the CPU: runc create (and the
-			// init it forks afterwards, which inherits this) runs at a lower priority.
-			_ = unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, 10) // best effort
-		}
-		runErr = cmd.Wait()
-	}
+	// A refill runs on a thread of lower priority (see refill): runc create, forked from it,
+	// and everything runc forks inherit that priority, every thread of them from the start.
+	runErr := cmd.Run()
 	closeAll(outW, errW)
 	if runErr != nil {
 		// Read what runc said (the container does not exist, so the pipe ends here).
@@ -412,7 +496,31 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey, background b
 	r.mu.Unlock()
 	b.pidfd = fd
 	go b.watch(fd)
+	// The init inherited the refill's low priority; the activation it becomes must not. It
+	// waits on the exec FIFO now, so raising it back costs nothing on the request path.
+	if err := renice(pid, 0); err != nil {
+		r.log.Warn("resetting the priority of a pooled container failed", zap.String("id", id), zap.Error(err))
+	}
 	return b, nil
+}
+
+// renice sets the nice value of every thread of pid (a priority is per thread on Linux).
+func renice(pid, nice int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return fmt.Errorf("renice %d: %w", pid, err)
+	}
+	var errs []error
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("renice thread %d: %w", tid, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func closeAll(fs ...*os.File) {
@@ -438,18 +546,46 @@ func (r *Runtime) poolFor(key PoolKey) *pool {
 	if r.closed {
 		return p
 	}
-	r.wg.Add(1)
-	go r.refill(key, p)
+	for range r.cfg.RefillWorkers {
+		r.wg.Add(1)
+		go r.refill(key, p)
+	}
 	return p
+}
+
+// refillNice is the nice value of pool refills while the pool has containers ready.
+const refillNice = 10
+
+// refillPriority is the nice value of the next refill: low while the pool has containers ready,
+// normal once it ran dry, when activations are waiting on (or about to pay for) a create anyway
+// and a starved refill would only make more of them pay.
+func refillPriority(ready int) int {
+	if ready == 0 {
+		return 0
+	}
+	return refillNice
 }
 
 // refill keeps the pool full: it blocks while the pool is full and creates a container as soon
 // as one is taken. Failures back off, so a broken image does not spin.
 func (r *Runtime) refill(key PoolKey, p *pool) {
 	defer r.wg.Done()
+	// Refills must not compete with activations for the CPU: this goroutine keeps a thread of
+	// its own at a lower priority (see refillPriority), and the processes it forks (runc create,
+	// the container's init) inherit it. The thread ends with the goroutine (still locked), so
+	// the priority never leaks to other goroutines.
+	runtime.LockOSThread()
+	tid, nice := unix.Gettid(), 0
 	backoff := 100 * time.Millisecond
 	for {
-		b, err := r.createContainer(r.ctx, key, true)
+		if want := refillPriority(len(p.ready)); want != nice {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, want); err != nil {
+				r.log.Warn("setting the priority of the pool refill failed", zap.Int("nice", want), zap.Error(err))
+			} else {
+				nice = want
+			}
+		}
+		b, err := r.createContainer(r.ctx, key)
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return
@@ -559,9 +695,9 @@ func lastBytes(b []byte, n int) []byte {
 	return b
 }
 
-// findCommand checks that cmd is an executable file of the image (or of a per-use mount),
-// searching PATH from env for a bare name as execve's callers do.
-func findCommand(rootfs, cmd string, env []string, mounts []sandbox.Mount) error {
+// findCommand returns the guest path of cmd after checking that it is an executable file of the
+// image (or of a per-use mount), searching PATH from env for a bare name as execvp does.
+func findCommand(rootfs, cmd string, env []string, mounts []sandbox.Mount) (string, error) {
 	candidates := []string{cmd}
 	if !strings.Contains(cmd, "/") {
 		candidates = nil
@@ -584,8 +720,8 @@ func findCommand(rootfs, cmd string, env []string, mounts []sandbox.Mount) error
 			}
 		}
 		if st, err := os.Stat(host); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return nil
+			return filepath.Clean(c), nil
 		}
 	}
-	return fmt.Errorf("command %q is not an executable file in the image", cmd)
+	return "", fmt.Errorf("command %q is not an executable file in the image", cmd)
 }

@@ -141,7 +141,7 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(state) })
 	// An "earlier run" that crashed: a created container and a started one, never destroyed.
 	old := newRuntimeNoClose(t, Config{StateDir: state, PoolSize: -1, IDPrefix: "wsk7_"})
-	if _, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16}, false); err != nil {
+	if _, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Image: "native",

@@ -63,11 +63,12 @@ type specMount struct {
 }
 
 type specLinux struct {
-	Namespaces    []specNamespace `json:"namespaces"`
-	CgroupsPath   string          `json:"cgroupsPath"`
-	Resources     specResources   `json:"resources"`
-	MaskedPaths   []string        `json:"maskedPaths"`
-	ReadonlyPaths []string        `json:"readonlyPaths"`
+	Namespaces        []specNamespace `json:"namespaces"`
+	RootfsPropagation string          `json:"rootfsPropagation,omitempty"`
+	CgroupsPath       string          `json:"cgroupsPath"`
+	Resources         specResources   `json:"resources"`
+	MaskedPaths       []string        `json:"maskedPaths"`
+	ReadonlyPaths     []string        `json:"readonlyPaths"`
 }
 
 type specNamespace struct {
@@ -105,7 +106,7 @@ const (
 	// SlotGuestDir is where the per-container slot appears inside; per-use mounts go below it.
 	SlotGuestDir = "/run/teemate"
 	// StartConfigName is the per-use configuration file in the slot, read by the start stub.
-	StartConfigName = "start.json"
+	StartConfigName = "start.conf"
 	// StubPath is the start stub inside every image.
 	StubPath = "/sbin/teemate-start"
 )
@@ -156,6 +157,8 @@ func buildSpec(p containerParams) (runtimeSpec, error) {
 		Linux: specLinux{
 			Namespaces:  []specNamespace{{"pid"}, {"ipc"}, {"uts"}, {"mount"}, {"network"}},
 			CgroupsPath: p.Cgroup,
+			// runc's default; crun's is private, which would cut the slot's propagation.
+			RootfsPropagation: "rslave",
 			Resources: specResources{
 				Devices: []specDevice{{Allow: false, Access: "rwm"}},
 			},
@@ -206,13 +209,6 @@ func parseOOMKills(text string) (int64, error) {
 		}
 	}
 	return 0, errors.New("no oom_kill line")
-}
-
-// startConfig is the per-use configuration the start stub reads (see startstub).
-type startConfig struct {
-	Args []string `json:"args"`
-	Env  []string `json:"env"`
-	Cwd  string   `json:"cwd"`
 }
 
 // imageConfig is deploy/images' image.json: the image's default command and environment.

@@ -15,7 +15,7 @@ func TestBuildSpec(t *testing.T) {
 	if !s.Root.Readonly || s.Root.Path != "/img/teemate/rootfs" || !s.Process.NoNewPrivileges || s.Process.Terminal {
 		t.Errorf("root %+v nnp %v terminal %v", s.Root, s.Process.NoNewPrivileges, s.Process.Terminal)
 	}
-	if !reflect.DeepEqual(s.Process.Args, []string{StubPath, "/run/teemate/start.json"}) {
+	if !reflect.DeepEqual(s.Process.Args, []string{StubPath, "/run/teemate/start.conf"}) {
 		t.Errorf("args %v", s.Process.Args)
 	}
 	var ns []string
@@ -24,6 +24,9 @@ func TestBuildSpec(t *testing.T) {
 	}
 	if strings.Join(ns, ",") != "pid,ipc,uts,mount,network" {
 		t.Errorf("namespaces %v", ns)
+	}
+	if s.Linux.RootfsPropagation != "rslave" {
+		t.Errorf("rootfs propagation %q: per-use mounts would not reach the container", s.Linux.RootfsPropagation)
 	}
 	if m := s.Linux.Resources.Memory; m == nil || m.Limit != 128<<20 || m.Swap != m.Limit {
 		t.Errorf("memory %+v", m)
@@ -75,7 +78,7 @@ func TestSlotTarget(t *testing.T) {
 		{"/run/teemateX", "", "only below"},
 		{"/etc", "", "only below"},
 		{"run/teemate/proxy", "", "not absolute"},
-		{"/run/teemate/start.json", "", "reserved"},
+		{"/run/teemate/start.conf", "", "reserved"},
 	} {
 		got, err := slotTarget("/slot", c.guest)
 		if c.err == "" && (err != nil || got != c.want) {
@@ -118,5 +121,29 @@ func TestMergeEnv(t *testing.T) {
 	}
 	if _, err := mergeEnv([]string{"NOEQUALS"}, nil); err == nil {
 		t.Error("a bad image env entry accepted")
+	}
+}
+
+func TestConfigMountPoints(t *testing.T) {
+	c, err := Config{ImagesDir: "/i", StateDir: "/s"}.withDefaults()
+	if err != nil || !reflect.DeepEqual(c.MountPoints, DefaultMountPoints) || c.RefillWorkers != 1 || c.PoolSize != 2 {
+		t.Fatalf("defaults %+v %v", c, err)
+	}
+	c, err = Config{ImagesDir: "/i", StateDir: "/s", MountPoints: []string{"/run/teemate/a/", "/run/teemate/b/../c"}}.withDefaults()
+	if err != nil || !reflect.DeepEqual(c.MountPoints, []string{"/run/teemate/a", "/run/teemate/c"}) {
+		t.Fatalf("mount points %v %v", c.MountPoints, err)
+	}
+	for _, bad := range []string{"/etc", "/run/teemate", "run/teemate/x", "/run/teemate/start.conf"} {
+		if _, err := (Config{ImagesDir: "/i", StateDir: "/s", MountPoints: []string{bad}}).withDefaults(); err == nil {
+			t.Errorf("mount point %q accepted", bad)
+		}
+	}
+}
+
+func TestRefillPriority(t *testing.T) {
+	for _, c := range []struct{ ready, nice int }{{0, 0}, {1, refillNice}, {4, refillNice}} {
+		if got := refillPriority(c.ready); got != c.nice {
+			t.Errorf("%d ready: nice %d, want %d", c.ready, got, c.nice)
+		}
 	}
 }
