@@ -33,6 +33,11 @@ type Backends struct {
 	RepoDir string
 	// ShimPath overrides RepoDir/bin/teemate-shim, the teemate model's shim (the C one, shim/).
 	ShimPath string
+	// PoolSize is how many created sandboxes the oci and process backends keep ready per pool
+	// key (0: the backend's default, 2; negative: no pool, every activation creates its own).
+	// A pooled container costs a few MB; size it to the bursts to absorb, as OpenWhisk sizes its
+	// prewarm pool.
+	PoolSize int
 	// StrawmanShimPath overrides RepoDir/bin/teemate-shim-go, the strawman model's shim (the Go
 	// one: it also boots a fresh enclave runtime inside the sandbox).
 	StrawmanShimPath string
@@ -167,7 +172,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	switch b.Sandbox {
 	case "process", "":
 		inImage = false
-		pcfg := process.Config{StateDir: filepath.Join(rt, "p"), IDPrefix: prefix}
+		pcfg := process.Config{StateDir: filepath.Join(rt, "p"), IDPrefix: prefix, PoolSize: b.PoolSize}
 		// With the start stub built, sandboxes are created ahead of their activations (a pool,
 		// as the oci backend has); without it every Create starts a process.
 		if stub := filepath.Join(repo, "bin", "teemate-start"); fileExists(stub) {
@@ -187,7 +192,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		if images == "" {
 			images = filepath.Join(repo, ".state", "images")
 		}
-		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix,
+		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix, PoolSize: b.PoolSize,
 			Prewarm: []oci.PoolKey{{Image: b.Model, MemoryMB: 256}}}, log); err != nil {
 			return nil, nil, fmt.Errorf("oci sandbox: %w", err)
 		}

@@ -36,6 +36,8 @@ type flags struct {
 	samples, warmup, repeat     int
 	bursts, actionMB, timeoutMs int
 	slots                       int
+	poolSize                    int
+	interval                    time.Duration
 	concurrency, memConcurrency string
 	out, name, repo, shim       string
 	idleWait, memInterval       time.Duration
@@ -61,6 +63,8 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.concurrency, "concurrency", "8,64", "burst sizes for throughput")
 	fs.StringVar(&f.memConcurrency, "memory-concurrency", "1,64", "burst sizes sampled for peak memory")
 	fs.DurationVar(&f.memInterval, "memory-interval", 5*time.Millisecond, "memory sampling interval")
+	fs.IntVar(&f.poolSize, "pool-size", 0, "created sandboxes the oci and process backends keep ready (0: the backend's default, 2)")
+	fs.DurationVar(&f.interval, "interval", 0, "least time between the starts of sequential latency samples (0: back to back)")
 	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: largest burst + 2; the owner's memory grows with it)")
 	fs.IntVar(&f.actionMB, "action-memory", 256, "memory limit of every action (MB)")
 	fs.IntVar(&f.timeoutMs, "timeout-ms", 60000, "time limit of every action (ms)")
@@ -275,7 +279,8 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	}
 	res.Config = result.Config{Profile: profile, Functions: fnNames, Sizes: sizes, Models: models, Warmup: f.warmup,
 		Samples: f.samples, Repeat: f.repeat, Concurrency: conc, Bursts: f.bursts,
-		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB}
+		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB,
+		IntervalMs: float64(f.interval.Microseconds()) / 1000, PoolSize: f.poolSize}
 
 	var platform harness.Platform
 	if f.apiHost != "" {
@@ -318,7 +323,7 @@ func run(f *flags, stdout, stderr io.Writer) error {
 			}
 		}
 		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: strawmanShim, Sandbox: f.sandbox,
-			Concurrency: maxConc, Slots: f.slots, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log})
+			Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -326,7 +331,7 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	}
 	defer platform.Close()
 
-	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat,
+	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat, Interval: f.interval,
 		Concurrency: conc, Bursts: f.bursts, MemoryConcurrency: memConc, MemoryInterval: f.memInterval,
 		ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Noop: f.noop,
 		Progress: func(s string) { fmt.Fprintln(stderr, s) }}

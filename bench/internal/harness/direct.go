@@ -35,6 +35,8 @@ type DirectConfig struct {
 	// Slots is the number of TCS slots of teemate's warm enclave; 0 means Concurrency + 2, so no
 	// request of the largest burst waits for an enclave thread. The owner's memory grows with it.
 	Slots int
+	// PoolSize is the sandbox backend's pool of created sandboxes (daemon.Backends.PoolSize).
+	PoolSize int
 	// ActionMemoryMB is every action's memory limit.
 	ActionMemoryMB int
 	StateDir       string
@@ -260,7 +262,8 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		UserMemoryMB: (conc + 2) * d.cfg.ActionMemoryMB, Logger: d.cfg.Logger,
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,
-		ShimPath: d.cfg.ShimPath, StrawmanShimPath: d.cfg.StrawmanShimPath, SlotsPerOwner: d.cfg.Slots}
+		ShimPath: d.cfg.ShimPath, StrawmanShimPath: d.cfg.StrawmanShimPath, SlotsPerOwner: d.cfg.Slots,
+		PoolSize: d.cfg.PoolSize}
 	if b.SlotsPerOwner <= 0 {
 		b.SlotsPerOwner = conc + 2
 	}

@@ -25,6 +25,10 @@ type Options struct {
 	Warmup  int
 	Samples int
 	Repeat  int
+	// Interval is the least time from one sequential latency sample's start to the next's (0:
+	// back to back). Pacing keeps a latency run below the rate at which a backend refills its
+	// pool of created sandboxes, so it measures latency, not the pool running dry.
+	Interval time.Duration
 	// Concurrency lists the burst sizes for throughput (8 and 64).
 	Concurrency []int
 	// Bursts is how many bursts per concurrency and repetition.
@@ -170,7 +174,14 @@ func (r *caseRun) run(ctx context.Context, cs CaseSpec) error {
 		}
 	}
 	for i := 0; i < r.opts.Samples; i++ {
+		next := time.Now().Add(r.opts.Interval)
 		r.one(ctx, result.KindLatency, 1)
+		if wait := time.Until(next); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

@@ -67,6 +67,10 @@ type Config struct {
 	Bursts           int      `json:"bursts"`
 	MemoryIntervalMs float64  `json:"memory_interval_ms"`
 	ActionMemoryMB   int      `json:"action_memory_mb"`
+	// IntervalMs is the least time between sequential latency samples' starts (0: back to back).
+	IntervalMs float64 `json:"interval_ms,omitempty"`
+	// PoolSize is the sandbox pool setting (0: the backend's default).
+	PoolSize int `json:"pool_size,omitempty"`
 }
 
 // ModelInfo says whether a model ran and how its activations start.

@@ -48,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Sandbox, "sandbox", "auto", "standalone invoker sandbox: auto, docker, oci, process or none")
 	fs.StringVar(&cfg.Enclave, "enclave", "auto", "standalone invoker enclave: auto, sgx, direct or none")
 	fs.StringVar(&cfg.Model, "model", "teemate", "standalone invoker model: teemate, native or strawman")
+	fs.IntVar(&cfg.PoolSize, "pool-size", 0, "standalone invoker: created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
 	fs.StringVar(&cfg.InvokerToken, "invoker-token", os.Getenv("TEEMATE_INVOKER_TOKEN"),

@@ -55,6 +55,8 @@ type Config struct {
 	EmbeddedKafkaAddr string
 	// Standalone also runs the embedded broker (unless Kafka is set) and one in-process invoker.
 	Standalone bool
+	// PoolSize is the in-process invoker's sandbox pool size (daemon.Backends.PoolSize).
+	PoolSize int
 	// Sandbox, Enclave and Model select the in-process invoker's backends ("" = best available;
 	// see ChooseBackends).
 	Sandbox, Enclave, Model string
@@ -253,7 +255,7 @@ func startInvoker(cfg Config, brokers []string, apiHost, sandbox, enclave, model
 	var once sync.Once
 	exited := make(chan struct{})
 	var runErr error
-	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir}
+	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize}
 	go func() {
 		defer close(exited)
 		runErr = daemon.RunWithBackends(ictx, daemon.Config{

@@ -34,6 +34,7 @@ func main() {
 	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: direct, sgx or none")
 	flag.StringVar(&backends.Model, "model", "teemate", "execution model: teemate, native or strawman")
 	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
+	flag.IntVar(&backends.PoolSize, "pool-size", 0, "created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	preflight := flag.Bool("preflight", false, "check this host for the chosen enclave backend (sgx), print the report and exit 0 or 1")
 	flag.Parse()
 	if *preflight {
