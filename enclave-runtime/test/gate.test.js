@@ -473,6 +473,72 @@ test('prewarm budget with addon isolates', { skip: BACKENDS[1].skip }, async (t)
   });
 });
 
+// The bootstrap's prelude (stdio capture, console, process guards, timer tracking)
+// runs while the addon prepares an environment; every activation below runs on the
+// one prepared slot, so each gets an environment whose prelude ran for it alone.
+test('prepared environments with the prelude: nothing of one activation reaches the next', { skip: BACKENDS[1].skip }, async (t) => {
+  const owner = await startOwner({ slots: 1, isolate: 'addon', args: ['--prewarm', '1'] });
+  t.after(() => owner.stop());
+  const ready = () => pingUntil(owner, (x) => x.prepared === 1 && x.free === 1);
+  const probe = 'function main() { console.log("probe"); return {' +
+    ' globals: Object.getOwnPropertyNames(globalThis).sort(),' +
+    ' env: process.env,' +
+    ' cache: Object.keys(require.cache).length,' +
+    ' handles: process._getActiveHandles().length,' +
+    ' listeners: ["uncaughtException", "unhandledRejection", "exit"].map((e) => process.listenerCount(e)),' +
+    ' polluted: ({}).polluted === undefined ? null : 1,' +
+    ' exit: process.exit.name, setTimeout: setTimeout.name }; }';
+  await ready();
+  const baseline = await activate(owner, code(probe), { env: { __OW_ACTIVATION_ID: 'p1' } });
+  assert.equal(baseline.outcome, 'success', JSON.stringify(baseline));
+  assert.deepEqual(baseline.logs.map((l) => l.line), ['probe'], 'the prelude\'s own console warm-up is not logged');
+  assert.deepEqual(baseline.result.env, { __OW_ACTIVATION_ID: 'p1' });
+
+  // Pollutes everything it can reach, including the prelude's plumbing, and leaves
+  // timers behind (tracked ones are cancelled at the answer; require('timers') ones
+  // are not and run in this environment only).
+  const dirty = await activate(owner, code(`async function main() {
+    globalThis.secret = 'tenant-a'; process.env.LEAK = 'yes'; Object.prototype.polluted = 1;
+    require.cache['/leak.js'] = { exports: 'secret' };
+    setInterval(() => console.log('interval of A'), 1);
+    require('timers').setTimeout(() => { globalThis.late = 1; console.log('late log of A'); }, 20);
+    process.on('exit', () => console.log('exit of A'));
+    process.removeAllListeners('uncaughtException');
+    process.stdout.write = () => true; console.log = () => {}; process.exit = () => {};
+    return { ok: true };
+  }`), { env: { __OW_ACTIVATION_ID: 'a' } });
+  assert.equal(dirty.outcome, 'success', JSON.stringify(dirty));
+  assert.deepEqual(dirty.logs, []);
+
+  await new Promise((r) => setTimeout(r, 50)); // A's timers would have fired by now
+  await ready();
+  const after = await activate(owner, code(probe), { env: { __OW_ACTIVATION_ID: 'p2' } });
+  assert.equal(after.outcome, 'success', JSON.stringify(after));
+  assert.deepEqual(after.logs.map((l) => l.line), ['probe'], 'capture works again and nothing of A is logged');
+  assert.deepEqual(after.result, { ...baseline.result, env: { __OW_ACTIVATION_ID: 'p2' } });
+
+  // process.stdout is a stream of the isolate's own: piping into it is captured,
+  // and it has no handle on the owner's stdout to write around the capture.
+  await ready();
+  const piped = await activate(owner, code(`async function main() {
+    const { Readable } = require('stream');
+    const src = Readable.from(['piped ', 'line\\n']);
+    await new Promise((resolve) => { src.on('end', resolve); src.pipe(process.stdout); });
+    process.stderr.write(Buffer.from('bytes\\n'), () => {});
+    return { handle: process.stdout._handle === undefined ? null : 'present', tty: process.stdout.isTTY, fd: process.stderr.fd };
+  }`));
+  assert.equal(piped.outcome, 'success', JSON.stringify(piped));
+  assert.deepEqual(piped.result, { handle: null, tty: false, fd: 2 });
+  assert.deepEqual(piped.logs.map((l) => `${l.stream}:${l.line}`), ['stdout:piped line', 'stderr:bytes']);
+
+  // An uncaught error is still a developer error with OpenWhisk's text: the
+  // prelude's listener belongs to this activation's environment.
+  await ready();
+  const thrown = await activate(owner, code('function main() { setTimeout(() => { throw new Error("async boom"); }, 1); return new Promise(() => {}); }'));
+  assert.equal(thrown.outcome, 'developer');
+  assert.deepEqual(thrown.result, { error: 'An error has occurred: Error: async boom' });
+});
+
 test('the owner refuses a bad --prewarm', async (t) => {
   const bad = [['9', /--prewarm must be an integer from 0 to --slots \(4\) or "all", got "9"/], ['-1', /got "-1"/], ['two', /got "two"/]];
   for (const [v, re] of bad) {

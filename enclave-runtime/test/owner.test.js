@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
-const { parseArgs, parsePrewarm, checkInit, checkRun, limitLogs, outcomeOf } = require('../trusted/owner');
+const { parseArgs, parsePrewarm, checkInit, checkRun, limitLogs, outcomeOf, replyFrame } = require('../trusted/owner');
 const { startOwner, activate } = require('./gate-client');
 
 test('parseArgs', async (t) => {
@@ -69,13 +69,25 @@ test('limitLogs re-checks what came out of the isolate', () => {
   assert.equal(limitLogs('not an array', 10).length, 0);
 });
 
+// What an isolate delivers: the header and the result value as two JSON texts.
+const delivered = (head, result) => `${JSON.stringify(head)}\n${typeof result === 'string' ? result : JSON.stringify(result)}`;
+
 test('outcomeOf', async (t) => {
   const run = { timeoutMs: 1234, logLimitBytes: 1000 };
+  const line = { stream: 'stdout', time: '2026-01-01T00:00:00.000Z', line: 'hi' };
   const cases = [
-    { name: 'success', r: { kind: 'result', text: JSON.stringify({ outcome: 'success', result: { a: 1 }, logs: [] }) }, outcome: 'success', result: { a: 1 } },
-    { name: 'forged outcome', r: { kind: 'result', text: JSON.stringify({ outcome: 'timeout', result: {} }) }, outcome: 'developer' },
-    { name: 'not JSON', r: { kind: 'result', text: '{' }, outcome: 'developer' },
-    { name: 'non-object result', r: { kind: 'result', text: JSON.stringify({ outcome: 'success', result: 1 }) }, outcome: 'developer' },
+    { name: 'success', r: { kind: 'result', text: delivered({ outcome: 'success', logs: [line] }, { a: 1 }) }, outcome: 'success', result: { a: 1 }, logs: ['hi'] },
+    { name: 'array result', r: { kind: 'result', text: delivered({ outcome: 'success', logs: [] }, [1, { error: 1 }]) }, outcome: 'success', result: [1, { error: 1 }] },
+    { name: 'returned dictionary with error is application', r: { kind: 'result', text: delivered({ outcome: 'success', logs: [] }, { error: 'no' }) }, outcome: 'application', result: { error: 'no' } },
+    { name: 'developer stays developer', r: { kind: 'result', text: delivered({ outcome: 'developer', logs: [] }, { error: 'An error has occurred: x' }) }, outcome: 'developer', result: { error: 'An error has occurred: x' } },
+    { name: 'forged outcome', r: { kind: 'result', text: delivered({ outcome: 'timeout', logs: [] }, {}) }, outcome: 'developer', malformed: true },
+    { name: 'not JSON', r: { kind: 'result', text: '{' }, outcome: 'developer', malformed: true },
+    { name: 'no header line', r: { kind: 'result', text: JSON.stringify({ a: 1 }) }, outcome: 'developer', malformed: true },
+    { name: 'header not an object', r: { kind: 'result', text: delivered(['success'], {}) }, outcome: 'developer', malformed: true },
+    { name: 'result not JSON', r: { kind: 'result', text: delivered({ outcome: 'success' }, '{"a":1} trailing') }, outcome: 'developer', malformed: true },
+    { name: 'two values spliced', r: { kind: 'result', text: delivered({ outcome: 'success' }, '{"a":1},"type":"x"') }, outcome: 'developer', malformed: true },
+    { name: 'non-object result', r: { kind: 'result', text: delivered({ outcome: 'success' }, 1) }, outcome: 'developer', malformed: true },
+    { name: 'null result', r: { kind: 'result', text: delivered({ outcome: 'success' }, null) }, outcome: 'developer', malformed: true },
     { name: 'timeout', r: { kind: 'timeout' }, outcome: 'timeout', result: { error: 'The action exceeded its time limits of 1234 milliseconds.' } },
     { name: 'memory', r: { kind: 'memory' }, outcome: 'memory', result: { error: 'The action exhausted its memory and was aborted.' } },
     { name: 'exited', r: { kind: 'exited' }, outcome: 'developer', result: { error: 'An error has occurred: the action ended without returning a result.' } },
@@ -85,11 +97,25 @@ test('outcomeOf', async (t) => {
       const m = outcomeOf(c.r, run);
       assert.equal(m.type, 'result');
       assert.equal(m.outcome, c.outcome);
+      if (c.malformed) assert.deepEqual(m.result, { error: 'An error has occurred: the action produced a malformed result.' });
       if (c.result) assert.deepEqual(m.result, c.result);
       assert.ok(Array.isArray(m.logs));
+      if (c.logs) assert.deepEqual(m.logs.map((l) => l.line), c.logs);
       assert.equal(typeof m.timings, 'object');
+      // The reply frame decodes to exactly the message, whether the result text
+      // was spliced in or the message encoded as a whole.
+      const frame = replyFrame(m);
+      assert.equal(frame.readUInt32BE(0), frame.length - 4);
+      assert.deepEqual(JSON.parse(frame.subarray(4).toString('utf8')), JSON.parse(JSON.stringify(m)));
     });
   }
+  await t.test('the result text is forwarded as the isolate serialised it', () => {
+    const text = '{"b":1,"a":"\u00e9\ud83d\ude00","n":[1.5e3]}';
+    const m = outcomeOf({ kind: 'result', text: delivered({ outcome: 'success', logs: [] }, text), timings: { runMs: 1 } }, run);
+    const body = replyFrame(m).subarray(4).toString('utf8');
+    assert.equal(body, `{"type":"result","outcome":"success","result":${text},"logs":[],"timings":{"runMs":1}}`);
+    assert.deepEqual(JSON.parse(body).result, { b: 1, a: 'é😀', n: [1500] });
+  });
 });
 
 test('auto falls back to worker isolates when the addon does not load', async () => {

@@ -1,156 +1,249 @@
-// The per-activation bootstrap (trusted side).
+// The activation bootstrap (trusted side), in two parts.
 //
-// This file is not a module: the owner reads it as text and runs it as the first
-// script of every NEW isolate, either a Node environment the isolate addon creates on
-// the slot's thread, or a worker_threads Worker (the fallback). In both it sees:
-//   globalThis.__teemate_request  the request as a JSON string (built by the owner)
-//   globalThis.__teemate_onlog    optional: called with each accepted log line, so
-//                                 the owner keeps the logs of a run it has to kill
-// and it must assign globalThis.__teemate_result (a JSON string) exactly once before
-// its event loop drains. `require` may load builtins only; user code is loaded with
-// a require made by module.createRequire.
+// This file is not a module: the owner reads it as text and runs it in every NEW
+// isolate as that isolate's first main script (CommonJS-like: `require` loads
+// builtins only; user code is loaded with a require made by module.createRequire).
 //
-// Request: {action:{kind:'code', source, filename, base} | {kind:'dir', dir, main},
+//   prelude  the top level of this file. It depends on no request and runs no
+//            tenant code: it loads the builtins, gives process.stdout/stderr
+//            streams whose writes (and so console.*) go into the log capture,
+//            guards process.exit/abort/chdir, tracks timers and takes over
+//            uncaught errors. The isolate addon runs it while it PREPARES an
+//            environment (before any request exists, off the request path on a
+//            prewarmed slot); the worker fallback runs it at the start of its
+//            Worker. It ends by returning `activate` (with activate.warm, which
+//            the addon calls only when it prepares ahead of any request).
+//   activate(requestText, deliver, onlog)
+//            the request path, called once per environment: parses the request,
+//            sets process.env, loads the action, calls main and hands the result
+//            to deliver(text) exactly once. onlog, when given,
+//            receives each accepted log line as it is written, so the owner keeps
+//            the logs of a run it has to kill (worker).
+//
+// Every environment serves exactly one activation: a second call of activate is
+// refused, so what the prelude built is only ever seen by one tenant's code.
+//
+// Request: {action:{kind:'code', source, filename} | {kind:'dir', dir},
 //           main, value, env, logLimitBytes}
-// Result:  {outcome:'success'|'application'|'developer', result, logs, runMs}
+// Result:  two JSON texts joined by one newline (JSON text never contains a raw
+//          one): {outcome:'success'|'application'|'developer', logs, runMs}, then
+//          the result value. The value is serialised once, here, and the owner
+//          validates it and forwards that very text in its reply instead of
+//          encoding it again. A returned object carrying `error` is reported as
+//          'success' here; the owner, which parses the value anyway, classes it
+//          as 'application' (OpenWhisk's rule).
 // The texts of errors follow OpenWhisk's Node.js runtime.
-(function teemateActivation() {
-  'use strict';
-  const started = performance.now();
-  const { createRequire } = require('module');
-  const path = require('path');
-  const vm = require('vm');
+'use strict';
+const { createRequire } = require('module');
+const path = require('path');
+const vm = require('vm');
+const { Writable } = require('stream');
+const { isMainThread } = require('worker_threads');
 
-  const onlog = typeof globalThis.__teemate_onlog === 'function' ? globalThis.__teemate_onlog : null;
-  const requestText = globalThis.__teemate_request;
-  delete globalThis.__teemate_onlog;
-  delete globalThis.__teemate_request;
+// Per-activation state; nothing in it is set before activate() runs.
+let activated = false;
+let started = 0;
+let finished = false;
+let deliverResult = null;
+let onlog = null;
+const logs = [];
+let logBytes = 0;
+let truncated = false;
+let logLimit = 10 * 1024 * 1024;
+const partial = { stdout: null, stderr: null };
+const timers = new Set();
 
-  let finished = false;
-  const logs = [];
-  let logBytes = 0;
-  let truncated = false;
-  let logLimit = 10 * 1024 * 1024;
-  const partial = { stdout: null, stderr: null };
-  const timers = new Set();
-
-  function finish(outcome, result) {
-    if (finished) return;
-    finished = true;
-    flushPartial('stdout');
-    flushPartial('stderr');
-    if (truncated) {
-      const entry = {
-        stream: 'stderr',
-        time: new Date().toISOString(),
-        line: `Logs were truncated because the total bytes size exceeds the limit of ${logLimit} bytes.`,
-      };
-      logs.push(entry);
-      if (onlog) onlog(entry);
-    }
-    let text;
-    try {
-      text = JSON.stringify({ outcome, result, logs, runMs: performance.now() - started });
-    } catch (e) {
-      text = JSON.stringify({
-        outcome: 'developer',
-        result: { error: `An error has occurred: ${String(e)}` },
-        logs,
-        runMs: performance.now() - started,
-      });
-    }
-    globalThis.__teemate_result = text;
-    // Lingering timers would keep the event loop alive after the answer is known;
-    // OpenWhisk answers as soon as main settles, so they are cancelled here.
-    for (const t of timers) {
-      clearTimeout(t);
-      clearInterval(t);
-      clearImmediate(t);
-    }
-    timers.clear();
-  }
-
-  // ---- logs -------------------------------------------------------------------
-  function accept(stream, time, line) {
-    if (truncated) return;
-    const n = Buffer.byteLength(line, 'utf8') + 1;
-    if (logBytes + n > logLimit) {
-      truncated = true;
-      return;
-    }
-    logBytes += n;
-    const entry = { stream, time, line };
+// finish delivers the outcome. resultText, when given, is the result already
+// serialised (what main returned); otherwise `result` (an error object built
+// here) is serialised.
+function finish(outcome, result, resultText) {
+  if (!activated || finished) return;
+  finished = true;
+  flushPartial('stdout');
+  flushPartial('stderr');
+  if (truncated) {
+    const entry = {
+      stream: 'stderr',
+      time: new Date().toISOString(),
+      line: `Logs were truncated because the total bytes size exceeds the limit of ${logLimit} bytes.`,
+    };
     logs.push(entry);
     if (onlog) onlog(entry);
   }
+  let text;
+  try {
+    text = `${JSON.stringify({ outcome, logs, runMs: performance.now() - started })}\n${
+      resultText === undefined ? JSON.stringify(result) : resultText}`;
+  } catch (e) {
+    text = `${JSON.stringify({ outcome: 'developer', logs, runMs: performance.now() - started })}\n${
+      JSON.stringify({ error: `An error has occurred: ${String(e)}` })}`;
+  }
+  // Lingering timers would keep the event loop alive after the answer is known;
+  // OpenWhisk answers as soon as main settles, so they are cancelled here.
+  for (const t of timers) {
+    clearTimeout(t);
+    clearInterval(t);
+    clearImmediate(t);
+  }
+  timers.clear();
+  deliverResult(text);
+}
 
-  function capture(stream, text) {
-    if (finished) return;
-    const now = new Date().toISOString();
-    let p = partial[stream];
-    let rest = text;
-    for (;;) {
-      const nl = rest.indexOf('\n');
-      if (nl < 0) break;
-      const piece = rest.slice(0, nl);
-      if (p) {
-        accept(stream, p.time, p.text + piece);
-        p = null;
-      } else {
-        accept(stream, now, piece);
-      }
-      rest = rest.slice(nl + 1);
+// ---- logs ---------------------------------------------------------------------
+function accept(stream, time, line) {
+  if (truncated) return;
+  const n = Buffer.byteLength(line, 'utf8') + 1;
+  if (logBytes + n > logLimit) {
+    truncated = true;
+    return;
+  }
+  logBytes += n;
+  const entry = { stream, time, line };
+  logs.push(entry);
+  if (onlog) onlog(entry);
+}
+
+function capture(stream, text) {
+  // Before activate() nothing is the tenant's: whatever the prelude itself
+  // writes (warming the console up) is dropped.
+  if (!activated || finished) return;
+  const now = new Date().toISOString();
+  let p = partial[stream];
+  let rest = text;
+  for (;;) {
+    const nl = rest.indexOf('\n');
+    if (nl < 0) break;
+    const piece = rest.slice(0, nl);
+    if (p) {
+      accept(stream, p.time, p.text + piece);
+      p = null;
+    } else {
+      accept(stream, now, piece);
     }
-    if (rest.length) p = p ? { time: p.time, text: p.text + rest } : { time: now, text: rest };
-    partial[stream] = p;
+    rest = rest.slice(nl + 1);
   }
+  if (rest.length) p = p ? { time: p.time, text: p.text + rest } : { time: now, text: rest };
+  partial[stream] = p;
+}
 
-  function flushPartial(stream) {
-    const p = partial[stream];
-    partial[stream] = null;
-    if (p) accept(stream, p.time, p.text);
+function flushPartial(stream) {
+  const p = partial[stream];
+  partial[stream] = null;
+  if (p) accept(stream, p.time, p.text);
+}
+
+function toText(chunk) {
+  if (typeof chunk === 'string') return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+  return String(chunk);
+}
+
+// captureStream routes process[name] (and so console.*, which binds to
+// process.stdout/stderr on first use) into the log capture. write() captures
+// synchronously, so stdout and stderr lines keep the order and the time in which
+// they were written.
+//
+// In an addon environment the isolate never gets Node's real stdout/stderr
+// streams: making those opens a libuv handle on the owner's own fd 1/2 (shared by
+// every isolate, and through `_handle` a way around the capture) and loads the
+// net/tty stream stack (~2-6 ms). It gets a Writable of its own instead. A Worker's
+// stdio streams are already its own (messages to the owner, which drops them) and
+// Node's worker internals call into them, so there only write() is replaced.
+function captureStream(name, fd) {
+  const write = function write(chunk, encoding, cb) {
+    if (typeof encoding === 'function') cb = encoding;
+    capture(name, toText(chunk));
+    if (typeof cb === 'function') process.nextTick(cb);
+    return true;
+  };
+  if (!isMainThread) {
+    Object.defineProperty(process[name], 'write', { value: write, writable: true, configurable: true });
+    return;
   }
+  const s = new Writable({
+    decodeStrings: false,
+    write(chunk, encoding, cb) { // only reached through Writable's internals
+      capture(name, toText(chunk));
+      cb();
+    },
+  });
+  Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
+  s.fd = fd;
+  s.isTTY = false;
+  Object.defineProperty(process, name, { configurable: true, enumerable: true, get() { return s; } });
+}
 
-  function hookStream(name) {
-    const s = process[name];
-    const write = function write(chunk, encoding, cb) {
-      if (typeof encoding === 'function') cb = encoding;
-      let text;
-      if (typeof chunk === 'string') text = chunk;
-      else if (chunk instanceof Uint8Array) text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
-      else text = String(chunk);
-      capture(name, text);
-      if (typeof cb === 'function') process.nextTick(cb);
-      return true;
-    };
-    // console.* writes through these stream objects, so one hook catches both the
-    // console and direct process.stdout/stderr writes, and nothing reaches the
-    // owner's own stdio.
-    Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
+// ---- errors in the style of OpenWhisk's Node.js runtime ------------------------
+function serializeError(err, seen = new Set()) {
+  if (err === null || err === undefined) return err;
+  if (typeof err === 'function') return `[Function: ${err.name || 'anonymous'}]`;
+  if (typeof err !== 'object') return err;
+  if (seen.has(err)) return '[Circular]';
+  seen.add(err);
+  const out = Array.isArray(err) ? [] : {};
+  for (const k of Object.keys(err)) {
+    const v = err[k];
+    out[k] = v !== null && typeof v === 'object' || typeof v === 'function' ? serializeError(v, seen) : v;
   }
-
-  // ---- errors in the style of OpenWhisk's Node.js runtime ------------------------
-  function serializeError(err, seen = new Set()) {
-    if (err === null || err === undefined) return err;
-    if (typeof err === 'function') return `[Function: ${err.name || 'anonymous'}]`;
-    if (typeof err !== 'object') return err;
-    if (seen.has(err)) return '[Circular]';
-    seen.add(err);
-    const out = Array.isArray(err) ? [] : {};
-    for (const k of Object.keys(err)) {
-      const v = err[k];
-      out[k] = v !== null && typeof v === 'object' || typeof v === 'function' ? serializeError(v, seen) : v;
+  if (err instanceof Error) {
+    for (const k of ['name', 'message', 'stack']) {
+      if (typeof err[k] === 'string') out[k] = err[k];
     }
-    if (err instanceof Error) {
-      for (const k of ['name', 'message', 'stack']) {
-        if (typeof err[k] === 'string') out[k] = err[k];
-      }
-    }
-    seen.delete(err);
-    return out;
   }
+  seen.delete(err);
+  return out;
+}
 
-  // ---- request --------------------------------------------------------------------
+// ---- the prelude's own work ---------------------------------------------------------
+captureStream('stdout', 1);
+captureStream('stderr', 2);
+// The isolate shares the process with other tenants: ending it, aborting it or
+// moving its working directory would hit every activation, so these end only
+// this activation.
+process.exit = function exit(code) {
+  finish('developer', { error: `An error has occurred: the action called process.exit(${code === undefined ? '' : code}).` });
+  throw new Error('process.exit is not available to actions');
+};
+process.reallyExit = process.exit;
+process.abort = function abort() {
+  finish('developer', { error: 'An error has occurred: the action called process.abort().' });
+  throw new Error('process.abort is not available to actions');
+};
+process.chdir = function chdir() {
+  throw new Error('process.chdir is not available to actions');
+};
+
+for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
+  const orig = globalThis[name];
+  globalThis[name] = function trackedTimer(...args) {
+    const t = orig.apply(this, args);
+    if (!finished) timers.add(t);
+    return t;
+  };
+}
+
+// The bootstrap owns uncaught errors: like OpenWhisk's runtime they end the
+// activation as a developer error. A listener the isolate's host installed before
+// us (the addon reports uncaught errors as INTERNAL) would override that outcome,
+// so ours replaces it; the result then always comes from here.
+process.removeAllListeners('uncaughtException');
+process.on('uncaughtException', (e) => {
+  finish('developer', { error: `An error has occurred: ${String(e)}` });
+});
+process.on('unhandledRejection', (e) => {
+  finish('developer', { error: `An error has occurred: ${String(e)}` });
+});
+
+// ---- the request path ---------------------------------------------------------------
+// (Parenthesised so V8 compiles it with the prelude, not on its first call.)
+const activate = (function activate(requestText, deliver, log) {
+  if (activated) throw new Error('this environment already served an activation');
+  if (typeof deliver !== 'function') throw new TypeError('activate needs a deliver function');
+  activated = true;
+  started = performance.now();
+  deliverResult = deliver;
+  onlog = typeof log === 'function' ? log : null;
+
   let req;
   try {
     req = JSON.parse(requestText);
@@ -165,46 +258,6 @@
   const env = {};
   for (const [k, v] of Object.entries(req.env || {})) env[k] = String(v);
   process.env = env;
-
-  hookStream('stdout');
-  hookStream('stderr');
-
-  // The isolate shares the process with other tenants: ending it, aborting it or
-  // moving its working directory would hit every activation, so these end only
-  // this activation.
-  process.exit = function exit(code) {
-    finish('developer', { error: `An error has occurred: the action called process.exit(${code === undefined ? '' : code}).` });
-    throw new Error('process.exit is not available to actions');
-  };
-  process.reallyExit = process.exit;
-  process.abort = function abort() {
-    finish('developer', { error: 'An error has occurred: the action called process.abort().' });
-    throw new Error('process.abort is not available to actions');
-  };
-  process.chdir = function chdir() {
-    throw new Error('process.chdir is not available to actions');
-  };
-
-  for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
-    const orig = globalThis[name];
-    globalThis[name] = function trackedTimer(...args) {
-      const t = orig.apply(this, args);
-      if (!finished) timers.add(t);
-      return t;
-    };
-  }
-
-  // The bootstrap owns uncaught errors: like OpenWhisk's runtime they end the
-  // activation as a developer error. A listener the isolate's host installed before
-  // us (the addon reports uncaught errors as INTERNAL) would override that outcome,
-  // so ours replaces it; the result then always comes from here.
-  process.removeAllListeners('uncaughtException');
-  process.on('uncaughtException', (e) => {
-    finish('developer', { error: `An error has occurred: ${String(e)}` });
-  });
-  process.on('unhandledRejection', (e) => {
-    finish('developer', { error: `An error has occurred: ${String(e)}` });
-  });
 
   // ---- load the action ---------------------------------------------------------------
   let handler;
@@ -245,19 +298,20 @@
       finish('developer', { error: 'The action did not return a dictionary.' });
       return;
     }
-    let plain;
+    // One serialisation, no parse: the text goes to the owner as it is. An
+    // object whose toJSON yields no object is not a dictionary either.
+    let text;
     try {
-      plain = JSON.parse(JSON.stringify(value));
+      text = JSON.stringify(value);
     } catch (e) {
       finish('developer', { error: `An error has occurred: ${String(e)}` });
       return;
     }
-    if (plain === null || typeof plain !== 'object') {
+    if (typeof text !== 'string' || (text[0] !== '{' && text[0] !== '[')) {
       finish('developer', { error: 'The action did not return a dictionary.' });
       return;
     }
-    const app = !Array.isArray(plain) && Object.prototype.hasOwnProperty.call(plain, 'error');
-    finish(app ? 'application' : 'success', plain);
+    finish('success', undefined, text);
   }
 
   let ret;
@@ -282,4 +336,21 @@
   }).catch((e) => {
     finish('developer', { error: `An error has occurred: ${String(e)}` });
   });
-}());
+});
+
+// warm() is called by the isolate addon only when it prepares an environment ahead
+// of any request (a hot slot): the first console write, performance timer read, vm
+// compile and createRequire each load and initialise parts of Node (~0.1-0.7 ms
+// apiece), which would otherwise happen inside the tenant's activation. On a cold
+// slot nobody calls it: there it would only add to the request path (the console
+// part costs more than it saves for an action that does not log). It writes
+// nothing anyone sees (capture drops everything before activate), compiles only a
+// constant and resolves nothing of any tenant.
+activate.warm = function warm() {
+  console.log('');
+  console.error('');
+  performance.now();
+  vm.runInThisContext('0', { filename: 'teemate-prelude' });
+  createRequire(path.join(process.cwd(), 'teemate-prelude.js'));
+};
+return activate;

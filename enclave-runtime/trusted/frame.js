@@ -16,10 +16,17 @@ class ProtocolError extends Error {
 }
 
 function encode(obj) {
-  const body = Buffer.from(JSON.stringify(obj), 'utf8');
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32BE(body.length, 0);
-  return Buffer.concat([head, body]);
+  return encodeText(JSON.stringify(obj));
+}
+
+// encodeText frames a JSON text that is already encoded, written straight into the
+// frame's buffer (no intermediate body buffer and copy).
+function encodeText(text) {
+  const n = Buffer.byteLength(text, 'utf8');
+  const buf = Buffer.allocUnsafe(4 + n);
+  buf.writeUInt32BE(n, 0);
+  buf.write(text, 4, 'utf8');
+  return buf;
 }
 
 // Decoder collects chunks and yields parsed messages. After it reports an error it
@@ -103,4 +110,4 @@ class Decoder {
   }
 }
 
-module.exports = { Decoder, ProtocolError, encode, MAX_FRAME, MAX_SMALL_FRAME };
+module.exports = { Decoder, ProtocolError, encode, encodeText, MAX_FRAME, MAX_SMALL_FRAME };

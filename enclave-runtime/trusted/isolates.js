@@ -5,16 +5,23 @@
 //
 //   addon   a fresh Node environment on the slot's parked thread, made by
 //           node-isolate-patch (what the SGX build uses: the thread that entered the
-//           enclave runs the isolate)
+//           enclave runs the isolate). The bootstrap's prelude (everything that does
+//           not depend on the request) is the addon's per-environment prelude: it
+//           runs while the environment is prepared, so on a prewarmed slot the
+//           request path only calls activate()
 //   worker  a fresh worker_threads Worker per activation (Node makes the thread);
 //           the fallback when the addon is not built
 //
-// run() resolves, never rejects, to one of
-//   {kind:'result', text, logs, timings}   the bootstrap assigned __teemate_result
+// run(slot, {requestJSON, timeoutMs, memoryMB}, done) calls done exactly once with
+// one of
+//   {kind:'result', text, logs, timings}   the bootstrap delivered its result
 //   {kind:'timeout'|'memory'|'exited', logs, timings}
 //   {kind:'internal', message}             the isolate could not be made
 // `logs` are the lines streamed out before the end (worker only), for the runs the
-// owner has to kill. timings: {isolateMs, runMs, teardownMs[, lastTeardownMs]}, in ms.
+// owner has to kill. The addon calls done from inside its own result callback, so
+// the owner's reply is written before the slot thread starts freeing the used
+// environment and preparing the next one (it waits for that callback to return).
+// timings: {isolateMs, runMs, teardownMs[, lastTeardownMs]}, in ms.
 // teardownMs is null when the isolate is torn down after the answer (addon): it is
 // not known yet, and it is not on the request path. lastTeardownMs is then the
 // teardown of the previous activation on the same slot, when there was one.
@@ -37,25 +44,26 @@ function loadBootstrap() {
   return fs.readFileSync(BOOTSTRAP_PATH, 'utf8');
 }
 
-// The worker gets request and result through workerData/postMessage; the prelude
-// maps them onto the same globals the addon environment provides, so both run the
-// very same bootstrap text.
-const WORKER_PRELUDE = `'use strict';
+// The worker runs the very same bootstrap text: its prelude as a function (the
+// text ends with a top-level `return activate`), then activate() with the request
+// from workerData, delivering the result and streaming log lines by postMessage.
+function workerSource(bootstrap) {
+  return `'use strict';
 const { workerData: __tmData, parentPort: __tmPort } = require('worker_threads');
-globalThis.__teemate_request = __tmData;
-Object.defineProperty(globalThis, '__teemate_result', {
-  configurable: true,
-  set(v) { __tmPort.postMessage({ kind: 'result', text: String(v) }); },
-  get() { return undefined; },
-});
-globalThis.__teemate_onlog = (entry) => __tmPort.postMessage({ kind: 'log', entry });
+const __tmActivate = (function (require) {
+${bootstrap}
+}(require));
+__tmActivate(__tmData,
+  (text) => __tmPort.postMessage({ kind: 'result', text: String(text) }),
+  (entry) => __tmPort.postMessage({ kind: 'log', entry }));
 `;
+}
 
 class WorkerBackend {
   constructor(bootstrap) {
     this.name = 'worker';
     this.prewarm = 0; // a Worker is made per run; nothing is prepared ahead
-    this.source = WORKER_PRELUDE + bootstrap;
+    this.source = workerSource(bootstrap);
   }
 
   info() { return { backend: 'worker', node: process.version }; }
@@ -64,62 +72,60 @@ class WorkerBackend {
 
   stop() {}
 
-  run(slot, { requestJSON, timeoutMs, memoryMB }) {
-    return new Promise((resolve) => {
-      const t0 = performance.now();
-      let tOnline = t0;
-      let tEnd = 0;
-      let ended = null; // {kind, text?}
-      const logs = [];
-      let worker;
-      try {
-        worker = new Worker(this.source, {
-          eval: true,
-          workerData: requestJSON,
-          env: {},
-          argv: [],
-          execArgv: [],
-          stdout: true,
-          stderr: true,
-          resourceLimits: { maxOldGenerationSizeMb: memoryMB },
-        });
-      } catch (e) {
-        resolve({ kind: 'internal', message: `could not create a worker isolate: ${e.message}` });
-        return;
-      }
-      // The bootstrap hooks stdout/stderr; whatever slips out before that is dropped.
-      worker.stdout.resume();
-      worker.stderr.resume();
-      const finishWith = (kind, text) => {
-        if (ended) return;
-        ended = { kind, text };
-        tEnd = performance.now();
-        clearTimeout(timer);
-        worker.terminate().catch(() => {});
-      };
-      const timer = setTimeout(() => finishWith('timeout'), timeoutMs);
-      worker.on('online', () => { tOnline = performance.now(); });
-      worker.on('message', (m) => {
-        if (!m || typeof m !== 'object') return;
-        if (m.kind === 'log' && !ended) logs.push(m.entry);
-        else if (m.kind === 'result' && typeof m.text === 'string') finishWith('result', m.text);
+  run(slot, { requestJSON, timeoutMs, memoryMB }, done) {
+    const t0 = performance.now();
+    let tOnline = t0;
+    let tEnd = 0;
+    let ended = null; // {kind, text?}
+    const logs = [];
+    let worker;
+    try {
+      worker = new Worker(this.source, {
+        eval: true,
+        workerData: requestJSON,
+        env: {},
+        argv: [],
+        execArgv: [],
+        stdout: true,
+        stderr: true,
+        resourceLimits: { maxOldGenerationSizeMb: memoryMB },
       });
-      worker.on('error', (e) => {
-        finishWith(e && e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : 'exited', undefined);
-      });
-      worker.on('exit', () => {
-        if (!ended) finishWith('exited');
-        const tExit = performance.now();
-        resolve({
-          kind: ended.kind,
-          text: ended.text,
-          logs,
-          timings: {
-            isolateMs: round(tOnline - t0),
-            runMs: round(tEnd - tOnline),
-            teardownMs: round(tExit - tEnd),
-          },
-        });
+    } catch (e) {
+      done({ kind: 'internal', message: `could not create a worker isolate: ${e.message}` });
+      return;
+    }
+    // The bootstrap hooks stdout/stderr; whatever slips out before that is dropped.
+    worker.stdout.resume();
+    worker.stderr.resume();
+    const finishWith = (kind, text) => {
+      if (ended) return;
+      ended = { kind, text };
+      tEnd = performance.now();
+      clearTimeout(timer);
+      worker.terminate().catch(() => {});
+    };
+    const timer = setTimeout(() => finishWith('timeout'), timeoutMs);
+    worker.on('online', () => { tOnline = performance.now(); });
+    worker.on('message', (m) => {
+      if (!m || typeof m !== 'object') return;
+      if (m.kind === 'log' && !ended) logs.push(m.entry);
+      else if (m.kind === 'result' && typeof m.text === 'string') finishWith('result', m.text);
+    });
+    worker.on('error', (e) => {
+      finishWith(e && e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : 'exited', undefined);
+    });
+    worker.on('exit', () => {
+      if (!ended) finishWith('exited');
+      const tExit = performance.now();
+      done({
+        kind: ended.kind,
+        text: ended.text,
+        logs,
+        timings: {
+          isolateMs: round(tOnline - t0),
+          runMs: round(tEnd - tOnline),
+          teardownMs: round(tExit - tEnd),
+        },
       });
     });
   }
@@ -130,8 +136,9 @@ class AddonBackend {
   constructor(addon, bootstrap, slots, prewarm) {
     this.name = 'addon';
     this.addon = addon;
-    this.source = bootstrap;
-    addon.start(slots, { prewarm });
+    // The bootstrap is the environment's prelude; run() passes no source and the
+    // addon calls the activate() it returned.
+    addon.start(slots, { prewarm, prelude: bootstrap });
     this.prewarm = prewarm;
   }
 
@@ -156,32 +163,30 @@ class AddonBackend {
     try { this.addon.stop(); } catch { /* stopping is best effort at exit */ }
   }
 
-  run(slot, { requestJSON, timeoutMs, memoryMB }) {
-    return new Promise((resolve) => {
-      const t0 = performance.now();
-      try {
-        this.addon.run(slot, this.source, requestJSON, timeoutMs, memoryMB, (err, text, stats) => {
-          const timings = {
-            isolateMs: round(stats && stats.setupMs),
-            runMs: round(stats && stats.runMs),
-            // Freed after this answer: unknown now and not on the request path.
-            teardownMs: stats && typeof stats.teardownMs === 'number' ? round(stats.teardownMs) : null,
-          };
-          if (stats && typeof stats.lastTeardownMs === 'number') timings.lastTeardownMs = round(stats.lastTeardownMs);
-          if (!stats) timings.runMs = round(performance.now() - t0);
-          if (err) {
-            const kind = err.code === 'TIMEOUT' ? 'timeout' : err.code === 'HEAP' ? 'memory' : 'internal';
-            resolve({ kind, logs: [], timings, message: `isolate failed: ${err.message || err.code}` });
-          } else if (typeof text === 'string' && text.length > 0) {
-            resolve({ kind: 'result', text, logs: [], timings });
-          } else {
-            resolve({ kind: 'exited', logs: [], timings });
-          }
-        });
-      } catch (e) {
-        resolve({ kind: 'internal', message: `could not create an isolate: ${e.message}` });
-      }
-    });
+  run(slot, { requestJSON, timeoutMs, memoryMB }, done) {
+    const t0 = performance.now();
+    try {
+      this.addon.run(slot, null, requestJSON, timeoutMs, memoryMB, (err, text, stats) => {
+        const timings = {
+          isolateMs: round(stats && stats.setupMs),
+          runMs: round(stats && stats.runMs),
+          // Freed after this answer: unknown now and not on the request path.
+          teardownMs: stats && typeof stats.teardownMs === 'number' ? round(stats.teardownMs) : null,
+        };
+        if (stats && typeof stats.lastTeardownMs === 'number') timings.lastTeardownMs = round(stats.lastTeardownMs);
+        if (!stats) timings.runMs = round(performance.now() - t0);
+        if (err) {
+          const kind = err.code === 'TIMEOUT' ? 'timeout' : err.code === 'HEAP' ? 'memory' : 'internal';
+          done({ kind, logs: [], timings, message: `isolate failed: ${err.message || err.code}` });
+        } else if (typeof text === 'string' && text.length > 0) {
+          done({ kind: 'result', text, logs: [], timings });
+        } else {
+          done({ kind: 'exited', logs: [], timings });
+        }
+      });
+    } catch (e) {
+      done({ kind: 'internal', message: `could not create an isolate: ${e.message}` });
+    }
   }
 }
 

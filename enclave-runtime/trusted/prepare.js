@@ -3,8 +3,10 @@
 //
 // Plain code is wrapped as a CommonJS module function and compiled once, so syntax
 // errors are reported by `init` with OpenWhisk's text. Zipped code is extracted into
-// a cache directory named by the archive's sha256, so repeated inits of the same
-// action (one per activation, since each sandbox is used once) cost a hash and a stat.
+// a cache directory named by the archive's sha256; ZipActions remembers in memory
+// which archives are ready, so repeated inits of the same action (one per
+// activation, since each sandbox is used once) cost one Map lookup and no file
+// system access on the owner's thread.
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -57,13 +59,19 @@ function prepareCode({ name, main, code }, baseDir) {
   return { kind: 'code', source, filename };
 }
 
+function exists(p) {
+  return fs.promises.access(p).then(() => true, () => false);
+}
+
 // prepareZip extracts (or finds in the cache) a base64 zip and returns the descriptor.
+// Its file system checks are asynchronous: the owner's thread serves every gate
+// connection and must not wait for the disk.
 async function prepareZip({ main, code }, cacheDir, limits) {
   checkMain(main, true);
   const buf = Buffer.from(code, 'base64');
   const sha = crypto.createHash('sha256').update(buf).digest('hex');
   const dir = path.join(cacheDir, sha);
-  if (!fs.existsSync(path.join(dir, '.teemate-complete'))) {
+  if (!await exists(path.join(dir, '.teemate-complete'))) {
     await fs.promises.mkdir(cacheDir, { recursive: true });
     const tmp = await fs.promises.mkdtemp(path.join(cacheDir, '.tmp-'));
     try {
@@ -82,10 +90,51 @@ async function prepareZip({ main, code }, cacheDir, limits) {
       await fs.promises.rm(tmp, { recursive: true, force: true });
     }
   }
-  if (!fs.existsSync(path.join(dir, 'package.json')) && !fs.existsSync(path.join(dir, 'index.js'))) {
+  if (!await exists(path.join(dir, 'package.json')) && !await exists(path.join(dir, 'index.js'))) {
     throw initFailed('Zipped actions must contain either package.json or index.js at the root.');
   }
   return { kind: 'dir', dir, sha256: sha };
 }
 
-module.exports = { prepareCode, prepareZip, wrapSource, InitError, IDENT };
+// ZipActions is the owner's memory of zipped actions that are extracted and
+// checked, keyed by the base64 text exactly as it arrived. A hit costs one Map
+// lookup (V8 hashes a long string by its length, then compares it with the few
+// keys of that length), so it skips the base64 decode, the archive's sha256 and
+// every file system check; exact equality also means there is nothing to
+// collide. A miss (and a failed init, which is not remembered) takes prepareZip's
+// path. The keys are kept in memory, so the memory is bounded by their total
+// size and by entry count; the least recently used entries are forgotten first
+// (their directories stay on disk).
+class ZipActions {
+  constructor(cacheDir, { maxEntries = 256, maxBytes = 32 * 1024 * 1024 } = {}) {
+    this.cacheDir = cacheDir;
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+    this.bytes = 0;
+    this.known = new Map(); // code -> descriptor; insertion order = recency
+  }
+
+  async prepare({ main, code }, limits) {
+    checkMain(main, true);
+    const hit = this.known.get(code);
+    if (hit) {
+      this.known.delete(code);
+      this.known.set(code, hit);
+      return hit;
+    }
+    const action = await prepareZip({ main, code }, this.cacheDir, limits);
+    // An archive larger than the whole budget is not worth keeping a copy of.
+    if (code.length <= this.maxBytes && !this.known.has(code)) {
+      this.known.set(code, action);
+      this.bytes += code.length;
+      while (this.known.size > this.maxEntries || this.bytes > this.maxBytes) {
+        const oldest = this.known.keys().next().value;
+        this.known.delete(oldest);
+        this.bytes -= oldest.length;
+      }
+    }
+    return action;
+  }
+}
+
+module.exports = { prepareCode, prepareZip, ZipActions, wrapSource, InitError, IDENT };

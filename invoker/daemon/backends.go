@@ -192,7 +192,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		if images == "" {
 			images = filepath.Join(repo, ".state", "images")
 		}
-		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix, PoolSize: b.PoolSize,
+		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix, PoolSize: b.PoolSize, RefillWorkers: 2,
 			Prewarm: []oci.PoolKey{{Image: b.Model, MemoryMB: 256}}}, log); err != nil {
 			return nil, nil, fmt.Errorf("oci sandbox: %w", err)
 		}

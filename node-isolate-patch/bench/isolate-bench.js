@@ -17,6 +17,12 @@
 //   budget     : one pool of 8 slots with {prewarm: 2} (what the owner runs, with a
 //                smaller budget): alternating spaced runs on hot slot 0 (prepared)
 //                and cold slot 7 (made on the request path).
+//   runtime    : the enclave runtime's real bootstrap (enclave-runtime/trusted/
+//                activation.js) as the addon's prelude, {prewarm: true}: the prelude
+//                (stdio capture, console, builtins, process guards) ran while the
+//                environment was prepared; run(0, null, request) only calls its
+//                activate() with a one-line action (`function main(){return {}}`).
+//                Spaced like prewarm. runtime-cold: the same on a cold slot.
 //   worker     : a new worker_threads Worker per run, timed from `new Worker` to
 //                its 'exit' event (the closest stock-Node equivalent; it also
 //                creates the OS thread, which the addon does not).
@@ -49,14 +55,19 @@ if (!fs.existsSync(addonPath)) execFileSync('make', ['-C', root], { stdio: 'inhe
 const iso = require(addonPath);
 
 // Child mode for the memory figure: prints {base, started, ready} RSS in bytes.
+// A fifth argument 'prelude' prepares the environments with the runtime's prelude.
 if (process.argv[2] === '--rss') {
   const slots = Number(process.argv[3]);
   const prewarm = process.argv[4] === 'true';
+  const opts = { prewarm };
+  if (process.argv[5] === 'prelude') {
+    opts.prelude = fs.readFileSync(path.join(root, '..', 'enclave-runtime', 'trusted', 'activation.js'), 'utf8');
+  }
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   (async () => {
     await sleep(200);
     const base = process.memoryUsage().rss;
-    iso.start(slots, { prewarm });
+    iso.start(slots, opts);
     while (prewarm && !iso.info().prepared.every(Boolean)) await sleep(10);
     await sleep(300);
     const ready = process.memoryUsage().rss;
@@ -82,6 +93,41 @@ const req = JSON.parse(workerData); ${work}
 parentPort.postMessage(JSON.stringify({ name: req.name, s }));`;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The runtime mode: activation.js as the prelude, and the request the enclave
+// runtime's owner builds for a plain-code action (see owner.js onRun).
+const RUNTIME_PRELUDE = fs.readFileSync(path.join(root, '..', 'enclave-runtime', 'trusted', 'activation.js'), 'utf8');
+const runtimeRequest = JSON.stringify({
+  action: { kind: 'code', filename: path.join(os.tmpdir(), 'noop.js'),
+    source: '(function (exports, require, module, __filename, __dirname) {function main(){return {}}\n;' +
+      'return (function () { try { return main; } catch (e) { if (e instanceof ReferenceError) return undefined; throw e; } })();\n})' },
+  main: 'main', value: {}, env: { __OW_ACTIVATION_ID: 'bench' }, logLimitBytes: 10485760,
+});
+
+function runtimeOnce(slot = 0) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    iso.run(slot, null, runtimeRequest, 10000, 128, (err, result, stats) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (err) reject(err);
+      else if (!result.startsWith('{"outcome":"success"')) reject(new Error(`runtime bootstrap failed: ${result}`));
+      else resolve({ ms, stats, result });
+    });
+  });
+}
+
+async function runtimeMode(prewarm) {
+  iso.start(1, { prewarm, prelude: RUNTIME_PRELUDE });
+  try {
+    return await measure(async () => {
+      await sleep(5);
+      await slotReady(0);
+      return runtimeOnce(0);
+    });
+  } finally {
+    iso.stop();
+  }
+}
 
 function addonOnce(slot = 0) {
   return new Promise((resolve, reject) => {
@@ -162,8 +208,10 @@ async function addonMode(prewarm, fn) {
   }
 }
 
-function rssPerSlot(prewarm) {
-  const r = spawnSync(process.execPath, [__filename, '--rss', String(RSS_SLOTS), String(prewarm)], { encoding: 'utf8' });
+function rssPerSlot(prewarm, prelude = false) {
+  const args = [__filename, '--rss', String(RSS_SLOTS), String(prewarm)];
+  if (prelude) args.push('prelude');
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`rss child failed: ${r.stderr}`);
   const { base, ready } = JSON.parse(r.stdout.trim());
   return (ready - base) / RSS_SLOTS / (1 << 20);
@@ -175,16 +223,19 @@ function rssPerSlot(prewarm) {
   const warm = await addonMode(true, spacedOnce);
   const b2b = await addonMode(true, () => addonOnce(0));
   const budget = await budgetMode();
+  const runtime = await runtimeMode(true);
+  const runtimeCold = await runtimeMode(false);
   const worker = await measure(workerOnce);
   const load1 = os.loadavg();
   const rssCold = rssPerSlot(false);
   const rssWarm = rssPerSlot(true);
+  const rssPrelude = rssPerSlot(true, true);
 
   const addonRuns = [...cold, ...warm, ...b2b, ...budget.hot, ...budget.cold];
   if (new Set([...addonRuns, ...worker].map((r) => r.result)).size !== 1) {
     throw new Error('addon and worker runs disagree on the result');
   }
-  for (const runs of [cold, warm, b2b, [...budget.hot, ...budget.cold]]) {
+  for (const runs of [cold, warm, b2b, [...budget.hot, ...budget.cold], runtime, runtimeCold]) {
     if (new Set(runs.map((r) => r.stats.envId)).size !== runs.length) {
       throw new Error('an environment served two runs');
     }
@@ -208,6 +259,12 @@ function rssPerSlot(prewarm) {
     summary(`budget ${BUDGET}/${BUDGET_SLOTS}: hot slot 0`, budget.hot.map((r) => r.ms)),
     summary(`budget ${BUDGET}/${BUDGET_SLOTS}: cold slot ${BUDGET_SLOTS - 1}`, budget.cold.map((r) => r.ms)),
     summary('  cold slot teardown+trim', col(budget.cold, 'lastTeardownMs')),
+    summary('runtime prewarm: run() -> cb', runtime.map((r) => r.ms)),
+    summary('  runMs', col(runtime, 'runMs')),
+    summary('  preludeMs (ahead)', col(runtime, 'preludeMs')),
+    summary('runtime cold: run() -> cb', runtimeCold.map((r) => r.ms)),
+    summary('  setupMs (incl. prelude)', col(runtimeCold, 'setupMs')),
+    summary('  runMs', col(runtimeCold, 'runMs')),
     summary('worker: new Worker -> exit', worker.map((r) => r.ms)),
   ];
   const f = (x) => x.toFixed(2).padStart(8);
@@ -219,10 +276,12 @@ function rssPerSlot(prewarm) {
     console.log(`${r.name.padEnd(30)}${f(r.min)}${f(r.p10)}${f(r.p50)}${f(r.p90)}${f(r.max)}${f(r.mean)}`);
   }
   console.log(`prewarmed environment found ready: ${warmHits}/${warm.length} spaced runs, ${b2bHits}/${b2b.length} back-to-back runs`);
+  console.log(`runtime bootstrap: prewarmed ${runtime.filter((r) => r.stats.prewarmed).length}/${runtime.length}`);
   console.log(`budget pool: hot slot prewarmed ${budget.hot.filter((r) => r.stats.prewarmed).length}/${budget.hot.length}, ` +
     `cold slot prewarmed ${budget.cold.filter((r) => r.stats.prewarmed).length}/${budget.cold.length}`);
   console.log(`RSS per slot (${RSS_SLOTS} slots, fresh process): parked thread only ${rssCold.toFixed(2)} MiB, ` +
-    `with a prepared environment ${rssWarm.toFixed(2)} MiB (prepared environment ~${(rssWarm - rssCold).toFixed(2)} MiB)`);
+    `with a prepared environment ${rssWarm.toFixed(2)} MiB (prepared environment ~${(rssWarm - rssCold).toFixed(2)} MiB), ` +
+    `with the runtime prelude run in it ${rssPrelude.toFixed(2)} MiB (~${(rssPrelude - rssCold).toFixed(2)} MiB)`);
   const c = rows[0].p50;
   const w = rows[6].p50;
   const k = rows[rows.length - 1].p50;

@@ -27,11 +27,12 @@ std::string Truncate(std::string s) {
   return s;
 }
 
-// Runs before the bootstrap (EmbedderPreloadCallback): turns an uncaught
+// Runs during Node's bootstrap (EmbedderPreloadCallback), before the runtime's
+// prelude and the activation: turns an uncaught
 // exception or unhandled rejection into a reported INTERNAL error and a stop of
 // this environment. Without it Node would print the error to the owner's
 // stderr (host-visible) and call process.exit(), which we only turn into a stop.
-constexpr char kPreludeSource[] =
+constexpr char kPreloadSource[] =
     "process.on('uncaughtException', function teemateUncaught(err) {\n"
     "  let msg;\n"
     "  try {\n"
@@ -48,9 +49,12 @@ std::string ValueToString(v8::Isolate* isolate, v8::Local<v8::Value> v) {
   return std::string(*utf8, utf8.length());
 }
 
-// The uncaught-exception reporter handed to the prelude (not a global: user
+// The uncaught-exception reporter handed to the preload (not a global: user
 // code never sees it).
 void ReportUncaught(const v8::FunctionCallbackInfo<v8::Value>& info);
+
+// deliver(resultString), handed to the prelude's entry with each request.
+void DeliverResult(const v8::FunctionCallbackInfo<v8::Value>& info);
 
 }  // namespace
 
@@ -68,6 +72,7 @@ class PreparedEnvironment {
       v8::Locker locker(isolate);
       v8::Isolate::Scope isolate_scope(isolate);
       run_cjs.Reset();
+      entry.Reset();
       // Ends an environment that never ran (stop() while it waited) the same
       // way as a used one, so FreeEnvironment has no JavaScript left to run.
       node::Stop(setup->env());
@@ -81,12 +86,19 @@ class PreparedEnvironment {
   // The embedder entry Node's bootstrap hands out (runs a CommonJS-like main
   // script); kept so the activation's script can run later, on the request path.
   v8::Global<v8::Function> run_cjs;
+  // What the runtime's prelude returned (empty without a prelude): the
+  // function a request in entry mode calls, with everything the prelude built
+  // for this one environment in its closure.
+  v8::Global<v8::Function> entry;
+  // The string the activation passed to deliver(); the first one counts.
+  bool delivered = false;
+  std::string delivered_result;
   // The activation running in this environment; null while it waits and after
   // it ran, so late reports (teardown) reach no one.
   ActivationGuard* guard = nullptr;
   bool used = false;
   uint64_t id = 0;
-  double create_ms = 0, bootstrap_ms = 0;
+  double create_ms = 0, bootstrap_ms = 0, prelude_ms = 0;
 };
 
 void PreparedEnvironmentDeleter::operator()(PreparedEnvironment* env) const { delete env; }
@@ -102,6 +114,35 @@ void ReportUncaught(const v8::FunctionCallbackInfo<v8::Value>& info) {
                         : std::string("uncaught exception");
   guard->SetUncaught(std::move(msg));
   guard->RequestStop(StopReason::kUncaught);
+}
+
+void DeliverResult(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  auto* pe = static_cast<PreparedEnvironment*>(info.Data().As<v8::External>()->Value());
+  v8::Isolate* isolate = info.GetIsolate();
+  if (info.Length() < 1 || !info[0]->IsString()) {
+    isolate->ThrowException(v8::Exception::TypeError(
+        v8::String::NewFromUtf8Literal(isolate, "deliver(result): result must be a string")));
+    return;
+  }
+  // Only while the activation runs, and only once: a later call (from code
+  // the activation left behind) cannot replace the answer.
+  if (pe->guard == nullptr || pe->delivered) return;
+  pe->delivered = true;
+  pe->delivered_result = ValueToString(isolate, info[0]);
+}
+
+// Calls fn(argv) as the outermost JavaScript of the environment: MakeCallback
+// gives it the callback scope LoadEnvironment would have (ticks and microtasks
+// queued by it run when it returns). MakeCallback turns a failure at the
+// outermost scope into undefined (legacy behaviour), so the TryCatch, which the
+// caller owns, is what tells a throw apart; *failed is set either way.
+v8::MaybeLocal<v8::Value> CallOutermost(v8::Isolate* isolate, v8::Local<v8::Function> fn, int argc,
+                                        v8::Local<v8::Value>* argv, const v8::TryCatch& try_catch,
+                                        bool* failed) {
+  v8::MaybeLocal<v8::Value> ret = node::MakeCallback(isolate, v8::Object::New(isolate), fn, argc,
+                                                     argv, node::async_context{1, 0});
+  *failed = ret.IsEmpty() || try_catch.HasCaught();
+  return ret;
 }
 
 void OnGCEpilogue(v8::Isolate* isolate, v8::GCType, v8::GCCallbackFlags, void* data) {
@@ -273,7 +314,7 @@ void Watchdog::Loop() {
 
 // ---------------------------------------------------------------- activation
 
-PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error) {
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead) {
   // Ids are never reused, so a caller can prove that no environment served
   // two activations.
   static std::atomic<uint64_t> next_id{1};
@@ -333,7 +374,7 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error) {
     v8::Local<v8::Function> reporter;
     v8::Local<v8::String> params[] = {v8::String::NewFromUtf8Literal(isolate, "process"),
                                       v8::String::NewFromUtf8Literal(isolate, "report")};
-    v8::ScriptCompiler::Source src(v8::String::NewFromUtf8Literal(isolate, kPreludeSource));
+    v8::ScriptCompiler::Source src(v8::String::NewFromUtf8Literal(isolate, kPreloadSource));
     if (!v8::ScriptCompiler::CompileFunction(ctx, &src, 2, params).ToLocal(&prelude) ||
         !v8::Function::New(ctx, ReportUncaught, v8::External::New(isolate, raw))
              .ToLocal(&reporter)) {
@@ -363,8 +404,68 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error) {
       if (try_catch.HasCaught() && !try_catch.HasTerminated()) {
         *error += ": " + Truncate(ValueToString(isolate, try_catch.Exception()));
       } else if (!prelude_ok) {
-        *error += ": the activation prelude did not run";
+        *error += ": the uncaught-exception preload did not run";
       }
+    }
+
+    // The runtime's prelude: everything of the activation plumbing that does
+    // not depend on the request, run now instead of on the request path. It is
+    // the runtime's own code (no tenant code, no request in the environment
+    // yet), and what it returns is the entry a request calls.
+    if (!failed && !rt.prelude.empty()) {
+      const auto tp = Clock::now();
+      v8::TryCatch prelude_catch(isolate);
+      v8::Local<v8::String> source;
+      v8::Local<v8::Value> entry;
+      bool threw = false;
+      if (!v8::String::NewFromUtf8(isolate, rt.prelude.data(), v8::NewStringType::kNormal,
+                                   static_cast<int>(rt.prelude.size()))
+               .ToLocal(&source)) {
+        failed = true;
+        *error = "cannot pass the runtime prelude to the environment (too large?)";
+      } else {
+        v8::Local<v8::Value> argv[] = {source};
+        v8::MaybeLocal<v8::Value> ret =
+            CallOutermost(isolate, raw->run_cjs.Get(isolate), 1, argv, prelude_catch, &threw);
+        if (threw || !ret.ToLocal(&entry) || !entry->IsFunction()) {
+          failed = true;
+          *error = "the runtime prelude failed";
+          if (prelude_catch.HasCaught() && !prelude_catch.HasTerminated()) {
+            v8::Local<v8::Value> trace;
+            if (!prelude_catch.StackTrace(ctx).ToLocal(&trace) || !trace->IsString()) {
+              trace = prelude_catch.Exception();
+            }
+            *error += ": " + Truncate(ValueToString(isolate, trace));
+          } else if (!threw) {
+            *error += ": it must return the entry function";
+          }
+        } else {
+          raw->entry.Reset(isolate, entry.As<v8::Function>());
+        }
+      }
+      // entry.warm(): warm-ups that only pay off when nobody waits for this
+      // environment (they move first-use costs out of the request; on the
+      // request path of a cold slot they would only add to it).
+      v8::Local<v8::Value> warm;
+      if (!failed && ahead &&
+          entry.As<v8::Object>()
+              ->GetRealNamedProperty(ctx, v8::String::NewFromUtf8Literal(isolate, "warm"))
+              .ToLocal(&warm) &&
+          warm->IsFunction()) {
+        CallOutermost(isolate, warm.As<v8::Function>(), 0, nullptr, prelude_catch, &threw);
+        if (threw) {
+          failed = true;
+          *error = "the runtime prelude's warm-up failed";
+          if (prelude_catch.HasCaught() && !prelude_catch.HasTerminated()) {
+            *error += ": " + Truncate(ValueToString(isolate, prelude_catch.Exception()));
+          }
+        }
+      }
+      if (!failed && prelude_catch.HasCaught()) {  // reading `warm` threw
+        failed = true;
+        *error = "the runtime prelude's entry.warm is not readable";
+      }
+      raw->prelude_ms = MsBetween(tp, Clock::now());
     }
   }
   if (failed) return nullptr;  // the deleter frees the environment
@@ -382,6 +483,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   res.env_id = pe->id;
   res.create_ms = pe->create_ms;
   res.bootstrap_ms = pe->bootstrap_ms;
+  res.prelude_ms = pe->prelude_ms;
   if (pe->used) {
     // Never happens by construction; refusing is what keeps one activation's
     // state from reaching another if it ever did.
@@ -389,6 +491,10 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     return res;
   }
   pe->used = true;
+  if (req.entry && pe->entry.IsEmpty()) {
+    res.message = "no entry to call: the runtime has no prelude";
+    return res;
+  }
 
   v8::Isolate* isolate = pe->setup->isolate();
   node::Environment* env = pe->setup->env();
@@ -411,13 +517,21 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
 
     v8::Local<v8::String> request;
     v8::Local<v8::String> source;
+    v8::Local<v8::Function> deliver;
     v8::Local<v8::String> request_key = v8::String::NewFromUtf8Literal(isolate, "__teemate_request");
     if (!v8::String::NewFromUtf8(isolate, req.request_json.data(), v8::NewStringType::kNormal,
                                  static_cast<int>(req.request_json.size()))
-             .ToLocal(&request) ||
-        !ctx->Global()->CreateDataProperty(ctx, request_key, request).FromMaybe(false)) {
+             .ToLocal(&request)) {
       ok = false;
-      res.message = "cannot expose the request to the environment (too large?)";
+      res.message = "cannot pass the request to the environment (too large?)";
+    } else if (req.entry) {
+      if (!v8::Function::New(ctx, DeliverResult, v8::External::New(isolate, pe)).ToLocal(&deliver)) {
+        ok = false;
+        res.message = "cannot make the deliver function";
+      }
+    } else if (!ctx->Global()->CreateDataProperty(ctx, request_key, request).FromMaybe(false)) {
+      ok = false;
+      res.message = "cannot expose the request to the environment";
     } else if (!v8::String::NewFromUtf8(isolate, req.bootstrap.data(), v8::NewStringType::kNormal,
                                         static_cast<int>(req.bootstrap.size()))
                     .ToLocal(&source)) {
@@ -427,19 +541,18 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
 
     t1 = Clock::now();
     if (ok && !guard->stop_requested()) {
-      // A synchronous throw from the bootstrap ends up here instead of in
-      // Node's message listener, so it is reported to the caller and not
-      // printed to the owner's stderr. MakeCallback gives the script the
-      // callback scope LoadEnvironment would have: ticks and microtasks queued
-      // by the script run when it returns.
+      // A synchronous throw from the bootstrap (or entry) ends up here instead
+      // of in Node's message listener, so it is reported to the caller and not
+      // printed to the owner's stderr.
       v8::TryCatch try_catch(isolate);
-      v8::Local<v8::Value> argv[] = {source};
-      v8::MaybeLocal<v8::Value> ret =
-          node::MakeCallback(isolate, v8::Object::New(isolate), pe->run_cjs.Get(isolate), 1, argv,
-                             node::async_context{1, 0});
-      // MakeCallback turns a failure at the outermost scope into undefined
-      // (legacy behaviour), so the TryCatch is what tells a throw apart.
-      const bool failed = ret.IsEmpty() || try_catch.HasCaught();
+      bool failed = false;
+      if (req.entry) {
+        v8::Local<v8::Value> argv[] = {request, deliver};
+        CallOutermost(isolate, pe->entry.Get(isolate), 2, argv, try_catch, &failed);
+      } else {
+        v8::Local<v8::Value> argv[] = {source};
+        CallOutermost(isolate, pe->run_cjs.Get(isolate), 1, argv, try_catch, &failed);
+      }
       if (try_catch.HasCaught() && !try_catch.HasTerminated()) {
         v8::Local<v8::Value> trace;
         if (!try_catch.StackTrace(ctx).ToLocal(&trace) || !trace->IsString()) {
@@ -458,7 +571,17 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
 
     // Read the result even after process.exit(): a bootstrap may set it and
     // exit. The watchdog stays armed, so a pathological value cannot hang us.
-    if (ok && sync_error.empty() && guard->reason() == StopReason::kNone) {
+    if (ok && sync_error.empty() && guard->reason() == StopReason::kNone && req.entry) {
+      if (pe->delivered) {
+        res.result = std::move(pe->delivered_result);
+        have_result = true;
+      } else {
+        result_error = guard->exited() ? "the activation exited with code " +
+                                             std::to_string(res.exit_code) +
+                                             " without delivering a result"
+                                       : "the activation finished without delivering a result";
+      }
+    } else if (ok && sync_error.empty() && guard->reason() == StopReason::kNone) {
       if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
       v8::TryCatch try_catch(isolate);
       v8::Local<v8::Value> value;
@@ -486,6 +609,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     isolate->RemoveGCEpilogueCallback(OnGCEpilogue, guard);
     isolate->RemoveNearHeapLimitCallback(OnNearHeapLimit, 0);
     pe->run_cjs.Reset();
+    pe->entry.Reset();
   }
   res.setup_ms = MsBetween(setup_started, t1);
   res.run_ms = MsBetween(t1, t2);
@@ -533,7 +657,7 @@ ActivationResult RunActivation(const Runtime& rt, const ActivationRequest& req,
                                ActivationGuard* guard) {
   const auto t0 = Clock::now();
   std::string error;
-  PreparedEnvPtr env = PrepareEnvironment(rt, &error);
+  PreparedEnvPtr env = PrepareEnvironment(rt, &error, /*ahead=*/false);
   if (!env) {
     ActivationResult res;
     res.message = error;

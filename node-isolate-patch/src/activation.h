@@ -33,8 +33,16 @@ using Clock = std::chrono::steady_clock;
 // Limits for one activation. Inputs arrive from the enclave runtime, which has
 // already validated the host's request; they are checked again at the API edge.
 struct ActivationRequest {
-  std::string bootstrap;     // CommonJS-like source run with LoadEnvironment()
-  std::string request_json;  // exposed as globalThis.__teemate_request
+  // entry == false: `bootstrap` is a CommonJS-like source run as the
+  // environment's main script; request_json is globalThis.__teemate_request and
+  // the result is read from globalThis.__teemate_result.
+  // entry == true: the function the runtime's prelude returned when the
+  // environment was prepared is called as entry(request_json, deliver); the
+  // result is the string passed to deliver() (no globals involved, and nothing
+  // is compiled on the request path). `bootstrap` is unused.
+  bool entry = false;
+  std::string bootstrap;
+  std::string request_json;
   uint32_t timeout_ms = 0;   // wall-clock limit from the start of setup
   uint32_t heap_limit_mb = 0;  // bound on the isolate's used heap + external memory
 };
@@ -56,7 +64,8 @@ struct ActivationResult {
   double setup_ms = 0, run_ms = 0, teardown_ms = 0;
   // How the environment this activation ran in was made, wherever that
   // happened: CreateFromSnapshot, then Node's own bootstrap (no user code).
-  double create_ms = 0, bootstrap_ms = 0;
+  // prelude_ms: the part of bootstrap_ms spent in the runtime's prelude.
+  double create_ms = 0, bootstrap_ms = 0, prelude_ms = 0;
   uint64_t env_id = 0;  // process-unique id of that environment (0: none made)
 };
 
@@ -147,6 +156,16 @@ struct Runtime {
   node::EmbedderSnapshotData::Pointer snapshot;  // Node's built-in snapshot
   std::string exec_path;                          // becomes process.argv[0]
   Watchdog* watchdog = nullptr;
+  // The runtime's trusted per-environment prelude (empty: none). It runs as the
+  // environment's first main script while the environment is prepared, after
+  // Node's bootstrap and before any request exists: it may load builtins and
+  // build the activation plumbing (stdio capture, process guards), and must
+  // return a function, kept as the environment's entry. If the entry has an own
+  // function property `warm`, it is called right after, but only when the
+  // environment is prepared ahead of a request (first-use warm-ups that would
+  // only lengthen a request path). It is the enclave runtime's own code, never
+  // a tenant's; it runs without a deadline.
+  std::string prelude;
 };
 
 // PreparedEnvironment is one fresh Node environment (own isolate, context and
@@ -162,8 +181,10 @@ struct PreparedEnvironmentDeleter {
 using PreparedEnvPtr = std::unique_ptr<PreparedEnvironment, PreparedEnvironmentDeleter>;
 
 // PrepareEnvironment creates and bootstraps a fresh environment on the calling
-// thread. On failure returns null and sets *error.
-PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error);
+// thread and runs rt.prelude in it when there is one. `ahead`: no request waits
+// for this environment (a hot slot refilling), so the entry's optional `warm`
+// function is called too. On failure returns null and sets *error.
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead);
 
 // RunPrepared runs one activation in `env`, which must be fresh (a used
 // environment is refused with kInternal). It leaves the environment stopped but

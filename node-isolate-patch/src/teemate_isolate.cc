@@ -19,9 +19,15 @@
 // activation, only the moment it is made moves off the request path (what
 // OpenWhisk does with prewarmed containers).
 //
+// The runtime may also hand start() a trusted prelude: its own code, run in
+// every environment as part of preparing it (hot slots: before the request;
+// cold slots: on the request path, like the rest of the environment), which
+// builds everything of the activation plumbing that does not depend on the
+// request and returns the entry function a run(slot, null, ...) then calls.
+//
 // JavaScript API (see README.md):
-//   start(slots[, {prewarm}])  run(slot, bootstrap, requestJSON, timeoutMs, heapLimitMB, cb)
-//   info()                     stop()
+//   start(slots[, {prewarm, prelude}])  run(slot, bootstrap|null, requestJSON, timeoutMs, heapLimitMB, cb)
+//   info()                              stop()
 // activation.h (node.h) comes first: node_version.h defines NAPI_VERSION for
 // this Node release, which node_api.h would otherwise default lower.
 #include "activation.h"
@@ -50,6 +56,35 @@ constexpr double kMaxHeapMB = 64 * 1024;
 // payloads at 1 MiB; the bootstrap is the runtime's own code).
 constexpr size_t kMaxRequestBytes = 64u << 20;
 constexpr size_t kMaxBootstrapBytes = 64u << 20;
+// How long a slot thread waits for the owner's thread to finish handling a
+// result before it frees the used environment and prepares the next one anyway.
+constexpr auto kMaxHandoffWait = std::chrono::milliseconds(20);
+
+// Handoff tells the slot thread that the owner's thread is done with the
+// result it delivered: the JavaScript callback returned (the enclave runtime
+// writes its gate reply from inside it). Until then the slot thread leaves the
+// CPU to the reply: freeing the used environment and preparing the next one
+// (~1 + ~10 ms of CPU) would otherwise compete with it on a small machine.
+// Shared because either side may be the last to hold it.
+class Handoff {
+ public:
+  void Signal() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+  }
+  void WaitFor(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, limit, [this] { return done_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
 
 // One queued activation and, once finished, its outcome.
 struct Job {
@@ -63,6 +98,7 @@ struct Job {
   // How long freeing the environment of the previous activation on this slot
   // took (after its result was delivered); negative when there was none.
   double last_teardown_ms = -1;
+  std::shared_ptr<Handoff> handoff = std::make_shared<Handoff>();
 };
 
 struct Slot {
@@ -79,6 +115,9 @@ struct Slot {
   // prewarm budget and keeps a prepared environment while idle.
   bool prewarm = false;
   ActivationGuard* guard = nullptr;  // the running activation, for stop()
+  // The handoff the slot thread waits on after delivering, so stop() can end
+  // the wait at once (the owner's thread is then busy joining, not delivering).
+  std::shared_ptr<Handoff> handoff;
   std::thread thread;
 };
 
@@ -180,6 +219,11 @@ bool GetNumber(napi_env env, napi_value v, double lo, double hi, bool integer, d
 // Runs on the owner's main thread: hands one outcome to the JS callback.
 void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   std::unique_ptr<Job> job(static_cast<Job*>(data));
+  // However this returns, the slot thread may go on freeing and preparing.
+  struct SignalOnExit {
+    Handoff* h;
+    ~SignalOnExit() { h->Signal(); }
+  } signal_on_exit{job->handoff.get()};
   if (env == nullptr || cb == nullptr) return;  // owner environment is going away
   const ActivationResult& r = job->res;
 
@@ -211,6 +255,7 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
       {"exitCode", static_cast<double>(r.exit_code)},
       {"createMs", r.create_ms},
       {"bootstrapMs", r.bootstrap_ms},
+      {"preludeMs", r.prelude_ms},
       {"envId", static_cast<double>(r.env_id)}};
   for (const auto& [name, value] : fields) {
     if (napi_create_double(env, value, &num) != napi_ok ||
@@ -240,12 +285,16 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   napi_call_function(env, undefined, cb, 3, argv, nullptr);
 }
 
-// Hands a finished job to the owner's main thread.
+// Hands a finished job to the owner's main thread. The handoff is signalled
+// once the owner's callback has returned (or at once when nobody is left to
+// tell).
 void Deliver(std::unique_ptr<Job> job) {
   napi_threadsafe_function tsfn = job->tsfn;
+  std::shared_ptr<Handoff> handoff = job->handoff;
   Job* raw = job.release();
   if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_nonblocking) != napi_ok) {
     delete raw;  // owner is closing; nobody is left to tell
+    handoff->Signal();
   }
   napi_release_threadsafe_function(tsfn, napi_tsfn_release);
 }
@@ -266,7 +315,7 @@ void SlotMain(Slot* slot) {
         // A failure here is not reported: the next job prepares on its own
         // request path and reports the error there. No retry loop until then.
         std::string ignored;
-        ready = PrepareEnvironment(st.runtime, &ignored);
+        ready = PrepareEnvironment(st.runtime, &ignored, /*ahead=*/true);
         std::lock_guard<std::mutex> lock(slot->mu);
         slot->prepared = ready != nullptr;
       }
@@ -300,7 +349,7 @@ void SlotMain(Slot* slot) {
     PreparedEnvPtr env = std::move(ready);
     if (!env) job->prewarmed = false;
     std::string error;
-    if (!env) env = PrepareEnvironment(st.runtime, &error);
+    if (!env) env = PrepareEnvironment(st.runtime, &error, /*ahead=*/false);
     if (env) {
       job->res = RunPrepared(env.get(), job->req, &guard, job->queued);
     } else {
@@ -309,16 +358,26 @@ void SlotMain(Slot* slot) {
       job->res.setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - job->queued).count();
     }
     st.watchdog.Disarm(&guard);
+    std::shared_ptr<Handoff> handoff = job->handoff;
+    bool quit;
     {
       std::lock_guard<std::mutex> lock(slot->mu);
       slot->guard = nullptr;
       slot->busy = false;  // before the callback, so it may queue the next run
+      slot->handoff = handoff;
+      quit = slot->quit;
     }
     Deliver(std::move(job));
-    // The owner already has the result: freeing the used environment (and, on
-    // a hot slot, preparing the next one at the top of the loop) happens off
-    // its request path. A run() queued meanwhile waits for both. The used
-    // environment is never kept for another job.
+    // The owner has the result: freeing the used environment (and, on a hot
+    // slot, preparing the next one at the top of the loop) happens off its
+    // request path, once it has handled the result (bounded wait). A run()
+    // queued meanwhile waits for both. The used environment is never kept for
+    // another job.
+    if (!quit) handoff->WaitFor(kMaxHandoffWait);
+    {
+      std::lock_guard<std::mutex> lock(slot->mu);
+      slot->handoff.reset();
+    }
     const auto teardown_started = Clock::now();
     if (env) TeardownEnvironment(std::move(env));
     if (!prewarm) {
@@ -347,6 +406,9 @@ void StopAll() {
     std::lock_guard<std::mutex> lock(s->mu);
     s->quit = true;
     if (s->guard != nullptr) s->guard->RequestStop(StopReason::kCancelled);
+    // This thread joins instead of delivering: a slot waiting for its
+    // result's handoff need not wait out the limit.
+    if (s->handoff) s->handoff->Signal();
     s->cv.notify_all();
   }
   for (auto& s : slots) {
@@ -388,9 +450,12 @@ bool HookProcessExit(napi_env env) {
 
 // Reads start()'s options: undefined or an object whose `prewarm`, if present
 // and not undefined, is a boolean (true: every slot, false: none) or an integer
-// budget K in [0, slots]. Other keys are refused, so a typo does not silently
-// fall back to the default. *prewarm holds the budget; it defaults to slots.
-bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm) {
+// budget K in [0, slots], and whose `prelude`, if present and not undefined, is
+// a non-empty source string. Other keys are refused, so a typo does not
+// silently fall back to the default. *prewarm holds the budget; it defaults to
+// slots. *prelude stays empty without one.
+bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm,
+                     std::string* prelude) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_undefined) return true;
@@ -412,8 +477,21 @@ bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewa
         !GetString(env, k, 256, &name, "option name")) {
       return false;
     }
-    if (name != "prewarm") {
-      Throw(env, "ERR_INVALID_ARG_VALUE", "unknown option '" + name + "' (known: prewarm)");
+    if (name != "prewarm" && name != "prelude") {
+      Throw(env, "ERR_INVALID_ARG_VALUE", "unknown option '" + name + "' (known: prewarm, prelude)");
+      return false;
+    }
+  }
+  napi_value lv;
+  if (napi_get_named_property(env, v, "prelude", &lv) != napi_ok ||
+      napi_typeof(env, lv, &t) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options.prelude");
+    return false;
+  }
+  if (t != napi_undefined) {
+    if (!GetString(env, lv, kMaxBootstrapBytes, prelude, "options.prelude")) return false;
+    if (prelude->empty()) {
+      Throw(env, "ERR_INVALID_ARG_VALUE", "options.prelude must not be empty");
       return false;
     }
   }
@@ -450,7 +528,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (!GetNumber(env, argv[0], 1, kMaxSlots, true, &n, "slots")) return nullptr;
   const auto slots = static_cast<uint32_t>(n);
   uint32_t prewarm = slots;
-  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm)) return nullptr;
+  std::string prelude;
+  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude)) return nullptr;
 
   State& st = G();
   std::lock_guard<std::mutex> lock(st.mu);
@@ -486,6 +565,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
     st.owner = env;
   }
 
+  // No slot thread runs now (stop() joined them), so the prelude can change.
+  st.runtime.prelude = std::move(prelude);
   st.watchdog.Start();
   st.slots.clear();
   // Every slot gets its parked thread now (an idle one costs ~16 KiB RSS;
@@ -526,8 +607,14 @@ napi_value Run(napi_env env, napi_callback_info info) {
     if (!GetNumber(env, argv[0], 0, static_cast<double>(st.slots.size()) - 1, true, &slot_d, "slot"))
       return nullptr;
   }
-  if (!GetString(env, argv[1], kMaxBootstrapBytes, &job->req.bootstrap, "bootstrapSource") ||
-      !GetString(env, argv[2], kMaxRequestBytes, &job->req.request_json, "requestJSON") ||
+  // null: call the prelude's entry (the runtime's request path); a string: run
+  // it as the environment's main script.
+  NAPI_OK(env, napi_typeof(env, argv[1], &t));
+  job->req.entry = t == napi_null;
+  if (!job->req.entry && !GetString(env, argv[1], kMaxBootstrapBytes, &job->req.bootstrap, "bootstrapSource")) {
+    return nullptr;
+  }
+  if (!GetString(env, argv[2], kMaxRequestBytes, &job->req.request_json, "requestJSON") ||
       !GetNumber(env, argv[3], 1, kMaxTimeoutMs, false, &timeout, "timeoutMs") ||
       !GetNumber(env, argv[4], kMinHeapMB, kMaxHeapMB, true, &heap, "heapLimitMB")) {
     return nullptr;
@@ -538,6 +625,10 @@ napi_value Run(napi_env env, napi_callback_info info) {
 
   std::lock_guard<std::mutex> lock(st.mu);
   if (!st.started) return Throw(env, "ERR_NOT_STARTED", "the isolate runtime was stopped");
+  if (job->req.entry && st.runtime.prelude.empty()) {
+    return Throw(env, "ERR_INVALID_ARG_VALUE",
+                 "bootstrapSource is null but start() was given no prelude to provide the entry");
+  }
   Slot* slot = st.slots[static_cast<size_t>(slot_d)].get();
   std::lock_guard<std::mutex> slot_lock(slot->mu);
   if (slot->busy) {
@@ -564,10 +655,12 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_create_array(env, &prepared));
   uint32_t n = 0;
   uint32_t prewarm = 0;
+  bool has_prelude = false;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     n = static_cast<uint32_t>(st.slots.size());
     prewarm = st.started ? st.prewarm : 0;
+    has_prelude = st.started && !st.runtime.prelude.empty();
     for (uint32_t i = 0; i < n; i++) {
       bool b, p;
       {
@@ -587,6 +680,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_set_named_property(env, obj, "prepared", prepared));
   NAPI_OK(env, napi_create_uint32(env, prewarm, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "prewarm", v));
+  NAPI_OK(env, napi_get_boolean(env, has_prelude, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "prelude", v));
   NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));
   const napi_node_version* ver = nullptr;

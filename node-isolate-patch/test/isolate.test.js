@@ -4,7 +4,9 @@
 // does (loops, heap bombs, process.exit, throws) harms the owner process.
 // The whole suite runs twice: with prewarm (the next environment is prepared
 // ahead on each slot thread) and cold (made on the request path); a third part
-// checks the prewarm budget (only the lowest K slots keep one prepared).
+// checks the prewarm budget (only the lowest K slots keep one prepared), a fourth
+// the runtime prelude (run while an environment is prepared; its entry is what a
+// run with a null source calls).
 
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -404,6 +406,8 @@ test('bad arguments are refused with clear errors', () => {
     [[0.5, 's', '{}', 1000, HEAP_MB, cb], 'ERR_OUT_OF_RANGE', /slot/],
     [['0', 's', '{}', 1000, HEAP_MB, cb], 'ERR_INVALID_ARG_TYPE', /slot/],
     [[0, 42, '{}', 1000, HEAP_MB, cb], 'ERR_INVALID_ARG_TYPE', /bootstrapSource/],
+    [[0, undefined, '{}', 1000, HEAP_MB, cb], 'ERR_INVALID_ARG_TYPE', /bootstrapSource/],
+    [[0, null, '{}', 1000, HEAP_MB, cb], 'ERR_INVALID_ARG_VALUE', /null but start\(\) was given no prelude/],
     [[0, 's', {}, 1000, HEAP_MB, cb], 'ERR_INVALID_ARG_TYPE', /requestJSON/],
     [[0, 's', '{}', 0, HEAP_MB, cb], 'ERR_OUT_OF_RANGE', /timeoutMs/],
     [[0, 's', '{}', NaN, HEAP_MB, cb], 'ERR_OUT_OF_RANGE', /timeoutMs/],
@@ -545,3 +549,153 @@ test('lifecycle: stop() and owner exit while slots hold prepared environments', 
   assert.deepEqual(JSON.parse(r.stdout.trim()), [0, 0, true, 'again']);
 });
 }
+
+// The runtime's prelude: trusted code run while each environment is prepared,
+// returning the entry that run(slot, null, ...) calls with the request.
+describe('prelude: start(4, {prewarm: 2, prelude})', () => {
+  const PRELUDE = `
+    const preparedAt = performance.now();
+    const seen = [];                       // state of this one environment
+    // As the enclave runtime's bootstrap does: an environment's own process.env
+    // writes through to the process's environment, a plain object does not.
+    process.env = {};
+    globalThis.fromPrelude = 'prelude';
+    let warmed = false;
+    const entry = function entry(requestText, deliver) {
+      const req = JSON.parse(requestText);
+      seen.push(req.tag);
+      const out = { seen: [...seen], warmed, fromPrelude: globalThis.fromPrelude, leak: globalThis.leak === undefined ? null : globalThis.leak,
+        requestGlobal: typeof globalThis.__teemate_request, preparedBeforeRequest: preparedAt < performance.now() };
+      if (req.dirty) {
+        globalThis.leak = 'secret'; process.env.LEAK = 'x'; Object.prototype.polluted = 1;
+        require('module')._cache['/leak.js'] = { exports: 'secret' };
+        setTimeout(() => { globalThis.leak = 'late'; }, 1); // runs after the delivery, in this environment only
+      }
+      if (req.mode === 'async') { setTimeout(() => deliver(JSON.stringify(out)), 5); return; }
+      if (req.mode === 'twice') { deliver('first'); deliver('second'); return; }
+      if (req.mode === 'nonstring') { try { deliver(42); } catch (e) { deliver(e.name + ': ' + e.message); } return; }
+      if (req.mode === 'none') return;
+      if (req.mode === 'throw') throw new Error('entry threw');
+      if (req.mode === 'loop') for (;;) {}
+      if (req.mode === 'bomb') { const a = []; for (;;) a.push(new Array(1e6).fill(1)); }
+      if (req.mode === 'global') { globalThis.__teemate_result = 'forged'; return; }
+      globalThis.__teemate_result = 'ignored in entry mode';
+      out.polluted = ({}).polluted === undefined ? null : 1;
+      out.env = process.env.LEAK === undefined ? null : process.env.LEAK;
+      out.cached = Object.keys(require('module')._cache).includes('/leak.js');
+      deliver(JSON.stringify(out));
+    };
+    // Called only when the environment is prepared ahead of a request (hot slot).
+    entry.warm = () => { warmed = true; };
+    return entry;`;
+  const entry = (slot, request, limits) => new Promise((resolve) => {
+    iso.run(slot, null, JSON.stringify(request), (limits && limits.timeoutMs) || 10000, HEAP_MB, (err, result, stats) => {
+      resolve({ err, result, stats });
+    });
+  });
+  before(() => iso.start(SLOTS, { prewarm: 2, prelude: PRELUDE }));
+  after(() => iso.stop());
+
+  test('the entry gets the request and delivers the result; nothing goes through globals', async () => {
+    assert.equal(iso.info().prelude, true);
+    await waitPrepared([0, 1]);
+    for (const slot of [0, 3]) { // a hot slot (prepared ahead) and a cold one (prepared on the request path)
+      const { err, result, stats } = await entry(slot, { tag: `s${slot}` });
+      assert.equal(err, undefined);
+      assertStats(stats);
+      assert.equal(stats.prewarmed, slot === 0);
+      assert.ok(stats.preludeMs > 0 && stats.preludeMs <= stats.bootstrapMs, `preludeMs ${stats.preludeMs}`);
+      assert.deepEqual(JSON.parse(result), { seen: [`s${slot}`], warmed: slot === 0, fromPrelude: 'prelude', leak: null,
+        requestGlobal: 'undefined', preparedBeforeRequest: true, polluted: null, env: null, cached: false });
+    }
+  });
+
+  test('prelude state is per environment: nothing of one activation reaches the next', async () => {
+    for (const slot of [1, 2]) {
+      await waitPrepared([0, 1]);
+      const dirty = await entry(slot, { tag: 'dirty', dirty: true });
+      assert.equal(dirty.err, undefined);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // the timer has fired by now
+      await waitPrepared([0, 1]);
+      const clean = await entry(slot, { tag: 'clean' });
+      assert.equal(clean.err, undefined);
+      assert.notEqual(clean.stats.envId, dirty.stats.envId);
+      assert.deepEqual(JSON.parse(clean.result), { seen: ['clean'], warmed: slot === 1, fromPrelude: 'prelude', leak: null,
+        requestGlobal: 'undefined', preparedBeforeRequest: true, polluted: null, env: null, cached: false });
+    }
+  });
+
+  test('async delivery, first delivery wins, a non-string is refused', async () => {
+    const a = await entry(0, { tag: 'a', mode: 'async' });
+    assert.equal(a.err, undefined);
+    assert.deepEqual(JSON.parse(a.result).seen, ['a']);
+    assert.equal((await entry(0, { mode: 'twice' })).result, 'first');
+    assert.equal((await entry(1, { mode: 'nonstring' })).result, 'TypeError: deliver(result): result must be a string');
+  });
+
+  test('failures in entry mode: no delivery, a throw, a forged global, timeout, heap', async () => {
+    const none = await entry(0, { mode: 'none' });
+    assert.equal(none.err.code, 'INTERNAL');
+    assert.match(none.err.message, /finished without delivering a result/);
+    const forged = await entry(0, { mode: 'global' });
+    assert.equal(forged.err.code, 'INTERNAL', 'globalThis.__teemate_result is not the channel in entry mode');
+    const threw = await entry(3, { mode: 'throw' });
+    assert.equal(threw.err.code, 'INTERNAL');
+    assert.match(threw.err.message, /entry threw/);
+    assert.equal((await entry(0, { mode: 'loop' }, { timeoutMs: 100 })).err.code, 'TIMEOUT');
+    assert.equal((await entry(2, { mode: 'bomb' })).err.code, 'HEAP');
+    const ok = await entry(0, { tag: 'after' });
+    assert.equal(ok.err, undefined);
+    assert.deepEqual(JSON.parse(ok.result).seen, ['after']);
+  });
+
+  test('a bootstrap source still runs as the main script, after the prelude', async () => {
+    const { err, result } = await run(0, 'globalThis.__teemate_result = globalThis.fromPrelude + ":" + JSON.parse(globalThis.__teemate_request).x', { x: 1 });
+    assert.equal(err, undefined);
+    assert.equal(result, 'prelude:1');
+  });
+});
+
+test('prelude options and entry runs are checked', () => {
+  const script = `
+    const iso = require(${JSON.stringify(addonPath)});
+    const out = [];
+    const code = (f) => { try { f(); return 'no error'; } catch (e) { return e.code + ' ' + e.message; } };
+    out.push(code(() => iso.start(1, { prelude: 42 })));
+    out.push(code(() => iso.start(1, { prelude: '' })));
+    iso.start(1, { prewarm: 0 });
+    out.push(iso.info().prelude);
+    out.push(code(() => iso.run(0, null, '{}', 1000, 64, () => {})));
+    iso.stop();
+    // A prelude that fails (throws, or returns no function) fails every run with its reason,
+    // on hot and cold slots alike, and the owner goes on.
+    const bad = [['throw new Error("broken prelude")', true], ['return 42', false],
+      ['const f = (r, deliver) => deliver("prepared on the request path"); f.warm = () => { throw new Error("broken warm-up"); }; return f;', true]];
+    const next = () => {
+      if (!bad.length) { console.log(JSON.stringify(out)); return; }
+      const [prelude, prewarm] = bad.shift();
+      iso.start(1, { prewarm, prelude });
+      setTimeout(() => iso.run(0, null, '{}', 5000, 64, (err, result, stats) => {
+        out.push(err ? err.code : 'ok', err ? err.message : [result, stats.prewarmed]);
+        iso.stop();
+        next();
+      }), 50);
+    };
+    next();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim());
+  assert.match(out[0], /^ERR_INVALID_ARG_TYPE options.prelude must be a string/);
+  assert.match(out[1], /^ERR_INVALID_ARG_VALUE options.prelude must not be empty/);
+  assert.equal(out[2], false);
+  assert.match(out[3], /^ERR_INVALID_ARG_VALUE bootstrapSource is null but start\(\) was given no prelude/);
+  assert.equal(out[4], 'INTERNAL');
+  assert.match(out[5], /the runtime prelude failed: .*broken prelude/);
+  assert.equal(out[6], 'INTERNAL');
+  assert.match(out[7], /the runtime prelude failed: it must return the entry function/);
+  // A hot slot's warm-up failing fails its preparation ahead; the run then prepares
+  // on its own request path, where no warm-up runs, and succeeds.
+  assert.equal(out[8], 'ok');
+  assert.deepEqual(out[9], ['prepared on the request path', false]);
+});
