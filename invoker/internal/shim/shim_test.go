@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,8 @@ func startShim(t *testing.T, gateSock string, env ...string) *shimProc {
 	cmd := exec.Command(shimBin)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "TEEMATE_PROXY_SOCKET=" + sock,
 		"TEEMATE_GATE=" + gateSock, "TEEMATE_SANDBOX=wsk0_1_guest_test", "TEEMATE_TIMEOUT_MS=5000"}, env...)
+	// A group of its own, as a sandbox has.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &shimProc{stdout: &syncBuf{}, stderr: &syncBuf{}, exited: make(chan struct{}), cmd: cmd, sock: sock}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
@@ -440,6 +443,42 @@ func TestStrawman(t *testing.T) {
 	defer cancel()
 	if _, err := gate.Ping(pctx, gateSock); err == nil {
 		t.Fatal("strawman runtime still answers after the shim exited")
+	}
+}
+
+// A sandbox is destroyed by killing its process group (process backend) or its pid namespace:
+// the shim gets no chance to stop its runtime, which must die with the group all the same.
+func TestStrawmanDiesWithTheSandboxGroup(t *testing.T) {
+	needOwner(t)
+	dir := shortDir(t)
+	gateSock := filepath.Join(dir, "g.sock")
+	cmd := fmt.Sprintf("node %s --socket %s --slots 1 --image nodejs:20 --enclave straw --isolate auto --work-dir %s",
+		ownerJS, gateSock, dir)
+	p := startShim(t, gateSock, "TEEMATE_STRAWMAN_CMD="+cmd)
+	ctx := context.Background()
+	if r, err := p.client.Init(ctx, initValue(helloCode), 15*time.Second); err != nil || r.Status != 200 {
+		t.Fatalf("init %+v %v (stderr %s)", r, err, p.stderr.String())
+	}
+	pgid, err := syscall.Getpgid(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := gate.Ping(pctx, gateSock)
+		cancel()
+		if err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the strawman runtime outlived its sandbox's process group")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

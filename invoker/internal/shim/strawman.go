@@ -28,7 +28,9 @@ func startStrawman(ctx context.Context, argv []string, gateSocket string) (*stra
 	cmd.Env = cleanEnv(os.Environ())
 	out := &tail{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The runtime stays in the shim's process group, which is the sandbox's: a sandbox destroyed
+	// with SIGKILL to its group (the process backend) must take the runtime with it, since the
+	// shim gets no chance to stop it.
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -57,9 +59,9 @@ func startStrawman(ctx context.Context, argv []string, gateSocket string) (*stra
 	}
 }
 
-// stop kills the runtime's process group and waits for it.
+// stop kills the runtime and waits for it.
 func (r *strawman) stop() {
-	_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL) // already gone is fine
+	_ = r.cmd.Process.Signal(syscall.SIGKILL) // already gone is fine
 	select {
 	case <-r.exited:
 	case <-time.After(5 * time.Second):
