@@ -35,6 +35,9 @@
 #include <node_api.h>
 
 #include <malloc.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -299,6 +302,47 @@ void Deliver(std::unique_ptr<Job> job) {
   napi_release_threadsafe_function(tsfn, napi_tsfn_release);
 }
 
+// A slot's background work (tearing a used environment down, preparing the next
+// one ahead of any request) runs at a lower CPU priority, so on a busy machine it
+// yields to the activations in flight instead of competing with them; the slot
+// thread is back at the process's priority before it runs a job. That needs the
+// right to raise a thread's priority again, which Start probes once: without it
+// everything runs at the process's priority.
+struct BackgroundPriority {
+  bool usable = false;
+  int base = 0;  // the process's nice value at start
+};
+BackgroundPriority& Background() {
+  static BackgroundPriority bp;
+  return bp;
+}
+constexpr int kBackgroundNice = 10;
+
+void SetBackground(bool background) {
+  const BackgroundPriority& bp = Background();
+  if (!bp.usable) return;
+  const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+  // Best effort: a failure leaves the priority as it was, which is only slower.
+  setpriority(PRIO_PROCESS, tid, background ? bp.base + kBackgroundNice : bp.base);
+}
+
+// ProbeBackground checks, on a throwaway thread, that a thread can lower its
+// priority and raise it back.
+void ProbeBackground() {
+  BackgroundPriority& bp = Background();
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, 0);
+  if (errno != 0) return;
+  bool ok = false;
+  std::thread([&] {
+    const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+    ok = setpriority(PRIO_PROCESS, tid, base + kBackgroundNice) == 0 &&
+         setpriority(PRIO_PROCESS, tid, base) == 0;
+  }).join();
+  bp.base = base;
+  bp.usable = ok;
+}
+
 void SlotMain(Slot* slot) {
   State& st = G();
   const bool prewarm = slot->prewarm;  // fixed before the thread started
@@ -333,6 +377,7 @@ void SlotMain(Slot* slot) {
       job = std::move(slot->job);
       slot->prepared = false;
     }
+    SetBackground(false);  // the job, and a cold slot's preparation for it, run at full priority
     job->last_teardown_ms = last_teardown_ms;
     // The wall-clock limit starts when the slot thread takes the job, before
     // any environment work on the request path (all of it when cold).
@@ -378,6 +423,7 @@ void SlotMain(Slot* slot) {
       std::lock_guard<std::mutex> lock(slot->mu);
       slot->handoff.reset();
     }
+    SetBackground(true);  // teardown and the next preparation are off the request path
     const auto teardown_started = Clock::now();
     if (env) TeardownEnvironment(std::move(env));
     if (!prewarm) {
@@ -572,6 +618,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   // Every slot gets its parked thread now (an idle one costs ~16 KiB RSS;
   // in the SGX build each stands for a TCS that exists anyway). The budget
   // goes to the lowest slots, which the owner hands out first.
+  ProbeBackground();
   for (uint32_t i = 0; i < slots; i++) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();

@@ -185,6 +185,41 @@ test('lifecycle: stop() with a budget frees the prepared environments; a cold sl
   assert.deepEqual(JSON.parse(r.stdout.trim()), [3, [true, true, true, false, false, false], 0, true, 'cold', false]);
 });
 
+// Slot threads do their background work (teardown, preparing ahead) at a lower
+// priority and run jobs at the process's own. Checked in a child process through
+// /proc: the nice value of every thread, and of the slot thread while it runs a job.
+test('background work runs at a lower priority, jobs at the process priority', { skip: process.platform !== 'linux' }, () => {
+  const script = `
+    const fs = require('fs');
+    const iso = require(${JSON.stringify(addonPath)});
+    const nices = () => fs.readdirSync('/proc/self/task').map((t) =>
+      Number(fs.readFileSync('/proc/self/task/' + t + '/stat', 'utf8').split(') ')[1].split(' ')[16]));
+    iso.start(2, { prewarm: 2 });
+    // The job reads its own thread's nice value from inside (the slot thread runs it).
+    const src = 'const f = require("fs"); const t = f.readFileSync("/proc/thread-self/stat", "utf8");' +
+      'globalThis.__teemate_result = t.split(") ")[1].split(" ")[16];';
+    const wait = () => (iso.info().prepared.every(Boolean) ? go() : setTimeout(wait, 5));
+    // The second job on slot 0 comes after the slot's background teardown and preparation.
+    const go = () => iso.run(0, src, '{}', 10000, 64, () => iso.run(0, src, '{}', 10000, 64, (err, during) => {
+      const later = () => (iso.info().prepared.every(Boolean) ? report() : setTimeout(later, 5));
+      const report = () => {
+        console.log(JSON.stringify({ err: err && err.message, during, base: nices()[0], max: Math.max(...nices()) }));
+        process.exit(0);
+      };
+      later();
+    }));
+    wait();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout.trim());
+  assert.equal(got.err, undefined);
+  assert.equal(Number(got.during), got.base, 'the job ran below the process priority');
+  // Lowering and raising a thread's priority needs privilege; without it nothing changes.
+  if (process.getuid && process.getuid() === 0) {
+    assert.equal(got.max, got.base + 10, 'the slot that ran a job did not prepare its next environment in the background');
+  }
+});
+
 function suite(prewarm, mode) {
 test('info reports the slots, the mode and prewarm', async () => {
   const info = iso.info();
