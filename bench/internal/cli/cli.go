@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.memInterval, "memory-interval", 5*time.Millisecond, "memory sampling interval")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "created sandboxes the oci and process backends keep ready (0: the backend's default, 2)")
 	fs.DurationVar(&f.interval, "interval", 0, "least time between the starts of sequential latency samples (0: back to back)")
-	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: largest burst + 2; the owner's memory grows with it)")
+	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: 4 per core; requests beyond wait for a thread; the owner's memory grows with it)")
 	fs.IntVar(&f.actionMB, "action-memory", 256, "memory limit of every action (MB)")
 	fs.IntVar(&f.timeoutMs, "timeout-ms", 60000, "time limit of every action (ms)")
 	fs.BoolVar(&f.noop, "noop", true, "also measure the trivial noop action (invoker overhead, new-isolate cost)")

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,8 @@ type DirectConfig struct {
 	Sandbox          string // process (default), docker, oci
 	// Concurrency is the largest burst; it sizes the invoker's user memory and TCS slots.
 	Concurrency int
-	// Slots is the number of TCS slots of teemate's warm enclave; 0 means Concurrency + 2, so no
-	// request of the largest burst waits for an enclave thread. The owner's memory grows with it.
+	// Slots is the number of TCS slots of teemate's warm enclave; 0 means DefaultSlots(). Requests
+	// beyond it wait for an enclave thread; the owner's memory grows with it.
 	Slots int
 	// PoolSize is the sandbox backend's pool of created sandboxes (daemon.Backends.PoolSize).
 	PoolSize int
@@ -265,7 +266,7 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		ShimPath: d.cfg.ShimPath, StrawmanShimPath: d.cfg.StrawmanShimPath, SlotsPerOwner: d.cfg.Slots,
 		PoolSize: d.cfg.PoolSize}
 	if b.SlotsPerOwner <= 0 {
-		b.SlotsPerOwner = conc + 2
+		b.SlotsPerOwner = DefaultSlots(runtime.NumCPU())
 	}
 	go func() { done <- daemon.RunWithBackends(runCtx, cfg, b) }()
 	select {
@@ -353,6 +354,11 @@ func (d *Direct) Invoke(ctx context.Context, action string, params json.RawMessa
 		return Reply{}, fmt.Errorf("activation %s: %w", id, ctx.Err())
 	}
 }
+
+// DefaultSlots is the warm enclave's TCS count for a machine with cores CPUs: four per core
+// (at least four). More threads than that add an isolate's memory each without adding
+// throughput (the activations are CPU-bound); requests beyond them wait for a thread.
+func DefaultSlots(cores int) int { return max(4, 4*cores) }
 
 // MemoryRoot is this process: the in-process invoker's enclave owners and sandboxes are its children.
 func (d *Direct) MemoryRoot() int { return os.Getpid() }

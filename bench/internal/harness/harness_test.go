@@ -212,3 +212,11 @@ func TestParseExternal(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultSlots(t *testing.T) {
+	for cores, want := range map[int]int{1: 4, 2: 8, 16: 64} {
+		if got := DefaultSlots(cores); got != want {
+			t.Errorf("DefaultSlots(%d) = %d, want %d", cores, got, want)
+		}
+	}
+}
