@@ -162,8 +162,11 @@ func (m *Manager) Reserve(ctx context.Context, image string) (*Lease, error) {
 			m.mu.Unlock()
 			return &Lease{Owner: o.owner, m: m, o: o}, nil
 		case pickStart:
+			// Counted as starting before the lock is released, so concurrent callers wait for
+			// this start instead of making their own.
+			id := m.beginLaunchLocked(st, image)
 			m.mu.Unlock()
-			if err := m.launch(ctx, image); err != nil {
+			if err := m.launch(ctx, st, image, id); err != nil {
 				return nil, err
 			}
 			m.mu.Lock()
@@ -200,20 +203,18 @@ func (m *Manager) notifyLocked() {
 	m.changed = make(chan struct{})
 }
 
-// launch starts one owner of image and adds it. The start is not cancelled with the caller's ctx:
-// other callers may be waiting for it (the backend bounds it with its own start timeout).
-func (m *Manager) launch(ctx context.Context, image string) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	st := m.stateLocked(image)
+// beginLaunchLocked counts a start of an owner of image and names it; m.mu is held. launch does
+// the start.
+func (m *Manager) beginLaunchLocked(st *imageState, image string) string {
 	st.starting++
 	m.seq++
-	id := ownerID(image, m.seq)
-	m.mu.Unlock()
+	return ownerID(image, m.seq)
+}
 
+// launch starts the owner beginLaunchLocked counted and adds it. The start is not cancelled with
+// the caller's ctx: other callers may be waiting for it (the backend bounds it with its own start
+// timeout).
+func (m *Manager) launch(ctx context.Context, st *imageState, image, id string) error {
 	dir := filepath.Join(m.cfg.BaseDir, id)
 	t0 := time.Now()
 	owner, err := m.backend.Start(context.WithoutCancel(ctx), StartSpec{ID: id, Image: image, Dir: dir,
@@ -260,11 +261,12 @@ func (m *Manager) ensure(image string) {
 		m.mu.Unlock()
 		return
 	}
+	id := m.beginLaunchLocked(st, image)
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
-		if err := m.launch(context.Background(), image); err != nil && !errors.Is(err, ErrClosed) {
+		if err := m.launch(context.Background(), st, image, id); err != nil && !errors.Is(err, ErrClosed) {
 			m.log.Error("prestart of enclave owner failed", zap.String("image", image), zap.Error(err))
 		}
 	}()

@@ -420,11 +420,7 @@ func TestGateFailures(t *testing.T) {
 
 func TestStrawman(t *testing.T) {
 	needOwner(t)
-	dir := shortDir(t)
-	gateSock := filepath.Join(dir, "g.sock")
-	cmd := fmt.Sprintf("node %s --socket %s --slots 1 --image nodejs:20 --enclave straw --isolate auto --work-dir %s",
-		ownerJS, gateSock, dir)
-	p := startShim(t, gateSock, "TEEMATE_STRAWMAN_CMD="+cmd)
+	p, gateSock := startStrawmanShim(t)
 	ctx := context.Background()
 	r, err := p.client.Init(ctx, initValue(helloCode), 15*time.Second)
 	if err != nil || r.Status != 200 {
@@ -450,11 +446,7 @@ func TestStrawman(t *testing.T) {
 // the shim gets no chance to stop its runtime, which must die with the group all the same.
 func TestStrawmanDiesWithTheSandboxGroup(t *testing.T) {
 	needOwner(t)
-	dir := shortDir(t)
-	gateSock := filepath.Join(dir, "g.sock")
-	cmd := fmt.Sprintf("node %s --socket %s --slots 1 --image nodejs:20 --enclave straw --isolate auto --work-dir %s",
-		ownerJS, gateSock, dir)
-	p := startShim(t, gateSock, "TEEMATE_STRAWMAN_CMD="+cmd)
+	p, gateSock := startStrawmanShim(t)
 	ctx := context.Background()
 	if r, err := p.client.Init(ctx, initValue(helloCode), 15*time.Second); err != nil || r.Status != 200 {
 		t.Fatalf("init %+v %v (stderr %s)", r, err, p.stderr.String())
@@ -480,6 +472,18 @@ func TestStrawmanDiesWithTheSandboxGroup(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startStrawmanShim starts a shim that boots its own enclave runtime at /init; it returns the
+// shim and the runtime's gate socket.
+func startStrawmanShim(t *testing.T) (*shimProc, string) {
+	t.Helper()
+	needOwner(t)
+	dir := shortDir(t)
+	gateSock := filepath.Join(dir, "g.sock")
+	cmd := fmt.Sprintf("node %s --socket %s --slots 1 --image nodejs:20 --enclave straw --isolate auto --work-dir %s",
+		ownerJS, gateSock, dir)
+	return startShim(t, gateSock, "TEEMATE_STRAWMAN_CMD="+cmd), gateSock
 }
 
 func TestConfigFromEnv(t *testing.T) {

@@ -576,8 +576,7 @@ func (r *Runtime) refill(key PoolKey, p *pool) {
 	// the priority never leaks to other goroutines.
 	runtime.LockOSThread()
 	tid, nice := unix.Gettid(), 0
-	backoff := 100 * time.Millisecond
-	for {
+	adjust := func() {
 		if want := refillPriority(len(p.ready)); want != nice {
 			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, want); err != nil {
 				r.log.Warn("setting the priority of the pool refill failed", zap.Int("nice", want), zap.Error(err))
@@ -585,28 +584,11 @@ func (r *Runtime) refill(key PoolKey, p *pool) {
 				nice = want
 			}
 		}
-		b, err := r.createContainer(r.ctx, key)
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("refilling the container pool failed", zap.String("image", key.Image), zap.Int("memory_mb", key.MemoryMB), zap.Error(err))
-			select {
-			case <-r.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		select {
-		case p.ready <- b:
-		case <-r.ctx.Done():
-			b.discard()
-			return
-		}
 	}
+	sandbox.Refill(r.ctx, p.ready, func() (*box, error) { return r.createContainer(r.ctx, key) }, (*box).discard,
+		func(err error) {
+			r.log.Warn("refilling the container pool failed", zap.String("image", key.Image), zap.Int("memory_mb", key.MemoryMB), zap.Error(err))
+		}, adjust)
 }
 
 // Cleanup deletes every container of the runtime root whose id starts with prefix and that this

@@ -76,28 +76,8 @@ func (r *Runtime) takePooled() *box {
 // refill keeps the pool full, creating a sandbox as soon as one is taken. Failures back off.
 func (p *pool) refill() {
 	defer p.wg.Done()
-	backoff := 100 * time.Millisecond
-	for {
-		b, err := p.create()
-		if err != nil {
-			p.rt.log.Warn("refilling the sandbox pool failed", zap.Error(err))
-			select {
-			case <-p.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		select {
-		case p.ready <- b:
-		case <-p.ctx.Done():
-			b.discard()
-			return
-		}
-
-	}
+	sandbox.Refill(p.ctx, p.ready, p.create, (*box).discard,
+		func(err error) { p.rt.log.Warn("refilling the sandbox pool failed", zap.Error(err)) }, nil)
 }
 
 // create starts one stub: its own directory with the bound proxy socket (descriptor 3) and the
