@@ -96,21 +96,22 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		return b, nil
 	}
 	env := spec.Env
-	var lnFile *os.File
+	var extra []*os.File
 	if spec.ProxySocket != "" {
-		var err error
-		if lnFile, err = bindProxy(spec.ProxySocket); err != nil {
+		ln, err := bindProxy(spec.ProxySocket)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 		}
+		extra = append(extra, ln)
 		env = maps.Clone(env)
 		if env == nil {
 			env = map[string]string{}
 		}
 		env[ProxyFDEnv] = "3" // ExtraFiles[0]
 	}
-	b, err := r.spawn(spec.Name, spec.Command, envList(env), lnFile)
+	b, err := r.spawn(spec.Name, spec.Command, envList(env), extra...)
 	if err != nil {
-		if lnFile != nil {
+		if len(extra) > 0 {
 			_ = os.Remove(spec.ProxySocket) // ours, just bound; nothing else to do on failure
 		}
 		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
