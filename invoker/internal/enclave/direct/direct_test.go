@@ -3,8 +3,10 @@ package direct
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +46,19 @@ func TestStartPingStop(t *testing.T) {
 	p, err := gate.Ping(context.Background(), o.GateSocket())
 	if err != nil || p.Slots != 3 || p.Free != 3 {
 		t.Fatalf("pong %+v %v", p, err)
+	}
+	// The owner's environment is the invoker's PATH and HOME and the malloc arena cap, no more.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", o.(interface{ Pid() int }).Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range strings.Split(strings.TrimRight(string(environ), "\x00"), "\x00") {
+		if name, _, _ := strings.Cut(kv, "="); name != "PATH" && name != "HOME" && kv != OwnerMallocArenas {
+			t.Errorf("owner environment has %q", kv)
+		}
+	}
+	if !strings.Contains(string(environ), OwnerMallocArenas) {
+		t.Errorf("owner environment %q lacks %s", environ, OwnerMallocArenas)
 	}
 	if err := o.Stop(context.Background()); err != nil {
 		t.Fatal(err)
