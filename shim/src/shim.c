@@ -853,13 +853,13 @@ static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_
 	}
 }
 
-/* decode_init applies Go's json.Decoder + Unmarshal rules for the /init body. Returns 0 or -1
- * with the message in err. */
-static int decode_init(const char *body, size_t n, int over, struct init_req *r, buf_t *err)
+/* scan_body finds the first JSON value of a request body as Go's json.Decoder does, with the Go
+ * shim's error texts (over: the body was cut at MAX_BODY). Returns 0 with the value at [*vs, *ve),
+ * or -1 with the message in err. */
+static int scan_body(const char *body, size_t n, int over, size_t *vs, size_t *ve, buf_t *err)
 {
 	char serr[160];
-	size_t vs, ve;
-	int rc = json_scan(body, n, 1, &vs, &ve, serr, sizeof serr);
+	int rc = json_scan(body, n, 1, vs, ve, serr, sizeof serr);
 	if (rc == JSON_SYNTAX) {
 		buf_printf(err, "body is not valid JSON: %s", serr);
 		return -1;
@@ -871,6 +871,16 @@ static int decode_init(const char *body, size_t n, int over, struct init_req *r,
 			buf_printf(err, "body is not valid JSON: %s", rc == JSON_EOF ? "EOF" : "unexpected EOF");
 		return -1;
 	}
+	return 0;
+}
+
+/* decode_init applies Go's json.Decoder + Unmarshal rules for the /init body. Returns 0 or -1
+ * with the message in err. */
+static int decode_init(const char *body, size_t n, int over, struct init_req *r, buf_t *err)
+{
+	size_t vs, ve;
+	if (scan_body(body, n, over, &vs, &ve, err) < 0)
+		return -1;
 	const char *v = body + vs;
 	size_t vn = ve - vs;
 	jtype t = json_type(v);
@@ -1115,20 +1125,9 @@ static long long clamp(long long v, long long lo, long long hi) { return v < lo 
 /* run_message builds the gate run frame from OpenWhisk's /run body (Go's runMessage). */
 static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t *err)
 {
-	char serr[160];
 	size_t vs, ve;
-	int rc = json_scan(body, n, 1, &vs, &ve, serr, sizeof serr);
-	if (rc == JSON_SYNTAX) {
-		buf_printf(err, "body is not valid JSON: %s", serr);
+	if (scan_body(body, n, over, &vs, &ve, err) < 0)
 		return -1;
-	}
-	if (rc != JSON_OK) {
-		if (over)
-			buf_printf(err, "body exceeds %u bytes", MAX_BODY);
-		else
-			buf_printf(err, "body is not valid JSON: %s", rc == JSON_EOF ? "EOF" : "unexpected EOF");
-		return -1;
-	}
 	const char *v = body + vs;
 	size_t vn = ve - vs;
 	jtype t = json_type(v);
