@@ -131,6 +131,32 @@ void DeliverResult(const v8::FunctionCallbackInfo<v8::Value>& info) {
   pe->delivered_result = ValueToString(isolate, info[0]);
 }
 
+// Every dynamic import() in an activation's environment ends here. Node's own
+// handler (set during its bootstrap) would run the ESM loader, which loads
+// builtins and reads files without passing through the CommonJS loader the
+// runtime's capability set guards (trusted/caps.js). Actions in a shared
+// enclave load code with require(); import() is refused with a catchable
+// error, as a rejected promise (what import() returns).
+v8::MaybeLocal<v8::Promise> RefuseDynamicImport(v8::Local<v8::Context> ctx, v8::Local<v8::Data>,
+                                                v8::Local<v8::Value>, v8::Local<v8::String> specifier,
+                                                v8::Local<v8::FixedArray>) {
+  v8::Isolate* isolate = ctx->GetIsolate();
+  v8::Local<v8::Promise::Resolver> resolver;
+  if (!v8::Promise::Resolver::New(ctx).ToLocal(&resolver)) return {};
+  std::string spec = ValueToString(isolate, specifier);
+  if (spec.size() > 200) spec = spec.substr(0, 200) + "...";
+  const std::string text = "TeeMate: import() is not available to actions in a shared enclave (import('" +
+                           spec + "')); use require()";
+  v8::Local<v8::String> msg;
+  if (!v8::String::NewFromUtf8(isolate, text.data(), v8::NewStringType::kNormal,
+                               static_cast<int>(text.size()))
+           .ToLocal(&msg)) {
+    return {};
+  }
+  if (resolver->Reject(ctx, v8::Exception::Error(msg)).IsNothing()) return {};
+  return resolver->GetPromise();
+}
+
 // Calls fn(argv) as the outermost JavaScript of the environment: MakeCallback
 // gives it the callback scope LoadEnvironment would have (ticks and microtasks
 // queued by it run when it returns). MakeCallback turns a failure at the
@@ -467,6 +493,10 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
       }
       raw->prelude_ms = MsBetween(tp, Clock::now());
     }
+    // Node installed its dynamic-import handler during the bootstrap above; it is
+    // replaced for this isolate now that no more of Node's bootstrap runs (see
+    // RefuseDynamicImport).
+    if (!failed) isolate->SetHostImportModuleDynamicallyCallback(RefuseDynamicImport);
   }
   if (failed) return nullptr;  // the deleter frees the environment
   pe->bootstrap_ms = MsBetween(t1, Clock::now());
