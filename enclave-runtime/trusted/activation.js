@@ -3,12 +3,14 @@
 // This file is not a module: the owner reads it as text and runs it in every NEW
 // isolate as that isolate's first main script (CommonJS-like: `require` loads
 // builtins only; user code is loaded with a require made by module.createRequire).
+// isolates.js puts trusted/caps.js (the capability set of an activation) in front
+// of it as `caps`: the prelude installs it, activate() hands it the run's settings.
 //
 //   prelude  the top level of this file. It depends on no request and runs no
 //            tenant code: it loads the builtins, gives process.stdout/stderr
 //            streams whose writes (and so console.*) go into the log capture,
-//            guards process.exit/abort/chdir, tracks timers and takes over
-//            uncaught errors. The isolate addon runs it while it PREPARES an
+//            guards process.exit/abort/chdir, tracks timers, takes over
+//            uncaught errors and installs the capability set (caps.js). The isolate addon runs it while it PREPARES an
 //            environment (before any request exists, off the request path on a
 //            prewarmed slot); the worker fallback runs it at the start of its
 //            Worker. It ends by returning `activate` (with activate.warm, which
@@ -24,7 +26,8 @@
 // refused, so what the prelude built is only ever seen by one tenant's code.
 //
 // Request: {action:{kind:'code', source, filename} | {kind:'dir', dir},
-//           main, value, env, logLimitBytes}
+//           main, value, env, logLimitBytes,
+//           caps:{codeDir, scratchDir, quotaBytes, network, egressAllow, denyHosts}}
 // Result:  two JSON texts joined by one newline (JSON text never contains a raw
 //          one): {outcome:'success'|'application'|'developer', logs, runMs}, then
 //          the result value. The value is serialised once, here, and the owner
@@ -39,6 +42,7 @@ const path = require('path');
 const vm = require('vm');
 const { Writable } = require('stream');
 const { isMainThread } = require('worker_threads');
+const timers = require('timers');
 
 // Per-activation state; nothing in it is set before activate() runs.
 let activated = false;
@@ -51,7 +55,7 @@ let logBytes = 0;
 let truncated = false;
 let logLimit = 10 * 1024 * 1024;
 const partial = { stdout: null, stderr: null };
-const timers = new Set();
+const pending = new Set(); // the activation's timers, cancelled after the answer
 
 // finish delivers the outcome. resultText, when given, is the result already
 // serialised (what main returned); otherwise `result` (an error object built
@@ -80,12 +84,12 @@ function finish(outcome, result, resultText) {
   }
   // Lingering timers would keep the event loop alive after the answer is known;
   // OpenWhisk answers as soon as main settles, so they are cancelled here.
-  for (const t of timers) {
+  for (const t of pending) {
     clearTimeout(t);
     clearInterval(t);
     clearImmediate(t);
   }
-  timers.clear();
+  pending.clear();
   deliverResult(text);
 }
 
@@ -105,8 +109,9 @@ function accept(stream, time, line) {
 
 function capture(stream, text) {
   // Before activate() nothing is the tenant's: whatever the prelude itself
-  // writes (warming the console up) is dropped.
-  if (!activated || finished) return;
+  // writes (warming the console up) is dropped. Once the limit is reached the
+  // rest is dropped at once: 100 MB of output costs no more than the limit.
+  if (!activated || finished || truncated) return;
   const now = new Date().toISOString();
   let p = partial[stream];
   let rest = text;
@@ -123,6 +128,12 @@ function capture(stream, text) {
     rest = rest.slice(nl + 1);
   }
   if (rest.length) p = p ? { time: p.time, text: p.text + rest } : { time: now, text: rest };
+  // A line without its newline yet is kept, but never more of it than could still
+  // be logged (a string's length is at most its UTF-8 size).
+  if (p && p.text.length > logLimit - logBytes) {
+    truncated = true;
+    p = null;
+  }
   partial[stream] = p;
 }
 
@@ -202,24 +213,26 @@ captureStream('stderr', 2);
 // this activation.
 process.exit = function exit(code) {
   finish('developer', { error: `An error has occurred: the action called process.exit(${code === undefined ? '' : code}).` });
-  throw new Error('process.exit is not available to actions');
+  throw new Error('TeeMate: process.exit is not available to actions in a shared enclave');
 };
 process.reallyExit = process.exit;
 process.abort = function abort() {
   finish('developer', { error: 'An error has occurred: the action called process.abort().' });
-  throw new Error('process.abort is not available to actions');
+  throw new Error('TeeMate: process.abort is not available to actions in a shared enclave');
 };
 process.chdir = function chdir() {
-  throw new Error('process.chdir is not available to actions');
+  throw new Error('TeeMate: process.chdir is not available to actions in a shared enclave');
 };
 
 for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
   const orig = globalThis[name];
   globalThis[name] = function trackedTimer(...args) {
-    const t = orig.apply(this, args);
-    if (!finished) timers.add(t);
+    const t = Reflect.apply(orig, this, args);
+    if (!finished) pending.add(t);
     return t;
   };
+  // require('timers') gives the same tracked functions as the globals.
+  timers[name] = globalThis[name];
 }
 
 // The bootstrap owns uncaught errors: like OpenWhisk's runtime they end the
@@ -233,6 +246,11 @@ process.on('uncaughtException', (e) => {
 process.on('unhandledRejection', (e) => {
   finish('developer', { error: `An error has occurred: ${String(e)}` });
 });
+
+// The capability set (caps.js), installed last: the prelude's own work above
+// needs nothing it refuses. Patched in place in this environment's builtins;
+// beginCaps(settings) gives it the run's settings on the request path.
+const beginCaps = caps.install({ stderr: (text) => capture('stderr', text) });
 
 // ---- the request path ---------------------------------------------------------------
 // (Parenthesised so V8 compiles it with the prelude, not on its first call.)
@@ -257,7 +275,11 @@ const activate = (function activate(requestText, deliver, log) {
   // the owner's environment is visible, and writes stay inside this isolate.
   const env = {};
   for (const [k, v] of Object.entries(req.env || {})) env[k] = String(v);
+  // The action's /tmp is its private scratch directory (caps.js maps the paths).
+  if (req.caps && req.caps.scratchDir) env.TMPDIR = '/tmp';
   process.env = env;
+  // From here on the action's capabilities are this run's: before any of its code runs.
+  beginCaps(req.caps, env.__OW_API_HOST);
 
   // ---- load the action ---------------------------------------------------------------
   let handler;

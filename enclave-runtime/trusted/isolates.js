@@ -34,14 +34,27 @@ const path = require('path');
 const { Worker } = require('worker_threads');
 
 const BOOTSTRAP_PATH = path.join(__dirname, 'activation.js');
+const CAPS_PATH = path.join(__dirname, 'caps.js');
 const DEFAULT_ADDON = path.join(__dirname, '..', '..', 'node-isolate-patch', 'build', 'teemate_isolate.node');
 
 function addonPath() {
   return process.env.TEEMATE_ISOLATE_ADDON || DEFAULT_ADDON;
 }
 
+// loadBootstrap returns the one text every isolate runs: caps.js (the capability
+// set, a CommonJS-style file) wrapped as the value `caps`, then activation.js,
+// which installs it in its prelude. One text because the addon takes one
+// prelude; strict mode for all of it (first directive), so no stack-trace
+// CallSite can hand tenant code one of these functions.
 function loadBootstrap() {
-  return fs.readFileSync(BOOTSTRAP_PATH, 'utf8');
+  const caps = fs.readFileSync(CAPS_PATH, 'utf8');
+  const activation = fs.readFileSync(BOOTSTRAP_PATH, 'utf8');
+  return `'use strict';
+const caps = (function (require, module) {
+${caps}
+return module.exports;
+}(require, { exports: {} }));
+${activation}`;
 }
 
 // The worker runs the very same bootstrap text: its prelude as a function (the

@@ -8,6 +8,8 @@
 //
 //   node owner.js --socket PATH --slots N --image nodejs:20 --enclave ID
 //                 [--isolate addon|worker|auto] [--prewarm K|all] [--work-dir DIR] [--mode direct|sgx]
+//                 [--scratch-dir DIR] [--scratch-quota-mb N] [--egress-allow host:port,...]
+//                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp]
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -32,6 +34,10 @@ const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1
 // the budget is small and fixed instead of growing with --slots; the lowest slots
 // get it because the TCS table hands those out first.
 const DEFAULT_PREWARM = 4;
+// Bytes an activation may write into its scratch directory (its /tmp).
+const DEFAULT_SCRATCH_QUOTA_MB = 64;
+// OpenWhisk's limit on an action's result; a larger one is the action's error.
+const MAX_RESULT_BYTES = 1024 * 1024;
 
 function log(level, msg, fields) {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
@@ -39,9 +45,11 @@ function log(level, msg, fields) {
 
 // ---- arguments ----------------------------------------------------------------------
 function parseArgs(argv) {
-  const opts = { isolate: 'auto', mode: 'direct', workDir: '' };
+  const opts = { isolate: 'auto', mode: 'direct', workDir: '', scratchDir: '', lockdown: 'none' };
   const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
-    '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm' };
+    '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm',
+    '--scratch-dir': 'scratchDir', '--scratch-quota-mb': 'scratchQuotaMB', '--egress-allow': 'egressAllow',
+    '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -64,7 +72,44 @@ function parseArgs(argv) {
   opts.prewarm = parsePrewarm(opts.prewarm, n);
   if (!['addon', 'worker', 'auto'].includes(opts.isolate)) throw new Error(`--isolate must be addon, worker or auto`);
   if (!['direct', 'sgx'].includes(opts.mode)) throw new Error(`--mode must be direct or sgx`);
+  if (!['none', 'seccomp'].includes(opts.lockdown)) throw new Error('--lockdown must be none or seccomp');
+  const mb = opts.scratchQuotaMB === undefined ? DEFAULT_SCRATCH_QUOTA_MB
+    : /^[0-9]+$/.test(opts.scratchQuotaMB) ? Number(opts.scratchQuotaMB) : NaN;
+  if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new Error('--scratch-quota-mb must be an integer from 1 to 65536');
+  opts.scratchQuotaBytes = mb * 1024 * 1024;
+  delete opts.scratchQuotaMB;
+  opts.egressAllow = parseEgressAllow(opts.egressAllow);
+  opts.denyHosts = parseDenyHosts(opts.denyHosts);
   return opts;
+}
+
+function listOf(v) {
+  return v === undefined || v === '' ? [] : v.split(',').map((x) => x.trim()).filter(Boolean);
+}
+
+// --egress-allow host:port[,...] ("[v6]:port" for IPv6): reachable by actions with
+// network even when the address is one the deny rules refuse.
+function parseEgressAllow(v) {
+  return listOf(v).map((e) => {
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):([0-9]{1,5})$/.exec(e);
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port < 1 || port > 65535) throw new Error(`--egress-allow entries must be host:port, got ${JSON.stringify(e)}`);
+    return e;
+  });
+}
+
+// --deny-hosts ip[/prefix][,...]: the host's own addresses, refused to actions on
+// top of loopback, link-local and unspecified.
+function parseDenyHosts(v) {
+  return listOf(v).map((e) => {
+    const [ip, prefix] = e.split('/');
+    const fam = net.isIP(ip);
+    const max = fam === 4 ? 32 : 128;
+    if (!fam || (prefix !== undefined && !(/^[0-9]+$/.test(prefix) && Number(prefix) <= max))) {
+      throw new Error(`--deny-hosts entries must be IP addresses (optionally /prefix), got ${JSON.stringify(e)}`);
+    }
+    return e;
+  });
 }
 
 // parsePrewarm turns --prewarm into the number of slots (the lowest ones) that keep
@@ -120,7 +165,9 @@ function checkInit(msg) {
 function checkRun(msg) {
   const v = msg.value === undefined ? {} : msg.value;
   if (v === null || typeof v !== 'object') throw new ProtocolError('run.value must be an object or an array');
+  if (msg.network !== undefined && typeof msg.network !== 'boolean') throw new ProtocolError('run.network must be a boolean');
   return {
+    network: msg.network === true,
     value: v,
     timeoutMs: intIn(msg, 'timeoutMs'),
     memoryMB: intIn(msg, 'memoryMB'),
@@ -181,6 +228,12 @@ function outcomeOf(r, run) {
         result: { error: 'An error has occurred: the action produced a malformed result.' },
         logs: limitLogs(r.logs, run.logLimitBytes), timings };
     }
+    const size = Buffer.byteLength(resultText, 'utf8');
+    if (size > MAX_RESULT_BYTES) {
+      return { type: 'result', outcome: 'developer',
+        result: { error: `The action produced a response that exceeded the allowed length: ${size} > ${MAX_RESULT_BYTES} bytes.` },
+        logs: limitLogs(head.logs, run.logLimitBytes), timings };
+    }
     // OpenWhisk: a returned dictionary that carries `error` is an application error.
     const outcome = head.outcome === 'success' && !Array.isArray(result) &&
       Object.prototype.hasOwnProperty.call(result, 'error') ? 'application' : head.outcome;
@@ -223,6 +276,10 @@ class Owner {
     this.zipCache = path.join(opts.workDir, 'actions');
     fs.mkdirSync(this.codeDir, { recursive: true });
     fs.mkdirSync(this.zipCache, { recursive: true });
+    // The action's capabilities name real paths (caps.js compares them as text,
+    // and the module loader reports files by their real path).
+    this.zipCache = fs.realpathSync(this.zipCache);
+    this.scratch = new Scratch(opts.scratchDir || path.join(opts.workDir, 'scratch'), opts.scratchQuotaBytes);
     this.zipActions = new ZipActions(this.zipCache);
     this.attestation = simulatedAttestation(opts);
   }
@@ -432,6 +489,16 @@ class Conn {
     const tcs = this.owner.tcs;
     tcs.beginRun(slot, this);
     const { main, ...action } = this.action;
+    let scratchDir;
+    try {
+      scratchDir = this.owner.scratch.make(slot);
+    } catch (e) {
+      tcs.endRun(slot);
+      this.running = false;
+      log('error', 'could not make a scratch directory', { conn: this.id, tcs: slot, error: e.message });
+      return this.error('internal', `could not make the activation's scratch directory: ${e.message}`);
+    }
+    const o = this.owner.opts;
     const request = {
       action: action.kind === 'code' ? { kind: 'code', source: action.source, filename: action.filename }
         : { kind: 'dir', dir: action.dir },
@@ -439,6 +506,16 @@ class Conn {
       value: run.value,
       env: { ...this.initEnv, ...run.env },
       logLimitBytes: run.logLimitBytes,
+      // What this activation may reach (caps.js): its own code read-only, its
+      // scratch dir as /tmp, network only when the run says so.
+      caps: {
+        codeDir: action.kind === 'dir' ? action.dir : '',
+        scratchDir,
+        quotaBytes: this.owner.scratch.quotaBytes,
+        network: run.network,
+        egressAllow: o.egressAllow,
+        denyHosts: o.denyHosts,
+      },
     };
     // The reply is sent from inside the backend's completion callback (not a
     // promise continuation): the addon's slot thread waits for that callback to
@@ -446,6 +523,7 @@ class Conn {
     this.owner.backend.run(slot, {
       requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB,
     }, (r) => {
+      this.owner.scratch.remove(scratchDir);
       try {
         // The isolate is gone: a quarantined slot is reset and freed now.
         const after = tcs.endRun(slot);
@@ -475,6 +553,34 @@ class Conn {
   }
 }
 
+// Scratch holds the per-activation scratch directories (each action's /tmp):
+// made before the run, removed when it ended. Names carry the slot and a counter;
+// leftovers of a previous owner (a crash) are removed at start.
+class Scratch {
+  constructor(parent, quotaBytes) {
+    fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
+    this.parent = fs.realpathSync(parent);
+    this.quotaBytes = quotaBytes;
+    this.seq = 0;
+    for (const name of fs.readdirSync(this.parent)) {
+      if (/^run-[0-9]+-[0-9]+$/.test(name)) fs.rmSync(path.join(this.parent, name), { recursive: true, force: true });
+    }
+  }
+
+  make(slot) {
+    const dir = path.join(this.parent, `run-${slot}-${++this.seq}`);
+    fs.mkdirSync(dir, { mode: 0o700 });
+    return dir;
+  }
+
+  // remove is asynchronous: the reply does not wait for the disk.
+  remove(dir) {
+    fs.rm(dir, { recursive: true, force: true, maxRetries: 2 }, (err) => {
+      if (err) log('error', 'could not remove a scratch directory', { dir, error: err.message });
+    });
+  }
+}
+
 function removeStaleSocket(p) {
   let st;
   try { st = fs.lstatSync(p); } catch { return; }
@@ -488,7 +594,7 @@ function simulatedAttestation(opts) {
   const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const h = crypto.createHash('sha256');
-  for (const f of ['owner.js', 'activation.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js']) {
+  for (const f of ['owner.js', 'activation.js', 'caps.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js']) {
     h.update(fs.readFileSync(path.join(__dirname, f)));
   }
   const report = {
@@ -517,6 +623,19 @@ async function main() {
   const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm);
   if (note) log('warn', 'isolate addon unavailable; using worker threads', { reason: note });
   const owner = new Owner(opts, backend);
+  if (opts.lockdown === 'seccomp') {
+    // The OS-level layer (trusted/lockdown.js): applied once the isolate backend
+    // has started (its slot threads exist and are covered) and before the gate
+    // listens (no request is ever served without it).
+    let lockdown;
+    try {
+      lockdown = require('./lockdown'); // eslint-disable-line global-require
+    } catch (e) {
+      throw new Error(`--lockdown seccomp needs trusted/lockdown.js: ${e.message}`);
+    }
+    lockdown.apply();
+    log('info', 'lockdown applied', { lockdown: opts.lockdown });
+  }
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
     prewarm: backend.prewarm });
@@ -539,5 +658,5 @@ if (require.main === module) {
   });
 }
 
-module.exports = { parseArgs, parsePrewarm, DEFAULT_PREWARM, checkInit, checkRun, limitLogs, outcomeOf, replyFrame,
+module.exports = { parseArgs, parsePrewarm, parseEgressAllow, parseDenyHosts, DEFAULT_PREWARM, MAX_RESULT_BYTES, Scratch, checkInit, checkRun, limitLogs, outcomeOf, replyFrame,
   Owner };
