@@ -111,8 +111,8 @@ for (const backend of BACKENDS) {
       }, { env: { __OW_ACTIVATION_ID: 'a1', __OW_DEADLINE: '1700000060200', MY_PARAM: 'run' } });
       assert.equal(first.outcome, 'success');
       assert.deepEqual(first.result, { __OW_NAMESPACE: 'guest', __OW_ACTION_NAME: '/guest/env',
-        MY_PARAM: 'run', __OW_ACTIVATION_ID: 'a1', __OW_DEADLINE: '1700000060200' },
-      'exactly the merged env; nothing of the owner (PATH, HOME) is visible');
+        MY_PARAM: 'run', __OW_ACTIVATION_ID: 'a1', __OW_DEADLINE: '1700000060200', TMPDIR: '/tmp' },
+      'exactly the merged env (and TMPDIR, the action\'s own /tmp); nothing of the owner (PATH, HOME) is visible');
       const second = await activate(owner, code('function main() { return { leak: process.env.LEAK || null, id: process.env.__OW_ACTIVATION_ID || null }; }'),
         { env: { __OW_ACTIVATION_ID: 'a2' } });
       assert.deepEqual(second.result, { leak: null, id: 'a2' });
@@ -492,11 +492,11 @@ test('prepared environments with the prelude: nothing of one activation reaches 
   const baseline = await activate(owner, code(probe), { env: { __OW_ACTIVATION_ID: 'p1' } });
   assert.equal(baseline.outcome, 'success', JSON.stringify(baseline));
   assert.deepEqual(baseline.logs.map((l) => l.line), ['probe'], 'the prelude\'s own console warm-up is not logged');
-  assert.deepEqual(baseline.result.env, { __OW_ACTIVATION_ID: 'p1' });
+  assert.deepEqual(baseline.result.env, { __OW_ACTIVATION_ID: 'p1', TMPDIR: '/tmp' });
 
   // Pollutes everything it can reach, including the prelude's plumbing, and leaves
-  // timers behind (tracked ones are cancelled at the answer; require('timers') ones
-  // are not and run in this environment only).
+  // timers behind (cancelled at the answer, require('timers') ones too: they are the
+  // same tracked functions; anything else runs in this environment only).
   const dirty = await activate(owner, code(`async function main() {
     globalThis.secret = 'tenant-a'; process.env.LEAK = 'yes'; Object.prototype.polluted = 1;
     require.cache['/leak.js'] = { exports: 'secret' };
@@ -515,7 +515,7 @@ test('prepared environments with the prelude: nothing of one activation reaches 
   const after = await activate(owner, code(probe), { env: { __OW_ACTIVATION_ID: 'p2' } });
   assert.equal(after.outcome, 'success', JSON.stringify(after));
   assert.deepEqual(after.logs.map((l) => l.line), ['probe'], 'capture works again and nothing of A is logged');
-  assert.deepEqual(after.result, { ...baseline.result, env: { __OW_ACTIVATION_ID: 'p2' } });
+  assert.deepEqual(after.result, { ...baseline.result, env: { __OW_ACTIVATION_ID: 'p2', TMPDIR: '/tmp' } });
 
   // process.stdout is a stream of the isolate's own: piping into it is captured,
   // and it has no handle on the owner's stdout to write around the capture.

@@ -51,6 +51,9 @@ const crypto = require('crypto');
 const tty = require('tty');
 const Module = require('module');
 const { fileURLToPath } = require('url');
+// Loaded here, before the loader refuses them, to be disarmed in place (disarmDenied).
+const childProcess = require('child_process');
+const workerThreads = require('worker_threads');
 
 // ---- primordials: captured before any tenant code runs -----------------------
 const ReflectApply = Reflect.apply;
@@ -636,14 +639,14 @@ function guardOthers() {
 // loaded into this environment are touched here (loading the others just to
 // patch them would cost every prepared environment); the loader refuses the rest.
 function disarmDenied() {
-  const cp = require('child_process');
+  const cp = childProcess;
   // ChildProcess.prototype.spawn is where every spawn ends (exec, fork, a
   // ChildProcess constructed by hand): an instance reached any way cannot start
   // a process.
   cp.ChildProcess.prototype.spawn = denyFn('child_process');
   for (const k of ObjectKeys(cp)) if (typeof cp[k] === 'function') cp[k] = denyFn('child_process');
   // worker_threads is loaded by the bootstrap itself (isMainThread).
-  const wt = require('worker_threads');
+  const wt = workerThreads;
   wt.Worker = denyFn('worker_threads');
 }
 

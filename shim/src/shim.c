@@ -69,6 +69,7 @@ static const char INIT_STRUCT_TYPE[] =
 static struct {
 	const char *proxy_socket, *proxy_addr, *gate, *sandbox;
 	long long memory_mb, log_limit, timeout_ms;
+	int network; /* TEEMATE_NETWORK=1: the run says the action has network */
 	int proxy_fd; /* -1: bind proxy_socket or proxy_addr */
 } cfg;
 
@@ -161,6 +162,16 @@ static void config_from_env(void)
 	int_var(&errs, "TEEMATE_MEMORY_MB", &cfg.memory_mb, 1, 1 << 20);
 	int_var(&errs, "TEEMATE_LOG_LIMIT_BYTES", &cfg.log_limit, 0, 1ll << 40);
 	int_var(&errs, "TEEMATE_TIMEOUT_MS", &cfg.timeout_ms, 1, 24ll * 3600 * 1000);
+	const char *netv = getenv("TEEMATE_NETWORK");
+	if (netv && strcmp(netv, "1") == 0) {
+		cfg.network = 1;
+	} else if (netv && *netv && strcmp(netv, "0") != 0) {
+		if (errs.len)
+			buf_putc(&errs, '\n');
+		buf_puts(&errs, "TEEMATE_NETWORK=");
+		go_quote(&errs, netv, strlen(netv));
+		buf_puts(&errs, ": want 1 or 0");
+	}
 	if (!is_blank(getenv("TEEMATE_STRAWMAN_CMD")))
 		add_err(&errs, "TEEMATE_STRAWMAN_CMD is not supported by this shim: the strawman model "
 			       "(an enclave runtime per sandbox) needs the Go shim");
@@ -1211,6 +1222,8 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 		   clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS), clamp(cfg.memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB),
 		   clamp(cfg.log_limit, 0, MAX_LOG_LIMIT));
 	env_encode(frame, env.e, env.n);
+	if (cfg.network)
+		buf_puts(frame, ",\"network\":true");
 	buf_putc(frame, '}');
 out:
 	buf_free(&key);

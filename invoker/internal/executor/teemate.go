@@ -259,8 +259,16 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 		Mounts:      []sandbox.Mount{{HostPath: proxyDir, GuestPath: guestProxy}},
 		ProxySocket: filepath.Join(proxyDir, proxySockName),
 	}
+	if job.Network {
+		// The shim tells the enclave runtime, which lets the action open client sockets.
+		spec.Env["TEEMATE_NETWORK"] = "1"
+	}
 	switch t.cfg.Model {
 	case ModelTeemate:
+		// The action's I/O happens in the shared enclave runtime, not in this sandbox: the
+		// sandbox only talks to the gate over a unix socket, so it gets no network of its own
+		// (the runtime's capability set decides what the action reaches).
+		spec.Network = false
 		// TODO: mount only the gate socket once every backend can bind a single socket file;
 		// the owner's directory also holds its work files.
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{HostPath: gateDir, GuestPath: guestGate})

@@ -38,6 +38,9 @@ type Run struct {
 	MemoryMB      int               `json:"memoryMB"`
 	LogLimitBytes int64             `json:"logLimitBytes"`
 	Env           map[string]string `json:"env"`
+	// Network says the action may open client sockets (OpenWhisk's per-action network); the
+	// enclave runtime enforces it per activation. Left out when false.
+	Network bool `json:"network,omitempty"`
 }
 
 // LogLine is one line of console output of an activation.

@@ -29,6 +29,9 @@ type Config struct {
 	MemoryMB      int
 	LogLimitBytes int64
 	TimeoutMs     int64
+	// Network (TEEMATE_NETWORK=1) says the action was given network access; the shim passes it
+	// in the gate run, and the enclave runtime lets the action open client sockets.
+	Network bool
 	// StrawmanCmd, when set, is a command that starts a fresh enclave runtime inside this sandbox
 	// (the "one enclave per container" model); the shim starts it at /init and waits for Gate.
 	StrawmanCmd []string
@@ -87,6 +90,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.MemoryMB = int(mem)
 	intVar("TEEMATE_LOG_LIMIT_BYTES", &c.LogLimitBytes, 0, 1<<40)
 	intVar("TEEMATE_TIMEOUT_MS", &c.TimeoutMs, 1, 24*3600*1000)
+	switch v := getenv("TEEMATE_NETWORK"); v {
+	case "", "0":
+	case "1":
+		c.Network = true
+	default:
+		errs = append(errs, fmt.Errorf("TEEMATE_NETWORK=%q: want 1 or 0", v))
+	}
 	if s := strings.TrimSpace(getenv("TEEMATE_STRAWMAN_CMD")); s != "" {
 		// Split on white space only: the command is written by the operator, not by users.
 		c.StrawmanCmd = strings.Fields(s)

@@ -425,6 +425,7 @@ func (s *Server) runMessage(w http.ResponseWriter, r *http.Request) (gate.Run, e
 		MemoryMB:      int(clamp(int64(s.cfg.MemoryMB), minMemoryMB, maxMemoryMB)),
 		LogLimitBytes: clamp(s.cfg.LogLimitBytes, 0, maxLogLimit),
 		Env:           env,
+		Network:       s.cfg.Network,
 	}, nil
 }
 

@@ -34,6 +34,16 @@ func runBody(value string) string {
 
 const sentinel = whisk.LogSentinel + "\n"
 
+// netProbe connects to the host's loopback: refused either way, with a different reason with
+// and without network (what the run's "network" changes in the enclave runtime).
+const netProbe = `function main() {
+  return new Promise((resolve) => {
+    const s = require('net').connect(9, '127.0.0.1');
+    s.on('error', (e) => resolve({ refused: e.message }));
+    s.on('connect', () => { s.destroy(); resolve({ connected: true }); });
+  });
+}`
+
 // scenario is one sandbox's life: a gate ("owner", "fake" with overrides, or "none"), extra
 // environment, requests, and what both binaries must show.
 type scenario struct {
@@ -182,6 +192,20 @@ func scenarios() []scenario {
 						t.Errorf("phases %q (lastTeardownMs must stand in for a null teardownMs)", got)
 					}
 				})},
+		{name: "network passed in the run", gate: "fake", fake: map[string]any{"run": echoNetwork{}},
+			env:    []string{"TEEMATE_NETWORK=1"},
+			steps:  []request{okInit, post("/run", runBody(`{}`))},
+			expect: both(wantStatuses("200/ 200/success"), bodyHas(1, `{"network":true}`))},
+		{name: "no network: field left out", gate: "fake", fake: map[string]any{"run": echoNetwork{}},
+			env:    []string{"TEEMATE_NETWORK=0"},
+			steps:  []request{okInit, post("/run", runBody(`{}`))},
+			expect: both(wantStatuses("200/ 200/success"), bodyHas(1, `{"network":"absent"}`))},
+		{name: "owner: network lets the action try a client socket", gate: "owner", env: []string{"TEEMATE_NETWORK=1"},
+			steps:  []request{post("/init", initBody(netProbe)), post("/run", runBody(`{}`))},
+			expect: both(wantStatuses("200/ 200/success"), bodyHas(1, "the host's own, loopback and link-local addresses are not reachable"))},
+		{name: "owner: no network refuses client sockets", gate: "owner",
+			steps:  []request{post("/init", initBody(netProbe)), post("/run", runBody(`{}`))},
+			expect: both(wantStatuses("200/ 200/success"), bodyHas(1, "TeeMate: network is not available to this action"))},
 		{name: "release refused", gate: "fake", fake: map[string]any{"release": closeConn{}},
 			steps: []request{okInit, post("/run", runBody(`{}`))},
 			expect: both(wantStatuses("200/ 200/success"), func(t *testing.T, o observation) {
@@ -349,6 +373,8 @@ func TestBadConfig(t *testing.T) {
 		{"bad memory", []string{"TEEMATE_PROXY_ADDR=:0", "TEEMATE_GATE=/g", "TEEMATE_MEMORY_MB=lots"}},
 		{"negative timeout", []string{"TEEMATE_PROXY_ADDR=:0", "TEEMATE_GATE=/g", "TEEMATE_TIMEOUT_MS=-1"}},
 		{"several", []string{"TEEMATE_LOG_LIMIT_BYTES=1e3", "TEEMATE_TIMEOUT_MS=\u00e9\t"}},
+		{"bad network", []string{"TEEMATE_PROXY_ADDR=:0", "TEEMATE_GATE=/g", "TEEMATE_NETWORK=yes"}},
+		{"bad network among others", []string{"TEEMATE_PROXY_ADDR=:0", "TEEMATE_GATE=/g", "TEEMATE_TIMEOUT_MS=x", "TEEMATE_NETWORK=true\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string

@@ -348,6 +348,10 @@ type closeConn struct{}
 // hang reads the request and never answers.
 type hang struct{}
 
+// echoNetwork answers a run with a success whose result tells whether the run frame carried
+// "network" and its value: {"network":"absent"|true|false}.
+type echoNetwork struct{}
+
 func defaultReplies() map[string]any {
 	return map[string]any{
 		"hello":   map[string]any{"type": "welcome", "version": 1, "enclave": "fake", "image": "nodejs:20", "mode": "direct", "isolate": "addon", "slots": 1, "free": 1},
@@ -409,6 +413,20 @@ func (g *fakeGate) serve(c net.Conn) {
 			return
 		case hang:
 			continue
+		case echoNetwork:
+			var run struct {
+				Network json.RawMessage `json:"network"`
+			}
+			_ = json.Unmarshal(body, &run)
+			seen := any("absent")
+			if run.Network != nil {
+				seen = json.RawMessage(run.Network)
+			}
+			reply := map[string]any{"type": "result", "outcome": "success", "result": map[string]any{"network": seen},
+				"logs": []any{}, "timings": map[string]any{"isolateMs": 0, "runMs": 0, "teardownMs": 0}}
+			if err := gate.WriteFrame(c, reply, gate.MaxReplyFrame); err != nil {
+				return
+			}
 		case rawFrame:
 			hdr := []byte{byte(len(r) >> 24), byte(len(r) >> 16), byte(len(r) >> 8), byte(len(r))}
 			if _, err := c.Write(append(hdr, r...)); err != nil {
