@@ -63,6 +63,26 @@ function exists(p) {
   return fs.promises.access(p).then(() => true, () => false);
 }
 
+// refuseNativeAddons fails the init of an archive that carries a native addon
+// (a .node file): it would be machine code in the process every tenant shares, so
+// the capability set (caps.js) refuses to load one, and saying so at init is
+// clearer than a failure of the action's first require. Nothing is extracted.
+function refuseNativeAddons(buf, limits) {
+  let entries;
+  try {
+    entries = zip.list(buf, limits);
+  } catch (e) {
+    if (e instanceof zip.ZipError) throw initFailed(e.message);
+    throw e;
+  }
+  for (const e of entries) {
+    if (!e.isDir && e.name.endsWith('.node')) {
+      throw initFailed(`TeeMate: the native addon "${e.name}" in the action's archive cannot be loaded: ` +
+        'native addons are not available to actions in a shared enclave');
+    }
+  }
+}
+
 // prepareZip extracts (or finds in the cache) a base64 zip and returns the descriptor.
 // Its file system checks are asynchronous: the owner's thread serves every gate
 // connection and must not wait for the disk.
@@ -72,6 +92,7 @@ async function prepareZip({ main, code }, cacheDir, limits) {
   const sha = crypto.createHash('sha256').update(buf).digest('hex');
   const dir = path.join(cacheDir, sha);
   if (!await exists(path.join(dir, '.teemate-complete'))) {
+    refuseNativeAddons(buf, limits);
     await fs.promises.mkdir(cacheDir, { recursive: true });
     const tmp = await fs.promises.mkdtemp(path.join(cacheDir, '.tmp-'));
     try {
