@@ -530,6 +530,8 @@ function guardLoader() {
     for (let i = 0; i < all.length; i++) if (inside(run.codeRoot, all[i])) ArrayPush(out, all[i]);
     return out;
   };
+  // Global folders (~/.node_modules, $PREFIX/lib/node) are outside the action's code.
+  Module.globalPaths.length = 0;
   // Native addons run machine code in the shared process: never.
   Module._extensions['.node'] = function refusedAddon(module, filename) {
     throw refused(`the native addon ${filename}`, 'cannot be loaded: native addons are not available to actions in a shared enclave');
@@ -548,8 +550,10 @@ function outsideCode(request) {
 
 // ---- process -----------------------------------------------------------------------
 function guardProcess(hooks) {
+  // Defined even where Node lacks the method (a Worker has no setuid): the action
+  // gets the same refusal on every backend.
   const refuseOn = (name, what = `process.${name}`) => {
-    if (name in process) process[name] = denyFn(what);
+    process[name] = denyFn(what);
   };
   // Bindings and addons reach Node's C++ directly, past every check here.
   refuseOn('binding');
