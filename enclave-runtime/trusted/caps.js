@@ -523,15 +523,17 @@ function guardLoader() {
     if (!inside(run.codeRoot, filename)) throw outsideCode(request);
     return filename;
   };
-  const nodeModulePaths = Module._nodeModulePaths;
-  Module._nodeModulePaths = function _nodeModulePaths(from) {
-    const all = ReflectApply(nodeModulePaths, this, [from]);
+  // Where a package name is looked for: only the folders inside the action's code
+  // (not the parents of its directory, not the global ~/.node_modules or
+  // $PREFIX/lib/node), so nothing outside is even probed.
+  const resolveLookupPaths = Module._resolveLookupPaths;
+  Module._resolveLookupPaths = function _resolveLookupPaths(request, parent) {
+    const all = ReflectApply(resolveLookupPaths, this, [request, parent]);
+    if (!ArrayIsArray(all)) return all;
     const out = [];
     for (let i = 0; i < all.length; i++) if (inside(run.codeRoot, all[i])) ArrayPush(out, all[i]);
     return out;
   };
-  // Global folders (~/.node_modules, $PREFIX/lib/node) are outside the action's code.
-  Module.globalPaths.length = 0;
   // Native addons run machine code in the shared process: never.
   Module._extensions['.node'] = function refusedAddon(module, filename) {
     throw refused(`the native addon ${filename}`, 'cannot be loaded: native addons are not available to actions in a shared enclave');
