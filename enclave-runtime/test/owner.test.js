@@ -10,7 +10,12 @@ const { startOwner, activate } = require('./gate-client');
 test('parseArgs', async (t) => {
   const base = ['--socket', '/s', '--slots', '4', '--image', 'nodejs:20', '--enclave', 'e'];
   const ok = parseArgs(base);
-  assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '', prewarm: 4 });
+  assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '', prewarm: 4,
+    scratchDir: '', scratchQuotaBytes: 64 * 1024 * 1024, egressAllow: [], denyHosts: [], lockdown: 'none' });
+  const caps = parseArgs([...base, '--scratch-dir', '/sc', '--scratch-quota-mb', '8', '--egress-allow', 'api.example:443, [fd00::1]:80',
+    '--deny-hosts=10.1.2.3,fd00::/8', '--lockdown', 'seccomp']);
+  assert.deepEqual([caps.scratchDir, caps.scratchQuotaBytes, caps.egressAllow, caps.denyHosts, caps.lockdown],
+    ['/sc', 8 * 1024 * 1024, ['api.example:443', '[fd00::1]:80'], ['10.1.2.3', 'fd00::/8'], 'seccomp']);
   assert.equal(parseArgs([...base, '--prewarm', '0']).prewarm, 0);
   assert.equal(parseArgs([...base, '--prewarm=all']).prewarm, 4);
   assert.equal(parseArgs([...base, '--isolate=worker', '--work-dir', '/w']).workDir, '/w');
@@ -23,6 +28,12 @@ test('parseArgs', async (t) => {
     { argv: [...base, '--image'], re: /needs a value/ },
     { argv: [...base, '--prewarm', '5'], re: /--prewarm must be an integer from 0 to --slots \(4\) or "all", got "5"/ },
     { argv: [...base, '--prewarm'], re: /--prewarm needs a value/ },
+    { argv: [...base, '--lockdown', 'apparmor'], re: /--lockdown must be none or seccomp/ },
+    { argv: [...base, '--scratch-quota-mb', '0'], re: /--scratch-quota-mb must be an integer from 1 to 65536/ },
+    { argv: [...base, '--egress-allow', 'api.example'], re: /--egress-allow entries must be host:port, got "api.example"/ },
+    { argv: [...base, '--egress-allow', 'a:70000'], re: /--egress-allow entries must be host:port/ },
+    { argv: [...base, '--deny-hosts', 'localhost'], re: /--deny-hosts entries must be IP addresses/ },
+    { argv: [...base, '--deny-hosts', '10.0.0.0/33'], re: /--deny-hosts entries must be IP addresses/ },
   ];
   for (const b of bad) {
     await t.test(b.re.source, () => assert.throws(() => parseArgs(b.argv), b.re));
@@ -40,11 +51,13 @@ test('parsePrewarm: the budget of prepared slots', async (t) => {
 });
 
 test('checkRun defaults and limits', async (t) => {
-  assert.deepEqual(checkRun({ type: 'run' }), { value: {}, timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10485760, env: {} });
+  assert.deepEqual(checkRun({ type: 'run' }), { value: {}, timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10485760, env: {}, network: false });
+  assert.equal(checkRun({ network: true }).network, true);
   assert.deepEqual(checkRun({ value: [1], timeoutMs: 100, memoryMB: 4096, logLimitBytes: 0 }).value, [1]);
   const bad = [
     [{ timeoutMs: 99 }, /timeoutMs/], [{ timeoutMs: 600001 }, /timeoutMs/], [{ timeoutMs: 1.5 }, /timeoutMs/],
     [{ memoryMB: 63 }, /memoryMB/], [{ memoryMB: '128' }, /memoryMB/], [{ logLimitBytes: 67108865 }, /logLimitBytes/],
+    [{ network: 'yes' }, /run.network must be a boolean/], [{ network: 1 }, /run.network must be a boolean/],
     [{ value: null }, /value/], [{ value: 3 }, /value/], [{ env: { A: 1 } }, /env\["A"\]/], [{ env: 'x' }, /env must be/],
   ];
   for (const [msg, re] of bad) {
@@ -146,4 +159,18 @@ test('auto picks the addon when it is built', { skip: !fs.existsSync(require('./
   } finally {
     await owner.stop();
   }
+});
+
+test('--lockdown seccomp without trusted/lockdown.js is a clear start error', {
+  skip: require('fs').existsSync(require('path').join(__dirname, '..', 'trusted', 'lockdown.js')) ? 'lockdown.js is present' : false,
+}, async () => {
+  const { startOwner } = require('./gate-client');
+  await assert.rejects(startOwner({ slots: 1, isolate: 'worker', args: ['--lockdown', 'seccomp'] }), (e) => {
+    assert.match(e.message, /^owner exited with 1: /);
+    assert.match(e.message, /owner failed to start.*--lockdown seccomp needs trusted\/lockdown.js: Cannot find module '.\/lockdown'/s);
+    return true;
+  });
+  // Without the flag the module is never looked for.
+  const owner = await startOwner({ slots: 1, isolate: 'worker', args: ['--lockdown', 'none'] });
+  await owner.stop();
 });
