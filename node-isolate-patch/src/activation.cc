@@ -493,6 +493,12 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
       }
       raw->prelude_ms = MsBetween(tp, Clock::now());
     }
+    // Work V8 queued for this isolate while it was prepared (typically the
+    // scavenge job the prelude's allocations scheduled) runs now, not on the
+    // request path of the first activation (measured: ~3 ms of runMs on a hot
+    // slot otherwise). Only ahead of a request: on a cold slot nobody waits
+    // less for it.
+    if (!failed && ahead) rt.platform->DrainTasks(isolate);
     // Node installed its dynamic-import handler during the bootstrap above; it is
     // replaced for this isolate now that no more of Node's bootstrap runs (see
     // RefuseDynamicImport).
