@@ -314,6 +314,7 @@ class Owner {
     if (this.server) this.server.close();
     try { fs.unlinkSync(this.opts.socket); } catch { /* already gone */ }
     this.backend.stop();
+    this.scratch.removeReady();
   }
 }
 
@@ -491,7 +492,7 @@ class Conn {
     const { main, ...action } = this.action;
     let scratchDir;
     try {
-      scratchDir = this.owner.scratch.make(slot);
+      scratchDir = this.owner.scratch.make();
     } catch (e) {
       tcs.endRun(slot);
       this.running = false;
@@ -523,7 +524,6 @@ class Conn {
     this.owner.backend.run(slot, {
       requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB,
     }, (r) => {
-      this.owner.scratch.remove(scratchDir);
       try {
         // The isolate is gone: a quarantined slot is reset and freed now.
         const after = tcs.endRun(slot);
@@ -539,6 +539,8 @@ class Conn {
       } catch (e) {
         log('error', 'run bookkeeping failed', { conn: this.id, tcs: slot, error: e.stack || String(e) });
       }
+      // After the reply: the activation ended, its /tmp goes.
+      this.owner.scratch.remove(scratchDir);
     });
     return undefined;
   }
@@ -553,31 +555,76 @@ class Conn {
   }
 }
 
-// Scratch holds the per-activation scratch directories (each action's /tmp):
-// made before the run, removed when it ended. Names carry the slot and a counter;
-// leftovers of a previous owner (a crash) are removed at start.
+// Scratch holds the per-activation scratch directories (each action's /tmp),
+// named run-<owner pid>-<counter>: each is used by one activation and removed
+// when it ended. A few empty ones are made ahead, off the request path (a mkdir
+// costs ~0.1 ms under load); removal happens after the reply. Leftovers of an
+// owner that is gone (a crash) are removed at start.
+const SCRATCH_AHEAD = 4;
 class Scratch {
   constructor(parent, quotaBytes) {
     fs.mkdirSync(parent, { recursive: true, mode: 0o700 });
     this.parent = fs.realpathSync(parent);
     this.quotaBytes = quotaBytes;
     this.seq = 0;
+    this.ready = [];
+    this.refilling = false;
     for (const name of fs.readdirSync(this.parent)) {
-      if (/^run-[0-9]+-[0-9]+$/.test(name)) fs.rmSync(path.join(this.parent, name), { recursive: true, force: true });
+      const m = /^run-([0-9]+)-[0-9]+$/.exec(name);
+      if (m && !alive(Number(m[1]))) fs.rmSync(path.join(this.parent, name), { recursive: true, force: true });
     }
+    this.refill();
   }
 
-  make(slot) {
-    const dir = path.join(this.parent, `run-${slot}-${++this.seq}`);
-    fs.mkdirSync(dir, { mode: 0o700 });
+  next() {
+    return path.join(this.parent, `run-${process.pid}-${++this.seq}`);
+  }
+
+  // make hands out an empty directory of this owner's, made ahead when possible.
+  make() {
+    let dir = this.ready.shift();
+    if (!dir) {
+      dir = this.next();
+      fs.mkdirSync(dir, { mode: 0o700 });
+    }
+    this.refill();
     return dir;
   }
 
-  // remove is asynchronous: the reply does not wait for the disk.
+  refill() {
+    if (this.refilling || this.ready.length >= SCRATCH_AHEAD) return;
+    this.refilling = true;
+    const dir = this.next();
+    fs.mkdir(dir, { mode: 0o700 }, (err) => {
+      this.refilling = false;
+      if (err) {
+        log('error', 'could not make a scratch directory ahead', { dir, error: err.message });
+        return; // make() falls back to making one on the request path
+      }
+      this.ready.push(dir);
+      this.refill();
+    });
+  }
+
+  // remove is asynchronous: nobody waits for the disk.
   remove(dir) {
     fs.rm(dir, { recursive: true, force: true, maxRetries: 2 }, (err) => {
       if (err) log('error', 'could not remove a scratch directory', { dir, error: err.message });
     });
+  }
+
+  // removeReady removes the directories made ahead (at stop).
+  removeReady() {
+    for (const dir of this.ready.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
   }
 }
 
