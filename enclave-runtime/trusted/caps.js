@@ -813,7 +813,9 @@ function install(hooks) {
 // begin sets the run's capabilities; called once, by activate(), before any
 // tenant code. settings: {codeDir, scratchDir, quotaBytes, network, egressAllow:
 // ["host:port"], denyHosts: ["ip" | "ip/prefix"]}; apiHost: __OW_API_HOST.
-function begin(settings, apiHost) {
+// (Parenthesised so V8 compiles it with the prelude: compiled lazily, on the
+// request path, it cost ~0.15 ms of every hot activation.)
+const begin = (function begin(settings, apiHost) {
   const s = settings !== null && typeof settings === 'object' ? settings : {};
   run.codeRoot = typeof s.codeDir === 'string' && s.codeDir ? s.codeDir : '';
   run.scratch = typeof s.scratchDir === 'string' && s.scratchDir ? s.scratchDir : '';
@@ -832,7 +834,7 @@ function begin(settings, apiHost) {
     run.deny = buildDenyList(ArrayIsArray(s.denyHosts) ? s.denyHosts : []);
   }
   run.active = true;
-}
+});
 
 // "host:port" or "[v6]:port"
 function parseHostPort(v) {
