@@ -153,6 +153,7 @@ const CASES = [
   { attempt: 'process.report of the process', body: `return process.report.getReport().environmentVariables`, expect: REFUSED('process.report') },
   { attempt: 'os.setPriority', body: `return require('os').setPriority(0, 19)`, expect: REFUSED('os.setPriority is not') },
   { attempt: 'v8.setFlagsFromString', body: `return require('v8').setFlagsFromString('--allow-natives-syntax')`, expect: REFUSED('v8.setFlagsFromString is not') },
+  { attempt: 'v8 through getBuiltinModule', body: `return process.getBuiltinModule('v8').setFlagsFromString('--allow-natives-syntax')`, expect: REFUSED('v8.setFlagsFromString is not') },
   { attempt: 'v8.writeHeapSnapshot', body: `return require('v8').writeHeapSnapshot('/tmp/h.heapsnapshot')`, expect: REFUSED('v8.writeHeapSnapshot is not') },
   { attempt: 'v8.setHeapSnapshotNearHeapLimit', body: `return require('v8').setHeapSnapshotNearHeapLimit(1)`, expect: REFUSED('v8.setHeapSnapshotNearHeapLimit is not') },
   { attempt: 'process.loadEnvFile', body: `return process.loadEnvFile('/etc/passwd')`, expect: REFUSED('process.loadEnvFile') },
@@ -233,6 +234,9 @@ const CASES = [
     expect: /^ok: \{"wrapped":0,"refused":true\}$/ },
   { attempt: 'net server', network: true, body: `return require('net').createServer().listen(0)`, expect: REFUSED('listening sockets \\(server.listen\\) is not') },
   { attempt: 'http server', network: true, body: `return require('http').createServer().listen(0)`, expect: REFUSED('listening sockets \\(server.listen\\) is not') },
+  { attempt: 'net through tls\'s prototype chain', network: true, body: `const P = Object.getPrototypeOf(require('tls').TLSSocket.prototype); const s = new P.constructor(); return await new Promise((res, rej) => { s.on('error', rej).on('connect', () => res('connected')); P.connect.call(s, { host: '127.0.0.1', port: $OTHER_PORT }); })`, expect: LOOPBACK },
+  { attempt: 'http.Agent.createConnection', network: true, body: `return await new Promise((res, rej) => new (require('http').Agent)().createConnection({ host: '127.0.0.1', port: $OTHER_PORT }).on('error', rej).on('connect', () => res('connected')))`, expect: LOOPBACK },
+  { attempt: 'dns/promises without network', body: `return await require('dns/promises').resolve4('example.com')`, expect: REFUSED('dns.promises.resolve4 \\(network\\) is not available|dns resolve4 \\(network\\) is not available') },
   { attempt: 'DNS without network', body: `return await require('dns').promises.lookup('localhost')`, expect: REFUSED('dns.promises.lookup \\(network\\) is not available to this action') },
 ];
 

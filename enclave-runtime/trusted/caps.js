@@ -41,24 +41,21 @@
 // (no getter can answer the check one thing and Node another).
 'use strict';
 
+// Patched in every environment: fs and module (loaded by Node's bootstrap anyway).
+// The others are patched when first loaded (LAZY below): loading them all here
+// cost every cold activation ~20 ms, and most actions never use them.
 const fs = require('fs');
 const path = require('path');
-const net = require('net');
-const os = require('os');
-const v8 = require('v8');
-const dns = require('dns');
-const crypto = require('crypto');
-const tty = require('tty');
 const Module = require('module');
 const { fileURLToPath } = require('url');
-// Loaded here, before the loader refuses them, to be disarmed in place (disarmDenied).
-const childProcess = require('child_process');
-const workerThreads = require('worker_threads');
+const workerThreads = require('worker_threads'); // loaded by the bootstrap anyway
 
 // ---- primordials: captured before any tenant code runs -----------------------
 const ReflectApply = Reflect.apply;
 const ObjectDefineProperty = Object.defineProperty;
 const ObjectKeys = Object.keys;
+const ObjectHasOwn = Object.hasOwn;
+const ObjectGetOwnPropertyNames = Object.getOwnPropertyNames;
 const ObjectFreeze = Object.freeze;
 const ObjectGetPrototypeOf = Object.getPrototypeOf;
 const ArrayIsArray = Array.isArray;
@@ -85,15 +82,21 @@ const bufferByteLength = Buffer.byteLength;
 const BufferIsBuffer = Buffer.isBuffer;
 const BufferToString = uncurry(Buffer.prototype.toString);
 const isArrayBufferView = ArrayBuffer.isView;
-const netIsIP = net.isIP;
-const netNormalizeArgs = net._normalizeArgs;
-const BlockList = net.BlockList;
-const blockListCheck = uncurry(net.BlockList.prototype.check);
-const blockListAddSubnet = uncurry(net.BlockList.prototype.addSubnet);
-const blockListAddAddress = uncurry(net.BlockList.prototype.addAddress);
+// From net, captured when net is first loaded (guardNet): no tenant code can
+// reach net's exports before that.
+let netIsIP;
+let netNormalizeArgs;
+let BlockList;
+let blockListCheck;
+let blockListAddSubnet;
+let blockListAddAddress;
 const nextTick = process.nextTick;
 const processBinding = process.binding; // for guardNet, before guardProcess refuses it
-const dnsLookup = dns.lookup;
+// Loads a builtin past the guarded loader (the bootstrap's `require` is the
+// guarded CommonJS one in a Worker): for the lazy patches below.
+const getBuiltinModule = process.getBuiltinModule;
+const loadBuiltin = (name) => (typeof getBuiltinModule === 'function'
+  ? ReflectApply(getBuiltinModule, process, [name]) : require(name));
 const fsStatSync = fs.statSync;
 const isBuiltin = Module.isBuiltin;
 const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND } = fs.constants;
@@ -137,7 +140,8 @@ const run = {
   written: 0,
   network: false,
   allow: [],         // [{host, port}] reachable even if their address is denied
-  deny: null,        // BlockList of addresses refused (built in begin when network)
+  denyHosts: [],     // --deny-hosts
+  deny: null,        // BlockList of addresses refused (built at the first connect)
 };
 // fds this action opened: number -> true (fs.open*) or a WeakRef to the FileHandle
 // (fs.promises.open), which closes itself on its own (close(), garbage collection).
@@ -424,23 +428,6 @@ function guardFs() {
       }
       fs[sync] = wrappedSync;
     }
-    // promises form (fs.promises is the object `fs/promises` exports)
-    const p = fs.promises;
-    if (typeof p[name] === 'function') {
-      const orig = p[name];
-      const display = `fs.promises.${name}`;
-      p[name] = function guardedPromise(...args) {
-        let out;
-        try { out = checkArgs(name, display, args); } catch (e) { return PromiseReject(e); }
-        if (name === 'writeFile' || name === 'appendFile') {
-          if (dataBytes(args[1]) < 0 && args[1] !== null && typeof args[1] === 'object') {
-            return writeStreamed(orig === p.appendFile ? 'a' : 'w', out[0], args[1], display);
-          }
-        }
-        const ret = ReflectApply(orig, this, out);
-        return name === 'open' ? PromiseThen(ret, trackHandle) : ret;
-      };
-    }
   }
   const refusedNames = ObjectKeys(FS_REFUSED);
   for (let i = 0; i < refusedNames.length; i++) {
@@ -448,8 +435,19 @@ function guardFs() {
     const what = FS_REFUSED[name];
     fs[name] = denyFn(what);
     fs[`${name}Sync`] = denyFn(what);
-    fs.promises[name] = function refusedPromise() { return PromiseReject(refused(what)); };
   }
+  // fs.promises (the object `fs/promises` exports) is made on first use by a
+  // getter; it is patched then (LAZY['fs/promises']), before anyone gets it.
+  const promisesGetter = Object.getOwnPropertyDescriptor(fs, 'promises').get;
+  ObjectDefineProperty(fs, 'promises', {
+    configurable: true,
+    enumerable: true,
+    get() {
+      const p = ReflectApply(promisesGetter, fs, []);
+      patchLazy('fs/promises');
+      return p;
+    },
+  });
   // Streams open their file through fs.open (patched above); an fd given in the
   // options is checked here so the refusal comes at once, not as a stream error.
   for (const name of ['createReadStream', 'createWriteStream']) {
@@ -464,6 +462,33 @@ function guardFs() {
       const q = p === null || p === undefined ? p : checkPath(p, write || writeIntent(opts && opts.flags), `fs.${name}`);
       return ReflectApply(orig, this, [q, opts]);
     };
+  }
+}
+
+// guardFsPromises patches fs.promises (= require('fs/promises')) in place, with
+// the same table as the callback and sync forms.
+function guardFsPromises(p) {
+  const names = ObjectKeys(FS_TABLE);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    if (typeof p[name] !== 'function') continue;
+    const orig = p[name];
+    const display = `fs.promises.${name}`;
+    p[name] = function guardedPromise(...args) {
+      let out;
+      try { out = checkArgs(name, display, args); } catch (e) { return PromiseReject(e); }
+      if ((name === 'writeFile' || name === 'appendFile') && dataBytes(args[1]) < 0 &&
+          args[1] !== null && typeof args[1] === 'object') {
+        return writeStreamed(name === 'appendFile' ? 'a' : 'w', out[0], args[1], display);
+      }
+      const ret = ReflectApply(orig, this, out);
+      return name === 'open' ? PromiseThen(ret, trackHandle) : ret;
+    };
+  }
+  const refusedNames = ObjectKeys(FS_REFUSED);
+  for (let i = 0; i < refusedNames.length; i++) {
+    const what = FS_REFUSED[refusedNames[i]];
+    p[refusedNames[i]] = function refusedPromise() { return PromiseReject(refused(what)); };
   }
 }
 
@@ -502,7 +527,7 @@ function guardLoader() {
   const load = Module._load;
   const resolveFilename = Module._resolveFilename;
   Module._load = function _load(request, parent, isMain) {
-    if (typeof request === 'string' && isBuiltin(request)) checkBuiltin(request);
+    if (typeof request === 'string' && isBuiltin(request)) beforeLoad(request);
     return ReflectApply(load, this, [request, parent, isMain]);
   };
   Module._resolveFilename = function _resolveFilename(request, parent, isMain, options) {
@@ -595,7 +620,7 @@ function guardProcess(hooks) {
   if (typeof process.getBuiltinModule === 'function') {
     const getBuiltinModule = process.getBuiltinModule;
     process.getBuiltinModule = function getBuiltinModule_(id) {
-      if (typeof id === 'string') checkBuiltin(id);
+      if (typeof id === 'string') beforeLoad(id);
       return ReflectApply(getBuiltinModule, process, [id]);
     };
   }
@@ -622,38 +647,80 @@ function cwd() {
   return run.codeRoot || run.scratch || '/';
 }
 
-// ---- other builtins' process-wide or file-writing calls ---------------------------
-function guardOthers() {
+// ---- builtins patched when first loaded ------------------------------------------
+// An action reaches these builtins' exports only through the two gateways wrapped
+// here (Module._load, process.getBuiltinModule; import() is refused by the addon),
+// so each is patched in place the first time it is loaded, before the action gets
+// it. Where import() cannot be hooked (the worker fallback) all are patched at
+// install. Keys are builtin names; each patch runs once per environment.
+const LAZY = {
   // V8 flags are process-wide (every tenant's isolate); heap snapshots and coverage write files.
-  for (const n of ['setFlagsFromString', 'writeHeapSnapshot', 'setHeapSnapshotNearHeapLimit', 'takeCoverage', 'stopCoverage']) {
-    if (typeof v8[n] === 'function') v8[n] = denyFn(`v8.${n}`);
-  }
-  os.setPriority = denyFn('os.setPriority');
-  // os.tmpdir() reads the process's TMPDIR; the action's /tmp is its scratch dir.
-  os.tmpdir = function tmpdir() { return '/tmp'; };
+  v8(v8) {
+    for (const n of ['setFlagsFromString', 'writeHeapSnapshot', 'setHeapSnapshotNearHeapLimit', 'takeCoverage', 'stopCoverage']) {
+      if (typeof v8[n] === 'function') v8[n] = denyFn(`v8.${n}`);
+    }
+  },
+  os(os) {
+    os.setPriority = denyFn('os.setPriority');
+    // os.tmpdir() reads the process's TMPDIR; the action's /tmp is its scratch dir.
+    os.tmpdir = function tmpdir() { return '/tmp'; };
+  },
   // An engine is a shared library loaded into the process; FIPS mode is process-wide.
-  crypto.setEngine = denyFn('crypto.setEngine');
-  crypto.setFips = denyFn('crypto.setFips');
+  crypto(crypto) {
+    crypto.setEngine = denyFn('crypto.setEngine');
+    crypto.setFips = denyFn('crypto.setFips');
+  },
   // tty streams wrap an existing fd (the runtime's terminal or any other).
-  tty.ReadStream = denyFn('tty.ReadStream');
-  tty.WriteStream = denyFn('tty.WriteStream');
+  tty(tty) {
+    tty.ReadStream = denyFn('tty.ReadStream');
+    tty.WriteStream = denyFn('tty.WriteStream');
+  },
+  dns: guardDns,
+  net: guardNet,
+  'fs/promises': guardFsPromises,
+  // Denied at the loader; disarmed in place too for a path that bypasses it
+  // (an ESM namespace in the worker fallback). ChildProcess.prototype.spawn is
+  // where every spawn ends (exec, fork, a ChildProcess constructed by hand).
+  child_process(cp) {
+    cp.ChildProcess.prototype.spawn = denyFn('child_process');
+    for (const k of ObjectKeys(cp)) if (typeof cp[k] === 'function') cp[k] = denyFn('child_process');
+  },
+};
+LAZY['dns/promises'] = () => patchLazy('dns');
+const patched = new Set();
+
+// Builtins that neither load net nor hand out sockets (checked: none of them
+// loads net). Loading any other builtin patches net first: http, https, tls,
+// http2, tty and the legacy _http_*/_tls_* modules all build on it, and a socket
+// prototype must never be reachable unpatched.
+const NO_NET = new Set(['fs', 'fs/promises', 'path', 'path/posix', 'path/win32', 'os', 'util', 'util/types',
+  'crypto', 'events', 'buffer', 'url', 'querystring', 'string_decoder', 'assert', 'assert/strict', 'zlib',
+  'stream', 'stream/promises', 'stream/web', 'stream/consumers', 'timers', 'timers/promises', 'vm', 'module',
+  'process', 'console', 'perf_hooks', 'async_hooks', 'diagnostics_channel', 'punycode', 'constants', 'sys', 'v8',
+  'domain', 'readline', 'readline/promises', 'dns', 'dns/promises']);
+
+// beforeLoad runs at each gateway to a builtin (Module._load, getBuiltinModule):
+// refuses the denied ones, patches what the builtin needs patched.
+function beforeLoad(id) {
+  checkBuiltin(id);
+  const name = builtinName(id);
+  if (!SetHas(NO_NET, name)) patchLazy('net');
+  patchLazy(name);
 }
 
-// The denied builtins are also patched in place: a path that reaches their
-// exports without the CommonJS loader (an ESM namespace where import() cannot be
-// hooked, Node's internals) finds refusing functions. Only the ones already
-// loaded into this environment are touched here (loading the others just to
-// patch them would cost every prepared environment); the loader refuses the rest.
-function disarmDenied() {
-  const cp = childProcess;
-  // ChildProcess.prototype.spawn is where every spawn ends (exec, fork, a
-  // ChildProcess constructed by hand): an instance reached any way cannot start
-  // a process.
-  cp.ChildProcess.prototype.spawn = denyFn('child_process');
-  for (const k of ObjectKeys(cp)) if (typeof cp[k] === 'function') cp[k] = denyFn('child_process');
+// patchLazy patches builtin `name` (node: prefix or not) if it has a lazy patch
+// not applied yet in this environment.
+function patchLazy(name) {
+  if (!ObjectHasOwn(LAZY, name) || SetHas(patched, name)) return;
+  SetAdd(patched, name);
+  LAZY[name](loadBuiltin(name));
+}
+
+function patchAllLazy() {
+  const names = ObjectKeys(LAZY);
+  for (let i = 0; i < names.length; i++) patchLazy(names[i]);
   // worker_threads is loaded by the bootstrap itself (isMainThread).
-  const wt = workerThreads;
-  wt.Worker = denyFn('worker_threads');
+  workerThreads.Worker = denyFn('worker_threads');
 }
 
 // ---- network --------------------------------------------------------------------------
@@ -675,6 +742,8 @@ function addressDenied(ip) {
   const a = ipv4Mapped(ip);
   const fam = netIsIP(a);
   if (fam === 0) return true;
+  // Built on first use: only a connecting action (net loaded) needs it.
+  if (!run.deny) run.deny = buildDenyList(run.denyHosts);
   return blockListCheck(run.deny, a, fam === 4 ? 'ipv4' : 'ipv6');
 }
 
@@ -707,7 +776,13 @@ function buildDenyList(denyHosts) {
   return b;
 }
 
-function guardNet() {
+function guardNet(net) {
+  netIsIP = net.isIP;
+  netNormalizeArgs = net._normalizeArgs;
+  BlockList = net.BlockList;
+  blockListCheck = uncurry(BlockList.prototype.check);
+  blockListAddSubnet = uncurry(BlockList.prototype.addSubnet);
+  blockListAddAddress = uncurry(BlockList.prototype.addAddress);
   const connect = net.Socket.prototype.connect;
   net.Socket.prototype.connect = function connect_(...args) {
     // Node's own callers pass an already normalized [options, cb] array.
@@ -733,7 +808,9 @@ function guardNet() {
       return ReflectApply(connect, this, [options, cb]);
     }
     // A name: the address it resolves to is checked before Node connects to it.
-    const lookup = typeof options.lookup === 'function' ? options.lookup : dnsLookup;
+    // Whatever lookup resolves the name (the action's own, or dns.lookup even if
+    // replaced), the addresses it yields are checked.
+    const lookup = typeof options.lookup === 'function' ? options.lookup : loadBuiltin('dns').lookup;
     options.lookup = function checkedLookup(hostname, opts, callback) {
       if (typeof opts === 'function') { callback = opts; opts = {}; }
       ReflectApply(lookup, this, [hostname, opts, (err, address, family) => {
@@ -760,9 +837,14 @@ function guardNet() {
       throw refused('wrapping an existing file descriptor as a socket');
     };
   }
-  // DNS queries leave the enclave too: only with network.
-  const guardDns = (obj, label) => {
-    for (const k of ObjectKeys(obj)) {
+}
+
+// DNS queries leave the enclave too: only with network (a lazy patch, LAZY.dns).
+function guardDns(dns) {
+  const guardObj = (obj, label) => {
+    const keys = ObjectKeys(obj);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
       const f = obj[k];
       if (typeof f !== 'function' || k === 'Resolver' || k === 'getDefaultResultOrder' || k === 'getServers' ||
           StringStartsWith(k, 'set')) continue;
@@ -772,11 +854,14 @@ function guardNet() {
       };
     }
   };
-  guardDns(dns, 'dns');
-  guardDns(dns.promises, 'dns.promises');
-  for (const R of [dns.Resolver, dns.promises.Resolver]) {
-    const proto = R.prototype;
-    for (const k of Object.getOwnPropertyNames(proto)) {
+  guardObj(dns, 'dns');
+  guardObj(dns.promises, 'dns.promises');
+  const classes = [dns.Resolver, dns.promises.Resolver];
+  for (let c = 0; c < classes.length; c++) {
+    const proto = classes[c].prototype;
+    const keys = ObjectGetOwnPropertyNames(proto);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
       const f = proto[k];
       if (typeof f !== 'function' || k === 'constructor' || !(StringStartsWith(k, 'resolve') || k === 'reverse')) continue;
       proto[k] = function dnsQuery(...args) {
@@ -802,11 +887,21 @@ function install(hooks) {
   guardFs();
   guardLoader();
   guardProcess(hooks);
-  guardOthers();
-  guardNet();
-  disarmDenied();
-  // ESM namespaces of the builtins follow their (now patched) exports.
-  Module.syncBuiltinESMExports();
+  // fetch (a global) loads its HTTP stack by itself: net is patched first.
+  if (typeof globalThis.fetch === 'function') {
+    const fetch = globalThis.fetch;
+    globalThis.fetch = function fetch_(...args) {
+      patchLazy('net');
+      return ReflectApply(fetch, this, args);
+    };
+  }
+  if (!workerThreads.isMainThread) {
+    // A Worker (the fallback backend): its import() cannot be refused, and an
+    // ESM namespace reaches a builtin past the loader, so everything is patched
+    // now, and the namespaces follow the patched exports.
+    patchAllLazy();
+    Module.syncBuiltinESMExports();
+  }
   return begin;
 }
 
@@ -831,7 +926,7 @@ const begin = (function begin(settings, apiHost) {
     const api = parseApiHost(apiHost);
     if (api) ArrayPush(allow, api);
     run.allow = allow;
-    run.deny = buildDenyList(ArrayIsArray(s.denyHosts) ? s.denyHosts : []);
+    run.denyHosts = ArrayIsArray(s.denyHosts) ? s.denyHosts : [];
   }
   run.active = true;
 });
