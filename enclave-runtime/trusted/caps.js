@@ -252,8 +252,8 @@ const FS_QUOTA = {
   copyFile: (a) => fsStatSync(a[0]).size + ENTRY_BYTES,
   truncate: (a) => (typeof a[1] === 'number' ? a[1] : 0),
   ftruncate: (a) => (typeof a[1] === 'number' ? a[1] : 0),
-  writeFile: (a) => dataBytes(a[1], a[2] && typeof a[2] === 'object' ? a[2].encoding : a[2]) + ENTRY_BYTES,
-  appendFile: (a) => dataBytes(a[1], a[2] && typeof a[2] === 'object' ? a[2].encoding : a[2]) + ENTRY_BYTES,
+  writeFile: (a) => withEntry(dataBytes(a[1], a[2] && typeof a[2] === 'object' ? a[2].encoding : a[2])),
+  appendFile: (a) => withEntry(dataBytes(a[1], a[2] && typeof a[2] === 'object' ? a[2].encoding : a[2])),
   write: (a) => (typeof a[1] === 'string' ? dataBytes(a[1], typeof a[3] === 'string' ? a[3] : a[2])
     : typeof a[3] === 'number' ? a[3] : dataBytes(a[1])),
   writev: (a) => {
@@ -264,6 +264,10 @@ const FS_QUOTA = {
     return n;
   },
 };
+function withEntry(bytes) {
+  return bytes < 0 ? bytes : bytes + ENTRY_BYTES;
+}
+
 // Refused outright: links make one path reach another file (a hard link to a file
 // outside, a symlink the checks above would have to follow); cp walks trees with
 // Node's internal functions, past the checks.
