@@ -187,6 +187,8 @@ const CASES = [
   { attempt: 'Module.prototype.load outside', body: `const M = require('module'); const m = new M('x'); m.load('/etc/passwd'); return m.exports`, expect: FS_REFUSED },
   { attempt: 'require of a path outside', body: `return require('/etc/passwd')`, expect: REFUSED("require of '/etc/passwd' is refused") },
   { attempt: 'require.resolve of a path outside', body: `return require.resolve('/etc/passwd')`, expect: REFUSED("require of '/etc/passwd' is refused") },
+  { attempt: 'probing paths with the loader\'s internals', body: `const M = require('module'); return [M._findPath('passwd', ['/etc']), M._findPath('/etc/passwd', []), M._findPath('../../../../../../etc/passwd', [process.cwd()]), M._stat('/etc/passwd'), M._stat('/etc')]`,
+    expect: /^ok: \[false,false,false,-2,-2\]$/ },
   { attempt: 'node_modules search paths', zip: true, body: `return require.resolve.paths('left-pad')`, expect: /^ok: \["\$OWN_CODE\/node_modules"\]$/ },
   { attempt: 'overwrite another tenant\'s code', body: `return fs.writeFileSync('$OTHER_CODE/index.js', 'exports.main = () => ({ owned: true })')`, expect: FS_REFUSED,
     check: (ctx) => assert.ok(fs.readFileSync(path.join(ctx.otherCode, 'index.js'), 'utf8').includes(OTHER_SECRET)) },

@@ -563,6 +563,30 @@ function guardLoader() {
     for (let i = 0; i < all.length; i++) if (inside(run.codeRoot, all[i])) ArrayPush(out, all[i]);
     return out;
   };
+  // The loader's own probes, callable directly: they would tell whether a path
+  // outside exists. Outside the action's code they find nothing.
+  const findPath = Module._findPath;
+  Module._findPath = function _findPath(request, paths, isMain) {
+    if (typeof request !== 'string') return false;
+    const absolute = StringStartsWith(request, '/');
+    if (absolute && !inside(run.codeRoot, pathResolve(request))) return false;
+    const within = [];
+    const list = ArrayIsArray(paths) ? paths : [];
+    for (let i = 0; i < list.length; i++) {
+      if (typeof list[i] === 'string' && inside(run.codeRoot, pathResolve(list[i], absolute ? '.' : request))) {
+        ArrayPush(within, list[i]);
+      }
+    }
+    return ReflectApply(findPath, this, [request, within, isMain]);
+  };
+  const moduleStat = Module._stat;
+  if (typeof moduleStat === 'function') {
+    const guardedStat = function _stat(filename) {
+      if (typeof filename !== 'string' || !inside(run.codeRoot, pathResolve(filename))) return -2; // ENOENT
+      return ReflectApply(moduleStat, this, [filename]);
+    };
+    ObjectDefineProperty(Module, '_stat', { configurable: true, enumerable: false, get() { return guardedStat; } });
+  }
   // Native addons run machine code in the shared process: never.
   Module._extensions['.node'] = function refusedAddon(module, filename) {
     throw refused(`the native addon ${filename}`, 'cannot be loaded: native addons are not available to actions in a shared enclave');
