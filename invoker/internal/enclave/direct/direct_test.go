@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,28 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine"
+	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/internal/gate"
 )
+
+// launcher is the confinement launcher built for these tests ("" when not root: owners then run
+// unconfined as the test's user, as the backend does).
+var launcher string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		repo, err := confinetest.RepoRoot()
+		if err == nil {
+			launcher, err = confinetest.Build(repo)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "build the confinement launcher:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 func TestStartPingStop(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
@@ -60,6 +81,23 @@ func TestStartPingStop(t *testing.T) {
 	if !strings.Contains(string(environ), OwnerMallocArenas) {
 		t.Errorf("owner environment %q lacks %s", environ, OwnerMallocArenas)
 	}
+	// As root the owner runs confined by default: its own uid, no capabilities, seccomp (the
+	// launcher's filter and the lockdown's), its own pid namespace.
+	if launcher != "" {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.(interface{ Pid() int }).Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Uid:\t64000\t64000\t64000\t64000", "CapEff:\t0000000000000000",
+			"CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "Seccomp_filters:\t2"} {
+			if !strings.Contains(string(status), want) {
+				t.Errorf("owner status lacks %q:\n%s", want, status)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^NSpid:\t[0-9]+\t1$`).Match(status) {
+			t.Errorf("the owner is not pid 1 of its own pid namespace:\n%s", status)
+		}
+	}
 	if err := o.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +131,11 @@ func TestStartTimeoutAndBadSpec(t *testing.T) {
 	}
 	dir, _ := os.MkdirTemp("", "dt")
 	defer os.RemoveAll(dir)
-	// An "owner" that never opens its gate.
+	// An "owner" that never opens its gate (confined, without the runtime's lockdown files).
 	js := dir + "/silent.js"
 	os.WriteFile(js, []byte("setInterval(() => {}, 1000)\n"), 0o644)
-	b, err := New(Config{OwnerJS: js, StartTimeout: 200 * time.Millisecond, StopTimeout: 100 * time.Millisecond}, zap.NewNop())
+	b, err := New(Config{OwnerJS: js, StartTimeout: 200 * time.Millisecond, StopTimeout: 100 * time.Millisecond,
+		Confine: confine.Config{Launcher: launcher}, Lockdown: LockdownNone}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,8 @@
  *   3. pivot_root into it, detach the host's root, make / read-only;
  *   4. set the host name, bring loopback up;
  *   5. lock the securebits, empty the bounding and ambient capability sets, drop supplementary
- *      groups, switch to --uid/--gid (which empties the other sets), clear the inheritable set;
+ *      groups, switch to --uid/--gid (which empties the other sets), set the parent-death signal
+ *      again (SIGKILL; the switch cleared it), clear the inheritable set;
  *   6. no_new_privs, then the seccomp filter of seccomp_policy.h (execve still allowed);
  *   7. close every descriptor above 2 and exec the program with the environment as given.
  *
@@ -31,6 +32,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <net/if.h>
@@ -258,6 +260,9 @@ static void drop_privileges(long uid, long gid) {
     if (setresgid(gid, gid, gid)) die("setresgid %ld", gid);
     step = "uid";
     if (setresuid(uid, uid, uid)) die("setresuid %ld", uid);
+    step = "parent death signal";
+    /* The uid switch cleared the one the invoker set (Pdeathsig): the owner dies with the invoker. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)) die("set");
     step = "capabilities";
     struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct d[2];

@@ -1,0 +1,166 @@
+package confine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrNoPasta: pasta is not installed (or disabled); the owner has no egress.
+var ErrNoPasta = errors.New("pasta not available: the owner has no network egress")
+
+// Egress is a running pasta attached to one owner's network namespace.
+type Egress struct {
+	cmd    *exec.Cmd
+	nsFile string
+	done   chan struct{}
+	stderr *bytes.Buffer
+
+	once    sync.Once
+	stopErr error
+}
+
+// PastaArgs is pasta's command line (0.0~git20230309) for the namespace bound at nsFile: run in
+// the foreground (it is the invoker's child), configure the namespace's interface from the host's,
+// never map the gateway to the host's loopback, no inbound forwards at all, no UDP forwards, and
+// TCP forwards from the namespace's loopback to the host's only for the allow-listed loopback
+// ports. It keeps root (--runas 0) because this version drops to nobody before joining the
+// namespace, which then fails; it drops every capability but CAP_SYS_ADMIN and
+// CAP_NET_BIND_SERVICE and sandboxes itself (own namespaces, seccomp) either way.
+func PastaArgs(nsFile string, allow []HostPort) []string {
+	var ports []string
+	seen := map[int]bool{}
+	for _, h := range allow {
+		if h.Loopback() && !seen[h.Port] {
+			seen[h.Port] = true
+			ports = append(ports, strconv.Itoa(h.Port))
+		}
+	}
+	tcpNS := "none"
+	if len(ports) > 0 {
+		tcpNS = strings.Join(ports, ",")
+	}
+	return []string{"--foreground", "--quiet", "--stderr", "--runas", "0", "--config-net", "--no-map-gw",
+		"--tcp-ports", "none", "--udp-ports", "none", "--udp-ns", "none", "--tcp-ns", tcpNS,
+		"--netns", nsFile}
+}
+
+// StartEgress attaches pasta to the network namespace of pid (the confined owner) and returns
+// once the namespace has its default route, or an error (ErrNoPasta when pasta is missing or
+// disabled). Release stops it.
+func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
+	pasta := j.cfg.Pasta
+	if pasta == "-" {
+		return nil, fmt.Errorf("%w (disabled)", ErrNoPasta)
+	}
+	if pasta == "" {
+		pasta = "pasta"
+	}
+	path, err := exec.LookPath(pasta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoPasta, err)
+	}
+	// pasta cannot open /proc/PID/ns/net once it has dropped its capabilities (ptrace access
+	// check), but it can open a bind mount of it: made on the host, next to the state dir.
+	nsFile := j.stateDir + ".netns"
+	if err := os.WriteFile(nsFile, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("%w: egress: netns mount point: %w", ErrConfine, err)
+	}
+	if err := syscall.Mount(fmt.Sprintf("/proc/%d/ns/net", pid), nsFile, "", syscall.MS_BIND, ""); err != nil {
+		_ = os.Remove(nsFile)
+		return nil, fmt.Errorf("%w: egress: bind the owner's network namespace: %w", ErrConfine, err)
+	}
+	e := &Egress{nsFile: nsFile, done: make(chan struct{}), stderr: &bytes.Buffer{}}
+	e.cmd = exec.Command(path, PastaArgs(nsFile, j.cfg.EgressAllow)...)
+	e.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	e.cmd.Stderr = e.stderr
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := e.cmd.Start(); err != nil {
+		e.unbind()
+		return nil, fmt.Errorf("%w: egress: start pasta: %w", ErrConfine, err)
+	}
+	go func() { _ = e.cmd.Wait(); close(e.done) }()
+	j.mu.Lock()
+	released := j.released
+	j.egress = e
+	j.mu.Unlock()
+	if released { // the owner is gone already: nothing to serve
+		return nil, errors.Join(fmt.Errorf("%w: egress: the owner exited during setup", ErrConfine), e.Stop())
+	}
+	if err := e.waitRoute(ctx, pid); err != nil {
+		return nil, errors.Join(fmt.Errorf("%w: egress: %w", ErrConfine, err), e.Stop())
+	}
+	return e, nil
+}
+
+// waitRoute polls the owner's routing table until pasta has configured a default route.
+func (e *Egress) waitRoute(ctx context.Context, pid int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		if hasDefaultRoute(fmt.Sprintf("/proc/%d/net/route", pid)) {
+			return nil
+		}
+		select {
+		case <-e.done:
+			return fmt.Errorf("pasta exited during setup: %v: %s", e.cmd.ProcessState, strings.TrimSpace(e.stderr.String()))
+		case <-ctx.Done():
+			return fmt.Errorf("pasta configured no default route in the owner's namespace: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func hasDefaultRoute(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fs := strings.Fields(sc.Text()); len(fs) > 1 && fs[1] == "00000000" {
+			return true
+		}
+	}
+	return false
+}
+
+// Pid is pasta's process id.
+func (e *Egress) Pid() int { return e.cmd.Process.Pid }
+
+// Stop terminates pasta (SIGTERM, SIGKILL after a second), waits for it and removes the namespace
+// bind mount. Safe to call more than once.
+func (e *Egress) Stop() error {
+	e.once.Do(func() {
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.done:
+		case <-time.After(time.Second):
+			_ = e.cmd.Process.Kill()
+			<-e.done
+		}
+		e.stopErr = e.unbind()
+	})
+	return e.stopErr
+}
+
+func (e *Egress) unbind() error {
+	var errs []error
+	if err := syscall.Unmount(e.nsFile, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+		errs = append(errs, fmt.Errorf("unmount %s: %w", e.nsFile, err))
+	}
+	if err := os.Remove(e.nsFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove %s: %w", e.nsFile, err))
+	}
+	return errors.Join(errs...)
+}
