@@ -38,12 +38,8 @@ type Egress struct {
 // CAP_NET_BIND_SERVICE and sandboxes itself (own namespaces, seccomp) either way.
 func PastaArgs(nsFile string, allow []HostPort) []string {
 	var ports []string
-	seen := map[int]bool{}
-	for _, h := range allow {
-		if h.Loopback() && !seen[h.Port] {
-			seen[h.Port] = true
-			ports = append(ports, strconv.Itoa(h.Port))
-		}
+	for _, p := range forwardedPorts(allow) {
+		ports = append(ports, strconv.Itoa(p))
 	}
 	tcpNS := "none"
 	if len(ports) > 0 {
@@ -52,6 +48,19 @@ func PastaArgs(nsFile string, allow []HostPort) []string {
 	return []string{"--foreground", "--quiet", "--stderr", "--runas", "0", "--config-net", "--no-map-gw",
 		"--tcp-ports", "none", "--udp-ports", "none", "--udp-ns", "none", "--tcp-ns", tcpNS,
 		"--netns", nsFile}
+}
+
+// forwardedPorts are the allow-list's host-loopback ports, once each.
+func forwardedPorts(allow []HostPort) []int {
+	var ports []int
+	seen := map[int]bool{}
+	for _, h := range allow {
+		if h.Loopback() && !seen[h.Port] {
+			seen[h.Port] = true
+			ports = append(ports, h.Port)
+		}
+	}
+	return ports
 }
 
 // StartEgress attaches pasta to the network namespace of pid (the confined owner) and returns
@@ -96,28 +105,58 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 	if released { // the owner is gone already: nothing to serve
 		return nil, errors.Join(fmt.Errorf("%w: egress: the owner exited during setup", ErrConfine), e.Stop())
 	}
-	if err := e.waitRoute(ctx, pid); err != nil {
+	if err := e.waitReady(ctx, pid, forwardedPorts(j.cfg.EgressAllow)); err != nil {
 		return nil, errors.Join(fmt.Errorf("%w: egress: %w", ErrConfine, err), e.Stop())
 	}
 	return e, nil
 }
 
-// waitRoute polls the owner's routing table until pasta has configured a default route.
-func (e *Egress) waitRoute(ctx context.Context, pid int) error {
+// waitReady polls the owner's network namespace until pasta has configured a default route and
+// listens on the owner's loopback for every forwarded port (it binds those after the route).
+func (e *Egress) waitReady(ctx context.Context, pid int, ports []int) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		if hasDefaultRoute(fmt.Sprintf("/proc/%d/net/route", pid)) {
+		if hasDefaultRoute(fmt.Sprintf("/proc/%d/net/route", pid)) && listening(fmt.Sprintf("/proc/%d/net/tcp", pid), ports) {
 			return nil
 		}
 		select {
 		case <-e.done:
 			return fmt.Errorf("pasta exited during setup: %v: %s", e.cmd.ProcessState, strings.TrimSpace(e.stderr.String()))
 		case <-ctx.Done():
-			return fmt.Errorf("pasta configured no default route in the owner's namespace: %w", ctx.Err())
+			return fmt.Errorf("pasta did not set up the owner's network (default route, forwards %v): %w", ports, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// listening reports whether every port has a listening socket in file (a /proc/PID/net/tcp).
+func listening(file string, ports []int) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	found := map[int]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 4 || fs[3] != "0A" { // TCP_LISTEN
+			continue
+		}
+		if _, hexPort, ok := strings.Cut(fs[1], ":"); ok {
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
+				found[int(p)] = true
+			}
+		}
+	}
+	for _, p := range ports {
+		if !found[p] {
+			return false
+		}
+	}
+	return true
 }
 
 func hasDefaultRoute(file string) bool {

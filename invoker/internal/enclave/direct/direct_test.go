@@ -146,3 +146,45 @@ func TestStartTimeoutAndBadSpec(t *testing.T) {
 		t.Fatal("zero slots accepted")
 	}
 }
+
+// As root, an owner that cannot be confined is not started unconfined unless asked for with
+// UnsafeOwnerAsRoot (the invoker's --unsafe-owner-as-root), which then says how unsafe it is.
+func TestRefusesRootUnconfinedUnlessUnsafe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal concerns an invoker running as root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	wd, _ := os.Getwd()
+	js, err := FindOwnerJS(wd)
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	_, err = New(Config{OwnerJS: js, Confine: confine.Config{Launcher: "/nonexistent/teemate-confine"}}, zap.NewNop())
+	if !errors.Is(err, confine.ErrConfine) || !strings.Contains(err.Error(), "--unsafe-owner-as-root") ||
+		!strings.Contains(err.Error(), "/nonexistent/teemate-confine") {
+		t.Fatalf("a missing launcher gave %v", err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := New(Config{OwnerJS: js, Confine: confine.Config{Launcher: "/nonexistent/teemate-confine"}, UnsafeOwnerAsRoot: true}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessageSnippet("UNSAFE: owners run as root without confinement").Len() != 1 {
+		t.Fatal("no warning that owners run as root unconfined")
+	}
+	dir := t.TempDir()
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "u-1", Image: "nodejs:20", Dir: dir, Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop(context.Background())
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.(interface{ Pid() int }).Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "Uid:\t0\t") {
+		t.Fatalf("the unsafe owner does not run as root:\n%s", status)
+	}
+}
