@@ -2,7 +2,6 @@ package confine
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +22,7 @@ type Egress struct {
 	cmd    *exec.Cmd
 	nsFile string
 	done   chan struct{}
-	stderr *bytes.Buffer
+	stderr *tailBuffer
 
 	once    sync.Once
 	stopErr error
@@ -88,7 +87,7 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 		_ = os.Remove(nsFile)
 		return nil, fmt.Errorf("%w: egress: bind the owner's network namespace: %w", ErrConfine, err)
 	}
-	e := &Egress{nsFile: nsFile, done: make(chan struct{}), stderr: &bytes.Buffer{}}
+	e := &Egress{nsFile: nsFile, done: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
 	e.cmd = exec.Command(path, PastaArgs(nsFile, j.cfg.EgressAllow)...)
 	e.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	e.cmd.Stderr = e.stderr
@@ -202,4 +201,28 @@ func (e *Egress) unbind() error {
 		errs = append(errs, fmt.Errorf("remove %s: %w", e.nsFile, err))
 	}
 	return errors.Join(errs...)
+}
+
+// tailBuffer keeps the last max bytes written (pasta's stderr, for errors): a long-lived pasta
+// must not grow the invoker's memory.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
