@@ -48,9 +48,10 @@ $(BIN)/teemate-start: $(STUB_SRC)
 # The owner's confinement launcher (see invoker/internal/enclave/confine): static, so it needs
 # nothing from the root it builds; its seccomp list is shared with the lockdown addon.
 CONFINE_SRC := invoker/internal/enclave/confine/launcher/teemate-confine.c
+# Written under a temporary name and renamed: test binaries of several packages may build it at once.
 $(BIN)/teemate-confine: $(CONFINE_SRC) node-isolate-patch/src/seccomp_policy.h
 	@mkdir -p $(BIN)
-	gcc -static -O2 -Wall -Wextra -Werror -Inode-isolate-patch/src -o $@ $<
+	gcc -static -O2 -Wall -Wextra -Werror -Inode-isolate-patch/src -o $@.$$$$.tmp $< && mv -f $@.$$$$.tmp $@
 
 .PHONY: run
 run: build images ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)
