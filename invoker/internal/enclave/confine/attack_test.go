@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,15 +102,30 @@ func TestOwnerEscapesRefused(t *testing.T) {
 		}
 	}
 	_, pastaErr := exec.LookPath("pasta")
+	// A second host address (as docker0's would be): pasta's NAT reaches it, and with it every host
+	// service bound to all addresses, unless the owner's namespace makes it unreachable.
+	const extraAddr = "198.51.100.7"
+	if out, err := exec.Command("ip", "addr", "add", extraAddr+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("add %s to lo: %v %s", extraAddr, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "addr", "del", extraAddr+"/32", "dev", "lo").CombinedOutput(); err != nil {
+			t.Errorf("remove %s from lo: %v %s", extraAddr, err, out)
+		}
+	})
+	deny, err := confine.HostAddrs()
+	if err != nil || !slices.Contains(deny, extraAddr) {
+		t.Fatalf("host addresses %v %v", deny, err)
+	}
 
-	cfg := confine.Config{Launcher: launcher, ReadOnly: []string{binDir},
+	cfg := confine.Config{Launcher: launcher, ReadOnly: []string{binDir}, DenyAddrs: deny,
 		EgressAllow: []confine.HostPort{{Host: "127.0.0.1", Port: port(allowed)}}}
 	if err := cfg.Check(); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")
 	out, stderr := runConfined(t, cfg, state, pastaErr == nil, attack, secret, state, strconv.Itoa(os.Getpid()),
-		strconv.Itoa(victim.Process.Pid), strconv.Itoa(port(refused)), hostAddr, strconv.Itoa(port(onHostAddr)), strconv.Itoa(port(allowed)))
+		strconv.Itoa(victim.Process.Pid), strconv.Itoa(port(refused)), hostAddr, extraAddr, strconv.Itoa(port(onHostAddr)), strconv.Itoa(port(allowed)))
 
 	// The same confinement with node, the runtime's files and the lockdown.
 	node, err := exec.LookPath("node")

@@ -51,6 +51,10 @@ type Config struct {
 	// EgressAllow lists the host-loopback endpoints the owner may reach (forwarded by pasta from
 	// the owner's own loopback, same port). Other hosts are reached by pasta's NAT.
 	EgressAllow []HostPort
+	// DenyAddrs are addresses made unreachable in the owner's network namespace: the host's own
+	// (HostAddrs), where pasta's NAT would otherwise reach every host service bound to all
+	// addresses (the invoker's admin port, for one).
+	DenyAddrs []string
 }
 
 // HostPort is one egress allow-list entry.
@@ -160,6 +164,11 @@ func (c *Config) Check() error {
 			return fmt.Errorf("%w: read-only path %q is not absolute", ErrConfine, p)
 		}
 	}
+	for _, a := range c.DenyAddrs {
+		if net.ParseIP(a) == nil {
+			return fmt.Errorf("%w: deny address %q is not an IP address", ErrConfine, a)
+		}
+	}
 	return nil
 }
 
@@ -208,6 +217,9 @@ func (j *Jail) Command(prog string, args, env []string) *exec.Cmd {
 		"--tmp-size", strconv.Itoa(j.cfg.TmpSizeMB)}
 	for _, p := range j.cfg.ReadOnly {
 		a = append(a, "--ro", p)
+	}
+	for _, ip := range j.cfg.DenyAddrs {
+		a = append(a, "--deny-addr", ip)
 	}
 	a = append(a, "--rw", j.stateDir, "--", prog)
 	a = append(a, args...)

@@ -64,6 +64,9 @@ type Backend struct {
 	preload string
 	// denyHosts are the host's own addresses, passed as --deny-hosts.
 	denyHosts []string
+	// denyAuto: the owner's unreachable addresses are the host's own, read at each start (an
+	// interface may have come up since, e.g. docker0).
+	denyAuto bool
 }
 
 // Lockdown modes (Config.Lockdown).
@@ -153,6 +156,7 @@ func (b *Backend) setupConfinement() error {
 			return err
 		}
 		b.denyHosts = hosts
+		b.denyAuto = cfg.Confine.DenyAddrs == nil
 	}
 	switch cfg.Lockdown {
 	case "":
@@ -261,7 +265,13 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	}
 	var jail *confine.Jail
 	if b.confined {
-		if jail, err = b.cfg.Confine.NewJail(dir); err != nil {
+		conf := b.cfg.Confine
+		if b.denyAuto {
+			if conf.DenyAddrs, err = confine.HostAddrs(); err != nil {
+				return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+			}
+		}
+		if jail, err = conf.NewJail(dir); err != nil {
 			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -15,7 +15,8 @@
  *      namespace (its /proc/sys read-only), a private size-bounded tmpfs on /tmp owned by the owner;
  *      writable mounts are nosuid, nodev, noexec;
  *   3. pivot_root into it, detach the host's root, make / read-only;
- *   4. set the host name, bring loopback up;
+ *   4. set the host name, bring loopback up, add an "unreachable" route for each --deny-addr (the
+ *      host's own addresses: pasta's NAT would otherwise reach the host's services bound to them);
  *   5. lock the securebits, empty the bounding and ambient capability sets, drop supplementary
  *      groups, switch to --uid/--gid (which empties the other sets), set the parent-death signal
  *      again (SIGKILL; the switch cleared it), clear the inheritable set;
@@ -23,7 +24,7 @@
  *   7. close every descriptor above 2 and exec the program with the environment as given.
  *
  * Usage: teemate-confine --root DIR --uid N --gid N [--tmp-size MB] [--hostname NAME]
- *                        [--ro PATH]... [--rw PATH]... -- PROGRAM [ARG]...
+ *                        [--ro PATH]... [--rw PATH]... [--deny-addr IP]... -- PROGRAM [ARG]...
  * PROGRAM is an absolute path (there is no PATH search). Static, so it needs nothing from the
  * new root itself.
  */
@@ -33,7 +34,10 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <arpa/inet.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/securebits.h>
 #include <net/if.h>
 #include <stdarg.h>
@@ -72,7 +76,7 @@ static void die(const char *fmt, ...) {
 static void usage(const char *why) {
     errno = 0;
     die("%s (usage: teemate-confine --root DIR --uid N --gid N [--tmp-size MB] [--hostname NAME] "
-        "[--ro PATH]... [--rw PATH]... -- PROGRAM [ARG]...)", why);
+        "[--ro PATH]... [--rw PATH]... [--deny-addr IP]... -- PROGRAM [ARG]...)", why);
 }
 
 static long number(const char *s, long lo, long hi, const char *what) {
@@ -239,6 +243,63 @@ static void loopback_up(void) {
     close(s);
 }
 
+/* deny_route adds an "unreachable" route for one host address (IPv4 or IPv6, a single address) in
+ * the owner's network namespace. The host's own addresses are reached through pasta's NAT like any
+ * other destination, and services the host binds to all addresses (0.0.0.0) answer there; these
+ * routes make every one of them unreachable from the owner (EHOSTUNREACH). The address pasta gives
+ * the namespace itself (the host's primary one) stays local: local routes are looked up first. */
+static void deny_route(const char *addr) {
+    struct {
+        struct nlmsghdr nh;
+        struct rtmsg rt;
+        char attrs[64];
+    } req;
+    unsigned char bin[16];
+    int family = AF_INET, len = 4;
+    if (inet_pton(AF_INET, addr, bin) != 1) {
+        family = AF_INET6;
+        len = 16;
+        if (inet_pton(AF_INET6, addr, bin) != 1) {
+            errno = EINVAL;
+            die("deny address %s", addr);
+        }
+    }
+    memset(&req, 0, sizeof req);
+    req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+    req.nh.nlmsg_type = RTM_NEWROUTE;
+    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+    req.rt.rtm_family = family;
+    req.rt.rtm_dst_len = len * 8;
+    req.rt.rtm_table = RT_TABLE_MAIN;
+    req.rt.rtm_protocol = RTPROT_STATIC;
+    req.rt.rtm_scope = RT_SCOPE_UNIVERSE;
+    req.rt.rtm_type = RTN_UNREACHABLE;
+    struct rtattr *a = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
+    a->rta_type = RTA_DST;
+    a->rta_len = RTA_LENGTH(len);
+    memcpy(RTA_DATA(a), bin, len);
+    req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(a->rta_len);
+
+    int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (s < 0) die("netlink socket");
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    if (sendto(s, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) die("send route for %s", addr);
+    char buf[512];
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n < 0) die("netlink answer for %s", addr);
+    struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    if (n < (ssize_t)sizeof *h || h->nlmsg_type != NLMSG_ERROR) {
+        errno = EPROTO;
+        die("netlink answer for %s", addr);
+    }
+    int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+    if (err && err != -EEXIST) {
+        errno = -err;
+        die("unreachable route for %s", addr);
+    }
+    close(s);
+}
+
 static void drop_privileges(long uid, long gid) {
     step = "securebits";
     /* No way back to privilege through uid 0 semantics, even if something set uid 0 again. */
@@ -281,8 +342,8 @@ static void seccomp_filter(void) {
 
 int main(int argc, char **argv) {
     const char *root = NULL, *hostname = "teemate-owner";
-    const char *ro[MAX_PATHS], *rw[MAX_PATHS];
-    int nro = 0, nrw = 0;
+    const char *ro[MAX_PATHS], *rw[MAX_PATHS], *deny[MAX_PATHS];
+    int nro = 0, nrw = 0, ndeny = 0;
     long uid = -1, gid = -1, tmp_mb = 64;
     int i;
     for (i = 1; i < argc; i++) {
@@ -297,6 +358,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--hostname")) hostname = v;
         else if (!strcmp(a, "--ro") && nro < MAX_PATHS) ro[nro++] = v;
         else if (!strcmp(a, "--rw") && nrw < MAX_PATHS) rw[nrw++] = v;
+        else if (!strcmp(a, "--deny-addr") && ndeny < MAX_PATHS) deny[ndeny++] = v;
         else usage(a);
     }
     if (!root || uid < 0 || gid < 0 || i >= argc) usage("--root, --uid, --gid and a program are required");
@@ -328,6 +390,8 @@ int main(int argc, char **argv) {
     if (sethostname(hostname, strlen(hostname))) die("sethostname");
     step = "loopback";
     loopback_up();
+    step = "deny routes";
+    for (int k = 0; k < ndeny; k++) deny_route(deny[k]);
     drop_privileges(uid, gid);
     seccomp_filter();
     step = "close descriptors";

@@ -4,7 +4,7 @@
  * in place of node. One line per attempt on stdout: "<id>\t<observed>", where observed is
  * "refused: <errno name>" or "ALLOWED: <detail>" or, for facts, the value.
  *
- * Usage: attack SECRET_FILE STATE_DIR HOST_PID VICTIM_PID REFUSED_PORT HOST_ADDR HOST_ADDR_PORT ALLOWED_PORT
+ * Usage: attack SECRET_FILE STATE_DIR HOST_PID VICTIM_PID REFUSED_PORT HOST_ADDR EXTRA_ADDR HOST_ADDR_PORT ALLOWED_PORT
  * Waits for one line on stdin before the network attempts (the test attaches pasta first).
  */
 #define _GNU_SOURCE
@@ -41,6 +41,7 @@ static const char *ename(int e) {
     case ECONNREFUSED: return "ECONNREFUSED";
     case ENETUNREACH: return "ENETUNREACH";
     case ETIMEDOUT: return "ETIMEDOUT";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
     case EBADF: return "EBADF";
     default: return strerrorname_np(e) ? strerrorname_np(e) : "errno?";
     }
@@ -118,11 +119,11 @@ static void status_field(const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 9) { fprintf(stderr, "usage: see attack.c\n"); return 2; }
+    if (argc != 10) { fprintf(stderr, "usage: see attack.c\n"); return 2; }
     const char *secret = argv[1], *state = argv[2];
     int host_pid = atoi(argv[3]), victim = atoi(argv[4]), refused_port = atoi(argv[5]);
-    const char *host_addr = argv[6];
-    int host_addr_port = atoi(argv[7]), allowed_port = atoi(argv[8]);
+    const char *host_addr = argv[6], *extra_addr = argv[7];
+    int host_addr_port = atoi(argv[8]), allowed_port = atoi(argv[9]);
     char path[512];
 
     const char *fields[] = { "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp" };
@@ -213,7 +214,8 @@ int main(int argc, char **argv) {
     char go[8];
     if (!fgets(go, sizeof go, stdin)) return 3;
     tcp("connect to a listener on the host's 127.0.0.1", "127.0.0.1", refused_port, 0);
-    tcp("connect to a listener on the host's own address", host_addr, host_addr_port, 0);
+    tcp("connect to a host service on all addresses via the host's primary address", host_addr, host_addr_port, 0);
+    tcp("connect to a host service on all addresses via another host address", extra_addr, host_addr_port, 0);
     if (allowed_port > 0) tcp("connect to an allow-listed host port via 127.0.0.1", "127.0.0.1", allowed_port, 1);
     return 0;
 }
