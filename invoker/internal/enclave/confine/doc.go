@@ -15,7 +15,9 @@
 //   - egress: pasta (Debian's passt package) attached to the owner's network namespace gives
 //     outbound NAT to the outside world, with the gateway NOT mapped to the host's loopback
 //     (--no-map-gw), no inbound ports, and TCP forwards to the host's loopback only for the
-//     operator's egress allow-list. Without pasta the owner has no network beyond its own loopback.
+//     operator's egress allow-list; the host's own addresses are unreachable routes in the
+//     namespace (the launcher adds them). Without pasta the owner has no network beyond its own
+//     loopback.
 //
 // The post-start part of the confinement (execve forbidden once the owner runs) is the owner's own
 // (enclave-runtime/trusted/lockdown.js); this package only asks for it.
