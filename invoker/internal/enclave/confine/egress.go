@@ -20,7 +20,6 @@ var ErrNoPasta = errors.New("pasta not available: the owner has no network egres
 // Egress is a running pasta attached to one owner's network namespace.
 type Egress struct {
 	cmd    *exec.Cmd
-	nsFile string
 	done   chan struct{}
 	stderr *tailBuffer
 
@@ -28,7 +27,7 @@ type Egress struct {
 	stopErr error
 }
 
-// PastaArgs is pasta's command line (0.0~git20230309) for the namespace bound at nsFile: run in
+// PastaArgs is pasta's command line (0.0~git20230309) for the namespace at nsFile: run in
 // the foreground (it is the invoker's child), configure the namespace's interface from the host's,
 // never map the gateway to the host's loopback, no inbound forwards at all, no UDP forwards, and
 // TCP forwards from the namespace's loopback to the host's only for the allow-listed loopback
@@ -77,23 +76,21 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoPasta, err)
 	}
-	// pasta cannot open /proc/PID/ns/net once it has dropped its capabilities (ptrace access
-	// check), but it can open a bind mount of it: made on the host, next to the state dir.
-	nsFile := j.stateDir + ".netns"
-	if err := os.WriteFile(nsFile, nil, 0o600); err != nil {
-		return nil, fmt.Errorf("%w: egress: netns mount point: %w", ErrConfine, err)
+	// pasta cannot open /proc/PID/ns/net itself once it has dropped its capabilities (ptrace
+	// access check), but it can open its own inherited descriptor of it: no host mount needed, so
+	// nothing is left behind if the invoker dies.
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return nil, fmt.Errorf("%w: egress: open the owner's network namespace: %w", ErrConfine, err)
 	}
-	if err := syscall.Mount(fmt.Sprintf("/proc/%d/ns/net", pid), nsFile, "", syscall.MS_BIND, ""); err != nil {
-		_ = os.Remove(nsFile)
-		return nil, fmt.Errorf("%w: egress: bind the owner's network namespace: %w", ErrConfine, err)
-	}
-	e := &Egress{nsFile: nsFile, done: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
-	e.cmd = exec.Command(path, PastaArgs(nsFile, j.cfg.EgressAllow)...)
+	defer ns.Close() // pasta has its own copy once started
+	e := &Egress{done: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
+	e.cmd = exec.Command(path, PastaArgs("/proc/self/fd/3", j.cfg.EgressAllow)...)
+	e.cmd.ExtraFiles = []*os.File{ns}
 	e.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	e.cmd.Stderr = e.stderr
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
-		e.unbind()
 		return nil, fmt.Errorf("%w: egress: start pasta: %w", ErrConfine, err)
 	}
 	go func() { _ = e.cmd.Wait(); close(e.done) }()
@@ -176,31 +173,21 @@ func hasDefaultRoute(file string) bool {
 // Pid is pasta's process id.
 func (e *Egress) Pid() int { return e.cmd.Process.Pid }
 
-// Stop terminates pasta (SIGTERM, SIGKILL after a second), waits for it and removes the namespace
-// bind mount. Safe to call more than once.
+// Stop terminates pasta (SIGTERM, SIGKILL after a second) and waits for it. Safe to call more
+// than once.
 func (e *Egress) Stop() error {
 	e.once.Do(func() {
 		_ = e.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-e.done:
 		case <-time.After(time.Second):
-			_ = e.cmd.Process.Kill()
+			if err := e.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				e.stopErr = fmt.Errorf("kill pasta: %w", err)
+			}
 			<-e.done
 		}
-		e.stopErr = e.unbind()
 	})
 	return e.stopErr
-}
-
-func (e *Egress) unbind() error {
-	var errs []error
-	if err := syscall.Unmount(e.nsFile, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-		errs = append(errs, fmt.Errorf("unmount %s: %w", e.nsFile, err))
-	}
-	if err := os.Remove(e.nsFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("remove %s: %w", e.nsFile, err))
-	}
-	return errors.Join(errs...)
 }
 
 // tailBuffer keeps the last max bytes written (pasta's stderr, for errors): a long-lived pasta
