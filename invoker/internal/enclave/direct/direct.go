@@ -47,8 +47,9 @@ type Config struct {
 	Lockdown string
 	// OwnerArgs says whether owner.js takes the confinement arguments (--scratch-dir,
 	// --egress-allow, --deny-hosts, --lockdown): "auto" (default) asks owner.js's parseArgs once in
-	// New; "yes" or "no" force the answer. Without them the lockdown is applied by preloading
-	// lockdown-preload.js, and the owner learns nothing of its scratch dir and egress policy.
+	// New; "yes" or "no" force the answer. Without them the lockdown is applied by
+	// lockdown-main.js before owner.js runs, and the owner learns nothing of its scratch dir and
+	// egress policy.
 	OwnerArgs string
 }
 
@@ -60,8 +61,9 @@ type Backend struct {
 	confined bool
 	// ownerArgs: owner.js takes the confinement arguments.
 	ownerArgs bool
-	// preload is lockdown-preload.js when the lockdown is applied that way, else "".
-	preload string
+	// lockdownMain is lockdown-main.js when the lockdown is applied that way (owner.js does not
+	// take --lockdown), else "".
+	lockdownMain string
 	// denyHosts are the host's own addresses, passed as --deny-hosts.
 	denyHosts []string
 	// denyAuto: the owner's unreachable addresses are the host's own, read at each start (an
@@ -186,11 +188,12 @@ func (b *Backend) setupConfinement() error {
 		return fmt.Errorf("owner args %q: want auto, yes or no", cfg.OwnerArgs)
 	}
 	if cfg.Lockdown == LockdownSeccomp && !b.ownerArgs {
-		b.preload = filepath.Join(trusted, "lockdown-preload.js")
-		if !fileExists(b.preload) {
-			return fmt.Errorf("%w: %s is missing", confine.ErrConfine, b.preload)
+		b.lockdownMain = filepath.Join(trusted, "lockdown-main.js")
+		if !fileExists(b.lockdownMain) {
+			return fmt.Errorf("%w: %s is missing", confine.ErrConfine, b.lockdownMain)
 		}
-		b.log.Info("owner.js does not take --lockdown yet: the lockdown is preloaded", zap.String("preload", b.preload))
+		b.log.Info("owner.js does not take --lockdown yet: lockdown-main.js applies it before owner.js runs",
+			zap.String("main", b.lockdownMain))
 	}
 	b.log.Info("owner confinement", zap.Bool("confined", b.confined), zap.String("lockdown", cfg.Lockdown),
 		zap.Bool("owner_args", b.ownerArgs), zap.Int("uid", cfg.Confine.UID), zap.Int("gid", cfg.Confine.GID),
@@ -285,8 +288,8 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	// Fresh Buffers are zero-filled: a tenant never sees bytes another tenant's code left in
 	// Node's buffer pool.
 	args := []string{"--zero-fill-buffers"}
-	if b.preload != "" {
-		args = append(args, "-r", b.preload)
+	if b.lockdownMain != "" {
+		args = append(args, b.lockdownMain)
 	}
 	args = append(args, b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
 		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", dir)
