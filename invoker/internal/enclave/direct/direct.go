@@ -139,6 +139,16 @@ func (b *Backend) setupConfinement() error {
 				cfg.Confine.ReadOnly = append(cfg.Confine.ReadOnly, p)
 			}
 		}
+		// The jail sees the system directories only: node is exec'd by its real path, and bound
+		// on its own when that lies elsewhere (e.g. a version manager's install).
+		node, err := filepath.EvalSymlinks(cfg.Node)
+		if err != nil {
+			return fmt.Errorf("%w: node: %w", confine.ErrConfine, err)
+		}
+		if node, err = filepath.Abs(node); err != nil {
+			return fmt.Errorf("%w: node: %w", confine.ErrConfine, err)
+		}
+		cfg.Node = node
 		if !underSystemDirs(cfg.Node) {
 			cfg.Confine.ReadOnly = append(cfg.Confine.ReadOnly, cfg.Node)
 		}
