@@ -22,8 +22,9 @@ const (
 	DefaultGID = 64000
 	// DefaultTmpSizeMB bounds the owner's private /tmp (scratch for activations).
 	DefaultTmpSizeMB = 64
-	// ScratchDir is where the private tmpfs is mounted inside the owner.
-	ScratchDir = "/tmp"
+	// ScratchDir is the activations' scratch inside the owner: a directory of its own on the
+	// private /tmp tmpfs (a state dir under the host's /tmp appears under /tmp too, never in it).
+	ScratchDir = "/tmp/scratch"
 )
 
 // ErrConfine marks every confinement failure; errors say which step failed.

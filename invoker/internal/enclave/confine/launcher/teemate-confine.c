@@ -12,7 +12,8 @@
  *      the /bin, /sbin, /lib* directories or their merged-/usr symlinks), /etc/shadow and
  *      /etc/gshadow masked, each --ro path read-only and each --rw path writable at the same path as
  *      on the host, a minimal /dev (null zero full random urandom), a fresh /proc of the new pid
- *      namespace (its /proc/sys read-only), a private size-bounded tmpfs on /tmp owned by the owner;
+ *      namespace (its /proc/sys read-only), a private size-bounded tmpfs on /tmp owned by the owner
+ *      with the activations' scratch directory /tmp/scratch in it (no bound path may lie inside);
  *      writable mounts are nosuid, nodev, noexec;
  *   3. pivot_root into it, detach the host's root, make / read-only;
  *   4. set the host name, bring loopback up, add an "unreachable" route for each --deny-addr (the
@@ -55,6 +56,7 @@
 #include "seccomp_policy.h"
 
 #define MAX_PATHS 64
+#define SCRATCH "/tmp/scratch"
 #define EXIT_SETUP 125
 
 extern char **environ;
@@ -120,6 +122,10 @@ static void bind_path(const char *root, const char *src, int rw) {
     if (src[0] != '/') {
         errno = EINVAL;
         die("path %s is not absolute", src);
+    }
+    if (!strncmp(src, SCRATCH, strlen(SCRATCH)) && (src[strlen(SCRATCH)] == '/' || src[strlen(SCRATCH)] == '\0')) {
+        errno = EINVAL;
+        die("path %s would be inside the scratch directory %s", src, SCRATCH);
     }
     if (stat(src, &st)) die("stat %s", src);
     join(dst, root, src);
@@ -219,6 +225,11 @@ static void proc_and_tmp(const char *root, long uid, long gid, long tmp_mb) {
     mkdirs(p);
     snprintf(opts, sizeof opts, "mode=0700,uid=%ld,gid=%ld,size=%ldm", uid, gid, tmp_mb);
     if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)) die("mount /tmp tmpfs (%s)", opts);
+    /* The activations' scratch: a directory of its own, so that nothing else (a state directory
+     * under the host's /tmp is bound under /tmp too) is ever inside it. */
+    join(p, root, SCRATCH);
+    if (mkdir(p, 0700)) die("mkdir %s", SCRATCH);
+    if (chown(p, uid, gid)) die("chown %s", SCRATCH);
 }
 
 static void enter_root(const char *root) {

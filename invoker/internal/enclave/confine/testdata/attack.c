@@ -137,6 +137,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/attack-probe", state);
     write_file("write to its own state dir", path, 1);
     write_file("write to its private /tmp", "/tmp/attack-probe", 1);
+    write_file("write to its scratch dir /tmp/scratch", "/tmp/scratch/attack-probe", 1);
 
     snprintf(path, sizeof path, "/proc/%d/environ", host_pid);
     read_file("read /proc/<invoker pid>/environ", path);
