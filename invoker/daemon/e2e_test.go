@@ -198,3 +198,29 @@ func TestOwnerConfinement(t *testing.T) {
 		}
 	}
 }
+
+// An invoker running as root refuses to build a direct enclave whose owners it cannot confine (here:
+// a checkout without bin/teemate-confine), and says how to override; --unsafe-owner-as-root does.
+func TestUnsafeOwnerAsRootRefusal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal concerns an invoker running as root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	repo := t.TempDir() // the runtime, but nothing built
+	if err := os.Symlink(filepath.Join(repoRoot(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
+		t.Fatal(err)
+	}
+	b := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, ShimPath: shimPath, Prestart: []string{}}
+	_, _, err := buildExecutor(zapTest(t), 0, b)
+	if err == nil || !strings.Contains(err.Error(), "--unsafe-owner-as-root") || !strings.Contains(err.Error(), "teemate-confine") {
+		t.Fatalf("unconfinable owners accepted or unclear error: %v", err)
+	}
+	b.UnsafeOwnerAsRoot = true
+	_, cleanup, err := buildExecutor(zapTest(t), 0, b)
+	if err != nil {
+		t.Fatalf("with --unsafe-owner-as-root: %v", err)
+	}
+	cleanup()
+}
