@@ -312,8 +312,14 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		for i, h := range b.cfg.Confine.EgressAllow {
 			allow[i] = h.String()
 		}
-		args = append(args, "--scratch-dir", scratch, "--egress-allow", strings.Join(allow, ","),
-			"--deny-hosts", strings.Join(b.denyHosts, ","), "--lockdown", b.cfg.Lockdown)
+		// Empty lists are left out (owner.js's default for both is none).
+		args = append(args, "--scratch-dir", scratch, "--lockdown", b.cfg.Lockdown)
+		if len(allow) > 0 {
+			args = append(args, "--egress-allow", strings.Join(allow, ","))
+		}
+		if len(b.denyHosts) > 0 {
+			args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
+		}
 	}
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}

@@ -2,11 +2,14 @@ package direct
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +189,68 @@ func TestRefusesRootUnconfinedUnlessUnsafe(t *testing.T) {
 	}
 	if !strings.Contains(string(status), "Uid:\t0\t") {
 		t.Fatalf("the unsafe owner does not run as root:\n%s", status)
+	}
+}
+
+// The confinement arguments owner.js gets once it takes them (OwnerArgs "yes"; "auto" asks its
+// parseArgs): the scratch dir on the private tmpfs, the lockdown, the egress allow-list and the
+// host's addresses. A stand-in owner.js records them and runs the real one without them.
+func TestOwnerArgs(t *testing.T) {
+	if launcher == "" {
+		t.Skip("confinement needs root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	wd, _ := os.Getwd()
+	real, err := FindOwnerJS(wd)
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	stand := filepath.Join(t.TempDir(), "owner.js")
+	if err := os.WriteFile(stand, []byte(`'use strict';
+const fs = require('fs');
+const names = ['--scratch-dir', '--egress-allow', '--deny-hosts', '--lockdown'];
+const rec = {}; const keep = [process.argv[0], `+strconv.Quote(real)+`];
+for (let i = 2; i < process.argv.length; i++) {
+  if (names.includes(process.argv[i])) rec[process.argv[i]] = process.argv[++i]; else keep.push(process.argv[i]);
+}
+const wd = keep[keep.indexOf('--work-dir') + 1];
+fs.writeFileSync(wd + '/args.json', JSON.stringify(rec));
+process.argv = keep;
+require('module').runMain();
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{OwnerJS: stand, OwnerArgs: "yes", Lockdown: LockdownNone,
+		Confine: confine.Config{Launcher: launcher, ReadOnly: []string{filepath.Dir(filepath.Dir(real))}, // the real runtime
+			EgressAllow: []confine.HostPort{{Host: "127.0.0.1", Port: 3233}}}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "a-1", Image: "nodejs:20", Dir: dir, Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop(context.Background())
+	raw, err := os.ReadFile(filepath.Join(dir, "args.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["--scratch-dir"] != confine.ScratchDir || got["--lockdown"] != "none" || got["--egress-allow"] != "127.0.0.1:3233" {
+		t.Fatalf("owner args %v", got)
+	}
+	hosts, _ := confine.HostAddrs()
+	if len(hosts) > 0 && got["--deny-hosts"] != strings.Join(hosts, ",") {
+		t.Fatalf("--deny-hosts %q, want %q", got["--deny-hosts"], strings.Join(hosts, ","))
+	}
+	// Without them (owner.js of main): the probe says no and none are passed.
+	if probeOwnerArgs(b.cfg.Node, stand) {
+		t.Error("the probe accepted a stand-in without parseArgs")
 	}
 }
