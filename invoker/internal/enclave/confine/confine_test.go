@@ -1,6 +1,7 @@
 package confine_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,5 +121,28 @@ func TestLauncherNamesTheFailedStep(t *testing.T) {
 	}
 	if st, err := os.Stat(j.StateDir()); err != nil || st.Sys() == nil {
 		t.Fatal(err)
+	}
+}
+
+// StartEgress never attaches pasta to the invoker's own network namespace (a reused pid could
+// lead there).
+func TestEgressRefusesHostNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("pasta"); err != nil {
+		t.Skip("pasta is not installed")
+	}
+	c := confine.Config{Launcher: "/bin/true"}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.NewJail(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Release()
+	if _, err := j.StartEgress(context.Background(), os.Getpid()); err == nil || !strings.Contains(err.Error(), "not in a network namespace of its own") {
+		t.Fatalf("pasta attached to the host's namespace: %v", err)
 	}
 }

@@ -84,6 +84,11 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 		return nil, fmt.Errorf("%w: egress: open the owner's network namespace: %w", ErrConfine, err)
 	}
 	defer ns.Close() // pasta has its own copy once started
+	// Were the owner gone and its pid reused, this could be another process's namespace; pasta
+	// reconfiguring the host's own would be the worst case, so that one is refused outright.
+	if same, err := sameFile(ns, "/proc/self/ns/net"); err != nil || same {
+		return nil, fmt.Errorf("%w: egress: pid %d is not in a network namespace of its own (%v)", ErrConfine, pid, err)
+	}
 	e := &Egress{done: make(chan struct{}), stderr: &tailBuffer{max: 4096}}
 	e.cmd = exec.Command(path, PastaArgs("/proc/self/fd/3", j.cfg.EgressAllow)...)
 	e.cmd.ExtraFiles = []*os.File{ns}
@@ -113,7 +118,7 @@ func (e *Egress) waitReady(ctx context.Context, pid int, ports []int) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for {
-		if hasDefaultRoute(fmt.Sprintf("/proc/%d/net/route", pid)) && listening(fmt.Sprintf("/proc/%d/net/tcp", pid), ports) {
+		if hasDefaultRoute(fmt.Sprintf("/proc/%d", pid)) && listening(fmt.Sprintf("/proc/%d/net/tcp", pid), ports) {
 			return nil
 		}
 		select {
@@ -155,7 +160,42 @@ func listening(file string, ports []int) bool {
 	return true
 }
 
-func hasDefaultRoute(file string) bool {
+func sameFile(f *os.File, path string) (bool, error) {
+	a, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
+}
+
+// hasDefaultRoute reports whether the namespace of /proc/PID has an IPv4 or an IPv6 default route
+// (pasta copies whichever the host has).
+func hasDefaultRoute(proc string) bool {
+	return hasDefaultRoute4(proc+"/net/route") || hasDefaultRoute6(proc+"/net/ipv6_route")
+}
+
+func hasDefaultRoute6(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// destination, prefix length, ..., flags in the 9th field: up (RTF_UP) and not a reject
+		// route (RTF_REJECT, what the kernel keeps for unreachable destinations)
+		if fs := strings.Fields(line); len(fs) >= 9 && fs[0] == strings.Repeat("0", 32) && fs[1] == "00" {
+			if fl, err := strconv.ParseUint(fs[8], 16, 32); err == nil && fl&0x1 != 0 && fl&0x0200 == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasDefaultRoute4(file string) bool {
 	f, err := os.Open(file)
 	if err != nil {
 		return false
