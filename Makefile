@@ -36,6 +36,7 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	done
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
 	@$(MAKE) --no-print-directory $(BIN)/teemate-start
+	@$(MAKE) --no-print-directory $(BIN)/teemate-confine
 	@$(MAKE) --no-print-directory -s -C shim OUT=$(BIN)/teemate-shim
 
 # The sandbox start stub: a static C program on every activation's path (see startstub/).
@@ -43,6 +44,14 @@ STUB_SRC := invoker/internal/sandbox/oci/startstub/teemate-start.c
 $(BIN)/teemate-start: $(STUB_SRC)
 	@mkdir -p $(BIN)
 	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The owner's confinement launcher (see invoker/internal/enclave/confine): static, so it needs
+# nothing from the root it builds; its seccomp list is shared with the lockdown addon.
+CONFINE_SRC := invoker/internal/enclave/confine/launcher/teemate-confine.c
+# Written under a temporary name and renamed: test binaries of several packages may build it at once.
+$(BIN)/teemate-confine: $(CONFINE_SRC) node-isolate-patch/src/seccomp_policy.h
+	@mkdir -p $(BIN)
+	gcc -static -O2 -Wall -Wextra -Werror -Inode-isolate-patch/src -o $@.$$$$.tmp $< && mv -f $@.$$$$.tmp $@
 
 .PHONY: run
 run: build images ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)

@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
@@ -50,6 +54,49 @@ type Backends struct {
 	// ImagesDir holds the function images `make images` builds (the oci backend runs their root
 	// filesystems); RepoDir/.state/images by default.
 	ImagesDir string
+	// UnsafeOwnerAsRoot lets the direct enclave backend run owners as root without confinement
+	// (an escape from an isolate is then host root). Without it an invoker running as root starts
+	// owners confined or not at all.
+	UnsafeOwnerAsRoot bool
+	// EgressAllow is the confined owners' egress allow-list, "host:port,...": host-loopback
+	// endpoints forwarded into the owner's network namespace (the REST API's port of Config.APIHost
+	// is added when it is on loopback). Other hosts are reached through pasta's NAT.
+	EgressAllow string
+	// OwnerUser is the confined owners' "uid:gid" (default 64000:64000; no passwd entry needed).
+	OwnerUser string
+
+	// apiHost is Config.APIHost, set by RunWithBackends for the egress allow-list.
+	apiHost string
+}
+
+// ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
+// egress allow-list (with the REST API's endpoint when it is on the host's loopback).
+func ownerConfinement(repo string, b Backends) (confine.Config, error) {
+	c := confine.Config{Launcher: filepath.Join(repo, "bin", "teemate-confine")}
+	if b.OwnerUser != "" {
+		u, g, ok := strings.Cut(b.OwnerUser, ":")
+		uid, err1 := strconv.Atoi(u)
+		gid, err2 := strconv.Atoi(g)
+		if !ok || err1 != nil || err2 != nil || uid < 1 || gid < 1 {
+			return c, fmt.Errorf("owner user %q: want uid:gid, both non-zero", b.OwnerUser)
+		}
+		c.UID, c.GID = uid, gid
+	}
+	allow, err := confine.ParseEgressAllow(b.EgressAllow)
+	if err != nil {
+		return c, err
+	}
+	if b.apiHost != "" {
+		api, err := confine.URLEndpoint(b.apiHost)
+		if err != nil {
+			return c, fmt.Errorf("egress to the API host: %w", err)
+		}
+		if api.Loopback() && !slices.Contains(allow, api) {
+			allow = append(allow, api)
+		}
+	}
+	c.EgressAllow = allow
+	return c, nil
 }
 
 // SGXConfig is the sgx enclave backend's configuration for a repository checkout; buildDir receives
@@ -78,6 +125,7 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 	if b.Sandbox == "none" || b.Enclave == "none" || cfg.Executor != nil {
 		return Run(ctx, cfg)
 	}
+	b.apiHost = cfg.APIHost
 	log := cfg.Logger
 	if log == nil {
 		var err error
@@ -137,7 +185,11 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		if err != nil {
 			return nil, nil, fmt.Errorf("direct enclave: %w", err)
 		}
-		if backend, err = direct.New(direct.Config{OwnerJS: owner}, log); err != nil {
+		conf, err := ownerConfinement(repo, b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("direct enclave: %w", err)
+		}
+		if backend, err = direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: b.UnsafeOwnerAsRoot}, log); err != nil {
 			return nil, nil, fmt.Errorf("direct enclave: %w", err)
 		}
 	case "sgx":

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -30,6 +31,14 @@ func TestMain(m *testing.M) {
 	if out, err := mk.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build shim: %v\n%s", err, out)
 		os.Exit(1)
+	}
+	// As root the direct backend confines owners by default: it needs the launcher and the
+	// lockdown addon, as make build leaves them.
+	if os.Geteuid() == 0 {
+		if _, err := confinetest.Build(filepath.Join(wd, "..", "..")); err != nil {
+			fmt.Fprintln(os.Stderr, "build the owner confinement:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -164,4 +173,54 @@ func TestBackends_SGXUnavailableFailsFast(t *testing.T) {
 	if !errors.Is(err, enclave.ErrUnavailable) || !strings.Contains(err.Error(), "/dev/sgx_enclave") {
 		t.Fatalf("err = %v, want enclave.ErrUnavailable naming /dev/sgx_enclave", err)
 	}
+}
+
+// The owners' confinement from the invoker's settings: owner ids, the allow-list, and the REST
+// API's port added when it is on the host's loopback (and only then).
+func TestOwnerConfinement(t *testing.T) {
+	c, err := ownerConfinement("/r", Backends{OwnerUser: "7:8", EgressAllow: "127.0.0.1:9000, example.com:443", apiHost: "http://127.0.0.1:3233"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Launcher != "/r/bin/teemate-confine" || c.UID != 7 || c.GID != 8 {
+		t.Fatalf("%+v", c)
+	}
+	if got := fmt.Sprint(c.EgressAllow); got != "[127.0.0.1:9000 example.com:443 127.0.0.1:3233]" {
+		t.Fatalf("allow-list %s", got)
+	}
+	c, err = ownerConfinement("/r", Backends{apiHost: "https://api.example.com"})
+	if err != nil || len(c.EgressAllow) != 0 || c.UID != 0 {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for _, b := range []Backends{{OwnerUser: "0:0"}, {OwnerUser: "x"}, {EgressAllow: "nohost"}, {EgressAllow: "h:99999"}} {
+		if _, err := ownerConfinement("/r", b); err == nil {
+			t.Errorf("%+v accepted", b)
+		}
+	}
+}
+
+// An invoker running as root refuses to build a direct enclave whose owners it cannot confine (here:
+// a checkout without bin/teemate-confine), and says how to override; --unsafe-owner-as-root does.
+func TestUnsafeOwnerAsRootRefusal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal concerns an invoker running as root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	repo := t.TempDir() // the runtime, but nothing built
+	if err := os.Symlink(filepath.Join(repoRoot(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
+		t.Fatal(err)
+	}
+	b := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, ShimPath: shimPath, Prestart: []string{}}
+	_, _, err := buildExecutor(zapTest(t), 0, b)
+	if err == nil || !strings.Contains(err.Error(), "--unsafe-owner-as-root") || !strings.Contains(err.Error(), "teemate-confine") {
+		t.Fatalf("unconfinable owners accepted or unclear error: %v", err)
+	}
+	b.UnsafeOwnerAsRoot = true
+	_, cleanup, err := buildExecutor(zapTest(t), 0, b)
+	if err != nil {
+		t.Fatalf("with --unsafe-owner-as-root: %v", err)
+	}
+	cleanup()
 }

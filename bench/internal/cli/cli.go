@@ -37,6 +37,8 @@ type flags struct {
 	bursts, actionMB, timeoutMs int
 	slots                       int
 	poolSize                    int
+	unsafeOwnerAsRoot           bool
+	egressAllow                 string
 	interval                    time.Duration
 	concurrency, memConcurrency string
 	out, name, repo, shim       string
@@ -63,6 +65,8 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.concurrency, "concurrency", "8,64", "burst sizes for throughput")
 	fs.StringVar(&f.memConcurrency, "memory-concurrency", "1,64", "burst sizes sampled for peak memory")
 	fs.DurationVar(&f.memInterval, "memory-interval", 5*time.Millisecond, "memory sampling interval")
+	fs.BoolVar(&f.unsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run the warm enclave owners as root without confinement (to measure what confinement costs)")
+	fs.StringVar(&f.egressAllow, "egress-allow", "", `extra host-loopback endpoints the owners may reach, "host:port,..." (the object store is added)`)
 	fs.IntVar(&f.poolSize, "pool-size", 0, "created sandboxes the oci and process backends keep ready (0: the backend's default, 2)")
 	fs.DurationVar(&f.interval, "interval", 0, "least time between the starts of sequential latency samples (0: back to back)")
 	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: 4 per core; requests beyond wait for a thread; the owner's memory grows with it)")
@@ -323,7 +327,8 @@ func run(f *flags, stdout, stderr io.Writer) error {
 			}
 		}
 		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: strawmanShim, Sandbox: f.sandbox,
-			Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log})
+			Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log,
+			UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow})
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,10 @@ type DirectConfig struct {
 	Slots int
 	// PoolSize is the sandbox backend's pool of created sandboxes (daemon.Backends.PoolSize).
 	PoolSize int
+	// UnsafeOwnerAsRoot and EgressAllow: the enclave owners' confinement (daemon.Backends). The
+	// object store Run starts is added to the egress allow-list (AllowEgress).
+	UnsafeOwnerAsRoot bool
+	EgressAllow       string
 	// ActionMemoryMB is every action's memory limit.
 	ActionMemoryMB int
 	StateDir       string
@@ -66,7 +70,8 @@ type Direct struct {
 	actions  map[string][]byte // name -> document
 	records  map[string]*whisk.WhiskActivation
 	waiters  map[string]chan *whisk.WhiskActivation
-	invoker  int // id of the running invoker, -1 when none
+	invoker  int      // id of the running invoker, -1 when none
+	egress   []string // AllowEgress endpoints
 	nextID   int
 	shrunk   int
 	unparsed int
@@ -264,7 +269,7 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,
 		ShimPath: d.cfg.ShimPath, StrawmanShimPath: d.cfg.StrawmanShimPath, SlotsPerOwner: d.cfg.Slots,
-		PoolSize: d.cfg.PoolSize}
+		PoolSize: d.cfg.PoolSize, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow()}
 	if b.SlotsPerOwner <= 0 {
 		b.SlotsPerOwner = DefaultSlots(runtime.NumCPU())
 	}
@@ -377,4 +382,22 @@ func (d *Direct) Close() {
 	if d.emb != nil {
 		d.emb.Close()
 	}
+}
+
+// AllowEgress adds a host-loopback endpoint ("host:port") the enclave owners of invokers started
+// from now on may reach (Run adds its object store, which the uploader function writes to).
+func (d *Direct) AllowEgress(hostport string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.egress = append(d.egress, hostport)
+}
+
+func (d *Direct) egressAllow() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	all := d.egress
+	if d.cfg.EgressAllow != "" {
+		all = append([]string{d.cfg.EgressAllow}, all...)
+	}
+	return strings.Join(all, ",")
 }

@@ -114,6 +114,18 @@ func TestShortRealRun(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build shim: %v\n%s", err, out)
 	}
+	// As root the warm enclave owners run confined: the launcher and the lockdown addon, as make
+	// build makes them.
+	if os.Geteuid() == 0 {
+		for _, args := range [][]string{
+			{"-s", "-C", repo, filepath.Join(repo, "bin", "teemate-confine")},
+			{"-s", "-C", filepath.Join(repo, "node-isolate-patch"), "build/teemate_lockdown.node"},
+		} {
+			if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+				t.Fatalf("make %v: %v\n%s", args, err, out)
+			}
+		}
+	}
 	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,12 @@ type Config struct {
 	Standalone bool
 	// PoolSize is the in-process invoker's sandbox pool size (daemon.Backends.PoolSize).
 	PoolSize int
+	// UnsafeOwnerAsRoot, EgressAllow and OwnerUser configure the in-process invoker's enclave
+	// owners' confinement (daemon.Backends has the details): by default, as root, owners run
+	// confined as 64000:64000 and may reach only the REST API on the host's loopback.
+	UnsafeOwnerAsRoot bool
+	EgressAllow       string
+	OwnerUser         string
 	// Sandbox, Enclave and Model select the in-process invoker's backends ("" = best available;
 	// see ChooseBackends).
 	Sandbox, Enclave, Model string
@@ -255,7 +261,8 @@ func startInvoker(cfg Config, brokers []string, apiHost, sandbox, enclave, model
 	var once sync.Once
 	exited := make(chan struct{})
 	var runErr error
-	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize}
+	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize,
+		UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser}
 	go func() {
 		defer close(exited)
 		runErr = daemon.RunWithBackends(ictx, daemon.Config{

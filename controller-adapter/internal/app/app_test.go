@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +209,7 @@ func TestStandaloneWithoutExecutor(t *testing.T) {
 // once it does, the invoker must turn healthy (its test action succeeds) and a blocking invoke
 // must return the action's result.
 func TestStandaloneProcessDirect(t *testing.T) {
+	buildOwnerConfinement(t)
 	p, err := startStandalone(t, t.TempDir(), "process", "direct")
 	if err != nil {
 		if strings.Contains(err.Error(), "not built into this invoker yet") {
@@ -244,5 +248,23 @@ func TestNamespaceAddAndCredentials(t *testing.T) {
 	}
 	if _, err := AddNamespace(context.Background(), dir, "bad/name"); err == nil {
 		t.Fatal("an invalid namespace name was accepted")
+	}
+}
+
+// buildOwnerConfinement makes what the direct enclave backend needs to confine owners when the
+// test runs as root (the launcher and the lockdown addon), as make build does.
+func buildOwnerConfinement(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	repo := FindRepoDir()
+	for _, args := range [][]string{
+		{"-s", "-C", repo, filepath.Join(repo, "bin", "teemate-confine")},
+		{"-s", "-C", filepath.Join(repo, "node-isolate-patch"), "build/teemate_lockdown.node"},
+	} {
+		if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+			t.Fatalf("make %v: %v\n%s", args, err, out)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/gate"
 )
@@ -35,15 +36,28 @@ func realBackend(t *testing.T, ownerJS string) *counting {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
 	}
+	cfg := direct.Config{OwnerJS: ownerJS, StartTimeout: 10 * time.Second, StopTimeout: 500 * time.Millisecond}
 	if ownerJS == "" {
 		wd, _ := os.Getwd()
 		js, err := direct.FindOwnerJS(wd)
 		if err != nil {
 			t.Skip("enclave-runtime/trusted/owner.js is not there yet: " + err.Error())
 		}
-		ownerJS = js
+		cfg.OwnerJS = js
+	} else {
+		cfg.Lockdown = direct.LockdownNone // a stand-in owner.js has no lockdown.js beside it
 	}
-	b, err := direct.New(direct.Config{OwnerJS: ownerJS, StartTimeout: 10 * time.Second, StopTimeout: 500 * time.Millisecond}, zap.NewNop())
+	// As root the owners run confined, as the invoker starts them.
+	if os.Geteuid() == 0 {
+		repo, err := confinetest.RepoRoot()
+		if err == nil {
+			cfg.Confine.Launcher, err = confinetest.Build(repo)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := direct.New(cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

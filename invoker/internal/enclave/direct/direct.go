@@ -2,17 +2,20 @@ package direct
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
 )
 
@@ -29,13 +32,50 @@ type Config struct {
 	// Env is the owner's whole environment; by default PATH and HOME of the invoker and
 	// OwnerMallocArenas.
 	Env []string
+
+	// Confine confines every owner (package confine) when the invoker runs as root, which is the
+	// default. Launcher defaults to bin/teemate-confine of the repository OwnerJS lives in; the
+	// runtime's files (OwnerJS's directory, enclave-runtime/, node-isolate-patch/build/) are added
+	// to ReadOnly.
+	Confine confine.Config
+	// UnsafeOwnerAsRoot runs owners unconfined although the invoker is root: an escape from an
+	// isolate is then host root. Without it, New refuses to start owners as root unconfined.
+	UnsafeOwnerAsRoot bool
+	// Lockdown is the owner's post-start lockdown (enclave-runtime/trusted/lockdown.js):
+	// "seccomp" (execve forbidden once the owner runs; the default when the lockdown addon is
+	// built) or "none".
+	Lockdown string
+	// OwnerArgs says whether owner.js takes the confinement arguments (--scratch-dir,
+	// --egress-allow, --deny-hosts, --lockdown): "auto" (default) asks owner.js's parseArgs once in
+	// New; "yes" or "no" force the answer. Without them the lockdown is applied by
+	// lockdown-main.js before owner.js runs, and the owner learns nothing of its scratch dir and
+	// egress policy.
+	OwnerArgs string
 }
 
 // Backend starts owners as local Node processes.
 type Backend struct {
 	cfg Config
 	log *zap.Logger
+	// confined: owners run under the launcher (cfg.Confine has passed Check).
+	confined bool
+	// ownerArgs: owner.js takes the confinement arguments.
+	ownerArgs bool
+	// lockdownMain is lockdown-main.js when the lockdown is applied that way (owner.js does not
+	// take --lockdown), else "".
+	lockdownMain string
+	// denyHosts are the host's own addresses, passed as --deny-hosts.
+	denyHosts []string
+	// denyAuto: the owner's unreachable addresses are the host's own, read at each start (an
+	// interface may have come up since, e.g. docker0).
+	denyAuto bool
 }
+
+// Lockdown modes (Config.Lockdown).
+const (
+	LockdownSeccomp = "seccomp"
+	LockdownNone    = "none"
+)
 
 // New checks that node and owner.js exist (ErrUnavailable otherwise) and warns that direct mode
 // gives no confidentiality.
@@ -65,7 +105,143 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 	}
 	log.Warn("enclave backend 'direct' gives NO confidentiality: the enclave runtime runs as a plain " +
 		"host process without SGX and its attestation is simulated; for development only")
-	return &Backend{cfg: cfg, log: log}, nil
+	b := &Backend{cfg: cfg, log: log}
+	if err := b.setupConfinement(); err != nil {
+		return nil, fmt.Errorf("direct enclave backend: %w", err)
+	}
+	return b, nil
+}
+
+// setupConfinement decides how owners run: confined (root, the default), as root unconfined (only
+// with UnsafeOwnerAsRoot), or as the invoker's own unprivileged user; and how the lockdown and the
+// owner's confinement arguments are passed.
+func (b *Backend) setupConfinement() error {
+	cfg := &b.cfg
+	trusted := filepath.Dir(cfg.OwnerJS)
+	repo := filepath.Dir(filepath.Dir(trusted))
+	lockdownJS := filepath.Join(trusted, "lockdown.js")
+	addon := filepath.Join(repo, "node-isolate-patch", "build", "teemate_lockdown.node")
+	lockdownReady := fileExists(lockdownJS) && fileExists(addon)
+	switch {
+	case os.Geteuid() != 0:
+		b.log.Warn("the invoker is not root: owners run as its own user, without namespaces, a private "+
+			"root or a dropped capability set (confinement needs root)", zap.Int("uid", os.Geteuid()))
+	case cfg.UnsafeOwnerAsRoot:
+		b.log.Warn("UNSAFE: owners run as root without confinement (--unsafe-owner-as-root): an escape " +
+			"from an isolate is host root")
+	default:
+		if cfg.Confine.Launcher == "" {
+			cfg.Confine.Launcher = filepath.Join(repo, "bin", "teemate-confine")
+		}
+		cfg.Confine.ReadOnly = append(cfg.Confine.ReadOnly, trusted)
+		for _, p := range []string{filepath.Join(repo, "enclave-runtime"), filepath.Join(repo, "node-isolate-patch", "build")} {
+			if st, err := os.Stat(p); err == nil && st.IsDir() {
+				cfg.Confine.ReadOnly = append(cfg.Confine.ReadOnly, p)
+			}
+		}
+		// The jail sees the system directories only: node is exec'd by its real path, and bound
+		// on its own when that lies elsewhere (e.g. a version manager's install).
+		node, err := filepath.EvalSymlinks(cfg.Node)
+		if err != nil {
+			return fmt.Errorf("%w: node: %w", confine.ErrConfine, err)
+		}
+		if node, err = filepath.Abs(node); err != nil {
+			return fmt.Errorf("%w: node: %w", confine.ErrConfine, err)
+		}
+		cfg.Node = node
+		if !underSystemDirs(cfg.Node) {
+			cfg.Confine.ReadOnly = append(cfg.Confine.ReadOnly, cfg.Node)
+		}
+		if err := cfg.Confine.Check(); err != nil {
+			return fmt.Errorf("%w; refusing to run owners as root unconfined (--unsafe-owner-as-root allows it)", err)
+		}
+		b.confined = true
+		if cfg.Confine.Pasta != "-" {
+			if _, err := exec.LookPath(orDefault(cfg.Confine.Pasta, "pasta")); err != nil {
+				b.log.Warn("pasta (Debian package passt) is not installed: owners have NO network egress, "+
+					"not even to the egress allow-list", zap.Error(err))
+				cfg.Confine.Pasta = "-"
+			}
+		}
+		hosts, err := confine.HostAddrs()
+		if err != nil {
+			return err
+		}
+		b.denyHosts = hosts
+		b.denyAuto = cfg.Confine.DenyAddrs == nil
+	}
+	switch cfg.Lockdown {
+	case "":
+		cfg.Lockdown = LockdownNone
+		if lockdownReady {
+			cfg.Lockdown = LockdownSeccomp
+		} else if b.confined {
+			return fmt.Errorf("%w: the owner lockdown needs %s and %s (run make build)", confine.ErrConfine, lockdownJS, addon)
+		} else {
+			b.log.Warn("owner lockdown unavailable (run make build): owners may execute programs", zap.String("addon", addon))
+		}
+	case LockdownSeccomp:
+		if !lockdownReady {
+			return fmt.Errorf("%w: the owner lockdown needs %s and %s (run make build)", confine.ErrConfine, lockdownJS, addon)
+		}
+	case LockdownNone:
+	default:
+		return fmt.Errorf("lockdown %q: want seccomp or none", cfg.Lockdown)
+	}
+	switch cfg.OwnerArgs {
+	case "yes":
+		b.ownerArgs = true
+	case "no":
+	case "", "auto":
+		b.ownerArgs = probeOwnerArgs(cfg.Node, cfg.OwnerJS)
+	default:
+		return fmt.Errorf("owner args %q: want auto, yes or no", cfg.OwnerArgs)
+	}
+	if cfg.Lockdown == LockdownSeccomp && !b.ownerArgs {
+		b.lockdownMain = filepath.Join(trusted, "lockdown-main.js")
+		if !fileExists(b.lockdownMain) {
+			return fmt.Errorf("%w: %s is missing", confine.ErrConfine, b.lockdownMain)
+		}
+		b.log.Info("owner.js does not take --lockdown yet: lockdown-main.js applies it before owner.js runs",
+			zap.String("main", b.lockdownMain))
+	}
+	b.log.Info("owner confinement", zap.Bool("confined", b.confined), zap.String("lockdown", cfg.Lockdown),
+		zap.Bool("owner_args", b.ownerArgs), zap.Int("uid", cfg.Confine.UID), zap.Int("gid", cfg.Confine.GID),
+		zap.Stringers("egress_allow", cfg.Confine.EgressAllow), zap.Bool("egress", b.confined && cfg.Confine.Pasta != "-"))
+	return nil
+}
+
+// probeOwnerArgs asks owner.js's own argument parser whether it takes the confinement arguments
+// (owner.js rejects unknown arguments, so passing them blindly would stop every owner).
+func probeOwnerArgs(node, ownerJS string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	script := `require(process.argv[1]).parseArgs(['--socket', '/s', '--slots', '1', '--image', 'i', '--enclave', 'e',
+	  '--scratch-dir', '/tmp', '--egress-allow', '127.0.0.1:1', '--deny-hosts', '192.0.2.1', '--lockdown', 'none'])`
+	cmd := exec.CommandContext(ctx, node, "-e", script, ownerJS)
+	cmd.Env = []string{}
+	return cmd.Run() == nil
+}
+
+func underSystemDirs(p string) bool {
+	for _, d := range []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"} {
+		if strings.HasPrefix(p, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }
 
 // OwnerMallocArenas caps glibc's malloc arenas in the owner. Every TCS slot is a thread of its
@@ -90,37 +266,101 @@ func FindOwnerJS(dir string) (string, error) {
 // Name is "direct".
 func (b *Backend) Name() string { return "direct" }
 
-// Start launches owner.js for spec and returns once its gate answers a ping.
+// Start launches owner.js for spec and returns once its gate answers a ping (and, confined, once
+// its egress is set up).
 func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Owner, error) {
 	if spec.ID == "" || spec.Image == "" || spec.Dir == "" || spec.Slots < 1 {
 		return nil, fmt.Errorf("start owner: incomplete spec %+v", spec)
 	}
-	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+	}
+	var jail *confine.Jail
+	if b.confined {
+		conf := b.cfg.Confine
+		if b.denyAuto {
+			if conf.DenyAddrs, err = confine.HostAddrs(); err != nil {
+				return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+			}
+		}
+		if jail, err = conf.NewJail(dir); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
 	isolate := spec.Isolate
 	if isolate == "" {
 		isolate = "auto"
 	}
-	sock := filepath.Join(spec.Dir, "gate.sock")
-	cmd := exec.Command(b.cfg.Node, b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
-		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", spec.Dir)
-	cmd.Env = b.cfg.Env
+	sock := filepath.Join(dir, "gate.sock")
+	// Fresh Buffers are zero-filled: a tenant never sees bytes another tenant's code left in
+	// Node's buffer pool.
+	args := []string{"--zero-fill-buffers"}
+	if b.lockdownMain != "" {
+		args = append(args, b.lockdownMain)
+	}
+	args = append(args, b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
+		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", dir)
+	if b.ownerArgs {
+		scratch := confine.ScratchDir
+		if !b.confined {
+			scratch = filepath.Join(dir, "scratch")
+		}
+		allow := make([]string, len(b.cfg.Confine.EgressAllow))
+		for i, h := range b.cfg.Confine.EgressAllow {
+			allow[i] = h.String()
+		}
+		// Empty lists are left out (owner.js's default for both is none).
+		args = append(args, "--scratch-dir", scratch, "--lockdown", b.cfg.Lockdown)
+		if len(allow) > 0 {
+			args = append(args, "--egress-allow", strings.Join(allow, ","))
+		}
+		if len(b.denyHosts) > 0 {
+			args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
+		}
+	}
+	var cmd *exec.Cmd
+	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
+	if jail != nil {
+		cmd = jail.Command(b.cfg.Node, args, b.cfg.Env)
+		opts.OnExit = jail.Release
+	} else {
+		cmd = exec.Command(b.cfg.Node, args...)
+		cmd.Env = b.cfg.Env
+	}
 	cmd.Stdout = io.Discard // the ready line; readiness is checked with a ping
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
-	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout, Log: log})
+	opts.Log = log
+	p, err := ownerproc.Start(cmd, opts)
 	if err != nil {
+		if jail != nil {
+			err = errors.Join(err, jail.Release())
+		}
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
 	o := &owner{Proc: p}
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
 	defer cancel()
-	if err := o.WaitGate(sctx); err != nil {
+	// pasta's setup (~50 ms to the route, ~100 ms to the forwards here) runs while node boots.
+	egressErr := make(chan error, 1)
+	if jail != nil && b.cfg.Confine.Pasta != "-" {
+		go func() {
+			_, err := jail.StartEgress(sctx, p.Pid())
+			egressErr <- err
+		}()
+	} else {
+		egressErr <- nil
+	}
+	gateErr := o.WaitGate(sctx)
+	if err := errors.Join(gateErr, <-egressErr); err != nil {
 		_ = o.Stop(context.Background()) // the start failed; the stop's own error adds nothing
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
 	log.Info("enclave owner started (direct mode: no SGX, no confidentiality)",
-		zap.Int("pid", o.Pid()), zap.String("gate", sock), zap.Int("slots", spec.Slots))
+		zap.Int("pid", o.Pid()), zap.String("gate", sock), zap.Int("slots", spec.Slots),
+		zap.Bool("confined", jail != nil), zap.String("lockdown", b.cfg.Lockdown))
 	return o, nil
 }
 

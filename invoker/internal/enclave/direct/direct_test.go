@@ -2,10 +2,14 @@ package direct
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +18,28 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/confine"
+	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/internal/gate"
 )
+
+// launcher is the confinement launcher built for these tests ("" when not root: owners then run
+// unconfined as the test's user, as the backend does).
+var launcher string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		repo, err := confinetest.RepoRoot()
+		if err == nil {
+			launcher, err = confinetest.Build(repo)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "build the confinement launcher:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 func TestStartPingStop(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
@@ -60,6 +84,23 @@ func TestStartPingStop(t *testing.T) {
 	if !strings.Contains(string(environ), OwnerMallocArenas) {
 		t.Errorf("owner environment %q lacks %s", environ, OwnerMallocArenas)
 	}
+	// As root the owner runs confined by default: its own uid, no capabilities, seccomp (the
+	// launcher's filter and the lockdown's), its own pid namespace.
+	if launcher != "" {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.(interface{ Pid() int }).Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Uid:\t64000\t64000\t64000\t64000", "CapEff:\t0000000000000000",
+			"CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "Seccomp_filters:\t2"} {
+			if !strings.Contains(string(status), want) {
+				t.Errorf("owner status lacks %q:\n%s", want, status)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^NSpid:\t[0-9]+\t1$`).Match(status) {
+			t.Errorf("the owner is not pid 1 of its own pid namespace:\n%s", status)
+		}
+	}
 	if err := o.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +134,11 @@ func TestStartTimeoutAndBadSpec(t *testing.T) {
 	}
 	dir, _ := os.MkdirTemp("", "dt")
 	defer os.RemoveAll(dir)
-	// An "owner" that never opens its gate.
+	// An "owner" that never opens its gate (confined, without the runtime's lockdown files).
 	js := dir + "/silent.js"
 	os.WriteFile(js, []byte("setInterval(() => {}, 1000)\n"), 0o644)
-	b, err := New(Config{OwnerJS: js, StartTimeout: 200 * time.Millisecond, StopTimeout: 100 * time.Millisecond}, zap.NewNop())
+	b, err := New(Config{OwnerJS: js, StartTimeout: 200 * time.Millisecond, StopTimeout: 100 * time.Millisecond,
+		Confine: confine.Config{Launcher: launcher}, Lockdown: LockdownNone}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,5 +147,110 @@ func TestStartTimeoutAndBadSpec(t *testing.T) {
 	}
 	if _, err := b.Start(context.Background(), enclave.StartSpec{ID: "s", Image: "i", Dir: dir}); err == nil {
 		t.Fatal("zero slots accepted")
+	}
+}
+
+// As root, an owner that cannot be confined is not started unconfined unless asked for with
+// UnsafeOwnerAsRoot (the invoker's --unsafe-owner-as-root), which then says how unsafe it is.
+func TestRefusesRootUnconfinedUnlessUnsafe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the refusal concerns an invoker running as root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	wd, _ := os.Getwd()
+	js, err := FindOwnerJS(wd)
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	_, err = New(Config{OwnerJS: js, Confine: confine.Config{Launcher: "/nonexistent/teemate-confine"}}, zap.NewNop())
+	if !errors.Is(err, confine.ErrConfine) || !strings.Contains(err.Error(), "--unsafe-owner-as-root") ||
+		!strings.Contains(err.Error(), "/nonexistent/teemate-confine") {
+		t.Fatalf("a missing launcher gave %v", err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := New(Config{OwnerJS: js, Confine: confine.Config{Launcher: "/nonexistent/teemate-confine"}, UnsafeOwnerAsRoot: true}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessageSnippet("UNSAFE: owners run as root without confinement").Len() != 1 {
+		t.Fatal("no warning that owners run as root unconfined")
+	}
+	dir := t.TempDir()
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "u-1", Image: "nodejs:20", Dir: dir, Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop(context.Background())
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", o.(interface{ Pid() int }).Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "Uid:\t0\t") {
+		t.Fatalf("the unsafe owner does not run as root:\n%s", status)
+	}
+}
+
+// The confinement arguments owner.js gets once it takes them (OwnerArgs "yes"; "auto" asks its
+// parseArgs): the scratch dir on the private tmpfs, the lockdown, the egress allow-list and the
+// host's addresses. A stand-in owner.js records them and runs the real one without them.
+func TestOwnerArgs(t *testing.T) {
+	if launcher == "" {
+		t.Skip("confinement needs root")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+	wd, _ := os.Getwd()
+	real, err := FindOwnerJS(wd)
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	stand := filepath.Join(t.TempDir(), "owner.js")
+	if err := os.WriteFile(stand, []byte(`'use strict';
+const fs = require('fs');
+const names = ['--scratch-dir', '--egress-allow', '--deny-hosts', '--lockdown'];
+const rec = {}; const keep = [process.argv[0], `+strconv.Quote(real)+`];
+for (let i = 2; i < process.argv.length; i++) {
+  if (names.includes(process.argv[i])) rec[process.argv[i]] = process.argv[++i]; else keep.push(process.argv[i]);
+}
+const wd = keep[keep.indexOf('--work-dir') + 1];
+fs.writeFileSync(wd + '/args.json', JSON.stringify(rec));
+process.argv = keep;
+require('module').runMain();
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{OwnerJS: stand, OwnerArgs: "yes", Lockdown: LockdownNone,
+		Confine: confine.Config{Launcher: launcher, ReadOnly: []string{filepath.Dir(filepath.Dir(real))}, // the real runtime
+			EgressAllow: []confine.HostPort{{Host: "127.0.0.1", Port: 3233}}}}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "a-1", Image: "nodejs:20", Dir: dir, Slots: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop(context.Background())
+	raw, err := os.ReadFile(filepath.Join(dir, "args.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["--scratch-dir"] != confine.ScratchDir || got["--lockdown"] != "none" || got["--egress-allow"] != "127.0.0.1:3233" {
+		t.Fatalf("owner args %v", got)
+	}
+	hosts, _ := confine.HostAddrs()
+	if len(hosts) > 0 && got["--deny-hosts"] != strings.Join(hosts, ",") {
+		t.Fatalf("--deny-hosts %q, want %q", got["--deny-hosts"], strings.Join(hosts, ","))
+	}
+	// Without them (owner.js of main): the probe says no and none are passed.
+	if probeOwnerArgs(b.cfg.Node, stand) {
+		t.Error("the probe accepted a stand-in without parseArgs")
 	}
 }

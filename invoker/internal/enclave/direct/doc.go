@@ -4,5 +4,11 @@
 // runtime holds, so direct mode gives NO confidentiality, and it says so in its logs. It exists for
 // development, CI and the comparison benchmarks on machines without SGX2.
 //
+// It still keeps the host safe from the owner: as root, every owner runs confined (package
+// confine: own uid, no capabilities, seccomp, own namespaces, a private read-only root, pasta
+// egress with an allow-list) and locks itself down after start (execve forbidden,
+// enclave-runtime/trusted/lockdown.js). New refuses to run owners as root unconfined unless
+// Config.UnsafeOwnerAsRoot says so; an invoker that is not root runs them as itself, with a warning.
+//
 // This package runs on the untrusted host; the program it starts is the trusted runtime code.
 package direct

@@ -32,6 +32,10 @@ type Options struct {
 	Log *zap.Logger
 	// Level picks the level a stderr line is logged at; JSONLevel when nil.
 	Level func(line string) zapcore.Level
+	// OnExit, when set, runs once after the process has been reaped and before Done closes: the
+	// backend releases what it set up around the process (e.g. its confinement), so that nothing
+	// is left once Stop returns or Done closes. An error it returns is logged.
+	OnExit func() error
 }
 
 // Proc is one running owner process. It provides the process part of enclave.Owner (ID, GateSocket,
@@ -78,6 +82,11 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 	go func() {
 		<-logged // Wait closes the pipe; read it to the end first
 		err := cmd.Wait()
+		if opts.OnExit != nil {
+			if rerr := opts.OnExit(); rerr != nil {
+				opts.Log.Warn("releasing what surrounded the enclave owner failed", zap.Error(rerr))
+			}
+		}
 		p.mu.Lock()
 		if p.stopping {
 			p.err = fmt.Errorf("%w: %s stopped", enclave.ErrOwnerDied, p.id)

@@ -1,0 +1,54 @@
+// Package confinetest builds what confined owners need for tests (the launcher and the lockdown
+// addon), as `make build` does. Test-only helper; untrusted host side.
+package confinetest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// RepoRoot finds the repository root (the directory holding go.mod) above the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Build makes repo/bin/teemate-confine and repo/node-isolate-patch/build/teemate_lockdown.node
+// (up to date: nothing is rebuilt) and returns the launcher's path. Test binaries of several
+// packages run at once, so the builds are serialized with a lock file.
+func Build(repo string) (string, error) {
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "teemate-confinetest.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
+	launcher := filepath.Join(repo, "bin", "teemate-confine")
+	for _, args := range [][]string{
+		{"-s", "-C", repo, launcher},
+		{"-s", "-C", filepath.Join(repo, "node-isolate-patch"), "build/teemate_lockdown.node"},
+	} {
+		if out, err := exec.Command("make", args...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("make %v: %w\n%s", args, err, out)
+		}
+	}
+	return launcher, nil
+}
