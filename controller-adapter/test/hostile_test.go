@@ -30,12 +30,13 @@ import (
 	"github.com/teemate/platform/functions/hostile"
 )
 
-// Benign stream: at least benignMin activations, four at a time, until the hostile mix is over
-// (at most benignMax).
+// Benign stream: four at a time, each worker pausing benignPause between its activations, until
+// the hostile mix is over and at least benignMin ran (at most benignMax).
 const (
 	benignConcurrency = 4
 	benignMin         = 60
-	benignMax         = 400
+	benignMax         = 600
+	benignPause       = time.Second
 )
 
 // TestHostileTenant is issue #13 item 3, "no tenant can hurt another beyond its own limits", end to
@@ -110,7 +111,7 @@ func TestHostileTenant(t *testing.T) {
 				mu.Lock()
 				runs = append(runs, r)
 				mu.Unlock()
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(benignPause)
 			}
 		}()
 	}
@@ -124,6 +125,11 @@ func TestHostileTenant(t *testing.T) {
 		if strings.Contains(raw, secret) {
 			leaks++
 			o.Text = "LEAKED A's SECRET: " + o.Text
+		}
+		if err := c.Expect(o); err != nil {
+			t.Errorf("hostile %s: %v", c.Name, err)
+		} else {
+			o.Meets = true
 		}
 		o.Text = hostile.Normalize(o.Text, subst)
 		o.LogNote = hostile.Normalize(o.LogNote, subst)
@@ -156,11 +162,6 @@ func TestHostileTenant(t *testing.T) {
 	t.Logf("benign: %d activations, %d failed; secret leaks %d; answers after the mix %v", len(runs), failures, leaks, after.ok)
 	if leaks > 0 {
 		t.Errorf("tenant A's secret appeared in %d hostile activations' results or logs", leaks)
-	}
-	for i, c := range cases {
-		if err := c.Expect(outs[i]); err != nil {
-			t.Errorf("hostile %s: %v", c.Name, err)
-		}
 	}
 
 	table := hostile.Table(cases, outs, hostile.Summary{Platform: p.describe, BenignTotal: len(runs),
@@ -225,8 +226,15 @@ func startPlatform(t *testing.T, repo string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := filepath.Join(work, "d") // short: the oci backend's sockets live below it
-	t.Cleanup(func() { cleanupDir(t, work, dataDir) })
+	dataDir := filepath.Join(work, "d")
+	// The invoker's runtime directory (os.MkdirTemp: runc's root, the bundles, the sockets) goes
+	// below work too, so that cleanup finds what a platform killed mid-run left.
+	tmp := filepath.Join(work, "t")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var run string // the oci backend's run id: its containers are wsk0_<run>_<n>
+	t.Cleanup(func() { cleanupDir(t, work, run) })
 	bin := filepath.Join(work, "controller-adapter")
 	build := exec.Command("go", "build", "-o", bin, "./controller-adapter/cmd/controller-adapter")
 	build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
@@ -253,11 +261,13 @@ func startPlatform(t *testing.T, repo string) *platform {
 		t.Fatal(err)
 	}
 	// sh is the namespace's init: it has no handler for SIGTERM, so a signal to pid 1 from inside
-	// is dropped, and when the platform exits, sh exits and the kernel kills the rest.
-	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--", "sh", "-c", `"$@" & wait`, "sh",
+	// is dropped, and when the platform exits, sh exits and the kernel kills the rest. runc reads
+	// /proc by the pids it sees, hence a /proc of the namespace (and so a mount namespace, whose
+	// mounts vanish with it).
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", `"$@" & wait`, "sh",
 		bin, "--standalone", "--port", "0", "--data-dir", dataDir, "--sandbox", "oci", "--enclave", "direct",
 		"--model", "teemate", "--repo-dir", repo)
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS=")
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS=", "TMPDIR="+tmp)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
@@ -314,6 +324,9 @@ func startPlatform(t *testing.T, repo string) *platform {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if bundles, _ := filepath.Glob(filepath.Join(tmp, "tm*", "o", "wsk0_*_*")); len(bundles) > 0 {
+		run = strings.Split(filepath.Base(bundles[0]), "_")[1]
+	}
 	return p
 }
 
@@ -353,14 +366,15 @@ func children(pid int) []int {
 	return out
 }
 
-// cleanupDir deletes runc's containers under dataDir (state roots named "runtime"), unmounts what
-// is still mounted below it, and removes work.
-func cleanupDir(t *testing.T, work, dataDir string) {
+// cleanupDir deletes runc's containers under work (state roots named "runtime"), the cgroups of
+// this run's containers that runc could not remove while they were dying, what is still mounted
+// below work (the platform's own mounts die with its mount namespace), and work itself.
+func cleanupDir(t *testing.T, work, run string) {
 	runtime := "runc"
 	if !onPath(runtime) {
 		runtime = "crun"
 	}
-	_ = filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(work, func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() || d.Name() != "runtime" {
 			return nil
 		}
@@ -372,6 +386,16 @@ func cleanupDir(t *testing.T, work, dataDir string) {
 		}
 		return filepath.SkipDir
 	})
+	if run != "" {
+		for _, pattern := range []string{"/sys/fs/cgroup/*/teemate/wsk0_" + run + "_*", "/sys/fs/cgroup/teemate/wsk0_" + run + "_*"} {
+			cgs, _ := filepath.Glob(pattern)
+			for _, cg := range cgs {
+				if err := os.Remove(cg); err != nil { // rmdir: succeeds once the cgroup is empty
+					t.Logf("cleanup: cgroup %s: %v", cg, err)
+				}
+			}
+		}
+	}
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		var mounts []string
 		for _, line := range strings.Split(string(b), "\n") {

@@ -29,7 +29,7 @@ const (
 	StatusWhiskErr  = "whisk internal error"
 	StatusNoAnswer  = "no answer"
 	DefaultMemoryMB = 256
-	DefaultTimeout  = 20000
+	DefaultTimeout  = 10000
 )
 
 // Case is one hostile action.
@@ -65,6 +65,8 @@ type Outcome struct {
 	LogNote string
 	// BenignFailures counts benign activations that failed while this case ran.
 	BenignFailures int
+	// Meets is the case's Expect applied to the outcome before normalisation.
+	Meets bool
 }
 
 // Params are what the hostile actions get as parameters (any may be zero: the actions then guess).
@@ -246,21 +248,31 @@ await new Promise((resolve, reject) => {
 return { connected: '127.0.0.1', port };`, param, def)
 }
 
+// connectGate finds the owner's gate socket as an action could: the owner's command line
+// (/proc/self/cmdline, --socket), or next to the action's own code (from a stack trace), or in the
+// data directory.
 const connectGate = `const net = require('net'), fs = require('fs'), path = require('path');
 let sock = null;
-const i = process.argv.indexOf('--socket');
-if (i >= 0) sock = process.argv[i + 1];
-if (!sock && params.dataDir) {
-  const walk = (d, depth) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.name === 'gate.sock') return p;
-      if (e.isDirectory() && depth < 6) { const r = walk(p, depth + 1); if (r) return r; }
-    }
-    return null;
-  };
-  sock = walk(params.dataDir, 0);
+try {
+  const argv = fs.readFileSync('/proc/self/cmdline', 'latin1').split('\0');
+  const i = argv.indexOf('--socket');
+  if (i >= 0) sock = argv[i + 1];
+} catch (e) { /* next guess */ }
+const find = (d, depth) => {
+  let entries = [];
+  try { entries = fs.readdirSync(d, { withFileTypes: true }); } catch (e) { return null; }
+  for (const e of entries) {
+    const p = path.join(d, e.name);
+    if (e.name === 'gate.sock') return p;
+    if (e.isDirectory() && depth > 0) { const r = find(p, depth - 1); if (r) return r; }
+  }
+  return null;
+};
+if (!sock) {
+  const m = /\((\/[^:)]+):\d+:\d+\)/.exec(new Error().stack);
+  for (let d = m ? path.dirname(m[1]) : null, up = 0; d && !sock && up < 4; d = path.dirname(d), up++) sock = find(d, 2);
 }
+if (!sock && params.dataDir) sock = find(params.dataDir, 8);
 if (!sock) throw new Error('gate socket not found');
 await new Promise((resolve, reject) => {
   const s = net.connect({ path: sock }, () => { s.write(Buffer.from('\xff\xff\xff\x7fgarbage')); s.end(); resolve(); });
@@ -351,6 +363,10 @@ func ResultText(result json.RawMessage) string {
 		if json.Unmarshal(e, &s) == nil {
 			return s
 		}
+		var obj struct{ Name, Message string }
+		if json.Unmarshal(e, &obj) == nil && obj.Message != "" {
+			return strings.TrimPrefix(obj.Name+": ", ": ") + obj.Message
+		}
 		return string(e)
 	}
 	delete(m, "dump")
@@ -363,11 +379,14 @@ func LogNote(logs []string) string {
 	if n := len(logs); n > 0 && strings.Contains(strings.ToLower(logs[n-1]), "truncated") {
 		return logs[n-1]
 	}
+	if len(logs) == 1 {
+		return "1 line"
+	}
 	return fmt.Sprintf("%d lines", len(logs))
 }
 
 var (
-	longNumber = regexp.MustCompile(`\d{4,}`)
+	longNumber = regexp.MustCompile(`\d{5,}`)
 	hexID      = regexp.MustCompile(`\b[0-9a-f]{32}\b`)
 	logStamp   = regexp.MustCompile(`^\S*\d{4}-\d\d-\d\dT\S+\s+(stdout|stderr):\s*`)
 	space      = regexp.MustCompile(`\s+`)
@@ -375,7 +394,7 @@ var (
 
 // Normalize makes a recorded text stable across runs: the given substitutions first (the other
 // tenant's secret, ports, the data directory), then activation ids, log time stamps, and numbers
-// of four digits or more (pids, ports, byte counts) become N; whitespace is collapsed, table pipes
+// of five digits or more (temporary names, pids, byte counts) become N; whitespace is collapsed, table pipes
 // escaped, and the text cut to 160 characters.
 func Normalize(s string, subst map[string]string) string {
 	for from, to := range subst {
@@ -429,7 +448,7 @@ func Table(cases []Case, outs []Outcome, s Summary) string {
 			continue
 		}
 		meets := "yes"
-		if err := c.Expect(o); err != nil {
+		if !o.Meets {
 			meets = "**no**"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s |\n", c.Name, cell(c.Tries), cell(c.Want), o.Status,
