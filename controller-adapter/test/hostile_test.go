@@ -31,12 +31,14 @@ import (
 )
 
 // Benign stream: four at a time, each worker pausing benignPause between its activations, until
-// the hostile mix is over and at least benignMin ran (at most benignMax).
+// the hostile mix is over and at least benignMin ran (at most benignMax). The pause is short so
+// that benign activations are in flight nearly all the time: a hostile case that takes the shared
+// enclave down must meet some.
 const (
 	benignConcurrency = 4
 	benignMin         = 60
-	benignMax         = 600
-	benignPause       = time.Second
+	benignMax         = 2000
+	benignPause       = 200 * time.Millisecond
 )
 
 // TestHostileTenant is issue #13 item 3, "no tenant can hurt another beyond its own limits", end to
