@@ -53,6 +53,9 @@ const (
 // the capability set, process.kill(1) would otherwise signal this machine's init and
 // process.kill(process.ppid) the test process itself.
 func TestHostileTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole platform and runs the hostile mix (about two minutes)")
+	}
 	repo := repoRoot(t)
 	for _, need := range []struct {
 		ok  bool

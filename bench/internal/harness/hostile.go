@@ -62,7 +62,7 @@ func RunHostile(ctx context.Context, p Platform, opts HostileOptions, res *resul
 		opts.Streams = 1
 	}
 	if opts.MaxSamples < opts.Samples {
-		opts.MaxSamples = 20 * opts.Samples
+		opts.MaxSamples = 100 * opts.Samples
 	}
 	store, err := objectstore.Start(objectstore.Options{})
 	if err != nil {
