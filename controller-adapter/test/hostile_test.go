@@ -270,7 +270,7 @@ func startPlatform(t *testing.T, repo string) *platform {
 	// /proc by the pids it sees, hence a /proc of the namespace (and so a mount namespace, whose
 	// mounts vanish with it).
 	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", `"$@" & wait`, "sh",
-		bin, "--standalone", "--port", "0", "--data-dir", dataDir, "--sandbox", "oci", "--enclave", "direct",
+		bin, "--standalone", "--port", "0", "--embedded-kafka-addr", "127.0.0.1:0", "--data-dir", dataDir, "--sandbox", "oci", "--enclave", "direct",
 		"--model", "teemate", "--repo-dir", repo)
 	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS=", "TMPDIR="+tmp)
 	cmd.Stderr = logf
@@ -285,7 +285,7 @@ func startPlatform(t *testing.T, repo string) *platform {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		stopPlatform(t, cmd.Process.Pid, exited)
+		stopPlatform(t, cmd.Process.Pid, bin, exited)
 		_ = logf.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
@@ -332,12 +332,14 @@ func startPlatform(t *testing.T, repo string) *platform {
 	if bundles, _ := filepath.Glob(filepath.Join(tmp, "tm*", "o", "wsk0_*_*")); len(bundles) > 0 {
 		run = strings.Split(filepath.Base(bundles[0]), "_")[1]
 	}
+	t.Logf("platform at %s (kafka port %d, oci run %q, data %s)", p.apiHost, p.kafkaPort, run, dataDir)
 	return p
 }
 
-// stopPlatform sends SIGTERM to the controller-adapter (the child of the namespace's sh) and waits
-// for it to drain; after 30 s it kills the unshare process, which takes the namespace down.
-func stopPlatform(t *testing.T, unsharePid int, exited <-chan struct{}) {
+// stopPlatform sends SIGTERM to the controller-adapter (the child of the namespace's sh running
+// bin; sh also adopts the containers' runc init processes, which the platform deletes itself) and
+// waits for it to drain; after 30 s it kills the unshare process, which takes the namespace down.
+func stopPlatform(t *testing.T, unsharePid int, bin string, exited <-chan struct{}) {
 	select {
 	case <-exited:
 		return
@@ -345,7 +347,9 @@ func stopPlatform(t *testing.T, unsharePid int, exited <-chan struct{}) {
 	}
 	for _, pid := range children(unsharePid) {
 		for _, grand := range children(pid) {
-			_ = syscall.Kill(grand, syscall.SIGTERM)
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", grand)); err == nil && exe == bin {
+				_ = syscall.Kill(grand, syscall.SIGTERM)
+			}
 		}
 	}
 	select {
@@ -392,13 +396,26 @@ func cleanupDir(t *testing.T, work, run string) {
 		return filepath.SkipDir
 	})
 	if run != "" {
-		for _, pattern := range []string{"/sys/fs/cgroup/*/teemate/wsk0_" + run + "_*", "/sys/fs/cgroup/teemate/wsk0_" + run + "_*"} {
-			cgs, _ := filepath.Glob(pattern)
-			for _, cg := range cgs {
-				if err := os.Remove(cg); err != nil { // rmdir: succeeds once the cgroup is empty
-					t.Logf("cleanup: cgroup %s: %v", cg, err)
+		// rmdir succeeds once the cgroup is empty; processes killed with the namespace may take a
+		// moment to leave.
+		var left []string
+		for try := 0; try < 50; try++ {
+			left = nil
+			for _, pattern := range []string{"/sys/fs/cgroup/*/teemate/wsk0_" + run + "_*", "/sys/fs/cgroup/teemate/wsk0_" + run + "_*"} {
+				cgs, _ := filepath.Glob(pattern)
+				for _, cg := range cgs {
+					if err := os.Remove(cg); err != nil && !errors.Is(err, os.ErrNotExist) {
+						left = append(left, cg+": "+err.Error())
+					}
 				}
 			}
+			if len(left) == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, l := range left {
+			t.Logf("cleanup: cgroup %s", l)
 		}
 	}
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
