@@ -87,7 +87,8 @@ func TestHostileTenant(t *testing.T) {
 	subst := map[string]string{secret: "<A's secret>", p.dataDir: "<data-dir>",
 		":" + strconv.Itoa(p.apiPort): ":<api-port>", ":" + strconv.Itoa(p.kafkaPort): ":<kafka-port>"}
 
-	// Warm both tenants' first activations (the warm enclave starts with the first one).
+	// Warm up: the warm enclave starts with the first activation, and every benign action must work
+	// before the mix (else the failures below would say nothing about the hostile tenant).
 	for _, b := range benign {
 		if r := p.invokeBenign(b, 0); !r.ok {
 			t.Fatalf("benign %s before the mix: %s", b.Name, r.err)
