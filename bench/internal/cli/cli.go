@@ -436,7 +436,7 @@ func write(res *result.Result, out string) error {
 
 func printSummary(w io.Writer, r *result.Result) {
 	if h := r.Hostile; h != nil {
-		fmt.Fprintf(w, "\nbenign latency (ms) alone and beside the hostile mix (%d passes, %d stream(s)):\n\n%s", h.Passes, h.HostileStreams, h.Table())
+		fmt.Fprintf(w, "\nbenign latency (ms) alone and beside the hostile mix (full passes of the mix: %d; hostile streams: %d):\n\n%s", h.Passes, h.HostileStreams, h.Table())
 		for _, wn := range r.Warnings {
 			fmt.Fprintln(w, "warning:", wn)
 		}

@@ -121,7 +121,7 @@ func (h *Hostile) Markdown() string {
 	b.WriteString("\n## Benign latency with and without a hostile tenant (ms)\n\n")
 	b.WriteString(h.Description + "\n\n")
 	b.WriteString(h.Table())
-	fmt.Fprintf(&b, "\nHostile mix: %d full passes, %d stream(s); load average after: %.2f %.2f %.2f.\n\n",
+	fmt.Fprintf(&b, "\nHostile mix: full passes %d, streams %d; load average after: %.2f %.2f %.2f.\n\n",
 		h.Passes, h.HostileStreams, h.LoadAvgAfter[0], h.LoadAvgAfter[1], h.LoadAvgAfter[2])
 	b.WriteString("| hostile case | runs | statuses | example answer |\n| --- | --- | --- | --- |\n")
 	for _, c := range h.Cases {
