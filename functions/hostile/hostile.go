@@ -61,7 +61,7 @@ type Outcome struct {
 	// Text is the error message (response.result.error), or the result without its "dump" field,
 	// or for NoAnswer the client's error; normalised by Normalize before recording.
 	Text string
-	// LogNote is the last log line when it says the logs were truncated, else "N lines".
+	// LogNote is the last log line when it says the logs were truncated, else "none" or "some".
 	LogNote string
 	// BenignFailures counts benign activations that failed while this case ran.
 	BenignFailures int
@@ -210,7 +210,7 @@ func logsTruncated(o Outcome) error {
 		return fmt.Errorf("%s: %s", o.Status, o.Text)
 	}
 	if !strings.Contains(strings.ToLower(o.LogNote), "truncated") {
-		return fmt.Errorf("logs not cut at the limit (%s)", o.LogNote)
+		return fmt.Errorf("logs not cut at the limit (logs: %s)", o.LogNote)
 	}
 	return nil
 }
@@ -374,15 +374,19 @@ func ResultText(result json.RawMessage) string {
 	return string(b)
 }
 
-// LogNote summarises an activation's logs for the record.
+// LogNote summarises an activation's logs for the record: the truncation notice when the logs end
+// with one, else "none" or "some" (line counts of a failing action vary from run to run with what
+// the runtime manages to print before it is stopped).
 func LogNote(logs []string) string {
-	if n := len(logs); n > 0 && strings.Contains(strings.ToLower(logs[n-1]), "truncated") {
+	n := len(logs)
+	switch {
+	case n > 0 && strings.Contains(strings.ToLower(logs[n-1]), "truncated"):
 		return logs[n-1]
+	case n == 0:
+		return "none"
+	default:
+		return "some"
 	}
-	if len(logs) == 1 {
-		return "1 line"
-	}
-	return fmt.Sprintf("%d lines", len(logs))
 }
 
 var (

@@ -45,7 +45,7 @@ func TestExpectations(t *testing.T) {
 		{"infinite-loop", Outcome{Status: StatusDevError, Text: "The action exceeded its time limits of 1000 milliseconds."}, true},
 		{"infinite-loop", Outcome{Status: StatusNoAnswer, Text: "EOF"}, false},
 		{"console-flood", Outcome{Status: StatusSuccess, LogNote: "Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes."}, true},
-		{"console-flood", Outcome{Status: StatusSuccess, LogNote: "0 lines"}, false},
+		{"console-flood", Outcome{Status: StatusSuccess, LogNote: "none"}, false},
 		{"kill-parent", Outcome{Status: StatusAppError, Text: "TeeMate: process.kill is not available to actions in a shared enclave"}, true},
 	}
 	for _, tt := range tests {
@@ -66,6 +66,18 @@ func TestNormalizeIsStable(t *testing.T) {
 	long := Normalize(strings.Repeat("x", 500), nil)
 	if len([]rune(long)) != 160 || !strings.HasSuffix(long, "...") {
 		t.Fatalf("long text not cut: %d", len(long))
+	}
+}
+
+func TestLogNote(t *testing.T) {
+	for want, logs := range map[string][]string{
+		"none": nil,
+		"some": {"a", "b"},
+		"Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes.": {"x", "Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes."},
+	} {
+		if got := LogNote(logs); got != want {
+			t.Errorf("LogNote(%q) = %q, want %q", logs, got, want)
+		}
 	}
 }
 
@@ -102,8 +114,8 @@ func TestBenignWants(t *testing.T) {
 func TestTableAndSection(t *testing.T) {
 	cases := Cases()[:2]
 	outs := []Outcome{
-		{Case: cases[0].Name, Status: StatusSuccess, Text: `{"bytes":N}`, LogNote: "0 lines"},
-		{Case: cases[1].Name, Status: StatusAppError, Text: "TeeMate: file a|b", LogNote: "1 line", BenignFailures: 2, Meets: true},
+		{Case: cases[0].Name, Status: StatusSuccess, Text: `{"bytes":N}`, LogNote: "none"},
+		{Case: cases[1].Name, Status: StatusAppError, Text: "TeeMate: file a|b", LogNote: "some", BenignFailures: 2, Meets: true},
 	}
 	table := Table(cases, outs, Summary{Platform: "test", SecretLeaks: 1, AnswersAfterMix: true})
 	for _, want := range []string{"| read-shadow |", "| **no** |", `a\|b`, "| 2 | yes |", "secret seen in tenant B's results or logs: **1**", "answers after the mix: yes"} {
