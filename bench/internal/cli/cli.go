@@ -338,9 +338,6 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		for _, c := range append(append([]int(nil), conc...), memConc...) {
 			maxConc = max(maxConc, c)
 		}
-		if f.hostile {
-			maxConc = 1 + f.hostileStreams
-		}
 		shim := f.shim
 		if shim == "" {
 			shim = filepath.Join(repo, "bin", "teemate-shim")
