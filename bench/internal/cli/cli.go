@@ -20,17 +20,22 @@ import (
 	"github.com/teemate/platform/bench/internal/harness"
 	"github.com/teemate/platform/bench/internal/result"
 	"github.com/teemate/platform/functions"
+	"github.com/teemate/platform/functions/hostile"
 )
 
 // Profiles. quick fits in under five minutes on a 2-core machine; full is the paper's set.
 var (
 	QuickFunctions = []string{"dynamic-html", "crypto-md5", "uploader"}
 	QuickSizes     = []string{functions.SizeTest}
-	FullSizes      = []string{functions.SizeSmall}
+	// HostileFunctions are the --hostile mode's benign functions besides noop.
+	HostileFunctions = []string{"crypto-md5"}
+	FullSizes        = []string{functions.SizeSmall}
 )
 
 type flags struct {
 	quick, verbose, noop        bool
+	hostile                     bool
+	hostileStreams              int
 	apiHost, auth, sandbox      string
 	models, fns, sizes          string
 	samples, warmup, repeat     int
@@ -80,6 +85,9 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.idleWait, "idle-wait", 30*time.Second, "wait up to this long for an idle machine before starting (then warn)")
 	fs.Float64Var(&f.maxLoad, "max-load-per-core", 0.5, "idle means a one-minute load average below this per core")
 	fs.BoolVar(&f.verbose, "verbose", false, "log the invokers at info level")
+	fs.BoolVar(&f.hostile, "hostile", false, "hostile mode: the benign teemate stream (noop and --functions, default "+strings.Join(HostileFunctions, ",")+
+		") alone, then beside the hostile mix of functions/hostile on the same warm enclave; p50/p99 side by side (direct mode only)")
+	fs.IntVar(&f.hostileStreams, "hostile-streams", 1, "hostile mode: hostile activations running at a time")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -103,6 +111,18 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if (f.apiHost == "") != (f.auth == "") {
 		return nil, errors.New("--api-host and --auth go together")
+	}
+	if f.hostile {
+		if f.apiHost != "" {
+			return nil, errors.New("--hostile runs its own platform (the hostile actions attack its endpoints): not with --api-host")
+		}
+		if f.models != "teemate,native,strawman" && f.models != "teemate" {
+			return nil, errors.New("--hostile measures the teemate model only")
+		}
+		if f.hostileStreams < 1 || f.hostileStreams > 16 {
+			return nil, errors.New("--hostile-streams must be 1..16")
+		}
+		f.models = "teemate"
 	}
 	return f, nil
 }
@@ -137,11 +157,14 @@ func cases(f *flags) ([]harness.CaseSpec, error) {
 		if f.quick {
 			fns = QuickFunctions
 		}
+		if f.hostile {
+			fns = HostileFunctions
+		}
 	}
 	sizes := list(f.sizes)
 	if len(sizes) == 0 {
 		sizes = FullSizes
-		if f.quick {
+		if f.quick || f.hostile {
 			sizes = QuickSizes
 		}
 	}
@@ -232,6 +255,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	profile := "full"
 	if f.quick {
 		profile = "quick"
+	}
+	if f.hostile {
+		profile = "hostile"
 	}
 	name := f.name
 	if name == "" && f.out != "" {
@@ -343,7 +369,18 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	if f.sandbox == "docker" || f.sandbox == "oci" {
 		opts.CgroupGlobs = CgroupGlobs
 	}
-	runErr := harness.Run(ctx, platform, opts, res)
+	var runErr error
+	if f.hostile {
+		ho := harness.HostileOptions{Cases: cs, Noop: f.noop, Warmup: f.warmup, Samples: f.samples, Interval: f.interval,
+			Streams: f.hostileStreams, Hostile: harness.HostileMix(), ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs,
+			Progress: opts.Progress}
+		if d, ok := platform.(interface{ HostileParams() hostile.Params }); ok {
+			ho.Params = d.HostileParams()
+		}
+		runErr = harness.RunHostile(ctx, platform, ho, res)
+	} else {
+		runErr = harness.Run(ctx, platform, opts, res)
+	}
 	res.FinishedAt = time.Now()
 	res.Finish()
 	if err := write(res, out); err != nil {
@@ -358,6 +395,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		if !m.Available {
 			return &partialError{msg: "model " + m.Name + " could not run: " + m.Reason}
 		}
+	}
+	if h := res.Hostile; h != nil && h.BenignInvalid() > 0 {
+		return &partialError{msg: fmt.Sprintf("hostile run: %d benign answers were invalid (see the report)", h.BenignInvalid())}
 	}
 	for _, c := range res.Cases {
 		if !c.AllValid {
@@ -397,6 +437,13 @@ func write(res *result.Result, out string) error {
 }
 
 func printSummary(w io.Writer, r *result.Result) {
+	if h := r.Hostile; h != nil {
+		fmt.Fprintf(w, "\nbenign latency (ms) alone and beside the hostile mix (full passes of the mix: %d; hostile streams: %d):\n\n%s", h.Passes, h.HostileStreams, h.Table())
+		for _, wn := range r.Warnings {
+			fmt.Fprintln(w, "warning:", wn)
+		}
+		return
+	}
 	fmt.Fprintf(w, "\n%-9s %5s %9s %9s %9s %9s %9s %9s\n", "model", "cases", "p50 ms", "p99 ms", "req/s@8", "req/s@64", "MiB@1", "MiB@64")
 	for _, m := range r.Config.Models {
 		s, ok := r.Summary.Models[m]

@@ -61,3 +61,23 @@ func TestBadFlags(t *testing.T) {
 		t.Error("concurrency x accepted")
 	}
 }
+
+func TestHostileFlags(t *testing.T) {
+	f, err := parse([]string{"--hostile", "--sandbox", "oci"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := cases(f)
+	if err != nil || len(cs) != 1 || cs[0].Function != "crypto-md5" || cs[0].Size != "test" || f.models != "teemate" {
+		t.Fatalf("hostile defaults %v %v %q", cs, err, f.models)
+	}
+	for _, args := range [][]string{
+		{"--hostile", "--api-host", "http://x", "--auth", "a:b"},
+		{"--hostile", "--models", "strawman"},
+		{"--hostile", "--hostile-streams", "0"},
+	} {
+		if _, err := parse(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

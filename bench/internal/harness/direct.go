@@ -154,7 +154,7 @@ func (d *Direct) serve(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20)) // a record carries up to 10 MB of logs
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return

@@ -214,6 +214,9 @@ func (r *Result) Markdown(plots []string) string {
 			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", m, o.N, f2(o.NewIsolateP50Ms), f2(o.OverheadP50Ms), f2(o.OverheadP99Ms), f2(o.EndToEndP50Ms))
 		}
 	}
+	if r.Hostile != nil {
+		b.WriteString(r.Hostile.Markdown())
+	}
 	if len(plots) > 0 {
 		b.WriteString("\n## Plots\n\n")
 		for _, p := range plots {

@@ -26,6 +26,8 @@ type Result struct {
 	// Issue3 holds the overhead figures of the trivial "noop" action, per model.
 	Issue3  map[string]*Overhead `json:"overhead_noop,omitempty"`
 	Summary Summary              `json:"summary"`
+	// Hostile holds a --hostile run's side-by-side figures (absent otherwise).
+	Hostile *Hostile `json:"hostile,omitempty"`
 	// Warnings are conditions that make the numbers less trustworthy (a busy machine, a model that
 	// could not run, invalid responses).
 	Warnings []string `json:"warnings"`
@@ -196,6 +198,15 @@ func (r *Result) Finish() {
 		}
 	}
 	r.Summary = Summarize(r.Cases)
+	if h := r.Hostile; h != nil {
+		for _, c := range append(append([]*Case(nil), h.Baseline...), h.UnderAttack...) {
+			c.finish()
+		}
+		h.Summarize()
+		if n := h.BenignInvalid(); n > 0 {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("hostile run: %d benign answers were invalid (see the hostile section)", n))
+		}
+	}
 	for _, c := range r.Cases {
 		if c.Invalid > 0 {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s/%s/%s: %d invalid responses excluded", c.Model, c.Function, c.Size, c.Invalid))
