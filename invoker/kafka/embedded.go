@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 )
 
@@ -29,6 +31,18 @@ type EmbeddedOptions struct {
 	Addr string
 	// Logger receives the broker's warnings and errors; nil discards them.
 	Logger *zap.Logger
+	// Users are the only clients the broker accepts (SASL), each limited to
+	// its Grants (ACLs). Empty accepts any client on the listening address:
+	// only tests of this package do that.
+	Users []EmbeddedUser
+	// TLS, when set, makes the broker accept TLS connections only.
+	TLS *tls.Config
+}
+
+// EmbeddedUser is a user of the embedded broker and what it may do.
+type EmbeddedUser struct {
+	SASL   SASL
+	Grants []Grant
 }
 
 // Embedded is a one-broker Kafka-protocol server in this process (kfake),
@@ -70,6 +84,24 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	}
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+	}
+	if len(opts.Users) > 0 {
+		// With users configured kfake has no default superuser, and with
+		// ACLs on a user can do nothing it was not granted.
+		kopts = append(kopts, kfake.EnableSASL(), kfake.EnableACLs())
+		for _, u := range opts.Users {
+			if err := u.SASL.Validate(); err != nil || !u.SASL.Enabled() {
+				return nil, fmt.Errorf("kafka: embedded broker user %q: %w", u.SASL.User, errors.Join(err, errors.New("needs a user and a password")))
+			}
+			acls, err := kfakeACLs(u.Grants)
+			if err != nil {
+				return nil, fmt.Errorf("kafka: embedded broker user %q: %w", u.SASL.User, err)
+			}
+			kopts = append(kopts, kfake.User(u.SASL.mechanism(), u.SASL.User, u.SASL.Password, acls...))
+		}
+	}
+	if opts.TLS != nil {
+		kopts = append(kopts, kfake.TLS(opts.TLS))
 	}
 	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
@@ -117,4 +149,27 @@ func (l kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 	case kfake.LogLevelWarn:
 		l.log.Warn(fmt.Sprintf(format, args...))
 	}
+}
+
+// kfakeACLs translates grants into kfake's seed ACLs.
+func kfakeACLs(grants []Grant) ([]kfake.ACL, error) {
+	ops := map[string]kmsg.ACLOperation{
+		"Read": kmsg.ACLOperationRead, "Write": kmsg.ACLOperationWrite, "Create": kmsg.ACLOperationCreate,
+		"AlterConfigs": kmsg.ACLOperationAlterConfigs, "Describe": kmsg.ACLOperationDescribe,
+	}
+	resources := map[string]kmsg.ACLResourceType{"topic": kmsg.ACLResourceTypeTopic, "group": kmsg.ACLResourceTypeGroup}
+	out := make([]kfake.ACL, 0, len(grants))
+	for _, g := range grants {
+		op, ok := ops[g.Operation]
+		res, rok := resources[g.Resource]
+		if !ok || !rok || g.Name == "" {
+			return nil, fmt.Errorf("unsupported grant %q", g)
+		}
+		pattern := kmsg.ACLResourcePatternTypeLiteral
+		if g.Prefixed {
+			pattern = kmsg.ACLResourcePatternTypePrefixed
+		}
+		out = append(out, kfake.ACL{Resource: res, Name: g.Name, Pattern: pattern, Operation: op, Allow: true})
+	}
+	return out, nil
 }
