@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // Modes of the platform's private files and directories.
@@ -168,4 +170,13 @@ func RandomHex(n int) string {
 		panic("credentials: crypto/rand failed: " + err.Error())
 	}
 	return hex.EncodeToString(b)
+}
+
+// WarnFixed says which paths of a private directory were open to others until now: what they
+// hold (activation parameters, secrets) may have been read, which the operator should know.
+func WarnFixed(log *zap.Logger, fixed []Fixed) {
+	for _, f := range fixed {
+		log.Warn("made a private path private: other users could access it until now",
+			zap.String("path", f.Path), zap.String("was", fmt.Sprintf("%04o", f.Was)), zap.String("now", fmt.Sprintf("%04o", f.Now)))
+	}
 }

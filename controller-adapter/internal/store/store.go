@@ -69,7 +69,9 @@ type Store struct {
 // to the current schema.
 func Open(path string) (*Store, error) {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+	// secure_delete zeroes freed content, so a value overwritten (a key upgraded to its hash) or
+	// deleted does not linger in free pages of the file.
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)", "secure_delete(1)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -87,6 +89,10 @@ func Open(path string) (*Store, error) {
 	r.SetMaxOpenConns(8)
 	s := &Store{w: w, r: r, now: time.Now}
 	if err := s.migrate(context.Background()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if _, err := s.hashPlaintextKeys(context.Background()); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
