@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/teemate/platform/controller-adapter/internal/app"
+	"github.com/teemate/platform/invoker/credentials"
 )
 
 func main() {
@@ -51,8 +52,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.PoolSize, "pool-size", 0, "standalone invoker: created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
-	fs.StringVar(&cfg.InvokerToken, "invoker-token", os.Getenv("TEEMATE_INVOKER_TOKEN"),
-		"token invokers present when storing activation records (env TEEMATE_INVOKER_TOKEN; random in standalone mode)")
+	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
+	// lines keep working, and says so. The file (or the environment) is the way.
+	deprecatedToken := fs.String("invoker-token", "", "DEPRECATED (visible in ps): use --invoker-token-file or env TEEMATE_INVOKER_TOKEN")
+	fs.StringVar(&cfg.InvokerTokenFile, "invoker-token-file", "",
+		"file (0600) with the token invokers present on /internal (default DATA-DIR/invoker.token, generated; env TEEMATE_INVOKER_TOKEN overrides)")
+	var kopts credentials.KafkaOptions
+	fs.StringVar(&kopts.SASLFile, "kafka-sasl-file", "", "file (0600) with the Kafka credentials for --kafka: mechanism=, username=, password= lines (env "+credentials.EnvKafkaSASLFile+" or "+credentials.EnvKafkaSASLUser+"/"+credentials.EnvKafkaSASLPassword+")")
+	fs.BoolVar(&kopts.TLS, "kafka-tls", false, "connect to --kafka with TLS (env "+credentials.EnvKafkaTLS+")")
+	fs.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,6 +71,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	log, err := newLogger(*logFormat)
 	if err != nil {
 		return err
+	}
+	cfg.InvokerToken = os.Getenv("TEEMATE_INVOKER_TOKEN")
+	if *deprecatedToken != "" {
+		log.Warn("--invoker-token is deprecated: other users of the host see it in ps; use --invoker-token-file")
+		cfg.InvokerToken = *deprecatedToken
+	}
+	if cfg.Kafka != "" {
+		if cfg.KafkaSASL, cfg.KafkaTLS, err = credentials.KafkaClient(kopts, os.Getenv); err != nil {
+			return err
+		}
 	}
 	defer log.Sync() //nolint:errcheck // stderr sync fails on some terminals; nothing to do about it
 	cfg.Logger = log
