@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/teemate/platform/invoker/credentials"
 )
@@ -88,5 +93,37 @@ func TestInvoker_AdminListensOnLoopbackByDefault(t *testing.T) {
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil || host != "127.0.0.1" {
 		t.Fatalf("default Listen = %q, want 127.0.0.1:port", c.Listen)
+	}
+}
+
+// TestInvoker_LogsHoldNoKeysOrParameters runs activations (a good one, a malformed one, one whose
+// action is missing) with every log level on and checks that no log line carries the user's key
+// or a parameter value.
+func TestInvoker_LogsHoldNoKeysOrParameters(t *testing.T) {
+	e := newEnv(t)
+	e.api.addAction("quiet", 0)
+	core, logs := observer.New(zap.DebugLevel)
+	e.startInvoker(func(c *Config) { c.Logger = zap.New(core) })
+	e.send(message(id(20), "quiet", true, ""))
+	e.nextAck(10 * time.Second)
+	e.send(message(id(21), "nosuchaction", true, ""))
+	e.nextAck(10 * time.Second)
+	e.send([]byte(strings.Replace(string(message(id(22), "quiet", true, "")), `"blocking"`, `"blocking":1,"x"`, 1)))
+	e.send(message(id(23), "quiet", true, ""))
+	e.nextAck(10 * time.Second)
+	if logs.Len() == 0 {
+		t.Fatal("no log entries observed")
+	}
+	for _, entry := range logs.All() {
+		line := entry.Message
+		for k, v := range entry.ContextMap() {
+			line += " " + k + "=" + fmt.Sprint(v)
+		}
+		_, key, _ := strings.Cut(guestKey, ":")
+		for _, secret := range []string{key, `"Bob"`, "name=Bob", ":Bob"} {
+			if strings.Contains(line, secret) {
+				t.Errorf("log line holds %q: %s", secret, line)
+			}
+		}
 	}
 }
