@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +148,22 @@ func TestEmbeddedBrokerACLs(t *testing.T) {
 	}
 	if err := produce(e, ctrl, "completed0"); err == nil {
 		t.Error("controller produced an ack to its own completed0")
+	}
+}
+
+// TestDeployReadmeListsTheGrants keeps deploy/kafka/README.md's kafka-acls commands for real
+// brokers identical to what the embedded broker enforces.
+func TestDeployReadmeListsTheGrants(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/kafka/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	want = append(want, KafkaACLsCommands(ControllerUser("0"), ControllerGrants("0"))...)
+	want = append(want, KafkaACLsCommands(InvokerUser(0), InvokerGrants(0))...)
+	for _, line := range want {
+		if !strings.Contains(string(b), line+"\n") {
+			t.Errorf("deploy/kafka/README.md lacks:\n%s", line)
+		}
 	}
 }
