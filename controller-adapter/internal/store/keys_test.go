@@ -45,6 +45,12 @@ func TestKeysAreNotStoredInPlaintext(t *testing.T) {
 	if _, err := s.Authenticate(ctx, "alice-uuid", key); err != nil {
 		t.Fatalf("the key no longer authenticates: %v", err)
 	}
+	// Private from the first byte, whatever the umask: SQLite gives -wal and -shm the db's mode.
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+		}
+	}
 	var stored string
 	if err := s.r.QueryRow(`SELECT secret FROM auth_keys WHERE uuid = 'alice-uuid'`).Scan(&stored); err != nil {
 		t.Fatal(err)

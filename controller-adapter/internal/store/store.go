@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -68,6 +69,15 @@ type Store struct {
 // Open opens (creating if needed) the database file at path and migrates it
 // to the current schema.
 func Open(path string) (*Store, error) {
+	// The file is made before SQLite opens it so that it is private from the first byte: SQLite
+	// creates the -wal and -shm files with the database file's mode, whatever the umask.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	q := url.Values{}
 	// secure_delete zeroes freed content, so a value overwritten (a key upgraded to its hash) or
 	// deleted does not linger in free pages of the file.
