@@ -3,7 +3,7 @@
 // an embedded Kafka broker and one invoker, so one command runs the whole platform.
 //
 //	controller-adapter --standalone --port 3233 --data-dir .state
-//	controller-adapter --kafka kafka1:9092,kafka2:9092 --data-dir /var/lib/teemate
+//	controller-adapter --kafka kafka1:9092,kafka2:9092 --kafka-sasl-file /etc/teemate/controller0.sasl --data-dir /var/lib/teemate
 //	controller-adapter namespace add NAME     # prints the new uuid:key
 //	controller-adapter namespace list
 package main
