@@ -26,21 +26,23 @@ type Fixed struct {
 }
 
 // PrivateDir makes dir private whatever it was: it creates it with mode 0700, or takes group and
-// other bits off it and off everything below it (directories end up at most 0700, files at most
-// 0600 plus the owner's execute bit). It returns what it had to change so the caller can warn:
-// a directory made by someone else, or by an older release, may have been readable by every user
-// of the host, with tenant data in it.
+// other bits off it, off every regular file directly in it, and off everything below the
+// subdirectories named in own (directories end up at most 0700, files at most 0600 plus the
+// owner's execute bit). It returns what it had to change so the caller can warn: a directory
+// made by someone else, or by an older release, may have been readable by every user of the host,
+// with tenant data in it.
 //
-// Entries named in skip (relative to dir) are left alone with everything below them: they belong
-// to another component that applies its own rule (the in-process invoker's state directory).
-// Symbolic links are never followed.
-func PrivateDir(dir string, skip ...string) ([]Fixed, error) {
+// Other subdirectories are left as they are: they belong to other components with rules of their
+// own (the function images of `make images` live in the same .state and must stay readable to
+// the users that containers run as; the in-process invoker checks its own state directory).
+// Nobody else reaches them anyway once dir is 0700. Symbolic links are never followed.
+func PrivateDir(dir string, own ...string) ([]Fixed, error) {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return nil, fmt.Errorf("private directory %s: %w", dir, err)
 	}
-	skipped := map[string]bool{}
-	for _, s := range skip {
-		skipped[filepath.Clean(s)] = true
+	walk := map[string]bool{}
+	for _, s := range own {
+		walk[filepath.Clean(s)] = true
 	}
 	var fixed []Fixed
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -50,11 +52,8 @@ func PrivateDir(dir string, skip ...string) ([]Fixed, error) {
 			}
 			return err
 		}
-		if rel, rerr := filepath.Rel(dir, path); rerr == nil && skipped[rel] {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
+		if d.IsDir() && path != dir && filepath.Dir(path) == filepath.Clean(dir) && !walk[d.Name()] {
+			return filepath.SkipDir
 		}
 		if d.Type()&fs.ModeSymlink != 0 || !(d.IsDir() || d.Type().IsRegular()) {
 			return nil // sockets and links: their own modes or their targets' matter

@@ -20,8 +20,9 @@ func mode(t *testing.T, p string) os.FileMode {
 	return fi.Mode().Perm()
 }
 
-// TestPrivateDirFixesWhatItFinds: a pre-existing 0755 directory with a 0644 file, a 0755
-// subdirectory and an executable 0755 file is made private; a skipped subtree is left alone.
+// TestPrivateDirFixesWhatItFinds: a pre-existing 0755 directory with a 0644 file, an owned 0755
+// subdirectory and an executable 0755 file is made private; a subtree it does not own (the
+// function images) is left alone.
 func TestPrivateDirFixesWhatItFinds(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	must := func(err error) {
@@ -39,7 +40,7 @@ func TestPrivateDirFixesWhatItFinds(t *testing.T) {
 	for _, d := range []string{dir, filepath.Join(dir, "sub"), filepath.Join(dir, "other")} {
 		must(os.Chmod(d, 0o755))
 	}
-	fixed, err := PrivateDir(dir, "other")
+	fixed, err := PrivateDir(dir, "sub")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestPrivateDirFixesWhatItFinds(t *testing.T) {
 		t.Errorf("fixed %d paths, want 5: %+v", len(fixed), fixed)
 	}
 	// Second start: nothing to fix, nothing to warn about.
-	if fixed, err := PrivateDir(dir, "other"); err != nil || len(fixed) != 0 {
+	if fixed, err := PrivateDir(dir, "sub"); err != nil || len(fixed) != 0 {
 		t.Fatalf("second pass: %+v, %v", fixed, err)
 	}
 	// A new directory is created private.

@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// The state directory holds the broker's log (every activation's parameters) and the admin
 	// password: private whatever it was before.
-	fixed, err := credentials.PrivateDir(cfg.StateDir)
+	fixed, err := credentials.PrivateDir(cfg.StateDir, "kafka", "kafka-users")
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}

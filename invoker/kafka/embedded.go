@@ -85,6 +85,10 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		kopts = append(kopts, kfake.WithLogger(kfakeLogger{opts.Logger.Named("kfake")}))
 	}
 	if opts.DataDir != "" {
+		// kfake would make it 0755; the log holds every activation's parameters.
+		if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("kafka: embedded broker data dir: %w", err)
+		}
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
 	}
 	var bootstrap SASL

@@ -37,6 +37,11 @@ const (
 	defaultEmbeddedKafka = "127.0.0.1:9092"
 )
 
+// dataDirOwn are the subdirectories of the data directory that the controller-adapter owns and
+// keeps private all the way down (credentials.PrivateDir): the embedded broker's log and its
+// users. Others (images/ of `make images`, invoker/) have their own rules.
+var dataDirOwn = []string{"kafka", "kafka-users"}
+
 // Config of the controller-adapter. Zero values take the defaults noted.
 type Config struct {
 	// Host is the address the API listens on (default 127.0.0.1: the standalone platform runs
@@ -133,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The data directory holds the store, the broker's log (activation parameters) and the
 	// platform's secrets: private whatever it was, checked at every start. The in-process
 	// invoker's state directory below it gets the same check from the invoker itself.
-	fixed, err := credentials.PrivateDir(cfg.DataDir, "invoker")
+	fixed, err := credentials.PrivateDir(cfg.DataDir, dataDirOwn...)
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}

@@ -89,6 +89,17 @@ func TestStandaloneChannels(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "notes"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The function images of `make images` live in the same .state; containers' users read them.
+	images := filepath.Join(dir, "images", "teemate")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(images, "image.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(filepath.Join(dir, "images"), 0o755)
+	_ = os.Chmod(images, 0o755)
+	_ = os.Chmod(filepath.Join(images, "image.json"), 0o644)
 	aliceAuth, err := AddNamespace(context.Background(), dir, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +122,8 @@ func TestStandaloneChannels(t *testing.T) {
 		dir: 0o700, filepath.Join(dir, "notes"): 0o600, filepath.Join(dir, "invoker.token"): 0o600,
 		filepath.Join(dir, "kafka-users", "controller0.sasl"): 0o600, filepath.Join(dir, "kafka-users", "invoker0.sasl"): 0o600,
 		filepath.Join(dir, "invoker", "admin.password"): 0o600, filepath.Join(dir, "invoker"): 0o700,
+		filepath.Join(dir, "controller.db"): 0o600, filepath.Join(dir, "kafka"): 0o700,
+		images: 0o755, filepath.Join(images, "image.json"): 0o644, // not the platform's: left alone
 	} {
 		if got := modeOf(t, path); got != want {
 			t.Errorf("%s: mode %04o, want %04o", path, got, want)

@@ -49,7 +49,7 @@ func AddNamespace(ctx context.Context, dataDir, name string) (string, error) {
 		return "", fmt.Errorf("namespace %q is not a valid entity name", name)
 	}
 	// Checked here too: this may be the first command run on a new host.
-	if _, err := credentials.PrivateDir(dataDir, "invoker"); err != nil {
+	if _, err := credentials.PrivateDir(dataDir, dataDirOwn...); err != nil {
 		return "", fmt.Errorf("data directory: %w", err)
 	}
 	st, err := store.Open(filepath.Join(dataDir, "controller.db"))
