@@ -76,8 +76,10 @@ type Config struct {
 	// InvokerTokenFile holds the invoker token (mode 0600), generated on first start (default
 	// DataDir/invoker.token); invokers elsewhere read a copy with --invoker-token-file.
 	InvokerTokenFile string
-	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set). The embedded broker
-	// makes its own users, with their credentials under DataDir/kafka-users.
+	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set); in standalone mode
+	// with real brokers the in-process invoker uses them too, so that user needs both roles'
+	// grants. The embedded broker makes its own users, with their credentials under
+	// DataDir/kafka-users.
 	KafkaSASL kafka.SASL
 	KafkaTLS  *tls.Config
 	// Logger; nil means a production logger.
