@@ -83,3 +83,23 @@ func TestKeyOnlyForActionsThatAskForIt(t *testing.T) {
 		}
 	}
 }
+
+// TestWebActionOwnerKey: a web action runs as its owner; the store cannot give the owner's key
+// back, so the action gets it (when it asks) only when the owner itself calls with its key.
+func TestWebActionOwnerKey(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.putAction(t, "wk", `{"exec":{"kind":"nodejs:20","code":"function main(){return {}}"},"annotations":[{"key":"web-export","value":true},{"key":"provide-api-key","value":true}]}`)
+	for _, c := range []struct {
+		who  string
+		auth string
+		want string
+	}{{"anonymous", "", ""}, {"another tenant", otherAuth, ""}, {"the owner", guestAuth, guestAuth}} {
+		resp, body := e.do(t, "GET", "/api/v1/web/guest/default/wk.json", c.auth, "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.who, resp.StatusCode, body)
+		}
+		if got := e.inv.last().User.AuthKey.APIKey; got != c.want {
+			t.Errorf("%s: key in the message %q, want %q", c.who, got, c.want)
+		}
+	}
+}
