@@ -32,6 +32,9 @@ type scramClient struct {
 	done        bool
 }
 
+// maxSCRAMIterations is the most PBKDF2 iterations the client agrees to run.
+const maxSCRAMIterations = 1 << 16
+
 func newSCRAMClient(mechanism string) func() sarama.SCRAMClient {
 	h := sha512.New
 	if mechanism == sarama.SASLTypeSCRAMSHA256 {
@@ -99,7 +102,9 @@ func (s *scramClient) final(serverFirst string) (string, error) {
 		return "", fmt.Errorf("scram: salt: %w", err)
 	}
 	iter, err := strconv.Atoi(iterStr)
-	if err != nil || iter < 1 {
+	// The cap keeps a hostile broker from making each connection burn seconds of CPU; Kafka
+	// accepts 4096..16384.
+	if err != nil || iter < 1 || iter > maxSCRAMIterations {
 		return "", fmt.Errorf("scram: bad iteration count %q", iterStr)
 	}
 	salted, err := pbkdf2.Key(s.newHash, s.pass, salt, iter, s.newHash().Size())
