@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/feed"
 	"github.com/teemate/platform/invoker/internal/metrics"
@@ -37,8 +39,8 @@ type Config struct {
 	APIHost string
 	// UserMemoryMB is the memory for running activations, announced in pings (default 2048).
 	UserMemoryMB int
-	// Listen is the HTTP address for /ping, /metrics, /enable, /disable, /isEnabled (default :8081;
-	// "-" disables the server).
+	// Listen is the HTTP address for /ping, /metrics, /enable, /disable, /isEnabled (default
+	// 127.0.0.1:8081: the admin endpoints are for the host's operator; "-" disables the server).
 	Listen string
 	// StateDir holds the embedded broker's data, enclave sockets and sandbox directories.
 	StateDir string
@@ -48,8 +50,16 @@ type Config struct {
 	AtMostOnce bool
 	// StoreToken authenticates activation-record writes to the controller-adapter.
 	StoreToken string
-	// AdminUser and AdminPassword guard /enable, /disable and /isEnabled.
+	// AdminUser and AdminPassword guard /metrics, /enable, /disable and /isEnabled (Basic auth).
+	// AdminUser defaults to "admin"; an empty AdminPassword is read from AdminPasswordFile.
 	AdminUser, AdminPassword string
+	// AdminPasswordFile holds the admin password (mode 0600), generated on first start (default
+	// StateDir/admin.password).
+	AdminPasswordFile string
+	// KafkaSASL and KafkaTLS are this invoker's credentials for real brokers (Kafka = host list).
+	// With an embedded broker the invoker makes its own users (see credentials.KafkaUser).
+	KafkaSASL kafka.SASL
+	KafkaTLS  *tls.Config
 	// PingInterval between health pings (default 1 s, as OpenWhisk).
 	PingInterval time.Duration
 	// DrainTimeout bounds how long shutdown waits for in-flight activations (default 60 s).
@@ -85,7 +95,10 @@ func (c *Config) defaults() {
 		c.UserMemoryMB = 2048
 	}
 	if c.Listen == "" {
-		c.Listen = ":8081"
+		c.Listen = "127.0.0.1:8081"
+	}
+	if c.AdminUser == "" {
+		c.AdminUser = "admin"
 	}
 	if c.StateDir == "" {
 		c.StateDir = ".state"
@@ -127,18 +140,43 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
-	brokers := splitBrokers(cfg.Kafka)
-	if cfg.Kafka == "embedded" {
-		emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{
-			DataDir: filepath.Join(cfg.StateDir, "kafka"), Addr: cfg.EmbeddedKafkaAddr, Logger: log})
+	// The state directory holds the broker's log (every activation's parameters) and the admin
+	// password: private whatever it was before.
+	fixed, err := credentials.PrivateDir(cfg.StateDir, "kafka", "kafka-users")
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	credentials.WarnFixed(log, fixed)
+	if cfg.AdminPassword == "" {
+		if cfg.AdminPasswordFile == "" {
+			cfg.AdminPasswordFile = filepath.Join(cfg.StateDir, "admin.password")
+		}
+		pw, created, err := credentials.Secret(cfg.AdminPasswordFile)
 		if err != nil {
-			return fmt.Errorf("start embedded kafka: %w", err)
+			return fmt.Errorf("admin password: %w", err)
+		}
+		cfg.AdminPassword = pw
+		if created {
+			log.Info("created the admin password for /metrics, /enable, /disable and /isEnabled",
+				zap.String("user", cfg.AdminUser), zap.String("file", cfg.AdminPasswordFile))
+		}
+	}
+
+	brokers := splitBrokers(cfg.Kafka)
+	sasl := cfg.KafkaSASL
+	if cfg.Kafka == "embedded" {
+		users := filepath.Join(cfg.StateDir, "kafka-users")
+		emb, own, err := startEmbedded(cfg, users, log)
+		if err != nil {
+			return err
 		}
 		closers = append(closers, emb.Close)
-		brokers = emb.Addrs()
-		log.Info("embedded kafka started", zap.Strings("brokers", brokers))
+		brokers, sasl = emb.Addrs(), own
+		log.Info("embedded kafka started", zap.Strings("brokers", brokers), zap.String("credentials", users))
+	} else if !sasl.Enabled() {
+		log.Warn("kafka without credentials: anyone who reaches the brokers can read activations and forge acks (see deploy/kafka)")
 	}
-	kcfg := kafka.Config{Brokers: brokers, ClientID: inst.Name(), Logger: log}
+	kcfg := kafka.Config{Brokers: brokers, ClientID: inst.Name(), Logger: log, SASL: sasl, TLS: cfg.KafkaTLS}
 	topic := kafka.InvokerTopic(cfg.ID)
 	if err := kafka.EnsureTopic(ctx, kcfg, topic, 1, kafka.MaxMessageBytes); err != nil {
 		return fmt.Errorf("ensure topic %s: %w", topic, err)
@@ -257,6 +295,30 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	log.Info("invoker stopped")
 	return nil
+}
+
+// startEmbedded starts a broker in this process whose only users are this invoker and controller
+// 0 (whose credentials the operator hands to the controller-adapter with --kafka-sasl-file), and
+// returns it with this invoker's own credentials.
+func startEmbedded(cfg Config, usersDir string, log *zap.Logger) (*kafka.Embedded, kafka.SASL, error) {
+	own, err := credentials.KafkaUser(usersDir, kafka.InvokerUser(cfg.ID))
+	if err != nil {
+		return nil, kafka.SASL{}, fmt.Errorf("embedded kafka: %w", err)
+	}
+	ctrl, err := credentials.KafkaUser(usersDir, kafka.ControllerUser("0"))
+	if err != nil {
+		return nil, kafka.SASL{}, fmt.Errorf("embedded kafka: %w", err)
+	}
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{
+		DataDir: filepath.Join(cfg.StateDir, "kafka"), Addr: cfg.EmbeddedKafkaAddr, Logger: log,
+		Users: []kafka.EmbeddedUser{
+			{SASL: own, Grants: kafka.InvokerGrants(cfg.ID)},
+			{SASL: ctrl, Grants: kafka.ControllerGrants("0")},
+		}})
+	if err != nil {
+		return nil, kafka.SASL{}, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	return emb, own, nil
 }
 
 func splitBrokers(s string) []string {

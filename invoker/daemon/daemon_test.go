@@ -187,7 +187,7 @@ func TestInvoker_MalformedSkippedAndCounted(t *testing.T) {
 	if a.AckActivationID() != id(11) {
 		t.Fatalf("ack for %s, want %s", a.AckActivationID(), id(11))
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := e.admin("GET", addr, "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestInvoker_PingsAndEnableDisable(t *testing.T) {
 		t.Fatalf("ping = %+v", pings[0])
 	}
 	post := func(path string) {
-		resp, err := http.Post("http://"+addr+path, "text/plain", nil)
+		resp, err := e.admin("POST", addr, path)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("POST %s: %v %v", path, err, resp)
 		}
@@ -247,7 +247,7 @@ func TestInvoker_PingsAndEnableDisable(t *testing.T) {
 			t.Fatal("no isEnabled:false ping after /disable")
 		}
 	}
-	resp, err := http.Get("http://" + addr + "/isEnabled")
+	resp, err := e.admin("GET", addr, "/isEnabled")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,6 +22,63 @@ type Config struct {
 	// Logger receives errors that cannot be returned (background consumer
 	// and commit failures); nil discards them.
 	Logger *zap.Logger
+	// SASL authenticates this client to the brokers; the zero value sends
+	// no credentials (only for brokers that accept anyone).
+	SASL SASL
+	// TLS, when set, encrypts the connections (SASL_SSL); nil is
+	// SASL_PLAINTEXT (or PLAINTEXT without SASL).
+	TLS *tls.Config
+}
+
+// SASL mechanisms this package speaks. SCRAM-SHA-512 is the default: the
+// password never crosses the wire and the broker proves it knows it too.
+const (
+	MechanismSCRAMSHA512 = "SCRAM-SHA-512"
+	MechanismSCRAMSHA256 = "SCRAM-SHA-256"
+	MechanismPlain       = "PLAIN"
+)
+
+// SASL is a client's broker credentials.
+type SASL struct {
+	// Mechanism is one of the Mechanism* constants; empty means
+	// SCRAM-SHA-512.
+	Mechanism string
+	User      string
+	Password  string
+}
+
+// Enabled tells whether credentials are set.
+func (s SASL) Enabled() bool { return s.User != "" }
+
+// Validate refuses half-set credentials and unknown mechanisms.
+func (s SASL) Validate() error {
+	if s.User == "" && s.Password == "" {
+		return nil
+	}
+	if s.User == "" || s.Password == "" {
+		return errors.New("kafka: SASL needs both a user and a password")
+	}
+	switch s.mechanism() {
+	case MechanismSCRAMSHA512, MechanismSCRAMSHA256, MechanismPlain:
+		return nil
+	}
+	return fmt.Errorf("kafka: SASL mechanism %q is not one of %s, %s, %s", s.Mechanism,
+		MechanismSCRAMSHA512, MechanismSCRAMSHA256, MechanismPlain)
+}
+
+func (s SASL) mechanism() string {
+	if s.Mechanism == "" {
+		return MechanismSCRAMSHA512
+	}
+	return s.Mechanism
+}
+
+// String never shows the password, so a Config can be logged.
+func (s SASL) String() string {
+	if !s.Enabled() {
+		return "none"
+	}
+	return s.mechanism() + " as " + s.User
 }
 
 func (cfg Config) maxMessageBytes() int {
@@ -119,5 +179,26 @@ func NewSaramaConfig(cfg Config) *sarama.Config {
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 
 	sc.Metadata.Retry.Backoff = retryBackoff
+
+	if cfg.SASL.Enabled() {
+		sc.Net.SASL.Enable = true
+		// Handshake v1 wraps the exchange in SaslAuthenticate requests,
+		// which SCRAM needs and every broker since Kafka 1.0 speaks.
+		sc.Net.SASL.Version = sarama.SASLHandshakeV1
+		sc.Net.SASL.Handshake = true
+		sc.Net.SASL.User = cfg.SASL.User
+		sc.Net.SASL.Password = cfg.SASL.Password
+		switch m := cfg.SASL.mechanism(); m {
+		case MechanismPlain:
+			sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		default:
+			sc.Net.SASL.Mechanism = sarama.SASLMechanism(m)
+			sc.Net.SASL.SCRAMClientGeneratorFunc = newSCRAMClient(m)
+		}
+	}
+	if cfg.TLS != nil {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = cfg.TLS
+	}
 	return sc
 }

@@ -13,6 +13,11 @@
 // module so that the invoker, the controller adapter and the tools can all
 // share it.
 //
+// Credentials: every client can authenticate with SASL (SCRAM-SHA-512 by default, see Config.SASL)
+// and use TLS. The embedded broker accepts only the users it is given, each limited to its
+// Grants (ControllerGrants, InvokerGrants); deploy/kafka/README.md lists the same grants as
+// kafka-acls commands for real brokers.
+//
 // Delivery: OpenWhisk's invoker commits a record's offset as soon as it has
 // peeked it (at most once). This package offers that as
 // ConsumerOptions.AtMostOnce, and defaults to at least once: an offset is

@@ -15,9 +15,12 @@ type Namespace struct {
 // AuthKey is the user's API key, "uuid:key".
 //
 // OpenWhisk's GenericAuthKey is an arbitrary object; only the basic-auth
-// form {"api_key": "uuid:key"} is modelled. Other fields are dropped.
+// form {"api_key": "uuid:key"} is modelled. Other fields are dropped. An
+// empty key is written as {} (a GenericAuthKey without credentials, which
+// OpenWhisk's reader accepts): the controller-adapter sends the key only to
+// actions with the provide-api-key annotation.
 type AuthKey struct {
-	APIKey string `json:"api_key"`
+	APIKey string `json:"api_key,omitempty"`
 }
 
 // UUID is the part of the key before the colon.

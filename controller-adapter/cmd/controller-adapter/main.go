@@ -3,7 +3,7 @@
 // an embedded Kafka broker and one invoker, so one command runs the whole platform.
 //
 //	controller-adapter --standalone --port 3233 --data-dir .state
-//	controller-adapter --kafka kafka1:9092,kafka2:9092 --data-dir /var/lib/teemate
+//	controller-adapter --kafka kafka1:9092,kafka2:9092 --kafka-sasl-file /etc/teemate/controller0.sasl --data-dir /var/lib/teemate
 //	controller-adapter namespace add NAME     # prints the new uuid:key
 //	controller-adapter namespace list
 package main
@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/teemate/platform/controller-adapter/internal/app"
+	"github.com/teemate/platform/invoker/credentials"
 )
 
 func main() {
@@ -55,8 +56,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.OwnerUser, "owner-user", "64000:64000", "standalone invoker: uid:gid the confined enclave owners run as")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
-	fs.StringVar(&cfg.InvokerToken, "invoker-token", os.Getenv("TEEMATE_INVOKER_TOKEN"),
-		"token invokers present when storing activation records (env TEEMATE_INVOKER_TOKEN; random in standalone mode)")
+	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
+	// lines keep working, and says so. The file (or the environment) is the way.
+	deprecatedToken := fs.String("invoker-token", "", "DEPRECATED (visible in ps): use --invoker-token-file or env TEEMATE_INVOKER_TOKEN")
+	fs.StringVar(&cfg.InvokerTokenFile, "invoker-token-file", "",
+		"file (0600) with the token invokers present on /internal (default DATA-DIR/invoker.token, generated; env TEEMATE_INVOKER_TOKEN overrides)")
+	var kopts credentials.KafkaOptions
+	fs.StringVar(&kopts.SASLFile, "kafka-sasl-file", "", "file (0600) with the Kafka credentials for --kafka: mechanism=, username=, password= lines (env "+credentials.EnvKafkaSASLFile+" or "+credentials.EnvKafkaSASLUser+"/"+credentials.EnvKafkaSASLPassword+")")
+	fs.BoolVar(&kopts.TLS, "kafka-tls", false, "connect to --kafka with TLS (env "+credentials.EnvKafkaTLS+")")
+	fs.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,6 +75,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	log, err := newLogger(*logFormat)
 	if err != nil {
 		return err
+	}
+	cfg.InvokerToken = os.Getenv("TEEMATE_INVOKER_TOKEN")
+	if *deprecatedToken != "" {
+		log.Warn("--invoker-token is deprecated: other users of the host see it in ps; use --invoker-token-file")
+		cfg.InvokerToken = *deprecatedToken
+	}
+	if cfg.Kafka != "" {
+		if cfg.KafkaSASL, cfg.KafkaTLS, err = credentials.KafkaClient(kopts, os.Getenv); err != nil {
+			return err
+		}
 	}
 	defer log.Sync() //nolint:errcheck // stderr sync fails on some terminals; nothing to do about it
 	cfg.Logger = log

@@ -134,7 +134,10 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	r.GET("/api/v1/namespaces", h.authenticate, h.listNamespaces)
 	r.Any("/api/v1/namespaces/:ns/*rest", h.authenticate, h.namespaceRoutes)
 	r.Any("/api/v1/web/*path", h.web)
-	r.PUT("/internal/v1/activations/:ns/:id", h.putActivation)
+	// The invokers' endpoints: every one needs the invoker token (see internalAuth).
+	internal := r.Group("/internal", h.internalAuth)
+	internal.PUT("/v1/activations/:ns/:id", h.putActivation)
+	internal.GET("/v1/actions/:ns/*entity", h.internalGetAction)
 	return r
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -78,6 +79,34 @@ func (h *handler) listNamespaces(c *gin.Context) {
 		return
 	}
 	writeJSON(c, http.StatusOK, nss)
+}
+
+// invokerTokenHeader carries the invoker token (whiskapi.TokenHeader on the
+// invoker's side).
+const invokerTokenHeader = "X-Teemate-Invoker-Token"
+
+// internalAuth guards every /internal route with the invoker token. A
+// missing or wrong token gets the same 401 as a wrong API key, before
+// anything of the request is read, so a caller learns nothing (not even
+// whether the activation or action exists).
+func (h *handler) internalAuth(c *gin.Context) {
+	if !tokenOK(h.cfg.InvokerToken, c.GetHeader(invokerTokenHeader)) {
+		h.fail(c, http.StatusUnauthorized, msgBadCredentials)
+		return
+	}
+	c.Next()
+}
+
+// internalGetAction is GET /internal/v1/actions/{ns}/{[pkg/]name}: an
+// invoker reads the action of an activation message that carries no user
+// key (the key is sent only to actions with provide-api-key).
+func (h *handler) internalGetAction(c *gin.Context) {
+	ns := c.Param("ns")
+	if !whisk.ValidEntityName(ns) {
+		h.fail(c, http.StatusBadRequest, "The namespace contains illegal characters.")
+		return
+	}
+	h.getAction(c, ns, strings.TrimPrefix(c.Param("entity"), "/"))
 }
 
 // tokenOK compares an invoker token in constant time; an unset token

@@ -151,8 +151,18 @@ func (f *fakeInvoker) checkShape(a *whisk.Action, msg *whisk.ActivationMessage) 
 	if parsed.Action.Path != a.Namespace || parsed.Action.Name != a.Name || parsed.Action.Version != a.Version {
 		t.Errorf("action = %+v, want %s/%s@%s", parsed.Action, a.Namespace, a.Name, a.Version)
 	}
-	if !strings.Contains(parsed.User.AuthKey.APIKey, ":") || parsed.User.Namespace.Name == "" || len(parsed.User.Rights) == 0 {
+	if parsed.User.Namespace.Name == "" || parsed.User.Namespace.UUID == "" || len(parsed.User.Rights) == 0 {
 		t.Errorf("user identity incomplete: %+v", parsed.User)
+	}
+	// The key only for actions that get it (provide-api-key truthy or missing), else "authkey":{}.
+	var user map[string]json.RawMessage
+	_ = json.Unmarshal(fields["user"], &user)
+	if a.Annotations.IsTruthy("provide-api-key", true) {
+		if k := parsed.User.AuthKey.APIKey; k != "" && !strings.Contains(k, ":") {
+			t.Errorf("user key %q is not uuid:key", k)
+		}
+	} else if string(user["authkey"]) != "{}" {
+		t.Errorf("authkey = %s for an action without provide-api-key, want {}", user["authkey"])
 	}
 	if !whisk.ValidActivationID(parsed.ActivationID) || !parsed.ContentObject() {
 		t.Errorf("activation id %q / content %s", parsed.ActivationID, parsed.Content)

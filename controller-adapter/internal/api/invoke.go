@@ -103,6 +103,12 @@ func buildMessage(ctrl whisk.ControllerInstanceID, tid whisk.TransactionID, a *w
 		r := a.Revision
 		rev = &r
 	}
+	// The key travels (and sits in the Kafka log) only for actions that get it as __OW_API_KEY:
+	// OpenWhisk's rule, the annotation truthy or missing. Others carry "authkey":{}, and the
+	// invoker reads their action with its own token.
+	if !a.Annotations.IsTruthy(annProvideAPIKey, true) {
+		user.AuthKey = whisk.AuthKey{}
+	}
 	return &whisk.ActivationMessage{
 		TransID:             tid,
 		Action:              whisk.FullyQualifiedEntityName{Path: a.Namespace, Name: a.Name, Version: version},

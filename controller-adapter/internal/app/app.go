@@ -2,8 +2,7 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
@@ -36,6 +36,11 @@ const (
 	SystemKey            = "abczO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP"
 	defaultEmbeddedKafka = "127.0.0.1:9092"
 )
+
+// dataDirOwn are the subdirectories of the data directory that the controller-adapter owns and
+// keeps private all the way down (credentials.PrivateDir): the embedded broker's log and its
+// users. Others (images/ of `make images`, invoker/) have their own rules.
+var dataDirOwn = []string{"kafka", "kafka-users"}
 
 // Config of the controller-adapter. Zero values take the defaults noted.
 type Config struct {
@@ -71,9 +76,18 @@ type Config struct {
 	RepoDir string
 	// ControllerID is this controller's instance (default "0").
 	ControllerID string
-	// InvokerToken authenticates invokers writing activation records. Standalone mode makes a
-	// random one when empty.
+	// InvokerToken authenticates invokers on the /internal endpoints (storing activation records,
+	// reading actions). Empty reads InvokerTokenFile.
 	InvokerToken string
+	// InvokerTokenFile holds the invoker token (mode 0600), generated on first start (default
+	// DataDir/invoker.token); invokers elsewhere read a copy with --invoker-token-file.
+	InvokerTokenFile string
+	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set); in standalone mode
+	// with real brokers the in-process invoker uses them too, so that user needs both roles'
+	// grants. The embedded broker makes its own users, with their credentials under
+	// DataDir/kafka-users.
+	KafkaSASL kafka.SASL
+	KafkaTLS  *tls.Config
 	// Logger; nil means a production logger.
 	Logger *zap.Logger
 	// Ready, when set, is called once the API serves and (standalone) the invoker has started.
@@ -129,9 +143,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := ctrl.Validate(); err != nil {
 		return fmt.Errorf("controller id: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	// The data directory holds the store, the broker's log (activation parameters) and the
+	// platform's secrets: private whatever it was, checked at every start. The in-process
+	// invoker's state directory below it gets the same check from the invoker itself.
+	fixed, err := credentials.PrivateDir(cfg.DataDir, dataDirOwn...)
+	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	credentials.WarnFixed(log, fixed)
 
 	var closers []func()
 	defer func() {
@@ -145,26 +164,46 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		if sandbox, enclave, model, err = ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, ProbeMachine(cfg.RepoDir), BuiltBackends); err != nil {
 			return fmt.Errorf("invoker backends: %w", err)
 		}
-		if cfg.InvokerToken == "" {
-			cfg.InvokerToken = randomHex(32)
-		}
 	}
 	if cfg.InvokerToken == "" {
-		log.Warn("no invoker token configured (--invoker-token or TEEMATE_INVOKER_TOKEN): invokers cannot store activation records")
+		if cfg.InvokerTokenFile == "" {
+			cfg.InvokerTokenFile = filepath.Join(cfg.DataDir, "invoker.token")
+		}
+		tok, created, err := credentials.Secret(cfg.InvokerTokenFile)
+		if err != nil {
+			return fmt.Errorf("invoker token: %w", err)
+		}
+		cfg.InvokerToken = tok
+		if created {
+			log.Info("created the invoker token (give invokers a copy with --invoker-token-file)", zap.String("file", cfg.InvokerTokenFile))
+		}
 	}
 
 	brokers := splitList(cfg.Kafka)
+	sasl, invokerSASL := cfg.KafkaSASL, cfg.KafkaSASL
 	if len(brokers) == 0 {
 		if !cfg.Standalone {
 			return errors.New("--kafka is required unless --standalone is given")
 		}
-		emb, err := startEmbedded(filepath.Join(cfg.DataDir, "kafka"), cfg.EmbeddedKafkaAddr, log)
+		users := filepath.Join(cfg.DataDir, "kafka-users")
+		if sasl, err = credentials.KafkaUser(users, kafka.ControllerUser(ctrl.AsString)); err != nil {
+			return fmt.Errorf("embedded kafka: %w", err)
+		}
+		if invokerSASL, err = credentials.KafkaUser(users, kafka.InvokerUser(0)); err != nil {
+			return fmt.Errorf("embedded kafka: %w", err)
+		}
+		emb, err := startEmbedded(filepath.Join(cfg.DataDir, "kafka"), cfg.EmbeddedKafkaAddr, log, []kafka.EmbeddedUser{
+			{SASL: sasl, Grants: kafka.ControllerGrants(ctrl.AsString)},
+			{SASL: invokerSASL, Grants: kafka.InvokerGrants(0)},
+		})
 		if err != nil {
 			return err
 		}
 		closers = append(closers, emb.Close)
 		brokers = emb.Addrs()
-		log.Info("embedded kafka started", zap.Strings("brokers", brokers))
+		log.Info("embedded kafka started", zap.Strings("brokers", brokers), zap.String("credentials", users))
+	} else if !sasl.Enabled() {
+		log.Warn("kafka without credentials: anyone who reaches the brokers can read activations and forge acks (see deploy/kafka)")
 	}
 
 	st, err := store.Open(filepath.Join(cfg.DataDir, "controller.db"))
@@ -181,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	kcfg := kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log}
+	kcfg := kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log, SASL: sasl, TLS: cfg.KafkaTLS}
 	producer, err := kafka.NewProducer(kcfg)
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
@@ -233,7 +272,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Standalone {
 		info.GuestAuth = GuestUUID + ":" + GuestKey
 		info.Sandbox, info.Enclave, info.Model = sandbox, enclave, model
-		stop, err := startInvoker(cfg, brokers, apiHost, sandbox, enclave, model, log, fatal)
+		stop, err := startInvoker(cfg, brokers, invokerSASL, apiHost, sandbox, enclave, model, log, fatal)
 		if err != nil {
 			return err
 		}
@@ -255,7 +294,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 // startInvoker runs invoker 0 in this process and waits until it consumes and pings. The
 // returned stop ends it and waits for it to drain.
-func startInvoker(cfg Config, brokers []string, apiHost, sandbox, enclave, model string, log *zap.Logger, fatal chan<- error) (func(), error) {
+func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost, sandbox, enclave, model string, log *zap.Logger, fatal chan<- error) (func(), error) {
 	ictx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	var once sync.Once
@@ -266,7 +305,7 @@ func startInvoker(cfg Config, brokers []string, apiHost, sandbox, enclave, model
 	go func() {
 		defer close(exited)
 		runErr = daemon.RunWithBackends(ictx, daemon.Config{
-			ID: 0, Kafka: strings.Join(brokers, ","), APIHost: apiHost, StoreToken: cfg.InvokerToken,
+			ID: 0, Kafka: strings.Join(brokers, ","), KafkaSASL: sasl, KafkaTLS: cfg.KafkaTLS, APIHost: apiHost, StoreToken: cfg.InvokerToken,
 			StateDir: filepath.Join(cfg.DataDir, "invoker"), Listen: "127.0.0.1:0",
 			UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
 			Logger: log.Named("invoker"),
@@ -337,11 +376,11 @@ func seed(ctx context.Context, st *store.Store, ctrl whisk.ControllerInstanceID,
 
 // startEmbedded starts the broker on addr, by default 127.0.0.1:9092 (Kafka's usual port, so
 // other tools find it), or on a free port when that one is taken.
-func startEmbedded(dataDir, addr string, log *zap.Logger) (*kafka.Embedded, error) {
+func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.EmbeddedUser) (*kafka.Embedded, error) {
 	if addr == "" {
 		addr = defaultEmbeddedKafka
 	}
-	opts := kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log}
+	opts := kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log, Users: users}
 	emb, err := kafka.StartEmbedded(opts)
 	if err == nil {
 		return emb, nil
@@ -373,15 +412,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		// crypto/rand does not fail on supported platforms.
-		panic("app: crypto/rand failed: " + err.Error())
-	}
-	return hex.EncodeToString(b)
 }
 
 // FindRepoDir guesses the repository root: the parent of the executable's directory (bin/), or

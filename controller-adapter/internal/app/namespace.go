@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -42,12 +42,14 @@ func NewCredentials() (uuid, key string) {
 }
 
 // AddNamespace adds a new key to namespace name in the store under dataDir, creating the
-// namespace if needed, and returns the key as "uuid:key".
+// namespace if needed, and returns the key as "uuid:key". This is the only time the key is
+// shown: the store keeps a salted hash of it.
 func AddNamespace(ctx context.Context, dataDir, name string) (string, error) {
 	if !whisk.ValidEntityName(name) {
 		return "", fmt.Errorf("namespace %q is not a valid entity name", name)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	// Checked here too: this may be the first command run on a new host.
+	if _, err := credentials.PrivateDir(dataDir, dataDirOwn...); err != nil {
 		return "", fmt.Errorf("data directory: %w", err)
 	}
 	st, err := store.Open(filepath.Join(dataDir, "controller.db"))

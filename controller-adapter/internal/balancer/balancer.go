@@ -54,8 +54,9 @@ type Config struct {
 	// Controllers is how many controllers share the invokers: each gets 1/Controllers of an
 	// invoker's memory (default 1).
 	Controllers int
-	// SystemIdentity is the whisk.system subject the health test actions run as. The invoker
-	// fetches the test action over REST with this key, so it must be the real one.
+	// SystemIdentity is the whisk.system subject the health test actions run as. The store keeps
+	// only a hash of its key, so it normally has none: the invoker then reads the test action with
+	// its invoker token (a key, when set, is sent and used as OpenWhisk's controller does).
 	SystemIdentity whisk.Identity
 	// Recorder receives the activation records carried by acks; nil drops them.
 	Recorder Recorder
@@ -165,9 +166,6 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 	}
 	if cfg.Kafka.Logger == nil {
 		cfg.Kafka.Logger = log
-	}
-	if cfg.SystemIdentity.AuthKey.APIKey == "" {
-		log.Warn("no whisk.system key configured: invokers cannot fetch the health test action and will stay unhealthy")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Balancer{

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -50,55 +49,59 @@ func addKey(ctx context.Context, tx *sql.Tx, namespace, uuid, key string) error 
 	if uuid == "" || key == "" {
 		return fmt.Errorf("add key to %s: uuid and key must not be empty", namespace)
 	}
-	var ns, secret string
-	err := tx.QueryRowContext(ctx, `SELECT namespace, secret FROM auth_keys WHERE uuid = ?`, uuid).Scan(&ns, &secret)
+	var ns, stored string
+	err := tx.QueryRowContext(ctx, `SELECT namespace, secret FROM auth_keys WHERE uuid = ?`, uuid).Scan(&ns, &stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_keys (uuid, secret, namespace) VALUES (?, ?, ?)`, uuid, key, namespace); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO auth_keys (uuid, secret, namespace) VALUES (?, ?, ?)`, uuid, hashKey(key), namespace); err != nil {
 			return fmt.Errorf("add key to %s: %w", namespace, err)
 		}
 		return nil
 	case err != nil:
 		return fmt.Errorf("add key to %s: %w", namespace, err)
-	case ns != namespace || secret != key:
+	case ns != namespace || !keyMatches(stored, key):
 		return fmt.Errorf("add key to %s: uuid %s is already bound to another namespace or key: %w", namespace, uuid, ErrConflict)
 	}
 	return nil
 }
 
-// Authenticate returns the identity owning uuid:key, or ErrUnauthorized.
+// Authenticate returns the identity owning uuid:key, or ErrUnauthorized. The store keeps only a
+// salted hash of each key, so the identity's key is the one the caller just proved it holds.
 func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Identity, error) {
-	var ns, subject, secret string
+	var ns, subject, stored string
 	err := s.r.QueryRowContext(ctx,
 		`SELECT k.namespace, n.subject, k.secret FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
-		uuid).Scan(&ns, &subject, &secret)
+		uuid).Scan(&ns, &subject, &stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		// Hash anyway, so an unknown uuid takes as long as a wrong key.
+		keyMatches(dummyHash, key)
 		return whisk.Identity{}, ErrUnauthorized
 	case err != nil:
 		return whisk.Identity{}, fmt.Errorf("authenticate: %w", err)
 	}
-	if subtle.ConstantTimeCompare([]byte(secret), []byte(key)) != 1 {
+	if !keyMatches(stored, key) {
 		return whisk.Identity{}, ErrUnauthorized
 	}
-	return identity(subject, ns, uuid, secret), nil
+	return identity(subject, ns, uuid, key), nil
 }
 
-// IdentityForNamespace returns the identity of the namespace's owner (its
-// first key): web actions run as their owner. ErrNotFound if the namespace
-// does not exist or has no key.
+// IdentityForNamespace returns the identity of the namespace's owner (its first key): web actions
+// run as their owner. The store cannot give the owner's key back (it keeps a hash), so the
+// identity has none: an activation for it carries no key. ErrNotFound if the namespace does not
+// exist or has no key.
 func (s *Store) IdentityForNamespace(ctx context.Context, namespace string) (whisk.Identity, error) {
-	var subject, uuid, secret string
+	var subject, uuid string
 	err := s.r.QueryRowContext(ctx,
-		`SELECT n.subject, k.uuid, k.secret FROM namespaces n JOIN auth_keys k ON k.namespace = n.name
-		 WHERE n.name = ? ORDER BY k.rowid LIMIT 1`, namespace).Scan(&subject, &uuid, &secret)
+		`SELECT n.subject, k.uuid FROM namespaces n JOIN auth_keys k ON k.namespace = n.name
+		 WHERE n.name = ? ORDER BY k.rowid LIMIT 1`, namespace).Scan(&subject, &uuid)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return whisk.Identity{}, fmt.Errorf("namespace %s: %w", namespace, ErrNotFound)
 	case err != nil:
 		return whisk.Identity{}, fmt.Errorf("namespace %s: %w", namespace, err)
 	}
-	return identity(subject, namespace, uuid, secret), nil
+	return identity(subject, namespace, uuid, ""), nil
 }
 
 // ListNamespaces lists the namespaces the identity may use: its own.
@@ -140,11 +143,15 @@ func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 	return out, rows.Err()
 }
 
-func identity(subject, namespace, uuid, secret string) whisk.Identity {
-	return whisk.Identity{
+// identity builds a subject's identity; an empty key leaves AuthKey empty.
+func identity(subject, namespace, uuid, key string) whisk.Identity {
+	id := whisk.Identity{
 		Subject:   subject,
 		Namespace: whisk.Namespace{Name: namespace, UUID: uuid},
-		AuthKey:   whisk.AuthKey{APIKey: uuid + ":" + secret},
 		Rights:    append([]string(nil), defaultRights...),
 	}
+	if key != "" {
+		id.AuthKey = whisk.AuthKey{APIKey: uuid + ":" + key}
+	}
+	return id
 }

@@ -7,13 +7,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
 )
 
@@ -38,6 +41,13 @@ func main() {
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
 	flag.StringVar(&backends.EgressAllow, "egress-allow", "", `host-loopback endpoints owners may reach, "host:port,..." (the --api-host port is added when on loopback)`)
 	flag.StringVar(&backends.OwnerUser, "owner-user", "64000:64000", "uid:gid the confined enclave owners run as")
+	adminHost := flag.String("admin-host", "127.0.0.1", "address the HTTP port listens on (the admin endpoints are for the host's operator)")
+	flag.StringVar(&cfg.AdminPasswordFile, "admin-password-file", "", "file (0600) with the Basic auth password of /metrics, /enable, /disable, /isEnabled (default STATE-DIR/admin.password, generated; env TEEMATE_INVOKER_PASSWORD overrides)")
+	tokenFile := flag.String("invoker-token-file", "", "file (0600) with the token for the controller-adapter's /internal endpoints (its DATA-DIR/invoker.token; env TEEMATE_INVOKER_TOKEN otherwise)")
+	var kopts credentials.KafkaOptions
+	flag.StringVar(&kopts.SASLFile, "kafka-sasl-file", "", "file (0600) with this invoker's Kafka credentials: mechanism=, username=, password= lines (env "+credentials.EnvKafkaSASLFile+" or "+credentials.EnvKafkaSASLUser+"/"+credentials.EnvKafkaSASLPassword+")")
+	flag.BoolVar(&kopts.TLS, "kafka-tls", false, "connect to the brokers with TLS (env "+credentials.EnvKafkaTLS+")")
+	flag.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
 	preflight := flag.Bool("preflight", false, "check this host for the chosen enclave backend (sgx), print the report and exit 0 or 1")
 	flag.Parse()
 	if *preflight {
@@ -50,8 +60,23 @@ func main() {
 		return
 	}
 	cfg.StoreToken = os.Getenv("TEEMATE_INVOKER_TOKEN")
+	if *tokenFile != "" {
+		tok, err := credentials.ReadSecret(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "invoker: --invoker-token-file:", err)
+			os.Exit(2)
+		}
+		cfg.StoreToken = tok
+	}
+	if cfg.Kafka != "embedded" {
+		var err error
+		if cfg.KafkaSASL, cfg.KafkaTLS, err = credentials.KafkaClient(kopts, os.Getenv); err != nil {
+			fmt.Fprintln(os.Stderr, "invoker:", err)
+			os.Exit(2)
+		}
+	}
 	cfg.AdminUser, cfg.AdminPassword = os.Getenv("TEEMATE_INVOKER_USER"), os.Getenv("TEEMATE_INVOKER_PASSWORD")
-	cfg.Listen = fmt.Sprintf(":%d", port)
+	cfg.Listen = net.JoinHostPort(*adminHost, strconv.Itoa(port))
 	if port == 0 {
 		cfg.Listen = "-"
 	}

@@ -276,7 +276,9 @@ func (h *Handler) buildJob(msg *whisk.ActivationMessage, action *whisk.Action, i
 	timeout := time.Duration(action.Limits.Timeout) * time.Millisecond
 	deadline := h.now().Add(timeout)
 	deadlineStr := strconv.FormatInt(deadline.UnixMilli(), 10)
-	provideKey := action.Annotations.IsTruthy("provide-api-key", true)
+	// OpenWhisk's rule (truthy or missing annotation), and only when the message carries a key:
+	// the controller-adapter sends one only to actions that ask for it.
+	provideKey := action.Annotations.IsTruthy("provide-api-key", true) && msg.User.AuthKey.APIKey != ""
 	actionName := msg.Action.QualifiedNameWithLeadingSlash()
 
 	value, initEnv := splitInitArgs(msg.Content, msg.InitArgs)

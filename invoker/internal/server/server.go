@@ -1,5 +1,10 @@
 // Package server is the invoker's small HTTP surface, the one OpenWhisk's DefaultInvokerServer offers:
 // GET /ping, GET /metrics, POST /enable, POST /disable, GET /isEnabled. It runs on the untrusted host.
+//
+// Everything but /ping needs Basic auth (OpenWhisk's invoker.username/password): /disable takes the
+// invoker out of service, and /metrics tells when and how often activations run and are fetched,
+// which is other tenants' activity. /ping stays open for health checks; it says "pong" and nothing
+// else.
 package server
 
 import (
@@ -20,8 +25,9 @@ type Switch interface {
 
 // Config for the handler.
 type Config struct {
-	// User and Password guard /enable, /disable and /isEnabled with Basic auth when both are set
-	// (OpenWhisk's invoker.user / invoker.pass). Empty means no auth: bind the port to loopback then.
+	// User and Password guard /metrics, /enable, /disable and /isEnabled with Basic auth
+	// (OpenWhisk's invoker.username / invoker.password). An empty Password accepts nobody: the
+	// daemon always configures one (generated in its state directory on first start).
 	User, Password string
 }
 
@@ -32,21 +38,23 @@ func Handler(cfg Config, sw Switch, reg *prometheus.Registry) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 		_, _ = w.Write([]byte("pong"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	guard := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if cfg.User != "" || cfg.Password != "" {
-				u, p, ok := r.BasicAuth()
-				if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(cfg.User)) != 1 ||
-					subtle.ConstantTimeCompare([]byte(p), []byte(cfg.Password)) != 1 {
-					w.Header().Set("WWW-Authenticate", `Basic realm="invoker"`)
-					http.Error(w, "The supplied authentication is invalid", http.StatusUnauthorized)
-					return
-				}
+			// Both comparisons always run, and the answer is the same whichever part was wrong,
+			// so a caller learns nothing about the user name or the password.
+			u, p, ok := r.BasicAuth()
+			userOK := subtle.ConstantTimeCompare([]byte(u), []byte(cfg.User))
+			passOK := subtle.ConstantTimeCompare([]byte(p), []byte(cfg.Password))
+			if !ok || cfg.Password == "" || userOK&passOK != 1 {
+				w.Header().Set("WWW-Authenticate", `Basic realm="invoker"`)
+				http.Error(w, "The supplied authentication is invalid", http.StatusUnauthorized)
+				return
 			}
 			h(w, r)
 		}
 	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	mux.HandleFunc("GET /metrics", guard(metrics.ServeHTTP))
 	mux.HandleFunc("POST /enable", guard(func(w http.ResponseWriter, _ *http.Request) {
 		sw.Enable()
 		_, _ = w.Write([]byte("Invoker enabled"))

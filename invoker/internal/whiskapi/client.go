@@ -1,7 +1,8 @@
 // Package whiskapi is the invoker's client of the OpenWhisk REST API: it fetches actions by name and
 // revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
-// activation records. It runs on the untrusted host and carries the invoking user's key, which the
-// ActivationMessage already hands to the invoker.
+// activation records. It runs on the untrusted host. It reads an action with the invoking user's key
+// when the ActivationMessage carries one (always from OpenWhisk's controller; from the
+// controller-adapter only for actions with provide-api-key), and otherwise with the invoker token.
 package whiskapi
 
 import (
@@ -29,6 +30,9 @@ var (
 	// ErrUnavailable: the API could not be reached or answered with a server error.
 	ErrUnavailable = errors.New("action store unavailable")
 )
+
+// TokenHeader carries the invoker token to the controller-adapter's /internal endpoints.
+const TokenHeader = "X-Teemate-Invoker-Token"
 
 // Config of the client.
 type Config struct {
@@ -108,14 +112,27 @@ func (c *Client) get(ctx context.Context, name whisk.FullyQualifiedEntityName, a
 	if pkg := name.Package(); pkg != "" {
 		entity = pkg + "/" + name.Name
 	}
+	// The user's key is in the message only for actions that asked for it (provide-api-key), so
+	// without one the action is read through the controller-adapter's internal endpoint, on the
+	// invoker's own token. OpenWhisk's controller always sends the key: that path is kept.
 	u := c.base.JoinPath("api", "v1", "namespaces", ns, "actions", entity)
+	if apiKey == "" {
+		if c.token == "" {
+			return nil, fmt.Errorf("%w: no user key in the message and no invoker token to read %s with", ErrUnavailable, name)
+		}
+		u = c.base.JoinPath("internal", "v1", "actions", ns, entity)
+	}
 	u.RawQuery = "code=true"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: build request: %w", ErrUnavailable, err)
 	}
-	user, pass, _ := strings.Cut(apiKey, ":")
-	req.SetBasicAuth(user, pass)
+	if apiKey == "" {
+		req.Header.Set(TokenHeader, c.token)
+	} else {
+		user, pass, _ := strings.Cut(apiKey, ":")
+		req.SetBasicAuth(user, pass)
+	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -156,7 +173,7 @@ func (c *Client) Store(ctx context.Context, act *whisk.WhiskActivation) error {
 		return fmt.Errorf("store activation %s: %w", act.ActivationID, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Teemate-Invoker-Token", c.token)
+	req.Header.Set(TokenHeader, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("store activation %s: %w", act.ActivationID, err)
