@@ -61,12 +61,19 @@ type line struct {
 }
 
 // Collector reads a sandbox's stdout and stderr from the moment the sandbox starts; Wait ends the
-// collection for one activation. The readers are drained to the end even after Wait returns, so the
-// sandbox never blocks on a full pipe.
+// collection for one activation. The readers never wait for Wait: they queue what they read (up to
+// the log limit; beyond it lines are only counted as dropped), so a sandbox that writes its logs
+// before it answers /run, or an action that logs while it runs, never blocks on a full pipe while
+// the invoker is still waiting for that answer. After Wait the readers drain to the end.
 type Collector struct {
-	cfg   LogConfig
-	lines chan line
-	wg    sync.WaitGroup
+	cfg    LogConfig
+	notify chan struct{} // one pending wake-up for Wait
+
+	mu      sync.Mutex
+	queue   []line
+	kept    int64 // bytes of text ever queued; bounded by the log limit
+	dropped bool  // a line did not fit under the limit
+	closed  bool  // Wait has returned: nothing is queued any more
 }
 
 // Logs is the result of a collection.
@@ -86,23 +93,21 @@ func Collect(stdout, stderr io.Reader, cfg LogConfig) *Collector {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Collector{cfg: cfg, lines: make(chan line, 256)}
+	c := &Collector{cfg: cfg, notify: make(chan struct{}, 1)}
 	for _, s := range []struct {
 		name string
 		r    io.Reader
 	}{{"stdout", stdout}, {"stderr", stderr}} {
 		if s.r == nil {
-			c.lines <- line{stream: s.name, eof: true}
+			c.push(line{stream: s.name, eof: true})
 			continue
 		}
-		c.wg.Add(1)
 		go c.read(s.name, s.r)
 	}
 	return c
 }
 
 func (c *Collector) read(stream string, r io.Reader) {
-	defer c.wg.Done()
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
 	for {
@@ -115,14 +120,53 @@ func (c *Collector) read(stream string, r io.Reader) {
 		}
 		if len(buf) > 0 {
 			text := string(bytes.TrimRight(buf, "\r\n"))
-			c.lines <- line{stream: stream, at: c.cfg.Now(), text: text}
+			c.push(line{stream: stream, at: c.cfg.Now(), text: text})
 			buf = buf[:0]
 		}
 		if err != nil {
-			c.lines <- line{stream: stream, eof: true}
+			c.push(line{stream: stream, eof: true})
 			return
 		}
 	}
+}
+
+// push queues one line for Wait without ever blocking. Sentinels and ends of stream are always
+// queued; text only while the total stays within the log limit (Wait would cut it there anyway).
+func (c *Collector) push(l line) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if !l.eof && l.text != whisk.LogSentinel {
+		n := int64(len(l.text)) + 1
+		if c.kept+n > c.cfg.LimitBytes {
+			c.dropped = true
+			c.mu.Unlock()
+			c.wake()
+			return
+		}
+		c.kept += n
+	}
+	c.queue = append(c.queue, l)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *Collector) wake() {
+	select {
+	case c.notify <- struct{}{}:
+	default: // a wake-up is already pending; Wait takes the whole queue at once
+	}
+}
+
+// take hands Wait everything queued so far, and whether a line was dropped at the limit.
+func (c *Collector) take() ([]line, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := c.queue
+	c.queue = nil
+	return q, c.dropped
 }
 
 // Wait collects one activation's lines: until the sentinel has been seen on both streams, both
@@ -133,7 +177,7 @@ func (c *Collector) read(stream string, r io.Reader) {
 func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan struct{}) Logs {
 	var out Logs
 	if c.cfg.LimitBytes <= 0 {
-		go c.discard()
+		c.discard()
 		return out
 	}
 	total := time.NewTimer(c.cfg.Total)
@@ -150,20 +194,26 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 	done := false
 	for !done {
 		select {
-		case l := <-c.lines:
-			switch {
-			case l.eof:
-				eof[l.stream] = true
-			case l.text == whisk.LogSentinel:
-				sentinel[l.stream] = true
-			case !out.Truncated:
-				n := int64(len(l.text)) + 1
-				if used+n > c.cfg.LimitBytes {
-					out.Truncated = true
-					break
+		case <-c.notify:
+			lines, dropped := c.take()
+			for _, l := range lines {
+				switch {
+				case l.eof:
+					eof[l.stream] = true
+				case l.text == whisk.LogSentinel:
+					sentinel[l.stream] = true
+				case !out.Truncated:
+					n := int64(len(l.text)) + 1
+					if used+n > c.cfg.LimitBytes {
+						out.Truncated = true
+						break
+					}
+					used += n
+					out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
 				}
-				used += n
-				out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
+			}
+			if dropped {
+				out.Truncated = true
 			}
 			if !idle.Stop() {
 				select {
@@ -200,19 +250,14 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 	if developerError {
 		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr", whisk.MsgLogWarningDeveloperError))
 	}
-	go c.discard()
+	c.discard()
 	return out
 }
 
-// discard drains the rest so the readers reach the end of their streams.
+// discard ends the collection: what the readers still read (until their streams end) is dropped.
 func (c *Collector) discard() {
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	for {
-		select {
-		case <-c.lines:
-		case <-done:
-			return
-		}
-	}
+	c.mu.Lock()
+	c.closed = true
+	c.queue = nil
+	c.mu.Unlock()
 }
