@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -77,14 +78,14 @@ func TestHostileTenant(t *testing.T) {
 	secret := "teemate-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-benign"
 	benign := hostile.BenignActions(secret)
 	for _, b := range benign {
-		p.deploy(t, p.keyA, b.Name, b.Code, hostile.DefaultMemoryMB, 30000, b.Bound)
+		p.deploy(t, p.keyA, b.Name, b.Code, hostile.DefaultMemoryMB, 30000, b.Bound, false)
 	}
 	cases := hostile.Cases()
 	for _, c := range cases {
-		p.deploy(t, p.keyB, c.Name, c.Code, c.MemoryMB, c.TimeoutMs, nil)
+		p.deploy(t, p.keyB, c.Name, c.Code, c.MemoryMB, c.TimeoutMs, nil, c.Network)
 	}
 	params := hostile.Params{APIPort: p.apiPort, KafkaPort: p.kafkaPort, DataDir: p.dataDir}
-	subst := map[string]string{secret: "<A's secret>", p.dataDir: "<data-dir>",
+	subst := map[string]string{secret: "<A's secret>", p.dataDir: "<data-dir>", p.workDir: "<work-dir>",
 		":" + strconv.Itoa(p.apiPort): ":<api-port>", ":" + strconv.Itoa(p.kafkaPort): ":<kafka-port>"}
 
 	// Warm up: the warm enclave starts with the first activation, and every benign action must work
@@ -93,6 +94,17 @@ func TestHostileTenant(t *testing.T) {
 		if r := p.invokeBenign(b, 0); !r.ok {
 			t.Fatalf("benign %s before the mix: %s", b.Name, r.err)
 		}
+	}
+	// The warm enclave runs now: the attacker is handed its gate socket's path, as if it knew
+	// the platform's layout.
+	_ = filepath.WalkDir(p.workDir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "gate.sock" && params.Gate == "" {
+			params.Gate = path
+		}
+		return nil // an unreadable corner of the data dir is not where the socket is
+	})
+	if params.Gate == "" {
+		t.Fatal("no gate.sock under the platform's directories once the warm enclave runs")
 	}
 
 	var (
@@ -215,6 +227,7 @@ type benignRun struct {
 // platform is bin/controller-adapter --standalone in its own PID namespace.
 type platform struct {
 	apiHost, dataDir, describe string
+	workDir                    string // holds dataDir and the platform's TMPDIR
 	apiPort, kafkaPort         int
 	keyA, keyB                 [2]string
 	client                     *http.Client
@@ -247,7 +260,7 @@ func startPlatform(t *testing.T, repo string) *platform {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build controller-adapter: %v\n%s", err, out)
 	}
-	p := &platform{dataDir: dataDir, client: &http.Client{Timeout: 3 * time.Minute}}
+	p := &platform{dataDir: dataDir, workDir: work, client: &http.Client{Timeout: 3 * time.Minute}}
 	ctx := context.Background()
 	for _, ns := range []struct {
 		name string
@@ -456,16 +469,21 @@ func (p *platform) do(method, path string, auth [2]string, body []byte) (int, []
 	return resp.StatusCode, b, err
 }
 
-func (p *platform) deploy(t *testing.T, key [2]string, name, code string, memoryMB, timeoutMs int, bound map[string]any) {
+func (p *platform) deploy(t *testing.T, key [2]string, name, code string, memoryMB, timeoutMs int, bound map[string]any, network bool) {
 	t.Helper()
 	params := []map[string]any{}
 	for k, v := range bound {
 		params = append(params, map[string]any{"key": k, "value": v})
 	}
+	annotations := []map[string]any{}
+	if network {
+		annotations = append(annotations, map[string]any{"key": "network", "value": true})
+	}
 	body, _ := json.Marshal(map[string]any{
-		"exec":       map[string]any{"kind": "nodejs:20", "code": code},
-		"limits":     map[string]any{"memory": memoryMB, "timeout": timeoutMs},
-		"parameters": params,
+		"exec":        map[string]any{"kind": "nodejs:20", "code": code},
+		"limits":      map[string]any{"memory": memoryMB, "timeout": timeoutMs},
+		"parameters":  params,
+		"annotations": annotations,
 	})
 	code2, b, err := p.do(http.MethodPut, "/api/v1/namespaces/_/actions/"+name+"?overwrite=true", key, body)
 	if err != nil || code2 != http.StatusOK {
@@ -542,9 +560,20 @@ func (p *platform) invokeHostile(c hostile.Case, params hostile.Params) (hostile
 	}
 	o.Status, o.Text = a.Response.Status, hostile.ResultText(a.Response.Result)
 	raw := string(a.Response.Result)
-	code, b, err := p.do(http.MethodGet, "/api/v1/namespaces/_/activations/"+url.PathEscape(a.ActivationID)+"/logs", p.keyB, nil)
 	var logs struct {
 		Logs []string `json:"logs"`
+	}
+	var code int
+	var b []byte
+	// The record with its logs is stored shortly after the blocking answer; a case whose
+	// expectation reads them waits for them a little.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, b, err = p.do(http.MethodGet, "/api/v1/namespaces/_/activations/"+url.PathEscape(a.ActivationID)+"/logs", p.keyB, nil)
+		if err == nil && code == http.StatusOK && json.Unmarshal(b, &logs) == nil && len(logs.Logs) > 0 ||
+			!c.Logs || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if err != nil || code != http.StatusOK || json.Unmarshal(b, &logs) != nil {
 		o.LogNote = fmt.Sprintf("logs not readable: HTTP %d %v", code, err)

@@ -63,6 +63,9 @@ func TestNormalizeIsStable(t *testing.T) {
 	if a != want {
 		t.Fatalf("Normalize = %q\nwant        %q", a, want)
 	}
+	if got := Normalize("scandir '/tmp/scratch/run-1-12/x'", nil); got != "scandir '/tmp/scratch/<run>/x'" {
+		t.Fatalf("scratch dir not normalised: %q", got)
+	}
 	long := Normalize(strings.Repeat("x", 500), nil)
 	if len([]rune(long)) != 160 || !strings.HasSuffix(long, "...") {
 		t.Fatalf("long text not cut: %d", len(long))
@@ -70,12 +73,13 @@ func TestNormalizeIsStable(t *testing.T) {
 }
 
 func TestLogNote(t *testing.T) {
-	for want, logs := range map[string][]string{
-		"none": nil,
-		"some": {"a", "b"},
-		"Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes.": {"x", "Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes."},
-	} {
-		if got := LogNote(logs); got != want {
+	trunc := "Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes."
+	for _, c := range []struct {
+		logs []string
+		want string
+	}{{nil, "-"}, {[]string{"a", "b"}, "-"}, {[]string{"x", trunc}, trunc}} {
+		if logs, want := c.logs, c.want; LogNote(logs) != want {
+			got := LogNote(logs)
 			t.Errorf("LogNote(%q) = %q, want %q", logs, got, want)
 		}
 	}

@@ -75,7 +75,7 @@ func RunHostile(ctx context.Context, p Platform, opts HostileOptions, res *resul
 		return err
 	}
 	for _, c := range opts.Hostile {
-		specs = append(specs, ActionSpec{Name: hostilePrefix + c.Name, Code: c.Code, MemoryMB: c.MemoryMB, TimeoutMs: c.TimeoutMs})
+		specs = append(specs, ActionSpec{Name: hostilePrefix + c.Name, Code: c.Code, MemoryMB: c.MemoryMB, TimeoutMs: c.TimeoutMs, Network: c.Network})
 	}
 	if err := p.Deploy(ctx, specs); err != nil {
 		return fmt.Errorf("deploy: %w", err)
