@@ -8,8 +8,7 @@
 // apply() loads the addon, installs the filter, and verifies it: /proc/self/status must say
 // "Seccomp: 2" (filter mode) and "NoNewPrivs: 1", and an execve probe must now fail with EPERM.
 // Anything else throws an Error naming the failed step: an owner asked to lock down must not run
-// without it. owner.js calls it for `--lockdown seccomp`; lockdown-main.js calls it before
-// owner.js for owners that do not know that argument yet.
+// without it. owner.js calls it for `--lockdown seccomp`.
 //
 // TEEMATE_LOCKDOWN_ADDON overrides the addon's path (tests).
 

@@ -45,12 +45,6 @@ type Config struct {
 	// "seccomp" (execve forbidden once the owner runs; the default when the lockdown addon is
 	// built) or "none".
 	Lockdown string
-	// OwnerArgs says whether owner.js takes the confinement arguments (--scratch-dir,
-	// --egress-allow, --deny-hosts, --lockdown): "auto" (default) asks owner.js's parseArgs once in
-	// New; "yes" or "no" force the answer. Without them the lockdown is applied by
-	// lockdown-main.js before owner.js runs, and the owner learns nothing of its scratch dir and
-	// egress policy.
-	OwnerArgs string
 }
 
 // Backend starts owners as local Node processes.
@@ -59,11 +53,6 @@ type Backend struct {
 	log *zap.Logger
 	// confined: owners run under the launcher (cfg.Confine has passed Check).
 	confined bool
-	// ownerArgs: owner.js takes the confinement arguments.
-	ownerArgs bool
-	// lockdownMain is lockdown-main.js when the lockdown is applied that way (owner.js does not
-	// take --lockdown), else "".
-	lockdownMain string
 	// denyHosts are the host's own addresses, passed as --deny-hosts.
 	denyHosts []string
 	// denyAuto: the owner's unreachable addresses are the host's own, read at each start (an
@@ -113,8 +102,8 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 }
 
 // setupConfinement decides how owners run: confined (root, the default), as root unconfined (only
-// with UnsafeOwnerAsRoot), or as the invoker's own unprivileged user; and how the lockdown and the
-// owner's confinement arguments are passed.
+// with UnsafeOwnerAsRoot), or as the invoker's own unprivileged user; and whether the lockdown
+// applies.
 func (b *Backend) setupConfinement() error {
 	cfg := &b.cfg
 	trusted := filepath.Dir(cfg.OwnerJS)
@@ -188,39 +177,10 @@ func (b *Backend) setupConfinement() error {
 	default:
 		return fmt.Errorf("lockdown %q: want seccomp or none", cfg.Lockdown)
 	}
-	switch cfg.OwnerArgs {
-	case "yes":
-		b.ownerArgs = true
-	case "no":
-	case "", "auto":
-		b.ownerArgs = probeOwnerArgs(cfg.Node, cfg.OwnerJS)
-	default:
-		return fmt.Errorf("owner args %q: want auto, yes or no", cfg.OwnerArgs)
-	}
-	if cfg.Lockdown == LockdownSeccomp && !b.ownerArgs {
-		b.lockdownMain = filepath.Join(trusted, "lockdown-main.js")
-		if !fileExists(b.lockdownMain) {
-			return fmt.Errorf("%w: %s is missing", confine.ErrConfine, b.lockdownMain)
-		}
-		b.log.Info("owner.js does not take --lockdown yet: lockdown-main.js applies it before owner.js runs",
-			zap.String("main", b.lockdownMain))
-	}
 	b.log.Info("owner confinement", zap.Bool("confined", b.confined), zap.String("lockdown", cfg.Lockdown),
-		zap.Bool("owner_args", b.ownerArgs), zap.Int("uid", cfg.Confine.UID), zap.Int("gid", cfg.Confine.GID),
+		zap.Int("uid", cfg.Confine.UID), zap.Int("gid", cfg.Confine.GID),
 		zap.Stringers("egress_allow", cfg.Confine.EgressAllow), zap.Bool("egress", b.confined && cfg.Confine.Pasta != "-"))
 	return nil
-}
-
-// probeOwnerArgs asks owner.js's own argument parser whether it takes the confinement arguments
-// (owner.js rejects unknown arguments, so passing them blindly would stop every owner).
-func probeOwnerArgs(node, ownerJS string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	script := `require(process.argv[1]).parseArgs(['--socket', '/s', '--slots', '1', '--image', 'i', '--enclave', 'e',
-	  '--scratch-dir', '/tmp', '--egress-allow', '127.0.0.1:1', '--deny-hosts', '192.0.2.1', '--lockdown', 'none'])`
-	cmd := exec.CommandContext(ctx, node, "-e", script, ownerJS)
-	cmd.Env = []string{}
-	return cmd.Run() == nil
 }
 
 func underSystemDirs(p string) bool {
@@ -297,29 +257,23 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	sock := filepath.Join(dir, "gate.sock")
 	// Fresh Buffers are zero-filled: a tenant never sees bytes another tenant's code left in
 	// Node's buffer pool.
-	args := []string{"--zero-fill-buffers"}
-	if b.lockdownMain != "" {
-		args = append(args, b.lockdownMain)
+	args := []string{"--zero-fill-buffers", b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
+		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", dir}
+	scratch := confine.ScratchDir
+	if !b.confined {
+		scratch = filepath.Join(dir, "scratch")
 	}
-	args = append(args, b.cfg.OwnerJS, "--socket", sock, "--slots", strconv.Itoa(spec.Slots),
-		"--image", spec.Image, "--enclave", spec.ID, "--isolate", isolate, "--work-dir", dir)
-	if b.ownerArgs {
-		scratch := confine.ScratchDir
-		if !b.confined {
-			scratch = filepath.Join(dir, "scratch")
-		}
-		allow := make([]string, len(b.cfg.Confine.EgressAllow))
-		for i, h := range b.cfg.Confine.EgressAllow {
-			allow[i] = h.String()
-		}
-		// Empty lists are left out (owner.js's default for both is none).
-		args = append(args, "--scratch-dir", scratch, "--lockdown", b.cfg.Lockdown)
-		if len(allow) > 0 {
-			args = append(args, "--egress-allow", strings.Join(allow, ","))
-		}
-		if len(b.denyHosts) > 0 {
-			args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
-		}
+	allow := make([]string, len(b.cfg.Confine.EgressAllow))
+	for i, h := range b.cfg.Confine.EgressAllow {
+		allow[i] = h.String()
+	}
+	// Empty lists are left out (owner.js's default for both is none).
+	args = append(args, "--scratch-dir", scratch, "--lockdown", b.cfg.Lockdown)
+	if len(allow) > 0 {
+		args = append(args, "--egress-allow", strings.Join(allow, ","))
+	}
+	if len(b.denyHosts) > 0 {
+		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
