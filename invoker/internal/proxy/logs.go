@@ -58,6 +58,8 @@ type line struct {
 	at     time.Time
 	text   string
 	eof    bool
+	// dropped marks where the first line that did not fit under the log limit was left out.
+	dropped bool
 }
 
 // Collector reads a sandbox's stdout and stderr from the moment the sandbox starts; Wait ends the
@@ -72,7 +74,7 @@ type Collector struct {
 	mu      sync.Mutex
 	queue   []line
 	kept    int64 // bytes of text ever queued; bounded by the log limit
-	dropped bool  // a line did not fit under the limit
+	dropped bool  // a line did not fit under the limit (its marker is queued)
 	closed  bool  // Wait has returned: nothing is queued any more
 }
 
@@ -141,7 +143,10 @@ func (c *Collector) push(l line) {
 	if !l.eof && l.text != whisk.LogSentinel {
 		n := int64(len(l.text)) + 1
 		if c.kept+n > c.cfg.LimitBytes {
-			c.dropped = true
+			if !c.dropped { // one marker, where the logs stop
+				c.dropped = true
+				c.queue = append(c.queue, line{stream: l.stream, dropped: true})
+			}
 			c.mu.Unlock()
 			c.wake()
 			return
@@ -160,13 +165,13 @@ func (c *Collector) wake() {
 	}
 }
 
-// take hands Wait everything queued so far, and whether a line was dropped at the limit.
-func (c *Collector) take() ([]line, bool) {
+// take hands Wait everything queued so far.
+func (c *Collector) take() []line {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q := c.queue
 	c.queue = nil
-	return q, c.dropped
+	return q
 }
 
 // Wait collects one activation's lines: until the sentinel has been seen on both streams, both
@@ -195,11 +200,15 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 	for !done {
 		select {
 		case <-c.notify:
-			lines, dropped := c.take()
-			for _, l := range lines {
+			for _, l := range c.take() {
+				if done {
+					break // what follows both sentinels belongs to no activation
+				}
 				switch {
 				case l.eof:
 					eof[l.stream] = true
+				case l.dropped:
+					out.Truncated = true
 				case l.text == whisk.LogSentinel:
 					sentinel[l.stream] = true
 				case !out.Truncated:
@@ -211,9 +220,7 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 					used += n
 					out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
 				}
-			}
-			if dropped {
-				out.Truncated = true
+				done = (sentinel["stdout"] || eof["stdout"]) && (sentinel["stderr"] || eof["stderr"])
 			}
 			if !idle.Stop() {
 				select {

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -63,10 +64,21 @@ func TestCreateOutputEnvDestroy(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rt.cfg.StateDir, "wsk0_1_guest_env.pid")); err != nil {
 		t.Fatalf("no pid file: %v", err)
 	}
-	outC, errC := make(chan string), make(chan string)
-	go func() { b, _ := io.ReadAll(sb.Stdout()); outC <- string(b) }()
-	go func() { b, _ := io.ReadAll(sb.Stderr()); errC <- string(b) }()
-	time.Sleep(50 * time.Millisecond)
+	// Each reader reports once the shell's line is there (so the destroy below cannot come before
+	// the output, however loaded the machine), then reads to the end of its pipe.
+	outC, errC := make(chan string, 1), make(chan string, 1)
+	started := make(chan struct{}, 2)
+	readAll := func(r io.Reader, c chan<- string) {
+		br := bufio.NewReader(r)
+		first, _ := br.ReadString('\n')
+		started <- struct{}{}
+		rest, _ := io.ReadAll(br)
+		c <- first + string(rest)
+	}
+	go readAll(sb.Stdout(), outC)
+	go readAll(sb.Stderr(), errC)
+	<-started
+	<-started
 	pid := sb.(*box).pgid
 	if err := sb.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
