@@ -14,7 +14,7 @@
  * mount table and namespaces it was confined with (mount family, unshare/setns, clone with
  * namespace flags), new processes (fork/vfork, clone without CLONE_THREAD; clone3 answers ENOSYS
  * so glibc falls back to clone, whose flags a classic filter can inspect), or host-wide state
- * (clocks, reboot, swap, acct, hostname). Most of these also need capabilities the owner does not
+ * (clocks, reboot, swap, acct, hostname, real-time scheduling). Most of these also need capabilities the owner does not
  * have; the filter keeps them closed if a capability or a kernel bug says otherwise.
  *
  * x86_64 only: any other architecture (including x32 numbers) is refused outright.
@@ -54,7 +54,10 @@ static const int tm_seccomp_denied[] = {
     SYS_iopl, SYS_ioperm, SYS_acct,
     SYS_lookup_dcookie, SYS_quotactl, SYS_nfsservctl, SYS_uselib, SYS__sysctl, SYS_sysfs, SYS_ustat,
     SYS_vhangup, SYS_syslog, SYS_sethostname, SYS_setdomainname, SYS_modify_ldt,
-    SYS_move_pages, SYS_migrate_pages, SYS_fanotify_init,
+    SYS_move_pages, SYS_migrate_pages, SYS_mbind, SYS_fanotify_init,
+    /* Scheduling beyond nice values: real-time policies could starve the host (see setpriority
+     * below for what stays allowed). */
+    SYS_sched_setscheduler, SYS_sched_setparam, SYS_sched_setattr, SYS_ioprio_set,
 #ifdef SYS_open_tree
     SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
 #endif
@@ -91,7 +94,7 @@ static const int tm_seccomp_exec[] = { SYS_execve, SYS_execveat };
 #define TM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* Upper bound of the program length: fixed part + 2 per listed call. */
 #define TM_SECCOMP_MAX_INSNS \
-    (16 + 2 * (TM_ARRAY_LEN(tm_seccomp_denied) + TM_ARRAY_LEN(tm_seccomp_enosys) + TM_ARRAY_LEN(tm_seccomp_exec)))
+    (23 + 2 * (TM_ARRAY_LEN(tm_seccomp_denied) + TM_ARRAY_LEN(tm_seccomp_enosys) + TM_ARRAY_LEN(tm_seccomp_exec)))
 
 /* tm_seccomp_build writes the filter into out (room for TM_SECCOMP_MAX_INSNS) and returns its
  * length. deny_exec adds execve/execveat. */
@@ -109,6 +112,18 @@ static inline unsigned short tm_seccomp_build(struct sock_filter *out, int deny_
     TM_EMIT(BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, nr));
     /* x32 system calls (bit 30) reach the same handlers under other numbers. */
     TM_EMIT(BPF_JMP | BPF_JGE | BPF_K, 0, 1, 0x40000000u);
+    TM_EMIT(BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ERRNO | EPERM);
+    /* setpriority: only PRIO_PROCESS (a pid of its own pid namespace: its own threads; never
+     * PRIO_USER, which would reach every owner running under the same uid) and only nice values
+     * 0..19 (a negative value is a large unsigned number). The isolate addon moves a slot thread
+     * between nice +10 (preparing) and 0 (running a job); where the owner keeps CAP_SYS_NICE for
+     * that (teemate-confine), this is all it can do with it. */
+    TM_EMIT(BPF_JMP | BPF_JEQ | BPF_K, 0, 6, SYS_setpriority);
+    TM_EMIT(BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, args[0]));
+    TM_EMIT(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 0 /* PRIO_PROCESS */);
+    TM_EMIT(BPF_LD | BPF_W | BPF_ABS, 0, 0, offsetof(struct seccomp_data, args[2])); /* low 32 bits */
+    TM_EMIT(BPF_JMP | BPF_JGT | BPF_K, 1, 0, 19);
+    TM_EMIT(BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW);
     TM_EMIT(BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ERRNO | EPERM);
     for (i = 0; i < TM_ARRAY_LEN(tm_seccomp_denied); i++) TM_DENY(tm_seccomp_denied[i], EPERM);
     for (i = 0; i < TM_ARRAY_LEN(tm_seccomp_enosys); i++) TM_DENY(tm_seccomp_enosys[i], ENOSYS);

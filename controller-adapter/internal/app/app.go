@@ -278,6 +278,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		// Registered last so it runs first: the invoker drains through the API and the broker.
 		closers = append(closers, stop)
+		// "Ready" means an invoke works: wait until the balancer has seen the in-process invoker
+		// healthy (its enclave owner started, its test action answered), instead of answering the
+		// first callers 503. Bounded: a platform that cannot get healthy still starts and says so.
+		// Without an executor ("none") the invoker never becomes healthy, by design.
+		if sandbox != "none" && enclave != "none" && !waitHealthy(ctx, bal, 60*time.Second) {
+			log.Warn("the in-process invoker is not healthy yet: invocations answer 503 until it is")
+		}
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(info)
@@ -436,4 +443,16 @@ func FindRepoDir() string {
 		}
 	}
 	return wd
+}
+
+// waitHealthy polls the balancer until an invoker is healthy, ctx ends or limit passes.
+func waitHealthy(ctx context.Context, bal *balancer.Balancer, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for bal.HealthyCount() == 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }

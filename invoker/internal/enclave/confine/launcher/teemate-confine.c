@@ -48,6 +48,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -311,15 +312,40 @@ static void deny_route(const char *addr) {
     close(s);
 }
 
+/* The isolate addon prepares environments at nice +10 and runs activations back at the owner's
+ * own nice value, so that preparation yields to the requests in flight; going back needs either
+ * RLIMIT_NICE or CAP_SYS_NICE. nice_by_rlimit allows it through RLIMIT_NICE (no capability), up to
+ * the nice value the owner starts with and never above; it returns 0 where raising that limit is
+ * not possible (no CAP_SYS_RESOURCE, as in some containers): the caller then keeps CAP_SYS_NICE as
+ * the owner's only capability, and the seccomp policy narrows it to setpriority of its own threads
+ * within nice 0..19 (no PRIO_USER, no real-time scheduling). */
+static int nice_by_rlimit(void) {
+    step = "nice limit";
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, 0);
+    if (errno) die("getpriority");
+    struct rlimit lim = { (rlim_t)(20 - base), (rlim_t)(20 - base) };
+    if (setrlimit(RLIMIT_NICE, &lim) == 0) return 1;
+    if (errno != EPERM) die("setrlimit");
+    fprintf(stderr, "teemate-confine: RLIMIT_NICE cannot be raised here (no CAP_SYS_RESOURCE): the owner "
+                    "keeps CAP_SYS_NICE alone, narrowed by seccomp to nice 0..19 of its own threads\n");
+    return 0;
+}
+
 static void drop_privileges(long uid, long gid) {
+    const int keep_nice = !nice_by_rlimit();
     step = "securebits";
     /* No way back to privilege through uid 0 semantics, even if something set uid 0 again. */
-    if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
-                                     SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED, 0, 0, 0))
-        die("set");
+    unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                         SECBIT_KEEP_CAPS_LOCKED;
+    if (keep_nice)
+        bits |= SECBIT_KEEP_CAPS; /* the permitted set survives the uid switch; exec clears the bit */
+    else
+        bits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0)) die("set");
     step = "capability bounding set";
     for (int cap = 0; cap <= 63; cap++) {
+        if (keep_nice && cap == CAP_SYS_NICE) continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)) {
             if (errno == EINVAL) break; /* past the kernel's last capability */
             die("drop %d", cap);
@@ -339,7 +365,12 @@ static void drop_privileges(long uid, long gid) {
     struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct d[2];
     memset(d, 0, sizeof d);
-    if (syscall(SYS_capset, &h, d)) die("clear all sets");
+    if (keep_nice) d[0].permitted = d[0].effective = d[0].inheritable = 1u << CAP_SYS_NICE;
+    if (syscall(SYS_capset, &h, d)) die(keep_nice ? "keep CAP_SYS_NICE alone" : "clear all sets");
+    /* Ambient, so that it survives the exec of node (an unprivileged binary). The ambient set can
+     * only ever hold what is both permitted and inheritable: CAP_SYS_NICE and nothing else. */
+    if (keep_nice && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_NICE, 0, 0))
+        die("raise ambient CAP_SYS_NICE");
 }
 
 static void seccomp_filter(void) {

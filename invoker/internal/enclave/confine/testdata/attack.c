@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -174,6 +175,20 @@ int main(int argc, char **argv) {
     }
     TRY("setuid(0)", setuid(0));
     TRY("setgid(0)", setgid(0));
+    /* Scheduling: its own threads may move between nice 0 and 19 (the isolate addon's background
+     * preparation), nothing more. */
+    {
+        int ok = setpriority(PRIO_PROCESS, 0, 10) == 0 && setpriority(PRIO_PROCESS, 0, 0) == 0;
+        printf("setpriority of itself to nice 10 and back to 0\t%s\n", ok ? "allowed (expected)" : "FAILED (the addon's background priority is unusable)");
+        fflush(stdout);
+    }
+    TRY("setpriority to nice -5 (above the host's default)", setpriority(PRIO_PROCESS, 0, -5));
+    TRY("setpriority of every process of its uid (PRIO_USER)", setpriority(PRIO_USER, getuid(), 19));
+    TRY("setpriority of a host pid", setpriority(PRIO_PROCESS, victim, 19));
+    {
+        struct sched_param sp = { .sched_priority = 1 };
+        TRY("sched_setscheduler SCHED_FIFO (real time)", sched_setscheduler(0, SCHED_FIFO, &sp));
+    }
     {
         errno = 0;
         pid_t p = fork();
