@@ -8,25 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // RepoRoot finds the repository root (the directory holding go.mod) above the working directory.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return sandboxtest.RepoRoot() }
 
 // Build makes repo/bin/teemate-confine and repo/node-isolate-patch/build/teemate_lockdown.node
 // (up to date: nothing is rebuilt) and returns the launcher's path. Test binaries of several
