@@ -49,11 +49,8 @@ func realBackend(t *testing.T, ownerJS string) *counting {
 	}
 	// As root the owners run confined, as the invoker starts them.
 	if os.Geteuid() == 0 {
-		repo, err := confinetest.RepoRoot()
-		if err == nil {
-			cfg.Confine.Launcher, err = confinetest.Build(repo)
-		}
-		if err != nil {
+		var err error
+		if _, cfg.Confine.Launcher, err = confinetest.Launcher(); err != nil {
 			t.Fatal(err)
 		}
 	}

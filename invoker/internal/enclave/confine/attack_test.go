@@ -58,11 +58,7 @@ func TestOwnerEscapesRefused(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("gcc is not installed")
 	}
-	repo, err := confinetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	launcher, err := confinetest.Build(repo)
+	repo, launcher, err := confinetest.Launcher()
 	if err != nil {
 		t.Fatal(err)
 	}

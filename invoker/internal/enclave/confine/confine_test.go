@@ -90,11 +90,7 @@ func TestLauncherNamesTheFailedStep(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	repo, err := confinetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	launcher, err := confinetest.Build(repo)
+	_, launcher, err := confinetest.Launcher()
 	if err != nil {
 		t.Fatal(err)
 	}

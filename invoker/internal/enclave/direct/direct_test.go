@@ -29,11 +29,8 @@ var launcher string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
-		repo, err := confinetest.RepoRoot()
-		if err == nil {
-			launcher, err = confinetest.Build(repo)
-		}
-		if err != nil {
+		var err error
+		if _, launcher, err = confinetest.Launcher(); err != nil {
 			fmt.Fprintln(os.Stderr, "build the confinement launcher:", err)
 			os.Exit(1)
 		}

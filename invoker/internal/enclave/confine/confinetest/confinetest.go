@@ -15,6 +15,16 @@ import (
 // RepoRoot finds the repository root (the directory holding go.mod) above the working directory.
 func RepoRoot() (string, error) { return sandboxtest.RepoRoot() }
 
+// Launcher builds what confined owners need in the repository above the working directory and
+// returns that repository's root and the launcher's path.
+func Launcher() (repo, launcher string, err error) {
+	if repo, err = RepoRoot(); err != nil {
+		return "", "", err
+	}
+	launcher, err = Build(repo)
+	return repo, launcher, err
+}
+
 // Build makes repo/bin/teemate-confine and repo/node-isolate-patch/build/teemate_lockdown.node
 // (up to date: nothing is rebuilt) and returns the launcher's path. Test binaries of several
 // packages run at once, so the builds are serialized with a lock file.
