@@ -2,36 +2,31 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
-	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
-	"github.com/teemate/platform/invoker/internal/sandbox"
-	"github.com/teemate/platform/invoker/internal/sandbox/docker"
-	"github.com/teemate/platform/invoker/internal/sandbox/oci"
-	"github.com/teemate/platform/invoker/internal/sandbox/process"
 )
 
 // Backends selects how activations run.
 type Backends struct {
-	// Sandbox is "process", "docker", "oci" or "none".
+	// Sandbox is a registered sandbox backend: "process" (the default), "docker", "oci" or "none".
 	Sandbox string
-	// Enclave is "direct", "sgx" or "none".
+	// Enclave is a registered enclave backend: "direct" (the default), "sgx" or "none".
 	Enclave string
-	// Model is "teemate" (fresh sandbox + warm shared enclave), "native" (OpenWhisk's way: a fresh
-	// container with its own Node action proxy) or "strawman" (a fresh enclave runtime per container).
+	// Model is "teemate" (the default: fresh sandbox + warm shared enclave, executor.SharedEnclave),
+	// "native" (OpenWhisk's way: a fresh container with its own Node action proxy) or "strawman"
+	// (a fresh enclave runtime per container).
 	Model string
 	// RepoDir is the repository root: the enclave runtime, the isolate addon and bin/ are found there.
 	RepoDir string
@@ -117,12 +112,15 @@ func SGXPreflight(repo string) (report string, err error) {
 	return r.String(), r.Err()
 }
 
-// ErrUnknownBackend is returned for a backend or model name this invoker does not know.
-var ErrUnknownBackend = errors.New("unknown backend")
-
 // RunWithBackends builds the executor the backends name and runs the invoker.
 func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
-	if b.Sandbox == "none" || b.Enclave == "none" || cfg.Executor != nil {
+	if cfg.Executor != nil {
+		return Run(ctx, cfg)
+	}
+	if err := b.validate(); err != nil {
+		return err
+	}
+	if b.Sandbox == None || b.Enclave == None {
 		return Run(ctx, cfg)
 	}
 	b.apiHost = cfg.APIHost
@@ -143,25 +141,64 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 	return Run(ctx, cfg)
 }
 
-// buildExecutor assembles enclave manager, sandbox runtime and executor. The returned cleanup stops
-// the enclaves and removes the runtime directory.
-func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cleanup func(), err error) {
-	if b.Model == "" {
-		b.Model = "teemate"
+// withDefaults fills in the names bin/invoker defaults to: process, direct, teemate.
+func (b Backends) withDefaults() Backends {
+	if b.Sandbox == "" {
+		b.Sandbox = "process"
 	}
-	switch b.Model {
-	case executor.ModelTeemate, executor.ModelNative, executor.ModelStrawman:
-	default:
-		return nil, nil, fmt.Errorf("%w: model %q", ErrUnknownBackend, b.Model)
+	if b.Enclave == "" {
+		b.Enclave = "direct"
+	}
+	if b.Model == "" {
+		b.Model = executor.ModelTeemate
+	}
+	return b
+}
+
+// validate checks that every name is registered.
+func (b Backends) validate() error {
+	b = b.withDefaults()
+	if _, err := lookupModel(b.Model); err != nil {
+		return err
+	}
+	if _, err := lookupSandbox(b.Sandbox); err != nil {
+		return err
+	}
+	_, err := lookupEnclave(b.Enclave)
+	return err
+}
+
+// buildExecutor assembles what the registry's entries for b build: the enclave backend and its
+// manager, the sandbox runtime and the model's executor. The returned cleanup stops the enclaves
+// and removes the runtime directory.
+func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, cleanup func(), err error) {
+	b = b.withDefaults()
+	me, err := lookupModel(b.Model)
+	if err != nil {
+		return nil, nil, err
+	}
+	se, err := lookupSandbox(b.Sandbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	ee, err := lookupEnclave(b.Enclave)
+	if err != nil {
+		return nil, nil, err
+	}
+	if se.build == nil || ee.build == nil {
+		return nil, nil, fmt.Errorf("sandbox %q with enclave %q runs no executor", b.Sandbox, b.Enclave)
 	}
 	repo, err := filepath.Abs(b.RepoDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("repository dir: %w", err)
 	}
+	a := &assembly{log: log, b: b, repo: repo, prefix: fmt.Sprintf("wsk%d_", id)}
+	if a.model, err = me.build(a, se.inImage); err != nil {
+		return nil, nil, err
+	}
 	// Unix socket paths are limited to 107 bytes, so sockets live under a short private directory
 	// rather than under the (possibly deep) state directory.
-	rt, err := os.MkdirTemp("", fmt.Sprintf("tm%d-", id))
-	if err != nil {
+	if a.runtime, err = os.MkdirTemp("", fmt.Sprintf("tm%d-", id)); err != nil {
 		return nil, nil, fmt.Errorf("runtime dir: %w", err)
 	}
 	var closers []func()
@@ -169,7 +206,9 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
-		_ = os.RemoveAll(rt)
+		if err := os.RemoveAll(a.runtime); err != nil {
+			log.Warn("remove the runtime directory", zap.String("dir", a.runtime), zap.Error(err))
+		}
 	}
 	// A failure returns a nil cleanup, so the deferred release must not go through the named result.
 	defer func() {
@@ -178,133 +217,49 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 		}
 	}()
 
-	var backend enclave.Backend
-	switch b.Enclave {
-	case "direct", "":
-		owner, err := direct.FindOwnerJS(repo)
-		if err != nil {
-			return nil, nil, fmt.Errorf("direct enclave: %w", err)
-		}
-		conf, err := ownerConfinement(repo, b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("direct enclave: %w", err)
-		}
-		if backend, err = direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: b.UnsafeOwnerAsRoot}, log); err != nil {
-			return nil, nil, fmt.Errorf("direct enclave: %w", err)
-		}
-	case "sgx":
-		scfg := SGXConfig(repo, rt)
-		if backend, err = sgx.New(scfg, log); err != nil {
-			return nil, nil, fmt.Errorf("sgx enclave: %w", err)
-		}
-	default:
-		return nil, nil, fmt.Errorf("%w: enclave %q", ErrUnknownBackend, b.Enclave)
+	backend, err := ee.build(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	prestart := b.Prestart
-	if b.Model != executor.ModelTeemate {
-		prestart = []string{} // only the teemate model uses the warm enclave
+	if !a.model.SharesEnclave() {
+		prestart = []string{} // only the shared-enclave model uses the warm enclaves
 	} else if prestart == nil {
 		prestart = []string{"nodejs:20"}
 	}
 	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
-		BaseDir: filepath.Join(rt, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
 	}, log)
 	closers = append(closers, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := mgr.Close(ctx); err != nil {
 			log.Warn("stop enclaves", zap.Error(err))
 		}
 	})
 
-	// Paths as seen inside a sandbox: the process backend sees the host; containers see the image.
-	prefix := fmt.Sprintf("wsk%d_", id)
-	inImage := true
-	var sandboxes sandbox.Runtime
-	switch b.Sandbox {
-	case "process", "":
-		inImage = false
-		pcfg := process.Config{StateDir: filepath.Join(rt, "p"), IDPrefix: prefix, PoolSize: b.PoolSize}
-		// With the start stub built, sandboxes are created ahead of their activations (a pool,
-		// as the oci backend has); without it every Create starts a process.
-		if stub := filepath.Join(repo, "bin", "teemate-start"); fileExists(stub) {
-			pcfg.StartStub = stub
-		} else {
-			log.Info("no start stub (make build): process sandboxes are created on the request path", zap.String("path", stub))
-		}
-		if sandboxes, err = process.New(pcfg, log); err != nil {
-			return nil, nil, fmt.Errorf("process sandbox: %w", err)
-		}
-	case "docker":
-		if sandboxes, err = docker.New(context.Background(), docker.Config{}, log); err != nil {
-			return nil, nil, fmt.Errorf("docker sandbox: %w", err)
-		}
-	case "oci":
-		images := b.ImagesDir
-		if images == "" {
-			images = filepath.Join(repo, ".state", "images")
-		}
-		if sandboxes, err = oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(rt, "o"), IDPrefix: prefix, PoolSize: b.PoolSize, RefillWorkers: 2,
-			Prewarm: []oci.PoolKey{{Image: b.Model, MemoryMB: 256}}}, log); err != nil {
-			return nil, nil, fmt.Errorf("oci sandbox: %w", err)
-		}
-	default:
-		return nil, nil, fmt.Errorf("%w: sandbox %q", ErrUnknownBackend, b.Sandbox)
+	sandboxes, err := se.build(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	// Leftovers of an earlier run of this invoker (OpenWhisk removes wsk{N}_* containers at start).
-	cctx, ccancel := context.WithTimeout(context.Background(), 30e9)
-	if err := sandboxes.Cleanup(cctx, prefix); err != nil {
-		log.Warn("cleaning up leftover sandboxes failed", zap.String("prefix", prefix), zap.Error(err))
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := sandboxes.Cleanup(cctx, a.prefix); err != nil {
+		log.Warn("cleaning up leftover sandboxes failed", zap.String("prefix", a.prefix), zap.Error(err))
 	}
 	ccancel()
 	closers = append(closers, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := sandboxes.Close(ctx); err != nil {
 			log.Warn("close sandboxes", zap.Error(err))
 		}
 	})
-	shim := b.ShimPath
-	if shim == "" {
-		shim = filepath.Join(repo, "bin", "teemate-shim")
-	}
-	if b.Model == executor.ModelStrawman {
-		if shim = b.StrawmanShimPath; shim == "" {
-			shim = filepath.Join(repo, "bin", "teemate-shim-go")
-		}
-	}
-	if inImage {
-		shim = "/bin/teemate-shim" // deploy/images/build.sh puts the image's shim there
-	} else if _, err := os.Stat(shim); err != nil {
-		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
-	}
-	ecfg := executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s"), Model: b.Model}
-	if inImage {
-		ecfg.NativeCommand = []string{"/usr/bin/node", "/opt/teemate/native/proxy.js"}
-		ecfg.StrawmanRuntime = []string{"/usr/bin/node", "/opt/teemate/enclave-runtime/trusted/owner.js"}
-	} else if b.Model != executor.ModelTeemate {
-		// Sandboxes get a clean environment without PATH, so the runtime is named by its full path.
-		node, err := exec.LookPath("node")
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s model needs node: %w", b.Model, err)
-		}
-		owner, err := direct.FindOwnerJS(repo)
-		if err != nil {
-			return nil, nil, fmt.Errorf("strawman model: %w", err)
-		}
-		ecfg.NativeCommand = []string{node, filepath.Join(repo, "deploy", "images", "native", "proxy.js")}
-		ecfg.StrawmanRuntime = []string{node, owner}
-	}
-	ex, err := executor.NewTeemate(mgr, sandboxes, ecfg, log)
+	ex, err := executor.New(mgr, sandboxes, executor.Config{Model: a.model, ProxyDir: filepath.Join(a.runtime, "s")}, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("executor: %w", err)
 	}
-	log.Info("executor ready", zap.String("model", b.Model), zap.String("sandbox", sandboxes.Name()),
-		zap.String("enclave", backend.Name()), zap.String("runtime_dir", rt))
+	log.Info("executor ready", zap.String("model", a.model.Name()), zap.String("sandbox", sandboxes.Name()),
+		zap.String("enclave", backend.Name()), zap.String("runtime_dir", a.runtime))
 	return ex, release, nil
-}
-
-func fileExists(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
 }

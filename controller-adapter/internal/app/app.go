@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -68,8 +67,8 @@ type Config struct {
 	UnsafeOwnerAsRoot bool
 	EgressAllow       string
 	OwnerUser         string
-	// Sandbox, Enclave and Model select the in-process invoker's backends ("" = best available;
-	// see ChooseBackends).
+	// Sandbox, Enclave and Model select the in-process invoker's backends ("" or "auto" = the best
+	// the machine offers; see daemon.ChooseBackends).
 	Sandbox, Enclave, Model string
 	// RepoDir is the repository root the invoker finds the enclave runtime under (default: found
 	// from the executable or the working directory).
@@ -159,9 +158,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
-	var sandbox, enclave, model string
+	// The invoker's registry of backends decides what "auto" means on this machine, and refuses
+	// a named backend the machine cannot run, with the reason.
+	var choice daemon.Choice
 	if cfg.Standalone {
-		if sandbox, enclave, model, err = ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, ProbeMachine(cfg.RepoDir), BuiltBackends); err != nil {
+		if choice, err = daemon.ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, daemon.RealHost(cfg.RepoDir)); err != nil {
 			return fmt.Errorf("invoker backends: %w", err)
 		}
 	}
@@ -271,8 +272,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	info := Info{APIHost: apiHost, Brokers: brokers}
 	if cfg.Standalone {
 		info.GuestAuth = GuestUUID + ":" + GuestKey
-		info.Sandbox, info.Enclave, info.Model = sandbox, enclave, model
-		stop, err := startInvoker(cfg, brokers, invokerSASL, apiHost, sandbox, enclave, model, log, fatal)
+		info.Sandbox, info.Enclave, info.Model = choice.Sandbox, choice.Enclave, choice.Model
+		stop, err := startInvoker(cfg, brokers, invokerSASL, apiHost, choice, log, fatal)
 		if err != nil {
 			return err
 		}
@@ -282,7 +283,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// healthy (its enclave owner started, its test action answered), instead of answering the
 		// first callers 503. Bounded: a platform that cannot get healthy still starts and says so.
 		// Without an executor ("none") the invoker never becomes healthy, by design.
-		if sandbox != "none" && enclave != "none" && !waitHealthy(ctx, bal, 60*time.Second) {
+		if choice.Sandbox != daemon.None && choice.Enclave != daemon.None && !waitHealthy(ctx, bal, 60*time.Second) {
 			log.Warn("the in-process invoker is not healthy yet: invocations answer 503 until it is")
 		}
 	}
@@ -299,53 +300,32 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 }
 
-// startInvoker runs invoker 0 in this process and waits until it consumes and pings. The
-// returned stop ends it and waits for it to drain.
-func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost, sandbox, enclave, model string, log *zap.Logger, fatal chan<- error) (func(), error) {
-	ictx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	var once sync.Once
-	exited := make(chan struct{})
-	var runErr error
-	backends := daemon.Backends{Sandbox: sandbox, Enclave: enclave, Model: model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize,
-		UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser}
-	go func() {
-		defer close(exited)
-		runErr = daemon.RunWithBackends(ictx, daemon.Config{
-			ID: 0, Kafka: strings.Join(brokers, ","), KafkaSASL: sasl, KafkaTLS: cfg.KafkaTLS, APIHost: apiHost, StoreToken: cfg.InvokerToken,
-			StateDir: filepath.Join(cfg.DataDir, "invoker"), Listen: "127.0.0.1:0",
-			UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
-			Logger: log.Named("invoker"),
-			Ready:  func(daemon.Info) { once.Do(func() { close(ready) }) },
-		}, backends)
-	}()
-	describe := fmt.Sprintf("in-process invoker (sandbox %s, enclave %s, model %s)", sandbox, enclave, model)
-	select {
-	case <-ready:
-	case <-exited:
-		cancel()
-		if runErr == nil {
-			runErr = errors.New("stopped before it was ready")
-		}
-		return nil, fmt.Errorf("%s: %w", describe, runErr)
+// startInvoker runs invoker 0 in this process (the invoker's composition root, daemon.Start) and
+// waits until it consumes and pings. The returned stop ends it and waits for it to drain; an
+// invoker that stops by itself before is reported on fatal.
+func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string, c daemon.Choice, log *zap.Logger, fatal chan<- error) (func(), error) {
+	inv, err := daemon.Start(daemon.Config{
+		ID: 0, Kafka: strings.Join(brokers, ","), KafkaSASL: sasl, KafkaTLS: cfg.KafkaTLS, APIHost: apiHost, StoreToken: cfg.InvokerToken,
+		StateDir: filepath.Join(cfg.DataDir, "invoker"), Listen: "127.0.0.1:0",
+		UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
+		Logger: log.Named("invoker"),
+	}, daemon.Backends{Sandbox: c.Sandbox, Enclave: c.Enclave, Model: c.Model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize,
+		UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser})
+	describe := fmt.Sprintf("in-process invoker (sandbox %s, enclave %s, model %s)", c.Sandbox, c.Enclave, c.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", describe, err)
 	}
-	log.Info("in-process invoker started", zap.String("sandbox", sandbox), zap.String("enclave", enclave),
-		zap.String("model", model))
+	log.Info("in-process invoker started", zap.String("sandbox", c.Sandbox), zap.String("enclave", c.Enclave),
+		zap.String("model", c.Model))
 	go func() {
-		<-exited
-		if ictx.Err() == nil {
-			err := runErr
-			if err == nil {
-				err = errors.New("stopped unexpectedly")
-			}
+		<-inv.Done()
+		if err := inv.Unexpected(); err != nil {
 			fatal <- fmt.Errorf("%s: %w", describe, err)
 		}
 	}()
 	stop := func() {
-		cancel()
-		<-exited
-		if runErr != nil {
-			log.Warn("in-process invoker stopped with an error", zap.Error(runErr))
+		if err := inv.Stop(); err != nil {
+			log.Warn("in-process invoker stopped with an error", zap.Error(err))
 		}
 	}
 	return stop, nil

@@ -204,17 +204,13 @@ func TestStandaloneWithoutExecutor(t *testing.T) {
 	eventually(t, "invoker0 registered again", func() bool { return p.invokerState(t) == "unhealthy" })
 }
 
-// TestStandaloneProcessDirect runs the platform with the process sandbox and the direct enclave.
-// Until invoker/daemon builds that executor, RunWithBackends refuses it and the test is skipped;
-// once it does, the invoker must turn healthy (its test action succeeds) and a blocking invoke
-// must return the action's result.
+// TestStandaloneProcessDirect runs the platform with the process sandbox and the direct enclave:
+// the invoker must turn healthy (its test action succeeds) and a blocking invoke must return the
+// action's result.
 func TestStandaloneProcessDirect(t *testing.T) {
 	buildOwnerConfinement(t)
 	p, err := startStandalone(t, t.TempDir(), "process", "direct")
 	if err != nil {
-		if strings.Contains(err.Error(), "not built into this invoker yet") {
-			t.Skipf("process/direct executor not available yet: %v", err)
-		}
 		t.Fatalf("standalone: %v", err)
 	}
 	defer func() {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,9 +34,9 @@ func main() {
 	flag.StringVar(&cfg.StateDir, "state-dir", ".state/invoker", "directory for broker data, enclave sockets and sandboxes")
 	flag.DurationVar(&cfg.StaleAge, "stale-age", 10*time.Minute, "answer activations older than this without running them (negative: never)")
 	flag.BoolVar(&cfg.AtMostOnce, "at-most-once", false, "commit offsets before running (OpenWhisk's behaviour) instead of after the ack")
-	flag.StringVar(&backends.Sandbox, "sandbox", "process", "sandbox backend: process, docker, oci or none")
-	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: direct, sgx or none")
-	flag.StringVar(&backends.Model, "model", "teemate", "execution model: teemate, native or strawman")
+	flag.StringVar(&backends.Sandbox, "sandbox", "process", "sandbox backend: "+strings.Join(daemon.SandboxNames(), ", "))
+	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: "+strings.Join(daemon.EnclaveNames(), ", "))
+	flag.StringVar(&backends.Model, "model", "teemate", "execution model: "+strings.Join(daemon.ModelNames(), ", "))
 	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
 	flag.IntVar(&backends.PoolSize, "pool-size", 0, "created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
@@ -91,8 +92,8 @@ func main() {
 	defer stop()
 	if err := daemon.RunWithBackends(ctx, cfg, backends); err != nil {
 		log.Error("invoker failed", zap.Error(err))
-		_ = log.Sync()
+		_ = log.Sync() // best effort: stderr may be a closed pipe, and the process exits either way
 		os.Exit(1)
 	}
-	_ = log.Sync()
+	_ = log.Sync() // as above
 }

@@ -18,25 +18,27 @@ func TestNetworkPerModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shared := SharedEnclave{ShimPath: "/shim"}
+	strawman := Strawman{ShimPath: "/shim", Runtime: []string{"node", "owner.js"}}
+	native := Native{Command: []string{"node", "proxy.js"}}
 	for _, tc := range []struct {
-		model       string
+		model       Model
 		network     bool
 		wantSandbox bool
 		wantEnv     string
 	}{
-		{ModelTeemate, true, false, "1"},
-		{ModelTeemate, false, false, ""},
-		{ModelStrawman, true, true, "1"},
-		{ModelNative, true, true, "1"},
-		{ModelNative, false, false, ""},
+		{shared, true, false, "1"},
+		{shared, false, false, ""},
+		{strawman, true, true, "1"},
+		{native, true, true, "1"},
+		{native, false, false, ""},
 	} {
-		x := &Teemate{cfg: Config{Model: tc.model, ShimPath: "/shim", StrawmanRuntime: []string{"node", "owner.js"},
-			NativeCommand: []string{"node", "proxy.js"}}, sandboxes: rt}
+		x := &Executor{cfg: Config{Model: tc.model}, sandboxes: rt}
 		job := &activation.Job{Name: "wsk0_1_guest_net", Image: "nodejs:20", MemoryMB: 128, Network: tc.network}
 		spec := x.spec(job, time.Second, "/p", "/g")
 		if spec.Network != tc.wantSandbox || spec.Env["TEEMATE_NETWORK"] != tc.wantEnv {
 			t.Errorf("%s network=%v: sandbox network %v, TEEMATE_NETWORK %q; want %v, %q",
-				tc.model, tc.network, spec.Network, spec.Env["TEEMATE_NETWORK"], tc.wantSandbox, tc.wantEnv)
+				tc.model.Name(), tc.network, spec.Network, spec.Env["TEEMATE_NETWORK"], tc.wantSandbox, tc.wantEnv)
 		}
 	}
 }

@@ -33,8 +33,11 @@ type Mount struct {
 type Spec struct {
 	// Name is the OpenWhisk-style name wsk{N}_{counter}_{ns}_{action} (letters, digits, '_').
 	Name string
-	// Image is the function image: "teemate", "native" or "strawman" (see Makefile target images).
-	Image string
+	// Rootfs names the sandbox's root filesystem: the one image `make images` builds for the
+	// execution model ("teemate", "native" or "strawman"; executor.Model.Rootfs). It is not the
+	// action's function image (e.g. "nodejs:20"), which picks the warm enclave. The process
+	// backend, which runs on the host's filesystem, ignores it.
+	Rootfs string
 	// Command overrides the image's entry point when non-empty.
 	Command []string
 	// Env is the process environment inside the sandbox.

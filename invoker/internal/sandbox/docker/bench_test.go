@@ -17,7 +17,7 @@ func BenchmarkCreateStartWaitRemove(b *testing.B) {
 	p := fmt.Sprintf("wskbench%d_", b.N)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
-		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate",
+		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Rootfs: "teemate",
 			Command: sandboxtest.StartStubCommand(), MemoryMB: 64})
 		if err != nil {
 			b.Fatal(err)

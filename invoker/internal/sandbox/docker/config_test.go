@@ -25,7 +25,7 @@ func TestImageRef(t *testing.T) {
 func TestContainerConfigs(t *testing.T) {
 	cfg := Config{}.withDefaults()
 	cc, hc, err := containerConfigs(cfg, sandbox.Spec{
-		Name: "wsk0_12_guest_hello", Image: "teemate", Command: []string{"/bin/teemate-shim"},
+		Name: "wsk0_12_guest_hello", Rootfs: "teemate", Command: []string{"/bin/teemate-shim"},
 		Env:      map[string]string{"B": "2", "A": "x=y"},
 		MemoryMB: 256,
 		Mounts: []sandbox.Mount{{HostPath: "/tmp/p/", GuestPath: "/run/teemate/proxy"},
@@ -57,7 +57,7 @@ func TestContainerConfigs(t *testing.T) {
 	}
 
 	// Network, explicit pids limit, no memory limit, image command kept.
-	cc, hc, err = containerConfigs(cfg, sandbox.Spec{Name: "a1", Image: "native", Network: true, PidsLimit: 7})
+	cc, hc, err = containerConfigs(cfg, sandbox.Spec{Name: "a1", Rootfs: "native", Network: true, PidsLimit: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestContainerConfigs(t *testing.T) {
 
 func TestContainerConfigsRejectsBadInput(t *testing.T) {
 	cfg := Config{}.withDefaults()
-	ok := sandbox.Spec{Name: "wsk0_1_guest_a", Image: "teemate"}
+	ok := sandbox.Spec{Name: "wsk0_1_guest_a", Rootfs: "teemate"}
 	for name, c := range map[string]struct {
 		mut  func(*sandbox.Spec)
 		want string
@@ -78,7 +78,7 @@ func TestContainerConfigsRejectsBadInput(t *testing.T) {
 		"slash in name":  {func(s *sandbox.Spec) { s.Name = "a/b" }, "sandbox name"},
 		"leading _":      {func(s *sandbox.Spec) { s.Name = "_a" }, "sandbox name"},
 		"overlong name":  {func(s *sandbox.Spec) { s.Name = strings.Repeat("a", 201) }, "sandbox name"},
-		"no image":       {func(s *sandbox.Spec) { s.Image = "" }, "no image"},
+		"no image":       {func(s *sandbox.Spec) { s.Rootfs = "" }, "no image"},
 		"negative mem":   {func(s *sandbox.Spec) { s.MemoryMB = -1 }, "negative"},
 		"env key with =": {func(s *sandbox.Spec) { s.Env = map[string]string{"A=B": "1"} }, "environment"},
 		"env NUL value":  {func(s *sandbox.Spec) { s.Env = map[string]string{"A": "\x00"} }, "environment"},

@@ -28,7 +28,7 @@ type Config struct {
 	// Host is the engine address (unix:///var/run/docker.sock style); empty means DOCKER_HOST or
 	// the default socket.
 	Host string
-	// ImagePrefix turns a Spec.Image name into an image reference: "teemate/" gives
+	// ImagePrefix turns a Spec.Rootfs name into an image reference: "teemate/" gives
 	// teemate/<name>:latest, the tags deploy/images/build.sh imports. An image that already has a
 	// '/' or ':' is used as it is.
 	ImagePrefix string
@@ -96,7 +96,7 @@ func (r *Runtime) Capabilities() sandbox.Capabilities {
 // requires.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_]{0,199}$`)
 
-// ImageRef maps a Spec.Image to the reference the engine knows.
+// ImageRef maps a Spec.Rootfs to the reference the engine knows.
 func ImageRef(prefix, image string) string {
 	if strings.ContainsAny(image, "/:") {
 		return image
@@ -109,7 +109,7 @@ func containerConfigs(cfg Config, spec sandbox.Spec) (*container.Config, *contai
 	if !namePattern.MatchString(spec.Name) {
 		return nil, nil, fmt.Errorf("sandbox name %q: want letters, digits and '_', starting with a letter or digit", spec.Name)
 	}
-	if spec.Image == "" {
+	if spec.Rootfs == "" {
 		return nil, nil, errors.New("no image")
 	}
 	if spec.MemoryMB < 0 || spec.PidsLimit < 0 {
@@ -143,7 +143,7 @@ func containerConfigs(cfg Config, spec sandbox.Spec) (*container.Config, *contai
 		network = "bridge"
 	}
 	cc := &container.Config{
-		Image:        ImageRef(cfg.ImagePrefix, spec.Image),
+		Image:        ImageRef(cfg.ImagePrefix, spec.Rootfs),
 		Env:          env,
 		AttachStdout: true,
 		AttachStderr: true,

@@ -46,7 +46,7 @@ func TestFreshContainerPerUse(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 3; i++ {
 		// The start stub's output must come back through the attach stream.
-		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("%s%d_guest_a", p, i), Image: "teemate",
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("%s%d_guest_a", p, i), Rootfs: "teemate",
 			Command: sandboxtest.StartStubCommand(), MemoryMB: 64})
 		if err != nil {
 			t.Fatal(err)
@@ -64,7 +64,7 @@ func TestFreshContainerPerUse(t *testing.T) {
 
 func TestMemoryLimitOOMKills(t *testing.T) {
 	rt := needEngine(t)
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "bomb", Image: "native", MemoryMB: 64,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "bomb", Rootfs: "native", MemoryMB: 64,
 		Command: sandboxtest.MemoryBombCommand()})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestMemoryLimitOOMKills(t *testing.T) {
 func TestNetworkOnlyLoopbackByDefault(t *testing.T) {
 	rt := needEngine(t)
 	ifaces := func(network bool) string {
-		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "net", Image: "native", Network: network,
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + "net", Rootfs: "native", Network: network,
 			Command: []string{"/usr/bin/node", "-e", "console.log(Object.keys(require('os').networkInterfaces()).sort().join(','))"}})
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 		}
 	}
 	defer rt.cli.ContainerRemove(ctx, other, container.RemoveOptions{Force: true})
-	live, err := rt.Create(ctx, sandbox.Spec{Name: p + "3_live", Image: "native", Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}})
+	live, err := rt.Create(ctx, sandbox.Spec{Name: p + "3_live", Rootfs: "native", Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestConcurrentCreateDestroy(t *testing.T) {
 	rt := needEngine(t)
 	p := prefix(t)
 	sandboxtest.CreateDestroyConcurrently(t, 64, false, func(ctx context.Context, i int) (sandbox.Sandbox, error) {
-		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Image: "teemate", MemoryMB: 32,
+		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("%s%d", p, i), Rootfs: "teemate", MemoryMB: 32,
 			Command: sandboxtest.StartStubCommand()})
 	})
 	if left := names(t, rt, p); len(left) != 0 {
@@ -155,15 +155,15 @@ func TestStartFailureIsReportedNotHung(t *testing.T) {
 	p := prefix(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := rt.Create(ctx, sandbox.Spec{Name: p + "bad", Image: "teemate", Command: []string{"/no/such/binary"}})
+	_, err := rt.Create(ctx, sandbox.Spec{Name: p + "bad", Rootfs: "teemate", Command: []string{"/no/such/binary"}})
 	if !errors.Is(err, sandbox.ErrStartFailed) {
 		t.Fatalf("bad command: %v, want ErrStartFailed", err)
 	}
-	_, err = rt.Create(ctx, sandbox.Spec{Name: p + "noimage", Image: "no_such_image_here"})
+	_, err = rt.Create(ctx, sandbox.Spec{Name: p + "noimage", Rootfs: "no_such_image_here"})
 	if !errors.Is(err, sandbox.ErrStartFailed) || !strings.Contains(err.Error(), "make images") {
 		t.Fatalf("missing image: %v", err)
 	}
-	_, err = rt.Create(ctx, sandbox.Spec{Name: "bad-name", Image: "teemate"})
+	_, err = rt.Create(ctx, sandbox.Spec{Name: "bad-name", Rootfs: "teemate"})
 	if !errors.Is(err, sandbox.ErrStartFailed) {
 		t.Fatalf("bad name: %v", err)
 	}
@@ -207,7 +207,7 @@ func proxyRoundTrip(t *testing.T, image string) (string, string) {
 	rt := needEngine(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "proxy.sock")
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + image, Image: image, MemoryMB: 256,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: prefix(t) + image, Rootfs: image, MemoryMB: 256,
 		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock", "TEEMATE_SANDBOX": "s1"},
 		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
 		ProxySocket: sock})

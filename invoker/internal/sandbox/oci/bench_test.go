@@ -42,7 +42,7 @@ func benchStart(b *testing.B, poolSize int) {
 			b.StartTimer()
 		}
 		t0 := time.Now()
-		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_bench", i), Image: "teemate", MemoryMB: 64,
+		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_bench", i), Rootfs: "teemate", MemoryMB: 64,
 			Command: sandboxtest.StartStubCommand(),
 			Mounts:  []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}}})
 		if err != nil {
@@ -97,7 +97,7 @@ func BenchmarkCreateSteps(b *testing.B) {
 			<-sleepTick()
 		}
 		b.StartTimer()
-		spec := sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_bench", i), Image: "teemate", MemoryMB: 64,
+		spec := sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_bench", i), Rootfs: "teemate", MemoryMB: 64,
 			Command: []string{"/bin/teemate-shim"}, Env: map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
 			Mounts: []sandbox.Mount{{HostPath: proxyDir, GuestPath: "/run/teemate/proxy"},
 				{HostPath: gateDir, GuestPath: "/run/teemate/gate", ReadOnly: true}}}
@@ -229,7 +229,7 @@ func BenchmarkSustained(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_sustained", i), Image: "teemate", MemoryMB: 64,
+				sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_sustained", i), Rootfs: "teemate", MemoryMB: 64,
 					Command: sandboxtest.StartStubCommand()})
 				if err != nil {
 					b.Fatal(err)

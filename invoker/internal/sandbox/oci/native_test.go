@@ -18,7 +18,7 @@ func TestNativeImageActionProxyFromPool(t *testing.T) {
 	rt := newRuntime(t, Config{PoolSize: 1, Prewarm: []PoolKey{key}})
 	waitPool(t, rt, key, 1)
 	dir := t.TempDir()
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_5_guest_native", Image: "native", MemoryMB: 128,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_5_guest_native", Rootfs: "native", MemoryMB: 128,
 		Env:         map[string]string{"TEEMATE_PROXY_SOCKET": "/run/teemate/proxy/proxy.sock"},
 		Mounts:      []sandbox.Mount{{HostPath: dir, GuestPath: "/run/teemate/proxy"}},
 		ProxySocket: filepath.Join(dir, "proxy.sock")})

@@ -300,7 +300,7 @@ func (r *Runtime) plan(spec sandbox.Spec) (PoolKey, []byte, error) {
 	if spec.MemoryMB < 0 || spec.PidsLimit < 0 {
 		return PoolKey{}, nil, errors.New("negative limit")
 	}
-	ic, err := r.image(spec.Image)
+	ic, err := r.image(spec.Rootfs)
 	if err != nil {
 		return PoolKey{}, nil, err
 	}
@@ -326,7 +326,7 @@ func (r *Runtime) plan(spec sandbox.Spec) (PoolKey, []byte, error) {
 	// The start stub execs the command only once the container is started; a command that is
 	// not there is caught here instead, so it fails Create rather than an exit later. The stub
 	// execs exactly the file found here.
-	path, err := findCommand(filepath.Join(r.cfg.ImagesDir, spec.Image, "rootfs"), args[0], env, spec.Mounts)
+	path, err := findCommand(filepath.Join(r.cfg.ImagesDir, spec.Rootfs, "rootfs"), args[0], env, spec.Mounts)
 	if err != nil {
 		return PoolKey{}, nil, err
 	}
@@ -334,7 +334,7 @@ func (r *Runtime) plan(spec sandbox.Spec) (PoolKey, []byte, error) {
 	if err != nil {
 		return PoolKey{}, nil, err
 	}
-	return r.normalise(PoolKey{Image: spec.Image, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit}), startConf, nil
+	return r.normalise(PoolKey{Image: spec.Rootfs, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit}), startConf, nil
 }
 
 // acquire takes a pooled container or creates one.

@@ -35,7 +35,7 @@ func TestFreshPooledContainerPerUse(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		waitPool(t, rt, key, 2)
 		pooled := listIDs(t, rt)
-		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_a", i), Image: "teemate", MemoryMB: 64,
+		sb, err := rt.Create(context.Background(), sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_a", i), Rootfs: "teemate", MemoryMB: 64,
 			Command: sandboxtest.StartStubCommand()})
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +73,7 @@ let roErr = 'none'; try { fs.writeFileSync('/run/teemate/gate/x', '1') } catch (
 let rootErr = 'none'; try { fs.writeFileSync('/etc/x', '1') } catch (e) { rootErr = e.code }
 fs.writeFileSync('/tmp/t', 'tmp ok');
 console.log(roErr, rootErr, fs.readFileSync('/tmp/t','utf8'), process.pid, Object.keys(require('os').networkInterfaces()).join(','));`
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_1_guest_mounts", Image: "native", MemoryMB: 128,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_1_guest_mounts", Rootfs: "native", MemoryMB: 128,
 		Command: []string{"/usr/bin/node", "-e", script}, Env: map[string]string{"GREETING": "hi"},
 		Mounts: []sandbox.Mount{{HostPath: rw, GuestPath: "/run/teemate/proxy"}, {HostPath: ro, GuestPath: "/run/teemate/gate", ReadOnly: true}}})
 	if err != nil {
@@ -99,7 +99,7 @@ console.log(roErr, rootErr, fs.readFileSync('/tmp/t','utf8'), process.pid, Objec
 
 func TestMemoryLimitOOMKills(t *testing.T) {
 	rt := newRuntime(t, Config{PoolSize: -1})
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_2_guest_bomb", Image: "native", MemoryMB: 64,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_2_guest_bomb", Rootfs: "native", MemoryMB: 64,
 		Command: sandboxtest.MemoryBombCommand()})
 	if err != nil {
 		t.Fatal(err)
@@ -112,15 +112,15 @@ func TestRefusedSpecs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for name, spec := range map[string]sandbox.Spec{
-		"bad command":      {Name: "wsk0_3_a", Image: "teemate", Command: []string{"/no/such/binary"}},
-		"bare bad command": {Name: "wsk0_3_b", Image: "teemate", Command: []string{"nosuchbinary"}},
-		"network":          {Name: "wsk0_3_c", Image: "teemate", Network: true},
-		"no image":         {Name: "wsk0_3_d", Image: "nosuchimage"},
-		"image path":       {Name: "wsk0_3_e", Image: "../teemate"},
-		"bad name":         {Name: "bad-name", Image: "teemate"},
-		"mount outside":    {Name: "wsk0_3_f", Image: "teemate", Mounts: []sandbox.Mount{{HostPath: "/tmp", GuestPath: "/etc"}}},
-		"relative mount":   {Name: "wsk0_3_g", Image: "teemate", Mounts: []sandbox.Mount{{HostPath: "tmp", GuestPath: "/run/teemate/x"}}},
-		"bad env":          {Name: "wsk0_3_h", Image: "teemate", Env: map[string]string{"A=B": "c"}},
+		"bad command":      {Name: "wsk0_3_a", Rootfs: "teemate", Command: []string{"/no/such/binary"}},
+		"bare bad command": {Name: "wsk0_3_b", Rootfs: "teemate", Command: []string{"nosuchbinary"}},
+		"network":          {Name: "wsk0_3_c", Rootfs: "teemate", Network: true},
+		"no image":         {Name: "wsk0_3_d", Rootfs: "nosuchimage"},
+		"image path":       {Name: "wsk0_3_e", Rootfs: "../teemate"},
+		"bad name":         {Name: "bad-name", Rootfs: "teemate"},
+		"mount outside":    {Name: "wsk0_3_f", Rootfs: "teemate", Mounts: []sandbox.Mount{{HostPath: "/tmp", GuestPath: "/etc"}}},
+		"relative mount":   {Name: "wsk0_3_g", Rootfs: "teemate", Mounts: []sandbox.Mount{{HostPath: "tmp", GuestPath: "/run/teemate/x"}}},
+		"bad env":          {Name: "wsk0_3_h", Rootfs: "teemate", Env: map[string]string{"A=B": "c"}},
 	} {
 		if _, err := rt.Create(ctx, spec); !errors.Is(err, sandbox.ErrStartFailed) {
 			t.Errorf("%s: %v, want ErrStartFailed", name, err)
@@ -144,7 +144,7 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 	if _, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Image: "native",
+	if _, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Rootfs: "native",
 		Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestConcurrentCreateDestroy(t *testing.T) {
 	key := PoolKey{Image: "teemate", MemoryMB: 32}
 	rt := newRuntime(t, Config{PoolSize: 4, Prewarm: []PoolKey{key}})
 	seen := sandboxtest.CreateDestroyConcurrently(t, 64, true, func(ctx context.Context, i int) (sandbox.Sandbox, error) {
-		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_c", i), Image: "teemate", MemoryMB: 32,
+		return rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_guest_c", i), Rootfs: "teemate", MemoryMB: 32,
 			Command: sandboxtest.StartStubCommand()})
 	})
 	for _, id := range listIDs(t, rt) {

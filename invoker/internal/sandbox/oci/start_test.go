@@ -70,7 +70,7 @@ func TestStartReleasesCreatedContainer(t *testing.T) {
 			t.Fatalf("pooled %s is %s", id, st)
 		}
 	}
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_6_guest_fd", Image: "native", MemoryMB: 128,
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_6_guest_fd", Rootfs: "native", MemoryMB: 128,
 		Command: acceptOnFD3, Env: map[string]string{"TEEMATE_PROXY_FD": "7"}})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestStartReleasesCreatedContainer(t *testing.T) {
 // sandbox's process has exited a connect fails instead of waiting in a backlog nobody serves.
 func TestDeadSandboxRefusesConnects(t *testing.T) {
 	rt := newRuntime(t, Config{PoolSize: -1})
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_7_guest_dead", Image: "native",
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_7_guest_dead", Rootfs: "native",
 		Command: []string{"/usr/bin/node", "-e", "0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestDeadSandboxRefusesConnects(t *testing.T) {
 func TestStartFallsBackToRuntimeBinary(t *testing.T) {
 	rt := newRuntime(t, Config{PoolSize: -1})
 	rt.kind = "" // as for a runtime whose FIFO protocol is unknown
-	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_8_guest_bin", Image: "native",
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_8_guest_bin", Rootfs: "native",
 		Command: acceptOnFD3})
 	if err != nil {
 		t.Fatal(err)

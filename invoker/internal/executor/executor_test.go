@@ -59,7 +59,7 @@ func run(m *testing.M) int {
 
 type env struct {
 	teardowns atomic.Int64
-	exec      *Teemate
+	exec      *Executor
 	manager   *enclave.Manager
 }
 
@@ -94,7 +94,7 @@ func setup(t *testing.T, slots int, shim string) *env {
 		rt.Close(ctx)
 		m.Close(ctx)
 	})
-	x, err := NewTeemate(m, rt, Config{ShimPath: shim, ProxyDir: shortDir(t, "ep"), Grace: 2 * time.Second}, log)
+	x, err := New(m, rt, Config{Model: SharedEnclave{ShimPath: shim}, ProxyDir: shortDir(t, "ep"), Grace: 2 * time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +26,10 @@ type Enclaves interface {
 	Reserve(ctx context.Context, image string) (*enclave.Lease, error)
 }
 
-// Config configures the Teemate executor.
+// Config configures the Executor.
 type Config struct {
-	// ShimPath is the teemate-shim binary as seen inside the sandbox. Required.
-	ShimPath string
+	// Model is the strategy: SharedEnclave (the TeeMate design), Native or Strawman. Required.
+	Model Model
 	// ProxyDir is a host directory under which each sandbox gets a directory for its action-proxy
 	// socket. Required; keep it short (unix socket paths are limited to 107 bytes).
 	ProxyDir string
@@ -41,30 +40,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// LogConfig gives the collection limits for a log limit; proxy.DefaultLogConfig by default.
 	LogConfig func(limitBytes int64) proxy.LogConfig
-	// Model is the execution model: ModelTeemate (default), ModelNative or ModelStrawman. The bench
-	// compares the three on the same sandbox backend.
-	Model string
 	// OnTeardown, when set, receives each sandbox's teardown time (it happens after the answer, so
 	// it is not part of the Outcome's phases).
 	OnTeardown func(time.Duration)
-	// NativeCommand is the argv of the OpenWhisk-style Node action proxy in a native sandbox, as seen
-	// inside the sandbox. Required for ModelNative.
-	NativeCommand []string
-	// StrawmanRuntime is the argv that boots a fresh enclave runtime inside a strawman sandbox, as
-	// seen inside it; the executor appends --socket, --slots 1, --image, --enclave and --work-dir.
-	// Required for ModelStrawman.
-	StrawmanRuntime []string
 }
-
-// Execution models.
-const (
-	// ModelTeemate: a fresh sandbox per activation attached to the warm shared enclave of its image.
-	ModelTeemate = "teemate"
-	// ModelNative: OpenWhisk's way: a fresh sandbox with its own Node action proxy, no enclave.
-	ModelNative = "native"
-	// ModelStrawman: one enclave per container: each fresh sandbox boots its own enclave runtime.
-	ModelStrawman = "strawman"
-)
 
 // Guest paths used when the sandbox backend can remap mounts.
 const (
@@ -73,9 +52,10 @@ const (
 	proxySockName = "proxy.sock"
 )
 
-// Teemate runs each activation in a fresh sandbox attached to the warm shared enclave of the
-// action's image. It implements activation.Executor.
-type Teemate struct {
+// Executor runs each activation in a fresh sandbox, shaped by its Model: attached to the warm
+// shared enclave of the action's image (SharedEnclave), or with its own runtime inside (Native,
+// Strawman). It implements activation.Executor.
+type Executor struct {
 	enclaves  Enclaves
 	sandboxes sandbox.Runtime
 	cfg       Config
@@ -84,15 +64,18 @@ type Teemate struct {
 	teardowns sync.WaitGroup
 }
 
-var _ activation.Executor = (*Teemate)(nil)
+var _ activation.Executor = (*Executor)(nil)
 
-// NewTeemate makes the executor.
-func NewTeemate(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *zap.Logger) (*Teemate, error) {
-	if cfg.ShimPath == "" || cfg.ProxyDir == "" {
-		return nil, errors.New("teemate executor: ShimPath and ProxyDir are required")
+// New makes the executor.
+func New(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *zap.Logger) (*Executor, error) {
+	if cfg.Model == nil || cfg.ProxyDir == "" {
+		return nil, errors.New("executor: Model and ProxyDir are required")
+	}
+	if err := cfg.Model.validate(); err != nil {
+		return nil, fmt.Errorf("executor: %w", err)
 	}
 	if err := os.MkdirAll(cfg.ProxyDir, 0o755); err != nil {
-		return nil, fmt.Errorf("teemate executor: %w", err)
+		return nil, fmt.Errorf("executor: %w", err)
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 5 * time.Second
@@ -103,22 +86,7 @@ func NewTeemate(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *z
 	if cfg.LogConfig == nil {
 		cfg.LogConfig = proxy.DefaultLogConfig
 	}
-	switch cfg.Model {
-	case "":
-		cfg.Model = ModelTeemate
-	case ModelTeemate:
-	case ModelNative:
-		if len(cfg.NativeCommand) == 0 {
-			return nil, errors.New("native model: NativeCommand is required")
-		}
-	case ModelStrawman:
-		if len(cfg.StrawmanRuntime) == 0 {
-			return nil, errors.New("strawman model: StrawmanRuntime is required")
-		}
-	default:
-		return nil, fmt.Errorf("unknown execution model %q", cfg.Model)
-	}
-	return &Teemate{enclaves: enclaves, sandboxes: sandboxes, cfg: cfg, log: log}, nil
+	return &Executor{enclaves: enclaves, sandboxes: sandboxes, cfg: cfg, log: log}, nil
 }
 
 // oomGrace is how long a broken connection waits for the sandbox's exit to learn whether it was
@@ -136,7 +104,7 @@ var (
 
 // Run runs one job. It never hangs: every wait is bounded by the job's limits plus the grace, and
 // the owner's death or the sandbox's exit aborts the calls in flight.
-func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outcome {
+func (t *Executor) Run(ctx context.Context, job *activation.Job) activation.Outcome {
 	return t.run(ctx, job, 1)
 }
 
@@ -145,7 +113,7 @@ func (t *Teemate) Run(ctx context.Context, job *activation.Job) activation.Outco
 // noticed; the second attempt gets a lease on a live owner.
 const maxAttempts = 2
 
-func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) activation.Outcome {
+func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) activation.Outcome {
 	timeout := job.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -156,11 +124,11 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 	out := activation.Outcome{Phases: map[string]time.Duration{}}
 	log := t.log.With(zap.String("sandbox", job.Name), zap.String("image", job.Image))
 
-	// Only the teemate model shares a warm enclave; the other two models bring their own runtime
-	// into every sandbox, so nothing can die under them but the sandbox itself.
+	// Only SharedEnclave shares a warm enclave; the other two models bring their own runtime into
+	// every sandbox, so nothing can die under them but the sandbox itself.
 	var died <-chan struct{}
 	gateDir := ""
-	if t.cfg.Model == ModelTeemate {
+	if t.cfg.Model.SharesEnclave() {
 		lease, err := t.enclaves.Reserve(hctx, job.Image)
 		if err != nil {
 			return t.failEarly(ctx, out, log, "no enclave thread", err)
@@ -180,14 +148,17 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 	}
 	spec := t.spec(job, timeout, dir, gateDir)
 
+	lc := &life{state: stateCreating, log: log}
 	t0 := time.Now()
 	sb, err := t.sandboxes.Create(hctx, spec)
 	out.Phases[metrics.PhaseSandboxCreate] = time.Since(t0)
 	if err != nil {
+		lc.on(evCreateFailed)
 		removeDir()
 		return t.failEarly(ctx, out, log, "sandbox create", err)
 	}
-	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, sb.ProxySocket(), &out, log)
+	lc.on(evCreated)
+	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, lc, &out, log)
 
 	// The answer goes out first and the sandbox is removed behind it, as OpenWhisk removes a
 	// container after the activation's acks; the sandbox has already served its one activation.
@@ -200,7 +171,10 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer dcancel()
 		if err := sb.Destroy(dctx); err != nil {
+			lc.on(evRemoveFailed)
 			log.Error("destroying the sandbox failed", zap.Error(err))
+		} else {
+			lc.on(evRemoved)
 		}
 		if t.cfg.OnTeardown != nil {
 			t.cfg.OnTeardown(time.Since(t1))
@@ -221,7 +195,7 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 }
 
 // Close waits for the sandboxes still being removed.
-func (t *Teemate) Close(ctx context.Context) error {
+func (t *Executor) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { t.teardowns.Wait(); close(done) }()
 	select {
@@ -232,7 +206,7 @@ func (t *Teemate) Close(ctx context.Context) error {
 	}
 }
 
-func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
+func (t *Executor) spec(job *activation.Job, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
 	guestProxy, guestGate := proxyDir, gateDir
 	if t.sandboxes.Capabilities().RemapsPaths {
 		guestProxy, guestGate = guestProxyDir, guestGateDir
@@ -241,14 +215,11 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 	if logLimit < 0 {
 		logLimit = 0
 	}
-	proxySocket := filepath.Join(guestProxy, proxySockName)
 	spec := sandbox.Spec{
-		Name:    job.Name,
-		Image:   t.cfg.Model,
-		Command: []string{t.cfg.ShimPath},
+		Name:   job.Name,
+		Rootfs: t.cfg.Model.Rootfs(),
 		Env: map[string]string{
-			"TEEMATE_PROXY_SOCKET":    proxySocket,
-			"TEEMATE_GATE":            filepath.Join(guestGate, "gate.sock"),
+			"TEEMATE_PROXY_SOCKET":    filepath.Join(guestProxy, proxySockName),
 			"TEEMATE_SANDBOX":         job.Name,
 			"TEEMATE_MEMORY_MB":       strconv.Itoa(job.MemoryMB),
 			"TEEMATE_LOG_LIMIT_BYTES": strconv.FormatInt(logLimit, 10),
@@ -263,32 +234,12 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 		// The shim tells the enclave runtime, which lets the action open client sockets.
 		spec.Env["TEEMATE_NETWORK"] = "1"
 	}
-	switch t.cfg.Model {
-	case ModelTeemate:
-		// The action's I/O happens in the shared enclave runtime, not in this sandbox: the
-		// sandbox only talks to the gate over a unix socket, so it gets no network of its own
-		// (the runtime's capability set decides what the action reaches).
-		spec.Network = false
-		// TODO: mount only the gate socket once every backend can bind a single socket file;
-		// the owner's directory also holds its work files.
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{HostPath: gateDir, GuestPath: guestGate})
-	case ModelNative:
-		spec.Command = t.cfg.NativeCommand
-		delete(spec.Env, "TEEMATE_GATE")
-	case ModelStrawman:
-		// The runtime's gate and work files live in the sandbox's own proxy directory, and die with it.
-		gate := filepath.Join(guestProxy, "gate.sock")
-		spec.Env["TEEMATE_GATE"] = gate
-		argv := append(append([]string(nil), t.cfg.StrawmanRuntime...),
-			"--socket", gate, "--slots", "1", "--image", job.Image, "--enclave", "strawman-"+job.Name,
-			"--work-dir", filepath.Join(guestProxy, "work"))
-		spec.Env["TEEMATE_STRAWMAN_CMD"] = strings.Join(argv, " ")
-	}
+	t.cfg.Model.shape(&spec, job, guestProxy, guestGate, gateDir)
 	return spec
 }
 
 // failEarly answers a job that never reached its sandbox's action proxy: a whisk error.
-func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *zap.Logger, what string, err error) activation.Outcome {
+func (t *Executor) failEarly(ctx context.Context, out activation.Outcome, log *zap.Logger, what string, err error) activation.Outcome {
 	now := time.Now()
 	out.Start, out.End = now, now
 	if ctx.Err() != nil {
@@ -300,9 +251,9 @@ func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *za
 	return out
 }
 
-// activate drives the sandbox's action proxy: ready, /init, /run, logs.
-func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
-	died <-chan struct{}, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
+// activate drives the sandbox's action proxy from starting to removing: ready, /init, /run, logs.
+func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
+	died <-chan struct{}, sb sandbox.Sandbox, lc *life, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
@@ -331,8 +282,9 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 		}
 	}()
 
-	client, err := proxy.New(sock)
+	client, err := proxy.New(sb.ProxySocket())
 	if err != nil {
+		lc.on(evProxyFailed)
 		*out = t.failEarly(parent, *out, log, "proxy client", err)
 		return false
 	}
@@ -341,6 +293,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	err = client.WaitReady(actx, t0.Add(t.cfg.ReadyTimeout))
 	out.Phases[metrics.PhaseProxyReady] = time.Since(t0)
 	if err != nil {
+		lc.on(evProxyFailed)
 		phases := out.Phases
 		*out = t.failEarly(parent, *out, log, "action proxy not ready", fmt.Errorf("%w (cause: %v)", err, context.Cause(actx)))
 		out.Phases = phases
@@ -348,6 +301,9 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 		return false
 	}
 
+	lc.on(evProxyReady)
+
+	lc.on(evInit)
 	out.Start = time.Now()
 	resp, err := client.Init(actx, job.Init, timeout)
 	out.InitTime = time.Since(out.Start)
@@ -367,10 +323,12 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 		}
 	}
 	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
+		lc.on(evInitFailed)
 		t.finish(hctx, out, reply, collector, sb, log)
 		// The shim could not reach the enclave: no user code ran, so the activation may be retried.
 		return resp != nil && resp.Outcome == proxy.OutcomeGate
 	}
+	lc.on(evInitOK)
 
 	body := job.Run
 	if body.Deadline == "" {
@@ -382,6 +340,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	}
 	resp, err = client.Run(actx, body, timeout+t.cfg.Grace)
 	reply = t.reply(false, resp, err, actx, parent, timeout, sb, log)
+	lc.on(evRunDone)
 	if resp != nil {
 		out.Phases[metrics.PhaseIsolateCreate] = msDur(resp.Timings.IsolateMs)
 		out.Phases[metrics.PhaseRun] = msDur(resp.Timings.RunMs)
@@ -398,7 +357,7 @@ type classified struct {
 }
 
 // reply classifies one /init or /run call, including why it failed when no reply came.
-func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
+func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
 	timeout time.Duration, sb sandbox.Sandbox, log *zap.Logger) classified {
 	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds()}
 	if err == nil {
@@ -433,7 +392,7 @@ func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent
 }
 
 // finish records the response and collects the logs.
-func (t *Teemate) finish(hctx context.Context, out *activation.Outcome, c classified,
+func (t *Executor) finish(hctx context.Context, out *activation.Outcome, c classified,
 	collector *proxy.Collector, sb sandbox.Sandbox, log *zap.Logger) {
 	out.End = time.Now()
 	out.Response = c.resp
@@ -457,5 +416,22 @@ func isClosed(c <-chan struct{}) bool {
 
 func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
+// life tracks one sandbox through its lifecycle; the executor moves it with each step's result.
+// It is used by one goroutine at a time (the activation's, then its teardown's).
+type life struct {
+	state state
+	log   *zap.Logger
+}
+
+func (l *life) on(e event) {
+	next, err := transition(l.state, e)
+	if err != nil {
+		l.log.Error("sandbox lifecycle broken", zap.Error(err))
+	} else {
+		l.log.Debug("sandbox", zap.Stringer("from", l.state), zap.Stringer("event", e), zap.Stringer("to", next))
+	}
+	l.state = next
+}
+
 // ObserveTeardown sets the callback that receives sandbox teardown times; call it before Run.
-func (t *Teemate) ObserveTeardown(f func(time.Duration)) { t.cfg.OnTeardown = f }
+func (t *Executor) ObserveTeardown(f func(time.Duration)) { t.cfg.OnTeardown = f }

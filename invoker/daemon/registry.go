@@ -1,0 +1,396 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/enclave/direct"
+	"github.com/teemate/platform/invoker/internal/enclave/sgx"
+	"github.com/teemate/platform/invoker/internal/executor"
+	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/docker"
+	"github.com/teemate/platform/invoker/internal/sandbox/oci"
+	"github.com/teemate/platform/invoker/internal/sandbox/process"
+)
+
+// The registry: every backend and model this invoker can run, by name, in one place. Each entry
+// says how it probes this host (with the reason when it cannot run here) and how it is built from
+// Backends. bin/invoker builds what its flags name; the controller-adapter's standalone mode asks
+// ChooseBackends which to default to. The order of each list is the preference for "auto".
+
+// ErrUnknownBackend is returned for a backend or model name this invoker does not know; the
+// message lists the names it knows.
+var ErrUnknownBackend = errors.New("unknown backend")
+
+// ErrNotAvailable is returned by ChooseBackends for a backend that cannot run on this host; the
+// message says why.
+var ErrNotAvailable = errors.New("backend not available on this machine")
+
+// None is the backend name that runs no executor: every activation is answered with a whisk
+// error. It is a valid sandbox and enclave name, never chosen by "auto".
+const None = "none"
+
+// Host is what a backend's probe may ask about the machine. RealHost asks this machine; a test
+// describes one.
+type Host struct {
+	// Repo is the repository root: the function images are under Repo/.state/images.
+	Repo string
+	// Exists reports whether a path exists.
+	Exists func(path string) bool
+	// OnPath reports whether an executable is on PATH.
+	OnPath func(name string) bool
+	// Root: the invoker runs as root.
+	Root bool
+}
+
+// RealHost is this machine, with the repository at repo.
+func RealHost(repo string) Host {
+	return Host{
+		Repo:   repo,
+		Exists: func(p string) bool { _, err := os.Stat(p); return err == nil },
+		OnPath: func(name string) bool { _, err := exec.LookPath(name); return err == nil },
+		Root:   os.Geteuid() == 0,
+	}
+}
+
+// assembly is what a backend or model is built from: the settings, and the invoker's private
+// runtime directory and sandbox name prefix.
+type assembly struct {
+	log     *zap.Logger
+	b       Backends
+	repo    string // absolute repository root
+	runtime string // private directory for sockets and state, removed at the end
+	prefix  string // sandbox names wsk{N}_...
+	model   executor.Model
+}
+
+type sandboxEntry struct {
+	name string
+	// probe says why the backend cannot run on h; nil when it can (or cannot tell before building).
+	probe func(h Host) error
+	// build makes the runtime; nil for "none".
+	build func(a *assembly) (sandbox.Runtime, error)
+	// inImage: sandboxes see their image's filesystem (containers), so programs are named by
+	// their paths in the image; otherwise they see the host's (process).
+	inImage bool
+}
+
+type enclaveEntry struct {
+	name  string
+	probe func(h Host) error
+	build func(a *assembly) (enclave.Backend, error)
+}
+
+type modelEntry struct {
+	name string
+	// build makes the model's strategy; inImage is the sandbox backend's.
+	build func(a *assembly, inImage bool) (executor.Model, error)
+}
+
+var sandboxes = []sandboxEntry{
+	// oci and docker isolate alike, but the oci backend's pool of created containers starts one in
+	// milliseconds where the Docker Engine takes hundreds.
+	{name: "oci", probe: probeOCI, build: buildOCI, inImage: true},
+	{name: "docker", probe: probeDocker, build: buildDocker, inImage: true},
+	// No isolation: for development only (it says so in its logs).
+	{name: "process", build: buildProcess},
+	{name: None},
+}
+
+var enclaves = []enclaveEntry{
+	{name: "sgx", probe: probeSGX, build: buildSGX},
+	// No SGX: the same runtime as a plain (confined) process; no confidentiality, and it says so.
+	{name: "direct", build: buildDirect},
+	{name: None},
+}
+
+var models = []modelEntry{
+	{name: executor.ModelTeemate, build: buildSharedEnclave},
+	{name: executor.ModelNative, build: buildNative},
+	{name: executor.ModelStrawman, build: buildStrawman},
+}
+
+// SandboxNames, EnclaveNames and ModelNames list the registered names, preferred first.
+func SandboxNames() []string { return names(sandboxes, func(e sandboxEntry) string { return e.name }) }
+func EnclaveNames() []string { return names(enclaves, func(e enclaveEntry) string { return e.name }) }
+func ModelNames() []string   { return names(models, func(e modelEntry) string { return e.name }) }
+
+func names[E any](entries []E, name func(E) string) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = name(e)
+	}
+	return out
+}
+
+// lookup finds the entry called name, or says which names there are.
+func lookup[E any](what, name string, entries []E, nameOf func(E) string) (E, error) {
+	for _, e := range entries {
+		if nameOf(e) == name {
+			return e, nil
+		}
+	}
+	var zero E
+	return zero, fmt.Errorf("%w: %s %q (known: %s)", ErrUnknownBackend, what, name, strings.Join(names(entries, nameOf), ", "))
+}
+
+func lookupSandbox(name string) (sandboxEntry, error) {
+	return lookup("sandbox", name, sandboxes, func(e sandboxEntry) string { return e.name })
+}
+
+func lookupEnclave(name string) (enclaveEntry, error) {
+	return lookup("enclave", name, enclaves, func(e enclaveEntry) string { return e.name })
+}
+
+func lookupModel(name string) (modelEntry, error) {
+	return lookup("model", name, models, func(e modelEntry) string { return e.name })
+}
+
+// Choice names the backends and the model of an invoker.
+type Choice struct {
+	Sandbox, Enclave, Model string
+}
+
+// ChooseBackends resolves sandbox, enclave and model names as the controller-adapter's
+// --sandbox, --enclave and --model flags give them. "" or "auto" takes the first backend of the
+// registry that is available on h; a named backend must be known (ErrUnknownBackend) and
+// available (ErrNotAvailable, with the probe's reason). "none" is always allowed. The model
+// defaults to "teemate".
+func ChooseBackends(sandbox, enclave, model string, h Host) (Choice, error) {
+	var c Choice
+	var err error
+	if c.Sandbox, err = choose("sandbox", sandbox, sandboxes, func(e sandboxEntry) (string, func(Host) error) { return e.name, e.probe }, h); err != nil {
+		return Choice{}, err
+	}
+	if c.Enclave, err = choose("enclave", enclave, enclaves, func(e enclaveEntry) (string, func(Host) error) { return e.name, e.probe }, h); err != nil {
+		return Choice{}, err
+	}
+	if model == "" {
+		model = executor.ModelTeemate
+	}
+	if _, err := lookupModel(model); err != nil {
+		return Choice{}, err
+	}
+	c.Model = model
+	return c, nil
+}
+
+func choose[E any](what, want string, entries []E, entry func(E) (string, func(Host) error), h Host) (string, error) {
+	nameOf := func(e E) string { n, _ := entry(e); return n }
+	if want == "" || want == "auto" {
+		var why []string
+		for _, e := range entries {
+			name, probe := entry(e)
+			if name == None {
+				continue
+			}
+			if probe == nil {
+				return name, nil
+			}
+			err := probe(h)
+			if err == nil {
+				return name, nil
+			}
+			why = append(why, fmt.Sprintf("%s: %v", name, err))
+		}
+		return "", fmt.Errorf("%w: no %s backend (%s)", ErrNotAvailable, what, strings.Join(why, "; "))
+	}
+	e, err := lookup(what, want, entries, nameOf)
+	if err != nil {
+		return "", err
+	}
+	if _, probe := entry(e); probe != nil {
+		if err := probe(h); err != nil {
+			return "", fmt.Errorf("%w: %s %q: %w", ErrNotAvailable, what, want, err)
+		}
+	}
+	return want, nil
+}
+
+// ---- probes ------------------------------------------------------------------------------------
+
+func imagesBuilt(h Host) error {
+	if !h.Exists(filepath.Join(h.Repo, ".state", "images", "teemate", "image.json")) {
+		return errors.New("the function images are not built (make images)")
+	}
+	return nil
+}
+
+func probeDocker(h Host) error {
+	if !h.Exists("/var/run/docker.sock") {
+		return errors.New("no Docker Engine socket at /var/run/docker.sock")
+	}
+	return imagesBuilt(h)
+}
+
+func probeOCI(h Host) error {
+	if !h.OnPath("runc") && !h.OnPath("crun") {
+		return errors.New("neither runc nor crun is on PATH")
+	}
+	if !h.Root {
+		return errors.New("runc needs root to create namespaces and cgroups")
+	}
+	return imagesBuilt(h)
+}
+
+func probeSGX(h Host) error {
+	var missing []string
+	for _, dev := range []string{"/dev/sgx_enclave", "/dev/teemate"} {
+		if !h.Exists(dev) {
+			missing = append(missing, dev)
+		}
+	}
+	if !h.OnPath("gramine-sgx") {
+		missing = append(missing, "gramine-sgx on PATH")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// ---- builders ----------------------------------------------------------------------------------
+
+func buildProcess(a *assembly) (sandbox.Runtime, error) {
+	pcfg := process.Config{StateDir: filepath.Join(a.runtime, "p"), IDPrefix: a.prefix, PoolSize: a.b.PoolSize}
+	// With the start stub built, sandboxes are created ahead of their activations (a pool, as the
+	// oci backend has); without it every Create starts a process.
+	if stub := filepath.Join(a.repo, "bin", "teemate-start"); fileExists(stub) {
+		pcfg.StartStub = stub
+	} else {
+		a.log.Info("no start stub (make build): process sandboxes are created on the request path", zap.String("path", stub))
+	}
+	rt, err := process.New(pcfg, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("process sandbox: %w", err)
+	}
+	return rt, nil
+}
+
+func buildDocker(a *assembly) (sandbox.Runtime, error) {
+	rt, err := docker.New(context.Background(), docker.Config{}, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("docker sandbox: %w", err)
+	}
+	return rt, nil
+}
+
+func buildOCI(a *assembly) (sandbox.Runtime, error) {
+	images := a.b.ImagesDir
+	if images == "" {
+		images = filepath.Join(a.repo, ".state", "images")
+	}
+	rt, err := oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(a.runtime, "o"), IDPrefix: a.prefix,
+		PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("oci sandbox: %w", err)
+	}
+	return rt, nil
+}
+
+func buildDirect(a *assembly) (enclave.Backend, error) {
+	owner, err := direct.FindOwnerJS(a.repo)
+	if err != nil {
+		return nil, fmt.Errorf("direct enclave: %w", err)
+	}
+	conf, err := ownerConfinement(a.repo, a.b)
+	if err != nil {
+		return nil, fmt.Errorf("direct enclave: %w", err)
+	}
+	b, err := direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: a.b.UnsafeOwnerAsRoot}, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("direct enclave: %w", err)
+	}
+	return b, nil
+}
+
+func buildSGX(a *assembly) (enclave.Backend, error) {
+	b, err := sgx.New(SGXConfig(a.repo, a.runtime), a.log)
+	if err != nil {
+		return nil, fmt.Errorf("sgx enclave: %w", err)
+	}
+	return b, nil
+}
+
+func buildSharedEnclave(a *assembly, inImage bool) (executor.Model, error) {
+	if inImage {
+		return executor.SharedEnclave{ShimPath: imageShim}, nil
+	}
+	shim := a.b.ShimPath
+	if shim == "" {
+		shim = filepath.Join(a.repo, "bin", "teemate-shim")
+	}
+	if err := requireFile("teemate shim", shim); err != nil {
+		return nil, err
+	}
+	return executor.SharedEnclave{ShimPath: shim}, nil
+}
+
+func buildNative(a *assembly, inImage bool) (executor.Model, error) {
+	if inImage {
+		return executor.Native{Command: []string{imageNode, "/opt/teemate/native/proxy.js"}}, nil
+	}
+	node, err := hostNode(executor.ModelNative)
+	if err != nil {
+		return nil, err
+	}
+	return executor.Native{Command: []string{node, filepath.Join(a.repo, "deploy", "images", "native", "proxy.js")}}, nil
+}
+
+func buildStrawman(a *assembly, inImage bool) (executor.Model, error) {
+	if inImage {
+		return executor.Strawman{ShimPath: imageShim,
+			Runtime: []string{imageNode, "/opt/teemate/enclave-runtime/trusted/owner.js"}}, nil
+	}
+	shim := a.b.StrawmanShimPath
+	if shim == "" {
+		shim = filepath.Join(a.repo, "bin", "teemate-shim-go")
+	}
+	if err := requireFile("strawman shim", shim); err != nil {
+		return nil, err
+	}
+	node, err := hostNode(executor.ModelStrawman)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := direct.FindOwnerJS(a.repo)
+	if err != nil {
+		return nil, fmt.Errorf("strawman model: %w", err)
+	}
+	return executor.Strawman{ShimPath: shim, Runtime: []string{node, owner}}, nil
+}
+
+// Programs as the function images hold them (deploy/images/build.sh puts them there).
+const (
+	imageShim = "/bin/teemate-shim"
+	imageNode = "/usr/bin/node"
+)
+
+// hostNode is node's full path: sandboxes get a clean environment without PATH.
+func hostNode(model string) (string, error) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return "", fmt.Errorf("%s model needs node: %w", model, err)
+	}
+	return node, nil
+}
+
+func requireFile(what, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%s (run make build): %w", what, err)
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}

@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeHost describes a machine for the probes: which paths exist and which programs are on PATH.
+func fakeHost(root bool, present ...string) Host {
+	return Host{
+		Repo:   "/repo",
+		Exists: func(p string) bool { return slices.Contains(present, p) },
+		OnPath: func(n string) bool { return slices.Contains(present, "PATH:"+n) },
+		Root:   root,
+	}
+}
+
+var images = filepath.Join("/repo", ".state", "images", "teemate", "image.json")
+
+func TestChooseBackends(t *testing.T) {
+	bare := fakeHost(false)
+	rich := fakeHost(true, "/var/run/docker.sock", "PATH:runc", "/dev/sgx_enclave", "/dev/teemate", "PATH:gramine-sgx", images)
+	tests := []struct {
+		name                    string
+		sandbox, enclave, model string
+		host                    Host
+		want                    Choice
+		wantErr                 error
+		wantMsg                 string
+	}{
+		{name: "auto on a bare machine", sandbox: "auto", enclave: "auto", host: bare, want: Choice{"process", "direct", "teemate"}},
+		{name: "empty means auto", host: bare, want: Choice{"process", "direct", "teemate"}},
+		{name: "oci preferred: same isolation, pooled starts", host: rich, want: Choice{"oci", "sgx", "teemate"}},
+		{name: "docker when runc is missing", host: fakeHost(true, "/var/run/docker.sock", images), want: Choice{"docker", "direct", "teemate"}},
+		{name: "crun will do", host: fakeHost(true, "PATH:crun", images), want: Choice{"oci", "direct", "teemate"}},
+		{name: "oci needs root", host: fakeHost(false, "PATH:runc", images), want: Choice{"process", "direct", "teemate"}},
+		{name: "containers need the images", host: fakeHost(true, "/var/run/docker.sock", "PATH:runc"), want: Choice{"process", "direct", "teemate"}},
+		{name: "explicit process on a rich machine", sandbox: "process", host: rich, want: Choice{"process", "sgx", "teemate"}},
+		{name: "explicit none", sandbox: "none", enclave: "none", model: "native", host: bare, want: Choice{"none", "none", "native"}},
+		{name: "explicit docker not on the machine", sandbox: "docker", host: bare, wantErr: ErrNotAvailable, wantMsg: "/var/run/docker.sock"},
+		{name: "explicit docker without images", sandbox: "docker", host: fakeHost(true, "/var/run/docker.sock"), wantErr: ErrNotAvailable, wantMsg: "make images"},
+		{name: "explicit oci as a user", sandbox: "oci", host: fakeHost(false, "PATH:runc", images), wantErr: ErrNotAvailable, wantMsg: "root"},
+		{name: "explicit sgx without hardware", enclave: "sgx", host: fakeHost(false, "/dev/teemate"), wantErr: ErrNotAvailable,
+			wantMsg: "missing /dev/sgx_enclave, gramine-sgx on PATH"},
+		{name: "unknown sandbox", sandbox: "kvm", host: rich, wantErr: ErrUnknownBackend, wantMsg: `sandbox "kvm" (known: oci, docker, process, none)`},
+		{name: "unknown enclave", enclave: "tdx", host: rich, wantErr: ErrUnknownBackend, wantMsg: "known: sgx, direct, none"},
+		{name: "unknown model", model: "fast", host: rich, wantErr: ErrUnknownBackend, wantMsg: "known: teemate, native, strawman"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ChooseBackends(tt.sandbox, tt.enclave, tt.model, tt.host)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ChooseBackends: %v", err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// Every name the invoker's flags accept is registered once, and an unknown one is refused before
+// anything is built, naming the known ones.
+func TestRegistry_NamesAndUnknown(t *testing.T) {
+	for what, names := range map[string][]string{"sandbox": SandboxNames(), "enclave": EnclaveNames(), "model": ModelNames()} {
+		seen := map[string]bool{}
+		for _, n := range names {
+			if seen[n] {
+				t.Errorf("%s %q registered twice", what, n)
+			}
+			seen[n] = true
+		}
+	}
+	for _, b := range []Backends{{Sandbox: "kvm"}, {Enclave: "tdx"}, {Model: "fast"}, {Sandbox: "none", Model: "fast"}} {
+		err := b.validate()
+		if !errors.Is(err, ErrUnknownBackend) || !strings.Contains(err.Error(), "known: ") {
+			t.Errorf("%+v: %v", b, err)
+		}
+		if _, _, err := buildExecutor(zapTest(t), 0, b); !errors.Is(err, ErrUnknownBackend) && b.Sandbox != "none" {
+			t.Errorf("buildExecutor %+v: %v", b, err)
+		}
+	}
+	if err := (Backends{}).validate(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+}
