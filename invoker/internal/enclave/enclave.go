@@ -4,7 +4,9 @@
 //
 // A Backend starts owners ("direct": the Node runtime as a plain process; "sgx": the same runtime under
 // gramine-sgx with /dev/teemate attach). The Manager picks an owner for each activation, starts one when
-// none has a free TCS slot, health-checks them and restarts the ones that die.
+// none has a free TCS slot, health-checks them and restarts the ones that die. What it decides is
+// decided by the I/O-free core in enclave/pool; the Manager is the thin loop that starts, watches,
+// pings and stops the owners and reports back.
 package enclave
 
 import (

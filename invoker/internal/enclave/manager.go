@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/invoker/internal/enclave/pool"
 	"github.com/teemate/platform/invoker/internal/gate"
 )
 
@@ -49,47 +48,43 @@ type Hooks struct {
 	OwnerDropped func(image, id, reason string)
 }
 
-// Manager keeps the warm owners, one set per image, and hands out leases on their TCS slots.
+// Manager keeps the warm owners, one set per image, and hands out leases on their TCS slots. The
+// decisions are pool.Pool's; the Manager is the thin loop around it that does the I/O: it starts,
+// watches, pings and stops owners as the pool decides, and reports back what happened.
 type Manager struct {
-	backend  Backend
-	cfg      ManagerConfig
-	log      *zap.Logger
-	prestart map[string]bool
+	backend Backend
+	cfg     ManagerConfig
+	log     *zap.Logger
+
+	// base bounds owner starts: Close cancels it, so a start in flight does not hold Close up.
+	base   context.Context
+	cancel context.CancelFunc
+	stop   chan struct{} // closed by Close: ends the watchers and the health ticker
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	images  map[string]*imageState
-	changed chan struct{} // closed and replaced on every change of slots or owners
+	core    *pool.Pool
+	owners  map[string]*ownerHandle    // running owners the pool knows, by id
+	waiters map[pool.Ticket]chan reply // reservations waiting for their grant or reject
 	closed  bool
-	seq     int
-	stop    chan struct{}
-	wg      sync.WaitGroup
 }
 
-type imageState struct {
-	owners   []*ownerState
-	starting int
-	failGen  int
-	lastErr  error
+type ownerHandle struct {
+	image string
+	owner Owner
+	dir   string
+	dead  chan struct{} // closed when the pool drops the owner
 }
 
-type ownerState struct {
-	image     string
-	owner     Owner
-	dir       string
-	slots     int
-	inUse     int
-	pingFails int
-	dropped   bool
-	dead      chan struct{}
+type reply struct {
+	lease *Lease
+	err   error
 }
 
 // NewManager starts the health loop and the prestarted owners (in the background).
 func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	if cfg.SlotsPerOwner <= 0 {
-		cfg.SlotsPerOwner = 16
-	}
-	if cfg.MaxOwnersPerImage <= 0 {
-		cfg.MaxOwnersPerImage = 1
+		cfg.SlotsPerOwner = 16 // the backend needs the number as much as the pool
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 5 * time.Second
@@ -97,15 +92,14 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = 2 * time.Second
 	}
-	if cfg.PingFailures <= 0 {
-		cfg.PingFailures = 2
-	}
-	m := &Manager{backend: backend, cfg: cfg, log: log, prestart: map[string]bool{},
-		images: map[string]*imageState{}, changed: make(chan struct{}), stop: make(chan struct{})}
-	for _, img := range cfg.Prestart {
-		m.prestart[img] = true
-		m.ensure(img)
-	}
+	base, cancel := context.WithCancel(context.Background())
+	m := &Manager{backend: backend, cfg: cfg, log: log, base: base, cancel: cancel, stop: make(chan struct{}),
+		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}}
+	m.core = pool.New(pool.Config{SlotsPerOwner: cfg.SlotsPerOwner, MaxOwnersPerImage: cfg.MaxOwnersPerImage,
+		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures}, time.Now())
+	m.mu.Lock()
+	m.applyLocked(m.core.Prestart())
+	m.mu.Unlock()
 	if cfg.HealthInterval > 0 {
 		m.wg.Add(1)
 		go m.healthLoop()
@@ -115,28 +109,28 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 
 // Lease is one reserved TCS slot of an owner. Release it when the activation's sandbox is gone.
 type Lease struct {
-	Owner Owner
-	m     *Manager
-	o     *ownerState
-	once  sync.Once
+	Owner  Owner
+	m      *Manager
+	ticket pool.Ticket
+	h      *ownerHandle
+	once   sync.Once
 }
 
 // GateSocket is the host path of the owner's gate.
 func (l *Lease) GateSocket() string { return l.Owner.GateSocket() }
 
 // Dir is the owner's directory (it contains the gate socket).
-func (l *Lease) Dir() string { return l.o.dir }
+func (l *Lease) Dir() string { return l.h.dir }
 
 // Died is closed when the owner exited or was dropped as unhealthy.
-func (l *Lease) Died() <-chan struct{} { return l.o.dead }
+func (l *Lease) Died() <-chan struct{} { return l.h.dead }
 
 // Release returns the slot; it is idempotent.
 func (l *Lease) Release() {
 	l.once.Do(func() {
 		l.m.mu.Lock()
-		l.o.inUse--
-		l.m.notifyLocked()
-		l.m.mu.Unlock()
+		defer l.m.mu.Unlock()
+		l.m.applyLocked(l.m.core.Release(l.ticket))
 	})
 }
 
@@ -147,196 +141,165 @@ func (m *Manager) Reserve(ctx context.Context, image string) (*Lease, error) {
 	if image == "" {
 		return nil, errors.New("reserve enclave: empty image")
 	}
+	ch := make(chan reply, 1)
 	m.mu.Lock()
-	for {
-		if m.closed {
-			m.mu.Unlock()
-			return nil, ErrClosed
-		}
-		st := m.stateLocked(image)
-		p := pickOwner(views(st.owners), st.starting, m.cfg.MaxOwnersPerImage)
-		switch p.Kind {
-		case pickUse:
-			o := st.owners[p.Index]
-			o.inUse++
-			m.mu.Unlock()
-			return &Lease{Owner: o.owner, m: m, o: o}, nil
-		case pickStart:
-			// Counted as starting before the lock is released, so concurrent callers wait for
-			// this start instead of making their own.
-			id := m.beginLaunchLocked(st, image)
-			m.mu.Unlock()
-			if err := m.launch(ctx, st, image, id); err != nil {
-				return nil, err
-			}
-			m.mu.Lock()
-		case pickWait:
-			gen, ch := st.failGen, m.changed
-			m.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w for %s: %w", ErrNoCapacity, image, ctx.Err())
-			}
-			m.mu.Lock()
-			if st.failGen != gen && st.starting == 0 && len(st.owners) == 0 {
-				// The start this caller waited for failed; report it rather than retry in a loop.
-				err := st.lastErr
-				m.mu.Unlock()
-				return nil, err
-			}
-		}
-	}
-}
-
-func (m *Manager) stateLocked(image string) *imageState {
-	st := m.images[image]
-	if st == nil {
-		st = &imageState{}
-		m.images[image] = st
-	}
-	return st
-}
-
-func (m *Manager) notifyLocked() {
-	close(m.changed)
-	m.changed = make(chan struct{})
-}
-
-// beginLaunchLocked counts a start of an owner of image and names it; m.mu is held. launch does
-// the start.
-func (m *Manager) beginLaunchLocked(st *imageState, image string) string {
-	st.starting++
-	m.seq++
-	return ownerID(image, m.seq)
-}
-
-// launch starts the owner beginLaunchLocked counted and adds it. The start is not cancelled with
-// the caller's ctx: other callers may be waiting for it (the backend bounds it with its own start
-// timeout).
-func (m *Manager) launch(ctx context.Context, st *imageState, image, id string) error {
-	dir := filepath.Join(m.cfg.BaseDir, id)
-	t0 := time.Now()
-	owner, err := m.backend.Start(context.WithoutCancel(ctx), StartSpec{ID: id, Image: image, Dir: dir,
-		Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate})
-	took := time.Since(t0)
-
-	m.mu.Lock()
-	st.starting--
-	if err != nil {
-		err = fmt.Errorf("start enclave owner for %s: %w", image, err)
-		st.failGen++
-		st.lastErr = err
-		m.notifyLocked()
-		m.mu.Unlock()
-		if h := m.cfg.Hooks.StartFailed; h != nil {
-			h(image, err)
-		}
-		return err
-	}
-	o := &ownerState{image: image, owner: owner, dir: dir, slots: m.cfg.SlotsPerOwner, dead: make(chan struct{})}
-	if m.closed {
-		m.mu.Unlock()
-		m.stopOwner(o)
-		return ErrClosed
-	}
-	st.owners = append(st.owners, o)
-	m.notifyLocked()
-	m.wg.Add(1)
+	t, acts := m.core.Reserve(image)
+	m.waiters[t] = ch
+	m.applyLocked(acts)
 	m.mu.Unlock()
-	go m.watch(o)
-	m.log.Info("enclave owner ready", zap.String("image", image), zap.String("enclave", id),
-		zap.String("backend", m.backend.Name()), zap.Duration("took", took))
-	if h := m.cfg.Hooks.OwnerStarted; h != nil {
-		h(image, took)
+	select {
+	case r := <-ch:
+		return r.lease, r.err
+	case <-ctx.Done():
 	}
-	return nil
+	m.mu.Lock()
+	waiting := m.core.Cancel(t)
+	if waiting {
+		delete(m.waiters, t)
+	}
+	m.mu.Unlock()
+	if !waiting {
+		// Answered while ctx ended: the answer is in ch already.
+		r := <-ch
+		return r.lease, r.err
+	}
+	return nil, fmt.Errorf("%w for %s: %w", ErrNoCapacity, image, ctx.Err())
 }
 
-// ensure starts an owner of a prestarted image in the background unless one runs or is starting.
-func (m *Manager) ensure(image string) {
-	m.mu.Lock()
-	st := m.stateLocked(image)
-	if m.closed || len(st.owners) > 0 || st.starting > 0 {
-		m.mu.Unlock()
+// applyLocked performs the pool's actions, in order; m.mu is held. Whatever blocks (starting,
+// stopping and pinging owners) happens in goroutines that report back under m.mu.
+func (m *Manager) applyLocked(acts []pool.Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case pool.Grant:
+			h := m.owners[a.Owner]
+			l := &Lease{Owner: h.owner, m: m, ticket: a.Ticket, h: h}
+			m.answerLocked(a.Ticket, reply{lease: l})
+		case pool.Reject:
+			err := a.Err
+			if a.Cause == pool.Closed {
+				err = ErrClosed
+			}
+			m.answerLocked(a.Ticket, reply{err: err})
+		case pool.StartOwner:
+			m.wg.Add(1)
+			go m.start(a)
+		case pool.StopOwner:
+			h := m.dropLocked(a.Owner)
+			m.wg.Add(1)
+			go m.retire(h, a)
+		case pool.PingOwner:
+			m.wg.Add(1)
+			go m.ping(a.Owner, m.owners[a.Owner].owner.GateSocket())
+		}
+	}
+}
+
+// dropLocked forgets an owner the pool dropped and tells its leases; m.mu is held.
+func (m *Manager) dropLocked(id string) *ownerHandle {
+	h := m.owners[id]
+	delete(m.owners, id)
+	close(h.dead)
+	return h
+}
+
+func (m *Manager) answerLocked(t pool.Ticket, r reply) {
+	ch, ok := m.waiters[t]
+	if !ok {
+		// The pool answers only waiting tickets, and a ticket stops waiting in the pool and here
+		// under the same lock; a grant nobody waits for would leak its slot, so give it back.
+		if r.lease != nil {
+			m.applyLocked(m.core.Release(t))
+		}
 		return
 	}
-	id := m.beginLaunchLocked(st, image)
-	m.wg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.wg.Done()
-		if err := m.launch(context.Background(), st, image, id); err != nil && !errors.Is(err, ErrClosed) {
-			m.log.Error("prestart of enclave owner failed", zap.String("image", image), zap.Error(err))
-		}
-	}()
+	delete(m.waiters, t)
+	ch <- r
 }
 
-func ownerID(image string, seq int) string {
-	var b strings.Builder
-	for _, r := range image {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('-')
+// start starts the owner a names and reports the outcome to the pool. The start is not cancelled
+// with the reservation that asked for it: others may be waiting for it (the backend bounds it with
+// its own start timeout, and Close cancels it).
+func (m *Manager) start(a pool.StartOwner) {
+	defer m.wg.Done()
+	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
+	t0 := time.Now()
+	owner, err := m.backend.Start(m.base, StartSpec{ID: a.Owner, Image: a.Image, Dir: dir,
+		Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate})
+	took := time.Since(t0)
+	m.mu.Lock()
+	if err != nil {
+		err = fmt.Errorf("start enclave owner for %s: %w", a.Image, err)
+		closed := m.closed
+		m.applyLocked(m.core.StartFailed(a.Owner, err))
+		m.mu.Unlock()
+		if a.Ticket == 0 && !closed {
+			// A prestart (or restart) has no caller to return the error to.
+			m.log.Error("prestart of enclave owner failed", zap.String("image", a.Image), zap.Error(err))
 		}
+		if h := m.cfg.Hooks.StartFailed; h != nil {
+			h(a.Image, err)
+		}
+		return
 	}
-	return b.String() + "-" + strconv.Itoa(seq)
+	h := &ownerHandle{image: a.Image, owner: owner, dir: dir, dead: make(chan struct{})}
+	m.owners[a.Owner] = h
+	m.wg.Add(1)
+	go m.watch(h)
+	m.applyLocked(m.core.OwnerStarted(a.Owner))
+	m.mu.Unlock()
+	m.log.Info("enclave owner ready", zap.String("image", a.Image), zap.String("enclave", a.Owner),
+		zap.String("backend", m.backend.Name()), zap.Duration("took", took))
+	if hook := m.cfg.Hooks.OwnerStarted; hook != nil {
+		hook(a.Image, took)
+	}
 }
 
-// watch drops the owner when its process exits.
-func (m *Manager) watch(o *ownerState) {
+// watch reports the owner's exit to the pool.
+func (m *Manager) watch(h *ownerHandle) {
 	defer m.wg.Done()
 	select {
-	case <-o.owner.Done():
-		m.drop(o, fmt.Sprintf("exited: %v", o.owner.Err()))
+	case <-h.owner.Done():
+		m.mu.Lock()
+		m.applyLocked(m.core.OwnerExited(h.owner.ID(), h.owner.Err()))
+		m.mu.Unlock()
 	case <-m.stop:
 	}
 }
 
-// drop removes an owner: its leases see Died, it is stopped, and a prestarted image gets a new one.
-func (m *Manager) drop(o *ownerState, reason string) {
-	m.mu.Lock()
-	if o.dropped {
-		m.mu.Unlock()
-		return
-	}
-	o.dropped = true
-	st := m.images[o.image]
-	for i, x := range st.owners {
-		if x == o {
-			st.owners = append(st.owners[:i:i], st.owners[i+1:]...)
-			break
+// retire stops an owner the pool dropped and removes its directory.
+func (m *Manager) retire(h *ownerHandle, a pool.StopOwner) {
+	defer m.wg.Done()
+	if !a.Closing {
+		m.log.Warn("enclave owner dropped", zap.String("image", a.Image), zap.String("enclave", a.Owner),
+			zap.String("reason", a.Reason), zap.Int("leases", a.Leases))
+		if hook := m.cfg.Hooks.OwnerDropped; hook != nil {
+			hook(a.Image, a.Owner, a.Reason)
 		}
 	}
-	close(o.dead)
-	m.notifyLocked()
-	restart := m.prestart[o.image] && !m.closed
-	leases := o.inUse
-	m.mu.Unlock()
-	m.log.Warn("enclave owner dropped", zap.String("image", o.image), zap.String("enclave", o.owner.ID()),
-		zap.String("reason", reason), zap.Int("leases", leases))
-	if h := m.cfg.Hooks.OwnerDropped; h != nil {
-		h(o.image, o.owner.ID(), reason)
-	}
-	m.stopOwner(o)
-	if restart {
-		m.ensure(o.image)
-	}
-}
-
-func (m *Manager) stopOwner(o *ownerState) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := o.owner.Stop(ctx); err != nil {
-		m.log.Error("stopping enclave owner failed", zap.String("enclave", o.owner.ID()), zap.Error(err))
+	if err := h.owner.Stop(ctx); err != nil {
+		m.log.Error("stopping enclave owner failed", zap.String("enclave", a.Owner), zap.Error(err))
 		return
 	}
-	if err := os.RemoveAll(o.dir); err != nil {
-		m.log.Warn("removing enclave owner directory failed", zap.String("dir", o.dir), zap.Error(err))
+	if err := os.RemoveAll(h.dir); err != nil {
+		m.log.Warn("removing enclave owner directory failed", zap.String("dir", h.dir), zap.Error(err))
 	}
 }
 
+// ping health-pings one owner and reports the answer to the pool.
+func (m *Manager) ping(id, socket string) {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.PingTimeout)
+	_, err := gate.Ping(ctx, socket)
+	cancel()
+	m.mu.Lock()
+	m.applyLocked(m.core.PingResult(id, err))
+	m.mu.Unlock()
+}
+
+// healthLoop tells the pool the time; it decides which pings are due.
 func (m *Manager) healthLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.cfg.HealthInterval)
@@ -345,30 +308,10 @@ func (m *Manager) healthLoop() {
 		select {
 		case <-m.stop:
 			return
-		case <-t.C:
-		}
-		m.mu.Lock()
-		var owners []*ownerState
-		for _, st := range m.images {
-			owners = append(owners, st.owners...)
-		}
-		m.mu.Unlock()
-		for _, o := range owners {
-			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.PingTimeout)
-			_, err := gate.Ping(ctx, o.owner.GateSocket())
-			cancel()
+		case now := <-t.C:
 			m.mu.Lock()
-			if err == nil {
-				o.pingFails = 0
-				m.mu.Unlock()
-				continue
-			}
-			o.pingFails++
-			fails := o.pingFails
+			m.applyLocked(m.core.Tick(now))
 			m.mu.Unlock()
-			if fails >= m.cfg.PingFailures {
-				m.drop(o, fmt.Sprintf("%d health pings failed, last: %v", fails, err))
-			}
 		}
 	}
 }
@@ -382,25 +325,26 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	close(m.stop)
-	var owners []*ownerState
-	for _, st := range m.images {
-		for _, o := range st.owners {
-			o.dropped = true
-			close(o.dead)
-			owners = append(owners, o)
+	m.cancel()
+	// Close stops the owners the pool drops now itself, bounded by ctx; the rest of the pool's
+	// actions (rejecting the waiting reservations) go through applyLocked.
+	var owners []*ownerHandle
+	for _, a := range m.core.Close() {
+		if s, ok := a.(pool.StopOwner); ok {
+			owners = append(owners, m.dropLocked(s.Owner))
+			continue
 		}
-		st.owners = nil
+		m.applyLocked([]pool.Action{a})
 	}
-	m.notifyLocked()
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	errs := make([]error, len(owners))
-	for i, o := range owners {
+	for i, h := range owners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := o.owner.Stop(ctx); err != nil {
-				errs[i] = fmt.Errorf("stop enclave owner %s: %w", o.owner.ID(), err)
+			if err := h.owner.Stop(ctx); err != nil {
+				errs[i] = fmt.Errorf("stop enclave owner %s: %w", h.owner.ID(), err)
 			}
 		}()
 	}
@@ -413,55 +357,4 @@ func (m *Manager) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close enclave manager: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
-}
-
-// ---- the decision ------------------------------------------------------------------------
-
-type ownerView struct {
-	Free    int  // slots not leased
-	Suspect bool // the last health ping failed
-}
-
-type pickKind int
-
-const (
-	pickUse   pickKind = iota // lease a slot of owners[Index]
-	pickStart                 // start another owner
-	pickWait                  // wait for a slot or for the owner being started
-)
-
-type pick struct {
-	Kind  pickKind
-	Index int
-}
-
-// pickOwner decides where an activation goes: the owner with the most free slots (spreading load
-// over owners), preferring owners whose last ping succeeded; else start an owner when fewer than
-// maxOwners run and none is starting; else wait.
-func pickOwner(owners []ownerView, starting, maxOwners int) pick {
-	best := -1
-	for i, o := range owners {
-		if o.Free <= 0 {
-			continue
-		}
-		if best < 0 || (owners[best].Suspect && !o.Suspect) ||
-			(owners[best].Suspect == o.Suspect && o.Free > owners[best].Free) {
-			best = i
-		}
-	}
-	if best >= 0 {
-		return pick{Kind: pickUse, Index: best}
-	}
-	if starting == 0 && len(owners) < maxOwners {
-		return pick{Kind: pickStart}
-	}
-	return pick{Kind: pickWait}
-}
-
-func views(owners []*ownerState) []ownerView {
-	v := make([]ownerView, len(owners))
-	for i, o := range owners {
-		v[i] = ownerView{Free: o.slots - o.inUse, Suspect: o.pingFails > 0}
-	}
-	return v
 }
