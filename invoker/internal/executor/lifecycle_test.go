@@ -1,0 +1,99 @@
+package executor
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/teemate/platform/invoker/internal/activation"
+	"github.com/teemate/platform/invoker/internal/sandbox/process"
+)
+
+func TestTransition(t *testing.T) {
+	tests := []struct {
+		from state
+		on   event
+		to   state
+	}{
+		{stateCreating, evCreated, stateStarting},
+		{stateCreating, evCreateFailed, stateRemoved},
+		{stateStarting, evProxyReady, stateReady},
+		{stateStarting, evProxyFailed, stateRemoving},
+		{stateReady, evInit, stateInitializing},
+		{stateInitializing, evInitOK, stateRunning},
+		{stateInitializing, evInitFailed, stateRemoving},
+		{stateRunning, evRunDone, stateRemoving},
+		{stateRemoving, evRemoved, stateRemoved},
+		{stateRemoving, evRemoveFailed, stateRemoved},
+	}
+	valid := map[[2]int]bool{}
+	for _, tc := range tests {
+		valid[[2]int{int(tc.from), int(tc.on)}] = true
+		t.Run(tc.from.String()+"/"+tc.on.String(), func(t *testing.T) {
+			got, err := transition(tc.from, tc.on)
+			if err != nil || got != tc.to {
+				t.Fatalf("got %s, %v; want %s", got, err, tc.to)
+			}
+		})
+	}
+	// Everything else is a bug in the executor: refused, and the sandbox goes to removing so it is
+	// destroyed all the same. Nothing leads back to a state a sandbox could be reused from.
+	for s := stateCreating; s <= stateRemoved; s++ {
+		for e := evCreated; e <= evRemoveFailed; e++ {
+			if valid[[2]int{int(s), int(e)}] {
+				continue
+			}
+			got, err := transition(s, e)
+			if err == nil || got != stateRemoving || !strings.Contains(err.Error(), s.String()) {
+				t.Errorf("%s on %s: %s, %v; want a refusal", s, e, got, err)
+			}
+		}
+	}
+	if len(valid) != len(tests) {
+		t.Fatal("a transition is listed twice")
+	}
+}
+
+// Each model shapes its sandbox: what runs in it, which root filesystem, whether it reaches a
+// shared enclave's gate.
+func TestModels_Shape(t *testing.T) {
+	rt, err := process.New(process.Config{StateDir: t.TempDir()}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	job := &activation.Job{Name: "wsk0_1_guest_m", Image: "nodejs:20", MemoryMB: 128}
+	for _, tc := range []struct {
+		model    Model
+		rootfs   string
+		command  string
+		gate     string // TEEMATE_GATE
+		mounts   int
+		strawCmd bool
+	}{
+		{SharedEnclave{ShimPath: "/shim"}, "teemate", "/shim", "/g/gate.sock", 2, false},
+		{Native{Command: []string{"/node", "proxy.js"}}, "native", "/node", "", 1, false},
+		{Strawman{ShimPath: "/sshim", Runtime: []string{"/node", "owner.js"}}, "strawman", "/sshim", "/p/gate.sock", 1, true},
+	} {
+		if err := tc.model.validate(); err != nil {
+			t.Fatalf("%s: %v", tc.model.Name(), err)
+		}
+		x := &Executor{cfg: Config{Model: tc.model}, sandboxes: rt}
+		spec := x.spec(job, 1e9, "/p", "/g")
+		if spec.Rootfs != tc.rootfs || spec.Command[0] != tc.command || spec.Env["TEEMATE_GATE"] != tc.gate ||
+			len(spec.Mounts) != tc.mounts || (spec.Env["TEEMATE_STRAWMAN_CMD"] != "") != tc.strawCmd {
+			t.Errorf("%s: %+v", tc.model.Name(), spec)
+		}
+	}
+	for _, m := range []Model{SharedEnclave{}, Native{}, Strawman{ShimPath: "/s"}} {
+		if _, err := New(nil, rt, Config{Model: m, ProxyDir: t.TempDir()}, nil); err == nil {
+			t.Errorf("%s without its programs accepted", m.Name())
+		}
+	}
+}
