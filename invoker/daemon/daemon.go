@@ -1,6 +1,9 @@
-// Package daemon assembles one invoker: Kafka feed, activation pipeline, acks, health pings, HTTP
-// server and the executor (warm enclaves plus fresh sandboxes). bin/invoker is a thin main around
-// it, and the controller-adapter's standalone mode runs one in-process. It runs on the untrusted host.
+// Package daemon is the invoker's composition root: it assembles one invoker (Kafka feed,
+// activation pipeline, acks, health pings, HTTP server) and its executor from the registry of
+// backends and models (registry.go), the one place that names them. bin/invoker is a thin main
+// around it; the controller-adapter's standalone mode asks it which backends this machine offers
+// (ChooseBackends) and runs an invoker in-process (Start), as the bench does (RunWithBackends).
+// Only this package imports backend packages. It runs on the untrusted host.
 package daemon
 
 import (
