@@ -250,7 +250,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		closers = append(closers, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = srv.Shutdown(sctx)
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("admin http server shutdown", zap.Error(err))
+			}
 		})
 	}
 
