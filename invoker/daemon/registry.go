@@ -72,10 +72,19 @@ type assembly struct {
 	model   executor.Model
 }
 
-type sandboxEntry struct {
-	name string
-	// probe says why the backend cannot run on h; nil when it can (or cannot tell before building).
+// entry is what every registered backend and model has: a name and, for backends, a probe that
+// says why it cannot run on a host (nil: it can, or cannot tell before building).
+type entry struct {
+	name  string
 	probe func(h Host) error
+}
+
+func (e entry) registered() entry { return e }
+
+type registered interface{ registered() entry }
+
+type sandboxEntry struct {
+	entry
 	// build makes the runtime; nil for "none".
 	build func(a *assembly) (sandbox.Runtime, error)
 	// inImage: sandboxes see their image's filesystem (containers), so programs are named by
@@ -84,13 +93,13 @@ type sandboxEntry struct {
 }
 
 type enclaveEntry struct {
-	name  string
-	probe func(h Host) error
+	entry
+	// build makes the backend; nil for "none".
 	build func(a *assembly) (enclave.Backend, error)
 }
 
 type modelEntry struct {
-	name string
+	entry
 	// build makes the model's strategy; inImage is the sandbox backend's.
 	build func(a *assembly, inImage bool) (executor.Model, error)
 }
@@ -98,61 +107,53 @@ type modelEntry struct {
 var sandboxes = []sandboxEntry{
 	// oci and docker isolate alike, but the oci backend's pool of created containers starts one in
 	// milliseconds where the Docker Engine takes hundreds.
-	{name: "oci", probe: probeOCI, build: buildOCI, inImage: true},
-	{name: "docker", probe: probeDocker, build: buildDocker, inImage: true},
+	{entry: entry{"oci", probeOCI}, build: buildOCI, inImage: true},
+	{entry: entry{"docker", probeDocker}, build: buildDocker, inImage: true},
 	// No isolation: for development only (it says so in its logs).
-	{name: "process", build: buildProcess},
-	{name: None},
+	{entry: entry{"process", nil}, build: buildProcess},
+	{entry: entry{None, nil}},
 }
 
 var enclaves = []enclaveEntry{
-	{name: "sgx", probe: probeSGX, build: buildSGX},
+	{entry: entry{"sgx", probeSGX}, build: buildSGX},
 	// No SGX: the same runtime as a plain (confined) process; no confidentiality, and it says so.
-	{name: "direct", build: buildDirect},
-	{name: None},
+	{entry: entry{"direct", nil}, build: buildDirect},
+	{entry: entry{None, nil}},
 }
 
 var models = []modelEntry{
-	{name: executor.ModelTeemate, build: buildSharedEnclave},
-	{name: executor.ModelNative, build: buildNative},
-	{name: executor.ModelStrawman, build: buildStrawman},
+	{entry: entry{executor.ModelTeemate, nil}, build: buildSharedEnclave},
+	{entry: entry{executor.ModelNative, nil}, build: buildNative},
+	{entry: entry{executor.ModelStrawman, nil}, build: buildStrawman},
 }
 
 // SandboxNames, EnclaveNames and ModelNames list the registered names, preferred first.
-func SandboxNames() []string { return names(sandboxes, func(e sandboxEntry) string { return e.name }) }
-func EnclaveNames() []string { return names(enclaves, func(e enclaveEntry) string { return e.name }) }
-func ModelNames() []string   { return names(models, func(e modelEntry) string { return e.name }) }
+func SandboxNames() []string { return names(sandboxes) }
+func EnclaveNames() []string { return names(enclaves) }
+func ModelNames() []string   { return names(models) }
 
-func names[E any](entries []E, name func(E) string) []string {
+func names[E registered](entries []E) []string {
 	out := make([]string, len(entries))
 	for i, e := range entries {
-		out[i] = name(e)
+		out[i] = e.registered().name
 	}
 	return out
 }
 
 // lookup finds the entry called name, or says which names there are.
-func lookup[E any](what, name string, entries []E, nameOf func(E) string) (E, error) {
+func lookup[E registered](what, name string, entries []E) (E, error) {
 	for _, e := range entries {
-		if nameOf(e) == name {
+		if e.registered().name == name {
 			return e, nil
 		}
 	}
 	var zero E
-	return zero, fmt.Errorf("%w: %s %q (known: %s)", ErrUnknownBackend, what, name, strings.Join(names(entries, nameOf), ", "))
+	return zero, fmt.Errorf("%w: %s %q (known: %s)", ErrUnknownBackend, what, name, strings.Join(names(entries), ", "))
 }
 
-func lookupSandbox(name string) (sandboxEntry, error) {
-	return lookup("sandbox", name, sandboxes, func(e sandboxEntry) string { return e.name })
-}
-
-func lookupEnclave(name string) (enclaveEntry, error) {
-	return lookup("enclave", name, enclaves, func(e enclaveEntry) string { return e.name })
-}
-
-func lookupModel(name string) (modelEntry, error) {
-	return lookup("model", name, models, func(e modelEntry) string { return e.name })
-}
+func lookupSandbox(name string) (sandboxEntry, error) { return lookup("sandbox", name, sandboxes) }
+func lookupEnclave(name string) (enclaveEntry, error) { return lookup("enclave", name, enclaves) }
+func lookupModel(name string) (modelEntry, error)     { return lookup("model", name, models) }
 
 // Choice names the backends and the model of an invoker.
 type Choice struct {
@@ -167,10 +168,10 @@ type Choice struct {
 func ChooseBackends(sandbox, enclave, model string, h Host) (Choice, error) {
 	var c Choice
 	var err error
-	if c.Sandbox, err = choose("sandbox", sandbox, sandboxes, func(e sandboxEntry) (string, func(Host) error) { return e.name, e.probe }, h); err != nil {
+	if c.Sandbox, err = choose("sandbox", sandbox, sandboxes, h); err != nil {
 		return Choice{}, err
 	}
-	if c.Enclave, err = choose("enclave", enclave, enclaves, func(e enclaveEntry) (string, func(Host) error) { return e.name, e.probe }, h); err != nil {
+	if c.Enclave, err = choose("enclave", enclave, enclaves, h); err != nil {
 		return Choice{}, err
 	}
 	if model == "" {
@@ -183,32 +184,31 @@ func ChooseBackends(sandbox, enclave, model string, h Host) (Choice, error) {
 	return c, nil
 }
 
-func choose[E any](what, want string, entries []E, entry func(E) (string, func(Host) error), h Host) (string, error) {
-	nameOf := func(e E) string { n, _ := entry(e); return n }
+func choose[E registered](what, want string, entries []E, h Host) (string, error) {
 	if want == "" || want == "auto" {
 		var why []string
-		for _, e := range entries {
-			name, probe := entry(e)
-			if name == None {
+		for _, x := range entries {
+			e := x.registered()
+			if e.name == None {
 				continue
 			}
-			if probe == nil {
-				return name, nil
+			if e.probe == nil {
+				return e.name, nil
 			}
-			err := probe(h)
+			err := e.probe(h)
 			if err == nil {
-				return name, nil
+				return e.name, nil
 			}
-			why = append(why, fmt.Sprintf("%s: %v", name, err))
+			why = append(why, fmt.Sprintf("%s: %v", e.name, err))
 		}
 		return "", fmt.Errorf("%w: no %s backend (%s)", ErrNotAvailable, what, strings.Join(why, "; "))
 	}
-	e, err := lookup(what, want, entries, nameOf)
+	x, err := lookup(what, want, entries)
 	if err != nil {
 		return "", err
 	}
-	if _, probe := entry(e); probe != nil {
-		if err := probe(h); err != nil {
+	if e := x.registered(); e.probe != nil {
+		if err := e.probe(h); err != nil {
 			return "", fmt.Errorf("%w: %s %q: %w", ErrNotAvailable, what, want, err)
 		}
 	}
