@@ -117,7 +117,7 @@ var sandboxes = []sandboxEntry{
 var enclaves = []enclaveEntry{
 	{entry: entry{"sgx", probeSGX}, build: buildSGX},
 	// No SGX: the same runtime as a plain (confined) process; no confidentiality, and it says so.
-	{entry: entry{"direct", nil}, build: buildDirect},
+	{entry: entry{"direct", probeDirect}, build: buildDirect},
 	{entry: entry{None, nil}},
 }
 
@@ -239,6 +239,13 @@ func probeOCI(h Host) error {
 		return errors.New("runc needs root to create namespaces and cgroups")
 	}
 	return imagesBuilt(h)
+}
+
+func probeDirect(h Host) error {
+	if !h.OnPath("node") {
+		return errors.New("node is not on PATH (the owners run the enclave runtime on it)")
+	}
+	return nil
 }
 
 func probeSGX(h Host) error {

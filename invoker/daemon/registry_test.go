@@ -21,8 +21,8 @@ func fakeHost(root bool, present ...string) Host {
 var images = filepath.Join("/repo", ".state", "images", "teemate", "image.json")
 
 func TestChooseBackends(t *testing.T) {
-	bare := fakeHost(false)
-	rich := fakeHost(true, "/var/run/docker.sock", "PATH:runc", "/dev/sgx_enclave", "/dev/teemate", "PATH:gramine-sgx", images)
+	bare := fakeHost(false, "PATH:node")
+	rich := fakeHost(true, "/var/run/docker.sock", "PATH:runc", "/dev/sgx_enclave", "/dev/teemate", "PATH:gramine-sgx", "PATH:node", images)
 	tests := []struct {
 		name                    string
 		sandbox, enclave, model string
@@ -34,10 +34,13 @@ func TestChooseBackends(t *testing.T) {
 		{name: "auto on a bare machine", sandbox: "auto", enclave: "auto", host: bare, want: Choice{"process", "direct", "teemate"}},
 		{name: "empty means auto", host: bare, want: Choice{"process", "direct", "teemate"}},
 		{name: "oci preferred: same isolation, pooled starts", host: rich, want: Choice{"oci", "sgx", "teemate"}},
-		{name: "docker when runc is missing", host: fakeHost(true, "/var/run/docker.sock", images), want: Choice{"docker", "direct", "teemate"}},
-		{name: "crun will do", host: fakeHost(true, "PATH:crun", images), want: Choice{"oci", "direct", "teemate"}},
-		{name: "oci needs root", host: fakeHost(false, "PATH:runc", images), want: Choice{"process", "direct", "teemate"}},
-		{name: "containers need the images", host: fakeHost(true, "/var/run/docker.sock", "PATH:runc"), want: Choice{"process", "direct", "teemate"}},
+		{name: "docker when runc is missing", host: fakeHost(true, "/var/run/docker.sock", "PATH:node", images), want: Choice{"docker", "direct", "teemate"}},
+		{name: "crun will do", host: fakeHost(true, "PATH:crun", "PATH:node", images), want: Choice{"oci", "direct", "teemate"}},
+		{name: "oci needs root", host: fakeHost(false, "PATH:runc", "PATH:node", images), want: Choice{"process", "direct", "teemate"}},
+		{name: "containers need the images", host: fakeHost(true, "/var/run/docker.sock", "PATH:runc", "PATH:node"), want: Choice{"process", "direct", "teemate"}},
+		{name: "no enclave without node", host: fakeHost(false), wantErr: ErrNotAvailable,
+			wantMsg: "no enclave backend (sgx: missing /dev/sgx_enclave, /dev/teemate, gramine-sgx on PATH; direct: node is not on PATH"},
+		{name: "none needs nothing", sandbox: "none", enclave: "none", host: fakeHost(false), want: Choice{"none", "none", "teemate"}},
 		{name: "explicit process on a rich machine", sandbox: "process", host: rich, want: Choice{"process", "sgx", "teemate"}},
 		{name: "explicit none", sandbox: "none", enclave: "none", model: "native", host: bare, want: Choice{"none", "none", "native"}},
 		{name: "explicit docker not on the machine", sandbox: "docker", host: bare, wantErr: ErrNotAvailable, wantMsg: "/var/run/docker.sock"},
