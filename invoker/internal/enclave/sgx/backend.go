@@ -189,7 +189,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: share pipe: %w", spec.ID, err)
 	}
-	defer shareR.Close()
+	defer shareR.Close() //nolint:errcheck // read end of a pipe: closing it cannot lose data
 	// gramine-sgx APP loads APP.manifest.sgx; the working directory is the owner's private directory,
 	// which the manifest mounts at /run/teemate through a relative URI.
 	cmd := exec.Command(b.cfg.GramineSGX, manifest)
@@ -272,7 +272,7 @@ func readShare(ctx context.Context, r *os.File, died <-chan struct{}) (ShareInfo
 			}
 			return ShareInfo{}, v.err
 		case <-time.After(100 * time.Millisecond):
-			_ = r.SetReadDeadline(time.Now())
+			_ = r.SetReadDeadline(time.Now()) // unblock the reader, as above; the error below says why
 			return ShareInfo{}, errors.New("the loader exited without a share line")
 		}
 	}

@@ -201,6 +201,9 @@ func TestStartOrchestration(t *testing.T) {
 	if !ok {
 		t.Fatalf("owner %T is not a SharedOwner", o)
 	}
+	if tk := so.Share().Ticket(); tk.ShareID != fakeShare.ID || tk.Token != fakeShare.Token {
+		t.Fatalf("ticket %+v", tk)
+	}
 	if so.Share() != fakeShare || o.Mode() != "sgx" || o.ID() != "nodejs-20-0" || o.GateSocket() != filepath.Join(dir, "gate.sock") {
 		t.Fatalf("owner: share %+v mode %s id %s gate %s", so.Share(), o.Mode(), o.ID(), o.GateSocket())
 	}

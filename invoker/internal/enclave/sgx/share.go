@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/teemate/platform/invoker/internal/enclave/sgx/attach"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx/teemate"
 )
 
@@ -22,6 +23,10 @@ type ShareInfo struct {
 	// Start, End span the enclave ranges (ELRANGE as mapped by the owner).
 	Start, End uint64
 }
+
+// Ticket is what a sandbox of this owner needs to attach; its Env goes into the sandbox's
+// environment, where the joiner (cmd/teemate-join) reads it back.
+func (s ShareInfo) Ticket() attach.Ticket { return attach.Ticket{ShareID: s.ID, Token: s.Token} }
 
 // shareLine is the wire form, one JSON object on one line:
 //

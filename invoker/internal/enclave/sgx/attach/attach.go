@@ -10,6 +10,24 @@ import (
 // ErrHardwareOnly: the operation needs SGX hardware and a binary built with -tags sgx.
 var ErrHardwareOnly = errors.New("attach: needs SGX hardware (build with -tags sgx on an SGX host)")
 
+// ErrOCALL: the enclave asked the host for a system call while serving the join; this in-process entry
+// serves none (the patched loader's `join` mode would, with Gramine's OCALL table). The enclave thread
+// is left inside an OCALL, so its TCS is not clean.
+type ErrOCALL struct{ Number uintptr }
+
+func (e ErrOCALL) Error() string {
+	return fmt.Sprintf("attach: enclave requested OCALL %d during a join; use the loader's join mode", e.Number)
+}
+
+// leftCleanly reports whether the TCS can go back to the free pool after an Enter that returned err:
+// yes when the thread left by EEXIT at our return point (err is nil or the enclave's own refusal) or
+// never entered (argument errors, ErrHardwareOnly); no when the enclave stopped for an OCALL this
+// entry does not serve.
+func leftCleanly(err error) bool {
+	var o ErrOCALL
+	return !errors.As(err, &o)
+}
+
 // Device is the part of a /dev/teemate session the attach path uses; *teemate.Device implements it.
 type Device interface {
 	Attach(id uint64, token teemate.Token, flags uint32) (teemate.Attachment, error)

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The join ABI (enclave-runtime/gramine/0003-*.patch, ECALL_PROCESS_JOIN): EENTER with RDI = the ecall
+// The join ABI (../gramine/0003-*.md, design only: ECALL_PROCESS_JOIN): EENTER with RDI = the ecall
 // number and RSI = a joinArgs block in untrusted memory. The trusted side copies the request in,
 // checks every field, resumes a parked slot thread on this TCS, copies the reply to resp and EEXITs to
 // the address after our ENCLU (hardware puts it in RCX at EENTER) with RDI = exitDone. Any other RDI
@@ -23,7 +23,7 @@ const (
 	maxReply         = 64 << 20
 )
 
-// joinArgs mirrors struct teemate_join_args of patch 0003 (untrusted memory, little endian).
+// joinArgs mirrors struct teemate_join_args of design note 0003 (untrusted memory, little endian).
 type joinArgs struct {
 	ABIVersion uint32
 	Reserved   uint32
@@ -34,14 +34,6 @@ type joinArgs struct {
 	RespLen    uint64 // out
 	Status     int32  // out: 0 ok, else a negative errno
 	Pad        uint32
-}
-
-// ErrOCALL: the enclave asked the host for a system call while serving the join; this in-process entry
-// serves none (the patched loader's `join` mode does, with Gramine's OCALL table).
-type ErrOCALL struct{ Number uintptr }
-
-func (e ErrOCALL) Error() string {
-	return fmt.Sprintf("attach: enclave requested OCALL %d during a join; use the loader's join mode", e.Number)
 }
 
 // eenter is in enter_amd64.s: it switches to ustackTop, executes EENTER on tcs and returns RDI and RSI
@@ -68,7 +60,9 @@ func Enter(t TCS, req []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach: enter: %w", err)
 	}
-	defer unix.Munmap(mem)
+	// Unmapping our own fresh anonymous mapping fails only on a bad address, which would be a bug
+	// here; the reply was already copied out of it.
+	defer unix.Munmap(mem) //nolint:errcheck // see above
 	base := uintptr(unsafe.Pointer(&mem[0]))
 	argOff := ustackSize
 	reqOff := argOff + pageSize

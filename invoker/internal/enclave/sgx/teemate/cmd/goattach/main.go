@@ -47,7 +47,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer dev.Close()
+	defer dev.Close() //nolint:errcheck // exiting closes it anyway; the test reads the outcome from stdout and the exit code
 	att, err := dev.Attach(*id, token, teemate.AttachPopulate)
 	if err != nil {
 		return err
