@@ -245,7 +245,7 @@ func TestOneUseAndOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := c.Hello(ctx, "x"); err != nil {
+		if _, err := c.Hello(ctx, "x", gate.Credentials{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Acquire(ctx); err != nil {
@@ -404,7 +404,7 @@ func TestGateFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer holder.Close()
-		if _, err := holder.Hello(ctx, "holder"); err != nil {
+		if _, err := holder.Hello(ctx, "holder", gate.Credentials{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := holder.Acquire(ctx); err != nil {
