@@ -2,6 +2,7 @@ package direct
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
+	"github.com/teemate/platform/invoker/internal/gate"
 )
 
 // Config configures the backend.
@@ -275,6 +277,17 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if len(b.denyHosts) > 0 {
 		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
+	// The gate key: only the sandbox of an activation gets that activation's token from it.
+	key, err := gate.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+	}
+	keyIn, err := keyPipe(key)
+	if err != nil {
+		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+	}
+	defer keyIn.Close() // the child has its own copy once started
+	args = append(args, "--gate-key", "stdin")
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
 	if jail != nil {
@@ -284,6 +297,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		cmd = exec.Command(b.cfg.Node, args...)
 		cmd.Env = b.cfg.Env
 	}
+	cmd.Stdin = keyIn
 	cmd.Stdout = io.Discard // the ready line; readiness is checked with a ping
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
 	opts.Log = log
@@ -294,7 +308,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		}
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
-	o := &owner{Proc: p}
+	o := &owner{Proc: p, key: key}
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
 	defer cancel()
 	// pasta's setup (~50 ms to the route, ~100 ms to the forwards here) runs while node boots.
@@ -318,11 +332,34 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	return o, nil
 }
 
+// keyPipe returns the read end of a pipe that holds key in hex and a newline, its write end closed:
+// the owner reads it from its standard input at start (owner.js --gate-key stdin). Not the
+// environment: its original block stays readable in /proc/PID/environ for the owner's life.
+func keyPipe(key []byte) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("gate key pipe: %w", err)
+	}
+	_, err = w.WriteString(hex.EncodeToString(key) + "\n") // 65 bytes: far below the pipe's buffer
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("gate key pipe: %w", err), r.Close())
+	}
+	return r, nil
+}
+
 // owner is a direct owner: the process handling of ownerproc (ID, GateSocket, Pid, Done, Err,
-// Stop) plus its mode.
+// Stop) plus its mode and its gate key.
 type owner struct {
 	*ownerproc.Proc
+	key []byte
 }
 
 // Mode is "direct".
 func (o *owner) Mode() string { return "direct" }
+
+// GateKey is the owner's gate key (gate.KeyHolder): the executor derives each activation's token
+// from it.
+func (o *owner) GateKey() []byte { return o.key }
