@@ -160,13 +160,14 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 	// into every sandbox, so nothing can die under them but the sandbox itself.
 	var died <-chan struct{}
 	gateDir := ""
+	var owner enclave.Owner
 	if t.cfg.Model == ModelTeemate {
 		lease, err := t.enclaves.Reserve(hctx, job.Image)
 		if err != nil {
 			return t.failEarly(ctx, out, log, "no enclave thread", err)
 		}
 		defer lease.Release()
-		died, gateDir = lease.Died(), lease.Dir()
+		died, gateDir, owner = lease.Died(), lease.Dir(), lease.Owner
 	}
 
 	dir := filepath.Join(t.cfg.ProxyDir, strconv.FormatUint(t.seq.Add(1), 36))
@@ -179,6 +180,9 @@ func (t *Teemate) run(ctx context.Context, job *activation.Job, attempt int) act
 		}
 	}
 	spec := t.spec(job, timeout, dir, gateDir)
+	if owner != nil {
+		addGateToken(spec.Env, owner, job)
+	}
 
 	t0 := time.Now()
 	sb, err := t.sandboxes.Create(hctx, spec)
