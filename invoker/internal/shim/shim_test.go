@@ -81,7 +81,10 @@ func shortDir(t *testing.T) string {
 func startOwner(t *testing.T, slots int) string {
 	t.Helper()
 	needOwner(t)
-	b, err := direct.New(direct.Config{OwnerJS: ownerJS}, zap.NewNop())
+	// OpenGate: these tests drive the shim's side of the protocol against a real owner; the gate's
+	// authentication (both shims presenting their activation's token) is executor's
+	// TestGateAuthReplayRefused.
+	b, err := direct.New(direct.Config{OwnerJS: ownerJS, OpenGate: true}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,10 @@ type Config struct {
 	// "seccomp" (execve forbidden once the owner runs; the default when the lockdown addon is
 	// built) or "none".
 	Lockdown string
+	// OpenGate starts owners without a gate key: then any process that reaches the gate socket may
+	// attach and run code under any namespace. Only for tests of the gate protocol itself (the
+	// shims' tests against a real owner); the invoker never sets it, and New warns when it is set.
+	OpenGate bool
 }
 
 // Backend starts owners as local Node processes.
@@ -96,6 +100,9 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 	}
 	log.Warn("enclave backend 'direct' gives NO confidentiality: the enclave runtime runs as a plain " +
 		"host process without SGX and its attestation is simulated; for development only")
+	if cfg.OpenGate {
+		log.Warn("UNSAFE: owners start without a gate key: any local process may attach to them (OpenGate, for tests only)")
+	}
 	b := &Backend{cfg: cfg, log: log}
 	if err := b.setupConfinement(); err != nil {
 		return nil, fmt.Errorf("direct enclave backend: %w", err)
@@ -278,16 +285,18 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
 	// The gate key: only the sandbox of an activation gets that activation's token from it.
-	key, err := gate.NewKey()
-	if err != nil {
-		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+	var key []byte
+	var keyIn *os.File
+	if !b.cfg.OpenGate {
+		if key, err = gate.NewKey(); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		if keyIn, err = keyPipe(key); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		defer keyIn.Close() // the child has its own copy once started; nothing is left to lose
+		args = append(args, "--gate-key", "stdin")
 	}
-	keyIn, err := keyPipe(key)
-	if err != nil {
-		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
-	}
-	defer keyIn.Close() // the child has its own copy once started
-	args = append(args, "--gate-key", "stdin")
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
 	if jail != nil {
@@ -297,7 +306,9 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		cmd = exec.Command(b.cfg.Node, args...)
 		cmd.Env = b.cfg.Env
 	}
-	cmd.Stdin = keyIn
+	if keyIn != nil {
+		cmd.Stdin = keyIn
+	}
 	cmd.Stdout = io.Discard // the ready line; readiness is checked with a ping
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
 	opts.Log = log
@@ -361,5 +372,5 @@ type owner struct {
 func (o *owner) Mode() string { return "direct" }
 
 // GateKey is the owner's gate key (gate.KeyHolder): the executor derives each activation's token
-// from it.
+// from it. Nil with Config.OpenGate.
 func (o *owner) GateKey() []byte { return o.key }
