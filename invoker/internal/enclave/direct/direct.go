@@ -245,6 +245,18 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
+	// The gate key: only the sandbox of an activation gets that activation's token from it.
+	var key []byte
+	var keyIn *os.File
+	if !b.cfg.OpenGate {
+		if key, err = gate.NewKey(); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		if keyIn, err = keyPipe(key); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		defer keyIn.Close() // the child has its own copy once started; nothing is left to lose
+	}
 	var jail *confine.Jail
 	if b.confined {
 		conf := b.cfg.Confine
@@ -284,17 +296,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if len(b.denyHosts) > 0 {
 		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
-	// The gate key: only the sandbox of an activation gets that activation's token from it.
-	var key []byte
-	var keyIn *os.File
-	if !b.cfg.OpenGate {
-		if key, err = gate.NewKey(); err != nil {
-			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
-		}
-		if keyIn, err = keyPipe(key); err != nil {
-			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
-		}
-		defer keyIn.Close() // the child has its own copy once started; nothing is left to lose
+	if keyIn != nil {
 		args = append(args, "--gate-key", "stdin")
 	}
 	var cmd *exec.Cmd
