@@ -97,8 +97,9 @@ class GateClient {
 }
 
 // startOwner launches owner.js and resolves once it printed its ready line.
-// args are extra owner arguments (e.g. ['--prewarm', '2']).
-function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [] } = {}) {
+// args are extra owner arguments (e.g. ['--prewarm', '2']); stdin, when given, is
+// written to the owner's standard input (e.g. a gate key with --gate-key stdin).
+function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [], stdin } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-rt-test-'));
   const sock = path.join(dir, 'gate.sock');
   const childEnv = { ...process.env, ...env };
@@ -106,8 +107,9 @@ function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [] } = {})
   delete childEnv.NODE_TEST_CONTEXT; // the child is not a test file
   const child = spawn(process.execPath, [OWNER, '--socket', sock, '--slots', String(slots), '--image', 'nodejs:20',
     '--enclave', 'test-0', '--isolate', isolate, '--work-dir', path.join(dir, 'work'), ...args], {
-    env: childEnv, stdio: ['ignore', 'pipe', 'pipe'],
+    env: childEnv, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (stdin !== undefined) child.stdin.end(stdin);
   const stderr = [];
   child.stderr.on('data', (d) => stderr.push(d.toString()));
   return new Promise((resolve, reject) => {

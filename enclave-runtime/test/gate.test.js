@@ -41,7 +41,7 @@ for (const backend of BACKENDS) {
       const pong = await c.request({ type: 'ping' });
       const { prepared, ...rest } = pong;
       assert.deepEqual(rest, { type: 'pong', slots: 64, free: 64, quarantined: 0, isolate: backend.name,
-        prewarm: backend.name === 'addon' ? 4 : 0 });
+        prewarm: backend.name === 'addon' ? 4 : 0, auth: false, authRefused: 0 });
       assert.ok(Number.isInteger(prepared) && prepared >= 0 && prepared <= rest.prewarm, `prepared ${prepared}`);
       const w = await c.request({ type: 'hello', version: 1, sandbox: 'wsk0_1_guest_hello' });
       assert.equal(w.type, 'welcome');

@@ -9,7 +9,10 @@
 //   node owner.js --socket PATH --slots N --image nodejs:20 --enclave ID
 //                 [--isolate addon|worker|auto] [--prewarm K|all] [--work-dir DIR] [--mode direct|sgx]
 //                 [--scratch-dir DIR] [--scratch-quota-mb N] [--egress-allow host:port,...]
-//                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp]
+//                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp] [--gate-key stdin]
+//
+// --gate-key stdin: the invoker writes this owner's gate key on standard input;
+// every attach then needs a token (trusted/gateauth.js).
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -21,6 +24,7 @@ const { Decoder, ProtocolError, encode, encodeText } = require('./frame');
 const { TcsTable } = require('./tcs');
 const { prepareCode, ZipActions, InitError } = require('./prepare');
 const isolates = require('./isolates');
+const { GateAuth, AuthError, parseKey } = require('./gateauth');
 
 const PROTOCOL_VERSION = 1;
 const LIMITS = {
@@ -49,7 +53,7 @@ function parseArgs(argv) {
   const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
     '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm',
     '--scratch-dir': 'scratchDir', '--scratch-quota-mb': 'scratchQuotaMB', '--egress-allow': 'egressAllow',
-    '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown' };
+    '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown', '--gate-key': 'gateKey' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -73,6 +77,7 @@ function parseArgs(argv) {
   if (!['addon', 'worker', 'auto'].includes(opts.isolate)) throw new Error(`--isolate must be addon, worker or auto`);
   if (!['direct', 'sgx'].includes(opts.mode)) throw new Error(`--mode must be direct or sgx`);
   if (!['none', 'seccomp'].includes(opts.lockdown)) throw new Error('--lockdown must be none or seccomp');
+  if (opts.gateKey !== undefined && opts.gateKey !== 'stdin') throw new Error('--gate-key must be stdin');
   const mb = opts.scratchQuotaMB === undefined ? DEFAULT_SCRATCH_QUOTA_MB
     : /^[0-9]+$/.test(opts.scratchQuotaMB) ? Number(opts.scratchQuotaMB) : NaN;
   if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new Error('--scratch-quota-mb must be an integer from 1 to 65536');
@@ -282,6 +287,8 @@ class Owner {
     this.scratch = new Scratch(opts.scratchDir || path.join(opts.workDir, 'scratch'), opts.scratchQuotaBytes);
     this.zipActions = new ZipActions(this.zipCache);
     this.attestation = simulatedAttestation(opts);
+    // opts.key: the gate key main() read (--gate-key), or none.
+    this.auth = new GateAuth(opts.key || null);
   }
 
   listen() {
@@ -306,7 +313,8 @@ class Owner {
     const st = this.tcs.stats();
     const prepared = this.backend.prepared();
     return { type: 'pong', slots: st.slots, free: st.free, quarantined: st.quarantined, isolate: this.backend.name,
-      prewarm: this.backend.prewarm, prepared: prepared ? prepared.filter((p) => p === true).length : 0 };
+      prewarm: this.backend.prewarm, prepared: prepared ? prepared.filter((p) => p === true).length : 0,
+      auth: this.auth.required, authRefused: this.auth.refused };
   }
 
   close() {
@@ -326,6 +334,8 @@ class Conn {
     this.decoder = new Decoder();
     this.hello = false;
     this.sandbox = '';
+    // The credentials hello presented (gateauth.js), null without a key.
+    this.ticket = null;
     this.closed = false;
     this.resetAcquisition();
     this.slot = -1;
@@ -366,6 +376,16 @@ class Conn {
     }
   }
 
+  // authError refuses the caller (already counted by GateAuth) and closes.
+  authError(err) {
+    log('warn', 'gate caller refused', { conn: this.id, sandbox: this.sandbox, error: err.message });
+    if (this.slot >= 0 && !this.running) {
+      this.owner.tcs.release(this.slot, this);
+      this.slot = -1;
+    }
+    this.error('auth', err.message, true);
+  }
+
   protocolError(err) {
     log('warn', 'gate protocol error', { conn: this.id, sandbox: this.sandbox, error: err.message });
     this.error('protocol', err.message, err.close !== false);
@@ -380,6 +400,7 @@ class Conn {
         this.handle(m);
       } catch (e) {
         if (e instanceof ProtocolError) this.protocolError(e);
+        else if (e instanceof AuthError) this.authError(e);
         else {
           log('error', 'gate handler failed', { conn: this.id, error: e.stack || String(e) });
           this.error('internal', `the runtime failed: ${e.message}`);
@@ -421,8 +442,9 @@ class Conn {
     if (m.version !== PROTOCOL_VERSION) {
       return this.error('version', `protocol version ${m.version} is not supported; this runtime speaks ${PROTOCOL_VERSION}`, true);
     }
-    this.hello = true;
     this.sandbox = (m.sandbox || '').slice(0, 256);
+    this.ticket = this.owner.auth.hello(m);
+    this.hello = true;
     const o = this.owner;
     return this.send({
       type: 'welcome', version: PROTOCOL_VERSION, enclave: o.opts.enclave, image: o.opts.image,
@@ -440,6 +462,8 @@ class Conn {
     const slot = this.owner.tcs.acquire(this, prepared ? (i) => prepared[i] === true : undefined);
     if (slot < 0) return this.error('busy', `all ${this.owner.tcs.size} TCS slots are taken`);
     this.slot = slot;
+    // The token is spent by the slot it takes (authError frees the slot on refusal).
+    this.owner.auth.spend(this.ticket);
     this.resetAcquisition();
     return this.send({ type: 'acquired', tcs: slot });
   }
@@ -484,6 +508,7 @@ class Conn {
     if (this.initState !== 'ok') return this.error('state', 'System not initialized.');
     if (this.ran) return this.error('state', 'the action already ran on this acquisition');
     const run = checkRun(m);
+    this.owner.auth.run(this.ticket, { ...this.initEnv, ...run.env });
     this.ran = true;
     this.running = true;
     const slot = this.slot;
@@ -644,7 +669,7 @@ function simulatedAttestation(opts) {
   const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const h = crypto.createHash('sha256');
-  for (const f of ['owner.js', 'activation.js', 'caps.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js']) {
+  for (const f of ['owner.js', 'activation.js', 'caps.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js', 'gateauth.js']) {
     h.update(fs.readFileSync(path.join(__dirname, f)));
   }
   const report = {
@@ -664,6 +689,17 @@ async function main() {
     log('error', 'bad arguments', { error: e.message });
     process.exit(2);
   }
+  if (opts.gateKey === 'stdin') {
+    // Read before any isolate thread exists; the key never enters the environment
+    // (whose original block stays readable in /proc/PID/environ) or the arguments.
+    try {
+      opts.key = parseKey(fs.readFileSync(0, 'utf8'));
+    } catch (e) {
+      log('error', 'bad gate key on standard input', { error: e.message });
+      process.exit(2);
+    }
+  }
+  delete opts.gateKey;
   let tmpWork = '';
   if (!opts.workDir) {
     tmpWork = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-enclave-'));
@@ -688,7 +724,7 @@ async function main() {
   }
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
-    prewarm: backend.prewarm });
+    prewarm: backend.prewarm, auth: owner.auth.required ? 'token required' : 'none: any caller may attach' });
   process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,
     image: opts.image, isolate: backend.name, slots: opts.slots, prewarm: backend.prewarm, pid: process.pid })}\n`);
   const stop = (sig) => {

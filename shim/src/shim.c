@@ -983,6 +983,19 @@ static void handle_init(struct conn *c, const char *body, size_t n, int over)
 		buf_puts(&req, ",\"sandbox\":");
 		json_str_encode(&req, cfg.sandbox, strlen(cfg.sandbox));
 	}
+	/* The sandbox's one-time capability for its activation (PROTOCOL.md, "Authentication"). */
+	const char *tok = getenv("TEEMATE_GATE_TOKEN");
+	if (tok && *tok) {
+		static const char *const cred[][2] = {{"activation", "TEEMATE_ACTIVATION_ID"},
+						      {"namespace", "TEEMATE_NAMESPACE"}, {"token", "TEEMATE_GATE_TOKEN"}};
+		for (size_t i = 0; i < 3; i++) {
+			const char *v = getenv(cred[i][1]);
+			if (v && *v) {
+				buf_printf(&req, ",\"%s\":", cred[i][0]);
+				json_str_encode(&req, v, strlen(v));
+			}
+		}
+	}
 	buf_putc(&req, '}');
 	rc = gate_call(&req, MAX_OTHER_FRAME, "welcome", deadline, c, &rb, &obj, &objn, &ge, &err);
 	if (rc == 0) {

@@ -128,13 +128,14 @@ func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) ac
 	// every sandbox, so nothing can die under them but the sandbox itself.
 	var died <-chan struct{}
 	gateDir := ""
+	var owner enclave.Owner
 	if t.cfg.Model.SharesEnclave() {
 		lease, err := t.enclaves.Reserve(hctx, job.Image)
 		if err != nil {
 			return t.failEarly(ctx, out, log, "no enclave thread", err)
 		}
 		defer lease.Release()
-		died, gateDir = lease.Died(), lease.Dir()
+		died, gateDir, owner = lease.Died(), lease.Dir(), lease.Owner
 	}
 
 	dir := filepath.Join(t.cfg.ProxyDir, strconv.FormatUint(t.seq.Add(1), 36))
@@ -147,6 +148,9 @@ func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) ac
 		}
 	}
 	spec := t.spec(job, timeout, dir, gateDir)
+	if owner != nil {
+		addGateToken(spec.Env, owner, job)
+	}
 
 	lc := &life{state: stateCreating, log: log}
 	t0 := time.Now()

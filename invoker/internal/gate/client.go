@@ -32,10 +32,12 @@ func (c *Client) Close() error { return c.conn.Close() }
 // TCS is the slot held, or -1.
 func (c *Client) TCS() int { return c.tcs }
 
-// Hello attaches and returns the owner's description.
-func (c *Client) Hello(ctx context.Context, sandbox string) (*Welcome, error) {
+// Hello attaches with the sandbox's credentials (the zero value for an owner that requires none) and
+// returns the owner's description; a refused caller gets *Error with Class auth.
+func (c *Client) Hello(ctx context.Context, sandbox string, cred Credentials) (*Welcome, error) {
 	var w Welcome
-	if err := c.call(ctx, Hello{Type: "hello", Version: Version, Sandbox: sandbox}, MaxOtherFrame, "welcome", &w); err != nil {
+	h := Hello{Type: "hello", Version: Version, Sandbox: sandbox, Credentials: cred}
+	if err := c.call(ctx, h, MaxOtherFrame, "welcome", &w); err != nil {
 		return nil, err
 	}
 	return &w, nil

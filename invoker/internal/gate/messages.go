@@ -2,11 +2,13 @@ package gate
 
 import "encoding/json"
 
-// Hello opens an attachment; Sandbox is informational only.
+// Hello opens an attachment; Sandbox is informational only. An owner started with a gate key
+// requires the Credentials of one activation (token.go); without a key it ignores them.
 type Hello struct {
 	Type    string `json:"type"` // "hello"
 	Version int    `json:"version"`
 	Sandbox string `json:"sandbox,omitempty"`
+	Credentials
 }
 
 // Welcome answers Hello.
@@ -73,6 +75,10 @@ type Pong struct {
 	Free        int    `json:"free"`
 	Quarantined int    `json:"quarantined"`
 	Isolate     string `json:"isolate"`
+	// Auth says the owner requires a token to attach; AuthRefused counts the callers it refused
+	// (class auth) since it started.
+	Auth        bool  `json:"auth"`
+	AuthRefused int64 `json:"authRefused"`
 }
 
 // Error classes (PROTOCOL.md, "error").
@@ -83,6 +89,9 @@ const (
 	ClassBusy     = "busy"
 	ClassInit     = "init"
 	ClassInternal = "internal"
+	// ClassAuth: the caller did not present a valid, unused token for the activation it runs
+	// (token.go); the owner closes the connection.
+	ClassAuth = "auth"
 )
 
 // Error is an error reply from the owner.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/teemate/platform/invoker/internal/gate"
 )
 
 // MaxBody caps /init and /run request bodies, as OpenWhisk's Node runtime does (48 MiB).
@@ -25,6 +27,10 @@ type Config struct {
 	Gate string
 	// Sandbox is this sandbox's name (informational, sent in hello).
 	Sandbox string
+	// Credentials (TEEMATE_GATE_TOKEN, TEEMATE_ACTIVATION_ID, TEEMATE_NAMESPACE) are this
+	// sandbox's one-time capability for its activation, sent in hello when a token is set; the
+	// invoker sets them when the owner requires a token.
+	Credentials gate.Credentials
 	// MemoryMB, LogLimitBytes and TimeoutMs are the action's limits, passed to the enclave's run.
 	MemoryMB      int
 	LogLimitBytes int64
@@ -57,6 +63,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		LogLimitBytes: DefaultLogLimitBytes,
 		TimeoutMs:     DefaultTimeoutMs,
 		Grace:         5 * time.Second,
+	}
+	if tok := getenv("TEEMATE_GATE_TOKEN"); tok != "" {
+		c.Credentials = gate.Credentials{Activation: getenv("TEEMATE_ACTIVATION_ID"),
+			Namespace: getenv("TEEMATE_NAMESPACE"), Token: tok}
 	}
 	var errs []error
 	if v := getenv("TEEMATE_PROXY_FD"); v != "" {

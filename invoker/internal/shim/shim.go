@@ -238,7 +238,7 @@ func (s *Server) handleInit(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.gc = gc
 	s.mu.Unlock()
-	if _, err := gc.Hello(ctx, s.cfg.Sandbox); err != nil {
+	if _, err := gc.Hello(ctx, s.cfg.Sandbox, s.cfg.Credentials); err != nil {
 		s.gateFailure(w, http.StatusBadGateway, "The enclave refused to attach: "+err.Error())
 		return
 	}

@@ -81,7 +81,10 @@ func shortDir(t *testing.T) string {
 func startOwner(t *testing.T, slots int) string {
 	t.Helper()
 	needOwner(t)
-	b, err := direct.New(direct.Config{OwnerJS: ownerJS}, zap.NewNop())
+	// OpenGate: these tests drive the shim's side of the protocol against a real owner; the gate's
+	// authentication (both shims presenting their activation's token) is executor's
+	// TestGateAuthReplayRefused.
+	b, err := direct.New(direct.Config{OwnerJS: ownerJS, OpenGate: true}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +248,7 @@ func TestOneUseAndOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := c.Hello(ctx, "x"); err != nil {
+		if _, err := c.Hello(ctx, "x", gate.Credentials{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Acquire(ctx); err != nil {
@@ -404,7 +407,7 @@ func TestGateFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer holder.Close()
-		if _, err := holder.Hello(ctx, "holder"); err != nil {
+		if _, err := holder.Hello(ctx, "holder", gate.Credentials{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := holder.Acquire(ctx); err != nil {

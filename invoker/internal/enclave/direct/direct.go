@@ -2,6 +2,7 @@ package direct
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
+	"github.com/teemate/platform/invoker/internal/gate"
 )
 
 // Config configures the backend.
@@ -45,6 +47,10 @@ type Config struct {
 	// "seccomp" (execve forbidden once the owner runs; the default when the lockdown addon is
 	// built) or "none".
 	Lockdown string
+	// OpenGate starts owners without a gate key: then any process that reaches the gate socket may
+	// attach and run code under any namespace. Only for tests of the gate protocol itself (the
+	// shims' tests against a real owner); the invoker never sets it, and New warns when it is set.
+	OpenGate bool
 }
 
 // Backend starts owners as local Node processes.
@@ -94,6 +100,9 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 	}
 	log.Warn("enclave backend 'direct' gives NO confidentiality: the enclave runtime runs as a plain " +
 		"host process without SGX and its attestation is simulated; for development only")
+	if cfg.OpenGate {
+		log.Warn("UNSAFE: owners start without a gate key: any local process may attach to them (OpenGate, for tests only)")
+	}
 	b := &Backend{cfg: cfg, log: log}
 	if err := b.setupConfinement(); err != nil {
 		return nil, fmt.Errorf("direct enclave backend: %w", err)
@@ -236,6 +245,18 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
+	// The gate key: only the sandbox of an activation gets that activation's token from it.
+	var key []byte
+	var keyIn *os.File
+	if !b.cfg.OpenGate {
+		if key, err = gate.NewKey(); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		if keyIn, err = keyPipe(key); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		defer keyIn.Close() // the child has its own copy once started; nothing is left to lose
+	}
 	var jail *confine.Jail
 	if b.confined {
 		conf := b.cfg.Confine
@@ -275,6 +296,9 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if len(b.denyHosts) > 0 {
 		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
+	if keyIn != nil {
+		args = append(args, "--gate-key", "stdin")
+	}
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
 	if jail != nil {
@@ -283,6 +307,9 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	} else {
 		cmd = exec.Command(b.cfg.Node, args...)
 		cmd.Env = b.cfg.Env
+	}
+	if keyIn != nil {
+		cmd.Stdin = keyIn
 	}
 	cmd.Stdout = io.Discard // the ready line; readiness is checked with a ping
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
@@ -294,7 +321,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		}
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}
-	o := &owner{Proc: p}
+	o := &owner{Proc: p, key: key}
 	sctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
 	defer cancel()
 	// pasta's setup (~50 ms to the route, ~100 ms to the forwards here) runs while node boots.
@@ -318,11 +345,34 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	return o, nil
 }
 
+// keyPipe returns the read end of a pipe that holds key in hex and a newline, its write end closed:
+// the owner reads it from its standard input at start (owner.js --gate-key stdin). Not the
+// environment: its original block stays readable in /proc/PID/environ for the owner's life.
+func keyPipe(key []byte) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("gate key pipe: %w", err)
+	}
+	_, err = w.WriteString(hex.EncodeToString(key) + "\n") // 65 bytes: far below the pipe's buffer
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("gate key pipe: %w", err), r.Close())
+	}
+	return r, nil
+}
+
 // owner is a direct owner: the process handling of ownerproc (ID, GateSocket, Pid, Done, Err,
-// Stop) plus its mode.
+// Stop) plus its mode and its gate key.
 type owner struct {
 	*ownerproc.Proc
+	key []byte
 }
 
 // Mode is "direct".
 func (o *owner) Mode() string { return "direct" }
+
+// GateKey is the owner's gate key (gate.KeyHolder): the executor derives each activation's token
+// from it. Nil with Config.OpenGate.
+func (o *owner) GateKey() []byte { return o.key }

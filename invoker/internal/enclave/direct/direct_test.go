@@ -2,6 +2,7 @@ package direct
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,19 @@ func TestStartPingStop(t *testing.T) {
 	}
 	if !strings.Contains(string(environ), OwnerMallocArenas) {
 		t.Errorf("owner environment %q lacks %s", environ, OwnerMallocArenas)
+	}
+	// The gate requires a token derived from the owner's key, and the key went in on standard
+	// input: it is neither in the owner's environment nor in its arguments.
+	key := o.(gate.KeyHolder).GateKey()
+	if len(key) != gate.KeySize || !p.Auth {
+		t.Fatalf("gate key of %d bytes, pong auth %v", len(key), p.Auth)
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", o.(interface{ Pid() int }).Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := hex.EncodeToString(key); strings.Contains(string(environ), k) || strings.Contains(string(cmdline), k) {
+		t.Error("the gate key is visible in the owner's /proc environ or cmdline")
 	}
 	// As root the owner runs confined by default: its own uid, no capabilities, seccomp (the
 	// launcher's filter and the lockdown's), its own pid namespace.

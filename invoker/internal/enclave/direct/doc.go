@@ -10,5 +10,9 @@
 // enclave-runtime/trusted/lockdown.js). New refuses to run owners as root unconfined unless
 // Config.UnsafeOwnerAsRoot says so; an invoker that is not root runs them as itself, with a warning.
 //
+// Each owner gets a random gate key on its standard input (owner.GateKey, gate.KeyHolder), so that
+// only the sandbox created for an activation, holding that activation's token, can attach to it
+// (enclave-runtime/PROTOCOL.md, "Authentication").
+//
 // This package runs on the untrusted host; the program it starts is the trusted runtime code.
 package direct

@@ -376,6 +376,11 @@ func (o *owner) Mode() string { return "sgx" }
 // Share is the /dev/teemate share of this owner's enclave.
 func (o *owner) Share() ShareInfo { return o.share }
 
+// GateKey is nil (gate.KeyHolder): in sgx mode a caller enters the enclave through /dev/teemate
+// attach on a TCS, and the runtime knows it by that TCS and by attestation, not by a token that the
+// untrusted host mints. Gate tokens are the direct backend's measure (SECURITY.md).
+func (o *owner) GateKey() []byte { return nil }
+
 // loaderLevel is the level of a stderr line of the loader or owner: owner.js logs JSON lines,
 // Gramine prefixes its own with "error:" or "warning:".
 func loaderLevel(line string) zapcore.Level {

@@ -94,7 +94,10 @@ func startOwner(t testing.TB, slots int) string {
 			env = append(env, kv)
 		}
 	}
-	b, err := direct.New(direct.Config{OwnerJS: ownerJS, Env: env}, zap.NewNop())
+	// OpenGate: these tests drive the shim's side of the protocol against a real owner; the gate's
+	// authentication (both shims presenting their activation's token) is executor's
+	// TestGateAuthReplayRefused.
+	b, err := direct.New(direct.Config{OwnerJS: ownerJS, Env: env, OpenGate: true}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
