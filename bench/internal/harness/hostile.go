@@ -239,11 +239,11 @@ func (m *mix) stop() ([]*result.HostileCase, int) {
 func (d *Direct) HostileParams() hostile.Params {
 	p := hostile.Params{DataDir: d.cfg.StateDir}
 	if _, port, err := net.SplitHostPort(strings.TrimPrefix(d.ctl.APIHost(), "http://")); err == nil {
-		p.APIPort, _ = strconv.Atoi(port)
+		p.APIPort, _ = strconv.Atoi(port) // a listener's port is always numeric
 	}
 	if addrs := d.emb.Addrs(); len(addrs) > 0 {
 		if _, port, err := net.SplitHostPort(addrs[0]); err == nil {
-			p.KafkaPort, _ = strconv.Atoi(port)
+			p.KafkaPort, _ = strconv.Atoi(port) // a listener's port is always numeric
 		}
 	}
 	return p
