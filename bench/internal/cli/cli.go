@@ -55,7 +55,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Bool("direct", true, "the bench is the controller: embedded Kafka, in-process invokers, one per model (default mode)")
+	fs.Bool("direct", true, "the platform runs in the bench: embedded Kafka, the controller-adapter's controller, in-process invokers, one per model (default mode)")
 	fs.BoolVar(&f.quick, "quick", false, "quick profile: "+strings.Join(QuickFunctions, ", ")+", size test, 30 samples, 1 repetition (< 5 min)")
 	fs.StringVar(&f.apiHost, "api-host", "", "measure a running platform through its REST API instead (e.g. http://127.0.0.1:3233)")
 	fs.StringVar(&f.auth, "auth", "", "uuid:key for --api-host")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,18 +70,6 @@ func TestLoadAvg(t *testing.T) {
 	}
 }
 
-func TestActionDocument(t *testing.T) {
-	b, err := actionDoc("guest", "1-x", ActionSpec{Name: "uploader", Code: "function main(){}", Network: true, MemoryMB: 256, TimeoutMs: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`"rev":"1-x"`, `"key":"network","value":true`, `"kind":"nodejs:20"`, `"memory":256`} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("document lacks %s: %s", want, b)
-		}
-	}
-}
-
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -99,10 +88,10 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// TestShortRealRun drives the whole pipeline: embedded Kafka, REST stand-in, in-process invokers for
-// teemate and strawman on the process sandbox, real Node. One latency sample of crypto-md5 is
-// deliberately corrupted before validation: it must be reported invalid and excluded.
-func TestShortRealRun(t *testing.T) {
+// startTestDirect starts the in-process platform (embedded broker, the controller-adapter's
+// controller, in-process invokers on the process sandbox and real Node) for a test.
+func startTestDirect(t *testing.T) *Direct {
+	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed")
 	}
@@ -130,7 +119,15 @@ func TestShortRealRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(d.Close)
+	return d
+}
+
+// TestShortRealRun drives the whole pipeline: embedded Kafka, the controller-adapter's controller,
+// in-process invokers for teemate and strawman on the process sandbox, real Node. One latency sample of crypto-md5 is
+// deliberately corrupted before validation: it must be reported invalid and excluded.
+func TestShortRealRun(t *testing.T) {
+	d := startTestDirect(t)
 	const tampered = 3 // warm-up is seq 1, latency samples 2..4
 	res := &result.Result{Schema: result.SchemaVersion}
 	opts := Options{Models: []string{"teemate", "strawman"}, Cases: []CaseSpec{{Function: "crypto-md5", Size: "test"}},
@@ -190,6 +187,81 @@ func TestShortRealRun(t *testing.T) {
 	}
 	if o := res.Issue3["teemate"]; o == nil || o.N != 3 || o.OverheadP50Ms <= 0 {
 		t.Errorf("noop overhead %+v", o)
+	}
+}
+
+// TestLargeRecords follows the one route of records too large for Kafka, on the real path (Node,
+// OpenWhisk's action proxy in the native model, the invoker, Kafka, the controller-adapter's store
+// and balancer). A result just under the 1 MiB payload limit travels in the Result ack. One over it
+// becomes OpenWhisk's truncation error, which quotes the reply's first MiB; made of quotes, that
+// doubles when escaped, so the record no longer fits in an ack: the invoker stores it, acks the id
+// alone, and the controller answers the caller from the store. Either way the caller's record and
+// the stored one agree, and the stored one has the logs.
+func TestLargeRecords(t *testing.T) {
+	d := startTestDirect(t)
+	const limit = 1 << 20
+	actions := []ActionSpec{
+		{Name: "near", Code: fmt.Sprintf(`function main() { console.log("near"); return { blob: "x".repeat(%d) }; }`, limit-64)},
+		{Name: "over", Code: fmt.Sprintf(`function main() { console.log("over"); return { blob: '"'.repeat(%d) }; }`, limit)},
+	}
+	for i := range actions {
+		actions[i].MemoryMB, actions[i].TimeoutMs = 256, 30000
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := d.Deploy(ctx, actions); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := d.UseModel(ctx, "native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	rest, err := NewAPI(d.ctl.APIHost(), d.auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		status  int
+		inAck   bool // the caller's record came in the Result ack (without logs)
+		contain string
+	}{
+		{"near", whisk.StatusSuccess, true, `"blob":"xxxx`},
+		{"over", whisk.StatusApplicationError, false, "exceeded the allowed length: "},
+	} {
+		reply, err := d.Invoke(ctx, c.name, json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		a := reply.Activation
+		if a.Response.StatusCode != c.status || !strings.Contains(string(a.Response.Result), c.contain) {
+			t.Fatalf("%s: status %d, result %.200s", c.name, a.Response.StatusCode, a.Response.Result)
+		}
+		ack, err := whisk.NewResult(whisk.NewRandomTransactionID(time.Now()), a).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fits := len(ack) <= whisk.MaxMessageBytes; fits != c.inAck {
+			t.Fatalf("%s: a Result ack of this record is %d bytes (limit %d); the case is not what it claims", c.name, len(ack), whisk.MaxMessageBytes)
+		}
+		if !c.inAck && (len(a.Logs) == 0 || !strings.Contains(a.Logs[0], c.name)) {
+			t.Fatalf("%s: answered from the store, the record must have its logs: %q", c.name, a.Logs)
+		}
+		// The record as wsk activation get shows it, right after the answer.
+		b, code, err := rest.do(ctx, http.MethodGet, "/api/v1/namespaces/_/activations/"+a.ActivationID, nil)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%s: activation get: HTTP %d %v", c.name, code, err)
+		}
+		stored, err := parseExternal(b)
+		if err != nil {
+			t.Fatalf("%s: stored record: %v", c.name, err)
+		}
+		if string(stored.Response.Result) != string(a.Response.Result) || stored.Response.StatusCode != c.status ||
+			len(stored.Logs) == 0 || !strings.Contains(stored.Logs[0], c.name) {
+			t.Fatalf("%s: stored record differs from the answer (status %d, %d result bytes, logs %q)", c.name,
+				stored.Response.StatusCode, len(stored.Response.Result), stored.Logs)
+		}
 	}
 }
 

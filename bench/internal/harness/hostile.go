@@ -235,15 +235,15 @@ func (m *mix) stop() ([]*result.HostileCase, int) {
 }
 
 // HostileParams are the endpoints of this in-process platform that the hostile actions attack:
-// its REST stand-in, its broker and its state directory.
+// its controller's API, its broker and its state directory.
 func (d *Direct) HostileParams() hostile.Params {
 	p := hostile.Params{DataDir: d.cfg.StateDir}
-	if _, port, err := net.SplitHostPort(strings.TrimPrefix(d.apiHost, "http://")); err == nil {
-		p.APIPort, _ = strconv.Atoi(port)
+	if _, port, err := net.SplitHostPort(strings.TrimPrefix(d.ctl.APIHost(), "http://")); err == nil {
+		p.APIPort, _ = strconv.Atoi(port) // a listener's port is always numeric
 	}
 	if addrs := d.emb.Addrs(); len(addrs) > 0 {
 		if _, port, err := net.SplitHostPort(addrs[0]); err == nil {
-			p.KafkaPort, _ = strconv.Atoi(port)
+			p.KafkaPort, _ = strconv.Atoi(port) // a listener's port is always numeric
 		}
 	}
 	return p

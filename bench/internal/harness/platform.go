@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/teemate/platform/invoker/whisk"
@@ -65,27 +64,6 @@ func annotationMs(a *whisk.WhiskActivation, key string) *float64 {
 		return nil
 	}
 	return &v
-}
-
-// actionDoc is the action document served to the invoker (the REST API's GET with code=true, plus
-// "rev" for caching by revision).
-func actionDoc(namespace, rev string, a ActionSpec) ([]byte, error) {
-	ann := []map[string]any{{"key": "exec", "value": "nodejs"}}
-	if a.Network {
-		ann = append(ann, map[string]any{"key": "network", "value": true})
-	}
-	doc := map[string]any{
-		"namespace": namespace, "name": a.Name, "version": "0.0.1", "publish": false,
-		"exec":        map[string]any{"kind": "nodejs:20", "code": a.Code, "binary": false},
-		"annotations": ann, "parameters": []any{},
-		"limits": map[string]any{"timeout": a.TimeoutMs, "memory": a.MemoryMB, "logs": 10, "concurrency": 1},
-		"rev":    rev,
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("action document %s: %w", a.Name, err)
-	}
-	return b, nil
 }
 
 // ErrUnavailable wraps the reason a model cannot run.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,7 +86,7 @@ func (h *handler) activations(c *gin.Context, ns, rest string) {
 		h.fail(c, http.StatusNotFound, msgNotFound)
 		return
 	}
-	a, err := h.store.GetActivation(c.Request.Context(), ns, id)
+	a, err := h.readActivation(c.Request.Context(), ns, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		h.fail(c, http.StatusNotFound, msgNotFound)
@@ -116,6 +117,30 @@ func (h *handler) activations(c *gin.Context, ns, rest string) {
 		}
 		c.Data(http.StatusOK, "application/json", b)
 	}
+}
+
+// readActivation reads ns/id from the store. A blocking invoke is answered
+// from the Result ack, before the invoker stores the record with its logs;
+// a read in that window waits for the store (bounded), so a record the API
+// has just answered from is readable at once, logs included.
+func (h *handler) readActivation(ctx context.Context, ns, id string) (*whisk.WhiskActivation, error) {
+	a, err := h.store.GetActivation(ctx, ns, id)
+	if !errors.Is(err, store.ErrNotFound) {
+		return a, err
+	}
+	storing := h.inv.Storing(ns, id)
+	if storing == nil {
+		return nil, err
+	}
+	t := time.NewTimer(storingWaitMax)
+	defer t.Stop()
+	select {
+	case <-storing:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.store.GetActivation(ctx, ns, id)
 }
 
 // externalResponse is the external form's response object

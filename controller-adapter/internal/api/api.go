@@ -26,6 +26,9 @@ import (
 type Invoker interface {
 	Publish(ctx context.Context, action *whisk.Action, msg *whisk.ActivationMessage) (<-chan balancer.Completion, error)
 	Invokers() []balancer.InvokerHealth
+	// Storing is balancer.Storing: non-nil while an answered activation's
+	// record is being stored by the invoker.
+	Storing(ns, id string) <-chan struct{}
 }
 
 // Config of the API. Zero values take the defaults noted.

@@ -2,8 +2,15 @@
 // API as the wsk CLI and the client libraries call it (/api/v1: namespaces,
 // actions, invoke, activations), web actions (/api/v1/web/...), the
 // controller's invoker health endpoints (/invokers) and the internal
-// endpoint the invokers store finished activation records through
-// (/internal/v1/activations/...).
+// endpoints the invokers use, guarded by the invoker token: reading an
+// action (/internal/v1/actions/..., OpenWhisk's invoker reads the entity
+// database) and storing a finished activation record
+// (/internal/v1/activations/..., OpenWhisk's invoker writes the activations
+// database). That PUT is the only way a record gets into the store: the
+// controller learns results from acks and never writes records itself (see
+// controller-adapter/internal/balancer). A read of an activation whose
+// blocking caller was just answered waits for the invoker's write (bounded),
+// so the record is readable, with its logs, as soon as the answer is.
 //
 // Handlers are thin: each HTTP decision that is more than plumbing (merging
 // an action update, building an ActivationMessage, mapping a status code,

@@ -32,9 +32,11 @@ const (
 // behaviour computes an activation outcome from the message content.
 type behaviour func(content map[string]json.RawMessage) (status int, result json.RawMessage)
 
-// fakeInvoker stands in for the balancer: it checks each ActivationMessage's
-// shape, records it, stores the finished record as the invoker would, and
-// completes the activation the way the balancer reports it.
+// fakeInvoker stands in for the balancer and the invoker: it checks each
+// ActivationMessage's shape, records it, stores the finished record as the
+// invoker would, and completes the activation the way the balancer reports it
+// (from the Result ack without logs, or, for a shrunk ack, with the record it
+// read from the store).
 type fakeInvoker struct {
 	t  *testing.T
 	st *store.Store
@@ -44,7 +46,21 @@ type fakeInvoker struct {
 	noInvokers bool
 	behaviours map[string]behaviour
 	slow       map[string]bool // never complete
-	shrunk     map[string]bool // complete with the id only
+	shrunk     map[string]bool // the acks carried the id only
+	// late: answer from the Result ack and store the record only when
+	// release is closed, as the invoker does after the Result ack.
+	late    map[string]bool
+	release chan struct{}
+	storing map[string]chan struct{} // by activation id, while late records wait
+}
+
+func (f *fakeInvoker) Storing(ns, id string) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ch, ok := f.storing[id]; ok && ns == "guest" {
+		return ch
+	}
+	return nil
 }
 
 func (f *fakeInvoker) set(name string, b behaviour) {
@@ -70,7 +86,7 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	f.mu.Lock()
 	noInv := f.noInvokers
 	b := f.behaviours[a.Name]
-	slow, shrunk := f.slow[a.Name], f.shrunk[a.Name]
+	slow, shrunk, late := f.slow[a.Name], f.shrunk[a.Name], f.late[a.Name]
 	f.msgs = append(f.msgs, msg)
 	f.mu.Unlock()
 	if noInv {
@@ -103,12 +119,32 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 			{Key: "kind", Value: jsonString(a.Exec.Kind)},
 		},
 	}
+	if late {
+		stored := make(chan struct{})
+		f.mu.Lock()
+		f.storing[msg.ActivationID] = stored
+		f.mu.Unlock()
+		go func() {
+			<-f.release
+			if err := f.st.PutActivation(context.Background(), rec); err != nil {
+				f.t.Errorf("store record: %v", err)
+			}
+			f.mu.Lock()
+			delete(f.storing, msg.ActivationID)
+			f.mu.Unlock()
+			close(stored)
+		}()
+		ch <- balancer.Completion{ActivationID: msg.ActivationID, Activation: rec.WithoutLogs()}
+		return ch, nil
+	}
 	if err := f.st.PutActivation(context.Background(), rec); err != nil {
 		f.t.Errorf("store record: %v", err)
 	}
 	switch {
-	case shrunk || !msg.Blocking:
+	case !msg.Blocking:
 		ch <- balancer.Completion{ActivationID: msg.ActivationID}
+	case shrunk:
+		ch <- balancer.Completion{ActivationID: msg.ActivationID, Activation: rec}
 	default:
 		ch <- balancer.Completion{ActivationID: msg.ActivationID, Activation: rec.WithoutLogs()}
 	}
@@ -189,7 +225,8 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err := st.EnsureNamespace(ctx, "other", otherUUID, otherKey); err != nil {
 		t.Fatal(err)
 	}
-	inv := &fakeInvoker{t: t, st: st, behaviours: map[string]behaviour{}, slow: map[string]bool{}, shrunk: map[string]bool{}}
+	inv := &fakeInvoker{t: t, st: st, behaviours: map[string]behaviour{}, slow: map[string]bool{}, shrunk: map[string]bool{},
+		late: map[string]bool{}, release: make(chan struct{}), storing: map[string]chan struct{}{}}
 	if cfg.InvokerToken == "" {
 		cfg.InvokerToken = token
 	}

@@ -15,19 +15,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
-	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
 // HeaderActivationID is on every invoke reply (and web action reply).
 const HeaderActivationID = "x-openwhisk-activation-id"
 
-// Store polling after a completion that carried only the activation id: the
-// invoker stores the record before it acks, so it is normally there at once.
-const (
-	recordPollInterval = 25 * time.Millisecond
-	recordPollMax      = 2 * time.Second
-)
+// storingWaitMax bounds how long a read of an answered activation waits for
+// the invoker to store its record (see balancer.Storing); it is normally there
+// within milliseconds.
+const storingWaitMax = 5 * time.Second
 
 // parsePayload checks an invoke body: empty, or a JSON object.
 func parsePayload(body []byte) (map[string]json.RawMessage, error) {
@@ -229,7 +226,7 @@ func (h *handler) run(c *gin.Context, a *whisk.Action, msg *whisk.ActivationMess
 	if !blocking {
 		return nil, false, true
 	}
-	act, err = h.await(c.Request.Context(), ch, msg.User.Namespace.Name, msg.ActivationID, wait)
+	act, err = await(c.Request.Context(), ch, wait)
 	if err != nil {
 		if c.Request.Context().Err() != nil {
 			// The caller went away; the activation runs on and is recorded.
@@ -242,45 +239,55 @@ func (h *handler) run(c *gin.Context, a *whisk.Action, msg *whisk.ActivationMess
 	return act, act != nil, true
 }
 
-// await waits up to wait for the completion. When the completion has no
-// record (the ack was shrunk, or the completion was forced) it reads the
-// record from the store, polling briefly. A nil record means not ready.
-func (h *handler) await(ctx context.Context, ch <-chan balancer.Completion, ns, id string, wait time.Duration) (*whisk.WhiskActivation, error) {
-	deadline := time.Now().Add(wait)
+// await waits up to wait for the completion and returns its record: the
+// balancer has it from the ack, or from the store when the ack carried only
+// the id. A nil record means not ready (the wait expired, or the completion
+// was forced and the invoker stored nothing).
+func await(ctx context.Context, ch <-chan balancer.Completion, wait time.Duration) (*whisk.WhiskActivation, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var comp balancer.Completion
 	select {
-	case comp = <-ch:
+	case comp := <-ch:
+		return comp.Activation, nil
 	case <-timer.C:
 		return nil, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if comp.Activation != nil {
-		return comp.Activation, nil
+}
+
+// ErrNotReady: a blocking activation has no record within the wait.
+var ErrNotReady = errors.New("the activation has not finished within the wait")
+
+// Activate runs action a as user with params (empty, or a JSON object) and
+// waits up to wait for its record: what POST .../actions/{name}?blocking=true
+// does once the caller is authenticated, with the same checks, message and
+// completion, for callers in this process (controller-adapter/embed). Errors:
+// a client error's text (the REST API answers 400 with it), an error wrapping
+// balancer.ErrNoInvokers, ErrNotReady, or ctx's.
+func Activate(ctx context.Context, inv Invoker, ctrl whisk.ControllerInstanceID, a *whisk.Action, user whisk.Identity,
+	params json.RawMessage, wait time.Duration) (*whisk.WhiskActivation, error) {
+	payload, err := parsePayload(params)
+	if err != nil {
+		return nil, err
 	}
-	pollUntil := time.Now().Add(recordPollMax)
-	if deadline.Before(pollUntil) {
-		pollUntil = deadline
+	if finalViolation(a, payload) {
+		return nil, badRequest(msgParamsNotAllowed)
 	}
-	for {
-		a, err := h.store.GetActivation(ctx, ns, id)
-		switch {
-		case err == nil:
-			return a, nil
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, err
-		}
-		if !time.Now().Before(pollUntil) {
-			h.log.Warn("activation completed but its record is not in the store",
-				zap.String("activation_id", id), zap.Bool("forced", comp.Forced))
-			return nil, nil
-		}
-		select {
-		case <-time.After(recordPollInterval):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	msg, err := buildMessage(ctrl, whisk.NewRandomTransactionID(time.Now()), a, user, payload, true)
+	if err != nil {
+		return nil, err
 	}
+	ch, err := inv.Publish(ctx, a, msg)
+	if err != nil {
+		return nil, fmt.Errorf("activate %s: %w", msg.Action, err)
+	}
+	act, err := await(ctx, ch, wait)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("activation %s: %w", msg.ActivationID, err)
+	case act == nil:
+		return nil, fmt.Errorf("activation %s: %w", msg.ActivationID, ErrNotReady)
+	}
+	return act, nil
 }

@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	})
 	bal, err := balancer.New(balancer.Config{
-		Kafka: kcfg, Controller: ctrl, SystemIdentity: system, Recorder: st,
+		Kafka: kcfg, Controller: ctrl, SystemIdentity: system, Records: st,
 		Health: cfg.Health, TickInterval: cfg.HealthTick,
 	}, producer, log.Named("balancer"))
 	if err != nil {

@@ -19,16 +19,18 @@ type Producer interface {
 	Send(ctx context.Context, topic string, value []byte) error
 }
 
-// Recorder keeps activation records that arrive in acks (store.PutActivation), so the store has
-// them even when the caller that published the activation has gone.
-type Recorder interface {
-	PutActivation(ctx context.Context, a *whisk.WhiskActivation) error
+// Records reads the activation records the invokers store (store.GetActivation). The balancer
+// never writes one: the invoker is the only writer (see the package documentation).
+type Records interface {
+	GetActivation(ctx context.Context, ns, id string) (*whisk.WhiskActivation, error)
 }
 
 // Completion is the outcome of one published activation.
 type Completion struct {
-	// Activation is the record from the ack, or nil when the ack was shrunk (only the id came
-	// back: read the record from the store) or the completion was forced.
+	// Activation is the record, for a blocking activation: from the ack that carried it, or, when
+	// the slot-freeing ack carried only the id (the record was too large for Kafka) or the
+	// completion was forced, read from Records. Nil for a non-blocking activation, and when the
+	// record could not be had (forced, and the invoker stored none).
 	Activation *whisk.WhiskActivation
 	// ActivationID is always set.
 	ActivationID string
@@ -58,8 +60,9 @@ type Config struct {
 	// only a hash of its key, so it normally has none: the invoker then reads the test action with
 	// its invoker token (a key, when set, is sent and used as OpenWhisk's controller does).
 	SystemIdentity whisk.Identity
-	// Recorder receives the activation records carried by acks; nil drops them.
-	Recorder Recorder
+	// Records is where a blocking activation's record is read when its ack carried only the id;
+	// nil leaves such completions without a record.
+	Records Records
 	// Health tunes supervision; zero fields take OpenWhisk's values.
 	Health HealthConfig
 	// TickInterval is how often the health state machines see the clock (default 1 s).
@@ -142,13 +145,18 @@ type invoker struct {
 }
 
 type entry struct {
-	id       string
+	id string
+	// ns is the invoking namespace, the record's key in Records together with id.
+	ns       string
 	invoker  int
 	memoryMB int
 	blocking bool
 	resolved bool
 	ch       chan Completion
 	timer    *time.Timer
+	// settled is closed when the entry leaves inFlight: at the slot-freeing ack (the invoker
+	// stored the record before sending it), the forced completion, or a failed publish.
+	settled chan struct{}
 }
 
 // New connects the Balancer: it creates completed{C} and health if needed, joins their consumer
@@ -187,8 +195,8 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		}
 	}
 	// Acks are at-least-once: committing before processing (at-most-once) costs a broker round
-	// trip on every blocking invocation's path, while a redelivered ack is harmless (its record
-	// is an idempotent upsert, and an activation no longer in flight is ignored).
+	// trip on every blocking invocation's path, while a redelivered ack is harmless (an
+	// activation no longer in flight is ignored; acks write nothing).
 	acks, err := kafka.NewConsumer(cfg.Kafka, completed, completed, kafka.ConsumerOptions{})
 	if err != nil {
 		cancel()
@@ -278,8 +286,8 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 	}
 	inv := b.invokers[p.Invoker]
 	inv.freeMB -= memoryMB
-	e := &entry{id: msg.ActivationID, invoker: p.Invoker, memoryMB: memoryMB, blocking: msg.Blocking,
-		ch: make(chan Completion, 1)}
+	e := &entry{id: msg.ActivationID, ns: msg.User.Namespace.Name, invoker: p.Invoker, memoryMB: memoryMB, blocking: msg.Blocking,
+		ch: make(chan Completion, 1), settled: make(chan struct{})}
 	ackTimeout := AckTimeout(timeout, b.cfg.MinAckTimeout, b.cfg.AckTimeoutFactor, b.cfg.AckTimeoutAddon)
 	// The entry exists before the send: the ack can arrive before Send returns.
 	e.timer = time.AfterFunc(ackTimeout, func() { b.forceComplete(e.id) })
@@ -300,6 +308,7 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 		b.mu.Lock()
 		if b.inFlight[e.id] == e {
 			delete(b.inFlight, e.id)
+			close(e.settled)
 			e.timer.Stop()
 			inv.freeMB += memoryMB
 		}
@@ -309,6 +318,20 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 	b.log.Debug("activation published", zap.String("activation_id", e.id), zap.String("invoker", name),
 		zap.String("action", msg.Action.String()), zap.Bool("blocking", msg.Blocking))
 	return e.ch, nil
+}
+
+// Storing returns a channel closed when activation ns/id settles (its slot-freeing ack arrives,
+// or its completion is forced) if its blocking caller has already been answered from a Result ack
+// and the settling is still to come: the short window in which the invoker stores the record.
+// Otherwise it returns nil. The REST API waits on it, so that a record it has just answered
+// from is readable at once.
+func (b *Balancer) Storing(ns, id string) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.inFlight[id]; e != nil && e.ns == ns && e.blocking && e.resolved {
+		return e.settled
+	}
+	return nil
 }
 
 // Invokers lists every invoker index with its state, for GET /invokers.
@@ -426,7 +449,8 @@ func (b *Balancer) handlePing(m *kafka.Message) {
 	b.act(idx, a)
 }
 
-// handleAck processes one message from completed{C}.
+// handleAck processes one message from completed{C}. It writes nothing: the invoker has stored
+// the record before it sent the slot-freeing ack.
 func (b *Balancer) handleAck(m *kafka.Message) {
 	ack, err := whisk.ParseAcknowledgement(m.Value)
 	if err != nil {
@@ -438,17 +462,15 @@ func (b *Balancer) handleAck(m *kafka.Message) {
 	if r := ack.AckResponse(); r != nil {
 		record = r.Activation
 	}
-	// The record is stored before anyone is told, so a caller that reads it back finds it.
-	if record != nil && b.cfg.Recorder != nil {
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		if err := b.cfg.Recorder.PutActivation(ctx, record); err != nil {
-			b.log.Error("storing activation record from ack failed", zap.String("activation_id", id), zap.Error(err))
-		}
-		cancel()
-	}
 
 	slot := ack.SlotFree()
 	if slot == nil { // ResultMessage: answers a blocking caller, frees nothing
+		// A Result shrunk to the id (too large for Kafka) answers nobody: the record is not
+		// stored yet, and the slot-freeing ack that follows the store brings the caller its
+		// answer.
+		if record == nil {
+			return
+		}
 		b.mu.Lock()
 		if e := b.inFlight[id]; e != nil && e.blocking {
 			e.resolve(Completion{Activation: record, ActivationID: id})
@@ -465,15 +487,22 @@ func (b *Balancer) handleAck(m *kafka.Message) {
 	now := b.cfg.Now()
 	idx := -1
 	var a Actions
+	var fromStore *entry
 	b.mu.Lock()
 	if e := b.inFlight[id]; e != nil {
 		delete(b.inFlight, id)
+		close(e.settled)
 		e.timer.Stop()
 		idx = e.invoker
 		inv := b.invokers[idx]
 		inv.freeMB += e.memoryMB
 		a = inv.health.Finished(now, result)
-		e.resolve(Completion{Activation: record, ActivationID: id})
+		if record == nil && e.blocking && !e.resolved {
+			e.resolved = true // answered by resolveFromStore below
+			fromStore = e
+		} else {
+			e.resolve(Completion{Activation: record, ActivationID: id})
+		}
 	} else if ack.Transaction().Equal(b.healthTID) {
 		// Test actions hold no slot; the ack counts for the invoker it names.
 		if i := slot.Instance; i >= 0 && i < len(b.invokers) {
@@ -482,6 +511,9 @@ func (b *Balancer) handleAck(m *kafka.Message) {
 		}
 	}
 	b.mu.Unlock()
+	if fromStore != nil {
+		b.resolveFromStore(fromStore, false)
+	}
 	if idx < 0 {
 		// Acks after a forced completion, for another controller's activations, or from before
 		// a restart.
@@ -495,6 +527,43 @@ func (b *Balancer) handleAck(m *kafka.Message) {
 	b.act(idx, a)
 }
 
+// resolveFromStore answers a blocking caller whose activation ended without a record in its acks
+// (the record was too large for Kafka, or the completion was forced) with the record the invoker
+// stored. The read runs off the ack loop, so one slow read does not hold up other acks. The
+// caller has set e.resolved under b.mu: this is the entry's only answer.
+func (b *Balancer) resolveFromStore(e *entry, forced bool) {
+	comp := Completion{ActivationID: e.id, Forced: forced}
+	if b.cfg.Records == nil {
+		e.ch <- comp
+		return
+	}
+	b.bgMu.Lock()
+	defer b.bgMu.Unlock()
+	if b.closed {
+		e.ch <- comp
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		rec, err := b.cfg.Records.GetActivation(ctx, e.ns, e.id)
+		switch {
+		case err == nil:
+			comp.Activation = rec
+		case forced:
+			// Expected when the invoker never finished: the caller is told the activation is
+			// not ready.
+			b.log.Debug("forced completion without a stored record", zap.String("activation_id", e.id), zap.Error(err))
+		default:
+			b.log.Warn("activation completed but its record is not in the store",
+				zap.String("activation_id", e.id), zap.Error(err))
+		}
+		e.ch <- comp
+	}()
+}
+
 // forceComplete frees the slot of an activation whose slot-freeing ack did not come in time and
 // counts a Timeout against its invoker.
 func (b *Balancer) forceComplete(id string) {
@@ -505,12 +574,23 @@ func (b *Balancer) forceComplete(id string) {
 		return
 	}
 	delete(b.inFlight, id)
+	close(e.settled)
 	inv := b.invokers[e.invoker]
 	inv.freeMB += e.memoryMB
 	a := inv.health.Finished(b.cfg.Now(), Timeout)
-	e.resolve(Completion{ActivationID: id, Forced: true})
+	// A blocking caller still waiting gets the record if the invoker stored one (its ack may
+	// have been lost); nobody waits for a non-blocking one.
+	lookup := e.blocking && !e.resolved
+	if lookup {
+		e.resolved = true // answered by resolveFromStore below
+	} else {
+		e.resolve(Completion{ActivationID: id, Forced: true})
+	}
 	name := inv.id.String()
 	b.mu.Unlock()
+	if lookup {
+		b.resolveFromStore(e, true)
+	}
 	b.log.Warn("forced completion: no slot-freeing ack in time", zap.String("activation_id", id),
 		zap.String("invoker", name))
 	b.act(e.invoker, a)

@@ -8,6 +8,16 @@
 // is the thin concurrent shell around them: Kafka consumers, the memory-slot bookkeeping, forced
 // completion timers and health test actions.
 //
+// Activation records: the balancer writes none. The invoker is the only writer of a record, as in
+// OpenWhisk, where the invoker writes the activations database and the controller learns results
+// from acks: it stores the record (logs included) before it sends the slot-freeing ack, so a
+// slot-freeing ack means the record is in the store. A blocking caller is answered from the first
+// ack that carries the record (Result or Combined); when the record was too large for Kafka, the
+// invoker sent the id alone, a shrunk Result answers nobody, and the slot-freeing ack that follows
+// the store makes the balancer read the record from Records. A forced completion reads it too (the
+// invoker may have stored it and lost its ack). Reading, never writing, keeps the store write off
+// the ack loop and off the blocking caller's path, and leaves one record per activation id.
+//
 // It runs on the untrusted host. Everything it reads from Kafka is parsed with invoker/whisk and
 // malformed records are logged and skipped.
 package balancer

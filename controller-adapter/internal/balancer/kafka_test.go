@@ -32,32 +32,40 @@ var guestIdentity = whisk.Identity{
 	Rights:    []string{"READ", "PUT", "DELETE", "ACTIVATE"},
 }
 
-// memRecorder keeps the records the balancer hands over.
-type memRecorder struct {
-	mu   sync.Mutex
-	recs map[string]*whisk.WhiskActivation
+// errNoRecord is memRecords' answer for an id it does not hold.
+var errNoRecord = errors.New("no such activation record")
+
+// memRecords is the activation store in these tests: the scripted invoker writes to it, as the
+// real invoker writes to the controller-adapter's store, and the balancer only reads it.
+type memRecords struct {
+	mu    sync.Mutex
+	recs  map[string]*whisk.WhiskActivation // by ns/id
+	reads atomic.Int32
 }
 
-func (r *memRecorder) PutActivation(_ context.Context, a *whisk.WhiskActivation) error {
+func (r *memRecords) put(a *whisk.WhiskActivation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.recs == nil {
 		r.recs = map[string]*whisk.WhiskActivation{}
 	}
-	r.recs[a.ActivationID] = a
-	return nil
+	r.recs[a.Namespace+"/"+a.ActivationID] = a
 }
 
-func (r *memRecorder) get(id string) *whisk.WhiskActivation {
+func (r *memRecords) GetActivation(_ context.Context, ns, id string) (*whisk.WhiskActivation, error) {
+	r.reads.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.recs[id]
+	if a := r.recs[ns+"/"+id]; a != nil {
+		return a, nil
+	}
+	return nil, errNoRecord
 }
 
 type fixture struct {
 	kcfg kafka.Config
 	bal  *Balancer
-	rec  *memRecorder
+	rec  *memRecords
 }
 
 // newFixture starts an embedded broker on a free loopback port and a Balancer on it.
@@ -75,8 +83,8 @@ func newFixture(t *testing.T, adjust func(*Config)) *fixture {
 		t.Fatalf("NewProducer: %v", err)
 	}
 	t.Cleanup(func() { _ = prod.Close() })
-	rec := &memRecorder{}
-	cfg := Config{Kafka: kcfg, SystemIdentity: systemIdentity, Recorder: rec, TickInterval: 50 * time.Millisecond}
+	rec := &memRecords{}
+	cfg := Config{Kafka: kcfg, SystemIdentity: systemIdentity, Records: rec, TickInterval: 50 * time.Millisecond}
 	if adjust != nil {
 		adjust(&cfg)
 	}
@@ -336,18 +344,55 @@ func TestPublishBlockingResultThenCompletion(t *testing.T) {
 		string(c.Activation.Response.Result) != `{"greeting":"Hello Bob"}` {
 		t.Fatalf("completion %+v, want the result", c)
 	}
-	if r := f.rec.get(msg.ActivationID); r == nil {
-		t.Fatal("the result's record was not handed to the recorder")
+	if n := f.rec.reads.Load(); n != 0 {
+		t.Fatalf("a result that carries its record read the store %d times", n)
 	}
 	// The Result frees nothing: the slot is held until the Completion.
 	if free := f.freeMB(0); free != 1024-256 {
 		t.Fatalf("free memory after the result = %d MB, want %d", free, 1024-256)
 	}
+	// Answered, not settled: the invoker is storing the record; a reader can wait for it.
+	storing := f.bal.Storing("guest", msg.ActivationID)
+	if storing == nil || f.bal.Storing("other", msg.ActivationID) != nil {
+		t.Fatal("Storing: want a channel for the answered activation, in its namespace only")
+	}
 	inv.sendAck(got, whisk.NewCompletion(got.TransID, rec, inv.inst))
+	select {
+	case <-storing:
+	case <-time.After(waitFor):
+		t.Fatal("Storing's channel not closed by the completion")
+	}
+	if f.bal.Storing("guest", msg.ActivationID) != nil {
+		t.Fatal("Storing after the completion: want nil")
+	}
 	eventually(t, "slot freed by the completion", func() bool { return f.freeMB(0) == 1024 })
 	if f.state(0) != "up" {
 		t.Fatalf("invoker state %s after a success, want up", f.state(0))
 	}
+}
+
+// TestShrunkResultWaitsForTheStoredRecord: a Result too large for Kafka comes as the id alone and
+// answers nobody (the record is not stored yet); the Completion, sent after the invoker stored the
+// record, answers the caller with the stored record, logs included.
+func TestShrunkResultWaitsForTheStoredRecord(t *testing.T) {
+	f := newFixture(t, nil)
+	inv := healthyInvoker(t, f, 0, 1024)
+	action := testAction(256, 60000)
+	ch, err := f.bal.Publish(context.Background(), action, userMessage(action, true))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	got := inv.next()
+	rec := inv.record(got, whisk.Success(json.RawMessage(`{"large":1}`)))
+	inv.sendAck(got, whisk.NewResult(got.TransID, rec).Shrink())
+	assertPending(t, ch, 300*time.Millisecond)
+	f.rec.put(rec)
+	inv.sendAck(got, whisk.NewCompletion(got.TransID, rec, inv.inst))
+	c := receiveCompletion(t, ch)
+	if c.Forced || c.Activation == nil || string(c.Activation.Response.Result) != `{"large":1}` || len(c.Activation.Logs) != 1 {
+		t.Fatalf("completion %+v, want the stored record with its logs", c)
+	}
+	eventually(t, "slot freed", func() bool { return f.freeMB(0) == 1024 })
 }
 
 func TestPublishNonBlockingWaitsForTheCompletion(t *testing.T) {
@@ -386,11 +431,26 @@ func TestPublishCombinedAndShrunkCombined(t *testing.T) {
 	if c.Activation == nil || c.Activation.Response.StatusCode != whisk.StatusApplicationError || len(c.Activation.Logs) != 1 {
 		t.Fatalf("combined completion %+v, want the full record", c)
 	}
-	if f.rec.get(got.ActivationID) == nil {
-		t.Fatal("the combined record was not handed to the recorder")
-	}
 	eventually(t, "slot freed by the combined ack", func() bool { return f.freeMB(0) == 1024 })
 
+	// Too large for Kafka: the invoker stores the record, then acks with the id only; the caller
+	// gets the stored record.
+	ch, err = f.bal.Publish(context.Background(), action, userMessage(action, true))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	got = inv.next()
+	stored := inv.record(got, whisk.Success(json.RawMessage(`{"big":true}`)))
+	f.rec.put(stored)
+	inv.sendAck(got, whisk.NewCombined(got.TransID, stored, inv.inst).Shrink())
+	c = receiveCompletion(t, ch)
+	if c.Forced || c.ActivationID != got.ActivationID || c.Activation == nil ||
+		string(c.Activation.Response.Result) != `{"big":true}` || len(c.Activation.Logs) != 1 {
+		t.Fatalf("shrunk completion %+v, want the stored record", c)
+	}
+	eventually(t, "slot freed by the shrunk ack", func() bool { return f.freeMB(0) == 1024 })
+
+	// Shrunk and nothing stored (the invoker's store write failed): the caller learns the id only.
 	ch, err = f.bal.Publish(context.Background(), action, userMessage(action, true))
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
@@ -399,12 +459,8 @@ func TestPublishCombinedAndShrunkCombined(t *testing.T) {
 	inv.answer(got, whisk.Success(json.RawMessage(`{}`)), true)
 	c = receiveCompletion(t, ch)
 	if c.Activation != nil || c.Forced || c.ActivationID != got.ActivationID {
-		t.Fatalf("shrunk completion %+v, want id only", c)
+		t.Fatalf("shrunk completion without a stored record %+v, want id only", c)
 	}
-	if f.rec.get(got.ActivationID) != nil {
-		t.Fatal("a shrunk ack has no record to store")
-	}
-	eventually(t, "slot freed by the shrunk ack", func() bool { return f.freeMB(0) == 1024 })
 	// Application errors are the action's fault, not the invoker's.
 	if f.state(0) != "up" {
 		t.Fatalf("invoker state %s, want up", f.state(0))

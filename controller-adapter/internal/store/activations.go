@@ -13,45 +13,29 @@ import (
 	"github.com/teemate/platform/invoker/whisk"
 )
 
-// PutActivation stores an activation record (upsert by namespace and
-// activation id). The same activation can arrive twice: once from the
-// Result ack (no logs, sent before log collection) and once from the
-// invoker after log collection (with logs), in either order. The later write
-// wins, except that logs are never shortened: the longer log list is kept.
+// PutActivation stores an activation record: the invoker's, with its logs. The invoker is the
+// only writer (see the package documentation), so a second write for the same namespace and
+// activation id is the same activation written again (a retried request, or an activation Kafka
+// delivered twice) and replaces the first: one record per id, never two.
 func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) error {
 	if a == nil || a.Namespace == "" || !whisk.ValidActivationID(a.ActivationID) {
 		return errors.New("put activation: namespace and a 32-hex activation id are required")
 	}
-	err := s.txRelaxed(ctx, func(tx *sql.Tx) error {
-		rec := *a
-		var old string
-		err := tx.QueryRowContext(ctx, `SELECT doc FROM activations WHERE namespace = ? AND activation_id = ?`,
-			a.Namespace, a.ActivationID).Scan(&old)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return fmt.Errorf("read: %w", err)
-		default:
-			var prev whisk.WhiskActivation
-			if err := json.Unmarshal([]byte(old), &prev); err != nil {
-				return fmt.Errorf("decode stored record: %w", err)
-			}
-			rec = mergeActivation(&prev, a)
-		}
-		doc, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode: %w", err)
-		}
-		start := int64(0)
-		if !rec.Start.IsZero() {
-			start = rec.Start.UnixMilli()
-		}
+	doc, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("put activation %s: encode: %w", a.DocID(), err)
+	}
+	start := int64(0)
+	if !a.Start.IsZero() {
+		start = a.Start.UnixMilli()
+	}
+	err = s.txRelaxed(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM activations WHERE namespace = ? AND activation_id = ?`, a.Namespace, a.ActivationID); err != nil {
 			return fmt.Errorf("replace: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO activations (namespace, activation_id, entity, start_ms, doc) VALUES (?, ?, ?, ?, ?)`,
-			rec.Namespace, rec.ActivationID, entityOf(&rec), start, string(doc)); err != nil {
+			a.Namespace, a.ActivationID, entityOf(a), start, string(doc)); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 		return nil
@@ -60,16 +44,6 @@ func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) err
 		return fmt.Errorf("put activation %s: %w", a.DocID(), err)
 	}
 	return nil
-}
-
-// mergeActivation is the record to keep when next arrives for an activation
-// already stored as prev: next, with prev's logs if they are longer.
-func mergeActivation(prev, next *whisk.WhiskActivation) whisk.WhiskActivation {
-	out := *next
-	if len(prev.Logs) > len(next.Logs) {
-		out.Logs = prev.Logs
-	}
-	return out
 }
 
 // entityOf is the action's name within its namespace ("name" or

@@ -7,6 +7,12 @@
 // recreated action never reuses a revision an invoker may have cached), and
 // activation records.
 //
+// Activation records have one writer: the invoker, through the API's
+// /internal/v1/activations endpoint, as OpenWhisk's invoker writes its
+// activations database. It writes each record once, with its logs, before
+// the ack that frees the activation's slot; the controller only reads them
+// (the REST API, and the load balancer when an ack carried only the id).
+//
 // Durability: the database runs in WAL mode with synchronous=FULL, so a write
 // of an entity or a subject that returned survives a crash of the process or
 // the machine. Activation records, written on every blocking invocation's

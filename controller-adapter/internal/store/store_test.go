@@ -242,38 +242,29 @@ func activation(ns, id, name string, start int64, logs ...string) *whisk.WhiskAc
 
 func actID(i int) string { return fmt.Sprintf("%032x", i+1) }
 
-func TestActivationMergeKeepsLogs(t *testing.T) {
+// TestActivationWrittenAgainReplaces: the invoker is the only writer, so a second write of an id
+// (a retried request, a redelivered activation) replaces the first: one record per id.
+func TestActivationWrittenAgainReplaces(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "db.sqlite"))
 	id := actID(0)
-	full := activation("guest", id, "hello", 1000, "line 1", "line 2")
-	noLogs := activation("guest", id, "hello", 1000)
-	noLogs.Response = whisk.Success(json.RawMessage(`{"ok":"result ack"}`))
-
-	// Completion record first, then the Result ack's record without logs.
-	if err := s.PutActivation(ctx, full); err != nil {
+	if err := s.PutActivation(ctx, activation("guest", id, "hello", 1000, "line 1", "line 2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutActivation(ctx, noLogs); err != nil {
+	again := activation("guest", id, "hello", 2000, "rerun")
+	again.Response = whisk.Success(json.RawMessage(`{"ok":"again"}`))
+	if err := s.PutActivation(ctx, again); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.GetActivation(ctx, "guest", id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Logs) != 2 || got.Logs[1] != "line 2" {
-		t.Fatalf("logs lost by a later record without logs: %q", got.Logs)
+	if len(got.Logs) != 1 || got.Logs[0] != "rerun" || string(got.Response.Result) != `{"ok":"again"}` || got.Start.UnixMilli() != 2000 {
+		t.Fatalf("second write did not replace the first: %+v", got)
 	}
-	if string(got.Response.Result) != `{"ok":"result ack"}` {
-		t.Fatalf("later record did not win for the other fields: %s", got.Response.Result)
-	}
-	// Longer logs replace shorter ones.
-	if err := s.PutActivation(ctx, activation("guest", id, "hello", 1000, "a", "b", "c")); err != nil {
-		t.Fatal(err)
-	}
-	got, _ = s.GetActivation(ctx, "guest", id)
-	if len(got.Logs) != 3 {
-		t.Fatalf("logs = %q", got.Logs)
+	if n, err := s.CountActivations(ctx, "guest", ActivationFilter{}); err != nil || n != 1 {
+		t.Fatalf("records for one id = %d (%v), want 1", n, err)
 	}
 	if _, err := s.GetActivation(ctx, "other", id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("activation visible from another namespace: %v", err)

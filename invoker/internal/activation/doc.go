@@ -1,7 +1,10 @@
 // Package activation owns one activation from the moment its ActivationMessage is parsed until its
 // slot-freeing acknowledgement is on Kafka: de-duplication, the staleness check, fetching the action,
 // handing it to an Executor, building the WhiskActivation record, storing it and sending the acks in the
-// order OpenWhisk's ContainerProxy does. It runs on the untrusted host: it sees activation metadata,
+// order OpenWhisk's ContainerProxy does. The invoker is the only writer of activation records (as
+// OpenWhisk's invoker writes its activations database); every record is stored before the ack that
+// frees its slot, and an ack too large for Kafka goes out as the activation id alone, the controller
+// then reading the record from the store (see Handler.sendAcks). It runs on the untrusted host: it sees activation metadata,
 // and (unless the client encrypts them to the enclave) parameters and results.
 //
 // The decisions (which acks, stale or not, what a failure becomes) are pure functions in plan.go and

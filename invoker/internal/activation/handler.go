@@ -24,7 +24,9 @@ type Fetcher interface {
 	Fetch(ctx context.Context, name whisk.FullyQualifiedEntityName, rev *string, apiKey string) (*whisk.Action, bool, error)
 }
 
-// Store keeps finished activation records (whiskapi.Client).
+// Store keeps finished activation records (whiskapi.Client). The invoker is the only writer of a
+// record: the controller learns results from the acks and reads the record from the store when an
+// ack carried only the id.
 type Store interface {
 	Store(ctx context.Context, act *whisk.WhiskActivation) error
 }
@@ -62,6 +64,8 @@ type Handler struct {
 	memory  *MemoryPool
 	counter atomic.Uint64
 	now     func() time.Time
+	// noStore is set once the store said it keeps nothing (no invoker token), so that is said once.
+	noStore atomic.Bool
 }
 
 // NewHandler wires a handler.
@@ -185,8 +189,8 @@ func (h *Handler) answerEarly(ctx context.Context, log *zap.Logger, msg *whisk.A
 		kind = action.Exec.Kind
 		act.Version = action.Version
 	}
-	_ = act.Annotations.Set(whisk.AnnotationPath, msg.Action.String())
-	_ = act.Annotations.Set("kind", kind)
+	annotate(&act.Annotations, whisk.AnnotationPath, msg.Action.String())
+	annotate(&act.Annotations, "kind", kind)
 	h.countStatus(resp.StatusCode)
 	return h.sendAcks(ctx, log, msg, act, PlanAcks(msg.Blocking, false, 0))
 }
@@ -196,6 +200,13 @@ func (h *Handler) countStatus(code int) {
 }
 
 // sendAcks stores the record and sends the planned acks; it returns what went out, for Dedup.
+//
+// The record is stored before the ack that frees the slot, always: a slot-freeing ack means the
+// record is in the store, which is what lets the controller read it when an ack carries only the id
+// (a record too large for Kafka: sendOne shrinks it) and answer a read of it at once. The one ack
+// sent before the store is a blocking activation's Result, which answers the caller early from
+// the record without logs; if that Result is too large it goes as the id alone, and the caller is
+// answered from the store after the Completion.
 func (h *Handler) sendAcks(ctx context.Context, log *zap.Logger, msg *whisk.ActivationMessage, act *whisk.WhiskActivation, plan AckPlan) []SentAck {
 	// Acks go out even when the run was abandoned (shutdown past the drain timeout): every parsed
 	// activation gets its slot-freeing ack, so they get a context of their own.
@@ -209,11 +220,7 @@ func (h *Handler) sendAcks(ctx context.Context, log *zap.Logger, msg *whisk.Acti
 			sent = append(sent, SentAck{Topic: topic, Value: v})
 		}
 	}
-	storeRecord := func() {
-		if err := h.store.Store(ctx, act); err != nil {
-			log.Error("activation record not stored", zap.Error(err))
-		}
-	}
+	storeRecord := func() { h.storeRecord(ctx, log, act) }
 	switch plan {
 	case ResultThenCompletion:
 		send(whisk.NewResult(msg.TransID, act.WithoutLogs()), "result")
@@ -230,6 +237,29 @@ func (h *Handler) sendAcks(ctx context.Context, log *zap.Logger, msg *whisk.Acti
 		send(whisk.NewCompletion(msg.TransID, act, inst), "completion")
 	}
 	return sent
+}
+
+// storeRecord writes the record, retrying transient failures briefly: the slot-freeing ack waits
+// for it, and without it a caller whose ack carried only the id gets no answer.
+func (h *Handler) storeRecord(ctx context.Context, log *zap.Logger, act *whisk.WhiskActivation) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := h.store.Store(ctx, act)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, whiskapi.ErrNoToken):
+			if h.noStore.CompareAndSwap(false, true) {
+				log.Warn("activation records are not stored: the invoker has no token for the controller-adapter", zap.Error(err))
+			}
+			return
+		case attempt == 3 || ctx.Err() != nil:
+			log.Error("activation record not stored", zap.Int("attempts", attempt), zap.Error(err))
+			return
+		}
+		time.Sleep(backoff)
+		backoff *= 2
+	}
 }
 
 // sendOne serialises and sends an ack, shrinking it to the activation id when Kafka refuses its size
@@ -371,23 +401,31 @@ func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job
 	d := out.End.Sub(out.Start).Milliseconds()
 	act.Duration = &d
 	limits := action.Limits
-	_ = act.Annotations.Set(whisk.AnnotationPath, msg.Action.String())
-	_ = act.Annotations.Set("kind", action.Exec.Kind)
-	_ = act.Annotations.Set("limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
-	_ = act.Annotations.Set("waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
+	annotate(&act.Annotations, whisk.AnnotationPath, msg.Action.String())
+	annotate(&act.Annotations, "kind", action.Exec.Kind)
+	annotate(&act.Annotations, "limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
+	annotate(&act.Annotations, "waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
 	if out.InitTime > 0 {
-		_ = act.Annotations.Set("initTime", out.InitTime.Milliseconds())
+		annotate(&act.Annotations, "initTime", out.InitTime.Milliseconds())
 	}
-	_ = act.Annotations.Set(whisk.AnnotationTimeout, out.TimedOut)
+	annotate(&act.Annotations, whisk.AnnotationTimeout, out.TimedOut)
 	if msg.Cause != "" {
-		_ = act.Annotations.Set("causedBy", "sequence")
+		annotate(&act.Annotations, "causedBy", "sequence")
 	}
 	if len(out.Phases) > 0 {
 		ms := make(map[string]float64, len(out.Phases))
 		for k, v := range out.Phases {
 			ms[k] = float64(v.Microseconds()) / 1000
 		}
-		_ = act.Annotations.Set("timings", ms)
+		annotate(&act.Annotations, "timings", ms)
 	}
 	return act
+}
+
+// annotate sets a record annotation. Every value the handler sets is its own string, integer,
+// boolean or map of numbers (never a json.RawMessage from outside), and those always encode, so
+// Set's only error (a value that cannot be encoded) cannot happen here; it is dropped in this one
+// place rather than at each call.
+func annotate(p *whisk.Parameters, key string, v any) {
+	_ = p.Set(key, v) // cannot fail for these values; see above
 }

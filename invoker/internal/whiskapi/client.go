@@ -1,8 +1,12 @@
-// Package whiskapi is the invoker's client of the OpenWhisk REST API: it fetches actions by name and
+// Package whiskapi is the invoker's client of the controller's stores: it fetches actions by name and
 // revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
 // activation records. It runs on the untrusted host. It reads an action with the invoking user's key
 // when the ActivationMessage carries one (always from OpenWhisk's controller; from the
 // controller-adapter only for actions with provide-api-key), and otherwise with the invoker token.
+//
+// Store is the only path by which an activation record reaches the controller-adapter's store: the
+// invoker is the records' one writer, as OpenWhisk's invoker writes its activations database, and the
+// controller learns results from the acks (see invoker/internal/activation for the order).
 package whiskapi
 
 import (
@@ -29,6 +33,9 @@ var (
 	ErrNotFound = errors.New("action not found")
 	// ErrUnavailable: the API could not be reached or answered with a server error.
 	ErrUnavailable = errors.New("action store unavailable")
+	// ErrNoToken: Store was called without an invoker token, so records are not stored (an invoker
+	// behind OpenWhisk's own controller, which reads records from CouchDB, has none).
+	ErrNoToken = errors.New("no invoker token: activation records are not stored")
 )
 
 // TokenHeader carries the invoker token to the controller-adapter's /internal endpoints.
@@ -157,11 +164,12 @@ func (c *Client) get(ctx context.Context, name whisk.FullyQualifiedEntityName, a
 	return &a, nil
 }
 
-// Store writes a finished activation record (internal form, with logs) to the activation store.
-// OpenWhisk's invoker writes the same document to its activations database.
+// Store writes a finished activation record (internal form, with logs) to the activation store
+// (PUT /internal/v1/activations/{ns}/{id}, an idempotent replace by id). OpenWhisk's invoker writes
+// the same document to its activations database. Without a token it returns ErrNoToken.
 func (c *Client) Store(ctx context.Context, act *whisk.WhiskActivation) error {
 	if c.token == "" {
-		return nil
+		return ErrNoToken
 	}
 	body, err := json.Marshal(act)
 	if err != nil {
@@ -179,6 +187,7 @@ func (c *Client) Store(ctx context.Context, act *whisk.WhiskActivation) error {
 		return fmt.Errorf("store activation %s: %w", act.ActivationID, err)
 	}
 	defer resp.Body.Close()
+	// Drained only so the connection can be reused; the status says everything.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("store activation %s: HTTP %d", act.ActivationID, resp.StatusCode)

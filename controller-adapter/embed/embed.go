@@ -1,0 +1,239 @@
+package embed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/controller-adapter/internal/api"
+	"github.com/teemate/platform/controller-adapter/internal/balancer"
+	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/kafka"
+	"github.com/teemate/platform/invoker/whisk"
+)
+
+// systemNamespace is OpenWhisk's whisk.system, the subject of the invoker health test actions.
+const systemNamespace = "whisk.system"
+
+// Config of an embedded controller. Zero values take the defaults noted.
+type Config struct {
+	// DataDir holds the store, controller.db (required).
+	DataDir string
+	// Kafka says where the brokers are, with their credentials if any (required: Brokers).
+	Kafka kafka.Config
+	// ControllerID is the controller's instance; acks come on completed{ControllerID} (default "0").
+	ControllerID string
+	// Listen is the API's address (default 127.0.0.1:0, a free loopback port).
+	Listen string
+	// InvokerToken authenticates invokers on the /internal endpoints (default: a random one).
+	InvokerToken string
+	// Logger; nil discards.
+	Logger *zap.Logger
+}
+
+// Controller is a running embedded controller. Its methods are safe for concurrent use.
+type Controller struct {
+	ctrl    whisk.ControllerInstanceID
+	token   string
+	apiHost string
+	log     *zap.Logger
+	st      *store.Store
+	prod    *kafka.Producer
+	bal     *balancer.Balancer
+	srv     *http.Server
+	served  chan error
+}
+
+// Start opens the store, seeds the whisk.system namespace and the invoker health test action (as
+// bin/controller-adapter does at every start), connects the load balancer to the brokers and
+// serves the API. Close stops it.
+func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
+	if cfg.DataDir == "" || len(cfg.Kafka.Brokers) == 0 {
+		return nil, errors.New("embed: a data directory and brokers are required")
+	}
+	if cfg.ControllerID == "" {
+		cfg.ControllerID = "0"
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.InvokerToken == "" {
+		cfg.InvokerToken = rand.Text()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c := &Controller{ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), token: cfg.InvokerToken, log: log}
+	if err := c.ctrl.Validate(); err != nil {
+		return nil, fmt.Errorf("embed: controller id: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// The start failed; its error is the one to report.
+			_ = c.Close() //nolint:errcheck // see above
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embed: data directory: %w", err)
+	}
+	if c.st, err = store.Open(filepath.Join(cfg.DataDir, "controller.db")); err != nil {
+		return nil, fmt.Errorf("embed: open store: %w", err)
+	}
+	system, err := c.seed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kcfg := cfg.Kafka
+	if kcfg.ClientID == "" {
+		kcfg.ClientID = "controller" + c.ctrl.AsString
+	}
+	if kcfg.Logger == nil {
+		kcfg.Logger = log
+	}
+	if c.prod, err = kafka.NewProducer(kcfg); err != nil {
+		return nil, fmt.Errorf("embed: kafka producer: %w", err)
+	}
+	if c.bal, err = balancer.New(balancer.Config{Kafka: kcfg, Controller: c.ctrl, SystemIdentity: system, Records: c.st},
+		c.prod, log.Named("balancer")); err != nil {
+		return nil, fmt.Errorf("embed: load balancer: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embed: listen for the API: %w", err)
+	}
+	c.apiHost = "http://" + ln.Addr().String()
+	c.srv = &http.Server{
+		Handler:           api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost}, c.st, c.bal, log.Named("api")),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	c.served = make(chan error, 1)
+	go func() { c.served <- c.srv.Serve(ln) }()
+	return c, nil
+}
+
+// seed creates whisk.system (with a random key nobody is given: the test actions run under its
+// identity, and the invoker reads their action with its token) and upserts the health test action.
+func (c *Controller) seed(ctx context.Context) (whisk.Identity, error) {
+	system, err := c.st.IdentityForNamespace(ctx, systemNamespace)
+	if errors.Is(err, store.ErrNotFound) {
+		if err := c.st.EnsureNamespace(ctx, systemNamespace, rand.Text(), rand.Text()+rand.Text()); err != nil {
+			return whisk.Identity{}, fmt.Errorf("embed: create namespace %s: %w", systemNamespace, err)
+		}
+		system, err = c.st.IdentityForNamespace(ctx, systemNamespace)
+	}
+	if err != nil {
+		return whisk.Identity{}, fmt.Errorf("embed: %s identity: %w", systemNamespace, err)
+	}
+	if _, err := c.st.PutAction(ctx, balancer.HealthTestActionDoc(c.ctrl), true); err != nil {
+		return whisk.Identity{}, fmt.Errorf("embed: upsert the invoker health test action: %w", err)
+	}
+	return system, nil
+}
+
+// APIHost is the API's base URL, e.g. http://127.0.0.1:40123: the REST API for clients, and the
+// endpoint invokers read actions from and store records through.
+func (c *Controller) APIHost() string { return c.apiHost }
+
+// InvokerToken is what invokers present on the /internal endpoints (daemon.Config.StoreToken).
+func (c *Controller) InvokerToken() string { return c.token }
+
+// AddNamespace creates namespace name if needed and makes uuid:key one of its API keys.
+func (c *Controller) AddNamespace(ctx context.Context, name, uuid, key string) error {
+	if err := c.st.EnsureNamespace(ctx, name, uuid, key); err != nil {
+		return fmt.Errorf("embed: %w", err)
+	}
+	return nil
+}
+
+// WaitInvoker waits until invoker instance is healthy (its pings arrive and its health test action
+// succeeded) and no other invoker is, so that activations go to it alone, or until ctx ends.
+func (c *Controller) WaitInvoker(ctx context.Context, instance int) error {
+	for {
+		up, others := false, 0
+		for i, inv := range c.bal.Invokers() {
+			switch {
+			case inv.State != "up":
+			case i == instance:
+				up = true
+			default:
+				others++
+			}
+		}
+		if up && others == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("embed: invoker%d not the only healthy invoker (healthy: %v, others: %d): %w", instance, up, others, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Invoke runs action (a name in the caller's namespace) blocking, as the owner of auth
+// ("uuid:key"), with params (a JSON object, or empty), and returns its record: POST
+// .../actions/{name}?blocking=true without the HTTP round trip, waiting until ctx ends rather than
+// the REST API's 60 s.
+func (c *Controller) Invoke(ctx context.Context, auth, action string, params json.RawMessage) (*whisk.WhiskActivation, error) {
+	uuid, key, _ := strings.Cut(auth, ":")
+	user, err := c.st.Authenticate(ctx, uuid, key)
+	if err != nil {
+		return nil, fmt.Errorf("embed: invoke %s: %w", action, err)
+	}
+	a, err := c.st.GetAction(ctx, user.Namespace.Name, action)
+	if err != nil {
+		return nil, fmt.Errorf("embed: invoke %s: %w", action, err)
+	}
+	wait := 24 * time.Hour // bounded by ctx
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	act, err := api.Activate(ctx, c.bal, c.ctrl, a, user, params, wait)
+	if err != nil {
+		return nil, fmt.Errorf("embed: invoke %s: %w", action, err)
+	}
+	return act, nil
+}
+
+// Close stops the API, the load balancer and the producer, and closes the store.
+func (c *Controller) Close() error {
+	var errs []error
+	if c.srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("api server: %w", err))
+		}
+		cancel()
+		if err := <-c.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, fmt.Errorf("api server: %w", err))
+		}
+		c.srv = nil
+	}
+	if c.bal != nil {
+		errs = append(errs, c.bal.Close())
+		c.bal = nil
+	}
+	if c.prod != nil {
+		errs = append(errs, c.prod.Close())
+		c.prod = nil
+	}
+	if c.st != nil {
+		errs = append(errs, c.st.Close())
+		c.st = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("embed: close: %w", err)
+	}
+	return nil
+}
