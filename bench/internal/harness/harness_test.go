@@ -13,6 +13,7 @@ import (
 
 	"github.com/teemate/platform/bench/internal/result"
 	"github.com/teemate/platform/functions"
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -103,9 +104,7 @@ func repoRoot(t *testing.T) string {
 // teemate and strawman on the process sandbox, real Node. One latency sample of crypto-md5 is
 // deliberately corrupted before validation: it must be reported invalid and excluded.
 func TestShortRealRun(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
 	repo := repoRoot(t)
 	shim := filepath.Join(t.TempDir(), "teemate-shim")
