@@ -185,8 +185,8 @@ func (h *Handler) answerEarly(ctx context.Context, log *zap.Logger, msg *whisk.A
 		kind = action.Exec.Kind
 		act.Version = action.Version
 	}
-	_ = act.Annotations.Set(whisk.AnnotationPath, msg.Action.String())
-	_ = act.Annotations.Set("kind", kind)
+	h.annotate(act, whisk.AnnotationPath, msg.Action.String())
+	h.annotate(act, "kind", kind)
 	h.countStatus(resp.StatusCode)
 	return h.sendAcks(ctx, log, msg, act, PlanAcks(msg.Blocking, false, 0))
 }
@@ -358,6 +358,14 @@ func splitInitArgs(content json.RawMessage, initArgs []string) (json.RawMessage,
 	return rest, env
 }
 
+// annotate sets one annotation of a record. The values set here (strings, numbers, booleans and
+// maps of them) always encode, so a failure is a bug: logged, not dropped.
+func (h *Handler) annotate(act *whisk.WhiskActivation, key string, value any) {
+	if err := act.Annotations.Set(key, value); err != nil {
+		h.log.Error("activation record: annotation not set", zap.String("annotation", key), zap.Error(err))
+	}
+}
+
 // record builds the WhiskActivation of a run, with OpenWhisk's annotations plus our per-phase timings.
 func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job *Job, out Outcome) *whisk.WhiskActivation {
 	act := &whisk.WhiskActivation{
@@ -371,23 +379,23 @@ func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job
 	d := out.End.Sub(out.Start).Milliseconds()
 	act.Duration = &d
 	limits := action.Limits
-	_ = act.Annotations.Set(whisk.AnnotationPath, msg.Action.String())
-	_ = act.Annotations.Set("kind", action.Exec.Kind)
-	_ = act.Annotations.Set("limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
-	_ = act.Annotations.Set("waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
+	h.annotate(act, whisk.AnnotationPath, msg.Action.String())
+	h.annotate(act, "kind", action.Exec.Kind)
+	h.annotate(act, "limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
+	h.annotate(act, "waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
 	if out.InitTime > 0 {
-		_ = act.Annotations.Set("initTime", out.InitTime.Milliseconds())
+		h.annotate(act, "initTime", out.InitTime.Milliseconds())
 	}
-	_ = act.Annotations.Set(whisk.AnnotationTimeout, out.TimedOut)
+	h.annotate(act, whisk.AnnotationTimeout, out.TimedOut)
 	if msg.Cause != "" {
-		_ = act.Annotations.Set("causedBy", "sequence")
+		h.annotate(act, "causedBy", "sequence")
 	}
 	if len(out.Phases) > 0 {
 		ms := make(map[string]float64, len(out.Phases))
 		for k, v := range out.Phases {
 			ms[k] = float64(v.Microseconds()) / 1000
 		}
-		_ = act.Annotations.Set("timings", ms)
+		h.annotate(act, "timings", ms)
 	}
 	return act
 }
