@@ -91,8 +91,8 @@ func main() {
 	defer stop()
 	if err := daemon.RunWithBackends(ctx, cfg, backends); err != nil {
 		log.Error("invoker failed", zap.Error(err))
-		_ = log.Sync()
+		_ = log.Sync() // stderr may not sync (a terminal or a pipe); there is nowhere left to report that
 		os.Exit(1)
 	}
-	_ = log.Sync()
+	_ = log.Sync() // as above
 }
