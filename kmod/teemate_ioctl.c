@@ -20,10 +20,11 @@
 
 #include "teemate.h"
 
-#define TEEMATE_PROT_ALL	(TEEMATE_PROT_READ | TEEMATE_PROT_WRITE | TEEMATE_PROT_EXEC)
-#define TEEMATE_PROT_RW		(TEEMATE_PROT_READ | TEEMATE_PROT_WRITE)
-#define TEEMATE_ATTACH_FLAGS	(TEEMATE_ATTACH_POPULATE | TEEMATE_ATTACH_WANT_FD)
-#define TEEMATE_POPULATE_BATCH	256
+#define TEEMATE_PROT_ALL \
+	(TEEMATE_PROT_READ | TEEMATE_PROT_WRITE | TEEMATE_PROT_EXEC)
+#define TEEMATE_PROT_RW        (TEEMATE_PROT_READ | TEEMATE_PROT_WRITE)
+#define TEEMATE_ATTACH_FLAGS   (TEEMATE_ATTACH_POPULATE | TEEMATE_ATTACH_WANT_FD)
+#define TEEMATE_POPULATE_BATCH 256
 
 static int teemate_range_cmp(const void *a, const void *b)
 {
@@ -80,7 +81,8 @@ static int teemate_ranges_check_mm(struct mm_struct *mm, struct file *encl,
 		while (addr < r[i].end) {
 			struct vm_area_struct *vma = find_vma(mm, addr);
 
-			if (!vma || vma->vm_start > addr || vma->vm_file != encl) {
+			if (!vma || vma->vm_start > addr ||
+			    vma->vm_file != encl) {
 				ret = -EINVAL;
 				break;
 			}
@@ -170,7 +172,8 @@ static int teemate_ioctl_share(struct teemate_session *session,
 			addrs = NULL;
 			goto err_ranges;
 		}
-		ret = teemate_tcs_check(addrs, arg.nr_tcs, ranges, arg.nr_ranges);
+		ret = teemate_tcs_check(addrs, arg.nr_tcs, ranges,
+					arg.nr_ranges);
 		if (ret)
 			goto err_addrs;
 	}
@@ -193,7 +196,8 @@ static int teemate_ioctl_share(struct teemate_session *session,
 		goto err_file;
 	}
 	if (arg.nr_tcs) {
-		share->tcs = kvcalloc(arg.nr_tcs, sizeof(*share->tcs), GFP_KERNEL);
+		share->tcs =
+			kvcalloc(arg.nr_tcs, sizeof(*share->tcs), GFP_KERNEL);
 		if (!share->tcs) {
 			ret = -ENOMEM;
 			goto err_share;
@@ -375,8 +379,8 @@ static int teemate_ioctl_attach(struct teemate_session *session,
 	for (i = 0; i < share->nr_ranges; i++) {
 		const struct teemate_range *r = &share->ranges[i];
 
-		addr = vm_mmap(share->encl, r->start, r->end - r->start, r->prot,
-			       MAP_SHARED | MAP_FIXED_NOREPLACE, 0);
+		addr = vm_mmap(share->encl, r->start, r->end - r->start,
+			       r->prot, MAP_SHARED | MAP_FIXED_NOREPLACE, 0);
 		if (IS_ERR_VALUE(addr)) {
 			ret = (int)addr;
 			goto err_unmap;
@@ -417,7 +421,7 @@ static int teemate_ioctl_attach(struct teemate_session *session,
 
 	if (fd >= 0)
 		fd_install(fd, get_file(share->encl));
-	session->attached = share;	/* keeps the lookup reference */
+	session->attached = share; /* keeps the lookup reference */
 	mutex_unlock(&session->lock);
 	return 0;
 
@@ -532,7 +536,7 @@ static int teemate_ioctl_tcs_acquire(struct teemate_session *session,
 			break;
 		ret = wait_event_interruptible(share->wq,
 					       READ_ONCE(share->nr_free) ||
-					       !READ_ONCE(share->live));
+						       !READ_ONCE(share->live));
 		if (ret)
 			break;
 	}
@@ -694,7 +698,8 @@ static int teemate_ioctl_info(struct teemate_session *session,
 	arg = (struct teemate_info){ .share_id = arg.share_id };
 
 	if (arg.share_id) {
-		share = teemate_session_share(session, arg.share_id, &owner, &ret);
+		share = teemate_session_share(session, arg.share_id, &owner,
+					      &ret);
 		if (!share)
 			return ret;
 		mutex_lock(&share->lock);

@@ -35,11 +35,12 @@
  */
 static bool allow_fake_enclave;
 module_param(allow_fake_enclave, bool, 0444);
-MODULE_PARM_DESC(allow_fake_enclave,
-		 "accept files of /dev/teemate_fake_enclave (test only, default off)");
+MODULE_PARM_DESC(
+	allow_fake_enclave,
+	"accept files of /dev/teemate_fake_enclave (test only, default off)");
 
-#define TEEMATE_SGX_MISC_NAME	"sgx_enclave"
-#define TEEMATE_FAKE_MISC_NAME	"teemate_fake_enclave"
+#define TEEMATE_SGX_MISC_NAME  "sgx_enclave"
+#define TEEMATE_FAKE_MISC_NAME "teemate_fake_enclave"
 
 DEFINE_MUTEX(teemate_registry_lock);
 atomic_t teemate_nr_sessions = ATOMIC_INIT(0);
@@ -88,7 +89,8 @@ int teemate_encl_file_check(struct file *file)
 
 static void teemate_share_free(struct kref *ref)
 {
-	struct teemate_shared *share = container_of(ref, struct teemate_shared, ref);
+	struct teemate_shared *share =
+		container_of(ref, struct teemate_shared, ref);
 
 	fput(share->encl);
 	kvfree(share->tcs);
@@ -237,7 +239,8 @@ void teemate_share_quarantine_holder(struct teemate_shared *share,
 	for (i = 0; i < share->nr_tcs; i++) {
 		struct teemate_tcs_slot *slot = &share->tcs[i];
 
-		if (slot->state == TEEMATE_TCS_OWNED && slot->holder == session) {
+		if (slot->state == TEEMATE_TCS_OWNED &&
+		    slot->holder == session) {
 			slot->state = TEEMATE_TCS_QUARANTINED;
 			slot->holder = NULL;
 		}
@@ -308,19 +311,19 @@ static int teemate_release(struct inode *inode, struct file *file)
 }
 
 static const struct file_operations teemate_fops = {
-	.owner		= THIS_MODULE,
-	.open		= teemate_open,
-	.release	= teemate_release,
-	.unlocked_ioctl	= teemate_ioctl,
-	.compat_ioctl	= compat_ptr_ioctl,
-	.llseek		= noop_llseek,
+	.owner = THIS_MODULE,
+	.open = teemate_open,
+	.release = teemate_release,
+	.unlocked_ioctl = teemate_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
 };
 
 static struct miscdevice teemate_misc = {
-	.minor	= MISC_DYNAMIC_MINOR,
-	.name	= "teemate",
-	.fops	= &teemate_fops,
-	.mode	= 0660,
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "teemate",
+	.fops = &teemate_fops,
+	.mode = 0660,
 };
 
 static int __init teemate_init(void)
@@ -350,4 +353,5 @@ module_init(teemate_init);
 module_exit(teemate_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("TeeMate: share a warm enclave with fresh processes and keep its TCS table");
+MODULE_DESCRIPTION(
+	"TeeMate: share a warm enclave with fresh processes and keep its TCS table");

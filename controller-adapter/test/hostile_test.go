@@ -29,6 +29,7 @@ import (
 
 	"github.com/teemate/platform/controller-adapter/internal/app"
 	"github.com/teemate/platform/functions/hostile"
+	"github.com/teemate/platform/internal/testtool"
 )
 
 // Benign stream: four at a time, each worker pausing benignPause between its activations, until
@@ -63,15 +64,16 @@ func TestHostileTenant(t *testing.T) {
 		why string
 	}{
 		{os.Geteuid() == 0, "needs root (runc, PID namespace)"},
-		{onPath("runc") || onPath("crun"), "needs runc or crun (make deps)"},
-		{onPath("unshare"), "needs unshare (util-linux)"},
-		{onPath("node"), "needs node"},
 		{exists(filepath.Join(repo, ".state", "images", "teemate", "image.json")), "needs the function images (make images)"},
 		{exists(filepath.Join(repo, "bin", "teemate-shim")), "needs the shims (make build)"},
 	} {
 		if !need.ok {
 			t.Skip(need.why)
 		}
+	}
+	testtool.Require(t, "node", "unshare")
+	if !onPath("runc") && !onPath("crun") {
+		testtool.Missing(t, "needs runc or crun (make deps)")
 	}
 	p := startPlatform(t, repo)
 

@@ -26,3 +26,29 @@ for dir in $(git ls-files '*/package.json' 'package.json' 2>/dev/null | xargs -r
 done
 
 go mod download
+
+# Lint tools into TOOLS (bin/tools by default; the root Makefile passes its own), once per version.
+TOOLS=${TOOLS:-$PWD/bin/tools}
+mkdir -p "$TOOLS"
+while read -r name pkg version _; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  stamp="$TOOLS/.$name.version"
+  if [ ! -x "$TOOLS/$name" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$version" ]; then
+    echo "install-deps: go install $pkg@$version (built once, then cached in $TOOLS)"
+    GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "$pkg@$version"
+    echo "$version" > "$stamp"
+  fi
+done < deploy/dev/go-tools.txt
+
+# The kernel's checkpatch.pl (with the spelling list it reads) from Debian's linux-source tarball:
+# no Debian package installs the script by itself. Nothing of it is committed here.
+srcs=(/usr/src/linux-source-*.tar.xz)
+src=${srcs[-1]}
+if [ -f "$src" ] && [ "$(cat "$TOOLS/checkpatch/.source" 2>/dev/null)" != "$src" ]; then
+  echo "install-deps: checkpatch.pl from $src"
+  top=$(basename "$src" .tar.xz)
+  rm -rf "$TOOLS/checkpatch" && mkdir -p "$TOOLS/checkpatch"
+  tar -xJf "$src" -C "$TOOLS/checkpatch" --strip-components=2 \
+    "$top/scripts/checkpatch.pl" "$top/scripts/spelling.txt" "$top/scripts/const_structs.checkpatch"
+  echo "$src" > "$TOOLS/checkpatch/.source"
+fi

@@ -144,7 +144,7 @@ build_one() {
     if [ "$have" = "$fp" ]; then
       echo "image $name: teemate/$name:latest up to date"
     else
-      local cmd env changes=()
+      local cmd changes=()
       cmd=$(config "$name" | sed -E 's/.*"cmd":(\[[^]]*\]).*/\1/')
       changes+=(--change "CMD $cmd" --change "LABEL teemate.fingerprint=$fp")
       while read -r e; do [ -z "$e" ] || changes+=(--change "ENV ${e%%=*}=\"${e#*=}\""); done < <(

@@ -28,6 +28,7 @@ process.env.TMPDIR = BASE; // os.tmpdir() of this process, used by startOwner
 const HOST_TMP_FILE = '/tmp/teemate-caps-host-tmp.txt';
 
 const { startOwner, activate, zipStored, ADDON } = require('./gate-client');
+const need = require('./need');
 
 const SECURITY_MD = path.join(__dirname, '..', '..', 'SECURITY.md');
 const BEGIN = '<!-- escapes:js:begin -->';
@@ -360,7 +361,7 @@ after(() => {
 });
 
 for (const isolate of ['addon', 'worker']) {
-  const skip = isolate === 'addon' && !fs.existsSync(ADDON) ? `the isolate addon is not built (${ADDON}); make -C node-isolate-patch` : false;
+  const skip = need.skip(isolate === 'addon' && !fs.existsSync(ADDON) && `the isolate addon is not built (${ADDON}); make -C node-isolate-patch`);
   test(`escape attempts are refused (${isolate})`, { skip }, async (t) => {
     const ctx = await setup(isolate);
     const rows = [];

@@ -8,10 +8,11 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
 const { startOwner, activate, frame, zipStored, ADDON } = require('./gate-client');
+const need = require('./need');
 
 const BACKENDS = [
   { name: 'worker' },
-  { name: 'addon', skip: fs.existsSync(ADDON) ? false : `isolate addon not built (${ADDON}); run make -C node-isolate-patch` },
+  { name: 'addon', skip: need.skip(!fs.existsSync(ADDON) && `isolate addon not built (${ADDON}); run make -C node-isolate-patch`) },
 ];
 
 function code(fn) {

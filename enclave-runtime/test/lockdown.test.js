@@ -7,6 +7,7 @@ const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { DEFAULT_ADDON } = require('../trusted/lockdown');
+const need = require('./need');
 
 const LOCKDOWN = path.join(__dirname, '..', 'trusted', 'lockdown.js');
 
@@ -14,7 +15,7 @@ function run(script, env = {}) {
   return spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } });
 }
 
-test('apply forbids execve on every thread and verifies itself', { skip: !fs.existsSync(DEFAULT_ADDON) && 'make build first' }, () => {
+test('apply forbids execve on every thread and verifies itself', { skip: need.skip(!fs.existsSync(DEFAULT_ADDON) && 'the lockdown addon is not built (make build)') }, () => {
   const r = run(`
     const report = require(${JSON.stringify(LOCKDOWN)}).apply();
     let exec = 'ran';

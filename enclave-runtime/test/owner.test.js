@@ -152,7 +152,7 @@ test('addon is refused loudly when asked for and missing', async () => {
     /owner exited with 1.*did not load/s);
 });
 
-test('auto picks the addon when it is built', { skip: !fs.existsSync(require('./gate-client').ADDON) && 'isolate addon not built' }, async () => {
+test('auto picks the addon when it is built', { skip: require('./need').skip(!fs.existsSync(require('./gate-client').ADDON) && 'isolate addon not built (make build)') }, async () => {
   const owner = await startOwner({ slots: 1, isolate: 'auto' });
   try {
     assert.equal(owner.ready.isolate, 'addon');

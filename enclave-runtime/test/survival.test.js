@@ -10,6 +10,7 @@ const assert = require('node:assert/strict');
 const fs = require('fs');
 
 const { startOwner, activate, ADDON } = require('./gate-client');
+const need = require('./need');
 
 const BENIGN = 'async function main(p) { await new Promise((r) => setTimeout(r, 20)); return { echo: p.n * 2 }; }';
 
@@ -92,7 +93,7 @@ const HOSTILE = [
 ];
 
 for (const isolate of ['addon', 'worker']) {
-  const skip = isolate === 'addon' && !fs.existsSync(ADDON) ? `the isolate addon is not built (${ADDON})` : false;
+  const skip = need.skip(isolate === 'addon' && !fs.existsSync(ADDON) && `the isolate addon is not built (${ADDON})`);
   test(`hostile actions beside benign ones (${isolate})`, { skip }, async (t) => {
     const owner = await startOwner({ slots: 4, isolate, args: ['--prewarm', '3'] });
     try {

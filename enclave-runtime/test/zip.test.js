@@ -6,6 +6,7 @@ const os = require('os');
 const path = require('path');
 const zip = require('../trusted/zip');
 const { zipStored } = require('./gate-client');
+const need = require('./need');
 
 function tmp() {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-zip-test-'));
@@ -32,7 +33,7 @@ test('the zip binary output is read when zip is installed', async (t) => {
   const { execFileSync } = require('child_process');
   let have = true;
   try { execFileSync('zip', ['-v'], { stdio: 'ignore' }); } catch { have = false; }
-  if (!have) { t.skip('zip is not installed'); return; }
+  if (!have) { need.missing(t, 'zip is not installed (make deps)'); return; }
   const dir = tmp();
   try {
     fs.mkdirSync(path.join(dir, 'src/sub'), { recursive: true });

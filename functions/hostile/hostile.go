@@ -355,8 +355,10 @@ func SameJSON(got json.RawMessage, want map[string]any) bool {
 	if json.Unmarshal(got, &a) != nil || json.Unmarshal(w, &b) != nil {
 		return false
 	}
-	x, _ := json.Marshal(a) // maps marshal with sorted keys: equal values, equal bytes
-	y, _ := json.Marshal(b)
+	// Both were just unmarshalled from JSON, so they marshal back without error; maps marshal
+	// with sorted keys: equal values, equal bytes.
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b) // as above
 	return string(x) == string(y)
 }
 
@@ -379,7 +381,7 @@ func ResultText(result json.RawMessage) string {
 		return string(e)
 	}
 	delete(m, "dump")
-	b, _ := json.Marshal(m)
+	b, _ := json.Marshal(m) // raw messages that were just unmarshalled marshal back
 	return string(b)
 }
 

@@ -150,6 +150,7 @@ func WriteSecret(path, value string) error {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
+		// Best effort: the temporary file is ours and unused; the write's error is the one to report.
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("secret file %s: %w", path, err)
 	}

@@ -116,6 +116,12 @@ func TestKafkaSettings(t *testing.T) {
 	if err != nil || got.User != "ctl" || got.Password != "pw" || tc == nil {
 		t.Fatalf("from env: %+v %v %v", got, tc, err)
 	}
+	// A mistyped TLS switch is an error, not "no TLS".
+	env[EnvKafkaTLS] = "ture"
+	if _, _, err := KafkaClient(KafkaOptions{}, getenv); err == nil || !strings.Contains(err.Error(), EnvKafkaTLS) {
+		t.Fatalf("%s=ture: %v", EnvKafkaTLS, err)
+	}
+	env[EnvKafkaTLS] = "true"
 	env[EnvKafkaSASLPassword] = ""
 	if _, _, err := KafkaClient(KafkaOptions{}, getenv); err == nil {
 		t.Fatal("a user without a password was accepted")

@@ -54,8 +54,13 @@ func KafkaClient(o KafkaOptions, getenv func(string) string) (kafka.SASL, *tls.C
 			return kafka.SASL{}, nil, fmt.Errorf("%s/%s: %w", EnvKafkaSASLUser, EnvKafkaSASLPassword, err)
 		}
 	}
-	if !o.TLS {
-		o.TLS, _ = strconv.ParseBool(getenv(EnvKafkaTLS))
+	if v := getenv(EnvKafkaTLS); !o.TLS && v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			// A mistyped value must not quietly mean "no TLS".
+			return kafka.SASL{}, nil, fmt.Errorf("%s=%q: want true or false: %w", EnvKafkaTLS, v, err)
+		}
+		o.TLS = on
 	}
 	if o.CAFile == "" {
 		o.CAFile = getenv(EnvKafkaTLSCA)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/whisk"
@@ -76,9 +77,7 @@ func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
 // the REST fetch, the warm direct enclave (a real Node owner), a fresh process sandbox running the
 // shim, the gate, and a new isolate per activation.
 func TestInvoker_RealNodeEndToEnd(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	e := newEnv(t)
 	e.api.addCode("hello", `function main(p) { console.log("hi " + p.name); return {greeting: "hello " + p.name, pid: process.pid} }`, 256, 60000)
 	e.api.addCode("loop", `function main() { for (;;) {} }`, 256, 1000)
@@ -143,9 +142,7 @@ func TestInvoker_RealNodeEndToEnd(t *testing.T) {
 // TestInvoker_StrawmanModel runs the comparison model in which every sandbox boots its own enclave
 // runtime: same result, no shared enclave.
 func TestInvoker_StrawmanModel(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	e := newEnv(t)
 	e.api.addCode("hello", `function main(p) { return {greeting: "hello " + p.name} }`, 256, 60000)
 	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
@@ -205,9 +202,7 @@ func TestUnsafeOwnerAsRootRefusal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the refusal concerns an invoker running as root")
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	repo := t.TempDir() // the runtime, but nothing built
 	if err := os.Symlink(filepath.Join(repoRoot(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
 		t.Fatal(err)

@@ -384,6 +384,7 @@ func TestEnsureTopicIdempotent(t *testing.T) {
 		t.Fatalf("DescribeTopics = %+v, %v; want 3 partitions", meta, err)
 	}
 	for topic, want := range map[string]string{"invoker7": strconv.Itoa(MaxMessageBytes), "auto": "4096"} {
+		//nolint:staticcheck // DescribeConfig reads one topic's entry, all this test needs
 		entries, err := admin.DescribeConfig(sarama.ConfigResource{
 			Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"max.message.bytes"},
 		})

@@ -141,7 +141,6 @@ func parseTransactionID(b []byte) (TransactionID, error) {
 		switch v := bytes.TrimSpace(rest[0]); string(v) {
 		case "true", "false":
 			t.ExtraLogging = string(v) == "true"
-			rest = rest[1:]
 		default:
 			if len(rest) == 2 {
 				return TransactionID{}, malformed("transid: third element must be a boolean")

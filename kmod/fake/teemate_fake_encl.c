@@ -86,9 +86,9 @@ static void teemate_fake_vma_close(struct vm_area_struct *vma)
 }
 
 static const struct vm_operations_struct teemate_fake_vm_ops = {
-	.open	= teemate_fake_vma_open,
-	.close	= teemate_fake_vma_close,
-	.fault	= teemate_fake_fault,
+	.open = teemate_fake_vma_open,
+	.close = teemate_fake_vma_close,
+	.fault = teemate_fake_fault,
 };
 
 static int teemate_fake_mmap(struct file *file, struct vm_area_struct *vma)
@@ -194,20 +194,20 @@ static int teemate_fake_release(struct inode *inode, struct file *file)
 }
 
 static const struct file_operations teemate_fake_fops = {
-	.owner		= THIS_MODULE,
-	.open		= teemate_fake_open,
-	.release	= teemate_fake_release,
-	.mmap		= teemate_fake_mmap,
-	.unlocked_ioctl	= teemate_fake_ioctl,
-	.compat_ioctl	= compat_ptr_ioctl,
-	.llseek		= noop_llseek,
+	.owner = THIS_MODULE,
+	.open = teemate_fake_open,
+	.release = teemate_fake_release,
+	.mmap = teemate_fake_mmap,
+	.unlocked_ioctl = teemate_fake_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
 };
 
 static struct miscdevice teemate_fake_misc = {
-	.minor	= MISC_DYNAMIC_MINOR,
-	.name	= "teemate_fake_enclave",
-	.fops	= &teemate_fake_fops,
-	.mode	= 0666,
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "teemate_fake_enclave",
+	.fops = &teemate_fake_fops,
+	.mode = 0666,
 };
 
 static int __init teemate_fake_init(void)

@@ -9,8 +9,8 @@
 
 #include "teemate.h"
 
-#define NUM(x) printf("%s 0x%lx\n", #x, (unsigned long)(x))
-#define SIZE(x) printf("sizeof_%s %zu\n", #x, sizeof(struct x))
+#define NUM(x)    printf("%s 0x%lx\n", #x, (unsigned long)(x))
+#define SIZE(x)   printf("sizeof_%s %zu\n", #x, sizeof(struct x))
 #define OFF(s, f) printf("offsetof_%s_%s %zu\n", #s, #f, offsetof(struct s, f))
 
 int main(void)

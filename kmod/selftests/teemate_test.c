@@ -25,22 +25,22 @@
 #include "teemate_fake.h"
 #include "ktap.h"
 
-#define DEV_TEEMATE	"/dev/teemate"
-#define DEV_FAKE	"/dev/teemate_fake_enclave"
+#define DEV_TEEMATE "/dev/teemate"
+#define DEV_FAKE    "/dev/teemate_fake_enclave"
 
-#define PG		4096UL
-#define ELRANGE_SIZE	(4UL << 20)
-#define RANGE_A_SIZE	(256UL << 10)	/* RW, every page written: POPULATE */
-#define RANGE_B_SIZE	(256UL << 10)	/* shared read-only */
-#define RANGE_C_SIZE	(64UL << 10)	/* owner maps read-only */
-#define MARK_OFF	0x800UL		/* alias writes its mark here */
-#define MARK_VAL	0xC0FFEE11u
-#define RO_TEXT		"teemate read-only range"
-#define CYCLES		100
+#define PG           4096UL
+#define ELRANGE_SIZE (4UL << 20)
+#define RANGE_A_SIZE (256UL << 10) /* RW, every page written: POPULATE */
+#define RANGE_B_SIZE (256UL << 10) /* shared read-only */
+#define RANGE_C_SIZE (64UL << 10)  /* owner maps read-only */
+#define MARK_OFF     0x800UL       /* alias writes its mark here */
+#define MARK_VAL     0xC0FFEE11u
+#define RO_TEXT      "teemate read-only range"
+#define CYCLES       100
 
 struct owner {
-	int efd;		/* fake enclave file */
-	int tfd;		/* /dev/teemate session */
+	int efd; /* fake enclave file */
+	int tfd; /* /dev/teemate session */
 	uint64_t base;
 	uint64_t id;
 	uint8_t token[TEEMATE_TOKEN_SIZE];
@@ -318,7 +318,8 @@ static int child_main(int argc, char **argv)
 		if (c.at.pages_populated != (pop ? RANGE_A_SIZE / PG : 0))
 			return 12;
 		for (i = 0; i < RANGE_A_SIZE / PG; i++)
-			if (*(volatile uint8_t *)(c.base + i * PG) != page_pattern(i))
+			if (*(volatile uint8_t *)(c.base + i * PG) !=
+			    page_pattern(i))
 				return 13;
 		if (strcmp((char *)(c.base + RANGE_A_SIZE), RO_TEXT))
 			return 14;
@@ -329,9 +330,10 @@ static int child_main(int argc, char **argv)
 		c.token[0] ^= 1;
 		ret = child_attach(&c, 0);
 		/* Nothing may have been mapped. */
-		if (ret != -EACCES || mmap((void *)c.base, PG, PROT_READ,
-					   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-					   -1, 0) != (void *)c.base)
+		if (ret != -EACCES ||
+		    mmap((void *)c.base, PG, PROT_READ,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+			 0) != (void *)c.base)
 			return 20;
 		return 0;
 	}
@@ -340,19 +342,21 @@ static int child_main(int argc, char **argv)
 	if (!strcmp(mode, "occupied")) {
 		/* Occupy a page of range B: the attach must fail and unwind. */
 		if (mmap((void *)(c.base + RANGE_A_SIZE), PG, PROT_READ,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+			 0) == MAP_FAILED)
 			return 40;
 		if (child_attach(&c, 0) != -EEXIST)
 			return 41;
 		if (mmap((void *)c.base, PG, PROT_READ,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != (void *)c.base)
-			return 42;	/* range A was left mapped */
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+			 0) != (void *)c.base)
+			return 42; /* range A was left mapped */
 		munmap((void *)c.base, PG);
 		munmap((void *)(c.base + RANGE_A_SIZE), PG);
 		if (child_attach(&c, 0))
 			return 43;
 		if (child_attach(&c, 0) != -EBUSY)
-			return 44;	/* one attach per session */
+			return 44; /* one attach per session */
 		return 0;
 	}
 	if (!strcmp(mode, "exhaust")) {
@@ -361,7 +365,8 @@ static int child_main(int argc, char **argv)
 		for (n = 0; n < c.arg; n++) {
 			if (child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[n]))
 				return 51;
-			if (t[n].slot != (uint32_t)n || t[n].tcs_addr != c.base + (n + 1) * PG)
+			if (t[n].slot != (uint32_t)n ||
+			    t[n].tcs_addr != c.base + (n + 1) * PG)
 				return 52;
 		}
 		if (child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[n]) != -EAGAIN)
@@ -369,17 +374,20 @@ static int child_main(int argc, char **argv)
 		t[0].flags = TEEMATE_TCS_CLEAN;
 		if (ioctl(c.tfd, TEEMATE_IOC_TCS_RELEASE, &t[0]))
 			return 54;
-		if (ioctl(c.tfd, TEEMATE_IOC_TCS_RELEASE, &t[0]) == 0 || errno != EPERM)
-			return 55;	/* double release */
-		if (child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[0]) || t[0].slot != 0)
+		if (ioctl(c.tfd, TEEMATE_IOC_TCS_RELEASE, &t[0]) == 0 ||
+		    errno != EPERM)
+			return 55; /* double release */
+		if (child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[0]) ||
+		    t[0].slot != 0)
 			return 56;
 		/* Unclean release: quarantined. */
 		t[1].flags = 0;
 		if (ioctl(c.tfd, TEEMATE_IOC_TCS_RELEASE, &t[1]))
 			return 57;
 		t[1].flags = 0;
-		if (ioctl(c.tfd, TEEMATE_IOC_TCS_UNQUARANTINE, &t[1]) == 0 || errno != EPERM)
-			return 58;	/* only the owner vouches */
+		if (ioctl(c.tfd, TEEMATE_IOC_TCS_UNQUARANTINE, &t[1]) == 0 ||
+		    errno != EPERM)
+			return 58; /* only the owner vouches */
 		for (n = 0; n < c.arg; n++) {
 			if (n == 1)
 				continue;
@@ -392,7 +400,8 @@ static int child_main(int argc, char **argv)
 	if (!strcmp(mode, "hold")) {
 		char msg[32];
 
-		if (child_attach(&c, 0) || child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[0]))
+		if (child_attach(&c, 0) ||
+		    child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[0]))
 			return 60;
 		snprintf(msg, sizeof(msg), "%u\n", t[0].slot);
 		child_report(&c, msg);
@@ -417,7 +426,7 @@ static int child_main(int argc, char **argv)
 			return 81;
 		if (child_acquire(&c, TEEMATE_TCS_NONBLOCK, &t[0]))
 			return 82;
-		return 0;	/* exits holding the TCS: quarantined */
+		return 0; /* exits holding the TCS: quarantined */
 	}
 	return 96;
 }
@@ -431,13 +440,24 @@ static void test_share_rejects_bad_input(void)
 	uint64_t tcs[2];
 	int pass = 1, nullfd, ret;
 
-	if (owner_map(&o) || (o.tfd = open(DEV_TEEMATE, O_RDWR | O_CLOEXEC)) < 0) {
+	if (owner_map(&o)) {
+		ktap_result(0, "share_rejects_bad_input");
+		return;
+	}
+	o.tfd = open(DEV_TEEMATE, O_RDWR | O_CLOEXEC);
+	if (o.tfd < 0) {
 		ktap_result(0, "share_rejects_bad_input");
 		return;
 	}
 	owner_ranges(&o, r);
 	tcs[0] = o.base + PG;
-#define EXPECT(cond, what) do { if (!(cond)) { pass = 0; ktap_diag("share: %s (ret %d)", what, ret); } } while (0)
+#define EXPECT(cond, what)                                          \
+	do {                                                        \
+		if (!(cond)) {                                      \
+			pass = 0;                                   \
+			ktap_diag("share: %s (ret %d)", what, ret); \
+		}                                                   \
+	} while (0)
 	ret = do_share(&o, r, 0, tcs, 1);
 	EXPECT(ret == -EINVAL, "nr_ranges 0");
 	ret = do_share(&o, r, TEEMATE_MAX_RANGES + 1, tcs, 1);
@@ -453,7 +473,7 @@ static void test_share_rejects_bad_input(void)
 	ret = do_share(&o, bad, 2, tcs, 1);
 	EXPECT(ret == -EINVAL, "overlapping ranges");
 	memcpy(bad, r, sizeof(bad));
-	bad[1].end = o.base + ELRANGE_SIZE;	/* past the owner's mappings */
+	bad[1].end = o.base + ELRANGE_SIZE; /* past the owner's mappings */
 	ret = do_share(&o, bad, 2, tcs, 1);
 	EXPECT(ret == -EINVAL, "range not mapped by the owner");
 	memcpy(bad, r, sizeof(bad));
@@ -466,7 +486,7 @@ static void test_share_rejects_bad_input(void)
 	bad[1].prot = 0x8;
 	ret = do_share(&o, bad, 2, tcs, 1);
 	EXPECT(ret == -EINVAL, "unknown prot bit");
-	tcs[0] = o.base + RANGE_A_SIZE;		/* read-only range */
+	tcs[0] = o.base + RANGE_A_SIZE; /* read-only range */
 	ret = do_share(&o, r, 2, tcs, 1);
 	EXPECT(ret == -EINVAL, "TCS in a read-only range");
 	tcs[0] = tcs[1] = o.base + PG;
@@ -477,7 +497,7 @@ static void test_share_rejects_bad_input(void)
 	EXPECT(ret == -EINVAL, "unaligned TCS");
 	tcs[0] = o.base + PG;
 	nullfd = open("/dev/null", O_RDWR);
-	o.efd ^= nullfd, nullfd ^= o.efd, o.efd ^= nullfd;	/* swap */
+	o.efd ^= nullfd, nullfd ^= o.efd, o.efd ^= nullfd; /* swap */
 	ret = do_share(&o, r, 2, tcs, 1);
 	EXPECT(ret == -EINVAL, "not an enclave file");
 	o.efd ^= nullfd, nullfd ^= o.efd, o.efd ^= nullfd;
@@ -502,8 +522,9 @@ static void test_share_info(struct owner *o)
 {
 	struct teemate_info in;
 	int ok = !info(o->tfd, o->id, &in) && in.nr_tcs == o->nr_tcs &&
-		 in.nr_free == o->nr_tcs && !in.nr_owned && !in.nr_quarantined &&
-		 !in.nr_attached && in.nr_shares >= 1 && in.nr_sessions >= 1;
+		 in.nr_free == o->nr_tcs && !in.nr_owned &&
+		 !in.nr_quarantined && !in.nr_attached && in.nr_shares >= 1 &&
+		 in.nr_sessions >= 1;
 
 	ktap_result(ok, "share_info_counters");
 }
@@ -518,17 +539,20 @@ static void test_attach_read_write(struct owner *o)
 		    "attach_same_addresses_reads_owner_bytes");
 	ktap_result(*mark == MARK_VAL, "alias_write_seen_by_owner");
 	ktap_result(!info(o->tfd, o->id, &in) && in.attach_count == 1 &&
-		    in.nr_attached == 0, "attach_counted_and_detached_on_exit");
+			    in.nr_attached == 0,
+		    "attach_counted_and_detached_on_exit");
 }
 
 static void test_attach_populate(struct owner *o)
 {
-	ktap_result(run_child("populate", o, 0) == 0, "attach_populate_prefaults_range");
+	ktap_result(run_child("populate", o, 0) == 0,
+		    "attach_populate_prefaults_range");
 }
 
 static void test_attach_occupied(struct owner *o)
 {
-	ktap_result(run_child("occupied", o, 0) == 0, "attach_occupied_va_fails_and_unwinds");
+	ktap_result(run_child("occupied", o, 0) == 0,
+		    "attach_occupied_va_fails_and_unwinds");
 }
 
 static void test_wrong_token(struct owner *o)
@@ -537,7 +561,8 @@ static void test_wrong_token(struct owner *o)
 	uint64_t before = (!info(o->tfd, o->id, &in)) ? in.attach_count : 0;
 
 	ktap_result(run_child("badtoken", o, 0) == 0 &&
-		    !info(o->tfd, o->id, &in) && in.attach_count == before,
+			    !info(o->tfd, o->id, &in) &&
+			    in.attach_count == before,
 		    "wrong_token_rejected");
 }
 
@@ -550,9 +575,13 @@ static void test_wrong_mm(struct owner *o)
 		/* Same fd, different address space. */
 		memset(&in, 0, sizeof(in));
 		in.share_id = o->id;
-		_exit(ioctl(o->tfd, TEEMATE_IOC_INFO, &in) == -1 && errno == EPERM ? 0 : 1);
+		_exit(ioctl(o->tfd, TEEMATE_IOC_INFO, &in) == -1 &&
+				      errno == EPERM ?
+			      0 :
+			      1);
 	}
-	ktap_result(wait_status(pid) == 0, "forked_child_using_owner_fd_gets_eperm");
+	ktap_result(wait_status(pid) == 0,
+		    "forked_child_using_owner_fd_gets_eperm");
 }
 
 static void test_tcs_exhaustion(struct owner *o)
@@ -585,14 +614,16 @@ static void test_quarantine_on_kill(struct owner *o)
 		goto out;
 	pid = spawn_child("hold", o, o->token, 0, p[1]);
 	close(p[1]);
-	if (read(p[0], buf, sizeof(buf) - 1) <= 0 || sscanf(buf, "%u", &slot) != 1) {
+	if (read(p[0], buf, sizeof(buf) - 1) <= 0 ||
+	    sscanf(buf, "%u", &slot) != 1) {
 		kill(pid, SIGKILL);
 		wait_status(pid);
 		close(p[0]);
 		goto out;
 	}
 	close(p[0]);
-	ok = !info(o->tfd, o->id, &in) && in.nr_owned == 1 && in.nr_attached == 1;
+	ok = !info(o->tfd, o->id, &in) && in.nr_owned == 1 &&
+	     in.nr_attached == 1;
 	kill(pid, SIGKILL);
 	ok = ok && wait_status(pid) == 128 + SIGKILL;
 	ok = ok && !info(o->tfd, o->id, &in) && in.nr_owned == 0 &&
@@ -605,10 +636,12 @@ static void test_quarantine_on_kill(struct owner *o)
 	t.tcs_addr = o->base + (slot + 1) * PG;
 	t.flags = TEEMATE_TCS_CLEAN;
 	/* The owner does not hold it, so it cannot "release" it either. */
-	ok = ok && ioctl(o->tfd, TEEMATE_IOC_TCS_RELEASE, &t) == -1 && errno == EPERM;
+	ok = ok && ioctl(o->tfd, TEEMATE_IOC_TCS_RELEASE, &t) == -1 &&
+	     errno == EPERM;
 	t.flags = 0;
 	ok = ok && !ioctl(o->tfd, TEEMATE_IOC_TCS_UNQUARANTINE, &t);
-	ok = ok && ioctl(o->tfd, TEEMATE_IOC_TCS_UNQUARANTINE, &t) == -1 && errno == EBUSY;
+	ok = ok && ioctl(o->tfd, TEEMATE_IOC_TCS_UNQUARANTINE, &t) == -1 &&
+	     errno == EBUSY;
 	ok = ok && !info(o->tfd, o->id, &in) && in.nr_free == o->nr_tcs;
 out:
 	ktap_result(ok, "tcs_quarantined_after_kill9_and_owner_unquarantines");
@@ -659,7 +692,8 @@ static void test_cycles(struct owner *o)
 	long mem0, mem1;
 	int i, ok = 1;
 
-	ok = !fake_stats(&st0) && !info(o->tfd, 0, &g0) && !info(o->tfd, o->id, &in);
+	ok = !fake_stats(&st0) && !info(o->tfd, 0, &g0) &&
+	     !info(o->tfd, o->id, &in);
 	mem0 = mem_available_kb();
 	for (i = 0; i < CYCLES && ok; i++) {
 		ok = run_child("cycle", o, i & 1) == 0;
@@ -674,10 +708,13 @@ static void test_cycles(struct owner *o)
 	ok = ok && st1.nr_encls == st0.nr_encls && st1.nr_vmas == st0.nr_vmas &&
 	     st1.nr_pages == st0.nr_pages && g1.nr_sessions == g0.nr_sessions &&
 	     g1.nr_shares == g0.nr_shares;
-	ktap_diag("cycles: vmas %llu->%llu pages %llu->%llu sessions %u->%u MemAvailable %ld->%ld kB",
-		  (unsigned long long)st0.nr_vmas, (unsigned long long)st1.nr_vmas,
-		  (unsigned long long)st0.nr_pages, (unsigned long long)st1.nr_pages,
-		  g0.nr_sessions, g1.nr_sessions, mem0, mem1);
+	ktap_diag(
+		"cycles: vmas %llu->%llu pages %llu->%llu sessions %u->%u MemAvailable %ld->%ld kB",
+		(unsigned long long)st0.nr_vmas,
+		(unsigned long long)st1.nr_vmas,
+		(unsigned long long)st0.nr_pages,
+		(unsigned long long)st1.nr_pages, g0.nr_sessions,
+		g1.nr_sessions, mem0, mem1);
 	ktap_result(ok, "attach_exit_cycles_leave_counters_unchanged");
 	/* Sanity bound only: page cache and slab noise stay far below this. */
 	ktap_result(mem0 > 0 && mem1 > 0 && mem0 - mem1 < 8 * 1024,
@@ -694,12 +731,14 @@ static void test_goattach(struct owner *o)
 	pid_t pid;
 
 	if (access("/bin/goattach", X_OK)) {
-		ktap_skip("go_wrappers_attach_and_read", "/bin/goattach not built");
+		ktap_skip("go_wrappers_attach_and_read",
+			  "/bin/goattach not built");
 		return;
 	}
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)o->id);
 	hex(o->token, TEEMATE_TOKEN_SIZE, tok);
-	snprintf(addr, sizeof(addr), "0x%llx", (unsigned long long)(o->base + 3 * PG));
+	snprintf(addr, sizeof(addr), "0x%llx",
+		 (unsigned long long)(o->base + 3 * PG));
 	snprintf(want, sizeof(want), "%02x", page_pattern(3));
 	pid = fork();
 	if (pid == 0) {
@@ -717,7 +756,8 @@ static void test_unshare(struct owner *o)
 	int ok;
 
 	ok = !info(o->tfd, 0, &g0) && !ioctl(o->tfd, TEEMATE_IOC_UNSHARE, &id);
-	ok = ok && ioctl(o->tfd, TEEMATE_IOC_UNSHARE, &id) == -1 && errno == ENOENT;
+	ok = ok && ioctl(o->tfd, TEEMATE_IOC_UNSHARE, &id) == -1 &&
+	     errno == ENOENT;
 	ok = ok && !info(o->tfd, 0, &g1) && g1.nr_shares == g0.nr_shares - 1;
 	ok = ok && run_child("gone", o, 0) == 0;
 	ktap_result(ok, "attach_after_unshare_fails");

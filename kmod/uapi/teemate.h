@@ -22,20 +22,21 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define TEEMATE_MAGIC		0xB2
+#define TEEMATE_MAGIC 0xB2
 
-#define TEEMATE_MAX_SHARES	64	/* live shares, whole system */
-#define TEEMATE_MAX_RANGES	64	/* ranges per share */
-#define TEEMATE_MAX_TCS		1024	/* donated TCS pages per share */
-#define TEEMATE_TOKEN_SIZE	32	/* capability token, bytes */
+#define TEEMATE_MAX_SHARES 64   /* live shares, whole system */
+#define TEEMATE_MAX_RANGES 64   /* ranges per share */
+#define TEEMATE_MAX_TCS    1024 /* donated TCS pages per share */
+#define TEEMATE_TOKEN_SIZE 32   /* capability token, bytes */
 
 /* teemate_range.prot: same values as PROT_READ/PROT_WRITE/PROT_EXEC. */
-#define TEEMATE_PROT_READ	0x1
-#define TEEMATE_PROT_WRITE	0x2
-#define TEEMATE_PROT_EXEC	0x4
+#define TEEMATE_PROT_READ  0x1
+#define TEEMATE_PROT_WRITE 0x2
+#define TEEMATE_PROT_EXEC  0x4
 
 /* teemate_range.flags */
-#define TEEMATE_RANGE_POPULATE	0x1	/* every page exists: may be pre-faulted on attach */
+/* every page exists: may be pre-faulted on attach */
+#define TEEMATE_RANGE_POPULATE 0x1
 
 /**
  * struct teemate_range - one enclave mapping of the owner
@@ -72,12 +73,13 @@ struct teemate_share {
 	__u32 nr_tcs;
 	__u64 tcs_addrs;
 	__u64 share_id;
-	__u8  token[TEEMATE_TOKEN_SIZE];
+	__u8 token[TEEMATE_TOKEN_SIZE];
 };
 
 /* teemate_attach.flags */
-#define TEEMATE_ATTACH_POPULATE	0x1	/* pre-fault ranges flagged TEEMATE_RANGE_POPULATE */
-#define TEEMATE_ATTACH_WANT_FD	0x2	/* also return an O_CLOEXEC enclave fd */
+/* pre-fault ranges flagged TEEMATE_RANGE_POPULATE */
+#define TEEMATE_ATTACH_POPULATE 0x1
+#define TEEMATE_ATTACH_WANT_FD  0x2 /* also return an O_CLOEXEC enclave fd */
 
 /**
  * struct teemate_attach - TEEMATE_IOC_ATTACH argument
@@ -93,7 +95,7 @@ struct teemate_share {
  */
 struct teemate_attach {
 	__u64 share_id;
-	__u8  token[TEEMATE_TOKEN_SIZE];
+	__u8 token[TEEMATE_TOKEN_SIZE];
 	__u32 flags;
 	__s32 encl_fd;
 	__u64 encl_start;
@@ -104,8 +106,10 @@ struct teemate_attach {
 };
 
 /* teemate_tcs.flags */
-#define TEEMATE_TCS_NONBLOCK	0x1	/* ACQUIRE: fail with EAGAIN instead of waiting */
-#define TEEMATE_TCS_CLEAN	0x2	/* RELEASE: the thread left the enclave normally */
+/* ACQUIRE: fail with EAGAIN instead of waiting */
+#define TEEMATE_TCS_NONBLOCK 0x1
+/* RELEASE: the thread left the enclave normally */
+#define TEEMATE_TCS_CLEAN    0x2
 
 /**
  * struct teemate_tcs - TCS_ACQUIRE / TCS_RELEASE / TCS_UNQUARANTINE argument
@@ -147,13 +151,14 @@ struct teemate_info {
 	__u64 attach_count;
 };
 
-#define TEEMATE_IOC_SHARE		_IOWR(TEEMATE_MAGIC, 0x00, struct teemate_share)
-#define TEEMATE_IOC_UNSHARE		_IOW(TEEMATE_MAGIC, 0x01, __u64)
-#define TEEMATE_IOC_ATTACH		_IOWR(TEEMATE_MAGIC, 0x02, struct teemate_attach)
-#define TEEMATE_IOC_TCS_ACQUIRE		_IOWR(TEEMATE_MAGIC, 0x03, struct teemate_tcs)
-#define TEEMATE_IOC_TCS_RELEASE		_IOW(TEEMATE_MAGIC, 0x04, struct teemate_tcs)
+#define TEEMATE_IOC_SHARE       _IOWR(TEEMATE_MAGIC, 0x00, struct teemate_share)
+#define TEEMATE_IOC_UNSHARE     _IOW(TEEMATE_MAGIC, 0x01, __u64)
+#define TEEMATE_IOC_ATTACH      _IOWR(TEEMATE_MAGIC, 0x02, struct teemate_attach)
+#define TEEMATE_IOC_TCS_ACQUIRE _IOWR(TEEMATE_MAGIC, 0x03, struct teemate_tcs)
+#define TEEMATE_IOC_TCS_RELEASE _IOW(TEEMATE_MAGIC, 0x04, struct teemate_tcs)
 /* 0x05 reserved for TEEMATE_IOC_TCS_ADD (owner adds an EDMM-created TCS). */
-#define TEEMATE_IOC_TCS_UNQUARANTINE	_IOW(TEEMATE_MAGIC, 0x06, struct teemate_tcs)
-#define TEEMATE_IOC_INFO		_IOWR(TEEMATE_MAGIC, 0x07, struct teemate_info)
+#define TEEMATE_IOC_TCS_UNQUARANTINE \
+	_IOW(TEEMATE_MAGIC, 0x06, struct teemate_tcs)
+#define TEEMATE_IOC_INFO _IOWR(TEEMATE_MAGIC, 0x07, struct teemate_info)
 
 #endif /* _UAPI_TEEMATE_H */

@@ -15,7 +15,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define TEEMATE_FAKE_MAGIC	0xB3
+#define TEEMATE_FAKE_MAGIC 0xB3
 
 /** struct teemate_fake_create - ELRANGE: @size a power of two, @base aligned to it */
 struct teemate_fake_create {
@@ -25,13 +25,15 @@ struct teemate_fake_create {
 
 /** struct teemate_fake_stats - module-wide counters, for leak checks */
 struct teemate_fake_stats {
-	__u64 nr_encls;		/* open enclave files */
-	__u64 nr_vmas;		/* live VMAs of enclave files */
-	__u64 nr_pages;		/* allocated "EPC" pages */
-	__u64 nr_faults;	/* fault handler calls */
+	__u64 nr_encls;  /* open enclave files */
+	__u64 nr_vmas;   /* live VMAs of enclave files */
+	__u64 nr_pages;  /* allocated "EPC" pages */
+	__u64 nr_faults; /* fault handler calls */
 };
 
-#define TEEMATE_FAKE_IOC_CREATE	_IOW(TEEMATE_FAKE_MAGIC, 0x00, struct teemate_fake_create)
-#define TEEMATE_FAKE_IOC_STATS	_IOR(TEEMATE_FAKE_MAGIC, 0x01, struct teemate_fake_stats)
+#define TEEMATE_FAKE_IOC_CREATE \
+	_IOW(TEEMATE_FAKE_MAGIC, 0x00, struct teemate_fake_create)
+#define TEEMATE_FAKE_IOC_STATS \
+	_IOR(TEEMATE_FAKE_MAGIC, 0x01, struct teemate_fake_stats)
 
 #endif /* _UAPI_TEEMATE_FAKE_H */

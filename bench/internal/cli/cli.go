@@ -332,7 +332,7 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("logger: %w", err)
 		}
-		defer func() { _ = log.Sync() }()
+		defer func() { _ = log.Sync() }() // stderr may not sync (a terminal or a pipe); nothing to do about it
 		state, err := os.MkdirTemp("", "bench-state-")
 		if err != nil {
 			return fmt.Errorf("state dir: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/teemate/platform/bench/internal/result"
 	"github.com/teemate/platform/functions"
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -92,9 +93,7 @@ func repoRoot(t *testing.T) string {
 // controller, in-process invokers on the process sandbox and real Node) for a test.
 func startTestDirect(t *testing.T) *Direct {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
 	repo := repoRoot(t)
 	shim := filepath.Join(t.TempDir(), "teemate-shim")

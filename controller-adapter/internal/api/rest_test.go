@@ -25,8 +25,6 @@ func client(t *testing.T, e *env, auth string) *owhisk.Client {
 	return c
 }
 
-func strp(s string) *string { return &s }
-
 func wskErrStatus(t *testing.T, err error) int {
 	t.Helper()
 	var we *owhisk.WskError

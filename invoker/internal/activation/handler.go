@@ -189,8 +189,8 @@ func (h *Handler) answerEarly(ctx context.Context, log *zap.Logger, msg *whisk.A
 		kind = action.Exec.Kind
 		act.Version = action.Version
 	}
-	annotate(&act.Annotations, whisk.AnnotationPath, msg.Action.String())
-	annotate(&act.Annotations, "kind", kind)
+	h.annotate(act, whisk.AnnotationPath, msg.Action.String())
+	h.annotate(act, "kind", kind)
 	h.countStatus(resp.StatusCode)
 	return h.sendAcks(ctx, log, msg, act, PlanAcks(msg.Blocking, false, 0))
 }
@@ -388,6 +388,14 @@ func splitInitArgs(content json.RawMessage, initArgs []string) (json.RawMessage,
 	return rest, env
 }
 
+// annotate sets one annotation of a record. The values set here (strings, numbers, booleans and
+// maps of them) always encode, so a failure is a bug: logged, not dropped.
+func (h *Handler) annotate(act *whisk.WhiskActivation, key string, value any) {
+	if err := act.Annotations.Set(key, value); err != nil {
+		h.log.Error("activation record: annotation not set", zap.String("annotation", key), zap.Error(err))
+	}
+}
+
 // record builds the WhiskActivation of a run, with OpenWhisk's annotations plus our per-phase timings.
 func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job *Job, out Outcome) *whisk.WhiskActivation {
 	act := &whisk.WhiskActivation{
@@ -401,31 +409,23 @@ func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job
 	d := out.End.Sub(out.Start).Milliseconds()
 	act.Duration = &d
 	limits := action.Limits
-	annotate(&act.Annotations, whisk.AnnotationPath, msg.Action.String())
-	annotate(&act.Annotations, "kind", action.Exec.Kind)
-	annotate(&act.Annotations, "limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
-	annotate(&act.Annotations, "waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
+	h.annotate(act, whisk.AnnotationPath, msg.Action.String())
+	h.annotate(act, "kind", action.Exec.Kind)
+	h.annotate(act, "limits", map[string]int{"concurrency": limits.Concurrency, "logs": limits.Logs, "memory": limits.Memory, "timeout": limits.Timeout})
+	h.annotate(act, "waitTime", WaitTime(msg.TransID.Start, out.Start).Milliseconds())
 	if out.InitTime > 0 {
-		annotate(&act.Annotations, "initTime", out.InitTime.Milliseconds())
+		h.annotate(act, "initTime", out.InitTime.Milliseconds())
 	}
-	annotate(&act.Annotations, whisk.AnnotationTimeout, out.TimedOut)
+	h.annotate(act, whisk.AnnotationTimeout, out.TimedOut)
 	if msg.Cause != "" {
-		annotate(&act.Annotations, "causedBy", "sequence")
+		h.annotate(act, "causedBy", "sequence")
 	}
 	if len(out.Phases) > 0 {
 		ms := make(map[string]float64, len(out.Phases))
 		for k, v := range out.Phases {
 			ms[k] = float64(v.Microseconds()) / 1000
 		}
-		annotate(&act.Annotations, "timings", ms)
+		h.annotate(act, "timings", ms)
 	}
 	return act
-}
-
-// annotate sets a record annotation. Every value the handler sets is its own string, integer,
-// boolean or map of numbers (never a json.RawMessage from outside), and those always encode, so
-// Set's only error (a value that cannot be encoded) cannot happen here; it is dropped in this one
-// place rather than at each call.
-func annotate(p *whisk.Parameters, key string, v any) {
-	_ = p.Set(key, v) // cannot fail for these values; see above
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
@@ -33,15 +33,13 @@ func (c *counting) Start(ctx context.Context, spec enclave.StartSpec) (enclave.O
 
 func realBackend(t *testing.T, ownerJS string) *counting {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	cfg := direct.Config{OwnerJS: ownerJS, StartTimeout: 10 * time.Second, StopTimeout: 500 * time.Millisecond}
 	if ownerJS == "" {
 		wd, _ := os.Getwd()
 		js, err := direct.FindOwnerJS(wd)
 		if err != nil {
-			t.Skip("enclave-runtime/trusted/owner.js is not there yet: " + err.Error())
+			testtool.Missing(t, "enclave-runtime/trusted/owner.js: "+err.Error())
 		}
 		cfg.OwnerJS = js
 	} else {

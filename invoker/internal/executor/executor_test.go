@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
@@ -76,7 +77,7 @@ func shortDir(t *testing.T, prefix string) string {
 func setup(t *testing.T, slots int, shim string) *env {
 	t.Helper()
 	if skipReason != "" {
-		t.Skip(skipReason)
+		testtool.Missing(t, skipReason)
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	b, err := direct.New(direct.Config{OwnerJS: ownerJS, StopTimeout: 500 * time.Millisecond}, log)

@@ -36,7 +36,7 @@ func Handler(cfg Config, sw Switch, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		_, _ = w.Write([]byte("pong"))
+		_, _ = w.Write([]byte("pong")) // a failed write means the caller went away
 	})
 	guard := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -57,15 +57,15 @@ func Handler(cfg Config, sw Switch, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /metrics", guard(metrics.ServeHTTP))
 	mux.HandleFunc("POST /enable", guard(func(w http.ResponseWriter, _ *http.Request) {
 		sw.Enable()
-		_, _ = w.Write([]byte("Invoker enabled"))
+		_, _ = w.Write([]byte("Invoker enabled")) // as above
 	}))
 	mux.HandleFunc("POST /disable", guard(func(w http.ResponseWriter, _ *http.Request) {
 		sw.Disable()
-		_, _ = w.Write([]byte("Invoker disabled"))
+		_, _ = w.Write([]byte("Invoker disabled")) // as above
 	}))
 	mux.HandleFunc("GET /isEnabled", guard(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]bool{"enabled": sw.Enabled()})
+		_ = json.NewEncoder(w).Encode(map[string]bool{"enabled": sw.Enabled()}) // as above
 	}))
 	return mux
 }

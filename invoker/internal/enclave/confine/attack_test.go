@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 )
@@ -55,9 +56,7 @@ func TestOwnerEscapesRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("confinement needs root")
 	}
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is not installed")
-	}
+	testtool.Require(t, "gcc")
 	repo, launcher, err := confinetest.Launcher()
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +128,7 @@ func TestOwnerEscapesRefused(t *testing.T) {
 	// The same confinement with node, the runtime's files and the lockdown.
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed")
+		testtool.Missing(t, "node is not installed")
 	}
 	node, _ = filepath.EvalSymlinks(node)
 	testdata, _ := filepath.Abs("testdata")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
 )
@@ -126,9 +127,7 @@ func TestEgressRefusesHostNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	if _, err := exec.LookPath("pasta"); err != nil {
-		t.Skip("pasta is not installed")
-	}
+	testtool.Require(t, "pasta")
 	c := confine.Config{Launcher: "/bin/true"}
 	if err := c.Check(); err != nil {
 		t.Fatal(err)

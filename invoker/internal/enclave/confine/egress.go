@@ -98,6 +98,7 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 	if err := e.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: egress: start pasta: %w", ErrConfine, err)
 	}
+	// pasta's exit status says nothing Stop could act on; its stderr is kept for the diagnosis.
 	go func() { _ = e.cmd.Wait(); close(e.done) }()
 	j.mu.Lock()
 	released := j.released
@@ -217,7 +218,7 @@ func (e *Egress) Pid() int { return e.cmd.Process.Pid }
 // than once.
 func (e *Egress) Stop() error {
 	e.once.Do(func() {
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		_ = e.cmd.Process.Signal(syscall.SIGTERM) // already gone is fine; the wait below decides
 		select {
 		case <-e.done:
 		case <-time.After(time.Second):

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/confine/confinetest"
@@ -40,13 +41,11 @@ func TestMain(m *testing.M) {
 }
 
 func TestStartPingStop(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	wd, _ := os.Getwd()
 	js, err := FindOwnerJS(wd)
 	if err != nil {
-		t.Skip("enclave-runtime/trusted/owner.js is not there yet: " + err.Error())
+		testtool.Missing(t, "enclave-runtime/trusted/owner.js: "+err.Error())
 	}
 	core, logs := observer.New(zap.InfoLevel)
 	b, err := New(Config{OwnerJS: js}, zap.New(core))
@@ -146,9 +145,7 @@ func TestUnavailable(t *testing.T) {
 }
 
 func TestStartTimeoutAndBadSpec(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	dir, _ := os.MkdirTemp("", "dt")
 	defer os.RemoveAll(dir)
 	// An "owner" that never opens its gate (confined, without the runtime's lockdown files).
@@ -173,13 +170,11 @@ func TestRefusesRootUnconfinedUnlessUnsafe(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the refusal concerns an invoker running as root")
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	wd, _ := os.Getwd()
 	js, err := FindOwnerJS(wd)
 	if err != nil {
-		t.Skip(err.Error())
+		testtool.Missing(t, err.Error())
 	}
 	_, err = New(Config{OwnerJS: js, Confine: confine.Config{Launcher: "/nonexistent/teemate-confine"}}, zap.NewNop())
 	if !errors.Is(err, confine.ErrConfine) || !strings.Contains(err.Error(), "--unsafe-owner-as-root") ||
@@ -215,13 +210,11 @@ func TestOwnerArgs(t *testing.T) {
 	if launcher == "" {
 		t.Skip("confinement needs root")
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	wd, _ := os.Getwd()
 	real, err := FindOwnerJS(wd)
 	if err != nil {
-		t.Skip(err.Error())
+		testtool.Missing(t, err.Error())
 	}
 	stand := filepath.Join(t.TempDir(), "owner.js")
 	if err := os.WriteFile(stand, []byte(`'use strict';

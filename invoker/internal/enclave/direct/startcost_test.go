@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 )
@@ -26,13 +26,11 @@ func TestMeasureStartCost(t *testing.T) {
 	if n < 1 || os.Geteuid() != 0 {
 		t.Skip("set TEEMATE_MEASURE_START=N (as root) to measure")
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
+	testtool.Require(t, "node")
 	wd, _ := os.Getwd()
 	js, err := FindOwnerJS(wd)
 	if err != nil {
-		t.Skip(err.Error())
+		testtool.Missing(t, err.Error())
 	}
 	modes := []struct {
 		name string

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
@@ -186,7 +187,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	}
 	created, err := r.cli.ContainerCreate(ctx, cc, hc, nil, nil, spec.Name)
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			err = fmt.Errorf("%w (is image %s built? make images)", err, cc.Image)
 		}
 		return nil, classify(what, err)
@@ -198,7 +199,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		b.cancel()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if rerr := r.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); rerr != nil && !client.IsErrNotFound(rerr) {
+		if rerr := r.cli.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			err = errors.Join(err, fmt.Errorf("removing the failed container: %w", rerr))
 		}
 		return nil, err
@@ -273,7 +274,7 @@ func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
-			if err != nil && !client.IsErrNotFound(err) {
+			if err != nil && !cerrdefs.IsNotFound(err) {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("remove leftover container %.12s: %w", id, err))
 				emu.Unlock()
@@ -385,7 +386,7 @@ func (b *box) destroy(ctx context.Context) error {
 	b.destroying.Store(true)
 	err := b.rt.cli.ContainerRemove(ctx, b.id, container.RemoveOptions{Force: true})
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			err = fmt.Errorf("destroy sandbox %s: %w: %w", b.name, sandbox.ErrNotFound, err)
 		} else {
 			err = fmt.Errorf("destroy sandbox %s: %w", b.name, err)

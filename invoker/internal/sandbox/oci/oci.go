@@ -384,7 +384,7 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	b.proxySocket = filepath.Join(b.bundle, proxySocketName)
 	defer func() {
 		if err != nil {
-			b.removeFiles()
+			_ = b.removeFiles() // best effort: the error being returned is the one to report
 		}
 	}()
 	if err := os.MkdirAll(b.slot, 0o755); err != nil {
@@ -461,11 +461,12 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	if runErr != nil {
 		// Read what runc said (the container does not exist, so the pipe ends here).
 		_ = errR.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = io.Copy(&diag, io.LimitReader(errR, 4096))
+		_, _ = io.Copy(&diag, io.LimitReader(errR, 4096)) // diagnosis only: what was read is kept
 		closeAll(outR, errR)
 		if lb, err := os.ReadFile(logFile); err == nil {
 			diag.Write(lastBytes(lb, 2048))
 		}
+		// Best effort, as below: the failed start's error is the one to report.
 		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id)
 		return nil, fmt.Errorf("%w: runc create: %w: %s", sandbox.ErrStartFailed, runErr, bytes.TrimSpace(diag.Bytes()))
 	}
@@ -474,22 +475,22 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	pid, perr := strconv.Atoi(strings.TrimSpace(string(pb)))
 	if err != nil || perr != nil || pid <= 0 {
 		closeAll(outR, errR)
-		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id)
+		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
 		return nil, fmt.Errorf("%w: container pid: %w", sandbox.ErrStartFailed, errors.Join(err, perr))
 	}
 	b.pid = pid
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		closeAll(outR, errR)
-		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id)
+		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
 		return nil, fmt.Errorf("%w: pidfd of %d: %w", sandbox.ErrStartFailed, pid, err)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		_ = unix.Close(fd)
+		_ = unix.Close(fd) // ours, never used
 		closeAll(outR, errR)
-		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id)
+		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
 		return nil, fmt.Errorf("%w: the backend is closed", sandbox.ErrUnavailable)
 	}
 	r.live[id] = b

@@ -91,19 +91,19 @@ func (p *pool) create() (*box, error) {
 	sock := filepath.Join(dir, "proxy.sock")
 	ln, err := bindProxy(sock)
 	if err != nil {
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // best effort, as below: the failure's error is the one to report
 		return nil, fmt.Errorf("pooled sandbox %s: %w", id, err)
 	}
 	startR, startW, err := os.Pipe()
 	if err != nil {
 		closeAll(ln)
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // best effort
 		return nil, fmt.Errorf("pooled sandbox %s: start pipe: %w", id, err)
 	}
 	b, err := p.rt.spawn(id, []string{p.stub, "/dev/fd/4"}, nil, ln, startR)
 	if err != nil {
 		closeAll(startW)
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // best effort
 		return nil, fmt.Errorf("pooled sandbox %s: %w", id, err)
 	}
 	b.startW, b.poolDir, b.proxySocket = startW, dir, sock

@@ -14,15 +14,14 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 )
 
 // buildStub compiles the start stub the pool runs (the oci backend's, from its C source).
 func buildStub(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is not installed")
-	}
+	testtool.Require(t, "gcc")
 	src, err := filepath.Abs(filepath.Join("..", "oci", "startstub", "teemate-start.c"))
 	if err != nil {
 		t.Fatal(err)

@@ -151,7 +151,7 @@ func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*bo
 	if err := writePidFile(b.pidFile, b.pgid); err != nil {
 		// Without the pid file a crash would leak the process: refuse the sandbox.
 		_ = syscall.Kill(-b.pgid, syscall.SIGKILL)
-		_ = cmd.Wait()
+		_ = cmd.Wait() // reaps it; the killed process's status says nothing
 		closeAll(outR, errR)
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func bindProxy(path string) (*os.File, error) {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(path)
+		_ = os.Remove(path) // ours, just bound; the bind's error is the one to report
 		return nil, fmt.Errorf("bind the proxy socket: %w", err)
 	}
 	return f, nil

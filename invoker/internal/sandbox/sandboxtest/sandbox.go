@@ -21,8 +21,9 @@ func Drain(sb sandbox.Sandbox) (stdout, stderr func() string) {
 	var wg sync.WaitGroup
 	var out, errb bytes.Buffer
 	wg.Add(2)
+	// A stream ends with the sandbox; a read error there ends it the same way, and what came is kept.
 	go func() { defer wg.Done(); _, _ = io.Copy(&out, sb.Stdout()) }()
-	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(&errb, sb.Stderr()) }() // as above
 	return func() string { wg.Wait(); return out.String() }, func() string { wg.Wait(); return errb.String() }
 }
 
@@ -103,7 +104,10 @@ func ProxyPoster(t testing.TB, sock string) func(path, body string) (int, string
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode, string(b)
 	}
 }

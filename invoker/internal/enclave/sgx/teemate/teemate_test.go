@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/teemate/platform/internal/testtool"
 )
 
 // cValues compiles and runs kmod/selftests/print_ioctls.c, which prints what the C header says.
@@ -19,7 +21,7 @@ func cValues(t *testing.T) map[string]uint64 {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed")
+		testtool.Missing(t, "gcc is not installed")
 	}
 	kmod := filepath.Join("..", "..", "..", "..", "..", "kmod")
 	bin := filepath.Join(t.TempDir(), "print_ioctls")
