@@ -23,7 +23,7 @@ func buildStub(t *testing.T) string {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("gcc is not installed")
 	}
-	src, err := filepath.Abs(filepath.Join("..", "oci", "startstub", "teemate-start.c"))
+	src, err := filepath.Abs(filepath.Join("..", "..", "..", "..", "shim", "start", "teemate-start.c"))
 	if err != nil {
 		t.Fatal(err)
 	}
