@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +53,11 @@ type Config struct {
 	// seen inside it; the executor appends --socket, --slots 1, --image, --enclave and --work-dir.
 	// Required for ModelStrawman.
 	StrawmanRuntime []string
+}
+
+// StrawmanLauncher is the strawman model's launcher (teemate-strawman), which lives beside the shim.
+func StrawmanLauncher(shimPath string) string {
+	return filepath.Join(filepath.Dir(shimPath), "teemate-strawman")
 }
 
 // Execution models.
@@ -277,12 +281,13 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 		delete(spec.Env, "TEEMATE_GATE")
 	case ModelStrawman:
 		// The runtime's gate and work files live in the sandbox's own proxy directory, and die with it.
+		// The launcher beside the shim boots the runtime, then becomes the shim (shim/strawman).
 		gate := filepath.Join(guestProxy, "gate.sock")
 		spec.Env["TEEMATE_GATE"] = gate
-		argv := append(append([]string(nil), t.cfg.StrawmanRuntime...),
+		spec.Command = append([]string{StrawmanLauncher(t.cfg.ShimPath), t.cfg.ShimPath}, t.cfg.StrawmanRuntime...)
+		spec.Command = append(spec.Command,
 			"--socket", gate, "--slots", "1", "--image", job.Image, "--enclave", "strawman-"+job.Name,
 			"--work-dir", filepath.Join(guestProxy, "work"))
-		spec.Env["TEEMATE_STRAWMAN_CMD"] = strings.Join(argv, " ")
 	}
 	return spec
 }
@@ -291,12 +296,13 @@ func (t *Teemate) spec(job *activation.Job, timeout time.Duration, proxyDir, gat
 func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *zap.Logger, what string, err error) activation.Outcome {
 	now := time.Now()
 	out.Start, out.End = now, now
+	r := proxy.Reply{Unreached: true}
 	if ctx.Err() != nil {
-		out.Response = whisk.WhiskError("The activation was aborted: " + context.Cause(ctx).Error())
-		return out
+		r.Aborted = context.Cause(ctx).Error()
+	} else {
+		log.Warn("activation failed before the action proxy", zap.String("step", what), zap.Error(err))
 	}
-	log.Warn("activation failed before the action proxy", zap.String("step", what), zap.Error(err))
-	out.Response = whisk.WhiskError(whisk.MsgResourceProvisionError)
+	out.Response = proxy.Classify(r).Response
 	return out
 }
 
@@ -304,6 +310,8 @@ func (t *Teemate) failEarly(ctx context.Context, out activation.Outcome, log *za
 func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
 	died <-chan struct{}, sb sandbox.Sandbox, sock string, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
+	// The shim stamps each line with the enclave's time; the native model's proxy does not.
+	logCfg.Stamped = t.cfg.Model != ModelNative
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
 	// Any call in flight is cut short when the owner dies or the sandbox exits. Both normally end
@@ -369,7 +377,7 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
 		t.finish(hctx, out, reply, collector, sb, log)
 		// The shim could not reach the enclave: no user code ran, so the activation may be retried.
-		return resp != nil && resp.Outcome == proxy.OutcomeGate
+		return reply.noUserCode
 	}
 
 	body := job.Run
@@ -392,9 +400,14 @@ func (t *Teemate) activate(hctx, parent context.Context, job *activation.Job, ti
 }
 
 type classified struct {
-	resp     whisk.ActivationResponse
-	timedOut bool
-	aborted  string // non-empty when the invoker itself gave up (ctx ended)
+	resp       whisk.ActivationResponse
+	timedOut   bool
+	noUserCode bool   // the shim could not use the enclave: no user code ran
+	aborted    string // the cause when the invoker itself gave up (ctx ended)
+}
+
+func verdict(v proxy.Verdict) classified {
+	return classified{resp: v.Response, timedOut: v.TimedOut, noUserCode: v.NoUserCode}
 }
 
 // reply classifies one /init or /run call, including why it failed when no reply came.
@@ -404,11 +417,13 @@ func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
-		return classified{resp: proxy.Classify(r), timedOut: resp.Outcome == proxy.OutcomeTimeout}
+		return verdict(proxy.Classify(r))
 	}
 	if parent.Err() != nil {
-		msg := "The activation was aborted: " + context.Cause(parent).Error()
-		return classified{resp: whisk.WhiskError(msg), aborted: msg}
+		cause := context.Cause(parent).Error()
+		c := verdict(proxy.Classify(proxy.Reply{Aborted: cause}))
+		c.aborted = cause
+		return c
 	}
 	cause := context.Cause(actx)
 	log.Debug("action proxy call failed", zap.Bool("init", init), zap.Error(err), zap.NamedError("cause", cause))
@@ -429,7 +444,7 @@ func (t *Teemate) reply(init bool, resp *proxy.Response, err error, actx, parent
 		case <-parent.Done():
 		}
 	}
-	return classified{resp: proxy.Classify(r), timedOut: r.TimedOut}
+	return verdict(proxy.Classify(r))
 }
 
 // finish records the response and collects the logs.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // Client is one attachment to an enclave owner: one connection, at most one TCS slot, one activation.
@@ -35,7 +37,7 @@ func (c *Client) TCS() int { return c.tcs }
 // Hello attaches and returns the owner's description.
 func (c *Client) Hello(ctx context.Context, sandbox string) (*Welcome, error) {
 	var w Welcome
-	if err := c.call(ctx, Hello{Type: "hello", Version: Version, Sandbox: sandbox}, MaxOtherFrame, "welcome", &w); err != nil {
+	if err := c.call(ctx, Hello{Type: "hello", Version: wire.GateVersion, Sandbox: sandbox}, wire.MaxOtherFrame, "welcome", &w); err != nil {
 		return nil, err
 	}
 	return &w, nil
@@ -46,7 +48,7 @@ func (c *Client) Acquire(ctx context.Context) (int, error) {
 	var a struct {
 		TCS *int `json:"tcs"`
 	}
-	if err := c.call(ctx, map[string]string{"type": "acquire"}, MaxOtherFrame, "acquired", &a); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "acquire"}, wire.MaxOtherFrame, "acquired", &a); err != nil {
 		return -1, err
 	}
 	if a.TCS == nil {
@@ -62,7 +64,7 @@ func (c *Client) Init(ctx context.Context, in Init) error {
 	if in.Env == nil {
 		in.Env = map[string]string{}
 	}
-	return c.call(ctx, in, MaxInitFrame, "initialized", nil)
+	return c.call(ctx, in, wire.MaxInitFrame, "initialized", nil)
 }
 
 // Run runs the action in a new isolate and returns its result.
@@ -75,12 +77,10 @@ func (c *Client) Run(ctx context.Context, run Run) (*Result, error) {
 		run.Value = json.RawMessage("{}")
 	}
 	var r Result
-	if err := c.call(ctx, run, MaxOtherFrame, "result", &r); err != nil {
+	if err := c.call(ctx, run, wire.MaxOtherFrame, "result", &r); err != nil {
 		return nil, err
 	}
-	switch r.Outcome {
-	case OutcomeSuccess, OutcomeApplication, OutcomeDeveloper, OutcomeTimeout, OutcomeMemory:
-	default:
+	if !r.Outcome.Enclave() {
 		return nil, fmt.Errorf("gate result with unknown outcome %q", r.Outcome)
 	}
 	return &r, nil
@@ -88,7 +88,7 @@ func (c *Client) Run(ctx context.Context, run Run) (*Result, error) {
 
 // Release frees the slot.
 func (c *Client) Release(ctx context.Context) error {
-	if err := c.call(ctx, map[string]string{"type": "release"}, MaxOtherFrame, "released", nil); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "release"}, wire.MaxOtherFrame, "released", nil); err != nil {
 		return err
 	}
 	c.tcs = -1
@@ -99,7 +99,7 @@ func (c *Client) Release(ctx context.Context) error {
 // first; AwaitReleased then reads the reply. The owner handles a connection's frames in order, so
 // the slot is free as soon as the owner reads the frame.
 func (c *Client) SendRelease(ctx context.Context) error {
-	return c.exchange(ctx, func() error { return WriteFrame(c.conn, map[string]string{"type": "release"}, MaxOtherFrame) })
+	return c.exchange(ctx, func() error { return WriteFrame(c.conn, map[string]string{"type": "release"}, wire.MaxOtherFrame) })
 }
 
 // AwaitReleased reads the reply to SendRelease.
@@ -134,7 +134,7 @@ func Ping(ctx context.Context, socket string) (*Pong, error) {
 	}
 	defer c.Close()
 	var p Pong
-	if err := c.call(ctx, map[string]string{"type": "ping"}, MaxOtherFrame, "pong", &p); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "ping"}, wire.MaxOtherFrame, "pong", &p); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -151,7 +151,7 @@ func (c *Client) call(ctx context.Context, req any, limit int, want string, out 
 			}
 		}
 		var err error
-		body, err = ReadFrame(c.conn, MaxReplyFrame)
+		body, err = ReadFrame(c.conn, wire.MaxReplyFrame)
 		return err
 	})
 	if err != nil {
