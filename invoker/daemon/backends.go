@@ -42,9 +42,6 @@ type Backends struct {
 	// A pooled container costs a few MB; size it to the bursts to absorb, as OpenWhisk sizes its
 	// prewarm pool.
 	PoolSize int
-	// StrawmanShimPath overrides RepoDir/bin/teemate-shim-go, the strawman model's shim (the Go
-	// one: it also boots a fresh enclave runtime inside the sandbox).
-	StrawmanShimPath string
 	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
 	Isolate string
 	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).
@@ -268,15 +265,15 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Teemate, cl
 	if shim == "" {
 		shim = filepath.Join(repo, "bin", "teemate-shim")
 	}
-	if b.Model == executor.ModelStrawman {
-		if shim = b.StrawmanShimPath; shim == "" {
-			shim = filepath.Join(repo, "bin", "teemate-shim-go")
-		}
-	}
 	if inImage {
 		shim = "/bin/teemate-shim" // deploy/images/build.sh puts the image's shim there
 	} else if _, err := os.Stat(shim); err != nil {
 		return nil, nil, fmt.Errorf("teemate shim (run make build): %w", err)
+	} else if b.Model == executor.ModelStrawman {
+		// The strawman's launcher boots the sandbox's own runtime, then becomes the shim.
+		if _, err := os.Stat(executor.StrawmanLauncher(shim)); err != nil {
+			return nil, nil, fmt.Errorf("strawman launcher (run make build): %w", err)
+		}
 	}
 	ecfg := executor.Config{ShimPath: shim, ProxyDir: filepath.Join(rt, "s"), Model: b.Model}
 	if inImage {
