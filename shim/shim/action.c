@@ -268,6 +268,48 @@ static int decode_init(const char *body, size_t n, int over, struct init_req *r,
 	return 0;
 }
 
+/* check_welcome checks the types of a welcome's fields; a malformed one is an attach failure.
+ * Returns 0 or -1 (err set). */
+static int check_welcome(const char *obj, size_t objn, buf_t *err)
+{
+	static const char *strs[] = {"enclave", "image", "mode", "isolate"};
+	static const char *ints[] = {"slots", "free"};
+	const char *v;
+	size_t vn;
+	long long x;
+	for (size_t i = 0; i < 4; i++)
+		if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL && json_type(v) != JT_STRING) {
+			buf_printf(err, "gate welcome reply malformed: %s must be a string, not %s", strs[i],
+				   json_type_name(json_type(v)));
+			return -1;
+		}
+	for (size_t i = 0; i < 2; i++)
+		if (field(obj, objn, ints[i], &v, &vn) && json_type(v) != JT_NULL &&
+		    (json_type(v) != JT_NUMBER || json_int64(v, vn, &x))) {
+			buf_printf(err, "gate welcome reply malformed: %s must be an integer, not %s", ints[i],
+				   json_type_name(json_type(v)));
+			return -1;
+		}
+	return 0;
+}
+
+/* check_acquired checks that an acquired reply names its slot. Returns 0 or -1 (err set). */
+static int check_acquired(const char *obj, size_t objn, buf_t *err)
+{
+	const char *v;
+	size_t vn;
+	long long x;
+	if (!field(obj, objn, "tcs", &v, &vn) || json_type(v) == JT_NULL) {
+		buf_puts(err, "gate acquired reply without tcs");
+		return -1;
+	}
+	if (json_type(v) != JT_NUMBER || json_int64(v, vn, &x)) {
+		buf_printf(err, "gate acquired reply malformed: tcs must be an integer, not %s", json_type_name(json_type(v)));
+		return -1;
+	}
+	return 0;
+}
+
 void handle_init(struct conn *c, const char *body, size_t n, int over)
 {
 	struct init_req r;
@@ -323,27 +365,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	}
 	buf_putc(&req, '}');
 	rc = gate_call(&req, MAX_OTHER_FRAME, "welcome", deadline, c, &rb, &obj, &objn, &ge, &err);
-	if (rc == 0) {
-		/* The welcome's fields are typed; a malformed one is an attach failure. */
-		static const char *strs[] = {"enclave", "image", "mode", "isolate"};
-		static const char *ints[] = {"slots", "free"};
-		const char *v;
-		size_t vn;
-		long long x;
-		for (size_t i = 0; i < 4 && rc == 0; i++)
-			if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL && json_type(v) != JT_STRING) {
-				buf_printf(&err, "gate welcome reply malformed: %s must be a string, not %s", strs[i],
-					   json_type_name(json_type(v)));
-				rc = -1;
-			}
-		for (size_t i = 0; i < 2 && rc == 0; i++)
-			if (field(obj, objn, ints[i], &v, &vn) && json_type(v) != JT_NULL &&
-			    (json_type(v) != JT_NUMBER || json_int64(v, vn, &x))) {
-				buf_printf(&err, "gate welcome reply malformed: %s must be an integer, not %s", ints[i],
-					   json_type_name(json_type(v)));
-				rc = -1;
-			}
-	}
+	if (rc == 0)
+		rc = check_welcome(obj, objn, &err);
 	if (rc != 0) {
 		buf_puts(&msg, "The enclave refused to attach: ");
 		goto gate_failure_rc;
@@ -355,19 +378,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	buf_reset(&req);
 	buf_puts(&req, "{\"type\":\"acquire\"}");
 	rc = gate_call(&req, MAX_OTHER_FRAME, "acquired", deadline, c, &rb, &obj, &objn, &ge, &err);
-	if (rc == 0) {
-		const char *v;
-		size_t vn;
-		long long x;
-		if (!field(obj, objn, "tcs", &v, &vn) || json_type(v) == JT_NULL) {
-			buf_puts(&err, "gate acquired reply without tcs");
-			rc = -1;
-		} else if (json_type(v) != JT_NUMBER || json_int64(v, vn, &x)) {
-			buf_printf(&err, "gate acquired reply malformed: tcs must be an integer, not %s",
-				   json_type_name(json_type(v)));
-			rc = -1;
-		}
-	}
+	if (rc == 0)
+		rc = check_acquired(obj, objn, &err);
 	if (rc != 0) {
 		buf_puts(&msg, "No enclave thread could be taken: ");
 		if (rc == 1) {
