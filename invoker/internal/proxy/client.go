@@ -86,7 +86,7 @@ func (c *Client) WaitReady(ctx context.Context, deadline time.Time) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, c.network, c.address)
 		if err == nil {
-			_ = conn.Close()
+			_ = conn.Close() // a probe: it connected, which is all it wanted to know
 			return nil
 		}
 		last = err
