@@ -61,16 +61,14 @@ static int gate_wait(short ev, int64_t deadline_ms, struct conn *active)
 	}
 }
 
-static void io_error(buf_t *e, const char *what, const char *op, int err, int64_t deadline)
+static void io_error(buf_t *e, const char *what, int err)
 {
-	char t[128];
 	if (err == ETIMEDOUT)
-		buf_printf(e, "context deadline exceeded (%s: %s unix @->%s: i/o timeout)", what, op, cfg.gate);
+		buf_printf(e, "%s: the gate did not answer before the deadline", what);
 	else if (err == ECANCELED)
-		buf_printf(e, "context canceled (%s: %s unix @->%s: use of closed network connection)", what, op, cfg.gate);
+		buf_printf(e, "%s: abandoned (the invoker hung up or the shim is stopping)", what);
 	else
-		buf_printf(e, "%s: %s unix @->%s: %s: %s", what, op, cfg.gate, op, go_errno(err, t, sizeof t));
-	(void)deadline;
+		buf_printf(e, "%s: %s", what, strerror(err));
 }
 
 int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, buf_t *e)
@@ -83,12 +81,12 @@ int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, b
 			if (errno == EAGAIN) {
 				int err = gate_wait(POLLOUT, deadline, active);
 				if (err) {
-					io_error(e, "write gate frame", "write", err, deadline);
+					io_error(e, "write gate frame", err);
 					return -1;
 				}
 				continue;
 			}
-			io_error(e, "write gate frame", "write", errno, deadline);
+			io_error(e, "write gate frame", errno);
 			return -1;
 		}
 		p += w;
@@ -108,7 +106,7 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 			continue;
 		}
 		if (r == 0) {
-			buf_printf(e, "%s: %s", what, got ? "unexpected EOF" : "EOF");
+			buf_printf(e, "%s: %s", what, got ? "the gate closed the connection mid-frame" : "the gate closed the connection");
 			return -1;
 		}
 		if (errno == EINTR)
@@ -116,12 +114,12 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 		if (errno == EAGAIN) {
 			int err = gate_wait(POLLIN | POLLRDHUP, deadline, active);
 			if (err) {
-				io_error(e, what, "read", err, deadline);
+				io_error(e, what, err);
 				return -1;
 			}
 			continue;
 		}
-		io_error(e, what, "read", errno, deadline);
+		io_error(e, what, errno);
 		return -1;
 	}
 	return 0;
@@ -258,17 +256,16 @@ void gerr_text(buf_t *b, const struct gerr *ge)
 
 int gate_dial(buf_t *e)
 {
-	char t[128];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t pl = strlen(cfg.gate);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		buf_printf(e, "dial gate %s: dial unix %s: socket: %s", cfg.gate, cfg.gate, go_errno(errno, t, sizeof t));
+		buf_printf(e, "dial gate %s: socket: %s", cfg.gate, strerror(errno));
 		return -1;
 	}
 	if (pl >= sizeof sa.sun_path) {
 		close(fd);
-		buf_printf(e, "dial gate %s: dial unix %s: connect: invalid argument", cfg.gate, cfg.gate);
+		buf_printf(e, "dial gate %s: the path is longer than a unix socket path may be", cfg.gate);
 		return -1;
 	}
 	memcpy(sa.sun_path, cfg.gate, pl);
@@ -277,7 +274,7 @@ int gate_dial(buf_t *e)
 		r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
-		buf_printf(e, "dial gate %s: dial unix %s: connect: %s", cfg.gate, cfg.gate, go_errno(errno, t, sizeof t));
+		buf_printf(e, "dial gate %s: %s", cfg.gate, strerror(errno));
 		close(fd);
 		return -1;
 	}

@@ -210,15 +210,6 @@ void log_json(const char *level, const char *msg, const char *err)
 	buf_free(&b);
 }
 
-/* go_errno is Go's text for an errno: glibc's message with a lower-case first letter. */
-const char *go_errno(int e, char *tmp, size_t cap)
-{
-	snprintf(tmp, cap, "%s", strerror(e));
-	if (tmp[0] >= 'A' && tmp[0] <= 'Z')
-		tmp[0] = (char)(tmp[0] - 'A' + 'a');
-	return tmp;
-}
-
 /* ---- state ---- */
 
 
@@ -248,8 +239,8 @@ static void leave(int code)
 
 static void fail_listen(const char *fmt, const char *a, int err)
 {
-	char t[128], m[1024];
-	snprintf(m, sizeof m, fmt, a, go_errno(err, t, sizeof t));
+	char m[1024];
+	snprintf(m, sizeof m, fmt, a, strerror(err));
 	log_json("error", "teemate-shim failed", m);
 	_exit(1);
 }

@@ -98,7 +98,6 @@ double ms_since(int64_t t0);
 void write_all(int fd, const char *p, size_t n);
 void sentinels(void);
 void log_json(const char *level, const char *msg, const char *err);
-const char *go_errno(int e, char *tmp, size_t cap);
 void close_gate(void);
 void conn_close(struct conn *c);
 void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body, size_t n);

@@ -196,7 +196,7 @@ func scenarios() []scenario {
 			expect: []check{wantStatuses("200/ 502/developer"), bodyHas(1, msgAbnormalRun)}},
 		{name: "gate closes at hello", gate: "fake", fake: map[string]any{"hello": closeConn{}},
 			steps:  []request{okInit},
-			expect: []check{wantStatuses("502/gate"), bodyHas(0, "The enclave refused to attach: read gate frame header: EOF")}},
+			expect: []check{wantStatuses("502/gate"), bodyHas(0, "The enclave refused to attach: read gate frame header: the gate closed the connection")}},
 		{name: "gate welcome malformed", gate: "fake", fake: map[string]any{"hello": rawFrame(`{"type":"welcome","slots":"many"}`)},
 			steps:  []request{okInit},
 			expect: []check{wantStatuses("502/gate"), bodyHas(0, "The enclave refused to attach: gate welcome reply malformed: slots must be an integer, not string")}},
