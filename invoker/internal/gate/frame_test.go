@@ -2,9 +2,16 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/teemate/platform/invoker/internal/wire"
 )
@@ -32,6 +39,61 @@ func TestFrameRoundTripAndLimits(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := ReadFrame(bytes.NewReader(in), wire.MaxOtherFrame); err == nil {
 				t.Fatal("bad frame accepted")
+			}
+		})
+	}
+}
+
+// Ping against a scripted owner: a pong, an error reply, a wrong reply, and an owner that never
+// answers before the deadline.
+func TestPing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply any // nil: never answer
+		want  string
+	}{
+		{"pong", map[string]any{"type": "pong", "slots": 3, "free": 2}, ""},
+		{"error", map[string]string{"type": "error", "class": "internal", "message": "down"}, "gate internal error: down"},
+		{"wrong type", map[string]string{"type": "welcome"}, `gate replied "welcome", expected "pong"`},
+		{"silent", nil, "context deadline exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("", "gp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			sock := filepath.Join(dir, "g.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := ReadFrame(c, wire.MaxOtherFrame); err != nil || tc.reply == nil {
+					_, _ = io.Copy(io.Discard, c) // hold the connection until the client gives up
+					return
+				}
+				if err := WriteFrame(c, tc.reply, wire.MaxOtherFrame); err != nil {
+					t.Error(err)
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			p, err := Ping(ctx, sock)
+			if tc.want == "" {
+				if err != nil || p.Slots != 3 || p.Free != 2 {
+					t.Fatalf("%+v %v", p, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
 	}
