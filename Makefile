@@ -11,7 +11,7 @@ GOFLAGS    ?=
 # Timing and tests must not pay for the machine's extra CA bundle on every Node start (~30 ms).
 unexport NODE_EXTRA_CA_CERTS
 
-GO_BINARIES := invoker teemate-shim-go controller-adapter bench
+GO_BINARIES := invoker controller-adapter bench
 
 .DEFAULT_GOAL := help
 
@@ -33,19 +33,17 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	@for b in $(GO_BINARIES); do \
 	  pkg=$$(find . -path "*/cmd/$$b" -type d -not -path "./node_modules/*" | head -1); \
 	  [ -n "$$pkg" ] || continue; \
-	  flags=""; [ "$$b" = teemate-shim-go ] && flags="-tags netgo -ldflags=-extldflags=-static"; \
-	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) $$flags -o $(BIN)/$$b $$pkg || exit 1; \
+	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $(BIN)/$$b $$pkg || exit 1; \
 	done
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
-	@$(MAKE) --no-print-directory $(BIN)/teemate-start
 	@$(MAKE) --no-print-directory $(BIN)/teemate-confine
-	@$(MAKE) --no-print-directory -s -C shim OUT=$(BIN)/teemate-shim
+	@$(MAKE) --no-print-directory -s -C shim BIN=$(BIN)
 
-# The sandbox start stub: a static C program on every activation's path (see startstub/).
-STUB_SRC := invoker/internal/sandbox/oci/startstub/teemate-start.c
+# The static programs inside every sandbox (see shim/): the shim, the strawman's launcher and the
+# sandbox start stub, which is on every activation's path.
+STUB_SRC := shim/start/teemate-start.c
 $(BIN)/teemate-start: $(STUB_SRC)
-	@mkdir -p $(BIN)
-	gcc -static -O2 -Wall -Wextra -Werror -o $@ $<
+	@$(MAKE) --no-print-directory -s -C shim BIN=$(BIN) $@
 
 # The owner's confinement launcher (see invoker/internal/enclave/confine): static, so it needs
 # nothing from the root it builds; its seccomp list is shared with the lockdown addon.

@@ -3,8 +3,8 @@
 #
 #   teemate   the static C teemate-shim (shim/: the action proxy that talks the gate to the warm enclave)
 #   native    OpenWhisk's way: /usr/bin/node plus our own Node action proxy (native/proxy.js)
-#   strawman  the Go teemate-shim plus node, the enclave runtime and the isolate addon: the shim
-#             boots a fresh enclave runtime inside every container (TEEMATE_STRAWMAN_CMD)
+#   strawman  the same shim plus node, the enclave runtime and the isolate addon: teemate-strawman
+#             boots a fresh enclave runtime inside every container, then becomes the shim
 #
 # Each image lands in $OUT/<name>/ as
 #   rootfs/      an OCI root filesystem (the oci sandbox backend runs it with runc)
@@ -32,7 +32,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#NAMES[@]} -gt 0 ] || NAMES=(teemate native strawman)
-GO=${GO:-go}
 NODE=${NODE:-/usr/bin/node}
 ADDON=$ROOT/node-isolate-patch/build/teemate_isolate.node
 mkdir -p "$OUT/bin"
@@ -40,30 +39,13 @@ mkdir -p "$OUT/bin"
 exec 9>"$OUT/.lock"
 flock 9
 
-# The static Go shim the strawman image holds. go build is incremental through its cache; the
-# copy is replaced only when the bytes differ, so the fingerprints stay stable.
-gobuild() { # pkg dest
-  local tmp="$2.tmp.$$"
-  (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -tags netgo -o "$tmp" "$1")
-  if [ -f "$2" ] && cmp -s "$tmp" "$2"; then rm -f "$tmp"; else mv -f "$tmp" "$2"; fi
-}
-gobuild ./invoker/cmd/teemate-shim-go "$OUT/bin/teemate-shim-go"
-# The teemate image's shim: the C one, which starts in a fraction of the Go one's time.
-make -s -C "$ROOT/shim" OUT="$OUT/bin/teemate-shim.new" >&2
-if [ -f "$OUT/bin/teemate-shim" ] && cmp -s "$OUT/bin/teemate-shim.new" "$OUT/bin/teemate-shim"; then
-  rm -f "$OUT/bin/teemate-shim.new"
-else
-  mv -f "$OUT/bin/teemate-shim.new" "$OUT/bin/teemate-shim"
-fi
-# The oci backend's start stub is a small static C program: it runs on every activation's
-# critical path, so it must start in next to no time (see invoker/internal/sandbox/oci/doc.go).
-CC=${CC:-gcc}
-ccbuild() { # source dest
-  local tmp="$2.tmp.$$"
-  "$CC" -static -O2 -s -Wall -Wextra -Werror -o "$tmp" "$1"
-  if [ -f "$2" ] && cmp -s "$tmp" "$2"; then rm -f "$tmp"; else mv -f "$tmp" "$2"; fi
-}
-ccbuild "$ROOT/invoker/internal/sandbox/oci/startstub/teemate-start.c" "$OUT/bin/teemate-start"
+# The static programs inside every sandbox (shim/): the shim, the strawman's launcher and the start
+# stub, which runs on every activation's critical path (see invoker/internal/sandbox/oci/doc.go).
+# Each copy is replaced only when the bytes differ, so the fingerprints stay stable.
+make -s -C "$ROOT/shim" BIN="$OUT/bin/new" CFLAGS="-O2 -s" >&2
+for b in teemate-shim teemate-strawman teemate-start; do
+  if [ -f "$OUT/bin/$b" ] && cmp -s "$OUT/bin/new/$b" "$OUT/bin/$b"; then :; else cp -f "$OUT/bin/new/$b" "$OUT/bin/$b.tmp.$$" && mv -f "$OUT/bin/$b.tmp.$$" "$OUT/bin/$b"; fi
+done
 
 # libs lists the shared libraries (and the loader) a binary needs, as ldd resolves them.
 libs() {
@@ -81,7 +63,7 @@ manifest() { # name
       printf '%s\t%s\n' /usr/bin/node "$NODE" /opt/teemate/native/proxy.js "$ROOT/deploy/images/native/proxy.js"
       for l in $(libs "$NODE"); do printf '%s\t%s\n' "$l" "$l"; done ;;
     strawman)
-      printf '%s\t%s\n' /bin/teemate-shim "$OUT/bin/teemate-shim-go" /usr/bin/node "$NODE"
+      printf '%s\t%s\n' /bin/teemate-shim "$OUT/bin/teemate-shim" /bin/teemate-strawman "$OUT/bin/teemate-strawman" /usr/bin/node "$NODE"
       for l in $(libs "$NODE"); do printf '%s\t%s\n' "$l" "$l"; done
       for f in "$ROOT"/enclave-runtime/trusted/*.js; do
         printf '%s\t%s\n' "/opt/teemate/enclave-runtime/trusted/$(basename "$f")" "$f"
@@ -99,8 +81,8 @@ config() { # name
     teemate) echo '{"cmd":["/bin/teemate-shim"],"env":["PATH=/usr/bin:/bin"]}' ;;
     native) echo '{"cmd":["/usr/bin/node","/opt/teemate/native/proxy.js"],"env":["PATH=/usr/bin:/bin"]}' ;;
     # The strawman's own enclave runtime listens on a gate inside the container (/tmp is
-    # writable in every backend); the shim starts it at /init.
-    strawman) echo '{"cmd":["/bin/teemate-shim"],"env":["PATH=/usr/bin:/bin","TEEMATE_GATE=/tmp/teemate-gate.sock","TEEMATE_STRAWMAN_CMD=/usr/bin/node /opt/teemate/enclave-runtime/trusted/owner.js --socket /tmp/teemate-gate.sock --slots 1 --image nodejs:20 --enclave strawman --work-dir /tmp/enclave"]}' ;;
+    # writable in every backend); teemate-strawman boots it, then becomes the shim.
+    strawman) echo '{"cmd":["/bin/teemate-strawman","/bin/teemate-shim","/usr/bin/node","/opt/teemate/enclave-runtime/trusted/owner.js","--socket","/tmp/teemate-gate.sock","--slots","1","--image","nodejs:20","--enclave","strawman","--work-dir","/tmp/enclave"],"env":["PATH=/usr/bin:/bin","TEEMATE_GATE=/tmp/teemate-gate.sock"]}' ;;
   esac
 }
 

@@ -3,8 +3,7 @@
 // string `type`. The decoder is pure (bytes in, frames or one error out) so the
 // limits of PROTOCOL.md can be tested without sockets.
 
-const MAX_FRAME = 64 * 1024 * 1024; // any frame (an init may carry a zipped action)
-const MAX_SMALL_FRAME = 2 * 1024 * 1024; // every type other than init
+const { MAX_FRAME, MAX_SMALL_FRAME } = require('./wire');
 
 class ProtocolError extends Error {
   constructor(message, { close = true } = {}) {

@@ -25,13 +25,8 @@ const { TcsTable } = require('./tcs');
 const { prepareCode, ZipActions, InitError } = require('./prepare');
 const isolates = require('./isolates');
 const { GateAuth, AuthError, parseKey } = require('./gateauth');
+const { PROTOCOL_VERSION, LIMITS, OUTCOME } = require('./wire');
 
-const PROTOCOL_VERSION = 1;
-const LIMITS = {
-  timeoutMs: [100, 600000],
-  memoryMB: [64, 4096],
-  logLimitBytes: [0, 64 * 1024 * 1024],
-};
 const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1024 };
 // Slots that keep a prepared isolate environment while idle when --prewarm is not
 // given. Each costs ~4.4 MiB of resident memory whether or not traffic comes, so
@@ -181,7 +176,8 @@ function checkRun(msg) {
   };
 }
 
-const OUTCOMES = new Set(['success', 'application', 'developer']);
+// What an isolate may report; timeout and memory are the owner's own findings.
+const OUTCOMES = new Set([OUTCOME.SUCCESS, OUTCOME.APPLICATION, OUTCOME.DEVELOPER]);
 const STREAMS = new Set(['stdout', 'stderr']);
 
 // limitLogs re-applies the log limit on the owner's side: the lines come out of an
@@ -229,33 +225,33 @@ function outcomeOf(r, run) {
       }
     }
     if (!isPlainObject(head) || !OUTCOMES.has(head.outcome) || result === null || typeof result !== 'object') {
-      return { type: 'result', outcome: 'developer',
+      return { type: 'result', outcome: OUTCOME.DEVELOPER,
         result: { error: 'An error has occurred: the action produced a malformed result.' },
         logs: limitLogs(r.logs, run.logLimitBytes), timings };
     }
     const size = Buffer.byteLength(resultText, 'utf8');
     if (size > MAX_RESULT_BYTES) {
-      return { type: 'result', outcome: 'developer',
+      return { type: 'result', outcome: OUTCOME.DEVELOPER,
         result: { error: `The action produced a response that exceeded the allowed length: ${size} > ${MAX_RESULT_BYTES} bytes.` },
         logs: limitLogs(head.logs, run.logLimitBytes), timings };
     }
     // OpenWhisk: a returned dictionary that carries `error` is an application error.
-    const outcome = head.outcome === 'success' && !Array.isArray(result) &&
-      Object.prototype.hasOwnProperty.call(result, 'error') ? 'application' : head.outcome;
+    const outcome = head.outcome === OUTCOME.SUCCESS && !Array.isArray(result) &&
+      Object.prototype.hasOwnProperty.call(result, 'error') ? OUTCOME.APPLICATION : head.outcome;
     const msg = { type: 'result', outcome, result, logs: limitLogs(head.logs, run.logLimitBytes), timings };
     Object.defineProperty(msg, 'resultText', { value: resultText });
     return msg;
   }
   const logs = limitLogs(r.logs, run.logLimitBytes);
   if (r.kind === 'timeout') {
-    return { type: 'result', outcome: 'timeout',
+    return { type: 'result', outcome: OUTCOME.TIMEOUT,
       result: { error: `The action exceeded its time limits of ${run.timeoutMs} milliseconds.` }, logs, timings };
   }
   if (r.kind === 'memory') {
-    return { type: 'result', outcome: 'memory',
+    return { type: 'result', outcome: OUTCOME.MEMORY,
       result: { error: 'The action exhausted its memory and was aborted.' }, logs, timings };
   }
-  return { type: 'result', outcome: 'developer',
+  return { type: 'result', outcome: OUTCOME.DEVELOPER,
     result: { error: 'An error has occurred: the action ended without returning a result.' }, logs, timings };
 }
 

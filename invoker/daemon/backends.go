@@ -37,9 +37,6 @@ type Backends struct {
 	// A pooled container costs a few MB; size it to the bursts to absorb, as OpenWhisk sizes its
 	// prewarm pool.
 	PoolSize int
-	// StrawmanShimPath overrides RepoDir/bin/teemate-shim-go, the strawman model's shim (the Go
-	// one: it also boots a fresh enclave runtime inside the sandbox).
-	StrawmanShimPath string
 	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
 	Isolate string
 	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).

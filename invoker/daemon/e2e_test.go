@@ -25,10 +25,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// The teemate model's shim is the C one (shim/), as make build installs it.
+	// The shim and the strawman's launcher beside it (shim/), as make build installs them.
 	shimPath = filepath.Join(dir, "teemate-shim")
 	wd, _ := os.Getwd()
-	mk := exec.Command("make", "-s", "-C", filepath.Join(wd, "..", "..", "shim"), "OUT="+shimPath)
+	mk := exec.Command("make", "-s", "-C", filepath.Join(wd, "..", "..", "shim"), "BIN="+dir)
 	if out, err := mk.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build shim: %v\n%s", err, out)
 		os.Exit(1)

@@ -357,11 +357,15 @@ func buildStrawman(a *assembly, inImage bool) (executor.Model, error) {
 		return executor.Strawman{ShimPath: imageShim,
 			Runtime: []string{imageNode, "/opt/teemate/enclave-runtime/trusted/owner.js"}}, nil
 	}
-	shim := a.b.StrawmanShimPath
+	shim := a.b.ShimPath
 	if shim == "" {
-		shim = filepath.Join(a.repo, "bin", "teemate-shim-go")
+		shim = filepath.Join(a.repo, "bin", "teemate-shim")
 	}
-	if err := requireFile("strawman shim", shim); err != nil {
+	if err := requireFile("teemate shim", shim); err != nil {
+		return nil, err
+	}
+	// The strawman's launcher boots the sandbox's own runtime, then becomes the shim.
+	if err := requireFile("strawman launcher", executor.StrawmanLauncher(shim)); err != nil {
 		return nil, err
 	}
 	node, err := hostNode(executor.ModelStrawman)

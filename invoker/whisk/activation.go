@@ -48,8 +48,6 @@ const (
 	// MsgNotADictionary is the Node.js runtime's reply when main returns a
 	// value that is not an object.
 	MsgNotADictionary = "The action did not return a dictionary."
-	// LogSentinel ends each init/run's output on stdout and stderr.
-	LogSentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 )
 
 // MsgTimedOut is "The action exceeded its time limits of {ms} milliseconds."

@@ -81,7 +81,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.out, "out", "", "result JSON (default bench/results/<name>.json); the .md and .svg files go beside it")
 	fs.StringVar(&f.name, "name", "", "run name (default quick or full plus a timestamp)")
 	fs.StringVar(&f.repo, "repo", "", "repository root (default: found from the working directory)")
-	fs.StringVar(&f.shim, "shim", "", "the teemate model's shim (default <repo>/bin/teemate-shim; the strawman model uses teemate-shim-go beside it)")
+	fs.StringVar(&f.shim, "shim", "", "the teemate model's shim (default <repo>/bin/teemate-shim; the strawman model uses teemate-strawman beside it)")
 	fs.DurationVar(&f.idleWait, "idle-wait", 30*time.Second, "wait up to this long for an idle machine before starting (then warn)")
 	fs.Float64Var(&f.maxLoad, "max-load-per-core", 0.5, "idle means a one-minute load average below this per core")
 	fs.BoolVar(&f.verbose, "verbose", false, "log the invokers at info level")
@@ -346,13 +346,13 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		if shim == "" {
 			shim = filepath.Join(repo, "bin", "teemate-shim")
 		}
-		strawmanShim := filepath.Join(filepath.Dir(shim), "teemate-shim-go")
-		for _, s := range []string{shim, strawmanShim} {
+		strawman := filepath.Join(filepath.Dir(shim), "teemate-strawman")
+		for _, s := range []string{shim, strawman} {
 			if _, err := os.Stat(s); err != nil {
 				return fmt.Errorf("shim not found (run make build): %w", err)
 			}
 		}
-		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: strawmanShim, Sandbox: f.sandbox,
+		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: f.sandbox,
 			Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log,
 			UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow})
 		if err != nil {

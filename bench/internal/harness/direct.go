@@ -24,9 +24,7 @@ import (
 type DirectConfig struct {
 	RepoDir  string
 	ShimPath string // the teemate model's shim
-	// StrawmanShimPath is the strawman model's shim (the Go one, which boots a runtime).
-	StrawmanShimPath string
-	Sandbox          string // process (default), docker, oci
+	Sandbox  string // process (default), docker, oci
 	// Concurrency is the largest burst; it sizes the invoker's user memory and TCS slots.
 	Concurrency int
 	// Slots is the number of TCS slots of teemate's warm enclave; 0 means DefaultSlots(). Requests
@@ -129,7 +127,7 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		UserMemoryMB: (conc + 2) * d.cfg.ActionMemoryMB, Logger: d.cfg.Logger,
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,
-		ShimPath: d.cfg.ShimPath, StrawmanShimPath: d.cfg.StrawmanShimPath, SlotsPerOwner: d.cfg.Slots,
+		ShimPath: d.cfg.ShimPath, SlotsPerOwner: d.cfg.Slots,
 		PoolSize: d.cfg.PoolSize, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow()}
 	if b.SlotsPerOwner <= 0 {
 		b.SlotsPerOwner = DefaultSlots(runtime.NumCPU())

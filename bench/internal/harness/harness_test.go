@@ -96,12 +96,12 @@ func startTestDirect(t *testing.T) *Direct {
 	testtool.Require(t, "node")
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
 	repo := repoRoot(t)
-	shim := filepath.Join(t.TempDir(), "teemate-shim")
-	build := exec.Command("go", "build", "-o", shim, "github.com/teemate/platform/invoker/cmd/teemate-shim-go")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	// The shim and the strawman's launcher beside it, as make build makes them.
+	bin := t.TempDir()
+	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "shim"), "BIN="+bin).CombinedOutput(); err != nil {
 		t.Fatalf("build shim: %v\n%s", err, out)
 	}
+	shim := filepath.Join(bin, "teemate-shim")
 	// As root the warm enclave owners run confined: the launcher and the lockdown addon, as make
 	// build makes them.
 	if os.Geteuid() == 0 {
@@ -114,7 +114,7 @@ func startTestDirect(t *testing.T) *Direct {
 			}
 		}
 	}
-	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, StrawmanShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
+	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@ package activation
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -18,9 +18,9 @@ type Job struct {
 	// Image is the runtime kind the action needs, e.g. "nodejs:20"; one warm enclave serves each.
 	Image string
 	// Init is /init's "value" object: name, main, code, binary, env (init args and __OW_* values).
-	Init InitValue
+	Init wire.Init
 	// Run is /run's body: value (content without init args) and the __OW_* fields.
-	Run RunValue
+	Run wire.Run
 	// Deadline is when the run must have finished (transaction start is not used: OpenWhisk
 	// computes it from the start of the run, now + timeout).
 	Deadline time.Time
@@ -31,27 +31,6 @@ type Job struct {
 	// Network says the action may use the network (OpenWhisk gives every container a network; we give
 	// one only to actions that ask, through the annotation "network": true).
 	Network bool
-}
-
-// InitValue is the "value" of OpenWhisk's POST /init.
-type InitValue struct {
-	Name   string            `json:"name"`
-	Main   string            `json:"main"`
-	Code   string            `json:"code"`
-	Binary bool              `json:"binary"`
-	Env    map[string]string `json:"env"`
-}
-
-// RunValue is the body of OpenWhisk's POST /run.
-type RunValue struct {
-	Value         json.RawMessage `json:"value"`
-	Namespace     string          `json:"namespace"`
-	ActionName    string          `json:"action_name"`
-	ActionVersion string          `json:"action_version"`
-	ActivationID  string          `json:"activation_id"`
-	TransactionID string          `json:"transaction_id"`
-	Deadline      string          `json:"deadline"`
-	APIKey        string          `json:"api_key,omitempty"`
 }
 
 // Outcome is what an executor reports for one job. Every failure is already classified into

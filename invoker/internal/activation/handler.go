@@ -15,6 +15,7 @@ import (
 
 	"github.com/teemate/platform/invoker/internal/metrics"
 	"github.com/teemate/platform/invoker/internal/whiskapi"
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
 )
@@ -323,7 +324,7 @@ func (h *Handler) buildJob(msg *whisk.ActivationMessage, action *whisk.Action, i
 	if h.cfg.APIHost != "" {
 		env["__OW_API_HOST"] = h.cfg.APIHost
 	}
-	run := RunValue{
+	run := wire.Run{
 		Value: value, Namespace: msg.User.Namespace.Name, ActionName: actionName, ActionVersion: action.Version,
 		ActivationID: msg.ActivationID, TransactionID: msg.TransID.ID, Deadline: deadlineStr,
 	}
@@ -343,7 +344,7 @@ func (h *Handler) buildJob(msg *whisk.ActivationMessage, action *whisk.Action, i
 		unsafeName.ReplaceAllString(msg.User.Namespace.Name, ""), unsafeName.ReplaceAllString(msg.Action.Name, ""))
 	return &Job{
 		Msg: msg, Action: action, Name: name, Image: image,
-		Init:     InitValue{Name: action.Name, Main: main, Code: action.Exec.Code, Binary: action.Exec.Binary, Env: env},
+		Init:     wire.Init{Name: action.Name, Main: main, Code: action.Exec.Code, Binary: action.Exec.Binary, Env: env},
 		Run:      run,
 		Deadline: deadline, Timeout: timeout, MemoryMB: action.Limits.Memory,
 		LogLimitBytes: int64(action.Limits.LogsBytes()),

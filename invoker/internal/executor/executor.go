@@ -246,12 +246,13 @@ func (t *Executor) spec(job *activation.Job, timeout time.Duration, proxyDir, ga
 func (t *Executor) failEarly(ctx context.Context, out activation.Outcome, log *zap.Logger, what string, err error) activation.Outcome {
 	now := time.Now()
 	out.Start, out.End = now, now
+	r := proxy.Reply{Unreached: true}
 	if ctx.Err() != nil {
-		out.Response = whisk.WhiskError("The activation was aborted: " + context.Cause(ctx).Error())
-		return out
+		r.Aborted = context.Cause(ctx).Error()
+	} else {
+		log.Warn("activation failed before the action proxy", zap.String("step", what), zap.Error(err))
 	}
-	log.Warn("activation failed before the action proxy", zap.String("step", what), zap.Error(err))
-	out.Response = whisk.WhiskError(whisk.MsgResourceProvisionError)
+	out.Response = proxy.Classify(r).Response
 	return out
 }
 
@@ -259,6 +260,8 @@ func (t *Executor) failEarly(ctx context.Context, out activation.Outcome, log *z
 func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
 	died <-chan struct{}, sb sandbox.Sandbox, lc *life, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
+	// The shim stamps each line with the enclave's time; the native model's proxy does not.
+	logCfg.Stamped = t.cfg.Model.Name() != ModelNative
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
 	// Any call in flight is cut short when the owner dies or the sandbox exits. Both normally end
@@ -330,7 +333,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 		lc.on(evInitFailed)
 		t.finish(hctx, out, reply, collector, sb, log)
 		// The shim could not reach the enclave: no user code ran, so the activation may be retried.
-		return resp != nil && resp.Outcome == proxy.OutcomeGate
+		return reply.noUserCode
 	}
 	lc.on(evInitOK)
 
@@ -355,9 +358,14 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 }
 
 type classified struct {
-	resp     whisk.ActivationResponse
-	timedOut bool
-	aborted  string // non-empty when the invoker itself gave up (ctx ended)
+	resp       whisk.ActivationResponse
+	timedOut   bool
+	noUserCode bool   // the shim could not use the enclave: no user code ran
+	aborted    string // the cause when the invoker itself gave up (ctx ended)
+}
+
+func verdict(v proxy.Verdict) classified {
+	return classified{resp: v.Response, timedOut: v.TimedOut, noUserCode: v.NoUserCode}
 }
 
 // reply classifies one /init or /run call, including why it failed when no reply came.
@@ -367,11 +375,13 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
-		return classified{resp: proxy.Classify(r), timedOut: resp.Outcome == proxy.OutcomeTimeout}
+		return verdict(proxy.Classify(r))
 	}
 	if parent.Err() != nil {
-		msg := "The activation was aborted: " + context.Cause(parent).Error()
-		return classified{resp: whisk.WhiskError(msg), aborted: msg}
+		cause := context.Cause(parent).Error()
+		c := verdict(proxy.Classify(proxy.Reply{Aborted: cause}))
+		c.aborted = cause
+		return c
 	}
 	cause := context.Cause(actx)
 	log.Debug("action proxy call failed", zap.Bool("init", init), zap.Error(err), zap.NamedError("cause", cause))
@@ -392,7 +402,7 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 		case <-parent.Done():
 		}
 	}
-	return classified{resp: proxy.Classify(r), timedOut: r.TimedOut}
+	return verdict(proxy.Classify(r))
 }
 
 // finish records the response and collects the logs.

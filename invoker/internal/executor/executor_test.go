@@ -23,6 +23,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/metrics"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -43,9 +44,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	shimBin = filepath.Join(dir, "teemate-shim")
 	wd, _ := os.Getwd()
-	build := exec.Command("go", "build", "-o", shimBin, "./invoker/cmd/teemate-shim-go")
-	build.Dir = filepath.Join(wd, "..", "..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// The C shim and the strawman's launcher beside it (shim/), as make build makes them.
+	build := exec.Command("make", "-s", "-C", filepath.Join(wd, "..", "..", "..", "shim"), "BIN="+dir)
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build teemate-shim: %v\n%s", err, out)
 		return 1
@@ -123,9 +123,9 @@ func job(code, value string, timeout time.Duration) *activation.Job {
 	return &activation.Job{
 		Name:  fmt.Sprintf("wsk0_%d_guest_test", n),
 		Image: "nodejs:20",
-		Init: activation.InitValue{Name: "test", Main: "main", Code: code,
+		Init: wire.Init{Name: "test", Main: "main", Code: code,
 			Env: map[string]string{"__OW_NAMESPACE": "guest", "__OW_ACTIVATION_ID": id}},
-		Run: activation.RunValue{Value: json.RawMessage(value), Namespace: "guest", ActionName: "/guest/test",
+		Run: wire.Run{Value: json.RawMessage(value), Namespace: "guest", ActionName: "/guest/test",
 			ActionVersion: "0.0.1", ActivationID: id, TransactionID: "tid"},
 		Deadline:      time.Now().Add(timeout),
 		Timeout:       timeout,

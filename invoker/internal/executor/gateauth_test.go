@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/gate"
@@ -41,19 +40,9 @@ func (r *recorder) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandb
 // client that is not that sandbox, is refused and counted, and so is a hello without a token.
 func TestGateAuthReplayRefused(t *testing.T) {
 	if skipReason != "" {
-		t.Skip(skipReason)
+		testtool.Missing(t, skipReason)
 	}
-	shims := map[string]string{"go": shimBin}
-	if c, err := filepath.Abs(filepath.Join("..", "..", "..", "bin", "teemate-shim")); err == nil {
-		if _, err := os.Stat(c); err == nil {
-			shims["c"] = c
-		} else {
-			t.Log("the C shim is not built (make build): testing the Go shim only")
-		}
-	}
-	for name, shim := range shims {
-		t.Run(name, func(t *testing.T) { testGateAuth(t, shim) })
-	}
+	testGateAuth(t, shimBin)
 }
 
 func testGateAuth(t *testing.T, shim string) {

@@ -3,7 +3,6 @@ package executor
 import (
 	"errors"
 	"path/filepath"
-	"strings"
 
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/sandbox"
@@ -55,7 +54,8 @@ type Native struct {
 // Strawman is one enclave per container: each fresh sandbox boots its own enclave runtime, and its
 // shim talks to that runtime instead of a shared one.
 type Strawman struct {
-	// ShimPath is the strawman's shim as seen inside the sandbox; it boots Runtime first.
+	// ShimPath is the shim as seen inside the sandbox; the strawman's launcher beside it
+	// (StrawmanLauncher) boots Runtime first, then becomes the shim.
 	ShimPath string
 	// Runtime is the argv that boots a fresh enclave runtime inside the sandbox, as seen inside
 	// it; the executor appends --socket, --slots 1, --image, --enclave and --work-dir.
@@ -109,12 +109,17 @@ func (m Strawman) validate() error {
 }
 
 func (m Strawman) shape(spec *sandbox.Spec, job *activation.Job, guestProxy, _, _ string) {
-	spec.Command = []string{m.ShimPath}
 	// The runtime's gate and work files live in the sandbox's own proxy directory, and die with it.
+	// The launcher beside the shim boots the runtime, then becomes the shim (shim/strawman).
 	gate := filepath.Join(guestProxy, "gate.sock")
 	spec.Env["TEEMATE_GATE"] = gate
-	argv := append(append([]string(nil), m.Runtime...),
+	spec.Command = append([]string{StrawmanLauncher(m.ShimPath), m.ShimPath}, m.Runtime...)
+	spec.Command = append(spec.Command,
 		"--socket", gate, "--slots", "1", "--image", job.Image, "--enclave", "strawman-"+job.Name,
 		"--work-dir", filepath.Join(guestProxy, "work"))
-	spec.Env["TEEMATE_STRAWMAN_CMD"] = strings.Join(argv, " ")
+}
+
+// StrawmanLauncher is the strawman model's launcher (teemate-strawman), which lives beside the shim.
+func StrawmanLauncher(shimPath string) string {
+	return filepath.Join(filepath.Dir(shimPath), "teemate-strawman")
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // Client is one attachment to an enclave owner: one connection, at most one TCS slot, one activation.
@@ -36,8 +38,8 @@ func (c *Client) TCS() int { return c.tcs }
 // returns the owner's description; a refused caller gets *Error with Class auth.
 func (c *Client) Hello(ctx context.Context, sandbox string, cred Credentials) (*Welcome, error) {
 	var w Welcome
-	h := Hello{Type: "hello", Version: Version, Sandbox: sandbox, Credentials: cred}
-	if err := c.call(ctx, h, MaxOtherFrame, "welcome", &w); err != nil {
+	h := Hello{Type: "hello", Version: wire.GateVersion, Sandbox: sandbox, Credentials: cred}
+	if err := c.call(ctx, h, wire.MaxOtherFrame, "welcome", &w); err != nil {
 		return nil, err
 	}
 	return &w, nil
@@ -48,7 +50,7 @@ func (c *Client) Acquire(ctx context.Context) (int, error) {
 	var a struct {
 		TCS *int `json:"tcs"`
 	}
-	if err := c.call(ctx, map[string]string{"type": "acquire"}, MaxOtherFrame, "acquired", &a); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "acquire"}, wire.MaxOtherFrame, "acquired", &a); err != nil {
 		return -1, err
 	}
 	if a.TCS == nil {
@@ -64,7 +66,7 @@ func (c *Client) Init(ctx context.Context, in Init) error {
 	if in.Env == nil {
 		in.Env = map[string]string{}
 	}
-	return c.call(ctx, in, MaxInitFrame, "initialized", nil)
+	return c.call(ctx, in, wire.MaxInitFrame, "initialized", nil)
 }
 
 // Run runs the action in a new isolate and returns its result.
@@ -77,12 +79,10 @@ func (c *Client) Run(ctx context.Context, run Run) (*Result, error) {
 		run.Value = json.RawMessage("{}")
 	}
 	var r Result
-	if err := c.call(ctx, run, MaxOtherFrame, "result", &r); err != nil {
+	if err := c.call(ctx, run, wire.MaxOtherFrame, "result", &r); err != nil {
 		return nil, err
 	}
-	switch r.Outcome {
-	case OutcomeSuccess, OutcomeApplication, OutcomeDeveloper, OutcomeTimeout, OutcomeMemory:
-	default:
+	if !r.Outcome.Enclave() {
 		return nil, fmt.Errorf("gate result with unknown outcome %q", r.Outcome)
 	}
 	return &r, nil
@@ -90,7 +90,7 @@ func (c *Client) Run(ctx context.Context, run Run) (*Result, error) {
 
 // Release frees the slot.
 func (c *Client) Release(ctx context.Context) error {
-	if err := c.call(ctx, map[string]string{"type": "release"}, MaxOtherFrame, "released", nil); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "release"}, wire.MaxOtherFrame, "released", nil); err != nil {
 		return err
 	}
 	c.tcs = -1
@@ -101,7 +101,7 @@ func (c *Client) Release(ctx context.Context) error {
 // first; AwaitReleased then reads the reply. The owner handles a connection's frames in order, so
 // the slot is free as soon as the owner reads the frame.
 func (c *Client) SendRelease(ctx context.Context) error {
-	return c.exchange(ctx, func() error { return WriteFrame(c.conn, map[string]string{"type": "release"}, MaxOtherFrame) })
+	return c.exchange(ctx, func() error { return WriteFrame(c.conn, map[string]string{"type": "release"}, wire.MaxOtherFrame) })
 }
 
 // AwaitReleased reads the reply to SendRelease.
@@ -115,12 +115,13 @@ func (c *Client) AwaitReleased(ctx context.Context) error {
 
 // exchange runs f on the connection under ctx's deadline and cancellation.
 func (c *Client) exchange(ctx context.Context, f func() error) error {
+	// SetDeadline fails only on a closed connection, which the exchange below reports itself.
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.conn.SetDeadline(dl)
 	} else {
 		_ = c.conn.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) }) // as above
 	defer stop()
 	if err := f(); err != nil {
 		return c.ctxErr(ctx, err)
@@ -136,7 +137,7 @@ func Ping(ctx context.Context, socket string) (*Pong, error) {
 	}
 	defer c.Close()
 	var p Pong
-	if err := c.call(ctx, map[string]string{"type": "ping"}, MaxOtherFrame, "pong", &p); err != nil {
+	if err := c.call(ctx, map[string]string{"type": "ping"}, wire.MaxOtherFrame, "pong", &p); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -153,7 +154,7 @@ func (c *Client) call(ctx context.Context, req any, limit int, want string, out 
 			}
 		}
 		var err error
-		body, err = ReadFrame(c.conn, MaxReplyFrame)
+		body, err = ReadFrame(c.conn, wire.MaxReplyFrame)
 		return err
 	})
 	if err != nil {

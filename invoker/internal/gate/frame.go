@@ -8,18 +8,6 @@ import (
 	"io"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
-
-// Frame size limits, the same on both sides (PROTOCOL.md, "Framing").
-const (
-	MaxInitFrame  = 64 << 20 // an init may carry a zipped action
-	MaxOtherFrame = 2 << 20  // parameters are at most 1 MiB in OpenWhisk
-	// MaxReplyFrame bounds what the host reads back: a result (1 MiB of result plus logs up to the
-	// log limit, which OpenWhisk caps at 10 MiB by default) with headroom.
-	MaxReplyFrame = 80 << 20
-)
-
 // ErrFrameTooLarge is returned for a frame above the limit, in either direction.
 var ErrFrameTooLarge = errors.New("gate frame too large")
 

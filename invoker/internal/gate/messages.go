@@ -1,6 +1,10 @@
 package gate
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/teemate/platform/invoker/internal/wire"
+)
 
 // Hello opens an attachment; Sandbox is informational only. An owner started with a gate key
 // requires the Credentials of one activation (token.go); without a key it ignores them.
@@ -24,12 +28,8 @@ type Welcome struct {
 
 // Init carries OpenWhisk's /init value.
 type Init struct {
-	Type   string            `json:"type"` // "init"
-	Name   string            `json:"name"`
-	Main   string            `json:"main"`
-	Code   string            `json:"code"`
-	Binary bool              `json:"binary"`
-	Env    map[string]string `json:"env"`
+	Type string `json:"type"` // "init"
+	wire.Init
 }
 
 // Run asks for one run of the initialised action in a new isolate.
@@ -45,27 +45,11 @@ type Run struct {
 	Network bool `json:"network,omitempty"`
 }
 
-// LogLine is one line of console output of an activation.
-type LogLine struct {
-	Stream string `json:"stream"` // "stdout" or "stderr"
-	Time   string `json:"time"`   // RFC 3339 with fractional seconds
-	Line   string `json:"line"`
-}
-
-// Outcomes of a run (PROTOCOL.md, "run → result").
-const (
-	OutcomeSuccess     = "success"
-	OutcomeApplication = "application"
-	OutcomeDeveloper   = "developer"
-	OutcomeTimeout     = "timeout"
-	OutcomeMemory      = "memory"
-)
-
 // Result answers Run.
 type Result struct {
-	Outcome string             `json:"outcome"`
+	Outcome wire.Outcome       `json:"outcome"`
 	Result  json.RawMessage    `json:"result"`
-	Logs    []LogLine          `json:"logs"`
+	Logs    []wire.LogLine     `json:"logs"`
 	Timings map[string]float64 `json:"timings"`
 }
 

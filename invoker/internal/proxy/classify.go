@@ -4,20 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
-)
-
-// Outcome header values set by the teemate shim (X-Teemate-Outcome). A standard OpenWhisk runtime
-// sends none, and the classification then relies on the status code and body alone, as OpenWhisk does.
-const (
-	OutcomeSuccess     = "success"
-	OutcomeApplication = "application"
-	OutcomeDeveloper   = "developer"
-	OutcomeTimeout     = "timeout"
-	OutcomeMemory      = "memory"
-	// OutcomeGate marks a failure of the platform between the shim and the enclave (owner gone, no
-	// free TCS); it is the invoker's fault, not the action's, and becomes a whisk error.
-	OutcomeGate = "gate"
 )
 
 // Reply is everything the classification looks at for one /init or /run call.
@@ -28,8 +16,10 @@ type Reply struct {
 	Status int
 	// Body is the reply body (at most the response limit).
 	Body []byte
-	// Outcome is the X-Teemate-Outcome header, "" from a standard proxy.
-	Outcome string
+	// Outcome is the shim's outcome header (the enclave's outcome, passed on unchanged, or
+	// wire.OutcomeGate); "" from a standard proxy, whose replies are classified by status and
+	// body alone, as OpenWhisk does.
+	Outcome wire.Outcome
 	// TimedOut: the call reached the action's time limit.
 	TimedOut bool
 	// TimeoutMs is the action's time limit, for the timeout text.
@@ -42,25 +32,55 @@ type Reply struct {
 	Truncated bool
 	Length    int64
 	MaxLength int64
+	// Unreached: the action proxy was never reached (no sandbox, not ready): a whisk error.
+	Unreached bool
+	// Aborted, when set, is why the invoker itself gave up (its context ended): a whisk error
+	// carrying that cause, whatever else is known.
+	Aborted string
 }
 
-// Classify turns a proxy reply into an ActivationResponse the way OpenWhisk's invoker does
-// (ActivationResponse.processInitResponseContent / processRunResponseContent), with two teemate
-// additions: the shim's "gate" outcome is a whisk error, and its "timeout"/"memory" outcomes carry
-// the enclave's texts. For a successful /init the result is a success with no result; callers go on
-// to /run.
-func Classify(r Reply) whisk.ActivationResponse {
+// Verdict is the classification of one activation step.
+type Verdict struct {
+	Response whisk.ActivationResponse
+	// TimedOut: the action reached its time limit (OpenWhisk's annotation timeout:true).
+	TimedOut bool
+	// NoUserCode: the platform failed before any user code ran (the shim could not use the
+	// enclave), so the activation may be retried.
+	NoUserCode bool
+}
+
+// Classify decides an activation step's status: it is the one place that turns what happened
+// (a reply of the shim or of a standard action proxy, a failure to reach it, the invoker giving up)
+// into an ActivationResponse. Replies are classified the way OpenWhisk's invoker does
+// (ActivationResponse.processInitResponseContent / processRunResponseContent), with the teemate
+// outcomes on top: "gate" is a whisk error, and "timeout"/"memory" carry the enclave's texts. For
+// a successful /init the result is a success with no result; callers go on to /run.
+func Classify(r Reply) Verdict {
 	switch {
-	case r.TimedOut || (r.Outcome == OutcomeTimeout && !hasErrorField(r.Body)):
+	case r.Aborted != "":
+		return Verdict{Response: whisk.WhiskError("The activation was aborted: " + r.Aborted)}
+	case r.Unreached:
+		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
+	}
+	return Verdict{
+		Response:   classifyReply(r),
+		TimedOut:   r.TimedOut || r.Outcome == wire.OutcomeTimeout,
+		NoUserCode: r.Outcome == wire.OutcomeGate,
+	}
+}
+
+func classifyReply(r Reply) whisk.ActivationResponse {
+	switch {
+	case r.TimedOut || (r.Outcome == wire.OutcomeTimeout && !hasErrorField(r.Body)):
 		return whisk.DeveloperError(whisk.MsgTimedOut(r.TimeoutMs, r.Init))
-	case r.OOM || (r.Outcome == OutcomeMemory && !hasErrorField(r.Body)):
+	case r.OOM || (r.Outcome == wire.OutcomeMemory && !hasErrorField(r.Body)):
 		return whisk.DeveloperError(whisk.MsgMemoryExhausted)
 	case r.Failed || r.Status == 0:
 		if r.Init {
 			return whisk.DeveloperError(whisk.MsgAbnormalInitialization)
 		}
 		return whisk.DeveloperError(whisk.MsgAbnormalRun)
-	case r.Outcome == OutcomeGate:
+	case r.Outcome == wire.OutcomeGate:
 		if e, ok := errorField(r.Body); ok {
 			return withSize(whisk.ErrorResponse(whisk.StatusWhiskError, e), len(r.Body))
 		}

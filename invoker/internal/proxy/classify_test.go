@@ -3,6 +3,8 @@ package proxy
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 func TestClassify(t *testing.T) {
@@ -24,9 +26,9 @@ func TestClassify(t *testing.T) {
 		{"init no reply", Reply{Init: true, Failed: true}, 2, `{"error":"The action did not initialize and exited unexpectedly."}`},
 		{"run success", Reply{Status: 200, Body: []byte(`{"greeting":"hi"}`)}, 0, `{"greeting":"hi"}`},
 		{"run array", Reply{Status: 200, Body: []byte(`[1,2]`)}, 0, `[1,2]`},
-		{"run application error", Reply{Status: 200, Body: []byte(`{"error":{"code":7}}`), Outcome: OutcomeApplication},
+		{"run application error", Reply{Status: 200, Body: []byte(`{"error":{"code":7}}`), Outcome: wire.OutcomeApplication},
 			1, `{"error":{"code":7}}`},
-		{"run developer error", Reply{Status: 502, Body: []byte(`{"error":"An error has occurred: Error: x"}`), Outcome: OutcomeDeveloper},
+		{"run developer error", Reply{Status: 502, Body: []byte(`{"error":"An error has occurred: Error: x"}`), Outcome: wire.OutcomeDeveloper},
 			2, `{"error":"An error has occurred: Error: x"}`},
 		{"run non-200 without error", Reply{Status: 500, Body: []byte(`{"a":1}`)},
 			2, `{"error":"The action did not produce a valid JSON or JSON Array response: {\"a\":1}"}`},
@@ -39,25 +41,29 @@ func TestClassify(t *testing.T) {
 			2, `{"error":"The action did not produce a valid JSON or JSON Array response: [1]"}`},
 		{"run timeout (invoker clock)", Reply{TimedOut: true, TimeoutMs: 1000},
 			2, `{"error":"The action exceeded its time limits of 1000 milliseconds."}`},
-		{"run timeout (enclave)", Reply{Status: 502, Outcome: OutcomeTimeout,
+		{"run timeout (enclave)", Reply{Status: 502, Outcome: wire.OutcomeTimeout,
 			Body: []byte(`{"error":"The action exceeded its time limits of 500 milliseconds."}`)},
 			2, `{"error":"The action exceeded its time limits of 500 milliseconds."}`},
-		{"run memory (enclave)", Reply{Status: 502, Outcome: OutcomeMemory,
+		{"run memory (enclave)", Reply{Status: 502, Outcome: wire.OutcomeMemory,
 			Body: []byte(`{"error":"The action exhausted its memory and was aborted."}`)},
 			2, `{"error":"The action exhausted its memory and was aborted."}`},
 		{"run OOM killed", Reply{OOM: true, Failed: true}, 2, `{"error":"The action exhausted its memory and was aborted."}`},
 		{"run died", Reply{Failed: true}, 2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
 		{"run truncated", Reply{Status: 200, Body: []byte(`{"a":"xx`), Truncated: true, Length: 20, MaxLength: 8},
 			1, `{"error":"The action produced a response that exceeded the allowed length: 20 > 8 bytes. The truncated response was: {\"a\":\"xx"}`},
-		{"gate failure", Reply{Status: 503, Outcome: OutcomeGate, Body: []byte(`{"error":"No enclave thread could be taken"}`)},
+		{"gate failure", Reply{Status: 503, Outcome: wire.OutcomeGate, Body: []byte(`{"error":"No enclave thread could be taken"}`)},
 			3, `{"error":"No enclave thread could be taken"}`},
-		{"gate failure without body", Reply{Status: 502, Outcome: OutcomeGate}, 3, `{"error":"Failed to provision resources to run the action."}`},
-		{"init gate failure", Reply{Init: true, Status: 502, Outcome: OutcomeGate, Body: []byte(`{"error":"owner gone"}`)},
+		{"gate failure without body", Reply{Status: 502, Outcome: wire.OutcomeGate}, 3, `{"error":"Failed to provision resources to run the action."}`},
+		{"init gate failure", Reply{Init: true, Status: 502, Outcome: wire.OutcomeGate, Body: []byte(`{"error":"owner gone"}`)},
 			3, `{"error":"owner gone"}`},
+		{"not reached", Reply{Unreached: true}, 3, `{"error":"Failed to provision resources to run the action."}`},
+		{"aborted wins", Reply{Aborted: "invoker stopping", Status: 200, Body: []byte(`{}`)},
+			3, `{"error":"The activation was aborted: invoker stopping"}`},
+		{"native developer error (no outcome)", Reply{Status: 502, Body: []byte(`{"error":"boom"}`)}, 2, `{"error":"boom"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Classify(tc.in)
+			got := Classify(tc.in).Response
 			if got.StatusCode != tc.code {
 				t.Fatalf("status %d (%s), want %d", got.StatusCode, got.Result, tc.code)
 			}
@@ -86,4 +92,27 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	xb, _ := json.Marshal(x)
 	yb, _ := json.Marshal(y)
 	return string(xb) == string(yb)
+}
+
+// The verdict's flags: a timeout from either clock, and "no user code ran" for the platform's own
+// failures only.
+func TestClassifyFlags(t *testing.T) {
+	tests := []struct {
+		name                 string
+		in                   Reply
+		timedOut, noUserCode bool
+	}{
+		{"enclave timeout", Reply{Status: 502, Outcome: wire.OutcomeTimeout}, true, false},
+		{"invoker timeout", Reply{TimedOut: true, TimeoutMs: 5}, true, false},
+		{"gate", Reply{Status: 503, Outcome: wire.OutcomeGate}, false, true},
+		{"not reached", Reply{Unreached: true}, false, true},
+		{"developer", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, Body: []byte(`{"error":"x"}`)}, false, false},
+		{"success", Reply{Status: 200, Outcome: wire.OutcomeSuccess, Body: []byte(`{}`)}, false, false},
+	}
+	for _, tc := range tests {
+		v := Classify(tc.in)
+		if v.TimedOut != tc.timedOut || v.NoUserCode != tc.noUserCode {
+			t.Errorf("%s: timedOut %v noUserCode %v, want %v %v", tc.name, v.TimedOut, v.NoUserCode, tc.timedOut, tc.noUserCode)
+		}
+	}
 }

@@ -12,12 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
-)
 
-// Response headers set by the teemate shim.
-const (
-	HeaderOutcome = "X-Teemate-Outcome"
-	HeaderTimings = "X-Teemate-Timings"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // DefaultMaxResponse is how much of a reply is read before it counts as truncated: OpenWhisk's
@@ -90,7 +86,7 @@ func (c *Client) WaitReady(ctx context.Context, deadline time.Time) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, c.network, c.address)
 		if err == nil {
-			_ = conn.Close()
+			_ = conn.Close() // a probe: it connected, which is all it wanted to know
 			return nil
 		}
 		last = err
@@ -116,21 +112,10 @@ type Response struct {
 	Length    int64
 	// Outcome and Timings come from the teemate shim's headers (empty from other proxies);
 	// HasTimings says the Timings header was there.
-	Outcome    string
-	Timings    Timings
+	Outcome    wire.Outcome
+	Timings    wire.Timings
 	HasTimings bool
 	Elapsed    time.Duration
-}
-
-// Timings is the shim's X-Teemate-Timings header: milliseconds per phase inside the sandbox.
-type Timings struct {
-	BootMs     float64 `json:"bootMs,omitempty"`
-	AttachMs   float64 `json:"attachMs"`
-	TCSMs      float64 `json:"tcsMs"`
-	InitMs     float64 `json:"initMs"`
-	IsolateMs  float64 `json:"isolateMs"`
-	RunMs      float64 `json:"runMs"`
-	TeardownMs float64 `json:"teardownMs"`
 }
 
 // Init posts {"value": value} to /init; timeout is the action's time limit.
@@ -163,8 +148,8 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 		return nil, c.callErr(ctx, cctx, path, err)
 	}
 	defer resp.Body.Close()
-	r := &Response{Status: resp.StatusCode, Outcome: resp.Header.Get(HeaderOutcome)}
-	if h := resp.Header.Get(HeaderTimings); h != "" {
+	r := &Response{Status: resp.StatusCode, Outcome: wire.Outcome(resp.Header.Get(wire.HeaderOutcome))}
+	if h := resp.Header.Get(wire.HeaderTimings); h != "" {
 		// A malformed header only loses the breakdown; the reply itself still counts.
 		r.HasTimings = json.Unmarshal([]byte(h), &r.Timings) == nil
 	}

@@ -1,8 +1,10 @@
 // Package proxy is the invoker's side of OpenWhisk's action-proxy protocol: an HTTP client for
 // POST /init and /run on any action proxy (the teemate shim or a standard OpenWhisk runtime image),
 // reached over a unix socket or http://host:port; a collector that turns a sandbox's stdout and stderr
-// into OpenWhisk log lines (sentinels, limits, truncation); and the pure classification of a proxy's
-// replies into an ActivationResponse with OpenWhisk's status codes and texts.
+// into OpenWhisk log lines (sentinels, limits, truncation; the shim's lines keep the enclave's time
+// and stream); and Classify, the one place that decides an activation step's status: from the
+// shim's outcome (passed on unchanged from the enclave), from a standard proxy's status and body,
+// or from a failure to reach the proxy at all.
 //
 // It runs on the untrusted host. Everything it reads comes from a sandbox that ran user code, so every
 // read is bounded in size and time.

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -24,6 +26,11 @@ type LogConfig struct {
 	// DrainAfterError is how long to keep reading after a developer error, where sentinels are not
 	// waited for (OpenWhisk reads what is there): the collection ends once output is idle this long.
 	DrainAfterError time.Duration
+	// Stamped says each line starts with its time and a space ("<RFC 3339 time> <text>"): the
+	// teemate shim passes on the time the enclave gave each console line, so the record keeps
+	// it. A line whose stamp is "-" or not a time is stamped on arrival. A standard action proxy
+	// writes bare lines (Stamped false), and every line is stamped on arrival.
+	Stamped bool
 	// Now stamps lines; time.Now by default.
 	Now func() time.Time
 }
@@ -122,7 +129,11 @@ func (c *Collector) read(stream string, r io.Reader) {
 		}
 		if len(buf) > 0 {
 			text := string(bytes.TrimRight(buf, "\r\n"))
-			c.push(line{stream: stream, at: c.cfg.Now(), text: text})
+			at := c.cfg.Now()
+			if c.cfg.Stamped && text != wire.LogSentinel {
+				at, text = c.stamp(at, text)
+			}
+			c.push(line{stream: stream, at: at, text: text})
 			buf = buf[:0]
 		}
 		if err != nil {
@@ -130,6 +141,19 @@ func (c *Collector) read(stream string, r io.Reader) {
 			return
 		}
 	}
+}
+
+// stamp splits a stamped line into its time and text; without a usable time the line keeps
+// arrival, the time it was read.
+func (c *Collector) stamp(arrival time.Time, text string) (time.Time, string) {
+	stamp, rest, ok := strings.Cut(text, " ")
+	if !ok {
+		return arrival, text
+	}
+	if t, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
+		return t, rest
+	}
+	return arrival, rest
 }
 
 // push queues one line for Wait without ever blocking. Sentinels and ends of stream are always
@@ -140,7 +164,7 @@ func (c *Collector) push(l line) {
 		c.mu.Unlock()
 		return
 	}
-	if !l.eof && l.text != whisk.LogSentinel {
+	if !l.eof && l.text != wire.LogSentinel {
 		n := int64(len(l.text)) + 1
 		if c.kept+n > c.cfg.LimitBytes {
 			if !c.dropped { // one marker, where the logs stop
@@ -209,7 +233,7 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 					eof[l.stream] = true
 				case l.dropped:
 					out.Truncated = true
-				case l.text == whisk.LogSentinel:
+				case l.text == wire.LogSentinel:
 					sentinel[l.stream] = true
 				case !out.Truncated:
 					n := int64(len(l.text)) + 1

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/teemate/platform/invoker/whisk"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // A sandbox that writes all its logs before it answers /run (the teemate shim does) must never
@@ -28,9 +28,9 @@ func TestCollectNeverBlocksTheWriter(t *testing.T) {
 				return
 			}
 		}
-		_, err := io.WriteString(outW, whisk.LogSentinel+"\n")
+		_, err := io.WriteString(outW, wire.LogSentinel+"\n")
 		if err == nil {
-			_, err = io.WriteString(errW, whisk.LogSentinel+"\n")
+			_, err = io.WriteString(errW, wire.LogSentinel+"\n")
 		}
 		written <- err
 	}()
@@ -66,4 +66,40 @@ func TestCollectNeverBlocksTheWriter(t *testing.T) {
 	}
 	outW.Close()
 	errW.Close()
+}
+
+// The shim's lines carry the enclave's time: the record keeps it, the stream and the text, in
+// OpenWhisk's format; a line without a usable time gets the time it arrived. The limit counts the
+// text only, as without stamps.
+func TestCollectStampedLines(t *testing.T) {
+	arrival := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := Collect(strings.NewReader("2026-11-21T10:00:00.123Z hello world\n- no time\n"+wire.LogSentinel+"\n"),
+		strings.NewReader("2026-11-21T10:00:01.5Z  two spaces\nnotatime x\n"+wire.LogSentinel+"\n"),
+		LogConfig{LimitBytes: 1 << 20, Idle: 2 * time.Second, Total: 10 * time.Second, Stamped: true,
+			Now: func() time.Time { return arrival }})
+	logs := c.Wait(context.Background(), false, nil)
+	got := map[string]bool{}
+	for _, l := range logs.Lines {
+		got[l] = true
+	}
+	for _, want := range []string{
+		"2026-11-21T10:00:00.123000000Z stdout: hello world",
+		"2030-01-02T03:04:05.000000000Z stdout: no time",
+		"2026-11-21T10:00:01.500000000Z stderr:  two spaces",
+		"2030-01-02T03:04:05.000000000Z stderr: x",
+	} {
+		if !got[want] {
+			t.Errorf("missing %q in %q", want, logs.Lines)
+		}
+	}
+	if len(logs.Lines) != 4 || logs.Incomplete {
+		t.Fatalf("lines %q incomplete %v", logs.Lines, logs.Incomplete)
+	}
+	// Unstamped (a standard proxy): the whole line is the text.
+	c = Collect(strings.NewReader("2026-11-21T10:00:00.123Z hello\n"+wire.LogSentinel+"\n"), nil,
+		LogConfig{LimitBytes: 1 << 20, Idle: time.Second, Total: 5 * time.Second, Now: func() time.Time { return arrival }})
+	if l := c.Wait(context.Background(), false, nil).Lines; len(l) != 1 ||
+		l[0] != "2030-01-02T03:04:05.000000000Z stdout: 2026-11-21T10:00:00.123Z hello" {
+		t.Fatalf("unstamped %q", l)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -57,7 +58,7 @@ func TestClientAgainstUnixServer(t *testing.T) {
 	mux.HandleFunc("POST /init", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(b, &gotInit)
-		w.Header().Set(HeaderTimings, `{"attachMs":1.5,"tcsMs":0.25,"initMs":3}`)
+		w.Header().Set(wire.HeaderTimings, `{"attachMs":1.5,"tcsMs":0.25,"initMs":3}`)
 		w.Write([]byte(`{"OK":true}`))
 	})
 	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) {
@@ -70,7 +71,7 @@ func TestClientAgainstUnixServer(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			w.Write([]byte(`{}`))
 		default:
-			w.Header().Set(HeaderOutcome, OutcomeSuccess)
+			w.Header().Set(wire.HeaderOutcome, string(wire.OutcomeSuccess))
 			w.Write(body["value"])
 		}
 	})
@@ -103,7 +104,7 @@ func TestClientAgainstUnixServer(t *testing.T) {
 		t.Fatalf("init body value %s", gotInit["value"])
 	}
 	r, err = c.Run(context.Background(), map[string]any{"value": map[string]string{"name": "Bob"}}, time.Second)
-	if err != nil || string(r.Body) != `{"name":"Bob"}` || r.Outcome != OutcomeSuccess {
+	if err != nil || string(r.Body) != `{"name":"Bob"}` || r.Outcome != wire.OutcomeSuccess {
 		t.Fatalf("run %+v %v", r, err)
 	}
 	c.MaxResponse = 50
@@ -158,8 +159,8 @@ func TestCollectorSentinelsBothStreams(t *testing.T) {
 	go func() {
 		io.WriteString(p.outW, "one\n")
 		io.WriteString(p.errW, "two\r\n")
-		io.WriteString(p.outW, whisk.LogSentinel+"\n")
-		io.WriteString(p.errW, whisk.LogSentinel+"\n")
+		io.WriteString(p.outW, wire.LogSentinel+"\n")
+		io.WriteString(p.errW, wire.LogSentinel+"\n")
 		// Output after the sentinels belongs to no activation and must not block the writer.
 		io.WriteString(p.outW, "later\n")
 		p.close()
@@ -184,8 +185,8 @@ func TestCollectorLimitAndTruncation(t *testing.T) {
 		io.WriteString(p.outW, "abcd\n")  // 5 bytes counted
 		io.WriteString(p.outW, "efgh\n")  // 10
 		io.WriteString(p.outW, "ijklm\n") // over: dropped
-		io.WriteString(p.outW, whisk.LogSentinel+"\n")
-		io.WriteString(p.errW, whisk.LogSentinel+"\n")
+		io.WriteString(p.outW, wire.LogSentinel+"\n")
+		io.WriteString(p.errW, wire.LogSentinel+"\n")
 		p.close()
 	}()
 	logs := c.Wait(context.Background(), false, nil)
@@ -205,7 +206,7 @@ func TestCollectorMissingSentinelIdle(t *testing.T) {
 	c := Collect(p.outR, p.errR, cfg)
 	go func() {
 		io.WriteString(p.outW, "only stdout\n")
-		io.WriteString(p.outW, whisk.LogSentinel+"\n")
+		io.WriteString(p.outW, wire.LogSentinel+"\n")
 	}()
 	start := time.Now()
 	logs := c.Wait(context.Background(), false, nil)

@@ -22,6 +22,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx/teemate"
 	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // The test binary doubles as the fake `gramine-sgx`: with TEEMATE_FAKE_OWNER set it behaves like the
@@ -83,11 +84,11 @@ func fakeOwner(mode string) int {
 		}
 		go func() {
 			defer c.Close()
-			msg, err := gate.ReadFrame(c, gate.MaxOtherFrame)
+			msg, err := gate.ReadFrame(c, wire.MaxOtherFrame)
 			if err != nil || !strings.Contains(string(msg), `"ping"`) {
 				return
 			}
-			_ = gate.WriteFrame(c, map[string]any{"type": "pong", "slots": s.TCS, "free": s.TCS, "isolate": "addon"}, gate.MaxOtherFrame)
+			_ = gate.WriteFrame(c, map[string]any{"type": "pong", "slots": s.TCS, "free": s.TCS, "isolate": "addon"}, wire.MaxOtherFrame)
 		}()
 	}
 }

@@ -23,7 +23,7 @@
 // directory, the enclave's gate directory) differ per activation. So:
 //
 //   - The container's process, fixed at create, is the image's start stub /sbin/teemate-start, a
-//     small static C program (startstub/teemate-start.c, built by deploy/images/build.sh). When
+//     small static C program (shim/start/teemate-start.c, built by deploy/images/build.sh). When
 //     started it reads /run/teemate/start.conf (NUL-separated fields, see package startconf)
 //     and execs the real command with the real environment, keeping pid 1.
 //   - /run/teemate inside the container is a bind mount of a per-container "slot" directory on

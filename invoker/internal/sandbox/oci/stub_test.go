@@ -20,7 +20,7 @@ var (
 	stubErr  error
 )
 
-// buildStub compiles startstub/teemate-start.c as deploy/images/build.sh does.
+// buildStub compiles shim/start/teemate-start.c as deploy/images/build.sh does.
 func buildStub(t testing.TB) string {
 	t.Helper()
 	stubOnce.Do(func() {
@@ -34,7 +34,7 @@ func buildStub(t testing.TB) string {
 			return
 		}
 		stubBin = filepath.Join(dir, "teemate-start")
-		out, err := exec.Command("gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", stubBin, "startstub/teemate-start.c").CombinedOutput()
+		out, err := exec.Command("gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", stubBin, filepath.Join("..", "..", "..", "..", "shim", "start", "teemate-start.c")).CombinedOutput()
 		if err != nil {
 			stubErr = errors.New(string(out))
 		}

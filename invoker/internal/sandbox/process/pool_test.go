@@ -22,7 +22,7 @@ import (
 func buildStub(t *testing.T) string {
 	t.Helper()
 	testtool.Require(t, "gcc")
-	src, err := filepath.Abs(filepath.Join("..", "oci", "startstub", "teemate-start.c"))
+	src, err := filepath.Abs(filepath.Join("..", "..", "..", "..", "shim", "start", "teemate-start.c"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // Conn is the enclave side of a relay: one joined Session, or a stand-in in tests.
@@ -34,7 +35,7 @@ func Serve(shim io.ReadWriter, join func() (Conn, error)) (err error) {
 		}
 	}()
 	for {
-		req, rerr := gate.ReadFrame(shim, gate.MaxInitFrame)
+		req, rerr := gate.ReadFrame(shim, wire.MaxInitFrame)
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
@@ -58,8 +59,8 @@ func Serve(shim io.ReadWriter, join func() (Conn, error)) (err error) {
 		if eerr != nil {
 			return refuse(shim, gate.ClassInternal, eerr)
 		}
-		if len(resp) == 0 || len(resp) > gate.MaxReplyFrame {
-			return refuse(shim, gate.ClassInternal, fmt.Errorf("attach: enclave reply of %d bytes (1..%d)", len(resp), gate.MaxReplyFrame))
+		if len(resp) == 0 || len(resp) > wire.MaxReplyFrame {
+			return refuse(shim, gate.ClassInternal, fmt.Errorf("attach: enclave reply of %d bytes (1..%d)", len(resp), wire.MaxReplyFrame))
 		}
 		if err := writeRaw(shim, resp); err != nil {
 			return err
@@ -69,7 +70,7 @@ func Serve(shim io.ReadWriter, join func() (Conn, error)) (err error) {
 
 // refuse tells the shim why the relay stops and returns that reason.
 func refuse(shim io.Writer, class string, reason error) error {
-	if werr := gate.WriteFrame(shim, map[string]string{"type": "error", "class": class, "message": reason.Error()}, gate.MaxOtherFrame); werr != nil {
+	if werr := gate.WriteFrame(shim, map[string]string{"type": "error", "class": class, "message": reason.Error()}, wire.MaxOtherFrame); werr != nil {
 		return errors.Join(reason, werr)
 	}
 	return reason

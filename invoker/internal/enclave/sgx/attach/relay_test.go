@@ -12,6 +12,7 @@ import (
 
 	"github.com/teemate/platform/invoker/internal/enclave/sgx/teemate"
 	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // enclaveStandIn answers gate frames the way the trusted runtime would, by type; "ocall" makes the
@@ -87,14 +88,14 @@ func startRelay(t *testing.T, dev *fakeDev) (*relayRun, *os.File) {
 
 func send(t *testing.T, shim io.Writer, typ string) {
 	t.Helper()
-	if err := gate.WriteFrame(shim, map[string]string{"type": typ}, gate.MaxInitFrame); err != nil {
+	if err := gate.WriteFrame(shim, map[string]string{"type": typ}, wire.MaxInitFrame); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func recv(t *testing.T, shim io.Reader) map[string]any {
 	t.Helper()
-	body, err := gate.ReadFrame(shim, gate.MaxReplyFrame)
+	body, err := gate.ReadFrame(shim, wire.MaxReplyFrame)
 	if err != nil {
 		t.Fatal(err)
 	}

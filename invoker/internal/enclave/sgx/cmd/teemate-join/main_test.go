@@ -14,6 +14,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave/sgx/attach"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx/teemate"
 	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/wire"
 )
 
 // The real binary, started the way a shim would start it: the gate on fd 3 of a unix socketpair,
@@ -108,10 +109,10 @@ func TestJoinBinary(t *testing.T) {
 	t.Run("no device: the shim gets the reason", func(t *testing.T) {
 		dev := filepath.Join(t.TempDir(), "no-teemate")
 		cmd, shim := start(t, bin, env, "-device", dev)
-		if err := gate.WriteFrame(shim, map[string]any{"type": "hello", "version": 1}, gate.MaxOtherFrame); err != nil {
+		if err := gate.WriteFrame(shim, map[string]any{"type": "hello", "version": 1}, wire.MaxOtherFrame); err != nil {
 			t.Fatal(err)
 		}
-		body, err := gate.ReadFrame(shim, gate.MaxReplyFrame)
+		body, err := gate.ReadFrame(shim, wire.MaxReplyFrame)
 		if err != nil {
 			t.Fatal(err)
 		}

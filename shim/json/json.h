@@ -1,8 +1,8 @@
 /*
- * Small JSON toolkit for the teemate shim: a validating scanner that reports the first error with
- * the same wording as Go's encoding/json (so the C and Go shims give the same error replies), a
- * walker over already validated text, string decoding and Go-compatible encoding, and number
- * formatting as Go's encoder prints float64 values.
+ * Small JSON toolkit for the programs in shim/: a validating scanner that reports the first syntax
+ * error (in the wording of Go's encoding/json, which the invoker's side also uses), a walker over
+ * already validated text, string decoding and encoding, and number formatting (the shortest form
+ * that reads back as the same float64, as the invoker's side prints it).
  *
  * Nothing here allocates per value: callers work on spans of the input and growable buffers.
  */
