@@ -143,42 +143,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}()
 
-	// The state directory holds the broker's log (every activation's parameters) and the admin
-	// password: private whatever it was before.
-	fixed, err := credentials.PrivateDir(cfg.StateDir, "kafka", "kafka-users")
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	credentials.WarnFixed(log, fixed)
-	if cfg.AdminPassword == "" {
-		if cfg.AdminPasswordFile == "" {
-			cfg.AdminPasswordFile = filepath.Join(cfg.StateDir, "admin.password")
-		}
-		pw, created, err := credentials.Secret(cfg.AdminPasswordFile)
-		if err != nil {
-			return fmt.Errorf("admin password: %w", err)
-		}
-		cfg.AdminPassword = pw
-		if created {
-			log.Info("created the admin password for /metrics, /enable, /disable and /isEnabled",
-				zap.String("user", cfg.AdminUser), zap.String("file", cfg.AdminPasswordFile))
-		}
+	if err := prepareState(&cfg, log); err != nil {
+		return err
 	}
 
-	brokers := splitBrokers(cfg.Kafka)
-	sasl := cfg.KafkaSASL
-	if cfg.Kafka == "embedded" {
-		users := filepath.Join(cfg.StateDir, "kafka-users")
-		emb, own, err := startEmbedded(cfg, users, log)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, emb.Close)
-		brokers, sasl = emb.Addrs(), own
-		log.Info("embedded kafka started", zap.Strings("brokers", brokers), zap.String("credentials", users))
-	} else if !sasl.Enabled() {
-		log.Warn("kafka without credentials: anyone who reaches the brokers can read activations and forge acks (see deploy/kafka)")
+	brokers, sasl, closeBroker, err := kafkaBrokers(cfg, log)
+	if err != nil {
+		return err
 	}
+	closers = append(closers, closeBroker)
 	kcfg := kafka.Config{Brokers: brokers, ClientID: inst.Name(), Logger: log, SASL: sasl, TLS: cfg.KafkaTLS}
 	topic := kafka.InvokerTopic(cfg.ID)
 	if err := kafka.EnsureTopic(ctx, kcfg, topic, 1, kafka.MaxMessageBytes); err != nil {
@@ -233,28 +206,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	sw := &onOff{feed: f, pinger: pinger, metrics: m, log: log}
 	m.Enabled.Set(1)
 
-	httpAddr := ""
-	if cfg.Listen != "-" {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-		}
-		httpAddr = ln.Addr().String()
-		srv := &http.Server{Handler: server.Handler(server.Config{User: cfg.AdminUser, Password: cfg.AdminPassword}, sw, m.Registry),
-			ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server stopped", zap.Error(err))
-			}
-		}()
-		closers = append(closers, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				log.Warn("admin http server shutdown", zap.Error(err))
-			}
-		})
+	httpAddr, closeAdmin, err := serveAdmin(cfg, sw, m, log)
+	if err != nil {
+		return err
 	}
+	closers = append(closers, closeAdmin)
 
 	// work outlives ctx so that shutdown finishes in-flight activations; it is cancelled only when
 	// the drain timeout passes.
@@ -275,6 +231,86 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	<-ctx.Done()
+	shutdown(cfg, f, pinger, exec, log, stop, fed, abandon, func() { stopPings(); pingWG.Wait() }, closeConsumer)
+	log.Info("invoker stopped")
+	return nil
+}
+
+// prepareState makes the state directory private (it holds the broker's log, every activation's
+// parameters, and the admin password) and loads or creates the admin password.
+func prepareState(cfg *Config, log *zap.Logger) error {
+	fixed, err := credentials.PrivateDir(cfg.StateDir, "kafka", "kafka-users")
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	credentials.WarnFixed(log, fixed)
+	if cfg.AdminPassword != "" {
+		return nil
+	}
+	if cfg.AdminPasswordFile == "" {
+		cfg.AdminPasswordFile = filepath.Join(cfg.StateDir, "admin.password")
+	}
+	pw, created, err := credentials.Secret(cfg.AdminPasswordFile)
+	if err != nil {
+		return fmt.Errorf("admin password: %w", err)
+	}
+	cfg.AdminPassword = pw
+	if created {
+		log.Info("created the admin password for /metrics, /enable, /disable and /isEnabled",
+			zap.String("user", cfg.AdminUser), zap.String("file", cfg.AdminPasswordFile))
+	}
+	return nil
+}
+
+// kafkaBrokers returns the Kafka brokers and this invoker's credentials: the configured ones, or those
+// of a broker embedded in this process (started here; the returned func stops it).
+func kafkaBrokers(cfg Config, log *zap.Logger) ([]string, kafka.SASL, func(), error) {
+	if cfg.Kafka != "embedded" {
+		if !cfg.KafkaSASL.Enabled() {
+			log.Warn("kafka without credentials: anyone who reaches the brokers can read activations and forge acks (see deploy/kafka)")
+		}
+		return splitBrokers(cfg.Kafka), cfg.KafkaSASL, func() {}, nil
+	}
+	users := filepath.Join(cfg.StateDir, "kafka-users")
+	emb, own, err := startEmbedded(cfg, users, log)
+	if err != nil {
+		return nil, kafka.SASL{}, nil, err
+	}
+	log.Info("embedded kafka started", zap.Strings("brokers", emb.Addrs()), zap.String("credentials", users))
+	return emb.Addrs(), own, emb.Close, nil
+}
+
+// serveAdmin serves /metrics, /enable, /disable and /isEnabled on cfg.Listen ("-": not at all) and
+// returns the address and the func that shuts the server down.
+func serveAdmin(cfg Config, sw *onOff, m *metrics.Metrics, log *zap.Logger) (string, func(), error) {
+	if cfg.Listen == "-" {
+		return "", func() {}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: server.Handler(server.Config{User: cfg.AdminUser, Password: cfg.AdminPassword}, sw, m.Registry),
+		ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	return ln.Addr().String(), func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("admin http server shutdown", zap.Error(err))
+		}
+	}, nil
+}
+
+// shutdown drains the invoker the OpenWhisk way: stop taking activations, let those in flight
+// finish (abandoning them after cfg.DrainTimeout), stop the pings, announce "disabled" with a
+// last ping, close the consumer and then the executor, which removes what it still holds.
+func shutdown(cfg Config, f *feed.Feed, pinger *feed.Pinger, exec activation.Executor, log *zap.Logger,
+	stop chan struct{}, fed <-chan struct{}, abandon, stopPings, closeConsumer func()) {
 	log.Info("invoker shutting down: finishing in-flight activations", zap.Int("in_flight", f.InFlight()))
 	close(stop)
 	select {
@@ -285,7 +321,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		<-fed
 	}
 	stopPings()
-	pingWG.Wait()
 	f.Disable()
 	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -298,8 +333,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			log.Warn("close executor", zap.Error(err))
 		}
 	}
-	log.Info("invoker stopped")
-	return nil
 }
 
 // startEmbedded starts a broker in this process whose only users are this invoker and controller

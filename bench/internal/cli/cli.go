@@ -252,26 +252,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	profile := "full"
-	if f.quick {
-		profile = "quick"
-	}
-	if f.hostile {
-		profile = "hostile"
-	}
-	name := f.name
-	if name == "" && f.out != "" {
-		name = strings.TrimSuffix(filepath.Base(f.out), ".json")
-	}
-	if name == "" {
-		name = profile + "-" + time.Now().Format("20060102-150405")
-	}
-	out := f.out
-	if out == "" {
-		out = filepath.Join(repo, "bench", "results", name+".json")
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return fmt.Errorf("results directory: %w", err)
+	profile, name, out, err := naming(f, repo)
+	if err != nil {
+		return err
 	}
 
 	env := harness.Environment(repo)
@@ -312,55 +295,11 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB,
 		IntervalMs: float64(f.interval.Microseconds()) / 1000, PoolSize: f.poolSize}
 
-	var platform harness.Platform
-	if f.apiHost != "" {
-		if platform, err = harness.NewAPI(f.apiHost, f.auth); err != nil {
-			return err
-		}
-		if len(models) != 1 {
-			return errors.New("api mode measures the platform's configured model: pass exactly one --models label")
-		}
-	} else {
-		level := zapcore.ErrorLevel
-		if f.verbose {
-			level = zapcore.InfoLevel
-		}
-		zc := zap.NewProductionConfig()
-		zc.Level = zap.NewAtomicLevelAt(level)
-		zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
-		log, err := zc.Build()
-		if err != nil {
-			return fmt.Errorf("logger: %w", err)
-		}
-		defer func() { _ = log.Sync() }() // stderr may not sync (a terminal or a pipe); nothing to do about it
-		state, err := os.MkdirTemp("", "bench-state-")
-		if err != nil {
-			return fmt.Errorf("state dir: %w", err)
-		}
-		defer os.RemoveAll(state)
-		maxConc := 1
-		for _, c := range append(append([]int(nil), conc...), memConc...) {
-			maxConc = max(maxConc, c)
-		}
-		shim := f.shim
-		if shim == "" {
-			shim = filepath.Join(repo, "bin", "teemate-shim")
-		}
-		strawman := filepath.Join(filepath.Dir(shim), "teemate-strawman")
-		for _, s := range []string{shim, strawman} {
-			if _, err := os.Stat(s); err != nil {
-				return fmt.Errorf("shim not found (run make build): %w", err)
-			}
-		}
-		d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: f.sandbox,
-			Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log,
-			UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow})
-		if err != nil {
-			return err
-		}
-		platform = d
+	platform, cleanup, err := startPlatform(f, repo, models, conc, memConc)
+	if err != nil {
+		return err
 	}
-	defer platform.Close()
+	defer cleanup()
 
 	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat, Interval: f.interval,
 		Concurrency: conc, Bursts: f.bursts, MemoryConcurrency: memConc, MemoryInterval: f.memInterval,
@@ -388,6 +327,104 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "results: %s\nreport:  %s\n", out, strings.TrimSuffix(out, ".json")+".md")
 	printSummary(stdout, res)
+	return exitStatus(res, runErr)
+}
+
+// naming returns the run's profile, its name and the results file (whose directory it creates).
+func naming(f *flags, repo string) (profile, name, out string, err error) {
+	profile = "full"
+	if f.quick {
+		profile = "quick"
+	}
+	if f.hostile {
+		profile = "hostile"
+	}
+	name = f.name
+	if name == "" && f.out != "" {
+		name = strings.TrimSuffix(filepath.Base(f.out), ".json")
+	}
+	if name == "" {
+		name = profile + "-" + time.Now().Format("20060102-150405")
+	}
+	out = f.out
+	if out == "" {
+		out = filepath.Join(repo, "bench", "results", name+".json")
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", "", "", fmt.Errorf("results directory: %w", err)
+	}
+
+	return profile, name, out, nil
+}
+
+// startPlatform starts what the bench measures: the platform at --api-host, or an in-process one
+// (embedded broker, the controller-adapter's controller, one invoker per model). The returned func
+// stops it and removes what it made.
+func startPlatform(f *flags, repo string, models []string, conc, memConc []int) (harness.Platform, func(), error) {
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	fail := func(err error) (harness.Platform, func(), error) {
+		cleanup()
+		return nil, nil, err
+	}
+	if f.apiHost != "" {
+		if len(models) != 1 {
+			return nil, nil, errors.New("api mode measures the platform's configured model: pass exactly one --models label")
+		}
+		platform, err := harness.NewAPI(f.apiHost, f.auth)
+		if err != nil {
+			return nil, nil, err
+		}
+		return platform, platform.Close, nil
+	}
+	level := zapcore.ErrorLevel
+	if f.verbose {
+		level = zapcore.InfoLevel
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	log, err := zc.Build()
+	if err != nil {
+		return nil, nil, fmt.Errorf("logger: %w", err)
+	}
+	cleanups = append(cleanups, func() { _ = log.Sync() }) // stderr may not sync (a terminal or a pipe); nothing to do about it
+	state, err := os.MkdirTemp("", "bench-state-")
+	if err != nil {
+		return fail(fmt.Errorf("state dir: %w", err))
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(state) })
+	maxConc := 1
+	for _, c := range append(append([]int(nil), conc...), memConc...) {
+		maxConc = max(maxConc, c)
+	}
+	shim := f.shim
+	if shim == "" {
+		shim = filepath.Join(repo, "bin", "teemate-shim")
+	}
+	strawman := filepath.Join(filepath.Dir(shim), "teemate-strawman")
+	for _, s := range []string{shim, strawman} {
+		if _, err := os.Stat(s); err != nil {
+			return fail(fmt.Errorf("shim not found (run make build): %w", err))
+		}
+	}
+	d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: f.sandbox,
+		Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log,
+		UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow})
+	if err != nil {
+		return fail(err)
+	}
+	cleanups = append(cleanups, d.Close)
+	return d, cleanup, nil
+}
+
+// exitStatus is the run's error: the run stopped early, or it finished with a model that could not
+// run or with invalid answers (a partialError: the results are complete but not all good).
+func exitStatus(res *result.Result, runErr error) error {
 	if runErr != nil {
 		return fmt.Errorf("run stopped early (partial results written): %w", runErr)
 	}
