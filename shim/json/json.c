@@ -30,7 +30,10 @@ void buf_reset(buf_t *b)
 	b->oom = 0;
 }
 
-int buf_stored(const buf_t *b) { return !b->oom && (b->limit == 0 || b->len <= b->limit); }
+int buf_stored(const buf_t *b)
+{
+	return !b->oom && (b->limit == 0 || b->len <= b->limit);
+}
 
 void buf_put(buf_t *b, const void *s, size_t n)
 {
@@ -61,9 +64,15 @@ void buf_put(buf_t *b, const void *s, size_t n)
 	b->len = need;
 }
 
-void buf_putc(buf_t *b, char c) { buf_put(b, &c, 1); }
+void buf_putc(buf_t *b, char c)
+{
+	buf_put(b, &c, 1);
+}
 
-void buf_puts(buf_t *b, const char *s) { buf_put(b, s, strlen(s)); }
+void buf_puts(buf_t *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
 
 void buf_printf(buf_t *b, const char *fmt, ...)
 {
@@ -172,8 +181,9 @@ static int go_isprint(long r)
 		return 1;
 	if (r < 0xA0 || r == 0xA0 || r == 0xAD)
 		return 0;
-	if ((r >= 0x2000 && r <= 0x200F) || (r >= 0x2028 && r <= 0x202F) || (r >= 0x205F && r <= 0x206F) ||
-	    r == 0x3000 || r == 0xFEFF || (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xDFFF) || r > 0x10FFFF)
+	if ((r >= 0x2000 && r <= 0x200F) || (r >= 0x2028 && r <= 0x202F) ||
+	    (r >= 0x205F && r <= 0x206F) || r == 0x3000 || r == 0xFEFF ||
+	    (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xDFFF) || r > 0x10FFFF)
 		return 0;
 	return 1;
 }
@@ -190,13 +200,27 @@ static void quote_rune(buf_t *b, long r, char q)
 		return;
 	}
 	switch (r) {
-	case '\a': buf_puts(b, "\\a"); return;
-	case '\b': buf_puts(b, "\\b"); return;
-	case '\f': buf_puts(b, "\\f"); return;
-	case '\n': buf_puts(b, "\\n"); return;
-	case '\r': buf_puts(b, "\\r"); return;
-	case '\t': buf_puts(b, "\\t"); return;
-	case '\v': buf_puts(b, "\\v"); return;
+	case '\a':
+		buf_puts(b, "\\a");
+		return;
+	case '\b':
+		buf_puts(b, "\\b");
+		return;
+	case '\f':
+		buf_puts(b, "\\f");
+		return;
+	case '\n':
+		buf_puts(b, "\\n");
+		return;
+	case '\r':
+		buf_puts(b, "\\r");
+		return;
+	case '\t':
+		buf_puts(b, "\\t");
+		return;
+	case '\v':
+		buf_puts(b, "\\v");
+		return;
 	}
 	if (r < 0x20 || r == 0x7F)
 		buf_printf(b, "\\x%02x", (unsigned)r);
@@ -243,18 +267,32 @@ static void quote_char(char *out, size_t cap, unsigned char c)
 /* ---- scanner ---- */
 
 enum {
-	S_VALUE,          /* expecting a value */
-	S_VALUE_OR_END,   /* just after '[' */
-	S_KEY,            /* after ',' in an object */
-	S_KEY_OR_END,     /* just after '{' */
-	S_END,            /* after a value */
-	S_TOP,            /* after the top-level value (whole-input mode) */
-	S_STR, S_ESC, S_U, S_NEG, S_ZERO, S_INT, S_DOT, S_FRAC, S_EXP, S_EXPSIGN, S_EXPDIG, S_LIT,
+	S_VALUE,        /* expecting a value */
+	S_VALUE_OR_END, /* just after '[' */
+	S_KEY,          /* after ',' in an object */
+	S_KEY_OR_END,   /* just after '{' */
+	S_END,          /* after a value */
+	S_TOP,          /* after the top-level value (whole-input mode) */
+	S_STR,
+	S_ESC,
+	S_U,
+	S_NEG,
+	S_ZERO,
+	S_INT,
+	S_DOT,
+	S_FRAC,
+	S_EXP,
+	S_EXPSIGN,
+	S_EXPDIG,
+	S_LIT,
 };
 enum { P_KEY = 1, P_OBJVAL, P_ARR };
 #define MAX_DEPTH 10000
 
-static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 static int scan_err(char *err, size_t cap, unsigned char c, const char *ctx)
 {
@@ -264,7 +302,8 @@ static int scan_err(char *err, size_t cap, unsigned char c, const char *ctx)
 	return JSON_SYNTAX;
 }
 
-int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err, size_t errcap)
+int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err,
+	      size_t errcap)
 {
 	static unsigned char stack[MAX_DEPTH + 1];
 	size_t depth = 0, start = (size_t)-1, end = 0;
@@ -277,7 +316,7 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 		err[0] = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = p[i];
-	again:
+again:
 		switch (st) {
 		case S_VALUE_OR_END:
 			if (is_ws(c))
@@ -309,7 +348,8 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 			if (is_ws(c))
 				continue;
 			if (c != '"')
-				return scan_err(err, errcap, c, "looking for beginning of object key string");
+				return scan_err(err, errcap, c,
+						"looking for beginning of object key string");
 			st = S_STR;
 			is_key = 1;
 			continue;
@@ -326,12 +366,31 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 				stack[depth++] = c == '{' ? P_KEY : P_ARR;
 				st = c == '{' ? S_KEY_OR_END : S_VALUE_OR_END;
 				continue;
-			case '"': st = S_STR; is_key = 0; continue;
-			case '-': st = S_NEG; continue;
-			case '0': st = S_ZERO; continue;
-			case 't': lit = "true"; litpos = 1; st = S_LIT; continue;
-			case 'f': lit = "false"; litpos = 1; st = S_LIT; continue;
-			case 'n': lit = "null"; litpos = 1; st = S_LIT; continue;
+			case '"':
+				st = S_STR;
+				is_key = 0;
+				continue;
+			case '-':
+				st = S_NEG;
+				continue;
+			case '0':
+				st = S_ZERO;
+				continue;
+			case 't':
+				lit = "true";
+				litpos = 1;
+				st = S_LIT;
+				continue;
+			case 'f':
+				lit = "false";
+				litpos = 1;
+				st = S_LIT;
+				continue;
+			case 'n':
+				lit = "null";
+				litpos = 1;
+				st = S_LIT;
+				continue;
 			}
 			if (c >= '1' && c <= '9') {
 				st = S_INT;
@@ -373,7 +432,8 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 			}
 			return scan_err(err, errcap, c, "in string escape code");
 		case S_U:
-			if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+			if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+			    (c >= 'A' && c <= 'F')) {
 				if (++u == 4)
 					st = S_STR;
 				continue;
@@ -442,7 +502,8 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 		case S_LIT:
 			if (c != (unsigned char)lit[litpos]) {
 				char ctx[64];
-				snprintf(ctx, sizeof ctx, "in literal %s (expecting '%c')", lit, lit[litpos]);
+				snprintf(ctx, sizeof ctx, "in literal %s (expecting '%c')", lit,
+					 lit[litpos]);
 				return scan_err(err, errcap, c, ctx);
 			}
 			if (lit[++litpos] == 0) {
@@ -531,19 +592,25 @@ done:
 jtype json_type(const char *v)
 {
 	switch (*v) {
-	case 'n': return JT_NULL;
+	case 'n':
+		return JT_NULL;
 	case 't':
-	case 'f': return JT_BOOL;
-	case '"': return JT_STRING;
-	case '{': return JT_OBJECT;
-	case '[': return JT_ARRAY;
-	default: return JT_NUMBER;
+	case 'f':
+		return JT_BOOL;
+	case '"':
+		return JT_STRING;
+	case '{':
+		return JT_OBJECT;
+	case '[':
+		return JT_ARRAY;
+	default:
+		return JT_NUMBER;
 	}
 }
 
 const char *json_type_name(jtype t)
 {
-	static const char *names[] = {"null", "bool", "number", "string", "object", "array"};
+	static const char *names[] = { "null", "bool", "number", "string", "object", "array" };
 	return names[t];
 }
 
@@ -588,7 +655,8 @@ size_t json_skip(const char *s, size_t n, size_t i)
 		}
 		return n;
 	}
-	while (i < n && !is_ws((unsigned char)s[i]) && s[i] != ',' && s[i] != ']' && s[i] != '}' && s[i] != ':')
+	while (i < n && !is_ws((unsigned char)s[i]) && s[i] != ',' && s[i] != ']' && s[i] != '}' &&
+	       s[i] != ':')
 		i++;
 	return i;
 }
@@ -644,7 +712,10 @@ static int hexval(char c)
 	return c - 'A' + 10;
 }
 
-static long hex4(const char *s) { return (hexval(s[0]) << 12) | (hexval(s[1]) << 8) | (hexval(s[2]) << 4) | hexval(s[3]); }
+static long hex4(const char *s)
+{
+	return (hexval(s[0]) << 12) | (hexval(s[1]) << 8) | (hexval(s[2]) << 4) | hexval(s[3]);
+}
 
 void json_str_decode(const char *lit, size_t n, buf_t *out)
 {
@@ -662,13 +733,26 @@ void json_str_decode(const char *lit, size_t n, buf_t *out)
 			char e = lit[i + 1];
 			i += 2;
 			switch (e) {
-			case 'b': buf_putc(out, '\b'); continue;
-			case 'f': buf_putc(out, '\f'); continue;
-			case 'n': buf_putc(out, '\n'); continue;
-			case 'r': buf_putc(out, '\r'); continue;
-			case 't': buf_putc(out, '\t'); continue;
-			case 'u': break;
-			default: buf_putc(out, e); continue;
+			case 'b':
+				buf_putc(out, '\b');
+				continue;
+			case 'f':
+				buf_putc(out, '\f');
+				continue;
+			case 'n':
+				buf_putc(out, '\n');
+				continue;
+			case 'r':
+				buf_putc(out, '\r');
+				continue;
+			case 't':
+				buf_putc(out, '\t');
+				continue;
+			case 'u':
+				break;
+			default:
+				buf_putc(out, e);
+				continue;
 			}
 			long r = hex4(lit + i);
 			i += 4;
@@ -720,21 +804,36 @@ void json_str_encode(buf_t *b, const char *s, size_t n)
 	while (i < n) {
 		unsigned char c = u[i];
 		if (c < 0x80) {
-			if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+			if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' &&
+			    c != '&') {
 				i++;
 				continue;
 			}
 			buf_put(b, s + start, i - start);
 			switch (c) {
-			case '"': buf_puts(b, "\\\""); break;
-			case '\\': buf_puts(b, "\\\\"); break;
-			case '\b': buf_puts(b, "\\b"); break;
-			case '\f': buf_puts(b, "\\f"); break;
-			case '\n': buf_puts(b, "\\n"); break;
-			case '\r': buf_puts(b, "\\r"); break;
-			case '\t': buf_puts(b, "\\t"); break;
+			case '"':
+				buf_puts(b, "\\\"");
+				break;
+			case '\\':
+				buf_puts(b, "\\\\");
+				break;
+			case '\b':
+				buf_puts(b, "\\b");
+				break;
+			case '\f':
+				buf_puts(b, "\\f");
+				break;
+			case '\n':
+				buf_puts(b, "\\n");
+				break;
+			case '\r':
+				buf_puts(b, "\\r");
+				break;
+			case '\t':
+				buf_puts(b, "\\t");
+				break;
 			default: {
-				char e[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15]};
+				char e[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
 				buf_put(b, e, 6);
 			}
 			}
@@ -775,10 +874,11 @@ void json_compact(buf_t *b, const char *v, size_t n)
 			}
 			if (c == '<' || c == '>' || c == '&') {
 				buf_put(b, v + start, i - start);
-				char e[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15]};
+				char e[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
 				buf_put(b, e, 6);
 				start = i + 1;
-			} else if (c == 0xE2 && i + 2 < n && u[i + 1] == 0x80 && (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {
+			} else if (c == 0xE2 && i + 2 < n && u[i + 1] == 0x80 &&
+				   (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {
 				buf_put(b, v + start, i - start);
 				buf_puts(b, u[i + 2] == 0xA8 ? "\\u2028" : "\\u2029");
 				i += 2;

@@ -38,7 +38,8 @@ enum { JSON_OK = 0, JSON_EOF, JSON_UNEXPECTED_EOF, JSON_SYNTAX };
  * the first complete value is ignored; empty input is JSON_EOF.
  * stream == 0 behaves like json.Unmarshal: only white space may follow the value.
  * On success vstart and vend delimit the value. On JSON_SYNTAX err holds Go's message. */
-int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err, size_t errcap);
+int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err,
+	      size_t errcap);
 
 typedef enum { JT_NULL, JT_BOOL, JT_NUMBER, JT_STRING, JT_OBJECT, JT_ARRAY } jtype;
 

@@ -59,7 +59,8 @@ static void env_encode(buf_t *b, struct env_entry *env, size_t n)
 	buf_putc(b, '{');
 	int first = 1;
 	for (size_t i = 0; i < n; i++) {
-		if (i + 1 < n && env[i + 1].kn == env[i].kn && memcmp(env[i + 1].k, env[i].k, env[i].kn) == 0)
+		if (i + 1 < n && env[i + 1].kn == env[i].kn &&
+		    memcmp(env[i + 1].k, env[i].k, env[i].kn) == 0)
 			continue;
 		if (!first)
 			buf_putc(b, ',');
@@ -94,7 +95,11 @@ static int env_add(struct envlist *l, const char *k, size_t kn, const char *v, s
 	buf_put(&l->store, v, vn);
 	if (l->store.oom)
 		return -1;
-	l->e[l->n] = (struct env_entry){.k = (const char *)(uintptr_t)ko, .kn = kn, .v = (char *)(uintptr_t)vo, .vn = vn, .seq = l->n};
+	l->e[l->n] = (struct env_entry){ .k = (const char *)(uintptr_t)ko,
+					 .kn = kn,
+					 .v = (char *)(uintptr_t)vo,
+					 .vn = vn,
+					 .seq = l->n };
 	l->n++;
 	return 0;
 }
@@ -137,12 +142,16 @@ static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_
 	jiter_begin(&it, v, vn);
 	while (jobj_next(&it, &k, &kn, &x, &xn)) {
 		jtype t = json_type(x);
-		buf_t *dst = json_key_is(k, kn, "name") ? &r->name : json_key_is(k, kn, "main") ? &r->main
-							 : json_key_is(k, kn, "code")   ? &r->code
-											: NULL;
+		buf_t *dst = json_key_is(k, kn, "name") ? &r->name :
+			     json_key_is(k, kn, "main") ? &r->main :
+			     json_key_is(k, kn, "code") ? &r->code :
+							  NULL;
 		if (dst) {
 			char fname[16];
-			snprintf(fname, sizeof fname, "%s", dst == &r->name ? "name" : dst == &r->main ? "main" : "code");
+			snprintf(fname, sizeof fname, "%s",
+				 dst == &r->name ? "name" :
+				 dst == &r->main ? "main" :
+						   "code");
 			if (t == JT_NULL)
 				continue;
 			if (t != JT_STRING) {
@@ -185,7 +194,9 @@ static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_
 					json_str_decode(ev, evn, &val);
 				else if (et != JT_NULL)
 					buf_put(&val, ev, evn);
-				if (key.oom || val.oom || env_add(&r->env, key.p ? key.p : "", key.len, val.p ? val.p : "", val.len))
+				if (key.oom || val.oom ||
+				    env_add(&r->env, key.p ? key.p : "", key.len,
+					    val.p ? val.p : "", val.len))
 					err->oom = 1;
 				buf_free(&key);
 				buf_free(&val);
@@ -209,7 +220,8 @@ static int scan_body(const char *body, size_t n, int over, size_t *vs, size_t *v
 		if (over)
 			buf_printf(err, "body exceeds %u bytes", MAX_BODY);
 		else
-			buf_printf(err, "body is not valid JSON: %s", rc == JSON_EOF ? "EOF" : "unexpected EOF");
+			buf_printf(err, "body is not valid JSON: %s",
+				   rc == JSON_EOF ? "EOF" : "unexpected EOF");
 		return -1;
 	}
 	return 0;
@@ -272,22 +284,24 @@ static int decode_init(const char *body, size_t n, int over, struct init_req *r,
  * Returns 0 or -1 (err set). */
 static int check_welcome(const char *obj, size_t objn, buf_t *err)
 {
-	static const char *strs[] = {"enclave", "image", "mode", "isolate"};
-	static const char *ints[] = {"slots", "free"};
+	static const char *strs[] = { "enclave", "image", "mode", "isolate" };
+	static const char *ints[] = { "slots", "free" };
 	const char *v;
 	size_t vn;
 	long long x;
 	for (size_t i = 0; i < 4; i++)
-		if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL && json_type(v) != JT_STRING) {
-			buf_printf(err, "gate welcome reply malformed: %s must be a string, not %s", strs[i],
-				   json_type_name(json_type(v)));
+		if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL &&
+		    json_type(v) != JT_STRING) {
+			buf_printf(err, "gate welcome reply malformed: %s must be a string, not %s",
+				   strs[i], json_type_name(json_type(v)));
 			return -1;
 		}
 	for (size_t i = 0; i < 2; i++)
 		if (field(obj, objn, ints[i], &v, &vn) && json_type(v) != JT_NULL &&
 		    (json_type(v) != JT_NUMBER || json_int64(v, vn, &x))) {
-			buf_printf(err, "gate welcome reply malformed: %s must be an integer, not %s", ints[i],
-				   json_type_name(json_type(v)));
+			buf_printf(err,
+				   "gate welcome reply malformed: %s must be an integer, not %s",
+				   ints[i], json_type_name(json_type(v)));
 			return -1;
 		}
 	return 0;
@@ -304,7 +318,8 @@ static int check_acquired(const char *obj, size_t objn, buf_t *err)
 		return -1;
 	}
 	if (json_type(v) != JT_NUMBER || json_int64(v, vn, &x)) {
-		buf_printf(err, "gate acquired reply malformed: tcs must be an integer, not %s", json_type_name(json_type(v)));
+		buf_printf(err, "gate acquired reply malformed: tcs must be an integer, not %s",
+			   json_type_name(json_type(v)));
 		return -1;
 	}
 	return 0;
@@ -366,8 +381,9 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	/* The sandbox's one-time capability for its activation (PROTOCOL.md, "Authentication"). */
 	const char *tok = getenv("TEEMATE_GATE_TOKEN");
 	if (tok && *tok) {
-		static const char *const cred[][2] = {{"activation", "TEEMATE_ACTIVATION_ID"},
-						      {"namespace", "TEEMATE_NAMESPACE"}, {"token", "TEEMATE_GATE_TOKEN"}};
+		static const char *const cred[][2] = { { "activation", "TEEMATE_ACTIVATION_ID" },
+						       { "namespace", "TEEMATE_NAMESPACE" },
+						       { "token", "TEEMATE_GATE_TOKEN" } };
 		for (size_t i = 0; i < 3; i++) {
 			const char *v = getenv(cred[i][1]);
 			if (v && *v) {
@@ -398,7 +414,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 		if (rc == 1) {
 			gerr_text(&msg, &ge);
 			buf_putc(&msg, 0);
-			init_failed(c, strcmp(ge.cls, "busy") == 0 ? 503 : 502, WIRE_OUTCOME_GATE, msg.p);
+			init_failed(c, strcmp(ge.cls, "busy") == 0 ? 503 : 502, WIRE_OUTCOME_GATE,
+				    msg.p);
 		} else {
 			buf_put(&msg, err.p, err.len);
 			buf_putc(&msg, 0);
@@ -420,7 +437,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	buf_putc(&req, '}');
 	/* The decoded code is not needed any more; give the memory back before the reply arrives. */
 	buf_free(&r.code);
-	rc = gate_call(&req, MAX_INIT_FRAME, "initialized", deadline, c, &rb, &obj, &objn, &ge, &err);
+	rc = gate_call(&req, MAX_INIT_FRAME, "initialized", deadline, c, &rb, &obj, &objn, &ge,
+		       &err);
 	timings.init = ms_since(t2);
 	if (rc == 1 && strcmp(ge.cls, "init") == 0) {
 		buf_put(&msg, ge.msg.p, ge.msg.len);
@@ -496,7 +514,10 @@ static int parse_int64(const char *s, size_t n)
 	return errno ? -1 : 0;
 }
 
-static long long clamp(long long v, long long lo, long long hi) { return v < lo ? lo : v > hi ? hi : v; }
+static long long clamp(long long v, long long lo, long long hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* run_message builds the gate run frame from OpenWhisk's /run body (Go's runMessage). */
 static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t *err)
@@ -512,8 +533,7 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 		return -1;
 	}
 	if (t != JT_OBJECT) {
-		buf_printf(err, "the body must be an object, not %s",
-			   json_type_name(t));
+		buf_printf(err, "the body must be an object, not %s", json_type_name(t));
 		return -1;
 	}
 	const char *value = NULL;
@@ -552,7 +572,8 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 		size_t klen = val.len;
 		if (xt == JT_STRING)
 			json_str_decode(x, xn, &val);
-		if (val.oom || key.oom || env_add(&env, val.p, klen, val.p + klen, val.len - klen)) {
+		if (val.oom || key.oom ||
+		    env_add(&env, val.p, klen, val.p + klen, val.len - klen)) {
 			buf_puts(err, "body is not valid JSON: out of memory");
 			ret = -1;
 			goto out;
@@ -584,7 +605,8 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 	buf_puts(frame, "{\"type\":\"run\",\"value\":");
 	json_compact(frame, value, valuen);
 	buf_printf(frame, ",\"timeoutMs\":%lld,\"memoryMB\":%lld,\"logLimitBytes\":%lld,\"env\":",
-		   clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS), clamp(cfg.memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB),
+		   clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS),
+		   clamp(cfg.memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB),
 		   clamp(cfg.log_limit, 0, MAX_LOG_LIMIT));
 	env_encode(frame, env.e, env.n);
 	if (cfg.network)
@@ -649,7 +671,9 @@ static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
 				size_t fkn, fvn;
 				jiter_begin(&fi, el, eln);
 				while (jobj_next(&fi, &fk, &fkn, &fv, &fvn)) {
-					if ((json_key_is(fk, fkn, "stream") || json_key_is(fk, fkn, "time") || json_key_is(fk, fkn, "line")) &&
+					if ((json_key_is(fk, fkn, "stream") ||
+					     json_key_is(fk, fkn, "time") ||
+					     json_key_is(fk, fkn, "line")) &&
 					    json_type(fv) != JT_STRING && json_type(fv) != JT_NULL)
 						goto bad;
 				}
@@ -684,10 +708,12 @@ static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
 			}
 		}
 	}
-	static const char *outcomes[] = {WIRE_OUTCOME_SUCCESS, WIRE_OUTCOME_APPLICATION, WIRE_OUTCOME_DEVELOPER,
-					 WIRE_OUTCOME_TIMEOUT, WIRE_OUTCOME_MEMORY};
+	static const char *outcomes[] = { WIRE_OUTCOME_SUCCESS, WIRE_OUTCOME_APPLICATION,
+					  WIRE_OUTCOME_DEVELOPER, WIRE_OUTCOME_TIMEOUT,
+					  WIRE_OUTCOME_MEMORY };
 	for (size_t i = 0; i < 5; i++)
-		if (r->outcome.len == strlen(outcomes[i]) && memcmp(r->outcome.p, outcomes[i], r->outcome.len) == 0)
+		if (r->outcome.len == strlen(outcomes[i]) &&
+		    memcmp(r->outcome.p, outcomes[i], r->outcome.len) == 0)
 			return 0;
 	buf_puts(e, "gate result with unknown outcome ");
 	go_quote(e, r->outcome.p ? r->outcome.p : "", r->outcome.len);
@@ -735,7 +761,8 @@ static void write_logs(const char *logs, size_t n)
 		if (json_type(el) == JT_OBJECT) {
 			const char *v;
 			size_t vn;
-			if (field(el, eln, "stream", &v, &vn) && vn == 8 && memcmp(v, "\"stderr\"", 8) == 0)
+			if (field(el, eln, "stream", &v, &vn) && vn == 8 &&
+			    memcmp(v, "\"stderr\"", 8) == 0)
 				fd = 2;
 			if (field(el, eln, "line", &v, &vn) && json_type(v) == JT_STRING)
 				json_str_decode(v, vn, &line);
@@ -781,7 +808,8 @@ void await_release(void)
 		buf_init(&ge.msg, 0);
 		const char *obj;
 		size_t objn;
-		int rr = gate_call(NULL, 0, "released", release_deadline, NULL, &rb, &obj, &objn, &ge, &e);
+		int rr = gate_call(NULL, 0, "released", release_deadline, NULL, &rb, &obj, &objn,
+				   &ge, &e);
 		if (rr == 1)
 			gerr_text(&e, &ge);
 		if (rr != 0) {
@@ -821,8 +849,10 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 		reply_error(c, 400, NULL, 1, msg.p ? msg.p : "");
 		goto out;
 	}
-	int64_t deadline = now_ms() + clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS) + GRACE_MS;
-	int rc = gate_call(&frame, MAX_OTHER_FRAME, "result", deadline, c, &rb, &obj, &objn, &ge, &err);
+	int64_t deadline =
+		now_ms() + clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS) + GRACE_MS;
+	int rc = gate_call(&frame, MAX_OTHER_FRAME, "result", deadline, c, &rb, &obj, &objn, &ge,
+			   &err);
 	if (rc == 0 && decode_result(obj, objn, &res, &err))
 		rc = -1;
 	if (rc == 1) {
@@ -867,7 +897,8 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 	}
 	/* The outcome goes on unchanged in its header; the status only says whether the action
 	 * produced its result (200) or failed (502), as an OpenWhisk action proxy does. */
-	int ok = (res.outcome.len == strlen(WIRE_OUTCOME_SUCCESS) && memcmp(res.outcome.p, WIRE_OUTCOME_SUCCESS, res.outcome.len) == 0) ||
+	int ok = (res.outcome.len == strlen(WIRE_OUTCOME_SUCCESS) &&
+		  memcmp(res.outcome.p, WIRE_OUTCOME_SUCCESS, res.outcome.len) == 0) ||
 		 (res.outcome.len == strlen(WIRE_OUTCOME_APPLICATION) &&
 		  memcmp(res.outcome.p, WIRE_OUTCOME_APPLICATION, res.outcome.len) == 0);
 	char oc[16];
@@ -887,4 +918,3 @@ out:
 	buf_free(&ge.msg);
 	buf_free(&res.outcome);
 }
-

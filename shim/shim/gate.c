@@ -20,8 +20,6 @@
 
 /* ---- gate client ---- */
 
-
-
 /* gate_wait waits until the gate fd is ready for ev, serving the other connections meanwhile.
  * Returns 0, or an errno: ETIMEDOUT at the deadline, ECANCELED when the active client hung up
  * or the shim is told to stop. */
@@ -35,12 +33,12 @@ static int gate_wait(short ev, int64_t deadline_ms, struct conn *active)
 			return ETIMEDOUT;
 		struct pollfd pf[MAX_CONNS + 3];
 		struct conn *who[MAX_CONNS + 3];
-		pf[0] = (struct pollfd){.fd = gate_fd, .events = ev};
+		pf[0] = (struct pollfd){ .fd = gate_fd, .events = ev };
 		who[0] = NULL;
 		int n = 1;
 		if (active) {
 			/* Only a hang-up of the invoker's connection matters now, not pipelined bytes. */
-			pf[n] = (struct pollfd){.fd = active->fd, .events = POLLRDHUP};
+			pf[n] = (struct pollfd){ .fd = active->fd, .events = POLLRDHUP };
 			who[n++] = active;
 		}
 		n += fill_pollfds(pf + n, who + n, active);
@@ -96,7 +94,8 @@ int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, b
 }
 
 /* gate_read reads exactly n bytes. Returns 0, or -1 with e set (Go's io.ReadFull wording). */
-static int gate_read(char *p, size_t n, const char *what, int64_t deadline, struct conn *active, buf_t *e)
+static int gate_read(char *p, size_t n, const char *what, int64_t deadline, struct conn *active,
+		     buf_t *e)
 {
 	size_t got = 0;
 	while (got < n) {
@@ -106,7 +105,9 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 			continue;
 		}
 		if (r == 0) {
-			buf_printf(e, "%s: %s", what, got ? "the gate closed the connection mid-frame" : "the gate closed the connection");
+			buf_printf(e, "%s: %s", what,
+				   got ? "the gate closed the connection mid-frame" :
+					 "the gate closed the connection");
 			return -1;
 		}
 		if (errno == EINTR)
@@ -159,8 +160,9 @@ static int string_field(const char *obj, size_t n, const char *name, buf_t *out)
 
 /* gate_call sends one framed request and reads one reply. Returns 0 with the reply object in
  * *obj (inside rb), 1 for a gate error reply (ge), -1 for any other failure (e). */
-int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline, struct conn *active,
-		     buf_t *rb, const char **obj, size_t *objn, struct gerr *ge, buf_t *e)
+int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline,
+	      struct conn *active, buf_t *rb, const char **obj, size_t *objn, struct gerr *ge,
+	      buf_t *e)
 {
 	if (!req)
 		goto read_reply;
@@ -169,13 +171,15 @@ int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline
 		return -1;
 	}
 	if (req->len == 0 || req->len > limit) {
-		buf_printf(e, "gate frame too large: %zu bytes exceeds the limit of %zu", req->len, limit);
+		buf_printf(e, "gate frame too large: %zu bytes exceeds the limit of %zu", req->len,
+			   limit);
 		return -1;
 	}
-	unsigned char hdr[4] = {(unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
-				(unsigned char)(req->len >> 8), (unsigned char)req->len};
+	unsigned char hdr[4] = { (unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
+				 (unsigned char)(req->len >> 8), (unsigned char)req->len };
 	/* One frame, one write where the kernel allows it. */
-	if (gate_write((const char *)hdr, 4, deadline, active, e) || gate_write(req->p, req->len, deadline, active, e))
+	if (gate_write((const char *)hdr, 4, deadline, active, e) ||
+	    gate_write(req->p, req->len, deadline, active, e))
 		return -1;
 read_reply:;
 	char h[4];
@@ -184,7 +188,8 @@ read_reply:;
 	uint32_t n = ((uint32_t)(unsigned char)h[0] << 24) | ((uint32_t)(unsigned char)h[1] << 16) |
 		     ((uint32_t)(unsigned char)h[2] << 8) | (unsigned char)h[3];
 	if (n == 0 || n > MAX_REPLY_FRAME) {
-		buf_printf(e, "gate frame too large: %u bytes exceeds the limit of %u", n, MAX_REPLY_FRAME);
+		buf_printf(e, "gate frame too large: %u bytes exceeds the limit of %u", n,
+			   MAX_REPLY_FRAME);
 		return -1;
 	}
 	buf_reset(rb);
@@ -205,7 +210,8 @@ read_reply:;
 	size_t vs, ve;
 	int rc = json_scan(rb->p, rb->len, 0, &vs, &ve, err, sizeof err);
 	if (rc != JSON_OK) {
-		buf_printf(e, "gate reply is not a JSON object: %s", rc == JSON_SYNTAX ? err : "unexpected end of JSON input");
+		buf_printf(e, "gate reply is not a JSON object: %s",
+			   rc == JSON_SYNTAX ? err : "unexpected end of JSON input");
 		return -1;
 	}
 	const char *v = rb->p + vs;
@@ -214,8 +220,7 @@ read_reply:;
 	buf_t typ;
 	buf_init(&typ, 0);
 	if (t != JT_OBJECT && t != JT_NULL) {
-		buf_printf(e, "gate reply is not a JSON object but %s",
-			   json_type_name(t));
+		buf_printf(e, "gate reply is not a JSON object but %s", json_type_name(t));
 		return -1;
 	}
 	if (t == JT_OBJECT && string_field(v, vn, "type", &typ)) {
@@ -227,8 +232,10 @@ read_reply:;
 	if (typ.len == 5 && memcmp(typ.p, "error", 5) == 0) {
 		buf_t cls;
 		buf_init(&cls, 0);
-		if (string_field(v, vn, "class", &cls) || string_field(v, vn, "message", &ge->msg)) {
-			buf_puts(e, "gate error reply malformed: class and message must be strings");
+		if (string_field(v, vn, "class", &cls) ||
+		    string_field(v, vn, "message", &ge->msg)) {
+			buf_puts(e,
+				 "gate error reply malformed: class and message must be strings");
 			ret = -1;
 		} else {
 			snprintf(ge->cls, sizeof ge->cls, "%.*s", (int)cls.len, cls.p ? cls.p : "");
@@ -256,7 +263,7 @@ void gerr_text(buf_t *b, const struct gerr *ge)
 
 int gate_dial(buf_t *e)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t pl = strlen(cfg.gate);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -265,7 +272,8 @@ int gate_dial(buf_t *e)
 	}
 	if (pl >= sizeof sa.sun_path) {
 		close(fd);
-		buf_printf(e, "dial gate %s: the path is longer than a unix socket path may be", cfg.gate);
+		buf_printf(e, "dial gate %s: the path is longer than a unix socket path may be",
+			   cfg.gate);
 		return -1;
 	}
 	memcpy(sa.sun_path, cfg.gate, pl);
@@ -282,4 +290,3 @@ int gate_dial(buf_t *e)
 	gate_fd = fd;
 	return 0;
 }
-

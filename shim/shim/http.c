@@ -20,8 +20,6 @@
 
 /* ---- HTTP connections ---- */
 
-
-
 struct conn *conns[MAX_CONNS];
 struct conn *exit_conn; /* the reply after which the process exits */
 int exit_pending;
@@ -43,17 +41,28 @@ void conn_close(struct conn *c)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 411: return "Length Required";
-	case 413: return "Request Entity Too Large";
-	case 431: return "Request Header Fields Too Large";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Request Entity Too Large";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
 }
 
@@ -91,10 +100,12 @@ static void timings_json(buf_t *b)
 }
 
 /* reply queues a JSON response; outcome and timings go in the teemate headers. */
-void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body, size_t n)
+void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body,
+	   size_t n)
 {
 	buf_t *b = &c->out;
-	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n", status, reason(status));
+	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n", status,
+		   reason(status));
 	if (outcome)
 		buf_printf(b, WIRE_HEADER_OUTCOME ": %s\r\n", outcome);
 	if (with_timings) {
@@ -127,8 +138,10 @@ void reply_error(struct conn *c, int status, const char *outcome, int with_timin
 static void reply_plain(struct conn *c, int status, const char *extra_headers, const char *body)
 {
 	buf_t *b = &c->out;
-	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s",
-		   status, reason(status), extra_headers);
+	buf_printf(
+		b,
+		"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s",
+		status, reason(status), extra_headers);
 	if (c->close_after)
 		buf_puts(b, "Connection: close\r\n");
 	put_date(b);
@@ -158,8 +171,10 @@ static void bad_request(struct conn *c, int status, const char *why)
 {
 	/* Go's server answers malformed requests itself, in plain text, and closes. */
 	c->close_after = 1;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%d %s%s%s",
-		   status, reason(status), status, reason(status), why ? ": " : "", why ? why : "");
+	buf_printf(
+		&c->out,
+		"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%d %s%s%s",
+		status, reason(status), status, reason(status), why ? ": " : "", why ? why : "");
 	c->phase = C_WRITE;
 }
 
@@ -177,7 +192,6 @@ static void trim(const char **v, size_t *vn)
 	while (*vn && ((*v)[*vn - 1] == ' ' || (*v)[*vn - 1] == '\t' || (*v)[*vn - 1] == '\r'))
 		(*vn)--;
 }
-
 
 /* start_request parses a complete request head and routes it. */
 static void finish_body(struct conn *c);
@@ -275,7 +289,8 @@ static void start_request(struct conn *c)
 		/* Bodies must come with a Content-Length: the invoker always sends one, and a
 		 * length known up front is what lets the shim bound its reads. */
 		c->close_after = 1;
-		reply_error(c, 411, NULL, 0, "Length Required: send the body with a Content-Length, not chunked");
+		reply_error(c, 411, NULL, 0,
+			    "Length Required: send the body with a Content-Length, not chunked");
 		c->phase = C_WRITE;
 		return;
 	}
@@ -299,7 +314,9 @@ static void start_request(struct conn *c)
 	int is_post = ml == 4 && memcmp(method, "POST", 4) == 0;
 	if (ml == 4 && memcmp(method, "HEAD", 4) == 0)
 		c->close_after = 1; /* our error replies carry a body a HEAD client will not read */
-	int route = (tl == 5 && memcmp(target, "/init", 5) == 0) ? R_INIT : (tl == 4 && memcmp(target, "/run", 4) == 0) ? R_RUN : R_NONE;
+	int route = (tl == 5 && memcmp(target, "/init", 5) == 0) ? R_INIT :
+		    (tl == 4 && memcmp(target, "/run", 4) == 0)  ? R_RUN :
+								   R_NONE;
 	if (route == R_NONE)
 		reply_plain(c, 404, "", "404 page not found\n");
 	else if (!is_post)
@@ -307,7 +324,9 @@ static void start_request(struct conn *c)
 	else if (route == R_INIT && state != ST_FRESH)
 		reply_error(c, 403, NULL, 0, MSG_INIT_TWICE);
 	else if (route == R_RUN && state != ST_READY)
-		reply_error(c, 403, NULL, 0, state == ST_FRESH || state == ST_INITIALIZING ? MSG_NOT_INITIALIZED : MSG_ONE_ACTIVATION);
+		reply_error(c, 403, NULL, 0,
+			    state == ST_FRESH || state == ST_INITIALIZING ? MSG_NOT_INITIALIZED :
+									    MSG_ONE_ACTIVATION);
 	else {
 		/* This request drives the activation. */
 		state = route == R_INIT ? ST_INITIALIZING : ST_RUNNING;
@@ -371,7 +390,8 @@ static void advance(struct conn *c)
 {
 	for (;;) {
 		if (c->phase == C_DISCARD) {
-			size_t d = c->discard_left < c->in.len ? (size_t)c->discard_left : c->in.len;
+			size_t d =
+				c->discard_left < c->in.len ? (size_t)c->discard_left : c->in.len;
 			consume_input(c, d);
 			c->discard_left -= d;
 			if (c->discard_left)
@@ -465,7 +485,8 @@ static void conn_read(struct conn *c)
 static int conn_write(struct conn *c)
 {
 	while (c->out_off < c->out.len) {
-		ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+		ssize_t w =
+			send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -548,7 +569,7 @@ int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active)
 {
 	int n = 0;
 	if (listen_fd >= 0 && !exit_pending) {
-		pf[n] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+		pf[n] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
 		who[n++] = NULL;
 	}
 	for (int i = 0; i < MAX_CONNS; i++) {
@@ -560,7 +581,7 @@ int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active)
 			ev |= POLLOUT;
 		if (c->phase == C_HEAD || c->phase == C_BODY || c->phase == C_DISCARD)
 			ev |= POLLIN | POLLRDHUP;
-		pf[n] = (struct pollfd){.fd = c->fd, .events = ev};
+		pf[n] = (struct pollfd){ .fd = c->fd, .events = ev };
 		who[n++] = c;
 	}
 	return n;
@@ -596,4 +617,3 @@ int service(struct pollfd *pf, int npf, struct conn *active)
 	}
 	return 0;
 }
-

@@ -112,7 +112,8 @@ static void config_from_env(void)
 		buf_free(&tmp);
 	}
 	if (!cfg.proxy_socket && !cfg.proxy_addr && cfg.proxy_fd < 0)
-		add_err(&errs, "TEEMATE_PROXY_FD, TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set");
+		add_err(&errs,
+			"TEEMATE_PROXY_FD, TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set");
 	if (!cfg.gate)
 		add_err(&errs, "TEEMATE_GATE must be set");
 	int_var(&errs, "TEEMATE_MEMORY_MB", &cfg.memory_mb, 1, 1 << 20);
@@ -152,10 +153,16 @@ int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t now_ms(void) { return now_ns() / 1000000; }
+int64_t now_ms(void)
+{
+	return now_ns() / 1000000;
+}
 
 /* ms_since matches Go's float64(d.Microseconds())/1000. */
-double ms_since(int64_t t0) { return (double)((now_ns() - t0) / 1000) / 1000.0; }
+double ms_since(int64_t t0)
+{
+	return (double)((now_ns() - t0) / 1000) / 1000.0;
+}
 
 /* write_all writes to stdout/stderr, riding out EINTR, short writes and a non-blocking pipe. A
  * failure means the sandbox's output is gone; the reply still carries the result. */
@@ -167,7 +174,7 @@ void write_all(int fd, const char *p, size_t n)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				struct pollfd pf = {.fd = fd, .events = POLLOUT};
+				struct pollfd pf = { .fd = fd, .events = POLLOUT };
 				if (poll(&pf, 1, 1000) <= 0)
 					return;
 				continue;
@@ -212,7 +219,6 @@ void log_json(const char *level, const char *msg, const char *err)
 
 /* ---- state ---- */
 
-
 int state = ST_FRESH;
 int gate_fd = -1;
 struct timings timings;
@@ -252,16 +258,18 @@ static void open_listener(void)
 		socklen_t l = sizeof acc;
 		if (getsockopt(cfg.proxy_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc) {
 			char m[128];
-			snprintf(m, sizeof m, "TEEMATE_PROXY_FD=%d is not a listening socket", cfg.proxy_fd);
+			snprintf(m, sizeof m, "TEEMATE_PROXY_FD=%d is not a listening socket",
+				 cfg.proxy_fd);
 			log_json("error", "teemate-shim failed", m);
 			_exit(1);
 		}
 		listen_fd = cfg.proxy_fd;
 	} else if (cfg.proxy_socket) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		size_t pl = strlen(cfg.proxy_socket);
 		if (unlink(cfg.proxy_socket) < 0 && errno != ENOENT)
-			fail_listen("remove stale proxy socket: remove %s: %s", cfg.proxy_socket, errno);
+			fail_listen("remove stale proxy socket: remove %s: %s", cfg.proxy_socket,
+				    errno);
 		if (pl >= sizeof sa.sun_path)
 			fail_listen("listen on %s: %s", cfg.proxy_socket, EINVAL);
 		memcpy(sa.sun_path, cfg.proxy_socket, pl);
@@ -307,7 +315,8 @@ static void open_listener(void)
 			s6->sin6_addr = in6addr_any;
 			s6->sin6_port = htons((uint16_t)port);
 			sl = sizeof *s6;
-		} else if (strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+		} else if (strcmp(h, "localhost") == 0 ||
+			   inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
 			fam = AF_INET;
 			s4->sin_family = AF_INET;
 			if (strcmp(h, "localhost") == 0)
@@ -339,7 +348,8 @@ static void open_listener(void)
 		int one = 1;
 		if (listen_fd >= 0)
 			setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 || listen(listen_fd, 128) < 0)
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 ||
+		    listen(listen_fd, 128) < 0)
 			fail_listen("listen on %s: %s", a, errno);
 	}
 	fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
@@ -387,7 +397,8 @@ int main(void)
 		int n = fill_pollfds(pf, who, NULL);
 		int64_t wake = exit_pending ? exit_deadline : 0;
 		for (int i = 0; i < MAX_CONNS; i++)
-			if (conns[i] && conns[i]->head_deadline && (!wake || conns[i]->head_deadline < wake))
+			if (conns[i] && conns[i]->head_deadline &&
+			    (!wake || conns[i]->head_deadline < wake))
 				wake = conns[i]->head_deadline;
 		int timeout = -1;
 		if (wake) {
@@ -404,11 +415,11 @@ int main(void)
 		if (r == 0) {
 			/* Header timeouts. */
 			for (int i = 0; i < MAX_CONNS; i++)
-				if (conns[i] && conns[i]->head_deadline && now_ms() > conns[i]->head_deadline)
+				if (conns[i] && conns[i]->head_deadline &&
+				    now_ms() > conns[i]->head_deadline)
 					conn_close(conns[i]);
 			continue;
 		}
 		service(pf, n, NULL);
 	}
 }
-

@@ -43,20 +43,21 @@
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/run/teemate/start.conf"
-#define FORMAT_TAG "teemate-start/1"
-#define MAX_CONFIG (1 << 20) /* bytes; the encoder refuses more */
-#define MAX_ITEMS 4096       /* per list (argv, env) */
-#define PROXY_FD 3
+#define FORMAT_TAG     "teemate-start/1"
+#define MAX_CONFIG     (1 << 20) /* bytes; the encoder refuses more */
+#define MAX_ITEMS      4096      /* per list (argv, env) */
+#define PROXY_FD       3
 #define PROXY_ENV_NAME "TEEMATE_PROXY_FD="
-#define PROXY_ENV PROXY_ENV_NAME "3"
+#define PROXY_ENV      PROXY_ENV_NAME "3"
 
 enum { EXIT_MALFORMED = 125, EXIT_CANNOT_EXEC = 126, EXIT_UNREADABLE = 127 };
 
 static const char *config_path = DEFAULT_CONFIG;
 
 /* say writes the pieces to standard error; stdio is not linked in, to keep the stub small. */
-static void say(const char *a, const char *b, const char *c) {
-	const char *parts[] = {"teemate-start: ", a, b, c, "\n"};
+static void say(const char *a, const char *b, const char *c)
+{
+	const char *parts[] = { "teemate-start: ", a, b, c, "\n" };
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
 		size_t n = parts[i] ? strlen(parts[i]) : 0;
 		const char *s = parts[i];
@@ -72,30 +73,36 @@ static void say(const char *a, const char *b, const char *c) {
 	}
 }
 
-static void die(int code, const char *a, const char *b, const char *c) {
+static void die(int code, const char *a, const char *b, const char *c)
+{
 	say(a, b, c);
 	_exit(code);
 }
 
-static void malformed(const char *what) {
+static void malformed(const char *what)
+{
 	die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
 }
 
 /* read_config reads the whole file into a NUL-terminated buffer; *len excludes that NUL. */
-static char *read_config(size_t *len) {
+static char *read_config(size_t *len)
+{
 	int fd = open(config_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path, errno == ENOENT ? ": no such file" : ": cannot open it");
+		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+		    errno == ENOENT ? ": no such file" : ": cannot open it");
 	char *buf = malloc(MAX_CONFIG + 1);
 	if (!buf)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path, ": out of memory");
+		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+		    ": out of memory");
 	size_t n = 0;
 	for (;;) {
 		ssize_t r = read(fd, buf + n, MAX_CONFIG + 1 - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			die(EXIT_UNREADABLE, "read the start configuration ", config_path, ": read error");
+			die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+			    ": read error");
 		if (r == 0)
 			break;
 		n += (size_t)r;
@@ -109,7 +116,8 @@ static char *read_config(size_t *len) {
 }
 
 /* next returns the field at *p and moves *p past its NUL, or reports a truncated file. */
-static char *next(char **p, char *end, const char *what) {
+static char *next(char **p, char *end, const char *what)
+{
 	if (*p >= end)
 		die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
 	char *nul = memchr(*p, '\0', (size_t)(end - *p));
@@ -121,7 +129,8 @@ static char *next(char **p, char *end, const char *what) {
 }
 
 /* count parses a decimal count: digits only, no sign, no leading zero, at most max. */
-static long count(const char *s, long min, long max, const char *what) {
+static long count(const char *s, long min, long max, const char *what)
+{
 	if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
 		malformed(what);
 	long v = 0;
@@ -138,7 +147,8 @@ static long count(const char *s, long min, long max, const char *what) {
 }
 
 /* proxy_fd_listening tells whether descriptor 3 is a listening socket, and makes it survive exec. */
-static int proxy_fd_listening(void) {
+static int proxy_fd_listening(void)
+{
 	int flags = fcntl(PROXY_FD, F_GETFD);
 	if (flags < 0)
 		return 0;
@@ -151,7 +161,8 @@ static int proxy_fd_listening(void) {
 	return 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
 	if (argc > 2)
 		die(EXIT_MALFORMED, "usage: teemate-start [config]", "", "");
 	if (argc == 2)
@@ -170,13 +181,15 @@ int main(int argc, char **argv) {
 		malformed(": the command path is not absolute");
 	if (cwd[0] != '/')
 		malformed(": the working directory is not absolute");
-	long nargs = count(next(&p, end, ": no argument count"), 1, MAX_ITEMS, ": bad argument count");
+	long nargs =
+		count(next(&p, end, ": no argument count"), 1, MAX_ITEMS, ": bad argument count");
 	char **args = calloc((size_t)nargs + 1, sizeof *args);
 	if (!args)
 		die(EXIT_MALFORMED, "out of memory", "", "");
 	for (long i = 0; i < nargs; i++)
 		args[i] = next(&p, end, ": fewer arguments than counted");
-	long nenv = count(next(&p, end, ": no environment count"), 0, MAX_ITEMS, ": bad environment count");
+	long nenv = count(next(&p, end, ": no environment count"), 0, MAX_ITEMS,
+			  ": bad environment count");
 	char **env = calloc((size_t)nenv + 2, sizeof *env);
 	if (!env)
 		die(EXIT_MALFORMED, "out of memory", "", "");
@@ -197,9 +210,11 @@ int main(int argc, char **argv) {
 	env[k] = NULL;
 
 	if (chdir(cwd) != 0)
-		die(EXIT_MALFORMED, "working directory ", cwd, errno == ENOENT ? ": no such directory" : ": cannot enter it");
+		die(EXIT_MALFORMED, "working directory ", cwd,
+		    errno == ENOENT ? ": no such directory" : ": cannot enter it");
 	execve(path, args, env);
 	int e = errno;
-	die(e == ENOENT ? EXIT_UNREADABLE : EXIT_CANNOT_EXEC, "exec ", path, e == ENOENT ? ": no such file" : ": cannot execute");
+	die(e == ENOENT ? EXIT_UNREADABLE : EXIT_CANNOT_EXEC, "exec ", path,
+	    e == ENOENT ? ": no such file" : ": cannot execute");
 	return 0;
 }

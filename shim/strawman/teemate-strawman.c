@@ -37,7 +37,7 @@
 #include "../json/json.h"
 #include "../shim/wire.h"
 
-#define GRACE_MS 5000
+#define GRACE_MS   5000
 #define TAIL_BYTES 4096
 
 static int64_t now_ms(void)
@@ -50,7 +50,7 @@ static int64_t now_ms(void)
 /* io waits up to ms for fd to be ready for ev; 0 when ready. */
 static int io(int fd, short ev, int ms)
 {
-	struct pollfd pf = {.fd = fd, .events = ev};
+	struct pollfd pf = { .fd = fd, .events = ev };
 	int r;
 	do
 		r = poll(&pf, 1, ms);
@@ -85,7 +85,7 @@ static int read_full(int fd, char *p, size_t n, int ms)
  * says what went wrong. */
 static int ping(const char *gate, int ms, char *why, size_t whyn)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(gate) >= sizeof sa.sun_path) {
 		snprintf(why, whyn, "gate socket path too long");
 		return -1;
@@ -101,7 +101,8 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 	static const char req[] = "\0\0\0\x0f{\"type\":\"ping\"}";
 	char hdr[4], body[4096];
 	int rc = -1;
-	if (io(fd, POLLOUT, ms) || send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
+	if (io(fd, POLLOUT, ms) ||
+	    send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
 		snprintf(why, whyn, "send ping: %s", strerror(errno));
 		goto out;
 	}
@@ -109,10 +110,12 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 		snprintf(why, whyn, "read pong: %s", strerror(errno));
 		goto out;
 	}
-	uint32_t n = ((uint32_t)(unsigned char)hdr[0] << 24) | ((uint32_t)(unsigned char)hdr[1] << 16) |
+	uint32_t n = ((uint32_t)(unsigned char)hdr[0] << 24) |
+		     ((uint32_t)(unsigned char)hdr[1] << 16) |
 		     ((uint32_t)(unsigned char)hdr[2] << 8) | (unsigned char)hdr[3];
 	if (n == 0 || n > sizeof body) {
-		snprintf(why, whyn, "pong frame of %u bytes (at most %zu expected)", n, sizeof body);
+		snprintf(why, whyn, "pong frame of %u bytes (at most %zu expected)", n,
+			 sizeof body);
 		goto out;
 	}
 	if (read_full(fd, body, n, ms)) {
@@ -121,7 +124,8 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 	}
 	size_t vs, ve;
 	char err[160];
-	if (json_scan(body, n, 0, &vs, &ve, err, sizeof err) != JSON_OK || json_type(body + vs) != JT_OBJECT) {
+	if (json_scan(body, n, 0, &vs, &ve, err, sizeof err) != JSON_OK ||
+	    json_type(body + vs) != JT_OBJECT) {
 		snprintf(why, whyn, "the gate's answer to ping is not a JSON object");
 		goto out;
 	}
@@ -159,7 +163,7 @@ static const char *tail(int out)
 
 static void exec_shim(const char *shim)
 {
-	char *argv[] = {(char *)shim, NULL};
+	char *argv[] = { (char *)shim, NULL };
 	execv(shim, argv);
 	fprintf(stderr, "teemate-strawman: exec %s: %s\n", shim, strerror(errno));
 	_exit(1);
@@ -192,8 +196,9 @@ int main(int argc, char **argv)
 		char *e;
 		limit = strtoll(tv, &e, 10);
 		if (*e || limit < 1 || limit > 24ll * 3600 * 1000) {
-			fprintf(stderr, "teemate-strawman: TEEMATE_TIMEOUT_MS=%s: want an integer from 1 to %lld\n", tv,
-				24ll * 3600 * 1000);
+			fprintf(stderr,
+				"teemate-strawman: TEEMATE_TIMEOUT_MS=%s: want an integer from 1 to %lld\n",
+				tv, 24ll * 3600 * 1000);
 			return 2;
 		}
 	}
@@ -232,7 +237,8 @@ int main(int argc, char **argv)
 	char why[512] = "";
 	for (;;) {
 		int64_t left = deadline - now_ms();
-		if (ping(gate, left < 1000 ? (left > 0 ? (int)left : 1) : 1000, why, sizeof why) == 0)
+		if (ping(gate, left < 1000 ? (left > 0 ? (int)left : 1) : 1000, why, sizeof why) ==
+		    0)
 			break;
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -249,7 +255,8 @@ int main(int argc, char **argv)
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			char head[1024];
-			snprintf(head, sizeof head, "gate %s did not answer within %lld ms (%s)", gate, limit + GRACE_MS, why);
+			snprintf(head, sizeof head, "gate %s did not answer within %lld ms (%s)",
+				 gate, limit + GRACE_MS, why);
 			fail(shim, "%s; the runtime's output: %s", head, tail(out));
 		}
 		usleep((useconds_t)delay_ms * 1000);
