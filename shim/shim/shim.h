@@ -26,6 +26,9 @@
 #define HEADER_TIMEOUT_MS 10000
 #define SHUTDOWN_MS       5000
 
+/* ARRAY_SIZE is the element count of an array (not of a pointer). */
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 /* Gate run limits; limits outside are clamped, not refused. */
 #define MIN_TIMEOUT_MS WIRE_MIN_TIMEOUT_MS
 #define MAX_TIMEOUT_MS WIRE_MAX_TIMEOUT_MS
@@ -61,8 +64,8 @@ enum { R_NONE, R_INIT, R_RUN };
 struct conn {
 	int fd;
 	int phase;
-	buf_t in;
-	buf_t out;
+	struct buf in;
+	struct buf out;
 	size_t out_off;
 	int close_after;
 	int expect_continue;
@@ -77,7 +80,7 @@ struct conn {
 
 struct gerr {
 	char cls[64];
-	buf_t msg;
+	struct buf msg;
 };
 
 extern struct config cfg;
@@ -106,13 +109,13 @@ void reply_error(struct conn *c, int status, const char *outcome, int with_timin
 		 const char *msg);
 int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active);
 int service(struct pollfd *pf, int npf, struct conn *active);
-int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, buf_t *e);
+int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e);
 int field(const char *obj, size_t n, const char *name, const char **v, size_t *vn);
-int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline,
-	      struct conn *active, buf_t *rb, const char **obj, size_t *objn, struct gerr *ge,
-	      buf_t *e);
-void gerr_text(buf_t *b, const struct gerr *ge);
-int gate_dial(buf_t *e);
+int gate_call(const struct buf *req, size_t limit, const char *want, int64_t deadline,
+	      struct conn *active, struct buf *rb, const char **obj, size_t *objn, struct gerr *ge,
+	      struct buf *e);
+void gerr_text(struct buf *b, const struct gerr *ge);
+int gate_dial(struct buf *e);
 void handle_init(struct conn *c, const char *body, size_t n, int over);
 void await_release(void);
 void handle_run(struct conn *c, const char *body, size_t n, int over);

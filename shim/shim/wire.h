@@ -27,7 +27,8 @@
 #define WIRE_MAX_LOG_LIMIT  (64ll << 20)
 
 /* Outcomes: the gate's result outcomes, passed on in the outcome header, and "gate" for a failure
- * between the shim and the enclave. */
+ * between the shim and the enclave.
+ */
 #define WIRE_OUTCOME_SUCCESS     "success"
 #define WIRE_OUTCOME_APPLICATION "application"
 #define WIRE_OUTCOME_DEVELOPER   "developer"
