@@ -21,18 +21,18 @@
 /* ---- gate client ---- */
 
 /* gate_wait waits until the gate fd is ready for ev, serving the other connections meanwhile.
- * Returns 0, or an errno: ETIMEDOUT at the deadline, ECANCELED when the active client hung up
- * or the shim is told to stop.
+ * Returns 0, or a negative errno: -ETIMEDOUT at the deadline, -ECANCELED when the active client
+ * hung up or the shim is told to stop.
  */
 static int gate_wait(short ev, int64_t deadline_ms, struct conn *active)
 {
 	for (;;) {
 		if (terminated)
-			return ECANCELED;
+			return -ECANCELED;
 		int64_t left = deadline_ms - now_ms();
 
 		if (left <= 0)
-			return ETIMEDOUT;
+			return -ETIMEDOUT;
 		struct pollfd pf[MAX_CONNS + 3];
 		struct conn *who[MAX_CONNS + 3];
 
@@ -51,12 +51,12 @@ static int gate_wait(short ev, int64_t deadline_ms, struct conn *active)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno;
+			return -errno;
 		}
 		if (r == 0)
 			continue;
 		if (active && (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
-			return ECANCELED;
+			return -ECANCELED;
 		int base = active ? 2 : 1;
 
 		service(pf + base, n - base, active);
@@ -87,7 +87,7 @@ int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, s
 				int err = gate_wait(POLLOUT, deadline, active);
 
 				if (err) {
-					io_error(e, "write gate frame", err);
+					io_error(e, "write gate frame", -err);
 					return -1;
 				}
 				continue;
@@ -126,7 +126,7 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 			int err = gate_wait(POLLIN | POLLRDHUP, deadline, active);
 
 			if (err) {
-				io_error(e, what, err);
+				io_error(e, what, -err);
 				return -1;
 			}
 			continue;
