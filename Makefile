@@ -59,8 +59,11 @@ run: build images ## Start the whole platform on this machine (embedded Kafka, c
 
 # C directories held to .clang-format and to the kernel's checkpatch.pl: the module, and the static
 # programs that run inside every sandbox (shim/: the shim, its JSON code, the start stub, the
-# strawman's launcher), which checkpatch reads as user-space programs.
-C_FORMAT_DIRS          := kmod shim
+# strawman's launcher), which checkpatch reads as user-space programs. The confinement launcher
+# is held to clang-format only: it is security code, reformatted as a whitespace-only change, and
+# checkpatch's remaining asks there (blank lines after declarations, sizeof(x), comment closings)
+# wait for a change that reviews it as code.
+C_FORMAT_DIRS          := kmod shim invoker/internal/enclave/confine/launcher
 CHECKPATCH_KERNEL_DIRS := kmod
 CHECKPATCH_USER_DIRS   := shim
 # checkpatch.pl comes from Debian's linux-source-6.1 (see deploy/dev/install-deps.sh). Types that do
