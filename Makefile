@@ -57,19 +57,25 @@ $(BIN)/teemate-confine: $(CONFINE_SRC) node-isolate-patch/src/seccomp_policy.h
 run: build images ## Start the whole platform on this machine (embedded Kafka, controller-adapter on :3233, one invoker)
 	$(BIN)/controller-adapter --standalone --port 3233 --data-dir $(STATE)
 
-# C directories held to .clang-format and to the kernel's checkpatch.pl. shim/ (and the start stub
-# and the confinement launcher) join once shim/ has been reorganised and reformatted (issue 14):
-# add them to C_FORMAT_DIRS, and to CHECKPATCH_USER_DIRS with the fixes checkpatch asks for.
-C_FORMAT_DIRS          := kmod
+# C directories held to .clang-format and to the kernel's checkpatch.pl: the module, and the static
+# programs that run inside every sandbox (shim/: the shim, its JSON code, the start stub, the
+# strawman's launcher), which checkpatch reads as user-space programs. The confinement launcher
+# is held to clang-format only: it is security code, reformatted as a whitespace-only change, and
+# checkpatch's remaining asks there (blank lines after declarations, sizeof(x), comment closings)
+# wait for a change that reviews it as code.
+C_FORMAT_DIRS          := kmod shim invoker/internal/enclave/confine/launcher
 CHECKPATCH_KERNEL_DIRS := kmod
-CHECKPATCH_USER_DIRS   :=
+CHECKPATCH_USER_DIRS   := shim
 # checkpatch.pl comes from Debian's linux-source-6.1 (see deploy/dev/install-deps.sh). Types that do
 # not apply: the module builds against more than one kernel (LINUX_VERSION_CODE); user-space
 # programs and the selftests read shared mappings through volatile and parse with sscanf
-# (kstrto* is kernel-only).
+# (kstrto* is kernel-only), cannot use the kernel's own attribute macros (__printf() and its kin
+# come from the kernel's compiler_attributes.h; a user-space copy would take a reserved name), and
+# carry no SPDX tag (the tag is the kernel tree's licence rule; kmod/ carries GPL-2.0 tags because
+# the kernel requires them, the project's own programs declare no licence).
 CHECKPATCH               := perl $(TOOLS)/checkpatch/checkpatch.pl --no-tree --terse --show-types --quiet
 CHECKPATCH_KERNEL_IGNORE := LINUX_VERSION_CODE,CONSTANT_COMPARISON
-CHECKPATCH_USER_IGNORE   := $(CHECKPATCH_KERNEL_IGNORE),VOLATILE,SSCANF_TO_KSTRTO
+CHECKPATCH_USER_IGNORE   := $(CHECKPATCH_KERNEL_IGNORE),VOLATILE,SSCANF_TO_KSTRTO,PREFER_DEFINED_ATTRIBUTE_MACRO,SPDX_LICENSE_TAG
 # Tracked C files under the directories $(1); evaluated only when a recipe uses them.
 c_files = $(if $(strip $(1)),$(shell git ls-files $(foreach d,$(1),'$(d)/*.[ch]')))
 kernel_c = $(foreach f,$(call c_files,$(CHECKPATCH_KERNEL_DIRS)),$(if $(findstring /selftests/,$(f)),,$(f)))
@@ -97,7 +103,7 @@ lint: ## Static checks: go vet, gofmt, golangci-lint (.golangci.yml), dropped er
 .PHONY: fmt
 fmt: ## Format the Go code (gofmt) and the C directories of C_FORMAT_DIRS (clang-format)
 	gofmt -w $$(git ls-files -co --exclude-standard '*.go')
-	clang-format -i $$(git ls-files $(addsuffix /*.[ch],$(C_FORMAT_DIRS)))
+	clang-format -i $(call c_files,$(C_FORMAT_DIRS))
 
 .PHONY: test
 test: deps build lint ## Install what is needed, then run every test (race detector on the Go tests)

@@ -1,5 +1,6 @@
 /* See json.h. The scanner is a byte-at-a-time state machine so that it finds the same first error,
- * at the same byte, as Go's encoding/json; nesting is kept on an explicit stack (no recursion). */
+ * at the same byte, as Go's encoding/json; nesting is kept on an explicit stack (no recursion).
+ */
 #define _GNU_SOURCE
 #include "json.h"
 
@@ -12,27 +13,30 @@
 
 /* ---- buffers ---- */
 
-void buf_init(buf_t *b, size_t limit)
+void buf_init(struct buf *b, size_t limit)
 {
-	memset(b, 0, sizeof *b);
+	memset(b, 0, sizeof(*b));
 	b->limit = limit;
 }
 
-void buf_free(buf_t *b)
+void buf_free(struct buf *b)
 {
 	free(b->p);
-	memset(b, 0, sizeof *b);
+	memset(b, 0, sizeof(*b));
 }
 
-void buf_reset(buf_t *b)
+void buf_reset(struct buf *b)
 {
 	b->len = 0;
 	b->oom = 0;
 }
 
-int buf_stored(const buf_t *b) { return !b->oom && (b->limit == 0 || b->len <= b->limit); }
+int buf_stored(const struct buf *b)
+{
+	return !b->oom && (b->limit == 0 || b->len <= b->limit);
+}
 
-void buf_put(buf_t *b, const void *s, size_t n)
+void buf_put(struct buf *b, const void *s, size_t n)
 {
 	if (n == 0)
 		return;
@@ -41,15 +45,18 @@ void buf_put(buf_t *b, const void *s, size_t n)
 		return;
 	}
 	size_t need = b->len + n;
+
 	if (b->limit && need > b->limit) {
 		b->len = need; /* count only */
 		return;
 	}
 	if (need > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
+
 		while (cap < need)
 			cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 		char *p = realloc(b->p, cap);
+
 		if (!p) {
 			b->oom = 1;
 			return;
@@ -61,24 +68,33 @@ void buf_put(buf_t *b, const void *s, size_t n)
 	b->len = need;
 }
 
-void buf_putc(buf_t *b, char c) { buf_put(b, &c, 1); }
+void buf_putc(struct buf *b, char c)
+{
+	buf_put(b, &c, 1);
+}
 
-void buf_puts(buf_t *b, const char *s) { buf_put(b, s, strlen(s)); }
+void buf_puts(struct buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
 
-void buf_printf(buf_t *b, const char *fmt, ...)
+void buf_printf(struct buf *b, const char *fmt, ...)
 {
 	char tmp[512];
 	va_list ap;
+
 	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+
 	va_end(ap);
 	if (n < 0)
 		return;
-	if ((size_t)n < sizeof tmp) {
+	if ((size_t)n < sizeof(tmp)) {
 		buf_put(b, tmp, (size_t)n);
 		return;
 	}
 	char *big = malloc((size_t)n + 1);
+
 	if (!big) {
 		b->oom = 1;
 		return;
@@ -95,15 +111,17 @@ void buf_printf(buf_t *b, const char *fmt, ...)
 /* utf8_rune decodes one rune as Go's utf8.DecodeRune does; an invalid sequence is width 1, r -1. */
 static size_t utf8_rune(const unsigned char *s, size_t n, long *r)
 {
-	unsigned c = s[0];
+	unsigned int c = s[0];
+
 	if (c < 0x80) {
 		*r = c;
 		return 1;
 	}
 	*r = -1;
 	size_t w;
-	unsigned lo = 0x80, hi = 0xBF;
+	unsigned int lo = 0x80, hi = 0xBF;
 	long v;
+
 	if (c >= 0xC2 && c <= 0xDF) {
 		w = 2;
 		v = c & 0x1F;
@@ -136,9 +154,10 @@ static size_t utf8_rune(const unsigned char *s, size_t n, long *r)
 	return w;
 }
 
-static void put_utf8(buf_t *b, long r)
+static void put_utf8(struct buf *b, long r)
 {
 	char t[4];
+
 	if (r < 0x80) {
 		t[0] = (char)r;
 		buf_put(b, t, 1);
@@ -163,7 +182,8 @@ static void put_utf8(buf_t *b, long r)
 /* ---- Go's quoting ---- */
 
 /* go_isprint approximates strconv.IsPrint: the Latin-1 and common non-printables are exact;
- * beyond those, the few format and separator characters that matter in practice. */
+ * beyond those, the few format and separator characters that matter in practice.
+ */
 static int go_isprint(long r)
 {
 	if (r < 0x20 || r == 0x7F)
@@ -172,13 +192,14 @@ static int go_isprint(long r)
 		return 1;
 	if (r < 0xA0 || r == 0xA0 || r == 0xAD)
 		return 0;
-	if ((r >= 0x2000 && r <= 0x200F) || (r >= 0x2028 && r <= 0x202F) || (r >= 0x205F && r <= 0x206F) ||
-	    r == 0x3000 || r == 0xFEFF || (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xDFFF) || r > 0x10FFFF)
+	if ((r >= 0x2000 && r <= 0x200F) || (r >= 0x2028 && r <= 0x202F) ||
+	    (r >= 0x205F && r <= 0x206F) || r == 0x3000 || r == 0xFEFF ||
+	    (r >= 0xFFF9 && r <= 0xFFFB) || (r >= 0xD800 && r <= 0xDFFF) || r > 0x10FFFF)
 		return 0;
 	return 1;
 }
 
-static void quote_rune(buf_t *b, long r, char q)
+static void quote_rune(struct buf *b, long r, char q)
 {
 	if (r == q || r == '\\') {
 		buf_putc(b, '\\');
@@ -190,29 +211,45 @@ static void quote_rune(buf_t *b, long r, char q)
 		return;
 	}
 	switch (r) {
-	case '\a': buf_puts(b, "\\a"); return;
-	case '\b': buf_puts(b, "\\b"); return;
-	case '\f': buf_puts(b, "\\f"); return;
-	case '\n': buf_puts(b, "\\n"); return;
-	case '\r': buf_puts(b, "\\r"); return;
-	case '\t': buf_puts(b, "\\t"); return;
-	case '\v': buf_puts(b, "\\v"); return;
+	case '\a':
+		buf_puts(b, "\\a");
+		return;
+	case '\b':
+		buf_puts(b, "\\b");
+		return;
+	case '\f':
+		buf_puts(b, "\\f");
+		return;
+	case '\n':
+		buf_puts(b, "\\n");
+		return;
+	case '\r':
+		buf_puts(b, "\\r");
+		return;
+	case '\t':
+		buf_puts(b, "\\t");
+		return;
+	case '\v':
+		buf_puts(b, "\\v");
+		return;
 	}
 	if (r < 0x20 || r == 0x7F)
-		buf_printf(b, "\\x%02x", (unsigned)r);
+		buf_printf(b, "\\x%02x", (unsigned int)r);
 	else if (r < 0x10000)
-		buf_printf(b, "\\u%04x", (unsigned)r);
+		buf_printf(b, "\\u%04x", (unsigned int)r);
 	else
-		buf_printf(b, "\\U%08x", (unsigned)r);
+		buf_printf(b, "\\U%08x", (unsigned int)r);
 }
 
-void go_quote(buf_t *b, const char *s, size_t n)
+void go_quote(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
+
 	buf_putc(b, '"');
 	for (size_t i = 0; i < n;) {
 		long r;
 		size_t w = utf8_rune(u + i, n - i, &r);
+
 		if (r < 0)
 			buf_printf(b, "\\x%02x", u[i]);
 		else
@@ -225,7 +262,8 @@ void go_quote(buf_t *b, const char *s, size_t n)
 /* quote_char is Go's scanner quoteChar: the byte is taken as a Latin-1 rune. */
 static void quote_char(char *out, size_t cap, unsigned char c)
 {
-	buf_t b;
+	struct buf b;
+
 	buf_init(&b, 0);
 	if (c == '\'')
 		buf_puts(&b, "'\\''");
@@ -243,28 +281,44 @@ static void quote_char(char *out, size_t cap, unsigned char c)
 /* ---- scanner ---- */
 
 enum {
-	S_VALUE,          /* expecting a value */
-	S_VALUE_OR_END,   /* just after '[' */
-	S_KEY,            /* after ',' in an object */
-	S_KEY_OR_END,     /* just after '{' */
-	S_END,            /* after a value */
-	S_TOP,            /* after the top-level value (whole-input mode) */
-	S_STR, S_ESC, S_U, S_NEG, S_ZERO, S_INT, S_DOT, S_FRAC, S_EXP, S_EXPSIGN, S_EXPDIG, S_LIT,
+	S_VALUE,        /* expecting a value */
+	S_VALUE_OR_END, /* just after '[' */
+	S_KEY,          /* after ',' in an object */
+	S_KEY_OR_END,   /* just after '{' */
+	S_END,          /* after a value */
+	S_TOP,          /* after the top-level value (whole-input mode) */
+	S_STR,
+	S_ESC,
+	S_U,
+	S_NEG,
+	S_ZERO,
+	S_INT,
+	S_DOT,
+	S_FRAC,
+	S_EXP,
+	S_EXPSIGN,
+	S_EXPDIG,
+	S_LIT,
 };
 enum { P_KEY = 1, P_OBJVAL, P_ARR };
 #define MAX_DEPTH 10000
 
-static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 static int scan_err(char *err, size_t cap, unsigned char c, const char *ctx)
 {
 	char q[32];
-	quote_char(q, sizeof q, c);
+
+	quote_char(q, sizeof(q), c);
 	snprintf(err, cap, "invalid character %s %s", q, ctx);
 	return JSON_SYNTAX;
 }
 
-int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err, size_t errcap)
+int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend, char *err,
+	      size_t errcap)
 {
 	static unsigned char stack[MAX_DEPTH + 1];
 	size_t depth = 0, start = (size_t)-1, end = 0;
@@ -277,7 +331,7 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 		err[0] = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = p[i];
-	again:
+again:
 		switch (st) {
 		case S_VALUE_OR_END:
 			if (is_ws(c))
@@ -309,7 +363,8 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 			if (is_ws(c))
 				continue;
 			if (c != '"')
-				return scan_err(err, errcap, c, "looking for beginning of object key string");
+				return scan_err(err, errcap, c,
+						"looking for beginning of object key string");
 			st = S_STR;
 			is_key = 1;
 			continue;
@@ -326,12 +381,31 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 				stack[depth++] = c == '{' ? P_KEY : P_ARR;
 				st = c == '{' ? S_KEY_OR_END : S_VALUE_OR_END;
 				continue;
-			case '"': st = S_STR; is_key = 0; continue;
-			case '-': st = S_NEG; continue;
-			case '0': st = S_ZERO; continue;
-			case 't': lit = "true"; litpos = 1; st = S_LIT; continue;
-			case 'f': lit = "false"; litpos = 1; st = S_LIT; continue;
-			case 'n': lit = "null"; litpos = 1; st = S_LIT; continue;
+			case '"':
+				st = S_STR;
+				is_key = 0;
+				continue;
+			case '-':
+				st = S_NEG;
+				continue;
+			case '0':
+				st = S_ZERO;
+				continue;
+			case 't':
+				lit = "true";
+				litpos = 1;
+				st = S_LIT;
+				continue;
+			case 'f':
+				lit = "false";
+				litpos = 1;
+				st = S_LIT;
+				continue;
+			case 'n':
+				lit = "null";
+				litpos = 1;
+				st = S_LIT;
+				continue;
 			}
 			if (c >= '1' && c <= '9') {
 				st = S_INT;
@@ -341,6 +415,7 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 		case S_STR: {
 			/* Fast path over plain bytes. */
 			size_t j = i;
+
 			while (j < n && p[j] >= 0x20 && p[j] != '"' && p[j] != '\\')
 				j++;
 			if (j == n) {
@@ -373,7 +448,8 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 			}
 			return scan_err(err, errcap, c, "in string escape code");
 		case S_U:
-			if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) {
+			if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+			    (c >= 'A' && c <= 'F')) {
 				if (++u == 4)
 					st = S_STR;
 				continue;
@@ -442,7 +518,9 @@ int json_scan(const char *s, size_t n, int stream, size_t *vstart, size_t *vend,
 		case S_LIT:
 			if (c != (unsigned char)lit[litpos]) {
 				char ctx[64];
-				snprintf(ctx, sizeof ctx, "in literal %s (expecting '%c')", lit, lit[litpos]);
+
+				snprintf(ctx, sizeof(ctx), "in literal %s (expecting '%c')", lit,
+					 lit[litpos]);
 				return scan_err(err, errcap, c, ctx);
 			}
 			if (lit[++litpos] == 0) {
@@ -528,22 +606,30 @@ done:
 
 /* ---- walking validated JSON ---- */
 
-jtype json_type(const char *v)
+enum jtype json_type(const char *v)
 {
 	switch (*v) {
-	case 'n': return JT_NULL;
+	case 'n':
+		return JT_NULL;
 	case 't':
-	case 'f': return JT_BOOL;
-	case '"': return JT_STRING;
-	case '{': return JT_OBJECT;
-	case '[': return JT_ARRAY;
-	default: return JT_NUMBER;
+	case 'f':
+		return JT_BOOL;
+	case '"':
+		return JT_STRING;
+	case '{':
+		return JT_OBJECT;
+	case '[':
+		return JT_ARRAY;
+	default:
+		return JT_NUMBER;
 	}
 }
 
-const char *json_type_name(jtype t)
+const char *json_type_name(enum jtype t)
 {
-	static const char *names[] = {"null", "bool", "number", "string", "object", "array"};
+	static const char *const names[] = {
+		"null", "bool", "number", "string", "object", "array"
+	};
 	return names[t];
 }
 
@@ -570,10 +656,12 @@ size_t json_skip(const char *s, size_t n, size_t i)
 	if (i >= n)
 		return n;
 	char c = s[i];
+
 	if (c == '"')
 		return skip_string(s, n, i);
 	if (c == '{' || c == '[') {
 		size_t d = 0;
+
 		while (i < n) {
 			c = s[i];
 			if (c == '"') {
@@ -588,21 +676,23 @@ size_t json_skip(const char *s, size_t n, size_t i)
 		}
 		return n;
 	}
-	while (i < n && !is_ws((unsigned char)s[i]) && s[i] != ',' && s[i] != ']' && s[i] != '}' && s[i] != ':')
+	while (i < n && !is_ws((unsigned char)s[i]) && s[i] != ',' && s[i] != ']' && s[i] != '}' &&
+	       s[i] != ':')
 		i++;
 	return i;
 }
 
-void jiter_begin(jiter *it, const char *v, size_t vn)
+void jiter_begin(struct jiter *it, const char *v, size_t vn)
 {
 	it->s = v;
 	it->n = vn;
 	it->i = 1;
 }
 
-int jobj_next(jiter *it, const char **k, size_t *kn, const char **v, size_t *vn)
+int jobj_next(struct jiter *it, const char **k, size_t *kn, const char **v, size_t *vn)
 {
 	size_t i = skip_ws(it->s, it->n, it->i);
+
 	if (i < it->n && it->s[i] == ',')
 		i = skip_ws(it->s, it->n, i + 1);
 	if (i >= it->n || it->s[i] != '"')
@@ -619,9 +709,10 @@ int jobj_next(jiter *it, const char **k, size_t *kn, const char **v, size_t *vn)
 	return 1;
 }
 
-int jarr_next(jiter *it, const char **v, size_t *vn)
+int jarr_next(struct jiter *it, const char **v, size_t *vn)
 {
 	size_t i = skip_ws(it->s, it->n, it->i);
+
 	if (i < it->n && it->s[i] == ',')
 		i = skip_ws(it->s, it->n, i + 1);
 	if (i >= it->n || it->s[i] == ']')
@@ -644,14 +735,19 @@ static int hexval(char c)
 	return c - 'A' + 10;
 }
 
-static long hex4(const char *s) { return (hexval(s[0]) << 12) | (hexval(s[1]) << 8) | (hexval(s[2]) << 4) | hexval(s[3]); }
+static long hex4(const char *s)
+{
+	return (hexval(s[0]) << 12) | (hexval(s[1]) << 8) | (hexval(s[2]) << 4) | hexval(s[3]);
+}
 
-void json_str_decode(const char *lit, size_t n, buf_t *out)
+void json_str_decode(const char *lit, size_t n, struct buf *out)
 {
 	const unsigned char *u = (const unsigned char *)lit;
 	size_t end = n - 1; /* closing quote */
+
 	for (size_t i = 1; i < end;) {
 		size_t j = i;
+
 		while (j < end && u[j] != '\\' && u[j] < 0x80)
 			j++;
 		buf_put(out, lit + i, j - i);
@@ -660,20 +756,36 @@ void json_str_decode(const char *lit, size_t n, buf_t *out)
 			break;
 		if (u[i] == '\\') {
 			char e = lit[i + 1];
+
 			i += 2;
 			switch (e) {
-			case 'b': buf_putc(out, '\b'); continue;
-			case 'f': buf_putc(out, '\f'); continue;
-			case 'n': buf_putc(out, '\n'); continue;
-			case 'r': buf_putc(out, '\r'); continue;
-			case 't': buf_putc(out, '\t'); continue;
-			case 'u': break;
-			default: buf_putc(out, e); continue;
+			case 'b':
+				buf_putc(out, '\b');
+				continue;
+			case 'f':
+				buf_putc(out, '\f');
+				continue;
+			case 'n':
+				buf_putc(out, '\n');
+				continue;
+			case 'r':
+				buf_putc(out, '\r');
+				continue;
+			case 't':
+				buf_putc(out, '\t');
+				continue;
+			case 'u':
+				break;
+			default:
+				buf_putc(out, e);
+				continue;
 			}
 			long r = hex4(lit + i);
+
 			i += 4;
 			if (r >= 0xD800 && r < 0xE000) {
 				long r2 = -1;
+
 				if (i + 6 <= end && lit[i] == '\\' && lit[i + 1] == 'u')
 					r2 = hex4(lit + i + 2);
 				if (r < 0xDC00 && r2 >= 0xDC00 && r2 < 0xE000) {
@@ -688,6 +800,7 @@ void json_str_decode(const char *lit, size_t n, buf_t *out)
 		}
 		long r;
 		size_t w = utf8_rune(u + i, end - i, &r);
+
 		if (r < 0)
 			put_utf8(out, 0xFFFD);
 		else
@@ -702,39 +815,60 @@ int json_key_is(const char *lit, size_t n, const char *name)
 	/* Keys that are much longer than the name cannot match, even with escapes. */
 	if (n < 2 || n > nl * 6 + 2)
 		return 0;
-	buf_t b;
+	struct buf b;
+
 	buf_init(&b, 0);
 	json_str_decode(lit, n, &b);
 	int eq = !b.oom && b.len == nl && strncasecmp(b.p ? b.p : "", name, nl) == 0;
+
 	buf_free(&b);
 	return eq;
 }
 
 static const char hexdig[] = "0123456789abcdef";
 
-void json_str_encode(buf_t *b, const char *s, size_t n)
+void json_str_encode(struct buf *b, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
+
 	buf_putc(b, '"');
 	size_t i = 0, start = 0;
+
 	while (i < n) {
 		unsigned char c = u[i];
+
 		if (c < 0x80) {
-			if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+			if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' &&
+			    c != '&') {
 				i++;
 				continue;
 			}
 			buf_put(b, s + start, i - start);
 			switch (c) {
-			case '"': buf_puts(b, "\\\""); break;
-			case '\\': buf_puts(b, "\\\\"); break;
-			case '\b': buf_puts(b, "\\b"); break;
-			case '\f': buf_puts(b, "\\f"); break;
-			case '\n': buf_puts(b, "\\n"); break;
-			case '\r': buf_puts(b, "\\r"); break;
-			case '\t': buf_puts(b, "\\t"); break;
+			case '"':
+				buf_puts(b, "\\\"");
+				break;
+			case '\\':
+				buf_puts(b, "\\\\");
+				break;
+			case '\b':
+				buf_puts(b, "\\b");
+				break;
+			case '\f':
+				buf_puts(b, "\\f");
+				break;
+			case '\n':
+				buf_puts(b, "\\n");
+				break;
+			case '\r':
+				buf_puts(b, "\\r");
+				break;
+			case '\t':
+				buf_puts(b, "\\t");
+				break;
 			default: {
-				char e[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15]};
+				char e[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
+
 				buf_put(b, e, 6);
 			}
 			}
@@ -744,6 +878,7 @@ void json_str_encode(buf_t *b, const char *s, size_t n)
 		}
 		long r;
 		size_t w = utf8_rune(u + i, n - i, &r);
+
 		if (r < 0 || r == 0x2028 || r == 0x2029) {
 			buf_put(b, s + start, i - start);
 			buf_puts(b, r < 0 ? "\\ufffd" : r == 0x2028 ? "\\u2028" : "\\u2029");
@@ -757,13 +892,15 @@ void json_str_encode(buf_t *b, const char *s, size_t n)
 	buf_putc(b, '"');
 }
 
-void json_compact(buf_t *b, const char *v, size_t n)
+void json_compact(struct buf *b, const char *v, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)v;
 	size_t start = 0;
 	int in_str = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = u[i];
+
 		if (in_str) {
 			if (c == '\\') {
 				i++;
@@ -775,10 +912,12 @@ void json_compact(buf_t *b, const char *v, size_t n)
 			}
 			if (c == '<' || c == '>' || c == '&') {
 				buf_put(b, v + start, i - start);
-				char e[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15]};
+				char e[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
+
 				buf_put(b, e, 6);
 				start = i + 1;
-			} else if (c == 0xE2 && i + 2 < n && u[i + 1] == 0x80 && (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {
+			} else if (c == 0xE2 && i + 2 < n && u[i + 1] == 0x80 &&
+				   (u[i + 2] == 0xA8 || u[i + 2] == 0xA9)) {
 				buf_put(b, v + start, i - start);
 				buf_puts(b, u[i + 2] == 0xA8 ? "\\u2028" : "\\u2029");
 				i += 2;
@@ -801,7 +940,8 @@ void json_compact(buf_t *b, const char *v, size_t n)
 int json_int64(const char *v, size_t n, long long *out)
 {
 	char tmp[32];
-	if (n == 0 || n >= sizeof tmp)
+
+	if (n == 0 || n >= sizeof(tmp))
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (!((v[i] >= '0' && v[i] <= '9') || (i == 0 && v[i] == '-')))
@@ -811,6 +951,7 @@ int json_int64(const char *v, size_t n, long long *out)
 	errno = 0;
 	char *e;
 	long long x = strtoll(tmp, &e, 10);
+
 	if (errno || *e)
 		return -1;
 	*out = x;
@@ -820,7 +961,8 @@ int json_int64(const char *v, size_t n, long long *out)
 int json_float(const char *v, size_t n, double *out)
 {
 	char tmp[64];
-	char *s = n < sizeof tmp ? tmp : malloc(n + 1);
+	char *s = n < sizeof(tmp) ? tmp : malloc(n + 1);
+
 	if (!s)
 		return -1;
 	memcpy(s, v, n);
@@ -828,6 +970,7 @@ int json_float(const char *v, size_t n, double *out)
 	char *e;
 	double x = strtod(s, &e);
 	int bad = *e != 0 || isinf(x) || isnan(x);
+
 	if (s != tmp)
 		free(s);
 	if (bad)
@@ -836,7 +979,7 @@ int json_float(const char *v, size_t n, double *out)
 	return 0;
 }
 
-void go_float(buf_t *b, double v)
+void go_float(struct buf *b, double v)
 {
 	if (v == 0) {
 		buf_puts(b, signbit(v) ? "-0" : "0");
@@ -848,8 +991,9 @@ void go_float(buf_t *b, double v)
 	}
 	char tmp[64];
 	int p;
+
 	for (p = 1; p <= 17; p++) {
-		snprintf(tmp, sizeof tmp, "%.*e", p - 1, v);
+		snprintf(tmp, sizeof(tmp), "%.*e", p - 1, v);
 		if (strtod(tmp, NULL) == v)
 			break;
 	}
@@ -858,6 +1002,7 @@ void go_float(buf_t *b, double v)
 	size_t nd = 0;
 	const char *q = tmp;
 	int neg = 0;
+
 	if (*q == '-') {
 		neg = 1;
 		q++;
@@ -867,6 +1012,7 @@ void go_float(buf_t *b, double v)
 			digits[nd++] = *q;
 	int exp = atoi(q + 1);
 	double a = fabs(v);
+
 	if (neg)
 		buf_putc(b, '-');
 	if (a < 1e-6 || a >= 1e21) {

@@ -21,7 +21,8 @@
 /* ---- /init ---- */
 
 /* finish_failed_init ends the sandbox after a failed /init: sentinels before the reply, as the Go
- * shim prints them when the failure status is written. */
+ * shim prints them when the failure status is written.
+ */
 static void init_failed(struct conn *c, int status, const char *outcome, const char *msg)
 {
 	sentinels();
@@ -43,6 +44,7 @@ static int env_cmp(const void *a, const void *b)
 	const struct env_entry *x = a, *y = b;
 	size_t m = x->kn < y->kn ? x->kn : y->kn;
 	int d = memcmp(x->k, y->k, m);
+
 	if (d)
 		return d;
 	if (x->kn != y->kn)
@@ -51,15 +53,18 @@ static int env_cmp(const void *a, const void *b)
 }
 
 /* env_encode appends a JSON object of string values sorted by key (as Go encodes a map), the
- * last of duplicate keys winning. */
-static void env_encode(buf_t *b, struct env_entry *env, size_t n)
+ * last of duplicate keys winning.
+ */
+static void env_encode(struct buf *b, struct env_entry *env, size_t n)
 {
 	if (n > 1)
-		qsort(env, n, sizeof *env, env_cmp);
+		qsort(env, n, sizeof(*env), env_cmp);
 	buf_putc(b, '{');
 	int first = 1;
+
 	for (size_t i = 0; i < n; i++) {
-		if (i + 1 < n && env[i + 1].kn == env[i].kn && memcmp(env[i + 1].k, env[i].k, env[i].kn) == 0)
+		if (i + 1 < n && env[i + 1].kn == env[i].kn &&
+		    memcmp(env[i + 1].k, env[i].k, env[i].kn) == 0)
 			continue;
 		if (!first)
 			buf_putc(b, ',');
@@ -74,14 +79,15 @@ static void env_encode(buf_t *b, struct env_entry *env, size_t n)
 struct envlist {
 	struct env_entry *e;
 	size_t n, cap;
-	buf_t store; /* decoded keys and values, NUL-separated; offsets fixed up at the end */
+	struct buf store; /* decoded keys and values, NUL-separated; offsets fixed up at the end */
 };
 
 static int env_add(struct envlist *l, const char *k, size_t kn, const char *v, size_t vn)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct env_entry *p = realloc(l->e, cap * sizeof *p);
+		struct env_entry *p = realloc(l->e, cap * sizeof(*p));
+
 		if (!p)
 			return -1;
 		l->e = p;
@@ -89,12 +95,18 @@ static int env_add(struct envlist *l, const char *k, size_t kn, const char *v, s
 	}
 	/* Store offsets now (the store may move); pointers are fixed up by env_fix. */
 	size_t ko = l->store.len;
+
 	buf_put(&l->store, k, kn);
 	size_t vo = l->store.len;
+
 	buf_put(&l->store, v, vn);
 	if (l->store.oom)
 		return -1;
-	l->e[l->n] = (struct env_entry){.k = (const char *)(uintptr_t)ko, .kn = kn, .v = (char *)(uintptr_t)vo, .vn = vn, .seq = l->n};
+	l->e[l->n] = (struct env_entry){ .k = (const char *)(uintptr_t)ko,
+					 .kn = kn,
+					 .v = (char *)(uintptr_t)vo,
+					 .vn = vn,
+					 .seq = l->n };
 	l->n++;
 	return 0;
 }
@@ -111,43 +123,50 @@ static void env_free(struct envlist *l)
 {
 	free(l->e);
 	buf_free(&l->store);
-	memset(l, 0, sizeof *l);
+	memset(l, 0, sizeof(*l));
 }
 
 struct init_req {
 	int has_value;
-	buf_t name, main, code;
+	struct buf name, main, code;
 	int binary;
 	struct envlist env;
 };
 
 /* type_err records the first field of the wrong JSON type. */
-static void type_err(buf_t *err, jtype got, const char *where, const char *type)
+static void type_err(struct buf *err, enum jtype got, const char *where, const char *type)
 {
 	if (err->len)
 		return;
 	buf_printf(err, "%s must be %s, not %s", where, type, json_type_name(got));
 }
 
-static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_t *err)
+static void decode_init_value(struct init_req *r, const char *v, size_t vn, struct buf *err)
 {
-	jiter it;
+	struct jiter it;
 	const char *k, *x;
 	size_t kn, xn;
+
 	jiter_begin(&it, v, vn);
 	while (jobj_next(&it, &k, &kn, &x, &xn)) {
-		jtype t = json_type(x);
-		buf_t *dst = json_key_is(k, kn, "name") ? &r->name : json_key_is(k, kn, "main") ? &r->main
-							 : json_key_is(k, kn, "code")   ? &r->code
-											: NULL;
+		enum jtype t = json_type(x);
+		struct buf *dst = json_key_is(k, kn, "name") ? &r->name :
+				  json_key_is(k, kn, "main") ? &r->main :
+				  json_key_is(k, kn, "code") ? &r->code :
+							       NULL;
 		if (dst) {
 			char fname[16];
-			snprintf(fname, sizeof fname, "%s", dst == &r->name ? "name" : dst == &r->main ? "main" : "code");
+
+			snprintf(fname, sizeof(fname), "%s",
+				 dst == &r->name ? "name" :
+				 dst == &r->main ? "main" :
+						   "code");
 			if (t == JT_NULL)
 				continue;
 			if (t != JT_STRING) {
 				char where[64];
-				snprintf(where, sizeof where, "value.%s", fname);
+
+				snprintf(where, sizeof(where), "value.%s", fname);
 				type_err(err, t, where, "a string");
 				continue;
 			}
@@ -169,23 +188,29 @@ static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_
 				type_err(err, t, "value.env", "an object");
 				continue;
 			}
-			jiter ei;
+			struct jiter ei;
 			const char *ek, *ev;
 			size_t ekn, evn;
+
 			jiter_begin(&ei, x, xn);
 			while (jobj_next(&ei, &ek, &ekn, &ev, &evn)) {
-				buf_t key, val;
+				struct buf key, val;
+
 				buf_init(&key, 0);
 				buf_init(&val, 0);
 				json_str_decode(ek, ekn, &key);
 				/* OpenWhisk's conversion: strings as they are, null as "", other values as
-				 * their JSON text. */
-				jtype et = json_type(ev);
+				 * their JSON text.
+				 */
+				enum jtype et = json_type(ev);
+
 				if (et == JT_STRING)
 					json_str_decode(ev, evn, &val);
 				else if (et != JT_NULL)
 					buf_put(&val, ev, evn);
-				if (key.oom || val.oom || env_add(&r->env, key.p ? key.p : "", key.len, val.p ? val.p : "", val.len))
+				if (key.oom || val.oom ||
+				    env_add(&r->env, key.p ? key.p : "", key.len,
+					    val.p ? val.p : "", val.len))
 					err->oom = 1;
 				buf_free(&key);
 				buf_free(&val);
@@ -196,11 +221,13 @@ static void decode_init_value(struct init_req *r, const char *v, size_t vn, buf_
 
 /* scan_body finds the first JSON value of a request body as Go's json.Decoder does, with the Go
  * shim's error texts (over: the body was cut at MAX_BODY). Returns 0 with the value at [*vs, *ve),
- * or -1 with the message in err. */
-static int scan_body(const char *body, size_t n, int over, size_t *vs, size_t *ve, buf_t *err)
+ * or -1 with the message in err.
+ */
+static int scan_body(const char *body, size_t n, int over, size_t *vs, size_t *ve, struct buf *err)
 {
 	char serr[160];
-	int rc = json_scan(body, n, 1, vs, ve, serr, sizeof serr);
+	int rc = json_scan(body, n, 1, vs, ve, serr, sizeof(serr));
+
 	if (rc == JSON_SYNTAX) {
 		buf_printf(err, "body is not valid JSON: %s", serr);
 		return -1;
@@ -209,33 +236,39 @@ static int scan_body(const char *body, size_t n, int over, size_t *vs, size_t *v
 		if (over)
 			buf_printf(err, "body exceeds %u bytes", MAX_BODY);
 		else
-			buf_printf(err, "body is not valid JSON: %s", rc == JSON_EOF ? "EOF" : "unexpected EOF");
+			buf_printf(err, "body is not valid JSON: %s",
+				   rc == JSON_EOF ? "EOF" : "unexpected EOF");
 		return -1;
 	}
 	return 0;
 }
 
 /* decode_init applies Go's json.Decoder + Unmarshal rules for the /init body. Returns 0 or -1
- * with the message in err. */
-static int decode_init(const char *body, size_t n, int over, struct init_req *r, buf_t *err)
+ * with the message in err.
+ */
+static int decode_init(const char *body, size_t n, int over, struct init_req *r, struct buf *err)
 {
 	size_t vs, ve;
+
 	if (scan_body(body, n, over, &vs, &ve, err) < 0)
 		return -1;
 	const char *v = body + vs;
 	size_t vn = ve - vs;
-	jtype t = json_type(v);
-	buf_t terr;
+	enum jtype t = json_type(v);
+	struct buf terr;
+
 	buf_init(&terr, 0);
 	if (t == JT_OBJECT) {
-		jiter it;
+		struct jiter it;
 		const char *k, *x;
 		size_t kn, xn;
+
 		jiter_begin(&it, v, vn);
 		while (jobj_next(&it, &k, &kn, &x, &xn)) {
 			if (!json_key_is(k, kn, "value"))
 				continue;
-			jtype xt = json_type(x);
+			enum jtype xt = json_type(x);
+
 			if (xt == JT_NULL) {
 				/* A null value clears an earlier one: the last "value" member wins. */
 				r->has_value = 0;
@@ -269,42 +302,48 @@ static int decode_init(const char *body, size_t n, int over, struct init_req *r,
 }
 
 /* check_welcome checks the types of a welcome's fields; a malformed one is an attach failure.
- * Returns 0 or -1 (err set). */
-static int check_welcome(const char *obj, size_t objn, buf_t *err)
+ * Returns 0 or -1 (err set).
+ */
+static int check_welcome(const char *obj, size_t objn, struct buf *err)
 {
-	static const char *strs[] = {"enclave", "image", "mode", "isolate"};
-	static const char *ints[] = {"slots", "free"};
+	static const char *const strs[] = { "enclave", "image", "mode", "isolate" };
+	static const char *const ints[] = { "slots", "free" };
 	const char *v;
 	size_t vn;
 	long long x;
-	for (size_t i = 0; i < 4; i++)
-		if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL && json_type(v) != JT_STRING) {
-			buf_printf(err, "gate welcome reply malformed: %s must be a string, not %s", strs[i],
-				   json_type_name(json_type(v)));
+
+	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+		if (field(obj, objn, strs[i], &v, &vn) && json_type(v) != JT_NULL &&
+		    json_type(v) != JT_STRING) {
+			buf_printf(err, "gate welcome reply malformed: %s must be a string, not %s",
+				   strs[i], json_type_name(json_type(v)));
 			return -1;
 		}
-	for (size_t i = 0; i < 2; i++)
+	for (size_t i = 0; i < ARRAY_SIZE(ints); i++)
 		if (field(obj, objn, ints[i], &v, &vn) && json_type(v) != JT_NULL &&
 		    (json_type(v) != JT_NUMBER || json_int64(v, vn, &x))) {
-			buf_printf(err, "gate welcome reply malformed: %s must be an integer, not %s", ints[i],
-				   json_type_name(json_type(v)));
+			buf_printf(err,
+				   "gate welcome reply malformed: %s must be an integer, not %s",
+				   ints[i], json_type_name(json_type(v)));
 			return -1;
 		}
 	return 0;
 }
 
 /* check_acquired checks that an acquired reply names its slot. Returns 0 or -1 (err set). */
-static int check_acquired(const char *obj, size_t objn, buf_t *err)
+static int check_acquired(const char *obj, size_t objn, struct buf *err)
 {
 	const char *v;
 	size_t vn;
 	long long x;
+
 	if (!field(obj, objn, "tcs", &v, &vn) || json_type(v) == JT_NULL) {
 		buf_puts(err, "gate acquired reply without tcs");
 		return -1;
 	}
 	if (json_type(v) != JT_NUMBER || json_int64(v, vn, &x)) {
-		buf_printf(err, "gate acquired reply malformed: tcs must be an integer, not %s", json_type_name(json_type(v)));
+		buf_printf(err, "gate acquired reply malformed: tcs must be an integer, not %s",
+			   json_type_name(json_type(v)));
 		return -1;
 	}
 	return 0;
@@ -313,14 +352,17 @@ static int check_acquired(const char *obj, size_t objn, buf_t *err)
 void handle_init(struct conn *c, const char *body, size_t n, int over)
 {
 	struct init_req r;
-	memset(&r, 0, sizeof r);
-	buf_t err, msg, req, rb;
+
+	memset(&r, 0, sizeof(r));
+	struct buf err, msg, req, rb;
+
 	buf_init(&err, 0);
 	buf_init(&msg, 0);
 	buf_init(&req, MAX_INIT_FRAME);
 	buf_init(&rb, 0);
 	struct gerr ge;
-	memset(&ge, 0, sizeof ge);
+
+	memset(&ge, 0, sizeof(ge));
 	buf_init(&ge.msg, 0);
 	const char *obj;
 	size_t objn;
@@ -354,6 +396,7 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	}
 	int64_t deadline = now_ms() + cfg.timeout_ms + GRACE_MS;
 	int64_t t0 = now_ns();
+
 	if (gate_dial(&err) < 0) {
 		buf_puts(&msg, "The enclave is not reachable: ");
 		goto gate_failure;
@@ -365,11 +408,14 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	}
 	/* The sandbox's one-time capability for its activation (PROTOCOL.md, "Authentication"). */
 	const char *tok = getenv("TEEMATE_GATE_TOKEN");
+
 	if (tok && *tok) {
-		static const char *const cred[][2] = {{"activation", "TEEMATE_ACTIVATION_ID"},
-						      {"namespace", "TEEMATE_NAMESPACE"}, {"token", "TEEMATE_GATE_TOKEN"}};
-		for (size_t i = 0; i < 3; i++) {
+		static const char *const cred[][2] = { { "activation", "TEEMATE_ACTIVATION_ID" },
+						       { "namespace", "TEEMATE_NAMESPACE" },
+						       { "token", "TEEMATE_GATE_TOKEN" } };
+		for (size_t i = 0; i < ARRAY_SIZE(cred); i++) {
 			const char *v = getenv(cred[i][1]);
+
 			if (v && *v) {
 				buf_printf(&req, ",\"%s\":", cred[i][0]);
 				json_str_encode(&req, v, strlen(v));
@@ -398,7 +444,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 		if (rc == 1) {
 			gerr_text(&msg, &ge);
 			buf_putc(&msg, 0);
-			init_failed(c, strcmp(ge.cls, "busy") == 0 ? 503 : 502, WIRE_OUTCOME_GATE, msg.p);
+			init_failed(c, strcmp(ge.cls, "busy") == 0 ? 503 : 502, WIRE_OUTCOME_GATE,
+				    msg.p);
 		} else {
 			buf_put(&msg, err.p, err.len);
 			buf_putc(&msg, 0);
@@ -407,6 +454,7 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 		goto out;
 	}
 	int64_t t2 = now_ns();
+
 	timings.tcs = (double)((t2 - t1) / 1000) / 1000.0;
 	buf_reset(&req);
 	buf_puts(&req, "{\"type\":\"init\",\"name\":");
@@ -420,7 +468,8 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 	buf_putc(&req, '}');
 	/* The decoded code is not needed any more; give the memory back before the reply arrives. */
 	buf_free(&r.code);
-	rc = gate_call(&req, MAX_INIT_FRAME, "initialized", deadline, c, &rb, &obj, &objn, &ge, &err);
+	rc = gate_call(&req, MAX_INIT_FRAME, "initialized", deadline, c, &rb, &obj, &objn, &ge,
+		       &err);
 	timings.init = ms_since(t2);
 	if (rc == 1 && strcmp(ge.cls, "init") == 0) {
 		buf_put(&msg, ge.msg.p, ge.msg.len);
@@ -481,6 +530,7 @@ static void upper_ascii(char *s, size_t n)
 static int parse_int64(const char *s, size_t n)
 {
 	size_t i = 0;
+
 	if (n && (s[0] == '+' || s[0] == '-'))
 		i = 1;
 	if (i == n || n > 40)
@@ -489,6 +539,7 @@ static int parse_int64(const char *s, size_t n)
 		if (s[j] < '0' || s[j] > '9')
 			return -1;
 	char tmp[48];
+
 	memcpy(tmp, s, n);
 	tmp[n] = 0;
 	errno = 0;
@@ -496,38 +547,46 @@ static int parse_int64(const char *s, size_t n)
 	return errno ? -1 : 0;
 }
 
-static long long clamp(long long v, long long lo, long long hi) { return v < lo ? lo : v > hi ? hi : v; }
+static long long clamp(long long v, long long lo, long long hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* run_message builds the gate run frame from OpenWhisk's /run body (Go's runMessage). */
-static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t *err)
+static int run_message(const char *body, size_t n, int over, struct buf *frame, struct buf *err)
 {
 	size_t vs, ve;
+
 	if (scan_body(body, n, over, &vs, &ve, err) < 0)
 		return -1;
 	const char *v = body + vs;
 	size_t vn = ve - vs;
-	jtype t = json_type(v);
+	enum jtype t = json_type(v);
+
 	if (t == JT_NULL) {
 		buf_puts(err, "body must be a JSON object");
 		return -1;
 	}
 	if (t != JT_OBJECT) {
-		buf_printf(err, "the body must be an object, not %s",
-			   json_type_name(t));
+		buf_printf(err, "the body must be an object, not %s", json_type_name(t));
 		return -1;
 	}
 	const char *value = NULL;
 	size_t valuen = 0;
 	struct envlist env;
-	memset(&env, 0, sizeof env);
-	jiter it;
+
+	memset(&env, 0, sizeof(env));
+	struct jiter it;
 	const char *k, *x;
 	size_t kn, xn;
+
 	jiter_begin(&it, v, vn);
-	buf_t key, val;
+	struct buf key, val;
+
 	buf_init(&key, 0);
 	buf_init(&val, 0);
 	int ret = 0;
+
 	while (jobj_next(&it, &k, &kn, &x, &xn)) {
 		if (kn == 7 && memcmp(k, "\"value\"", 7) == 0) {
 			value = x;
@@ -541,7 +600,7 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 			valuen = xn;
 			continue;
 		}
-		jtype xt = json_type(x);
+		enum jtype xt = json_type(x);
 		/* OpenWhisk's proxies export string fields only (null decodes to ""). */
 		if (xt != JT_STRING && xt != JT_NULL)
 			continue;
@@ -550,9 +609,11 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 		buf_put(&val, key.p, key.len);
 		upper_ascii(val.p + 5, key.len);
 		size_t klen = val.len;
+
 		if (xt == JT_STRING)
 			json_str_decode(x, xn, &val);
-		if (val.oom || key.oom || env_add(&env, val.p, klen, val.p + klen, val.len - klen)) {
+		if (val.oom || key.oom ||
+		    env_add(&env, val.p, klen, val.p + klen, val.len - klen)) {
 			buf_puts(err, "body is not valid JSON: out of memory");
 			ret = -1;
 			goto out;
@@ -584,7 +645,8 @@ static int run_message(const char *body, size_t n, int over, buf_t *frame, buf_t
 	buf_puts(frame, "{\"type\":\"run\",\"value\":");
 	json_compact(frame, value, valuen);
 	buf_printf(frame, ",\"timeoutMs\":%lld,\"memoryMB\":%lld,\"logLimitBytes\":%lld,\"env\":",
-		   clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS), clamp(cfg.memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB),
+		   clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS),
+		   clamp(cfg.memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB),
 		   clamp(cfg.log_limit, 0, MAX_LOG_LIMIT));
 	env_encode(frame, env.e, env.n);
 	if (cfg.network)
@@ -599,7 +661,7 @@ out:
 
 struct result {
 	const char *outcome_v;
-	buf_t outcome;
+	struct buf outcome;
 	const char *res;
 	size_t resn;
 	const char *logs;
@@ -609,14 +671,16 @@ struct result {
 };
 
 /* decode_result checks a result reply with Go's typing rules. Returns 0 or -1 (e set). */
-static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
+static int decode_result(const char *obj, size_t n, struct result *r, struct buf *e)
 {
-	jiter it;
+	struct jiter it;
 	const char *k, *x;
 	size_t kn, xn;
+
 	jiter_begin(&it, obj, n);
 	while (jobj_next(&it, &k, &kn, &x, &xn)) {
-		jtype t = json_type(x);
+		enum jtype t = json_type(x);
+
 		if (json_key_is(k, kn, "outcome")) {
 			if (t == JT_NULL)
 				continue;
@@ -634,22 +698,27 @@ static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
 			}
 			if (t != JT_ARRAY)
 				goto bad;
-			jiter ai;
+			struct jiter ai;
 			const char *el;
 			size_t eln;
+
 			jiter_begin(&ai, x, xn);
 			while (jarr_next(&ai, &el, &eln)) {
-				jtype et = json_type(el);
+				enum jtype et = json_type(el);
+
 				if (et == JT_NULL)
 					continue;
 				if (et != JT_OBJECT)
 					goto bad;
-				jiter fi;
+				struct jiter fi;
 				const char *fk, *fv;
 				size_t fkn, fvn;
+
 				jiter_begin(&fi, el, eln);
 				while (jobj_next(&fi, &fk, &fkn, &fv, &fvn)) {
-					if ((json_key_is(fk, fkn, "stream") || json_key_is(fk, fkn, "time") || json_key_is(fk, fkn, "line")) &&
+					if ((json_key_is(fk, fkn, "stream") ||
+					     json_key_is(fk, fkn, "time") ||
+					     json_key_is(fk, fkn, "line")) &&
 					    json_type(fv) != JT_STRING && json_type(fv) != JT_NULL)
 						goto bad;
 				}
@@ -663,13 +732,15 @@ static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
 			}
 			if (t != JT_OBJECT)
 				goto bad;
-			jiter ti;
+			struct jiter ti;
 			const char *tk, *tv;
 			size_t tkn, tvn;
+
 			jiter_begin(&ti, x, xn);
 			while (jobj_next(&ti, &tk, &tkn, &tv, &tvn)) {
 				double d = 0;
-				jtype tt = json_type(tv);
+				enum jtype tt = json_type(tv);
+
 				if (tt != JT_NULL && (tt != JT_NUMBER || json_float(tv, tvn, &d)))
 					goto bad;
 				/* Map keys are exact (case-sensitive). */
@@ -684,10 +755,12 @@ static int decode_result(const char *obj, size_t n, struct result *r, buf_t *e)
 			}
 		}
 	}
-	static const char *outcomes[] = {WIRE_OUTCOME_SUCCESS, WIRE_OUTCOME_APPLICATION, WIRE_OUTCOME_DEVELOPER,
-					 WIRE_OUTCOME_TIMEOUT, WIRE_OUTCOME_MEMORY};
-	for (size_t i = 0; i < 5; i++)
-		if (r->outcome.len == strlen(outcomes[i]) && memcmp(r->outcome.p, outcomes[i], r->outcome.len) == 0)
+	static const char *const outcomes[] = { WIRE_OUTCOME_SUCCESS, WIRE_OUTCOME_APPLICATION,
+						WIRE_OUTCOME_DEVELOPER, WIRE_OUTCOME_TIMEOUT,
+						WIRE_OUTCOME_MEMORY };
+	for (size_t i = 0; i < ARRAY_SIZE(outcomes); i++)
+		if (r->outcome.len == strlen(outcomes[i]) &&
+		    memcmp(r->outcome.p, outcomes[i], r->outcome.len) == 0)
 			return 0;
 	buf_puts(e, "gate result with unknown outcome ");
 	go_quote(e, r->outcome.p ? r->outcome.p : "", r->outcome.len);
@@ -698,10 +771,12 @@ bad:
 }
 
 /* put_stamp appends a log line's time as the enclave wrote it, or "-" when it is missing or not one
- * word (the host then stamps the line itself). */
-static void put_stamp(buf_t *out, const buf_t *stamp)
+ * word (the host then stamps the line itself).
+ */
+static void put_stamp(struct buf *out, const struct buf *stamp)
 {
 	int ok = stamp->len > 0 && stamp->len <= 64;
+
 	for (size_t i = 0; ok && i < stamp->len; i++)
 		ok = stamp->p[i] > ' ' && stamp->p[i] < 0x7f;
 	if (ok)
@@ -714,28 +789,34 @@ static void put_stamp(buf_t *out, const buf_t *stamp)
 /* write_logs prints the activation's captured lines, each on its own stream and prefixed with the
  * time the enclave gave it ("<time> <line>"), so the host keeps the enclave's stream and time (see
  * invoker/internal/proxy, LogConfig.Stamped). A line holding newlines becomes several lines with
- * the same time. Runs of lines for the same stream are coalesced into one write. */
+ * the same time. Runs of lines for the same stream are coalesced into one write.
+ */
 static void write_logs(const char *logs, size_t n)
 {
 	if (!logs)
 		return;
-	buf_t out, line, stamp;
+	struct buf out, line, stamp;
+
 	buf_init(&out, 0);
 	buf_init(&line, 0);
 	buf_init(&stamp, 0);
 	int cur = 1;
-	jiter ai;
+	struct jiter ai;
 	const char *el;
 	size_t eln;
+
 	jiter_begin(&ai, logs, n);
 	while (jarr_next(&ai, &el, &eln)) {
 		int fd = 1;
+
 		buf_reset(&line);
 		buf_reset(&stamp);
 		if (json_type(el) == JT_OBJECT) {
 			const char *v;
 			size_t vn;
-			if (field(el, eln, "stream", &v, &vn) && vn == 8 && memcmp(v, "\"stderr\"", 8) == 0)
+
+			if (field(el, eln, "stream", &v, &vn) && vn == 8 &&
+			    memcmp(v, "\"stderr\"", 8) == 0)
 				fd = 2;
 			if (field(el, eln, "line", &v, &vn) && json_type(v) == JT_STRING)
 				json_str_decode(v, vn, &line);
@@ -749,6 +830,7 @@ static void write_logs(const char *logs, size_t n)
 			cur = fd;
 		}
 		size_t from = 0;
+
 		for (size_t i = 0; i <= line.len; i++) {
 			if (i < line.len && line.p[i] != '\n')
 				continue;
@@ -773,15 +855,18 @@ static char *release_error;
 void await_release(void)
 {
 	if (release_pending) {
-		buf_t e, rb;
+		struct buf e, rb;
+
 		buf_init(&e, 0);
 		buf_init(&rb, 0);
 		struct gerr ge;
-		memset(&ge, 0, sizeof ge);
+
+		memset(&ge, 0, sizeof(ge));
 		buf_init(&ge.msg, 0);
 		const char *obj;
 		size_t objn;
-		int rr = gate_call(NULL, 0, "released", release_deadline, NULL, &rb, &obj, &objn, &ge, &e);
+		int rr = gate_call(NULL, 0, "released", release_deadline, NULL, &rb, &obj, &objn,
+				   &ge, &e);
 		if (rr == 1)
 			gerr_text(&e, &ge);
 		if (rr != 0) {
@@ -799,16 +884,19 @@ void await_release(void)
 
 void handle_run(struct conn *c, const char *body, size_t n, int over)
 {
-	buf_t frame, err, msg, rb;
+	struct buf frame, err, msg, rb;
+
 	buf_init(&frame, MAX_OTHER_FRAME);
 	buf_init(&err, 0);
 	buf_init(&msg, 0);
 	buf_init(&rb, 0);
 	struct gerr ge;
-	memset(&ge, 0, sizeof ge);
+
+	memset(&ge, 0, sizeof(ge));
 	buf_init(&ge.msg, 0);
 	struct result res;
-	memset(&res, 0, sizeof res);
+
+	memset(&res, 0, sizeof(res));
 	buf_init(&res.outcome, 0);
 	const char *obj;
 	size_t objn;
@@ -821,8 +909,10 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 		reply_error(c, 400, NULL, 1, msg.p ? msg.p : "");
 		goto out;
 	}
-	int64_t deadline = now_ms() + clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS) + GRACE_MS;
-	int rc = gate_call(&frame, MAX_OTHER_FRAME, "result", deadline, c, &rb, &obj, &objn, &ge, &err);
+	int64_t deadline =
+		now_ms() + clamp(cfg.timeout_ms, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS) + GRACE_MS;
+	int rc = gate_call(&frame, MAX_OTHER_FRAME, "result", deadline, c, &rb, &obj, &objn, &ge,
+			   &err);
 	if (rc == 0 && decode_result(obj, objn, &res, &err))
 		rc = -1;
 	if (rc == 1) {
@@ -835,7 +925,8 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 	}
 	if (rc < 0) {
 		/* The owner went away (or stopped answering) while the action ran: OpenWhisk's answer
-		 * for a container that died mid-run. */
+		 * for a container that died mid-run.
+		 */
 		sentinels();
 		reply_error(c, 502, WIRE_OUTCOME_DEVELOPER, 1, MSG_ABNORMAL_RUN);
 		buf_putc(&err, 0);
@@ -845,19 +936,22 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 	timings.isolate = res.isolate;
 	timings.run = res.run;
 	/* The addon tears an isolate down after answering, so it reports the slot's previous
-	 * teardown instead. */
+	 * teardown instead.
+	 */
 	timings.teardown = res.teardown != 0 ? res.teardown : res.last_teardown;
 	write_logs(res.logs, res.logsn);
 	sentinels();
 	/* The release goes out before the reply, so the slot is free by the time the invoker hands
 	 * it out again; its answer is read after the reply, off the activation's path. Closing the
-	 * connection frees the slot anyway; the release is only the fast path. */
+	 * connection frees the slot anyway; the release is only the fast path.
+	 */
 	{
 		static const char rel[] = "\0\0\0\x12{\"type\":\"release\"}";
-		buf_t rerr;
+		struct buf rerr;
+
 		buf_init(&rerr, 0);
 		release_deadline = now_ms() + 2000;
-		if (gate_write(rel, sizeof rel - 1, release_deadline, NULL, &rerr) == 0) {
+		if (gate_write(rel, sizeof(rel) - 1, release_deadline, NULL, &rerr) == 0) {
 			release_pending = 1;
 		} else {
 			buf_putc(&rerr, 0);
@@ -866,12 +960,15 @@ void handle_run(struct conn *c, const char *body, size_t n, int over)
 		buf_free(&rerr);
 	}
 	/* The outcome goes on unchanged in its header; the status only says whether the action
-	 * produced its result (200) or failed (502), as an OpenWhisk action proxy does. */
-	int ok = (res.outcome.len == strlen(WIRE_OUTCOME_SUCCESS) && memcmp(res.outcome.p, WIRE_OUTCOME_SUCCESS, res.outcome.len) == 0) ||
+	 * produced its result (200) or failed (502), as an OpenWhisk action proxy does.
+	 */
+	int ok = (res.outcome.len == strlen(WIRE_OUTCOME_SUCCESS) &&
+		  memcmp(res.outcome.p, WIRE_OUTCOME_SUCCESS, res.outcome.len) == 0) ||
 		 (res.outcome.len == strlen(WIRE_OUTCOME_APPLICATION) &&
 		  memcmp(res.outcome.p, WIRE_OUTCOME_APPLICATION, res.outcome.len) == 0);
 	char oc[16];
-	snprintf(oc, sizeof oc, "%.*s", (int)res.outcome.len, res.outcome.p);
+
+	snprintf(oc, sizeof(oc), "%.*s", (int)res.outcome.len, res.outcome.p);
 	if (res.res)
 		reply(c, ok ? 200 : 502, oc, 1, res.res, res.resn);
 	else
@@ -887,4 +984,3 @@ out:
 	buf_free(&ge.msg);
 	buf_free(&res.outcome);
 }
-

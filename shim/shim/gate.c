@@ -20,48 +20,52 @@
 
 /* ---- gate client ---- */
 
-
-
 /* gate_wait waits until the gate fd is ready for ev, serving the other connections meanwhile.
- * Returns 0, or an errno: ETIMEDOUT at the deadline, ECANCELED when the active client hung up
- * or the shim is told to stop. */
+ * Returns 0, or a negative errno: -ETIMEDOUT at the deadline, -ECANCELED when the active client
+ * hung up or the shim is told to stop.
+ */
 static int gate_wait(short ev, int64_t deadline_ms, struct conn *active)
 {
 	for (;;) {
 		if (terminated)
-			return ECANCELED;
+			return -ECANCELED;
 		int64_t left = deadline_ms - now_ms();
+
 		if (left <= 0)
-			return ETIMEDOUT;
+			return -ETIMEDOUT;
 		struct pollfd pf[MAX_CONNS + 3];
 		struct conn *who[MAX_CONNS + 3];
-		pf[0] = (struct pollfd){.fd = gate_fd, .events = ev};
+
+		pf[0] = (struct pollfd){ .fd = gate_fd, .events = ev };
 		who[0] = NULL;
 		int n = 1;
+
 		if (active) {
 			/* Only a hang-up of the invoker's connection matters now, not pipelined bytes. */
-			pf[n] = (struct pollfd){.fd = active->fd, .events = POLLRDHUP};
+			pf[n] = (struct pollfd){ .fd = active->fd, .events = POLLRDHUP };
 			who[n++] = active;
 		}
 		n += fill_pollfds(pf + n, who + n, active);
 		int r = poll(pf, (nfds_t)n, left > 1000 ? 1000 : (int)left);
+
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno;
+			return -errno;
 		}
 		if (r == 0)
 			continue;
 		if (active && (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
-			return ECANCELED;
+			return -ECANCELED;
 		int base = active ? 2 : 1;
+
 		service(pf + base, n - base, active);
 		if (pf[0].revents)
 			return 0;
 	}
 }
 
-static void io_error(buf_t *e, const char *what, int err)
+static void io_error(struct buf *e, const char *what, int err)
 {
 	if (err == ETIMEDOUT)
 		buf_printf(e, "%s: the gate did not answer before the deadline", what);
@@ -71,17 +75,19 @@ static void io_error(buf_t *e, const char *what, int err)
 		buf_printf(e, "%s: %s", what, strerror(err));
 }
 
-int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, buf_t *e)
+int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e)
 {
 	while (n > 0) {
 		ssize_t w = send(gate_fd, p, n, MSG_NOSIGNAL);
+
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
 				int err = gate_wait(POLLOUT, deadline, active);
+
 				if (err) {
-					io_error(e, "write gate frame", err);
+					io_error(e, "write gate frame", -err);
 					return -1;
 				}
 				continue;
@@ -96,25 +102,31 @@ int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, b
 }
 
 /* gate_read reads exactly n bytes. Returns 0, or -1 with e set (Go's io.ReadFull wording). */
-static int gate_read(char *p, size_t n, const char *what, int64_t deadline, struct conn *active, buf_t *e)
+static int gate_read(char *p, size_t n, const char *what, int64_t deadline, struct conn *active,
+		     struct buf *e)
 {
 	size_t got = 0;
+
 	while (got < n) {
 		ssize_t r = recv(gate_fd, p + got, n - got, 0);
+
 		if (r > 0) {
 			got += (size_t)r;
 			continue;
 		}
 		if (r == 0) {
-			buf_printf(e, "%s: %s", what, got ? "the gate closed the connection mid-frame" : "the gate closed the connection");
+			buf_printf(e, "%s: %s", what,
+				   got ? "the gate closed the connection mid-frame" :
+					 "the gate closed the connection");
 			return -1;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN) {
 			int err = gate_wait(POLLIN | POLLRDHUP, deadline, active);
+
 			if (err) {
-				io_error(e, what, err);
+				io_error(e, what, -err);
 				return -1;
 			}
 			continue;
@@ -126,13 +138,15 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 }
 
 /* field finds the last member whose key matches name without regard to ASCII case (Go's rules
- * for struct fields: the last duplicate wins). */
+ * for struct fields: the last duplicate wins).
+ */
 int field(const char *obj, size_t n, const char *name, const char **v, size_t *vn)
 {
-	jiter it;
+	struct jiter it;
 	const char *k, *val;
 	size_t kn, valn;
 	int found = 0;
+
 	jiter_begin(&it, obj, n);
 	while (jobj_next(&it, &k, &kn, &val, &valn)) {
 		if (json_key_is(k, kn, name)) {
@@ -145,10 +159,11 @@ int field(const char *obj, size_t n, const char *name, const char **v, size_t *v
 }
 
 /* string_field decodes an optional string member into out. Returns 0, or -1 for a wrong type. */
-static int string_field(const char *obj, size_t n, const char *name, buf_t *out)
+static int string_field(const char *obj, size_t n, const char *name, struct buf *out)
 {
 	const char *v;
 	size_t vn;
+
 	if (!field(obj, n, name, &v, &vn) || json_type(v) == JT_NULL)
 		return 0;
 	if (json_type(v) != JT_STRING)
@@ -158,9 +173,11 @@ static int string_field(const char *obj, size_t n, const char *name, buf_t *out)
 }
 
 /* gate_call sends one framed request and reads one reply. Returns 0 with the reply object in
- * *obj (inside rb), 1 for a gate error reply (ge), -1 for any other failure (e). */
-int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline, struct conn *active,
-		     buf_t *rb, const char **obj, size_t *objn, struct gerr *ge, buf_t *e)
+ * *obj (inside rb), 1 for a gate error reply (ge), -1 for any other failure (e).
+ */
+int gate_call(const struct buf *req, size_t limit, const char *want, int64_t deadline,
+	      struct conn *active, struct buf *rb, const char **obj, size_t *objn, struct gerr *ge,
+	      struct buf *e)
 {
 	if (!req)
 		goto read_reply;
@@ -169,28 +186,33 @@ int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline
 		return -1;
 	}
 	if (req->len == 0 || req->len > limit) {
-		buf_printf(e, "gate frame too large: %zu bytes exceeds the limit of %zu", req->len, limit);
+		buf_printf(e, "gate frame too large: %zu bytes exceeds the limit of %zu", req->len,
+			   limit);
 		return -1;
 	}
-	unsigned char hdr[4] = {(unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
-				(unsigned char)(req->len >> 8), (unsigned char)req->len};
+	unsigned char hdr[4] = { (unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
+				 (unsigned char)(req->len >> 8), (unsigned char)req->len };
 	/* One frame, one write where the kernel allows it. */
-	if (gate_write((const char *)hdr, 4, deadline, active, e) || gate_write(req->p, req->len, deadline, active, e))
+	if (gate_write((const char *)hdr, 4, deadline, active, e) ||
+	    gate_write(req->p, req->len, deadline, active, e))
 		return -1;
 read_reply:;
 	char h[4];
+
 	if (gate_read(h, 4, "read gate frame header", deadline, active, e))
 		return -1;
 	uint32_t n = ((uint32_t)(unsigned char)h[0] << 24) | ((uint32_t)(unsigned char)h[1] << 16) |
 		     ((uint32_t)(unsigned char)h[2] << 8) | (unsigned char)h[3];
 	if (n == 0 || n > MAX_REPLY_FRAME) {
-		buf_printf(e, "gate frame too large: %u bytes exceeds the limit of %u", n, MAX_REPLY_FRAME);
+		buf_printf(e, "gate frame too large: %u bytes exceeds the limit of %u", n,
+			   MAX_REPLY_FRAME);
 		return -1;
 	}
 	buf_reset(rb);
 	buf_put(rb, "", 0);
 	if (rb->cap < n) {
 		char *p = realloc(rb->p, n);
+
 		if (!p) {
 			buf_puts(e, "read gate frame body: out of memory");
 			return -1;
@@ -203,19 +225,21 @@ read_reply:;
 	rb->len = n;
 	char err[160];
 	size_t vs, ve;
-	int rc = json_scan(rb->p, rb->len, 0, &vs, &ve, err, sizeof err);
+	int rc = json_scan(rb->p, rb->len, 0, &vs, &ve, err, sizeof(err));
+
 	if (rc != JSON_OK) {
-		buf_printf(e, "gate reply is not a JSON object: %s", rc == JSON_SYNTAX ? err : "unexpected end of JSON input");
+		buf_printf(e, "gate reply is not a JSON object: %s",
+			   rc == JSON_SYNTAX ? err : "unexpected end of JSON input");
 		return -1;
 	}
 	const char *v = rb->p + vs;
 	size_t vn = ve - vs;
-	jtype t = json_type(v);
-	buf_t typ;
+	enum jtype t = json_type(v);
+	struct buf typ;
+
 	buf_init(&typ, 0);
 	if (t != JT_OBJECT && t != JT_NULL) {
-		buf_printf(e, "gate reply is not a JSON object but %s",
-			   json_type_name(t));
+		buf_printf(e, "gate reply is not a JSON object but %s", json_type_name(t));
 		return -1;
 	}
 	if (t == JT_OBJECT && string_field(v, vn, "type", &typ)) {
@@ -224,14 +248,19 @@ read_reply:;
 		return -1;
 	}
 	int ret = 0;
+
 	if (typ.len == 5 && memcmp(typ.p, "error", 5) == 0) {
-		buf_t cls;
+		struct buf cls;
+
 		buf_init(&cls, 0);
-		if (string_field(v, vn, "class", &cls) || string_field(v, vn, "message", &ge->msg)) {
-			buf_puts(e, "gate error reply malformed: class and message must be strings");
+		if (string_field(v, vn, "class", &cls) ||
+		    string_field(v, vn, "message", &ge->msg)) {
+			buf_puts(e,
+				 "gate error reply malformed: class and message must be strings");
 			ret = -1;
 		} else {
-			snprintf(ge->cls, sizeof ge->cls, "%.*s", (int)cls.len, cls.p ? cls.p : "");
+			snprintf(ge->cls, sizeof(ge->cls), "%.*s", (int)cls.len,
+				 cls.p ? cls.p : "");
 			ret = 1;
 		}
 		buf_free(&cls);
@@ -249,29 +278,32 @@ read_reply:;
 	return ret;
 }
 
-void gerr_text(buf_t *b, const struct gerr *ge)
+void gerr_text(struct buf *b, const struct gerr *ge)
 {
 	buf_printf(b, "gate %s error: %.*s", ge->cls, (int)ge->msg.len, ge->msg.p ? ge->msg.p : "");
 }
 
-int gate_dial(buf_t *e)
+int gate_dial(struct buf *e)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t pl = strlen(cfg.gate);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
 	if (fd < 0) {
 		buf_printf(e, "dial gate %s: socket: %s", cfg.gate, strerror(errno));
 		return -1;
 	}
-	if (pl >= sizeof sa.sun_path) {
+	if (pl >= sizeof(sa.sun_path)) {
 		close(fd);
-		buf_printf(e, "dial gate %s: the path is longer than a unix socket path may be", cfg.gate);
+		buf_printf(e, "dial gate %s: the path is longer than a unix socket path may be",
+			   cfg.gate);
 		return -1;
 	}
 	memcpy(sa.sun_path, cfg.gate, pl);
 	int r;
+
 	do
-		r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
 		buf_printf(e, "dial gate %s: %s", cfg.gate, strerror(errno));
@@ -282,4 +314,3 @@ int gate_dial(buf_t *e)
 	gate_fd = fd;
 	return 0;
 }
-

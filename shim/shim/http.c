@@ -20,8 +20,6 @@
 
 /* ---- HTTP connections ---- */
 
-
-
 struct conn *conns[MAX_CONNS];
 struct conn *exit_conn; /* the reply after which the process exits */
 int exit_pending;
@@ -43,31 +41,43 @@ void conn_close(struct conn *c)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 411: return "Length Required";
-	case 413: return "Request Entity Too Large";
-	case 431: return "Request Header Fields Too Large";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Request Entity Too Large";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
 }
 
-static void put_date(buf_t *b)
+static void put_date(struct buf *b)
 {
 	char d[64];
 	time_t t = time(NULL);
 	struct tm tm;
+
 	gmtime_r(&t, &tm);
-	strftime(d, sizeof d, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+	strftime(d, sizeof(d), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
 	buf_puts(b, d);
 }
 
-static void timings_json(buf_t *b)
+static void timings_json(struct buf *b)
 {
 	if (timings.boot > 0) {
 		buf_puts(b, "{\"bootMs\":");
@@ -91,10 +101,13 @@ static void timings_json(buf_t *b)
 }
 
 /* reply queues a JSON response; outcome and timings go in the teemate headers. */
-void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body, size_t n)
+void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body,
+	   size_t n)
 {
-	buf_t *b = &c->out;
-	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n", status, reason(status));
+	struct buf *b = &c->out;
+
+	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n", status,
+		   reason(status));
 	if (outcome)
 		buf_printf(b, WIRE_HEADER_OUTCOME ": %s\r\n", outcome);
 	if (with_timings) {
@@ -111,7 +124,8 @@ void reply(struct conn *c, int status, const char *outcome, int with_timings, co
 
 void reply_error(struct conn *c, int status, const char *outcome, int with_timings, const char *msg)
 {
-	buf_t body;
+	struct buf body;
+
 	buf_init(&body, 0);
 	buf_puts(&body, "{\"error\":");
 	json_str_encode(&body, msg, strlen(msg));
@@ -126,9 +140,12 @@ void reply_error(struct conn *c, int status, const char *outcome, int with_timin
 /* reply_plain answers the way Go's HTTP server does for requests it rejects itself. */
 static void reply_plain(struct conn *c, int status, const char *extra_headers, const char *body)
 {
-	buf_t *b = &c->out;
-	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s",
-		   status, reason(status), extra_headers);
+	struct buf *b = &c->out;
+
+	buf_printf(
+		b,
+		"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s",
+		status, reason(status), extra_headers);
 	if (c->close_after)
 		buf_puts(b, "Connection: close\r\n");
 	put_date(b);
@@ -158,8 +175,10 @@ static void bad_request(struct conn *c, int status, const char *why)
 {
 	/* Go's server answers malformed requests itself, in plain text, and closes. */
 	c->close_after = 1;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%d %s%s%s",
-		   status, reason(status), status, reason(status), why ? ": " : "", why ? why : "");
+	buf_printf(
+		&c->out,
+		"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%d %s%s%s",
+		status, reason(status), status, reason(status), why ? ": " : "", why ? why : "");
 	c->phase = C_WRITE;
 }
 
@@ -178,7 +197,6 @@ static void trim(const char **v, size_t *vn)
 		(*vn)--;
 }
 
-
 /* start_request parses a complete request head and routes it. */
 static void finish_body(struct conn *c);
 
@@ -188,10 +206,12 @@ static void start_request(struct conn *c)
 	size_t hl = c->head_len;
 	const char *le = memchr(p, '\n', hl);
 	size_t ll = (size_t)(le - p);
+
 	if (ll && p[ll - 1] == '\r')
 		ll--;
 	const char *sp1 = memchr(p, ' ', ll);
 	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', ll - (size_t)(sp1 + 1 - p)) : NULL;
+
 	if (!sp1 || !sp2 || sp1 == p) {
 		bad_request(c, 400, "malformed HTTP request");
 		return;
@@ -203,6 +223,7 @@ static void start_request(struct conn *c)
 	const char *ver = sp2 + 1;
 	size_t vl = ll - (size_t)(ver - p);
 	int http11;
+
 	if (vl == 8 && memcmp(ver, "HTTP/1.1", 8) == 0)
 		http11 = 1;
 	else if (vl == 8 && memcmp(ver, "HTTP/1.0", 8) == 0)
@@ -213,17 +234,21 @@ static void start_request(struct conn *c)
 	}
 	int keep = http11, has_host = 0, has_cl = 0, has_te = 0;
 	unsigned long long clen = 0;
+
 	c->expect_continue = 0;
 	for (const char *q = le + 1; q < p + hl;) {
 		const char *e = memchr(q, '\n', (size_t)(p + hl - q));
+
 		if (!e)
 			break;
 		size_t l = (size_t)(e - q);
+
 		if (l && q[l - 1] == '\r')
 			l--;
 		if (l == 0)
 			break;
 		const char *colon = memchr(q, ':', l);
+
 		if (!colon || colon == q) {
 			bad_request(c, 400, "malformed MIME header line");
 			return;
@@ -231,9 +256,11 @@ static void start_request(struct conn *c)
 		size_t nl = (size_t)(colon - q);
 		const char *v = colon + 1;
 		size_t vn = l - nl - 1;
+
 		trim(&v, &vn);
 		if (hdr_is(q, nl, "content-length")) {
 			unsigned long long x = 0;
+
 			if (vn == 0 || vn > 19) {
 				bad_request(c, 400, "bad Content-Length");
 				return;
@@ -273,15 +300,18 @@ static void start_request(struct conn *c)
 	c->close_after = !keep;
 	if (has_te) {
 		/* Bodies must come with a Content-Length: the invoker always sends one, and a
-		 * length known up front is what lets the shim bound its reads. */
+		 * length known up front is what lets the shim bound its reads.
+		 */
 		c->close_after = 1;
-		reply_error(c, 411, NULL, 0, "Length Required: send the body with a Content-Length, not chunked");
+		reply_error(c, 411, NULL, 0,
+			    "Length Required: send the body with a Content-Length, not chunked");
 		c->phase = C_WRITE;
 		return;
 	}
 	/* Request target: origin form, or absolute form with the path after the authority. */
 	if (tl > 7 && strncasecmp(target, "http://", 7) == 0) {
 		const char *slash = memchr(target + 7, '/', tl - 7);
+
 		if (!slash) {
 			target = "/";
 			tl = 1;
@@ -291,15 +321,19 @@ static void start_request(struct conn *c)
 		}
 	}
 	const char *qm = memchr(target, '?', tl);
+
 	if (qm)
 		tl = (size_t)(qm - target);
 	c->clen = clen;
 	c->body_want = clen > MAX_BODY ? MAX_BODY : (size_t)clen;
 	c->route = R_NONE;
 	int is_post = ml == 4 && memcmp(method, "POST", 4) == 0;
+
 	if (ml == 4 && memcmp(method, "HEAD", 4) == 0)
 		c->close_after = 1; /* our error replies carry a body a HEAD client will not read */
-	int route = (tl == 5 && memcmp(target, "/init", 5) == 0) ? R_INIT : (tl == 4 && memcmp(target, "/run", 4) == 0) ? R_RUN : R_NONE;
+	int route = (tl == 5 && memcmp(target, "/init", 5) == 0) ? R_INIT :
+		    (tl == 4 && memcmp(target, "/run", 4) == 0)  ? R_RUN :
+								   R_NONE;
 	if (route == R_NONE)
 		reply_plain(c, 404, "", "404 page not found\n");
 	else if (!is_post)
@@ -307,7 +341,9 @@ static void start_request(struct conn *c)
 	else if (route == R_INIT && state != ST_FRESH)
 		reply_error(c, 403, NULL, 0, MSG_INIT_TWICE);
 	else if (route == R_RUN && state != ST_READY)
-		reply_error(c, 403, NULL, 0, state == ST_FRESH || state == ST_INITIALIZING ? MSG_NOT_INITIALIZED : MSG_ONE_ACTIVATION);
+		reply_error(c, 403, NULL, 0,
+			    state == ST_FRESH || state == ST_INITIALIZING ? MSG_NOT_INITIALIZED :
+									    MSG_ONE_ACTIVATION);
 	else {
 		/* This request drives the activation. */
 		state = route == R_INIT ? ST_INITIALIZING : ST_RUNNING;
@@ -342,10 +378,12 @@ static void consume_input(struct conn *c, size_t n)
 static void finish_body(struct conn *c)
 {
 	size_t have = c->in.len - c->head_len;
+
 	if (have < c->body_want && !c->eof)
 		return;
 	size_t n = have < c->body_want ? have : c->body_want;
 	int over = c->clen > MAX_BODY;
+
 	c->phase = C_HANDLING;
 	/* A body not read to its end leaves the connection unusable: say so in the reply. */
 	if (over || c->eof)
@@ -371,7 +409,8 @@ static void advance(struct conn *c)
 {
 	for (;;) {
 		if (c->phase == C_DISCARD) {
-			size_t d = c->discard_left < c->in.len ? (size_t)c->discard_left : c->in.len;
+			size_t d =
+				c->discard_left < c->in.len ? (size_t)c->discard_left : c->in.len;
 			consume_input(c, d);
 			c->discard_left -= d;
 			if (c->discard_left)
@@ -392,10 +431,12 @@ static void advance(struct conn *c)
 			c->head_deadline = now_ms() + HEADER_TIMEOUT_MS;
 		/* Go's server skips blank lines before a request line. */
 		size_t blank = 0;
+
 		while (blank < c->in.len && (c->in.p[blank] == '\r' || c->in.p[blank] == '\n'))
 			blank++;
 		consume_input(c, blank);
 		size_t hl;
+
 		if (!find_head_end(c->in.p, c->in.len, &hl)) {
 			if (c->in.len > MAX_HEAD)
 				bad_request(c, 431, NULL);
@@ -421,8 +462,10 @@ static void conn_read(struct conn *c)
 {
 	for (;;) {
 		size_t want = 64 << 10;
+
 		if (c->phase == C_BODY) {
 			size_t need = c->head_len + c->body_want - c->in.len;
+
 			if (need == 0)
 				break;
 			if (need < want)
@@ -431,9 +474,11 @@ static void conn_read(struct conn *c)
 		if (c->in.cap - c->in.len < want) {
 			buf_put(&c->in, NULL, 0);
 			size_t cap = c->in.cap ? c->in.cap : 4096;
+
 			while (cap - c->in.len < want)
 				cap *= 2;
 			char *p = realloc(c->in.p, cap);
+
 			if (!p) {
 				c->eof = 1;
 				break;
@@ -442,6 +487,7 @@ static void conn_read(struct conn *c)
 			c->in.cap = cap;
 		}
 		ssize_t r = recv(c->fd, c->in.p + c->in.len, want, 0);
+
 		if (r > 0) {
 			c->in.len += (size_t)r;
 			/* Bound what one connection can make us buffer: a head, or the body we want. */
@@ -465,7 +511,8 @@ static void conn_read(struct conn *c)
 static int conn_write(struct conn *c)
 {
 	while (c->out_off < c->out.len) {
-		ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+		ssize_t w =
+			send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -500,6 +547,7 @@ static void conn_event(struct conn *c, short rev)
 	for (int guard = 0; guard < 64; guard++) {
 		int before = c->phase;
 		size_t in_before = c->in.len;
+
 		advance(c);
 		if (c->out.len || c->phase == C_WRITE) {
 			if (conn_write(c) < 0) {
@@ -522,18 +570,21 @@ static void accept_all(void)
 {
 	for (;;) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
 		if (fd < 0) {
 			if (errno == EINTR)
 				continue;
 			return; /* EAGAIN, or a transient error (EMFILE...): try again on the next wake-up */
 		}
 		int slot = -1;
+
 		for (int i = 0; i < MAX_CONNS; i++)
 			if (!conns[i]) {
 				slot = i;
 				break;
 			}
-		struct conn *c = slot < 0 ? NULL : calloc(1, sizeof *c);
+		struct conn *c = slot < 0 ? NULL : calloc(1, sizeof(*c));
+
 		if (!c) {
 			close(fd);
 			continue;
@@ -547,20 +598,23 @@ static void accept_all(void)
 int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active)
 {
 	int n = 0;
+
 	if (listen_fd >= 0 && !exit_pending) {
-		pf[n] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+		pf[n] = (struct pollfd){ .fd = listen_fd, .events = POLLIN };
 		who[n++] = NULL;
 	}
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = conns[i];
+
 		if (!c || c == active)
 			continue;
 		short ev = 0;
+
 		if (c->out.len)
 			ev |= POLLOUT;
 		if (c->phase == C_HEAD || c->phase == C_BODY || c->phase == C_DISCARD)
 			ev |= POLLIN | POLLRDHUP;
-		pf[n] = (struct pollfd){.fd = c->fd, .events = ev};
+		pf[n] = (struct pollfd){ .fd = c->fd, .events = ev };
 		who[n++] = c;
 	}
 	return n;
@@ -589,6 +643,7 @@ int service(struct pollfd *pf, int npf, struct conn *active)
 	}
 	for (int i = 0; i < nl; i++) {
 		int alive = 0;
+
 		for (int j = 0; j < MAX_CONNS; j++)
 			alive |= conns[j] == list[i];
 		if (alive)
@@ -596,4 +651,3 @@ int service(struct pollfd *pf, int npf, struct conn *active)
 	}
 	return 0;
 }
-

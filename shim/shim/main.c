@@ -37,19 +37,23 @@
 
 struct config cfg;
 
-static int int_var(buf_t *errs, const char *name, long long *dst, long long lo, long long hi)
+static int int_var(struct buf *errs, const char *name, long long *dst, long long lo, long long hi)
 {
 	const char *v = getenv(name);
+
 	if (!v || !*v)
 		return 0;
 	/* strconv.ParseInt(v, 10, 64): optional sign, decimal digits, no spaces. */
 	const char *d = v + (*v == '+' || *v == '-');
 	int ok = *d != 0;
+
 	for (const char *q = d; *q; q++)
 		ok = ok && *q >= '0' && *q <= '9';
 	long long n = 0;
+
 	if (ok) {
 		char *e;
+
 		errno = 0;
 		n = strtoll(v, &e, 10);
 		ok = errno == 0 && *e == 0;
@@ -66,7 +70,7 @@ static int int_var(buf_t *errs, const char *name, long long *dst, long long lo, 
 	return 0;
 }
 
-static void add_err(buf_t *errs, const char *msg)
+static void add_err(struct buf *errs, const char *msg)
 {
 	if (errs->len)
 		buf_putc(errs, '\n');
@@ -76,7 +80,8 @@ static void add_err(buf_t *errs, const char *msg)
 /* config_from_env reads TEEMATE_*; on error it prints the reasons and exits 2. */
 static void config_from_env(void)
 {
-	buf_t errs;
+	struct buf errs;
+
 	buf_init(&errs, 0);
 	cfg.proxy_socket = getenv("TEEMATE_PROXY_SOCKET");
 	cfg.proxy_addr = getenv("TEEMATE_PROXY_ADDR");
@@ -96,9 +101,11 @@ static void config_from_env(void)
 	cfg.proxy_fd = -1;
 	/* An inherited, already listening socket takes precedence over binding one. */
 	const char *fdv = getenv("TEEMATE_PROXY_FD");
+
 	if (fdv && *fdv) {
 		long long fd = -1;
-		buf_t tmp;
+		struct buf tmp;
+
 		buf_init(&tmp, 0);
 		if (int_var(&tmp, "TEEMATE_PROXY_FD", &fd, 3, 1 << 20) < 0) {
 			if (errs.len)
@@ -112,13 +119,15 @@ static void config_from_env(void)
 		buf_free(&tmp);
 	}
 	if (!cfg.proxy_socket && !cfg.proxy_addr && cfg.proxy_fd < 0)
-		add_err(&errs, "TEEMATE_PROXY_FD, TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set");
+		add_err(&errs,
+			"TEEMATE_PROXY_FD, TEEMATE_PROXY_SOCKET or TEEMATE_PROXY_ADDR must be set");
 	if (!cfg.gate)
 		add_err(&errs, "TEEMATE_GATE must be set");
 	int_var(&errs, "TEEMATE_MEMORY_MB", &cfg.memory_mb, 1, 1 << 20);
 	int_var(&errs, "TEEMATE_LOG_LIMIT_BYTES", &cfg.log_limit, 0, 1ll << 40);
 	int_var(&errs, "TEEMATE_TIMEOUT_MS", &cfg.timeout_ms, 1, 24ll * 3600 * 1000);
 	const char *netv = getenv("TEEMATE_NETWORK");
+
 	if (netv && strcmp(netv, "1") == 0) {
 		cfg.network = 1;
 	} else if (netv && *netv && strcmp(netv, "0") != 0) {
@@ -129,8 +138,10 @@ static void config_from_env(void)
 		buf_puts(&errs, ": want 1 or 0");
 	}
 	/* Set by the strawman launcher (shim/strawman), which booted this sandbox's own enclave
-	 * runtime before it started the shim: how long the boot took, or why it failed. */
+	 * runtime before it started the shim: how long the boot took, or why it failed.
+	 */
 	long long boot = 0;
+
 	int_var(&errs, "TEEMATE_BOOT_MS", &boot, 0, 24ll * 3600 * 1000);
 	cfg.boot_ms = (double)boot;
 	cfg.start_error = getenv("TEEMATE_START_ERROR");
@@ -148,26 +159,36 @@ static void config_from_env(void)
 int64_t now_ns(void)
 {
 	struct timespec ts;
+
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t now_ms(void) { return now_ns() / 1000000; }
+int64_t now_ms(void)
+{
+	return now_ns() / 1000000;
+}
 
 /* ms_since matches Go's float64(d.Microseconds())/1000. */
-double ms_since(int64_t t0) { return (double)((now_ns() - t0) / 1000) / 1000.0; }
+double ms_since(int64_t t0)
+{
+	return (double)((now_ns() - t0) / 1000) / 1000.0;
+}
 
 /* write_all writes to stdout/stderr, riding out EINTR, short writes and a non-blocking pipe. A
- * failure means the sandbox's output is gone; the reply still carries the result. */
+ * failure means the sandbox's output is gone; the reply still carries the result.
+ */
 void write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);
+
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				struct pollfd pf = {.fd = fd, .events = POLLOUT};
+				struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
 				if (poll(&pf, 1, 1000) <= 0)
 					return;
 				continue;
@@ -182,17 +203,21 @@ void write_all(int fd, const char *p, size_t n)
 void sentinels(void)
 {
 	static const char sentinel[] = WIRE_LOG_SENTINEL "\n";
-	write_all(1, sentinel, sizeof sentinel - 1);
-	write_all(2, sentinel, sizeof sentinel - 1);
+
+	write_all(1, sentinel, sizeof(sentinel) - 1);
+	write_all(2, sentinel, sizeof(sentinel) - 1);
 }
 
 /* log_json prints a diagnostic as one JSON line on stderr. Warnings are only
- * ever written after the activation's sentinels, never among its logs. */
+ * ever written after the activation's sentinels, never among its logs.
+ */
 void log_json(const char *level, const char *msg, const char *err)
 {
 	struct timespec ts;
+
 	clock_gettime(CLOCK_REALTIME, &ts);
-	buf_t b;
+	struct buf b;
+
 	buf_init(&b, 0);
 	buf_printf(&b, "{\"level\":\"%s\",\"ts\":", level);
 	go_float(&b, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
@@ -211,7 +236,6 @@ void log_json(const char *level, const char *msg, const char *err)
 }
 
 /* ---- state ---- */
-
 
 int state = ST_FRESH;
 int gate_fd = -1;
@@ -240,7 +264,8 @@ static void leave(int code)
 static void fail_listen(const char *fmt, const char *a, int err)
 {
 	char m[1024];
-	snprintf(m, sizeof m, fmt, a, strerror(err));
+
+	snprintf(m, sizeof(m), fmt, a, strerror(err));
 	log_json("error", "teemate-shim failed", m);
 	_exit(1);
 }
@@ -249,24 +274,29 @@ static void open_listener(void)
 {
 	if (cfg.proxy_fd >= 0) {
 		int acc = 0;
-		socklen_t l = sizeof acc;
+		socklen_t l = sizeof(acc);
+
 		if (getsockopt(cfg.proxy_fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc) {
 			char m[128];
-			snprintf(m, sizeof m, "TEEMATE_PROXY_FD=%d is not a listening socket", cfg.proxy_fd);
+
+			snprintf(m, sizeof(m), "TEEMATE_PROXY_FD=%d is not a listening socket",
+				 cfg.proxy_fd);
 			log_json("error", "teemate-shim failed", m);
 			_exit(1);
 		}
 		listen_fd = cfg.proxy_fd;
 	} else if (cfg.proxy_socket) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		size_t pl = strlen(cfg.proxy_socket);
+
 		if (unlink(cfg.proxy_socket) < 0 && errno != ENOENT)
-			fail_listen("remove stale proxy socket: remove %s: %s", cfg.proxy_socket, errno);
-		if (pl >= sizeof sa.sun_path)
+			fail_listen("remove stale proxy socket: remove %s: %s", cfg.proxy_socket,
+				    errno);
+		if (pl >= sizeof(sa.sun_path))
 			fail_listen("listen on %s: %s", cfg.proxy_socket, EINVAL);
 		memcpy(sa.sun_path, cfg.proxy_socket, pl);
 		listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			fail_listen("listen on %s: bind: %s", cfg.proxy_socket, errno);
 		unlink_path = cfg.proxy_socket;
 		if (listen(listen_fd, 128) < 0)
@@ -278,47 +308,54 @@ static void open_listener(void)
 		/* host:port with a numeric host (or empty, or localhost): no resolver in a static binary. */
 		const char *a = cfg.proxy_addr;
 		const char *colon = strrchr(a, ':');
+
 		if (!colon)
 			fail_listen("listen on %s: %s", a, EINVAL);
 		char host[256];
 		size_t hl = (size_t)(colon - a);
-		if (hl >= sizeof host)
+
+		if (hl >= sizeof(host))
 			fail_listen("listen on %s: %s", a, EINVAL);
 		memcpy(host, a, hl);
 		host[hl] = 0;
 		char *h = host;
+
 		if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
 			host[hl - 1] = 0;
 			h = host + 1;
 		}
 		char *e;
 		long port = strtol(colon + 1, &e, 10);
+
 		if (*e || colon[1] == 0 || port < 0 || port > 65535)
 			fail_listen("listen on %s: %s", a, EINVAL);
 		struct sockaddr_storage ss;
-		memset(&ss, 0, sizeof ss);
+
+		memset(&ss, 0, sizeof(ss));
 		socklen_t sl;
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		int fam;
+
 		if (*h == 0) {
 			fam = AF_INET6;
 			s6->sin6_family = AF_INET6;
 			s6->sin6_addr = in6addr_any;
 			s6->sin6_port = htons((uint16_t)port);
-			sl = sizeof *s6;
-		} else if (strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+			sl = sizeof(*s6);
+		} else if (strcmp(h, "localhost") == 0 ||
+			   inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
 			fam = AF_INET;
 			s4->sin_family = AF_INET;
 			if (strcmp(h, "localhost") == 0)
 				s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 			s4->sin_port = htons((uint16_t)port);
-			sl = sizeof *s4;
+			sl = sizeof(*s4);
 		} else if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
 			fam = AF_INET6;
 			s6->sin6_family = AF_INET6;
 			s6->sin6_port = htons((uint16_t)port);
-			sl = sizeof *s6;
+			sl = sizeof(*s6);
 		} else {
 			fail_listen("listen on %s: host must be numeric: %s", a, EINVAL);
 			return;
@@ -326,20 +363,23 @@ static void open_listener(void)
 		listen_fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (listen_fd >= 0 && fam == AF_INET6 && *h == 0) {
 			int off = 0;
-			setsockopt(listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+
+			setsockopt(listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
 		}
 		if (listen_fd < 0 && fam == AF_INET6 && *h == 0) {
 			/* No IPv6: fall back to IPv4 any. */
-			memset(&ss, 0, sizeof ss);
+			memset(&ss, 0, sizeof(ss));
 			s4->sin_family = AF_INET;
 			s4->sin_port = htons((uint16_t)port);
-			sl = sizeof *s4;
+			sl = sizeof(*s4);
 			listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		}
 		int one = 1;
+
 		if (listen_fd >= 0)
-			setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 || listen(listen_fd, 128) < 0)
+			setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&ss, sl) < 0 ||
+		    listen(listen_fd, 128) < 0)
 			fail_listen("listen on %s: %s", a, errno);
 	}
 	fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
@@ -356,7 +396,8 @@ int main(void)
 {
 	config_from_env();
 	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
+
+	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = on_term; /* no SA_RESTART: poll returns EINTR */
@@ -369,6 +410,7 @@ int main(void)
 			leave(0);
 		if (exit_pending) {
 			int still = 0;
+
 			for (int i = 0; i < MAX_CONNS; i++)
 				still |= conns[i] && conns[i] == exit_conn && conns[i]->out.len > 0;
 			if (!still) {
@@ -386,15 +428,20 @@ int main(void)
 		struct conn *who[MAX_CONNS + 1];
 		int n = fill_pollfds(pf, who, NULL);
 		int64_t wake = exit_pending ? exit_deadline : 0;
+
 		for (int i = 0; i < MAX_CONNS; i++)
-			if (conns[i] && conns[i]->head_deadline && (!wake || conns[i]->head_deadline < wake))
+			if (conns[i] && conns[i]->head_deadline &&
+			    (!wake || conns[i]->head_deadline < wake))
 				wake = conns[i]->head_deadline;
 		int timeout = -1;
+
 		if (wake) {
 			int64_t left = wake - now_ms();
+
 			timeout = left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
 		}
 		int r = poll(pf, (nfds_t)n, timeout);
+
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -404,11 +451,11 @@ int main(void)
 		if (r == 0) {
 			/* Header timeouts. */
 			for (int i = 0; i < MAX_CONNS; i++)
-				if (conns[i] && conns[i]->head_deadline && now_ms() > conns[i]->head_deadline)
+				if (conns[i] && conns[i]->head_deadline &&
+				    now_ms() > conns[i]->head_deadline)
 					conn_close(conns[i]);
 			continue;
 		}
 		service(pf, n, NULL);
 	}
 }
-

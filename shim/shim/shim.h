@@ -15,38 +15,41 @@
 #include "../json/json.h"
 #include "wire.h"
 
-#define MAX_BODY WIRE_MAX_BODY
-#define MAX_INIT_FRAME WIRE_MAX_INIT_FRAME
-#define MAX_OTHER_FRAME WIRE_MAX_OTHER_FRAME
-#define MAX_REPLY_FRAME WIRE_MAX_REPLY_FRAME
-#define MAX_HEAD (64u << 10)
-#define MAX_DISCARD (256u << 10)
-#define MAX_CONNS 64
-#define GRACE_MS 5000
+#define MAX_BODY          WIRE_MAX_BODY
+#define MAX_INIT_FRAME    WIRE_MAX_INIT_FRAME
+#define MAX_OTHER_FRAME   WIRE_MAX_OTHER_FRAME
+#define MAX_REPLY_FRAME   WIRE_MAX_REPLY_FRAME
+#define MAX_HEAD          (64u << 10)
+#define MAX_DISCARD       (256u << 10)
+#define MAX_CONNS         64
+#define GRACE_MS          5000
 #define HEADER_TIMEOUT_MS 10000
-#define SHUTDOWN_MS 5000
+#define SHUTDOWN_MS       5000
+
+/* ARRAY_SIZE is the element count of an array (not of a pointer). */
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Gate run limits; limits outside are clamped, not refused. */
 #define MIN_TIMEOUT_MS WIRE_MIN_TIMEOUT_MS
 #define MAX_TIMEOUT_MS WIRE_MAX_TIMEOUT_MS
-#define MIN_MEMORY_MB WIRE_MIN_MEMORY_MB
-#define MAX_MEMORY_MB WIRE_MAX_MEMORY_MB
-#define MAX_LOG_LIMIT WIRE_MAX_LOG_LIMIT
+#define MIN_MEMORY_MB  WIRE_MIN_MEMORY_MB
+#define MAX_MEMORY_MB  WIRE_MAX_MEMORY_MB
+#define MAX_LOG_LIMIT  WIRE_MAX_LOG_LIMIT
 
 /* OpenWhisk's action-proxy texts. */
-#define MSG_INIT_TWICE "Cannot initialize the action more than once."
+#define MSG_INIT_TWICE      "Cannot initialize the action more than once."
 #define MSG_NOT_INITIALIZED "System not initialized."
-#define MSG_MISSING_CODE "Missing main/no code to execute."
-#define MSG_ONE_ACTIVATION "This sandbox serves exactly one activation."
-#define MSG_ABNORMAL_INIT "The action did not initialize and exited unexpectedly."
-#define MSG_ABNORMAL_RUN "The action did not produce a valid response and exited unexpectedly."
+#define MSG_MISSING_CODE    "Missing main/no code to execute."
+#define MSG_ONE_ACTIVATION  "This sandbox serves exactly one activation."
+#define MSG_ABNORMAL_INIT   "The action did not initialize and exited unexpectedly."
+#define MSG_ABNORMAL_RUN    "The action did not produce a valid response and exited unexpectedly."
 
 struct config {
 	const char *proxy_socket, *proxy_addr, *gate, *sandbox;
 	long long memory_mb, log_limit, timeout_ms;
-	int network; /* TEEMATE_NETWORK=1: the run says the action has network */
-	int proxy_fd; /* -1: bind proxy_socket or proxy_addr */
-	double boot_ms; /* strawman: the enclave runtime's boot time (TEEMATE_BOOT_MS) */
+	int network;             /* TEEMATE_NETWORK=1: the run says the action has network */
+	int proxy_fd;            /* -1: bind proxy_socket or proxy_addr */
+	double boot_ms;          /* strawman: the enclave runtime's boot time (TEEMATE_BOOT_MS) */
 	const char *start_error; /* strawman: why the runtime did not start (TEEMATE_START_ERROR) */
 };
 
@@ -61,8 +64,8 @@ enum { R_NONE, R_INIT, R_RUN };
 struct conn {
 	int fd;
 	int phase;
-	buf_t in;
-	buf_t out;
+	struct buf in;
+	struct buf out;
 	size_t out_off;
 	int close_after;
 	int expect_continue;
@@ -77,7 +80,7 @@ struct conn {
 
 struct gerr {
 	char cls[64];
-	buf_t msg;
+	struct buf msg;
 };
 
 extern struct config cfg;
@@ -100,15 +103,19 @@ void sentinels(void);
 void log_json(const char *level, const char *msg, const char *err);
 void close_gate(void);
 void conn_close(struct conn *c);
-void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body, size_t n);
-void reply_error(struct conn *c, int status, const char *outcome, int with_timings, const char *msg);
+void reply(struct conn *c, int status, const char *outcome, int with_timings, const char *body,
+	   size_t n);
+void reply_error(struct conn *c, int status, const char *outcome, int with_timings,
+		 const char *msg);
 int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active);
 int service(struct pollfd *pf, int npf, struct conn *active);
-int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, buf_t *e);
+int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e);
 int field(const char *obj, size_t n, const char *name, const char **v, size_t *vn);
-int gate_call(const buf_t *req, size_t limit, const char *want, int64_t deadline, struct conn *active, buf_t *rb, const char **obj, size_t *objn, struct gerr *ge, buf_t *e);
-void gerr_text(buf_t *b, const struct gerr *ge);
-int gate_dial(buf_t *e);
+int gate_call(const struct buf *req, size_t limit, const char *want, int64_t deadline,
+	      struct conn *active, struct buf *rb, const char **obj, size_t *objn, struct gerr *ge,
+	      struct buf *e);
+void gerr_text(struct buf *b, const struct gerr *ge);
+int gate_dial(struct buf *e);
 void handle_init(struct conn *c, const char *body, size_t n, int over);
 void await_release(void);
 void handle_run(struct conn *c, const char *body, size_t n, int over);

@@ -12,7 +12,7 @@
 #define WIRE_GATE_VERSION 1
 
 /* Frame size limits (PROTOCOL.md, "Framing"). */
-#define WIRE_MAX_INIT_FRAME (64u << 20)
+#define WIRE_MAX_INIT_FRAME  (64u << 20)
 #define WIRE_MAX_OTHER_FRAME (2u << 20)
 #define WIRE_MAX_REPLY_FRAME (80u << 20)
 
@@ -22,18 +22,19 @@
 /* Run limits of the gate (PROTOCOL.md, "run -> result"). */
 #define WIRE_MIN_TIMEOUT_MS 100
 #define WIRE_MAX_TIMEOUT_MS 600000
-#define WIRE_MIN_MEMORY_MB 64
-#define WIRE_MAX_MEMORY_MB 4096
-#define WIRE_MAX_LOG_LIMIT (64ll << 20)
+#define WIRE_MIN_MEMORY_MB  64
+#define WIRE_MAX_MEMORY_MB  4096
+#define WIRE_MAX_LOG_LIMIT  (64ll << 20)
 
 /* Outcomes: the gate's result outcomes, passed on in the outcome header, and "gate" for a failure
- * between the shim and the enclave. */
-#define WIRE_OUTCOME_SUCCESS "success"
+ * between the shim and the enclave.
+ */
+#define WIRE_OUTCOME_SUCCESS     "success"
 #define WIRE_OUTCOME_APPLICATION "application"
-#define WIRE_OUTCOME_DEVELOPER "developer"
-#define WIRE_OUTCOME_TIMEOUT "timeout"
-#define WIRE_OUTCOME_MEMORY "memory"
-#define WIRE_OUTCOME_GATE "gate"
+#define WIRE_OUTCOME_DEVELOPER   "developer"
+#define WIRE_OUTCOME_TIMEOUT     "timeout"
+#define WIRE_OUTCOME_MEMORY      "memory"
+#define WIRE_OUTCOME_GATE        "gate"
 
 /* Response headers of the shim. */
 #define WIRE_HEADER_OUTCOME "X-Teemate-Outcome"

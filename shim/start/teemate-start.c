@@ -43,25 +43,32 @@
 #include <unistd.h>
 
 #define DEFAULT_CONFIG "/run/teemate/start.conf"
-#define FORMAT_TAG "teemate-start/1"
-#define MAX_CONFIG (1 << 20) /* bytes; the encoder refuses more */
-#define MAX_ITEMS 4096       /* per list (argv, env) */
-#define PROXY_FD 3
+#define FORMAT_TAG     "teemate-start/1"
+#define MAX_CONFIG     (1 << 20) /* bytes; the encoder refuses more */
+#define MAX_ITEMS      4096      /* per list (argv, env) */
+#define PROXY_FD       3
 #define PROXY_ENV_NAME "TEEMATE_PROXY_FD="
-#define PROXY_ENV PROXY_ENV_NAME "3"
+#define PROXY_ENV      PROXY_ENV_NAME "3"
+
+/* ARRAY_SIZE is the element count of an array (not of a pointer). */
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 enum { EXIT_MALFORMED = 125, EXIT_CANNOT_EXEC = 126, EXIT_UNREADABLE = 127 };
 
 static const char *config_path = DEFAULT_CONFIG;
 
 /* say writes the pieces to standard error; stdio is not linked in, to keep the stub small. */
-static void say(const char *a, const char *b, const char *c) {
-	const char *parts[] = {"teemate-start: ", a, b, c, "\n"};
-	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+static void say(const char *a, const char *b, const char *c)
+{
+	const char *const parts[] = { "teemate-start: ", a, b, c, "\n" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
 		size_t n = parts[i] ? strlen(parts[i]) : 0;
 		const char *s = parts[i];
+
 		while (n > 0) {
 			ssize_t w = write(2, s, n);
+
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)
@@ -72,35 +79,45 @@ static void say(const char *a, const char *b, const char *c) {
 	}
 }
 
-static void die(int code, const char *a, const char *b, const char *c) {
+static void die(int code, const char *a, const char *b, const char *c)
+{
 	say(a, b, c);
 	_exit(code);
 }
 
-static void malformed(const char *what) {
+static void die_malformed(const char *what)
+{
 	die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
 }
 
 /* read_config reads the whole file into a NUL-terminated buffer; *len excludes that NUL. */
-static char *read_config(size_t *len) {
+static char *read_config(size_t *len)
+{
 	int fd = open(config_path, O_RDONLY | O_CLOEXEC);
+
 	if (fd < 0)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path, errno == ENOENT ? ": no such file" : ": cannot open it");
+		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+		    errno == ENOENT ? ": no such file" : ": cannot open it");
 	char *buf = malloc(MAX_CONFIG + 1);
+
 	if (!buf)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path, ": out of memory");
+		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+		    ": out of memory");
 	size_t n = 0;
+
 	for (;;) {
 		ssize_t r = read(fd, buf + n, MAX_CONFIG + 1 - n);
+
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			die(EXIT_UNREADABLE, "read the start configuration ", config_path, ": read error");
+			die(EXIT_UNREADABLE, "read the start configuration ", config_path,
+			    ": read error");
 		if (r == 0)
 			break;
 		n += (size_t)r;
 		if (n > MAX_CONFIG)
-			malformed(": larger than 1 MiB");
+			die_malformed(": larger than 1 MiB");
 	}
 	close(fd);
 	buf[n] = '\0';
@@ -109,10 +126,12 @@ static char *read_config(size_t *len) {
 }
 
 /* next returns the field at *p and moves *p past its NUL, or reports a truncated file. */
-static char *next(char **p, char *end, const char *what) {
+static char *next(char **p, char *end, const char *what)
+{
 	if (*p >= end)
 		die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
 	char *nul = memchr(*p, '\0', (size_t)(end - *p));
+
 	if (!nul)
 		die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
 	char *field = *p;
@@ -121,29 +140,34 @@ static char *next(char **p, char *end, const char *what) {
 }
 
 /* count parses a decimal count: digits only, no sign, no leading zero, at most max. */
-static long count(const char *s, long min, long max, const char *what) {
+static long count(const char *s, long min, long max, const char *what)
+{
 	if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
-		malformed(what);
+		die_malformed(what);
 	long v = 0;
+
 	for (const char *c = s; *c; c++) {
 		if (*c < '0' || *c > '9')
-			malformed(what);
+			die_malformed(what);
 		v = v * 10 + (*c - '0');
 		if (v > max)
-			malformed(what);
+			die_malformed(what);
 	}
 	if (v < min)
-		malformed(what);
+		die_malformed(what);
 	return v;
 }
 
 /* proxy_fd_listening tells whether descriptor 3 is a listening socket, and makes it survive exec. */
-static int proxy_fd_listening(void) {
+static int proxy_fd_listening(void)
+{
 	int flags = fcntl(PROXY_FD, F_GETFD);
+
 	if (flags < 0)
 		return 0;
 	int listening = 0;
-	socklen_t l = sizeof listening;
+	socklen_t l = sizeof(listening);
+
 	if (getsockopt(PROXY_FD, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0 || !listening)
 		return 0;
 	if ((flags & FD_CLOEXEC) && fcntl(PROXY_FD, F_SETFD, flags & ~FD_CLOEXEC) != 0)
@@ -151,7 +175,8 @@ static int proxy_fd_listening(void) {
 	return 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
 	if (argc > 2)
 		die(EXIT_MALFORMED, "usage: teemate-start [config]", "", "");
 	if (argc == 2)
@@ -162,44 +187,55 @@ int main(int argc, char **argv) {
 	size_t len;
 	char *buf = read_config(&len);
 	char *p = buf, *end = buf + len;
+
 	if (strcmp(next(&p, end, ": not a " FORMAT_TAG " file"), FORMAT_TAG) != 0)
-		malformed(": not a " FORMAT_TAG " file");
+		die_malformed(": not a " FORMAT_TAG " file");
 	char *path = next(&p, end, ": no command path");
 	char *cwd = next(&p, end, ": no working directory");
+
 	if (path[0] != '/')
-		malformed(": the command path is not absolute");
+		die_malformed(": the command path is not absolute");
 	if (cwd[0] != '/')
-		malformed(": the working directory is not absolute");
-	long nargs = count(next(&p, end, ": no argument count"), 1, MAX_ITEMS, ": bad argument count");
-	char **args = calloc((size_t)nargs + 1, sizeof *args);
+		die_malformed(": the working directory is not absolute");
+	long nargs =
+		count(next(&p, end, ": no argument count"), 1, MAX_ITEMS, ": bad argument count");
+	char **args = calloc((size_t)nargs + 1, sizeof(*args));
+
 	if (!args)
 		die(EXIT_MALFORMED, "out of memory", "", "");
 	for (long i = 0; i < nargs; i++)
 		args[i] = next(&p, end, ": fewer arguments than counted");
-	long nenv = count(next(&p, end, ": no environment count"), 0, MAX_ITEMS, ": bad environment count");
-	char **env = calloc((size_t)nenv + 2, sizeof *env);
+	long nenv = count(next(&p, end, ": no environment count"), 0, MAX_ITEMS,
+			  ": bad environment count");
+	char **env = calloc((size_t)nenv + 2, sizeof(*env));
+
 	if (!env)
 		die(EXIT_MALFORMED, "out of memory", "", "");
 	long k = 0;
+
 	for (long i = 0; i < nenv; i++) {
 		char *e = next(&p, end, ": fewer environment entries than counted");
 		char *eq = strchr(e, '=');
+
 		if (!eq || eq == e)
-			malformed(": an environment entry is not NAME=value");
-		if (proxy && strncmp(e, PROXY_ENV_NAME, sizeof PROXY_ENV_NAME - 1) == 0)
+			die_malformed(": an environment entry is not NAME=value");
+		if (proxy && strncmp(e, PROXY_ENV_NAME, sizeof(PROXY_ENV_NAME) - 1) == 0)
 			continue; /* replaced below by the descriptor that is really there */
 		env[k++] = e;
 	}
 	if (p != end)
-		malformed(": trailing bytes after the environment");
+		die_malformed(": trailing bytes after the environment");
 	if (proxy)
 		env[k++] = PROXY_ENV;
 	env[k] = NULL;
 
 	if (chdir(cwd) != 0)
-		die(EXIT_MALFORMED, "working directory ", cwd, errno == ENOENT ? ": no such directory" : ": cannot enter it");
+		die(EXIT_MALFORMED, "working directory ", cwd,
+		    errno == ENOENT ? ": no such directory" : ": cannot enter it");
 	execve(path, args, env);
 	int e = errno;
-	die(e == ENOENT ? EXIT_UNREADABLE : EXIT_CANNOT_EXEC, "exec ", path, e == ENOENT ? ": no such file" : ": cannot execute");
+
+	die(e == ENOENT ? EXIT_UNREADABLE : EXIT_CANNOT_EXEC, "exec ", path,
+	    e == ENOENT ? ": no such file" : ": cannot execute");
 	return 0;
 }

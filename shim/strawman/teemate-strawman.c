@@ -37,12 +37,13 @@
 #include "../json/json.h"
 #include "../shim/wire.h"
 
-#define GRACE_MS 5000
+#define GRACE_MS   5000
 #define TAIL_BYTES 4096
 
 static int64_t now_ms(void)
 {
 	struct timespec ts;
+
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
@@ -50,8 +51,9 @@ static int64_t now_ms(void)
 /* io waits up to ms for fd to be ready for ev; 0 when ready. */
 static int io(int fd, short ev, int ms)
 {
-	struct pollfd pf = {.fd = fd, .events = ev};
+	struct pollfd pf = { .fd = fd, .events = ev };
 	int r;
+
 	do
 		r = poll(&pf, 1, ms);
 	while (r < 0 && errno == EINTR);
@@ -66,6 +68,7 @@ static int read_full(int fd, char *p, size_t n, int ms)
 		if (io(fd, POLLIN, ms))
 			return -1;
 		ssize_t r = read(fd, p, n);
+
 		if (r == 0) {
 			errno = ECONNRESET;
 			return -1;
@@ -81,18 +84,21 @@ static int read_full(int fd, char *p, size_t n, int ms)
 	return 0;
 }
 
-/* ping asks the gate for its health (PROTOCOL.md, "ping"); 0 when it answers pong. On failure why
- * says what went wrong. */
-static int ping(const char *gate, int ms, char *why, size_t whyn)
+/* ping_gate asks the gate for its health (PROTOCOL.md, "ping"); 0 when it answers pong. On failure why
+ * says what went wrong.
+ */
+static int ping_gate(const char *gate, int ms, char *why, size_t whyn)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(gate) >= sizeof sa.sun_path) {
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (strlen(gate) >= sizeof(sa.sun_path)) {
 		snprintf(why, whyn, "gate socket path too long");
 		return -1;
 	}
 	strcpy(sa.sun_path, gate);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		snprintf(why, whyn, "connect %s: %s", gate, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -101,7 +107,9 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 	static const char req[] = "\0\0\0\x0f{\"type\":\"ping\"}";
 	char hdr[4], body[4096];
 	int rc = -1;
-	if (io(fd, POLLOUT, ms) || send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
+
+	if (io(fd, POLLOUT, ms) ||
+	    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1)) {
 		snprintf(why, whyn, "send ping: %s", strerror(errno));
 		goto out;
 	}
@@ -109,10 +117,12 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 		snprintf(why, whyn, "read pong: %s", strerror(errno));
 		goto out;
 	}
-	uint32_t n = ((uint32_t)(unsigned char)hdr[0] << 24) | ((uint32_t)(unsigned char)hdr[1] << 16) |
+	uint32_t n = ((uint32_t)(unsigned char)hdr[0] << 24) |
+		     ((uint32_t)(unsigned char)hdr[1] << 16) |
 		     ((uint32_t)(unsigned char)hdr[2] << 8) | (unsigned char)hdr[3];
-	if (n == 0 || n > sizeof body) {
-		snprintf(why, whyn, "pong frame of %u bytes (at most %zu expected)", n, sizeof body);
+	if (n == 0 || n > sizeof(body)) {
+		snprintf(why, whyn, "pong frame of %u bytes (at most %zu expected)", n,
+			 sizeof(body));
 		goto out;
 	}
 	if (read_full(fd, body, n, ms)) {
@@ -121,13 +131,16 @@ static int ping(const char *gate, int ms, char *why, size_t whyn)
 	}
 	size_t vs, ve;
 	char err[160];
-	if (json_scan(body, n, 0, &vs, &ve, err, sizeof err) != JSON_OK || json_type(body + vs) != JT_OBJECT) {
+
+	if (json_scan(body, n, 0, &vs, &ve, err, sizeof(err)) != JSON_OK ||
+	    json_type(body + vs) != JT_OBJECT) {
 		snprintf(why, whyn, "the gate's answer to ping is not a JSON object");
 		goto out;
 	}
-	jiter it;
+	struct jiter it;
 	const char *k, *v;
 	size_t kn, vn;
+
 	jiter_begin(&it, body + vs, ve - vs);
 	while (jobj_next(&it, &k, &kn, &v, &vn))
 		if (kn == 6 && memcmp(k, "\"type\"", 6) == 0)
@@ -146,6 +159,7 @@ static const char *tail(int out)
 	off_t end = lseek(out, 0, SEEK_END);
 	off_t from = end > TAIL_BYTES ? end - TAIL_BYTES : 0;
 	ssize_t n = end > 0 ? pread(out, b, (size_t)(end - from), from) : 0;
+
 	if (n < 0)
 		n = 0;
 	b[n] = 0;
@@ -159,7 +173,8 @@ static const char *tail(int out)
 
 static void exec_shim(const char *shim)
 {
-	char *argv[] = {(char *)shim, NULL};
+	char *const argv[] = { (char *)shim, NULL };
+
 	execv(shim, argv);
 	fprintf(stderr, "teemate-strawman: exec %s: %s\n", shim, strerror(errno));
 	_exit(1);
@@ -169,7 +184,8 @@ static void exec_shim(const char *shim)
 static void fail(const char *shim, const char *fmt, const char *a, const char *b)
 {
 	char msg[TAIL_BYTES + 1024];
-	snprintf(msg, sizeof msg, fmt, a, b);
+
+	snprintf(msg, sizeof(msg), fmt, a, b);
 	setenv("TEEMATE_START_ERROR", msg, 1);
 	exec_shim(shim);
 }
@@ -182,24 +198,30 @@ int main(int argc, char **argv)
 	}
 	const char *shim = argv[1];
 	const char *gate = getenv("TEEMATE_GATE");
+
 	if (!gate || !*gate) {
 		fprintf(stderr, "teemate-strawman: TEEMATE_GATE must be set\n");
 		return 2;
 	}
 	long long limit = 60000;
 	const char *tv = getenv("TEEMATE_TIMEOUT_MS");
+
 	if (tv && *tv) {
 		char *e;
+
 		limit = strtoll(tv, &e, 10);
 		if (*e || limit < 1 || limit > 24ll * 3600 * 1000) {
-			fprintf(stderr, "teemate-strawman: TEEMATE_TIMEOUT_MS=%s: want an integer from 1 to %lld\n", tv,
-				24ll * 3600 * 1000);
+			fprintf(stderr,
+				"teemate-strawman: TEEMATE_TIMEOUT_MS=%s: want an integer from 1 to %lld\n",
+				tv, 24ll * 3600 * 1000);
 			return 2;
 		}
 	}
 	/* The runtime's output is kept for the error text only; a memory file never fills up like a
-	 * pipe nobody reads once the shim runs. */
+	 * pipe nobody reads once the shim runs.
+	 */
 	int out = memfd_create("strawman-runtime-output", MFD_CLOEXEC);
+
 	if (out < 0) {
 		fprintf(stderr, "teemate-strawman: memfd_create: %s\n", strerror(errno));
 		return 1;
@@ -207,17 +229,20 @@ int main(int argc, char **argv)
 	int64_t t0 = now_ms();
 	pid_t parent = getpid();
 	pid_t pid = fork();
+
 	if (pid < 0)
 		fail(shim, "fork %s: %s", argv[2], strerror(errno));
 	if (pid == 0) {
 		/* Killed when the shim (this process after exec) exits; the race with an early exit of
-		 * the parent is closed by the check that follows. */
+		 * the parent is closed by the check that follows.
+		 */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(1);
 		dup2(out, 1);
 		dup2(out, 2);
 		/* The proxy listener belongs to the shim. */
 		const char *pfd = getenv("TEEMATE_PROXY_FD");
+
 		if (pfd && *pfd)
 			close(atoi(pfd));
 		/* Host settings that slow Node down or leak host configuration. */
@@ -230,33 +255,44 @@ int main(int argc, char **argv)
 	int64_t deadline = t0 + limit + GRACE_MS;
 	int delay_ms = 1;
 	char why[512] = "";
+
 	for (;;) {
 		int64_t left = deadline - now_ms();
-		if (ping(gate, left < 1000 ? (left > 0 ? (int)left : 1) : 1000, why, sizeof why) == 0)
+
+		if (ping_gate(gate, left < 1000 ? (left > 0 ? (int)left : 1) : 1000, why,
+			      sizeof(why)) == 0)
 			break;
 		int st;
+
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			char how[64];
+
 			if (WIFEXITED(st))
-				snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
+				snprintf(how, sizeof(how), "exited with status %d",
+					 WEXITSTATUS(st));
 			else
-				snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
+				snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(st));
 			char head[1024];
-			snprintf(head, sizeof head, "%s %s before its gate answered", argv[2], how);
+
+			snprintf(head, sizeof(head), "%s %s before its gate answered", argv[2],
+				 how);
 			fail(shim, "%s; its output: %s", head, tail(out));
 		}
 		if (now_ms() >= deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			char head[1024];
-			snprintf(head, sizeof head, "gate %s did not answer within %lld ms (%s)", gate, limit + GRACE_MS, why);
+
+			snprintf(head, sizeof(head), "gate %s did not answer within %lld ms (%s)",
+				 gate, limit + GRACE_MS, why);
 			fail(shim, "%s; the runtime's output: %s", head, tail(out));
 		}
 		usleep((useconds_t)delay_ms * 1000);
 		delay_ms = delay_ms * 2 > 20 ? 20 : delay_ms * 2;
 	}
 	char boot[32];
-	snprintf(boot, sizeof boot, "%lld", (long long)(now_ms() - t0));
+
+	snprintf(boot, sizeof(boot), "%lld", (long long)(now_ms() - t0));
 	setenv("TEEMATE_BOOT_MS", boot, 1);
 	exec_shim(shim);
 	return 1;
