@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -64,8 +65,7 @@ func (s *Store) hashPlaintextKeys(ctx context.Context) (int, error) {
 		for rows.Next() {
 			var uuid, secret string
 			if err := rows.Scan(&uuid, &secret); err != nil {
-				rows.Close()
-				return err
+				return errors.Join(err, rows.Close())
 			}
 			plain[uuid] = secret
 		}
