@@ -2,12 +2,12 @@ package lintcheck
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/teemate/platform/internal/testtool"
 )
 
 const module = "github.com/teemate/platform/"
@@ -85,7 +85,7 @@ func TestDependencyDirection(t *testing.T) {
 // reaches the rest).
 func TestDirectImports(t *testing.T) {
 	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}} | {{join .TestImports \" \"}} {{join .XTestImports \" \"}}", "./...")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testtool.Root(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -132,7 +132,7 @@ type dep struct {
 func goListDeps(t *testing.T, pkg string) []dep {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", "./"+pkg)
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testtool.Root(t)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -145,24 +145,4 @@ func goListDeps(t *testing.T, pkg string) []dep {
 		deps = append(deps, dep{path: path, standard: std == "true"})
 	}
 	return deps
-}
-
-// repoRoot is the directory above this package's that holds go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if parent := filepath.Dir(dir); parent != dir {
-			dir = parent
-			continue
-		}
-		t.Fatal("no go.mod above the test directory")
-		return ""
-	}
 }

@@ -46,24 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root not found")
-		}
-		dir = parent
-	}
-}
-
 func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -82,7 +64,7 @@ func TestInvoker_RealNodeEndToEnd(t *testing.T) {
 	e.api.addCode("hello", `function main(p) { console.log("hi " + p.name); return {greeting: "hello " + p.name, pid: process.pid} }`, 256, 60000)
 	e.api.addCode("loop", `function main() { for (;;) {} }`, 256, 1000)
 	e.api.addCode("leak", `function main() { globalThis.seen = (globalThis.seen || 0) + 1; return {seen: globalThis.seen} }`, 256, 60000)
-	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repoRoot(t), ShimPath: shimPath, SlotsPerOwner: 4}
+	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: testtool.Root(t), ShimPath: shimPath, SlotsPerOwner: 4}
 	exec, cleanup, err := buildExecutor(zapTest(t), 0, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +128,7 @@ func TestInvoker_StrawmanModel(t *testing.T) {
 	e := newEnv(t)
 	e.api.addCode("hello", `function main(p) { return {greeting: "hello " + p.name} }`, 256, 60000)
 	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
-		RepoDir: repoRoot(t), ShimPath: shimPath})
+		RepoDir: testtool.Root(t), ShimPath: shimPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +148,7 @@ func TestBackends_SGXUnavailableFailsFast(t *testing.T) {
 	if _, err := os.Stat("/dev/sgx_enclave"); err == nil {
 		t.Skip("this host has SGX")
 	}
-	_, _, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "sgx", RepoDir: repoRoot(t), ShimPath: shimPath})
+	_, _, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "sgx", RepoDir: testtool.Root(t), ShimPath: shimPath})
 	if !errors.Is(err, enclave.ErrUnavailable) || !strings.Contains(err.Error(), "/dev/sgx_enclave") {
 		t.Fatalf("err = %v, want enclave.ErrUnavailable naming /dev/sgx_enclave", err)
 	}
@@ -204,7 +186,7 @@ func TestUnsafeOwnerAsRootRefusal(t *testing.T) {
 	}
 	testtool.Require(t, "node")
 	repo := t.TempDir() // the runtime, but nothing built
-	if err := os.Symlink(filepath.Join(repoRoot(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
+	if err := os.Symlink(filepath.Join(testtool.Root(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
 		t.Fatal(err)
 	}
 	b := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, ShimPath: shimPath, Prestart: []string{}}
