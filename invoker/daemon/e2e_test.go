@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,12 +50,17 @@ func TestMain(m *testing.M) {
 }
 
 func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
+	r.addAnnotated(name, code, `[]`, memoryMB, timeoutMs)
+}
+
+// addAnnotated is addCode with the action's annotations (a JSON array).
+func (r *restAPI) addAnnotated(name, code, annotations string, memoryMB, timeoutMs int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, _ := json.Marshal(code)
 	r.actions["guest/"+name] = fmt.Sprintf(`{"namespace":"guest","name":%q,"version":"0.0.1",
-	  "exec":{"kind":"nodejs:default","code":%s,"binary":false},"annotations":[],"parameters":[],
-	  "limits":{"timeout":%d,"memory":%d,"logs":10,"concurrency":1},"rev":"1-x"}`, name, c, timeoutMs, memoryMB)
+	  "exec":{"kind":"nodejs:default","code":%s,"binary":false},"annotations":%s,"parameters":[],
+	  "limits":{"timeout":%d,"memory":%d,"logs":10,"concurrency":1},"rev":"1-x"}`, name, c, annotations, timeoutMs, memoryMB)
 }
 
 // TestInvoker_RealNodeEndToEnd runs activations through the whole teemate path on this machine: Kafka,
@@ -139,6 +147,58 @@ func TestInvoker_StrawmanModel(t *testing.T) {
 	act := a.(*whisk.ResultMessage).Response.Activation
 	if act.Response.StatusCode != 0 || string(act.Response.Result) != `{"greeting":"hello Bob"}` {
 		t.Fatalf("strawman result %d %s", act.Response.StatusCode, act.Response.Result)
+	}
+}
+
+// TestInvoker_StrawmanEgress: the strawman's runtime gets the invoker's egress allow-list, as the
+// shared enclave's owners do: an action with network reaches an allowed host-loopback endpoint (the
+// bench's object store, say) and is refused any other.
+func TestInvoker_StrawmanEgress(t *testing.T) {
+	testtool.Require(t, "node")
+	serve := func(body string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	allowed, other := serve("allowed"), serve("other")
+	get := func(url string) string {
+		return `const http = require('node:http');
+function main() {
+  return new Promise((resolve) => {
+    http.get(` + strconv.Quote(url) + `, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({body}));
+    }).on('error', (e) => resolve({error: e.message}));
+  });
+}`
+	}
+	e := newEnv(t)
+	network := `[{"key":"network","value":true}]`
+	e.api.addAnnotated("allowed", get(allowed.URL), network, 256, 60000)
+	e.api.addAnnotated("other", get(other.URL), network, 256, 60000)
+	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
+		RepoDir: testtool.Root(t), ShimPath: shimPath, EgressAllow: strings.TrimPrefix(allowed.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e.startInvoker(func(c *Config) { c.Executor = ex })
+
+	run := func(n int, action string) *whisk.WhiskActivation {
+		e.send(message(id(n), action, true, ""))
+		a, _ := e.nextAck(30 * time.Second)
+		e.nextAck(10 * time.Second)
+		return a.(*whisk.ResultMessage).Response.Activation
+	}
+	if act := run(210, "allowed"); act.Response.StatusCode != 0 || string(act.Response.Result) != `{"body":"allowed"}` {
+		t.Errorf("allowed endpoint: status %d result %s, want its body", act.Response.StatusCode, act.Response.Result)
+	}
+	// The runtime refuses the connection itself (caps.js), so the action fails with its error.
+	if act := run(211, "other"); act.Response.StatusCode == 0 || !strings.Contains(string(act.Response.Result), "is refused") {
+		t.Errorf("endpoint not on the allow-list: status %d result %s, want a refusal", act.Response.StatusCode, act.Response.Result)
 	}
 }
 
