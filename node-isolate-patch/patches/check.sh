@@ -16,21 +16,22 @@ want=$(cat "$here/NODE_VERSION")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-patches=$(ls "$here"/0*.patch)
+# The series, in order (the glob sorts).
+set -- "$here"/0*.patch
 
 # Existing upstream files the series changes ("--- a/PATH"), and files it creates.
-changed=$(sed -n 's|^--- a/||p' $patches | sort -u)
-created=$(awk '/^--- \/dev\/null/{getline; sub(/^\+\+\+ b\//, ""); print}' $patches | sort -u)
+changed=$(sed -n 's|^--- a/||p' "$@" | sort -u)
+created=$(awk '/^--- \/dev\/null/{getline; sub(/^\+\+\+ b\//, ""); print}' "$@" | sort -u)
 
 excl=
 for f in $changed; do excl="$excl --exclude=$f"; done
 git init -q "$tmp/new"
-for p in $patches; do
+for p in "$@"; do
 	git -C "$tmp/new" apply --stat "$p" >/dev/null
 	# shellcheck disable=SC2086 # one --exclude per changed file
 	git -C "$tmp/new" apply $excl "$p"
 done
-echo "ok   new files apply in order: $(echo $created)"
+echo "ok   new files apply in order: $(echo "$created" | paste -sd' ')"
 
 # park.cc needs only Node's public headers (the installed ones here); entry.cc also needs Node's
 # internal node_v8_platform-inl.h, so it compiles only inside a Node tree.
@@ -44,7 +45,7 @@ else
 fi
 
 if [ -z "${NODE_SRC-}" ]; then
-	echo "skip changes to existing files ($(echo $changed)): set NODE_SRC to a Node $want tree to check them"
+	echo "skip changes to existing files ($(echo "$changed" | paste -sd' ')): set NODE_SRC to a Node $want tree to check them"
 	exit 0
 fi
 
@@ -61,7 +62,7 @@ for f in $changed; do
 	mkdir -p "$tmp/up/$(dirname "$f")"
 	cp "$NODE_SRC/$f" "$tmp/up/$f"
 done
-for p in $patches; do
+for p in "$@"; do
 	if ! git -C "$tmp/up" apply --check "$p"; then
 		echo "FAIL $(basename "$p") does not apply to Node $have (after the patches before it)" >&2
 		exit 1
