@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,24 +40,36 @@ type Config struct {
 	InvokerToken string
 	// Logger; nil discards.
 	Logger *zap.Logger
+	// Namespaces are created at start if missing, with these keys (bin/controller-adapter's
+	// standalone mode seeds OpenWhisk's well-known guest and whisk.system ones). A whisk.system
+	// not among them is created with a random key nobody is given.
+	Namespaces []Namespace
+
+	// Health tuning for tests of the controller-adapter; zero values take the production defaults.
+	Health     balancer.HealthConfig
+	HealthTick time.Duration
 }
+
+// Namespace is a tenant with one of its API keys ("uuid:key").
+type Namespace struct{ Name, UUID, Key string }
 
 // Controller is a running embedded controller. Its methods are safe for concurrent use.
 type Controller struct {
-	ctrl    whisk.ControllerInstanceID
-	token   string
-	apiHost string
-	log     *zap.Logger
-	st      *store.Store
-	prod    *kafka.Producer
-	bal     *balancer.Balancer
-	srv     *http.Server
-	served  chan error
+	ctrl     whisk.ControllerInstanceID
+	token    string
+	apiHost  string
+	log      *zap.Logger
+	st       *store.Store
+	prod     *kafka.Producer
+	bal      *balancer.Balancer
+	srv      *http.Server
+	served   chan struct{} // closed when the API server stops serving; serveErr says why
+	serveErr error
 }
 
-// Start opens the store, seeds the whisk.system namespace and the invoker health test action (as
-// bin/controller-adapter does at every start), connects the load balancer to the brokers and
-// serves the API. Close stops it.
+// Start opens the store, seeds the namespaces, whisk.system and the invoker health test action,
+// connects the load balancer to the brokers and serves the API: bin/controller-adapter builds its
+// controller here too. Close stops it.
 func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	if cfg.DataDir == "" || len(cfg.Kafka.Brokers) == 0 {
 		return nil, errors.New("embed: a data directory and brokers are required")
@@ -90,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	if c.st, err = store.Open(filepath.Join(cfg.DataDir, "controller.db")); err != nil {
 		return nil, fmt.Errorf("embed: open store: %w", err)
 	}
-	system, err := c.seed(ctx)
+	system, err := c.seed(ctx, cfg.Namespaces)
 	if err != nil {
 		return nil, err
 	}
@@ -104,32 +117,56 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	if c.prod, err = kafka.NewProducer(kcfg); err != nil {
 		return nil, fmt.Errorf("embed: kafka producer: %w", err)
 	}
-	if c.bal, err = balancer.New(balancer.Config{Kafka: kcfg, Controller: c.ctrl, SystemIdentity: system, Records: c.st},
-		c.prod, log.Named("balancer")); err != nil {
+	if c.bal, err = balancer.New(balancer.Config{Kafka: kcfg, Controller: c.ctrl, SystemIdentity: system, Records: c.st,
+		Health: cfg.Health, TickInterval: cfg.HealthTick}, c.prod, log.Named("balancer")); err != nil {
 		return nil, fmt.Errorf("embed: load balancer: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("embed: listen for the API: %w", err)
 	}
-	c.apiHost = "http://" + ln.Addr().String()
+	c.apiHost = "http://" + advertised(ln.Addr().(*net.TCPAddr))
 	c.srv = &http.Server{
 		Handler:           api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost}, c.st, c.bal, log.Named("api")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	c.served = make(chan error, 1)
-	go func() { c.served <- c.srv.Serve(ln) }()
+	c.served = make(chan struct{})
+	go func() {
+		if err := c.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			c.serveErr = err
+		}
+		close(c.served)
+	}()
 	return c, nil
 }
 
-// seed creates whisk.system (with a random key nobody is given: the test actions run under its
-// identity, and the invoker reads their action with its token) and upserts the health test action.
-func (c *Controller) seed(ctx context.Context) (whisk.Identity, error) {
+// advertised is the address clients on this machine use for a listener: loopback when it listens
+// on every interface.
+func advertised(a *net.TCPAddr) string {
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// seed creates namespaces, then whisk.system if it does not exist (with a random key nobody is
+// given: the test actions run under its identity, and the invoker reads their action with its
+// token), and upserts the health test action. It returns whisk.system's identity, which the health
+// test actions carry.
+func (c *Controller) seed(ctx context.Context, namespaces []Namespace) (whisk.Identity, error) {
+	for _, ns := range namespaces {
+		if err := c.st.EnsureNamespace(ctx, ns.Name, ns.UUID, ns.Key); err != nil {
+			return whisk.Identity{}, fmt.Errorf("embed: seed namespace %s: %w", ns.Name, err)
+		}
+	}
 	system, err := c.st.IdentityForNamespace(ctx, systemNamespace)
 	if errors.Is(err, store.ErrNotFound) {
-		if err := c.st.EnsureNamespace(ctx, systemNamespace, rand.Text(), rand.Text()+rand.Text()); err != nil {
+		uuid, key := store.NewCredentials()
+		if err := c.st.EnsureNamespace(ctx, systemNamespace, uuid, key); err != nil {
 			return whisk.Identity{}, fmt.Errorf("embed: create namespace %s: %w", systemNamespace, err)
 		}
+		c.log.Info("created the whisk.system namespace with a new random key")
 		system, err = c.st.IdentityForNamespace(ctx, systemNamespace)
 	}
 	if err != nil {
@@ -147,6 +184,18 @@ func (c *Controller) APIHost() string { return c.apiHost }
 
 // InvokerToken is what invokers present on the /internal endpoints (daemon.Config.StoreToken).
 func (c *Controller) InvokerToken() string { return c.token }
+
+// Done is closed when the API server stops serving: after Close, or when it fails (Err).
+func (c *Controller) Done() <-chan struct{} { return c.served }
+
+// Err is why the API server stopped serving by itself, once Done is closed; nil after Close.
+func (c *Controller) Err() error {
+	<-c.served
+	return c.serveErr
+}
+
+// HealthyInvokers is how many invokers the load balancer sees healthy now.
+func (c *Controller) HealthyInvokers() int { return c.bal.HealthyCount() }
 
 // AddNamespace creates namespace name if needed and makes uuid:key one of its API keys.
 func (c *Controller) AddNamespace(ctx context.Context, name, uuid, key string) error {
@@ -215,8 +264,9 @@ func (c *Controller) Close() error {
 			errs = append(errs, fmt.Errorf("api server: %w", err))
 		}
 		cancel()
-		if err := <-c.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs = append(errs, fmt.Errorf("api server: %w", err))
+		<-c.served
+		if c.serveErr != nil {
+			errs = append(errs, fmt.Errorf("api server: %w", c.serveErr))
 		}
 		c.srv = nil
 	}

@@ -58,7 +58,7 @@ func TestHostileTenant(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole platform and runs the hostile mix (about two minutes)")
 	}
-	repo := repoRoot(t)
+	repo := testtool.Root(t)
 	for _, need := range []struct {
 		ok  bool
 		why string
@@ -591,24 +591,6 @@ func truncate(b []byte, n int) string {
 		return string(b[:n]) + "..."
 	}
 	return string(b)
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if exists(filepath.Join(dir, "go.mod")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal(errors.New("repository root not found"))
-		}
-		dir = parent
-	}
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -1,12 +1,15 @@
 // Package testtool decides what a test does when the machine lacks something it needs (a program
 // such as node, gcc, qemu or docker, or a file the build makes): locally it skips with the reason;
-// under CI=true it fails, so that CI cannot go green by skipping. It is used by tests only and runs
-// on neither side of the trust boundary.
+// under CI=true it fails, so that CI cannot go green by skipping. It also finds the repository
+// root that tests build and run things from. It is used by tests only and runs on neither side of
+// the trust boundary.
 package testtool
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,4 +40,33 @@ func Missing(t testing.TB, reason string) {
 	} else {
 		t.Skip(reason)
 	}
+}
+
+// RepoRoot is the nearest directory above the working directory (a test's package directory) that
+// holds go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// Root is RepoRoot for a test: t fails when there is no repository above it.
+func Root(t testing.TB) string {
+	t.Helper()
+	dir, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -50,9 +50,10 @@ type Backends struct {
 	// (an escape from an isolate is then host root). Without it an invoker running as root starts
 	// owners confined or not at all.
 	UnsafeOwnerAsRoot bool
-	// EgressAllow is the confined owners' egress allow-list, "host:port,...": host-loopback
-	// endpoints forwarded into the owner's network namespace (the REST API's port of Config.APIHost
-	// is added when it is on loopback). Other hosts are reached through pasta's NAT.
+	// EgressAllow is the egress allow-list of actions with network, "host:port,...": host-loopback
+	// endpoints forwarded into a confined owner's network namespace, and given to the strawman's
+	// runtime on the host's network (the REST API's port of Config.APIHost is added when it is on
+	// loopback). Other hosts are reached through pasta's NAT.
 	EgressAllow string
 	// OwnerUser is the confined owners' "uid:gid" (default 64000:64000; no passwd entry needed).
 	OwnerUser string
@@ -74,21 +75,31 @@ func ownerConfinement(repo string, b Backends) (confine.Config, error) {
 		}
 		c.UID, c.GID = uid, gid
 	}
-	allow, err := confine.ParseEgressAllow(b.EgressAllow)
+	allow, err := egressAllow(b)
 	if err != nil {
 		return c, err
+	}
+	c.EgressAllow = allow
+	return c, nil
+}
+
+// egressAllow is the host-loopback endpoints actions with network may reach, whichever model runs
+// them: Backends.EgressAllow, plus the REST API's endpoint when it is on the host's loopback.
+func egressAllow(b Backends) ([]confine.HostPort, error) {
+	allow, err := confine.ParseEgressAllow(b.EgressAllow)
+	if err != nil {
+		return nil, err
 	}
 	if b.apiHost != "" {
 		api, err := confine.URLEndpoint(b.apiHost)
 		if err != nil {
-			return c, fmt.Errorf("egress to the API host: %w", err)
+			return nil, fmt.Errorf("egress to the API host: %w", err)
 		}
 		if api.Loopback() && !slices.Contains(allow, api) {
 			allow = append(allow, api)
 		}
 	}
-	c.EgressAllow = allow
-	return c, nil
+	return allow, nil
 }
 
 // SGXConfig is the sgx enclave backend's configuration for a repository checkout; buildDir receives

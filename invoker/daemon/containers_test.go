@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 	"github.com/teemate/platform/invoker/whisk"
 )
@@ -20,7 +21,7 @@ var (
 // CI=true a missing engine fails the test instead, so CI cannot go green by skipping.
 func needContainers(t *testing.T) {
 	t.Helper()
-	root := repoRoot(t)
+	root := testtool.Root(t)
 	containersOnce.Do(func() {
 		if os.Geteuid() != 0 {
 			containersErr = "not root: real containers need root"
@@ -48,7 +49,7 @@ func TestInvoker_Containers(t *testing.T) {
 					return {greeting: "hello " + p.name, seen} }`, 256, 60000)
 				e.api.addCode("bomb", `function main() { const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1)); }`, 128, 30000)
 				ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: sb, Enclave: "direct", Model: model,
-					RepoDir: repoRoot(t), SlotsPerOwner: 4})
+					RepoDir: testtool.Root(t), SlotsPerOwner: 4})
 				if err != nil {
 					t.Fatal(err)
 				}

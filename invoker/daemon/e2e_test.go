@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,31 +49,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root not found")
-		}
-		dir = parent
-	}
+func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
+	r.addAnnotated(name, code, `[]`, memoryMB, timeoutMs)
 }
 
-func (r *restAPI) addCode(name, code string, memoryMB, timeoutMs int) {
+// addAnnotated is addCode with the action's annotations (a JSON array).
+func (r *restAPI) addAnnotated(name, code, annotations string, memoryMB, timeoutMs int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, _ := json.Marshal(code)
 	r.actions["guest/"+name] = fmt.Sprintf(`{"namespace":"guest","name":%q,"version":"0.0.1",
-	  "exec":{"kind":"nodejs:default","code":%s,"binary":false},"annotations":[],"parameters":[],
-	  "limits":{"timeout":%d,"memory":%d,"logs":10,"concurrency":1},"rev":"1-x"}`, name, c, timeoutMs, memoryMB)
+	  "exec":{"kind":"nodejs:default","code":%s,"binary":false},"annotations":%s,"parameters":[],
+	  "limits":{"timeout":%d,"memory":%d,"logs":10,"concurrency":1},"rev":"1-x"}`, name, c, annotations, timeoutMs, memoryMB)
 }
 
 // TestInvoker_RealNodeEndToEnd runs activations through the whole teemate path on this machine: Kafka,
@@ -82,7 +72,7 @@ func TestInvoker_RealNodeEndToEnd(t *testing.T) {
 	e.api.addCode("hello", `function main(p) { console.log("hi " + p.name); return {greeting: "hello " + p.name, pid: process.pid} }`, 256, 60000)
 	e.api.addCode("loop", `function main() { for (;;) {} }`, 256, 1000)
 	e.api.addCode("leak", `function main() { globalThis.seen = (globalThis.seen || 0) + 1; return {seen: globalThis.seen} }`, 256, 60000)
-	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repoRoot(t), ShimPath: shimPath, SlotsPerOwner: 4}
+	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: testtool.Root(t), ShimPath: shimPath, SlotsPerOwner: 4}
 	exec, cleanup, err := buildExecutor(zapTest(t), 0, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +136,7 @@ func TestInvoker_StrawmanModel(t *testing.T) {
 	e := newEnv(t)
 	e.api.addCode("hello", `function main(p) { return {greeting: "hello " + p.name} }`, 256, 60000)
 	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
-		RepoDir: repoRoot(t), ShimPath: shimPath})
+		RepoDir: testtool.Root(t), ShimPath: shimPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,13 +150,65 @@ func TestInvoker_StrawmanModel(t *testing.T) {
 	}
 }
 
+// TestInvoker_StrawmanEgress: the strawman's runtime gets the invoker's egress allow-list, as the
+// shared enclave's owners do: an action with network reaches an allowed host-loopback endpoint (the
+// bench's object store, say) and is refused any other.
+func TestInvoker_StrawmanEgress(t *testing.T) {
+	testtool.Require(t, "node")
+	serve := func(body string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	allowed, other := serve("allowed"), serve("other")
+	get := func(url string) string {
+		return `const http = require('node:http');
+function main() {
+  return new Promise((resolve) => {
+    http.get(` + strconv.Quote(url) + `, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({body}));
+    }).on('error', (e) => resolve({error: e.message}));
+  });
+}`
+	}
+	e := newEnv(t)
+	network := `[{"key":"network","value":true}]`
+	e.api.addAnnotated("allowed", get(allowed.URL), network, 256, 60000)
+	e.api.addAnnotated("other", get(other.URL), network, 256, 60000)
+	ex, cleanup, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "direct", Model: "strawman",
+		RepoDir: testtool.Root(t), ShimPath: shimPath, EgressAllow: strings.TrimPrefix(allowed.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e.startInvoker(func(c *Config) { c.Executor = ex })
+
+	run := func(n int, action string) *whisk.WhiskActivation {
+		e.send(message(id(n), action, true, ""))
+		a, _ := e.nextAck(30 * time.Second)
+		e.nextAck(10 * time.Second)
+		return a.(*whisk.ResultMessage).Response.Activation
+	}
+	if act := run(210, "allowed"); act.Response.StatusCode != 0 || string(act.Response.Result) != `{"body":"allowed"}` {
+		t.Errorf("allowed endpoint: status %d result %s, want its body", act.Response.StatusCode, act.Response.Result)
+	}
+	// The runtime refuses the connection itself (caps.js), so the action fails with its error.
+	if act := run(211, "other"); act.Response.StatusCode == 0 || !strings.Contains(string(act.Response.Result), "is refused") {
+		t.Errorf("endpoint not on the allow-list: status %d result %s, want a refusal", act.Response.StatusCode, act.Response.Result)
+	}
+}
+
 // TestBackends_SGXUnavailableFailsFast: on a host without SGX the sgx backend refuses at once with
 // the reason, instead of starting an invoker that cannot run anything.
 func TestBackends_SGXUnavailableFailsFast(t *testing.T) {
 	if _, err := os.Stat("/dev/sgx_enclave"); err == nil {
 		t.Skip("this host has SGX")
 	}
-	_, _, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "sgx", RepoDir: repoRoot(t), ShimPath: shimPath})
+	_, _, err := buildExecutor(zapTest(t), 0, Backends{Sandbox: "process", Enclave: "sgx", RepoDir: testtool.Root(t), ShimPath: shimPath})
 	if !errors.Is(err, enclave.ErrUnavailable) || !strings.Contains(err.Error(), "/dev/sgx_enclave") {
 		t.Fatalf("err = %v, want enclave.ErrUnavailable naming /dev/sgx_enclave", err)
 	}
@@ -204,7 +246,7 @@ func TestUnsafeOwnerAsRootRefusal(t *testing.T) {
 	}
 	testtool.Require(t, "node")
 	repo := t.TempDir() // the runtime, but nothing built
-	if err := os.Symlink(filepath.Join(repoRoot(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
+	if err := os.Symlink(filepath.Join(testtool.Root(t), "enclave-runtime"), filepath.Join(repo, "enclave-runtime")); err != nil {
 		t.Fatal(err)
 	}
 	b := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, ShimPath: shimPath, Prestart: []string{}}

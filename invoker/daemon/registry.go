@@ -376,7 +376,21 @@ func buildStrawman(a *assembly, inImage bool) (executor.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("strawman model: %w", err)
 	}
-	return executor.Strawman{ShimPath: shim, Runtime: []string{node, owner}}, nil
+	runtime := []string{node, owner}
+	// This runtime runs on the host's network (the process sandbox): actions with network reach
+	// the same host-loopback endpoints as in the shared enclave's owners, and no others.
+	allow, err := egressAllow(a.b)
+	if err != nil {
+		return nil, fmt.Errorf("strawman model: %w", err)
+	}
+	if len(allow) > 0 {
+		hosts := make([]string, len(allow))
+		for i, h := range allow {
+			hosts[i] = h.String()
+		}
+		runtime = append(runtime, "--egress-allow", strings.Join(hosts, ","))
+	}
+	return executor.Strawman{ShimPath: shim, Runtime: runtime}, nil
 }
 
 // Programs as the function images hold them (deploy/images/build.sh puts them there).

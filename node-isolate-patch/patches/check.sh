@@ -16,7 +16,7 @@ want=$(cat "$here/NODE_VERSION")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# The series, in order, as the positional parameters (the file names hold no spaces).
+# The series, in order (the glob sorts).
 set -- "$here"/0*.patch
 
 # Existing upstream files the series changes ("--- a/PATH"), and files it creates.
@@ -31,7 +31,7 @@ for p in "$@"; do
 	# shellcheck disable=SC2086 # one --exclude per changed file
 	git -C "$tmp/new" apply $excl "$p"
 done
-echo "ok   new files apply in order: $(echo "$created" | tr '\n' ' ')"
+echo "ok   new files apply in order: $(echo "$created" | paste -sd' ')"
 
 # park.cc needs only Node's public headers (the installed ones here); entry.cc also needs Node's
 # internal node_v8_platform-inl.h, so it compiles only inside a Node tree.
@@ -45,7 +45,7 @@ else
 fi
 
 if [ -z "${NODE_SRC-}" ]; then
-	echo "skip changes to existing files ($(echo "$changed" | tr '\n' ' ')): set NODE_SRC to a Node $want tree to check them"
+	echo "skip changes to existing files ($(echo "$changed" | paste -sd' ')): set NODE_SRC to a Node $want tree to check them"
 	exit 0
 fi
 

@@ -140,11 +140,11 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		return nil, fmt.Errorf("%w: invoker for %s: %v", ErrUnavailable, model, err)
 	case <-ctx.Done():
 		cancel()
-		<-done
+		<-done //nolint:errcheck // the invoker stops because it was cancelled; ctx's error says why
 		return nil, ctx.Err()
 	case <-time.After(60 * time.Second):
 		cancel()
-		<-done
+		<-done //nolint:errcheck // the invoker stops because it was cancelled; the time-out says why
 		return nil, fmt.Errorf("%w: invoker for %s did not start within 60 s", ErrUnavailable, model)
 	}
 	var once sync.Once

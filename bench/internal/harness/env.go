@@ -18,13 +18,13 @@ import (
 func Environment(repoDir string) result.Environment {
 	e := result.Environment{Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
 		NodeExtraCACertsUnset: os.Getenv("NODE_EXTRA_CA_CERTS") == ""}
-	e.Hostname, _ = os.Hostname()
+	e.Hostname, _ = os.Hostname() // descriptive only: a result without a host name is still a result
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))
 	}
 	e.CPUModel = procField("/proc/cpuinfo", "model name")
 	if v := procField("/proc/meminfo", "MemTotal"); v != "" {
-		kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64) // descriptive only: unreadable leaves 0
 		e.MemoryMB = kb / 1024
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -71,31 +71,13 @@ func TestLoadAvg(t *testing.T) {
 	}
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root not found")
-		}
-		dir = parent
-	}
-}
-
 // startTestDirect starts the in-process platform (embedded broker, the controller-adapter's
 // controller, in-process invokers on the process sandbox and real Node) for a test.
 func startTestDirect(t *testing.T) *Direct {
 	t.Helper()
 	testtool.Require(t, "node")
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
-	repo := repoRoot(t)
+	repo := testtool.Root(t)
 	// The shim and the strawman's launcher beside it, as make build makes them.
 	bin := t.TempDir()
 	if out, err := exec.Command("make", "-s", "-C", filepath.Join(repo, "shim"), "BIN="+bin).CombinedOutput(); err != nil {

@@ -230,8 +230,9 @@ func (r *caseRun) progressLine() string {
 			}
 		}
 	}
+	// A repetition with no valid sample yet (stats.ErrEmpty) prints 0; the line is progress only.
 	p50, _ := stats.Percentile(lat, 50)
-	p99, _ := stats.Percentile(lat, 99)
+	p99, _ := stats.Percentile(lat, 99) // as above
 	line := fmt.Sprintf("rep %d %-8s %-15s %-5s p50 %7.1f ms  p99 %7.1f ms", r.rep, r.c.Model, r.c.Function, r.c.Size, p50, p99)
 	for _, b := range r.c.Bursts {
 		if b.Rep == r.rep {

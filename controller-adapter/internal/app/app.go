@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,9 +14,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/teemate/platform/controller-adapter/internal/api"
+	"github.com/teemate/platform/controller-adapter/embed"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
-	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
@@ -207,65 +205,38 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		log.Warn("kafka without credentials: anyone who reaches the brokers can read activations and forge acks (see deploy/kafka)")
 	}
 
-	st, err := store.Open(filepath.Join(cfg.DataDir, "controller.db"))
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+	// The controller itself (store, seeding, load balancer, API) is built where bench builds its
+	// own: controller-adapter/embed.
+	var namespaces []embed.Namespace
+	if cfg.Standalone {
+		namespaces = []embed.Namespace{{Name: GuestNamespace, UUID: GuestUUID, Key: GuestKey}, {Name: SystemNamespace, UUID: SystemUUID, Key: SystemKey}}
 	}
-	closers = append(closers, func() {
-		if err := st.Close(); err != nil {
-			log.Warn("close store", zap.Error(err))
-		}
+	ctl, err := embed.Start(ctx, embed.Config{
+		DataDir:      cfg.DataDir,
+		Kafka:        kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log, SASL: sasl, TLS: cfg.KafkaTLS},
+		ControllerID: cfg.ControllerID,
+		Listen:       net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		InvokerToken: cfg.InvokerToken,
+		Logger:       log,
+		Namespaces:   namespaces,
+		Health:       cfg.Health,
+		HealthTick:   cfg.HealthTick,
 	})
-	system, err := seed(ctx, st, ctrl, cfg.Standalone, log)
 	if err != nil {
 		return err
 	}
-
-	kcfg := kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log, SASL: sasl, TLS: cfg.KafkaTLS}
-	producer, err := kafka.NewProducer(kcfg)
-	if err != nil {
-		return fmt.Errorf("kafka producer: %w", err)
-	}
 	closers = append(closers, func() {
-		if err := producer.Close(); err != nil {
-			log.Warn("close producer", zap.Error(err))
+		if err := ctl.Close(); err != nil {
+			log.Warn("close the controller", zap.Error(err))
 		}
 	})
-	bal, err := balancer.New(balancer.Config{
-		Kafka: kcfg, Controller: ctrl, SystemIdentity: system, Records: st,
-		Health: cfg.Health, TickInterval: cfg.HealthTick,
-	}, producer, log.Named("balancer"))
-	if err != nil {
-		return fmt.Errorf("load balancer: %w", err)
-	}
-	closers = append(closers, func() {
-		if err := bal.Close(); err != nil {
-			log.Warn("close balancer", zap.Error(err))
-		}
-	})
-
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return fmt.Errorf("listen for the API: %w", err)
-	}
-	apiHost := "http://" + advertised(ln.Addr().(*net.TCPAddr))
-	srv := &http.Server{
-		Handler:           api.New(api.Config{ControllerID: ctrl.AsString, InvokerToken: cfg.InvokerToken, APIHost: apiHost}, st, bal, log.Named("api")),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	apiHost := ctl.APIHost()
 	fatal := make(chan error, 2)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := ctl.Err(); err != nil {
 			fatal <- fmt.Errorf("api server: %w", err)
 		}
 	}()
-	closers = append(closers, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			log.Warn("api server shutdown", zap.Error(err))
-		}
-	})
 	log.Info("controller-adapter serving", zap.String("api_host", apiHost), zap.Strings("brokers", brokers),
 		zap.Bool("standalone", cfg.Standalone))
 
@@ -283,7 +254,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		// healthy (its enclave owner started, its test action answered), instead of answering the
 		// first callers 503. Bounded: a platform that cannot get healthy still starts and says so.
 		// Without an executor ("none") the invoker never becomes healthy, by design.
-		if choice.Sandbox != daemon.None && choice.Enclave != daemon.None && !waitHealthy(ctx, bal, 60*time.Second) {
+		if choice.Sandbox != daemon.None && choice.Enclave != daemon.None && !waitHealthy(ctx, ctl, 60*time.Second) {
 			log.Warn("the in-process invoker is not healthy yet: invocations answer 503 until it is")
 		}
 	}
@@ -331,36 +302,6 @@ func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string,
 	return stop, nil
 }
 
-// seed creates what the controller needs at every start: in standalone mode the guest and
-// whisk.system namespaces with the well-known keys; otherwise whisk.system with a random key if
-// it does not exist. It upserts the health test action and returns whisk.system's identity, which
-// the health test actions carry.
-func seed(ctx context.Context, st *store.Store, ctrl whisk.ControllerInstanceID, standalone bool, log *zap.Logger) (whisk.Identity, error) {
-	if standalone {
-		for _, ns := range [][3]string{{GuestNamespace, GuestUUID, GuestKey}, {SystemNamespace, SystemUUID, SystemKey}} {
-			if err := st.EnsureNamespace(ctx, ns[0], ns[1], ns[2]); err != nil {
-				return whisk.Identity{}, fmt.Errorf("seed namespace %s: %w", ns[0], err)
-			}
-		}
-	}
-	system, err := st.IdentityForNamespace(ctx, SystemNamespace)
-	if errors.Is(err, store.ErrNotFound) {
-		uuid, key := NewCredentials()
-		if err := st.EnsureNamespace(ctx, SystemNamespace, uuid, key); err != nil {
-			return whisk.Identity{}, fmt.Errorf("create namespace %s: %w", SystemNamespace, err)
-		}
-		log.Info("created the whisk.system namespace with a new random key")
-		system, err = st.IdentityForNamespace(ctx, SystemNamespace)
-	}
-	if err != nil {
-		return whisk.Identity{}, fmt.Errorf("whisk.system identity: %w", err)
-	}
-	if _, err := st.PutAction(ctx, balancer.HealthTestActionDoc(ctrl), true); err != nil {
-		return whisk.Identity{}, fmt.Errorf("upsert the invoker health test action: %w", err)
-	}
-	return system, nil
-}
-
 // startEmbedded starts the broker on addr, by default 127.0.0.1:9092 (Kafka's usual port, so
 // other tools find it), or on a free port when that one is taken.
 func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.EmbeddedUser) (*kafka.Embedded, error) {
@@ -379,16 +320,6 @@ func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.Embedded
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
 	}
 	return emb, nil
-}
-
-// advertised is the address clients on this machine use for a listener: loopback when it listens
-// on every interface.
-func advertised(a *net.TCPAddr) string {
-	host := a.IP.String()
-	if a.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(a.Port))
 }
 
 func splitList(s string) []string {
@@ -426,9 +357,9 @@ func FindRepoDir() string {
 }
 
 // waitHealthy polls the balancer until an invoker is healthy, ctx ends or limit passes.
-func waitHealthy(ctx context.Context, bal *balancer.Balancer, limit time.Duration) bool {
+func waitHealthy(ctx context.Context, ctl *embed.Controller, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
-	for bal.HealthyCount() == 0 {
+	for ctl.HealthyInvokers() == 0 {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -64,8 +65,7 @@ func (s *Store) hashPlaintextKeys(ctx context.Context) (int, error) {
 		for rows.Next() {
 			var uuid, secret string
 			if err := rows.Scan(&uuid, &secret); err != nil {
-				rows.Close()
-				return err
+				return errors.Join(err, rows.Close())
 			}
 			plain[uuid] = secret
 		}
@@ -92,4 +92,34 @@ func (s *Store) hashPlaintextKeys(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// keyAlphabet is what OpenWhisk's generated secrets are made of.
+const keyAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// NewCredentials makes a fresh uuid (version 4, with dashes) and a 64-character key, the shape
+// of OpenWhisk's "uuid:key" API keys.
+func NewCredentials() (uuid, key string) {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		panic("store: crypto/rand failed: " + err.Error())
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	uuid = fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	k := make([]byte, 64)
+	// rand.Text would be shorter to write but uses another alphabet; rejection sampling keeps
+	// the distribution uniform over keyAlphabet.
+	buf := make([]byte, 1)
+	for i := 0; i < len(k); {
+		if _, err := rand.Read(buf); err != nil {
+			panic("store: crypto/rand failed: " + err.Error())
+		}
+		if int(buf[0]) >= 256-256%len(keyAlphabet) {
+			continue
+		}
+		k[i] = keyAlphabet[int(buf[0])%len(keyAlphabet)]
+		i++
+	}
+	return uuid, string(k)
 }

@@ -93,18 +93,15 @@ func Open(path string) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	r, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, w.Close()))
 	}
 	r.SetMaxOpenConns(8)
 	s := &Store{w: w, r: r, now: time.Now}
 	if err := s.migrate(context.Background()); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
 	}
 	if _, err := s.hashPlaintextKeys(context.Background()); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
 	}
 	return s, nil
 }

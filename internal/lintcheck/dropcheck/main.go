@@ -3,14 +3,10 @@
 // error may be dropped. errcheck (in .golangci.yml) covers calls whose error is ignored outright;
 // it cannot see comments, so this rule has its own check.
 //
-// Usage: go run ./internal/lintcheck/dropcheck [-pending FILE] [packages]   (default ./...)
-//
-// Paths listed in the pending file (one path prefix a line, relative to the module root) are
-// reported but do not fail the check: packages being rewritten elsewhere, fixed after merging.
+// Usage: go run ./internal/lintcheck/dropcheck [packages]   (default ./...)
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -30,19 +26,10 @@ import (
 )
 
 func main() {
-	pendingFile := flag.String("pending", "", "file listing path prefixes whose drops are reported but allowed")
 	flag.Parse()
 	patterns := flag.Args()
 	if len(patterns) == 0 {
 		patterns = []string{"./..."}
-	}
-	var pending []string
-	if *pendingFile != "" {
-		var err error
-		if pending, err = readPending(*pendingFile); err != nil {
-			fmt.Fprintln(os.Stderr, "dropcheck:", err)
-			os.Exit(2)
-		}
 	}
 	drops, err := check(patterns)
 	if err != nil {
@@ -54,25 +41,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dropcheck:", err)
 		os.Exit(2)
 	}
-	failed, waiting := 0, 0
 	for _, d := range drops {
 		rel, err := filepath.Rel(wd, d.File)
 		if err != nil {
 			rel = d.File
 		}
-		if isPending(rel, pending) {
-			waiting++
-			fmt.Printf("%s:%d: pending: %s\n", rel, d.Line, d.What)
-			continue
-		}
-		failed++
 		fmt.Printf("%s:%d: %s\n", rel, d.Line, d.What)
 	}
-	if waiting > 0 {
-		fmt.Printf("dropcheck: %d drops in pending paths (listed in %s), allowed until they are fixed\n", waiting, *pendingFile)
-	}
-	if failed > 0 {
-		fmt.Printf("dropcheck: %d errors dropped with `_ =` and no comment saying why (fix them, or say why on the line or the line above)\n", failed)
+	if len(drops) > 0 {
+		fmt.Printf("dropcheck: %d errors dropped with `_ =` and no comment saying why (fix them, or say why on the line or the line above)\n", len(drops))
 		os.Exit(1)
 	}
 }
@@ -300,35 +277,4 @@ func printExpr(b *strings.Builder, e ast.Expr) error {
 		return errors.New("unprintable")
 	}
 	return nil
-}
-
-// readPending reads path prefixes, one a line; '#' starts a comment.
-func readPending(name string) ([]string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return out, nil
-}
-
-func isPending(rel string, pending []string) bool {
-	rel = filepath.ToSlash(rel)
-	for _, p := range pending {
-		if rel == p || strings.HasPrefix(rel, strings.TrimSuffix(p, "/")+"/") {
-			return true
-		}
-	}
-	return false
 }

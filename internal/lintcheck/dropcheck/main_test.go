@@ -46,17 +46,3 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
-
-func TestPending(t *testing.T) {
-	pending := []string{"invoker/internal/gate", "invoker/internal/enclave/manager.go"}
-	for path, want := range map[string]bool{
-		"invoker/internal/gate/client.go":          true,
-		"invoker/internal/gateway/x.go":            false,
-		"invoker/internal/enclave/manager.go":      true,
-		"invoker/internal/enclave/manager_core.go": false,
-	} {
-		if got := isPending(path, pending); got != want {
-			t.Errorf("isPending(%s) = %v, want %v", path, got, want)
-		}
-	}
-}

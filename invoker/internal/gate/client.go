@@ -115,11 +115,11 @@ func (c *Client) AwaitReleased(ctx context.Context) error {
 
 // exchange runs f on the connection under ctx's deadline and cancellation.
 func (c *Client) exchange(ctx context.Context, f func() error) error {
-	// SetDeadline fails only on a closed connection, which the exchange below reports itself.
 	if dl, ok := ctx.Deadline(); ok {
+		// SetDeadline fails only on a closed connection, which the exchange below reports itself.
 		_ = c.conn.SetDeadline(dl)
 	} else {
-		_ = c.conn.SetDeadline(time.Time{})
+		_ = c.conn.SetDeadline(time.Time{}) // as above
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) }) // as above
 	defer stop()

@@ -201,7 +201,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	sock := filepath.Join(spec.Dir, "gate.sock")
 	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout,
 		Log: log, Level: loaderLevel})
-	shareW.Close() // the loader holds the only write end now
+	_ = shareW.Close() // the loader holds the only write end now; closing ours loses nothing
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 	}

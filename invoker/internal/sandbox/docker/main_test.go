@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
@@ -23,7 +24,7 @@ func setupEngine() string {
 	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
 		return "not root (run as root, or with CI=true, to start dockerd and build the images)"
 	}
-	root, err := sandboxtest.RepoRoot()
+	root, err := testtool.RepoRoot()
 	if err != nil {
 		return err.Error()
 	}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
@@ -32,7 +33,7 @@ func setup() string {
 	if os.Geteuid() != 0 {
 		return "not root (runc needs root; run the tests as root)"
 	}
-	root, err := sandboxtest.RepoRoot()
+	root, err := testtool.RepoRoot()
 	if err != nil {
 		return err.Error()
 	}

@@ -12,25 +12,6 @@ import (
 	"github.com/teemate/platform/internal/testtool"
 )
 
-// RepoRoot is the nearest directory above the working directory (a test's package directory) that
-// holds go.mod.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
-
 // RunScript runs the repository script rel (e.g. "deploy/images/build.sh") in root with args, for
 // at most five minutes. env is the whole environment; nil inherits the test's. A failure carries
 // the script's output.

@@ -9,16 +9,13 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
+	"github.com/teemate/platform/internal/testtool"
 )
-
-// RepoRoot finds the repository root (the directory holding go.mod) above the working directory.
-func RepoRoot() (string, error) { return sandboxtest.RepoRoot() }
 
 // Launcher builds what confined owners need in the repository above the working directory and
 // returns that repository's root and the launcher's path.
 func Launcher() (repo, launcher string, err error) {
-	if repo, err = RepoRoot(); err != nil {
+	if repo, err = testtool.RepoRoot(); err != nil {
 		return "", "", err
 	}
 	launcher, err = Build(repo)
