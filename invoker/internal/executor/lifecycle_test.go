@@ -70,12 +70,12 @@ func TestModels_Shape(t *testing.T) {
 	})
 	job := &activation.Job{Name: "wsk0_1_guest_m", Image: "nodejs:20", MemoryMB: 128}
 	for _, tc := range []struct {
-		model    Model
-		rootfs   string
-		command  string
-		gate     string // TEEMATE_GATE
-		mounts   int
-		argc     int // the strawman's launcher takes the shim and the runtime's argv
+		model   Model
+		rootfs  string
+		command string
+		gate    string // TEEMATE_GATE
+		mounts  int
+		argc    int // the strawman's launcher takes the shim and the runtime's argv
 	}{
 		{SharedEnclave{ShimPath: "/shim"}, "teemate", "/shim", "/g/gate.sock", 2, 1},
 		{Native{Command: []string{"/node", "proxy.js"}}, "native", "/node", "", 1, 2},
