@@ -11,7 +11,7 @@ GOFLAGS    ?=
 # Timing and tests must not pay for the machine's extra CA bundle on every Node start (~30 ms).
 unexport NODE_EXTRA_CA_CERTS
 
-GO_BINARIES := invoker controller-adapter bench
+GO_BINARIES := invoker controller-adapter bench teemate
 
 .DEFAULT_GOAL := help
 
