@@ -383,7 +383,7 @@ func (c *Client) evidence(ctx context.Context, query, what string) (*attest.Evid
 		}
 		return nil, fmt.Errorf("evidence of %s: %w", what, err)
 	}
-	ev, err := attest.ParseEvidence(b)
+	ev, err := attest.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("evidence of %s: %w: %w", what, ErrEvidence, err)
 	}

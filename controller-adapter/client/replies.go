@@ -97,7 +97,7 @@ func (r *Replies) Get(id string) (*Reply, *attest.Evidence, error) {
 	if err := json.Unmarshal(b, &rep); err != nil || rep.Key == nil {
 		return nil, nil, fmt.Errorf("reply key %s: unreadable: %v", p, err)
 	}
-	ev, err := attest.ParseEvidence(rep.Evidence)
+	ev, err := attest.Parse(rep.Evidence)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reply key %s: evidence: %w", p, err)
 	}

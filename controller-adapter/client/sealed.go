@@ -13,10 +13,6 @@ import (
 	"github.com/teemate/platform/invoker/sealed"
 )
 
-// integrityPrefix starts the message of every refusal of an envelope by the enclave (the design's
-// "TeeMate sealed: integrity ..." developer error).
-const integrityPrefix = "TeeMate sealed: integrity"
-
 // SealedAnnotation marks an action whose code is sealed to its image's key.
 const SealedAnnotation = "teemate-sealed"
 
@@ -157,27 +153,36 @@ func (c *Client) InvokeSealed(ctx context.Context, name string, params json.RawM
 }
 
 // Open opens the sealed outcome of a finished activation and verifies its receipt against the
-// evidence the envelope was sealed to. A refusal by the enclave is ErrIntegrity; a receipt that
-// does not match is ErrReceipt; an action's error, once opened, is returned with the Opened value
-// and ErrActionFailed.
+// evidence the envelope was sealed to. A refusal by the enclave, or a result that does not open,
+// is ErrIntegrity; a receipt that does not match is ErrReceipt; an action's error, once opened, is
+// returned with the Opened value and ErrActionFailed.
 func Open(ev *attest.Evidence, reply *sealed.ReplyKey, a *Activation) (*sealed.Opened, error) {
 	if !a.Done() {
 		return nil, fmt.Errorf("activation %s: %w", a.ActivationID, ErrNotReady)
 	}
 	res := a.Response.Result
-	ct, err := sealedResultCT(res)
+	sr, err := sealedResult(res)
 	if err != nil {
 		if msg := refusal(res); msg != "" {
 			return nil, fmt.Errorf("activation %s: %w: the enclave refused the envelope: %s", a.ActivationID, ErrIntegrity, msg)
 		}
-		return nil, fmt.Errorf("activation %s (%s): %w: the result is not sealed: %s", a.ActivationID, a.Response.Status, ErrIntegrity, truncate(string(res), 300))
+		return nil, fmt.Errorf("activation %s (%s): %w: the result is not sealed (%v): %s", a.ActivationID, a.Response.Status,
+			ErrIntegrity, err, truncate(string(res), 300))
+	}
+	// The receipt first: it is public, and a mismatch there says more than "does not open".
+	ct, err := base64.StdEncoding.DecodeString(sr.Ct)
+	if err != nil {
+		return nil, fmt.Errorf("activation %s: %w: sealed result ct: %w", a.ActivationID, ErrIntegrity, err)
+	}
+	if sr.Receipt.ActivationID != a.ActivationID {
+		return nil, fmt.Errorf("activation %s: %w: the receipt is for activation %q", a.ActivationID, ErrReceipt, sr.Receipt.ActivationID)
+	}
+	if err := sealed.VerifyReceipt(sr.Receipt, ev, reply, ct); err != nil {
+		return nil, fmt.Errorf("activation %s: %w: %w", a.ActivationID, ErrReceipt, err)
 	}
 	o, err := sealed.OpenResult(reply, a.ActivationID, res)
 	if err != nil {
 		return nil, fmt.Errorf("activation %s: %w: %w", a.ActivationID, ErrIntegrity, err)
-	}
-	if err := sealed.VerifyReceipt(o.Receipt, ev, reply, ct); err != nil {
-		return nil, fmt.Errorf("activation %s: %w: %w", a.ActivationID, ErrReceipt, err)
 	}
 	if len(o.Error) > 0 && string(o.Error) != "null" {
 		return o, fmt.Errorf("activation %s: %w: %s", a.ActivationID, ErrActionFailed, truncate(string(o.Error), 500))
@@ -185,34 +190,26 @@ func Open(ev *attest.Evidence, reply *sealed.ReplyKey, a *Activation) (*sealed.O
 	return o, nil
 }
 
-// sealedResultCT finds the sealed result's ciphertext in a record's result: {"__teemate_sealed_result":
-// ...} for a value, {"error": {"__teemate_sealed_result": ...}} for an application error.
-func sealedResultCT(res json.RawMessage) ([]byte, error) {
+// sealedResult finds the sealed result in a record's result: {"__teemate_sealed_result": ...} for
+// a value, {"error": {"__teemate_sealed_result": ...}} for an application error.
+func sealedResult(res json.RawMessage) (*sealed.SealedResult, error) {
 	var doc struct {
-		S *struct {
-			CT string `json:"ct"`
-		} `json:"__teemate_sealed_result"`
-		Error *struct {
-			S *struct {
-				CT string `json:"ct"`
-			} `json:"__teemate_sealed_result"`
-		} `json:"error"`
+		S     *sealed.SealedResult `json:"__teemate_sealed_result"`
+		Error json.RawMessage      `json:"error"`
 	}
 	if err := json.Unmarshal(res, &doc); err != nil {
 		return nil, fmt.Errorf("sealed result: %w", err)
 	}
-	s := doc.S
-	if s == nil && doc.Error != nil {
-		s = doc.Error.S
+	if doc.S != nil {
+		return doc.S, nil
 	}
-	if s == nil {
-		return nil, errors.New("sealed result: no __teemate_sealed_result")
+	var inner struct {
+		S *sealed.SealedResult `json:"__teemate_sealed_result"`
 	}
-	ct, err := base64.StdEncoding.DecodeString(s.CT)
-	if err != nil {
-		return nil, fmt.Errorf("sealed result: ct: %w", err)
+	if len(doc.Error) > 0 && json.Unmarshal(doc.Error, &inner) == nil && inner.S != nil {
+		return inner.S, nil
 	}
-	return ct, nil
+	return nil, errors.New("no __teemate_sealed_result")
 }
 
 // refusal returns the enclave's integrity message when the result is {"error": "TeeMate sealed:
@@ -221,7 +218,7 @@ func refusal(res json.RawMessage) string {
 	var doc struct {
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(res, &doc) == nil && strings.HasPrefix(doc.Error, integrityPrefix) {
+	if json.Unmarshal(res, &doc) == nil && strings.HasPrefix(doc.Error, sealed.IntegrityPrefix) {
 		return doc.Error
 	}
 	return ""
