@@ -23,9 +23,9 @@ import (
 	"github.com/teemate/platform/controller-adapter/client"
 	"github.com/teemate/platform/controller-adapter/internal/app"
 	"github.com/teemate/platform/controller-adapter/internal/cli"
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/sealed"
-	"github.com/teemate/platform/internal/testtool"
 )
 
 // TestSealedHostHoldsNoPlaintext is issue #16 item 6, the proof that the host never holds
