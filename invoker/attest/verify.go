@@ -25,6 +25,9 @@ type Policy struct {
 	ProdID uint16
 	// MinSVN is the lowest ISVSVN accepted.
 	MinSVN uint16
+	// AllowDebug accepts enclaves in debug mode (their memory is readable by the host; for
+	// development on SGX hardware only).
+	AllowDebug bool
 }
 
 // Identity is what Verify established about the enclave behind the evidence.
