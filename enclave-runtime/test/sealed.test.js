@@ -58,15 +58,15 @@ function openResult(keys, s, activationId, result) {
   return { plain, receipt: sr.receipt };
 }
 
-// An owner in this process, so the test can give it an image key of its own; its
-// isolates are real (the addon's new isolates, or worker threads).
+// An owner in this process, so the test can seal to its image key and check the
+// receipts with it; its isolates are real (the addon's new isolates, or worker threads).
 async function startOwner(isolate) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-sealed-test-'));
   const opts = parseArgs(['--socket', path.join(dir, 'gate.sock'), '--slots', '2', '--image', 'nodejs:20',
     '--enclave', 'sealed-test', '--isolate', isolate, '--prewarm', '0', '--work-dir', path.join(dir, 'work')]);
   const { backend } = isolates.choose(opts.isolate, opts.slots, opts.prewarm);
+  // The owner makes its image key itself (keys.js; in memory: no --key-dir).
   const owner = new Owner(opts, backend);
-  owner.keys = newKeys();
   const logged = [];
   await owner.listen();
   return {
