@@ -31,6 +31,7 @@ const { TcsTable } = require('./tcs');
 const { prepareCode, ZipActions, InitError } = require('./prepare');
 const isolates = require('./isolates');
 const { GateAuth, AuthError, parseKey } = require('./gateauth');
+const sealed = require('./sealed');
 const { PROTOCOL_VERSION, LIMITS, OUTCOME } = require('./wire');
 const { ImageKeys, KeyError, parseSealingKey } = require('./keys');
 
@@ -301,6 +302,8 @@ class Owner {
     const kid = this.keys.start(opts.keyMode || 'generate');
     log('info', kid ? 'image key ready' : 'awaiting the image key from a peer',
       { kid, evidence: this.keys.type, sealed: opts.keyDir ? 'to --key-dir' : 'no: in memory only' });
+    // Nonces of the sealed envelopes opened within their time window (sealed.js).
+    this.replay = new sealed.ReplayCache();
   }
 
   listen() {
@@ -406,6 +409,7 @@ class Conn {
     this.initState = 'none'; // none | pending | ok | failed
     this.action = null;
     this.initEnv = {};
+    this.initCode = '';
     this.ran = false;
     this.running = false;
   }
@@ -534,6 +538,21 @@ class Conn {
       this.initState = 'failed';
       return this.error('init', 'Missing main/no code to execute.');
     }
+    // Sealed code (sealed.js) is opened here, in the owner, and only its plaintext
+    // goes on to be prepared; the image key never reaches the isolate.
+    const sealedCode = sealed.isSealedCode(a.code);
+    if (sealedCode) {
+      try {
+        a.code = sealed.openCode(this.owner.keys, a.code, a.env);
+      } catch (e) {
+        this.initState = 'failed';
+        const refusal = e instanceof sealed.SealedError ? e : new sealed.SealedError('the sealed code could not be opened');
+        log('warn', 'sealed code refused', { conn: this.id, sandbox: this.sandbox, error: refusal.message });
+        return this.error('init', refusal.message);
+      }
+    }
+    // The code as it runs, hashed into a sealed activation's receipt.
+    this.initCode = a.code;
     this.initState = 'pending';
     const t0 = performance.now();
     const done = (action) => {
@@ -545,6 +564,10 @@ class Conn {
     };
     const failed = (e) => {
       this.initState = 'failed';
+      // The reason may quote sealed code (a syntax error's token, an entry's name).
+      if (sealedCode && e instanceof InitError) {
+        return this.error('init', 'Initialization has failed due to: the sealed code could not be prepared (the reason is withheld: it may quote the code).');
+      }
       if (e instanceof InitError) return this.error('init', e.message);
       log('error', 'init failed', { conn: this.id, error: e.stack || String(e) });
       return this.error('internal', `could not prepare the action: ${e.message}`);
@@ -568,6 +591,20 @@ class Conn {
     const run = checkRun(m);
     this.owner.auth.run(this.ticket, { ...this.initEnv, ...run.env });
     this.ran = true;
+    // A sealed activation (sealed.js): its envelope is opened here, outside the
+    // isolate; a refused one ends the activation before any isolate is made.
+    let seal = null;
+    if (sealed.isEnvelope(run.value)) {
+      try {
+        const opened = sealed.openEnvelope(this.owner.keys, run.value, { ...this.initEnv, ...run.env }, this.owner.replay);
+        run.value = opened.params;
+        seal = opened.ctx;
+      } catch (e) {
+        const refusal = e instanceof sealed.SealedError ? e : new sealed.SealedError('the envelope could not be opened');
+        log('warn', 'sealed envelope refused', { conn: this.id, sandbox: this.sandbox, error: refusal.message });
+        return this.send(sealed.refusedOutcome(refusal));
+      }
+    }
     this.running = true;
     const slot = this.slot;
     const tcs = this.owner.tcs;
@@ -616,6 +653,8 @@ class Conn {
           this.error('internal', r.message || 'the isolate failed');
         } else if (after === 'free') {
           log('info', 'quarantined slot reset', { tcs: slot });
+        } else if (seal) {
+          this.sendFrame(replyFrame(this.sealReply(seal, outcomeOf(r, run))));
         } else {
           this.sendFrame(replyFrame(outcomeOf(r, run)));
         }
@@ -626,6 +665,18 @@ class Conn {
       this.owner.scratch.remove(scratchDir);
     });
     return undefined;
+  }
+
+  // sealReply seals the reply of a sealed activation (sealed.js). If that fails,
+  // the host gets an error that carries nothing of the activation's own output.
+  sealReply(ctx, msg) {
+    try {
+      return sealed.sealOutcome(this.owner.keys, ctx, msg, sealed.sha256hex(this.initCode || ''));
+    } catch (e) {
+      log('error', 'sealing a result failed', { conn: this.id, error: e.message });
+      return { type: 'result', outcome: OUTCOME.DEVELOPER,
+        result: { error: `${sealed.INTEGRITY}: the result could not be sealed` }, logs: [], timings: msg.timings };
+    }
   }
 
   onRelease() {

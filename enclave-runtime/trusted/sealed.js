@@ -111,7 +111,13 @@ function rawPublic(publicKey) {
 }
 
 function dh(privateKey, publicKey) {
-  const z = crypto.diffieHellman({ privateKey, publicKey });
+  let z;
+  try {
+    z = crypto.diffieHellman({ privateKey, publicKey });
+  } catch {
+    // OpenSSL refuses an all-zero result itself.
+    throw new SealedError('the encapsulated key is a small-order point');
+  }
   // RFC 9180 7.1.4: an all-zero X25519 output (a small-order public key) is refused.
   if (z.every((b) => b === 0)) throw new SealedError('the encapsulated key is a small-order point');
   return z;
@@ -348,16 +354,51 @@ function logLine(e) {
   return `${e.time} ${e.stream}: ${e.line}`;
 }
 
-// sealResult seals {result, error, logs} to the client's reply key and signs the receipt.
-function sealResult(keys, ctx, plain, codeSha256) {
+// sealResult seals the JSON text of {result, error, logs} to the client's reply key
+// and signs the receipt.
+function sealResult(keys, ctx, plainText, codeSha256) {
   const key = keyFor(keys, ctx.kid);
-  const { enc, ct } = hpkeSeal(ctx.reply, INFO_RESULT, resultAAD(ctx.activationId, ctx.nonce),
-    Buffer.from(JSON.stringify(plain)));
+  const { enc, ct } = hpkeSeal(ctx.reply, INFO_RESULT, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
   const receipt = signReceipt(key.sig, {
     activationId: ctx.activationId, namespace: ctx.namespace, action: ctx.action, nonce: ctx.nonce, kid: ctx.kid,
     evidenceSha256: keys.evidenceSha256(), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
   });
   return { [RESULT_FIELD]: { v: VERSION, enc: enc.toString('base64'), ct: ct.toString('base64'), receipt } };
+}
+
+// The host reads at most 1 MiB of an action's response (invoker/internal/proxy's
+// DefaultMaxResponse) and truncates the rest, which would leave a sealed result
+// nobody can open. The plaintext is bounded so that its sealed form, base64 and
+// wrapped with its receipt, stays below that.
+const MAX_RESULT_TEXT = 1024 * 1024;
+const MAX_RESULT_PLAINTEXT = Math.floor((MAX_RESULT_TEXT - 2048) / 4) * 3 - 16;
+
+// fitPlaintext returns the JSON text of {result, error, logs} within
+// MAX_RESULT_PLAINTEXT: log lines that do not fit are dropped (with a line saying
+// so), and a value that does not fit by itself becomes the developer error
+// OpenWhisk gives for an oversize response.
+function fitPlaintext(result, error, lines) {
+  const head = (r, e) => JSON.stringify({ result: r, error: e, logs: [] });
+  let base = head(result, error);
+  let outcome = null;
+  if (Buffer.byteLength(base) > MAX_RESULT_PLAINTEXT) {
+    const size = Buffer.byteLength(base);
+    result = null;
+    error = `The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`;
+    base = head(result, error);
+    outcome = 'developer';
+  }
+  const note = (n) => `Logs were truncated: ${n} lines did not fit in the sealed result.`;
+  let budget = MAX_RESULT_PLAINTEXT - Buffer.byteLength(base) - Buffer.byteLength(JSON.stringify(note(lines.length))) - 1;
+  const kept = [];
+  for (const line of lines) {
+    const n = Buffer.byteLength(JSON.stringify(line)) + 1;
+    if (n > budget) break;
+    budget -= n;
+    kept.push(line);
+  }
+  if (kept.length < lines.length) kept.push(note(lines.length - kept.length));
+  return { text: JSON.stringify({ result, error, logs: kept }), lines: kept.length, outcome };
 }
 
 // sealOutcome turns the owner's `result` message of a sealed activation into the
@@ -366,13 +407,15 @@ function sealResult(keys, ctx, plain, codeSha256) {
 // line says how many lines it holds. On success the result is the sealed result; on
 // any other outcome it is {"error": the sealed result}.
 function sealOutcome(keys, ctx, msg, codeSha256) {
-  const ok = msg.outcome === 'success';
   const r = msg.result;
+  let ok = msg.outcome === 'success';
   const error = ok ? null : (isPlainObject(r) && Object.prototype.hasOwnProperty.call(r, 'error') ? r.error : r);
-  const lines = (msg.logs || []).map(logLine);
-  const sealed = sealResult(keys, ctx, { result: ok ? r : null, error, logs: lines }, codeSha256);
-  return { type: 'result', outcome: msg.outcome, result: ok ? sealed : { error: sealed },
-    logs: [{ stream: 'stdout', time: new Date().toISOString(), line: `sealed: ${lines.length} log lines in the sealed result` }],
+  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine));
+  const outcome = fit.outcome || msg.outcome;
+  ok = outcome === 'success';
+  const sealed = sealResult(keys, ctx, fit.text, codeSha256);
+  return { type: 'result', outcome, result: ok ? sealed : { error: sealed },
+    logs: [{ stream: 'stdout', time: new Date().toISOString(), line: `sealed: ${fit.lines} log lines in the sealed result` }],
     timings: msg.timings };
 }
 
@@ -385,7 +428,7 @@ function refusedOutcome(err) {
 
 module.exports = {
   VERSION, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
-  MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY,
+  MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
   SealedError, ReplayCache,
   hpkeSeal, hpkeOpen, labeledExtract, labeledExpand, rawPublic,
   paramsAAD, resultAAD, codeAAD, canonicalJSON, signReceipt, sha256hex,

@@ -330,3 +330,31 @@ func FuzzParseEvidence(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckBinding(t *testing.T) {
+	f := newFixture(t)
+	ev, err := f.ca.Evidence("nodejs:20", f.kem, f.sig, f.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No policy is needed: nothing is trusted, only the binding checked.
+	if err := attest.CheckBinding(ev); err != nil {
+		t.Fatal(err)
+	}
+	otherRD := f.report
+	otherRD.ReportData = attest.ReportData(bytes.Repeat([]byte{9}, 32), f.sig)
+	if err := attest.CheckBinding(f.evidence(t, attesttest.Spec{Report: otherRD})); !errors.Is(err, attest.ErrBinding) {
+		t.Fatalf("unbound quote: %v", err)
+	}
+	if err := attest.CheckBinding(f.wrap([]byte{3, 0})); !errors.Is(err, attest.ErrMalformed) {
+		t.Fatalf("truncated quote: %v", err)
+	}
+	sim := attest.NewSimulated("nodejs:20", f.kem, f.sig, "00")
+	if err := attest.CheckBinding(sim); err != nil {
+		t.Fatalf("simulated: %v", err)
+	}
+	sim.Kid = attest.Kid(f.sig, f.kem)
+	if err := attest.CheckBinding(sim); !errors.Is(err, attest.ErrBinding) {
+		t.Fatalf("simulated, wrong kid: %v", err)
+	}
+}

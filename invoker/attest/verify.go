@@ -57,20 +57,10 @@ func NewSimulated(image string, kemPub, sigPub []byte, measurement string) *Evid
 // Verify decides whether the evidence's key may be trusted under the policy, and returns what it
 // established. Every error wraps one of ErrMalformed, ErrSimulated, ErrBinding, ErrChain, ErrPolicy.
 func Verify(ev *Evidence, p Policy) (*Identity, error) {
-	if ev == nil {
-		return nil, fmt.Errorf("%w: no evidence", ErrMalformed)
-	}
-	if err := ev.checkShape(); err != nil {
+	if err := checkKeys(ev); err != nil {
 		return nil, err
 	}
-	if kid := Kid(ev.Keys.KEM, ev.Keys.Sig); kid != ev.Kid {
-		return nil, fmt.Errorf("%w: kid %s does not name the keys (want %s)", ErrBinding, ev.Kid, kid)
-	}
 	want := ReportData(ev.Keys.KEM, ev.Keys.Sig)
-	got, err := hex.DecodeString(ev.ReportData)
-	if err != nil || !bytes.Equal(got, want[:]) {
-		return nil, fmt.Errorf("%w: reportData is not the binding of the keys", ErrBinding)
-	}
 	id := &Identity{
 		Type: ev.Type, Kid: ev.Kid,
 		KEM: append([]byte(nil), ev.Keys.KEM...), Sig: append([]byte(nil), ev.Keys.Sig...),
@@ -89,4 +79,44 @@ func Verify(ev *Evidence, p Policy) (*Identity, error) {
 	}
 	// checkShape has refused every other type.
 	return nil, fmt.Errorf("%w: unknown evidence type %q", ErrMalformed, ev.Type)
+}
+
+// CheckBinding checks what holds without trusting anything: the evidence is well formed, its kid
+// names its keys, its reportData binds them, and for sgx-dcap the quote parses and its report
+// carries that reportData. It checks no signature, chain or policy; the platform uses it to refuse
+// garbage before storing what an invoker publishes, and Verify remains the client's decision.
+func CheckBinding(ev *Evidence) error {
+	if err := checkKeys(ev); err != nil {
+		return err
+	}
+	if ev.Type != TypeSGXDCAP {
+		return nil
+	}
+	q, err := ParseQuote(ev.Quote)
+	if err != nil {
+		return err
+	}
+	if q.Report.ReportData != ReportData(ev.Keys.KEM, ev.Keys.Sig) {
+		return fmt.Errorf("%w: the quote's report_data is not the evidence's reportData", ErrBinding)
+	}
+	return nil
+}
+
+// checkKeys checks the evidence's shape and that its kid and reportData bind its keys.
+func checkKeys(ev *Evidence) error {
+	if ev == nil {
+		return fmt.Errorf("%w: no evidence", ErrMalformed)
+	}
+	if err := ev.checkShape(); err != nil {
+		return err
+	}
+	if kid := Kid(ev.Keys.KEM, ev.Keys.Sig); kid != ev.Kid {
+		return fmt.Errorf("%w: kid %s does not name the keys (want %s)", ErrBinding, ev.Kid, kid)
+	}
+	want := ReportData(ev.Keys.KEM, ev.Keys.Sig)
+	got, err := hex.DecodeString(ev.ReportData)
+	if err != nil || !bytes.Equal(got, want[:]) {
+		return fmt.Errorf("%w: reportData is not the binding of the keys", ErrBinding)
+	}
+	return nil
 }
