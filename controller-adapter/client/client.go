@@ -17,6 +17,9 @@ import (
 	"github.com/teemate/platform/invoker/attest"
 )
 
+// noEvidenceMessage starts the platform's answer for an image without published evidence.
+const noEvidenceMessage = "No enclave of image"
+
 // maxReply bounds what is read of one answer: an activation record holds up to 1 MiB of result and
 // 10 MiB of logs, JSON-escaped.
 const maxReply = 32 << 20
@@ -377,8 +380,11 @@ func (c *Client) Evidence(ctx context.Context, name string) (*attest.Evidence, e
 func (c *Client) evidence(ctx context.Context, query, what string) (*attest.Evidence, error) {
 	b, _, err := c.do(ctx, http.MethodGet, "/api/v1/teemate/evidence?"+query, nil)
 	if err != nil {
+		// The platform answers 404 both for an unknown action and for an image whose enclaves
+		// have not published evidence yet; the message tells them apart.
 		var ae *APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
+		if errors.As(err, &ae) && (ae.Status == http.StatusServiceUnavailable ||
+			(ae.Status == http.StatusNotFound && strings.HasPrefix(ae.Message, noEvidenceMessage))) {
 			return nil, fmt.Errorf("evidence of %s: %w: %s", what, ErrNoEvidence, ae.Message)
 		}
 		return nil, fmt.Errorf("evidence of %s: %w", what, err)

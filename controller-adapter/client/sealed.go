@@ -66,7 +66,11 @@ func (c *Client) CreateSealed(ctx context.Context, name, kind string, code []byt
 	if err != nil {
 		return nil, err
 	}
-	ev, _, err := c.AttestKind(ctx, kind)
+	// An action that exists already names its image; a new one is named by its kind.
+	ev, _, err := c.Attest(ctx, q)
+	if errors.Is(err, ErrNotFound) {
+		ev, _, err = c.AttestKind(ctx, kind)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create sealed action %s: %w", name, err)
 	}
