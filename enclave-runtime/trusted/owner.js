@@ -789,7 +789,8 @@ async function main() {
 
 if (require.main === module) {
   main().catch((e) => {
-    log('error', 'owner failed to start', { error: e.stack || String(e) });
+    // A refused image key is a clear condition, not a bug: its message says it all.
+    log('error', 'owner failed to start', { error: e instanceof KeyError ? e.message : e.stack || String(e) });
     process.exit(1);
   });
 }
