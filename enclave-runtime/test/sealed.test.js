@@ -289,3 +289,27 @@ test('HPKE: what one side seals the other opens; wrong info, aad or key fail', (
   assert.throws(() => sealed.hpkeOpen(recipient, 'info', 'aad', Buffer.alloc(32), ct), /small-order|X25519/);
   assert.equal(sealed.canonicalJSON({ b: 1, a: 'x"y', c: 'é\n' }), '{"a":"x\\"y","b":1,"c":"é\\n"}');
 });
+
+test('rotation: an envelope sealed to the previous key opens in its grace, and its receipt names the evidence it was sealed to', () => {
+  const keys = newKeys();
+  const before = { kid: keys.current().kid, sig: keys.current().sig.publicKey, evidence: keys.evidenceSha256() };
+  const replay = new sealed.ReplayCache();
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'r1' };
+  const early = sealParams(keys, { a: 1 });
+  const late = sealParams(keys, { a: 2 });
+  const opened = sealed.openEnvelope(keys, early.value, env, replay);
+  keys.rotate();
+  assert.notEqual(keys.current().kid, before.kid);
+  const opened2 = sealed.openEnvelope(keys, late.value, { ...env, __OW_ACTIVATION_ID: 'r2' }, replay);
+  for (const [o, s, id] of [[opened, early, 'r1'], [opened2, late, 'r2']]) {
+    const msg = sealed.sealOutcome(keys, o.ctx, { outcome: 'success', result: o.params, logs: [], timings: {} }, '');
+    const sr = msg.result[sealed.RESULT_FIELD];
+    const { sig, ...body } = sr.receipt;
+    assert.equal(body.kid, before.kid);
+    assert.equal(body.evidenceSha256, before.evidence);
+    assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`), before.sig, Buffer.from(sig, 'base64')));
+    const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(id, s.nonce),
+      Buffer.from(sr.enc, 'base64'), Buffer.from(sr.ct, 'base64')).toString());
+    assert.deepEqual(plain.result, o.params);
+  }
+});

@@ -482,6 +482,7 @@ class Conn {
   handle(m) {
     switch (m.type) {
       case 'ping': return this.send(this.owner.pong());
+      case 'evidence': return this.onEvidence();
       case 'hello': return this.onHello(m);
       case 'acquire': return this.onAcquire();
       case 'init': return this.onInit(m);
@@ -495,6 +496,20 @@ class Conn {
       default:
         throw new ProtocolError(`unknown message type "${String(m.type).slice(0, 64)}"`, { close: false });
     }
+  }
+
+  // onEvidence serves the evidence of the image key (owner.keys, trusted/keys.js): allowed on any
+  // connection, before or instead of hello, without a token, like ping. Evidence is public: it
+  // binds the key's public halves to this enclave's measurement, and clients verify it
+  // themselves. An owner without a key (none made yet, or waiting for a transfer) says so.
+  onEvidence() {
+    const keys = this.owner.keys;
+    if (!keys || typeof keys.evidence !== 'function') {
+      return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
+    }
+    const evidence = keys.evidence();
+    if (!evidence) return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
+    return this.send({ type: 'evidence', evidence });
   }
 
   onHello(m) {
@@ -840,7 +855,8 @@ async function main() {
 
 if (require.main === module) {
   main().catch((e) => {
-    log('error', 'owner failed to start', { error: e.stack || String(e) });
+    // A refused image key is a clear condition, not a bug: its message says it all.
+    log('error', 'owner failed to start', { error: e instanceof KeyError ? e.message : e.stack || String(e) });
     process.exit(1);
   });
 }

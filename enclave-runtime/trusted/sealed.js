@@ -231,6 +231,33 @@ function keyFor(keys, kid) {
   return k;
 }
 
+// evidenceSha256For names, in a receipt, the evidence that was served for kid. keys.js
+// serves the current key's evidence only, so the hash is remembered per kid while
+// its key is current: a run that straddles a rotation, or an envelope sealed to the
+// previous key within its grace, still gets a receipt naming the evidence the
+// client sealed to (when this owner served it).
+const servedEvidence = new WeakMap(); // keys -> Map(kid -> hex)
+function evidenceSha256For(keys, kid) {
+  let m = servedEvidence.get(keys);
+  if (!m) {
+    m = new Map();
+    servedEvidence.set(keys, m);
+  }
+  let current = null;
+  try {
+    current = keys.current();
+  } catch {
+    // No current key (awaiting an import): only a remembered hash can name it.
+  }
+  if (current && current.kid === kid) {
+    const h = keys.evidenceSha256();
+    m.set(kid, h);
+    if (m.size > 16) m.delete(m.keys().next().value);
+    return h;
+  }
+  return m.get(kid) || (current ? keys.evidenceSha256() : '');
+}
+
 // ---- the replay cache ---------------------------------------------------------------------
 // ReplayCache remembers the nonces of the envelopes this owner opened within the iat
 // window. It is bounded: when full, the oldest entry is evicted and the floor
@@ -306,7 +333,7 @@ function openEnvelope(keys, value, env, replay) {
   x25519Public(reply);
   replay.record(e.nonce, e.iat);
   return { params: body.params,
-    ctx: { kid: e.kid, nonce: e.nonce, reply, inputSha256: sha256hex(ct), ...b } };
+    ctx: { kid: e.kid, nonce: e.nonce, reply, inputSha256: sha256hex(ct), evidenceSha256: evidenceSha256For(keys, e.kid), ...b } };
 }
 
 // ---- sealed code ------------------------------------------------------------------------------
@@ -361,7 +388,7 @@ function sealResult(keys, ctx, plainText, codeSha256) {
   const { enc, ct } = hpkeSeal(ctx.reply, INFO_RESULT, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
   const receipt = signReceipt(key.sig, {
     activationId: ctx.activationId, namespace: ctx.namespace, action: ctx.action, nonce: ctx.nonce, kid: ctx.kid,
-    evidenceSha256: keys.evidenceSha256(), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
+    evidenceSha256: ctx.evidenceSha256 || evidenceSha256For(keys, ctx.kid), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
   });
   return { [RESULT_FIELD]: { v: VERSION, enc: enc.toString('base64'), ct: ct.toString('base64'), receipt } };
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +47,8 @@ type Hooks struct {
 	OwnerStarted func(image string, took time.Duration)
 	StartFailed  func(image string, err error)
 	OwnerDropped func(image, id, reason string)
+	// KeyTransferred: owner took the image key from peer; t holds what the host relayed.
+	KeyTransferred func(image, owner, peer string, t *gate.Transfer)
 }
 
 // Manager keeps the warm owners, one set per image, and hands out leases on their TCS slots. The
@@ -224,8 +227,14 @@ func (m *Manager) start(a pool.StartOwner) {
 	defer m.wg.Done()
 	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
 	t0 := time.Now()
-	owner, err := m.backend.Start(m.base, StartSpec{ID: a.Owner, Image: a.Image, Dir: dir,
-		Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate})
+	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate}
+	var owner Owner
+	var err error
+	if peer, ok := m.keyPeer(a.Peer); ok {
+		owner, err = m.startWithTransfer(spec, a.Peer, peer)
+	} else {
+		owner, err = m.backend.Start(m.base, spec)
+	}
 	took := time.Since(t0)
 	m.mu.Lock()
 	if err != nil {
@@ -253,6 +262,111 @@ func (m *Manager) start(a pool.StartOwner) {
 	if hook := m.cfg.Hooks.OwnerStarted; hook != nil {
 		hook(a.Image, took)
 	}
+}
+
+// keyPeer returns the gate of the live owner id (pool.StartOwner.Peer), if it is still there.
+func (m *Manager) keyPeer(id string) (gate.KeyEndpoint, bool) {
+	if id == "" {
+		return gate.KeyEndpoint{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.owners[id]
+	if !ok {
+		return gate.KeyEndpoint{}, false
+	}
+	return keyEndpoint(h.owner), true
+}
+
+func keyEndpoint(o Owner) gate.KeyEndpoint {
+	e := gate.KeyEndpoint{Socket: o.GateSocket()}
+	if k, ok := o.(gate.KeyHolder); ok {
+		e.Key = k.GateKey()
+	}
+	return e
+}
+
+// transferTimeout bounds one key transfer (three gate calls, two HPKE operations and two
+// evidence checks in the owners: milliseconds).
+const transferTimeout = 10 * time.Second
+
+// startWithTransfer starts an owner that awaits the image key and relays the key to it from the
+// live owner peer (ciphertext only: gate.TransferKey). The owner joins the pool only with a key, so
+// no activation runs on an owner without one. When the transfer fails (the peer died meanwhile,
+// its evidence did not match), the owner is restarted to unseal or make the key itself: the image
+// then keeps serving, and the failure is logged.
+func (m *Manager) startWithTransfer(spec StartSpec, peerID string, peer gate.KeyEndpoint) (Owner, error) {
+	spec.KeyMode = KeyAwait
+	owner, err := m.backend.Start(m.base, spec)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(m.base, transferTimeout)
+	t, err := gate.TransferKey(ctx, keyEndpoint(owner), peer)
+	cancel()
+	if err == nil {
+		m.log.Info("image key transferred", zap.String("image", spec.Image), zap.String("enclave", spec.ID),
+			zap.String("kid", t.Kid))
+		if hook := m.cfg.Hooks.KeyTransferred; hook != nil {
+			hook(spec.Image, spec.ID, peerID, t)
+		}
+		return owner, nil
+	}
+	// A backend that cannot start an owner without a key (StartSpec.KeyMode) started it with one:
+	// it serves with that key rather than pay a second enclave start.
+	pctx, pcancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
+	pong, perr := gate.Ping(pctx, owner.GateSocket())
+	pcancel()
+	if perr == nil && pong.Kid != "" {
+		m.log.Warn("image key transfer failed; the owner keeps an image key of its own",
+			zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.String("kid", pong.Kid), zap.Error(err))
+		return owner, nil
+	}
+	m.log.Error("image key transfer failed; restarting the owner to unseal or make the key itself",
+		zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.Error(err))
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stopErr := owner.Stop(sctx)
+	scancel()
+	if stopErr != nil {
+		return nil, fmt.Errorf("image key transfer: %w; stopping the owner: %w", err, stopErr)
+	}
+	spec.KeyMode = KeyGenerate
+	return m.backend.Start(m.base, spec)
+}
+
+// RotateKey gives image a new image key: the first of its owners here makes it, the others take it
+// by transfer (each keeps its previous key for the grace, like the first). It returns the new kid
+// and the previous one. Other invokers' owners keep the previous key (CONFIDENTIALITY.md, "Key
+// lifecycle").
+func (m *Manager) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
+	m.mu.Lock()
+	var ids []string
+	for id, h := range m.owners {
+		if h.image == image {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	eps := make([]gate.KeyEndpoint, len(ids))
+	for i, id := range ids {
+		eps[i] = keyEndpoint(m.owners[id].owner)
+	}
+	m.mu.Unlock()
+	if len(eps) == 0 {
+		return "", "", fmt.Errorf("rotate image key of %s: %w", image, ErrNoOwner)
+	}
+	if kid, previous, err = gate.RotateKey(ctx, eps[0]); err != nil {
+		return "", "", fmt.Errorf("rotate image key of %s on %s: %w", image, ids[0], err)
+	}
+	var errs []error
+	for i, e := range eps[1:] {
+		if _, err := gate.TransferKey(ctx, e, eps[0]); err != nil {
+			errs = append(errs, fmt.Errorf("rotate image key of %s: transfer to %s: %w", image, ids[i+1], err))
+		}
+	}
+	m.log.Info("image key rotated", zap.String("image", image), zap.String("kid", kid),
+		zap.String("previous", previous), zap.Int("owners", len(eps)), zap.Int("failed", len(errs)))
+	return kid, previous, errors.Join(errs...)
 }
 
 // watch reports the owner's exit to the pool.
