@@ -57,14 +57,26 @@ func (h *handler) putEvidence(c *gin.Context) {
 	writeJSON(c, http.StatusOK, map[string]string{"image": image, "kid": ev.Kid, "type": ev.Type})
 }
 
-// getEvidence is GET /api/v1/teemate/evidence?action=/NS/NAME: the evidence of the enclave that
-// runs the action (the latest an enclave of the action's image published), byte for byte as the
+// getEvidence is GET /api/v1/teemate/evidence?action=/NS/NAME (or ?kind=KIND): the evidence of
+// the enclave that runs the action (the latest an enclave of the action's image published), or of
+// the kind's image for code that is not an action yet, byte for byte as the
 // enclave served it, so that its SHA-256 is the one receipts name. The caller must be allowed to
 // read the action, as for GET of the action itself.
 func (h *handler) getEvidence(c *gin.Context) {
 	ref := c.Query("action")
+	if k := c.Query("kind"); k != "" && ref == "" {
+		// ?kind=nodejs:20: the image of a kind, for code that is not an action yet (teemate action
+		// create --sealed seals the code before the action exists).
+		kind, err := whisk.ExecKind(k).Resolve()
+		if err != nil {
+			h.fail(c, http.StatusBadRequest, fmt.Sprintf("The kind %q runs in no enclave image.", k))
+			return
+		}
+		h.serveEvidence(c, string(kind))
+		return
+	}
 	if ref == "" {
-		h.fail(c, http.StatusBadRequest, "The query parameter 'action' is required: /namespace/name, or name in your own namespace.")
+		h.fail(c, http.StatusBadRequest, "The query parameter 'action' (/namespace/name, or name in your own namespace) or 'kind' is required.")
 		return
 	}
 	ns, entity := "_", ref
@@ -96,7 +108,11 @@ func (h *handler) getEvidence(c *gin.Context) {
 		h.fail(c, http.StatusBadRequest, fmt.Sprintf("The action's kind %q runs in no enclave image.", a.Exec.Kind))
 		return
 	}
-	image := string(kind)
+	h.serveEvidence(c, string(kind))
+}
+
+// serveEvidence answers the latest evidence of image, byte for byte, or 404 until one is published.
+func (h *handler) serveEvidence(c *gin.Context, image string) {
 	doc, _, err := h.store.GetEvidence(c.Request.Context(), image)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -258,3 +258,26 @@ func TestEvidence_SurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestEvidence_ByKind: ?kind= names the image directly, for code sealed before its action exists.
+func TestEvidence_ByKind(t *testing.T) {
+	e := newEnv(t, Config{})
+	resp, body := e.do(t, http.MethodGet, "/api/v1/teemate/evidence?kind=nodejs:default", guestAuth, "", nil)
+	wantError(t, resp, body, http.StatusNotFound,
+		"No enclave of image nodejs:20 has published evidence yet; an invoker publishes it once an enclave of the image has started.")
+	doc := simulatedEvidence(t, "nodejs:20")
+	if resp, body := e.publish(t, "nodejs:20", doc, token); resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence?kind=nodejs:20", guestAuth, "", nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, doc) {
+		t.Fatalf("by kind: %d %s; want the published bytes", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence?kind=cobol:1", guestAuth, "", nil)
+	wantError(t, resp, body, http.StatusBadRequest, `The kind "cobol:1" runs in no enclave image.`)
+	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence?kind=nodejs:20", "", "", nil)
+	wantError(t, resp, body, http.StatusUnauthorized, msgNoCredentials)
+	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence", guestAuth, "", nil)
+	wantError(t, resp, body, http.StatusBadRequest,
+		"The query parameter 'action' (/namespace/name, or name in your own namespace) or 'kind' is required.")
+}
