@@ -414,7 +414,11 @@ func startPlatform(f *flags, repo string, models []string, conc, memConc []int) 
 	if err != nil {
 		return fail(fmt.Errorf("state dir: %w", err))
 	}
-	cleanups = append(cleanups, func() { os.RemoveAll(state) })
+	cleanups = append(cleanups, func() {
+		if err := os.RemoveAll(state); err != nil {
+			log.Warn("remove the state directory", zap.String("dir", state), zap.Error(err))
+		}
+	})
 	maxConc := 1
 	for _, c := range append(append([]int(nil), conc...), memConc...) {
 		maxConc = max(maxConc, c)
