@@ -208,6 +208,9 @@ func (p *standalone) runSealed(ctx context.Context, t *testing.T, c *client.Clie
 		t.Fatalf("client.InvokeSealed: result %s logs %q", s.Opened.Result, s.Opened.Logs)
 	}
 
+	// The npm openwhisk client with the JS module.
+	p.jsClient(t, name, cs)
+
 	// Replayed: the same envelope again is refused, with the integrity error.
 	a2, err := c.Invoke(ctx, name, s.Envelope, true)
 	if err != nil {
@@ -230,6 +233,39 @@ func (p *standalone) runSealed(ctx context.Context, t *testing.T, c *client.Clie
 	out, code = p.teemate(t, "invoke", name, "--sealed", "-p", "b", cs.b)
 	if code != 0 || !strings.Contains(out, cs.c) {
 		t.Errorf("a sealed invoke after the refusals: exit %d: %s", code, out)
+	}
+}
+
+// jsClient runs sealedclient.js: the npm openwhisk client invokes with parameters sealed by
+// client/js/teemate.js, which opens the result and verifies the receipt.
+func (p *standalone) jsClient(t *testing.T, name string, cs canaries) {
+	t.Helper()
+	dir := filepath.Join(p.repo, "controller-adapter", "test")
+	if !exists(filepath.Join(dir, "node_modules", "openwhisk", "package.json")) {
+		testtool.Missing(t, "the npm openwhisk client is missing (npm install in controller-adapter/test, or make deps)")
+		return
+	}
+	cmd := exec.Command("node", "sealedclient.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "OW_APIHOST="+p.apiHost, "OW_AUTH="+p.auth, "OW_ACTION="+name, `OW_PARAMS={"b":"`+cs.b+`"}`)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			out = append(out, ee.Stderr...)
+		}
+		t.Fatalf("sealedclient.js: %v\n%s", err, out)
+	}
+	var got struct {
+		Result  map[string]any `json:"result"`
+		Logs    []string       `json:"logs"`
+		Receipt map[string]any `json:"receipt"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("sealedclient.js printed %q: %v", out, err)
+	}
+	if got.Result["c"] != cs.c || len(got.Logs) != 1 || !strings.Contains(got.Logs[0], cs.b) || got.Receipt["sig"] == nil {
+		t.Errorf("sealedclient.js: %s", out)
 	}
 }
 
@@ -270,6 +306,7 @@ func (p *standalone) runUnsealed(ctx context.Context, t *testing.T, cs canaries)
 // standalone is bin/controller-adapter --standalone, started by the test.
 type standalone struct {
 	work, dataDir, logDir string
+	repo                  string
 	apiHost, auth         string
 	teemateBin, home      string
 	pid                   int
@@ -282,7 +319,7 @@ var apiReady = regexp.MustCompile(`^OpenWhisk API ready at (http://127\.0\.0\.1:
 func startStandalone(t *testing.T, repo string) *standalone {
 	t.Helper()
 	work := t.TempDir()
-	p := &standalone{work: work, dataDir: filepath.Join(work, "data"), logDir: filepath.Join(work, "logs"),
+	p := &standalone{repo: repo, work: work, dataDir: filepath.Join(work, "data"), logDir: filepath.Join(work, "logs"),
 		home: filepath.Join(work, "home"), auth: app.GuestUUID + ":" + app.GuestKey, exited: make(chan struct{})}
 	if err := os.Mkdir(p.logDir, 0o700); err != nil {
 		t.Fatal(err)
