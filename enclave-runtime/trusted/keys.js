@@ -310,7 +310,8 @@ class ImageKeys {
     c.setAAD(this.sealAAD(header));
     const ct = Buffer.concat([c.update(body), c.final(), c.getAuthTag()]);
     const file = this.sealedPath();
-    const tmp = `${file}.tmp-${process.pid}`;
+    // Owners of one image share the directory, and confined ones are all pid 1: a random name.
+    const tmp = `${file}.tmp-${crypto.randomBytes(6).toString('hex')}`;
     fs.writeFileSync(tmp, `${JSON.stringify({ ...header, iv: iv.toString('hex'), ct: ct.toString('base64') })}\n`, { mode: 0o600 });
     fs.renameSync(tmp, file);
   }

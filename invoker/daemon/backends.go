@@ -59,6 +59,10 @@ type Backends struct {
 
 	// apiHost is Config.APIHost, set by RunWithBackends for the egress allow-list.
 	apiHost string
+	// keyDir is where the direct backend seals the image keys (Config.StateDir/enclave-keys, set by
+	// RunWithBackends): a restarted invoker's owners come back with the same keys. Empty: keys in
+	// the owners' memory only.
+	keyDir string
 }
 
 // ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
@@ -121,6 +125,11 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 		return Run(ctx, cfg)
 	}
 	b.apiHost = cfg.APIHost
+	state := cfg.StateDir
+	if state == "" {
+		state = ".state" // Run's default (Config.defaults)
+	}
+	b.keyDir = filepath.Join(state, "enclave-keys")
 	log := cfg.Logger
 	if log == nil {
 		var err error
