@@ -16,6 +16,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
+	"github.com/teemate/platform/invoker/internal/whiskapi"
 )
 
 // Backends selects how activations run.
@@ -63,6 +64,9 @@ type Backends struct {
 	// RunWithBackends): a restarted invoker's owners come back with the same keys. Empty: keys in
 	// the owners' memory only.
 	keyDir string
+	// publishEvidence publishes an enclave's evidence to the controller (whiskapi), set by
+	// RunWithBackends when the invoker has a store token; nil publishes nothing.
+	publishEvidence func(ctx context.Context, image string, evidence []byte) error
 }
 
 // ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
@@ -130,6 +134,17 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 		state = ".state" // Run's default (Config.defaults)
 	}
 	b.keyDir = filepath.Join(state, "enclave-keys")
+	if cfg.StoreToken != "" {
+		// The controller-adapter serves each image's evidence to clients (issue #16); the
+		// invoker that runs the image's enclave publishes it, on the token it stores records with.
+		d := cfg
+		d.defaults()
+		api, err := whiskapi.New(whiskapi.Config{APIHost: d.APIHost, StoreToken: cfg.StoreToken})
+		if err != nil {
+			return fmt.Errorf("rest client: %w", err)
+		}
+		b.publishEvidence = api.PublishEvidence
+	}
 	log := cfg.Logger
 	if log == nil {
 		var err error
@@ -235,6 +250,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	}
 	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
 		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+		Hooks: enclave.Hooks{Evidence: b.publishEvidence},
 	}, log)
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -81,6 +81,8 @@ const (
 	// ClassKey: a key message was refused (a transfer's evidence did not match, a sealed offer did
 	// not open); the connection stays open.
 	ClassKey = "key"
+	// ClassUnavailable: the owner cannot answer yet (evidence before it holds an image key).
+	ClassUnavailable = "unavailable"
 )
 
 // Error is an error reply from the owner.
