@@ -187,6 +187,13 @@ test('transfer refusals', async (t) => {
     assert.throws(() => a.offer({ ...req, pub: other.evidence().keys.kem }), /pub is not the key its evidence binds/);
     assert.throws(() => a.offer({ ...req, evidence: { ...req.evidence, kid: other.current().kid } }), /not bound to its keys/);
     assert.throws(() => a.offer({ pub: 1 }), /malformed/);
+    // A low-order X25519 point in a peer's offer is refused as a key error, not a crash.
+    const c = keys();
+    c.start('await');
+    const creq = c.request();
+    const good = a.offer(creq);
+    assert.throws(() => c.importOffer({ ...good, enc: Buffer.alloc(32).toString('base64') }),
+      (e) => e instanceof KeyError && /X25519 with the peer's key failed/.test(e.message));
   });
   await t.test('a host that swaps the key in an offer is caught', () => {
     const b = keys();

@@ -159,10 +159,19 @@ function x25519Public(raw) {
   return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
 }
 
+// dh is X25519; a public key that is no curve point or of low order (an all-zero
+// shared secret, which OpenSSL refuses) is the sender's fault, a KeyError.
+function dh(privateKey, publicRaw) {
+  try {
+    return crypto.diffieHellman({ privateKey, publicKey: x25519Public(publicRaw) });
+  } catch (e) {
+    throw new KeyError(`X25519 with the peer's key failed: ${e.message}`);
+  }
+}
+
 function hpkeSeal(pkRaw, info, aad, plaintext) {
   const e = makePair('x25519');
-  const dh = crypto.diffieHellman({ privateKey: e.privateKey, publicKey: x25519Public(pkRaw) });
-  const { key, nonce } = keySchedule(dh, e.raw, pkRaw, info);
+  const { key, nonce } = keySchedule(dh(e.privateKey, pkRaw), e.raw, pkRaw, info);
   const c = crypto.createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(aad);
   const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
@@ -171,8 +180,7 @@ function hpkeSeal(pkRaw, info, aad, plaintext) {
 
 function hpkeOpen(pair, info, aad, enc, ct) {
   if (enc.length !== 32 || ct.length < 16) throw new KeyError('HPKE message is malformed');
-  const dh = crypto.diffieHellman({ privateKey: pair.privateKey, publicKey: x25519Public(enc) });
-  const { key, nonce } = keySchedule(dh, enc, pair.raw, info);
+  const { key, nonce } = keySchedule(dh(pair.privateKey, enc), enc, pair.raw, info);
   const d = crypto.createDecipheriv('aes-256-gcm', key, nonce);
   d.setAAD(aad);
   d.setAuthTag(ct.subarray(ct.length - 16));

@@ -133,3 +133,51 @@ func TestRestartedOwnerKeepsTheImageKey(t *testing.T) {
 		t.Fatalf("restarted owner has kid %q, want %q", after, before)
 	}
 }
+
+// peerKiller kills the live owner (the transfer's peer) as an owner that awaits the key starts, so
+// the transfer fails.
+type peerKiller struct {
+	*counting
+	mu   sync.Mutex
+	peer enclave.Owner
+}
+
+func (p *peerKiller) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Owner, error) {
+	o, err := p.counting.Start(ctx, spec)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && spec.KeyMode == enclave.KeyAwait && p.peer != nil {
+		if perr := p.peer.Stop(ctx); perr != nil {
+			return nil, perr
+		}
+	}
+	if p.peer == nil {
+		p.peer = o
+	}
+	return o, err
+}
+
+// TestFailedTransferRestartsTheOwner: when the peer is gone before the transfer, the new owner is
+// restarted to unseal the key itself, and it serves with the image's kid.
+func TestFailedTransferRestartsTheOwner(t *testing.T) {
+	b := &peerKiller{counting: keyBackend(t)}
+	m := newManager(t, b, enclave.ManagerConfig{SlotsPerOwner: 1, MaxOwnersPerImage: 2, HealthInterval: -1})
+	l1, err := m.Reserve(context.Background(), "nodejs:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := kid(t, l1.GateSocket())
+	l2, err := m.Reserve(context.Background(), "nodejs:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release()
+	l1.Release()
+	if k2 := kid(t, l2.GateSocket()); k2 != k1 {
+		t.Fatalf("after the failed transfer the owner has kid %q, want the sealed %q", k2, k1)
+	}
+	// The first owner, the awaiting start and its restart.
+	if n := b.starts.Load(); n != 3 {
+		t.Fatalf("%d starts, want 3", n)
+	}
+}
