@@ -78,12 +78,20 @@ func TestSealedHostHoldsNoPlaintext(t *testing.T) {
 
 	// Everything the host holds, while it runs.
 	mem, err := processMemory(p.pid, append(sealedSet.all(), plainSet.all()...))
+	t.Logf("searched the memory of the controller-adapter (pid %d)", p.pid)
 	if err != nil {
 		t.Fatalf("read the controller-adapter's memory: %v", err)
 	}
+	// The files while it runs (the SQLite WAL before its checkpoint) and once it stopped (what it
+	// flushed at the end).
+	needles := append(sealedSet.all(), plainSet.all()...)
+	running := searchFiles(t, p.dataDir, needles)
 	p.stop(t)
-	files := searchFiles(t, p.dataDir, append(sealedSet.all(), plainSet.all()...))
-	logs := searchFiles(t, p.logDir, append(sealedSet.all(), plainSet.all()...))
+	files := searchFiles(t, p.dataDir, needles)
+	for k, v := range running {
+		files[k] = append(files[k], v...)
+	}
+	logs := searchFiles(t, p.logDir, needles)
 
 	for _, cn := range sealedSet.named() {
 		for _, where := range []struct {
@@ -228,6 +236,24 @@ func (p *standalone) runSealed(ctx context.Context, t *testing.T, c *client.Clie
 	out, code = p.teemateEnv(t, []string{"TEEMATE_ALLOW_SIMULATED="}, "invoke", name, "--sealed", "-p", "b", cs.b)
 	if code != cli.ExitSimulated || !strings.Contains(out, "simulated") {
 		t.Errorf("teemate invoke without --allow-simulated: exit %d (want %d): %s", code, cli.ExitSimulated, out)
+	}
+	// Every failure has its exit code and says what it is.
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"--auth", app.GuestUUID + ":wrong", "invoke", name, "--sealed"}, cli.ExitAuth, "unauthorized"},
+		{[]string{"invoke", "nosuchaction", "--sealed"}, cli.ExitNotFound, "not found"},
+		{[]string{"attest", "nosuchaction"}, cli.ExitNotFound, "not found"},
+		{[]string{"activation", "result", "0123456789abcdef0123456789abcdef"}, cli.ExitNotFound, "not found"},
+		{[]string{"--apihost", "http://127.0.0.1:1", "invoke", name, "--sealed"}, cli.ExitUnreachable, "unreachable"},
+		{[]string{"attest", "--kind", "nodejs:18"}, cli.ExitNoEvidence, "no evidence yet"},
+	} {
+		out, code := p.teemate(t, c.args...)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("teemate %q: exit %d (want %d), %q (want %q)", c.args, code, c.code, out, c.says)
+		}
 	}
 	// And the platform keeps working.
 	out, code = p.teemate(t, "invoke", name, "--sealed", "-p", "b", cs.b)
@@ -461,6 +487,7 @@ func searchFiles(t *testing.T, dir string, needles []string) map[string][]string
 	t.Helper()
 	found := map[string][]string{}
 	n := 0
+	var names []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -473,9 +500,10 @@ func searchFiles(t *testing.T, dir string, needles []string) map[string][]string
 			return err
 		}
 		n++
+		rel, _ := filepath.Rel(dir, path)
+		names = append(names, rel)
 		for _, s := range needles {
 			if bytes.Contains(b, []byte(s)) {
-				rel, _ := filepath.Rel(dir, path)
 				found[s] = append(found[s], rel)
 			}
 		}
@@ -484,7 +512,7 @@ func searchFiles(t *testing.T, dir string, needles []string) map[string][]string
 	if err != nil {
 		t.Fatalf("search %s: %v", dir, err)
 	}
-	t.Logf("searched %d files under %s", n, dir)
+	t.Logf("searched %d files under %s: %s", n, dir, strings.Join(names, " "))
 	return found
 }
 
