@@ -236,6 +236,7 @@ class ImageKeys {
   start(keyMode = 'generate') {
     if (keyMode === 'await') return null;
     if (keyMode !== 'generate') throw new Error('--key-mode must be generate or await');
+    if (this.keyDir) fs.mkdirSync(this.keyDir, { recursive: true, mode: 0o700 });
     if (this.keyDir && this.unseal()) return this.key.kid;
     this.setKey(makeKey(), []);
     this.seal();
