@@ -482,6 +482,7 @@ class Conn {
   handle(m) {
     switch (m.type) {
       case 'ping': return this.send(this.owner.pong());
+      case 'evidence': return this.onEvidence();
       case 'hello': return this.onHello(m);
       case 'acquire': return this.onAcquire();
       case 'init': return this.onInit(m);
@@ -495,6 +496,19 @@ class Conn {
       default:
         throw new ProtocolError(`unknown message type "${String(m.type).slice(0, 64)}"`, { close: false });
     }
+  }
+
+  // onEvidence serves the evidence of the image key (owner.keys, trusted/keys.js): allowed on any
+  // connection, before or instead of hello, without a token, like ping. Evidence is public: it
+  // binds the key's public halves to this enclave's measurement, and clients verify it
+  // themselves. An owner without a key (none made yet, or waiting for a transfer) says so.
+  onEvidence() {
+    const keys = this.owner.keys;
+    // keys.ready() is false while an owner started with --key-mode await waits for a transfer.
+    if (!keys || typeof keys.evidence !== 'function' || (typeof keys.ready === 'function' && !keys.ready())) {
+      return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
+    }
+    return this.send({ type: 'evidence', evidence: keys.evidence() });
   }
 
   onHello(m) {

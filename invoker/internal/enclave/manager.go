@@ -1,6 +1,7 @@
 package enclave
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,11 +42,17 @@ type ManagerConfig struct {
 	Hooks Hooks
 }
 
-// Hooks are optional callbacks; they must not block.
+// Hooks are optional callbacks; they must not block, except Evidence.
 type Hooks struct {
 	OwnerStarted func(image string, took time.Duration)
 	StartFailed  func(image string, err error)
 	OwnerDropped func(image, id, reason string)
+	// Evidence receives the evidence an owner serves (gate message evidence: its image key bound
+	// to its measurement), byte for byte, once the owner is ready and again whenever it changes
+	// (a rotated or transferred key, seen at a health ping). It may block up to ctx (the invoker
+	// publishes it to the controller); an error makes the manager offer it again at the next
+	// ping. An owner that holds no image key yet is asked again at the next ping.
+	Evidence func(ctx context.Context, image string, evidence []byte) error
 }
 
 // Manager keeps the warm owners, one set per image, and hands out leases on their TCS slots. The
@@ -74,6 +81,13 @@ type ownerHandle struct {
 	owner Owner
 	dir   string
 	dead  chan struct{} // closed when the pool drops the owner
+
+	// evMu serialises offers of this owner's evidence (a start and a ping may overlap).
+	evMu sync.Mutex
+	// evidence is what Hooks.Evidence last accepted; evFailing says the last offer failed (so a
+	// failure is logged once, not at every ping).
+	evidence  []byte
+	evFailing bool
 }
 
 type reply struct {
@@ -253,6 +267,7 @@ func (m *Manager) start(a pool.StartOwner) {
 	if hook := m.cfg.Hooks.OwnerStarted; hook != nil {
 		hook(a.Image, took)
 	}
+	m.offerEvidence(h)
 }
 
 // watch reports the owner's exit to the pool.
@@ -296,7 +311,49 @@ func (m *Manager) ping(id, socket string) {
 	cancel()
 	m.mu.Lock()
 	m.applyLocked(m.core.PingResult(id, err))
+	h := m.owners[id]
 	m.mu.Unlock()
+	if err == nil && h != nil {
+		m.offerEvidence(h)
+	}
+}
+
+// offerEvidence fetches the evidence the owner serves and hands it to Hooks.Evidence when it is
+// new. Failures are logged once per run of failures: an owner without an image key (it waits for
+// a transfer) or an unreachable controller is asked again at the next ping.
+func (m *Manager) offerEvidence(h *ownerHandle) {
+	hook := m.cfg.Hooks.Evidence
+	if hook == nil {
+		return
+	}
+	h.evMu.Lock()
+	defer h.evMu.Unlock()
+	ctx, cancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
+	ev, err := gate.Evidence(ctx, h.owner.GateSocket())
+	cancel()
+	if err == nil && bytes.Equal(ev, h.evidence) {
+		return
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(m.base, 10*time.Second)
+		err = hook(ctx, h.image, ev)
+		cancel()
+	}
+	if err != nil {
+		if !h.evFailing && m.base.Err() == nil {
+			level := zap.WarnLevel
+			if gate.IsClass(err, gate.ClassUnavailable) {
+				level = zap.InfoLevel // no image key yet (e.g. waiting for a transfer): expected
+			}
+			m.log.Log(level, "enclave evidence not published; trying again at the next ping", zap.String("image", h.image),
+				zap.String("enclave", h.owner.ID()), zap.Error(err))
+		}
+		h.evFailing = true
+		return
+	}
+	h.evidence, h.evFailing = ev, false
+	m.log.Info("enclave evidence published", zap.String("image", h.image), zap.String("enclave", h.owner.ID()),
+		zap.Int("bytes", len(ev)))
 }
 
 // healthLoop tells the pool the time; it decides which pings are due.

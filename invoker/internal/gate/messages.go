@@ -76,6 +76,8 @@ const (
 	// ClassAuth: the caller did not present a valid, unused token for the activation it runs
 	// (token.go); the owner closes the connection.
 	ClassAuth = "auth"
+	// ClassUnavailable: the owner cannot answer yet (evidence before it holds an image key).
+	ClassUnavailable = "unavailable"
 )
 
 // Error is an error reply from the owner.
