@@ -50,7 +50,8 @@ test('evidence is served as keys.evidence() gives it, without a token', async (t
   const owner = await inProcessOwner(t);
   const evidence = { v: 1, type: 'simulated', image: 'nodejs:20', kid: '0'.repeat(32),
     keys: { kem: 'a', sig: 'b' }, reportData: '00', simulated: { note: 'simulated: no hardware root of trust', measurement: 'm' } };
-  owner.keys = { evidence: () => evidence };
+  // A stand-in of trusted/keys.js's ImageKeys (the parts the owner uses), holding a key.
+  owner.keys = { ready: () => true, evidence: () => evidence, current: () => ({ kid: evidence.kid }) };
   const body = await rawReply(owner.opts.socket, { type: 'evidence' });
   // The evidence's bytes inside the reply are JSON.stringify(evidence): what evidenceSha256 hashes.
   assert.equal(body, `{"type":"evidence","evidence":${JSON.stringify(evidence)}}`);
@@ -69,7 +70,9 @@ test('an owner without an image key answers unavailable and keeps the connection
   const owner = await inProcessOwner(t);
   const c = await GateClient.connect(owner.opts.socket);
   t.after(() => c.socket.destroy());
-  for (const keys of [undefined, { evidence: () => null }]) {
+  // No keys at all, and keys awaiting a transfer (ImageKeys.ready() false; evidence() would throw).
+  const awaiting = { ready: () => false, evidence: () => { throw new Error('no key'); }, current: () => { throw new Error('no key'); } };
+  for (const keys of [undefined, awaiting]) {
     owner.keys = keys;
     assert.deepEqual(await c.request({ type: 'evidence' }),
       { type: 'error', class: 'unavailable', message: 'this enclave holds no image key yet: no evidence to serve' });

@@ -87,6 +87,13 @@ test('sealed to disk: a restart comes back with the same key', (t) => {
   }
   const b = keys({ keyDir: dir, sealingKey });
   assert.equal(b.start(), kid);
+  const fresh = path.join(dir, 'new', 'dir');
+  keys({ keyDir: fresh, sealingKey }).start();
+  assert.equal(fs.statSync(fresh).mode & 0o777, 0o700);
+  const awaiting = keys({ keyDir: path.join(dir, 'await'), sealingKey });
+  awaiting.start('await');
+  awaiting.importOffer(a.offer(awaiting.request()));
+  assert.equal(keys({ keyDir: path.join(dir, 'await'), sealingKey }).start(), kid, 'an imported key is sealed too');
   assert.deepEqual(b.evidence().keys, a.evidence().keys);
   // Without a sealing key direct mode cannot seal.
   assert.throws(() => keys({ keyDir: tmpdir(t) }).start(), /needs a sealing key/);

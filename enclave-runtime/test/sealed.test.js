@@ -313,3 +313,15 @@ test('rotation: an envelope sealed to the previous key opens in its grace, and i
     assert.deepEqual(plain.result, o.params);
   }
 });
+
+test('an owner awaiting its image key refuses envelopes and sealed code with an integrity error', () => {
+  const keys = new ImageKeys({ image: 'nodejs:20', attestationDir: '' });
+  keys.start('await');
+  const s = sealParams(newKeys(), {});
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'a' };
+  assert.throws(() => sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache()),
+    /^SealedError: TeeMate sealed: integrity: this enclave has no image key yet/);
+  assert.throws(() => sealed.openCode(keys, '{"__teemate_sealed_code":{"v":1,"kid":"00000000000000000000000000000000","enc":"","ct":""}}', env),
+    /no image key yet/);
+  assert.throws(() => sealed.openEnvelope(newKeys(), s.value, { ...env, __OW_NAMESPACE: 'a\nb' }, new sealed.ReplayCache()), /newline/);
+});

@@ -234,8 +234,9 @@ class ImageKeys {
   // is one (a bad one throws: see unseal) or makes a new key and seals it;
   // 'await' leaves the owner without a key until key-import.
   start(keyMode = 'generate') {
+    if (keyMode !== 'generate' && keyMode !== 'await') throw new Error('--key-mode must be generate or await');
+    if (this.keyDir) fs.mkdirSync(this.keyDir, { recursive: true, mode: 0o700 });
     if (keyMode === 'await') return null;
-    if (keyMode !== 'generate') throw new Error('--key-mode must be generate or await');
     if (this.keyDir && this.unseal()) return this.key.kid;
     this.setKey(makeKey(), []);
     this.seal();

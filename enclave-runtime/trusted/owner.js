@@ -504,12 +504,11 @@ class Conn {
   // themselves. An owner without a key (none made yet, or waiting for a transfer) says so.
   onEvidence() {
     const keys = this.owner.keys;
-    if (!keys || typeof keys.evidence !== 'function') {
+    // keys.ready() is false while an owner started with --key-mode await waits for a transfer.
+    if (!keys || typeof keys.evidence !== 'function' || (typeof keys.ready === 'function' && !keys.ready())) {
       return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
     }
-    const evidence = keys.evidence();
-    if (!evidence) return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
-    return this.send({ type: 'evidence', evidence });
+    return this.send({ type: 'evidence', evidence: keys.evidence() });
   }
 
   onHello(m) {

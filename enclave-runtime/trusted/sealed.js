@@ -217,6 +217,8 @@ function binding(env, needActivation) {
   if (typeof ns !== 'string' || !ns || typeof action !== 'string' || !action) {
     throw new SealedError('the activation has no namespace or action name to bind the envelope to');
   }
+  // The AAD joins the names with newlines: a name holding one could pass for another split.
+  if (ns.includes('\n') || action.includes('\n')) throw new SealedError('a namespace or action name holds a newline');
   if (needActivation && (typeof activationId !== 'string' || !activationId)) {
     throw new SealedError('the activation has no activation id to bind the sealed result to');
   }
@@ -224,7 +226,9 @@ function binding(env, needActivation) {
 }
 
 function keyFor(keys, kid) {
-  if (!keys) throw new SealedError('this enclave has no image key');
+  if (!keys || (typeof keys.ready === 'function' && !keys.ready())) {
+    throw new SealedError('this enclave has no image key yet (awaiting a key transfer)');
+  }
   if (typeof kid !== 'string' || !HEX32.test(kid)) throw new SealedError('kid is not 32 hex digits');
   const k = keys.byKid(kid);
   if (!k) throw new SealedError(`unknown kid ${kid} (not this image's key, or rotated out)`);

@@ -196,7 +196,7 @@ func TestInterop_Refusals(t *testing.T) {
 		return env
 	}
 	flip := func(s string) string {
-		b, _ := base64.StdEncoding.DecodeString(s)
+		b := unb64(t, s)
 		b[len(b)/2] ^= 1
 		return base64.StdEncoding.EncodeToString(b)
 	}

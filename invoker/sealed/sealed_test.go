@@ -23,6 +23,24 @@ type testImage struct {
 	ev  *attest.Evidence
 }
 
+func unb64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func newTestImage(t *testing.T) *testImage {
 	t.Helper()
 	kem, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -52,8 +70,7 @@ func (im *testImage) openEnvelope(t *testing.T, params json.RawMessage, namespac
 		t.Fatal(err)
 	}
 	env := wrapped[ParamsField]
-	enc, _ := base64.StdEncoding.DecodeString(env.Enc)
-	ct, _ := base64.StdEncoding.DecodeString(env.Ct)
+	enc, ct := unb64(t, env.Enc), unb64(t, env.Ct)
 	pt, err := open(im.kem, infoParams, ParamsAAD(namespace, action, env.Nonce, env.Iat), enc, ct)
 	if err != nil {
 		t.Fatalf("open envelope: %v", err)
@@ -62,8 +79,7 @@ func (im *testImage) openEnvelope(t *testing.T, params json.RawMessage, namespac
 	if err := json.Unmarshal(pt, &p); err != nil {
 		t.Fatal(err)
 	}
-	reply, _ := base64.StdEncoding.DecodeString(p.Reply)
-	return p.Params, reply, env, ct
+	return p.Params, unb64(t, p.Reply), env, ct
 }
 
 // sealResult is the enclave's half of the result in Go.
@@ -77,7 +93,10 @@ func (im *testImage) sealResult(t *testing.T, reply []byte, env Envelope, inputC
 	if err != nil {
 		t.Fatal(err)
 	}
-	evSum, _ := im.ev.Sha256()
+	evSum, err := im.ev.Sha256()
+	if err != nil {
+		t.Fatal(err)
+	}
 	in, out := sha256.Sum256(inputCT), sha256.Sum256(ct)
 	r := Receipt{V: 1, ActivationID: activationID, Namespace: namespace, Action: action, Nonce: env.Nonce,
 		Kid: im.ev.Kid, EvidenceSHA256: evSum, CodeSHA256: strings.Repeat("0", 64),
@@ -133,7 +152,7 @@ func TestSealParams_RoundTrip(t *testing.T) {
 	if err := json.Unmarshal(rec, &sr); err != nil {
 		t.Fatal(err)
 	}
-	ct, _ := base64.StdEncoding.DecodeString(sr[ResultField].Ct)
+	ct := unb64(t, sr[ResultField].Ct)
 	if err := VerifyReceipt(opened.Receipt, im.ev, &back, ct); err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +170,12 @@ func TestSealParams_RoundTrip(t *testing.T) {
 	}
 	bad := sr[ResultField]
 	bad.Receipt.CodeSHA256 = strings.Repeat("1", 64)
-	badRec, _ := json.Marshal(map[string]SealedResult{ResultField: bad})
+	badRec := marshal(t, map[string]SealedResult{ResultField: bad})
 	if _, err := OpenResult(&back, "act1", badRec); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("edited receipt: %v", err)
 	}
 	// An application error is under "error".
-	appRec, _ := json.Marshal(map[string]json.RawMessage{"error": rec})
+	appRec := marshal(t, map[string]json.RawMessage{"error": rec})
 	if _, err := OpenResult(&back, "act1", appRec); err != nil {
 		t.Fatalf("application error shape: %v", err)
 	}
@@ -203,8 +222,7 @@ func TestSealCode_Binding(t *testing.T) {
 	if err := json.Unmarshal([]byte(code), &sc); err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := base64.StdEncoding.DecodeString(sc[CodeField].Enc)
-	ct, _ := base64.StdEncoding.DecodeString(sc[CodeField].Ct)
+	enc, ct := unb64(t, sc[CodeField].Enc), unb64(t, sc[CodeField].Ct)
 	if _, err := open(im.kem, infoCode, CodeAAD("guest", "/guest/pkg/a"), enc, ct); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
@@ -81,6 +82,9 @@ type Config struct {
 	// InvokerTokenFile holds the invoker token (mode 0600), generated on first start (default
 	// DataDir/invoker.token); invokers elsewhere read a copy with --invoker-token-file.
 	InvokerTokenFile string
+	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
+	// under before the API serves it (api.Config.EvidencePolicy).
+	EvidencePolicy *attest.Policy
 	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set); in standalone mode
 	// with real brokers the in-process invoker uses them too, so that user needs both roles'
 	// grants. The embedded broker makes its own users, with their credentials under
@@ -250,7 +254,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	apiHost := "http://" + advertised(ln.Addr().(*net.TCPAddr))
 	srv := &http.Server{
-		Handler:           api.New(api.Config{ControllerID: ctrl.AsString, InvokerToken: cfg.InvokerToken, APIHost: apiHost}, st, bal, log.Named("api")),
+		Handler: api.New(api.Config{ControllerID: ctrl.AsString, InvokerToken: cfg.InvokerToken, APIHost: apiHost,
+			EvidencePolicy: cfg.EvidencePolicy}, st, bal, log.Named("api")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	fatal := make(chan error, 2)
