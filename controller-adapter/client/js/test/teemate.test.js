@@ -17,7 +17,7 @@ function raw(publicKey) {
 }
 
 // imageKeys is a stand-in for keys.js's ImageKeys with simulated evidence: only the shape
-// sealed.js reads (byKid, evidenceSha256).
+// sealed.js reads (current, byKid, evidenceSha256).
 function imageKeys() {
   const kem = crypto.generateKeyPairSync('x25519');
   const sig = crypto.generateKeyPairSync('ed25519');
@@ -33,6 +33,7 @@ function imageKeys() {
   const key = { kid, kem: { privateKey: kem.privateKey, publicKey: kem.publicKey, raw: kemRaw },
     sig: { privateKey: sig.privateKey, publicKey: sig.publicKey, raw: sigRaw } };
   return { text, evidence,
+    current: () => key,
     byKid: (k) => (k === kid ? key : null),
     evidenceSha256: () => crypto.createHash('sha256').update(text).digest('hex') };
 }
