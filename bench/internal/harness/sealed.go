@@ -74,18 +74,28 @@ func RunSealed(ctx context.Context, p Platform, opts SealedOptions, res *result.
 		return fmt.Errorf("deploy: %w", err)
 	}
 	s := &result.Sealed{Description: fmt.Sprintf("teemate model, noop action (returns its parameter n); %d warm-up invocations each, "+
-		"then %d of each, alternating unsealed and sealed. Unsealed: the invoke as the client sees it. Sealed: code sealed to the image key, "+
+		"then %d of each, one of each per round, the order swapped every round. Unsealed: the invoke as the client sees it. Sealed: code sealed to the image key, "+
 		"parameters sealed per invocation (HPKE), the result and logs sealed back with a signed receipt; measured from before sealing the "+
 		"parameters to after opening the result and verifying the receipt (the client's crypto included; \"invoke only\" leaves it out).",
 		opts.Warmup, opts.Samples)}
 	res.Sealed = s
 	params := json.RawMessage(`{"n":42}`)
+	s.UnsealedPhases, s.SealedPhases = map[string][]float64{}, map[string][]float64{}
+	phases := func(into map[string][]float64, r Reply) {
+		for ph, ms := range Timings(r.Activation) {
+			into[ph] = append(into[ph], ms)
+		}
+	}
 	unsealed := func() (float64, error) {
 		r, err := p.Invoke(ctx, result.NoopFunction, params)
 		if err != nil {
 			return 0, err
 		}
-		return r.ClientMs, checkNoop(r.Activation.Response.Result)
+		if err := checkNoop(r.Activation.Response.Result); err != nil {
+			return 0, err
+		}
+		phases(s.UnsealedPhases, r)
+		return r.ClientMs, nil
 	}
 	sealedOne := func() (total, platform float64, err error) {
 		start := time.Now()
@@ -102,7 +112,11 @@ func RunSealed(ctx context.Context, p Platform, opts SealedOptions, res *result.
 		if err != nil {
 			return 0, 0, err
 		}
-		return total, r.ClientMs, checkNoop(o.Result)
+		if err := checkNoop(o.Result); err != nil {
+			return 0, 0, err
+		}
+		phases(s.SealedPhases, r)
+		return total, r.ClientMs, nil
 	}
 	for i := 0; i < opts.Warmup; i++ {
 		if _, err := unsealed(); err != nil {
@@ -112,27 +126,38 @@ func RunSealed(ctx context.Context, p Platform, opts SealedOptions, res *result.
 			return fmt.Errorf("warm-up, sealed: %w", err)
 		}
 	}
-	next := time.Now()
-	for i := 0; i < opts.Samples; i++ {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(time.Until(next))
-		next = time.Now().Add(opts.Interval)
+	// One of each per round; the order swaps every round, so that neither always runs second (the
+	// second of a pair finds the sandbox pool and the machine as the first left them).
+	runUnsealed := func(i int) {
 		if ms, err := unsealed(); err != nil {
 			s.UnsealedInvalid++
 			say(opts.Progress, fmt.Sprintf("sealed run: unsealed sample %d: %v", i, err))
 		} else {
 			s.UnsealedMs = append(s.UnsealedMs, ms)
 		}
-		time.Sleep(time.Until(next))
-		next = time.Now().Add(opts.Interval)
+	}
+	runSealed := func(i int) {
 		if total, platform, err := sealedOne(); err != nil {
 			s.SealedInvalid++
 			say(opts.Progress, fmt.Sprintf("sealed run: sealed sample %d: %v", i, err))
 		} else {
 			s.SealedMs = append(s.SealedMs, total)
 			s.SealedPlatformMs = append(s.SealedPlatformMs, platform)
+		}
+	}
+	next := time.Now()
+	for i := 0; i < opts.Samples; i++ {
+		order := []func(int){runUnsealed, runSealed}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, run := range order {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			time.Sleep(time.Until(next))
+			next = time.Now().Add(opts.Interval)
+			run(i)
 		}
 	}
 	s.Summarize()

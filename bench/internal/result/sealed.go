@@ -20,6 +20,10 @@ type Sealed struct {
 	UnsealedMs       []float64 `json:"unsealed_ms"`
 	SealedMs         []float64 `json:"sealed_ms"`
 	SealedPlatformMs []float64 `json:"sealed_platform_ms"`
+	// UnsealedPhases and SealedPhases are the invoker's per-phase timings of the valid samples
+	// (the activation's "timings" annotation, ms), phase by phase, to show where a difference lies.
+	UnsealedPhases map[string][]float64 `json:"unsealed_phases_ms,omitempty"`
+	SealedPhases   map[string][]float64 `json:"sealed_phases_ms,omitempty"`
 	// Invalid counts the samples whose answer was wrong (or a sealed result that did not open).
 	UnsealedInvalid int `json:"unsealed_invalid"`
 	SealedInvalid   int `json:"sealed_invalid"`
@@ -29,6 +33,8 @@ type Sealed struct {
 	SealedP50Ms         float64 `json:"sealed_p50_ms"`
 	SealedP99Ms         float64 `json:"sealed_p99_ms"`
 	SealedPlatformP50Ms float64 `json:"sealed_platform_p50_ms"`
+	// PhasesP50 is each phase's p50, unsealed and sealed: {"init": [0.4, 0.9], ...}.
+	PhasesP50 map[string][2]float64 `json:"phases_p50_ms,omitempty"`
 	// P50DiffMs is SealedP50Ms - UnsealedP50Ms; GoalMet says whether it is under SealedGoalMs.
 	P50DiffMs float64 `json:"p50_diff_ms"`
 	GoalMs    float64 `json:"goal_ms"`
@@ -43,6 +49,12 @@ func (s *Sealed) Summarize() {
 	s.SealedP50Ms, _ = stats.Percentile(s.SealedMs, 50)                 // as above
 	s.SealedP99Ms, _ = stats.Percentile(s.SealedMs, 99)                 // as above
 	s.SealedPlatformP50Ms, _ = stats.Percentile(s.SealedPlatformMs, 50) // as above
+	s.PhasesP50 = map[string][2]float64{}
+	for ph, xs := range s.UnsealedPhases {
+		u, _ := stats.Percentile(xs, 50)                 // 0 when empty, as the table shows
+		v, _ := stats.Percentile(s.SealedPhases[ph], 50) // as above
+		s.PhasesP50[ph] = [2]float64{u, v}
+	}
 	s.GoalMs = SealedGoalMs
 	s.P50DiffMs = s.SealedP50Ms - s.UnsealedP50Ms
 	s.GoalMet = len(s.SealedMs) > 0 && len(s.UnsealedMs) > 0 && s.P50DiffMs < SealedGoalMs
@@ -58,6 +70,12 @@ func (s *Sealed) Table() string {
 	met := "met"
 	if !s.GoalMet {
 		met = "NOT met"
+	}
+	if len(s.PhasesP50) > 0 {
+		b.WriteString("\n| invoker phase (p50 ms) | unsealed | sealed |\n| --- | --- | --- |\n")
+		for _, ph := range sortedKeys(s.PhasesP50) {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", ph, f2(s.PhasesP50[ph][0]), f2(s.PhasesP50[ph][1]))
+		}
 	}
 	fmt.Fprintf(&b, "\np50 sealed - unsealed: %s ms (goal < %s ms: %s)\n", f2(s.P50DiffMs), f2(s.GoalMs), met)
 	return b.String()
