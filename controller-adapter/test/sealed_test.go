@@ -237,6 +237,21 @@ func (p *standalone) runSealed(ctx context.Context, t *testing.T, c *client.Clie
 	if code != cli.ExitSimulated || !strings.Contains(out, "simulated") {
 		t.Errorf("teemate invoke without --allow-simulated: exit %d (want %d): %s", code, cli.ExitSimulated, out)
 	}
+	// attest: verified (simulated allowed) with --json; refused without --allow-simulated.
+	out, code = p.teemate(t, "attest", name, "--json")
+	if code != 0 || !strings.Contains(out, `"verified": true`) || !strings.Contains(out, `"type": "simulated"`) {
+		t.Errorf("teemate attest --json: exit %d: %s", code, out)
+	}
+	out, code = p.teemateEnv(t, []string{"TEEMATE_ALLOW_SIMULATED="}, "attest", name)
+	if code != cli.ExitSimulated || !strings.Contains(out, "simulated") {
+		t.Errorf("teemate attest without --allow-simulated: exit %d (want %d): %s", code, cli.ExitSimulated, out)
+	}
+	// A sealed activation's result opens only where its reply key is.
+	out, code = p.teemateEnv(t, []string{"TEEMATE_ALLOW_SIMULATED=1", "TEEMATE_HOME=" + filepath.Join(p.work, "elsewhere")},
+		"activation", "result", inv.ActivationID)
+	if code != 0 || strings.Contains(out, cs.c) || !strings.Contains(out, "__teemate_sealed_result") {
+		t.Errorf("teemate activation result without the reply key: exit %d: %s", code, out)
+	}
 	// Every failure has its exit code and says what it is.
 	for _, c := range []struct {
 		args []string
