@@ -34,6 +34,7 @@ func TestDependencyDirection(t *testing.T) {
 		deny   []string // import path prefixes the package must not reach
 	}{
 		{pkg: "invoker/whisk", stdlib: true},
+		{pkg: "invoker/attest", stdlib: true},
 		{pkg: "invoker/internal/gate", stdlib: true},
 		{pkg: "invoker/internal/sandbox", stdlib: true},
 		{pkg: "invoker/internal/sandbox/startconf", stdlib: true},
