@@ -28,18 +28,21 @@ type Reply struct {
 	Evidence     json.RawMessage  `json:"evidence"`
 }
 
-// DefaultReplies is $TEEMATE_HOME/replies, or ~/.teemate/replies.
-func DefaultReplies() (*Replies, error) {
-	home := os.Getenv("TEEMATE_HOME")
-	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("reply keys: no home directory (set TEEMATE_HOME): %w", err)
-		}
-		home = filepath.Join(h, ".teemate")
+// Home is the client's directory: $TEEMATE_HOME, or ~/.teemate. getenv reads the environment
+// (os.Getenv).
+func Home(getenv func(string) string) (string, error) {
+	if home := getenv("TEEMATE_HOME"); home != "" {
+		return home, nil
 	}
-	return &Replies{Dir: filepath.Join(home, "replies")}, nil
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no home directory for the reply keys (set TEEMATE_HOME): %w", err)
+	}
+	return filepath.Join(h, ".teemate"), nil
 }
+
+// RepliesIn is the reply keys' store of a client directory (Home): its replies/ subdirectory.
+func RepliesIn(home string) *Replies { return &Replies{Dir: filepath.Join(home, "replies")} }
 
 var activationID = regexp.MustCompile(`^[0-9a-zA-Z_-]{1,64}$`)
 

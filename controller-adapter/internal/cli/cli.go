@@ -103,7 +103,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) 
 		fmt.Fprintf(stderr, "teemate: %v\n", err)
 		return ExitUsage
 	}
-	replies := &client.Replies{Dir: o.home + "/replies"}
+	replies := client.RepliesIn(o.home)
 	r := &runner{c: c, o: o, out: stdout, replies: replies}
 	switch o.cmd {
 	case "attest":
@@ -350,14 +350,11 @@ func parse(args []string, env Env) (*options, error) {
 			o.auth = auth
 		}
 	}
-	o.home = env("TEEMATE_HOME")
-	if o.home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("no home directory for the reply keys: set TEEMATE_HOME (%w)", err)
-		}
-		o.home = h + "/.teemate"
+	home, err := client.Home(env)
+	if err != nil {
+		return nil, err
 	}
+	o.home = home
 	return o, nil
 }
 
