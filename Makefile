@@ -11,7 +11,7 @@ GOFLAGS    ?=
 # Timing and tests must not pay for the machine's extra CA bundle on every Node start (~30 ms).
 unexport NODE_EXTRA_CA_CERTS
 
-GO_BINARIES := invoker controller-adapter bench
+GO_BINARIES := invoker controller-adapter bench teemate
 
 .DEFAULT_GOAL := help
 
@@ -108,7 +108,7 @@ fmt: ## Format the Go code (gofmt) and the C directories of C_FORMAT_DIRS (clang
 .PHONY: test
 test: deps build lint ## Install what is needed, then run every test (race detector on the Go tests)
 	$(GO) test -race -count=1 ./...
-	@for d in enclave-runtime node-isolate-patch functions; do \
+	@for d in enclave-runtime node-isolate-patch functions controller-adapter/client/js; do \
 	  if ls $$d/test/*.test.js >/dev/null 2>&1; then echo "node --test $$d"; (cd $$d && node --test test/) || exit 1; fi; \
 	done
 	@[ ! -f kmod/Makefile ] || $(MAKE) --no-print-directory -C kmod vm-test

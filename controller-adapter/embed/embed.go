@@ -19,6 +19,7 @@ import (
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// standalone mode seeds OpenWhisk's well-known guest and whisk.system ones). A whisk.system
 	// not among them is created with a random key nobody is given.
 	Namespaces []Namespace
+	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
+	// under before the API serves it (api.Config.EvidencePolicy).
+	EvidencePolicy *attest.Policy
 
 	// Health tuning for tests of the controller-adapter; zero values take the production defaults.
 	Health     balancer.HealthConfig
@@ -127,7 +131,8 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	}
 	c.apiHost = "http://" + advertised(ln.Addr().(*net.TCPAddr))
 	c.srv = &http.Server{
-		Handler:           api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost}, c.st, c.bal, log.Named("api")),
+		Handler: api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
+			EvidencePolicy: cfg.EvidencePolicy}, c.st, c.bal, log.Named("api")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	c.served = make(chan struct{})

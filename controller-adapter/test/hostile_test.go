@@ -1,6 +1,6 @@
 // Package test holds the controller-adapter's end-to-end tests that drive a real standalone
-// platform from outside (hostile_test.go) and the npm client check (owclient.js, run by
-// internal/api's tests).
+// platform from outside (hostile_test.go; sealed_test.go, with sealedclient.js) and the npm client
+// check (owclient.js, run by internal/api's tests).
 package test
 
 import (

@@ -10,9 +10,15 @@
 //                 [--isolate addon|worker|auto] [--prewarm K|all] [--work-dir DIR] [--mode direct|sgx]
 //                 [--scratch-dir DIR] [--scratch-quota-mb N] [--egress-allow host:port,...]
 //                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp] [--gate-key stdin]
+//                 [--key-dir DIR] [--key-mode generate|await]
 //
 // --gate-key stdin: the invoker writes this owner's gate key on standard input;
 // every attach then needs a token (trusted/gateauth.js).
+// --key-dir DIR: the image key is sealed to DIR/image-key.sealed (trusted/keys.js);
+// in direct mode the sealing key is the next line of standard input (after the
+// gate key's). --key-mode await: start without an image key and wait for one
+// from a live peer (key-request / key-import); generate (the default) unseals
+// the key in --key-dir or makes a new one.
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -25,7 +31,9 @@ const { TcsTable } = require('./tcs');
 const { prepareCode, ZipActions, InitError } = require('./prepare');
 const isolates = require('./isolates');
 const { GateAuth, AuthError, parseKey } = require('./gateauth');
+const sealed = require('./sealed');
 const { PROTOCOL_VERSION, LIMITS, OUTCOME } = require('./wire');
+const { ImageKeys, KeyError, parseSealingKey } = require('./keys');
 
 const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1024 };
 // Slots that keep a prepared isolate environment while idle when --prewarm is not
@@ -44,11 +52,12 @@ function log(level, msg, fields) {
 
 // ---- arguments ----------------------------------------------------------------------
 function parseArgs(argv) {
-  const opts = { isolate: 'auto', mode: 'direct', workDir: '', scratchDir: '', lockdown: 'none' };
+  const opts = { isolate: 'auto', mode: 'direct', workDir: '', scratchDir: '', lockdown: 'none', keyDir: '', keyMode: 'generate' };
   const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
     '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm',
     '--scratch-dir': 'scratchDir', '--scratch-quota-mb': 'scratchQuotaMB', '--egress-allow': 'egressAllow',
-    '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown', '--gate-key': 'gateKey' };
+    '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown', '--gate-key': 'gateKey',
+    '--key-dir': 'keyDir', '--key-mode': 'keyMode' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -73,6 +82,7 @@ function parseArgs(argv) {
   if (!['direct', 'sgx'].includes(opts.mode)) throw new Error(`--mode must be direct or sgx`);
   if (!['none', 'seccomp'].includes(opts.lockdown)) throw new Error('--lockdown must be none or seccomp');
   if (opts.gateKey !== undefined && opts.gateKey !== 'stdin') throw new Error('--gate-key must be stdin');
+  if (!['generate', 'await'].includes(opts.keyMode)) throw new Error('--key-mode must be generate or await');
   const mb = opts.scratchQuotaMB === undefined ? DEFAULT_SCRATCH_QUOTA_MB
     : /^[0-9]+$/.test(opts.scratchQuotaMB) ? Number(opts.scratchQuotaMB) : NaN;
   if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new Error('--scratch-quota-mb must be an integer from 1 to 65536');
@@ -282,9 +292,18 @@ class Owner {
     this.zipCache = fs.realpathSync(this.zipCache);
     this.scratch = new Scratch(opts.scratchDir || path.join(opts.workDir, 'scratch'), opts.scratchQuotaBytes);
     this.zipActions = new ZipActions(this.zipCache);
-    this.attestation = simulatedAttestation(opts);
     // opts.key: the gate key main() read (--gate-key), or none.
     this.auth = new GateAuth(opts.key || null);
+    // The image key (trusted/keys.js), before the gate listens: unsealed from
+    // --key-dir, made, or (--key-mode await) left to a key-import. A sealed key
+    // that does not open stops the start here (KeyError).
+    this.keys = new ImageKeys({ image: opts.image, keyDir: opts.keyDir, sealingKey: opts.sealingKey || null,
+      attestationDir: opts.attestationDir, log });
+    const kid = this.keys.start(opts.keyMode || 'generate');
+    log('info', kid ? 'image key ready' : 'awaiting the image key from a peer',
+      { kid, evidence: this.keys.type, sealed: opts.keyDir ? 'to --key-dir' : 'no: in memory only' });
+    // Nonces of the sealed envelopes opened within their time window (sealed.js).
+    this.replay = new sealed.ReplayCache();
   }
 
   listen() {
@@ -310,7 +329,48 @@ class Owner {
     const prepared = this.backend.prepared();
     return { type: 'pong', slots: st.slots, free: st.free, quarantined: st.quarantined, isolate: this.backend.name,
       prewarm: this.backend.prewarm, prepared: prepared ? prepared.filter((p) => p === true).length : 0,
-      auth: this.auth.required, authRefused: this.auth.refused };
+      auth: this.auth.required, authRefused: this.auth.refused, kid: this.keys.ready() ? this.keys.current().kid : null };
+  }
+
+  // keyAuth checks the proof a key message carries when the owner has a gate key:
+  // only the invoker (which holds the key) may start or end a transfer or rotate.
+  // auth = hex(HMAC-SHA256(gate key, "teemate-keys-v1\n" + type)).
+  keyAuth(m) {
+    const key = this.auth.key;
+    if (!key) return;
+    const want = crypto.createHmac('sha256', key).update(`teemate-keys-v1\n${m.type}`).digest();
+    const got = typeof m.auth === 'string' && /^[0-9a-f]{64}$/.test(m.auth) ? Buffer.from(m.auth, 'hex') : Buffer.alloc(32);
+    if (!crypto.timingSafeEqual(want, got)) throw new AuthError(`${m.type} needs the invoker's proof (auth)`);
+  }
+
+  // onKey handles the key messages (PROTOCOL.md, "Image key"); a refusal is
+  // error class `key` and the connection stays open.
+  onKey(conn, m) {
+    this.keyAuth(m);
+    const k = this.keys;
+    try {
+      switch (m.type) {
+        case 'key-request':
+          return conn.send({ type: 'key-request', request: k.request() });
+        case 'key-offer':
+          return conn.send({ type: 'key-offer', offer: k.offer(m.request) });
+        case 'key-import': {
+          const kid = k.importOffer(m.offer);
+          log('info', 'image key imported from a peer', { kid });
+          return conn.send({ type: 'key-imported', kid });
+        }
+        default: {
+          const previous = k.current().kid;
+          const kid = k.rotate();
+          log('info', 'image key rotated', { kid, previous });
+          return conn.send({ type: 'key-rotated', kid, previous });
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof KeyError)) throw e;
+      log('warn', 'key message refused', { type: m.type, error: e.message });
+      return conn.error('key', e.message);
+    }
   }
 
   close() {
@@ -349,6 +409,7 @@ class Conn {
     this.initState = 'none'; // none | pending | ok | failed
     this.action = null;
     this.initEnv = {};
+    this.initCode = '';
     this.ran = false;
     this.running = false;
   }
@@ -421,14 +482,33 @@ class Conn {
   handle(m) {
     switch (m.type) {
       case 'ping': return this.send(this.owner.pong());
+      case 'evidence': return this.onEvidence();
       case 'hello': return this.onHello(m);
       case 'acquire': return this.onAcquire();
       case 'init': return this.onInit(m);
       case 'run': return this.onRun(m);
       case 'release': return this.onRelease();
+      case 'key-request':
+      case 'key-offer':
+      case 'key-import':
+      case 'key-rotate':
+        return this.owner.onKey(this, m);
       default:
         throw new ProtocolError(`unknown message type "${String(m.type).slice(0, 64)}"`, { close: false });
     }
+  }
+
+  // onEvidence serves the evidence of the image key (owner.keys, trusted/keys.js): allowed on any
+  // connection, before or instead of hello, without a token, like ping. Evidence is public: it
+  // binds the key's public halves to this enclave's measurement, and clients verify it
+  // themselves. An owner without a key (none made yet, or waiting for a transfer) says so.
+  onEvidence() {
+    const keys = this.owner.keys;
+    // keys.ready() is false while an owner started with --key-mode await waits for a transfer.
+    if (!keys || typeof keys.evidence !== 'function' || (typeof keys.ready === 'function' && !keys.ready())) {
+      return this.error('unavailable', 'this enclave holds no image key yet: no evidence to serve');
+    }
+    return this.send({ type: 'evidence', evidence: keys.evidence() });
   }
 
   onHello(m) {
@@ -445,7 +525,7 @@ class Conn {
     return this.send({
       type: 'welcome', version: PROTOCOL_VERSION, enclave: o.opts.enclave, image: o.opts.image,
       mode: o.opts.mode, isolate: o.backend.name, slots: o.tcs.size, free: o.tcs.stats().free,
-      attestation: o.attestation,
+      attestation: o.keys.ready() ? { type: o.keys.type, kid: o.keys.current().kid } : null,
     });
   }
 
@@ -472,6 +552,21 @@ class Conn {
       this.initState = 'failed';
       return this.error('init', 'Missing main/no code to execute.');
     }
+    // Sealed code (sealed.js) is opened here, in the owner, and only its plaintext
+    // goes on to be prepared; the image key never reaches the isolate.
+    const sealedCode = sealed.isSealedCode(a.code);
+    if (sealedCode) {
+      try {
+        a.code = sealed.openCode(this.owner.keys, a.code, a.env);
+      } catch (e) {
+        this.initState = 'failed';
+        const refusal = e instanceof sealed.SealedError ? e : new sealed.SealedError('the sealed code could not be opened');
+        log('warn', 'sealed code refused', { conn: this.id, sandbox: this.sandbox, error: refusal.message });
+        return this.error('init', refusal.message);
+      }
+    }
+    // The code as it runs, hashed into a sealed activation's receipt.
+    this.initCode = a.code;
     this.initState = 'pending';
     const t0 = performance.now();
     const done = (action) => {
@@ -483,6 +578,10 @@ class Conn {
     };
     const failed = (e) => {
       this.initState = 'failed';
+      // The reason may quote sealed code (a syntax error's token, an entry's name).
+      if (sealedCode && e instanceof InitError) {
+        return this.error('init', 'Initialization has failed due to: the sealed code could not be prepared (the reason is withheld: it may quote the code).');
+      }
       if (e instanceof InitError) return this.error('init', e.message);
       log('error', 'init failed', { conn: this.id, error: e.stack || String(e) });
       return this.error('internal', `could not prepare the action: ${e.message}`);
@@ -506,6 +605,20 @@ class Conn {
     const run = checkRun(m);
     this.owner.auth.run(this.ticket, { ...this.initEnv, ...run.env });
     this.ran = true;
+    // A sealed activation (sealed.js): its envelope is opened here, outside the
+    // isolate; a refused one ends the activation before any isolate is made.
+    let seal = null;
+    if (sealed.isEnvelope(run.value)) {
+      try {
+        const opened = sealed.openEnvelope(this.owner.keys, run.value, { ...this.initEnv, ...run.env }, this.owner.replay);
+        run.value = opened.params;
+        seal = opened.ctx;
+      } catch (e) {
+        const refusal = e instanceof sealed.SealedError ? e : new sealed.SealedError('the envelope could not be opened');
+        log('warn', 'sealed envelope refused', { conn: this.id, sandbox: this.sandbox, error: refusal.message });
+        return this.send(sealed.refusedOutcome(refusal));
+      }
+    }
     this.running = true;
     const slot = this.slot;
     const tcs = this.owner.tcs;
@@ -554,6 +667,8 @@ class Conn {
           this.error('internal', r.message || 'the isolate failed');
         } else if (after === 'free') {
           log('info', 'quarantined slot reset', { tcs: slot });
+        } else if (seal) {
+          this.sendFrame(replyFrame(this.sealReply(seal, outcomeOf(r, run))));
         } else {
           this.sendFrame(replyFrame(outcomeOf(r, run)));
         }
@@ -564,6 +679,18 @@ class Conn {
       this.owner.scratch.remove(scratchDir);
     });
     return undefined;
+  }
+
+  // sealReply seals the reply of a sealed activation (sealed.js). If that fails,
+  // the host gets an error that carries nothing of the activation's own output.
+  sealReply(ctx, msg) {
+    try {
+      return sealed.sealOutcome(this.owner.keys, ctx, msg, sealed.sha256hex(this.initCode || ''));
+    } catch (e) {
+      log('error', 'sealing a result failed', { conn: this.id, error: e.message });
+      return { type: 'result', outcome: OUTCOME.DEVELOPER,
+        result: { error: `${sealed.INTEGRITY}: the result could not be sealed` }, logs: [], timings: msg.timings };
+    }
   }
 
   onRelease() {
@@ -659,24 +786,6 @@ function removeStaleSocket(p) {
   fs.unlinkSync(p);
 }
 
-// In direct mode there is no SGX quote: the "report" only binds the runtime's fresh
-// public key to the hash of its own sources, and says plainly that it is simulated.
-function simulatedAttestation(opts) {
-  const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const spki = publicKey.export({ type: 'spki', format: 'der' });
-  const h = crypto.createHash('sha256');
-  for (const f of ['owner.js', 'activation.js', 'caps.js', 'isolates.js', 'prepare.js', 'zip.js', 'frame.js', 'tcs.js', 'gateauth.js']) {
-    h.update(fs.readFileSync(path.join(__dirname, f)));
-  }
-  const report = {
-    kind: 'simulated', note: 'not evidence of anything: no SGX in direct mode',
-    enclave: opts.enclave, image: opts.image, sourceSha256: h.digest('hex'),
-    publicKeySha256: crypto.createHash('sha256').update(spki).digest('hex'),
-  };
-  return { kind: 'simulated', publicKey: spki.toString('base64'),
-    report: Buffer.from(JSON.stringify(report)).toString('base64') };
-}
-
 async function main() {
   let opts;
   try {
@@ -685,13 +794,23 @@ async function main() {
     log('error', 'bad arguments', { error: e.message });
     process.exit(2);
   }
-  if (opts.gateKey === 'stdin') {
-    // Read before any isolate thread exists; the key never enters the environment
-    // (whose original block stays readable in /proc/PID/environ) or the arguments.
+  // Standard input holds the gate key's line (--gate-key stdin), then direct mode's
+  // sealing key's line (--key-dir). Read before any isolate thread exists; keys
+  // never enter the environment (whose original block stays readable in
+  // /proc/PID/environ) or the arguments.
+  const sealOnStdin = opts.keyDir !== '' && !fs.existsSync('/dev/attestation');
+  if (opts.gateKey === 'stdin' || sealOnStdin) {
+    const lines = fs.readFileSync(0, 'utf8').split('\n');
     try {
-      opts.key = parseKey(fs.readFileSync(0, 'utf8'));
+      if (opts.gateKey === 'stdin') opts.key = parseKey(lines.shift());
     } catch (e) {
       log('error', 'bad gate key on standard input', { error: e.message });
+      process.exit(2);
+    }
+    try {
+      if (sealOnStdin) opts.sealingKey = parseSealingKey(lines.shift() || '');
+    } catch (e) {
+      log('error', 'bad sealing key on standard input (--key-dir in direct mode needs it after the gate key)', { error: e.message });
       process.exit(2);
     }
   }
@@ -735,7 +854,8 @@ async function main() {
 
 if (require.main === module) {
   main().catch((e) => {
-    log('error', 'owner failed to start', { error: e.stack || String(e) });
+    // A refused image key is a clear condition, not a bug: its message says it all.
+    log('error', 'owner failed to start', { error: e instanceof KeyError ? e.message : e.stack || String(e) });
     process.exit(1);
   });
 }

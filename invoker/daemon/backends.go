@@ -16,6 +16,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/sgx"
 	"github.com/teemate/platform/invoker/internal/executor"
+	"github.com/teemate/platform/invoker/internal/whiskapi"
 )
 
 // Backends selects how activations run.
@@ -60,6 +61,13 @@ type Backends struct {
 
 	// apiHost is Config.APIHost, set by RunWithBackends for the egress allow-list.
 	apiHost string
+	// keyDir is where the direct backend seals the image keys (Config.StateDir/enclave-keys, set by
+	// RunWithBackends): a restarted invoker's owners come back with the same keys. Empty: keys in
+	// the owners' memory only.
+	keyDir string
+	// publishEvidence publishes an enclave's evidence to the controller (whiskapi), set by
+	// RunWithBackends when the invoker has a store token; nil publishes nothing.
+	publishEvidence func(ctx context.Context, image string, evidence []byte) error
 }
 
 // ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
@@ -132,6 +140,22 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 		return Run(ctx, cfg)
 	}
 	b.apiHost = cfg.APIHost
+	state := cfg.StateDir
+	if state == "" {
+		state = ".state" // Run's default (Config.defaults)
+	}
+	b.keyDir = filepath.Join(state, "enclave-keys")
+	if cfg.StoreToken != "" {
+		// The controller-adapter serves each image's evidence to clients (issue #16); the
+		// invoker that runs the image's enclave publishes it, on the token it stores records with.
+		d := cfg
+		d.defaults()
+		api, err := whiskapi.New(whiskapi.Config{APIHost: d.APIHost, StoreToken: cfg.StoreToken})
+		if err != nil {
+			return fmt.Errorf("rest client: %w", err)
+		}
+		b.publishEvidence = api.PublishEvidence
+	}
 	log := cfg.Logger
 	if log == nil {
 		var err error
@@ -237,6 +261,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	}
 	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
 		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+		Hooks: enclave.Hooks{Evidence: b.publishEvidence},
 	}, log)
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -290,7 +290,11 @@ func serveAdmin(cfg Config, sw *onOff, m *metrics.Metrics, log *zap.Logger) (str
 	if err != nil {
 		return "", nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: server.Handler(server.Config{User: cfg.AdminUser, Password: cfg.AdminPassword}, sw, m.Registry),
+	scfg := server.Config{User: cfg.AdminUser, Password: cfg.AdminPassword}
+	if k, ok := cfg.Executor.(server.KeyRotator); ok {
+		scfg.Keys = k // the warm enclaves' image keys: POST /keys/rotate
+	}
+	srv := &http.Server{Handler: server.Handler(scfg, sw, m.Registry),
 		ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -312,7 +312,8 @@ func buildDirect(a *assembly) (enclave.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("direct enclave: %w", err)
 	}
-	b, err := direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: a.b.UnsafeOwnerAsRoot}, a.log)
+	b, err := direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: a.b.UnsafeOwnerAsRoot,
+		KeyDir: a.b.keyDir}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("direct enclave: %w", err)
 	}

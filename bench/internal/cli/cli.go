@@ -34,7 +34,7 @@ var (
 
 type flags struct {
 	quick, verbose, noop        bool
-	hostile                     bool
+	hostile, sealed             bool
 	hostileStreams              int
 	apiHost, auth, sandbox      string
 	models, fns, sizes          string
@@ -88,6 +88,8 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.hostile, "hostile", false, "hostile mode: the benign teemate stream (noop and --functions, default "+strings.Join(HostileFunctions, ",")+
 		") alone, then beside the hostile mix of functions/hostile on the same warm enclave; p50/p99 side by side (direct mode only)")
 	fs.IntVar(&f.hostileStreams, "hostile-streams", 1, "hostile mode: hostile activations running at a time")
+	fs.BoolVar(&f.sealed, "sealed", false, "sealed mode: the noop action unsealed and sealed (sealed code and parameters, sealed result and receipt), "+
+		"alternately on the teemate model; both p50s and their difference (goal < 1 ms)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,6 +113,15 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if (f.apiHost == "") != (f.auth == "") {
 		return nil, errors.New("--api-host and --auth go together")
+	}
+	if f.sealed {
+		if f.hostile {
+			return nil, errors.New("--sealed and --hostile are separate runs")
+		}
+		if f.models != "teemate,native,strawman" && f.models != "teemate" {
+			return nil, errors.New("--sealed measures the teemate model only")
+		}
+		f.models = "teemate"
 	}
 	if f.hostile {
 		if f.apiHost != "" {
@@ -317,6 +328,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 			ho.Params = d.HostileParams()
 		}
 		runErr = harness.RunHostile(ctx, platform, ho, res)
+	} else if f.sealed {
+		runErr = harness.RunSealed(ctx, platform, harness.SealedOptions{Warmup: f.warmup, Samples: f.samples, Interval: f.interval,
+			ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Progress: opts.Progress}, res)
 	} else {
 		runErr = harness.Run(ctx, platform, opts, res)
 	}
@@ -338,6 +352,9 @@ func naming(f *flags, repo string) (profile, name, out string, err error) {
 	}
 	if f.hostile {
 		profile = "hostile"
+	}
+	if f.sealed {
+		profile = "sealed"
 	}
 	name = f.name
 	if name == "" && f.out != "" {
@@ -399,7 +416,7 @@ func startPlatform(f *flags, repo string, models []string, conc, memConc []int) 
 	}
 	cleanups = append(cleanups, func() {
 		if err := os.RemoveAll(state); err != nil {
-			log.Warn("removing the bench state directory", zap.Error(err))
+			log.Warn("remove the state directory", zap.String("dir", state), zap.Error(err))
 		}
 	})
 	maxConc := 1
@@ -436,6 +453,9 @@ func exitStatus(res *result.Result, runErr error) error {
 		if !m.Available {
 			return &partialError{msg: "model " + m.Name + " could not run: " + m.Reason}
 		}
+	}
+	if s := res.Sealed; s != nil && s.UnsealedInvalid+s.SealedInvalid > 0 {
+		return &partialError{msg: fmt.Sprintf("sealed run: %d answers were invalid (see the report)", s.UnsealedInvalid+s.SealedInvalid)}
 	}
 	if h := res.Hostile; h != nil && h.BenignInvalid() > 0 {
 		return &partialError{msg: fmt.Sprintf("hostile run: %d benign answers were invalid (see the report)", h.BenignInvalid())}
@@ -478,6 +498,9 @@ func write(res *result.Result, out string) error {
 }
 
 func printSummary(w io.Writer, r *result.Result) {
+	if s := r.Sealed; s != nil {
+		fmt.Fprintf(w, "\nnoop latency (ms), unsealed and sealed:\n\n%s", s.Table())
+	}
 	if h := r.Hostile; h != nil {
 		fmt.Fprintf(w, "\nbenign latency (ms) alone and beside the hostile mix (full passes of the mix: %d; hostile streams: %d):\n\n%s", h.Passes, h.HostileStreams, h.Table())
 		for _, wn := range r.Warnings {

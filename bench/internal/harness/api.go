@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/teemate/platform/controller-adapter/client"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -62,6 +63,9 @@ func (a *API) Deploy(ctx context.Context, actions []ActionSpec) error {
 		if s.Network {
 			ann = append(ann, map[string]any{"key": "network", "value": true})
 		}
+		if s.Sealed {
+			ann = append(ann, map[string]any{"key": client.SealedAnnotation, "value": true})
+		}
 		body, err := json.Marshal(map[string]any{
 			"exec":        map[string]any{"kind": "nodejs:20", "code": s.Code},
 			"limits":      map[string]any{"memory": s.MemoryMB, "timeout": s.TimeoutMs},
@@ -80,6 +84,9 @@ func (a *API) Deploy(ctx context.Context, actions []ActionSpec) error {
 	}
 	return nil
 }
+
+// REST is the platform's API host and the key the bench uses.
+func (a *API) REST() (string, string) { return a.host, a.user + ":" + a.pass }
 
 // UseModel cannot switch a running platform's model; it accepts any name as a label.
 func (a *API) UseModel(context.Context, string) (func(), error) { return func() {}, nil }

@@ -102,6 +102,9 @@ func (d *Direct) Deploy(ctx context.Context, actions []ActionSpec) error {
 	return rest.Deploy(ctx, actions)
 }
 
+// REST is the in-process controller's API host and the bench tenant's key.
+func (d *Direct) REST() (string, string) { return d.ctl.APIHost(), d.auth }
+
 // UseModel starts an in-process invoker for the model on the configured sandbox backend. Each model
 // gets its own invoker id (topic invoker{N}), so nothing of a previous model is consumed by the next.
 func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {

@@ -14,6 +14,7 @@ type ActionSpec struct {
 	Name      string
 	Code      string
 	Network   bool // annotation "network": true (the uploader)
+	Sealed    bool // annotation "teemate-sealed": true (Code is sealed code)
 	MemoryMB  int
 	TimeoutMs int
 }

@@ -217,6 +217,9 @@ func (r *Result) Markdown(plots []string) string {
 	if r.Hostile != nil {
 		b.WriteString(r.Hostile.Markdown())
 	}
+	if r.Sealed != nil {
+		b.WriteString(r.Sealed.Markdown())
+	}
 	if len(plots) > 0 {
 		b.WriteString("\n## Plots\n\n")
 		for _, p := range plots {

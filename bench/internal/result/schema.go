@@ -28,6 +28,8 @@ type Result struct {
 	Summary Summary              `json:"summary"`
 	// Hostile holds a --hostile run's side-by-side figures (absent otherwise).
 	Hostile *Hostile `json:"hostile,omitempty"`
+	// Sealed holds a --sealed run's side-by-side figures (absent otherwise).
+	Sealed *Sealed `json:"sealed,omitempty"`
 	// Warnings are conditions that make the numbers less trustworthy (a busy machine, a model that
 	// could not run, invalid responses).
 	Warnings []string `json:"warnings"`
@@ -205,6 +207,12 @@ func (r *Result) Finish() {
 		h.Summarize()
 		if n := h.BenignInvalid(); n > 0 {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("hostile run: %d benign answers were invalid (see the hostile section)", n))
+		}
+	}
+	if s := r.Sealed; s != nil {
+		s.Summarize()
+		if n := s.UnsealedInvalid + s.SealedInvalid; n > 0 {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("sealed run: %d answers were invalid (see the sealed section)", n))
 		}
 	}
 	for _, c := range r.Cases {

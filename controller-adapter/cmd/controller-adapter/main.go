@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/teemate/platform/controller-adapter/internal/app"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
 )
 
@@ -66,9 +67,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&kopts.TLS, "kafka-tls", false, "connect to --kafka with TLS (env "+credentials.EnvKafkaTLS+")")
 	fs.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
+	evRoots := fs.String("evidence-roots", "", "PEM file of the SGX root CA(s) (Intel's in production): sgx-dcap evidence invokers publish must chain to it and match --evidence-mrenclave/--evidence-mrsigner (default: checked for structure and key binding only; clients verify in any case)")
+	evMREnclave := fs.String("evidence-mrenclave", "", "with --evidence-roots: accepted MRENCLAVE values, comma-separated hex")
+	evMRSigner := fs.String("evidence-mrsigner", "", "with --evidence-roots: accepted MRSIGNER values, comma-separated hex")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	policy, err := evidencePolicy(*evRoots, *evMREnclave, *evMRSigner)
+	if err != nil {
+		return err
+	}
+	cfg.EvidencePolicy = policy
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -159,4 +168,33 @@ func newLogger(format string) (*zap.Logger, error) {
 		return nil, fmt.Errorf("create logger: %w", err)
 	}
 	return log, nil
+}
+
+// evidencePolicy builds the controller's policy for published sgx-dcap evidence from its flags;
+// nil without --evidence-roots.
+func evidencePolicy(rootsFile, mrenclave, mrsigner string) (*attest.Policy, error) {
+	if rootsFile == "" {
+		if mrenclave != "" || mrsigner != "" {
+			return nil, errors.New("--evidence-mrenclave and --evidence-mrsigner need --evidence-roots")
+		}
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(rootsFile)
+	if err != nil {
+		return nil, fmt.Errorf("--evidence-roots: %w", err)
+	}
+	p := &attest.Policy{}
+	if p.Roots, err = attest.RootsFromPEM(pemData); err != nil {
+		return nil, fmt.Errorf("--evidence-roots %s: %w", rootsFile, err)
+	}
+	if p.MREnclave, err = attest.ParseMeasurements(mrenclave); err != nil {
+		return nil, fmt.Errorf("--evidence-mrenclave: %w", err)
+	}
+	if p.MRSigner, err = attest.ParseMeasurements(mrsigner); err != nil {
+		return nil, fmt.Errorf("--evidence-mrsigner: %w", err)
+	}
+	if len(p.MREnclave) == 0 && len(p.MRSigner) == 0 {
+		return nil, errors.New("--evidence-roots needs --evidence-mrenclave or --evidence-mrsigner")
+	}
+	return p, nil
 }

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/teemate/platform/invoker/attest/attesttest"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -18,6 +22,8 @@ func TestCommandLine(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
 		{name: "not standalone and no kafka", args: []string{"--data-dir", dir, "--port", "0"}, wantErr: "--kafka is required"},
+		{name: "evidence measurement without roots", args: []string{"--evidence-mrenclave", strings.Repeat("00", 32)}, wantErr: "need --evidence-roots"},
+		{name: "evidence roots missing", args: []string{"--evidence-roots", dir + "/none.pem", "--evidence-mrenclave", strings.Repeat("00", 32)}, wantErr: "--evidence-roots"},
 		{name: "namespace without a verb", args: []string{"namespace"}, wantErr: "expected `add NAME` or `list`"},
 		{name: "namespace add without a name", args: []string{"namespace", "add"}, wantErr: "expected"},
 		{name: "namespace add bad name", args: []string{"namespace", "--data-dir", dir, "add", "a/b"}, wantErr: "not a valid entity name"},
@@ -41,5 +47,34 @@ func TestCommandLine(t *testing.T) {
 				t.Fatalf("stdout %q, want it to contain %q", out.String(), tt.wantOut)
 			}
 		})
+	}
+}
+
+func TestEvidencePolicyFlags(t *testing.T) {
+	ca, err := attesttest.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(roots, ca.RootPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mr := strings.Repeat("ab", 32)
+	p, err := evidencePolicy(roots, mr, "")
+	if err != nil || p == nil || len(p.MREnclave) != 1 || p.MREnclave[0][0] != 0xab || p.Roots == nil {
+		t.Fatalf("policy %+v, %v", p, err)
+	}
+	if p, err := evidencePolicy("", "", ""); err != nil || p != nil {
+		t.Fatalf("no flags: %+v, %v", p, err)
+	}
+	for name, args := range map[string][3]string{
+		"roots without a measurement": {roots, "", ""},
+		"bad measurement":             {roots, "xyz", ""},
+		"bad signer":                  {roots, "", mr + ",1"},
+		"roots not PEM":               {filepath.Join(t.TempDir(), "x"), mr, ""},
+	} {
+		if _, err := evidencePolicy(args[0], args[1], args[2]); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	// apihost and the action's namespace, so no reply needs it yet; it is
 	// kept for replies that will carry absolute URLs (API gateway routes).
 	APIHost string
+	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
+	// under before the controller serves it (nil: only its structure and key binding are
+	// checked; clients verify in any case).
+	EvidencePolicy *attest.Policy
 }
 
 // Limits OpenWhisk applies to request bodies.
@@ -141,6 +146,8 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	internal := r.Group("/internal", h.internalAuth)
 	internal.PUT("/v1/activations/:ns/:id", h.putActivation)
 	internal.GET("/v1/actions/:ns/*entity", h.internalGetAction)
+	internal.PUT("/v1/evidence/:image", h.putEvidence)
+	r.GET("/api/v1/teemate/evidence", h.authenticate, h.getEvidence)
 	return r
 }
 

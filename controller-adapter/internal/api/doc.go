@@ -12,6 +12,13 @@
 // blocking caller was just answered waits for the invoker's write (bounded),
 // so the record is readable, with its logs, as soon as the answer is.
 //
+// TeeMate's one addition to the API is the evidence of each image's enclave: an invoker publishes
+// what an owner serves (PUT /internal/v1/evidence/{image}), the store keeps the latest per image,
+// and clients read it for an action (GET /api/v1/teemate/evidence?action=/NS/NAME), byte for byte,
+// to verify it themselves (invoker/attest) before they seal anything to the key it names. The
+// controller checks only that it parses and binds its key (and, with an evidence policy, that an
+// sgx-dcap quote verifies): it is not a party clients have to trust.
+//
 // Handlers are thin: each HTTP decision that is more than plumbing (merging
 // an action update, building an ActivationMessage, mapping a status code,
 // turning a web action's result into an HTTP reply, building web action

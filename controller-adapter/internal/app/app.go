@@ -16,6 +16,7 @@ import (
 
 	"github.com/teemate/platform/controller-adapter/embed"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
@@ -79,6 +80,9 @@ type Config struct {
 	// InvokerTokenFile holds the invoker token (mode 0600), generated on first start (default
 	// DataDir/invoker.token); invokers elsewhere read a copy with --invoker-token-file.
 	InvokerTokenFile string
+	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
+	// under before the API serves it (api.Config.EvidencePolicy).
+	EvidencePolicy *attest.Policy
 	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set); in standalone mode
 	// with real brokers the in-process invoker uses them too, so that user needs both roles'
 	// grants. The embedded broker makes its own users, with their credentials under
@@ -212,15 +216,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		namespaces = []embed.Namespace{{Name: GuestNamespace, UUID: GuestUUID, Key: GuestKey}, {Name: SystemNamespace, UUID: SystemUUID, Key: SystemKey}}
 	}
 	ctl, err := embed.Start(ctx, embed.Config{
-		DataDir:      cfg.DataDir,
-		Kafka:        kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log, SASL: sasl, TLS: cfg.KafkaTLS},
-		ControllerID: cfg.ControllerID,
-		Listen:       net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
-		InvokerToken: cfg.InvokerToken,
-		Logger:       log,
-		Namespaces:   namespaces,
-		Health:       cfg.Health,
-		HealthTick:   cfg.HealthTick,
+		DataDir:        cfg.DataDir,
+		Kafka:          kafka.Config{Brokers: brokers, ClientID: "controller" + ctrl.AsString, Logger: log, SASL: sasl, TLS: cfg.KafkaTLS},
+		ControllerID:   cfg.ControllerID,
+		Listen:         net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		InvokerToken:   cfg.InvokerToken,
+		Logger:         log,
+		Namespaces:     namespaces,
+		Health:         cfg.Health,
+		HealthTick:     cfg.HealthTick,
+		EvidencePolicy: cfg.EvidencePolicy,
 	})
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@
 // It owns namespaces and their API keys, actions with CouchDB-style revisions
 // ("N-<hex>", N counting every write of the document, deletes included, so a
 // recreated action never reuses a revision an invoker may have cached), and
-// activation records.
+// activation records; and the latest evidence of each image's enclave (its image key bound to its
+// measurement, invoker/attest), one row per image, as an invoker published it: the evidence is
+// public and self-verifying, the store only keeps it across restarts and serves it byte for byte.
 //
 // Activation records have one writer: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its

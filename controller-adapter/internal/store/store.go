@@ -57,6 +57,12 @@ var migrations = []string{
 	);
 	CREATE INDEX activations_by_start ON activations(namespace, start_ms);
 	CREATE INDEX activations_by_entity ON activations(namespace, entity, start_ms);`,
+	// 2: the latest evidence an enclave of each image published (issue #16).
+	`CREATE TABLE evidence (
+		image   TEXT NOT NULL PRIMARY KEY,
+		updated INTEGER NOT NULL,
+		doc     TEXT NOT NULL
+	);`,
 }
 
 // Store is the embedded database. Safe for concurrent use.

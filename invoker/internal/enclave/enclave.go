@@ -24,6 +24,8 @@ var (
 	ErrOwnerDied = errors.New("enclave owner died")
 	// ErrClosed: the manager is shut down.
 	ErrClosed = errors.New("enclave manager closed")
+	// ErrNoOwner: no owner of the image runs here (e.g. nothing to rotate the image key of).
+	ErrNoOwner = errors.New("no enclave owner of the image")
 )
 
 // StartSpec tells a backend what owner to start.
@@ -38,7 +40,18 @@ type StartSpec struct {
 	Slots int
 	// Isolate chooses how per-activation isolates are made: "addon", "worker" or "" (best available).
 	Isolate string
+	// KeyMode is how the owner gets its image key (enclave-runtime/trusted/keys.js): "" or
+	// KeyGenerate unseals the image's sealed key or makes one; KeyAwait starts it without a key, to
+	// receive one from a live owner of the image by transfer (the Manager relays it). A backend that
+	// cannot start an owner without a key starts it with one (the transfer then replaces it).
+	KeyMode string
 }
+
+// Key modes (StartSpec.KeyMode).
+const (
+	KeyGenerate = "generate"
+	KeyAwait    = "await"
+)
 
 // Owner is one running enclave owner process.
 type Owner interface {

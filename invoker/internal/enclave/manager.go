@@ -1,11 +1,13 @@
 package enclave
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,11 +43,19 @@ type ManagerConfig struct {
 	Hooks Hooks
 }
 
-// Hooks are optional callbacks; they must not block.
+// Hooks are optional callbacks; they must not block, except Evidence.
 type Hooks struct {
 	OwnerStarted func(image string, took time.Duration)
 	StartFailed  func(image string, err error)
 	OwnerDropped func(image, id, reason string)
+	// KeyTransferred: owner took the image key from peer; t holds what the host relayed.
+	KeyTransferred func(image, owner, peer string, t *gate.Transfer)
+	// Evidence receives the evidence an owner serves (gate message evidence: its image key bound
+	// to its measurement), byte for byte, once the owner is ready and again whenever it changes
+	// (a rotated or transferred key, seen at a health ping). It may block up to ctx (the invoker
+	// publishes it to the controller); an error makes the manager offer it again at the next
+	// ping. An owner that holds no image key yet is asked again at the next ping.
+	Evidence func(ctx context.Context, image string, evidence []byte) error
 }
 
 // Manager keeps the warm owners, one set per image, and hands out leases on their TCS slots. The
@@ -74,6 +84,13 @@ type ownerHandle struct {
 	owner Owner
 	dir   string
 	dead  chan struct{} // closed when the pool drops the owner
+
+	// evMu serialises offers of this owner's evidence (a start and a ping may overlap).
+	evMu sync.Mutex
+	// evidence is what Hooks.Evidence last accepted; evFailing says the last offer failed (so a
+	// failure is logged once, not at every ping).
+	evidence  []byte
+	evFailing bool
 }
 
 type reply struct {
@@ -224,8 +241,14 @@ func (m *Manager) start(a pool.StartOwner) {
 	defer m.wg.Done()
 	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
 	t0 := time.Now()
-	owner, err := m.backend.Start(m.base, StartSpec{ID: a.Owner, Image: a.Image, Dir: dir,
-		Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate})
+	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate}
+	var owner Owner
+	var err error
+	if peer, ok := m.keyPeer(a.Peer); ok {
+		owner, err = m.startWithTransfer(spec, a.Peer, peer)
+	} else {
+		owner, err = m.backend.Start(m.base, spec)
+	}
 	took := time.Since(t0)
 	m.mu.Lock()
 	if err != nil {
@@ -253,6 +276,112 @@ func (m *Manager) start(a pool.StartOwner) {
 	if hook := m.cfg.Hooks.OwnerStarted; hook != nil {
 		hook(a.Image, took)
 	}
+	m.offerEvidence(h)
+}
+
+// keyPeer returns the gate of the live owner id (pool.StartOwner.Peer), if it is still there.
+func (m *Manager) keyPeer(id string) (gate.KeyEndpoint, bool) {
+	if id == "" {
+		return gate.KeyEndpoint{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.owners[id]
+	if !ok {
+		return gate.KeyEndpoint{}, false
+	}
+	return keyEndpoint(h.owner), true
+}
+
+func keyEndpoint(o Owner) gate.KeyEndpoint {
+	e := gate.KeyEndpoint{Socket: o.GateSocket()}
+	if k, ok := o.(gate.KeyHolder); ok {
+		e.Key = k.GateKey()
+	}
+	return e
+}
+
+// transferTimeout bounds one key transfer (three gate calls, two HPKE operations and two
+// evidence checks in the owners: milliseconds).
+const transferTimeout = 10 * time.Second
+
+// startWithTransfer starts an owner that awaits the image key and relays the key to it from the
+// live owner peer (ciphertext only: gate.TransferKey). The owner joins the pool only with a key, so
+// no activation runs on an owner without one. When the transfer fails (the peer died meanwhile,
+// its evidence did not match), the owner is restarted to unseal or make the key itself: the image
+// then keeps serving, and the failure is logged.
+func (m *Manager) startWithTransfer(spec StartSpec, peerID string, peer gate.KeyEndpoint) (Owner, error) {
+	spec.KeyMode = KeyAwait
+	owner, err := m.backend.Start(m.base, spec)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(m.base, transferTimeout)
+	t, err := gate.TransferKey(ctx, keyEndpoint(owner), peer)
+	cancel()
+	if err == nil {
+		m.log.Info("image key transferred", zap.String("image", spec.Image), zap.String("enclave", spec.ID),
+			zap.String("kid", t.Kid))
+		if hook := m.cfg.Hooks.KeyTransferred; hook != nil {
+			hook(spec.Image, spec.ID, peerID, t)
+		}
+		return owner, nil
+	}
+	// A backend that cannot start an owner without a key (StartSpec.KeyMode) started it with one:
+	// it serves with that key rather than pay a second enclave start.
+	pctx, pcancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
+	pong, perr := gate.Ping(pctx, owner.GateSocket())
+	pcancel()
+	if perr == nil && pong.Kid != "" {
+		m.log.Warn("image key transfer failed; the owner keeps an image key of its own",
+			zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.String("kid", pong.Kid), zap.Error(err))
+		return owner, nil
+	}
+	m.log.Error("image key transfer failed; restarting the owner to unseal or make the key itself",
+		zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.Error(err))
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stopErr := owner.Stop(sctx)
+	scancel()
+	if stopErr != nil {
+		return nil, fmt.Errorf("image key transfer: %w; stopping the owner: %w", err, stopErr)
+	}
+	spec.KeyMode = KeyGenerate
+	return m.backend.Start(m.base, spec)
+}
+
+// RotateKey gives image a new image key: the first of its owners here makes it, the others take it
+// by transfer (each keeps its previous key for the grace, like the first). It returns the new kid
+// and the previous one. Other invokers' owners keep the previous key (CONFIDENTIALITY.md, "Key
+// lifecycle").
+func (m *Manager) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
+	m.mu.Lock()
+	var ids []string
+	for id, h := range m.owners {
+		if h.image == image {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	eps := make([]gate.KeyEndpoint, len(ids))
+	for i, id := range ids {
+		eps[i] = keyEndpoint(m.owners[id].owner)
+	}
+	m.mu.Unlock()
+	if len(eps) == 0 {
+		return "", "", fmt.Errorf("rotate image key of %s: %w", image, ErrNoOwner)
+	}
+	if kid, previous, err = gate.RotateKey(ctx, eps[0]); err != nil {
+		return "", "", fmt.Errorf("rotate image key of %s on %s: %w", image, ids[0], err)
+	}
+	var errs []error
+	for i, e := range eps[1:] {
+		if _, err := gate.TransferKey(ctx, e, eps[0]); err != nil {
+			errs = append(errs, fmt.Errorf("rotate image key of %s: transfer to %s: %w", image, ids[i+1], err))
+		}
+	}
+	m.log.Info("image key rotated", zap.String("image", image), zap.String("kid", kid),
+		zap.String("previous", previous), zap.Int("owners", len(eps)), zap.Int("failed", len(errs)))
+	return kid, previous, errors.Join(errs...)
 }
 
 // watch reports the owner's exit to the pool.
@@ -296,7 +425,49 @@ func (m *Manager) ping(id, socket string) {
 	cancel()
 	m.mu.Lock()
 	m.applyLocked(m.core.PingResult(id, err))
+	h := m.owners[id]
 	m.mu.Unlock()
+	if err == nil && h != nil {
+		m.offerEvidence(h)
+	}
+}
+
+// offerEvidence fetches the evidence the owner serves and hands it to Hooks.Evidence when it is
+// new. Failures are logged once per run of failures: an owner without an image key (it waits for
+// a transfer) or an unreachable controller is asked again at the next ping.
+func (m *Manager) offerEvidence(h *ownerHandle) {
+	hook := m.cfg.Hooks.Evidence
+	if hook == nil {
+		return
+	}
+	h.evMu.Lock()
+	defer h.evMu.Unlock()
+	ctx, cancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
+	ev, err := gate.Evidence(ctx, h.owner.GateSocket())
+	cancel()
+	if err == nil && bytes.Equal(ev, h.evidence) {
+		return
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(m.base, 10*time.Second)
+		err = hook(ctx, h.image, ev)
+		cancel()
+	}
+	if err != nil {
+		if !h.evFailing && m.base.Err() == nil {
+			level := zap.WarnLevel
+			if gate.IsClass(err, gate.ClassUnavailable) {
+				level = zap.InfoLevel // no image key yet (e.g. waiting for a transfer): expected
+			}
+			m.log.Log(level, "enclave evidence not published; trying again at the next ping", zap.String("image", h.image),
+				zap.String("enclave", h.owner.ID()), zap.Error(err))
+		}
+		h.evFailing = true
+		return
+	}
+	h.evidence, h.evFailing = ev, false
+	m.log.Info("enclave evidence published", zap.String("image", h.image), zap.String("enclave", h.owner.ID()),
+		zap.Int("bytes", len(ev)))
 }
 
 // healthLoop tells the pool the time; it decides which pings are due.

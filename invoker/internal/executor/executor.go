@@ -66,6 +66,19 @@ type Executor struct {
 
 var _ activation.Executor = (*Executor)(nil)
 
+// RotateKey gives image a new image key in its warm enclaves (the invoker's admin POST
+// /keys/rotate). An error wraps enclave.ErrNoOwner when no owner of image runs here, or when the
+// enclaves cannot rotate keys at all.
+func (e *Executor) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
+	r, ok := e.enclaves.(interface {
+		RotateKey(ctx context.Context, image string) (string, string, error)
+	})
+	if !ok {
+		return "", "", fmt.Errorf("rotate image key of %s: these enclaves keep no image keys: %w", image, enclave.ErrNoOwner)
+	}
+	return r.RotateKey(ctx, image)
+}
+
 // New makes the executor.
 func New(enclaves Enclaves, sandboxes sandbox.Runtime, cfg Config, log *zap.Logger) (*Executor, error) {
 	if cfg.Model == nil || cfg.ProxyDir == "" {

@@ -143,6 +143,27 @@ func Ping(ctx context.Context, socket string) (*Pong, error) {
 	return &p, nil
 }
 
+// Evidence asks the owner for the evidence of its image key without attaching (allowed without a
+// token, like Ping). The bytes are the evidence object exactly as the owner serialized it, which is
+// what clients hash; an owner without an image key answers *Error with Class unavailable.
+func Evidence(ctx context.Context, socket string) (json.RawMessage, error) {
+	c, err := Dial(ctx, socket)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var r struct {
+		Evidence json.RawMessage `json:"evidence"`
+	}
+	if err := c.call(ctx, map[string]string{"type": "evidence"}, wire.MaxOtherFrame, "evidence", &r); err != nil {
+		return nil, err
+	}
+	if len(r.Evidence) == 0 || r.Evidence[0] != '{' {
+		return nil, fmt.Errorf("gate evidence reply without an evidence object")
+	}
+	return r.Evidence, nil
+}
+
 // call sends one request (none when req is nil: the reply to an earlier send) and reads its
 // reply, honouring ctx's deadline and cancellation.
 func (c *Client) call(ctx context.Context, req any, limit int, want string, out any) error {

@@ -63,6 +63,8 @@ type Pong struct {
 	// (class auth) since it started.
 	Auth        bool  `json:"auth"`
 	AuthRefused int64 `json:"authRefused"`
+	// Kid names the owner's image key; empty while it awaits one by transfer (keys.go).
+	Kid string `json:"kid"`
 }
 
 // Error classes (PROTOCOL.md, "error").
@@ -76,6 +78,11 @@ const (
 	// ClassAuth: the caller did not present a valid, unused token for the activation it runs
 	// (token.go); the owner closes the connection.
 	ClassAuth = "auth"
+	// ClassKey: a key message was refused (a transfer's evidence did not match, a sealed offer did
+	// not open); the connection stays open.
+	ClassKey = "key"
+	// ClassUnavailable: the owner cannot answer yet (evidence before it holds an image key).
+	ClassUnavailable = "unavailable"
 )
 
 // Error is an error reply from the owner.

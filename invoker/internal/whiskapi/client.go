@@ -220,3 +220,32 @@ func (c *Client) store(key string, a *whisk.Action) {
 		delete(c.cache, last.Value.(*cached).key)
 	}
 }
+
+// PublishEvidence publishes the evidence an enclave owner of image serves (PUT
+// /internal/v1/evidence/{image}), byte for byte: the controller keeps the latest per image and
+// serves it to clients, who verify it. Without a token it returns ErrNoToken.
+func (c *Client) PublishEvidence(ctx context.Context, image string, evidence []byte) error {
+	if c.token == "" {
+		return ErrNoToken
+	}
+	u := c.base.JoinPath("internal", "v1", "evidence", image)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), bytes.NewReader(evidence))
+	if err != nil {
+		return fmt.Errorf("publish evidence of %s: %w", image, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TokenHeader, c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("publish evidence of %s: %w", image, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return fmt.Errorf("publish evidence of %s: read answer: %w", image, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("publish evidence of %s: HTTP %d: %s", image, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return nil
+}

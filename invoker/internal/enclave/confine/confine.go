@@ -47,6 +47,9 @@ type Config struct {
 	// lives outside /usr), visible at the same paths. The system runtime (/usr, /etc, /bin, /lib*)
 	// is always there, read-only.
 	ReadOnly []string
+	// ReadWrite lists further host paths the owner may write, at the same paths, besides its state
+	// directory: the sealed image key's directory (enclave/direct), which outlives the owner.
+	ReadWrite []string
 	// Pasta is the pasta binary; "" looks it up in PATH, "-" disables egress altogether.
 	Pasta string
 	// EgressAllow lists the host-loopback endpoints the owner may reach (forwarded by pasta from
@@ -165,6 +168,11 @@ func (c *Config) Check() error {
 			return fmt.Errorf("%w: read-only path %q is not absolute", ErrConfine, p)
 		}
 	}
+	for _, p := range c.ReadWrite {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%w: read-write path %q is not absolute", ErrConfine, p)
+		}
+	}
 	for _, a := range c.DenyAddrs {
 		if net.ParseIP(a) == nil {
 			return fmt.Errorf("%w: deny address %q is not an IP address", ErrConfine, a)
@@ -221,6 +229,9 @@ func (j *Jail) Command(prog string, args, env []string) *exec.Cmd {
 	}
 	for _, ip := range j.cfg.DenyAddrs {
 		a = append(a, "--deny-addr", ip)
+	}
+	for _, p := range j.cfg.ReadWrite {
+		a = append(a, "--rw", p)
 	}
 	a = append(a, "--rw", j.stateDir, "--", prog)
 	a = append(a, args...)

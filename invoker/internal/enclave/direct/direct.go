@@ -2,6 +2,7 @@ package direct
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/confine"
 	"github.com/teemate/platform/invoker/internal/enclave/ownerproc"
@@ -51,6 +54,11 @@ type Config struct {
 	// attach and run code under any namespace. Only for tests of the gate protocol itself (the
 	// shims' tests against a real owner); the invoker never sets it, and New warns when it is set.
 	OpenGate bool
+	// KeyDir keeps the image keys across owner restarts: the sealing key (KeyDir/sealing.key, made
+	// on first use, 0600) and one directory per image (KeyDir/images/NAME, private to the owners of
+	// that image) where an owner seals its image key (owner.js --key-dir). Empty: an owner's image
+	// key lives in its memory only, and a restarted owner comes back with a new one.
+	KeyDir string
 }
 
 // Backend starts owners as local Node processes.
@@ -64,6 +72,10 @@ type Backend struct {
 	// denyAuto: the owner's unreachable addresses are the host's own, read at each start (an
 	// interface may have come up since, e.g. docker0).
 	denyAuto bool
+	// sealingKey (hex) seals the image keys in KeyDir; empty without KeyDir. Direct mode has no
+	// hardware sealing key: this one is the host's, so sealing here keeps the key across restarts
+	// and from other users of the host, not from the host (the evidence says simulated).
+	sealingKey string
 }
 
 // Lockdown modes (Config.Lockdown).
@@ -106,6 +118,27 @@ func New(cfg Config, log *zap.Logger) (*Backend, error) {
 	b := &Backend{cfg: cfg, log: log}
 	if err := b.setupConfinement(); err != nil {
 		return nil, fmt.Errorf("direct enclave backend: %w", err)
+	}
+	if cfg.KeyDir != "" {
+		dir, err := filepath.Abs(cfg.KeyDir)
+		if err != nil {
+			return nil, fmt.Errorf("direct enclave backend: key dir: %w", err)
+		}
+		b.cfg.KeyDir = dir
+		if _, err := credentials.PrivateDir(dir, "images"); err != nil {
+			return nil, fmt.Errorf("direct enclave backend: key dir: %w", err)
+		}
+		key, created, err := credentials.Secret(filepath.Join(dir, "sealing.key"))
+		if err != nil {
+			return nil, fmt.Errorf("direct enclave backend: sealing key: %w", err)
+		}
+		if _, err := hex.DecodeString(key); err != nil || len(key) != 64 {
+			return nil, fmt.Errorf("direct enclave backend: sealing key %s: want 64 hex digits", filepath.Join(dir, "sealing.key"))
+		}
+		if created {
+			log.Info("made the sealing key of the image keys", zap.String("file", filepath.Join(dir, "sealing.key")))
+		}
+		b.sealingKey = key
 	}
 	return b, nil
 }
@@ -247,12 +280,23 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	}
 	// The gate key: only the sandbox of an activation gets that activation's token from it.
 	var key []byte
-	var keyIn *os.File
+	var stdin []string // lines: the gate key, then the sealing key
 	if !b.cfg.OpenGate {
 		if key, err = gate.NewKey(); err != nil {
 			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 		}
-		if keyIn, err = keyPipe(key); err != nil {
+		stdin = append(stdin, hex.EncodeToString(key))
+	}
+	keyDir, err := b.imageKeyDir(spec.Image)
+	if err != nil {
+		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+	}
+	if keyDir != "" {
+		stdin = append(stdin, b.sealingKey)
+	}
+	var keyIn *os.File
+	if len(stdin) > 0 {
+		if keyIn, err = keyPipe(stdin...); err != nil {
 			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
 		}
 		defer keyIn.Close() // the child has its own copy once started; nothing is left to lose
@@ -260,6 +304,9 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	var jail *confine.Jail
 	if b.confined {
 		conf := b.cfg.Confine
+		if keyDir != "" {
+			conf.ReadWrite = append(slices.Clone(conf.ReadWrite), keyDir)
+		}
 		if b.denyAuto {
 			if conf.DenyAddrs, err = confine.HostAddrs(); err != nil {
 				return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
@@ -296,8 +343,14 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if len(b.denyHosts) > 0 {
 		args = append(args, "--deny-hosts", strings.Join(b.denyHosts, ","))
 	}
-	if keyIn != nil {
+	if key != nil {
 		args = append(args, "--gate-key", "stdin")
+	}
+	if keyDir != "" {
+		args = append(args, "--key-dir", keyDir)
+	}
+	if spec.KeyMode == enclave.KeyAwait {
+		args = append(args, "--key-mode", enclave.KeyAwait)
 	}
 	var cmd *exec.Cmd
 	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
@@ -345,15 +398,51 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	return o, nil
 }
 
-// keyPipe returns the read end of a pipe that holds key in hex and a newline, its write end closed:
-// the owner reads it from its standard input at start (owner.js --gate-key stdin). Not the
-// environment: its original block stays readable in /proc/PID/environ for the owner's life.
-func keyPipe(key []byte) (*os.File, error) {
+// imageKeyDir returns the directory of image's sealed key, made private to the image's owners
+// (mode 0700, owned by the confined owners' uid:gid), or "" without Config.KeyDir. Every owner of
+// the image on this invoker uses the same one, so a restarted owner unseals the key its
+// predecessor sealed.
+func (b *Backend) imageKeyDir(image string) (string, error) {
+	if b.cfg.KeyDir == "" {
+		return "", nil
+	}
+	dir := filepath.Join(b.cfg.KeyDir, "images", imageDirName(image))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("image key dir: %w", err)
+	}
+	if b.confined {
+		if err := os.Chown(dir, b.cfg.Confine.UID, b.cfg.Confine.GID); err != nil {
+			return "", fmt.Errorf("image key dir: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// imageDirName names an image's key directory: its letters and digits, then 8 hex digits of its
+// hash so that "a:b" and "a-b" do not share one.
+func imageDirName(image string) string {
+	var b strings.Builder
+	for _, r := range image {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' && b.Len() > 0 {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	h := sha256.Sum256([]byte(image))
+	return b.String() + "-" + hex.EncodeToString(h[:4])
+}
+
+// keyPipe returns the read end of a pipe that holds lines (keys in hex), each with a newline, its
+// write end closed: the owner reads them from its standard input at start (owner.js --gate-key
+// stdin, then the sealing key of --key-dir). Not the environment: its original block stays
+// readable in /proc/PID/environ for the owner's life.
+func keyPipe(lines ...string) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("gate key pipe: %w", err)
 	}
-	_, err = w.WriteString(hex.EncodeToString(key) + "\n") // 65 bytes: far below the pipe's buffer
+	_, err = w.WriteString(strings.Join(lines, "\n") + "\n") // at most 130 bytes: far below the pipe's buffer
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}

@@ -10,10 +10,13 @@ type Action interface {
 }
 
 // StartOwner: start an owner of Image named Owner (unique for the life of the pool), then report
-// OwnerStarted or StartFailed. Ticket is the reservation that asked for it (0: a prestart).
+// OwnerStarted or StartFailed. Ticket is the reservation that asked for it (0: a prestart). Peer is
+// a live owner of the same image when there is one: the new owner takes the image key from it by
+// transfer (it starts awaiting the key) instead of unsealing or making one.
 type StartOwner struct {
 	Image, Owner string
 	Ticket       Ticket
+	Peer         string
 }
 
 // StopOwner: Owner is out of the pool. Tell its leases (they see it die), stop it and remove its
@@ -62,10 +65,14 @@ func (Grant) action()      {}
 func (Reject) action()     {}
 
 func (a StartOwner) String() string {
-	if a.Ticket == 0 {
-		return fmt.Sprintf("start-owner %s %s", a.Image, a.Owner)
+	s := fmt.Sprintf("start-owner %s %s", a.Image, a.Owner)
+	if a.Ticket != 0 {
+		s += fmt.Sprintf(" for %d", a.Ticket)
 	}
-	return fmt.Sprintf("start-owner %s %s for %d", a.Image, a.Owner, a.Ticket)
+	if a.Peer != "" {
+		s += " key-from " + a.Peer
+	}
+	return s
 }
 
 func (a StopOwner) String() string {

@@ -15,7 +15,8 @@
 //	p := pool.New(cfg, now)
 //	acts := p.Prestart()            // StartOwner for each prestarted image
 //	t, acts := p.Reserve("nodejs:20")
-//	// StartOwner{Image, Owner}: start it, then report p.OwnerStarted(id) or p.StartFailed(id, err)
+//	// StartOwner{Image, Owner, Peer}: start it (taking the image key from Peer, a live owner of the
+//	//   image, when set), then report p.OwnerStarted(id) or p.StartFailed(id, err)
 //	// Grant{Ticket, Owner}: the ticket holds a slot of Owner until p.Release(ticket)
 //	// Reject{Ticket, Cause, Err}: the reservation failed
 //	// StopOwner{Owner, Reason}: the owner is out of the pool: tell its leases, stop it

@@ -302,7 +302,13 @@ func (p *Pool) startOwner(im *image, t Ticket, acts []Action) []Action {
 	p.seq++
 	id := ownerID(im.name, p.seq)
 	p.starts[id] = start{image: im.name, ticket: t}
-	return append(acts, StartOwner{Image: im.name, Owner: id, Ticket: t})
+	a := StartOwner{Image: im.name, Owner: id, Ticket: t}
+	// The image key comes from a live owner (the longest running, most likely to stay) when
+	// there is one.
+	if len(im.owners) > 0 {
+		a.Peer = im.owners[0].id
+	}
+	return append(acts, a)
 }
 
 // drop takes an owner out of the pool: its leases learn it died, it is stopped, a prestarted image

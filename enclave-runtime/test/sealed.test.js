@@ -1,0 +1,327 @@
+'use strict';
+// Sealed invocation on the enclave side (trusted/sealed.js and its wiring in the
+// owner): sealed parameters, results, logs and code through a real owner, its gate
+// and real isolates, with a real image key (trusted/keys.js). The client's half is
+// written here with the same module's HPKE; invoker/sealed's interop test runs the
+// Go client against it.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('crypto');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const sealed = require('../trusted/sealed');
+const { ImageKeys } = require('../trusted/keys');
+const { Owner, parseArgs } = require('../trusted/owner');
+const isolates = require('../trusted/isolates');
+const { GateClient, ADDON } = require('./gate-client');
+const need = require('./need');
+
+const NS = 'guest';
+const ACTION = '/guest/secret';
+
+function newKeys() {
+  const keys = new ImageKeys({ image: 'nodejs:20', attestationDir: '' });
+  keys.start('generate');
+  return keys;
+}
+
+// sealParams is the client's half: the envelope for params, and what opens the result.
+function sealParams(keys, params, { ns = NS, action = ACTION, iat = Date.now(), nonce, kid } = {}) {
+  const k = keys.current();
+  const reply = crypto.generateKeyPairSync('x25519');
+  const replyRaw = sealed.rawPublic(reply.publicKey);
+  const n = nonce || crypto.randomBytes(16).toString('hex');
+  const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_PARAMS, sealed.paramsAAD(ns, action, n, iat),
+    Buffer.from(JSON.stringify({ params, reply: replyRaw.toString('base64') })));
+  const value = { [sealed.PARAMS_FIELD]: { v: 1, suite: sealed.SUITE, kid: kid || k.kid, nonce: n, iat,
+    enc: enc.toString('base64'), ct: ct.toString('base64') } };
+  return { value, reply: { privateKey: reply.privateKey, raw: replyRaw }, nonce: n, inputSha256: sealed.sha256hex(ct) };
+}
+
+// openResult is the client opening what the host got, and checking the receipt.
+function openResult(keys, s, activationId, result) {
+  const sr = result[sealed.RESULT_FIELD] || (result.error && result.error[sealed.RESULT_FIELD]);
+  assert.ok(sr, `not a sealed result: ${JSON.stringify(result)}`);
+  const ct = Buffer.from(sr.ct, 'base64');
+  const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(activationId, s.nonce),
+    Buffer.from(sr.enc, 'base64'), ct).toString('utf8'));
+  const { sig, ...body } = sr.receipt;
+  assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`),
+    keys.current().sig.publicKey, Buffer.from(sig, 'base64')), 'receipt signature');
+  assert.equal(body.activationId, activationId);
+  assert.equal(body.inputSha256, s.inputSha256);
+  assert.equal(body.outputSha256, sealed.sha256hex(ct));
+  assert.equal(body.evidenceSha256, keys.evidenceSha256());
+  assert.equal(body.nonce, s.nonce);
+  return { plain, receipt: sr.receipt };
+}
+
+// An owner in this process, so the test can seal to its image key and check the
+// receipts with it; its isolates are real (the addon's new isolates, or worker threads).
+async function startOwner(isolate) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-sealed-test-'));
+  const opts = parseArgs(['--socket', path.join(dir, 'gate.sock'), '--slots', '2', '--image', 'nodejs:20',
+    '--enclave', 'sealed-test', '--isolate', isolate, '--prewarm', '0', '--work-dir', path.join(dir, 'work')]);
+  const { backend } = isolates.choose(opts.isolate, opts.slots, opts.prewarm);
+  // The owner makes its image key itself (keys.js; in memory: no --key-dir).
+  const owner = new Owner(opts, backend);
+  const logged = [];
+  await owner.listen();
+  return {
+    owner, keys: owner.keys, logged,
+    connect: () => GateClient.connect(opts.socket),
+    stop() {
+      owner.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let seq = 0;
+// activate runs one activation on a new connection and returns every message it got.
+async function activate(o, { code, value, action = ACTION, ns = NS, activationId }) {
+  const id = activationId || `act${++seq}`;
+  const c = await o.connect();
+  try {
+    const acq = await c.attach();
+    assert.equal(acq.type, 'acquired');
+    const ini = await c.request({ type: 'init', name: 'secret', main: 'main', code,
+      env: { __OW_NAMESPACE: ns, __OW_ACTION_NAME: action } });
+    if (ini.type !== 'initialized') return { init: ini, id };
+    const res = await c.request({ type: 'run', value, timeoutMs: 5000, memoryMB: 128,
+      env: { __OW_ACTIVATION_ID: id } });
+    const rel = await c.request({ type: 'release' });
+    assert.equal(rel.type, 'released');
+    return { res, id };
+  } finally {
+    c.close();
+  }
+}
+
+const CANARY = 'canary-7f3a';
+const ECHO = `function main(p) { console.log('${CANARY}-log ' + p.secret); console.error('second line'); return { got: p.secret + '-${CANARY}-out', keys: Object.keys(p) }; }`;
+
+// noCanary asserts that nothing the host got carries plaintext of the activation.
+function noCanary(msg) {
+  const text = JSON.stringify(msg);
+  assert.ok(!text.includes(CANARY), `plaintext reached the host: ${text.slice(0, 300)}`);
+}
+
+const backends = [
+  { name: 'worker', skip: false },
+  { name: 'addon', skip: need.skip(!fs.existsSync(ADDON) && `isolate addon not built (${ADDON}); run make build`) },
+];
+
+for (const b of backends) {
+  test(`sealed activations through the owner (${b.name})`, { skip: b.skip }, async (t) => {
+    const o = await startOwner(b.name);
+    t.after(() => o.stop());
+
+    await t.test('a good envelope: the action sees the params, the host sees ciphertext', async () => {
+      const s = sealParams(o.keys, { secret: CANARY });
+      // A default parameter the platform merged in is not passed to the action.
+      s.value.injected = 'by the host';
+      const { res, id } = await activate(o, { code: ECHO, value: s.value });
+      noCanary(res);
+      assert.equal(res.outcome, 'success');
+      assert.deepEqual(res.logs.map((l) => l.line), ['sealed: 2 log lines in the sealed result']);
+      const { plain, receipt } = openResult(o.keys, s, id, res.result);
+      assert.deepEqual(plain.result, { got: `${CANARY}-${CANARY}-out`, keys: ['secret'] });
+      assert.equal(plain.error, null);
+      assert.equal(plain.logs.length, 2);
+      assert.match(plain.logs[0], new RegExp(`^\\S+ stdout: ${CANARY}-log ${CANARY}$`));
+      assert.match(plain.logs[1], /stderr: second line$/);
+      assert.equal(receipt.codeSha256, sealed.sha256hex(ECHO));
+      assert.equal(receipt.action, ACTION);
+      assert.equal(receipt.namespace, NS);
+    });
+
+    await t.test('application and developer errors are sealed too', async () => {
+      const app = sealParams(o.keys, { secret: CANARY });
+      let r = await activate(o, { code: `function main(p) { return Promise.reject({ why: p.secret }); }`, value: app.value });
+      noCanary(r.res);
+      assert.equal(r.res.outcome, 'application');
+      assert.deepEqual(openResult(o.keys, app, r.id, r.res.result).plain.error, { why: CANARY });
+      const dev = sealParams(o.keys, { secret: CANARY });
+      r = await activate(o, { code: `function main(p) { throw new Error('boom ' + p.secret); }`, value: dev.value });
+      noCanary(r.res);
+      assert.equal(r.res.outcome, 'developer');
+      assert.match(openResult(o.keys, dev, r.id, r.res.result).plain.error, new RegExp(`boom ${CANARY}`));
+    });
+
+    await t.test('refusals: developer errors starting "TeeMate sealed: integrity", no isolate runs', async (tt) => {
+      const flip = (b64) => {
+        const buf = Buffer.from(b64, 'base64');
+        buf[buf.length >> 1] ^= 1;
+        return buf.toString('base64');
+      };
+      const edit = (f) => (s) => { f(s.value[sealed.PARAMS_FIELD]); return s; };
+      const cases = [
+        { name: 'ct tampered', s: edit((e) => { e.ct = flip(e.ct); }), re: /does not open/ },
+        { name: 'enc tampered', s: edit((e) => { e.enc = flip(e.enc); }), re: /integrity/ },
+        { name: 'nonce (aad) changed', s: edit((e) => { e.nonce = 'ab'.repeat(16); }), re: /does not open/ },
+        { name: 'iat (aad) changed', s: edit((e) => { e.iat += 1; }), re: /does not open/ },
+        { name: 'moved to another action', s: (s) => s, action: '/guest/other', re: /does not open/ },
+        { name: 'moved to another namespace', s: (s) => s, ns: 'other', re: /does not open/ },
+        { name: 'unknown kid', s: edit((e) => { e.kid = '0'.repeat(32); }), re: /unknown kid/ },
+        { name: 'stale iat', iat: Date.now() - 11 * 60 * 1000, s: (s) => s, re: /stale/ },
+        { name: 'future iat', iat: Date.now() + 11 * 60 * 1000, s: (s) => s, re: /future/ },
+        { name: 'oversize', s: edit((e) => { e.ct = Buffer.alloc(sealed.MAX_SEALED_BYTES + 1).toString('base64'); }), re: /larger than/ },
+        { name: 'not an object', s: (s) => { s.value[sealed.PARAMS_FIELD] = 'x'; return s; }, re: /not an object/ },
+      ];
+      for (const c of cases) {
+        await tt.test(c.name, async () => {
+          const s = c.s(sealParams(o.keys, { secret: CANARY }, { iat: c.iat }));
+          const { res } = await activate(o, { code: `function main() { console.log('${CANARY}'); return {}; }`,
+            value: s.value, action: c.action, ns: c.ns });
+          assert.equal(res.outcome, 'developer');
+          assert.ok(res.result.error.startsWith('TeeMate sealed: integrity: '), res.result.error);
+          assert.match(res.result.error, c.re);
+          assert.deepEqual(res.logs, []);
+          noCanary(res);
+        });
+      }
+      await tt.test('replay: the same envelope twice', async () => {
+        const s = sealParams(o.keys, { secret: CANARY });
+        const first = await activate(o, { code: ECHO, value: s.value });
+        assert.equal(first.res.outcome, 'success');
+        const again = await activate(o, { code: ECHO, value: s.value });
+        assert.equal(again.res.outcome, 'developer');
+        assert.match(again.res.result.error, /^TeeMate sealed: integrity: replayed envelope/);
+      });
+    });
+
+    await t.test('sealed code: opened at init, bound to the action', async () => {
+      const src = `function main(p) { return { from: 'sealed ${CANARY}' }; }`;
+      const sealCode = (action) => {
+        const k = o.keys.current();
+        const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_CODE, sealed.codeAAD(NS, action), Buffer.from(src));
+        return JSON.stringify({ [sealed.CODE_FIELD]: { v: 1, kid: k.kid, enc: enc.toString('base64'), ct: ct.toString('base64') } });
+      };
+      const s = sealParams(o.keys, {});
+      const { res, id } = await activate(o, { code: sealCode(ACTION), value: s.value });
+      noCanary(res);
+      const { plain, receipt } = openResult(o.keys, s, id, res.result);
+      assert.deepEqual(plain.result, { from: `sealed ${CANARY}` });
+      assert.equal(receipt.codeSha256, sealed.sha256hex(src));
+
+      const moved = await activate(o, { code: sealCode('/guest/elsewhere'), value: {} });
+      assert.equal(moved.init.type, 'error');
+      assert.equal(moved.init.class, 'init');
+      assert.match(moved.init.message, /^TeeMate sealed: integrity: /);
+
+      // A sealed action that does not compile: the reason (which quotes code) is withheld.
+      const k = o.keys.current();
+      const bad = `function main( { ${CANARY}`;
+      const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_CODE, sealed.codeAAD(NS, ACTION), Buffer.from(bad));
+      const r = await activate(o, { code: JSON.stringify({ [sealed.CODE_FIELD]: { v: 1, kid: k.kid,
+        enc: enc.toString('base64'), ct: ct.toString('base64') } }), value: {} });
+      assert.equal(r.init.class, 'init');
+      assert.match(r.init.message, /the sealed code could not be prepared/);
+      noCanary(r.init);
+    });
+
+    await t.test('unsealed actions are unchanged, and the owner still serves', async () => {
+      const { res } = await activate(o, { code: ECHO, value: { secret: 'plain' } });
+      assert.equal(res.outcome, 'success');
+      assert.deepEqual(res.result, { got: `plain-${CANARY}-out`, keys: ['secret'] });
+      assert.deepEqual(res.logs.map((l) => l.line), [`${CANARY}-log plain`, 'second line']);
+      const c = await o.connect();
+      assert.equal((await c.request({ type: 'ping' })).type, 'pong');
+      c.close();
+    });
+  });
+}
+
+test('ReplayCache: bounded, and a replay is refused even after eviction', () => {
+  let now = 1_000_000_000;
+  const r = new sealed.ReplayCache({ capacity: 3, now: () => now });
+  const nonce = (i) => i.toString(16).padStart(32, '0');
+  for (let i = 1; i <= 3; i++) {
+    r.check(nonce(i), now - 100 + i);
+    r.record(nonce(i), now - 100 + i);
+  }
+  assert.throws(() => r.check(nonce(2), now - 98), /replayed/);
+  r.record(nonce(4), now - 96); // evicts nonce 1 (iat now-99): the floor rises to it
+  assert.equal(r.size, 3);
+  assert.throws(() => r.check(nonce(1), now - 99), /older than the replay cache/);
+  r.check(nonce(5), now); // newer than the floor: fine
+  now += sealed.IAT_WINDOW_MS + 1000;
+  assert.throws(() => r.check(nonce(6), now - sealed.IAT_WINDOW_MS - 1), /stale/);
+  r.record(nonce(7), now); // expired entries go first
+  assert.equal(r.size, 1);
+});
+
+test('a sealed result stays within what the host reads of a response', () => {
+  const keys = newKeys();
+  const s = sealParams(keys, {});
+  const ctx = { kid: keys.current().kid, nonce: s.nonce, reply: s.reply.raw, inputSha256: s.inputSha256,
+    namespace: NS, action: ACTION, activationId: 'a1' };
+  const line = 'x'.repeat(1000);
+  const logs = Array.from({ length: 2000 }, () => ({ stream: 'stdout', time: 't', line }));
+  let msg = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { ok: true }, logs, timings: {} }, '');
+  assert.ok(Buffer.byteLength(JSON.stringify(msg.result)) <= 1024 * 1024);
+  let { plain } = openResult(keys, s, 'a1', msg.result);
+  assert.deepEqual(plain.result, { ok: true });
+  assert.match(plain.logs[plain.logs.length - 1], /^Logs were truncated: \d+ lines did not fit/);
+  assert.equal(msg.logs[0].line, `sealed: ${plain.logs.length} log lines in the sealed result`);
+
+  msg = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { big: 'y'.repeat(1000 * 1000) }, logs: [], timings: {} }, '');
+  assert.equal(msg.outcome, 'developer');
+  assert.ok(Buffer.byteLength(JSON.stringify(msg.result)) <= 1024 * 1024);
+  ({ plain } = openResult(keys, s, 'a1', msg.result));
+  assert.match(plain.error, /exceeded the allowed length of a sealed result/);
+});
+
+test('HPKE: what one side seals the other opens; wrong info, aad or key fail', () => {
+  const pair = crypto.generateKeyPairSync('x25519');
+  const recipient = { privateKey: pair.privateKey, raw: sealed.rawPublic(pair.publicKey) };
+  const { enc, ct } = sealed.hpkeSeal(recipient.raw, 'info', 'aad', Buffer.from('hello'));
+  assert.equal(sealed.hpkeOpen(recipient, 'info', 'aad', enc, ct).toString(), 'hello');
+  assert.throws(() => sealed.hpkeOpen(recipient, 'other', 'aad', enc, ct), sealed.SealedError);
+  assert.throws(() => sealed.hpkeOpen(recipient, 'info', 'aae', enc, ct), sealed.SealedError);
+  const other = crypto.generateKeyPairSync('x25519');
+  assert.throws(() => sealed.hpkeOpen({ privateKey: other.privateKey, raw: sealed.rawPublic(other.publicKey) }, 'info', 'aad', enc, ct),
+    sealed.SealedError);
+  // A small-order encapsulated key (all zeros) is refused, not used.
+  assert.throws(() => sealed.hpkeOpen(recipient, 'info', 'aad', Buffer.alloc(32), ct), /small-order|X25519/);
+  assert.equal(sealed.canonicalJSON({ b: 1, a: 'x"y', c: 'é\n' }), '{"a":"x\\"y","b":1,"c":"é\\n"}');
+});
+
+test('rotation: an envelope sealed to the previous key opens in its grace, and its receipt names the evidence it was sealed to', () => {
+  const keys = newKeys();
+  const before = { kid: keys.current().kid, sig: keys.current().sig.publicKey, evidence: keys.evidenceSha256() };
+  const replay = new sealed.ReplayCache();
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'r1' };
+  const early = sealParams(keys, { a: 1 });
+  const late = sealParams(keys, { a: 2 });
+  const opened = sealed.openEnvelope(keys, early.value, env, replay);
+  keys.rotate();
+  assert.notEqual(keys.current().kid, before.kid);
+  const opened2 = sealed.openEnvelope(keys, late.value, { ...env, __OW_ACTIVATION_ID: 'r2' }, replay);
+  for (const [o, s, id] of [[opened, early, 'r1'], [opened2, late, 'r2']]) {
+    const msg = sealed.sealOutcome(keys, o.ctx, { outcome: 'success', result: o.params, logs: [], timings: {} }, '');
+    const sr = msg.result[sealed.RESULT_FIELD];
+    const { sig, ...body } = sr.receipt;
+    assert.equal(body.kid, before.kid);
+    assert.equal(body.evidenceSha256, before.evidence);
+    assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`), before.sig, Buffer.from(sig, 'base64')));
+    const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(id, s.nonce),
+      Buffer.from(sr.enc, 'base64'), Buffer.from(sr.ct, 'base64')).toString());
+    assert.deepEqual(plain.result, o.params);
+  }
+});
+
+test('an owner awaiting its image key refuses envelopes and sealed code with an integrity error', () => {
+  const keys = new ImageKeys({ image: 'nodejs:20', attestationDir: '' });
+  keys.start('await');
+  const s = sealParams(newKeys(), {});
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'a' };
+  assert.throws(() => sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache()),
+    /^SealedError: TeeMate sealed: integrity: this enclave has no image key yet/);
+  assert.throws(() => sealed.openCode(keys, '{"__teemate_sealed_code":{"v":1,"kid":"00000000000000000000000000000000","enc":"","ct":""}}', env),
+    /no image key yet/);
+  assert.throws(() => sealed.openEnvelope(newKeys(), s.value, { ...env, __OW_NAMESPACE: 'a\nb' }, new sealed.ReplayCache()), /newline/);
+});

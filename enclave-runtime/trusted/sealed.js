@@ -1,0 +1,467 @@
+'use strict';
+// Sealed invocation (trusted side): the enclave's half of the formats in
+// invoker/sealed/README.md. The client (invoker/sealed in Go, the CLI, the JS
+// client module) seals an activation's parameters, and optionally the action's
+// code, to the image key (keys.js); the host relays them as ciphertext through
+// REST, Kafka, the invoker and the gate. Here, in the owner's trusted JS and never
+// inside the tenant's isolate, the envelope is opened, its binding and freshness
+// checked, the action runs on the plaintext in its isolate as usual, and its result,
+// error and log lines are sealed to the client's reply key, with a receipt signed
+// by the image key. The image's private keys never leave this file's callers: the
+// isolate only ever sees the opened parameters and the opened code.
+//
+// Cryptography: HPKE base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256),
+// HKDF-SHA256 and AES-256-GCM, written here over node:crypto (X25519 through
+// crypto.diffieHellman on KeyObjects, HKDF's extract and expand from HMAC-SHA256,
+// AES-256-GCM); Ed25519 for receipts. Go's crypto/hpke is the other end: the
+// interop tests in invoker/sealed run both.
+//
+// Every refusal is a SealedError whose message starts with INTEGRITY ("TeeMate
+// sealed: integrity"); the owner answers it as the activation's developer error
+// and keeps serving.
+
+const crypto = require('crypto');
+
+const VERSION = 1;
+const SUITE = 'X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM';
+const PARAMS_FIELD = '__teemate_sealed';
+const RESULT_FIELD = '__teemate_sealed_result';
+const CODE_FIELD = '__teemate_sealed_code';
+const INTEGRITY = 'TeeMate sealed: integrity';
+
+const INFO_PARAMS = 'teemate-sealed-v1';
+const INFO_RESULT = 'teemate-result-v1';
+const INFO_CODE = 'teemate-code-v1';
+const RECEIPT_DOMAIN = 'teemate-receipt-v1\n';
+
+// An envelope's ciphertext is at most 1 MiB (OpenWhisk's bound on parameters).
+const MAX_SEALED_BYTES = 1024 * 1024;
+// Sealed code: the init frame's own bound (64 MiB) is the real one; this only
+// keeps a base64 string from being decoded before it is known to be sane.
+const MAX_SEALED_CODE_BYTES = 48 * 1024 * 1024;
+// An envelope is accepted within this distance of the enclave's clock, and its
+// nonce is remembered for as long.
+const IAT_WINDOW_MS = 10 * 60 * 1000;
+// Nonces the replay cache holds at most (see ReplayCache).
+const REPLAY_CAPACITY = 65536;
+
+class SealedError extends Error {
+  constructor(reason) {
+    super(`${INTEGRITY}: ${reason}`);
+    this.name = 'SealedError';
+  }
+}
+
+// ---- HPKE base mode (RFC 9180), DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM ----
+const KEM_ID = 0x0020;
+const KDF_ID = 0x0001;
+const AEAD_ID = 0x0002;
+const NK = 32; // AES-256 key
+const NN = 12; // GCM nonce
+const NT = 16; // GCM tag
+const NH = 32; // SHA-256
+const KEM_SUITE = Buffer.concat([Buffer.from('KEM'), u16(KEM_ID)]);
+const HPKE_SUITE = Buffer.concat([Buffer.from('HPKE'), u16(KEM_ID), u16(KDF_ID), u16(AEAD_ID)]);
+const HPKE_V1 = Buffer.from('HPKE-v1');
+const EMPTY = Buffer.alloc(0);
+
+function u16(n) {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n, 0);
+  return b;
+}
+
+function hmac(key, data) {
+  return crypto.createHmac('sha256', key).update(data).digest();
+}
+
+// HKDF-Extract (RFC 5869): an empty salt is HashLen zero bytes, which HMAC's key
+// padding makes the same as an empty key.
+function extract(salt, ikm) {
+  return hmac(salt.length ? salt : Buffer.alloc(NH), ikm);
+}
+
+function expand(prk, info, length) {
+  if (length > 255 * NH) throw new Error('HKDF-Expand: length too large');
+  const out = [];
+  let t = EMPTY;
+  for (let i = 1, have = 0; have < length; i++) {
+    t = hmac(prk, Buffer.concat([t, info, Buffer.from([i])]));
+    out.push(t);
+    have += t.length;
+  }
+  return Buffer.concat(out).subarray(0, length);
+}
+
+function labeledExtract(suite, salt, label, ikm) {
+  return extract(salt, Buffer.concat([HPKE_V1, suite, Buffer.from(label), ikm]));
+}
+
+function labeledExpand(suite, prk, label, info, length) {
+  return expand(prk, Buffer.concat([u16(length), HPKE_V1, suite, Buffer.from(label), info]), length);
+}
+
+function x25519Public(raw) {
+  if (!Buffer.isBuffer(raw) || raw.length !== 32) throw new SealedError('an X25519 public key is not 32 bytes');
+  return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
+}
+
+function rawPublic(publicKey) {
+  return Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url');
+}
+
+function dh(privateKey, publicKey) {
+  let z;
+  try {
+    z = crypto.diffieHellman({ privateKey, publicKey });
+  } catch {
+    // OpenSSL refuses an all-zero result itself.
+    throw new SealedError('the encapsulated key is a small-order point');
+  }
+  // RFC 9180 7.1.4: an all-zero X25519 output (a small-order public key) is refused.
+  if (z.every((b) => b === 0)) throw new SealedError('the encapsulated key is a small-order point');
+  return z;
+}
+
+// sharedSecret is DHKEM's ExtractAndExpand over kem_context = enc || pkR.
+function sharedSecret(z, enc, pkRaw) {
+  const prk = labeledExtract(KEM_SUITE, EMPTY, 'eae_prk', z);
+  return labeledExpand(KEM_SUITE, prk, 'shared_secret', Buffer.concat([enc, pkRaw]), NH);
+}
+
+// keySchedule for mode_base (no PSK): the AEAD key and base nonce.
+function keySchedule(shared, info) {
+  const pskIdHash = labeledExtract(HPKE_SUITE, EMPTY, 'psk_id_hash', EMPTY);
+  const infoHash = labeledExtract(HPKE_SUITE, EMPTY, 'info_hash', Buffer.from(info));
+  const context = Buffer.concat([Buffer.from([0x00]), pskIdHash, infoHash]);
+  const secret = labeledExtract(HPKE_SUITE, shared, 'secret', EMPTY);
+  return { key: labeledExpand(HPKE_SUITE, secret, 'key', context, NK),
+    nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, NN) };
+}
+
+// hpkeSeal encrypts one message (sequence number 0) to the raw X25519 public key.
+function hpkeSeal(pkRaw, info, aad, plaintext) {
+  const pkR = x25519Public(pkRaw);
+  const eph = crypto.generateKeyPairSync('x25519');
+  const enc = rawPublic(eph.publicKey);
+  const { key, nonce } = keySchedule(sharedSecret(dh(eph.privateKey, pkR), enc, pkRaw), info);
+  const c = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
+  c.setAAD(Buffer.from(aad));
+  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+  return { enc, ct };
+}
+
+// hpkeOpen decrypts one message (sequence number 0) with the recipient's pair
+// ({privateKey: KeyObject, raw: its 32-byte public key}); a failure is a SealedError.
+function hpkeOpen(pair, info, aad, enc, ct) {
+  if (enc.length !== 32) throw new SealedError('the encapsulated key is not 32 bytes');
+  if (ct.length < NT) throw new SealedError('the ciphertext is shorter than its tag');
+  let pkE;
+  try {
+    pkE = x25519Public(enc);
+  } catch (e) {
+    throw new SealedError('the encapsulated key is not an X25519 key');
+  }
+  const { key, nonce } = keySchedule(sharedSecret(dh(pair.privateKey, pkE), enc, pair.raw), info);
+  const d = crypto.createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
+  d.setAAD(Buffer.from(aad));
+  d.setAuthTag(ct.subarray(ct.length - NT));
+  try {
+    return Buffer.concat([d.update(ct.subarray(0, ct.length - NT)), d.final()]);
+  } catch {
+    throw new SealedError('the ciphertext does not open (tampered, or sealed for another key, action or time)');
+  }
+}
+
+// ---- the pieces of the formats ---------------------------------------------------------
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const HEX32 = /^[0-9a-f]{32}$/;
+
+function isPlainObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+// b64 decodes standard base64 with padding strictly: Buffer.from would skip what
+// it does not understand, and a field must mean one thing only.
+function b64(s, what, maxBytes) {
+  if (typeof s !== 'string') throw new SealedError(`${what} is not a string`);
+  if (maxBytes !== undefined && s.length > Math.ceil(maxBytes / 3) * 4) {
+    throw new SealedError(`${what} is larger than ${maxBytes} bytes`);
+  }
+  if (!B64.test(s)) throw new SealedError(`${what} is not base64`);
+  return Buffer.from(s, 'base64');
+}
+
+function sha256hex(data) {
+  return crypto.createHash('sha256').update(data).digest('hex');
+}
+
+function paramsAAD(namespace, action, nonce, iat) {
+  return `teemate-params-v1\n${namespace}\n${action}\n${nonce}\n${iat}`;
+}
+
+function resultAAD(activationId, nonce) {
+  return `teemate-result-v1\n${activationId}\n${nonce}`;
+}
+
+function codeAAD(namespace, action) {
+  return `teemate-code-v1\n${namespace}\n${action}`;
+}
+
+// binding reads what an envelope or sealed code is bound to from the activation's
+// effective environment (the init env overlaid by the run env), as the action sees it.
+function binding(env, needActivation) {
+  const ns = env && env.__OW_NAMESPACE;
+  const action = env && env.__OW_ACTION_NAME;
+  const activationId = env && env.__OW_ACTIVATION_ID;
+  if (typeof ns !== 'string' || !ns || typeof action !== 'string' || !action) {
+    throw new SealedError('the activation has no namespace or action name to bind the envelope to');
+  }
+  // The AAD joins the names with newlines: a name holding one could pass for another split.
+  if (ns.includes('\n') || action.includes('\n')) throw new SealedError('a namespace or action name holds a newline');
+  if (needActivation && (typeof activationId !== 'string' || !activationId)) {
+    throw new SealedError('the activation has no activation id to bind the sealed result to');
+  }
+  return { namespace: ns, action, activationId };
+}
+
+function keyFor(keys, kid) {
+  if (!keys || (typeof keys.ready === 'function' && !keys.ready())) {
+    throw new SealedError('this enclave has no image key yet (awaiting a key transfer)');
+  }
+  if (typeof kid !== 'string' || !HEX32.test(kid)) throw new SealedError('kid is not 32 hex digits');
+  const k = keys.byKid(kid);
+  if (!k) throw new SealedError(`unknown kid ${kid} (not this image's key, or rotated out)`);
+  return k;
+}
+
+// evidenceSha256For names, in a receipt, the evidence that was served for kid. keys.js
+// serves the current key's evidence only, so the hash is remembered per kid while
+// its key is current: a run that straddles a rotation, or an envelope sealed to the
+// previous key within its grace, still gets a receipt naming the evidence the
+// client sealed to (when this owner served it).
+const servedEvidence = new WeakMap(); // keys -> Map(kid -> hex)
+function evidenceSha256For(keys, kid) {
+  let m = servedEvidence.get(keys);
+  if (!m) {
+    m = new Map();
+    servedEvidence.set(keys, m);
+  }
+  let current = null;
+  try {
+    current = keys.current();
+  } catch {
+    // No current key (awaiting an import): only a remembered hash can name it.
+  }
+  if (current && current.kid === kid) {
+    const h = keys.evidenceSha256();
+    m.set(kid, h);
+    if (m.size > 16) m.delete(m.keys().next().value);
+    return h;
+  }
+  return m.get(kid) || (current ? keys.evidenceSha256() : '');
+}
+
+// ---- the replay cache ---------------------------------------------------------------------
+// ReplayCache remembers the nonces of the envelopes this owner opened within the iat
+// window. It is bounded: when full, the oldest entry is evicted and the floor
+// rises to its iat, so every envelope no newer than an evicted one is refused from
+// then on. A replay is thus always refused; under a flood, old but fresh envelopes
+// may be refused too, which fails safe. (Owners do not share the cache: a replay
+// sent to another owner of the image within the window is not detected there.)
+class ReplayCache {
+  constructor({ windowMs = IAT_WINDOW_MS, capacity = REPLAY_CAPACITY, now = Date.now } = {}) {
+    this.windowMs = windowMs;
+    this.capacity = capacity;
+    this.now = now;
+    this.seen = new Map(); // nonce -> iat, in insertion order
+    this.floor = -Infinity;
+  }
+
+  // check refuses a stale, future or replayed envelope; it records nothing.
+  check(nonce, iat) {
+    const t = this.now();
+    if (iat < t - this.windowMs) throw new SealedError(`the envelope is stale (iat ${iat} is more than ${this.windowMs / 60000} minutes old)`);
+    if (iat > t + this.windowMs) throw new SealedError(`the envelope is from the future (iat ${iat} is more than ${this.windowMs / 60000} minutes ahead)`);
+    if (this.seen.has(nonce)) throw new SealedError(`replayed envelope (nonce ${nonce} was seen)`);
+    if (iat <= this.floor) throw new SealedError('the envelope is older than the replay cache can vouch for');
+  }
+
+  // record remembers an opened envelope's nonce.
+  record(nonce, iat) {
+    const t = this.now();
+    for (const [n, i] of this.seen) {
+      if (i >= t - this.windowMs && this.seen.size < this.capacity) break;
+      this.seen.delete(n);
+      if (i >= t - this.windowMs) this.floor = Math.max(this.floor, i);
+    }
+    this.seen.set(nonce, iat);
+  }
+
+  get size() { return this.seen.size; }
+}
+
+// ---- envelopes ------------------------------------------------------------------------------
+// isEnvelope says whether a run's value is a sealed activation's parameters.
+function isEnvelope(value) {
+  return isPlainObject(value) && Object.prototype.hasOwnProperty.call(value, PARAMS_FIELD);
+}
+
+// openEnvelope opens a run's value and returns {params, ctx}: the parameters for the
+// action and what sealing the result needs. Keys other than the envelope's (default
+// parameters the platform merged in) are dropped: the action sees only what the
+// client sealed. env is the activation's effective environment; replay a ReplayCache.
+function openEnvelope(keys, value, env, replay) {
+  const e = value[PARAMS_FIELD];
+  if (!isPlainObject(e)) throw new SealedError('the envelope is not an object');
+  if (e.v !== VERSION) throw new SealedError(`envelope version ${JSON.stringify(e.v)} is not ${VERSION}`);
+  if (e.suite !== SUITE) throw new SealedError(`suite ${JSON.stringify(e.suite)} is not ${SUITE}`);
+  if (typeof e.nonce !== 'string' || !HEX32.test(e.nonce)) throw new SealedError('nonce is not 32 hex digits');
+  if (!Number.isSafeInteger(e.iat)) throw new SealedError('iat is not an integer');
+  const b = binding(env, true);
+  const key = keyFor(keys, e.kid);
+  const enc = b64(e.enc, 'enc', 32);
+  const ct = b64(e.ct, 'ct', MAX_SEALED_BYTES);
+  if (ct.length > MAX_SEALED_BYTES) throw new SealedError(`ct is larger than ${MAX_SEALED_BYTES} bytes`);
+  replay.check(e.nonce, e.iat);
+  const pt = hpkeOpen(key.kem, INFO_PARAMS, paramsAAD(b.namespace, b.action, e.nonce, e.iat), enc, ct);
+  let body;
+  try {
+    body = JSON.parse(pt.toString('utf8'));
+  } catch {
+    throw new SealedError('the opened envelope is not JSON');
+  }
+  if (!isPlainObject(body) || !isPlainObject(body.params)) throw new SealedError('the opened envelope has no params object');
+  const reply = b64(body.reply, 'reply', 32);
+  if (reply.length !== 32) throw new SealedError('reply is not a 32-byte X25519 key');
+  x25519Public(reply);
+  replay.record(e.nonce, e.iat);
+  return { params: body.params,
+    ctx: { kid: e.kid, nonce: e.nonce, reply, inputSha256: sha256hex(ct), evidenceSha256: evidenceSha256For(keys, e.kid), ...b } };
+}
+
+// ---- sealed code ------------------------------------------------------------------------------
+function isSealedCode(code) {
+  if (typeof code !== 'string' || !code.startsWith('{')) return false;
+  // The marker is the code's only key; anything else that parses is ordinary code.
+  return /^\{\s*"__teemate_sealed_code"\s*:/.test(code);
+}
+
+// openCode returns the plaintext code of sealed code, bound to the init env's
+// namespace and action.
+function openCode(keys, code, env) {
+  if (code.length > Math.ceil(MAX_SEALED_CODE_BYTES / 3) * 4 + 1024) throw new SealedError('the sealed code is too large');
+  let o;
+  try {
+    o = JSON.parse(code);
+  } catch {
+    throw new SealedError('the sealed code is not JSON');
+  }
+  const s = isPlainObject(o) ? o[CODE_FIELD] : null;
+  if (!isPlainObject(s)) throw new SealedError('the sealed code is not an object');
+  if (s.v !== VERSION) throw new SealedError(`sealed code version ${JSON.stringify(s.v)} is not ${VERSION}`);
+  const b = binding(env, false);
+  const key = keyFor(keys, s.kid);
+  const pt = hpkeOpen(key.kem, INFO_CODE, codeAAD(b.namespace, b.action), b64(s.enc, 'enc', 32),
+    b64(s.ct, 'ct', MAX_SEALED_CODE_BYTES));
+  return pt.toString('utf8');
+}
+
+// ---- results and receipts ------------------------------------------------------------------------
+// canonicalJSON is the text a receipt's signature covers: keys sorted, no spaces.
+// Receipts are flat (strings and one integer), so one level is all it needs.
+function canonicalJSON(o) {
+  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(o[k])}`).join(',')}}`;
+}
+
+function signReceipt(sigPair, fields) {
+  const body = { v: VERSION, ...fields };
+  const sig = crypto.sign(null, Buffer.from(RECEIPT_DOMAIN + canonicalJSON(body)), sigPair.privateKey);
+  return { ...body, sig: sig.toString('base64') };
+}
+
+// logLine renders one captured line as OpenWhisk's activation logs show it.
+function logLine(e) {
+  return `${e.time} ${e.stream}: ${e.line}`;
+}
+
+// sealResult seals the JSON text of {result, error, logs} to the client's reply key
+// and signs the receipt.
+function sealResult(keys, ctx, plainText, codeSha256) {
+  const key = keyFor(keys, ctx.kid);
+  const { enc, ct } = hpkeSeal(ctx.reply, INFO_RESULT, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
+  const receipt = signReceipt(key.sig, {
+    activationId: ctx.activationId, namespace: ctx.namespace, action: ctx.action, nonce: ctx.nonce, kid: ctx.kid,
+    evidenceSha256: ctx.evidenceSha256 || evidenceSha256For(keys, ctx.kid), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
+  });
+  return { [RESULT_FIELD]: { v: VERSION, enc: enc.toString('base64'), ct: ct.toString('base64'), receipt } };
+}
+
+// The host reads at most 1 MiB of an action's response (invoker/internal/proxy's
+// DefaultMaxResponse) and truncates the rest, which would leave a sealed result
+// nobody can open. The plaintext is bounded so that its sealed form, base64 and
+// wrapped with its receipt, stays below that.
+const MAX_RESULT_TEXT = 1024 * 1024;
+const MAX_RESULT_PLAINTEXT = Math.floor((MAX_RESULT_TEXT - 2048) / 4) * 3 - 16;
+
+// fitPlaintext returns the JSON text of {result, error, logs} within
+// MAX_RESULT_PLAINTEXT: log lines that do not fit are dropped (with a line saying
+// so), and a value that does not fit by itself becomes the developer error
+// OpenWhisk gives for an oversize response.
+function fitPlaintext(result, error, lines) {
+  const head = (r, e) => JSON.stringify({ result: r, error: e, logs: [] });
+  let base = head(result, error);
+  let outcome = null;
+  if (Buffer.byteLength(base) > MAX_RESULT_PLAINTEXT) {
+    const size = Buffer.byteLength(base);
+    result = null;
+    error = `The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`;
+    base = head(result, error);
+    outcome = 'developer';
+  }
+  const note = (n) => `Logs were truncated: ${n} lines did not fit in the sealed result.`;
+  let budget = MAX_RESULT_PLAINTEXT - Buffer.byteLength(base) - Buffer.byteLength(JSON.stringify(note(lines.length))) - 1;
+  const kept = [];
+  for (const line of lines) {
+    const n = Buffer.byteLength(JSON.stringify(line)) + 1;
+    if (n > budget) break;
+    budget -= n;
+    kept.push(line);
+  }
+  if (kept.length < lines.length) kept.push(note(lines.length - kept.length));
+  return { text: JSON.stringify({ result, error, logs: kept }), lines: kept.length, outcome };
+}
+
+// sealOutcome turns the owner's `result` message of a sealed activation into the
+// one the host gets: the outcome stays (the host needs it for the activation's
+// status), the value, error and log lines go into the sealed result, and one log
+// line says how many lines it holds. On success the result is the sealed result; on
+// any other outcome it is {"error": the sealed result}.
+function sealOutcome(keys, ctx, msg, codeSha256) {
+  const r = msg.result;
+  let ok = msg.outcome === 'success';
+  const error = ok ? null : (isPlainObject(r) && Object.prototype.hasOwnProperty.call(r, 'error') ? r.error : r);
+  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine));
+  const outcome = fit.outcome || msg.outcome;
+  ok = outcome === 'success';
+  const sealed = sealResult(keys, ctx, fit.text, codeSha256);
+  return { type: 'result', outcome, result: ok ? sealed : { error: sealed },
+    logs: [{ stream: 'stdout', time: new Date().toISOString(), line: `sealed: ${fit.lines} log lines in the sealed result` }],
+    timings: msg.timings };
+}
+
+// refusedOutcome is the `result` message for an envelope the enclave refused: the
+// action did not run, and the host learns only the reason.
+function refusedOutcome(err) {
+  return { type: 'result', outcome: 'developer', result: { error: err.message }, logs: [],
+    timings: { isolateMs: 0, runMs: 0, teardownMs: 0 } };
+}
+
+module.exports = {
+  VERSION, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
+  MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
+  SealedError, ReplayCache,
+  hpkeSeal, hpkeOpen, labeledExtract, labeledExpand, rawPublic,
+  paramsAAD, resultAAD, codeAAD, canonicalJSON, signReceipt, sha256hex,
+  isEnvelope, openEnvelope, isSealedCode, openCode, sealResult, sealOutcome, refusedOutcome,
+};

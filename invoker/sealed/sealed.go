@@ -1,0 +1,358 @@
+package sealed
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/teemate/platform/invoker/attest"
+)
+
+// The wire constants of the formats in README.md. They are the same in trusted/sealed.js.
+const (
+	// Version is the version of the envelope, the sealed result, the sealed code and the receipt.
+	Version = 1
+	// Suite names the HPKE suite: KEM / KDF / AEAD.
+	Suite = "X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM"
+
+	// ParamsField is the only key of a sealed activation's parameters object.
+	ParamsField = "__teemate_sealed"
+	// ResultField is the only key of a sealed result (or of its "error" for an application error).
+	ResultField = "__teemate_sealed_result"
+	// CodeField is the only key of the JSON an action's sealed code is stored as.
+	CodeField = "__teemate_sealed_code"
+
+	// IntegrityPrefix starts the developer error of every envelope or sealed code the enclave refuses.
+	IntegrityPrefix = "TeeMate sealed: integrity"
+
+	// MaxSealedBytes bounds the ciphertext of an envelope (the enclave refuses a larger one). The
+	// parameters of an OpenWhisk activation are at most 1 MiB, and this is the same bound.
+	MaxSealedBytes = 1 << 20
+
+	infoParams = "teemate-sealed-v1"
+	infoResult = "teemate-result-v1"
+	infoCode   = "teemate-code-v1"
+
+	aadParams = "teemate-params-v1\n"
+	aadResult = "teemate-result-v1\n"
+	aadCode   = "teemate-code-v1\n"
+)
+
+var (
+	// ErrIntegrity: something sealed or signed does not open or verify (tampered, or not meant for
+	// this key, activation or request).
+	ErrIntegrity = errors.New("sealed: integrity")
+	// ErrRefused: the enclave refused the envelope; the record's error says why.
+	ErrRefused = errors.New("sealed: refused by the enclave")
+	// ErrNotSealed: the record's result is not a sealed result (e.g. the activation timed out, or
+	// the action is not sealed); the error carries the plaintext the record holds.
+	ErrNotSealed = errors.New("sealed: the result is not sealed")
+	// ErrMalformed: an input does not have the documented shape.
+	ErrMalformed = errors.New("sealed: malformed")
+)
+
+// Envelope is the value of ParamsField.
+type Envelope struct {
+	V     int    `json:"v"`
+	Suite string `json:"suite"`
+	Kid   string `json:"kid"`
+	Nonce string `json:"nonce"`
+	Iat   int64  `json:"iat"`
+	Enc   string `json:"enc"`
+	Ct    string `json:"ct"`
+}
+
+// paramsPlaintext is what the envelope's ct holds.
+type paramsPlaintext struct {
+	Params json.RawMessage `json:"params"`
+	Reply  string          `json:"reply"`
+}
+
+// SealedResult is the value of ResultField.
+type SealedResult struct {
+	V       int     `json:"v"`
+	Enc     string  `json:"enc"`
+	Ct      string  `json:"ct"`
+	Receipt Receipt `json:"receipt"`
+}
+
+// resultPlaintext is what a sealed result's ct holds.
+type resultPlaintext struct {
+	Result json.RawMessage `json:"result"`
+	Error  json.RawMessage `json:"error"`
+	Logs   []string        `json:"logs"`
+}
+
+// SealedCode is the value of CodeField.
+type SealedCode struct {
+	V   int    `json:"v"`
+	Kid string `json:"kid"`
+	Enc string `json:"enc"`
+	Ct  string `json:"ct"`
+}
+
+// Opened is a sealed result opened by the client that sealed the parameters.
+type Opened struct {
+	// Result is the action's value (null for an application error).
+	Result json.RawMessage
+	// Error is the application error's value (null on success).
+	Error json.RawMessage
+	// Logs are the action's log lines, which the host never saw.
+	Logs []string
+	// Receipt is the enclave's receipt; OpenResult has verified it.
+	Receipt Receipt
+}
+
+// FullActionName is the name an envelope binds: the fully qualified `/ns/[pkg/]name` that the enclave
+// sees in __OW_ACTION_NAME. A name without a leading slash is taken relative to namespace.
+func FullActionName(namespace, action string) string {
+	if strings.HasPrefix(action, "/") {
+		return action
+	}
+	return "/" + namespace + "/" + action
+}
+
+// SealParams seals params (a JSON object; nil means {}) for one invocation of action in namespace
+// to the image key of ev, and returns the whole parameters object to send ({"__teemate_sealed":…})
+// and the reply key that opens the result. ev must have been verified (attest.Verify) by the caller.
+func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMessage) (json.RawMessage, *ReplyKey, error) {
+	keys, err := keysOf(ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if namespace == "" || action == "" {
+		return nil, nil, fmt.Errorf("%w: namespace and action are required", ErrMalformed)
+	}
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	if !isObject(params) {
+		return nil, nil, fmt.Errorf("%w: parameters must be a JSON object", ErrMalformed)
+	}
+	replyPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: reply key: %w", err)
+	}
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, fmt.Errorf("sealed: nonce: %w", err)
+	}
+	env := Envelope{V: Version, Suite: Suite, Kid: keys.kid, Nonce: hex.EncodeToString(nonce),
+		Iat: time.Now().UnixMilli()}
+	action = FullActionName(namespace, action)
+	pt, err := json.Marshal(paramsPlaintext{Params: params,
+		Reply: base64.StdEncoding.EncodeToString(replyPriv.PublicKey().Bytes())})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: parameters: %w", ErrMalformed, err)
+	}
+	enc, ct, err := seal(keys.kem, infoParams, ParamsAAD(namespace, action, env.Nonce, env.Iat), pt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(ct) > MaxSealedBytes {
+		return nil, nil, fmt.Errorf("%w: sealed parameters of %d bytes exceed %d", ErrMalformed, len(ct), MaxSealedBytes)
+	}
+	env.Enc = base64.StdEncoding.EncodeToString(enc)
+	env.Ct = base64.StdEncoding.EncodeToString(ct)
+	out, err := json.Marshal(map[string]Envelope{ParamsField: env})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: envelope: %w", err)
+	}
+	sum := sha256.Sum256(ct)
+	reply := &ReplyKey{key: replyPriv, Namespace: namespace, Action: action, Kid: keys.kid,
+		Nonce: env.Nonce, Iat: env.Iat, InputSHA256: hex.EncodeToString(sum[:]),
+		SigKey: keys.sig, EvidenceSHA256: keys.evidenceSHA256}
+	return out, reply, nil
+}
+
+// ParamsAAD is the additional data an envelope is sealed with: it binds the envelope to one action
+// of one namespace and to its nonce and time, so it cannot be replayed elsewhere.
+func ParamsAAD(namespace, action, nonce string, iat int64) []byte {
+	return fmt.Appendf(nil, "%s%s\n%s\n%s\n%d", aadParams, namespace, action, nonce, iat)
+}
+
+// ResultAAD is the additional data a sealed result is sealed with (one activation, one envelope).
+func ResultAAD(activationID, nonce string) []byte {
+	return []byte(aadResult + activationID + "\n" + nonce)
+}
+
+// CodeAAD is the additional data sealed code is sealed with (one action of one namespace).
+func CodeAAD(namespace, action string) []byte {
+	return []byte(aadCode + namespace + "\n" + action)
+}
+
+// SealCode seals an action's code (the source, as the init's code field would carry it) to the image
+// key of ev for action in namespace, and returns the string to store as the action's code.
+func SealCode(ev *attest.Evidence, namespace, action string, code []byte) (string, error) {
+	keys, err := keysOf(ev)
+	if err != nil {
+		return "", err
+	}
+	if namespace == "" || action == "" {
+		return "", fmt.Errorf("%w: namespace and action are required", ErrMalformed)
+	}
+	enc, ct, err := seal(keys.kem, infoCode, CodeAAD(namespace, FullActionName(namespace, action)), code)
+	if err != nil {
+		return "", err
+	}
+	out, err := json.Marshal(map[string]SealedCode{CodeField: {V: Version, Kid: keys.kid,
+		Enc: base64.StdEncoding.EncodeToString(enc), Ct: base64.StdEncoding.EncodeToString(ct)}})
+	if err != nil {
+		return "", fmt.Errorf("sealed: code: %w", err)
+	}
+	return string(out), nil
+}
+
+// IsSealed reports whether an activation's parameters object is an envelope.
+func IsSealed(params json.RawMessage) bool {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(params, &probe) != nil {
+		return false
+	}
+	_, ok := probe[ParamsField]
+	return ok
+}
+
+// IsSealedCode reports whether an action's code is sealed code.
+func IsSealedCode(code string) bool {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal([]byte(code), &probe) != nil {
+		return false
+	}
+	_, ok := probe[CodeField]
+	return ok
+}
+
+// OpenResult opens the result an activation record holds for the invocation reply was made for,
+// and verifies its receipt against the evidence the parameters were sealed to. A record that holds
+// the enclave's refusal gives ErrRefused; any other unsealed result gives ErrNotSealed.
+func OpenResult(reply *ReplyKey, activationID string, recordResult json.RawMessage) (*Opened, error) {
+	if reply == nil || reply.key == nil {
+		return nil, fmt.Errorf("%w: no reply key", ErrMalformed)
+	}
+	if activationID == "" {
+		return nil, fmt.Errorf("%w: activation id is required", ErrMalformed)
+	}
+	sr, err := findSealedResult(recordResult)
+	if err != nil {
+		return nil, err
+	}
+	if sr.V != Version {
+		return nil, fmt.Errorf("%w: sealed result version %d", ErrMalformed, sr.V)
+	}
+	enc, err1 := base64.StdEncoding.DecodeString(sr.Enc)
+	ct, err2 := base64.StdEncoding.DecodeString(sr.Ct)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
+	}
+	pt, err := open(reply.key, infoResult, ResultAAD(activationID, reply.Nonce), enc, ct)
+	if err != nil {
+		return nil, err
+	}
+	var rp resultPlaintext
+	if err := json.Unmarshal(pt, &rp); err != nil {
+		return nil, fmt.Errorf("%w: sealed result plaintext: %w", ErrMalformed, err)
+	}
+	if sr.Receipt.ActivationID != activationID {
+		return nil, fmt.Errorf("%w: receipt is for activation %q, not %q", ErrIntegrity, sr.Receipt.ActivationID, activationID)
+	}
+	if err := verifyReceipt(sr.Receipt, reply.Kid, reply.SigKey, reply.EvidenceSHA256, reply, ct); err != nil {
+		return nil, err
+	}
+	return &Opened{Result: nullIfEmpty(rp.Result), Error: nullIfEmpty(rp.Error), Logs: rp.Logs, Receipt: sr.Receipt}, nil
+}
+
+// findSealedResult takes the sealed result out of a record's result: {"__teemate_sealed_result":…}
+// on success, {"error":{"__teemate_sealed_result":…}} for an application error.
+func findSealedResult(recordResult json.RawMessage) (*SealedResult, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(recordResult, &top); err != nil {
+		return nil, fmt.Errorf("%w: record result: %w", ErrMalformed, err)
+	}
+	raw, ok := top[ResultField]
+	if !ok {
+		var inner map[string]json.RawMessage
+		if errRaw, has := top["error"]; has && json.Unmarshal(errRaw, &inner) == nil {
+			raw, ok = inner[ResultField]
+		}
+	}
+	if !ok {
+		var msg string
+		if errRaw, has := top["error"]; has && json.Unmarshal(errRaw, &msg) == nil {
+			if strings.HasPrefix(msg, IntegrityPrefix) {
+				return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
+			}
+			return nil, fmt.Errorf("%w: error %q", ErrNotSealed, msg)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNotSealed, truncate(recordResult, 200))
+	}
+	var sr SealedResult
+	if err := json.Unmarshal(raw, &sr); err != nil {
+		return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
+	}
+	return &sr, nil
+}
+
+func seal(recipient []byte, info string, aad, pt []byte) (enc, ct []byte, err error) {
+	pub, err := ecdh.X25519().NewPublicKey(recipient)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: recipient key: %w", ErrMalformed, err)
+	}
+	pk, err := hpke.NewDHKEMPublicKey(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: hpke key: %w", err)
+	}
+	enc, sender, err := hpke.NewSender(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte(info))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: hpke: %w", err)
+	}
+	ct, err = sender.Seal(aad, pt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
+	}
+	return enc, ct, nil
+}
+
+func open(priv *ecdh.PrivateKey, info string, aad, enc, ct []byte) ([]byte, error) {
+	k, err := hpke.NewDHKEMPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("sealed: hpke key: %w", err)
+	}
+	r, err := hpke.NewRecipient(enc, k, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte(info))
+	if err != nil {
+		return nil, fmt.Errorf("%w: encapsulated key: %w", ErrIntegrity, err)
+	}
+	pt, err := r.Open(aad, ct)
+	if err != nil {
+		return nil, fmt.Errorf("%w: does not open: %w", ErrIntegrity, err)
+	}
+	return pt, nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	var probe map[string]json.RawMessage
+	return json.Unmarshal(raw, &probe) == nil && probe != nil
+}
+
+func nullIfEmpty(raw json.RawMessage) json.RawMessage {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return json.RawMessage("null")
+	}
+	return raw
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
+}

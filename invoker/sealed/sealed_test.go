@@ -1,0 +1,244 @@
+package sealed
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/teemate/platform/invoker/attest"
+)
+
+// testImage is an image key held by the test, standing in for the enclave's (the enclave's own side
+// is trusted/sealed.js, exercised against this package in interop_test.go).
+type testImage struct {
+	kem *ecdh.PrivateKey
+	sig ed25519.PrivateKey
+	ev  *attest.Evidence
+}
+
+func unb64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newTestImage(t *testing.T) *testImage {
+	t.Helper()
+	kem, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigPub, sig, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := attest.NewSimulated("nodejs:20", kem.PublicKey().Bytes(), sigPub, strings.Repeat("ab", 32))
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err = attest.Parse(raw); err != nil {
+		t.Fatal(err)
+	}
+	return &testImage{kem: kem, sig: sig, ev: ev}
+}
+
+// openEnvelope is the enclave's half in Go: it returns the params, the reply key and the envelope.
+func (im *testImage) openEnvelope(t *testing.T, params json.RawMessage, namespace, action string) (json.RawMessage, []byte, Envelope, []byte) {
+	t.Helper()
+	var wrapped map[string]Envelope
+	if err := json.Unmarshal(params, &wrapped); err != nil {
+		t.Fatal(err)
+	}
+	env := wrapped[ParamsField]
+	enc, ct := unb64(t, env.Enc), unb64(t, env.Ct)
+	pt, err := open(im.kem, infoParams, ParamsAAD(namespace, action, env.Nonce, env.Iat), enc, ct)
+	if err != nil {
+		t.Fatalf("open envelope: %v", err)
+	}
+	var p paramsPlaintext
+	if err := json.Unmarshal(pt, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Params, unb64(t, p.Reply), env, ct
+}
+
+// sealResult is the enclave's half of the result in Go.
+func (im *testImage) sealResult(t *testing.T, reply []byte, env Envelope, inputCT []byte, activationID, namespace, action string, pt resultPlaintext) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, ct, err := seal(reply, infoResult, ResultAAD(activationID, env.Nonce), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evSum, err := im.ev.Sha256()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := sha256.Sum256(inputCT), sha256.Sum256(ct)
+	r := Receipt{V: 1, ActivationID: activationID, Namespace: namespace, Action: action, Nonce: env.Nonce,
+		Kid: im.ev.Kid, EvidenceSHA256: evSum, CodeSHA256: strings.Repeat("0", 64),
+		InputSHA256: hex.EncodeToString(in[:]), OutputSHA256: hex.EncodeToString(out[:])}
+	msg, err := r.SignedBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(im.sig, msg))
+	res, err := json.Marshal(map[string]SealedResult{ResultField: {V: 1,
+		Enc: base64.StdEncoding.EncodeToString(enc), Ct: base64.StdEncoding.EncodeToString(ct), Receipt: r}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestSealParams_RoundTrip(t *testing.T) {
+	im := newTestImage(t)
+	params, reply, err := SealParams(im.ev, "guest", "hello", json.RawMessage(`{"name":"canary-1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(params), "canary") || !IsSealed(params) {
+		t.Fatalf("sealed params: %s", params)
+	}
+	if reply.Action != "/guest/hello" {
+		t.Fatalf("action %q, want the fully qualified name", reply.Action)
+	}
+	got, replyPub, env, inCT := im.openEnvelope(t, params, "guest", "/guest/hello")
+	if string(got) != `{"name":"canary-1"}` {
+		t.Fatalf("params %s", got)
+	}
+	// The reply key survives being stored and read back.
+	stored, err := json.Marshal(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back ReplyKey
+	if err := json.Unmarshal(stored, &back); err != nil {
+		t.Fatal(err)
+	}
+	rec := im.sealResult(t, replyPub, env, inCT, "act1", "guest", "/guest/hello",
+		resultPlaintext{Result: json.RawMessage(`{"ok":true}`), Logs: []string{"line one"}})
+	opened, err := OpenResult(&back, "act1", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(opened.Result) != `{"ok":true}` || string(opened.Error) != "null" || len(opened.Logs) != 1 {
+		t.Fatalf("opened %+v", opened)
+	}
+	var sr map[string]SealedResult
+	if err := json.Unmarshal(rec, &sr); err != nil {
+		t.Fatal(err)
+	}
+	ct := unb64(t, sr[ResultField].Ct)
+	if err := VerifyReceipt(opened.Receipt, im.ev, &back, ct); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another activation id, a flipped byte, another client's reply key: all refused.
+	if _, err := OpenResult(&back, "act2", rec); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("other activation: %v", err)
+	}
+	_, other, err := SealParams(im.ev, "guest", "hello", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenResult(other, "act1", rec); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("other reply key: %v", err)
+	}
+	bad := sr[ResultField]
+	bad.Receipt.CodeSHA256 = strings.Repeat("1", 64)
+	badRec := marshal(t, map[string]SealedResult{ResultField: bad})
+	if _, err := OpenResult(&back, "act1", badRec); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("edited receipt: %v", err)
+	}
+	// An application error is under "error".
+	appRec := marshal(t, map[string]json.RawMessage{"error": rec})
+	if _, err := OpenResult(&back, "act1", appRec); err != nil {
+		t.Fatalf("application error shape: %v", err)
+	}
+	// A refusal and a plain result say what they are.
+	if _, err := OpenResult(&back, "act1", json.RawMessage(`{"error":"TeeMate sealed: integrity: replayed nonce"}`)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("refusal: %v", err)
+	}
+	if _, err := OpenResult(&back, "act1", json.RawMessage(`{"error":"The action exceeded its time limits of 100 milliseconds."}`)); !errors.Is(err, ErrNotSealed) {
+		t.Fatalf("timeout: %v", err)
+	}
+}
+
+func TestSealParams_BadInput(t *testing.T) {
+	im := newTestImage(t)
+	for name, c := range map[string]struct {
+		ev     *attest.Evidence
+		params string
+	}{
+		"no evidence":  {nil, `{}`},
+		"array params": {im.ev, `[1]`},
+		"not json":     {im.ev, `{`},
+		"wrong kid":    {&attest.Evidence{Kid: strings.Repeat("0", 32), Keys: im.ev.Keys}, `{}`},
+	} {
+		if _, _, err := SealParams(c.ev, "guest", "a", json.RawMessage(c.params)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	big := `{"x":"` + strings.Repeat("a", MaxSealedBytes) + `"}`
+	if _, _, err := SealParams(im.ev, "guest", "a", json.RawMessage(big)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("oversize: %v", err)
+	}
+}
+
+func TestSealCode_Binding(t *testing.T) {
+	im := newTestImage(t)
+	code, err := SealCode(im.ev, "guest", "pkg/a", []byte("function main(){return {}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsSealedCode(code) || IsSealedCode("function main(){}") {
+		t.Fatal("IsSealedCode")
+	}
+	var sc map[string]SealedCode
+	if err := json.Unmarshal([]byte(code), &sc); err != nil {
+		t.Fatal(err)
+	}
+	enc, ct := unb64(t, sc[CodeField].Enc), unb64(t, sc[CodeField].Ct)
+	if _, err := open(im.kem, infoCode, CodeAAD("guest", "/guest/pkg/a"), enc, ct); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(im.kem, infoCode, CodeAAD("guest", "/guest/pkg/b"), enc, ct); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("moved to another action: %v", err)
+	}
+}
+
+func TestReceipt_SignedBytes(t *testing.T) {
+	r := Receipt{V: 1, ActivationID: "a", Namespace: "n\"\\\n\x01é", Action: "/n/x"}
+	b, err := r.SignedBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "teemate-receipt-v1\n" + `{"action":"/n/x","activationId":"a","codeSha256":"","evidenceSha256":"","inputSha256":"","kid":"","namespace":"n\"\\\n\u0001é","nonce":"","outputSha256":"","v":1}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+}
