@@ -82,8 +82,8 @@ func TestDependencyDirection(t *testing.T) {
 
 // TestDirectImports checks who imports what directly, for the rules that a transitive view cannot
 // state: only the composition root (invoker/daemon) imports a backend (a backend's own tree and
-// tests aside), and bench reaches the controller-adapter through controller-adapter/embed only (embed itself
-// reaches the rest).
+// tests aside), and bench reaches the controller-adapter through controller-adapter/embed and
+// controller-adapter/client only (embed itself reaches the rest).
 func TestDirectImports(t *testing.T) {
 	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}} | {{join .TestImports \" \"}} {{join .XTestImports \" \"}}", "./...")
 	cmd.Dir = testtool.Root(t)
@@ -115,8 +115,9 @@ func TestDirectImports(t *testing.T) {
 					t.Errorf("%s imports %s: only the composition root (invoker/daemon) chooses a backend", pkg, rel)
 				}
 			}
-			if (pkg == "bench" || strings.HasPrefix(pkg, "bench/")) && strings.HasPrefix(rel, "controller-adapter/") && rel != "controller-adapter/embed" {
-				t.Errorf("%s imports %s: bench uses the controller-adapter through controller-adapter/embed only", pkg, rel)
+			if (pkg == "bench" || strings.HasPrefix(pkg, "bench/")) && strings.HasPrefix(rel, "controller-adapter/") &&
+				rel != "controller-adapter/embed" && !strings.HasPrefix(rel, "controller-adapter/client") {
+				t.Errorf("%s imports %s: bench uses the controller-adapter through controller-adapter/embed and /client only", pkg, rel)
 			}
 		}
 	}

@@ -69,8 +69,8 @@ var _ activation.Executor = (*Executor)(nil)
 // RotateKey gives image a new image key in its warm enclaves (the invoker's admin POST
 // /keys/rotate). An error wraps enclave.ErrNoOwner when no owner of image runs here, or when the
 // enclaves cannot rotate keys at all.
-func (e *Executor) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
-	r, ok := e.enclaves.(interface {
+func (t *Executor) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
+	r, ok := t.enclaves.(interface {
 		RotateKey(ctx context.Context, image string) (string, string, error)
 	})
 	if !ok {
