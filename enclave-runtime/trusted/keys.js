@@ -25,6 +25,7 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
+const hpke = require('./hpke');
 
 const EVIDENCE_DOMAIN = 'teemate-evidence-v1\n';
 const SEAL_DOMAIN = 'teemate-image-key-v1\n';
@@ -125,68 +126,23 @@ function reportData(kemRaw, sigRaw) {
   return out;
 }
 
-// ---- HPKE base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM (RFC 9180) ----
-// Only what the transfer needs (single-shot seal/open); sealed.js has the envelope's.
-const KEM_SUITE = Buffer.from([0x4b, 0x45, 0x4d, 0x00, 0x20]); // "KEM" || 0x0020
-const HPKE_SUITE = Buffer.from([0x48, 0x50, 0x4b, 0x45, 0x00, 0x20, 0x00, 0x01, 0x00, 0x02]);
-
-function labeledExtract(suite, salt, label, ikm) {
-  return crypto.createHmac('sha256', salt).update(Buffer.concat([Buffer.from('HPKE-v1'), suite, Buffer.from(label), ikm])).digest();
-}
-
-function labeledExpand(suite, prk, label, info, length) {
-  const labeled = Buffer.concat([Buffer.from([length >> 8, length & 0xff]), Buffer.from('HPKE-v1'), suite, Buffer.from(label), info]);
-  const out = [];
-  let t = Buffer.alloc(0);
-  for (let i = 1; Buffer.concat(out).length < length; i++) {
-    t = crypto.createHmac('sha256', prk).update(Buffer.concat([t, labeled, Buffer.from([i])])).digest();
-    out.push(t);
-  }
-  return Buffer.concat(out).subarray(0, length);
-}
-
-function keySchedule(dh, enc, pkR, info) {
-  const empty = Buffer.alloc(0);
-  const eae = labeledExtract(KEM_SUITE, empty, 'eae_prk', dh);
-  const shared = labeledExpand(KEM_SUITE, eae, 'shared_secret', Buffer.concat([enc, pkR]), 32);
-  const ctx = Buffer.concat([Buffer.from([0]), labeledExtract(HPKE_SUITE, empty, 'psk_id_hash', empty),
-    labeledExtract(HPKE_SUITE, empty, 'info_hash', Buffer.from(info))]);
-  const secret = labeledExtract(HPKE_SUITE, shared, 'secret', empty);
-  return { key: labeledExpand(HPKE_SUITE, secret, 'key', ctx, 32), nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', ctx, 12) };
-}
-
-function x25519Public(raw) {
-  return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
-}
-
-// dh is X25519; a public key that is no curve point or of low order (an all-zero
-// shared secret, which OpenSSL refuses) is the sender's fault, a KeyError.
-function dh(privateKey, publicRaw) {
-  try {
-    return crypto.diffieHellman({ privateKey, publicKey: x25519Public(publicRaw) });
-  } catch (e) {
-    throw new KeyError(`X25519 with the peer's key failed: ${e.message}`);
-  }
-}
-
+// ---- HPKE (hpke.js, shared with sealed.js), its failures as KeyErrors ----
 function hpkeSeal(pkRaw, info, aad, plaintext) {
-  const e = makePair('x25519');
-  const { key, nonce } = keySchedule(dh(e.privateKey, pkRaw), e.raw, pkRaw, info);
-  const c = crypto.createCipheriv('aes-256-gcm', key, nonce);
-  c.setAAD(aad);
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  return { enc: e.raw, ct };
+  try {
+    return hpke.seal(Buffer.from(pkRaw), info, aad, plaintext);
+  } catch (e) {
+    if (e instanceof hpke.HpkeError) throw new KeyError(`X25519 with the peer's key failed: ${e.message}`);
+    throw e;
+  }
 }
 
 function hpkeOpen(pair, info, aad, enc, ct) {
-  if (enc.length !== 32 || ct.length < 16) throw new KeyError('HPKE message is malformed');
-  const { key, nonce } = keySchedule(dh(pair.privateKey, enc), enc, pair.raw, info);
-  const d = crypto.createDecipheriv('aes-256-gcm', key, nonce);
-  d.setAAD(aad);
-  d.setAuthTag(ct.subarray(ct.length - 16));
   try {
-    return Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()]);
-  } catch {
+    return hpke.open(pair, info, aad, enc, ct);
+  } catch (e) {
+    if (!(e instanceof hpke.HpkeError)) throw e;
+    if (e.kind === 'malformed') throw new KeyError('HPKE message is malformed');
+    if (e.kind === 'key') throw new KeyError(`X25519 with the peer's key failed: ${e.message}`);
     throw new KeyError('HPKE open failed: the message was not sealed to this key or was altered');
   }
 }

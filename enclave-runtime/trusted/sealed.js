@@ -11,16 +11,16 @@
 // isolate only ever sees the opened parameters and the opened code.
 //
 // Cryptography: HPKE base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256),
-// HKDF-SHA256 and AES-256-GCM, written here over node:crypto (X25519 through
-// crypto.diffieHellman on KeyObjects, HKDF's extract and expand from HMAC-SHA256,
-// AES-256-GCM); Ed25519 for receipts. Go's crypto/hpke is the other end: the
-// interop tests in invoker/sealed run both.
+// HKDF-SHA256 and AES-256-GCM (hpke.js, shared with keys.js's key transfer);
+// Ed25519 for receipts. Go's crypto/hpke is the other end: the interop tests in
+// invoker/sealed run both.
 //
 // Every refusal is a SealedError whose message starts with INTEGRITY ("TeeMate
 // sealed: integrity"); the owner answers it as the activation's developer error
 // and keeps serving.
 
 const crypto = require('crypto');
+const hpke = require('./hpke');
 
 const VERSION = 1;
 const SUITE = 'X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM';
@@ -52,124 +52,36 @@ class SealedError extends Error {
   }
 }
 
-// ---- HPKE base mode (RFC 9180), DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM ----
-const KEM_ID = 0x0020;
-const KDF_ID = 0x0001;
-const AEAD_ID = 0x0002;
-const NK = 32; // AES-256 key
-const NN = 12; // GCM nonce
-const NT = 16; // GCM tag
-const NH = 32; // SHA-256
-const KEM_SUITE = Buffer.concat([Buffer.from('KEM'), u16(KEM_ID)]);
-const HPKE_SUITE = Buffer.concat([Buffer.from('HPKE'), u16(KEM_ID), u16(KDF_ID), u16(AEAD_ID)]);
-const HPKE_V1 = Buffer.from('HPKE-v1');
-const EMPTY = Buffer.alloc(0);
-
-function u16(n) {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n, 0);
-  return b;
-}
-
-function hmac(key, data) {
-  return crypto.createHmac('sha256', key).update(data).digest();
-}
-
-// HKDF-Extract (RFC 5869): an empty salt is HashLen zero bytes, which HMAC's key
-// padding makes the same as an empty key.
-function extract(salt, ikm) {
-  return hmac(salt.length ? salt : Buffer.alloc(NH), ikm);
-}
-
-function expand(prk, info, length) {
-  if (length > 255 * NH) throw new Error('HKDF-Expand: length too large');
-  const out = [];
-  let t = EMPTY;
-  for (let i = 1, have = 0; have < length; i++) {
-    t = hmac(prk, Buffer.concat([t, info, Buffer.from([i])]));
-    out.push(t);
-    have += t.length;
-  }
-  return Buffer.concat(out).subarray(0, length);
-}
-
-function labeledExtract(suite, salt, label, ikm) {
-  return extract(salt, Buffer.concat([HPKE_V1, suite, Buffer.from(label), ikm]));
-}
-
-function labeledExpand(suite, prk, label, info, length) {
-  return expand(prk, Buffer.concat([u16(length), HPKE_V1, suite, Buffer.from(label), info]), length);
-}
-
+// ---- HPKE (hpke.js), its failures as integrity refusals ------------------------------------
 function x25519Public(raw) {
-  if (!Buffer.isBuffer(raw) || raw.length !== 32) throw new SealedError('an X25519 public key is not 32 bytes');
-  return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
-}
-
-function rawPublic(publicKey) {
-  return Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url');
-}
-
-function dh(privateKey, publicKey) {
-  let z;
   try {
-    z = crypto.diffieHellman({ privateKey, publicKey });
+    return hpke.publicKey(raw);
   } catch {
-    // OpenSSL refuses an all-zero result itself.
-    throw new SealedError('the encapsulated key is a small-order point');
+    throw new SealedError(Buffer.isBuffer(raw) && raw.length === 32 ? 'the key is not an X25519 public key' : 'an X25519 public key is not 32 bytes');
   }
-  // RFC 9180 7.1.4: an all-zero X25519 output (a small-order public key) is refused.
-  if (z.every((b) => b === 0)) throw new SealedError('the encapsulated key is a small-order point');
-  return z;
 }
 
-// sharedSecret is DHKEM's ExtractAndExpand over kem_context = enc || pkR.
-function sharedSecret(z, enc, pkRaw) {
-  const prk = labeledExtract(KEM_SUITE, EMPTY, 'eae_prk', z);
-  return labeledExpand(KEM_SUITE, prk, 'shared_secret', Buffer.concat([enc, pkRaw]), NH);
-}
-
-// keySchedule for mode_base (no PSK): the AEAD key and base nonce.
-function keySchedule(shared, info) {
-  const pskIdHash = labeledExtract(HPKE_SUITE, EMPTY, 'psk_id_hash', EMPTY);
-  const infoHash = labeledExtract(HPKE_SUITE, EMPTY, 'info_hash', Buffer.from(info));
-  const context = Buffer.concat([Buffer.from([0x00]), pskIdHash, infoHash]);
-  const secret = labeledExtract(HPKE_SUITE, shared, 'secret', EMPTY);
-  return { key: labeledExpand(HPKE_SUITE, secret, 'key', context, NK),
-    nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, NN) };
-}
-
-// hpkeSeal encrypts one message (sequence number 0) to the raw X25519 public key.
-function hpkeSeal(pkRaw, info, aad, plaintext) {
-  const pkR = x25519Public(pkRaw);
-  const eph = crypto.generateKeyPairSync('x25519');
-  const enc = rawPublic(eph.publicKey);
-  const { key, nonce } = keySchedule(sharedSecret(dh(eph.privateKey, pkR), enc, pkRaw), info);
-  const c = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
-  c.setAAD(Buffer.from(aad));
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  return { enc, ct };
-}
-
-// hpkeOpen decrypts one message (sequence number 0) with the recipient's pair
-// ({privateKey: KeyObject, raw: its 32-byte public key}); a failure is a SealedError.
-function hpkeOpen(pair, info, aad, enc, ct) {
-  if (enc.length !== 32) throw new SealedError('the encapsulated key is not 32 bytes');
-  if (ct.length < NT) throw new SealedError('the ciphertext is shorter than its tag');
-  let pkE;
+// hpkeSeal encrypts one message to the raw X25519 public key (opts: hpke.seal's).
+function hpkeSeal(pkRaw, info, aad, plaintext, opts) {
   try {
-    pkE = x25519Public(enc);
+    return hpke.seal(pkRaw, info, aad, plaintext, opts);
   } catch (e) {
-    throw new SealedError('the encapsulated key is not an X25519 key');
+    if (e instanceof hpke.HpkeError) throw new SealedError(e.message);
+    throw e;
   }
-  const { key, nonce } = keySchedule(sharedSecret(dh(pair.privateKey, pkE), enc, pair.raw), info);
-  const d = crypto.createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
-  d.setAAD(Buffer.from(aad));
-  d.setAuthTag(ct.subarray(ct.length - NT));
+}
+
+// hpkeOpen decrypts one message with the recipient's pair ({privateKey: KeyObject,
+// raw: its 32-byte public key}); a failure is a SealedError.
+function hpkeOpen(pair, info, aad, enc, ct) {
   try {
-    return Buffer.concat([d.update(ct.subarray(0, ct.length - NT)), d.final()]);
-  } catch {
-    throw new SealedError('the ciphertext does not open (tampered, or sealed for another key, action or time)');
+    return hpke.open(pair, info, aad, enc, ct);
+  } catch (e) {
+    if (!(e instanceof hpke.HpkeError)) throw e;
+    if (e.kind === 'open') throw new SealedError('the ciphertext does not open (tampered, or sealed for another key, action or time)');
+    if (e.kind === 'key' && /not an X25519/.test(e.message)) throw new SealedError('the encapsulated key is not an X25519 key');
+    if (e.kind === 'key') throw new SealedError('the encapsulated key is a small-order point');
+    throw new SealedError(e.message);
   }
 }
 
@@ -461,7 +373,7 @@ module.exports = {
   VERSION, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
   MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
   SealedError, ReplayCache,
-  hpkeSeal, hpkeOpen, labeledExtract, labeledExpand, rawPublic,
+  hpkeSeal, hpkeOpen, labeledExtract: hpke.labeledExtract, labeledExpand: hpke.labeledExpand, rawPublic: hpke.rawPublic,
   paramsAAD, resultAAD, codeAAD, canonicalJSON, signReceipt, sha256hex,
   isEnvelope, openEnvelope, isSealedCode, openCode, sealResult, sealOutcome, refusedOutcome,
 };

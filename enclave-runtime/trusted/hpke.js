@@ -1,0 +1,157 @@
+'use strict';
+// HPKE base mode (RFC 9180), single-shot (sequence number 0), trusted side: the one
+// implementation the enclave runtime uses, for sealed envelopes, code and results
+// (sealed.js) and for the image key's transfer between owners (keys.js). Suite:
+// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, over node:crypto (X25519
+// through crypto.diffieHellman on KeyObjects, HKDF's extract and expand from
+// HMAC-SHA256). Go's crypto/hpke is the other end: the interop tests in
+// invoker/sealed run both.
+//
+// What does not depend on the message is computed once: the labels' fixed
+// prefixes and, per info string, the key schedule's context (psk_id_hash and
+// info_hash). Callers wrap HpkeError into their own error class.
+
+const crypto = require('crypto');
+
+const KEM_ID = 0x0020;
+const KDF_ID = 0x0001;
+const AEAD_ID = 0x0002;
+const NK = 32; // AES-256 key
+const NN = 12; // GCM nonce
+const NT = 16; // GCM tag
+const NH = 32; // SHA-256
+const EMPTY = Buffer.alloc(0);
+const ZERO_SALT = Buffer.alloc(NH);
+
+class HpkeError extends Error {
+  // kind: 'malformed' (sizes), 'key' (enc is no usable X25519 key, or a small-order
+  // point), 'open' (the AEAD refused: tampered, or sealed to another key or AAD).
+  constructor(kind, message) {
+    super(message);
+    this.name = 'HpkeError';
+    this.kind = kind;
+  }
+}
+
+function u16(n) {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n, 0);
+  return b;
+}
+
+const KEM_SUITE = Buffer.concat([Buffer.from('KEM'), u16(KEM_ID)]);
+const HPKE_SUITE = Buffer.concat([Buffer.from('HPKE'), u16(KEM_ID), u16(KDF_ID), u16(AEAD_ID)]);
+const HPKE_V1 = Buffer.from('HPKE-v1');
+
+function hmac(key, data) {
+  return crypto.createHmac('sha256', key).update(data).digest();
+}
+
+// labeledExtract: HKDF-Extract (RFC 5869) over "HPKE-v1" || suite || label || ikm. An
+// empty salt is HashLen zero bytes (the same as an empty HMAC key).
+function labeledExtract(suite, salt, label, ikm) {
+  return hmac(salt.length ? salt : ZERO_SALT, Buffer.concat([HPKE_V1, suite, Buffer.from(label), ikm]));
+}
+
+// labeledExpand: HKDF-Expand over I2OSP(length, 2) || "HPKE-v1" || suite || label || info.
+function labeledExpand(suite, prk, label, info, length) {
+  if (length > 255 * NH) throw new Error('HKDF-Expand: length too large');
+  const labeled = Buffer.concat([u16(length), HPKE_V1, suite, Buffer.from(label), info]);
+  const out = [];
+  let t = EMPTY;
+  for (let i = 1, have = 0; have < length; i++) {
+    t = hmac(prk, Buffer.concat([t, labeled, Buffer.from([i])]));
+    out.push(t);
+    have += t.length;
+  }
+  return out.length === 1 ? t.subarray(0, length) : Buffer.concat(out).subarray(0, length);
+}
+
+// contexts caches, per info string, mode_base's key schedule context:
+// 0x00 || psk_id_hash || info_hash. The infos are the formats' few constants.
+const contexts = new Map();
+function scheduleContext(info) {
+  let c = contexts.get(info);
+  if (!c) {
+    c = Buffer.concat([Buffer.from([0x00]), labeledExtract(HPKE_SUITE, EMPTY, 'psk_id_hash', EMPTY),
+      labeledExtract(HPKE_SUITE, EMPTY, 'info_hash', Buffer.from(info))]);
+    if (contexts.size < 64) contexts.set(info, c);
+  }
+  return c;
+}
+
+// publicKey imports a raw 32-byte X25519 public key.
+function publicKey(raw) {
+  if (!Buffer.isBuffer(raw) || raw.length !== 32) throw new HpkeError('key', 'an X25519 public key is not 32 bytes');
+  try {
+    return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
+  } catch {
+    throw new HpkeError('key', 'the key is not an X25519 public key');
+  }
+}
+
+function rawPublic(key) {
+  return Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
+}
+
+// ephemeral makes a sender's key pair: {privateKey, raw}.
+function ephemeral() {
+  const p = crypto.generateKeyPairSync('x25519');
+  return { privateKey: p.privateKey, raw: rawPublic(p.publicKey) };
+}
+
+function dh(privateKey, pub) {
+  let z;
+  try {
+    z = crypto.diffieHellman({ privateKey, publicKey: pub });
+  } catch {
+    // OpenSSL refuses an all-zero result itself.
+    throw new HpkeError('key', 'the peer key is a small-order point');
+  }
+  // RFC 9180 7.1.4: an all-zero X25519 output (a small-order public key) is refused.
+  if (z.every((b) => b === 0)) throw new HpkeError('key', 'the peer key is a small-order point');
+  return z;
+}
+
+// keySchedule: DHKEM's ExtractAndExpand over kem_context = enc || pkR, then
+// mode_base's key schedule; returns the AEAD key and base nonce.
+function keySchedule(z, enc, pkRaw, info) {
+  const prk = labeledExtract(KEM_SUITE, EMPTY, 'eae_prk', z);
+  const shared = labeledExpand(KEM_SUITE, prk, 'shared_secret', Buffer.concat([enc, pkRaw]), NH);
+  const context = scheduleContext(info);
+  const secret = labeledExtract(HPKE_SUITE, shared, 'secret', EMPTY);
+  return { key: labeledExpand(HPKE_SUITE, secret, 'key', context, NK),
+    nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, NN) };
+}
+
+// seal encrypts plaintext to the recipient: pkRaw is its raw public key, pkR (optional)
+// the same key already imported as a KeyObject, eph (optional) a sender pair made
+// ahead by ephemeral() and used for this message only. Returns {enc, ct}.
+function seal(pkRaw, info, aad, plaintext, { pkR, eph } = {}) {
+  const recipient = pkR || publicKey(pkRaw);
+  const e = eph || ephemeral();
+  const { key, nonce } = keySchedule(dh(e.privateKey, recipient), e.raw, pkRaw, info);
+  const c = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
+  c.setAAD(Buffer.from(aad));
+  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+  return { enc: e.raw, ct };
+}
+
+// open decrypts with the recipient's pair ({privateKey: KeyObject, raw: its 32-byte
+// public key}).
+function open(pair, info, aad, enc, ct) {
+  if (!Buffer.isBuffer(enc) || enc.length !== 32) throw new HpkeError('malformed', 'the encapsulated key is not 32 bytes');
+  if (!Buffer.isBuffer(ct) || ct.length < NT) throw new HpkeError('malformed', 'the ciphertext is shorter than its tag');
+  const { key, nonce } = keySchedule(dh(pair.privateKey, publicKey(enc)), enc, pair.raw, info);
+  const d = crypto.createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
+  d.setAAD(Buffer.from(aad));
+  d.setAuthTag(ct.subarray(ct.length - NT));
+  try {
+    return Buffer.concat([d.update(ct.subarray(0, ct.length - NT)), d.final()]);
+  } catch {
+    throw new HpkeError('open', 'the ciphertext does not open');
+  }
+}
+
+module.exports = { HpkeError, seal, open, ephemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
+  KEM_SUITE, HPKE_SUITE, NT };
