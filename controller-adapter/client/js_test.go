@@ -112,9 +112,13 @@ func (k *imageKey) sealResult(t *testing.T, reply []byte, e sealed.Envelope, ns,
 		t.Fatal(err)
 	}
 	in, _ := base64.StdEncoding.DecodeString(e.Ct)
-	inSum, outSum, evSum := sha256.Sum256(in), sha256.Sum256(ct), sha256.Sum256(k.ev.Raw)
+	inSum, outSum := sha256.Sum256(in), sha256.Sum256(ct)
+	identity, err := k.ev.IdentitySha256()
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := sealed.Receipt{V: 1, ActivationID: activationID, Namespace: ns, Action: action, Nonce: e.Nonce, Kid: k.ev.Kid,
-		EvidenceSHA256: hex.EncodeToString(evSum[:]), CodeSHA256: hex.EncodeToString(make([]byte, 32)),
+		IdentitySHA256: identity, CodeSHA256: hex.EncodeToString(make([]byte, 32)),
 		InputSHA256: hex.EncodeToString(inSum[:]), OutputSHA256: hex.EncodeToString(outSum[:])}
 	msg, err := r.SignedBytes()
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 type imageKey struct {
 	kid            string
 	kem, sig       []byte // raw X25519 and Ed25519 public keys
-	evidenceSHA256 string // hex SHA-256 of the evidence as the enclave served it
+	identitySHA256 string // ev.IdentitySha256(): what receipts name the enclave by
 }
 
 // keysOf takes the image key out of evidence and checks that its kid is the one its keys give. It
@@ -31,9 +31,9 @@ func keysOf(ev *attest.Evidence) (imageKey, error) {
 	if kid := attest.Kid(kem, sig); kid != ev.Kid {
 		return imageKey{}, fmt.Errorf("%w: evidence kid %q is not its keys' %q", ErrMalformed, ev.Kid, kid)
 	}
-	sum, err := ev.Sha256()
+	sum, err := ev.IdentitySha256()
 	if err != nil {
 		return imageKey{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return imageKey{kid: ev.Kid, kem: kem, sig: sig, evidenceSHA256: sum}, nil
+	return imageKey{kid: ev.Kid, kem: kem, sig: sig, identitySHA256: sum}, nil
 }

@@ -1,15 +1,11 @@
 package sealed
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"sort"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/teemate/platform/invoker/attest"
 )
@@ -26,7 +22,7 @@ type Receipt struct {
 	Action         string `json:"action"`
 	Nonce          string `json:"nonce"`
 	Kid            string `json:"kid"`
-	EvidenceSHA256 string `json:"evidenceSha256"` // hex SHA-256 of the evidence JSON the enclave serves
+	IdentitySHA256 string `json:"identitySha256"` // attest.Evidence.IdentitySha256 of the enclave's evidence
 	CodeSHA256     string `json:"codeSha256"`     // hex SHA-256 of the plaintext code it ran
 	InputSHA256    string `json:"inputSha256"`    // hex SHA-256 of the envelope's ct bytes
 	OutputSHA256   string `json:"outputSha256"`   // hex SHA-256 of the sealed result's ct bytes
@@ -36,68 +32,15 @@ type Receipt struct {
 // SignedBytes is what the signature covers: receiptDomain followed by the canonical JSON of the
 // receipt without sig (keys sorted, no spaces, strings escaped as JavaScript's JSON.stringify does).
 func (r Receipt) SignedBytes() ([]byte, error) {
-	fields := map[string]string{
+	body, err := attest.CanonicalJSON(map[string]string{
 		"activationId": r.ActivationID, "namespace": r.Namespace, "action": r.Action,
-		"nonce": r.Nonce, "kid": r.Kid, "evidenceSha256": r.EvidenceSHA256, "codeSha256": r.CodeSHA256,
+		"nonce": r.Nonce, "kid": r.Kid, "identitySha256": r.IdentitySHA256, "codeSha256": r.CodeSHA256,
 		"inputSha256": r.InputSHA256, "outputSha256": r.OutputSHA256,
+	}, map[string]int{"v": r.V})
+	if err != nil {
+		return nil, fmt.Errorf("%w: receipt: %w", ErrMalformed, err)
 	}
-	names := make([]string, 0, len(fields)+1)
-	for k := range fields {
-		names = append(names, k)
-	}
-	names = append(names, "v")
-	sort.Strings(names)
-	var b bytes.Buffer
-	b.WriteString(receiptDomain)
-	b.WriteByte('{')
-	for i, k := range names {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		writeJSString(&b, k)
-		b.WriteByte(':')
-		if k == "v" {
-			b.WriteString(strconv.Itoa(r.V))
-			continue
-		}
-		if !utf8.ValidString(fields[k]) {
-			return nil, fmt.Errorf("%w: receipt field %s is not UTF-8", ErrMalformed, k)
-		}
-		writeJSString(&b, fields[k])
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
-
-// writeJSString writes s as JSON.stringify would: the two-character escapes, other control
-// characters as \u00xx, everything else as it is.
-func writeJSString(b *bytes.Buffer, s string) {
-	b.WriteByte('"')
-	for _, c := range s {
-		switch c {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			if c < 0x20 {
-				fmt.Fprintf(b, `\u%04x`, c)
-			} else {
-				b.WriteRune(c)
-			}
-		}
-	}
-	b.WriteByte('"')
+	return append([]byte(receiptDomain), body...), nil
 }
 
 // VerifyReceipt checks a receipt against the evidence of the image key, the reply key of the
@@ -112,10 +55,10 @@ func VerifyReceipt(r Receipt, ev *attest.Evidence, reply *ReplyKey, sealedResult
 	if reply == nil {
 		return fmt.Errorf("%w: no reply key", ErrMalformed)
 	}
-	return verifyReceipt(r, keys.kid, keys.sig, keys.evidenceSHA256, reply, sealedResultCT)
+	return verifyReceipt(r, keys.kid, keys.sig, keys.identitySHA256, reply, sealedResultCT)
 }
 
-func verifyReceipt(r Receipt, kid string, sigKey []byte, evidenceSHA256 string, reply *ReplyKey, ct []byte) error {
+func verifyReceipt(r Receipt, kid string, sigKey []byte, identitySHA256 string, reply *ReplyKey, ct []byte) error {
 	if r.V != Version {
 		return fmt.Errorf("%w: receipt version %d", ErrMalformed, r.V)
 	}
@@ -137,7 +80,7 @@ func verifyReceipt(r Receipt, kid string, sigKey []byte, evidenceSHA256 string, 
 	for _, c := range []struct{ what, got, want string }{
 		{"kid", r.Kid, kid},
 		{"kid of the envelope", r.Kid, reply.Kid},
-		{"evidence hash", r.EvidenceSHA256, evidenceSHA256},
+		{"identity hash", r.IdentitySHA256, identitySHA256},
 		{"namespace", r.Namespace, reply.Namespace},
 		{"action", r.Action, reply.Action},
 		{"nonce", r.Nonce, reply.Nonce},

@@ -20,7 +20,7 @@ type ReplyKey struct {
 	Iat            int64  // the envelope's time (unix ms)
 	InputSHA256    string // hex SHA-256 of the envelope's ct bytes
 	SigKey         []byte // the image's raw Ed25519 public key, which signs the receipt
-	EvidenceSHA256 string // hex SHA-256 of the evidence the envelope was sealed to
+	IdentitySHA256 string // the identity hash (attest.Evidence.IdentitySha256) of the evidence the envelope was sealed to
 }
 
 type replyKeyJSON struct {
@@ -33,7 +33,7 @@ type replyKeyJSON struct {
 	Iat            int64  `json:"iat"`
 	InputSHA256    string `json:"inputSha256"`
 	SigKey         string `json:"sigKey"`
-	EvidenceSHA256 string `json:"evidenceSha256"`
+	IdentitySHA256 string `json:"identitySha256"`
 }
 
 // MarshalJSON writes the reply key, private key included.
@@ -44,7 +44,7 @@ func (r *ReplyKey) MarshalJSON() ([]byte, error) {
 	return json.Marshal(replyKeyJSON{V: Version, Key: base64.StdEncoding.EncodeToString(r.key.Bytes()),
 		Namespace: r.Namespace, Action: r.Action, Kid: r.Kid, Nonce: r.Nonce, Iat: r.Iat,
 		InputSHA256: r.InputSHA256, SigKey: base64.StdEncoding.EncodeToString(r.SigKey),
-		EvidenceSHA256: r.EvidenceSHA256})
+		IdentitySHA256: r.IdentitySHA256})
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
@@ -69,6 +69,6 @@ func (r *ReplyKey) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("%w: reply key's signing key: %w", ErrMalformed, err)
 	}
 	*r = ReplyKey{key: key, Namespace: j.Namespace, Action: j.Action, Kid: j.Kid, Nonce: j.Nonce,
-		Iat: j.Iat, InputSHA256: j.InputSHA256, SigKey: sig, EvidenceSHA256: j.EvidenceSHA256}
+		Iat: j.Iat, InputSHA256: j.InputSHA256, SigKey: sig, IdentitySHA256: j.IdentitySHA256}
 	return nil
 }

@@ -170,7 +170,7 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	sum := sha256.Sum256(ct)
 	reply := &ReplyKey{key: replyPriv, Namespace: namespace, Action: action, Kid: keys.kid,
 		Nonce: env.Nonce, Iat: env.Iat, InputSHA256: hex.EncodeToString(sum[:]),
-		SigKey: keys.sig, EvidenceSHA256: keys.evidenceSHA256}
+		SigKey: keys.sig, IdentitySHA256: keys.identitySHA256}
 	return out, reply, nil
 }
 
@@ -265,7 +265,7 @@ func OpenResult(reply *ReplyKey, activationID string, recordResult json.RawMessa
 	if sr.Receipt.ActivationID != activationID {
 		return nil, fmt.Errorf("%w: receipt is for activation %q, not %q", ErrIntegrity, sr.Receipt.ActivationID, activationID)
 	}
-	if err := verifyReceipt(sr.Receipt, reply.Kid, reply.SigKey, reply.EvidenceSHA256, reply, ct); err != nil {
+	if err := verifyReceipt(sr.Receipt, reply.Kid, reply.SigKey, reply.IdentitySHA256, reply, ct); err != nil {
 		return nil, err
 	}
 	return &Opened{Result: nullIfEmpty(rp.Result), Error: nullIfEmpty(rp.Error), Logs: rp.Logs, Receipt: sr.Receipt}, nil

@@ -93,13 +93,13 @@ func (im *testImage) sealResult(t *testing.T, reply []byte, env Envelope, inputC
 	if err != nil {
 		t.Fatal(err)
 	}
-	evSum, err := im.ev.Sha256()
+	evSum, err := im.ev.IdentitySha256()
 	if err != nil {
 		t.Fatal(err)
 	}
 	in, out := sha256.Sum256(inputCT), sha256.Sum256(ct)
 	r := Receipt{V: 1, ActivationID: activationID, Namespace: namespace, Action: action, Nonce: env.Nonce,
-		Kid: im.ev.Kid, EvidenceSHA256: evSum, CodeSHA256: strings.Repeat("0", 64),
+		Kid: im.ev.Kid, IdentitySHA256: evSum, CodeSHA256: strings.Repeat("0", 64),
 		InputSHA256: hex.EncodeToString(in[:]), OutputSHA256: hex.EncodeToString(out[:])}
 	msg, err := r.SignedBytes()
 	if err != nil {
@@ -237,7 +237,7 @@ func TestReceipt_SignedBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "teemate-receipt-v1\n" + `{"action":"/n/x","activationId":"a","codeSha256":"","evidenceSha256":"","inputSha256":"","kid":"","namespace":"n\"\\\n\u0001é","nonce":"","outputSha256":"","v":1}`
+	want := "teemate-receipt-v1\n" + `{"action":"/n/x","activationId":"a","codeSha256":"","identitySha256":"","inputSha256":"","kid":"","namespace":"n\"\\\n\u0001é","nonce":"","outputSha256":"","v":1}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}

@@ -29,7 +29,7 @@ const path = require('node:path');
 const core = require(path.join(__dirname, '..', '..', '..', 'enclave-runtime', 'trusted', 'sealed.js'));
 
 const EVIDENCE_LABEL = 'teemate-evidence-v1\n';
-const RECEIPT_FIELDS = ['activationId', 'namespace', 'action', 'nonce', 'kid', 'evidenceSha256', 'codeSha256',
+const RECEIPT_FIELDS = ['activationId', 'namespace', 'action', 'nonce', 'kid', 'identitySha256', 'codeSha256',
   'inputSha256', 'outputSha256'];
 
 // TeeMateError carries the failure class in .code, as bin/teemate's exit codes do:
@@ -59,28 +59,25 @@ function sha256(...parts) {
   return h.digest();
 }
 
-// parseEvidence takes the evidence as served (a string or Buffer: its SHA-256 names it in
-// receipts) or an already parsed object (hashed as JSON.stringify writes it, which is how the
-// enclave serves it).
+// parseEvidence takes the evidence as served (a string or Buffer) or an already parsed object.
+// Receipts name the enclave by the evidence's identity hash, not by these bytes.
 function parseEvidence(evidence) {
   if (typeof evidence === 'string' || Buffer.isBuffer(evidence)) {
-    const raw = Buffer.from(evidence);
-    let ev;
     try {
-      ev = JSON.parse(raw.toString('utf8'));
+      return { ev: JSON.parse(Buffer.from(evidence).toString('utf8')) };
     } catch (e) {
-      fail('malformed', `the evidence is not JSON: ${e.message}`);
+      return fail('malformed', `the evidence is not JSON: ${e.message}`);
     }
-    return { ev, raw };
   }
   if (evidence === null || typeof evidence !== 'object') fail('malformed', 'no evidence');
-  return { ev: evidence, raw: Buffer.from(JSON.stringify(evidence)) };
+  return { ev: evidence };
 }
 
 // verifyEvidence checks the evidence's shape and binding and the client's policy, and returns
-// {type, kid, kem, sig, evidenceSha256} (kem and sig: raw 32-byte public keys).
+// {type, kid, kem, sig, identitySha256} (kem and sig: raw 32-byte public keys; identitySha256: what
+// receipts name the enclave by, the same for every owner of the image with this key and measurement).
 function verifyEvidence(evidence, opts = {}) {
-  const { ev, raw } = parseEvidence(evidence);
+  const { ev } = parseEvidence(evidence);
   if (ev.v !== 1) fail('malformed', `evidence version ${JSON.stringify(ev.v)} is not 1`);
   if (!ev.keys || typeof ev.keys !== 'object') fail('malformed', 'the evidence has no keys');
   const kem = b64(ev.keys.kem, 'keys.kem');
@@ -102,7 +99,17 @@ function verifyEvidence(evidence, opts = {}) {
   } else {
     fail('malformed', `unknown evidence type ${JSON.stringify(ev.type)}`);
   }
-  return { type: ev.type, kid, kem, sig, evidenceSha256: sha256(raw).toString('hex') };
+  return { type: ev.type, kid, kem, sig, identitySha256: identityOf(ev) };
+}
+
+// identityOf is the evidence's identity hash (trusted/sealed.js identitySha256), with its
+// refusal as this module's malformed-evidence error.
+function identityOf(ev) {
+  try {
+    return core.identitySha256(ev);
+  } catch (e) {
+    return fail('malformed', `the evidence's identity: ${e.message}`);
+  }
 }
 
 // keysOf is verifyEvidence's binding without the policy: sealing trusts evidence the caller
@@ -143,7 +150,7 @@ function sealParams(evidence, namespace, action, params = {}) {
     enc: enc.toString('base64'), ct: ct.toString('base64') } };
   const reply = { v: 1, key: exportPrivate(replyPair.privateKey).toString('base64'), namespace, action, kid: k.kid,
     nonce, iat, inputSha256: sha256(ct).toString('hex'), sigKey: k.sig.toString('base64'),
-    evidenceSha256: k.evidenceSha256 };
+    identitySha256: k.identitySha256 };
   return { params: envelope, reply };
 }
 
@@ -183,7 +190,7 @@ function verifyReceipt(receipt, reply, sealedResultCT, activationId) {
   const msg = Buffer.from('teemate-receipt-v1\n' + core.canonicalJSON(body));
   if (!crypto.verify(null, msg, sigKey, b64(receipt.sig, 'receipt.sig'))) fail('receipt', 'the receipt\'s signature does not verify');
   const want = { activationId, namespace: reply.namespace, action: reply.action, nonce: reply.nonce, kid: reply.kid,
-    evidenceSha256: reply.evidenceSha256, inputSha256: reply.inputSha256,
+    identitySha256: reply.identitySha256, inputSha256: reply.inputSha256,
     outputSha256: sha256(sealedResultCT).toString('hex') };
   for (const [f, v] of Object.entries(want)) {
     if (v !== undefined && receipt[f] !== v) fail('receipt', `the receipt's ${f} is ${JSON.stringify(receipt[f])}, want ${JSON.stringify(v)}`);

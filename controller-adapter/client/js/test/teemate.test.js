@@ -17,7 +17,7 @@ function raw(publicKey) {
 }
 
 // imageKeys is a stand-in for keys.js's ImageKeys with simulated evidence: only the shape
-// sealed.js reads (current, byKid, evidenceSha256).
+// sealed.js reads (current, byKid, identitySha256).
 function imageKeys() {
   const kem = crypto.generateKeyPairSync('x25519');
   const sig = crypto.generateKeyPairSync('ed25519');
@@ -35,7 +35,7 @@ function imageKeys() {
   return { text, evidence,
     current: () => key,
     byKid: (k) => (k === kid ? key : null),
-    evidenceSha256: () => crypto.createHash('sha256').update(text).digest('hex') };
+    identitySha256: () => enclave.identitySha256(evidence) };
 }
 
 const env = { __OW_NAMESPACE: 'guest', __OW_ACTION_NAME: '/guest/hello', __OW_ACTIVATION_ID: 'a1b2c3' };
@@ -54,7 +54,7 @@ test('verifyEvidence: binding, simulated refused unless allowed', () => {
   assert.throws(() => teemate.verifyEvidence(keys.text), { code: 'simulated', message: /simulated/ });
   const v = teemate.verifyEvidence(keys.text, { allowSimulated: true });
   assert.equal(v.kid, keys.evidence.kid);
-  assert.equal(v.evidenceSha256, keys.evidenceSha256());
+  assert.equal(v.identitySha256, keys.identitySha256());
   const bad = { ...keys.evidence, kid: '0'.repeat(32) };
   assert.throws(() => teemate.verifyEvidence(JSON.stringify(bad), { allowSimulated: true }), { code: 'evidence' });
   const sgx = { ...keys.evidence, type: 'sgx-dcap', quote: 'AAAA' };
