@@ -53,7 +53,7 @@ function openResult(keys, s, activationId, result) {
   assert.equal(body.activationId, activationId);
   assert.equal(body.inputSha256, s.inputSha256);
   assert.equal(body.outputSha256, sealed.sha256hex(ct));
-  assert.equal(body.evidenceSha256, keys.evidenceSha256());
+  assert.equal(body.identitySha256, keys.identitySha256());
   assert.equal(body.nonce, s.nonce);
   return { plain, receipt: sr.receipt };
 }
@@ -292,7 +292,7 @@ test('HPKE: what one side seals the other opens; wrong info, aad or key fail', (
 
 test('rotation: an envelope sealed to the previous key opens in its grace, and its receipt names the evidence it was sealed to', () => {
   const keys = newKeys();
-  const before = { kid: keys.current().kid, sig: keys.current().sig.publicKey, evidence: keys.evidenceSha256() };
+  const before = { kid: keys.current().kid, sig: keys.current().sig.publicKey, evidence: keys.identitySha256() };
   const replay = new sealed.ReplayCache();
   const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'r1' };
   const early = sealParams(keys, { a: 1 });
@@ -306,7 +306,7 @@ test('rotation: an envelope sealed to the previous key opens in its grace, and i
     const sr = msg.result[sealed.RESULT_FIELD];
     const { sig, ...body } = sr.receipt;
     assert.equal(body.kid, before.kid);
-    assert.equal(body.evidenceSha256, before.evidence);
+    assert.equal(body.identitySha256, before.evidence);
     assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`), before.sig, Buffer.from(sig, 'base64')));
     const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(id, s.nonce),
       Buffer.from(sr.enc, 'base64'), Buffer.from(sr.ct, 'base64')).toString());
@@ -324,4 +324,57 @@ test('an owner awaiting its image key refuses envelopes and sealed code with an 
   assert.throws(() => sealed.openCode(keys, '{"__teemate_sealed_code":{"v":1,"kid":"00000000000000000000000000000000","enc":"","ct":""}}', env),
     /no image key yet/);
   assert.throws(() => sealed.openEnvelope(newKeys(), s.value, { ...env, __OW_NAMESPACE: 'a\nb' }, new sealed.ReplayCache()), /newline/);
+});
+
+// invoker/attest/testdata/identity-vectors.json is shared with Go's
+// attest.Evidence.IdentitySha256: both must give the same identity hash.
+test('identitySha256 matches Go on the shared vectors, and ignores what differs between owners', () => {
+  const vecs = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'invoker', 'attest', 'testdata', 'identity-vectors.json'), 'utf8'));
+  assert.equal(vecs.length, 2);
+  for (const v of vecs) {
+    assert.equal(sealed.identitySha256(v.evidence), v.identitySha256, v.evidence.type);
+    if (v.evidence.type === 'sgx-dcap') {
+      const q = Buffer.from(v.evidence.quote, 'base64');
+      q[q.length - 1] ^= 1; // another owner's quote: same report body, other signature data
+      assert.equal(sealed.identitySha256({ ...v.evidence, quote: q.toString('base64') }), v.identitySha256);
+    }
+    assert.notEqual(sealed.identitySha256({ ...v.evidence, kid: '0'.repeat(32) }), v.identitySha256);
+  }
+  assert.throws(() => sealed.identitySha256({ v: 1, type: 'other', keys: {} }), sealed.SealedError);
+});
+
+test('CodeCache: sealed code is opened once per action, and never past its key', () => {
+  let t = 1000;
+  const keys = new ImageKeys({ image: 'nodejs:20', attestationDir: '', now: () => t });
+  keys.start('generate');
+  const src = 'function main() { return {}; }';
+  const k = keys.current();
+  const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_CODE, sealed.codeAAD(NS, ACTION), Buffer.from(src));
+  const code = JSON.stringify({ [sealed.CODE_FIELD]: { v: 1, kid: k.kid, enc: enc.toString('base64'), ct: ct.toString('base64') } });
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION };
+  const cache = new sealed.CodeCache({ maxEntries: 2 });
+  assert.deepEqual(sealed.openCode(keys, code, env, cache), { code: src, sha256: sealed.sha256hex(src) });
+  assert.equal(cache.size, 1);
+  // A hit: the same answer; the cached entry is bound to its namespace and action.
+  assert.deepEqual(sealed.openCode(keys, code, env, cache), { code: src, sha256: sealed.sha256hex(src) });
+  assert.equal(cache.size, 1);
+  assert.throws(() => sealed.openCode(keys, code, { ...env, __OW_ACTION_NAME: '/guest/other' }, cache), sealed.SealedError);
+  // Rotated out and past its grace: the cache does not open what openCode would refuse.
+  keys.rotate();
+  t += 11 * 60 * 1000;
+  assert.throws(() => sealed.openCode(keys, code, env, cache), /unknown kid/);
+});
+
+test('prepareReply: the result is sealed with the context made ahead, once', () => {
+  const keys = newKeys();
+  const s = sealParams(keys, { a: 1 });
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'id1' };
+  const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
+  sealed.prepareReply(ctx);
+  const enc = ctx.sender.enc;
+  const out = sealed.sealOutcome(keys, ctx, { type: 'result', outcome: 'success', result: { ok: true }, logs: [] }, '');
+  assert.equal(out.result[sealed.RESULT_FIELD].enc, enc.toString('base64'));
+  assert.equal(ctx.sender, null);
+  const { plain } = openResult(keys, s, 'id1', out.result);
+  assert.deepEqual(plain.result, { ok: true });
 });

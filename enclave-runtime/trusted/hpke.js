@@ -124,17 +124,32 @@ function keySchedule(z, enc, pkRaw, info) {
     nonce: labeledExpand(HPKE_SUITE, secret, 'base_nonce', context, NN) };
 }
 
-// seal encrypts plaintext to the recipient: pkRaw is its raw public key, pkR (optional)
-// the same key already imported as a KeyObject, eph (optional) a sender pair made
-// ahead by ephemeral() and used for this message only. Returns {enc, ct}.
-function seal(pkRaw, info, aad, plaintext, { pkR, eph } = {}) {
+// setupSender runs the sender's side of the key schedule, which does not depend on
+// the message: pkRaw is the recipient's raw public key, pkR (optional) the same key
+// already imported as a KeyObject, eph (optional) a sender pair made ahead by
+// ephemeral(). Returns {enc, key, nonce} for ONE message (sealWith), so that a caller
+// can do this while it waits for the plaintext.
+function setupSender(pkRaw, info, { pkR, eph } = {}) {
   const recipient = pkR || publicKey(pkRaw);
   const e = eph || ephemeral();
   const { key, nonce } = keySchedule(dh(e.privateKey, recipient), e.raw, pkRaw, info);
-  const c = crypto.createCipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
+  return { enc: e.raw, key, nonce, used: false };
+}
+
+// sealWith encrypts the one message of a setupSender context (sequence number 0:
+// a second use would reuse the nonce, so it throws).
+function sealWith(sender, aad, plaintext) {
+  if (sender.used) throw new Error('HPKE: a single-shot sender context was used twice');
+  sender.used = true;
+  const c = crypto.createCipheriv('aes-256-gcm', sender.key, sender.nonce, { authTagLength: NT });
   c.setAAD(Buffer.from(aad));
   const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  return { enc: e.raw, ct };
+  return { enc: sender.enc, ct };
+}
+
+// seal encrypts plaintext to the recipient (opts: setupSender's). Returns {enc, ct}.
+function seal(pkRaw, info, aad, plaintext, opts) {
+  return sealWith(setupSender(pkRaw, info, opts), aad, plaintext);
 }
 
 // open decrypts with the recipient's pair ({privateKey: KeyObject, raw: its 32-byte
@@ -153,5 +168,5 @@ function open(pair, info, aad, enc, ct) {
   }
 }
 
-module.exports = { HpkeError, seal, open, ephemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
+module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
   KEM_SUITE, HPKE_SUITE, NT };

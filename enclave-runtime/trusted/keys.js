@@ -26,6 +26,7 @@ const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const hpke = require('./hpke');
+const sealed = require('./sealed');
 
 const EVIDENCE_DOMAIN = 'teemate-evidence-v1\n';
 const SEAL_DOMAIN = 'teemate-image-key-v1\n';
@@ -179,6 +180,7 @@ class ImageKeys {
     this.key = null;
     this.retired = []; // [{key, until}] rotated-out keys still in their grace
     this.cachedEvidence = null;
+    this.cachedEvidenceSha256 = '';
     this.transfer = null; // the pending key-request's ephemeral pair
     if (this.type === 'sgx-dcap') {
       // Our own MRENCLAVE: read from a quote over zeros, compared with peers'.
@@ -214,12 +216,31 @@ class ImageKeys {
   }
 
   evidence() {
-    if (!this.cachedEvidence) this.cachedEvidence = this.makeEvidence(this.current());
+    if (!this.cachedEvidence) {
+      const k = this.current();
+      this.cachedEvidence = this.makeEvidence(k);
+      this.cachedEvidenceSha256 = crypto.createHash('sha256').update(JSON.stringify(this.cachedEvidence)).digest('hex');
+      k.identitySha256 = sealed.identitySha256(this.cachedEvidence);
+    }
     return this.cachedEvidence;
   }
 
+  // evidenceSha256 is the hex SHA-256 of the evidence as served (JSON.stringify).
   evidenceSha256() {
-    return crypto.createHash('sha256').update(JSON.stringify(this.evidence())).digest('hex');
+    this.evidence();
+    return this.cachedEvidenceSha256;
+  }
+
+  // identitySha256 is what receipts name the enclave by (sealed.identitySha256): the
+  // same for every owner holding this key in this measurement. kid: the current key
+  // (default) or one rotated out but still in its grace; '' for an unknown kid.
+  // Computed once per key.
+  identitySha256(kid) {
+    const k = kid === undefined ? this.current() : this.byKid(kid);
+    if (!k) return '';
+    if (k === this.key) this.evidence();
+    if (!k.identitySha256) k.identitySha256 = sealed.identitySha256(this.makeEvidence(k));
+    return k.identitySha256;
   }
 
   makeEvidence(k) {
@@ -242,6 +263,7 @@ class ImageKeys {
     this.key = key;
     this.retired = retired.filter((r) => r.until > this.now());
     this.cachedEvidence = null;
+    this.cachedEvidenceSha256 = '';
   }
 
   // ---- sealing to disk ----

@@ -304,6 +304,8 @@ class Owner {
       { kid, evidence: this.keys.type, sealed: opts.keyDir ? 'to --key-dir' : 'no: in memory only' });
     // Nonces of the sealed envelopes opened within their time window (sealed.js).
     this.replay = new sealed.ReplayCache();
+    // Sealed code opened once per action for the owner's lifetime (sealed.js).
+    this.sealedCode = new sealed.CodeCache();
   }
 
   listen() {
@@ -410,6 +412,7 @@ class Conn {
     this.action = null;
     this.initEnv = {};
     this.initCode = '';
+    this.initCodeSha256 = '';
     this.ran = false;
     this.running = false;
   }
@@ -557,7 +560,9 @@ class Conn {
     const sealedCode = sealed.isSealedCode(a.code);
     if (sealedCode) {
       try {
-        a.code = sealed.openCode(this.owner.keys, a.code, a.env);
+        const opened = sealed.openCode(this.owner.keys, a.code, a.env, this.owner.sealedCode);
+        a.code = opened.code;
+        this.initCodeSha256 = opened.sha256;
       } catch (e) {
         this.initState = 'failed';
         const refusal = e instanceof sealed.SealedError ? e : new sealed.SealedError('the sealed code could not be opened');
@@ -678,6 +683,16 @@ class Conn {
       // After the reply: the activation ended, its /tmp goes.
       this.owner.scratch.remove(scratchDir);
     });
+    // While the isolate runs on its slot thread, the half of sealing the result
+    // that does not depend on it (sealed.prepareReply) is done here, off the reply's
+    // path. A failure leaves it to sealReply, which reports it.
+    if (seal) {
+      try {
+        sealed.prepareReply(seal);
+      } catch (e) {
+        log('warn', 'preparing the sealed reply failed', { conn: this.id, error: e.message });
+      }
+    }
     return undefined;
   }
 
@@ -685,7 +700,8 @@ class Conn {
   // the host gets an error that carries nothing of the activation's own output.
   sealReply(ctx, msg) {
     try {
-      return sealed.sealOutcome(this.owner.keys, ctx, msg, sealed.sha256hex(this.initCode || ''));
+      if (!this.initCodeSha256) this.initCodeSha256 = sealed.sha256hex(this.initCode || '');
+      return sealed.sealOutcome(this.owner.keys, ctx, msg, this.initCodeSha256);
     } catch (e) {
       log('error', 'sealing a result failed', { conn: this.id, error: e.message });
       return { type: 'result', outcome: OUTCOME.DEVELOPER,

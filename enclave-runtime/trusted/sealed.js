@@ -147,31 +147,44 @@ function keyFor(keys, kid) {
   return k;
 }
 
-// evidenceSha256For names, in a receipt, the evidence that was served for kid. keys.js
-// serves the current key's evidence only, so the hash is remembered per kid while
-// its key is current: a run that straddles a rotation, or an envelope sealed to the
-// previous key within its grace, still gets a receipt naming the evidence the
-// client sealed to (when this owner served it).
-const servedEvidence = new WeakMap(); // keys -> Map(kid -> hex)
-function evidenceSha256For(keys, kid) {
-  let m = servedEvidence.get(keys);
-  if (!m) {
-    m = new Map();
-    servedEvidence.set(keys, m);
+// identitySha256 names, in a receipt, the enclave identity behind evidence: the hex
+// SHA-256 of the canonical JSON of {v, type, image, kid, kem, sig, reportData,
+// measurement}, where kem and sig are the keys' base64 and measurement is the
+// simulated measurement or, for sgx-dcap, the quote's MRENCLAVE then MRSIGNER (hex).
+// Unlike the hash of the evidence as served, it is the same for every owner of the
+// image holding the same key in the same measured enclave (each sgx owner's quote
+// differs), so a receipt from any of them verifies against the evidence another
+// published. Go's attest.Evidence.IdentitySha256 is the same; a shared vector tests it.
+const QUOTE_MRENCLAVE = 48 + 64;
+const QUOTE_MRSIGNER = 48 + 128;
+function identitySha256(ev) {
+  if (!isPlainObject(ev) || !isPlainObject(ev.keys)) throw new SealedError('the evidence has no keys');
+  let measurement;
+  if (ev.type === 'simulated' && isPlainObject(ev.simulated)) {
+    measurement = ev.simulated.measurement;
+  } else if (ev.type === 'sgx-dcap') {
+    const q = b64(ev.quote, 'quote');
+    if (q.length < QUOTE_MRSIGNER + 32 || q.readUInt16LE(0) !== 3) throw new SealedError('the quote is not a DCAP v3 quote');
+    measurement = q.subarray(QUOTE_MRENCLAVE, QUOTE_MRENCLAVE + 32).toString('hex') +
+      q.subarray(QUOTE_MRSIGNER, QUOTE_MRSIGNER + 32).toString('hex');
+  } else {
+    throw new SealedError(`evidence of type ${JSON.stringify(ev.type)} has no measurement`);
   }
-  let current = null;
-  try {
-    current = keys.current();
-  } catch {
-    // No current key (awaiting an import): only a remembered hash can name it.
+  const fields = { v: ev.v, type: ev.type, image: ev.image, kid: ev.kid, kem: ev.keys.kem, sig: ev.keys.sig,
+    reportData: ev.reportData, measurement };
+  for (const [k, v] of Object.entries(fields)) {
+    if (k === 'v' ? !Number.isSafeInteger(v) : typeof v !== 'string') throw new SealedError(`the evidence's ${k} is malformed`);
   }
-  if (current && current.kid === kid) {
-    const h = keys.evidenceSha256();
-    m.set(kid, h);
-    if (m.size > 16) m.delete(m.keys().next().value);
-    return h;
-  }
-  return m.get(kid) || (current ? keys.evidenceSha256() : '');
+  return sha256hex(canonicalJSON(fields));
+}
+
+// identitySha256For is the identity hash of the key kid: keys.js computes it once per
+// key, for the current key and the rotated-out ones in their grace alike, so a run
+// that straddles a rotation still names the identity the client sealed to.
+function identitySha256For(keys, kid) {
+  const h = typeof keys.identitySha256 === 'function' ? keys.identitySha256(kid) : '';
+  if (!h) throw new SealedError(`no identity for kid ${kid}`);
+  return h;
 }
 
 // ---- the replay cache ---------------------------------------------------------------------
@@ -246,10 +259,10 @@ function openEnvelope(keys, value, env, replay) {
   if (!isPlainObject(body) || !isPlainObject(body.params)) throw new SealedError('the opened envelope has no params object');
   const reply = b64(body.reply, 'reply', 32);
   if (reply.length !== 32) throw new SealedError('reply is not a 32-byte X25519 key');
-  x25519Public(reply);
+  const replyKey = x25519Public(reply);
   replay.record(e.nonce, e.iat);
   return { params: body.params,
-    ctx: { kid: e.kid, nonce: e.nonce, reply, inputSha256: sha256hex(ct), evidenceSha256: evidenceSha256For(keys, e.kid), ...b } };
+    ctx: { kid: e.kid, nonce: e.nonce, reply, replyKey, sender: null, inputSha256: sha256hex(ct), identitySha256: identitySha256For(keys, e.kid), ...b } };
 }
 
 // ---- sealed code ------------------------------------------------------------------------------
@@ -259,9 +272,58 @@ function isSealedCode(code) {
   return /^\{\s*"__teemate_sealed_code"\s*:/.test(code);
 }
 
+// CodeCache remembers opened sealed code for the owner's lifetime (trusted memory,
+// like the image key), so that an action's inits after its first (one per
+// activation: each sandbox is used once) skip the HPKE open. An entry is found by
+// the sealed text's hash with the namespace and action it was opened for, and is
+// used only while its kid still opens (byKid: current, or rotated out but in its
+// grace), so a hit never accepts what openCode would refuse.
+class CodeCache {
+  constructor({ maxEntries = 256, maxBytes = 32 * 1024 * 1024 } = {}) {
+    this.maxEntries = maxEntries;
+    this.maxBytes = maxBytes;
+    this.bytes = 0;
+    this.entries = new Map(); // key -> {kid, code, sha256}, least recently used first
+  }
+
+  get(key) {
+    const e = this.entries.get(key);
+    if (e) {
+      this.entries.delete(key);
+      this.entries.set(key, e);
+    }
+    return e;
+  }
+
+  set(key, e) {
+    const size = Buffer.byteLength(e.code);
+    if (size > this.maxBytes) return;
+    this.entries.set(key, e);
+    this.bytes += size;
+    for (const [k, old] of this.entries) {
+      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
+      this.entries.delete(k);
+      this.bytes -= Buffer.byteLength(old.code);
+    }
+  }
+
+  get size() { return this.entries.size; }
+}
+
 // openCode returns the plaintext code of sealed code, bound to the init env's
-// namespace and action.
-function openCode(keys, code, env) {
+// namespace and action. With a CodeCache, returns {code, sha256} (the plaintext's
+// hash, for receipts) and remembers it; without, the plaintext string.
+function openCode(keys, code, env, cache) {
+  if (cache) {
+    const b = binding(env, false);
+    const ck = `${sha256hex(code)}\n${b.namespace}\n${b.action}`;
+    const hit = cache.get(ck);
+    if (hit && keys && keys.byKid(hit.kid)) return { code: hit.code, sha256: hit.sha256 };
+    const plain = openCode(keys, code, env);
+    const entry = { kid: JSON.parse(code)[CODE_FIELD].kid, code: plain, sha256: sha256hex(plain) };
+    cache.set(ck, entry);
+    return { code: entry.code, sha256: entry.sha256 };
+  }
   if (code.length > Math.ceil(MAX_SEALED_CODE_BYTES / 3) * 4 + 1024) throw new SealedError('the sealed code is too large');
   let o;
   try {
@@ -297,14 +359,33 @@ function logLine(e) {
   return `${e.time} ${e.stream}: ${e.line}`;
 }
 
+// prepareReply runs, ahead of the result, the half of sealing it that does not depend
+// on the result (a fresh ephemeral key, X25519 with the reply key, the key schedule):
+// the owner calls it while the action runs in its isolate, off the reply's path.
+function prepareReply(ctx) {
+  try {
+    ctx.sender = hpke.setupSender(ctx.reply, INFO_RESULT, { pkR: ctx.replyKey });
+  } catch (e) {
+    if (e instanceof hpke.HpkeError) throw new SealedError(e.message);
+    throw e;
+  }
+}
+
 // sealResult seals the JSON text of {result, error, logs} to the client's reply key
 // and signs the receipt.
 function sealResult(keys, ctx, plainText, codeSha256) {
   const key = keyFor(keys, ctx.kid);
-  const { enc, ct } = hpkeSeal(ctx.reply, INFO_RESULT, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
+  if (!ctx.sender) prepareReply(ctx);
+  let sealedText;
+  try {
+    sealedText = hpke.sealWith(ctx.sender, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
+  } finally {
+    ctx.sender = null;
+  }
+  const { enc, ct } = sealedText;
   const receipt = signReceipt(key.sig, {
     activationId: ctx.activationId, namespace: ctx.namespace, action: ctx.action, nonce: ctx.nonce, kid: ctx.kid,
-    evidenceSha256: ctx.evidenceSha256 || evidenceSha256For(keys, ctx.kid), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
+    identitySha256: ctx.identitySha256 || identitySha256For(keys, ctx.kid), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
   });
   return { [RESULT_FIELD]: { v: VERSION, enc: enc.toString('base64'), ct: ct.toString('base64'), receipt } };
 }
@@ -372,8 +453,8 @@ function refusedOutcome(err) {
 module.exports = {
   VERSION, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
   MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
-  SealedError, ReplayCache,
+  SealedError, ReplayCache, CodeCache,
   hpkeSeal, hpkeOpen, labeledExtract: hpke.labeledExtract, labeledExpand: hpke.labeledExpand, rawPublic: hpke.rawPublic,
-  paramsAAD, resultAAD, codeAAD, canonicalJSON, signReceipt, sha256hex,
-  isEnvelope, openEnvelope, isSealedCode, openCode, sealResult, sealOutcome, refusedOutcome,
+  paramsAAD, resultAAD, codeAAD, canonicalJSON, identitySha256, signReceipt, sha256hex,
+  isEnvelope, openEnvelope, isSealedCode, openCode, prepareReply, sealResult, sealOutcome, refusedOutcome,
 };
