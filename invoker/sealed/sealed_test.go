@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/teemate/platform/invoker/attest"
+	"github.com/teemate/platform/invoker/attest/attesttest"
 )
 
 // testImage is an image key held by the test, standing in for the enclave's (the enclave's own side
@@ -240,5 +241,49 @@ func TestReceipt_SignedBytes(t *testing.T) {
 	want := "teemate-receipt-v1\n" + `{"action":"/n/x","activationId":"a","codeSha256":"","identitySha256":"","inputSha256":"","kid":"","namespace":"n\"\\\n\u0001é","nonce":"","outputSha256":"","v":1}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+}
+
+// On sgx every owner of an image serves its own quote for the same key. A receipt from one owner
+// verifies against the evidence another one published, because it names the identity (image, key,
+// measurement), not the served bytes; an enclave of another measurement does not pass for it.
+func TestReceipt_AnotherSGXOwnerOfTheImage(t *testing.T) {
+	base := newTestImage(t)
+	kemPub, sigPub := base.ev.Keys.KEM, base.ev.Keys.Sig
+	owner := func(mrenclave byte) *testImage {
+		ca, err := attesttest.NewCA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rb attest.ReportBody
+		rb.MREnclave[0], rb.MRSigner[0] = mrenclave, 7
+		ev, err := ca.Evidence("nodejs:20", kemPub, sigPub, rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &testImage{kem: base.kem, sig: base.sig, ev: ev}
+	}
+	published, serving, other := owner(1), owner(1), owner(2)
+	if a, b := published.ev.Quote, serving.ev.Quote; string(a) == string(b) {
+		t.Fatal("the two owners' quotes should differ")
+	}
+	for _, c := range []struct {
+		name string
+		ran  *testImage
+		ok   bool
+	}{{"same measurement", serving, true}, {"other measurement", other, false}} {
+		params, reply, err := SealParams(published.ev, "guest", "hello", json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, replyPub, env, inCT := c.ran.openEnvelope(t, params, "guest", "/guest/hello")
+		rec := c.ran.sealResult(t, replyPub, env, inCT, "act1", "guest", "/guest/hello", resultPlaintext{Result: json.RawMessage(`1`)})
+		_, err = OpenResult(reply, "act1", rec)
+		if c.ok && err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if !c.ok && !errors.Is(err, ErrIntegrity) {
+			t.Errorf("%s: got %v, want ErrIntegrity", c.name, err)
+		}
 	}
 }
