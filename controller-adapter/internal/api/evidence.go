@@ -23,8 +23,8 @@ const maxEvidenceBytes = 64 << 10
 // decision (clients verify), but it refuses what cannot be evidence of that image: a document that
 // does not parse, names another image, does not bind its keys, or, with an evidence policy
 // configured, an sgx-dcap quote that does not verify under it. It also refuses (409) a different
-// kid than the published one while the invoker that published that one is healthy, so that one kid
-// stays canonical across invokers (keyrelay.go); the publisher itself may change it (a rotation).
+// kid than the published one while another invoker that published that one is healthy, so that
+// one kid stays canonical across invokers (keyrelay.go).
 func (h *handler) putEvidence(c *gin.Context) {
 	image := c.Param("image")
 	invoker, ok := h.invokerParam(c, false)
@@ -69,7 +69,7 @@ func (h *handler) putEvidence(c *gin.Context) {
 		h.internalError(c, "store evidence", err)
 		return
 	}
-	h.relay.setPublisher(image, invoker, h.invokerHealthy)
+	h.relay.published(image, ev.Kid, invoker)
 	h.log.Info("enclave evidence published", zap.String("transid", tid(c).ID), zap.String("image", image),
 		zap.String("type", ev.Type), zap.String("kid", ev.Kid), zap.Int("invoker", invoker))
 	writeJSON(c, http.StatusOK, map[string]string{"image": image, "kid": ev.Kid, "type": ev.Type})

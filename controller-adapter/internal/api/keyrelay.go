@@ -19,12 +19,12 @@ import (
 )
 
 // The image key across invokers (CONFIDENTIALITY.md, "Key lifecycle"; PROTOCOL.md, "Image key
-// across invokers"). The controller remembers which invoker published each image's evidence and
-// relays key requests and offers between invokers. Both are opaque to it: a request is an enclave's
+// across invokers"). The controller remembers which invokers published which kid of each image
+// (the holders) and relays key requests and offers between invokers. Both are opaque to it: a request is an enclave's
 // evidence over an ephemeral public key, an offer the image key HPKE-sealed to that key; the
 // enclaves verify each other's evidence. The relay's state is this process's memory, bounded and
-// expiring: a controller restart forgets the publishers (the next invoker to publish becomes the
-// image's publisher) and the requests in flight (their invokers fall back, as with no publisher).
+// expiring: a controller restart forgets the holders (the next invoker to publish holds the image's
+// key) and the requests in flight (their invokers fall back, as with no holder).
 
 // Limits of the relay.
 const (
@@ -49,7 +49,7 @@ type keyRelay struct {
 	// evMu serialises an evidence publication's check and write, so two invokers publishing
 	// different kids at once cannot both pass the check.
 	evMu      sync.Mutex
-	publisher map[string]int // image -> the invoker that published its current evidence
+	holders   map[string]map[int]string // image -> invoker -> the kid it last published
 	requests  map[string]*keyRequest
 	order     []string      // request ids, oldest first (the expiry sweep)
 	changed   chan struct{} // closed and replaced at every change: wakes the long polls
@@ -66,7 +66,7 @@ type keyRequest struct {
 }
 
 func newKeyRelay(now func() time.Time) *keyRelay {
-	return &keyRelay{publisher: map[string]int{}, requests: map[string]*keyRequest{}, changed: make(chan struct{}), now: now}
+	return &keyRelay{holders: map[string]map[int]string{}, requests: map[string]*keyRequest{}, changed: make(chan struct{}), now: now}
 }
 
 // notifyLocked wakes every long poll; r.mu is held.
@@ -90,28 +90,36 @@ func (r *keyRelay) sweepLocked() {
 	r.order = r.order[:n]
 }
 
-func (r *keyRelay) publisherOf(image string) (int, bool) {
+// holder returns a healthy invoker other than not that published kid for image (the lowest
+// number), or -1.
+func (r *keyRelay) holder(image, kid string, not int, healthy func(int) bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n, ok := r.publisher[image]
-	return n, ok
+	return r.holderLocked(image, kid, not, healthy)
 }
 
-// setPublisher records that invoker published image's evidence (which canonicalConflict let
-// through: the same kid, or the publisher's own, or no healthy publisher). A healthy publisher of
-// the same kid stays the publisher, so that key requests keep going to the invoker that has held
-// the key longest; an invoker that does not say who it is (-1) holds nothing canonical.
-func (r *keyRelay) setPublisher(image string, invoker int, healthy func(int) bool) {
+func (r *keyRelay) holderLocked(image, kid string, not int, healthy func(int) bool) int {
+	best := -1
+	for n, k := range r.holders[image] {
+		if k == kid && n != not && (best < 0 || n < best) && healthy(n) {
+			best = n
+		}
+	}
+	return best
+}
+
+// published records that invoker published kid for image (canonicalConflict let it through); an
+// invoker that does not say who it is (-1) holds nothing the relay can ask for.
+func (r *keyRelay) published(image, kid string, invoker int) {
+	if invoker < 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.publisher[image]; ok && cur != invoker && invoker >= 0 && healthy(cur) {
-		return
+	if r.holders[image] == nil {
+		r.holders[image] = map[int]string{}
 	}
-	if invoker < 0 {
-		delete(r.publisher, image)
-		return
-	}
-	r.publisher[image] = invoker
+	r.holders[image][invoker] = kid
 }
 
 // invokerParam reads the query parameter invoker (an invoker instance number); ok false after
@@ -152,10 +160,9 @@ func (h *handler) invokerHealthy(n int) bool {
 	return n < len(invs) && invs[n].State == "up"
 }
 
-// canonicalConflict says why evidence with kid from invoker may not replace the stored evidence of
-// image: another invoker published a different kid and is healthy, so that kid stays the one
-// clients seal to. Empty: the publication may go ahead.
-func (h *handler) canonicalConflict(c *gin.Context, image, kid string, invoker int) (string, error) {
+// canonicalKid is the kid of image's stored evidence, "" when none is stored (or it no longer
+// parses: then it is replaced rather than kept canonical).
+func (h *handler) canonicalKid(c *gin.Context, image string) (string, error) {
 	doc, _, err := h.store.GetEvidence(c.Request.Context(), image)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
@@ -164,24 +171,40 @@ func (h *handler) canonicalConflict(c *gin.Context, image, kid string, invoker i
 		return "", err
 	}
 	cur, err := attest.Parse(doc)
-	if err != nil || cur.Kid == kid {
-		// A stored document that no longer parses is replaced rather than kept canonical.
-		return "", nil //nolint:nilerr // see above
+	if err != nil {
+		return "", nil //nolint:nilerr // an unparsable stored document is no canonical kid (see above)
 	}
-	pub, known := h.relay.publisherOf(image)
-	if !known || pub == invoker || !h.invokerHealthy(pub) {
-		return "", nil
-	}
-	return fmt.Sprintf("The image %s is published with key %s by invoker%d, which is healthy; "+
-		"an enclave of invoker%d must take that key (POST /internal/v1/keys/requests) rather than publish its own %s.",
-		image, cur.Kid, pub, invoker, kid), nil
+	return cur.Kid, nil
 }
 
-// getInternalEvidence is GET /internal/v1/evidence/{image}: an invoker asks, before it starts the
-// first owner of an image, whether another invoker holds the image's key: the published evidence,
-// which invoker published it and whether that invoker is healthy.
+// canonicalConflict says why evidence with kid from invoker may not replace the stored evidence of
+// image: another, healthy invoker published the stored kid, so that kid stays the one clients seal
+// to (the invoker must take it: POST /internal/v1/keys/requests). Empty: the publication may go
+// ahead (the same kid, or no other healthy invoker holds the stored one).
+func (h *handler) canonicalConflict(c *gin.Context, image, kid string, invoker int) (string, error) {
+	cur, err := h.canonicalKid(c, image)
+	if err != nil || cur == "" || cur == kid {
+		return "", err
+	}
+	holder := h.relay.holder(image, cur, invoker, h.invokerHealthy)
+	if holder < 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("The image %s is published with key %s, which invoker%d holds and is healthy; "+
+		"an enclave of invoker%d must take that key (POST /internal/v1/keys/requests) rather than publish its own %s.",
+		image, cur, holder, invoker, kid), nil
+}
+
+// getInternalEvidence is GET /internal/v1/evidence/{image}[?invoker=N]: invoker N asks, before it
+// starts the first owner of an image, whether another invoker holds the image's key: the published
+// evidence and a healthy invoker other than N that published its kid ("invoker", -1 and "healthy"
+// false when there is none).
 func (h *handler) getInternalEvidence(c *gin.Context) {
 	image := c.Param("image")
+	self, ok := h.invokerParam(c, false)
+	if !ok {
+		return
+	}
 	doc, _, err := h.store.GetEvidence(c.Request.Context(), image)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -191,13 +214,15 @@ func (h *handler) getInternalEvidence(c *gin.Context) {
 		h.internalError(c, "read evidence", err)
 		return
 	}
-	pub, known := h.relay.publisherOf(image)
-	if !known {
-		pub = -1
+	ev, err := attest.Parse(doc)
+	if err != nil {
+		h.internalError(c, "parse stored evidence", err)
+		return
 	}
+	pub := h.relay.holder(image, ev.Kid, self, h.invokerHealthy)
 	// The evidence goes out byte for byte (its hash names it in receipts), so the answer is built
 	// here rather than re-encoded.
-	head, err := marshal(map[string]any{"image": image, "invoker": pub, "healthy": known && h.invokerHealthy(pub)})
+	head, err := marshal(map[string]any{"image": image, "kid": ev.Kid, "invoker": pub, "healthy": pub >= 0})
 	if err != nil {
 		h.internalError(c, "evidence answer", err)
 		return
@@ -208,9 +233,9 @@ func (h *handler) getInternalEvidence(c *gin.Context) {
 }
 
 // postKeyRequest is POST /internal/v1/keys/requests?invoker=N, body {"image", "request"}: invoker
-// N's new owner of image asks for the image key. The request is queued for the invoker that
-// published the image's evidence; the answer is its id (201) or 404 when no healthy invoker other
-// than N published it (N then lets its owner unseal or make the key).
+// N's new owner of image asks for the image key. The request is queued for a healthy invoker other
+// than N that published the image's current kid; the answer is its id and that invoker (201), or
+// 404 when there is none (N then lets its owner unseal or make the key).
 func (h *handler) postKeyRequest(c *gin.Context) {
 	from, ok := h.invokerParam(c, true)
 	if !ok {
@@ -228,11 +253,19 @@ func (h *handler) postKeyRequest(c *gin.Context) {
 		h.fail(c, http.StatusBadRequest, `The key request must be {"image": "IMAGE", "request": {...}} (the owner's key-request).`)
 		return
 	}
+	kid, err := h.canonicalKid(c, in.Image)
+	if err != nil {
+		h.internalError(c, "read evidence", err)
+		return
+	}
 	r := h.relay
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	to, known := r.publisher[in.Image]
-	if !known || to == from || !h.invokerHealthy(to) {
+	to := -1
+	if kid != "" {
+		to = r.holderLocked(in.Image, kid, from, h.invokerHealthy)
+	}
+	if to < 0 {
 		h.fail(c, http.StatusNotFound, fmt.Sprintf("No other healthy invoker holds the key of image %s.", in.Image))
 		return
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -57,33 +58,43 @@ func TestKeyRelay_OneCanonicalKidWhilePublisherHealthy(t *testing.T) {
 	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=1", "", "application/json",
 		bytes.NewReader(other), invokerTokenHeader, token)
 	wantError(t, resp, body, http.StatusConflict, "")
-	if !strings.Contains(string(body), "invoker0, which is healthy") {
+	if !strings.Contains(string(body), "which invoker0 holds and is healthy") {
 		t.Errorf("409 text %s does not say who holds the key", body)
 	}
-	// The same kid from invoker 1 is fine (it took the key) and does not move the publisher.
+	// The same kid from invoker 1 is fine (it took the key): both hold it now, and each is told
+	// of the other.
 	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=1", "", "application/json",
 		bytes.NewReader(first), invokerTokenHeader, token)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("same kid from invoker 1: %d %s", resp.StatusCode, body)
 	}
-	// The publisher may change its own kid (a rotation).
+	for self, want := range map[int]int{0: 1, 1: 0, 2: 0} {
+		resp, body = e.internal(t, http.MethodGet, fmt.Sprintf("/internal/v1/evidence/nodejs:20?invoker=%d", self), "")
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &pub) != nil || pub.Invoker != want || !pub.Healthy {
+			t.Fatalf("holder for invoker%d: %d %s, want invoker%d", self, resp.StatusCode, body, want)
+		}
+	}
+	// A new kid from invoker 0 (a rotation) while invoker 1 holds the old one: refused too.
 	rotated := simulatedEvidence(t, "nodejs:20")
 	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=0", "", "application/json",
 		bytes.NewReader(rotated), invokerTokenHeader, token)
+	wantError(t, resp, body, http.StatusConflict, "")
+	// Once no other holder is healthy, a new kid is accepted and its invoker holds the key.
+	e.setStates("up", "unresponsive", "up")
+	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=0", "", "application/json",
+		bytes.NewReader(rotated), invokerTokenHeader, token)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("rotation by the publisher: %d %s", resp.StatusCode, body)
+		t.Fatalf("no other holder: %d %s", resp.StatusCode, body)
 	}
-	// Once the publisher is unhealthy, another invoker's kid is accepted and it becomes the publisher.
-	e.setStates("unresponsive", "up")
-	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=1", "", "application/json",
+	e.setStates("unresponsive", "up", "up")
+	resp, body = e.internal(t, http.MethodGet, "/internal/v1/evidence/nodejs:20?invoker=2", "")
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &pub) != nil || pub.Invoker != -1 || pub.Healthy || !bytes.Equal(pub.Evidence, rotated) {
+		t.Fatalf("holder gone: %d %s, want no healthy holder", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, http.MethodPut, "/internal/v1/evidence/nodejs:20?invoker=2", "", "application/json",
 		bytes.NewReader(other), invokerTokenHeader, token)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("publisher gone: %d %s", resp.StatusCode, body)
-	}
-	e.setStates("up", "up")
-	resp, body = e.internal(t, http.MethodGet, "/internal/v1/evidence/nodejs:20", "")
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &pub) != nil || pub.Invoker != 1 || !bytes.Equal(pub.Evidence, other) {
-		t.Fatalf("after the fallback: %d %s", resp.StatusCode, body)
+		t.Fatalf("holder gone, invoker 2 publishes its own: %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.internal(t, http.MethodGet, "/internal/v1/evidence/python:3", "")
 	wantError(t, resp, body, http.StatusNotFound, "No enclave of image python:3 has published evidence.")
