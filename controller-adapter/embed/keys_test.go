@@ -160,7 +160,7 @@ func sealedImageKey(t *testing.T, stateDir string) (kid string, private [][]byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	iv, _ := hex.DecodeString(s.IV)             // a bad IV fails Open below
+	iv, _ := hex.DecodeString(s.IV)                // a bad IV fails Open below
 	ct, _ := base64.StdEncoding.DecodeString(s.CT) // likewise
 	plain, err := gcm.Open(nil, iv, ct, []byte("teemate-image-key-v1\n"+s.Image+"\n"+s.Type+"\n"+s.Measurement+"\n"+s.Kid))
 	if err != nil {

@@ -48,12 +48,12 @@ type keyRelay struct {
 	mu sync.Mutex
 	// evMu serialises an evidence publication's check and write, so two invokers publishing
 	// different kids at once cannot both pass the check.
-	evMu      sync.Mutex
-	holders   map[string]map[int]string // image -> invoker -> the kid it last published
-	requests  map[string]*keyRequest
-	order     []string      // request ids, oldest first (the expiry sweep)
-	changed   chan struct{} // closed and replaced at every change: wakes the long polls
-	now       func() time.Time
+	evMu     sync.Mutex
+	holders  map[string]map[int]string // image -> invoker -> the kid it last published
+	requests map[string]*keyRequest
+	order    []string      // request ids, oldest first (the expiry sweep)
+	changed  chan struct{} // closed and replaced at every change: wakes the long polls
+	now      func() time.Time
 }
 
 type keyRequest struct {
