@@ -1,6 +1,7 @@
 // Package whiskapi is the invoker's client of the controller's stores: it fetches actions by name and
 // revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
-// activation records. It runs on the untrusted host. It reads an action with the invoking user's key
+// activation records, publishes enclave evidence and carries image keys between invokers through
+// the controller's key relay (keys.go: ciphertext only). It runs on the untrusted host. It reads an action with the invoking user's key
 // when the ActivationMessage carries one (always from OpenWhisk's controller; from the
 // controller-adapter only for actions with provide-api-key), and otherwise with the invoker token.
 //
