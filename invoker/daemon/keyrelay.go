@@ -71,24 +71,26 @@ func (k keyRelay) Relay(ctx context.Context, image string, request json.RawMessa
 func serveKeyRequests(ctx context.Context, api *whiskapi.Client, mgr *enclave.Manager, log *zap.Logger) {
 	var answering sync.WaitGroup
 	defer answering.Wait()
-	failing := false
+	// A failing poll (the controller restarts, or has no relay) is tried again after a pause that
+	// doubles up to half a minute, and logged once per run of failures.
+	var pause time.Duration
 	for ctx.Err() == nil {
 		reqs, err := api.PollKeyRequests(ctx, keyPoll)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if !failing {
+			if pause == 0 {
 				log.Warn("polling the controller for key requests failed; trying again", zap.Error(err))
 			}
-			failing = true
+			pause = min(max(2*pause, time.Second), 30*time.Second)
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(pause):
 			}
 			continue
 		}
-		failing = false
+		pause = 0
 		for _, r := range reqs {
 			answering.Go(func() { answerKeyRequest(ctx, api, mgr, log, r) })
 		}

@@ -110,8 +110,12 @@ func (c *Client) PollKeyRequests(ctx context.Context, wait time.Duration) ([]Key
 		Requests []KeyRequest `json:"requests"`
 	}
 	q := url.Values{"timeout": {strconv.FormatInt(wait.Milliseconds(), 10)}}
-	if _, err := c.keyCall(ctx, c.poll, http.MethodGet, c.base.JoinPath("internal", "v1", "keys", "requests"), q, nil, &out); err != nil {
+	status, err := c.keyCall(ctx, c.poll, http.MethodGet, c.base.JoinPath("internal", "v1", "keys", "requests"), q, nil, &out)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("poll key requests: %w", err)
+	case status != http.StatusOK:
+		return nil, fmt.Errorf("poll key requests: HTTP %d: the controller has no key relay", status)
 	}
 	return out.Requests, nil
 }
