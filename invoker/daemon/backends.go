@@ -65,9 +65,10 @@ type Backends struct {
 	// RunWithBackends): a restarted invoker's owners come back with the same keys. Empty: keys in
 	// the owners' memory only.
 	keyDir string
-	// publishEvidence publishes an enclave's evidence to the controller (whiskapi), set by
-	// RunWithBackends when the invoker has a store token; nil publishes nothing.
-	publishEvidence func(ctx context.Context, image string, evidence []byte) error
+	// api is the controller's internal API (whiskapi), set by RunWithBackends when the invoker has a
+	// store token: the invoker publishes its enclaves' evidence there and takes and offers image
+	// keys across invokers through it. Nil: none of that.
+	api *whiskapi.Client
 }
 
 // ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
@@ -150,11 +151,11 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 		// invoker that runs the image's enclave publishes it, on the token it stores records with.
 		d := cfg
 		d.defaults()
-		api, err := whiskapi.New(whiskapi.Config{APIHost: d.APIHost, StoreToken: cfg.StoreToken})
+		api, err := whiskapi.New(whiskapi.Config{APIHost: d.APIHost, StoreToken: cfg.StoreToken, Invoker: cfg.ID})
 		if err != nil {
 			return fmt.Errorf("rest client: %w", err)
 		}
-		b.publishEvidence = api.PublishEvidence
+		b.api = api
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -259,10 +260,14 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	} else if prestart == nil {
 		prestart = []string{"nodejs:20"}
 	}
-	mgr := enclave.NewManager(backend, enclave.ManagerConfig{
+	mcfg := enclave.ManagerConfig{
 		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
-		Hooks: enclave.Hooks{Evidence: b.publishEvidence},
-	}, log)
+	}
+	if b.api != nil {
+		mcfg.Hooks.Evidence = b.api.PublishEvidence
+		mcfg.Keys = keyRelay{api: b.api, self: id}
+	}
+	mgr := enclave.NewManager(backend, mcfg, log)
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -270,6 +275,16 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 			log.Warn("stop enclaves", zap.Error(err))
 		}
 	})
+	if b.api != nil {
+		// Other invokers' first owners of an image take its key from this invoker's owners.
+		kctx, kcancel := context.WithCancel(context.Background())
+		kdone := make(chan struct{})
+		go func() {
+			defer close(kdone)
+			serveKeyRequests(kctx, b.api, mgr, log)
+		}()
+		closers = append(closers, func() { kcancel(); <-kdone })
+	}
 
 	sandboxes, err := se.build(a)
 	if err != nil {

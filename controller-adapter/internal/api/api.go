@@ -106,6 +106,7 @@ type handler struct {
 	store *store.Store
 	inv   Invoker
 	log   *zap.Logger
+	relay *keyRelay // the image key across invokers (keyrelay.go)
 }
 
 func init() {
@@ -124,7 +125,8 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log}
+	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log,
+		relay: newKeyRelay(time.Now)}
 
 	r := gin.New()
 	// Paths are OpenWhisk's; never answer with redirects a POST client would not follow.
@@ -147,6 +149,11 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	internal.PUT("/v1/activations/:ns/:id", h.putActivation)
 	internal.GET("/v1/actions/:ns/*entity", h.internalGetAction)
 	internal.PUT("/v1/evidence/:image", h.putEvidence)
+	internal.GET("/v1/evidence/:image", h.getInternalEvidence)
+	internal.POST("/v1/keys/requests", h.postKeyRequest)
+	internal.GET("/v1/keys/requests", h.pollKeyRequests)
+	internal.PUT("/v1/keys/requests/:id", h.answerKeyRequest)
+	internal.GET("/v1/keys/requests/:id", h.awaitKeyOffer)
 	r.GET("/api/v1/teemate/evidence", h.authenticate, h.getEvidence)
 	return r
 }

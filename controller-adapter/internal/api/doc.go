@@ -17,7 +17,10 @@
 // and clients read it for an action (GET /api/v1/teemate/evidence?action=/NS/NAME), byte for byte,
 // to verify it themselves (invoker/attest) before they seal anything to the key it names. The
 // controller checks only that it parses and binds its key (and, with an evidence policy, that an
-// sgx-dcap quote verifies): it is not a party clients have to trust.
+// sgx-dcap quote verifies): it is not a party clients have to trust. So that one image key serves
+// every invoker, it keeps which invokers published which kid, refuses (409) another kid while a
+// holder of the published one is healthy, and relays key requests and offers between invokers
+// (/internal/v1/keys/requests, keyrelay.go): opaque evidence and ciphertext, in memory, bounded.
 //
 // Handlers are thin: each HTTP decision that is more than plumbing (merging
 // an action update, building an ActivationMessage, mapping a status code,

@@ -17,14 +17,20 @@ import (
 // maxEvidenceBytes bounds a published evidence document (attest.Parse refuses more anyway).
 const maxEvidenceBytes = 64 << 10
 
-// putEvidence is PUT /internal/v1/evidence/{image}: an invoker publishes the evidence an enclave
-// owner of image serves (the image key bound to the enclave's measurement). The controller keeps
-// the latest per image and serves it to clients; it is no party to the trust decision (clients
-// verify), but it refuses what cannot be evidence of that image: a document that does not parse,
-// names another image, does not bind its keys, or, with an evidence policy configured, an sgx-dcap
-// quote that does not verify under it.
+// putEvidence is PUT /internal/v1/evidence/{image}[?invoker=N]: invoker N publishes the evidence
+// an enclave owner of image serves (the image key bound to the enclave's measurement). The
+// controller keeps the latest per image and serves it to clients; it is no party to the trust
+// decision (clients verify), but it refuses what cannot be evidence of that image: a document that
+// does not parse, names another image, does not bind its keys, or, with an evidence policy
+// configured, an sgx-dcap quote that does not verify under it. It also refuses (409) a different
+// kid than the published one while another invoker that published that one is healthy, so that
+// one kid stays canonical across invokers (keyrelay.go).
 func (h *handler) putEvidence(c *gin.Context) {
 	image := c.Param("image")
+	invoker, ok := h.invokerParam(c, false)
+	if !ok {
+		return
+	}
 	body, ok := h.readBodyOrFail(c, maxEvidenceBytes)
 	if !ok {
 		return
@@ -48,12 +54,24 @@ func (h *handler) putEvidence(c *gin.Context) {
 			return
 		}
 	}
+	h.relay.evMu.Lock()
+	defer h.relay.evMu.Unlock()
+	conflict, err := h.canonicalConflict(c, image, ev.Kid, invoker)
+	if err != nil {
+		h.internalError(c, "read evidence", err)
+		return
+	}
+	if conflict != "" {
+		h.fail(c, http.StatusConflict, conflict)
+		return
+	}
 	if err := h.store.PutEvidence(c.Request.Context(), image, body); err != nil {
 		h.internalError(c, "store evidence", err)
 		return
 	}
+	h.relay.published(image, ev.Kid, invoker)
 	h.log.Info("enclave evidence published", zap.String("transid", tid(c).ID), zap.String("image", image),
-		zap.String("type", ev.Type), zap.String("kid", ev.Kid))
+		zap.String("type", ev.Type), zap.String("kid", ev.Kid), zap.Int("invoker", invoker))
 	writeJSON(c, http.StatusOK, map[string]string{"image": image, "kid": ev.Kid, "type": ev.Type})
 }
 

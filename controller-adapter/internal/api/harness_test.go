@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,8 @@ type fakeInvoker struct {
 	late    map[string]bool
 	release chan struct{}
 	storing map[string]chan struct{} // by activation id, while late records wait
+	// states, when set, are the invokers' health states (GET /invokers) by instance.
+	states []string
 }
 
 func (f *fakeInvoker) Storing(ns, id string) <-chan struct{} {
@@ -79,6 +82,15 @@ func (f *fakeInvoker) last() *whisk.ActivationMessage {
 }
 
 func (f *fakeInvoker) Invokers() []balancer.InvokerHealth {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.states != nil {
+		out := make([]balancer.InvokerHealth, len(f.states))
+		for i, s := range f.states {
+			out[i] = balancer.InvokerHealth{Name: fmt.Sprintf("invoker%d/%d", i, i), State: s}
+		}
+		return out
+	}
 	return []balancer.InvokerHealth{{Name: "invoker0/0", State: "up"}, {Name: "invoker1/1", State: "unhealthy"}}
 }
 

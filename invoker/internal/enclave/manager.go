@@ -3,6 +3,7 @@ package enclave
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -41,6 +42,21 @@ type ManagerConfig struct {
 	Isolate string
 	// Hooks receive lifecycle events, e.g. for metrics; all optional.
 	Hooks Hooks
+	// Keys reaches the image keys other invokers hold (through the controller). Nil: the first
+	// owner of an image here unseals or makes its key, whatever other invokers hold.
+	Keys KeyRelay
+}
+
+// KeyRelay carries an image key from another invoker's owner to an owner here: the controller
+// relays the request and the offer (PROTOCOL.md, "Image key across invokers"), both opaque to the
+// host: evidence, an ephemeral public key and HPKE ciphertext.
+type KeyRelay interface {
+	// HeldElsewhere says whether another, healthy invoker holds image's key (it published the
+	// image's evidence), so that a first owner here should take that key rather than make one.
+	HeldElsewhere(ctx context.Context, image string) (bool, error)
+	// Relay carries an owner's key-request for image to that invoker and returns its owner's
+	// key-offer, waiting until ctx ends at most.
+	Relay(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error)
 }
 
 // Hooks are optional callbacks; they must not block, except Evidence.
@@ -48,7 +64,8 @@ type Hooks struct {
 	OwnerStarted func(image string, took time.Duration)
 	StartFailed  func(image string, err error)
 	OwnerDropped func(image, id, reason string)
-	// KeyTransferred: owner took the image key from peer; t holds what the host relayed.
+	// KeyTransferred: owner took the image key from peer ("" for an owner of another invoker,
+	// through KeyRelay); t holds what the host relayed.
 	KeyTransferred func(image, owner, peer string, t *gate.Transfer)
 	// Evidence receives the evidence an owner serves (gate message evidence: its image key bound
 	// to its measurement), byte for byte, once the owner is ready and again whenever it changes
@@ -246,6 +263,8 @@ func (m *Manager) start(a pool.StartOwner) {
 	var err error
 	if peer, ok := m.keyPeer(a.Peer); ok {
 		owner, err = m.startWithTransfer(spec, a.Peer, peer)
+	} else if m.heldElsewhere(a.Image) {
+		owner, err = m.startWithRelay(spec)
 	} else {
 		owner, err = m.backend.Start(m.base, spec)
 	}
@@ -327,6 +346,12 @@ func (m *Manager) startWithTransfer(spec StartSpec, peerID string, peer gate.Key
 		}
 		return owner, nil
 	}
+	return m.keyFallback(spec, owner, "image key transfer failed", err)
+}
+
+// keyFallback keeps an awaiting owner whose transfer failed (with err) serving: with the key the
+// backend gave it anyway, or restarted to unseal or make the key itself. what says which transfer.
+func (m *Manager) keyFallback(spec StartSpec, owner Owner, what string, err error) (Owner, error) {
 	// A backend that cannot start an owner without a key (StartSpec.KeyMode) started it with one:
 	// it serves with that key rather than pay a second enclave start.
 	pctx, pcancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
@@ -337,16 +362,104 @@ func (m *Manager) startWithTransfer(spec StartSpec, peerID string, peer gate.Key
 			zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.String("kid", pong.Kid), zap.Error(err))
 		return owner, nil
 	}
-	m.log.Error("image key transfer failed; restarting the owner to unseal or make the key itself",
+	m.log.Error(what+"; restarting the owner to unseal or make the key itself",
 		zap.String("image", spec.Image), zap.String("enclave", spec.ID), zap.Error(err))
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	stopErr := owner.Stop(sctx)
 	scancel()
 	if stopErr != nil {
-		return nil, fmt.Errorf("image key transfer: %w; stopping the owner: %w", err, stopErr)
+		return nil, fmt.Errorf("%s: %w; stopping the owner: %w", what, err, stopErr)
 	}
 	spec.KeyMode = KeyGenerate
 	return m.backend.Start(m.base, spec)
+}
+
+// relayTimeout bounds a key transfer from another invoker: the controller queues the request until
+// that invoker's next poll (it long-polls, so at once while it is up), then the offer comes back
+// the same way. A publisher that does not answer in this time is taken for gone.
+const relayTimeout = 10 * time.Second
+
+// heldElsewhere asks Keys whether another healthy invoker holds image's key; no answer (an
+// unreachable controller) counts as no, so the owner starts the way it would alone.
+func (m *Manager) heldElsewhere(image string) bool {
+	if m.cfg.Keys == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
+	defer cancel()
+	held, err := m.cfg.Keys.HeldElsewhere(ctx, image)
+	if err != nil {
+		m.log.Warn("cannot ask which invoker holds the image key; the owner unseals or makes its own",
+			zap.String("image", image), zap.Error(err))
+		return false
+	}
+	return held
+}
+
+// startWithRelay starts an owner that awaits the image key and takes it from another invoker's
+// owner through Keys: key-request here, key-offer there, key-import here. When that invoker does
+// not answer within relayTimeout (it died, or its owner refused this one's evidence), the owner
+// unseals or makes the key itself (keyFallback), and says so in the log.
+func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
+	spec.KeyMode = KeyAwait
+	owner, err := m.backend.Start(m.base, spec)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(m.base, relayTimeout)
+	defer cancel()
+	to := keyEndpoint(owner)
+	var t gate.Transfer
+	req, err := gate.RequestKey(ctx, to)
+	if err == nil {
+		t.Request = req
+		t.Offer, err = m.cfg.Keys.Relay(ctx, spec.Image, req)
+	}
+	if err == nil {
+		t.Kid, err = gate.ImportKey(ctx, to, t.Offer)
+	}
+	if err != nil {
+		return m.keyFallback(spec, owner, fmt.Sprintf("image key transfer from another invoker failed (bound %s)", relayTimeout), err)
+	}
+	m.log.Info("image key transferred from another invoker", zap.String("image", spec.Image),
+		zap.String("enclave", spec.ID), zap.String("kid", t.Kid))
+	if hook := m.cfg.Hooks.KeyTransferred; hook != nil {
+		hook(spec.Image, spec.ID, "", &t)
+	}
+	return owner, nil
+}
+
+// OfferKey answers another invoker's key-request for image with the key-offer of an owner of image
+// here (the first that offers one). ErrNoOwner when none runs here.
+func (m *Manager) OfferKey(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error) {
+	m.mu.Lock()
+	var ids []string
+	for id, h := range m.owners {
+		if h.image == image {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	eps := make([]gate.KeyEndpoint, len(ids))
+	for i, id := range ids {
+		eps[i] = keyEndpoint(m.owners[id].owner)
+	}
+	m.mu.Unlock()
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("offer image key of %s: %w", image, ErrNoOwner)
+	}
+	var errs []error
+	for i, e := range eps {
+		offer, err := gate.OfferKey(ctx, e, request)
+		if err == nil {
+			return offer, nil
+		}
+		errs = append(errs, fmt.Errorf("offer image key of %s from %s: %w", image, ids[i], err))
+		if gate.IsClass(err, gate.ClassKey) {
+			break // the owner refused the request (evidence): another owner of the image would too
+		}
+	}
+	return nil, errors.Join(errs...)
 }
 
 // RotateKey gives image a new image key: the first of its owners here makes it, the others take it

@@ -44,28 +44,61 @@ type Transfer struct {
 // TransferKey moves the image key from the live owner from into the owner to: key-request to to,
 // key-offer to from, key-import to to. A refusal by either owner is *Error with Class key.
 func TransferKey(ctx context.Context, to, from KeyEndpoint) (*Transfer, error) {
+	req, err := RequestKey(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	off, err := OfferKey(ctx, from, req)
+	if err != nil {
+		return nil, err
+	}
+	kid, err := ImportKey(ctx, to, off)
+	if err != nil {
+		return nil, err
+	}
+	return &Transfer{Kid: kid, Request: req, Offer: off}, nil
+}
+
+// The three steps of a transfer, for a relay that carries the request and the offer between
+// invokers (the controller, PROTOCOL.md "Image key"): each is opaque to the host.
+
+// RequestKey sends key-request to the owner to (which awaits its key) and returns its request: its
+// evidence over an ephemeral key.
+func RequestKey(ctx context.Context, to KeyEndpoint) (json.RawMessage, error) {
 	var req struct {
 		Request json.RawMessage `json:"request"`
 	}
 	if err := keyCall(ctx, to, map[string]any{"type": "key-request"}, "key-request", &req); err != nil {
 		return nil, fmt.Errorf("key request: %w", err)
 	}
+	return req.Request, nil
+}
+
+// OfferKey sends a key request to the live owner from and returns its offer: its evidence and the
+// image key sealed to the request's ephemeral key.
+func OfferKey(ctx context.Context, from KeyEndpoint, request json.RawMessage) (json.RawMessage, error) {
 	var off struct {
 		Offer json.RawMessage `json:"offer"`
 	}
-	if err := keyCall(ctx, from, map[string]any{"type": "key-offer", "request": req.Request}, "key-offer", &off); err != nil {
+	if err := keyCall(ctx, from, map[string]any{"type": "key-offer", "request": request}, "key-offer", &off); err != nil {
 		return nil, fmt.Errorf("key offer: %w", err)
 	}
+	return off.Offer, nil
+}
+
+// ImportKey hands an offer to the owner to, which opens it with its pending request's ephemeral
+// key; it returns the kid the owner now holds.
+func ImportKey(ctx context.Context, to KeyEndpoint, offer json.RawMessage) (string, error) {
 	var imp struct {
 		Kid string `json:"kid"`
 	}
-	if err := keyCall(ctx, to, map[string]any{"type": "key-import", "offer": off.Offer}, "key-imported", &imp); err != nil {
-		return nil, fmt.Errorf("key import: %w", err)
+	if err := keyCall(ctx, to, map[string]any{"type": "key-import", "offer": offer}, "key-imported", &imp); err != nil {
+		return "", fmt.Errorf("key import: %w", err)
 	}
 	if imp.Kid == "" {
-		return nil, errors.New("key import: reply without kid")
+		return "", errors.New("key import: reply without kid")
 	}
-	return &Transfer{Kid: imp.Kid, Request: req.Request, Offer: off.Offer}, nil
+	return imp.Kid, nil
 }
 
 // RotateKey asks the owner for a new image key and returns the new kid and the previous one (which

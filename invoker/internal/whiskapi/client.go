@@ -1,6 +1,7 @@
 // Package whiskapi is the invoker's client of the controller's stores: it fetches actions by name and
 // revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
-// activation records. It runs on the untrusted host. It reads an action with the invoking user's key
+// activation records, publishes enclave evidence and carries image keys between invokers through
+// the controller's key relay (keys.go: ciphertext only). It runs on the untrusted host. It reads an action with the invoking user's key
 // when the ActivationMessage carries one (always from OpenWhisk's controller; from the
 // controller-adapter only for actions with provide-api-key), and otherwise with the invoker token.
 //
@@ -19,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,15 +52,20 @@ type Config struct {
 	StoreToken string
 	// CacheSize bounds the number of cached action revisions (default 512).
 	CacheSize int
-	// Timeout bounds each request (default 10 s).
+	// Timeout bounds each request (default 10 s), except the key relay's long polls (keys.go).
 	Timeout time.Duration
+	// Invoker is this invoker's instance number: it names the publisher of evidence and the
+	// party of key requests (keys.go).
+	Invoker int
 }
 
 // Client talks to the REST API. Safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base    *url.URL
+	token   string
+	invoker int
+	http    *http.Client
+	poll    *http.Client // no timeout of its own: long polls are bounded by their context
 
 	mu    sync.Mutex
 	cap   int
@@ -84,8 +91,9 @@ func New(cfg Config) (*Client, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	return &Client{
-		base: u, token: cfg.StoreToken,
+		base: u, token: cfg.StoreToken, invoker: cfg.Invoker,
 		http:  &http.Client{Timeout: cfg.Timeout},
+		poll:  &http.Client{},
 		cap:   cfg.CacheSize,
 		cache: make(map[string]*list.Element), lru: list.New(),
 	}, nil
@@ -222,13 +230,15 @@ func (c *Client) store(key string, a *whisk.Action) {
 }
 
 // PublishEvidence publishes the evidence an enclave owner of image serves (PUT
-// /internal/v1/evidence/{image}), byte for byte: the controller keeps the latest per image and
-// serves it to clients, who verify it. Without a token it returns ErrNoToken.
+// /internal/v1/evidence/{image}?invoker=N), byte for byte: the controller keeps the latest per image
+// and serves it to clients, who verify it. Evidence with another kid than the one a healthy invoker
+// published is refused with ErrKeyConflict. Without a token it returns ErrNoToken.
 func (c *Client) PublishEvidence(ctx context.Context, image string, evidence []byte) error {
 	if c.token == "" {
 		return ErrNoToken
 	}
 	u := c.base.JoinPath("internal", "v1", "evidence", image)
+	u.RawQuery = url.Values{"invoker": {strconv.Itoa(c.invoker)}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), bytes.NewReader(evidence))
 	if err != nil {
 		return fmt.Errorf("publish evidence of %s: %w", image, err)
@@ -243,6 +253,9 @@ func (c *Client) PublishEvidence(ctx context.Context, image string, evidence []b
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if err != nil {
 		return fmt.Errorf("publish evidence of %s: read answer: %w", image, err)
+	}
+	if resp.StatusCode == http.StatusConflict {
+		return fmt.Errorf("publish evidence of %s: %w: %s", image, ErrKeyConflict, bytes.TrimSpace(body))
 	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("publish evidence of %s: HTTP %d: %s", image, resp.StatusCode, bytes.TrimSpace(body))

@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/whiskapi"
+)
+
+// The image key across invokers (CONFIDENTIALITY.md, "Key lifecycle"): keyRelay is the enclave
+// manager's way to the keys other invokers hold, and serveKeyRequests answers their requests for
+// the keys this invoker published. Both go through the controller-adapter, as ciphertext.
+
+// keyPoll is one long poll of the controller for key requests (its bound is 30 s).
+const keyPoll = 25 * time.Second
+
+// keyRelay implements enclave.KeyRelay with the controller's relay.
+type keyRelay struct {
+	api  *whiskapi.Client
+	self int
+}
+
+// HeldElsewhere: another invoker published image's evidence and the controller sees it healthy.
+func (k keyRelay) HeldElsewhere(ctx context.Context, image string) (bool, error) {
+	p, err := k.api.PublishedEvidence(ctx, image)
+	if errors.Is(err, whiskapi.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return p.Invoker >= 0 && p.Invoker != k.self && p.Healthy, nil
+}
+
+// Relay posts the request and waits for the publisher's answer until ctx ends.
+func (k keyRelay) Relay(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error) {
+	id, to, err := k.api.RequestKey(ctx, image, request)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		wait := 5 * time.Second
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			wait = max(time.Until(d), 0)
+		}
+		a, err := k.api.AwaitOffer(ctx, id, wait)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("key offer from invoker%d: %w", to, err)
+		case a != nil && a.Error != "":
+			return nil, fmt.Errorf("invoker%d has no key offer: %s", to, a.Error)
+		case a != nil:
+			return a.Offer, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("no key offer from invoker%d: %w", to, err)
+		}
+	}
+}
+
+// serveKeyRequests answers, until ctx ends, the requests other invokers' owners make for the keys
+// this invoker's owners published: each with the key-offer of an owner of the image here, or the
+// reason there is none (the requester then falls back at once rather than at its timeout).
+func serveKeyRequests(ctx context.Context, api *whiskapi.Client, mgr *enclave.Manager, log *zap.Logger) {
+	var answering sync.WaitGroup
+	defer answering.Wait()
+	// A failing poll (the controller restarts, or has no relay) is tried again after a pause that
+	// doubles up to half a minute, and logged once per run of failures.
+	var pause time.Duration
+	for ctx.Err() == nil {
+		reqs, err := api.PollKeyRequests(ctx, keyPoll)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if pause == 0 {
+				log.Warn("polling the controller for key requests failed; trying again", zap.Error(err))
+			}
+			pause = min(max(2*pause, time.Second), 30*time.Second)
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+			continue
+		}
+		pause = 0
+		for _, r := range reqs {
+			answering.Go(func() { answerKeyRequest(ctx, api, mgr, log, r) })
+		}
+	}
+}
+
+func answerKeyRequest(ctx context.Context, api *whiskapi.Client, mgr *enclave.Manager, log *zap.Logger, r whiskapi.KeyRequest) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var a whiskapi.KeyAnswer
+	offer, err := mgr.OfferKey(ctx, r.Image, r.Request)
+	if err != nil {
+		a.Error = err.Error()
+		if len(a.Error) > 1000 {
+			a.Error = a.Error[:1000]
+		}
+	} else {
+		a.Offer = offer
+	}
+	if aerr := api.AnswerKeyRequest(ctx, r.ID, a); aerr != nil {
+		log.Warn("answering a key request failed", zap.String("image", r.Image), zap.Int("from", r.Invoker), zap.Error(aerr))
+		return
+	}
+	if err != nil {
+		log.Warn("refused another invoker's key request", zap.String("image", r.Image), zap.Int("from", r.Invoker), zap.Error(err))
+		return
+	}
+	log.Info("image key offered to another invoker", zap.String("image", r.Image), zap.Int("to", r.Invoker))
+}
