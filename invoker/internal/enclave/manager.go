@@ -429,10 +429,11 @@ func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
 	return owner, nil
 }
 
-// OfferKey answers another invoker's key-request for image with the key-offer of an owner of image
-// here (the first that offers one). ErrNoOwner when none runs here.
-func (m *Manager) OfferKey(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error) {
+// keyEndpoints returns the owners of image here, by id, with their gate endpoints for the key
+// messages.
+func (m *Manager) keyEndpoints(image string) ([]string, []gate.KeyEndpoint) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	var ids []string
 	for id, h := range m.owners {
 		if h.image == image {
@@ -444,7 +445,13 @@ func (m *Manager) OfferKey(ctx context.Context, image string, request json.RawMe
 	for i, id := range ids {
 		eps[i] = keyEndpoint(m.owners[id].owner)
 	}
-	m.mu.Unlock()
+	return ids, eps
+}
+
+// OfferKey answers another invoker's key-request for image with the key-offer of an owner of image
+// here (the first that offers one). ErrNoOwner when none runs here.
+func (m *Manager) OfferKey(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error) {
+	ids, eps := m.keyEndpoints(image)
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("offer image key of %s: %w", image, ErrNoOwner)
 	}
@@ -467,19 +474,7 @@ func (m *Manager) OfferKey(ctx context.Context, image string, request json.RawMe
 // and the previous one. Other invokers' owners keep the previous key (CONFIDENTIALITY.md, "Key
 // lifecycle").
 func (m *Manager) RotateKey(ctx context.Context, image string) (kid, previous string, err error) {
-	m.mu.Lock()
-	var ids []string
-	for id, h := range m.owners {
-		if h.image == image {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	eps := make([]gate.KeyEndpoint, len(ids))
-	for i, id := range ids {
-		eps[i] = keyEndpoint(m.owners[id].owner)
-	}
-	m.mu.Unlock()
+	ids, eps := m.keyEndpoints(image)
 	if len(eps) == 0 {
 		return "", "", fmt.Errorf("rotate image key of %s: %w", image, ErrNoOwner)
 	}
