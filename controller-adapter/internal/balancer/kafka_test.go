@@ -148,8 +148,10 @@ func startScriptedInvoker(t *testing.T, kcfg kafka.Config, id, memoryMB int, aut
 				continue
 			}
 			if msg.TransID.ID == whisk.TransIDInvokerHealth && s.autoHealth.Load() {
-				s.answer(msg, whisk.Success(json.RawMessage(`{}`)), false)
+				// Counted before it is sent: the balancer may act on the ack before this
+				// goroutine runs again.
 				s.healthAcks.Add(1)
+				s.answer(msg, whisk.Success(json.RawMessage(`{}`)), false)
 				continue
 			}
 			s.msgs <- msg
