@@ -23,6 +23,7 @@ import (
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/feed"
+	"github.com/teemate/platform/invoker/internal/journal"
 	"github.com/teemate/platform/invoker/internal/metrics"
 	"github.com/teemate/platform/invoker/internal/server"
 	"github.com/teemate/platform/invoker/internal/whiskapi"
@@ -45,7 +46,8 @@ type Config struct {
 	// Listen is the HTTP address for /ping, /metrics, /enable, /disable, /isEnabled (default
 	// 127.0.0.1:8081: the admin endpoints are for the host's operator; "-" disables the server).
 	Listen string
-	// StateDir holds the embedded broker's data, enclave sockets and sandbox directories.
+	// StateDir holds the embedded broker's data, enclave sockets, sandbox directories and the
+	// activation journal (journal-invoker{N}.db).
 	StateDir string
 	// StaleAge answers older activations without running them (default 10 min; negative disables).
 	StaleAge time.Duration
@@ -179,9 +181,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if o, ok := exec.(interface{ ObserveTeardown(func(time.Duration)) }); ok {
 		o.ObserveTeardown(func(d time.Duration) { m.ObservePhase(metrics.PhaseSandboxTeardown, d) })
 	}
+	jrnl, err := journal.Open(filepath.Join(cfg.StateDir, fmt.Sprintf("journal-%s.db", inst.Name())), journal.Options{})
+	if err != nil {
+		return fmt.Errorf("activation journal: %w", err)
+	}
+	closers = append(closers, func() {
+		if err := jrnl.Close(); err != nil {
+			log.Warn("close activation journal", zap.Error(err))
+		}
+	})
 	handler := activation.NewHandler(activation.Config{
-		Instance: inst, APIHost: cfg.APIHost, StaleAge: cfg.StaleAge, UserMemoryMB: cfg.UserMemoryMB,
+		Instance: inst, APIHost: cfg.APIHost, StaleAge: cfg.StaleAge, UserMemoryMB: cfg.UserMemoryMB, Journal: jrnl,
 	}, log, api, api, producer, exec, m)
+	closers = append(closers, handler.StartBackground())
 
 	consumer, err := kafka.NewConsumer(kcfg, topic, topic, kafka.ConsumerOptions{AtMostOnce: cfg.AtMostOnce})
 	if err != nil {

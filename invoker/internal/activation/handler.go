@@ -47,8 +47,11 @@ type Config struct {
 	StaleAge time.Duration
 	// UserMemoryMB bounds the memory of running activations.
 	UserMemoryMB int
-	// DedupSize is how many answered activation ids are remembered (default 10000).
+	// DedupSize is how many answered activation ids are remembered in memory (default 10000).
 	DedupSize int
+	// Journal remembers started and answered activations and the records outbox across restarts
+	// (durable.go). Nil keeps the memory-only de-duplication and the records' brief inline retries.
+	Journal Journal
 }
 
 // Handler runs the pipeline for each message. Safe for concurrent use: the feed calls Handle from
@@ -67,6 +70,10 @@ type Handler struct {
 	now     func() time.Time
 	// noStore is set once the store said it keeps nothing (no invoker token), so that is said once.
 	noStore atomic.Bool
+	// journal is Config.Journal (durable.go); outboxWake tells its background loop that a record
+	// went to the outbox.
+	journal    Journal
+	outboxWake chan struct{}
 }
 
 // NewHandler wires a handler.
@@ -80,6 +87,7 @@ func NewHandler(cfg Config, log *zap.Logger, fetch Fetcher, store Store, acks Pr
 	return &Handler{
 		cfg: cfg, log: log, fetch: fetch, store: store, acks: acks, exec: exec, metrics: m,
 		dedup: NewDedup(cfg.DedupSize), memory: NewMemoryPool(cfg.UserMemoryMB), now: time.Now,
+		journal: cfg.Journal, outboxWake: make(chan struct{}, 1),
 	}
 }
 
@@ -121,6 +129,9 @@ func (h *Handler) Handle(ctx context.Context, value []byte) {
 
 // process answers a first delivery and returns the acks it sent.
 func (h *Handler) process(ctx context.Context, log *zap.Logger, msg *whisk.ActivationMessage, received time.Time) []SentAck {
+	if sent, done := h.recall(ctx, log, msg); done {
+		return sent
+	}
 	if IsStale(msg.TransID.Start, received, h.cfg.StaleAge) {
 		h.metrics.Stale.Inc()
 		age := received.Sub(msg.TransID.Start).Round(time.Second)
@@ -159,6 +170,10 @@ func (h *Handler) process(ctx context.Context, log *zap.Logger, msg *whisk.Activ
 		return h.answerEarly(ctx, log, msg, action, whisk.WhiskError(whisk.MsgResourceProvisionError))
 	}
 	h.metrics.ObservePhase(metrics.PhaseMemoryWait, h.now().Sub(t))
+	if !h.markStarted(ctx, log, msg.ActivationID) {
+		h.memory.Release(memMB)
+		return h.answerEarly(ctx, log, msg, action, whisk.WhiskError(MsgNoJournal))
+	}
 	job := h.buildJob(msg, action, string(image))
 	log.Debug("running activation", zap.String("action", msg.Action.String()), zap.String("sandbox", job.Name))
 	out := h.exec.Run(ctx, job)
@@ -201,6 +216,8 @@ func (h *Handler) countStatus(code int) {
 }
 
 // sendAcks stores the record and sends the planned acks; it returns what went out, for Dedup.
+// With a journal, the record is kept there before the first ack and the acks after the last
+// (durable.go), and a record the store did not take stays in the journal's outbox.
 //
 // The record is stored before the ack that frees the slot, always: a slot-freeing ack means the
 // record is in the store, which is what lets the controller read it when an ack carries only the id
@@ -221,7 +238,9 @@ func (h *Handler) sendAcks(ctx context.Context, log *zap.Logger, msg *whisk.Acti
 			sent = append(sent, SentAck{Topic: topic, Value: v})
 		}
 	}
-	storeRecord := func() { h.storeRecord(ctx, log, act) }
+	kept := h.keepRecord(ctx, log, act, plan)
+	delivered := false
+	storeRecord := func() { delivered = h.storeRecord(ctx, log, act, kept) }
 	switch plan {
 	case ResultThenCompletion:
 		send(whisk.NewResult(msg.TransID, act.WithoutLogs()), "result")
@@ -237,26 +256,31 @@ func (h *Handler) sendAcks(ctx context.Context, log *zap.Logger, msg *whisk.Acti
 		storeRecord()
 		send(whisk.NewCompletion(msg.TransID, act, inst), "completion")
 	}
+	h.answered(ctx, log, msg.ActivationID, sent, delivered)
 	return sent
 }
 
 // storeRecord writes the record, retrying transient failures briefly: the slot-freeing ack waits
-// for it, and without it a caller whose ack carried only the id gets no answer.
-func (h *Handler) storeRecord(ctx context.Context, log *zap.Logger, act *whisk.WhiskActivation) {
+// for it, and without it a caller whose ack carried only the id gets no answer until the outbox
+// delivers it (kept: the journal holds it). It reports whether the store needs nothing more.
+func (h *Handler) storeRecord(ctx context.Context, log *zap.Logger, act *whisk.WhiskActivation, kept bool) (delivered bool) {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := h.store.Store(ctx, act)
 		switch {
 		case err == nil:
-			return
+			return true
 		case errors.Is(err, whiskapi.ErrNoToken):
 			if h.noStore.CompareAndSwap(false, true) {
 				log.Warn("activation records are not stored: the invoker has no token for the controller-adapter", zap.Error(err))
 			}
-			return
+			return true
+		case (attempt == 3 || ctx.Err() != nil) && kept:
+			log.Warn("activation record not stored yet: the journal's outbox delivers it", zap.Int("attempts", attempt), zap.Error(err))
+			return false
 		case attempt == 3 || ctx.Err() != nil:
 			log.Error("activation record not stored", zap.Int("attempts", attempt), zap.Error(err))
-			return
+			return false
 		}
 		time.Sleep(backoff)
 		backoff *= 2

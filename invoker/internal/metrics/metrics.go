@@ -41,6 +41,12 @@ type Metrics struct {
 	FetchCache   *prometheus.CounterVec // by result: hit, miss
 	Enabled      prometheus.Gauge
 	Pings        prometheus.Counter
+	// The journal (invoker/internal/journal) and the records outbox.
+	JournalWrites       *prometheus.CounterVec // by op: start, finish, answer, delivered, postpone; and error
+	OutboxDepth         prometheus.Gauge
+	OutboxRetries       prometheus.Counter
+	JournalRedeliveries prometheus.Counter
+	Interrupted         prometheus.Counter
 }
 
 // New creates and registers the invoker metrics, labelled with the invoker instance.
@@ -68,9 +74,20 @@ func New(instance string) *Metrics {
 		FetchCache: prometheus.NewCounterVec(prometheus.CounterOpts(f("action_cache_total", "Action fetches by cache result.")), []string{"result"}),
 		Enabled:    prometheus.NewGauge(prometheus.GaugeOpts(f("enabled", "1 while the invoker takes work."))),
 		Pings:      prometheus.NewCounter(prometheus.CounterOpts(f("pings_total", "Health pings sent."))),
+		JournalWrites: prometheus.NewCounterVec(prometheus.CounterOpts(f("journal_writes_total",
+			"Writes to the activation journal, by operation; op=\"error\" counts the writes that failed.")), []string{"op"}),
+		OutboxDepth: prometheus.NewGauge(prometheus.GaugeOpts(f("outbox_depth",
+			"Activation records waiting in the journal's outbox for the activation store."))),
+		OutboxRetries: prometheus.NewCounter(prometheus.CounterOpts(f("outbox_retries_total",
+			"Deliveries of outbox records to the activation store that failed and were postponed."))),
+		JournalRedeliveries: prometheus.NewCounter(prometheus.CounterOpts(f("journal_redeliveries_total",
+			"Redelivered activations answered from the journal (answered or finished before), not run."))),
+		Interrupted: prometheus.NewCounter(prometheus.CounterOpts(f("interrupted_activations_total",
+			"Activations found started but not answered after a restart, answered as whisk errors and not run again."))),
 	}
 	reg.MustRegister(m.Activations, m.Malformed, m.Duplicates, m.Stale, m.Acks, m.AckErrors, m.PhaseSeconds,
-		m.InFlight, m.FetchCache, m.Enabled, m.Pings)
+		m.InFlight, m.FetchCache, m.Enabled, m.Pings,
+		m.JournalWrites, m.OutboxDepth, m.OutboxRetries, m.JournalRedeliveries, m.Interrupted)
 	return m
 }
 
