@@ -63,6 +63,10 @@ type Config struct {
 	// Records is where a blocking activation's record is read when its ack carried only the id;
 	// nil leaves such completions without a record.
 	Records Records
+	// RecordWait bounds how long such a read waits for the record to appear (default 10 s): when
+	// the store could not take it at once, the invoker sends the slot-freeing ack anyway and
+	// delivers the record from its journal's outbox, with backoff.
+	RecordWait time.Duration
 	// Health tunes supervision; zero fields take OpenWhisk's values.
 	Health HealthConfig
 	// TickInterval is how often the health state machines see the clock (default 1 s).
@@ -103,6 +107,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxInvokers <= 0 {
 		c.MaxInvokers = 1024
+	}
+	if c.RecordWait <= 0 {
+		c.RecordWait = 10 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -546,9 +553,9 @@ func (b *Balancer) resolveFromStore(e *entry, forced bool) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RecordWait)
 		defer cancel()
-		rec, err := b.cfg.Records.GetActivation(ctx, e.ns, e.id)
+		rec, err := b.readRecord(ctx, e, forced)
 		switch {
 		case err == nil:
 			comp.Activation = rec
@@ -562,6 +569,27 @@ func (b *Balancer) resolveFromStore(e *entry, forced bool) {
 		}
 		e.ch <- comp
 	}()
+}
+
+// readRecord reads e's record. After a slot-freeing ack it polls until the record is there or ctx
+// ends: the ack can come first when the store could not take the record at once. After a forced
+// completion one read says whether the invoker stored anything.
+func (b *Balancer) readRecord(ctx context.Context, e *entry, forced bool) (*whisk.WhiskActivation, error) {
+	wait := 50 * time.Millisecond
+	for {
+		rec, err := b.cfg.Records.GetActivation(ctx, e.ns, e.id)
+		if err == nil || forced {
+			return rec, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // forceComplete frees the slot of an activation whose slot-freeing ack did not come in time and

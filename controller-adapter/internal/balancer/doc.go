@@ -11,7 +11,9 @@
 // Activation records: the balancer writes none. The invoker is the only writer of a record, as in
 // OpenWhisk, where the invoker writes the activations database and the controller learns results
 // from acks: it stores the record (logs included) before it sends the slot-freeing ack, so a
-// slot-freeing ack means the record is in the store. A blocking caller is answered from the first
+// slot-freeing ack normally means the record is in the store (when the store could not take it,
+// the invoker's journal delivers it later, and a read after an id-only ack polls for it up to
+// Config.RecordWait). A blocking caller is answered from the first
 // ack that carries the record (Result or Combined); when the record was too large for Kafka, the
 // invoker sent the id alone, a shrunk Result answers nobody, and the slot-freeing ack that follows
 // the store makes the balancer read the record from Records. A forced completion reads it too (the

@@ -397,6 +397,30 @@ func TestShrunkResultWaitsForTheStoredRecord(t *testing.T) {
 	eventually(t, "slot freed", func() bool { return f.freeMB(0) == 1024 })
 }
 
+// TestIdOnlyAckWaitsForALateRecord: the store could not take the record when the invoker sent its
+// id-only slot-freeing ack; the invoker's outbox stores it a little later, and the blocking caller
+// is answered with it rather than with the id alone.
+func TestIdOnlyAckWaitsForALateRecord(t *testing.T) {
+	f := newFixture(t, nil)
+	inv := healthyInvoker(t, f, 0, 1024)
+	action := testAction(256, 60000)
+	ch, err := f.bal.Publish(context.Background(), action, userMessage(action, true))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	got := inv.next()
+	rec := inv.record(got, whisk.Success(json.RawMessage(`{"late":true}`)))
+	inv.sendAck(got, whisk.NewCombined(got.TransID, rec, inv.inst).Shrink())
+	eventually(t, "the balancer reading the store", func() bool { return f.rec.reads.Load() > 0 })
+	assertPending(t, ch, 300*time.Millisecond)
+	f.rec.put(rec)
+	c := receiveCompletion(t, ch)
+	if c.Forced || c.Activation == nil || string(c.Activation.Response.Result) != `{"late":true}` {
+		t.Fatalf("completion %+v, want the record stored after the ack", c)
+	}
+	eventually(t, "slot freed", func() bool { return f.freeMB(0) == 1024 })
+}
+
 func TestPublishNonBlockingWaitsForTheCompletion(t *testing.T) {
 	f := newFixture(t, nil)
 	inv := healthyInvoker(t, f, 0, 1024)
@@ -419,7 +443,8 @@ func TestPublishNonBlockingWaitsForTheCompletion(t *testing.T) {
 }
 
 func TestPublishCombinedAndShrunkCombined(t *testing.T) {
-	f := newFixture(t, nil)
+	// A short wait for a record that never comes (the last case below).
+	f := newFixture(t, func(c *Config) { c.RecordWait = 500 * time.Millisecond })
 	inv := healthyInvoker(t, f, 0, 1024)
 	action := testAction(256, 60000)
 
@@ -452,7 +477,7 @@ func TestPublishCombinedAndShrunkCombined(t *testing.T) {
 	}
 	eventually(t, "slot freed by the shrunk ack", func() bool { return f.freeMB(0) == 1024 })
 
-	// Shrunk and nothing stored (the invoker's store write failed): the caller learns the id only.
+	// Shrunk and nothing stored within RecordWait: the caller learns the id only.
 	ch, err = f.bal.Publish(context.Background(), action, userMessage(action, true))
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
