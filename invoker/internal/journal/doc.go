@@ -17,8 +17,9 @@
 // Durability: the file is in WAL mode with synchronous=NORMAL. A committed write survives a crash of
 // the process (kill -9: it is in the WAL, in the kernel's page cache); after a power loss or a crash
 // of the kernel the last writes before it may be missing (never a corrupt file: SQLite recovers the
-// WAL up to the last complete commit). That level keeps the three writes per activation well under a
-// millisecond; see ARCHITECTURE.md, "Delivery guarantees".
+// WAL up to the last complete commit). At that level nothing waits for the disk: a lookup and the
+// three writes of one activation take about 0.2 ms of CPU (BenchmarkJournal_OneActivation); see
+// ARCHITECTURE.md, "Delivery guarantees".
 //
 // One process at a time: Open takes an exclusive lock (flock on the file beside the database) so two
 // invokers with the same id and state directory cannot share a journal. It runs on the untrusted

@@ -174,7 +174,9 @@ func Open(path string, opts Options) (j *Journal, err error) {
 	}
 	q := url.Values{}
 	// WAL is set once the file is known to be ours (prepare): it rewrites the file's header.
-	for _, p := range []string{"synchronous(NORMAL)", "busy_timeout(5000)"} {
+	// EXCLUSIVE: the flock above already keeps other processes out, and it spares the shared-memory
+	// WAL index (and its lock calls) on every transaction.
+	for _, p := range []string{"locking_mode(EXCLUSIVE)", "synchronous(NORMAL)", "busy_timeout(5000)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

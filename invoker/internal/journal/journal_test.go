@@ -326,3 +326,30 @@ func TestAcks_RoundTripAndDamage(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJournal_OneActivation is the journal's cost on an activation's path: a lookup and
+// the three writes (start, finish with a 1 KiB record, answer with two acks).
+func BenchmarkJournal_OneActivation(b *testing.B) {
+	j, err := Open(filepath.Join(b.TempDir(), "journal.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := j.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	record := bytes.Repeat([]byte("r"), 1024)
+	acks := []Ack{{Topic: "completed0", Value: bytes.Repeat([]byte("a"), 900)}, {Topic: "completed0", Value: bytes.Repeat([]byte("c"), 300)}}
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("%032x", i)
+		if _, err := j.Lookup(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if err := errors.Join(j.Start(ctx, id), j.Finish(ctx, id, 0, record), j.Answer(ctx, id, acks, true, time.Time{})); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
