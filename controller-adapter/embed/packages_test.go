@@ -103,6 +103,10 @@ func TestSharedPackageEndToEnd(t *testing.T) {
 		return b
 	}
 	const sys = "/api/v1/namespaces/whisk.system"
+	// whisk.system holds the public alarms package from the start: every namespace sees it.
+	if b := do("GET", sys+"/packages", tenantAuth, "", 200); !bytes.Contains(b, []byte(`"name":"alarms"`)) {
+		t.Fatalf("whisk.system's public packages: %s", b)
+	}
 	const code = `function main(p) { return { greeting: p.greeting, name: p.name, action: process.env.__OW_ACTION_NAME } }`
 	do("PUT", sys+"/packages/utils", systemAuth, `{"publish":true,"parameters":[{"key":"greeting","value":"hello"},{"key":"name","value":"pkg"}]}`, 200)
 	for name, ann := range map[string]string{

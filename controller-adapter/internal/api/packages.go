@@ -562,3 +562,17 @@ func (h *handler) listPackages(c *gin.Context, ns string) {
 	}
 	writeJSON(c, http.StatusOK, out)
 }
+
+// SystemNamespace is OpenWhisk's shared namespace, whose public packages every namespace reads,
+// binds and invokes.
+const SystemNamespace = "whisk.system"
+
+// SystemPackages are the packages whisk.system holds from the first start (the controller
+// creates the missing ones, and never changes one that exists): the catalog's alarms package,
+// public, where the alarms feed's actions go.
+func SystemPackages() []*whisk.Package {
+	return []*whisk.Package{{
+		Namespace: SystemNamespace, Name: "alarms", Publish: true,
+		Annotations: whisk.Parameters{{Key: "description", Value: jsonString("Alarms and periodic utility")}},
+	}}
+}

@@ -85,6 +85,19 @@ func (s *Store) PutPackage(ctx context.Context, p *whisk.Package, overwrite bool
 	return &out, nil
 }
 
+// EnsurePackage creates package p unless ns/name exists (as a package or a binding), and reports
+// whether it did. What exists is never changed, so an operator's edits survive every start.
+func (s *Store) EnsurePackage(ctx context.Context, p *whisk.Package) (bool, error) {
+	_, err := s.PutPackage(ctx, p, false)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
 // GetPackage returns the package or binding ns/name, or ErrNotFound.
 func (s *Store) GetPackage(ctx context.Context, ns, name string) (*whisk.Package, error) {
 	return getPackage(ctx, s.r, ns+"/"+name)

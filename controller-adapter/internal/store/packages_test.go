@@ -192,3 +192,24 @@ func TestListPackagesPublic(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsurePackage(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "db.sqlite"))
+	p := &whisk.Package{Namespace: "whisk.system", Name: "alarms", Publish: true}
+	if made, err := s.EnsurePackage(ctx, p); err != nil || !made {
+		t.Fatalf("first: %v %v", made, err)
+	}
+	// An operator's change is kept.
+	changed := *p
+	changed.Publish = false
+	if _, err := s.PutPackage(ctx, &changed, true); err != nil {
+		t.Fatal(err)
+	}
+	if made, err := s.EnsurePackage(ctx, p); err != nil || made {
+		t.Fatalf("again: %v %v", made, err)
+	}
+	if got, err := s.GetPackage(ctx, "whisk.system", "alarms"); err != nil || got.Publish || got.Version != "0.0.2" {
+		t.Fatalf("after ensure: %+v %v", got, err)
+	}
+}
