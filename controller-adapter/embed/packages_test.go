@@ -125,8 +125,8 @@ func TestSharedPackageEndToEnd(t *testing.T) {
 
 	// Through the binding: the binding's parameter over the package's, the request's over both.
 	var act struct {
-		Namespace   string           `json:"namespace"`
-		Name        string           `json:"name"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
 		Response    struct{ Result map[string]any }
 		Annotations whisk.Parameters `json:"annotations"`
 	}
