@@ -157,7 +157,8 @@ func advertised(a *net.TCPAddr) string {
 
 // seed creates namespaces, then whisk.system if it does not exist (with a random key nobody is
 // given: the test actions run under its identity, and the invoker reads their action with its
-// token), and upserts the health test action. It returns whisk.system's identity, which the health
+// token), upserts the health test action and creates whisk.system's packages that are missing
+// (api.SystemPackages). It returns whisk.system's identity, which the health
 // test actions carry.
 func (c *Controller) seed(ctx context.Context, namespaces []Namespace) (whisk.Identity, error) {
 	for _, ns := range namespaces {
@@ -179,6 +180,11 @@ func (c *Controller) seed(ctx context.Context, namespaces []Namespace) (whisk.Id
 	}
 	if _, err := c.st.PutAction(ctx, balancer.HealthTestActionDoc(c.ctrl), true); err != nil {
 		return whisk.Identity{}, fmt.Errorf("embed: upsert the invoker health test action: %w", err)
+	}
+	for _, p := range api.SystemPackages() {
+		if _, err := c.st.EnsurePackage(ctx, p); err != nil {
+			return whisk.Identity{}, fmt.Errorf("embed: seed package %s: %w", p.Path(), err)
+		}
 	}
 	return system, nil
 }

@@ -201,8 +201,8 @@ func without(p whisk.Parameters, key string) whisk.Parameters {
 	return out
 }
 
-// entityName validates the {name} of an action URL. Only the default
-// package is supported: a "pkg/name" path is reported with isPackage.
+// entityName validates the {name} of an action URL: "name", or "pkg/name"
+// (reported with isPackage).
 func entityName(s string) (name string, isPackage bool, err error) {
 	parts := strings.Split(s, "/")
 	for _, p := range parts {
@@ -223,9 +223,13 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 		h.fail(c, http.StatusBadRequest, err.Error())
 		return
 	}
+	docNS, docName := ns, name
 	if isPkg {
-		h.fail(c, http.StatusBadRequest, msgPackagesNotSupport)
-		return
+		pkg, act, _ := strings.Cut(name, "/")
+		if !h.checkPackageWrite(c, ns, pkg, act) {
+			return
+		}
+		docNS, docName = ns+"/"+pkg, act
 	}
 	overwrite := c.Query("overwrite") == "true"
 	body, ok := h.readBodyOrFail(c, MaxActionBytes)
@@ -251,7 +255,7 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 			return
 		}
 	}
-	doc, err := mergeAction(ns, name, &req, old)
+	doc, err := mergeAction(docNS, docName, &req, old)
 	var br badRequest
 	switch {
 	case errors.As(err, &br):
@@ -265,6 +269,13 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		h.fail(c, http.StatusConflict, msgConflict)
+		return
+	case errors.Is(err, store.ErrNotFound):
+		// The package went away since checkPackageWrite.
+		h.fail(c, http.StatusNotFound, msgNotFound)
+		return
+	case errors.Is(err, store.ErrIsBinding):
+		h.fail(c, http.StatusBadRequest, msgNotAllowedOnBinding)
 		return
 	case err != nil:
 		h.internalError(c, "store action", err)
@@ -288,13 +299,19 @@ func jsonErrorText(err error) string {
 	return strings.TrimPrefix(err.Error(), whisk.ErrMalformed.Error()+": ")
 }
 
-// getAction is GET /namespaces/{ns}/actions/{name}[?code=false]. The
-// document carries "rev", which the invoker caches by.
+// getAction is GET /namespaces/{ns}/actions/{[pkg/]name}[?code=false]: an
+// action of a package comes with the parameters it inherits.
 func (h *handler) getAction(c *gin.Context, ns, entity string) {
-	a, ok := h.loadAction(c, ns, entity)
+	a, _, ok := h.lookupAction(c, ns, entity)
 	if !ok {
 		return
 	}
+	h.writeAction(c, a)
+}
+
+// writeAction answers with the action, without its code for ?code=false. The
+// document carries "rev", which the invoker caches by.
+func (h *handler) writeAction(c *gin.Context, a *whisk.Action) {
 	if c.Query("code") == "false" {
 		writeJSON(c, http.StatusOK, withoutCode(a))
 		return
@@ -302,7 +319,8 @@ func (h *handler) getAction(c *gin.Context, ns, entity string) {
 	writeJSON(c, http.StatusOK, a)
 }
 
-// loadAction reads an action, answering 400/404/500 itself.
+// loadAction reads the action document ns/entity as stored, answering
+// 400/404/500 itself.
 func (h *handler) loadAction(c *gin.Context, ns, entity string) (*whisk.Action, bool) {
 	name, _, err := entityName(entity)
 	if err != nil {
@@ -367,13 +385,19 @@ func summary(a *whisk.Action) actionView {
 		Exec: execView{Binary: a.Exec.Binary}, Annotations: ann, Limits: a.Limits, Updated: a.Updated}
 }
 
-// deleteAction is DELETE /namespaces/{ns}/actions/{name}: 200 with the
+// deleteAction is DELETE /namespaces/{ns}/actions/{[pkg/]name}: 200 with the
 // deleted action.
 func (h *handler) deleteAction(c *gin.Context, ns, entity string) {
-	name, _, err := entityName(entity)
+	name, isPkg, err := entityName(entity)
 	if err != nil {
 		h.fail(c, http.StatusBadRequest, err.Error())
 		return
+	}
+	if isPkg {
+		pkg, act, _ := strings.Cut(name, "/")
+		if !h.checkPackageWrite(c, ns, pkg, act) {
+			return
+		}
 	}
 	a, err := h.store.DeleteAction(c.Request.Context(), ns, name)
 	switch {

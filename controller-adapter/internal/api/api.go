@@ -87,7 +87,7 @@ const (
 	msgPropertyNotFound   = "Response does not include requested property."
 	msgContentTypeMisfit  = "Response type in header did not match generated content type."
 	msgUnauthorizedWeb    = "The request has not been applied because it lacks valid authentication credentials for the target resource."
-	msgPackagesNotSupport = "Packages, triggers and rules are not supported by this controller yet; use actions in the default package."
+	msgTriggersNotSupport = "Triggers and rules are not supported by this controller yet."
 )
 
 func msgInvalidTimeout() string {
@@ -349,18 +349,31 @@ func (h *handler) invokersReady(c *gin.Context) {
 }
 
 // namespaceRoutes dispatches /api/v1/namespaces/{ns}/{collection}/... after
-// resolving {ns} for the authenticated identity.
+// resolving {ns} for the authenticated identity. Only the owner of a namespace
+// reaches it, except where OpenWhisk shares: the packages collection and the
+// actions of a package (their handlers check the package's entitlement).
 func (h *handler) namespaceRoutes(c *gin.Context) {
-	ns, ok := h.resolveNamespace(c, c.Param("ns"))
+	ns, ok := h.resolveNamespaceName(c, c.Param("ns"))
 	if !ok {
 		return
 	}
-	rest := strings.Trim(c.Param("rest"), "/")
+	rest := strings.TrimPrefix(c.Param("rest"), "/")
 	collection, entity, _ := strings.Cut(rest, "/")
 	m := c.Request.Method
+	// GET .../actions/{pkg}/ lists the package's actions; elsewhere a trailing slash is ignored.
+	pkgList := collection == "actions" && m == http.MethodGet && strings.HasSuffix(entity, "/") &&
+		strings.Count(entity, "/") == 1 && entity != "/"
+	entity = strings.Trim(entity, "/")
+	shared := collection == "packages" || collection == "actions" && (pkgList || strings.Contains(entity, "/"))
+	if !shared && ns != identityOf(c).Namespace.Name {
+		h.fail(c, http.StatusForbidden, msgNotAuthorized)
+		return
+	}
 	switch collection {
 	case "actions":
 		switch {
+		case pkgList:
+			h.listPackageActions(c, ns, entity)
 		case entity == "" && m == http.MethodGet:
 			h.listActions(c, ns)
 		case entity == "":
@@ -376,20 +389,22 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 		default:
 			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")
 		}
+	case "packages":
+		h.packageRoutes(c, ns, entity)
 	case "activations":
 		if m != http.MethodGet {
 			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
 			return
 		}
 		h.activations(c, ns, entity)
-	case "packages", "triggers", "rules":
+	case "triggers", "rules":
 		switch {
 		case entity == "" && m == http.MethodGet:
 			writeJSON(c, http.StatusOK, []any{})
 		case m == http.MethodGet || m == http.MethodDelete:
 			h.fail(c, http.StatusNotFound, msgNotFound)
 		default:
-			h.fail(c, http.StatusBadRequest, msgPackagesNotSupport)
+			h.fail(c, http.StatusBadRequest, msgTriggersNotSupport)
 		}
 	default:
 		h.fail(c, http.StatusNotFound, msgNotFound)

@@ -52,20 +52,15 @@ func (h *handler) optionalIdentity(c *gin.Context) (whisk.Identity, bool, error)
 	return id, true, nil
 }
 
-// resolveNamespace maps "_" to the caller's namespace and refuses any other
-// namespace than the caller's own (403), OpenWhisk's entitlement check for
-// a namespace owner.
-func (h *handler) resolveNamespace(c *gin.Context, ns string) (string, bool) {
-	id := identityOf(c)
+// resolveNamespaceName maps "_" to the caller's namespace and checks the name.
+// Whether the caller may use another namespace than its own is the route's
+// decision (OpenWhisk's entitlement: its own, and the public packages of others).
+func (h *handler) resolveNamespaceName(c *gin.Context, ns string) (string, bool) {
 	if ns == "_" {
-		return id.Namespace.Name, true
+		return identityOf(c).Namespace.Name, true
 	}
 	if !whisk.ValidEntityName(ns) {
 		h.fail(c, http.StatusBadRequest, "The namespace contains illegal characters.")
-		return "", false
-	}
-	if ns != id.Namespace.Name {
-		h.fail(c, http.StatusForbidden, msgNotAuthorized)
 		return "", false
 	}
 	return ns, true
@@ -106,7 +101,13 @@ func (h *handler) internalGetAction(c *gin.Context) {
 		h.fail(c, http.StatusBadRequest, "The namespace contains illegal characters.")
 		return
 	}
-	h.getAction(c, ns, strings.TrimPrefix(c.Param("entity"), "/"))
+	// The message names the action by its resolved path: read that document as it is, with no
+	// package or binding resolution and no caller to check.
+	a, ok := h.loadAction(c, ns, strings.TrimPrefix(c.Param("entity"), "/"))
+	if !ok {
+		return
+	}
+	h.writeAction(c, a)
 }
 
 // tokenOK compares an invoker token in constant time; an unset token

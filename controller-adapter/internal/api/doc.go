@@ -1,6 +1,6 @@
 // Package api is the controller-adapter's HTTP front door: the OpenWhisk REST
 // API as the wsk CLI and the client libraries call it (/api/v1: namespaces,
-// actions, invoke, activations), web actions (/api/v1/web/...), the
+// actions, invoke, activations, packages), web actions (/api/v1/web/...), the
 // controller's invoker health endpoints (/invokers) and the internal
 // endpoints the invokers use, guarded by the invoker token: reading an
 // action (/internal/v1/actions/..., OpenWhisk's invoker reads the entity
@@ -29,9 +29,18 @@
 // OpenWhisk's {"error": text, "code": transaction id} body and its texts,
 // because clients match on them.
 //
+// Packages (packages.go) follow OpenWhisk's entitlements: a namespace is its
+// owner's, except that another namespace's published packages (not its
+// bindings) are readable, bindable and invocable by everyone, and a denied
+// package is a 403 naming it, missing or not, so nothing leaks. An action of
+// a package is resolved the way OpenWhisk's controller does it: a binding
+// leads to its package, whose parameters the action inherits (package <
+// binding < action < request); the message names the package's path and the
+// binding. The invokers' read (/internal/v1/actions) takes the resolved path
+// as it is. whisk.system, the shared namespace, starts with SystemPackages.
+//
 // Not supported yet (answered with a clear error, not silently ignored):
-// packages and package bindings (PUT/POST on packages answer 400, package
-// entities 404, package lists are empty), triggers and rules (likewise),
+// triggers and rules (PUT answers 400, entities 404, lists are empty),
 // sequences and blackbox actions (400: only nodejs kinds run here), and
 // per-namespace throttling (no 429s).
 //

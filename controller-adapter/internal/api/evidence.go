@@ -106,18 +106,20 @@ func (h *handler) getEvidence(c *gin.Context) {
 			return
 		}
 	}
-	ns, ok := h.resolveNamespace(c, ns)
+	ns, ok := h.resolveNamespaceName(c, ns)
 	if !ok {
 		return
 	}
+	// An action of a package is as readable as its package (lookupAction checks); one of the
+	// default package only its owner's.
 	if _, isPkg, err := entityName(entity); err != nil {
 		h.fail(c, http.StatusBadRequest, err.Error())
 		return
-	} else if isPkg {
-		h.fail(c, http.StatusBadRequest, msgPackagesNotSupport)
+	} else if !isPkg && !isOwner(c, ns) {
+		h.fail(c, http.StatusForbidden, msgNotAuthorized)
 		return
 	}
-	a, ok := h.loadAction(c, ns, entity)
+	a, _, ok := h.lookupAction(c, ns, entity)
 	if !ok {
 		return
 	}

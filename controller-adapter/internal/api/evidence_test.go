@@ -152,7 +152,7 @@ func TestEvidence_Refused(t *testing.T) {
 	for ref, status := range map[string]int{
 		"":                    http.StatusBadRequest,
 		"/guest":              http.StatusBadRequest,
-		"/guest/pkg/hello":    http.StatusBadRequest,
+		"/guest/pkg/hello":    http.StatusNotFound, // no package pkg
 		"/guest/%24bad":       http.StatusBadRequest,
 		"/guest/missing":      http.StatusNotFound,
 		"/other/hello":        http.StatusForbidden,

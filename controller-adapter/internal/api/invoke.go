@@ -60,8 +60,9 @@ func finalViolation(a *whisk.Action, payload map[string]json.RawMessage) bool {
 	return false
 }
 
-// mergeContent is the message content: the action's parameters with the
-// payload on top (payload keys in sorted order for a stable message).
+// mergeContent is the message content: the action's parameters (its package's
+// and binding's merged under them already, see resolveAction) with the payload
+// on top (payload keys in sorted order for a stable message).
 func mergeContent(params whisk.Parameters, payload map[string]json.RawMessage) (json.RawMessage, error) {
 	p := append(whisk.Parameters{}, params...)
 	keys := make([]string, 0, len(payload))
@@ -155,9 +156,9 @@ func invokeReply(a *whisk.WhiskActivation, resultOnly bool) (int, []byte, error)
 	return status, b, nil
 }
 
-// invoke is POST /namespaces/{ns}/actions/{name}?blocking=&result=&timeout=.
+// invoke is POST /namespaces/{ns}/actions/{[pkg/]name}?blocking=&result=&timeout=.
 func (h *handler) invoke(c *gin.Context, ns, entity string) {
-	a, ok := h.loadAction(c, ns, entity)
+	a, binding, ok := h.lookupAction(c, ns, entity)
 	if !ok {
 		return
 	}
@@ -190,6 +191,7 @@ func (h *handler) invoke(c *gin.Context, ns, entity string) {
 		h.internalError(c, "build activation message", err)
 		return
 	}
+	msg.Action.Binding = binding
 	act, ready, ok := h.run(c, a, msg, blocking, wait)
 	if !ok {
 		return

@@ -12,8 +12,8 @@ import (
 	"github.com/teemate/platform/internal/testtool"
 )
 
-// TestNodeOpenWhiskClient runs controller-adapter/test/owclient.js, which
-// drives this API with the npm openwhisk client. `make deps` installs the
+// TestNodeOpenWhiskClient runs controller-adapter/test/owclient.js and
+// owpackages.js, which drive this API with the npm openwhisk client. `make deps` installs the
 // client; without it the test skips locally and fails on CI.
 func TestNodeOpenWhiskClient(t *testing.T) {
 	dir, err := filepath.Abs(filepath.Join("..", "..", "test"))
@@ -26,21 +26,26 @@ func TestNodeOpenWhiskClient(t *testing.T) {
 		msg := "node or the npm openwhisk client is missing (run `npm install` in controller-adapter/test or `make deps`)"
 		testtool.Missing(t, msg)
 	}
-	e := newEnv(t, Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "owclient.js")
-	cmd.Dir = dir
-	env := []string{"OW_APIHOST=" + e.srv.URL, "OW_AUTH=" + guestAuth}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NODE_EXTRA_CA_CERTS=") {
-			env = append(env, kv)
-		}
+	// owpackages.js: packages, bindings and shared packages (issue #18), as guest and other.
+	for _, script := range []string{"owclient.js", "owpackages.js"} {
+		t.Run(script, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, script)
+			cmd.Dir = dir
+			env := []string{"OW_APIHOST=" + e.srv.URL, "OW_AUTH=" + guestAuth, "OW_OTHER_AUTH=" + otherAuth}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "NODE_EXTRA_CA_CERTS=") {
+					env = append(env, kv)
+				}
+			}
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "ok") {
+				t.Fatalf("%s: %v\n%s", script, err, out)
+			}
+			t.Logf("%s:\n%s", script, out)
+		})
 	}
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "ok") {
-		t.Fatalf("owclient.js: %v\n%s", err, out)
-	}
-	t.Logf("owclient.js:\n%s", out)
 }

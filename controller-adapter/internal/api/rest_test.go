@@ -374,7 +374,7 @@ func TestPutActionValidation(t *testing.T) {
 	resp, body := put("bad$name", `{"exec":{"kind":"nodejs:20","code":"x"}}`)
 	wantError(t, resp, body, 400, msgNameIllegal)
 	resp, body = put("pkg/act", `{"exec":{"kind":"nodejs:20","code":"x"}}`)
-	wantError(t, resp, body, 400, msgPackagesNotSupport)
+	wantError(t, resp, body, 404, msgNotFound) // no package pkg
 
 	// A base64 zip is a binary action; default kind resolves.
 	resp, body = put("zipped", `{"exec":{"kind":"nodejs:default","code":"`+zipBase64(t)+`","main":"main"}}`)
@@ -386,13 +386,13 @@ func TestPutActionValidation(t *testing.T) {
 	if resp.StatusCode != 200 || json.Unmarshal(body, &a) != nil || a.Exec.Binary {
 		t.Fatalf("plain action: %d %s", resp.StatusCode, body)
 	}
-	// Packages, triggers and rules.
-	resp, body = e.do(t, "GET", "/api/v1/namespaces/_/packages", guestAuth, "", nil)
+	// Triggers and rules.
+	resp, body = e.do(t, "GET", "/api/v1/namespaces/_/triggers", guestAuth, "", nil)
 	if resp.StatusCode != 200 || string(body) != "[]" {
-		t.Fatalf("package list: %d %s", resp.StatusCode, body)
+		t.Fatalf("trigger list: %d %s", resp.StatusCode, body)
 	}
-	resp, body = e.do(t, "PUT", "/api/v1/namespaces/_/packages/p", guestAuth, "application/json", strings.NewReader(`{}`))
-	wantError(t, resp, body, 400, msgPackagesNotSupport)
+	resp, body = e.do(t, "PUT", "/api/v1/namespaces/_/rules/r", guestAuth, "application/json", strings.NewReader(`{}`))
+	wantError(t, resp, body, 400, msgTriggersNotSupport)
 	resp, body = e.do(t, "GET", "/api/v1/namespaces/_/actions?limit=500", guestAuth, "", nil)
 	wantError(t, resp, body, 400, "The value '500' is not in the range of 0 to 200 for actions.")
 }

@@ -505,16 +505,14 @@ func corsHeaders(h http.Header, requested string) {
 	h.Set("Access-Control-Allow-Headers", allow)
 }
 
-// web serves /api/v1/web/{ns}/{pkg}/{action}[.ext][/path] for every method.
-// No login is needed; the action runs as its owner.
+// web serves /api/v1/web/{ns}/{pkg}/{action}[.ext][/path] for every method
+// ({pkg} "default" for the default package; a binding runs its package's
+// action with the binding's parameters). No login is needed; the action runs
+// as the owner of {ns}.
 func (h *handler) web(c *gin.Context) {
 	t, ok := parseWebPath(c.Param("path"))
-	if !ok || t.Package != "" {
-		// Packages are not supported yet, so no packaged action exists.
-		h.fail(c, http.StatusNotFound, msgNotFound)
-		return
-	}
-	if !whisk.ValidEntityName(t.Namespace) || !whisk.ValidEntityName(t.Action) {
+	if !ok || !whisk.ValidEntityName(t.Namespace) || !whisk.ValidEntityName(t.Action) ||
+		t.Package != "" && !whisk.ValidEntityName(t.Package) {
 		h.fail(c, http.StatusNotFound, msgNotFound)
 		return
 	}
@@ -528,7 +526,22 @@ func (h *handler) web(c *gin.Context) {
 		h.internalError(c, "web action owner", err)
 		return
 	}
-	a, err := h.store.GetAction(ctx, t.Namespace, t.Action)
+	// The owner must be entitled to run the action: a package's action through a binding of
+	// another namespace's package only while that package stays public.
+	if t.Package != "" {
+		switch acc, err := h.packageReadable(ctx, owner.Namespace.Name, t.Namespace, t.Package); {
+		case err != nil:
+			h.internalError(c, "web action entitlement", err)
+			return
+		case acc == accessMissing:
+			h.fail(c, http.StatusNotFound, msgNotFound)
+			return
+		case acc == accessDenied:
+			h.fail(c, http.StatusForbidden, msgNotAuthorizedToAccess(t.Namespace+"/"+t.Package))
+			return
+		}
+	}
+	a, binding, err := h.resolveAction(ctx, t.Namespace, t.Package, t.Action)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		h.fail(c, http.StatusNotFound, msgNotFound)
@@ -603,6 +616,7 @@ func (h *handler) web(c *gin.Context) {
 		h.internalError(c, "build activation message", err)
 		return
 	}
+	msg.Action.Binding = binding
 	act, ready, ok := h.run(c, a, msg, true, h.cfg.BlockingWait)
 	if !ok {
 		return

@@ -15,7 +15,8 @@ import (
 	"github.com/teemate/platform/invoker/whisk"
 )
 
-// PutAction writes the action document a (a.Namespace is "ns" or "ns/pkg").
+// PutAction writes the action document a (a.Namespace is "ns" or "ns/pkg"). An action of a
+// package needs the package: ErrNotFound without it, ErrIsBinding when it is a binding.
 // On create the version is whisk.DefaultVersion; on overwrite the stored
 // version's patch number goes up by one, as OpenWhisk does on every update.
 // Either way it assigns a new revision "N-<hex>" and sets Updated, and
@@ -26,9 +27,20 @@ func (s *Store) PutAction(ctx context.Context, a *whisk.Action, overwrite bool) 
 		return nil, errors.New("put action: namespace and name are required")
 	}
 	docID := a.Namespace + "/" + a.Name
-	root, _, _ := strings.Cut(a.Namespace, "/")
+	root, pkg, inPackage := strings.Cut(a.Namespace, "/")
 	out := *a
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if inPackage {
+			// In the same transaction as the write, so a concurrent DeletePackage either sees
+			// this action or makes this write fail.
+			p, err := getPackage(ctx, tx, root+"/"+pkg)
+			switch {
+			case err != nil:
+				return err
+			case p.Binding != nil:
+				return ErrIsBinding
+			}
+		}
 		var revN int64
 		var deleted bool
 		var old string

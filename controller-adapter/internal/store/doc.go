@@ -2,7 +2,9 @@
 // store: OpenWhisk's three CouchDB databases (whisks, subjects, activations)
 // folded into one embedded SQLite file (modernc.org/sqlite, pure Go).
 //
-// It owns namespaces and their API keys, actions with CouchDB-style revisions
+// It owns namespaces and their API keys, packages and package bindings (a package's actions are
+// the actions whose namespace is its path, "ns/pkg"; one holding actions is deleted only when
+// forced, with them, in one transaction), actions with CouchDB-style revisions
 // ("N-<hex>", N counting every write of the document, deletes included, so a
 // recreated action never reuses a revision an invoker may have cached), and
 // activation records; and the latest evidence of each image's enclave (its image key bound to its

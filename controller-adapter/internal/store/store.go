@@ -63,6 +63,19 @@ var migrations = []string{
 		updated INTEGER NOT NULL,
 		doc     TEXT NOT NULL
 	);`,
+	// 3: packages and package bindings (issue #18). public is 1 for a published package that is
+	// not a binding: what another namespace may list.
+	`CREATE TABLE packages (
+		doc_id    TEXT NOT NULL PRIMARY KEY,
+		namespace TEXT NOT NULL,
+		rev_n     INTEGER NOT NULL,
+		revision  TEXT NOT NULL,
+		deleted   INTEGER NOT NULL,
+		updated   INTEGER NOT NULL,
+		public    INTEGER NOT NULL,
+		doc       TEXT NOT NULL
+	);
+	CREATE INDEX packages_list ON packages(namespace, deleted, updated);`,
 }
 
 // Store is the embedded database. Safe for concurrent use.

@@ -445,6 +445,10 @@ func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job
 	if msg.Cause != "" {
 		h.annotate(act, "causedBy", "sequence")
 	}
+	if msg.Action.Binding != "" {
+		// Invoked through a package binding (OpenWhisk's ContainerProxy adds the same).
+		h.annotate(act, whisk.AnnotationBinding, msg.Action.Binding)
+	}
 	if len(out.Phases) > 0 {
 		ms := make(map[string]float64, len(out.Phases))
 		for k, v := range out.Phases {
