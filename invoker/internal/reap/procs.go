@@ -71,9 +71,8 @@ func (r Recorded) Alive() bool {
 	return err == nil && st == r.Start && !zombie(r.Pid)
 }
 
-// Records lists dir's records; skip, when set, leaves out names it returns true for. A malformed
-// record is returned in the error and its file is still listed by the caller's next Kill (it is
-// removed there).
+// Records lists dir's records (none when dir does not exist). A malformed record is listed with
+// Pid 0: it names no process, and Kill removes it.
 func Records(dir string) ([]Recorded, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -96,7 +95,8 @@ func Records(dir string) ([]Recorded, error) {
 		}
 		r := Recorded{Name: name}
 		if _, err := fmt.Sscanf(string(b), "%d %d", &r.Pid, &r.Start); err != nil || r.Pid <= 0 {
-			errs = append(errs, fmt.Errorf("process record %s malformed: %q", name, bytes.TrimSpace(b)))
+			// Torn by a crash while written (Record renames, so only by hand): it names nothing
+			// to kill, and Kill removes it.
 			r.Pid = 0
 		}
 		out = append(out, r)
