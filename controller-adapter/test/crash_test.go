@@ -122,6 +122,14 @@ func crashAndRestart(t *testing.T, repo, sandbox string) {
 	time.Sleep(500 * time.Millisecond) // what dies with the platform (Pdeathsig) has died
 	left := old.alive()
 	t.Logf("%s: left by the SIGKILL: %s", sandbox, left)
+	for _, p := range left.procs {
+		t.Logf("  left by the kill: %d %s", p.pid, p.cmd)
+	}
+	recs, _ := filepath.Glob(filepath.Join(c.runtime, "p", "*.pid")) // valid pattern
+	for _, r := range recs {
+		b, _ := os.ReadFile(r) // gone meanwhile: empty
+		t.Logf("  record %s: %s", filepath.Base(r), strings.TrimSpace(string(b)))
+	}
 	c.old = old
 
 	second := c.start("second")

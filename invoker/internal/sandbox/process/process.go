@@ -138,7 +138,11 @@ func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*bo
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a sandbox never outlives the invoker, not even one forked in the moment before
+	// its record was written (which Reap could not find). The kernel sends it when the forking
+	// thread ends; Go ends a thread only under a goroutine that exits locked to it, which none
+	// that creates sandboxes here does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	// The child holds the write ends now (or never will); ours must close so the readers see EOF.
 	closeAll(outW, errW)
