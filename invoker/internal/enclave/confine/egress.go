@@ -110,9 +110,8 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 			return nil, fmt.Errorf("%w: egress: %w", ErrConfine, err)
 		}
 	}
-	// pasta's exit status says nothing Stop could act on; its stderr is kept for the diagnosis.
 	go func() {
-		_ = e.cmd.Wait()
+		_ = e.cmd.Wait() // pasta's exit status says nothing Stop could act on; its stderr is kept for the diagnosis
 		if j.cfg.RecordDir != "" {
 			// A record left behind names a process that is gone: a later reap only removes it.
 			_ = reap.Forget(j.cfg.RecordDir, record)
