@@ -61,6 +61,10 @@ type Backends struct {
 
 	// apiHost is Config.APIHost, set by RunWithBackends for the egress allow-list.
 	apiHost string
+	// stateDir is Config.StateDir, set by RunWithBackends: the runtime directory is derived from it
+	// and locked in it (runtimedir.go). Empty (an executor built alone, in tests): a temporary
+	// runtime directory, unlocked.
+	stateDir string
 	// keyDir is where the direct backend seals the image keys (Config.StateDir/enclave-keys, set by
 	// RunWithBackends): a restarted invoker's owners come back with the same keys. Empty: keys in
 	// the owners' memory only.
@@ -145,6 +149,7 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 	if state == "" {
 		state = ".state" // Run's default (Config.defaults)
 	}
+	b.stateDir = state
 	b.keyDir = filepath.Join(state, "enclave-keys")
 	if cfg.StoreToken != "" {
 		// The controller-adapter serves each image's evidence to clients (issue #16); the
@@ -229,19 +234,19 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	if a.model, err = me.build(a, se.inImage); err != nil {
 		return nil, nil, err
 	}
-	// Unix socket paths are limited to 107 bytes, so sockets live under a short private directory
-	// rather than under the (possibly deep) state directory.
-	if a.runtime, err = os.MkdirTemp("", fmt.Sprintf("tm%d-", id)); err != nil {
-		return nil, nil, fmt.Errorf("runtime dir: %w", err)
+	// One runtime directory per state directory and invoker id, locked (runtimedir.go): what an
+	// earlier instance left there is removed before anything of this one starts.
+	rdir, err := openRuntimeDir(b.stateDir, id)
+	if err != nil {
+		return nil, nil, err
 	}
+	a.runtime, a.records = rdir.path, rdir.recordDir()
 	var closers []func()
 	release := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
-		if err := os.RemoveAll(a.runtime); err != nil {
-			log.Warn("remove the runtime directory", zap.String("dir", a.runtime), zap.Error(err))
-		}
+		rdir.remove(log)
 	}
 	// A failure returns a nil cleanup, so the deferred release must not go through the named result.
 	defer func() {
@@ -249,6 +254,10 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 			release()
 		}
 	}()
+	reaped, rerr := rdir.reapOwners()
+	if rerr != nil {
+		log.Warn("removing what an earlier instance left failed", zap.String("runtime_dir", a.runtime), zap.Error(rerr))
+	}
 
 	backend, err := ee.build(a)
 	if err != nil {
@@ -292,10 +301,20 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	}
 	// Leftovers of an earlier run of this invoker (OpenWhisk removes wsk{N}_* containers at start).
 	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-	if err := sandboxes.Cleanup(cctx, a.prefix); err != nil {
-		log.Warn("cleaning up leftover sandboxes failed", zap.String("prefix", a.prefix), zap.Error(err))
-	}
+	got, rerr := sandboxes.Reap(cctx)
 	ccancel()
+	reaped.Add(got)
+	if rerr != nil {
+		log.Warn("removing leftover sandboxes failed", zap.String("sandbox", sandboxes.Name()), zap.Error(rerr))
+	}
+	if !reaped.Zero() {
+		log.Info("removed what an earlier instance of this invoker left", append(reapedFields(reaped),
+			zap.String("runtime_dir", a.runtime))...)
+	}
+	if legacy := legacyRuntimeDirs(id); len(legacy) > 0 {
+		log.Info("runtime directories of an older version are left as they are (nothing tells a crashed invoker's "+
+			"from a running one's); remove them once no invoker of that version runs", zap.Strings("dirs", legacy))
+	}
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -67,7 +67,8 @@ type assembly struct {
 	log     *zap.Logger
 	b       Backends
 	repo    string // absolute repository root
-	runtime string // private directory for sockets and state, removed at the end
+	runtime string // the invoker's runtime directory (runtimedir.go) for sockets and state
+	records string // where owner processes and their network helpers are recorded (reap.Record)
 	prefix  string // sandbox names wsk{N}_...
 	model   executor.Model
 }
@@ -283,7 +284,9 @@ func buildProcess(a *assembly) (sandbox.Runtime, error) {
 }
 
 func buildDocker(a *assembly) (sandbox.Runtime, error) {
-	rt, err := docker.New(context.Background(), docker.Config{}, a.log)
+	// Containers carry the runtime directory's name, unique per state directory and invoker id,
+	// so that a restarted invoker removes its predecessor's and no other invoker's.
+	rt, err := docker.New(context.Background(), docker.Config{IDPrefix: a.prefix, Owner: filepath.Base(a.runtime)}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("docker sandbox: %w", err)
 	}
@@ -295,8 +298,10 @@ func buildOCI(a *assembly) (sandbox.Runtime, error) {
 	if images == "" {
 		images = filepath.Join(a.repo, ".state", "images")
 	}
+	// Each runtime directory has a cgroup parent of its own, so that a restarted invoker removes
+	// every cgroup its predecessor left and no other invoker's.
 	rt, err := oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(a.runtime, "o"), IDPrefix: a.prefix,
-		PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
+		CgroupParent: "/teemate/" + filepath.Base(a.runtime), OwnCgroupParent: true, PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("oci sandbox: %w", err)
 	}
@@ -312,8 +317,9 @@ func buildDirect(a *assembly) (enclave.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("direct enclave: %w", err)
 	}
+	conf.RecordDir = a.records
 	b, err := direct.New(direct.Config{OwnerJS: owner, Confine: conf, UnsafeOwnerAsRoot: a.b.UnsafeOwnerAsRoot,
-		KeyDir: a.b.keyDir}, a.log)
+		KeyDir: a.b.keyDir, RecordDir: a.records}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("direct enclave: %w", err)
 	}
@@ -321,7 +327,9 @@ func buildDirect(a *assembly) (enclave.Backend, error) {
 }
 
 func buildSGX(a *assembly) (enclave.Backend, error) {
-	b, err := sgx.New(SGXConfig(a.repo, a.runtime), a.log)
+	cfg := SGXConfig(a.repo, a.runtime)
+	cfg.RecordDir = a.records
+	b, err := sgx.New(cfg, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("sgx enclave: %w", err)
 	}

@@ -77,11 +77,42 @@ type Runtime interface {
 	// the caller then waits for the action proxy on the sandbox's ProxySocket. Errors wrap ErrUnavailable or
 	// ErrStartFailed.
 	Create(ctx context.Context, spec Spec) (Sandbox, error)
-	// Cleanup removes leftovers of earlier runs of this invoker (names with the given prefix).
-	Cleanup(ctx context.Context, prefix string) error
+	// Reap removes what an earlier instance of this invoker left in this backend when it died
+	// without closing it (SIGKILL, a crash): its containers (killed, then deleted from the
+	// container runtime), processes, mounts, cgroups, bundles, sockets and pid files. The
+	// contract every backend keeps:
+	//   - It removes only what is verifiably this invoker's: found in the backend's own state
+	//     (its state directory, its runtime root) or marked as this invoker's (its id prefix, its
+	//     label), and for a process, a recorded pid whose start time still matches.
+	//   - It never touches a sandbox of this Runtime, live or pooled, so it may run while the pool
+	//     fills; the invoker calls it once at start, before it serves.
+	//   - It is best effort: it removes what it can; the error joins what it could not remove, and
+	//     Reaped counts what it did remove.
+	Reap(ctx context.Context) (Reaped, error)
 	// Close releases the backend's resources (pools, clients). Sandboxes still alive are destroyed.
 	Close(ctx context.Context) error
 }
+
+// Reaped counts what a Reap (or the invoker's start as a whole) removed.
+type Reaped struct {
+	Processes  int // processes or process groups killed
+	Containers int // containers deleted from the container runtime (runc, Docker)
+	Mounts     int // mounts detached
+	Cgroups    int // cgroups removed (one path counts once, whatever the hierarchies)
+	Files      int // stale files and directories removed: bundles, sockets, pid files, work dirs
+}
+
+// Add adds o's counts to r.
+func (r *Reaped) Add(o Reaped) {
+	r.Processes += o.Processes
+	r.Containers += o.Containers
+	r.Mounts += o.Mounts
+	r.Cgroups += o.Cgroups
+	r.Files += o.Files
+}
+
+// Zero reports whether nothing was removed.
+func (r Reaped) Zero() bool { return r == Reaped{} }
 
 // Sandbox is one running container. Its methods are safe for concurrent use.
 type Sandbox interface {

@@ -59,6 +59,10 @@ type Config struct {
 	// (HostAddrs), where pasta's NAT would otherwise reach every host service bound to all
 	// addresses (the invoker's admin port, for one).
 	DenyAddrs []string
+	// RecordDir, when set, keeps a record of each owner's pasta (package reap) while it runs, so
+	// that an invoker restarted after a crash kills a pasta its predecessor left. It must be
+	// writable by the invoker only.
+	RecordDir string
 }
 
 // HostPort is one egress allow-list entry.

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/teemate/platform/invoker/internal/reap"
 )
 
 // ErrNoPasta: pasta is not installed (or disabled); the owner has no egress.
@@ -98,8 +101,23 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 	if err := e.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: egress: start pasta: %w", ErrConfine, err)
 	}
-	// pasta's exit status says nothing Stop could act on; its stderr is kept for the diagnosis.
-	go func() { _ = e.cmd.Wait(); close(e.done) }()
+	record := filepath.Base(j.stateDir) + ".pasta"
+	if j.cfg.RecordDir != "" {
+		if err := reap.Record(j.cfg.RecordDir, record, e.cmd.Process.Pid); err != nil {
+			// Unrecorded, a crash of the invoker could leak it: no egress then.
+			_ = e.cmd.Process.Kill() // gone already is fine; Wait below reaps it
+			_ = e.cmd.Wait()         // its status says nothing now
+			return nil, fmt.Errorf("%w: egress: %w", ErrConfine, err)
+		}
+	}
+	go func() {
+		_ = e.cmd.Wait() // pasta's exit status says nothing Stop could act on; its stderr is kept for the diagnosis
+		if j.cfg.RecordDir != "" {
+			// A record left behind names a process that is gone: a later reap only removes it.
+			_ = reap.Forget(j.cfg.RecordDir, record)
+		}
+		close(e.done)
+	}()
 	j.mu.Lock()
 	released := j.released
 	j.egress = e

@@ -59,6 +59,9 @@ type Config struct {
 	// that image) where an owner seals its image key (owner.js --key-dir). Empty: an owner's image
 	// key lives in its memory only, and a restarted owner comes back with a new one.
 	KeyDir string
+	// RecordDir keeps a record of every running owner (ownerproc.Options.RecordDir), so that an
+	// invoker restarted after a crash kills the owners its predecessor left. Empty: none.
+	RecordDir string
 }
 
 // Backend starts owners as local Node processes.
@@ -353,7 +356,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		args = append(args, "--key-mode", enclave.KeyAwait)
 	}
 	var cmd *exec.Cmd
-	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout}
+	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout, RecordDir: b.cfg.RecordDir}
 	if jail != nil {
 		cmd = jail.Command(b.cfg.Node, args, b.cfg.Env)
 		opts.OnExit = jail.Release

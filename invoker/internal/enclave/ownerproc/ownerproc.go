@@ -18,6 +18,7 @@ import (
 
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/gate"
+	"github.com/teemate/platform/invoker/internal/reap"
 )
 
 // Options describe the owner a Proc supervises.
@@ -36,6 +37,11 @@ type Options struct {
 	// backend releases what it set up around the process (e.g. its confinement), so that nothing
 	// is left once Stop returns or Done closes. An error it returns is logged.
 	OnExit func() error
+	// RecordDir, when set, keeps a record of the running owner (its pid and start time, named by
+	// ID; package reap) from Start until it has been reaped, so that an invoker restarted after a
+	// crash kills an owner its predecessor left (reap.Kill). It must be writable by the invoker
+	// only.
+	RecordDir string
 }
 
 // Proc is one running owner process. It provides the process part of enclave.Owner (ID, GateSocket,
@@ -69,6 +75,14 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	if opts.RecordDir != "" {
+		if err := reap.Record(opts.RecordDir, opts.ID, cmd.Process.Pid); err != nil {
+			// Unrecorded, a crash of the invoker would leak it: refuse the owner.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH: it is gone already
+			_ = cmd.Wait()                                      // reaps it; its status says nothing now
+			return nil, err
+		}
+	}
 	level := opts.Level
 	if level == nil {
 		level = JSONLevel
@@ -82,6 +96,11 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 	go func() {
 		<-logged // Wait closes the pipe; read it to the end first
 		err := cmd.Wait()
+		if opts.RecordDir != "" {
+			if ferr := reap.Forget(opts.RecordDir, opts.ID); ferr != nil {
+				opts.Log.Warn("removing the enclave owner's process record failed", zap.Error(ferr))
+			}
+		}
 		if opts.OnExit != nil {
 			if rerr := opts.OnExit(); rerr != nil {
 				opts.Log.Warn("releasing what surrounded the enclave owner failed", zap.Error(rerr))

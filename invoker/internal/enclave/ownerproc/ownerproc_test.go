@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/reap"
 )
 
 func TestJSONLevel(t *testing.T) {
@@ -113,5 +114,26 @@ func TestHostEnvKeepsOnlyPathAndHome(t *testing.T) {
 	t.Setenv("TEEMATE_SECRET", "x")
 	if got := HostEnv(); len(got) != 2 || got[0] != "PATH=/p" || got[1] != "HOME=/h" {
 		t.Fatalf("HostEnv() = %q", got)
+	}
+}
+
+// With a record directory, a running owner is recorded (pid and start time) until it is reaped,
+// so that a restarted invoker can kill one its predecessor left.
+func TestRecordWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Start(exec.Command("sleep", "60"), Options{ID: "o-rec", GateSocket: filepath.Join(t.TempDir(), "gate.sock"),
+		StopTimeout: 100 * time.Millisecond, Log: zap.NewNop(), RecordDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := reap.Records(dir)
+	if err != nil || len(recs) != 1 || recs[0].Name != "o-rec" || recs[0].Pid != p.Pid() || !recs[0].Alive() {
+		t.Fatalf("records while running: %+v %v", recs, err)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := reap.Records(dir); err != nil || len(recs) != 0 {
+		t.Fatalf("records after the stop: %+v %v", recs, err)
 	}
 }

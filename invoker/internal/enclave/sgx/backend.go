@@ -42,6 +42,9 @@ type Config struct {
 	Template string
 	// BuildDir receives the rendered and signed manifests, one per image and slot count.
 	BuildDir string
+	// RecordDir keeps a record of every running owner (ownerproc.Options.RecordDir), so that an
+	// invoker restarted after a crash kills the owners its predecessor left. Empty: none.
+	RecordDir string
 	// HeapMBPerSlot is the isolate heap budget per slot the enclave size is computed for (256).
 	HeapMBPerSlot int
 	// LogLevel is Gramine's log level ("error"); Debug builds a debug enclave (never in production).
@@ -200,7 +203,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
 	sock := filepath.Join(spec.Dir, "gate.sock")
 	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout,
-		Log: log, Level: loaderLevel})
+		Log: log, Level: loaderLevel, RecordDir: b.cfg.RecordDir})
 	_ = shareW.Close() // the loader holds the only write end now; closing ours loses nothing
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)

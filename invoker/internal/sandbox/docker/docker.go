@@ -35,9 +35,20 @@ type Config struct {
 	ImagePrefix string
 	// DefaultPidsLimit applies when Spec.PidsLimit is 0 (OpenWhisk's 1024 when unset).
 	DefaultPidsLimit int
-	// CleanupParallelism bounds concurrent removals in Cleanup (8 when unset).
+	// CleanupParallelism bounds concurrent removals in Reap (8 when unset).
 	CleanupParallelism int
+	// IDPrefix starts the names of the invoker's containers (its OpenWhisk prefix wsk{N}_, "wsk_"
+	// by default). Reap removes the containers with it that carry no OwnerLabel (made before
+	// containers were labelled), as OpenWhisk removes wsk{N}_* at start.
+	IDPrefix string
+	// Owner is the value of every container's OwnerLabel: the invoker's identity (its runtime
+	// directory's name, one per state directory and invoker id). Reap removes the containers
+	// labelled with it. Empty: containers are not labelled, and Reap goes by IDPrefix alone.
+	Owner string
 }
+
+// OwnerLabel marks the invoker a container belongs to (Config.Owner).
+const OwnerLabel = "org.teemate.invoker"
 
 func (c Config) withDefaults() Config {
 	if c.ImagePrefix == "" {
@@ -48,6 +59,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CleanupParallelism <= 0 {
 		c.CleanupParallelism = 8
+	}
+	if c.IDPrefix == "" {
+		c.IDPrefix = "wsk_"
 	}
 	return c
 }
@@ -152,6 +166,9 @@ func containerConfigs(cfg Config, spec sandbox.Spec) (*container.Config, *contai
 	if len(spec.Command) > 0 {
 		cc.Cmd = spec.Command
 	}
+	if cfg.Owner != "" {
+		cc.Labels = map[string]string{OwnerLabel: cfg.Owner}
+	}
 	hc := &container.HostConfig{
 		NetworkMode: network,
 		CapDrop:     []string{"NET_RAW", "NET_ADMIN"},
@@ -240,15 +257,24 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// Cleanup removes every container whose name starts with prefix, except the live sandboxes of
-// this runtime: leftovers of an earlier run (OpenWhisk does the same at start and shutdown).
-func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
-	if prefix == "" {
-		return errors.New("cleanup docker sandboxes: an empty prefix would match every container")
-	}
-	list, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("name", prefix))})
+// Reap removes (killing first) the containers labelled with this invoker's Owner and those named
+// with its IDPrefix that carry no owner label at all (made by an invoker before containers were
+// labelled), except the live sandboxes of this runtime: leftovers of an earlier run (OpenWhisk
+// removes wsk{N}_* at start and shutdown). A container of another invoker (another owner label)
+// is never touched, even with the same prefix.
+func (r *Runtime) Reap(ctx context.Context) (sandbox.Reaped, error) {
+	var got sandbox.Reaped
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("name", r.cfg.IDPrefix))})
 	if err != nil {
-		return fmt.Errorf("cleanup docker sandboxes: %w", err)
+		return got, fmt.Errorf("reap docker sandboxes: %w", err)
+	}
+	if r.cfg.Owner != "" {
+		labelled, err := r.cli.ContainerList(ctx, container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", OwnerLabel+"="+r.cfg.Owner))})
+		if err != nil {
+			return got, fmt.Errorf("reap docker sandboxes: %w", err)
+		}
+		list = append(list, labelled...)
 	}
 	r.mu.Lock()
 	mine := map[string]bool{}
@@ -257,8 +283,14 @@ func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
 	}
 	r.mu.Unlock()
 	var ids []string
+	seen := map[string]bool{}
 	for _, c := range list {
-		if !mine[c.ID] && hasNamePrefix(c.Names, prefix) {
+		if mine[c.ID] || seen[c.ID] {
+			continue
+		}
+		owner, labelled := c.Labels[OwnerLabel]
+		if (labelled && owner == r.cfg.Owner && owner != "") || (!labelled && hasNamePrefix(c.Names, r.cfg.IDPrefix)) {
+			seen[c.ID] = true
 			ids = append(ids, c.ID)
 		}
 	}
@@ -282,10 +314,8 @@ func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
 		}()
 	}
 	wg.Wait()
-	if len(ids) > 0 {
-		r.log.Info("removed leftover containers", zap.String("prefix", prefix), zap.Int("count", len(ids)-len(errs)))
-	}
-	return errors.Join(errs...)
+	got.Containers = len(ids) - len(errs)
+	return got, errors.Join(errs...)
 }
 
 // hasNamePrefix: the engine's name filter matches anywhere in the name, so the prefix is checked

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,47 +94,61 @@ func TestNetworkOnlyLoopbackByDefault(t *testing.T) {
 	}
 }
 
-func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
+func TestReapRemovesLeftovers(t *testing.T) {
 	rt := needEngine(t)
 	p := prefix(t)
+	rt.cfg.IDPrefix, rt.cfg.Owner = p, "owner-"+p
 	ctx := context.Background()
-	// Leftovers of an "earlier run": created directly, never started, plus one that only
-	// contains the prefix and one live sandbox of this runtime, which both must survive.
-	var other string
-	for _, n := range []string{p + "1_guest_a", p + "2_guest_b", "x" + p + "keep"} {
-		c, err := rt.cli.ContainerCreate(ctx, &container.Config{Image: "teemate/teemate:latest"}, &container.HostConfig{NetworkMode: "none"}, nil, nil, n)
+	// Leftovers of an "earlier run": created directly, never started: unlabelled with the prefix
+	// (an older invoker), labelled with this invoker's owner under any name. A container that
+	// only contains the prefix, one of another owner with the prefix, and one live sandbox of
+	// this runtime must all survive.
+	keep := map[string]bool{}
+	for _, c := range []struct {
+		name, owner string
+		survives    bool
+	}{{p + "1_guest_a", "", false}, {"y" + p + "labelled", rt.cfg.Owner, false},
+		{"x" + p + "keep", "", true}, {p + "2_other_owner", "another", true}} {
+		cc := &container.Config{Image: "teemate/teemate:latest"}
+		if c.owner != "" {
+			cc.Labels = map[string]string{OwnerLabel: c.owner}
+		}
+		created, err := rt.cli.ContainerCreate(ctx, cc, &container.HostConfig{NetworkMode: "none"}, nil, nil, c.name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(n, "x") {
-			other = c.ID
+		if c.survives {
+			keep[created.ID] = true
+			defer rt.cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true})
 		}
 	}
-	defer rt.cli.ContainerRemove(ctx, other, container.RemoveOptions{Force: true})
 	live, err := rt.Create(ctx, sandbox.Spec{Name: p + "3_live", Rootfs: "native", Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Destroy(ctx)
-	if err := rt.Cleanup(ctx, p); err != nil {
+	got, err := rt.Reap(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := names(t, rt, p)
-	if len(got) != 1 || got[0] != "/"+p+"3_live" {
-		t.Fatalf("after cleanup: %v, want only the live sandbox", got)
+	if got.Containers != 2 {
+		t.Errorf("reaped %+v, want 2 containers", got)
 	}
-	if _, err := rt.cli.ContainerInspect(ctx, other); err != nil {
-		t.Fatalf("a container not starting with the prefix was removed: %v", err)
+	left := names(t, rt, p)
+	if len(left) != 2 || !slices.Contains(left, "/"+p+"3_live") || !slices.Contains(left, "/"+p+"2_other_owner") {
+		t.Fatalf("after the reap: %v, want the live sandbox and the other owner's", left)
 	}
-	if err := rt.Cleanup(ctx, ""); err == nil {
-		t.Fatal("an empty prefix must be refused")
+	for id := range keep {
+		if _, err := rt.cli.ContainerInspect(ctx, id); err != nil {
+			t.Fatalf("a container that is not a leftover of this invoker was removed: %v", err)
+		}
 	}
 	// Destroy kills a running container.
 	if err := live.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	sandboxtest.WaitExit(t, live, 10*time.Second)
-	if got := names(t, rt, p); len(got) != 0 {
+	if got := names(t, rt, p); slices.Contains(got, "/"+p+"3_live") {
 		t.Fatalf("left after destroy: %v", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 )
 
@@ -204,26 +204,11 @@ func (b *box) removeFiles() error {
 	if len(errs) == 0 {
 		// Nothing may be mounted below the bundle any more, or RemoveAll would descend into a
 		// host directory the activation owns.
-		if mp, err := mountedBelow(b.bundle); err != nil || mp != "" {
-			errs = append(errs, fmt.Errorf("bundle %s not removed: still mounted below it: %q %w", b.bundle, mp, err))
+		if mps, err := reap.MountsBelow(b.bundle); err != nil || len(mps) > 0 {
+			errs = append(errs, fmt.Errorf("bundle %s not removed: still mounted below it: %q %w", b.bundle, mps, err))
 		} else if err := os.RemoveAll(b.bundle); err != nil {
 			errs = append(errs, fmt.Errorf("remove bundle: %w", err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// mountedBelow returns a mount point at or below dir, if any.
-func mountedBelow(dir string) (string, error) {
-	t, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("read mountinfo: %w", err)
-	}
-	for _, line := range strings.Split(string(t), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			return f[4], nil
-		}
-	}
-	return "", nil
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/startconf"
 )
@@ -42,11 +43,16 @@ type Config struct {
 	// RuntimeRoot is the runtime's --root; StateDir/runtime by default. A root of its own means
 	// `runc list` shows this backend's containers only.
 	RuntimeRoot string
-	// IDPrefix starts every container id. Use the invoker's OpenWhisk prefix (wsk{N}_) so
-	// Cleanup(prefix) also finds pooled containers of a crashed run. "wsk_" by default.
+	// IDPrefix starts every container id. Use the invoker's OpenWhisk prefix (wsk{N}_): Reap
+	// removes the containers with it that are not this Runtime's. "wsk_" by default.
 	IDPrefix string
 	// CgroupParent is the cgroup below which each container gets its own ("/teemate").
 	CgroupParent string
+	// OwnCgroupParent says that CgroupParent belongs to this Runtime alone (the invoker gives
+	// each runtime directory its own, /teemate/<runtime dir name>): Reap then removes every
+	// cgroup below it that is not this Runtime's, and Close removes the parent. Otherwise Reap
+	// removes the cgroups of the leftover containers and bundles it finds.
+	OwnCgroupParent bool
 	// PoolSize is how many created containers each pool key keeps ready (2 by default; 0 keeps
 	// the default, negative disables pooling: every Create pays for the create).
 	PoolSize int
@@ -167,6 +173,10 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	}
 	if !filepath.IsAbs(cfg.StateDir) || !filepath.IsAbs(cfg.ImagesDir) {
 		return nil, fmt.Errorf("oci sandbox backend: %w: ImagesDir and StateDir must be absolute", sandbox.ErrUnavailable)
+	}
+	// runc refuses a root filesystem whose path goes through a symlink (a linked .state/images).
+	if cfg.ImagesDir, err = filepath.EvalSymlinks(cfg.ImagesDir); err != nil {
+		return nil, fmt.Errorf("oci sandbox backend: %w: images: %w (make images)", sandbox.ErrUnavailable, err)
 	}
 	if n := len(filepath.Join(cfg.StateDir, cfg.IDPrefix+"000000_"+strings.Repeat("0", 20), proxySocketName)); n > maxSocketPath {
 		return nil, fmt.Errorf("oci sandbox backend: %w: StateDir %s is too long for the proxy sockets below it (%d bytes, at most %d)",
@@ -592,59 +602,78 @@ func (r *Runtime) refill(key PoolKey, p *pool) {
 		}, adjust)
 }
 
-// Cleanup deletes every container of the runtime root whose id starts with prefix and that this
-// Runtime does not own, and removes bundle directories left without a container.
-func (r *Runtime) Cleanup(ctx context.Context, prefix string) error {
-	if prefix == "" {
-		return errors.New("cleanup oci sandboxes: an empty prefix would match every container")
-	}
+// Reap deletes every container of the runtime root that carries the id prefix and is not this
+// Runtime's (runc delete --force: the container's processes are killed first), removes the bundle
+// directories left without one (their mounts detached first) and the cgroups of the containers
+// it found; with Config.OwnCgroupParent, every cgroup below the parent that is not this
+// Runtime's. Ids of this Runtime carry its run nonce, containers still being created included,
+// so it may run while the pools fill.
+func (r *Runtime) Reap(ctx context.Context) (sandbox.Reaped, error) {
+	var got sandbox.Reaped
 	out, err := r.runtime(ctx, "list", "--format", "json")
 	if err != nil {
-		return fmt.Errorf("cleanup oci sandboxes: %w", err)
+		return got, fmt.Errorf("reap oci sandboxes: %w", err)
 	}
 	var list []struct {
 		ID string `json:"id"`
 	}
 	if len(out) > 0 && string(out) != "null" {
 		if err := json.Unmarshal(out, &list); err != nil {
-			return fmt.Errorf("cleanup oci sandboxes: runc list output: %w", err)
+			return got, fmt.Errorf("reap oci sandboxes: runc list output: %w", err)
 		}
 	}
-	// Every id of this Runtime carries its run nonce, including containers still being created
-	// (not yet tracked): none of them is a leftover.
-	ours := r.cfg.IDPrefix + r.run + "_"
-	mine := func(id string) bool { return strings.HasPrefix(id, ours) }
+	prefix := r.cfg.IDPrefix
+	ours := prefix + r.run + "_"
+	leftover := func(id string) bool { return strings.HasPrefix(id, prefix) && !strings.HasPrefix(id, ours) }
 	var errs []error
-	n := 0
+	cgroups := map[string]bool{} // leftover container ids, whose cgroups go too
 	for _, c := range list {
-		if !strings.HasPrefix(c.ID, prefix) || mine(c.ID) {
+		if !leftover(c.ID) {
 			continue
 		}
+		cgroups[c.ID] = true
 		if _, err := r.runtime(ctx, "delete", "--force", c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("delete leftover container %s: %w", c.ID, err))
 			continue
 		}
-		n++
+		got.Containers++
 	}
 	entries, err := os.ReadDir(r.cfg.StateDir)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("cleanup oci sandboxes: %w", err))
+		errs = append(errs, fmt.Errorf("reap oci sandboxes: %w", err))
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) || mine(e.Name()) {
+		if !e.IsDir() || !leftover(e.Name()) {
 			continue
 		}
-		lb := &box{bundle: filepath.Join(r.cfg.StateDir, e.Name())}
-		lb.slot = filepath.Join(lb.bundle, "slot")
-		lb.slotMounted = true
-		if err := lb.removeFiles(); err != nil {
+		cgroups[e.Name()] = true
+		n, err := reap.RemoveTree(filepath.Join(r.cfg.StateDir, e.Name()))
+		got.Mounts += n
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		got.Files++
+	}
+	if r.cfg.OwnCgroupParent {
+		names, err := reap.CgroupChildren(r.cfg.CgroupParent)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, ours) {
+				cgroups[n] = true
+			}
+		}
+	}
+	for id := range cgroups {
+		n, err := reap.RemoveCgroup(filepath.Join(r.cfg.CgroupParent, id))
+		got.Cgroups += n
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if n > 0 {
-		r.log.Info("deleted leftover containers", zap.String("prefix", prefix), zap.Int("count", n))
-	}
-	return errors.Join(errs...)
+	return got, errors.Join(errs...)
 }
 
 // Close stops the refillers and deletes every container of this runtime, pooled or live.
@@ -663,6 +692,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 	var errs []error
 	for _, b := range boxes {
 		if err := b.Destroy(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.cfg.OwnCgroupParent {
+		// runc leaves a container's cgroup behind when its processes were still leaving; the
+		// parent is this Runtime's alone, so everything below it goes now.
+		if _, err := reap.RemoveCgroup(r.cfg.CgroupParent); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
@@ -131,7 +132,7 @@ func TestRefusedSpecs(t *testing.T) {
 	}
 }
 
-func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
+func TestReapRemovesLeftovers(t *testing.T) {
 	needRunc(t)
 	state, err := os.MkdirTemp("", "oci")
 	if err != nil {
@@ -139,43 +140,73 @@ func TestCleanupRemovesLeftoversByPrefix(t *testing.T) {
 	}
 	// Registered first, so it runs after the runtime's Close (t.Cleanup is last in, first out).
 	t.Cleanup(func() { os.RemoveAll(state) })
+	parent := "/teemate/" + filepath.Base(state)
 	// An "earlier run" that crashed: a created container and a started one, never destroyed.
-	old := newRuntimeNoClose(t, Config{StateDir: state, PoolSize: -1, IDPrefix: "wsk7_"})
-	if _, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16}); err != nil {
+	old := newRuntimeNoClose(t, Config{StateDir: state, PoolSize: -1, IDPrefix: "wsk7_", CgroupParent: parent, OwnCgroupParent: true})
+	created, err := old.createContainer(context.Background(), PoolKey{Image: "teemate", PidsLimit: 16})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Rootfs: "native",
-		Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}}); err != nil {
+	started, err := old.Create(context.Background(), sandbox.Spec{Name: "wsk7_1_guest_a", Rootfs: "native",
+		Command: []string{"/usr/bin/node", "-e", "setTimeout(()=>{}, 60000)"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	rt := newRuntime(t, Config{StateDir: state, PoolSize: 1, IDPrefix: "wsk7_", Prewarm: []PoolKey{{Image: "teemate"}}})
+	oldPids := []int{created.pid, started.(*box).pid}
+	oldCgroups := []string{created.cgroup, started.(*box).cgroup}
+	old.cancel() // its refillers; nothing else of it is closed, as after a SIGKILL
+	rt := newRuntime(t, Config{StateDir: state, PoolSize: 1, IDPrefix: "wsk7_", CgroupParent: parent, OwnCgroupParent: true,
+		Prewarm: []PoolKey{{Image: "teemate"}}})
 	waitPool(t, rt, PoolKey{Image: "teemate"}, 1)
 	before := listIDs(t, rt)
-	if err := rt.Cleanup(context.Background(), "wsk7_"); err != nil {
+	got, err := rt.Reap(context.Background())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if got.Containers != 2 || got.Files != 2 || got.Mounts < 2 {
+		t.Errorf("reaped %+v, want 2 containers, 2 bundles and their mounts", got)
 	}
 	ours := "wsk7_" + rt.run + "_"
 	left := listIDs(t, rt)
 	for _, id := range before {
 		if !strings.HasPrefix(id, ours) && slices.Contains(left, id) {
-			t.Errorf("leftover %s survived the cleanup", id)
+			t.Errorf("leftover %s survived the reap", id)
 		}
 	}
 	for _, id := range left {
 		if !strings.HasPrefix(id, ours) {
-			t.Errorf("leftover %s survived the cleanup", id)
+			t.Errorf("leftover %s survived the reap", id)
 		}
 	}
 	if len(left) == 0 {
-		t.Error("the cleanup removed this runtime's own pooled containers")
+		t.Error("the reap removed this runtime's own pooled containers")
 	}
 	for _, b := range bundles(t, rt) {
 		if !strings.HasPrefix(b, ours) {
-			t.Errorf("bundle %s survived the cleanup", b)
+			t.Errorf("bundle %s survived the reap", b)
 		}
 	}
-	if err := rt.Cleanup(context.Background(), ""); err == nil {
-		t.Fatal("an empty prefix must be refused")
+	for _, pid := range oldPids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(b), ") Z ") {
+				t.Errorf("process %d of a leftover container still runs", pid)
+			}
+		}
+	}
+	for _, cg := range oldCgroups {
+		if m, _ := filepath.Glob("/sys/fs/cgroup/*" + cg); len(m) > 0 {
+			t.Errorf("cgroup of a leftover container survived: %v", m)
+		}
+	}
+	if mps, err := reap.MountsBelow(state); err != nil || len(mps) != len(left) {
+		// One slot mount per container of this runtime, nothing of the leftovers.
+		t.Errorf("mounts below the state dir: %v (%v), want the %d slots of this runtime's containers", mps, err, len(left))
+	}
+	if err := rt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob("/sys/fs/cgroup/*" + parent); len(m) > 0 {
+		t.Errorf("Close left the runtime's cgroup parent: %v", m)
 	}
 }
 

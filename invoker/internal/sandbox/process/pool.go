@@ -83,7 +83,7 @@ func (p *pool) refill() {
 // create starts one stub: its own directory with the bound proxy socket (descriptor 3) and the
 // read end of its start pipe (descriptor 4).
 func (p *pool) create() (*box, error) {
-	id := p.rt.idPrefix() + p.run + "_" + strconv.FormatUint(p.seq.Add(1), 10)
+	id := p.idPrefix() + strconv.FormatUint(p.seq.Add(1), 10)
 	dir := filepath.Join(p.dir, id)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pooled sandbox %s: %w", id, err)
@@ -115,6 +115,9 @@ func (p *pool) close() {
 	p.cancel()
 	p.wg.Wait()
 }
+
+// idPrefix starts the ids of this pool's sandboxes: the backend's prefix and the pool's run.
+func (p *pool) idPrefix() string { return p.rt.idPrefix() + p.run + "_" }
 
 func (r *Runtime) idPrefix() string {
 	if r.cfg.IDPrefix != "" {

@@ -125,12 +125,16 @@ func TestPoolBadCommandAndLeftovers(t *testing.T) {
 		pids = append(pids, b.pgid)
 	}
 	rt.mu.Unlock()
-	rt2, err := New(Config{StateDir: dir}, zap.NewNop())
+	rt2, err := New(Config{StateDir: dir, IDPrefix: "wsk9_"}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rt2.Cleanup(context.Background(), "wsk9_"); err != nil {
+	got, err := rt2.Reap(context.Background())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if got.Processes != len(pids) {
+		t.Errorf("reaped %+v, want %d processes", got, len(pids))
 	}
 	for _, pid := range pids {
 		waitGone(t, pid)

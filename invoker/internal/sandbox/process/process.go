@@ -1,7 +1,6 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 )
 
@@ -138,7 +138,11 @@ func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*bo
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a sandbox never outlives the invoker, not even one forked in the moment before
+	// its record was written (which Reap could not find). The kernel sends it when the forking
+	// thread ends; Go ends a thread only under a goroutine that exits locked to it, which none
+	// that creates sandboxes here does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	// The child holds the write ends now (or never will); ours must close so the readers see EOF.
 	closeAll(outW, errW)
@@ -147,12 +151,20 @@ func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*bo
 		return nil, err
 	}
 	b := &box{rt: r, name: name, cmd: cmd, pgid: cmd.Process.Pid, stdout: outR, stderr: errR,
-		exited: make(chan struct{}), pidFile: filepath.Join(r.cfg.StateDir, name+".pid")}
-	if err := writePidFile(b.pidFile, b.pgid); err != nil {
-		// Without the pid file a crash would leak the process: refuse the sandbox.
+		exited: make(chan struct{}), record: name}
+	// Live before its record exists, so that a Reap running meanwhile never takes it for a
+	// leftover.
+	r.mu.Lock()
+	r.live[b] = struct{}{}
+	r.mu.Unlock()
+	if err := reap.Record(r.cfg.StateDir, name, b.pgid); err != nil {
+		// Without the record a crash would leak the process: refuse the sandbox.
 		_ = syscall.Kill(-b.pgid, syscall.SIGKILL)
 		_ = cmd.Wait() // reaps it; the killed process's status says nothing
 		closeAll(outR, errR)
+		r.mu.Lock()
+		delete(r.live, b)
+		r.mu.Unlock()
 		return nil, err
 	}
 	go func() {
@@ -160,9 +172,6 @@ func (r *Runtime) spawn(name string, argv, env []string, extra ...*os.File) (*bo
 		_ = cmd.Wait()
 		close(b.exited)
 	}()
-	r.mu.Lock()
-	r.live[b] = struct{}{}
-	r.mu.Unlock()
 	return b, nil
 }
 
@@ -224,45 +233,55 @@ func closeAll(fs ...*os.File) {
 	}
 }
 
-// Cleanup kills the process groups of earlier runs whose pid files name a sandbox with prefix, and
-// removes their pid files. A pid file whose process is gone, or whose pid now belongs to another
-// program (checked by the process start time), is only removed.
-func (r *Runtime) Cleanup(_ context.Context, prefix string) error {
-	entries, err := os.ReadDir(r.cfg.StateDir)
-	if err != nil {
-		return fmt.Errorf("cleanup process sandboxes: %w", err)
-	}
+// Reap kills the process groups of earlier runs whose records (pid and start time, in StateDir)
+// name a sandbox with the id prefix, and removes the records and the pool directories of earlier
+// runs (their proxy sockets). A record whose process is gone, or whose pid now belongs to another
+// program (its start time differs), is only removed.
+func (r *Runtime) Reap(_ context.Context) (sandbox.Reaped, error) {
+	var got sandbox.Reaped
+	prefix := r.idPrefix()
 	r.mu.Lock()
 	mine := map[string]bool{}
 	for b := range r.live {
-		mine[b.pidFile] = true
+		mine[b.record] = true
 	}
 	r.mu.Unlock()
+	leftover := func(name string) bool {
+		return strings.HasPrefix(name, prefix) && !mine[name] && (r.pool == nil || !strings.HasPrefix(name, r.pool.idPrefix()))
+	}
+	recs, err := reap.Records(r.cfg.StateDir)
 	var errs []error
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".pid") || !strings.HasPrefix(name, prefix) {
-			continue
-		}
-		path := filepath.Join(r.cfg.StateDir, name)
-		if mine[path] {
-			continue
-		}
-		pgid, start, err := readPidFile(path)
-		if err == nil && pgid > 0 {
-			if now, serr := startTime(pgid); serr == nil && now == start {
-				if kerr := syscall.Kill(-pgid, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
-					errs = append(errs, fmt.Errorf("kill leftover sandbox %s (pgid %d): %w", name, pgid, kerr))
-					continue
-				}
-				r.log.Info("killed leftover sandbox", zap.String("pidfile", name), zap.Int("pgid", pgid))
-			}
-		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove pid file %s: %w", name, err))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	killed, err := reap.Kill(r.cfg.StateDir, func(name string) bool { return !leftover(name) })
+	got.Processes = killed
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, rec := range recs {
+		if leftover(rec.Name) {
+			got.Files++ // its record
 		}
 	}
-	return errors.Join(errs...)
+	pools, err := os.ReadDir(filepath.Join(r.cfg.StateDir, "pool"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("reap process sandboxes: %w", err))
+	}
+	for _, e := range pools {
+		if !leftover(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.cfg.StateDir, "pool", e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("reap process sandboxes: %w", err))
+			continue
+		}
+		got.Files++
+	}
+	if killed > 0 {
+		r.log.Info("killed leftover sandboxes", zap.Int("count", killed))
+	}
+	return got, errors.Join(errs...)
 }
 
 // Close destroys every sandbox still alive.
@@ -297,7 +316,9 @@ type box struct {
 	stdout  *os.File
 	stderr  *os.File
 	exited  chan struct{}
-	pidFile string
+	// record is the name of the process's record in StateDir (reap.Record): the name it was
+	// spawned with (a pooled sandbox keeps its pool id).
+	record string
 
 	destroyOnce sync.Once
 	destroyErr  error
@@ -331,7 +352,7 @@ func (b *box) destroy(ctx context.Context) error {
 	b.rt.mu.Lock()
 	delete(b.rt.live, b)
 	b.rt.mu.Unlock()
-	if rerr := os.Remove(b.pidFile); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+	if rerr := reap.Forget(b.rt.cfg.StateDir, b.record); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("destroy sandbox %s: %w", b.name, rerr))
 	}
 	if b.startW != nil {
@@ -346,54 +367,4 @@ func (b *box) destroy(ctx context.Context) error {
 	// so readers never block forever.
 	time.AfterFunc(2*time.Second, func() { closeAll(b.stdout, b.stderr) })
 	return err
-}
-
-// Pid files hold "<pgid> <start time in clock ticks>" so a reused pid is never killed by mistake.
-func writePidFile(path string, pgid int) error {
-	st, err := startTime(pgid)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d %d\n", pgid, st)), 0o600); err != nil {
-		return fmt.Errorf("write pid file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write pid file: %w", err)
-	}
-	return nil
-}
-
-func readPidFile(path string) (pgid int, start uint64, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read pid file: %w", err)
-	}
-	if _, err := fmt.Sscanf(string(b), "%d %d", &pgid, &start); err != nil {
-		return 0, 0, fmt.Errorf("pid file %s malformed: %w", path, err)
-	}
-	return pgid, start, nil
-}
-
-// startTime is field 22 of /proc/<pid>/stat (after the parenthesised command name, which may
-// contain spaces).
-func startTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read process %d start time: %w", pid, err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("process %d stat malformed", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ")" come state (field 3) ... starttime (field 22): index 22-3 = 19.
-	if len(f) < 20 {
-		return 0, fmt.Errorf("process %d stat too short", pid)
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("process %d start time: %w", pid, err)
-	}
-	return v, nil
 }

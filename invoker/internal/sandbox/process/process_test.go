@@ -140,7 +140,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 }
 
-func TestCleanupKillsLeftovers(t *testing.T) {
+func TestReapKillsLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	// An earlier invoker run: it started sandboxes and crashed without destroying them.
 	old, _ := newRuntime(t, dir)
@@ -168,9 +168,16 @@ func TestCleanupKillsLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fresh, _ := newRuntime(t, dir)
-	if err := fresh.Cleanup(context.Background(), "wsk0_"); err != nil {
+	fresh, err := New(Config{StateDir: dir, IDPrefix: "wsk0_"}, zap.NewNop())
+	if err != nil {
 		t.Fatal(err)
+	}
+	got, err := fresh.Reap(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Processes != 1 || got.Files != 3 {
+		t.Errorf("reaped %+v, want 1 process and 3 records", got)
 	}
 	waitGone(t, pid)
 	if !alive(other.(*box).pgid) {
