@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", ".state", "directory for the store (and, standalone, the broker and invoker state)")
 	fs.StringVar(&cfg.Kafka, "kafka", "", "comma-separated Kafka brokers (default in standalone mode: an embedded broker)")
 	fs.BoolVar(&cfg.Standalone, "standalone", false, "also run an embedded Kafka broker and one invoker in this process")
-	fs.StringVar(&cfg.EmbeddedKafkaAddr, "embedded-kafka-addr", "", "standalone: where the embedded broker listens (default 127.0.0.1:9092, or a free port when taken; 127.0.0.1:0 picks a free one)")
+	fs.StringVar(&cfg.EmbeddedKafkaAddr, "embedded-kafka-addr", "", "standalone: where the embedded broker listens (default 127.0.0.1:9092; refuses to start when that port is taken; 127.0.0.1:0 picks a free one)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", "auto", "standalone invoker sandbox: auto, docker, oci, process or none")
 	fs.StringVar(&cfg.Enclave, "enclave", "auto", "standalone invoker enclave: auto, sgx, direct or none")
 	fs.StringVar(&cfg.Model, "model", "teemate", "standalone invoker model: teemate, native or strawman")
@@ -108,11 +108,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, cfg); err != nil {
-		log.Error("controller-adapter failed", zap.Error(err))
-		return err
-	}
-	return nil
+	// The error is returned, not logged: main prints it as the last line, whatever the log format.
+	return app.Run(ctx, cfg)
 }
 
 func namespaceCommand(args []string, stdout, stderr io.Writer) error {

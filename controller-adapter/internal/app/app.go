@@ -51,10 +51,10 @@ type Config struct {
 	// DataDir holds controller.db, and in standalone mode kafka/ and invoker/ (default .state).
 	DataDir string
 	// Kafka is the comma-separated broker list. Empty in standalone mode starts the embedded
-	// broker (on 127.0.0.1:9092, or a free port if that is taken).
+	// broker (on EmbeddedKafkaAddr).
 	Kafka string
-	// EmbeddedKafkaAddr is where the embedded broker listens (default 127.0.0.1:9092, or a free
-	// port when that is taken).
+	// EmbeddedKafkaAddr is where the embedded broker listens (default 127.0.0.1:9092; port 0 picks
+	// a free one). A taken port is an error: the broker never moves by itself.
 	EmbeddedKafkaAddr string
 	// Standalone also runs the embedded broker (unless Kafka is set) and one in-process invoker.
 	Standalone bool
@@ -308,21 +308,26 @@ func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string,
 }
 
 // startEmbedded starts the broker on addr, by default 127.0.0.1:9092 (Kafka's usual port, so
-// other tools find it), or on a free port when that one is taken.
+// other tools find it). A taken port is an error naming the flag: moving to another port silently
+// would leave every tool configured with the old one talking to whatever holds it. Port 0 asks for
+// any free port, which is then said loudly.
 func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.EmbeddedUser) (*kafka.Embedded, error) {
 	if addr == "" {
 		addr = defaultEmbeddedKafka
 	}
-	opts := kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log, Users: users}
-	emb, err := kafka.StartEmbedded(opts)
-	if err == nil {
-		return emb, nil
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log, Users: users})
+	if errors.Is(err, kafka.ErrAddrInUse) {
+		host, port, _ := net.SplitHostPort(addr) // StartEmbedded has parsed it
+		return nil, fmt.Errorf("the embedded Kafka broker's port %s on %s is taken by another program (another broker, or "+
+			"another standalone platform?): choose another with --embedded-kafka-addr %s:PORT, or --embedded-kafka-addr %s:0 "+
+			"for any free port: %w", port, host, host, host, err)
 	}
-	log.Info("the embedded broker's address is not free; it takes another port", zap.String("addr", addr), zap.Error(err))
-	opts.Addr = kafka.DefaultEmbeddedAddr
-	emb, err = kafka.StartEmbedded(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		log.Warn("the embedded Kafka broker listens on a port chosen at start, as asked (port 0): Kafka tools and "+
+			"invokers outside this process must be given this address", zap.Strings("brokers", emb.Addrs()))
 	}
 	return emb, nil
 }

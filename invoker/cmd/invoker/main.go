@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
+	"github.com/teemate/platform/invoker/kafka"
 )
 
 func main() {
@@ -91,6 +93,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := daemon.RunWithBackends(ctx, cfg, backends); err != nil {
+		if errors.Is(err, kafka.ErrAddrInUse) {
+			err = fmt.Errorf("%w: choose another address with --embedded-kafka-addr (port 0 picks a free one), or run against brokers with --kafka HOST:PORT", err)
+		}
 		log.Error("invoker failed", zap.Error(err))
 		_ = log.Sync() // best effort: stderr may be a closed pipe, and the process exits either way
 		os.Exit(1)
