@@ -56,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.EgressAllow, "egress-allow", "", `standalone invoker: host-loopback endpoints owners may reach, "host:port,..." (the REST API's port is always added)`)
 	fs.StringVar(&cfg.OwnerUser, "owner-user", "64000:64000", "standalone invoker: uid:gid the confined enclave owners run as")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", app.DefaultDrainTimeout,
+		"on SIGTERM or SIGINT: new invocations answer 503 at once; blocking callers still waiting after 3/4 of this get 202 with their activation id, "+
+			"the in-process invoker's activations still running then are abandoned (whisk errors), and the process exits within it (a second signal exits at once)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
 	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
 	// lines keep working, and says so. The file (or the environment) is the way.
@@ -108,6 +111,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal starts the graceful stop; with the handlers reset, a second one ends
+		// the process at once, as an operator who presses Ctrl-C twice expects.
+		<-ctx.Done()
+		stop()
+	}()
 	// The error is returned, not logged: main prints it as the last line, whatever the log format.
 	return app.Run(ctx, cfg)
 }
