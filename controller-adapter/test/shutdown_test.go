@@ -2,14 +2,17 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +166,7 @@ type draining struct {
 	exited   chan struct{}
 	exitCode int
 	client   *http.Client
+	auth     string // "uuid:key"
 }
 
 // reply is what one invocation got: an HTTP answer, or the error that stopped it.
@@ -208,7 +212,7 @@ func startDraining(t *testing.T, repo string, drain time.Duration) *draining {
 		t.Fatal(err)
 	}
 	p := &draining{pid: cmd.Process.Pid, exited: make(chan struct{}), exitCode: -1,
-		client: &http.Client{Timeout: 2 * time.Minute}}
+		client: &http.Client{Timeout: 2 * time.Minute}, auth: app.GuestUUID + ":" + app.GuestKey}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -263,7 +267,8 @@ func (p *draining) put(t *testing.T, name, body string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.SetBasicAuth(app.GuestUUID, app.GuestKey)
+	u, k, _ := strings.Cut(p.auth, ":")
+	req.SetBasicAuth(u, k)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -299,7 +304,8 @@ func (p *draining) invoke(params string) reply {
 		r.err = err
 		return r
 	}
-	req.SetBasicAuth(app.GuestUUID, app.GuestKey)
+	u, k, _ := strings.Cut(p.auth, ":")
+	req.SetBasicAuth(u, k)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -395,4 +401,183 @@ func readStat(pid int) (start, comm, state string, ppid int, ok bool) {
 	}
 	// After the command: state (0), ppid (1), ... starttime is field 22 of the line, 19 here.
 	return f[19], s[open+1 : closing], f[0], ppid, true
+}
+
+// TestInvokerSIGTERMDrains is the split deployment's side of the shutdown order: bin/invoker (with
+// its embedded broker) and controller-adapter --kafka as separate processes. SIGTERM to the
+// invoker while blocking invocations run: it announces itself disabled, takes nothing new,
+// finishes what it took and sends the acks, so every caller gets its 200, and it exits with status
+// 0 within --drain-timeout, leaving no process it started.
+func TestInvokerSIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the platform as two processes (about half a minute)")
+	}
+	repo := testtool.Root(t)
+	testtool.Require(t, "node")
+	if !exists(filepath.Join(repo, "bin", "teemate-shim")) {
+		testtool.Missing(t, "needs the shims (make build)")
+	}
+	work := t.TempDir()
+	bins := map[string]string{}
+	for _, b := range []string{"controller-adapter", "invoker"} {
+		bins[b] = filepath.Join(work, "bin", b)
+		pkg := "./controller-adapter/cmd/controller-adapter"
+		if b == "invoker" {
+			pkg = "./invoker/cmd/invoker"
+		}
+		build := exec.Command("go", "build", "-o", bins[b], pkg)
+		build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	apiPort := freePort(t)
+	env := append(os.Environ(), "NODE_EXTRA_CA_CERTS=", "TEEMATE_INVOKER_TOKEN=shutdown-test-"+strconv.Itoa(apiPort))
+	const drainTimeout = 20 * time.Second
+	stateDir := filepath.Join(work, "invoker")
+	inv := launch(t, filepath.Join(work, "invoker.log"), env, bins["invoker"], "--id", "0", "--kafka", "embedded",
+		"--embedded-kafka-addr", "127.0.0.1:0", "--api-host", "http://127.0.0.1:"+strconv.Itoa(apiPort), "--port", "0",
+		"--state-dir", stateDir, "--sandbox", "process", "--enclave", "direct", "--model", "teemate", "--repo", repo,
+		"--drain-timeout", drainTimeout.String())
+	broker := inv.waitLog(t, `"msg":"embedded kafka started".*"brokers":\["([0-9.:]+)"\]`)
+	// A split deployment seeds no guest namespace: the test makes its own.
+	key, err := app.AddNamespace(context.Background(), filepath.Join(work, "controller"), "shutdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := launch(t, filepath.Join(work, "controller.log"), env, bins["controller-adapter"], "--kafka", broker,
+		"--kafka-sasl-file", filepath.Join(stateDir, "kafka-users", "controller0.sasl"), "--port", strconv.Itoa(apiPort),
+		"--data-dir", filepath.Join(work, "controller"))
+	p := &draining{apiHost: ctl.waitLog(t, `^OpenWhisk API ready at (http://127\.0\.0\.1:\d+) `), auth: key,
+		client: &http.Client{Timeout: 2 * time.Minute}}
+	p.put(t, "nap", `{"exec":{"kind":"nodejs:20","code":"function main(p) { return new Promise(r => setTimeout(() => r({slept: p.ms}), p.ms)) }"}}`)
+	p.warm(t, "nap")
+
+	replies := make([]reply, 5)
+	var wg sync.WaitGroup
+	for i := range replies {
+		wg.Add(1)
+		go func() { defer wg.Done(); replies[i] = p.invoke(`{"ms":1500}`) }()
+	}
+	time.Sleep(700 * time.Millisecond)
+	started := descendants(inv.pid)
+	signalled := time.Now()
+	if err := syscall.Kill(inv.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inv.exited:
+	case <-time.After(drainTimeout + 20*time.Second):
+		t.Fatalf("the invoker did not exit within %v of SIGTERM", drainTimeout+20*time.Second)
+	}
+	took := time.Since(signalled)
+	wg.Wait()
+	t.Logf("the invoker exited %v after SIGTERM with status %d; %d processes it had started", took.Round(time.Millisecond), inv.exitCode, len(started))
+	if inv.exitCode != 0 || took > drainTimeout {
+		t.Errorf("the invoker exited with status %d after %v, want 0 within %v", inv.exitCode, took, drainTimeout)
+	}
+	for i, r := range replies {
+		if r.err != nil || r.status != http.StatusOK || !strings.Contains(string(r.body), `"slept":1500`) {
+			t.Errorf("caller %d: %d %s %v, want 200 with the result", i, r.status, r.body, r.err)
+		}
+	}
+	for _, pr := range started {
+		if pr.alive() {
+			t.Errorf("left running after the invoker exited: %s", pr)
+		}
+	}
+}
+
+// launched is a process a shutdown test started, its stdout and stderr in one log file.
+type launched struct {
+	pid      int
+	log      string
+	exited   chan struct{}
+	exitCode int
+}
+
+func launch(t *testing.T, logPath string, env []string, bin string, args ...string) *launched {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &launched{pid: cmd.Process.Pid, log: logPath, exited: make(chan struct{}), exitCode: -1}
+	go func() {
+		if err := cmd.Wait(); err != nil {
+			t.Logf("%s exited: %v", filepath.Base(bin), err)
+		}
+		l.exitCode = cmd.ProcessState.ExitCode()
+		close(l.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-l.exited:
+		default:
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Logf("stop %s: %v", filepath.Base(bin), err)
+			}
+			select {
+			case <-l.exited:
+			case <-time.After(30 * time.Second):
+				kids := descendants(l.pid)
+				if err := cmd.Process.Kill(); err != nil {
+					t.Logf("kill %s: %v", filepath.Base(bin), err)
+				}
+				<-l.exited
+				for _, k := range kids {
+					k.kill()
+				}
+			}
+		}
+		// Written to disk already; the handle is only closed here.
+		_ = logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				t.Logf("last lines of %s:\n%s", filepath.Base(logPath), strings.Join(lines[max(0, len(lines)-25):], "\n"))
+			}
+		}
+	})
+	return l
+}
+
+// waitLog waits until a line of the log matches expr and returns its first group.
+func (l *launched) waitLog(t *testing.T, expr string) string {
+	t.Helper()
+	re := regexp.MustCompile(expr)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, err := os.ReadFile(l.log); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if m := re.FindStringSubmatch(line); m != nil {
+					return m[1]
+				}
+			}
+		}
+		select {
+		case <-l.exited:
+			t.Fatalf("%s exited before its log said %s", l.log, expr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not say %s within 2 minutes", l.log, expr)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
