@@ -66,6 +66,7 @@ type Controller struct {
 	st       *store.Store
 	prod     *kafka.Producer
 	bal      *balancer.Balancer
+	gate     *api.Gate
 	srv      *http.Server
 	served   chan struct{} // closed when the API server stops serving; serveErr says why
 	serveErr error
@@ -130,9 +131,19 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		return nil, fmt.Errorf("embed: listen for the API: %w", err)
 	}
 	c.apiHost = "http://" + advertised(ln.Addr().(*net.TCPAddr))
+	c.gate = api.NewGate()
+	h := api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
+		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate}, c.st, c.bal, log.Named("api"))
 	c.srv = &http.Server{
-		Handler: api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
-			EvidencePolicy: cfg.EvidencePolicy}, c.st, c.bal, log.Named("api")),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// While draining, every reply closes its connection: a client's next request opens a
+			// new one (to another controller, or to this one's successor) instead of racing the
+			// close of an idle keep-alive connection at the end.
+			if c.gate.Draining() {
+				w.Header().Set("Connection", "close")
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	c.served = make(chan struct{})
@@ -266,7 +277,40 @@ func (c *Controller) Invoke(ctx context.Context, auth, action string, params jso
 	return act, nil
 }
 
-// Close stops the API, the load balancer and the producer, and closes the store.
+// ErrDrainExpired is Drain's error when invocations were still unanswered at its deadline (their
+// blocking callers were answered 202).
+var ErrDrainExpired = errors.New("embed: drain deadline passed")
+
+// Drain is the first step of a graceful stop: the API stops accepting invocations (503 with
+// Retry-After; reads and the invokers' endpoints keep working, /ready answers 503) and Drain waits
+// until every invocation it accepted has been answered. When ctx ends first, the blocking callers
+// still waiting are answered 202 with their activation id (their activations run on and are
+// recorded), and Drain returns ErrDrainExpired once those answers are written, or after
+// answerGrace if a handler is stuck before it publishes. Close follows.
+func (c *Controller) Drain(ctx context.Context) error {
+	c.gate.Drain()
+	select {
+	case <-c.gate.Idle():
+		return nil
+	case <-ctx.Done():
+	}
+	c.gate.Expire()
+	select {
+	case <-c.gate.Idle():
+		return fmt.Errorf("%w: blocking callers still waiting were answered 202", ErrDrainExpired)
+	case <-time.After(answerGrace):
+		return fmt.Errorf("%w: %d invocations still unanswered", ErrDrainExpired, c.gate.InFlight())
+	}
+}
+
+// answerGrace bounds how long Drain waits, after its deadline, for the expired callers' 202s.
+const answerGrace = 2 * time.Second
+
+// Draining reports whether Drain was called.
+func (c *Controller) Draining() bool { return c.gate.Draining() }
+
+// Close stops the API, the load balancer and the producer, and closes the store. Without Drain
+// before, invocations in flight are cut off after 5 s.
 func (c *Controller) Close() error {
 	var errs []error
 	if c.srv != nil {

@@ -243,6 +243,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	<-ctx.Done()
+	cfg.DrainTimeout = drainTimeout(ctx, cfg.DrainTimeout)
 	shutdown(cfg, f, pinger, exec, log, stop, fed, abandon, func() { stopPings(); pingWG.Wait() }, closeConsumer)
 	log.Info("invoker stopped")
 	return nil
@@ -322,12 +323,22 @@ func serveAdmin(cfg Config, sw *onOff, m *metrics.Metrics, log *zap.Logger) (str
 	}, nil
 }
 
-// shutdown drains the invoker the OpenWhisk way: stop taking activations, let those in flight
-// finish (abandoning them after cfg.DrainTimeout), stop the pings, announce "disabled" with a
-// last ping, close the consumer and then the executor, which removes what it still holds.
+// shutdown drains the invoker: first it tells the controllers it is disabled (a last ping; they
+// stop placing activations here, so none wait in its topic for a restart), stops taking records,
+// lets the activations in flight finish and send their acks (abandoning them after
+// cfg.DrainTimeout: their acks still go out, as whisk errors), then closes the consumer, which
+// commits what was answered, and the executor, which removes what it still holds.
 func shutdown(cfg Config, f *feed.Feed, pinger *feed.Pinger, exec activation.Executor, log *zap.Logger,
 	stop chan struct{}, fed <-chan struct{}, abandon, stopPings, closeConsumer func()) {
-	log.Info("invoker shutting down: finishing in-flight activations", zap.Int("in_flight", f.InFlight()))
+	log.Info("invoker shutting down: finishing in-flight activations", zap.Int("in_flight", f.InFlight()),
+		zap.Duration("drain_timeout", cfg.DrainTimeout))
+	stopPings()
+	f.Disable()
+	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pinger.Ping(pctx, false); err != nil {
+		log.Warn("disabled ping failed", zap.Error(err))
+	}
 	close(stop)
 	select {
 	case <-fed:
@@ -336,16 +347,11 @@ func shutdown(cfg Config, f *feed.Feed, pinger *feed.Pinger, exec activation.Exe
 		abandon()
 		<-fed
 	}
-	stopPings()
-	f.Disable()
-	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := pinger.Ping(pctx, false); err != nil {
-		log.Warn("final disabled ping failed", zap.Error(err))
-	}
 	closeConsumer()
+	cctx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
 	if c, ok := exec.(interface{ Close(context.Context) error }); ok {
-		if err := c.Close(pctx); err != nil {
+		if err := c.Close(cctx); err != nil {
 			log.Warn("close executor", zap.Error(err))
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
+
+	"github.com/teemate/platform/internal/lograte"
 )
 
 // Message is one record handed out by a Consumer. Pass it to Consumer.Done
@@ -46,7 +48,9 @@ type Consumer struct {
 	topic string
 	opts  ConsumerOptions
 	log   *zap.Logger
-	cg    sarama.ConsumerGroup
+	// warn rate-limits the warnings that can come once per record or per broker error.
+	warn *lograte.Limiter
+	cg   sarama.ConsumerGroup
 
 	out      chan *Message
 	cancel   context.CancelFunc
@@ -84,11 +88,13 @@ func NewConsumer(cfg Config, group, topic string, opts ConsumerOptions) (*Consum
 		return nil, fmt.Errorf("kafka: join group %q on %v: %w", group, cfg.Brokers, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	log := cfg.logger().With(zap.String("group", group), zap.String("topic", topic))
 	c := &Consumer{
 		group:    group,
 		topic:    topic,
 		opts:     opts,
-		log:      cfg.logger().With(zap.String("group", group), zap.String("topic", topic)),
+		log:      log,
+		warn:     lograte.New(log, lograte.DefaultInterval),
 		cg:       cg,
 		out:      make(chan *Message, opts.Buffer),
 		cancel:   cancel,
@@ -201,7 +207,7 @@ func (c *Consumer) consumeLoop(ctx context.Context) {
 func (c *Consumer) logErrors() {
 	defer c.loop.Done()
 	for err := range c.cg.Errors() {
-		c.log.Warn("kafka consumer error", zap.Error(err))
+		c.warn.Warn("kafka consumer error", zap.Error(err))
 	}
 }
 
@@ -219,6 +225,7 @@ func (c *Consumer) Close() error {
 			c.closeErr = fmt.Errorf("kafka: close consumer group %q: %w", c.group, err)
 		}
 		c.loop.Wait()
+		c.warn.Flush()
 	})
 	return c.closeErr
 }
@@ -289,7 +296,7 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			// committed past.
 			c.mu.Lock()
 			if w := c.parts[rec.Partition]; w != nil && !w.deliver(rec.Offset) {
-				c.log.Warn("kafka consumer: offset out of order; delivering anyway without tracking",
+				c.warn.Warn("kafka consumer: offset out of order; delivering anyway without tracking",
 					zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset))
 			}
 			c.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -19,6 +20,11 @@ import (
 // DefaultEmbeddedAddr is where the embedded broker listens unless told
 // otherwise: loopback, random port.
 const DefaultEmbeddedAddr = "127.0.0.1:0"
+
+// ErrAddrInUse is StartEmbedded's error when another program listens on the address asked for.
+// The embedded broker never moves to another port by itself: clients configured with the address
+// would reach whatever listens there.
+var ErrAddrInUse = errors.New("address already in use")
 
 // EmbeddedOptions configures StartEmbedded.
 type EmbeddedOptions struct {
@@ -66,13 +72,16 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: embedded broker: %w", err)
 	}
+	var listenErr error // the listener's own error: kfake's may not wrap it
 	kopts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		// kfake always asks for 127.0.0.1:<port>; listen on the requested
 		// IP instead. The broker advertises the address it listens on.
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+			ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+			listenErr = err
+			return ln, err
 		}),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(1),
@@ -114,6 +123,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		}
 	}
 	c, err := kfake.NewCluster(kopts...)
+	if errors.Is(listenErr, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("kafka: embedded broker: %s: %w", addr, ErrAddrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kafka: start embedded broker on %s (data dir %q): %w", addr, opts.DataDir, err)
 	}

@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", ".state", "directory for the store (and, standalone, the broker and invoker state)")
 	fs.StringVar(&cfg.Kafka, "kafka", "", "comma-separated Kafka brokers (default in standalone mode: an embedded broker)")
 	fs.BoolVar(&cfg.Standalone, "standalone", false, "also run an embedded Kafka broker and one invoker in this process")
-	fs.StringVar(&cfg.EmbeddedKafkaAddr, "embedded-kafka-addr", "", "standalone: where the embedded broker listens (default 127.0.0.1:9092, or a free port when taken; 127.0.0.1:0 picks a free one)")
+	fs.StringVar(&cfg.EmbeddedKafkaAddr, "embedded-kafka-addr", "", "standalone: where the embedded broker listens (default 127.0.0.1:9092; refuses to start when that port is taken; 127.0.0.1:0 picks a free one)")
 	fs.StringVar(&cfg.Sandbox, "sandbox", "auto", "standalone invoker sandbox: auto, docker, oci, process or none")
 	fs.StringVar(&cfg.Enclave, "enclave", "auto", "standalone invoker enclave: auto, sgx, direct or none")
 	fs.StringVar(&cfg.Model, "model", "teemate", "standalone invoker model: teemate, native or strawman")
@@ -56,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.EgressAllow, "egress-allow", "", `standalone invoker: host-loopback endpoints owners may reach, "host:port,..." (the REST API's port is always added)`)
 	fs.StringVar(&cfg.OwnerUser, "owner-user", "64000:64000", "standalone invoker: uid:gid the confined enclave owners run as")
 	fs.StringVar(&cfg.RepoDir, "repo-dir", "", "repository root holding enclave-runtime/ (default: found from the executable)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", app.DefaultDrainTimeout,
+		"on SIGTERM or SIGINT: new invocations answer 503 at once; blocking callers still waiting after 3/4 of this get 202 with their activation id, "+
+			"the in-process invoker's activations still running then are abandoned (whisk errors), and the process exits within it (a second signal exits at once)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
 	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
 	// lines keep working, and says so. The file (or the environment) is the way.
@@ -108,11 +111,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, cfg); err != nil {
-		log.Error("controller-adapter failed", zap.Error(err))
-		return err
-	}
-	return nil
+	go func() {
+		// The first signal starts the graceful stop; with the handlers reset, a second one ends
+		// the process at once, as an operator who presses Ctrl-C twice expects.
+		<-ctx.Done()
+		stop()
+	}()
+	// The error is returned, not logged: main prints it as the last line, whatever the log format.
+	return app.Run(ctx, cfg)
 }
 
 func namespaceCommand(args []string, stdout, stderr io.Writer) error {

@@ -51,6 +51,8 @@ type Config struct {
 	// under before the controller serves it (nil: only its structure and key binding are
 	// checked; clients verify in any case).
 	EvidencePolicy *attest.Policy
+	// Gate, when set, admits invocations until the controller drains (drain.go).
+	Gate *Gate
 }
 
 // Limits OpenWhisk applies to request bodies.
@@ -125,6 +127,9 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	if log == nil {
 		log = zap.NewNop()
 	}
+	if cfg.Gate != nil {
+		inv = gatedInvoker{Invoker: inv, gate: cfg.Gate}
+	}
 	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log,
 		relay: newKeyRelay(time.Now)}
 
@@ -133,10 +138,11 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
-	r.Use(h.transaction, h.recover)
+	r.Use(h.transaction, h.recover, h.drainGate)
 	r.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, msgNotFound) })
 
 	r.GET("/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
+	r.GET("/ready", h.ready)
 	r.GET("/invokers", h.invokers)
 	r.GET("/invokers/healthy/count", h.invokersHealthyCount)
 	r.GET("/invokers/ready", h.invokersReady)

@@ -51,10 +51,10 @@ type Config struct {
 	// DataDir holds controller.db, and in standalone mode kafka/ and invoker/ (default .state).
 	DataDir string
 	// Kafka is the comma-separated broker list. Empty in standalone mode starts the embedded
-	// broker (on 127.0.0.1:9092, or a free port if that is taken).
+	// broker (on EmbeddedKafkaAddr).
 	Kafka string
-	// EmbeddedKafkaAddr is where the embedded broker listens (default 127.0.0.1:9092, or a free
-	// port when that is taken).
+	// EmbeddedKafkaAddr is where the embedded broker listens (default 127.0.0.1:9092; port 0 picks
+	// a free one). A taken port is an error: the broker never moves by itself.
 	EmbeddedKafkaAddr string
 	// Standalone also runs the embedded broker (unless Kafka is set) and one in-process invoker.
 	Standalone bool
@@ -93,6 +93,8 @@ type Config struct {
 	Logger *zap.Logger
 	// Ready, when set, is called once the API serves and (standalone) the invoker has started.
 	Ready func(Info)
+	// DrainTimeout bounds a graceful stop (ctx ending; default 30 s): see Run.
+	DrainTimeout time.Duration
 
 	// Tuning for tests; zero values take the production defaults.
 	Health           balancer.HealthConfig
@@ -127,11 +129,29 @@ func (c *Config) defaults() {
 	if c.RepoDir == "" {
 		c.RepoDir = FindRepoDir()
 	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
 }
 
-// Run starts the controller-adapter and blocks until ctx ends or a component fails, then shuts
-// down: the in-process invoker first (it drains its activations through the API), then the API,
-// the balancer, Kafka clients, the store and the embedded broker.
+// DefaultDrainTimeout is Config.DrainTimeout's default: long enough for the usual blocking
+// invocation; callers of longer ones get 202 with their activation id, as after their own wait.
+const DefaultDrainTimeout = 30 * time.Second
+
+// Run starts the controller-adapter and blocks until ctx ends or a component fails. When ctx ends
+// it stops gracefully, within cfg.DrainTimeout (D), in this order:
+//
+//  1. the API stops accepting invocations: 503 with Retry-After, /ready 503 (reads, and the
+//     invokers' endpoints, keep working);
+//  2. the invocations it accepted are answered: blocking callers get their result, or, if still
+//     waiting at D less a quarter, 202 with their activation id;
+//  3. the in-process invoker (standalone) stops taking work and finishes what it took, by the same
+//     deadline, after which it abandons it (whisk errors, records and acks still sent): it stores
+//     records through the API, which is why the API is still up;
+//  4. the API server, the balancer, the Kafka clients, the store and the embedded broker close,
+//     in the last quarter of D.
+//
+// After a component failed it closes everything at once, in the same order less the drain.
 func Run(ctx context.Context, cfg Config) (err error) {
 	cfg.defaults()
 	log := cfg.Logger
@@ -245,16 +265,27 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	log.Info("controller-adapter serving", zap.String("api_host", apiHost), zap.Strings("brokers", brokers),
 		zap.Bool("standalone", cfg.Standalone))
 
+	stopInvoker := func(time.Duration) {} // standalone: the in-process invoker's
 	info := Info{APIHost: apiHost, Brokers: brokers}
 	if cfg.Standalone {
 		info.GuestAuth = GuestUUID + ":" + GuestKey
 		info.Sandbox, info.Enclave, info.Model = choice.Sandbox, choice.Enclave, choice.Model
-		stop, err := startInvoker(cfg, brokers, invokerSASL, apiHost, choice, log, fatal)
+		inv, err := startInvoker(cfg, brokers, invokerSASL, apiHost, choice, log, fatal)
 		if err != nil {
 			return err
 		}
+		stopInvoker = func(within time.Duration) {
+			if err := inv.StopWithin(within); err != nil {
+				log.Warn("in-process invoker stopped with an error", zap.Error(err))
+			}
+		}
 		// Registered last so it runs first: the invoker drains through the API and the broker.
-		closers = append(closers, stop)
+		// After a graceful stop it has stopped already, and this returns at once.
+		closers = append(closers, func() {
+			if err := inv.Stop(); err != nil {
+				log.Warn("in-process invoker stopped with an error", zap.Error(err))
+			}
+		})
 		// "Ready" means an invoke works: wait until the balancer has seen the in-process invoker
 		// healthy (its enclave owner started, its test action answered), instead of answering the
 		// first callers 503. Bounded: a platform that cannot get healthy still starts and says so.
@@ -269,17 +300,34 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		drain(ctl, stopInvoker, cfg.DrainTimeout, log)
 		return nil
 	case err := <-fatal:
 		return err
 	}
 }
 
+// drain carries out steps 1 to 3 of Run's graceful stop; Run's closers do step 4.
+func drain(ctl *embed.Controller, stopInvoker func(time.Duration), d time.Duration, log *zap.Logger) {
+	start := time.Now()
+	// The last quarter is for the abandoned activations' records and acks, the sandboxes'
+	// removal and the closes.
+	deadline := start.Add(d - d/4)
+	log.Info("shutting down: no new invocations; answering those accepted", zap.Duration("drain_timeout", d))
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := ctl.Drain(dctx); err != nil {
+		log.Warn("shutting down: not every accepted invocation finished in time", zap.Error(err))
+	}
+	log.Info("shutting down: invocations answered; stopping the invoker", zap.Duration("elapsed", time.Since(start)))
+	stopInvoker(time.Until(deadline))
+	log.Info("shutting down: closing", zap.Duration("elapsed", time.Since(start)))
+}
+
 // startInvoker runs invoker 0 in this process (the invoker's composition root, daemon.Start) and
-// waits until it consumes and pings. The returned stop ends it and waits for it to drain; an
-// invoker that stops by itself before is reported on fatal.
-func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string, c daemon.Choice, log *zap.Logger, fatal chan<- error) (func(), error) {
+// waits until it consumes and pings. An invoker that stops by itself before Stop is reported on
+// fatal.
+func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string, c daemon.Choice, log *zap.Logger, fatal chan<- error) (*daemon.Running, error) {
 	inv, err := daemon.Start(daemon.Config{
 		ID: 0, Kafka: strings.Join(brokers, ","), KafkaSASL: sasl, KafkaTLS: cfg.KafkaTLS, APIHost: apiHost, StoreToken: cfg.InvokerToken,
 		StateDir: filepath.Join(cfg.DataDir, "invoker"), Listen: "127.0.0.1:0",
@@ -299,30 +347,30 @@ func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string,
 			fatal <- fmt.Errorf("%s: %w", describe, err)
 		}
 	}()
-	stop := func() {
-		if err := inv.Stop(); err != nil {
-			log.Warn("in-process invoker stopped with an error", zap.Error(err))
-		}
-	}
-	return stop, nil
+	return inv, nil
 }
 
 // startEmbedded starts the broker on addr, by default 127.0.0.1:9092 (Kafka's usual port, so
-// other tools find it), or on a free port when that one is taken.
+// other tools find it). A taken port is an error naming the flag: moving to another port silently
+// would leave every tool configured with the old one talking to whatever holds it. Port 0 asks for
+// any free port, which is then said loudly.
 func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.EmbeddedUser) (*kafka.Embedded, error) {
 	if addr == "" {
 		addr = defaultEmbeddedKafka
 	}
-	opts := kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log, Users: users}
-	emb, err := kafka.StartEmbedded(opts)
-	if err == nil {
-		return emb, nil
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{DataDir: dataDir, Addr: addr, Logger: log, Users: users})
+	if errors.Is(err, kafka.ErrAddrInUse) {
+		host, port, _ := net.SplitHostPort(addr) // StartEmbedded has parsed it
+		return nil, fmt.Errorf("the embedded Kafka broker's port %s on %s is taken by another program (another broker, or "+
+			"another standalone platform?): choose another with --embedded-kafka-addr %s:PORT, or --embedded-kafka-addr %s:0 "+
+			"for any free port: %w", port, host, host, host, err)
 	}
-	log.Info("the embedded broker's address is not free; it takes another port", zap.String("addr", addr), zap.Error(err))
-	opts.Addr = kafka.DefaultEmbeddedAddr
-	emb, err = kafka.StartEmbedded(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		log.Warn("the embedded Kafka broker listens on a port chosen at start, as asked (port 0): Kafka tools and "+
+			"invokers outside this process must be given this address", zap.Strings("brokers", emb.Addrs()))
 	}
 	return emb, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/lograte"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
 )
@@ -121,6 +122,9 @@ type Balancer struct {
 	cfg  Config
 	prod Producer
 	log  *zap.Logger
+	// warn rate-limits the warnings that can come once per activation or per Kafka record (an
+	// overloaded invoker, a dead one, a broken store, a hostile client on the topics).
+	warn *lograte.Limiter
 	// healthTID is the transid of every health test action of this controller's lifetime. The
 	// test acks are recognised only by it (id and start millis), as OpenWhisk does.
 	healthTID whisk.TransactionID
@@ -187,6 +191,7 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		cfg:       cfg,
 		prod:      prod,
 		log:       log,
+		warn:      lograte.New(log, lograte.DefaultInterval),
 		healthTID: whisk.NewTransactionID(whisk.TransIDInvokerHealth, cfg.Now()),
 		inFlight:  map[string]*entry{},
 		rnd:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -245,6 +250,7 @@ func (b *Balancer) Close() error {
 			e.timer.Stop()
 		}
 		b.mu.Unlock()
+		b.warn.Flush()
 	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("balancer: close: %w", err)
@@ -303,7 +309,7 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 	b.mu.Unlock()
 
 	if p.Forced {
-		b.log.Warn("no healthy invoker has free memory: overcommitting a random healthy one",
+		b.warn.Warn("no healthy invoker has free memory: overcommitting a random healthy one",
 			zap.String("invoker", name), zap.String("activation_id", e.id), zap.Int("memory_mb", memoryMB))
 	}
 	topic := kafka.InvokerTopic(p.Invoker)
@@ -416,7 +422,7 @@ func (b *Balancer) clock() {
 func (b *Balancer) handlePing(m *kafka.Message) {
 	p, err := whisk.ParsePingMessage(m.Value)
 	if err != nil {
-		b.log.Warn("skipping malformed ping", zap.Int64("offset", m.Offset), zap.Error(err))
+		b.warn.Warn("skipping malformed ping", zap.Int64("offset", m.Offset), zap.Error(err))
 		return
 	}
 	now := b.cfg.Now()
@@ -425,7 +431,7 @@ func (b *Balancer) handlePing(m *kafka.Message) {
 	}
 	idx := p.Name.Instance
 	if idx >= b.cfg.MaxInvokers {
-		b.log.Warn("skipping ping from an invoker beyond the supported count",
+		b.warn.Warn("skipping ping from an invoker beyond the supported count",
 			zap.Int("instance", idx), zap.Int("max_invokers", b.cfg.MaxInvokers))
 		return
 	}
@@ -461,7 +467,7 @@ func (b *Balancer) handlePing(m *kafka.Message) {
 func (b *Balancer) handleAck(m *kafka.Message) {
 	ack, err := whisk.ParseAcknowledgement(m.Value)
 	if err != nil {
-		b.log.Warn("skipping malformed ack", zap.Int64("offset", m.Offset), zap.Error(err))
+		b.warn.Warn("skipping malformed ack", zap.Int64("offset", m.Offset), zap.Error(err))
 		return
 	}
 	id := ack.AckActivationID()
@@ -564,7 +570,7 @@ func (b *Balancer) resolveFromStore(e *entry, forced bool) {
 			// not ready.
 			b.log.Debug("forced completion without a stored record", zap.String("activation_id", e.id), zap.Error(err))
 		default:
-			b.log.Warn("activation completed but its record is not in the store",
+			b.warn.Warn("activation completed but its record is not in the store",
 				zap.String("activation_id", e.id), zap.Error(err))
 		}
 		e.ch <- comp
@@ -619,7 +625,7 @@ func (b *Balancer) forceComplete(id string) {
 	if lookup {
 		b.resolveFromStore(e, true)
 	}
-	b.log.Warn("forced completion: no slot-freeing ack in time", zap.String("activation_id", id),
+	b.warn.Warn("forced completion: no slot-freeing ack in time", zap.String("activation_id", id),
 		zap.String("invoker", name))
 	b.act(e.invoker, a)
 }

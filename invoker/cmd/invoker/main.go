@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/daemon"
+	"github.com/teemate/platform/invoker/kafka"
 )
 
 func main() {
@@ -33,6 +35,7 @@ func main() {
 	flag.IntVar(&port, "port", 8081, "HTTP port for /ping, /metrics, /enable, /disable, /isEnabled (0: none)")
 	flag.StringVar(&cfg.StateDir, "state-dir", ".state/invoker", "directory for broker data, enclave sockets and sandboxes")
 	flag.DurationVar(&cfg.StaleAge, "stale-age", 10*time.Minute, "answer activations older than this without running them (negative: never)")
+	flag.DurationVar(&cfg.DrainTimeout, "drain-timeout", 60*time.Second, "on SIGTERM or SIGINT: how long in-flight activations may finish before they are abandoned (answered as whisk errors, with their records and acks); best at least the longest action time limit in use")
 	flag.BoolVar(&cfg.AtMostOnce, "at-most-once", false, "commit offsets before running (OpenWhisk's behaviour) instead of after the ack")
 	flag.StringVar(&backends.Sandbox, "sandbox", "process", "sandbox backend: "+strings.Join(daemon.SandboxNames(), ", "))
 	flag.StringVar(&backends.Enclave, "enclave", "direct", "enclave backend: "+strings.Join(daemon.EnclaveNames(), ", "))
@@ -90,7 +93,15 @@ func main() {
 	cfg.Logger = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal drains (--drain-timeout); a second one ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := daemon.RunWithBackends(ctx, cfg, backends); err != nil {
+		if errors.Is(err, kafka.ErrAddrInUse) {
+			err = fmt.Errorf("%w: choose another address with --embedded-kafka-addr (port 0 picks a free one), or run against brokers with --kafka HOST:PORT", err)
+		}
 		log.Error("invoker failed", zap.Error(err))
 		_ = log.Sync() // best effort: stderr may be a closed pipe, and the process exits either way
 		os.Exit(1)
