@@ -308,13 +308,6 @@ func (c *crashRun) waitRunning(n int) *footprint {
 	}
 }
 
-// proc is a process by pid and start time (a reused pid is another process).
-type proc struct {
-	pid   int
-	start string
-	cmd   string
-}
-
 // footprint is what one instance has on the host.
 type footprint struct {
 	procs      []proc
@@ -343,9 +336,9 @@ func (c *crashRun) snapshot(i *crashInstance) *footprint {
 		if seen[pid] || pid == i.cmd.Process.Pid {
 			return
 		}
-		if st, cmd, ok := procStat(pid); ok {
+		if p, ok := readProc(pid); ok {
 			seen[pid] = true
-			f.procs = append(f.procs, proc{pid, st, cmd})
+			f.procs = append(f.procs, p)
 		}
 	}
 	// Descendants (children lists, transitively).
@@ -383,7 +376,7 @@ func (c *crashRun) snapshot(i *crashInstance) *footprint {
 func (f *footprint) alive() *footprint {
 	out := &footprint{runtime: f.runtime, runcRoot: f.runcRoot}
 	for _, p := range f.procs {
-		if st, _, ok := procStat(p.pid); ok && st == p.start {
+		if p.alive() {
 			out.procs = append(out.procs, p)
 		}
 	}
@@ -493,24 +486,6 @@ func (c *crashRun) cleanup() {
 	if err := os.RemoveAll(c.work); err != nil {
 		c.t.Logf("cleanup: %v", err)
 	}
-}
-
-// procStat is a process's start time (field 22 of /proc/PID/stat) and command line.
-func procStat(pid int) (start, cmd string, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", "", false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", "", false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" {
-		return "", "", false
-	}
-	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)) // empty for a kernel thread or one gone
-	return f[19], strings.ReplaceAll(string(cl), "\x00", " "), true
 }
 
 // allChildren lists the children of every thread of pid.
