@@ -317,13 +317,9 @@ func TestSequenceWebAction(t *testing.T) {
 	}
 }
 
-// TestConductor: a conductor action drives components by its {action, params, state} results;
-// the composition's record lists every activation; the step limits hold.
-func TestConductor(t *testing.T) {
-	e := seqSetup(t)
-	const ns = "/api/v1/namespaces/_"
-	e.putAction(t, "cond", `{"exec":`+codeExec+`,"annotations":[{"key":"conductor","value":true}]}`)
-	e.inv.set("cond", func(c map[string]json.RawMessage) (int, json.RawMessage) {
+// conductTrail is a conductor: a, then pkg/c, then the end, the trail ending with last.
+func conductTrail(last string) behaviour {
+	return func(c map[string]json.RawMessage) (int, json.RawMessage) {
 		var trail string
 		json.Unmarshal(c["trail"], &trail)
 		switch string(c["step"]) {
@@ -332,8 +328,17 @@ func TestConductor(t *testing.T) {
 		case "1":
 			return 0, json.RawMessage(`{"action":"/_/pkg/c","params":{"trail":` + string(jsonString(trail)) + `},"state":{"step":2}}`)
 		}
-		return 0, json.RawMessage(`{"params":{"done":true,"trail":` + string(jsonString(trail+">")) + `}}`)
-	})
+		return 0, json.RawMessage(`{"params":{"done":true,"trail":` + string(jsonString(trail+last)) + `}}`)
+	}
+}
+
+// TestConductor: a conductor action drives components by its {action, params, state} results;
+// the composition's record lists every activation; the step limits hold.
+func TestConductor(t *testing.T) {
+	e := seqSetup(t)
+	const ns = "/api/v1/namespaces/_"
+	e.putAction(t, "cond", `{"exec":`+codeExec+`,"annotations":[{"key":"conductor","value":true}]}`)
+	e.inv.set("cond", conductTrail(">"))
 	before := len(e.inv.messages())
 	resp, b := e.call(t, "POST", ns+"/actions/cond?blocking=true", guestAuth, `{}`, nil)
 	var r record
