@@ -439,12 +439,11 @@ func (r *composer) top(ctx context.Context, a *whisk.Action, binding, id string,
 	return r.composition(ctx, a, binding, id, input, "", &compositionCount{})
 }
 
-// outcome is a finished component: its record (logs left out), or, when there is none, the
-// response that stands for it and the id it ran under, if any.
+// outcome is a finished component: its record (logs left out), and the id it ran under (all
+// that is known when its record did not come within the wait).
 type outcome struct {
-	act  *whisk.WhiskActivation
-	resp whisk.ActivationResponse
-	id   string
+	act *whisk.WhiskActivation
+	id  string
 }
 
 // primitive runs one action through the invoker path, blocking, caused by cause, and waits up to
