@@ -54,8 +54,9 @@ func msgCompositionTimeout(id string) string {
 	return fmt.Sprintf("Timeout reached when retrieving activation %s during composition.", id)
 }
 
-// componentWaitExtra is what a component's wait adds to its time limit (OpenWhisk: timeout + 1 minute).
-const componentWaitExtra = time.Minute
+// componentWaitExtra is what a component's wait adds to its time limit (OpenWhisk: timeout + 1
+// minute). A variable for the tests of an expired wait.
+var componentWaitExtra = time.Minute
 
 // component is a sequence or composition component's fully qualified name: ns/name or
 // ns/pkg/name.

@@ -465,3 +465,55 @@ func TestClientGoSequences(t *testing.T) {
 		t.Fatalf("cyclic: %v", err)
 	}
 }
+
+// TestSequenceWaits: a blocking invoke whose wait expires answers the id while the run goes on; a
+// component whose record does not come within its time limit (plus the extra wait) ends the
+// sequence with OpenWhisk's whisk error naming it.
+func TestSequenceWaits(t *testing.T) {
+	e := seqSetup(t)
+	extra := componentWaitExtra
+	componentWaitExtra = 0
+	t.Cleanup(func() { componentWaitExtra = extra })
+	e.putAction(t, "stuck", `{"exec":`+codeExec+`,"limits":{"timeout":300}}`)
+	e.inv.mu.Lock()
+	e.inv.slow["stuck"] = true
+	e.inv.mu.Unlock()
+	e.mustCall(t, 200, "PUT", "/api/v1/namespaces/_/actions/s", guestAuth, `{"exec":{"kind":"sequence","components":["/_/a","/_/stuck","/_/b"]}}`, nil)
+	var accepted map[string]string
+	e.mustCall(t, 202, "POST", "/api/v1/namespaces/_/actions/s?blocking=true&timeout=50", guestAuth, `{}`, &accepted)
+	r := e.getRecord(t, guestAuth, accepted["activationId"])
+	stuck := e.inv.last()
+	if stuck.Action.Name != "stuck" || len(r.Logs) != 2 || r.Logs[1] != stuck.ActivationID || r.Response.Status != "whisk internal error" ||
+		r.str("error") != msgSequenceComponentTimeout(stuck.ActivationID) {
+		t.Fatalf("sequence with a component that never answers: %+v", r)
+	}
+}
+
+// TestResolveNextName: how a conductor's "action" names a component (OpenWhisk's resolveName).
+func TestResolveNextName(t *testing.T) {
+	for in, want := range map[string]string{
+		`"a"`:                        "guest/a",
+		`"pkg/a"`:                    "guest/pkg/a",
+		`"/ns/a"`:                    "ns/a",
+		`"/ns/pkg/a"`:                "ns/pkg/a",
+		`"ns/pkg/a"`:                 "ns/pkg/a",
+		`"/_/a"`:                     "guest/a",
+		`"/a"`:                       "",
+		`"/ns/pkg/a/b"`:              "",
+		`"bad$name"`:                 "",
+		`""`:                         "",
+		`42`:                         "",
+		`{"name":"a"}`:               "",
+		`"ns//a"`:                    "",
+		`"/whisk.system/utils/echo"`: "whisk.system/utils/echo",
+	} {
+		c, ok := resolveNextName(json.RawMessage(in), "guest")
+		got := ""
+		if ok {
+			got = c.String()
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+}
