@@ -341,7 +341,7 @@ func (w *sequenceWalk) count(ctx context.Context, comps []component) (int, error
 	return total, nil
 }
 
-// composedReply answers POST .../actions/{name} for an action the controller runs (isComposed):
+// invokeComposed answers POST .../actions/{name} for an action the controller runs (isComposed):
 // the enclosing activation's id at once (non-blocking, or when the wait expires), or its record
 // as an ordinary blocking invoke answers.
 func (h *handler) invokeComposed(c *gin.Context, a *whisk.Action, binding string, payload map[string]json.RawMessage,
