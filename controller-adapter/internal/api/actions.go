@@ -75,7 +75,9 @@ func buildExec(e *execRequest) (whisk.Exec, error) {
 	switch {
 	case e.Kind == "":
 		return whisk.Exec{}, badRequest("exec.kind is required.")
-	case e.Kind == whisk.KindSequence, e.Kind == whisk.KindBlackbox, e.Image != "":
+	case e.Kind == whisk.KindSequence:
+		return sequenceExec(e)
+	case e.Kind == whisk.KindBlackbox, e.Image != "":
 		return whisk.Exec{}, badRequest(fmt.Sprintf("kind '%s' is not supported: this platform runs Node.js actions only (%s).", e.Kind, supportedKinds()))
 	}
 	kind, err := whisk.ExecKind(e.Kind).Resolve()
@@ -265,6 +267,9 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 		h.internalError(c, "build action", err)
 		return
 	}
+	if !h.checkSequencePut(c, ns, doc, old, &req) {
+		return
+	}
 	saved, err := h.store.PutAction(ctx, doc, overwrite)
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -354,9 +359,10 @@ type actionView struct {
 }
 
 type execView struct {
-	Kind   string `json:"kind,omitempty"`
-	Binary bool   `json:"binary"`
-	Main   string `json:"main,omitempty"`
+	Kind       string   `json:"kind,omitempty"`
+	Components []string `json:"components,omitempty"`
+	Binary     bool     `json:"binary"`
+	Main       string   `json:"main,omitempty"`
 }
 
 func withoutCode(a *whisk.Action) actionView {
@@ -365,7 +371,7 @@ func withoutCode(a *whisk.Action) actionView {
 		params = whisk.Parameters{}
 	}
 	v := summary(a)
-	v.Exec.Kind, v.Exec.Main = a.Exec.Kind, a.Exec.Main
+	v.Exec.Kind, v.Exec.Main, v.Exec.Components = a.Exec.Kind, a.Exec.Main, a.Exec.Components
 	v.Parameters = &params
 	v.Revision = a.Revision
 	return v

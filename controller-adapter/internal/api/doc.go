@@ -6,8 +6,8 @@
 // action (/internal/v1/actions/..., OpenWhisk's invoker reads the entity
 // database) and storing a finished activation record
 // (/internal/v1/activations/..., OpenWhisk's invoker writes the activations
-// database). That PUT is the only way a record gets into the store: the
-// controller learns results from acks and never writes records itself (see
+// database). That PUT is how every record of an activation an invoker ran gets
+// into the store: the controller learns results from acks (see
 // controller-adapter/internal/balancer). A read of an activation whose
 // blocking caller was just answered waits for the invoker's write (bounded),
 // so the record is readable, with its logs, as soon as the answer is.
@@ -39,10 +39,18 @@
 // binding. The invokers' read (/internal/v1/actions) takes the resolved path
 // as it is. whisk.system, the shared namespace, starts with SystemPackages.
 //
+// Sequences and conductor actions (sequences.go, conductor.go) run here, in the
+// controller, as OpenWhisk's do: each component is an ordinary blocking
+// activation published through the same Invoker as any invoke, caused by the
+// enclosing activation, whose record (logs: the components' ids) this package
+// writes, being the only writer of that id. Creating a sequence checks what
+// OpenWhisk checks (components exist and are the caller's to read, at most 50
+// atomic actions with nested sequences inlined, no path back to itself).
+//
 // Not supported yet (answered with a clear error, not silently ignored):
 // triggers and rules (PUT answers 400, entities 404, lists are empty),
-// sequences and blackbox actions (400: only nodejs kinds run here), and
-// per-namespace throttling (no 429s).
+// blackbox actions (400: only nodejs kinds run here), and per-namespace
+// throttling (no 429s).
 //
 // Trust boundary: untrusted host code. It authenticates callers with Basic
 // auth against the store and isolates namespaces, but it sees parameters and

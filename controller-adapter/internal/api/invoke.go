@@ -186,6 +186,11 @@ func (h *handler) invoke(c *gin.Context, ns, entity string) {
 		h.fail(c, http.StatusBadRequest, msgParamsNotAllowed)
 		return
 	}
+	if isComposed(a) {
+		// Sequences and conductor actions run in the controller (sequences.go).
+		h.invokeComposed(c, a, binding, payload, blocking, resultOnly, wait)
+		return
+	}
 	msg, err := buildMessage(h.ctrl, tid(c), a, identityOf(c), payload, blocking)
 	if err != nil {
 		h.internalError(c, "build activation message", err)

@@ -27,9 +27,22 @@ func TestNodeOpenWhiskClient(t *testing.T) {
 		testtool.Missing(t, msg)
 	}
 	// owpackages.js: packages, bindings and shared packages (issue #18), as guest and other.
-	for _, script := range []string{"owclient.js", "owpackages.js"} {
+	// owsequences.js: sequences and conductor actions, with components that mark their trail.
+	setups := map[string]func(*env){
+		"owsequences.js": func(e *env) {
+			for _, n := range []string{"a", "b", "c"} {
+				e.inv.set(n, mark(n))
+			}
+			e.inv.set("bad", failing)
+			e.inv.set("cond", conductTrail(""))
+		},
+	}
+	for _, script := range []string{"owclient.js", "owpackages.js", "owsequences.js"} {
 		t.Run(script, func(t *testing.T) {
 			e := newEnv(t, Config{})
+			if setup := setups[script]; setup != nil {
+				setup(e)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, node, script)

@@ -356,7 +356,7 @@ func TestPutActionValidation(t *testing.T) {
 	}{
 		{"py", `{"exec":{"kind":"python:3","code":"x"}}`, "python:3"},
 		{"bb", `{"exec":{"kind":"blackbox","image":"img"}}`, "blackbox"},
-		{"seq", `{"exec":{"kind":"sequence","components":["/_/a"]}}`, "sequence"},
+		{"seq", `{"exec":{"kind":"sequence","components":["/_/a"]}}`, msgSequenceComponentNotFound},
 		{"old", `{"exec":{"kind":"nodejs:6","code":"x"}}`, "nodejs:6"},
 		{"nocode", `{"exec":{"kind":"nodejs:20"}}`, "exec.code"},
 		{"noexec", `{}`, "exec"},

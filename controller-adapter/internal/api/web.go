@@ -611,13 +611,20 @@ func (h *handler) web(c *gin.Context) {
 	if authed && caller.Subject == owner.Subject && caller.Namespace.Name == owner.Namespace.Name {
 		owner.AuthKey = caller.AuthKey
 	}
-	msg, err := buildMessage(h.ctrl, tid(c), a, owner, params, true)
-	if err != nil {
-		h.internalError(c, "build activation message", err)
-		return
+	var act *whisk.WhiskActivation
+	var ready bool
+	if isComposed(a) {
+		// A sequence or conductor action runs in the controller (sequences.go).
+		act, _, ready, ok = h.runComposed(c, a, binding, owner, params, true, h.cfg.BlockingWait)
+	} else {
+		msg, err := buildMessage(h.ctrl, tid(c), a, owner, params, true)
+		if err != nil {
+			h.internalError(c, "build activation message", err)
+			return
+		}
+		msg.Action.Binding = binding
+		act, ready, ok = h.run(c, a, msg, true, h.cfg.BlockingWait)
 	}
-	msg.Action.Binding = binding
-	act, ready, ok := h.run(c, a, msg, true, h.cfg.BlockingWait)
 	if !ok {
 		return
 	}

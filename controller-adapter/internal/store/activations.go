@@ -13,10 +13,11 @@ import (
 	"github.com/teemate/platform/invoker/whisk"
 )
 
-// PutActivation stores an activation record: the invoker's, with its logs. The invoker is the
-// only writer (see the package documentation), so a second write for the same namespace and
-// activation id is the same activation written again (a retried request, or an activation Kafka
-// delivered twice) and replaces the first: one record per id, never two.
+// PutActivation stores an activation record: the invoker's, with its logs, or the controller's own
+// for a sequence or composition. Each id has one writer (see the package documentation), so a
+// second write for the same namespace and activation id is the same activation written again (a
+// retried request, or an activation Kafka delivered twice) and replaces the first: one record per
+// id, never two.
 func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) error {
 	if a == nil || a.Namespace == "" || !whisk.ValidActivationID(a.ActivationID) {
 		return errors.New("put activation: namespace and a 32-hex activation id are required")

@@ -11,11 +11,13 @@
 // measurement, invoker/attest), one row per image, as an invoker published it: the evidence is
 // public and self-verifying, the store only keeps it across restarts and serves it byte for byte.
 //
-// Activation records have one writer: the invoker, through the API's
+// Activation records have one writer each: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its
 // activations database. It writes each record once, with its logs, before
-// the ack that frees the activation's slot; the controller only reads them
-// (the REST API, and the load balancer when an ack carried only the id).
+// the ack that frees the activation's slot; the controller reads them (the
+// REST API, and the load balancer when an ack carried only the id). The one
+// exception is the record of a sequence or composition, which no invoker runs:
+// the controller's runner writes it (controller-adapter/internal/api).
 //
 // Durability: the database runs in WAL mode with synchronous=FULL, so a write
 // of an entity or a subject that returned survives a crash of the process or
