@@ -37,6 +37,42 @@ type Reply struct {
 	// Aborted, when set, is why the invoker itself gave up (its context ended): a whisk error
 	// carrying that cause, whatever else is known.
 	Aborted string
+	// OwnerDied: the shared enclave's owner this activation's sandbox was attached to is gone (its
+	// process exited, or the enclave manager dropped it as unhealthy). The evidence comes from the
+	// enclave manager, never from the sandbox, which runs user code. Without a result of the
+	// enclave (LostEnclave), the failure is then the platform's, not the action's.
+	OwnerDied bool
+}
+
+// Texts of the whisk errors for an owner that died under an activation. They say what failed
+// without naming anything of the host (the owner's id, pid or exit status go to the invoker's log).
+const (
+	// MsgEnclaveLostInit: the owner died before the action's code ran (at /init, or between /init
+	// and /run); the activation is retried once on a fresh owner.
+	MsgEnclaveLostInit = "The enclave serving the action failed before the action ran."
+	// MsgEnclaveLostRun: the owner died while the action ran; it is not retried, since the
+	// action's code may have run.
+	MsgEnclaveLostRun = "The enclave serving the action failed while the action ran."
+)
+
+// LostEnclave says that the reply carries no result of the enclave: no reply came at all, or the
+// shim answered for a gate connection that broke (OpenWhisk's texts for a container that died,
+// outcome developer, which only the shim writes: the enclave reports an action's crash, a
+// process.exit or an uncaught error, as a result of its own). With OwnerDied, that is a whisk error.
+func (r Reply) LostEnclave() bool {
+	if r.Failed || r.Status == 0 {
+		return true
+	}
+	if r.Outcome != wire.OutcomeDeveloper {
+		return false
+	}
+	var b struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(r.Body, &b) != nil {
+		return false
+	}
+	return b.Error == whisk.MsgAbnormalRun || b.Error == whisk.MsgAbnormalInitialization
 }
 
 // Verdict is the classification of one activation step.
@@ -45,7 +81,7 @@ type Verdict struct {
 	// TimedOut: the action reached its time limit (OpenWhisk's annotation timeout:true).
 	TimedOut bool
 	// NoUserCode: the platform failed before any user code ran (the shim could not use the
-	// enclave), so the activation may be retried.
+	// enclave, or the enclave's owner died before /run), so the activation may be retried.
 	NoUserCode bool
 }
 
@@ -55,12 +91,25 @@ type Verdict struct {
 // (ActivationResponse.processInitResponseContent / processRunResponseContent), with the teemate
 // outcomes on top: "gate" is a whisk error, and "timeout"/"memory" carry the enclave's texts. For
 // a successful /init the result is a success with no result; callers go on to /run.
+//
+// The platform's faults are the platform's: an activation whose sandbox was never reached, whose
+// shim could not use the enclave, or whose enclave owner died under it (OwnerDied, without a
+// result of the enclave) is a whisk internal error, never a developer error. A successful /init
+// on an owner that has died since is one too: the prepared action would run nowhere. The action's
+// own failures (a throw, process.exit, its time or memory limit) come back as results of the
+// enclave and stay developer errors.
 func Classify(r Reply) Verdict {
 	switch {
 	case r.Aborted != "":
 		return Verdict{Response: whisk.WhiskError("The activation was aborted: " + r.Aborted)}
 	case r.Unreached:
 		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
+	case r.OwnerDied && r.Init && (r.Status == 200 || r.LostEnclave()):
+		// Owners exist only in the shared-enclave model, whose /init runs none of the action's
+		// code (the enclave only prepares it), so nothing of the action has run yet.
+		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostInit), NoUserCode: true}
+	case r.OwnerDied && !r.OOM && r.LostEnclave():
+		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostRun)}
 	}
 	return Verdict{
 		Response:   classifyReply(r),

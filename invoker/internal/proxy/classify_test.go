@@ -60,6 +60,38 @@ func TestClassify(t *testing.T) {
 		{"aborted wins", Reply{Aborted: "invoker stopping", Status: 200, Body: []byte(`{}`)},
 			3, `{"error":"The activation was aborted: invoker stopping"}`},
 		{"native developer error (no outcome)", Reply{Status: 502, Body: []byte(`{"error":"boom"}`)}, 2, `{"error":"boom"}`},
+
+		// The owner died under the activation (evidence of the enclave manager): without a result
+		// of the enclave it is the platform's failure; the action's own failures stay its own.
+		{"owner died: gate lost during run", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"The action did not produce a valid response and exited unexpectedly."}`)},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"gate lost during run, owner alive", Reply{Status: 502, Outcome: wire.OutcomeDeveloper,
+			Body: []byte(`{"error":"The action did not produce a valid response and exited unexpectedly."}`)},
+			2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
+		{"owner died: gate lost during init", Reply{Init: true, Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"The action did not initialize and exited unexpectedly."}`)},
+			3, `{"error":"The enclave serving the action failed before the action ran."}`},
+		{"owner died after a successful init", Reply{Init: true, Status: 200, OwnerDied: true, Body: []byte(`{"OK":true}`)},
+			3, `{"error":"The enclave serving the action failed before the action ran."}`},
+		{"owner died: no reply (backstop abort)", Reply{Failed: true, OwnerDied: true},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"owner died: invoker's clock ran out", Reply{TimedOut: true, TimeoutMs: 1000, OwnerDied: true},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"owner died after the action threw", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"An error has occurred: Error: x"}`)}, 2, `{"error":"An error has occurred: Error: x"}`},
+		{"owner died after process.exit was reported", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"An error has occurred: the action called process.exit(1)."}`)},
+			2, `{"error":"An error has occurred: the action called process.exit(1)."}`},
+		{"owner died after a result", Reply{Status: 200, Outcome: wire.OutcomeSuccess, OwnerDied: true, Body: []byte(`{"a":1}`)}, 0, `{"a":1}`},
+		{"owner died after an enclave timeout", Reply{Status: 502, Outcome: wire.OutcomeTimeout, OwnerDied: true,
+			Body: []byte(`{"error":"The action exceeded its time limits of 500 milliseconds."}`)},
+			2, `{"error":"The action exceeded its time limits of 500 milliseconds."}`},
+		{"owner died: init syntax error stays the action's", Reply{Init: true, Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"Initialization has failed due to: SyntaxError"}`)},
+			2, `{"error":"Initialization has failed due to: SyntaxError"}`},
+		{"owner died but the sandbox was OOM-killed", Reply{Failed: true, OOM: true, OwnerDied: true},
+			2, `{"error":"The action exhausted its memory and was aborted."}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +140,10 @@ func TestClassifyFlags(t *testing.T) {
 		{"not reached", Reply{Unreached: true}, false, true},
 		{"developer", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, Body: []byte(`{"error":"x"}`)}, false, false},
 		{"success", Reply{Status: 200, Outcome: wire.OutcomeSuccess, Body: []byte(`{}`)}, false, false},
+		{"owner died at init", Reply{Init: true, Failed: true, OwnerDied: true}, false, true},
+		{"owner died after init", Reply{Init: true, Status: 200, OwnerDied: true}, false, true},
+		{"owner died at run", Reply{Failed: true, OwnerDied: true}, false, false},
+		{"owner died, invoker timeout", Reply{TimedOut: true, OwnerDied: true}, false, false},
 	}
 	for _, tc := range tests {
 		v := Classify(tc.in)
