@@ -22,6 +22,7 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/metrics"
+	"github.com/teemate/platform/invoker/internal/proxy"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
 	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
@@ -249,10 +250,11 @@ func TestOwnerKilledMidActivation(t *testing.T) {
 	}
 	select {
 	case o := <-done:
-		if o.Response.StatusCode != whisk.StatusDeveloperError {
+		// The owner's death is the platform's failure, not the action's.
+		if o.Response.StatusCode != whisk.StatusWhiskError {
 			t.Fatalf("status %d %s", o.Response.StatusCode, o.Response.Result)
 		}
-		if errText, _ := resultOf(t, o)["error"].(string); errText != whisk.MsgAbnormalRun {
+		if errText, _ := resultOf(t, o)["error"].(string); errText != proxy.MsgEnclaveLostRun {
 			t.Fatalf("error %q", errText)
 		}
 	case <-time.After(15 * time.Second):
