@@ -3,6 +3,8 @@ package executor
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +139,23 @@ func countFailed(outs []activation.Outcome) int {
 // (the second sandbox fails the same way here), never the developer's.
 func TestSandboxStartFailureRetriedOnce(t *testing.T) {
 	e := setup(t, 2, "/nonexistent/teemate-shim")
+	o := e.exec.Run(context.Background(), job(`function main(){return {}}`, `{}`, 5*time.Second))
+	if o.Response.StatusCode != whisk.StatusWhiskError {
+		t.Fatalf("status %d %s, want a whisk internal error", o.Response.StatusCode, o.Response.Result)
+	}
+	if o.Retried != whisk.MsgResourceProvisionError {
+		t.Fatalf("retried %q, want the first attempt's %q", o.Retried, whisk.MsgResourceProvisionError)
+	}
+}
+
+// A shim that exits before it answers /init (its sandbox started, its proxy never became ready) is
+// the platform's failure too, and retried: the shim runs none of the action's code.
+func TestShimNeverReadyRetriedOnce(t *testing.T) {
+	bad := filepath.Join(shortDir(t, "eb"), "teemate-shim")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := setup(t, 2, bad)
 	o := e.exec.Run(context.Background(), job(`function main(){return {}}`, `{}`, 5*time.Second))
 	if o.Response.StatusCode != whisk.StatusWhiskError {
 		t.Fatalf("status %d %s, want a whisk internal error", o.Response.StatusCode, o.Response.Result)

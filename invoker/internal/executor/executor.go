@@ -434,7 +434,8 @@ func verdict(v proxy.Verdict) classified {
 // platform's failure from the action's).
 func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
 	timeout time.Duration, sb sandbox.Sandbox, lease *enclave.Lease, log *zap.Logger) classified {
-	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds()}
+	// The shim runs none of the action's code itself; OpenWhisk's Node proxy runs it at /init.
+	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.cfg.Model.Name() != ModelNative}
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
@@ -475,13 +476,15 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 }
 
 // ownerDied says whether the lease's owner is gone, as evidence for Classify (false without a
-// lease). A reply that carries no result of the enclave waits up to ownerGrace for the evidence:
-// the shim answers at once when its gate breaks, before the manager has seen the owner go.
+// lease). The shim's answer for a broken gate waits up to ownerGrace for the evidence: the shim
+// answers at once when its gate breaks, before the manager has seen the owner go. No answer at
+// all (the sandbox exited, the invoker's clock ran out) waits for nothing more: an owner that died
+// has been seen by then, or the backstop that cut the call short was its death.
 func ownerDied(r proxy.Reply, lease *enclave.Lease, parent context.Context, log *zap.Logger) bool {
 	if lease == nil {
 		return false
 	}
-	if _, lost := lease.Lost(); !lost && r.LostEnclave() {
+	if _, lost := lease.Lost(); !lost && r.Status != 0 && r.LostEnclave() {
 		select {
 		case <-lease.Died():
 		case <-time.After(ownerGrace):

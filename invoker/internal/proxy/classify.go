@@ -34,6 +34,10 @@ type Reply struct {
 	MaxLength int64
 	// Unreached: the action proxy was never reached (no sandbox, not ready): a whisk error.
 	Unreached bool
+	// Shim: the action proxy is the teemate shim (the teemate and strawman models), which runs none
+	// of the action's code at /init, where a standard proxy runs its top-level code. A shim that
+	// never answers /init (its sandbox exited first) failed before the action ran.
+	Shim bool
 	// Aborted, when set, is why the invoker itself gave up (its context ended): a whisk error
 	// carrying that cause, whatever else is known.
 	Aborted string
@@ -110,6 +114,8 @@ func Classify(r Reply) Verdict {
 		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostInit), NoUserCode: true}
 	case r.OwnerDied && !r.OOM && r.LostEnclave():
 		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostRun)}
+	case r.Shim && r.Init && r.Failed && !r.OOM && !r.TimedOut:
+		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
 	}
 	return Verdict{
 		Response:   classifyReply(r),

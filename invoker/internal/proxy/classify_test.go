@@ -90,6 +90,10 @@ func TestClassify(t *testing.T) {
 		{"owner died: init syntax error stays the action's", Reply{Init: true, Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
 			Body: []byte(`{"error":"Initialization has failed due to: SyntaxError"}`)},
 			2, `{"error":"Initialization has failed due to: SyntaxError"}`},
+		{"shim's sandbox exited at init", Reply{Init: true, Failed: true, Shim: true},
+			3, `{"error":"Failed to provision resources to run the action."}`},
+		{"shim's sandbox exited at run", Reply{Failed: true, Shim: true},
+			2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
 		{"owner died but the sandbox was OOM-killed", Reply{Failed: true, OOM: true, OwnerDied: true},
 			2, `{"error":"The action exhausted its memory and was aborted."}`},
 	}
@@ -143,6 +147,8 @@ func TestClassifyFlags(t *testing.T) {
 		{"owner died at init", Reply{Init: true, Failed: true, OwnerDied: true}, false, true},
 		{"owner died after init", Reply{Init: true, Status: 200, OwnerDied: true}, false, true},
 		{"owner died at run", Reply{Failed: true, OwnerDied: true}, false, false},
+		{"shim never answered init", Reply{Init: true, Failed: true, Shim: true}, false, true},
+		{"standard proxy died at init", Reply{Init: true, Failed: true}, false, false},
 		{"owner died, invoker timeout", Reply{TimedOut: true, OwnerDied: true}, false, false},
 	}
 	for _, tc := range tests {
