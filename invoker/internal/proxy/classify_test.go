@@ -125,8 +125,14 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	if err := json.Unmarshal(b, &y); err != nil {
 		t.Fatalf("want %q is not JSON: %v", b, err)
 	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
+	xb, err := json.Marshal(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yb, err := json.Marshal(y)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return string(xb) == string(yb)
 }
 
