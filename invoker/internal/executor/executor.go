@@ -140,6 +140,9 @@ func (t *Executor) Run(ctx context.Context, job *activation.Job) activation.Outc
 		case <-ctx.Done():
 		}
 	}
+	if ctx.Err() != nil {
+		return out // the invoker gave up meanwhile: the first attempt's whisk error stands
+	}
 	t.log.Warn("activation failed before the action's code ran: running it again on a fresh sandbox",
 		zap.String("sandbox", job.Name), zap.String("image", job.Image), zap.Stringer("failed_in", end.failedIn),
 		zap.String("first", first))
@@ -440,7 +443,11 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
 		r.OwnerDied = ownerDied(r, lease, parent, log)
-		return verdict(proxy.Classify(r))
+		v := proxy.Classify(r)
+		if v.Detail != "" {
+			log.Warn("the sandbox could not use the enclave", zap.Bool("init", init), zap.String("detail", v.Detail))
+		}
+		return verdict(v)
 	}
 	if parent.Err() != nil {
 		cause := context.Cause(parent).Error()
@@ -493,7 +500,8 @@ func ownerDied(r proxy.Reply, lease *enclave.Lease, parent context.Context, log 
 	}
 	reason, lost := lease.Lost()
 	if lost && (r.Init || r.LostEnclave()) {
-		log.Warn("the enclave owner is gone: the activation's failure is the platform's",
+		// Info: the manager warns once per owner ("enclave owner dropped"), this is per activation.
+		log.Info("the enclave owner is gone: the activation's failure is the platform's",
 			zap.String("enclave", lease.Owner.ID()), zap.String("reason", reason), zap.Bool("init", r.Init))
 	}
 	return lost

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
@@ -87,6 +88,9 @@ type Verdict struct {
 	// NoUserCode: the platform failed before any user code ran (the shim could not use the
 	// enclave, or the enclave's owner died before /run), so the activation may be retried.
 	NoUserCode bool
+	// Detail is the shim's whole text for a gate failure, for the invoker's log: the response
+	// keeps only what failed (whatFailed), not the host's detail.
+	Detail string
 }
 
 // Classify decides an activation step's status: it is the one place that turns what happened
@@ -117,11 +121,17 @@ func Classify(r Reply) Verdict {
 	case r.Shim && r.Init && r.Failed && !r.OOM && !r.TimedOut:
 		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
 	}
-	return Verdict{
+	v := Verdict{
 		Response:   classifyReply(r),
 		TimedOut:   r.TimedOut || r.Outcome == wire.OutcomeTimeout,
 		NoUserCode: r.Outcome == wire.OutcomeGate,
 	}
+	if r.Outcome == wire.OutcomeGate && !r.TimedOut {
+		if e, ok := errorField(r.Body); ok {
+			v.Detail = string(e)
+		}
+	}
+	return v
 }
 
 func classifyReply(r Reply) whisk.ActivationResponse {
@@ -137,7 +147,7 @@ func classifyReply(r Reply) whisk.ActivationResponse {
 		return whisk.DeveloperError(whisk.MsgAbnormalRun)
 	case r.Outcome == wire.OutcomeGate:
 		if e, ok := errorField(r.Body); ok {
-			return withSize(whisk.ErrorResponse(whisk.StatusWhiskError, e), len(r.Body))
+			return whisk.WhiskError(whatFailed(e))
 		}
 		return whisk.WhiskError(whisk.MsgResourceProvisionError)
 	}
@@ -172,6 +182,24 @@ func classifyReply(r Reply) whisk.ActivationResponse {
 		}
 	}
 	return withSize(whisk.DeveloperError(whisk.MsgInvalidRunResponse(string(r.Body))), len(r.Body))
+}
+
+// whatFailed is the part of the shim's gate-failure text the tenant sees: the sentence before its
+// first ": " says what failed ("The enclave is not reachable", "No enclave thread could be
+// taken"); the rest is the host's detail (a socket path, an errno, the owner's refusal), which
+// the shim logs and the tenant has no use for.
+func whatFailed(e json.RawMessage) string {
+	var text string
+	if json.Unmarshal(e, &text) != nil || text == "" {
+		return whisk.MsgResourceProvisionError
+	}
+	if i := strings.Index(text, ": "); i > 0 {
+		text = text[:i]
+	}
+	if !strings.HasSuffix(text, ".") {
+		text += "."
+	}
+	return text
 }
 
 func withSize(resp whisk.ActivationResponse, n int) whisk.ActivationResponse {
