@@ -49,6 +49,10 @@ type Outcome struct {
 	// Phases are per-phase durations (metrics.Phase* names), recorded in metrics and in the record's
 	// "timings" annotation so the bench can read them.
 	Phases map[string]time.Duration
+	// Retried, when set, is why a first attempt failed (a whisk internal error's text) before any of
+	// the action's code ran; the activation then ran again on a fresh sandbox, and this is the
+	// second attempt's outcome (annotations retried:true and retryReason).
+	Retried string
 }
 
 // Executor runs activations. Implementations are safe for concurrent use and must return when ctx

@@ -442,6 +442,10 @@ func (h *Handler) record(msg *whisk.ActivationMessage, action *whisk.Action, job
 		h.annotate(act, "initTime", out.InitTime.Milliseconds())
 	}
 	h.annotate(act, whisk.AnnotationTimeout, out.TimedOut)
+	if out.Retried != "" {
+		h.annotate(act, "retried", true)
+		h.annotate(act, "retryReason", out.Retried)
+	}
 	if msg.Cause != "" {
 		h.annotate(act, "causedBy", "sequence")
 	}

@@ -101,6 +101,9 @@ type ownerHandle struct {
 	owner Owner
 	dir   string
 	dead  chan struct{} // closed when the pool drops the owner
+	// lost is why the pool dropped the owner (its exit, failed pings, the manager closing); set
+	// before dead is closed and never after, so a reader that saw dead closed may read it.
+	lost string
 
 	// evMu serialises offers of this owner's evidence (a start and a ping may overlap).
 	evMu sync.Mutex
@@ -156,8 +159,22 @@ func (l *Lease) GateSocket() string { return l.Owner.GateSocket() }
 // Dir is the owner's directory (it contains the gate socket).
 func (l *Lease) Dir() string { return l.h.dir }
 
-// Died is closed when the owner exited or was dropped as unhealthy.
+// Died is closed when the owner exited or was dropped as unhealthy. It is the evidence the executor
+// classifies by: an activation whose gate connection broke while Died is closed failed through the
+// platform's fault, not the action's (proxy.Reply.OwnerDied).
 func (l *Lease) Died() <-chan struct{} { return l.h.dead }
+
+// Lost says whether the owner is gone (Died is closed) and why: its exit ("exited: signal:
+// killed"), failed health pings, or the manager closing. The reason names host internals, so it
+// is for the invoker's log, not for the activation's record.
+func (l *Lease) Lost() (reason string, lost bool) {
+	select {
+	case <-l.h.dead:
+		return l.h.lost, true
+	default:
+		return "", false
+	}
+}
 
 // Release returns the slot; it is idempotent.
 func (l *Lease) Release() {
@@ -219,7 +236,7 @@ func (m *Manager) applyLocked(acts []pool.Action) {
 			m.wg.Add(1)
 			go m.start(a)
 		case pool.StopOwner:
-			h := m.dropLocked(a.Owner)
+			h := m.dropLocked(a.Owner, a.Reason)
 			m.wg.Add(1)
 			go m.retire(h, a)
 		case pool.PingOwner:
@@ -229,10 +246,11 @@ func (m *Manager) applyLocked(acts []pool.Action) {
 	}
 }
 
-// dropLocked forgets an owner the pool dropped and tells its leases; m.mu is held.
-func (m *Manager) dropLocked(id string) *ownerHandle {
+// dropLocked forgets an owner the pool dropped and tells its leases why; m.mu is held.
+func (m *Manager) dropLocked(id, reason string) *ownerHandle {
 	h := m.owners[id]
 	delete(m.owners, id)
+	h.lost = reason
 	close(h.dead)
 	return h
 }
@@ -610,7 +628,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	var owners []*ownerHandle
 	for _, a := range m.core.Close() {
 		if s, ok := a.(pool.StopOwner); ok {
-			owners = append(owners, m.dropLocked(s.Owner))
+			owners = append(owners, m.dropLocked(s.Owner, s.Reason))
 			continue
 		}
 		m.applyLocked([]pool.Action{a})

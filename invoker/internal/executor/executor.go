@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -115,18 +116,54 @@ var (
 	errSandboxExited = errors.New("sandbox exited")
 )
 
+// ownerGrace is how long a reply without a result of the enclave waits for the evidence that the
+// owner died: the shim answers as soon as its gate connection breaks, usually before the manager
+// has reaped the owner and dropped it.
+const ownerGrace = 3 * time.Second
+
 // Run runs one job. It never hangs: every wait is bounded by the job's limits plus the grace, and
-// the owner's death or the sandbox's exit aborts the calls in flight.
+// the owner's death or the sandbox's exit aborts the calls in flight. An attempt that failed
+// through the platform's fault before the action's code could run is run again, once (retryable);
+// the outcome then says so (Outcome.Retried).
 func (t *Executor) Run(ctx context.Context, job *activation.Job) activation.Outcome {
-	return t.run(ctx, job, 1)
+	out, end := t.attempt(ctx, job, 1)
+	if !retryable(end) {
+		return out
+	}
+	first := errorText(out.Response)
+	if end.died != nil && end.failedIn == stateInitializing {
+		// The shim met the enclave and failed there: give the manager a moment to drop an owner
+		// that is dying, so the second lease goes to a live one.
+		select {
+		case <-end.died:
+		case <-time.After(abortGrace):
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() != nil {
+		return out // the invoker gave up meanwhile: the first attempt's whisk error stands
+	}
+	t.log.Warn("activation failed before the action's code ran: running it again on a fresh sandbox",
+		zap.String("sandbox", job.Name), zap.String("image", job.Image), zap.Stringer("failed_in", end.failedIn),
+		zap.String("first", first))
+	out, _ = t.attempt(ctx, job, 2)
+	out.Retried = first
+	return out
 }
 
-// maxAttempts: an activation is tried a second time only when its sandbox could not reach the
-// enclave at /init (no user code ran), e.g. because the owner died and the manager had not yet
-// noticed; the second attempt gets a lease on a live owner.
-const maxAttempts = 2
+// errorText is the "error" string of a failed response's result ("" when there is none).
+func errorText(r whisk.ActivationResponse) string {
+	var b struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(r.Result, &b); err != nil {
+		return "" // a result without an error string: nothing to quote
+	}
+	return b.Error
+}
 
-func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) activation.Outcome {
+// attempt runs the job once, in a fresh sandbox, and says how it ended for the retry rule.
+func (t *Executor) attempt(ctx context.Context, job *activation.Job, number int) (activation.Outcome, attemptEnd) {
 	timeout := job.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -135,34 +172,50 @@ func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) ac
 	hctx, cancel := context.WithTimeout(ctx, t.cfg.ReadyTimeout+2*timeout+3*t.cfg.Grace)
 	defer cancel()
 	out := activation.Outcome{Phases: map[string]time.Duration{}}
-	log := t.log.With(zap.String("sandbox", job.Name), zap.String("image", job.Image))
+	name := job.Name
+	if number > 1 {
+		// The first sandbox may still be being removed (behind the answer), and a backend may
+		// name its container after the sandbox (docker).
+		name = fmt.Sprintf("%s_retry%d", job.Name, number-1)
+	}
+	log := t.log.With(zap.String("sandbox", name), zap.String("image", job.Image))
+	end := attemptEnd{number: number, failedIn: stateCreating}
+	ended := func(o activation.Outcome) (activation.Outcome, attemptEnd) {
+		end.status = o.Response.StatusCode
+		end.aborted = end.aborted || ctx.Err() != nil
+		end.exhausted = hctx.Err() != nil
+		return o, end
+	}
 
 	// Only SharedEnclave shares a warm enclave; the other two models bring their own runtime into
 	// every sandbox, so nothing can die under them but the sandbox itself.
 	var died <-chan struct{}
+	var lease *enclave.Lease
 	gateDir := ""
-	var owner enclave.Owner
 	if t.cfg.Model.SharesEnclave() {
-		lease, err := t.enclaves.Reserve(hctx, job.Image)
+		var err error
+		lease, err = t.enclaves.Reserve(hctx, job.Image)
 		if err != nil {
-			return t.failEarly(ctx, out, log, "no enclave thread", err)
+			end.aborted = errors.Is(err, enclave.ErrClosed)
+			return ended(t.failEarly(ctx, out, log, "no enclave thread", err))
 		}
 		defer lease.Release()
-		died, gateDir, owner = lease.Died(), lease.Dir(), lease.Owner
+		died, gateDir = lease.Died(), lease.Dir()
+		end.died = died
 	}
 
 	dir := filepath.Join(t.cfg.ProxyDir, strconv.FormatUint(t.seq.Add(1), 36))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return t.failEarly(ctx, out, log, "proxy directory", err)
+		return ended(t.failEarly(ctx, out, log, "proxy directory", err))
 	}
 	removeDir := func() {
 		if err := os.RemoveAll(dir); err != nil {
 			log.Warn("removing the proxy directory failed", zap.Error(err))
 		}
 	}
-	spec := t.spec(job, timeout, dir, gateDir)
-	if owner != nil {
-		addGateToken(spec.Env, owner, job)
+	spec := t.spec(job, name, timeout, dir, gateDir)
+	if lease != nil {
+		addGateToken(spec.Env, lease.Owner, job)
 	}
 
 	lc := &life{state: stateCreating, log: log}
@@ -172,10 +225,10 @@ func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) ac
 	if err != nil {
 		lc.on(evCreateFailed)
 		removeDir()
-		return t.failEarly(ctx, out, log, "sandbox create", err)
+		return ended(t.failEarly(ctx, out, log, "sandbox create", err))
 	}
 	lc.on(evCreated)
-	attachFailed := t.activate(hctx, ctx, job, timeout, died, sb, lc, &out, log)
+	end.failedIn, end.noUserCode = t.activate(hctx, ctx, job, timeout, lease, sb, lc, &out, log)
 
 	// The answer goes out first and the sandbox is removed behind it, as OpenWhisk removes a
 	// container after the activation's acks; the sandbox has already served its one activation.
@@ -197,18 +250,7 @@ func (t *Executor) run(ctx context.Context, job *activation.Job, attempt int) ac
 			t.cfg.OnTeardown(time.Since(t1))
 		}
 	}()
-	if attachFailed && attempt < maxAttempts && ctx.Err() == nil {
-		// Give the manager a moment to see a dead owner go, so the retry gets a live one.
-		if died != nil {
-			select {
-			case <-died:
-			case <-time.After(abortGrace):
-			}
-		}
-		log.Warn("the sandbox could not reach the enclave: retrying the activation", zap.Int("attempt", attempt+1))
-		return t.run(ctx, job, attempt+1)
-	}
-	return out
+	return ended(out)
 }
 
 // Close waits for the sandboxes still being removed.
@@ -223,7 +265,7 @@ func (t *Executor) Close(ctx context.Context) error {
 	}
 }
 
-func (t *Executor) spec(job *activation.Job, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
+func (t *Executor) spec(job *activation.Job, name string, timeout time.Duration, proxyDir, gateDir string) sandbox.Spec {
 	guestProxy, guestGate := proxyDir, gateDir
 	if t.sandboxes.Capabilities().RemapsPaths {
 		guestProxy, guestGate = guestProxyDir, guestGateDir
@@ -233,11 +275,11 @@ func (t *Executor) spec(job *activation.Job, timeout time.Duration, proxyDir, ga
 		logLimit = 0
 	}
 	spec := sandbox.Spec{
-		Name:   job.Name,
+		Name:   name,
 		Rootfs: t.cfg.Model.Rootfs(),
 		Env: map[string]string{
 			"TEEMATE_PROXY_SOCKET":    filepath.Join(guestProxy, proxySockName),
-			"TEEMATE_SANDBOX":         job.Name,
+			"TEEMATE_SANDBOX":         name,
 			"TEEMATE_MEMORY_MB":       strconv.Itoa(job.MemoryMB),
 			"TEEMATE_LOG_LIMIT_BYTES": strconv.FormatInt(logLimit, 10),
 			"TEEMATE_TIMEOUT_MS":      strconv.FormatInt(timeout.Milliseconds(), 10),
@@ -270,8 +312,15 @@ func (t *Executor) failEarly(ctx context.Context, out activation.Outcome, log *z
 }
 
 // activate drives the sandbox's action proxy from starting to removing: ready, /init, /run, logs.
+// It returns the state the sandbox was in when the activation ended, and whether the verdict says
+// none of the action's code ran (the retry rule's inputs). lease is nil when the model shares no
+// enclave.
 func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, timeout time.Duration,
-	died <-chan struct{}, sb sandbox.Sandbox, lc *life, out *activation.Outcome, log *zap.Logger) (attachFailed bool) {
+	lease *enclave.Lease, sb sandbox.Sandbox, lc *life, out *activation.Outcome, log *zap.Logger) (failedIn state, noUserCode bool) {
+	var died <-chan struct{}
+	if lease != nil {
+		died = lease.Died()
+	}
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
 	// The shim stamps each line with the enclave's time; the native model's proxy does not.
 	logCfg.Stamped = t.cfg.Model.Name() != ModelNative
@@ -306,7 +355,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	if err != nil {
 		lc.on(evProxyFailed)
 		*out = t.failEarly(parent, *out, log, "proxy client", err)
-		return false
+		return stateStarting, true
 	}
 	defer client.Close()
 	t0 := time.Now()
@@ -318,7 +367,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 		*out = t.failEarly(parent, *out, log, "action proxy not ready", fmt.Errorf("%w (cause: %v)", err, context.Cause(actx)))
 		out.Phases = phases
 		_ = collector.Wait(hctx, true, sb.Exited()) // drain for the debug log only
-		return false
+		return stateStarting, true
 	}
 
 	lc.on(evProxyReady)
@@ -327,7 +376,10 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	out.Start = time.Now()
 	resp, err := client.Init(actx, job.Init, timeout)
 	out.InitTime = time.Since(out.Start)
-	reply := t.reply(true, resp, err, actx, parent, timeout, sb, log)
+	// The init's reply is classified with the owner's death as evidence, right before /run goes
+	// out: an owner that died by now makes the init void, and the activation stops here, before
+	// any of the action's code ran.
+	reply := t.reply(true, resp, err, actx, parent, timeout, sb, lease, log)
 	if resp != nil {
 		out.Phases[metrics.PhaseAttach] = msDur(resp.Timings.AttachMs)
 		out.Phases[metrics.PhaseTCSAcquire] = msDur(resp.Timings.TCSMs)
@@ -345,8 +397,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
 		lc.on(evInitFailed)
 		t.finish(hctx, out, reply, collector, sb, log)
-		// The shim could not reach the enclave: no user code ran, so the activation may be retried.
-		return reply.noUserCode
+		return stateInitializing, reply.noUserCode
 	}
 	lc.on(evInitOK)
 
@@ -359,7 +410,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 		body.Deadline = strconv.FormatInt(dl.UnixMilli(), 10)
 	}
 	resp, err = client.Run(actx, body, timeout+t.cfg.Grace)
-	reply = t.reply(false, resp, err, actx, parent, timeout, sb, log)
+	reply = t.reply(false, resp, err, actx, parent, timeout, sb, lease, log)
 	lc.on(evRunDone)
 	if resp != nil {
 		out.Phases[metrics.PhaseIsolateCreate] = msDur(resp.Timings.IsolateMs)
@@ -367,7 +418,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 		out.Phases[metrics.PhaseIsolateTeardown] = msDur(resp.Timings.TeardownMs)
 	}
 	t.finish(hctx, out, reply, collector, sb, log)
-	return false
+	return stateRunning, reply.noUserCode
 }
 
 type classified struct {
@@ -381,14 +432,22 @@ func verdict(v proxy.Verdict) classified {
 	return classified{resp: v.Response, timedOut: v.TimedOut, noUserCode: v.NoUserCode}
 }
 
-// reply classifies one /init or /run call, including why it failed when no reply came.
+// reply classifies one /init or /run call, including why it failed when no reply came and, in the
+// teemate model, whether the lease's owner died under it (the evidence Classify needs to tell the
+// platform's failure from the action's).
 func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
-	timeout time.Duration, sb sandbox.Sandbox, log *zap.Logger) classified {
-	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds()}
+	timeout time.Duration, sb sandbox.Sandbox, lease *enclave.Lease, log *zap.Logger) classified {
+	// The shim runs none of the action's code itself; OpenWhisk's Node proxy runs it at /init.
+	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.cfg.Model.Name() != ModelNative}
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
-		return verdict(proxy.Classify(r))
+		r.OwnerDied = ownerDied(r, lease, parent, log)
+		v := proxy.Classify(r)
+		if v.Detail != "" {
+			log.Warn("the sandbox could not use the enclave", zap.Bool("init", init), zap.String("detail", v.Detail))
+		}
+		return verdict(v)
 	}
 	if parent.Err() != nil {
 		cause := context.Cause(parent).Error()
@@ -403,10 +462,14 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 		r.TimedOut = true
 	case errors.Is(cause, errSandboxExited) || isClosed(sb.Exited()):
 		r.Failed, r.OOM = true, sb.OOMKilled()
+	case errors.Is(cause, errOwnerDied):
+		// The backstop cut the call short after the owner died: the sandbox did not exit, so
+		// there is no memory kill to wait for.
+		r.Failed = true
 	default:
-		// The owner died, the connection broke, or the overall bound ran out. A memory kill shows
-		// as a broken connection before the backend has seen the exit; like OpenWhisk (which polls
-		// docker inspect for 2 s), wait briefly for the exit to tell an OOM kill apart.
+		// The connection broke, or the overall bound ran out. A memory kill shows as a broken
+		// connection before the backend has seen the exit; like OpenWhisk (which polls docker
+		// inspect for 2 s), wait briefly for the exit to tell an OOM kill apart.
 		r.Failed = true
 		select {
 		case <-sb.Exited():
@@ -415,7 +478,33 @@ func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, paren
 		case <-parent.Done():
 		}
 	}
+	r.OwnerDied = ownerDied(r, lease, parent, log)
 	return verdict(proxy.Classify(r))
+}
+
+// ownerDied says whether the lease's owner is gone, as evidence for Classify (false without a
+// lease). The shim's answer for a broken gate waits up to ownerGrace for the evidence: the shim
+// answers at once when its gate breaks, before the manager has seen the owner go. No answer at
+// all (the sandbox exited, the invoker's clock ran out) waits for nothing more: an owner that died
+// has been seen by then, or the backstop that cut the call short was its death.
+func ownerDied(r proxy.Reply, lease *enclave.Lease, parent context.Context, log *zap.Logger) bool {
+	if lease == nil {
+		return false
+	}
+	if _, lost := lease.Lost(); !lost && r.Status != 0 && r.LostEnclave() {
+		select {
+		case <-lease.Died():
+		case <-time.After(ownerGrace):
+		case <-parent.Done():
+		}
+	}
+	reason, lost := lease.Lost()
+	if lost && (r.Init || r.LostEnclave()) {
+		// Info: the manager warns once per owner ("enclave owner dropped"), this is per activation.
+		log.Info("the enclave owner is gone: the activation's failure is the platform's",
+			zap.String("enclave", lease.Owner.ID()), zap.String("reason", reason), zap.Bool("init", r.Init))
+	}
+	return lost
 }
 
 // finish records the response and collects the logs.

@@ -22,6 +22,8 @@ import (
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/enclave/direct"
 	"github.com/teemate/platform/invoker/internal/metrics"
+	"github.com/teemate/platform/invoker/internal/proxy"
+	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
 	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
@@ -41,9 +43,17 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the test binaries:", err)
+		}
+	}()
 	shimBin = filepath.Join(dir, "teemate-shim")
-	wd, _ := os.Getwd()
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	// The C shim and the strawman's launcher beside it (shim/), as make build makes them.
 	build := exec.Command("make", "-s", "-C", filepath.Join(wd, "..", "..", "..", "shim"), "BIN="+dir)
 	if out, err := build.CombinedOutput(); err != nil {
@@ -80,20 +90,32 @@ func setup(t *testing.T, slots int, shim string) *env {
 		testtool.Missing(t, skipReason)
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	rt, err := process.New(process.Config{StateDir: shortDir(t, "es")}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return setupRuntime(t, slots, shim, rt)
+}
+
+// setupRuntime is setup with a sandbox backend of the caller's; the cleanup closes it.
+func setupRuntime(t *testing.T, slots int, shim string, rt sandbox.Runtime) *env {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	b, err := direct.New(direct.Config{OwnerJS: ownerJS, StopTimeout: 500 * time.Millisecond}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := enclave.NewManager(b, enclave.ManagerConfig{BaseDir: shortDir(t, "eo"), SlotsPerOwner: slots, HealthInterval: -1}, log)
-	rt, err := process.New(process.Config{StateDir: shortDir(t, "es")}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rt.Close(ctx)
-		m.Close(ctx)
+		// A killed owner makes Close report it; the tests assert what they expect themselves.
+		if err := rt.Close(ctx); err != nil {
+			t.Logf("closing the sandbox runtime: %v", err)
+		}
+		if err := m.Close(ctx); err != nil {
+			t.Logf("closing the enclave manager: %v", err)
+		}
 	})
 	x, err := New(m, rt, Config{Model: SharedEnclave{ShimPath: shim}, ProxyDir: shortDir(t, "ep"), Grace: 2 * time.Second}, log)
 	if err != nil {
@@ -104,7 +126,10 @@ func setup(t *testing.T, slots int, shim string) *env {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = x.Close(ctx) // before the runtime and manager close (cleanups run last-in first-out)
+		// Before the runtime and manager close (cleanups run last-in first-out).
+		if err := x.Close(ctx); err != nil {
+			t.Errorf("sandboxes left behind: %v", err)
+		}
 	})
 	return e
 }
@@ -249,10 +274,11 @@ func TestOwnerKilledMidActivation(t *testing.T) {
 	}
 	select {
 	case o := <-done:
-		if o.Response.StatusCode != whisk.StatusDeveloperError {
+		// The owner's death is the platform's failure, not the action's.
+		if o.Response.StatusCode != whisk.StatusWhiskError {
 			t.Fatalf("status %d %s", o.Response.StatusCode, o.Response.Result)
 		}
-		if errText, _ := resultOf(t, o)["error"].(string); errText != whisk.MsgAbnormalRun {
+		if errText, _ := resultOf(t, o)["error"].(string); errText != proxy.MsgEnclaveLostRun {
 			t.Fatalf("error %q", errText)
 		}
 	case <-time.After(15 * time.Second):

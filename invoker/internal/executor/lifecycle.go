@@ -1,6 +1,10 @@
 package executor
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/teemate/platform/invoker/whisk"
+)
 
 // The lifecycle of one sandbox, as an explicit state machine (OpenWhisk's ContainerProxy is the
 // anchor). Every sandbox serves exactly one activation, so the machine only moves forward:
@@ -80,4 +84,50 @@ func transition(s state, e event) (state, error) {
 		return to, nil
 	}
 	return stateRemoving, fmt.Errorf("sandbox lifecycle: no transition from %s on %s", s, e)
+}
+
+// maxAttempts: an activation is run at most twice, the second time only by the retry rule.
+const maxAttempts = 2
+
+// attemptEnd is what the retry rule looks at about one failed attempt.
+type attemptEnd struct {
+	// number counts the attempts, from 1.
+	number int
+	// failedIn is the state the sandbox was in when the attempt ended: creating when there was no
+	// sandbox yet (or no lease on an enclave thread), running once /run was sent.
+	failedIn state
+	// status is the attempt's ActivationResponse status code.
+	status int
+	// noUserCode is the verdict's proxy.Verdict.NoUserCode: none of the action's code ran.
+	noUserCode bool
+	// aborted: the invoker gave up on the activation (its context ended, the enclaves closed).
+	aborted bool
+	// exhausted: the attempt used up its own time bound; a second would wait as long again.
+	exhausted bool
+
+	// died is the lease's owner-death signal (nil without a lease): not part of the rule, the
+	// retry waits on it briefly so that its lease goes to a live owner.
+	died <-chan struct{}
+}
+
+// retryable is the retry rule: an activation is run again, once, on a fresh sandbox (and, in the
+// teemate model, with a fresh lease, so on a live owner) only when its first attempt failed through
+// the platform's fault (a whisk internal error) before any of the action's code could have run.
+// That holds before /init (the sandbox did not start, its proxy never answered, no enclave thread
+// could be had), and at /init when the verdict says no user code ran (the shim could not attach,
+// the owner died while preparing the action or between /init and /run); a standard action proxy
+// runs the action's top-level code at /init, so a failure there is not retried. Once /run was
+// sent the action's code may have run, and it runs at most once: that failure is answered.
+func retryable(a attemptEnd) bool {
+	switch {
+	case a.number >= maxAttempts || a.aborted || a.exhausted:
+		return false
+	case a.status != whisk.StatusWhiskError:
+		return false // a success, or the action's own failure
+	case a.failedIn >= stateRunning:
+		return false // /run was sent: the action's code may have run
+	case a.failedIn == stateInitializing:
+		return a.noUserCode
+	}
+	return true
 }

@@ -9,7 +9,42 @@ import (
 
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/sandbox/process"
+	"github.com/teemate/platform/invoker/whisk"
 )
+
+// The retry rule: once, for the platform's failures, and only while none of the action's code can
+// have run (at most once for user code).
+func TestRetryable(t *testing.T) {
+	const (
+		whiskErr = whisk.StatusWhiskError
+		devErr   = whisk.StatusDeveloperError
+	)
+	tests := []struct {
+		name  string
+		end   attemptEnd
+		retry bool
+	}{
+		{"no enclave thread (owner start failed)", attemptEnd{number: 1, failedIn: stateCreating, status: whiskErr, noUserCode: true}, true},
+		{"sandbox did not start", attemptEnd{number: 1, failedIn: stateCreating, status: whiskErr, noUserCode: true}, true},
+		{"shim never became ready", attemptEnd{number: 1, failedIn: stateStarting, status: whiskErr, noUserCode: true}, true},
+		{"attach refused / owner gone before hello", attemptEnd{number: 1, failedIn: stateInitializing, status: whiskErr, noUserCode: true}, true},
+		{"owner died during or after /init", attemptEnd{number: 1, failedIn: stateInitializing, status: whiskErr, noUserCode: true}, true},
+		{"second attempt", attemptEnd{number: 2, failedIn: stateStarting, status: whiskErr, noUserCode: true}, false},
+		{"owner died during /run", attemptEnd{number: 1, failedIn: stateRunning, status: whiskErr}, false},
+		{"gate failure at /run (verdict says no user code)", attemptEnd{number: 1, failedIn: stateRunning, status: whiskErr, noUserCode: true}, false},
+		{"action threw", attemptEnd{number: 1, failedIn: stateRunning, status: devErr}, false},
+		{"init syntax error", attemptEnd{number: 1, failedIn: stateInitializing, status: devErr}, false},
+		{"native proxy failed at /init (its code ran)", attemptEnd{number: 1, failedIn: stateInitializing, status: whiskErr}, false},
+		{"success", attemptEnd{number: 1, failedIn: stateRunning, status: whisk.StatusSuccess}, false},
+		{"invoker stopping", attemptEnd{number: 1, failedIn: stateStarting, status: whiskErr, noUserCode: true, aborted: true}, false},
+		{"the attempt's bound ran out (waited for a slot)", attemptEnd{number: 1, failedIn: stateCreating, status: whiskErr, noUserCode: true, exhausted: true}, false},
+	}
+	for _, tc := range tests {
+		if got := retryable(tc.end); got != tc.retry {
+			t.Errorf("%s: retry %v, want %v", tc.name, got, tc.retry)
+		}
+	}
+}
 
 func TestTransition(t *testing.T) {
 	tests := []struct {
@@ -85,7 +120,7 @@ func TestModels_Shape(t *testing.T) {
 			t.Fatalf("%s: %v", tc.model.Name(), err)
 		}
 		x := &Executor{cfg: Config{Model: tc.model}, sandboxes: rt}
-		spec := x.spec(job, 1e9, "/p", "/g")
+		spec := x.spec(job, job.Name, 1e9, "/p", "/g")
 		if spec.Rootfs != tc.rootfs || spec.Command[0] != tc.command || spec.Env["TEEMATE_GATE"] != tc.gate ||
 			len(spec.Mounts) != tc.mounts || len(spec.Command) != tc.argc {
 			t.Errorf("%s: %+v", tc.model.Name(), spec)

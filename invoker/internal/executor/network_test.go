@@ -35,7 +35,7 @@ func TestNetworkPerModel(t *testing.T) {
 	} {
 		x := &Executor{cfg: Config{Model: tc.model}, sandboxes: rt}
 		job := &activation.Job{Name: "wsk0_1_guest_net", Image: "nodejs:20", MemoryMB: 128, Network: tc.network}
-		spec := x.spec(job, time.Second, "/p", "/g")
+		spec := x.spec(job, job.Name, time.Second, "/p", "/g")
 		if spec.Network != tc.wantSandbox || spec.Env["TEEMATE_NETWORK"] != tc.wantEnv {
 			t.Errorf("%s network=%v: sandbox network %v, TEEMATE_NETWORK %q; want %v, %q",
 				tc.model.Name(), tc.network, spec.Network, spec.Env["TEEMATE_NETWORK"], tc.wantSandbox, tc.wantEnv)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/teemate/platform/invoker/internal/wire"
 	"github.com/teemate/platform/invoker/whisk"
@@ -34,9 +35,49 @@ type Reply struct {
 	MaxLength int64
 	// Unreached: the action proxy was never reached (no sandbox, not ready): a whisk error.
 	Unreached bool
+	// Shim: the action proxy is the teemate shim (the teemate and strawman models), which runs none
+	// of the action's code at /init, where a standard proxy runs its top-level code. A shim that
+	// never answers /init (its sandbox exited first) failed before the action ran.
+	Shim bool
 	// Aborted, when set, is why the invoker itself gave up (its context ended): a whisk error
 	// carrying that cause, whatever else is known.
 	Aborted string
+	// OwnerDied: the shared enclave's owner this activation's sandbox was attached to is gone (its
+	// process exited, or the enclave manager dropped it as unhealthy). The evidence comes from the
+	// enclave manager, never from the sandbox, which runs user code. Without a result of the
+	// enclave (LostEnclave), the failure is then the platform's, not the action's.
+	OwnerDied bool
+}
+
+// Texts of the whisk errors for an owner that died under an activation. They say what failed
+// without naming anything of the host (the owner's id, pid or exit status go to the invoker's log).
+const (
+	// MsgEnclaveLostInit: the owner died before the action's code ran (at /init, or between /init
+	// and /run); the activation is retried once on a fresh owner.
+	MsgEnclaveLostInit = "The enclave serving the action failed before the action ran."
+	// MsgEnclaveLostRun: the owner died while the action ran; it is not retried, since the
+	// action's code may have run.
+	MsgEnclaveLostRun = "The enclave serving the action failed while the action ran."
+)
+
+// LostEnclave says that the reply carries no result of the enclave: no reply came at all, or the
+// shim answered for a gate connection that broke (OpenWhisk's texts for a container that died,
+// outcome developer, which only the shim writes: the enclave reports an action's crash, a
+// process.exit or an uncaught error, as a result of its own). With OwnerDied, that is a whisk error.
+func (r Reply) LostEnclave() bool {
+	if r.Failed || r.Status == 0 {
+		return true
+	}
+	if r.Outcome != wire.OutcomeDeveloper {
+		return false
+	}
+	var b struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(r.Body, &b) != nil {
+		return false
+	}
+	return b.Error == whisk.MsgAbnormalRun || b.Error == whisk.MsgAbnormalInitialization
 }
 
 // Verdict is the classification of one activation step.
@@ -45,8 +86,11 @@ type Verdict struct {
 	// TimedOut: the action reached its time limit (OpenWhisk's annotation timeout:true).
 	TimedOut bool
 	// NoUserCode: the platform failed before any user code ran (the shim could not use the
-	// enclave), so the activation may be retried.
+	// enclave, or the enclave's owner died before /run), so the activation may be retried.
 	NoUserCode bool
+	// Detail is the shim's whole text for a gate failure, for the invoker's log: the response
+	// keeps only what failed (whatFailed), not the host's detail.
+	Detail string
 }
 
 // Classify decides an activation step's status: it is the one place that turns what happened
@@ -55,18 +99,39 @@ type Verdict struct {
 // (ActivationResponse.processInitResponseContent / processRunResponseContent), with the teemate
 // outcomes on top: "gate" is a whisk error, and "timeout"/"memory" carry the enclave's texts. For
 // a successful /init the result is a success with no result; callers go on to /run.
+//
+// The platform's faults are the platform's: an activation whose sandbox was never reached, whose
+// shim could not use the enclave, or whose enclave owner died under it (OwnerDied, without a
+// result of the enclave) is a whisk internal error, never a developer error. A successful /init
+// on an owner that has died since is one too: the prepared action would run nowhere. The action's
+// own failures (a throw, process.exit, its time or memory limit) come back as results of the
+// enclave and stay developer errors.
 func Classify(r Reply) Verdict {
 	switch {
 	case r.Aborted != "":
 		return Verdict{Response: whisk.WhiskError("The activation was aborted: " + r.Aborted)}
 	case r.Unreached:
 		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
+	case r.OwnerDied && r.Init && (r.Status == 200 || r.LostEnclave()):
+		// Owners exist only in the shared-enclave model, whose /init runs none of the action's
+		// code (the enclave only prepares it), so nothing of the action has run yet.
+		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostInit), NoUserCode: true}
+	case r.OwnerDied && !r.OOM && r.LostEnclave():
+		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostRun)}
+	case r.Shim && r.Init && r.Failed && !r.OOM && !r.TimedOut:
+		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
 	}
-	return Verdict{
+	v := Verdict{
 		Response:   classifyReply(r),
 		TimedOut:   r.TimedOut || r.Outcome == wire.OutcomeTimeout,
 		NoUserCode: r.Outcome == wire.OutcomeGate,
 	}
+	if r.Outcome == wire.OutcomeGate && !r.TimedOut {
+		if e, ok := errorField(r.Body); ok {
+			v.Detail = string(e)
+		}
+	}
+	return v
 }
 
 func classifyReply(r Reply) whisk.ActivationResponse {
@@ -82,7 +147,7 @@ func classifyReply(r Reply) whisk.ActivationResponse {
 		return whisk.DeveloperError(whisk.MsgAbnormalRun)
 	case r.Outcome == wire.OutcomeGate:
 		if e, ok := errorField(r.Body); ok {
-			return withSize(whisk.ErrorResponse(whisk.StatusWhiskError, e), len(r.Body))
+			return whisk.WhiskError(whatFailed(e))
 		}
 		return whisk.WhiskError(whisk.MsgResourceProvisionError)
 	}
@@ -117,6 +182,24 @@ func classifyReply(r Reply) whisk.ActivationResponse {
 		}
 	}
 	return withSize(whisk.DeveloperError(whisk.MsgInvalidRunResponse(string(r.Body))), len(r.Body))
+}
+
+// whatFailed is the part of the shim's gate-failure text the tenant sees: the sentence before its
+// first ": " says what failed ("The enclave is not reachable", "No enclave thread could be
+// taken"); the rest is the host's detail (a socket path, an errno, the owner's refusal), which
+// the shim logs and the tenant has no use for.
+func whatFailed(e json.RawMessage) string {
+	var text string
+	if json.Unmarshal(e, &text) != nil || text == "" {
+		return whisk.MsgResourceProvisionError
+	}
+	if i := strings.Index(text, ": "); i > 0 {
+		text = text[:i]
+	}
+	if !strings.HasSuffix(text, ".") {
+		text += "."
+	}
+	return text
 }
 
 func withSize(resp whisk.ActivationResponse, n int) whisk.ActivationResponse {

@@ -51,15 +51,56 @@ func TestClassify(t *testing.T) {
 		{"run died", Reply{Failed: true}, 2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
 		{"run truncated", Reply{Status: 200, Body: []byte(`{"a":"xx`), Truncated: true, Length: 20, MaxLength: 8},
 			1, `{"error":"The action produced a response that exceeded the allowed length: 20 > 8 bytes. The truncated response was: {\"a\":\"xx"}`},
-		{"gate failure", Reply{Status: 503, Outcome: wire.OutcomeGate, Body: []byte(`{"error":"No enclave thread could be taken"}`)},
-			3, `{"error":"No enclave thread could be taken"}`},
+		{"gate failure", Reply{Status: 503, Outcome: wire.OutcomeGate, Body: []byte(`{"error":"No enclave thread could be taken: busy"}`)},
+			3, `{"error":"No enclave thread could be taken."}`},
+		{"gate failure names no host path", Reply{Init: true, Status: 502, Outcome: wire.OutcomeGate,
+			Body: []byte(`{"error":"The enclave is not reachable: dial gate /tmp/eo1/nodejs-20-1/gate.sock: No such file or directory"}`)},
+			3, `{"error":"The enclave is not reachable."}`},
+		{"gate failure, not a string", Reply{Status: 502, Outcome: wire.OutcomeGate, Body: []byte(`{"error":{"x":1}}`)},
+			3, `{"error":"Failed to provision resources to run the action."}`},
 		{"gate failure without body", Reply{Status: 502, Outcome: wire.OutcomeGate}, 3, `{"error":"Failed to provision resources to run the action."}`},
 		{"init gate failure", Reply{Init: true, Status: 502, Outcome: wire.OutcomeGate, Body: []byte(`{"error":"owner gone"}`)},
-			3, `{"error":"owner gone"}`},
+			3, `{"error":"owner gone."}`},
 		{"not reached", Reply{Unreached: true}, 3, `{"error":"Failed to provision resources to run the action."}`},
 		{"aborted wins", Reply{Aborted: "invoker stopping", Status: 200, Body: []byte(`{}`)},
 			3, `{"error":"The activation was aborted: invoker stopping"}`},
 		{"native developer error (no outcome)", Reply{Status: 502, Body: []byte(`{"error":"boom"}`)}, 2, `{"error":"boom"}`},
+
+		// The owner died under the activation (evidence of the enclave manager): without a result
+		// of the enclave it is the platform's failure; the action's own failures stay its own.
+		{"owner died: gate lost during run", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"The action did not produce a valid response and exited unexpectedly."}`)},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"gate lost during run, owner alive", Reply{Status: 502, Outcome: wire.OutcomeDeveloper,
+			Body: []byte(`{"error":"The action did not produce a valid response and exited unexpectedly."}`)},
+			2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
+		{"owner died: gate lost during init", Reply{Init: true, Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"The action did not initialize and exited unexpectedly."}`)},
+			3, `{"error":"The enclave serving the action failed before the action ran."}`},
+		{"owner died after a successful init", Reply{Init: true, Status: 200, OwnerDied: true, Body: []byte(`{"OK":true}`)},
+			3, `{"error":"The enclave serving the action failed before the action ran."}`},
+		{"owner died: no reply (backstop abort)", Reply{Failed: true, OwnerDied: true},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"owner died: invoker's clock ran out", Reply{TimedOut: true, TimeoutMs: 1000, OwnerDied: true},
+			3, `{"error":"The enclave serving the action failed while the action ran."}`},
+		{"owner died after the action threw", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"An error has occurred: Error: x"}`)}, 2, `{"error":"An error has occurred: Error: x"}`},
+		{"owner died after process.exit was reported", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"An error has occurred: the action called process.exit(1)."}`)},
+			2, `{"error":"An error has occurred: the action called process.exit(1)."}`},
+		{"owner died after a result", Reply{Status: 200, Outcome: wire.OutcomeSuccess, OwnerDied: true, Body: []byte(`{"a":1}`)}, 0, `{"a":1}`},
+		{"owner died after an enclave timeout", Reply{Status: 502, Outcome: wire.OutcomeTimeout, OwnerDied: true,
+			Body: []byte(`{"error":"The action exceeded its time limits of 500 milliseconds."}`)},
+			2, `{"error":"The action exceeded its time limits of 500 milliseconds."}`},
+		{"owner died: init syntax error stays the action's", Reply{Init: true, Status: 502, Outcome: wire.OutcomeDeveloper, OwnerDied: true,
+			Body: []byte(`{"error":"Initialization has failed due to: SyntaxError"}`)},
+			2, `{"error":"Initialization has failed due to: SyntaxError"}`},
+		{"shim's sandbox exited at init", Reply{Init: true, Failed: true, Shim: true},
+			3, `{"error":"Failed to provision resources to run the action."}`},
+		{"shim's sandbox exited at run", Reply{Failed: true, Shim: true},
+			2, `{"error":"The action did not produce a valid response and exited unexpectedly."}`},
+		{"owner died but the sandbox was OOM-killed", Reply{Failed: true, OOM: true, OwnerDied: true},
+			2, `{"error":"The action exhausted its memory and was aborted."}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,8 +130,14 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	if err := json.Unmarshal(b, &y); err != nil {
 		t.Fatalf("want %q is not JSON: %v", b, err)
 	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
+	xb, err := json.Marshal(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yb, err := json.Marshal(y)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return string(xb) == string(yb)
 }
 
@@ -108,6 +155,12 @@ func TestClassifyFlags(t *testing.T) {
 		{"not reached", Reply{Unreached: true}, false, true},
 		{"developer", Reply{Status: 502, Outcome: wire.OutcomeDeveloper, Body: []byte(`{"error":"x"}`)}, false, false},
 		{"success", Reply{Status: 200, Outcome: wire.OutcomeSuccess, Body: []byte(`{}`)}, false, false},
+		{"owner died at init", Reply{Init: true, Failed: true, OwnerDied: true}, false, true},
+		{"owner died after init", Reply{Init: true, Status: 200, OwnerDied: true}, false, true},
+		{"owner died at run", Reply{Failed: true, OwnerDied: true}, false, false},
+		{"shim never answered init", Reply{Init: true, Failed: true, Shim: true}, false, true},
+		{"standard proxy died at init", Reply{Init: true, Failed: true}, false, false},
+		{"owner died, invoker timeout", Reply{TimedOut: true, OwnerDied: true}, false, false},
 	}
 	for _, tc := range tests {
 		v := Classify(tc.in)
