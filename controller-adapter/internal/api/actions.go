@@ -261,6 +261,15 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 		h.internalError(c, "build action", err)
 		return
 	}
+	// What could never be invoked is refused here rather than at every invoke.
+	if msg, err := entitySizeError(&req, doc); err != nil || msg != "" {
+		if err != nil {
+			h.internalError(c, "measure action", err)
+		} else {
+			h.fail(c, http.StatusRequestEntityTooLarge, msg)
+		}
+		return
+	}
 	saved, err := h.store.PutAction(ctx, doc, overwrite)
 	switch {
 	case errors.Is(err, store.ErrConflict):

@@ -147,6 +147,7 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	// The invokers' endpoints: every one needs the invoker token (see internalAuth).
 	internal := r.Group("/internal", h.internalAuth)
 	internal.PUT("/v1/activations/:ns/:id", h.putActivation)
+	internal.GET("/v1/activations/:ns/:id/content", h.getContent)
 	internal.GET("/v1/actions/:ns/*entity", h.internalGetAction)
 	internal.PUT("/v1/evidence/:image", h.putEvidence)
 	internal.GET("/v1/evidence/:image", h.getInternalEvidence)
