@@ -58,6 +58,10 @@ type ContentRef struct {
 	SHA256 string `json:"sha256"`
 }
 
+// MsgContentNotFetched answers (as a whisk internal error) an activation whose content, kept by
+// reference, the invoker could not fetch.
+const MsgContentNotFetched = "The activation's parameters could not be fetched."
+
 // NewContentRef describes content.
 func NewContentRef(content []byte) *ContentRef {
 	sum := sha256.Sum256(content)
