@@ -251,7 +251,8 @@ func (h *handler) internalError(c *gin.Context, what string, err error) {
 func writeJSON(c *gin.Context, status int, v any) {
 	b, err := marshal(v)
 	if err != nil {
-		// Only values built by this package get here; a failure is a bug.
+		// Only values built by this package get here; a failure is a bug. The
+		// fallback, two strings, always encodes, so its error is not looked at.
 		b, _ = marshal(errorBody{Error: msgInternal, Code: tid(c).ID})
 		status = http.StatusInternalServerError
 	}

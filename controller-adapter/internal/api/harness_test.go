@@ -201,7 +201,9 @@ func (f *fakeInvoker) checkShape(a *whisk.Action, msg *whisk.ActivationMessage) 
 		return
 	}
 	var fields map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &fields)
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Errorf("message fields: %v", err)
+	}
 	var tid []json.RawMessage
 	if err := json.Unmarshal(fields["transid"], &tid); err != nil || len(tid) != 2 {
 		t.Errorf("transid = %s, want [id, startMillis]", fields["transid"])
@@ -228,7 +230,9 @@ func (f *fakeInvoker) checkShape(a *whisk.Action, msg *whisk.ActivationMessage) 
 	}
 	// The key only for actions that get it (provide-api-key truthy or missing), else "authkey":{}.
 	var user map[string]json.RawMessage
-	_ = json.Unmarshal(fields["user"], &user)
+	if err := json.Unmarshal(fields["user"], &user); err != nil {
+		t.Errorf("user: %v", err)
+	}
 	if a.Annotations.IsTruthy("provide-api-key", true) {
 		if k := parsed.User.AuthKey.APIKey; k != "" && !strings.Contains(k, ":") {
 			t.Errorf("user key %q is not uuid:key", k)
