@@ -270,7 +270,7 @@ func (c *Controller) Invoke(ctx context.Context, auth, action string, params jso
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d)
 	}
-	act, err := api.Activate(ctx, c.bal, c.ctrl, a, user, params, wait)
+	act, err := api.Activate(ctx, c.bal, c.st, c.ctrl, a, user, params, wait)
 	if err != nil {
 		return nil, fmt.Errorf("embed: invoke %s: %w", action, err)
 	}

@@ -24,7 +24,8 @@
 //     revision, initArgs and lockedArgs.
 //   - Messages are written without HTML escaping, as spray-json does, and
 //     stay below MaxMessageBytes; an ack that would not fit is shrunk to the
-//     activation id (see Ack.Shrink).
+//     activation id (see Ack.Shrink), and an ActivationMessage whose content
+//     would not fit carries a ContentRef instead (ours; OpenWhisk ignores it).
 //
 // Every parse error wraps ErrMalformed so callers can count and skip bad input
 // with one errors.Is check.

@@ -25,6 +25,15 @@ const (
 	// MaxMessageBytes is the max.message.bytes of the invoker{N} and
 	// completed{C} topics (payload max plus serdes overhead).
 	MaxMessageBytes = PayloadMaxBytes + SerdesOverheadBytes
+	// ParameterSizeMaxBytes is OpenWhisk's whisk.parameter-size-limit (1 MiB): the largest
+	// parameters (or annotations) an entity may define, as Parameters.Size measures them.
+	ParameterSizeMaxBytes = 1048576
+	// MaxContentBytes bounds an activation's content (default parameters merged with the
+	// request's payload) on this platform. Up to MaxMessageBytes it travels in the message;
+	// beyond, by reference (ContentRef). The bound is the enclave gate's run frame (2 MiB, see
+	// enclave-runtime/PROTOCOL.md) less room for the frame's other fields, so any content an
+	// activation may carry reaches the action whatever the execution model.
+	MaxContentBytes = 2<<20 - 64<<10
 )
 
 func malformed(format string, args ...any) error {

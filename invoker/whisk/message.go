@@ -3,6 +3,7 @@ package whisk
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -27,6 +28,7 @@ func ValidActivationID(s string) bool { return len(s) == 32 && isLowerHex(s) }
 // ActivationMessage is what the controller puts on invoker{N}. Content is
 // the already merged parameters and payload (usually an object, may be an
 // array; nil when absent). Revision nil means "fetch the latest document".
+// ContentRef, ours, replaces Content when it would not fit in a Kafka record.
 type ActivationMessage struct {
 	TransID             TransactionID
 	Action              FullyQualifiedEntityName
@@ -40,6 +42,51 @@ type ActivationMessage struct {
 	LockedArgs          map[string]string
 	Cause               string
 	TraceContext        map[string]string
+	ContentRef          *ContentRef
+}
+
+// ContentRef stands for an activation's content too large for a Kafka record
+// (over MaxMessageBytes with the rest of the message, at most MaxContentBytes).
+// The controller-adapter keeps the content in its store under the activation's
+// namespace (the user's) and id until the activation is answered, and the
+// invoker fetches it before running the action. A message carrying one has no
+// content. OpenWhisk does not know the field, and its invoker ignores it.
+type ContentRef struct {
+	// Bytes is the content's length.
+	Bytes int `json:"bytes"`
+	// SHA256 is the content's SHA-256 in lowercase hex: what the invoker fetched is what was published.
+	SHA256 string `json:"sha256"`
+}
+
+// MsgContentNotFetched answers (as a whisk internal error) an activation whose content, kept by
+// reference, the invoker could not fetch.
+const MsgContentNotFetched = "The activation's parameters could not be fetched."
+
+// NewContentRef describes content.
+func NewContentRef(content []byte) *ContentRef {
+	sum := sha256.Sum256(content)
+	return &ContentRef{Bytes: len(content), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// Check reports whether content is the content r stands for.
+func (r *ContentRef) Check(content []byte) error {
+	if len(content) != r.Bytes {
+		return fmt.Errorf("content is %d bytes, the reference says %d", len(content), r.Bytes)
+	}
+	if sum := sha256.Sum256(content); hex.EncodeToString(sum[:]) != r.SHA256 {
+		return fmt.Errorf("content of %d bytes does not have the referenced SHA-256", len(content))
+	}
+	return nil
+}
+
+func (r *ContentRef) validate() error {
+	if r.Bytes < 1 || r.Bytes > MaxContentBytes {
+		return malformed("contentRef bytes %d is not within 1..%d", r.Bytes, MaxContentBytes)
+	}
+	if len(r.SHA256) != 64 || !isLowerHex(r.SHA256) {
+		return malformed("contentRef sha256 %q is not 64 lowercase hex", r.SHA256)
+	}
+	return nil
 }
 
 // ParseActivationMessage decodes and validates a message from invoker{N}.
@@ -95,6 +142,7 @@ func (m *ActivationMessage) UnmarshalJSON(b []byte) error {
 		{"lockedArgs", &out.LockedArgs, false},
 		{"cause", &out.Cause, false},
 		{"traceContext", &out.TraceContext, false},
+		{"contentRef", &out.ContentRef, false},
 	} {
 		if err := decodeField(f, fd.key, fd.dst, fd.req); err != nil {
 			return fmt.Errorf("activation message: %w", err)
@@ -127,12 +175,18 @@ func (m *ActivationMessage) validate() error {
 	if err := m.RootControllerIndex.Validate(); err != nil {
 		return err
 	}
+	if m.ContentRef != nil {
+		if m.Content != nil {
+			return malformed("a message with contentRef carries no content")
+		}
+		return m.ContentRef.validate()
+	}
 	return nil
 }
 
 // Serialize writes the message the way the Scala controller does: transid
 // and content byte for byte, revision as null when nil, initArgs and
-// lockedArgs always present, cause and traceContext only when set.
+// lockedArgs always present, cause, traceContext and contentRef only when set.
 func (m *ActivationMessage) Serialize() ([]byte, error) {
 	w := newObjWriter()
 	w.raw("transid", m.TransID.Raw())
@@ -159,6 +213,9 @@ func (m *ActivationMessage) Serialize() ([]byte, error) {
 	}
 	if m.TraceContext != nil {
 		w.val("traceContext", m.TraceContext)
+	}
+	if m.ContentRef != nil {
+		w.val("contentRef", m.ContentRef)
 	}
 	b, err := w.bytes()
 	if err != nil {

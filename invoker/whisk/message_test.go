@@ -2,9 +2,11 @@ package whisk
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +305,75 @@ func TestHealthTestActionName(t *testing.T) {
 	}
 	if got := HealthTestAction(m.RootControllerIndex); got != m.Action {
 		t.Fatalf("HealthTestAction = %+v, message has %+v", got, m.Action)
+	}
+}
+
+// A message whose content went by reference carries contentRef instead of content; it round-trips,
+// the reference checks the fetched bytes, and a reference that could not be honoured is malformed.
+func TestActivationMessageContentRef(t *testing.T) {
+	base := string(readFixture(t, "activation_message_blocking.json"))
+	m, err := ParseActivationMessage([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := m.Content
+	m.Content, m.ContentRef = nil, NewContentRef(content)
+	out, err := m.Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(out), `,"contentRef":{"bytes":`+strconv.Itoa(len(content))+`,"sha256":"`+m.ContentRef.SHA256+`"}}`) ||
+		strings.Contains(string(out), `"content":`) {
+		t.Fatalf("serialized %s", out)
+	}
+	back, err := ParseActivationMessage(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.ContentRef == nil || *back.ContentRef != *m.ContentRef || back.Content != nil {
+		t.Fatalf("parsed back %+v", back)
+	}
+	if err := back.ContentRef.Check(content); err != nil {
+		t.Fatalf("the content fails its own reference: %v", err)
+	}
+	tampered := bytes.Clone(content)
+	tampered[len(tampered)-2] ^= 1
+	if back.ContentRef.Check(tampered) == nil || back.ContentRef.Check(content[1:]) == nil {
+		t.Fatal("other content passes the reference")
+	}
+
+	sum := m.ContentRef.SHA256
+	for name, ref := range map[string]string{
+		"with content":  `"content":{"a":1},"contentRef":{"bytes":7,"sha256":"` + sum + `"}`,
+		"zero bytes":    `"contentRef":{"bytes":0,"sha256":"` + sum + `"}`,
+		"over the max":  `"contentRef":{"bytes":` + strconv.Itoa(MaxContentBytes+1) + `,"sha256":"` + sum + `"}`,
+		"short digest":  `"contentRef":{"bytes":7,"sha256":"abc"}`,
+		"upper digest":  `"contentRef":{"bytes":7,"sha256":"` + strings.ToUpper(sum) + `"}`,
+		"not an object": `"contentRef":"` + sum + `"`,
+	} {
+		in := strings.Replace(string(out), `"contentRef":{"bytes":`+strconv.Itoa(len(content))+`,"sha256":"`+sum+`"}`, ref, 1)
+		if _, err := ParseActivationMessage([]byte(in)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// Size is OpenWhisk's measure (keys plus compact values), below the JSON the parameters become.
+func TestParametersSize(t *testing.T) {
+	p := Parameters{
+		{Key: "name", Value: json.RawMessage(`"a b"`)},
+		{Key: "obj", Value: json.RawMessage("{ \"x\" : [1, 2],\n \"s\": \" \\\" \" }")},
+		{Key: "unset"},
+	}
+	// name 4 + "a b" 5, obj 3 + {"x":[1,2],"s":" \" "} 22, unset 5 + null 4
+	if got, want := p.Size(), 4+5+3+22+5+4; got != want {
+		t.Fatalf("Size = %d, want %d", got, want)
+	}
+	obj, err := p.ToObject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obj) <= p.Size() {
+		t.Fatalf("the content object (%d bytes) is not larger than the measure (%d)", len(obj), p.Size())
 	}
 }

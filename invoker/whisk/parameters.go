@@ -137,6 +137,46 @@ func (p Parameters) ToObject() (json.RawMessage, error) {
 	return w.bytes()
 }
 
+// Size is OpenWhisk's measure of parameters against whisk.parameter-size-limit
+// (Parameters.size): the bytes of every key plus those of its value printed as
+// compact JSON. It is smaller than the JSON object the parameters become in an
+// activation's content, which adds quotes, colons and commas.
+func (p Parameters) Size() int {
+	n := 0
+	for _, kv := range p {
+		n += len(kv.Key) + compactLen(kv.Value)
+	}
+	return n
+}
+
+// compactLen is the length of v as compact JSON (null when absent): v without
+// the whitespace outside its strings.
+func compactLen(v json.RawMessage) int {
+	n, inString, escaped := 0, false, false
+	for _, c := range v {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		case c == '"':
+			inString = true
+		}
+		n++
+	}
+	if n == 0 {
+		return len("null")
+	}
+	return n
+}
+
 // InitKeys returns the keys of parameters marked init.
 func (p Parameters) InitKeys() []string {
 	keys := []string{}

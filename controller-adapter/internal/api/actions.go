@@ -270,6 +270,15 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 	if !h.checkSequencePut(c, ns, doc, old, &req) {
 		return
 	}
+	// What could never be invoked is refused here rather than at every invoke.
+	if msg, err := entitySizeError(&req, doc); err != nil || msg != "" {
+		if err != nil {
+			h.internalError(c, "measure action", err)
+		} else {
+			h.fail(c, http.StatusRequestEntityTooLarge, msg)
+		}
+		return
+	}
 	saved, err := h.store.PutAction(ctx, doc, overwrite)
 	switch {
 	case errors.Is(err, store.ErrConflict):

@@ -153,6 +153,7 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	// The invokers' endpoints: every one needs the invoker token (see internalAuth).
 	internal := r.Group("/internal", h.internalAuth)
 	internal.PUT("/v1/activations/:ns/:id", h.putActivation)
+	internal.GET("/v1/activations/:ns/:id/content", h.getContent)
 	internal.GET("/v1/actions/:ns/*entity", h.internalGetAction)
 	internal.PUT("/v1/evidence/:image", h.putEvidence)
 	internal.GET("/v1/evidence/:image", h.getInternalEvidence)
@@ -256,7 +257,8 @@ func (h *handler) internalError(c *gin.Context, what string, err error) {
 func writeJSON(c *gin.Context, status int, v any) {
 	b, err := marshal(v)
 	if err != nil {
-		// Only values built by this package get here; a failure is a bug.
+		// Only values built by this package get here; a failure is a bug. The
+		// fallback, two strings, always encodes, so its error is not looked at.
 		b, _ = marshal(errorBody{Error: msgInternal, Code: tid(c).ID})
 		status = http.StatusInternalServerError
 	}

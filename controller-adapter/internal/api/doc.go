@@ -12,6 +12,13 @@
 // blocking caller was just answered waits for the invoker's write (bounded),
 // so the record is readable, with its logs, as soon as the answer is.
 //
+// Sizes are checked at the door (content.go): an action whose parameters
+// could never be invoked is refused when it is created (413, OpenWhisk's
+// text), and an invocation whose message would exceed Kafka's record limit
+// keeps its content in the store for the invoker to read
+// (/internal/v1/activations/{ns}/{id}/content) while the message carries a
+// reference (whisk.ContentRef).
+//
 // TeeMate's one addition to the API is the evidence of each image's enclave: an invoker publishes
 // what an owner serves (PUT /internal/v1/evidence/{image}), the store keeps the latest per image,
 // and clients read it for an action (GET /api/v1/teemate/evidence?action=/NS/NAME), byte for byte,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -55,6 +56,10 @@ type fakeInvoker struct {
 	storing map[string]chan struct{} // by activation id, while late records wait
 	// states, when set, are the invokers' health states (GET /invokers) by instance.
 	states []string
+	// brokerMax, when set, is the broker's limit on a serialized message (one configured
+	// smaller than the platform's): larger ones fail as the producer fails them.
+	brokerMax int
+	refused   []string // activation ids of messages refused for brokerMax
 }
 
 func (f *fakeInvoker) Storing(ns, id string) <-chan struct{} {
@@ -99,6 +104,15 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	noInv := f.noInvokers
 	b := f.behaviours[a.Name]
 	slow, shrunk, late := f.slow[a.Name], f.shrunk[a.Name], f.late[a.Name]
+	brokerMax := f.brokerMax
+	f.mu.Unlock()
+	if raw, err := msg.Serialize(); err == nil && brokerMax > 0 && len(raw) > brokerMax {
+		f.mu.Lock()
+		f.refused = append(f.refused, msg.ActivationID)
+		f.mu.Unlock()
+		return nil, fmt.Errorf("publish %s: %d bytes: %w", msg.ActivationID, len(raw), kafka.ErrMessageTooLarge)
+	}
+	f.mu.Lock()
 	f.msgs = append(f.msgs, msg)
 	f.mu.Unlock()
 	if noInv {
@@ -106,11 +120,21 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	}
 	f.checkShape(a, msg)
 
-	var content map[string]json.RawMessage
-	if err := json.Unmarshal(msg.Content, &content); err != nil {
-		f.t.Errorf("content is not an object: %s", msg.Content)
+	// Content that went by reference is read from the store, as the invoker reads it.
+	raw := msg.Content
+	if msg.ContentRef != nil {
+		var err error
+		if raw, err = f.st.GetContent(context.Background(), msg.User.Namespace.Name, msg.ActivationID); err != nil {
+			f.t.Errorf("content by reference: %v", err)
+		} else if err := msg.ContentRef.Check(raw); err != nil {
+			f.t.Errorf("content by reference: %v", err)
+		}
 	}
-	status, result := whisk.StatusSuccess, json.RawMessage(msg.Content)
+	var content map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &content); err != nil {
+		f.t.Errorf("content is not an object: %.200s", raw)
+	}
+	status, result := whisk.StatusSuccess, json.RawMessage(raw)
 	if b != nil {
 		status, result = b(content)
 	}
@@ -177,7 +201,9 @@ func (f *fakeInvoker) checkShape(a *whisk.Action, msg *whisk.ActivationMessage) 
 		return
 	}
 	var fields map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &fields)
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Errorf("message fields: %v", err)
+	}
 	var tid []json.RawMessage
 	if err := json.Unmarshal(fields["transid"], &tid); err != nil || len(tid) != 2 {
 		t.Errorf("transid = %s, want [id, startMillis]", fields["transid"])
@@ -204,7 +230,9 @@ func (f *fakeInvoker) checkShape(a *whisk.Action, msg *whisk.ActivationMessage) 
 	}
 	// The key only for actions that get it (provide-api-key truthy or missing), else "authkey":{}.
 	var user map[string]json.RawMessage
-	_ = json.Unmarshal(fields["user"], &user)
+	if err := json.Unmarshal(fields["user"], &user); err != nil {
+		t.Errorf("user: %v", err)
+	}
 	if a.Annotations.IsTruthy("provide-api-key", true) {
 		if k := parsed.User.AuthKey.APIKey; k != "" && !strings.Contains(k, ":") {
 			t.Errorf("user key %q is not uuid:key", k)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
+	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -214,11 +215,15 @@ func (h *handler) invoke(c *gin.Context, ns, entity string) {
 }
 
 // run publishes msg and, when blocking, waits up to wait for the record.
-// It sets the activation id header, and answers 503/500 itself when the
+// It sets the activation id header, and answers 413/503/500 itself when the
 // publish fails (ok false). ready is false when a blocking wait expired.
 func (h *handler) run(c *gin.Context, a *whisk.Action, msg *whisk.ActivationMessage, blocking bool, wait time.Duration) (act *whisk.WhiskActivation, ready, ok bool) {
-	ch, err := h.inv.Publish(c.Request.Context(), a, msg)
+	ch, err := publish(c.Request.Context(), h.inv, h.store, a, msg)
 	switch {
+	case errors.Is(err, ErrContentTooLarge):
+		h.log.Info("activation content too large", zap.String("transid", msg.TransID.ID), zap.Error(err))
+		h.fail(c, http.StatusRequestEntityTooLarge, msgContentTooLarge)
+		return nil, false, false
 	case errors.Is(err, balancer.ErrNoInvokers):
 		h.log.Warn("no invokers available", zap.String("transid", msg.TransID.ID), zap.String("action", msg.Action.String()))
 		h.fail(c, http.StatusServiceUnavailable, msgUnavailable)
@@ -269,10 +274,11 @@ var ErrNotReady = errors.New("the activation has not finished within the wait")
 // Activate runs action a as user with params (empty, or a JSON object) and
 // waits up to wait for its record: what POST .../actions/{name}?blocking=true
 // does once the caller is authenticated, with the same checks, message and
-// completion, for callers in this process (controller-adapter/embed). Errors:
-// a client error's text (the REST API answers 400 with it), an error wrapping
+// completion, for callers in this process (controller-adapter/embed); st keeps
+// content too large for a Kafka record. Errors: a client error's text (the REST
+// API answers 400 with it), an error wrapping ErrContentTooLarge (413 there) or
 // balancer.ErrNoInvokers, ErrNotReady, or ctx's.
-func Activate(ctx context.Context, inv Invoker, ctrl whisk.ControllerInstanceID, a *whisk.Action, user whisk.Identity,
+func Activate(ctx context.Context, inv Invoker, st *store.Store, ctrl whisk.ControllerInstanceID, a *whisk.Action, user whisk.Identity,
 	params json.RawMessage, wait time.Duration) (*whisk.WhiskActivation, error) {
 	payload, err := parsePayload(params)
 	if err != nil {
@@ -285,7 +291,7 @@ func Activate(ctx context.Context, inv Invoker, ctrl whisk.ControllerInstanceID,
 	if err != nil {
 		return nil, err
 	}
-	ch, err := inv.Publish(ctx, a, msg)
+	ch, err := publish(ctx, inv, st, a, msg)
 	if err != nil {
 		return nil, fmt.Errorf("activate %s: %w", msg.Action, err)
 	}

@@ -17,7 +17,8 @@ import (
 // for a sequence or composition. Each id has one writer (see the package documentation), so a
 // second write for the same namespace and activation id is the same activation written again (a
 // retried request, or an activation Kafka delivered twice) and replaces the first: one record per
-// id, never two.
+// id, never two. The activation's content, if it went by reference (PutContent), is deleted in the
+// same transaction.
 func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) error {
 	if a == nil || a.Namespace == "" || !whisk.ValidActivationID(a.ActivationID) {
 		return errors.New("put activation: namespace and a 32-hex activation id are required")
@@ -38,6 +39,10 @@ func (s *Store) PutActivation(ctx context.Context, a *whisk.WhiskActivation) err
 			`INSERT INTO activations (namespace, activation_id, entity, start_ms, doc) VALUES (?, ?, ?, ?, ?)`,
 			a.Namespace, a.ActivationID, entityOf(a), start, string(doc)); err != nil {
 			return fmt.Errorf("insert: %w", err)
+		}
+		// A stored record is an answered activation: content that went by reference is done with.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM activation_contents WHERE namespace = ? AND activation_id = ?`, a.Namespace, a.ActivationID); err != nil {
+			return fmt.Errorf("drop its content: %w", err)
 		}
 		return nil
 	})

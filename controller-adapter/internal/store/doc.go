@@ -10,6 +10,9 @@
 // activation records; and the latest evidence of each image's enclave (its image key bound to its
 // measurement, invoker/attest), one row per image, as an invoker published it: the evidence is
 // public and self-verifying, the store only keeps it across restarts and serves it byte for byte.
+// It also keeps, for a short while, the content of activations too large for a Kafka record
+// (contents.go): from its publication until the invoker stores the activation's record, or
+// ContentTTL at the latest; the invoker reads it by activation id (whisk.ContentRef).
 //
 // Activation records have one writer each: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its

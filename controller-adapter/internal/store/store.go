@@ -76,6 +76,15 @@ var migrations = []string{
 		doc       TEXT NOT NULL
 	);
 	CREATE INDEX packages_list ON packages(namespace, deleted, updated);`,
+	// 4: activation content too large for a Kafka record, until the activation is answered (issue #17).
+	`CREATE TABLE activation_contents (
+		namespace     TEXT NOT NULL,
+		activation_id TEXT NOT NULL,
+		expires_ms    INTEGER NOT NULL,
+		content       BLOB NOT NULL,
+		PRIMARY KEY (namespace, activation_id)
+	);
+	CREATE INDEX activation_contents_expiry ON activation_contents(expires_ms);`,
 }
 
 // Store is the embedded database. Safe for concurrent use.
@@ -120,6 +129,9 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
 	}
 	if _, err := s.hashPlaintextKeys(context.Background()); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
+	}
+	if _, err := s.ExpireContents(context.Background()); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
 	}
 	return s, nil

@@ -156,6 +156,11 @@ func (h *Handler) process(ctx context.Context, log *zap.Logger, msg *whisk.Activ
 	} else {
 		h.metrics.FetchCache.WithLabelValues("miss").Inc()
 	}
+	// Content too large for a Kafka record waits in the controller's store (whisk.ContentRef).
+	if err := whiskapi.LoadContent(ctx, h.fetch, msg); err != nil {
+		log.Error("activation content not fetched", zap.Error(err))
+		return h.answerEarly(ctx, log, msg, action, whisk.WhiskError(whisk.MsgContentNotFetched))
+	}
 	image, err := whisk.ExecKind(action.Exec.Kind).Resolve()
 	if err != nil || action.Exec.Kind == whisk.KindBlackbox || action.Exec.Kind == whisk.KindSequence {
 		log.Info("unsupported action kind", zap.String("kind", action.Exec.Kind))

@@ -1,5 +1,6 @@
 // Package whiskapi is the invoker's client of the controller's stores: it fetches actions by name and
-// revision (cached by revision, as OpenWhisk's invoker caches entity documents) and stores finished
+// revision (cached by revision, as OpenWhisk's invoker caches entity documents), reads an
+// activation's content when its message carried it by reference (LoadContent), stores finished
 // activation records, publishes enclave evidence and carries image keys between invokers through
 // the controller's key relay (keys.go: ciphertext only). It runs on the untrusted host. It reads an action with the invoking user's key
 // when the ActivationMessage carries one (always from OpenWhisk's controller; from the
@@ -260,5 +261,48 @@ func (c *Client) PublishEvidence(ctx context.Context, image string, evidence []b
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("publish evidence of %s: HTTP %d: %s", image, resp.StatusCode, bytes.TrimSpace(body))
 	}
+	return nil
+}
+
+// ErrContentUnavailable: an activation's content kept by reference could not be had (the
+// controller-adapter has none for it, or is unreachable, or what came is not what the reference
+// names). The activation is answered as a whisk internal error: the platform's fault.
+var ErrContentUnavailable = errors.New("activation content unavailable")
+
+// LoadContent fills msg.Content when the message carries its content by reference
+// (whisk.ContentRef): it reads GET /internal/v1/activations/{ns}/{id}/content with the invoker
+// token from src (a *Client; anything else has no controller to ask) and checks the bytes against
+// the reference. A message without a reference is left alone. Errors wrap ErrContentUnavailable.
+func LoadContent(ctx context.Context, src any, msg *whisk.ActivationMessage) error {
+	ref := msg.ContentRef
+	if ref == nil {
+		return nil
+	}
+	c, ok := src.(*Client)
+	if !ok || c.token == "" {
+		return fmt.Errorf("%w: activation %s: no invoker token to read its content with", ErrContentUnavailable, msg.ActivationID)
+	}
+	u := c.base.JoinPath("internal", "v1", "activations", msg.User.Namespace.Name, msg.ActivationID, "content")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("%w: activation %s: %w", ErrContentUnavailable, msg.ActivationID, err)
+	}
+	req.Header.Set(TokenHeader, c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: GET %s: %w", ErrContentUnavailable, u.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(ref.Bytes)+1))
+	if err != nil {
+		return fmt.Errorf("%w: read %s: %w", ErrContentUnavailable, u.Path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: GET %s: HTTP %d", ErrContentUnavailable, u.Path, resp.StatusCode)
+	}
+	if err := ref.Check(b); err != nil {
+		return fmt.Errorf("%w: activation %s: %w", ErrContentUnavailable, msg.ActivationID, err)
+	}
+	msg.Content, msg.ContentRef = b, nil
 	return nil
 }
