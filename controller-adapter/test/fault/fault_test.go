@@ -23,7 +23,9 @@ import (
 //	TEEMATE_FAULT_ASSERT=spec   which scenarios' guarantees fail the test (see Asserted)
 //	TEEMATE_FAULT_CLOCK_JUMP=d  how far the clock-jump scenario steps the clock (default 2m; 0: skip)
 //	TEEMATE_FAULT_COMMAND=s     the command named in docs/faults.md
+//	TEEMATE_FAULT_LOGS=dir      keep every scenario's process logs in dir/<scenario>/
 const (
+	envLogs   = "TEEMATE_FAULT_LOGS"
 	envLong   = "TEEMATE_FAULT_LONG"
 	envWrite  = "TEEMATE_FAULT_WRITE"
 	envAssert = "TEEMATE_FAULT_ASSERT"
@@ -45,14 +47,15 @@ type profile struct {
 	after        time.Duration // load after the fault (the fault's hold included)
 	hold         time.Duration // how long a held fault (broker down, disk full, clock off) lasts
 	window       time.Duration // how long records may take to become readable after the load
+	recovery     time.Duration // how long the load goes on after the fault waiting for a success
 	clientTimout time.Duration
 }
 
 var (
 	short = profile{workers: 4, runMs: 500, pause: 100 * time.Millisecond, before: 2 * time.Second,
-		after: 6 * time.Second, hold: 3 * time.Second, window: 15 * time.Second, clientTimout: 75 * time.Second}
+		after: 6 * time.Second, hold: 3 * time.Second, window: 15 * time.Second, recovery: time.Minute, clientTimout: 75 * time.Second}
 	long = profile{workers: 8, runMs: 1000, pause: 50 * time.Millisecond, before: 10 * time.Second,
-		after: 30 * time.Second, hold: 10 * time.Second, window: 60 * time.Second, clientTimout: 75 * time.Second}
+		after: 30 * time.Second, hold: 10 * time.Second, window: 60 * time.Second, recovery: 2 * time.Minute, clientTimout: 75 * time.Second}
 )
 
 // injected is what a fault did: when, what the harness did, and what the faulted instance ran
@@ -75,12 +78,14 @@ type scenario struct {
 func scenarios() []scenario {
 	return []scenario{
 		{name: "invoker-kill", fault: "invoker SIGKILL", split: true, guarantee: Guarantee{Rerun: true},
-			inject: func(t *testing.T, p *platform, _ profile) injected { return killRestart(t, p, p.invoker) }},
+			inject: func(t *testing.T, p *platform, _ profile) injected { return killRestart(t, p, p.invoker, 0) }},
+		// The controller-adapter stays down for the hold: what the invoker finishes meanwhile
+		// has nowhere to store its record.
 		{name: "controller-kill", fault: "controller-adapter SIGKILL", split: true,
-			inject: func(t *testing.T, p *platform, _ profile) injected { return killRestart(t, p, p.controller) }},
+			inject: func(t *testing.T, p *platform, pr profile) injected { return killRestart(t, p, p.controller, pr.hold) }},
 		{name: "owner-kill", fault: "enclave owner SIGKILL", inject: killOwner},
 		{name: "standalone-kill", fault: "standalone SIGKILL", guarantee: Guarantee{Rerun: true},
-			inject: func(t *testing.T, p *platform, _ profile) injected { return killRestart(t, p, p.standalone) }},
+			inject: func(t *testing.T, p *platform, _ profile) injected { return killRestart(t, p, p.standalone, 0) }},
 		{name: "standalone-sigterm", fault: "standalone SIGTERM", guarantee: Guarantee{NoBroken: true}, inject: termRestart},
 		{name: "broker-restart", fault: "broker restart", split: true, inject: restartBroker},
 		{name: "disk-full", fault: "data directory full", dataSize: "128m", inject: fillDisk},
@@ -197,7 +202,14 @@ func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile) 
 
 	l := startLoad(p, action, pr.workers, pr.runMs, pr.pause, pr.clientTimout)
 	time.Sleep(pr.before)
+	l.markFault()
 	f := s.inject(t, p, pr)
+	// The load goes on for pr.after, and longer until a call sent after the fault succeeds.
+	select {
+	case <-l.recovered:
+	case <-time.After(pr.recovery):
+		r.Notes = append(r.Notes, fmt.Sprintf("no success within %s of the fault", pr.recovery))
+	}
 	if rest := pr.after - time.Since(f.at); rest > 0 {
 		time.Sleep(rest)
 	}
@@ -206,7 +218,7 @@ func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile) 
 	// Runs that a restart starts again may come a little after the records: wait for them.
 	time.Sleep(2 * time.Second)
 	count(&r, calls, missing, cb, f.at)
-	r.Notes = f.notes
+	r.Notes = append(f.notes, r.Notes...)
 	for _, tk := range f.procs {
 		if alive(tk) {
 			r.LeftBehind++
@@ -234,15 +246,20 @@ func snapshot(p *platform, pid int) injected {
 	return injected{procs: descendants(pid), mounts: mountsBelow(p.work)}
 }
 
-// killRestart: SIGKILL, and the same command started again at once.
-func killRestart(t *testing.T, p *platform, pr *proc) injected {
+// killRestart: SIGKILL, and the same command started again after down.
+func killRestart(t *testing.T, p *platform, pr *proc, down time.Duration) injected {
 	f := snapshot(p, pr.pid())
 	f.at = time.Now()
 	if !pr.signal(syscall.SIGKILL, 10*time.Second) {
 		t.Fatalf("%s did not die of SIGKILL", pr.name)
 	}
+	time.Sleep(down)
 	pr.start(t)
-	f.notes = append(f.notes, pr.name+" restarted at once")
+	if down == 0 {
+		f.notes = append(f.notes, pr.name+" restarted at once")
+	} else {
+		f.notes = append(f.notes, fmt.Sprintf("%s restarted after %s", pr.name, down))
+	}
 	return f
 }
 

@@ -66,6 +66,9 @@ type call struct {
 	status         string // the record's status, or "HTTP nnn", or the transport error's kind
 	id             string
 	result         bool // the answer carried the activation's result (not only its id)
+	// recordAt is when the record of a call answered with an id only was first seen readable
+	// (the activation was answered then at the latest).
+	recordAt time.Time
 }
 
 // record is the part of an activation record the suite reads.
@@ -87,11 +90,17 @@ type load struct {
 	calls   []*call
 	wg      sync.WaitGroup
 	stopped chan struct{}
+
+	// faultAt is set when the fault is injected; recovered is closed by the first successful
+	// blocking call sent after it.
+	faultAt   time.Time
+	recovered chan struct{}
+	once      sync.Once
 }
 
 // newLoad makes the load without starting it (invoke sends one call).
 func newLoad(p *platform, action string, runMs int, pause, timeout time.Duration) *load {
-	return &load{p: p, action: action, runMs: runMs, pause: pause, stopped: make(chan struct{}),
+	return &load{p: p, action: action, runMs: runMs, pause: pause, stopped: make(chan struct{}), recovered: make(chan struct{}),
 		// One connection per request: a kept-alive connection to a killed process would fail a
 		// request that never reached the platform, and count it as broken.
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}}
@@ -112,10 +121,13 @@ func startLoad(p *platform, action string, workers, runMs int, pause, timeout ti
 				c := l.invoke(i%2 == 0)
 				l.mu.Lock()
 				l.calls = append(l.calls, c)
+				if c.blocking && c.class == classOK && !l.faultAt.IsZero() && !c.sent.Before(l.faultAt) {
+					l.once.Do(func() { close(l.recovered) })
+				}
 				l.mu.Unlock()
 				pause := l.pause
-				if c.class == classRefused || c.class == classBroken {
-					pause = 200 * time.Millisecond // the platform is down: do not spin
+				if c.class != classOK && c.class != classPending {
+					pause = 250 * time.Millisecond // the platform is down or refuses: do not spin
 				}
 				select {
 				case <-l.stopped:
@@ -125,7 +137,46 @@ func startLoad(p *platform, action string, workers, runMs int, pause, timeout ti
 			}
 		}()
 	}
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); l.watchRecords() }()
 	return l
+}
+
+// markFault says the fault is injected now.
+func (l *load) markFault() {
+	l.mu.Lock()
+	l.faultAt = time.Now()
+	l.mu.Unlock()
+}
+
+// watchRecords polls the records of the calls answered with an id only, so that a run that
+// starts after the record was stored counts as a re-run after the answer.
+func (l *load) watchRecords() {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		select {
+		case <-l.stopped:
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		var todo []*call
+		l.mu.Lock()
+		for _, c := range l.calls {
+			if c.class == classPending && c.recordAt.IsZero() && len(todo) < 50 {
+				todo = append(todo, c)
+			}
+		}
+		l.mu.Unlock()
+		for _, c := range todo {
+			code, b, err := get(client, l.p.api+"/api/v1/namespaces/_/activations/"+c.id, l.p.key)
+			var r record
+			if err == nil && code == http.StatusOK && json.Unmarshal(b, &r) == nil && r.Response.Status != "" {
+				l.mu.Lock()
+				c.recordAt = time.Now()
+				l.mu.Unlock()
+			}
+		}
+	}
 }
 
 // stop ends the load and waits for the calls in flight.
@@ -229,6 +280,9 @@ func (l *load) resolve(calls []*call, window time.Duration) map[string]bool {
 			continue
 		}
 		if st, ok := got[c.id]; ok {
+			if c.recordAt.IsZero() {
+				c.recordAt = time.Now() // later than the store: counts fewer re-runs, never more
+			}
 			c.status, c.class = st, classFailed
 			if st == "success" {
 				c.class = classOK
@@ -281,9 +335,13 @@ func count(r *Result, calls []*call, missing map[string]bool, s *starts, faultAt
 		if len(runs) > 1 {
 			r.Duplicated++
 		}
-		if c.blocking && c.result {
+		answered := c.recordAt
+		if c.result {
+			answered = c.answered
+		}
+		if !answered.IsZero() {
 			for _, at := range runs {
-				if at.After(c.answered) {
+				if at.After(answered) {
 					r.RerunAfterAnswer++
 					break
 				}

@@ -184,6 +184,9 @@ func (p *platform) cleanup(t *testing.T) {
 	for i := 0; i < 20 && sweep(map[int]bool{}) > 0; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
+	if dir := os.Getenv(envLogs); dir != "" {
+		p.keepLogs(t, filepath.Join(dir, filepath.Base(t.Name())))
+	}
 	unmountBelow(t, p.work)
 	if err := syscall.Unmount(p.dataDir, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
 		t.Logf("cleanup: unmount %s: %v", p.dataDir, err)
@@ -229,5 +232,22 @@ func (p *platform) deploy(t *testing.T, name string) {
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(resp.Body) // only for the message below
 		t.Fatalf("deploy %s: HTTP %d %s", name, resp.StatusCode, b.String())
+	}
+}
+
+// keepLogs copies the processes' logs to dir (TEEMATE_FAULT_LOGS).
+func (p *platform) keepLogs(t *testing.T, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	for _, pr := range p.procs() {
+		b, err := os.ReadFile(pr.log)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, filepath.Base(pr.log)), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keep logs: %v", err)
+		}
 	}
 }
