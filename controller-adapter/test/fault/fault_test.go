@@ -24,13 +24,15 @@ import (
 //	TEEMATE_FAULT_CLOCK_JUMP=d  how far the clock-jump scenario steps the clock (default 2m; 0: skip)
 //	TEEMATE_FAULT_COMMAND=s     the command named in docs/faults.md
 //	TEEMATE_FAULT_LOGS=dir      keep every scenario's process logs in dir/<scenario>/
+//	TEEMATE_FAULT_SANDBOX=name  the invoker's sandbox backend: process (default) or oci
 const (
-	envLogs   = "TEEMATE_FAULT_LOGS"
-	envLong   = "TEEMATE_FAULT_LONG"
-	envWrite  = "TEEMATE_FAULT_WRITE"
-	envAssert = "TEEMATE_FAULT_ASSERT"
-	envJump   = "TEEMATE_FAULT_CLOCK_JUMP"
-	envCmd    = "TEEMATE_FAULT_COMMAND"
+	envSandbox = "TEEMATE_FAULT_SANDBOX"
+	envLogs    = "TEEMATE_FAULT_LOGS"
+	envLong    = "TEEMATE_FAULT_LONG"
+	envWrite   = "TEEMATE_FAULT_WRITE"
+	envAssert  = "TEEMATE_FAULT_ASSERT"
+	envJump    = "TEEMATE_FAULT_CLOCK_JUMP"
+	envCmd     = "TEEMATE_FAULT_COMMAND"
 )
 
 // assertedOnMain are the scenarios whose guarantees hold on main today; the others are measured
@@ -109,6 +111,18 @@ func TestFaults(t *testing.T) {
 			testtool.Missing(t, "bin/"+b+" is missing (make build)")
 		}
 	}
+	sandbox := os.Getenv(envSandbox)
+	switch sandbox {
+	case "", "process":
+		sandbox = "process"
+	case "oci":
+		testtool.Require(t, "runc")
+		if _, err := os.Stat(filepath.Join(repo, ".state", "images", "teemate", "image.json")); err != nil {
+			testtool.Missing(t, "the oci sandbox needs the function images (make images)")
+		}
+	default:
+		t.Fatalf("%s=%q: want process or oci", envSandbox, sandbox)
+	}
 	pr := short
 	if os.Getenv(envLong) == "1" {
 		pr = long
@@ -131,7 +145,7 @@ func TestFaults(t *testing.T) {
 	var results []Result
 	for _, s := range all {
 		t.Run(s.name, func(t *testing.T) {
-			r := runScenario(t, repo, cb, s, pr)
+			r := runScenario(t, repo, cb, s, pr, sandbox)
 			r.Asserted = asserted[s.name]
 			t.Log(summary(r))
 			for _, v := range r.Violations {
@@ -145,10 +159,10 @@ func TestFaults(t *testing.T) {
 		})
 	}
 	meta := Meta{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Commit: commit(repo), Command: os.Getenv(envCmd),
-		Setup: fmt.Sprintf("Per scenario a fresh platform (sandbox process, enclave direct, model teemate; %d cores) and %d callers, "+
+		Setup: fmt.Sprintf("Per scenario a fresh platform (sandbox %s, enclave direct, model teemate; %d cores) and %d callers, "+
 			"each alternating blocking and non-blocking invocations of an action that runs %d ms, pausing %s between calls; "+
 			"load for %s before the fault and %s after it; held faults last %s; records may take %s after the load to become readable.",
-			runtime.NumCPU(), pr.workers, pr.runMs, pr.pause, pr.before, pr.after, pr.hold, pr.window)}
+			sandbox, runtime.NumCPU(), pr.workers, pr.runMs, pr.pause, pr.before, pr.after, pr.hold, pr.window)}
 	if meta.Command == "" {
 		meta.Command = "go test ./controller-adapter/test/fault"
 	}
@@ -176,7 +190,7 @@ func TestFaults(t *testing.T) {
 }
 
 // runScenario: a fresh platform, a warm enclave, load, the fault, more load, then the count.
-func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile) Result {
+func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile, sandbox string) Result {
 	if s.name == "clock-jump" && clockJump() == 0 {
 		t.Skipf("%s=0", envJump)
 	}
@@ -185,7 +199,7 @@ func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile) 
 		deployment = "split"
 	}
 	r := Result{Scenario: s.name, Fault: s.fault, Deployment: deployment}
-	p := newPlatform(t, repo, cb.port, options{split: s.split, dataSize: s.dataSize})
+	p := newPlatform(t, repo, cb.port, options{split: s.split, dataSize: s.dataSize, sandbox: sandbox})
 	const action = "counted"
 	p.deploy(t, action)
 	warm := newLoad(p, action, 10, 0, time.Minute)

@@ -119,12 +119,7 @@ func startLoad(p *platform, action string, workers, runMs int, pause, timeout ti
 				default:
 				}
 				c := l.invoke(i%2 == 0)
-				l.mu.Lock()
-				l.calls = append(l.calls, c)
-				if c.blocking && c.class == classOK && !l.faultAt.IsZero() && !c.sent.Before(l.faultAt) {
-					l.once.Do(func() { close(l.recovered) })
-				}
-				l.mu.Unlock()
+				l.add(c)
 				pause := l.pause
 				if c.class != classOK && c.class != classPending {
 					pause = 250 * time.Millisecond // the platform is down or refuses: do not spin
@@ -137,9 +132,57 @@ func startLoad(p *platform, action string, workers, runMs int, pause, timeout ti
 			}
 		}()
 	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go func() { defer l.wg.Done(); l.watchRecords() }()
+	go func() { defer l.wg.Done(); l.probe() }()
 	return l
+}
+
+// add records a finished call; the first successful blocking call sent after the fault is the
+// recovery.
+func (l *load) add(c *call) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, c)
+	if c.blocking && c.class == classOK && !l.faultAt.IsZero() && !c.sent.Before(l.faultAt) {
+		l.once.Do(func() { close(l.recovered) })
+	}
+}
+
+// probe sends a blocking invocation every probeEvery after the fault until one succeeds, each
+// without waiting for the others: callers stuck on a platform that does not answer would
+// otherwise hold back the calls that show it has recovered. Probes count like every call.
+func (l *load) probe() {
+	const probeEvery, maxProbes = 500 * time.Millisecond, 40
+	inFlight := make(chan struct{}, maxProbes)
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	for {
+		select {
+		case <-l.stopped:
+			return
+		case <-l.recovered:
+			return
+		case <-time.After(probeEvery):
+		}
+		l.mu.Lock()
+		armed := !l.faultAt.IsZero()
+		l.mu.Unlock()
+		if !armed {
+			continue
+		}
+		select {
+		case inFlight <- struct{}{}:
+		default:
+			continue // maxProbes are waiting already
+		}
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			l.add(l.invoke(true))
+			<-inFlight
+		}()
+	}
 }
 
 // markFault says the fault is injected now.

@@ -3,6 +3,7 @@ package fault
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -34,7 +35,8 @@ type platform struct {
 
 // options of one platform.
 type options struct {
-	split bool
+	split   bool
+	sandbox string // the invoker's sandbox backend: process or oci
 	// dataSize, when set, puts the data directory on a tmpfs of that size ("64m").
 	dataSize string
 }
@@ -80,7 +82,7 @@ func newPlatform(t *testing.T, repo string, cbPort int, o options) *platform {
 	// invoker leaves there is found and removed with the work directory.
 	env := []string{"TMPDIR=" + p.runDir, "NODE_EXTRA_CA_CERTS="}
 	egress := "127.0.0.1:" + strconv.Itoa(cbPort)
-	backends := []string{"--sandbox", "process", "--enclave", "direct", "--model", "teemate", "--egress-allow", egress}
+	backends := []string{"--sandbox", o.sandbox, "--enclave", "direct", "--model", "teemate", "--egress-allow", egress}
 	kafkaAddr := "127.0.0.1:" + strconv.Itoa(p.kafkaPort)
 	if !o.split {
 		p.standalone = &proc{name: "standalone", bin: bin, env: env, log: filepath.Join(work, "standalone.log"),
@@ -187,6 +189,7 @@ func (p *platform) cleanup(t *testing.T) {
 	if dir := os.Getenv(envLogs); dir != "" {
 		p.keepLogs(t, filepath.Join(dir, filepath.Base(t.Name())))
 	}
+	removeContainers(t, p.work, p.runDir)
 	unmountBelow(t, p.work)
 	if err := syscall.Unmount(p.dataDir, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
 		t.Logf("cleanup: unmount %s: %v", p.dataDir, err)
@@ -248,6 +251,60 @@ func (p *platform) keepLogs(t *testing.T, dir string) {
 		}
 		if err != nil {
 			t.Logf("keep logs: %v", err)
+		}
+	}
+}
+
+// removeContainers deletes the oci backend's runc containers below work (state roots named
+// "runtime") and the cgroups of the runs whose bundles are below runDir (named
+// wsk0_<run>_<n>): a killed invoker leaves both, and a cgroup is removable only once its
+// processes are gone.
+func removeContainers(t *testing.T, work, runDir string) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return // no runc: the process backend made no containers
+	}
+	_ = filepath.WalkDir(work, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || d.Name() != "runtime" {
+			return nil // an unreadable corner holds no runc root
+		}
+		out, err := exec.Command(runc, "--root", path, "list", "-q").Output()
+		if err != nil {
+			t.Logf("cleanup: runc list %s: %v", path, err)
+		}
+		for _, id := range strings.Fields(string(out)) {
+			if b, err := exec.Command(runc, "--root", path, "delete", "--force", id).CombinedOutput(); err != nil {
+				t.Logf("cleanup: runc delete %s: %v %s", id, err, b)
+			}
+		}
+		return filepath.SkipDir
+	})
+	bundles, _ := filepath.Glob(filepath.Join(runDir, "tm*", "o", "wsk*_*_*")) // a bad pattern is a constant's bug
+	runs := map[string]bool{}
+	for _, b := range bundles {
+		if f := strings.Split(filepath.Base(b), "_"); len(f) == 3 {
+			runs[f[0]+"_"+f[1]] = true
+		}
+	}
+	for run := range runs {
+		var left []string
+		for try := 0; try < 50; try++ {
+			left = nil
+			for _, pattern := range []string{"/sys/fs/cgroup/*/teemate/" + run + "_*", "/sys/fs/cgroup/teemate/" + run + "_*"} {
+				cgs, _ := filepath.Glob(pattern) // as above
+				for _, cg := range cgs {
+					if err := os.Remove(cg); err != nil && !errors.Is(err, os.ErrNotExist) {
+						left = append(left, cg+": "+err.Error())
+					}
+				}
+			}
+			if len(left) == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, l := range left {
+			t.Logf("cleanup: cgroup %s", l)
 		}
 	}
 }

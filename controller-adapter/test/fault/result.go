@@ -179,7 +179,8 @@ test, so runs killed midway count too. **re-run after answer**: blocking activat
 again after the caller had the answer. **blamed**: activations answered as "action developer error"; the
 action never fails by itself, so each is a platform fault blamed on the developer. **left behind**:
 processes and mounts of the faulted instance still there after the recovery window. **recovery**: from
-the fault to the first successful blocking invocation sent after it.
+the fault to the first successful blocking invocation sent after it (besides the callers, a probe sends a
+blocking invocation every 0.5 s after the fault, without waiting for the earlier ones, until one succeeds).
 
 Guarantees checked (issue #17): no record lost; no answered activation run again; no activation run twice
 unless the fault killed it midway (invoker or standalone SIGKILL: at most once more); nothing left behind;
