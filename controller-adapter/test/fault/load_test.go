@@ -91,9 +91,10 @@ type load struct {
 	wg      sync.WaitGroup
 	stopped chan struct{}
 
-	// faultAt is set when the fault is injected; recovered is closed by the first successful
-	// blocking call sent after it.
-	faultAt   time.Time
+	// clearedAt is set when the harness has undone the fault (restarted what it killed, freed
+	// the disk, put the clock back); recovered is closed by the first successful blocking call
+	// sent after it.
+	clearedAt time.Time
 	recovered chan struct{}
 	once      sync.Once
 }
@@ -144,12 +145,13 @@ func (l *load) add(c *call) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls = append(l.calls, c)
-	if c.blocking && c.class == classOK && !l.faultAt.IsZero() && !c.sent.Before(l.faultAt) {
+	if c.blocking && c.class == classOK && !l.clearedAt.IsZero() && !c.sent.Before(l.clearedAt) {
 		l.once.Do(func() { close(l.recovered) })
 	}
 }
 
-// probe sends a blocking invocation every probeEvery after the fault until one succeeds, each
+// probe sends a blocking invocation every probeEvery once the fault is undone until one
+// succeeds, each
 // without waiting for the others: callers stuck on a platform that does not answer would
 // otherwise hold back the calls that show it has recovered. Probes count like every call.
 func (l *load) probe() {
@@ -166,7 +168,7 @@ func (l *load) probe() {
 		case <-time.After(probeEvery):
 		}
 		l.mu.Lock()
-		armed := !l.faultAt.IsZero()
+		armed := !l.clearedAt.IsZero()
 		l.mu.Unlock()
 		if !armed {
 			continue
@@ -185,11 +187,12 @@ func (l *load) probe() {
 	}
 }
 
-// markFault says the fault is injected now.
-func (l *load) markFault() {
+// markCleared says the harness has undone the fault now.
+func (l *load) markCleared() time.Time {
 	l.mu.Lock()
-	l.faultAt = time.Now()
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	l.clearedAt = time.Now()
+	return l.clearedAt
 }
 
 // watchRecords polls the records of the calls answered with an id only, so that a run that
@@ -336,8 +339,8 @@ func (l *load) resolve(calls []*call, window time.Duration) map[string]bool {
 }
 
 // count turns the calls and the starts the action reported into r's figures; faultAt is when
-// the fault was injected.
-func count(r *Result, calls []*call, missing map[string]bool, s *starts, faultAt time.Time) {
+// the fault was injected, clearedAt when the harness had undone it.
+func count(r *Result, calls []*call, missing map[string]bool, s *starts, faultAt, clearedAt time.Time) {
 	r.Statuses = map[string]int{}
 	r.RecoverySeconds = -1
 	seen := map[string]bool{}
@@ -364,7 +367,7 @@ func count(r *Result, calls []*call, missing map[string]bool, s *starts, faultAt
 		if c.status == "action developer error" {
 			r.Blamed++
 		}
-		if c.blocking && c.class == classOK && !c.sent.Before(faultAt) {
+		if c.blocking && c.class == classOK && !c.sent.Before(clearedAt) {
 			if d := c.answered.Sub(faultAt).Seconds(); r.RecoverySeconds < 0 || d < r.RecoverySeconds {
 				r.RecoverySeconds = d
 			}

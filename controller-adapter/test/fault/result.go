@@ -40,7 +40,8 @@ type Result struct {
 	// LeftBehind: processes and mounts of the faulted instance still there after the recovery
 	// window.
 	LeftBehind int `json:"leftBehind"`
-	// RecoverySeconds: from the fault to the first successful blocking invocation sent after it;
+	// RecoverySeconds: from the fault to the first successful blocking invocation sent after
+	// the harness undid it (restarted what it killed, freed the disk, put the clock back);
 	// negative when none succeeded.
 	RecoverySeconds float64 `json:"recoverySeconds"`
 	// Statuses counts the answers by kind ("success", "HTTP 503", "whisk internal error", ...).
@@ -179,8 +180,10 @@ test, so runs killed midway count too. **re-run after answer**: blocking activat
 again after the caller had the answer. **blamed**: activations answered as "action developer error"; the
 action never fails by itself, so each is a platform fault blamed on the developer. **left behind**:
 processes and mounts of the faulted instance still there after the recovery window. **recovery**: from
-the fault to the first successful blocking invocation sent after it (besides the callers, a probe sends a
-blocking invocation every 0.5 s after the fault, without waiting for the earlier ones, until one succeeds).
+the fault to the first successful blocking invocation sent after the harness undid it (restarted what it
+killed, freed the disk, put the clock back; a killed owner is restarted by the invoker itself); besides the
+callers, a probe sends a blocking invocation every 0.5 s from then on, without waiting for the earlier ones,
+until one succeeds.
 
 Guarantees checked (issue #17): no record lost; no answered activation run again; no activation run twice
 unless the fault killed it midway (invoker or standalone SIGKILL: at most once more); nothing left behind;
