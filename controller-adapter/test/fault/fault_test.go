@@ -21,7 +21,8 @@ import (
 //	TEEMATE_FAULT_LONG=1        the long version (more load, longer windows); `make fault-test`
 //	TEEMATE_FAULT_WRITE=1       rewrite docs/faults.md and docs/faults.json (every scenario must run)
 //	TEEMATE_FAULT_ASSERT=spec   which scenarios' guarantees fail the test (see Asserted)
-//	TEEMATE_FAULT_CLOCK_JUMP=d  how far the clock-jump scenario steps the clock (default 2m; 0: skip)
+//	TEEMATE_FAULT_CLOCK_JUMP=d  how far the clock-jump scenario steps the clock (long default 2m;
+//	                            short default 0: skipped; see clockJump)
 //	TEEMATE_FAULT_COMMAND=s     the command named in docs/faults.md
 //	TEEMATE_FAULT_LOGS=dir      keep every scenario's process logs in dir/<scenario>/
 //	TEEMATE_FAULT_SANDBOX=name  the invoker's sandbox backend: process (default) or oci
@@ -51,6 +52,7 @@ type profile struct {
 	window       time.Duration // how long records may take to become readable after the load
 	recovery     time.Duration // how long the load goes on after the fault waiting for a success
 	clientTimout time.Duration
+	jump         time.Duration // how far the clock jumps (0: not at all)
 }
 
 var (
@@ -123,10 +125,16 @@ func TestFaults(t *testing.T) {
 	default:
 		t.Fatalf("%s=%q: want process or oci", envSandbox, sandbox)
 	}
-	pr := short
-	if os.Getenv(envLong) == "1" {
+	pr, isLong := short, os.Getenv(envLong) == "1"
+	if isLong {
 		pr = long
 	}
+	var err error
+	if pr.jump, err = clockJump(isLong); err != nil {
+		t.Fatal(err)
+	}
+	// The commit under test, read before the suite runs for minutes.
+	tested := commit(repo)
 	all := scenarios()
 	var names []string
 	for _, s := range all {
@@ -158,7 +166,7 @@ func TestFaults(t *testing.T) {
 			results = append(results, r)
 		})
 	}
-	meta := Meta{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Commit: commit(repo), Command: os.Getenv(envCmd),
+	meta := Meta{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Commit: tested, Command: os.Getenv(envCmd),
 		Setup: fmt.Sprintf("Per scenario a fresh platform (sandbox %s, enclave direct, model teemate; %d cores) and %d callers, "+
 			"each alternating blocking and non-blocking invocations of an action that runs %d ms, pausing %s between calls; "+
 			"load for %s before the fault and %s after it, and on until a call succeeds; held faults last %s; a caller waits %s for an answer; "+
@@ -192,8 +200,8 @@ func TestFaults(t *testing.T) {
 
 // runScenario: a fresh platform, a warm enclave, load, the fault, more load, then the count.
 func runScenario(t *testing.T, repo string, cb *starts, s scenario, pr profile, sandbox string) Result {
-	if s.name == "clock-jump" && clockJump() == 0 {
-		t.Skipf("%s=0", envJump)
+	if s.name == "clock-jump" && pr.jump == 0 {
+		t.Skipf("steps the machine's clock, which other tests running meanwhile see too: %s=2m runs it (make fault-test does)", envJump)
 	}
 	deployment := "standalone"
 	if s.split {
@@ -367,16 +375,22 @@ func fillDisk(t *testing.T, p *platform, pr profile) injected {
 	return f
 }
 
-func clockJump() time.Duration {
+// clockJump is TEEMATE_FAULT_CLOCK_JUMP. Unset, the long version steps 2 minutes and the short
+// one none: `make test` runs the short version next to every other package's tests, which would
+// see the machine's clock step too.
+func clockJump(long bool) (time.Duration, error) {
 	v := os.Getenv(envJump)
-	if v == "" {
-		return 2 * time.Minute
+	switch {
+	case v == "" && long:
+		return 2 * time.Minute, nil
+	case v == "":
+		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 2 * time.Minute
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 2m, or 0", envJump, v)
 	}
-	return d
+	return d, nil
 }
 
 // jumpClock steps the machine's wall clock forward by TEEMATE_FAULT_CLOCK_JUMP and, after the
@@ -387,7 +401,7 @@ func clockJump() time.Duration {
 // the true time is computed from the monotonic clock, which the step does not move, and is
 // restored even when the test fails midway.
 func jumpClock(t *testing.T, _ *platform, pr profile) injected {
-	jump := clockJump()
+	jump := pr.jump
 	t0 := time.Now() // carries a monotonic reading
 	var once sync.Once
 	restore := func() {
