@@ -113,6 +113,12 @@ test: deps build lint ## Install what is needed, then run every test (race detec
 	done
 	@[ ! -f kmod/Makefile ] || $(MAKE) --no-print-directory -C kmod vm-test
 
+# The fault suite (controller-adapter/test/fault): its short version runs with `make test` (go test ./...).
+.PHONY: fault-test
+fault-test: build ## Fault suite, long version: kill and disturb every part under load; rewrites docs/faults.md and docs/faults.json
+	TEEMATE_FAULT_LONG=1 TEEMATE_FAULT_WRITE=1 TEEMATE_FAULT_COMMAND="make fault-test" \
+	  $(GO) test -count=1 -timeout 60m -run TestFaults -v ./controller-adapter/test/fault/
+
 .PHONY: clean
 clean: ## Remove build outputs (keeps .state)
 	rm -rf $(BIN)
