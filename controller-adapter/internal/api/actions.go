@@ -271,7 +271,7 @@ func (h *handler) putAction(c *gin.Context, ns, entity string) {
 		return
 	}
 	// What could never be invoked is refused here rather than at every invoke.
-	if msg, err := entitySizeError(&req, doc); err != nil || msg != "" {
+	if msg, err := entitySizeError(req.Parameters, req.Annotations, doc.Parameters, doc.Name); err != nil || msg != "" {
 		if err != nil {
 			h.internalError(c, "measure action", err)
 		} else {

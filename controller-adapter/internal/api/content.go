@@ -47,26 +47,27 @@ const msgContentTooLarge = "The request content is larger than the server is wil
 // API answers 413.
 var ErrContentTooLarge = errors.New("the activation's content is too large to carry")
 
-// entitySizeError returns OpenWhisk's 413 text when an action's parameters or annotations are over
-// their limits, or "" when they are within them. It measures what will be stored (doc) and what
-// the request defined (req), as OpenWhisk does for the request.
-func entitySizeError(req *putRequest, doc *whisk.Action) (string, error) {
-	if req.Parameters != nil {
-		if n := req.Parameters.Size(); n > MaxParameterBytes {
+// entitySizeError returns OpenWhisk's 413 text when an action's or package's parameters or
+// annotations are over their limits, or "" when they are within them. It measures what the request
+// defined (params, annotations), as OpenWhisk does, and the parameters that will be stored (stored,
+// for the entity called name).
+func entitySizeError(params, annotations *whisk.Parameters, stored whisk.Parameters, name string) (string, error) {
+	if params != nil {
+		if n := params.Size(); n > MaxParameterBytes {
 			return msgEntityTooBig("parameters", int64(n), MaxParameterBytes), nil
 		}
 	}
-	if req.Annotations != nil {
-		if n := req.Annotations.Size(); n > MaxParameterBytes {
+	if annotations != nil {
+		if n := annotations.Size(); n > MaxParameterBytes {
 			return msgEntityTooBig("annotations", int64(n), MaxParameterBytes), nil
 		}
 	}
 	// Every activation of the action carries its parameters as one JSON object (with quotes,
 	// colons and commas OpenWhisk's measure leaves out: 200,000 small parameters are far larger
 	// there), so that object must fit in an activation's payload even when nobody passes any.
-	obj, err := doc.Parameters.ToObject()
+	obj, err := stored.ToObject()
 	if err != nil {
-		return "", fmt.Errorf("parameters of %s as content: %w", doc.Name, err)
+		return "", fmt.Errorf("parameters of %s as content: %w", name, err)
 	}
 	if n := len(obj); n > MaxDefaultsContentBytes {
 		return msgEntityTooBig("parameters", int64(n), MaxDefaultsContentBytes), nil

@@ -92,6 +92,25 @@ func TestActionsThatCouldNeverRunAreRefused(t *testing.T) {
 	e.putAction(t, "edge", `{"limits":{"timeout":30000}}`)
 }
 
+// TestPackagesThatCouldNeverRunAreRefused: a package's parameters start every activation of its
+// actions, so a package (or binding) whose parameters could never be carried is refused with 413
+// and nothing is stored.
+func TestPackagesThatCouldNeverRunAreRefused(t *testing.T) {
+	e := newEnv(t, Config{})
+	big := strings.Repeat("x", 1100<<10) // 1.1 MiB
+	body := `{"parameters":[{"key":"big","value":"` + big + `"}]}`
+	resp, b := e.do(t, http.MethodPut, "/api/v1/namespaces/_/packages/never", guestAuth, "application/json", strings.NewReader(body))
+	wantError(t, resp, b, http.StatusRequestEntityTooLarge, msgEntityTooBig("parameters", int64(3+len(big)+2), MaxParameterBytes))
+	if resp, b := e.do(t, http.MethodGet, "/api/v1/namespaces/_/packages/never", guestAuth, "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the refused package was stored: %d %.200s", resp.StatusCode, b)
+	}
+	resp, b = e.do(t, http.MethodPut, "/api/v1/namespaces/_/packages/small", guestAuth, "application/json", strings.NewReader(`{"parameters":[{"key":"a","value":1}]}`))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a small package: %d %.200s", resp.StatusCode, b)
+	}
+	healthy(t, e)
+}
+
 // paramsSize is OpenWhisk's measure of n parameters "p<i>": 0.
 func paramsSize(n int) int {
 	s := 0

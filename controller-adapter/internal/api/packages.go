@@ -374,7 +374,18 @@ func (h *handler) putPackage(c *gin.Context, ns, name string) {
 			return
 		}
 	}
-	saved, err := h.store.PutPackage(ctx, mergePackage(ns, name, &req, bind, old), overwrite)
+	pkg := mergePackage(ns, name, &req, bind, old)
+	// A package's (or binding's) parameters start every activation of its actions, so what could
+	// never be invoked is refused here, as for an action's own.
+	if msg, err := entitySizeError(req.Parameters, req.Annotations, pkg.Parameters, name); err != nil || msg != "" {
+		if err != nil {
+			h.internalError(c, "measure package", err)
+		} else {
+			h.fail(c, http.StatusRequestEntityTooLarge, msg)
+		}
+		return
+	}
+	saved, err := h.store.PutPackage(ctx, pkg, overwrite)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		h.fail(c, http.StatusConflict, msgConflict)
