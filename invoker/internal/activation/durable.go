@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -209,16 +210,22 @@ func (h *Handler) keepJournal(ctx context.Context) {
 	h.prune(ctx)
 	lastPrune := h.now()
 	failures := 0 // consecutive failed deliveries: the store is down while > 0
+	spillFailures := 0
 	for ctx.Err() == nil {
 		failures = h.deliverDue(ctx, failures)
+		if h.deliverSpilled(ctx) {
+			spillFailures = 0
+		} else {
+			spillFailures++
+		}
 		h.refreshDepth(ctx)
 		if h.now().Sub(lastPrune) >= pruneEvery {
 			h.prune(ctx)
 			lastPrune = h.now()
 		}
 		wait := pruneEvery
-		if failures > 0 {
-			wait = OutboxBackoff(failures)
+		if failures > 0 || spillFailures > 0 {
+			wait = OutboxBackoff(max(failures, spillFailures))
 		} else if at, ok, err := h.journal.NextDue(ctx); err != nil {
 			h.log.Error("journal: outbox not readable", zap.Error(err))
 			wait = OutboxBackoff(7)
@@ -315,6 +322,62 @@ func (h *Handler) deliver(ctx context.Context, p journal.Pending) error {
 	}
 	h.metrics.JournalWrites.WithLabelValues("delivered").Inc()
 	return nil
+}
+
+// spillLimit bounds the records held in memory when neither the store nor the journal takes them.
+const spillLimit = 10000
+
+// spill is the in-memory last resort of records: those the store refused and the journal could not
+// keep (both on a full disk). The background loop stores them once the store takes writes again;
+// they are lost only if the invoker dies first (ARCHITECTURE.md, "Delivery guarantees").
+type spill struct {
+	mu   sync.Mutex
+	acts []*whisk.WhiskActivation
+}
+
+// add queues a record; false when the queue is full and the record is dropped.
+func (s *spill) add(act *whisk.WhiskActivation) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.acts) >= spillLimit {
+		return false
+	}
+	s.acts = append(s.acts, act)
+	return true
+}
+
+// putBack returns records taken but not stored to the front of the queue (they are older than
+// any added meanwhile; the limit is not applied to them: they were already counted).
+func (s *spill) putBack(acts []*whisk.WhiskActivation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acts = append(append([]*whisk.WhiskActivation(nil), acts...), s.acts...)
+}
+
+// take removes and returns every queued record.
+func (s *spill) take() []*whisk.WhiskActivation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acts := s.acts
+	s.acts = nil
+	return acts
+}
+
+// deliverSpilled stores the records held in memory, oldest first, and reports whether all were
+// stored; the rest go back to the queue.
+func (h *Handler) deliverSpilled(ctx context.Context) bool {
+	acts := h.spill.take()
+	for i, act := range acts {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := h.store.Store(sctx, act)
+		cancel()
+		if err != nil && !errors.Is(err, whiskapi.ErrNoToken) {
+			h.spill.putBack(acts[i:])
+			return false
+		}
+		h.metrics.JournalWrites.WithLabelValues("delivered").Inc()
+	}
+	return true
 }
 
 func (h *Handler) refreshDepth(ctx context.Context) {

@@ -396,3 +396,61 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// fullDisk is a journal whose writes fail, as on a full disk; reads still work.
+type fullDisk struct{ Journal }
+
+var errFull = errors.New("database or disk is full")
+
+func (fullDisk) Start(context.Context, string) error               { return errFull }
+func (fullDisk) Finish(context.Context, string, int, []byte) error { return errFull }
+func (fullDisk) Answer(context.Context, string, []journal.Ack, bool, time.Time) error {
+	return errFull
+}
+
+// TestHandler_RecordsSpillToMemoryWhenTheDiskIsFull: with the journal and the store both refusing
+// writes (the data directory full), the activation is answered as a whisk error and its record is
+// held in memory and stored once the store takes writes again: nothing the caller was told of is
+// lost.
+func TestHandler_RecordsSpillToMemoryWhenTheDiskIsFull(t *testing.T) {
+	w := newWorld(t)
+	j, err := journal.Open(w.journalPath, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := j.Close(); err != nil {
+			t.Errorf("close journal: %v", err)
+		}
+	})
+	api, err := whiskapi.New(whiskapi.Config{APIHost: w.ctl.srv.URL, StoreToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unique := "0"
+	inst := whisk.InvokerInstanceID{Instance: 0, UniqueName: &unique, UserMemory: whisk.MB(1024), Tags: []string{}, DedicatedNamespaces: []string{}}
+	sink := &ackSink{}
+	h := NewHandler(Config{Instance: inst, UserMemoryMB: 1024, Journal: fullDisk{j}},
+		zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), api, api, sink, w.exec, metrics.New("invoker0"))
+	stop := h.StartBackground()
+	t.Cleanup(stop)
+
+	w.ctl.down.Store(true)
+	id := strings.Repeat("a1", 16)
+	h.Handle(context.Background(), testMessage(id, false))
+	if acks := sink.take(); len(acks) != 1 || !bytes.Contains(acks[0].Value, []byte(`"isSystemError":true`)) {
+		t.Fatalf("acks = %q", acks)
+	}
+	if w.exec.count(id) != 0 {
+		t.Fatal("ran without a journal")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if w.ctl.record(id) != nil {
+		t.Fatal("stored while the store was down")
+	}
+	w.ctl.down.Store(false)
+	waitFor(t, "the spilled record stored", func() bool { return w.ctl.record(id) != nil })
+	if got := w.ctl.record(id).Response.Result; !bytes.Contains(got, []byte("could not record the activation in its journal")) {
+		t.Fatalf("record result %s", got)
+	}
+}

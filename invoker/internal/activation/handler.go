@@ -74,6 +74,9 @@ type Handler struct {
 	// went to the outbox.
 	journal    Journal
 	outboxWake chan struct{}
+	// spill holds records neither the store nor the journal took (a full disk under both): the
+	// background loop retries them from memory (durable.go).
+	spill spill
 }
 
 // NewHandler wires a handler.
@@ -282,6 +285,16 @@ func (h *Handler) storeRecord(ctx context.Context, log *zap.Logger, act *whisk.W
 			return true
 		case (attempt == 3 || ctx.Err() != nil) && kept:
 			log.Warn("activation record not stored yet: the journal's outbox delivers it", zap.Int("attempts", attempt), zap.Error(err))
+			return false
+		case (attempt == 3 || ctx.Err() != nil) && h.journal != nil:
+			// The journal could not keep it either (a full disk): memory holds it until the store
+			// takes it; only a crash of the invoker before then loses it.
+			if h.spill.add(act) {
+				log.Warn("activation record not stored and not journaled: retried from memory", zap.Int("attempts", attempt), zap.Error(err))
+			} else {
+				log.Error("activation record not stored: the in-memory retry queue is full", zap.Int("attempts", attempt), zap.Error(err))
+			}
+			h.wakeOutbox()
 			return false
 		case attempt == 3 || ctx.Err() != nil:
 			log.Error("activation record not stored", zap.Int("attempts", attempt), zap.Error(err))
