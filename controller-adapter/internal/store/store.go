@@ -76,6 +76,8 @@ var migrations = []string{
 		doc       TEXT NOT NULL
 	);
 	CREATE INDEX packages_list ON packages(namespace, deleted, updated);`,
+	// 4: triggers, rules and the alarms feed's schedules (issue #18; triggers.go, schedules.go).
+	migrationTriggers,
 }
 
 // Store is the embedded database. Safe for concurrent use.
