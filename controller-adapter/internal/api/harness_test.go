@@ -122,7 +122,7 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	dur := int64(5)
 	rec := &whisk.WhiskActivation{
 		Namespace: msg.User.Namespace.Name, Name: msg.Action.Name, Subject: msg.User.Subject,
-		ActivationID: msg.ActivationID, Start: start, End: start.Add(5 * time.Millisecond), Duration: &dur,
+		ActivationID: msg.ActivationID, Start: start, End: start.Add(5 * time.Millisecond), Duration: &dur, Cause: msg.Cause,
 		Response: whisk.ActivationResponse{StatusCode: status, Result: result},
 		Logs:     []string{"2024-05-01T10:00:00.000Z stdout: ran " + msg.Action.Name},
 		Version:  msg.Action.Version,

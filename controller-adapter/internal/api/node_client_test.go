@@ -26,10 +26,11 @@ func TestNodeOpenWhiskClient(t *testing.T) {
 		msg := "node or the npm openwhisk client is missing (run `npm install` in controller-adapter/test or `make deps`)"
 		testtool.Missing(t, msg)
 	}
-	// owpackages.js: packages, bindings and shared packages (issue #18), as guest and other.
-	for _, script := range []string{"owclient.js", "owpackages.js"} {
+	// owpackages.js: packages, bindings and shared packages (issue #18), as guest and other;
+	// owtriggers.js: triggers, rules and the alarms feed.
+	for _, script := range []string{"owclient.js", "owpackages.js", "owtriggers.js"} {
 		t.Run(script, func(t *testing.T) {
-			e := newEnv(t, Config{})
+			e := newEnvForScript(t, script)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, node, script)

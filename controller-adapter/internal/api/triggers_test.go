@@ -332,3 +332,18 @@ func newEnvWith(t *testing.T, cfg Config, st *store.Store) *env {
 	t.Cleanup(srv.Close)
 	return &env{srv: srv, st: st, inv: inv}
 }
+
+// newEnvForScript is the environment a node client script runs against: owtriggers.js needs the
+// alarms feed served.
+func newEnvForScript(t *testing.T, script string) *env {
+	t.Helper()
+	if script != "owtriggers.js" {
+		return newEnv(t, Config{})
+	}
+	st := newEnvStore(t)
+	sched := alarms.New(st, alarms.Options{})
+	e := newEnvWith(t, Config{Alarms: sched}, st)
+	t.Cleanup(sched.Stop)
+	seedAlarms(t, e)
+	return e
+}
