@@ -6,9 +6,11 @@
 // action (/internal/v1/actions/..., OpenWhisk's invoker reads the entity
 // database) and storing a finished activation record
 // (/internal/v1/activations/..., OpenWhisk's invoker writes the activations
-// database). That PUT is the only way a record gets into the store: the
-// controller learns results from acks and never writes records itself (see
-// controller-adapter/internal/balancer). A read of an activation whose
+// database). That PUT is the only way an action's record gets into the store:
+// the controller learns results from acks and never writes them (see
+// controller-adapter/internal/balancer). It writes only what no invoker runs,
+// as OpenWhisk's controller does: a trigger's activation and the built-in
+// alarms feed's. A read of an activation whose
 // blocking caller was just answered waits for the invoker's write (bounded),
 // so the record is readable, with its logs, as soon as the answer is.
 //
@@ -39,10 +41,16 @@
 // binding. The invokers' read (/internal/v1/actions) takes the resolved path
 // as it is. whisk.system, the shared namespace, starts with SystemPackages.
 //
+// Triggers and rules (triggers.go, rules.go) are OpenWhisk's: a rule's state
+// lives in its trigger; a fire runs each active rule's action non-blocking
+// through the invoke path (with the trigger activation as its cause) and
+// stores the trigger activation, whose logs hold one outcome line per rule;
+// no active rule is a 204. The alarms feed (feeds.go, internal/alarms) is
+// built in: its actions' invocations are served by the controller.
+//
 // Not supported yet (answered with a clear error, not silently ignored):
-// triggers and rules (PUT answers 400, entities 404, lists are empty),
 // sequences and blackbox actions (400: only nodejs kinds run here), and
-// per-namespace throttling (no 429s).
+// per-namespace throttling (no 429s; admitFire is the trigger fires' hook).
 //
 // Trust boundary: untrusted host code. It authenticates callers with Basic
 // auth against the store and isolates namespaces, but it sees parameters and
