@@ -11,9 +11,14 @@
 // measurement, invoker/attest), one row per image, as an invoker published it: the evidence is
 // public and self-verifying, the store only keeps it across restarts and serves it byte for byte.
 //
-// Activation records have one writer: the invoker, through the API's
+// It also keeps triggers and rules (triggers.go; a rule's state lives in its trigger's document,
+// as in OpenWhisk, and rule writes update both in one transaction) and the alarms feed's
+// schedules (schedules.go), whose due times are claimed by a compare-and-set before each fire.
+//
+// Activation records of actions have one writer: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its
-// activations database. It writes each record once, with its logs, before
+// activations database (the controller writes only the records no invoker runs: triggers' and
+// the built-in feed's). It writes each record once, with its logs, before
 // the ack that frees the activation's slot; the controller only reads them
 // (the REST API, and the load balancer when an ack carried only the id).
 //
