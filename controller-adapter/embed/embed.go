@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/controller-adapter/internal/alarms"
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
@@ -64,6 +65,7 @@ type Controller struct {
 	apiHost  string
 	log      *zap.Logger
 	st       *store.Store
+	alarms   *alarms.Scheduler // the built-in alarms feed's firing loop
 	prod     *kafka.Producer
 	bal      *balancer.Balancer
 	gate     *api.Gate
@@ -132,8 +134,9 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	}
 	c.apiHost = "http://" + advertised(ln.Addr().(*net.TCPAddr))
 	c.gate = api.NewGate()
+	c.alarms = alarms.New(c.st, alarms.Options{Logger: log.Named("alarms")})
 	h := api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
-		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate}, c.st, c.bal, log.Named("api"))
+		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate, Alarms: c.alarms}, c.st, c.bal, log.Named("api"))
 	c.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// While draining, every reply closes its connection: a client's next request opens a
@@ -168,8 +171,8 @@ func advertised(a *net.TCPAddr) string {
 
 // seed creates namespaces, then whisk.system if it does not exist (with a random key nobody is
 // given: the test actions run under its identity, and the invoker reads their action with its
-// token), upserts the health test action and creates whisk.system's packages that are missing
-// (api.SystemPackages). It returns whisk.system's identity, which the health
+// token), upserts the health test action and creates whisk.system's packages and actions that
+// are missing (api.SystemPackages, api.SystemActions: the alarms feed). It returns whisk.system's identity, which the health
 // test actions carry.
 func (c *Controller) seed(ctx context.Context, namespaces []Namespace) (whisk.Identity, error) {
 	for _, ns := range namespaces {
@@ -195,6 +198,11 @@ func (c *Controller) seed(ctx context.Context, namespaces []Namespace) (whisk.Id
 	for _, p := range api.SystemPackages() {
 		if _, err := c.st.EnsurePackage(ctx, p); err != nil {
 			return whisk.Identity{}, fmt.Errorf("embed: seed package %s: %w", p.Path(), err)
+		}
+	}
+	for _, a := range api.SystemActions() {
+		if _, err := c.st.PutAction(ctx, a, false); err != nil && !errors.Is(err, store.ErrConflict) {
+			return whisk.Identity{}, fmt.Errorf("embed: seed action %s/%s: %w", a.Namespace, a.Name, err)
 		}
 	}
 	return system, nil
@@ -313,6 +321,11 @@ func (c *Controller) Draining() bool { return c.gate.Draining() }
 // before, invocations in flight are cut off after 5 s.
 func (c *Controller) Close() error {
 	var errs []error
+	if c.alarms != nil {
+		// No fire may start once the store is closing.
+		c.alarms.Stop()
+		c.alarms = nil
+	}
 	if c.srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.srv.Shutdown(sctx); err != nil {

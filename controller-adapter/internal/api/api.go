@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/controller-adapter/internal/alarms"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/attest"
@@ -53,6 +54,10 @@ type Config struct {
 	EvidencePolicy *attest.Policy
 	// Gate, when set, admits invocations until the controller drains (drain.go).
 	Gate *Gate
+	// Alarms, when set, serves the built-in alarms feed (feeds.go): New starts its firing loop
+	// into this API's trigger fire; its owner stops it (Stop) before closing the store. Without
+	// it the feed's actions answer that the feed is not running.
+	Alarms *alarms.Scheduler
 }
 
 // Limits OpenWhisk applies to request bodies.
@@ -89,7 +94,7 @@ const (
 	msgPropertyNotFound   = "Response does not include requested property."
 	msgContentTypeMisfit  = "Response type in header did not match generated content type."
 	msgUnauthorizedWeb    = "The request has not been applied because it lacks valid authentication credentials for the target resource."
-	msgTriggersNotSupport = "Triggers and rules are not supported by this controller yet."
+	msgRuleTriggerMissing = "Only rules with existing triggers can be activated"
 )
 
 func msgInvalidTimeout() string {
@@ -162,6 +167,11 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	internal.PUT("/v1/keys/requests/:id", h.answerKeyRequest)
 	internal.GET("/v1/keys/requests/:id", h.awaitKeyOffer)
 	r.GET("/api/v1/teemate/evidence", h.authenticate, h.getEvidence)
+	if cfg.Alarms != nil {
+		if err := cfg.Alarms.Start(alarmTarget{h}); err != nil {
+			log.Error("alarms feed not started", zap.Error(err))
+		}
+	}
 	return r
 }
 
@@ -405,15 +415,10 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 			return
 		}
 		h.activations(c, ns, entity)
-	case "triggers", "rules":
-		switch {
-		case entity == "" && m == http.MethodGet:
-			writeJSON(c, http.StatusOK, []any{})
-		case m == http.MethodGet || m == http.MethodDelete:
-			h.fail(c, http.StatusNotFound, msgNotFound)
-		default:
-			h.fail(c, http.StatusBadRequest, msgTriggersNotSupport)
-		}
+	case "triggers":
+		h.triggerRoutes(c, ns, entity)
+	case "rules":
+		h.ruleRoutes(c, ns, entity)
 	default:
 		h.fail(c, http.StatusNotFound, msgNotFound)
 	}

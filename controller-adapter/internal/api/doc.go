@@ -8,7 +8,9 @@
 // (/internal/v1/activations/..., OpenWhisk's invoker writes the activations
 // database). That PUT is how every record of an activation an invoker ran gets
 // into the store: the controller learns results from acks (see
-// controller-adapter/internal/balancer). A read of an activation whose
+// controller-adapter/internal/balancer). It writes only what no invoker runs,
+// as OpenWhisk's controller does: a sequence's or composition's own record, a
+// trigger's activation and the built-in alarms feed's. A read of an activation whose
 // blocking caller was just answered waits for the invoker's write (bounded),
 // so the record is readable, with its logs, as soon as the answer is.
 //
@@ -54,10 +56,16 @@
 // OpenWhisk checks (components exist and are the caller's to read, at most 50
 // atomic actions with nested sequences inlined, no path back to itself).
 //
+// Triggers and rules (triggers.go, rules.go) are OpenWhisk's: a rule's state
+// lives in its trigger; a fire runs each active rule's action non-blocking
+// through the invoke path (with the trigger activation as its cause) and
+// stores the trigger activation, whose logs hold one outcome line per rule;
+// no active rule is a 204. The alarms feed (feeds.go, internal/alarms) is
+// built in: its actions' invocations are served by the controller.
+//
 // Not supported yet (answered with a clear error, not silently ignored):
-// triggers and rules (PUT answers 400, entities 404, lists are empty),
 // blackbox actions (400: only nodejs kinds run here), and per-namespace
-// throttling (no 429s).
+// throttling (no 429s; admitFire is the trigger fires' hook).
 //
 // Trust boundary: untrusted host code. It authenticates callers with Basic
 // auth against the store and isolates namespaces, but it sees parameters and

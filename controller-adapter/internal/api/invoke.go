@@ -160,7 +160,7 @@ func invokeReply(a *whisk.WhiskActivation, resultOnly bool) (int, []byte, error)
 // invoke is POST /namespaces/{ns}/actions/{[pkg/]name}?blocking=&result=&timeout=.
 func (h *handler) invoke(c *gin.Context, ns, entity string) {
 	a, binding, ok := h.lookupAction(c, ns, entity)
-	if !ok {
+	if !ok || h.serveFeed(c, a) {
 		return
 	}
 	blocking := c.Query("blocking") == "true"

@@ -27,7 +27,8 @@ func TestNodeOpenWhiskClient(t *testing.T) {
 		testtool.Missing(t, msg)
 	}
 	// owpackages.js: packages, bindings and shared packages (issue #18), as guest and other.
-	// owsequences.js: sequences and conductor actions, with components that mark their trail.
+	// owsequences.js: sequences and conductor actions, with components that mark their trail;
+	// owtriggers.js: triggers, rules and the alarms feed.
 	setups := map[string]func(*env){
 		"owsequences.js": func(e *env) {
 			for _, n := range []string{"a", "b", "c"} {
@@ -37,9 +38,9 @@ func TestNodeOpenWhiskClient(t *testing.T) {
 			e.inv.set("cond", conductTrail(""))
 		},
 	}
-	for _, script := range []string{"owclient.js", "owpackages.js", "owsequences.js"} {
+	for _, script := range []string{"owclient.js", "owpackages.js", "owsequences.js", "owtriggers.js"} {
 		t.Run(script, func(t *testing.T) {
-			e := newEnv(t, Config{})
+			e := newEnvForScript(t, script)
 			if setup := setups[script]; setup != nil {
 				setup(e)
 			}

@@ -392,7 +392,7 @@ func TestPutActionValidation(t *testing.T) {
 		t.Fatalf("trigger list: %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.do(t, "PUT", "/api/v1/namespaces/_/rules/r", guestAuth, "application/json", strings.NewReader(`{}`))
-	wantError(t, resp, body, 400, msgTriggersNotSupport)
+	wantError(t, resp, body, 400, msgRuleNeedsTriggerAndAction)
 	resp, body = e.do(t, "GET", "/api/v1/namespaces/_/actions?limit=500", guestAuth, "", nil)
 	wantError(t, resp, body, 400, "The value '500' is not in the range of 0 to 200 for actions.")
 }

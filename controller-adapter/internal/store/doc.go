@@ -14,6 +14,10 @@
 // (contents.go): from its publication until the invoker stores the activation's record, or
 // ContentTTL at the latest; the invoker reads it by activation id (whisk.ContentRef).
 //
+// It also keeps triggers and rules (triggers.go; a rule's state lives in its trigger's document,
+// as in OpenWhisk, and rule writes update both in one transaction) and the alarms feed's
+// schedules (schedules.go), whose due times are claimed by a compare-and-set before each fire.
+//
 // Activation records have one writer each: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its
 // activations database. It writes each record once, with its logs, before

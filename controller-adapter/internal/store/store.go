@@ -85,6 +85,8 @@ var migrations = []string{
 		PRIMARY KEY (namespace, activation_id)
 	);
 	CREATE INDEX activation_contents_expiry ON activation_contents(expires_ms);`,
+	// 5: triggers, rules and the alarms feed's schedules (issue #18; triggers.go, schedules.go).
+	migrationTriggers,
 }
 
 // Store is the embedded database. Safe for concurrent use.
