@@ -37,6 +37,7 @@ type putRequest struct {
 	DelAnnotations []string          `json:"delAnnotations"`
 	Limits         *limitsRequest    `json:"limits"`
 	Publish        *bool             `json:"publish"`
+	Version        *string           `json:"version"`
 }
 
 type execRequest struct {
@@ -187,6 +188,13 @@ func mergeAction(ns, name string, req *putRequest, old *whisk.Action) (*whisk.Ac
 	}
 	if req.Publish != nil {
 		a.Publish = *req.Publish
+	}
+	if req.Version != nil {
+		// OpenWhisk keeps an explicit version as given; without one the store counts up.
+		if !validSemVer(*req.Version) {
+			return nil, badRequest(fmt.Sprintf("The request content was malformed: version '%s' is not major.minor.patch.", *req.Version))
+		}
+		a.Version = *req.Version
 	}
 	return a, nil
 }

@@ -17,8 +17,9 @@ import (
 
 // PutAction writes the action document a (a.Namespace is "ns" or "ns/pkg"). An action of a
 // package needs the package: ErrNotFound without it, ErrIsBinding when it is a binding.
-// On create the version is whisk.DefaultVersion; on overwrite the stored
-// version's patch number goes up by one, as OpenWhisk does on every update.
+// Its version is a.Version when set (an explicit version, which OpenWhisk honours), otherwise
+// whisk.DefaultVersion on create and the stored version with its patch number plus one on
+// overwrite, as OpenWhisk does on every update.
 // Either way it assigns a new revision "N-<hex>" and sets Updated, and
 // returns the stored document. An existing action with overwrite false
 // gives ErrConflict. a itself is not modified.
@@ -54,13 +55,16 @@ func (s *Store) PutAction(ctx context.Context, a *whisk.Action, overwrite bool) 
 		if exists && !overwrite {
 			return ErrConflict
 		}
-		out.Version = whisk.DefaultVersion
-		if exists {
+		switch {
+		case out.Version != "":
+		case exists:
 			var prev whisk.Action
 			if err := json.Unmarshal([]byte(old), &prev); err != nil {
 				return fmt.Errorf("decode stored %s: %w", docID, err)
 			}
 			out.Version = bumpPatch(prev.Version)
+		default:
+			out.Version = whisk.DefaultVersion
 		}
 		out.Revision = newRevision(revN + 1)
 		out.Updated = s.now().UnixMilli()

@@ -76,6 +76,9 @@ var migrations = []string{
 		doc       TEXT NOT NULL
 	);
 	CREATE INDEX packages_list ON packages(namespace, deleted, updated);`,
+	// 4: a namespace's own throttles (issue #18): OpenWhisk's UserLimits fields that override the
+	// system's, as JSON; '{}' takes the system's everywhere.
+	`ALTER TABLE namespaces ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';`,
 }
 
 // Store is the embedded database. Safe for concurrent use.
