@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
@@ -30,6 +31,9 @@ type Invoker interface {
 	// Storing is balancer.Storing: non-nil while an answered activation's
 	// record is being stored by the invoker.
 	Storing(ns, id string) <-chan struct{}
+	// ActiveActivationsFor is how many activations of namespace ns are in
+	// flight (balancer.ActiveActivationsFor): the concurrent-invocations throttle.
+	ActiveActivationsFor(ns string) int
 }
 
 // Config of the API. Zero values take the defaults noted.
@@ -51,6 +55,12 @@ type Config struct {
 	// under before the controller serves it (nil: only its structure and key binding are
 	// checked; clients verify in any case).
 	EvidencePolicy *attest.Policy
+	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
+	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
+	Throttles Throttles
+	// Metrics is the registry the controller's metrics register in and GET /metrics serves (nil:
+	// one of its own, with the Go runtime's and the process's collectors).
+	Metrics *prometheus.Registry
 }
 
 // Limits OpenWhisk applies to request bodies.
@@ -107,6 +117,9 @@ type handler struct {
 	inv   Invoker
 	log   *zap.Logger
 	relay *keyRelay // the image key across invokers (keyrelay.go)
+	// throttle refuses invocations and trigger fires over the namespace's limits (throttle.go).
+	throttle *throttle
+	metrics  *controllerMetrics
 }
 
 func init() {
@@ -125,22 +138,27 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log,
-		relay: newKeyRelay(time.Now)}
+	m := newMetrics(cfg.Metrics)
+	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st,
+		inv: countingInvoker{Invoker: inv, published: m.published}, log: log, relay: newKeyRelay(time.Now), metrics: m,
+		throttle: newThrottle(cfg.Throttles, inv.ActiveActivationsFor, time.Now, func(l string) { m.throttled.WithLabelValues(l).Inc() })}
 
 	r := gin.New()
 	// Paths are OpenWhisk's; never answer with redirects a POST client would not follow.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
-	r.Use(h.transaction, h.recover)
-	r.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, msgNotFound) })
+	r.Use(h.transaction, h.recover, m.observe, h.cors)
+	r.NoRoute(h.noRoute)
 
+	r.GET("/", h.rootInfo)
 	r.GET("/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
+	r.GET("/metrics", m.serve())
 	r.GET("/invokers", h.invokers)
 	r.GET("/invokers/healthy/count", h.invokersHealthyCount)
 	r.GET("/invokers/ready", h.invokersReady)
 	r.GET("/api/v1", h.info)
+	r.GET("/api/v1/api-docs", h.apiDocs)
 	r.GET("/api/v1/namespaces", h.authenticate, h.listNamespaces)
 	r.Any("/api/v1/namespaces/:ns/*rest", h.authenticate, h.namespaceRoutes)
 	r.Any("/api/v1/web/*path", h.web)
@@ -397,8 +415,12 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 			return
 		}
 		h.activations(c, ns, entity)
+	case "limits":
+		h.namespaceLimits(c, entity)
 	case "triggers", "rules":
 		switch {
+		case entity == "" && m == http.MethodGet && c.Query("count") == "true":
+			writeJSON(c, http.StatusOK, map[string]int{collection: 0})
 		case entity == "" && m == http.MethodGet:
 			writeJSON(c, http.StatusOK, []any{})
 		case m == http.MethodGet || m == http.MethodDelete:
@@ -407,6 +429,6 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 			h.fail(c, http.StatusBadRequest, msgTriggersNotSupport)
 		}
 	default:
-		h.fail(c, http.StatusNotFound, msgNotFound)
+		h.noRoute(c)
 	}
 }
