@@ -456,11 +456,20 @@ func listParams(limitQ, skipQ, collection string) (limit, skip int, err error) {
 	return limit, skip, nil
 }
 
-// listActions is GET /namespaces/{ns}/actions?limit=&skip=.
+// listActions is GET /namespaces/{ns}/actions?limit=&skip=&count=.
 func (h *handler) listActions(c *gin.Context, ns string) {
 	limit, skip, err := listParams(c.Query("limit"), c.Query("skip"), "actions")
 	if err != nil {
 		h.fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if c.Query("count") == "true" {
+		n, err := h.store.CountActions(c.Request.Context(), ns, skip)
+		if err != nil {
+			h.internalError(c, "count actions", err)
+			return
+		}
+		writeJSON(c, http.StatusOK, map[string]int{"actions": n})
 		return
 	}
 	as, err := h.store.ListActions(c.Request.Context(), ns, limit, skip)

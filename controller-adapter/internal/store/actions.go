@@ -206,3 +206,23 @@ func bumpPatch(v string) string {
 	}
 	return fmt.Sprintf("%d.%d.%d", nums[0], nums[1], nums[2]+1)
 }
+
+// CountActions is how many actions ListActions(ns, 0, skip) would list (?count=true): those of
+// namespace ns and of its packages, less the skipped.
+func (s *Store) CountActions(ctx context.Context, ns string, skip int) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE root_ns = ? AND deleted = 0`, ns).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count actions of %s: %w", ns, err)
+	}
+	return max(n-max(skip, 0), 0), nil
+}
+
+// CountPackageActions is how many actions ListPackageActions(path, 0, skip) would list.
+func (s *Store) CountPackageActions(ctx context.Context, path string, skip int) (int, error) {
+	lo, hi := packageRange(path)
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE doc_id >= ? AND doc_id < ? AND deleted = 0`, lo, hi).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count actions of %s: %w", path, err)
+	}
+	return max(n-max(skip, 0), 0), nil
+}
