@@ -423,10 +423,14 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 			writeJSON(c, http.StatusOK, map[string]int{collection: 0})
 		case entity == "" && m == http.MethodGet:
 			writeJSON(c, http.StatusOK, []any{})
+		case entity == "":
+			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
 		case m == http.MethodGet || m == http.MethodDelete:
 			h.fail(c, http.StatusNotFound, msgNotFound)
-		default:
+		case m == http.MethodPut || m == http.MethodPost:
 			h.fail(c, http.StatusBadRequest, msgTriggersNotSupport)
+		default:
+			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")
 		}
 	default:
 		h.noRoute(c)

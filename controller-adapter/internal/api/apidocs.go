@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 
@@ -141,14 +140,4 @@ func (h *handler) apiDocs(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "application/json", b)
-}
-
-// documentedOperations is the set "METHOD path" of apiOperations, sorted (for tests).
-func documentedOperations() []string {
-	out := make([]string, 0, len(apiOperations))
-	for _, op := range apiOperations {
-		out = append(out, op.method+" "+op.path)
-	}
-	sort.Strings(out)
-	return out
 }

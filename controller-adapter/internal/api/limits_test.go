@@ -202,13 +202,13 @@ func TestClientGoCountAndVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		"actions?count=true":         `{"actions":4}`,
-		"actions?count=true&skip=1":  `{"actions":3}`,
-		"actions/p/?count=true":      `{"actions":1}`,
-		"packages?count=true":        `{"packages":1}`,
-		"activations?count=true":     `{"activations":1}`,
-		"triggers?count=true":        `{"triggers":0}`,
-		"rules?count=true":           `{"rules":0}`,
+		"actions?count=true":          `{"actions":4}`,
+		"actions?count=true&skip=1":   `{"actions":3}`,
+		"actions/p/?count=true":       `{"actions":1}`,
+		"packages?count=true":         `{"packages":1}`,
+		"activations?count=true":      `{"activations":1}`,
+		"triggers?count=true":         `{"triggers":0}`,
+		"rules?count=true":            `{"rules":0}`,
 		"actions?count=false&limit=1": "",
 	} {
 		req, err := c.NewRequest("GET", "namespaces/_/"+path, nil, false)

@@ -154,8 +154,11 @@ func namespaceRouteLabel(method, rest string) string {
 	switch {
 	case entity == "":
 		return base
-	case collection == "actions" && strings.Contains(entity, "/"):
+	case collection == "actions" && strings.Count(entity, "/") == 1:
 		return base + "/{package}/{name}"
+	case strings.Contains(entity, "/") || collection == "limits":
+		// Not a route's shape: the handler refuses the name (400).
+		return routeUnmatched
 	}
 	return base + "/{name}"
 }
