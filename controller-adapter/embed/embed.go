@@ -48,11 +48,18 @@ type Config struct {
 	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
 	// under before the API serves it (api.Config.EvidencePolicy).
 	EvidencePolicy *attest.Policy
+	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
+	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
+	// Invoke (in-process callers) is not throttled.
+	Throttles Throttles
 
 	// Health tuning for tests of the controller-adapter; zero values take the production defaults.
 	Health     balancer.HealthConfig
 	HealthTick time.Duration
 }
+
+// Throttles are the REST API's limits per namespace (api.Throttles).
+type Throttles = api.Throttles
 
 // Namespace is a tenant with one of its API keys ("uuid:key").
 type Namespace struct{ Name, UUID, Key string }
@@ -132,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	c.apiHost = "http://" + advertised(ln.Addr().(*net.TCPAddr))
 	c.srv = &http.Server{
 		Handler: api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
-			EvidencePolicy: cfg.EvidencePolicy}, c.st, c.bal, log.Named("api")),
+			EvidencePolicy: cfg.EvidencePolicy, Throttles: cfg.Throttles}, c.st, c.bal, log.Named("api")),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	c.served = make(chan struct{})
