@@ -39,10 +39,17 @@
 // binding. The invokers' read (/internal/v1/actions) takes the resolved path
 // as it is. whisk.system, the shared namespace, starts with SystemPackages.
 //
+// Throttling (throttle.go) is OpenWhisk's entitlement throttling per namespace: invocations a
+// clock minute and activations in flight (the balancer's count) for every REST and web action
+// invocation, trigger fires a minute for a fire (admitFire, the hook the triggers route calls),
+// 429 with OpenWhisk's texts; a namespace's own limits travel in its Identity from the store.
+// The rest of OpenWhisk's controller surface lives beside it: GET / (info.go), the namespace's
+// limits, CORS (cors.go), /metrics without tenant labels (metrics.go) and the OpenAPI document
+// (apidocs.go), which TestAPIDocsCoverRoutes keeps equal to the routes.
+//
 // Not supported yet (answered with a clear error, not silently ignored):
 // triggers and rules (PUT answers 400, entities 404, lists are empty),
-// sequences and blackbox actions (400: only nodejs kinds run here), and
-// per-namespace throttling (no 429s).
+// sequences and blackbox actions (400: only nodejs kinds run here).
 //
 // Trust boundary: untrusted host code. It authenticates callers with Basic
 // auth against the store and isolates namespaces, but it sees parameters and
