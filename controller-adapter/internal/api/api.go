@@ -428,6 +428,10 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 		case m == http.MethodGet || m == http.MethodDelete:
 			h.fail(c, http.StatusNotFound, msgNotFound)
 		case m == http.MethodPut || m == http.MethodPost:
+			// A fire is throttled before the trigger is looked at, as in OpenWhisk.
+			if collection == "triggers" && m == http.MethodPost && !h.admitFire(c, identityOf(c)) {
+				return
+			}
 			h.fail(c, http.StatusBadRequest, msgTriggersNotSupport)
 		default:
 			h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")

@@ -96,6 +96,24 @@ func TestClientGoThrottles(t *testing.T) {
 			t.Fatalf("other's second: %v", err)
 		}
 	})
+	t.Run("trigger fires per minute", func(t *testing.T) {
+		e := newEnv(t, Config{Throttles: Throttles{FiresPerMinute: 3}})
+		c := client(t, e, guestAuth)
+		avoidMinuteEdge(t, 5*time.Second)
+		for i := 1; i <= 4; i++ {
+			_, _, err := c.Triggers.Fire("t", nil)
+			if i <= 3 && (err == nil || wskErrStatus(t, err) == 429) {
+				t.Fatalf("fire %d: %v, want the trigger's own answer", i, err)
+			}
+			if i == 4 && (err == nil || wskErrStatus(t, err) != 429 ||
+				!strings.Contains(err.Error(), "Too many requests in the last minute (count: 4, allowed: 3).")) {
+				t.Fatalf("fire 4: %v, want 429", err)
+			}
+		}
+		// Fires do not use up invocations.
+		resp, body := e.do(t, "POST", "/api/v1/namespaces/_/actions/nosuch", guestAuth, "", nil)
+		wantError(t, resp, body, 404, msgNotFound)
+	})
 	t.Run("system limits from the configuration", func(t *testing.T) {
 		e := newEnv(t, Config{Throttles: Throttles{InvocationsPerMinute: 2}})
 		e.putAction(t, "hello", `{"exec":{"kind":"nodejs:20","code":"x"}}`)
