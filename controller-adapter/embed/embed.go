@@ -49,11 +49,18 @@ type Config struct {
 	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
 	// under before the API serves it (api.Config.EvidencePolicy).
 	EvidencePolicy *attest.Policy
+	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
+	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
+	// Invoke (in-process callers) is not throttled.
+	Throttles Throttles
 
 	// Health tuning for tests of the controller-adapter; zero values take the production defaults.
 	Health     balancer.HealthConfig
 	HealthTick time.Duration
 }
+
+// Throttles are the REST API's limits per namespace (api.Throttles).
+type Throttles = api.Throttles
 
 // Namespace is a tenant with one of its API keys ("uuid:key").
 type Namespace struct{ Name, UUID, Key string }
@@ -136,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	c.gate = api.NewGate()
 	c.alarms = alarms.New(c.st, alarms.Options{Logger: log.Named("alarms")})
 	h := api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
-		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate, Alarms: c.alarms}, c.st, c.bal, log.Named("api"))
+		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate, Alarms: c.alarms, Throttles: cfg.Throttles}, c.st, c.bal, log.Named("api"))
 	c.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// While draining, every reply closes its connection: a client's next request opens a

@@ -6,22 +6,27 @@
 //	controller-adapter --kafka kafka1:9092,kafka2:9092 --kafka-sasl-file /etc/teemate/controller0.sasl --data-dir /var/lib/teemate
 //	controller-adapter namespace add NAME     # prints the new uuid:key
 //	controller-adapter namespace list
+//	controller-adapter namespace limits NAME --invocations-per-minute 600 --concurrent 100 --fires-per-minute default
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/app"
+	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
 )
@@ -69,6 +74,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&kopts.SASLFile, "kafka-sasl-file", "", "file (0600) with the Kafka credentials for --kafka: mechanism=, username=, password= lines (env "+credentials.EnvKafkaSASLFile+" or "+credentials.EnvKafkaSASLUser+"/"+credentials.EnvKafkaSASLPassword+")")
 	fs.BoolVar(&kopts.TLS, "kafka-tls", false, "connect to --kafka with TLS (env "+credentials.EnvKafkaTLS+")")
 	fs.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
+	fs.IntVar(&cfg.Throttles.InvocationsPerMinute, "invocations-per-minute", api.DefaultInvocationsPerMinute,
+		"action invocations a namespace may start per minute, unless its own limit says otherwise (namespace limits); 429 beyond")
+	fs.IntVar(&cfg.Throttles.ConcurrentInvocations, "concurrent-invocations", api.DefaultConcurrentInvocations,
+		"activations a namespace may have in flight, unless its own limit says otherwise; 429 beyond")
+	fs.IntVar(&cfg.Throttles.FiresPerMinute, "fires-per-minute", api.DefaultFiresPerMinute,
+		"trigger fires a namespace may make per minute, unless its own limit says otherwise; 429 beyond")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	evRoots := fs.String("evidence-roots", "", "PEM file of the SGX root CA(s) (Intel's in production): sgx-dcap evidence invokers publish must chain to it and match --evidence-mrenclave/--evidence-mrsigner (default: checked for structure and key binding only; clients verify in any case)")
 	evMREnclave := fs.String("evidence-mrenclave", "", "with --evidence-roots: accepted MRENCLAVE values, comma-separated hex")
@@ -83,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg.EvidencePolicy = policy
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if t := cfg.Throttles; t.InvocationsPerMinute < 1 || t.ConcurrentInvocations < 1 || t.FiresPerMinute < 1 {
+		return errors.New("--invocations-per-minute, --concurrent-invocations and --fires-per-minute must be at least 1 (block one namespace with `namespace limits NAME ... 0`)")
 	}
 	log, err := newLogger(*logFormat)
 	if err != nil {
@@ -126,7 +140,10 @@ func namespaceCommand(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", ".state", "directory holding controller.db")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: controller-adapter namespace [--data-dir DIR] add NAME | list")
+		fmt.Fprintln(stderr, "usage: controller-adapter namespace [--data-dir DIR] add NAME | list |")
+		fmt.Fprintln(stderr, "         limits NAME [--invocations-per-minute N] [--concurrent N] [--fires-per-minute N]")
+		fmt.Fprintln(stderr, "  limits sets the namespace's own limits (N, or default for the system's) and prints them;")
+		fmt.Fprintln(stderr, "  a running controller-adapter applies them from the namespace's next request")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -150,10 +167,57 @@ func namespaceCommand(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, n)
 		}
 		return nil
+	case fs.NArg() >= 2 && fs.Arg(0) == "limits":
+		change, err := limitsChange(fs.Args()[2:], stderr)
+		if err != nil {
+			return err
+		}
+		l, err := app.SetNamespaceLimits(ctx, *dataDir, fs.Arg(1), change)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(l)
+		if err != nil {
+			return fmt.Errorf("namespace limits: %w", err)
+		}
+		fmt.Fprintln(stdout, string(b))
+		return nil
 	default:
 		fs.Usage()
-		return errors.New("namespace: expected `add NAME` or `list`")
+		return errors.New("namespace: expected `add NAME` or `list` (or `limits NAME [flags]`)")
 	}
+}
+
+// limitsChange reads the flags of `namespace limits NAME`: each limit is a count (0 refuses
+// everything) or "default" (the system's, the controller-adapter's flags).
+func limitsChange(args []string, stderr io.Writer) (store.LimitsChange, error) {
+	fs := flag.NewFlagSet("controller-adapter namespace limits", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var change store.LimitsChange
+	limit := func(name, help string, set **int, reset *bool) {
+		fs.Func(name, help+" (a count, or default)", func(v string) error {
+			if v == "default" {
+				*set, *reset = nil, true
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%q is not a count (0 or more) nor default", v)
+			}
+			*set, *reset = &n, false
+			return nil
+		})
+	}
+	limit("invocations-per-minute", "action invocations per minute", &change.Set.InvocationsPerMinute, &change.Reset.InvocationsPerMinute)
+	limit("concurrent", "activations in flight", &change.Set.ConcurrentInvocations, &change.Reset.ConcurrentInvocations)
+	limit("fires-per-minute", "trigger fires per minute", &change.Set.FiresPerMinute, &change.Reset.FiresPerMinute)
+	if err := fs.Parse(args); err != nil {
+		return store.LimitsChange{}, err
+	}
+	if fs.NArg() > 0 {
+		return store.LimitsChange{}, fmt.Errorf("namespace limits: unexpected argument %q", fs.Arg(0))
+	}
+	return change, nil
 }
 
 func newLogger(format string) (*zap.Logger, error) {

@@ -29,6 +29,15 @@ func TestCommandLine(t *testing.T) {
 		{name: "namespace add bad name", args: []string{"namespace", "--data-dir", dir, "add", "a/b"}, wantErr: "not a valid entity name"},
 		{name: "namespace add", args: []string{"namespace", "--data-dir", dir, "add", "alice"}, wantOut: ":"},
 		{name: "namespace list shows the added one", args: []string{"namespace", "--data-dir", dir, "list"}, wantOut: "alice"},
+		{name: "namespace limits sets", args: []string{"namespace", "--data-dir", dir, "limits", "alice", "--invocations-per-minute", "600", "--concurrent=100", "--fires-per-minute", "0"},
+			wantOut: `{"invocationsPerMinute":600,"concurrentInvocations":100,"firesPerMinute":0}`},
+		{name: "namespace limits back to the system's", args: []string{"namespace", "--data-dir", dir, "limits", "alice", "--concurrent", "default"},
+			wantOut: `{"invocationsPerMinute":600,"firesPerMinute":0}`},
+		{name: "namespace limits prints", args: []string{"namespace", "--data-dir", dir, "limits", "alice"}, wantOut: `{"invocationsPerMinute":600,"firesPerMinute":0}`},
+		{name: "namespace limits of a missing namespace", args: []string{"namespace", "--data-dir", dir, "limits", "bob"}, wantErr: "not found"},
+		{name: "namespace limits bad count", args: []string{"namespace", "--data-dir", dir, "limits", "alice", "--concurrent", "-1"}, wantErr: "not a count"},
+		{name: "namespace limits unknown flag", args: []string{"namespace", "--data-dir", dir, "limits", "alice", "--memory", "5"}, wantErr: "not defined"},
+		{name: "system limits at least 1", args: []string{"--invocations-per-minute", "0"}, wantErr: "at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,6 +37,7 @@ type putRequest struct {
 	DelAnnotations []string          `json:"delAnnotations"`
 	Limits         *limitsRequest    `json:"limits"`
 	Publish        *bool             `json:"publish"`
+	Version        *string           `json:"version"`
 }
 
 type execRequest struct {
@@ -189,6 +190,13 @@ func mergeAction(ns, name string, req *putRequest, old *whisk.Action) (*whisk.Ac
 	}
 	if req.Publish != nil {
 		a.Publish = *req.Publish
+	}
+	if req.Version != nil {
+		// OpenWhisk keeps an explicit version as given; without one the store counts up.
+		if !validSemVer(*req.Version) {
+			return nil, badRequest(fmt.Sprintf("The request content was malformed: version '%s' is not major.minor.patch.", *req.Version))
+		}
+		a.Version = *req.Version
 	}
 	return a, nil
 }
@@ -463,11 +471,20 @@ func listParams(limitQ, skipQ, collection string) (limit, skip int, err error) {
 	return limit, skip, nil
 }
 
-// listActions is GET /namespaces/{ns}/actions?limit=&skip=.
+// listActions is GET /namespaces/{ns}/actions?limit=&skip=&count=.
 func (h *handler) listActions(c *gin.Context, ns string) {
 	limit, skip, err := listParams(c.Query("limit"), c.Query("skip"), "actions")
 	if err != nil {
 		h.fail(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if c.Query("count") == "true" {
+		n, err := h.store.CountActions(c.Request.Context(), ns, skip)
+		if err != nil {
+			h.internalError(c, "count actions", err)
+			return
+		}
+		writeJSON(c, http.StatusOK, map[string]int{"actions": n})
 		return
 	}
 	as, err := h.store.ListActions(c.Request.Context(), ns, limit, skip)

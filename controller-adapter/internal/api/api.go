@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/controller-adapter/internal/alarms"
@@ -31,6 +32,9 @@ type Invoker interface {
 	// Storing is balancer.Storing: non-nil while an answered activation's
 	// record is being stored by the invoker.
 	Storing(ns, id string) <-chan struct{}
+	// ActiveActivationsFor is how many activations of namespace ns are in
+	// flight (balancer.ActiveActivationsFor): the concurrent-invocations throttle.
+	ActiveActivationsFor(ns string) int
 }
 
 // Config of the API. Zero values take the defaults noted.
@@ -58,6 +62,12 @@ type Config struct {
 	// into this API's trigger fire; its owner stops it (Stop) before closing the store. Without
 	// it the feed's actions answer that the feed is not running.
 	Alarms *alarms.Scheduler
+	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
+	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
+	Throttles Throttles
+	// Metrics is the registry the controller's metrics register in and GET /metrics serves (nil:
+	// one of its own, with the Go runtime's and the process's collectors).
+	Metrics *prometheus.Registry
 }
 
 // Limits OpenWhisk applies to request bodies.
@@ -114,6 +124,9 @@ type handler struct {
 	inv   Invoker
 	log   *zap.Logger
 	relay *keyRelay // the image key across invokers (keyrelay.go)
+	// throttle refuses invocations and trigger fires over the namespace's limits (throttle.go).
+	throttle *throttle
+	metrics  *controllerMetrics
 }
 
 func init() {
@@ -135,23 +148,28 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	if cfg.Gate != nil {
 		inv = gatedInvoker{Invoker: inv, gate: cfg.Gate}
 	}
-	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st, inv: inv, log: log,
-		relay: newKeyRelay(time.Now)}
+	m := newMetrics(cfg.Metrics)
+	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st,
+		inv: countingInvoker{Invoker: inv, published: m.published}, log: log, relay: newKeyRelay(time.Now), metrics: m,
+		throttle: newThrottle(cfg.Throttles, inv.ActiveActivationsFor, time.Now, func(l string) { m.throttled.WithLabelValues(l).Inc() })}
 
 	r := gin.New()
 	// Paths are OpenWhisk's; never answer with redirects a POST client would not follow.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
-	r.Use(h.transaction, h.recover, h.drainGate)
-	r.NoRoute(func(c *gin.Context) { h.fail(c, http.StatusNotFound, msgNotFound) })
+	r.Use(h.transaction, h.recover, m.observe, h.cors, h.drainGate)
+	r.NoRoute(h.noRoute)
 
+	r.GET("/", h.rootInfo)
 	r.GET("/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
 	r.GET("/ready", h.ready)
+	r.GET("/metrics", m.serve())
 	r.GET("/invokers", h.invokers)
 	r.GET("/invokers/healthy/count", h.invokersHealthyCount)
 	r.GET("/invokers/ready", h.invokersReady)
 	r.GET("/api/v1", h.info)
+	r.GET("/api/v1/api-docs", h.apiDocs)
 	r.GET("/api/v1/namespaces", h.authenticate, h.listNamespaces)
 	r.Any("/api/v1/namespaces/:ns/*rest", h.authenticate, h.namespaceRoutes)
 	r.Any("/api/v1/web/*path", h.web)
@@ -415,11 +433,13 @@ func (h *handler) namespaceRoutes(c *gin.Context) {
 			return
 		}
 		h.activations(c, ns, entity)
+	case "limits":
+		h.namespaceLimits(c, entity)
 	case "triggers":
 		h.triggerRoutes(c, ns, entity)
 	case "rules":
 		h.ruleRoutes(c, ns, entity)
 	default:
-		h.fail(c, http.StatusNotFound, msgNotFound)
+		h.noRoute(c)
 	}
 }

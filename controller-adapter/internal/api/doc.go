@@ -63,9 +63,16 @@
 // no active rule is a 204. The alarms feed (feeds.go, internal/alarms) is
 // built in: its actions' invocations are served by the controller.
 //
+// Throttling (throttle.go) is OpenWhisk's entitlement throttling per namespace: invocations a
+// clock minute and activations in flight (the balancer's count) for every REST and web action
+// invocation, trigger fires a minute for a fire (admitFire, the hook the triggers route calls),
+// 429 with OpenWhisk's texts; a namespace's own limits travel in its Identity from the store.
+// The rest of OpenWhisk's controller surface lives beside it: GET / (info.go), the namespace's
+// limits, CORS (cors.go), /metrics without tenant labels (metrics.go) and the OpenAPI document
+// (apidocs.go), which TestAPIDocsCoverRoutes keeps equal to the routes.
+//
 // Not supported yet (answered with a clear error, not silently ignored):
-// blackbox actions (400: only nodejs kinds run here), and per-namespace
-// throttling (no 429s; admitFire is the trigger fires' hook).
+// blackbox actions (400: only nodejs kinds run here).
 //
 // Trust boundary: untrusted host code. It authenticates callers with Basic
 // auth against the store and isolates namespaces, but it sees parameters and

@@ -254,6 +254,11 @@ func (t alarmTarget) Fire(ctx context.Context, s *store.Schedule, payload json.R
 	if err != nil {
 		return fmt.Errorf("alarm payload: %w", err)
 	}
+	// Scheduled fires count against the owner's fires a minute, as the feed provider's REST
+	// fires do in OpenWhisk; a refused one is this due time's failure (not retried).
+	if err := t.h.throttle.Fire(user); err != nil {
+		return fmt.Errorf("alarm fire: %w", err)
+	}
 	_, err = t.h.fire(ctx, whisk.NewRandomTransactionID(time.Now()), user, s.Namespace, name, args, nil)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%s: %w", msgNotFound, alarms.ErrGone)

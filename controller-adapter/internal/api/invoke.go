@@ -159,6 +159,10 @@ func invokeReply(a *whisk.WhiskActivation, resultOnly bool) (int, []byte, error)
 
 // invoke is POST /namespaces/{ns}/actions/{[pkg/]name}?blocking=&result=&timeout=.
 func (h *handler) invoke(c *gin.Context, ns, entity string) {
+	// Throttled before the action is read, as OpenWhisk's entitlement check comes first.
+	if !h.admitInvoke(c, identityOf(c)) {
+		return
+	}
 	a, binding, ok := h.lookupAction(c, ns, entity)
 	if !ok || h.serveFeed(c, a) {
 		return

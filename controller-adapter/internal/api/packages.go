@@ -230,6 +230,15 @@ func (h *handler) listPackageActions(c *gin.Context, ns, pkg string) {
 		h.internalError(c, "read package", err)
 		return
 	}
+	if c.Query("count") == "true" {
+		n, err := h.store.CountPackageActions(c.Request.Context(), p.Path(), skip)
+		if err != nil {
+			h.internalError(c, "count package actions", err)
+			return
+		}
+		writeJSON(c, http.StatusOK, map[string]int{"actions": n})
+		return
+	}
 	as, err := h.store.ListPackageActions(c.Request.Context(), p.Path(), limit, skip)
 	if err != nil {
 		h.internalError(c, "list package actions", err)

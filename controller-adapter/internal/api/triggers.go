@@ -240,15 +240,14 @@ func (h *handler) listTriggers(c *gin.Context, ns string) {
 	writeJSON(c, http.StatusOK, out)
 }
 
-// admitFire is the hook for the per-namespace trigger fire throttle (OpenWhisk's 60 fires a
-// minute, issue #18 item 4): true lets the fire of a trigger of namespace ns go ahead. Nothing
-// throttles yet.
-func (h *handler) admitFire(ns string) bool { return ns != "" }
-
 // fireTrigger is POST /namespaces/{ns}/triggers/{name}: fire the trigger with the body (empty or
 // a JSON object). 202 with the trigger activation's id when it has an active rule, 204 without
 // one (and no record), as OpenWhisk.
 func (h *handler) fireTrigger(c *gin.Context, ns, name string) {
+	// A fire is throttled before the trigger is looked at, as in OpenWhisk.
+	if !h.admitFire(c, identityOf(c)) {
+		return
+	}
 	body, ok := h.readBodyOrFail(c, MaxPayloadBytes)
 	if !ok {
 		return
@@ -270,8 +269,6 @@ func (h *handler) fireTrigger(c *gin.Context, ns, name string) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		h.fail(c, http.StatusNotFound, msgNotFound)
-	case errors.Is(err, errThrottled):
-		h.fail(c, http.StatusTooManyRequests, "Too many requests in the last minute (count: 60, allowed: 60).")
 	case err != nil:
 		h.internalError(c, "fire trigger", err)
 	case id == "":
@@ -281,8 +278,6 @@ func (h *handler) fireTrigger(c *gin.Context, ns, name string) {
 		writeJSON(c, http.StatusAccepted, map[string]string{"activationId": id})
 	}
 }
-
-var errThrottled = errors.New("trigger fires throttled")
 
 // ruleOutcome is one line of a trigger activation's logs (Triggers.scala RuleActivationResult):
 // the rule, its action, and the action's activation id or why it did not run.
@@ -314,9 +309,6 @@ func (h *handler) fire(ctx context.Context, tx whisk.TransactionID, user whisk.I
 	if !active {
 		h.log.Debug("trigger without an active rule fired; no activation", zap.String("transid", tx.ID), zap.String("trigger", t.Path()))
 		return "", nil
-	}
-	if !h.admitFire(user.Namespace.Name) {
-		return "", errThrottled
 	}
 	args := map[string]json.RawMessage{}
 	if headers != nil {
@@ -411,6 +403,16 @@ func (h *handler) activateRule(ctx context.Context, tx whisk.TransactionID, user
 	}
 	if finalViolation(a, payload) {
 		return whisk.StatusApplicationError, "", msgParamsNotAllowed
+	}
+	// A rule's action is charged like any invocation (OpenWhisk re-posts it to its own invoke
+	// route); a refusal is the rule's outcome.
+	var throttled *ThrottleError
+	switch err := h.throttle.Invoke(user); {
+	case errors.As(err, &throttled):
+		return whisk.StatusApplicationError, "", throttled.Error()
+	case err != nil:
+		h.log.Error("rule action throttle", zap.String("transid", tx.ID), zap.Error(err))
+		return whisk.StatusWhiskError, "", msgInternal
 	}
 	msg, err := buildMessage(h.ctrl, tx, a, user, payload, false)
 	if err != nil {

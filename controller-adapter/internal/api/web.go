@@ -554,6 +554,11 @@ func (h *handler) web(c *gin.Context) {
 		h.fail(c, http.StatusNotFound, msgNotFound)
 		return
 	}
+	// Throttled once the action is known to be exported, preflights too, on the owner's
+	// namespace: OpenWhisk's verifyWebAction.
+	if !h.admitInvoke(c, owner) {
+		return
+	}
 	customOptions := a.Annotations.IsTruthy(annWebCustomOptions, false)
 	if !customOptions {
 		corsHeaders(c.Writer.Header(), c.GetHeader("Access-Control-Request-Headers"))

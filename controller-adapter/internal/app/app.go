@@ -83,6 +83,10 @@ type Config struct {
 	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
 	// under before the API serves it (api.Config.EvidencePolicy).
 	EvidencePolicy *attest.Policy
+	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
+	// minute, 30 concurrent, 60 trigger fires a minute); `namespace limits` overrides them per
+	// namespace.
+	Throttles embed.Throttles
 	// KafkaSASL and KafkaTLS are the credentials for real brokers (Kafka set); in standalone mode
 	// with real brokers the in-process invoker uses them too, so that user needs both roles'
 	// grants. The embedded broker makes its own users, with their credentials under
@@ -246,6 +250,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Health:         cfg.Health,
 		HealthTick:     cfg.HealthTick,
 		EvidencePolicy: cfg.EvidencePolicy,
+		Throttles:      cfg.Throttles,
 	})
 	if err != nil {
 		return err

@@ -46,3 +46,18 @@ func ListNamespaces(ctx context.Context, dataDir string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// SetNamespaceLimits changes namespace name's own limits in the store under dataDir and returns
+// them. A running controller-adapter applies them from the namespace's next request.
+func SetNamespaceLimits(ctx context.Context, dataDir, name string, change store.LimitsChange) (store.Limits, error) {
+	st, err := store.Open(filepath.Join(dataDir, "controller.db"))
+	if err != nil {
+		return store.Limits{}, fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close() //nolint:errcheck // the write below already committed or failed
+	l, err := st.SetLimits(ctx, name, change)
+	if err != nil {
+		return store.Limits{}, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return l, nil
+}

@@ -347,6 +347,21 @@ func (b *Balancer) Storing(ns, id string) <-chan struct{} {
 	return nil
 }
 
+// ActiveActivationsFor is how many activations of namespace ns are in flight: published and not
+// yet settled by their slot-freeing ack or a forced completion (OpenWhisk's
+// activeActivationsFor, which the concurrent-invocations throttle reads).
+func (b *Balancer) ActiveActivationsFor(ns string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, e := range b.inFlight {
+		if e.ns == ns {
+			n++
+		}
+	}
+	return n
+}
+
 // Invokers lists every invoker index with its state, for GET /invokers.
 func (b *Balancer) Invokers() []InvokerHealth {
 	b.mu.Lock()

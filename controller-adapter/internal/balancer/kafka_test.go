@@ -353,6 +353,10 @@ func TestPublishBlockingResultThenCompletion(t *testing.T) {
 	if free := f.freeMB(0); free != 1024-256 {
 		t.Fatalf("free memory after the result = %d MB, want %d", free, 1024-256)
 	}
+	// In flight until the slot-freeing ack, for its namespace only (the concurrency throttle).
+	if n, o := f.bal.ActiveActivationsFor("guest"), f.bal.ActiveActivationsFor("other"); n != 1 || o != 0 {
+		t.Fatalf("in flight after the result: guest %d, other %d; want 1, 0", n, o)
+	}
 	// Answered, not settled: the invoker is storing the record; a reader can wait for it.
 	storing := f.bal.Storing("guest", msg.ActivationID)
 	if storing == nil || f.bal.Storing("other", msg.ActivationID) != nil {
@@ -368,6 +372,9 @@ func TestPublishBlockingResultThenCompletion(t *testing.T) {
 		t.Fatal("Storing after the completion: want nil")
 	}
 	eventually(t, "slot freed by the completion", func() bool { return f.freeMB(0) == 1024 })
+	if n := f.bal.ActiveActivationsFor("guest"); n != 0 {
+		t.Fatalf("in flight after the completion: %d", n)
+	}
 	if f.state(0) != "up" {
 		t.Fatalf("invoker state %s after a success, want up", f.state(0))
 	}

@@ -17,8 +17,9 @@ import (
 
 // PutAction writes the action document a (a.Namespace is "ns" or "ns/pkg"). An action of a
 // package needs the package: ErrNotFound without it, ErrIsBinding when it is a binding.
-// On create the version is whisk.DefaultVersion; on overwrite the stored
-// version's patch number goes up by one, as OpenWhisk does on every update.
+// Its version is a.Version when set (an explicit version, which OpenWhisk honours), otherwise
+// whisk.DefaultVersion on create and the stored version with its patch number plus one on
+// overwrite, as OpenWhisk does on every update.
 // Either way it assigns a new revision "N-<hex>" and sets Updated, and
 // returns the stored document. An existing action with overwrite false
 // gives ErrConflict. a itself is not modified.
@@ -54,13 +55,16 @@ func (s *Store) PutAction(ctx context.Context, a *whisk.Action, overwrite bool) 
 		if exists && !overwrite {
 			return ErrConflict
 		}
-		out.Version = whisk.DefaultVersion
-		if exists {
+		switch {
+		case out.Version != "":
+		case exists:
 			var prev whisk.Action
 			if err := json.Unmarshal([]byte(old), &prev); err != nil {
 				return fmt.Errorf("decode stored %s: %w", docID, err)
 			}
 			out.Version = bumpPatch(prev.Version)
+		default:
+			out.Version = whisk.DefaultVersion
 		}
 		out.Revision = newRevision(revN + 1)
 		out.Updated = s.now().UnixMilli()
@@ -201,4 +205,24 @@ func bumpPatch(v string) string {
 		nums[i] = n
 	}
 	return fmt.Sprintf("%d.%d.%d", nums[0], nums[1], nums[2]+1)
+}
+
+// CountActions is how many actions ListActions(ns, 0, skip) would list (?count=true): those of
+// namespace ns and of its packages, less the skipped.
+func (s *Store) CountActions(ctx context.Context, ns string, skip int) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE root_ns = ? AND deleted = 0`, ns).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count actions of %s: %w", ns, err)
+	}
+	return max(n-max(skip, 0), 0), nil
+}
+
+// CountPackageActions is how many actions ListPackageActions(path, 0, skip) would list.
+func (s *Store) CountPackageActions(ctx context.Context, path string, skip int) (int, error) {
+	lo, hi := packageRange(path)
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM actions WHERE doc_id >= ? AND doc_id < ? AND deleted = 0`, lo, hi).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count actions of %s: %w", path, err)
+	}
+	return max(n-max(skip, 0), 0), nil
 }

@@ -2,7 +2,8 @@
 // store: OpenWhisk's three CouchDB databases (whisks, subjects, activations)
 // folded into one embedded SQLite file (modernc.org/sqlite, pure Go).
 //
-// It owns namespaces and their API keys, packages and package bindings (a package's actions are
+// It owns namespaces with their API keys and their own throttles (limits.go: OpenWhisk's
+// UserLimits, carried in every Identity the namespace authenticates as), packages and package bindings (a package's actions are
 // the actions whose namespace is its path, "ns/pkg"; one holding actions is deleted only when
 // forced, with them, in one transaction), actions with CouchDB-style revisions
 // ("N-<hex>", N counting every write of the document, deletes included, so a

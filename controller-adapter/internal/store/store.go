@@ -87,6 +87,9 @@ var migrations = []string{
 	CREATE INDEX activation_contents_expiry ON activation_contents(expires_ms);`,
 	// 5: triggers, rules and the alarms feed's schedules (issue #18; triggers.go, schedules.go).
 	migrationTriggers,
+	// 6: a namespace's own throttles (issue #18): OpenWhisk's UserLimits fields that override the
+	// system's, as JSON; '{}' takes the system's everywhere.
+	`ALTER TABLE namespaces ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';`,
 }
 
 // Store is the embedded database. Safe for concurrent use.

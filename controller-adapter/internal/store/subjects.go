@@ -68,10 +68,10 @@ func addKey(ctx context.Context, tx *sql.Tx, namespace, uuid, key string) error 
 // Authenticate returns the identity owning uuid:key, or ErrUnauthorized. The store keeps only a
 // salted hash of each key, so the identity's key is the one the caller just proved it holds.
 func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Identity, error) {
-	var ns, subject, stored string
+	var ns, subject, stored, limits string
 	err := s.r.QueryRowContext(ctx,
-		`SELECT k.namespace, n.subject, k.secret FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
-		uuid).Scan(&ns, &subject, &stored)
+		`SELECT k.namespace, n.subject, k.secret, n.limits FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
+		uuid).Scan(&ns, &subject, &stored, &limits)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// Hash anyway, so an unknown uuid takes as long as a wrong key.
@@ -83,7 +83,9 @@ func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Ident
 	if !keyMatches(stored, key) {
 		return whisk.Identity{}, ErrUnauthorized
 	}
-	return identity(subject, ns, uuid, key), nil
+	id := identity(subject, ns, uuid, key)
+	id.Limits = identityLimits(limits)
+	return id, nil
 }
 
 // IdentityForNamespace returns the identity of the namespace's owner (its first key): web actions
@@ -91,17 +93,19 @@ func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Ident
 // identity has none: an activation for it carries no key. ErrNotFound if the namespace does not
 // exist or has no key.
 func (s *Store) IdentityForNamespace(ctx context.Context, namespace string) (whisk.Identity, error) {
-	var subject, uuid string
+	var subject, uuid, limits string
 	err := s.r.QueryRowContext(ctx,
-		`SELECT n.subject, k.uuid FROM namespaces n JOIN auth_keys k ON k.namespace = n.name
-		 WHERE n.name = ? ORDER BY k.rowid LIMIT 1`, namespace).Scan(&subject, &uuid)
+		`SELECT n.subject, k.uuid, n.limits FROM namespaces n JOIN auth_keys k ON k.namespace = n.name
+		 WHERE n.name = ? ORDER BY k.rowid LIMIT 1`, namespace).Scan(&subject, &uuid, &limits)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return whisk.Identity{}, fmt.Errorf("namespace %s: %w", namespace, ErrNotFound)
 	case err != nil:
 		return whisk.Identity{}, fmt.Errorf("namespace %s: %w", namespace, err)
 	}
-	return identity(subject, namespace, uuid, ""), nil
+	id := identity(subject, namespace, uuid, "")
+	id.Limits = identityLimits(limits)
+	return id, nil
 }
 
 // ListNamespaces lists the namespaces the identity may use: its own.
