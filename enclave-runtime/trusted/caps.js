@@ -127,6 +127,9 @@ function refused(what, why = 'is not available to actions in a shared enclave', 
   return e;
 }
 
+// Why a socket or a DNS query is refused to an action that has no network.
+const NO_NETWORK = 'is not available to this action (it was not given network access)';
+
 function denyFn(what) {
   return function refusedCapability() { throw refused(what); };
 }
@@ -826,7 +829,7 @@ function guardNet(net) {
     if (options.path !== undefined && options.path !== null) {
       return fail(refused('connecting to unix sockets', 'is not available to actions in a shared enclave'));
     }
-    if (!run.network) return fail(refused('network', 'is not available to this action (it was not given network access)'));
+    if (!run.network) return fail(refused('network', NO_NETWORK));
     const host = typeof options.host === 'string' && options.host ? options.host : 'localhost';
     options.host = host;
     const port = Number(options.port);
@@ -877,7 +880,7 @@ function guardDns(dns) {
       if (typeof f !== 'function' || k === 'Resolver' || k === 'getDefaultResultOrder' || k === 'getServers' ||
           StringStartsWith(k, 'set')) continue;
       obj[k] = function dnsCall(...args) {
-        if (!run.network) throw refused(`${label}.${k} (network)`, 'is not available to this action (it was not given network access)');
+        if (!run.network) throw refused(`${label}.${k} (network)`, NO_NETWORK);
         return ReflectApply(f, this, args);
       };
     }
@@ -893,7 +896,7 @@ function guardDns(dns) {
       const f = proto[k];
       if (typeof f !== 'function' || k === 'constructor' || !(StringStartsWith(k, 'resolve') || k === 'reverse')) continue;
       proto[k] = function dnsQuery(...args) {
-        if (!run.network) throw refused(`dns ${k} (network)`, 'is not available to this action (it was not given network access)');
+        if (!run.network) throw refused(`dns ${k} (network)`, NO_NETWORK);
         return ReflectApply(f, this, args);
       };
     }
@@ -919,6 +922,12 @@ function install(hooks) {
   if (typeof globalThis.fetch === 'function') {
     const fetch = globalThis.fetch;
     globalThis.fetch = function fetch_(...args) {
+      // Without network fetch would fail only inside undici, as a bare "fetch
+      // failed" with the reason hidden in err.cause: refused here, at once, with
+      // the reason in the message.
+      if (run.active && !run.network) {
+        return PromiseReject(refused('fetch (network)', 'is not available to this action: it was not given network access (the action annotation "network": true)'));
+      }
       patchLazy('net');
       return ReflectApply(fetch, this, args);
     };
