@@ -270,4 +270,27 @@ func fidelity(t *testing.T, repo, sb string) {
 			t.Fatalf("without network, after %v: %d %+v", took, st, r)
 		}
 	})
+
+	t.Run("the openwhisk module calls back the platform", func(t *testing.T) {
+		p.t = t
+		// As on OpenWhisk's Node.js runtime: require('openwhisk') is there, and with the action's
+		// key (provide-api-key) and API host it lists the namespace's actions.
+		p.action("lister", `async function main() {
+			const ow = require('openwhisk')();
+			const list = await ow.actions.list();
+			return { names: list.map((a) => a.name).sort() };
+		}`, `"limits":{"timeout":20000},"annotations":[{"key":"network","value":true},{"key":"provide-api-key","value":true}]`)
+		st, r, took := p.invoke("lister")
+		names, ok := r.Response.Result["names"].([]any)
+		if st != 200 || !ok {
+			t.Fatalf("after %v: %d %+v", took, st, r)
+		}
+		found := false
+		for _, n := range names {
+			found = found || n == "lister"
+		}
+		if !found {
+			t.Fatalf("the action did not list itself: %v", names)
+		}
+	})
 }

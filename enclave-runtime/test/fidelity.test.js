@@ -7,7 +7,8 @@
 //   * without network fetch fails at once, with the reason in its message;
 //   * a promise that never settles is a time-out at the time limit (it used to be a platform
 //     error the moment the loop ran dry);
-//   * a resolved result is answered at once, whatever handles the action left open.
+//   * a resolved result is answered at once, whatever handles the action left open;
+//   * the openwhisk client is there to require, read-only, as on OpenWhisk's runtime.
 //
 //   cd enclave-runtime && node --test test/fidelity.test.js
 
@@ -15,9 +16,12 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const http = require('http');
+const path = require('path');
 
 const { startOwner, activate, ADDON } = require('./gate-client');
 const need = require('./need');
+
+const MODULES = path.join(__dirname, '..', 'modules', 'node_modules');
 
 for (const isolate of ['addon', 'worker']) {
   const skip = need.skip(isolate === 'addon' && !fs.existsSync(ADDON) && `the isolate addon is not built (${ADDON})`);
@@ -81,6 +85,21 @@ for (const isolate of ['addon', 'worker']) {
         assert.equal(res.outcome, 'success', JSON.stringify(res).slice(0, 400));
         assert.deepEqual(res.result, { open: true });
         assert.ok(ms < 4000, `answered after ${ms} ms: an open socket held it`);
+      });
+
+      await t.test('require(\'openwhisk\') loads the runtime\'s copy, read-only', { skip: need.skip(!fs.existsSync(MODULES) &&
+        `the runtime's modules are not installed (${MODULES}); run make build`) }, async () => {
+        const { res } = await timed(`function main() {
+          const ow = require('openwhisk');
+          const where = require.resolve('openwhisk');
+          let write;
+          try { require('fs').writeFileSync(where, ''); write = 'written'; } catch (e) { write = e.code; }
+          return { type: typeof ow, where, write };
+        }`, {});
+        assert.equal(res.outcome, 'success', JSON.stringify(res).slice(0, 400));
+        assert.equal(res.result.type, 'function');
+        assert.equal(res.result.where, path.join(fs.realpathSync(MODULES), 'openwhisk', 'lib', 'main.js'));
+        assert.equal(res.result.write, 'EACCES');
       });
 
       await t.test('the owner serves on with all slots free', async () => {
