@@ -36,8 +36,18 @@ build: ## Build every binary into bin/ and the Node isolate addon
 	  CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $(BIN)/$$b $$pkg || exit 1; \
 	done
 	@[ ! -f node-isolate-patch/Makefile ] || $(MAKE) --no-print-directory -C node-isolate-patch
+	@$(MAKE) --no-print-directory $(RUNTIME_MODULES)
 	@$(MAKE) --no-print-directory $(BIN)/teemate-confine
 	@$(MAKE) --no-print-directory -s -C shim BIN=$(BIN)
+
+# The npm modules the enclave runtime offers every action, as OpenWhisk's Node.js runtime does
+# (enclave-runtime/modules: the openwhisk client, pinned with its dependencies by the committed
+# package-lock.json). Fetched from the npm registry into node_modules/, never committed; no
+# install scripts run.
+RUNTIME_MODULES := enclave-runtime/modules/node_modules/.package-lock.json
+$(RUNTIME_MODULES): enclave-runtime/modules/package.json enclave-runtime/modules/package-lock.json
+	@cd enclave-runtime/modules && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  || { echo "make: npm ci in enclave-runtime/modules failed: actions would have no require('openwhisk')"; exit 1; }
 
 # The static programs inside every sandbox (see shim/): the shim, the strawman's launcher and the
 # sandbox start stub, which is on every activation's path.

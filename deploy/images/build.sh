@@ -68,6 +68,12 @@ manifest() { # name
       for f in "$ROOT"/enclave-runtime/trusted/*.js; do
         printf '%s\t%s\n' "/opt/teemate/enclave-runtime/trusted/$(basename "$f")" "$f"
       done
+      # The modules every action may require (the openwhisk client; make build installs them).
+      if [ -d "$ROOT/enclave-runtime/modules/node_modules" ]; then
+        (cd "$ROOT/enclave-runtime/modules" && find node_modules -type f) | while read -r f; do
+          printf '%s\t%s\n' "/opt/teemate/enclave-runtime/modules/$f" "$ROOT/enclave-runtime/modules/$f"
+        done
+      fi
       if [ -f "$ADDON" ]; then
         printf '%s\t%s\n' /opt/teemate/node-isolate-patch/build/teemate_isolate.node "$ADDON"
         for l in $(libs "$ADDON"); do printf '%s\t%s\n' "$l" "$l"; done

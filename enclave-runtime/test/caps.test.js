@@ -190,7 +190,8 @@ const CASES = [
   { attempt: 'require.resolve of a path outside', body: `return require.resolve('/etc/passwd')`, expect: REFUSED("require of '/etc/passwd' is refused") },
   { attempt: 'probing paths with the loader\'s internals', body: `const M = require('module'); return [M._findPath('passwd', ['/etc']), M._findPath('/etc/passwd', []), M._findPath('../../../../../../etc/passwd', [process.cwd()]), M._stat('/etc/passwd'), M._stat('/etc')]`,
     expect: /^ok: \[false,false,false,-2,-2\]$/ },
-  { attempt: 'node_modules search paths', zip: true, body: `return require.resolve.paths('left-pad')`, expect: /^ok: \["\$OWN_CODE\/node_modules"\]$/ },
+  // Its own node_modules, then the runtime's (the openwhisk client, when make build installed it).
+  { attempt: 'node_modules search paths', zip: true, body: `return require.resolve.paths('left-pad')`, expect: /^ok: \["\$OWN_CODE\/node_modules"(,"\$RUNTIME_MODULES")?\]$/ },
   { attempt: 'overwrite another tenant\'s code', body: `return fs.writeFileSync('$OTHER_CODE/index.js', 'exports.main = () => ({ owned: true })')`, expect: FS_REFUSED,
     check: (ctx) => assert.ok(fs.readFileSync(path.join(ctx.otherCode, 'index.js'), 'utf8').includes(OTHER_SECRET)) },
   { attempt: 'write outside', body: `return fs.writeFileSync('$OUTSIDE/written', 'x')`, expect: FS_REFUSED,
@@ -258,13 +259,19 @@ function substitute(text, ctx, scratch = '') {
     .replaceAll('$SCRATCH', scratch);
 }
 
+// The modules every action may require (owner.js, runtimeModules), by their real path.
+const RUNTIME_MODULES = (() => {
+  try { return fs.realpathSync(path.join(__dirname, '..', 'modules', 'node_modules')); } catch { return '\0none'; }
+})();
+
 // sanitize turns what was observed into text that does not depend on this run's
 // temporary directories, ports and activations (the table must be stable).
 function sanitize(text, ctx) {
   let s = text;
   const pairs = [[ctx.otherCode, '$OTHER_CODE'], [ctx.work, '$OWNER_WORK'], [CANARY, '$CANARY'],
     [outside, '$OUTSIDE'], [ctx.owner.sock, '$GATE'], [`:${port('other')}`, ':$OTHER_PORT'],
-    [`:${port('allowed')}`, ':$ALLOWED_PORT'], [`:${port('api')}`, ':$API_PORT'], [ctx.otherSha, '$OTHER_SHA']];
+    [`:${port('allowed')}`, ':$ALLOWED_PORT'], [`:${port('api')}`, ':$API_PORT'], [ctx.otherSha, '$OTHER_SHA'],
+    [RUNTIME_MODULES, '$RUNTIME_MODULES']];
   s = s.replace(/[^\s"']*\/scratch\/run-[0-9]+-[0-9]+/g, '$SCRATCH');
   s = s.replace(new RegExp(`${escapeRe(path.join(ctx.work, 'actions'))}/[0-9a-f]{64}`, 'g'), (m) => (m === ctx.otherCode ? m : '$OWN_CODE'));
   for (const [from, to] of pairs) s = s.replaceAll(from, to);

@@ -127,6 +127,9 @@ function refused(what, why = 'is not available to actions in a shared enclave', 
   return e;
 }
 
+// Why a socket or a DNS query is refused to an action that has no network.
+const NO_NETWORK = 'is not available to this action (it was not given network access)';
+
 function denyFn(what) {
   return function refusedCapability() { throw refused(what); };
 }
@@ -135,6 +138,7 @@ function denyFn(what) {
 const run = {
   active: false,
   codeRoot: '',      // read-only: the action's extracted zip ('' for plain code)
+  libRoot: '',       // read-only: the runtime's node_modules offered to every action (openwhisk)
   scratch: '',       // read-write, seen as /tmp
   quota: 0,          // bytes the action may write into scratch
   written: 0,
@@ -151,6 +155,12 @@ const ownFds = new Map();
 function inside(root, p) {
   if (!root) return false;
   return p === root || StringStartsWith(p, root + '/');
+}
+
+// readOnly: code the action may read and load but never write, its own and the
+// runtime's modules.
+function readOnly(p) {
+  return inside(run.codeRoot, p) || inside(run.libRoot, p);
 }
 
 // toPath turns a path argument (string, Buffer, file: URL) into an absolute path
@@ -177,7 +187,7 @@ function toPath(p) {
   }
   if (StringStartsWith(s, 'file:')) s = fileURLToPath(s);
   s = pathResolve(cwd(), s);
-  if (inside(run.codeRoot, s) || inside(run.scratch, s)) return s;
+  if (readOnly(s) || inside(run.scratch, s)) return s;
   if (run.scratch && (s === '/tmp' || StringStartsWith(s, '/tmp/'))) return run.scratch + StringSlice(s, 4);
   return s;
 }
@@ -191,7 +201,10 @@ function checkPath(p, write, fnName) {
     if (inside(run.codeRoot, s)) {
       throw refused(`${fnName} of ${s}`, 'is refused: the action\'s own code is read-only', 'EACCES');
     }
-  } else if (inside(run.scratch, s) || inside(run.codeRoot, s) || SetHas(DEVICES_READ, s)) {
+    if (inside(run.libRoot, s)) {
+      throw refused(`${fnName} of ${s}`, 'is refused: the runtime\'s modules are read-only', 'EACCES');
+    }
+  } else if (inside(run.scratch, s) || readOnly(s) || SetHas(DEVICES_READ, s)) {
     return s;
   }
   throw refused(`${fnName} of ${s}`, 'is refused: actions reach only their own code and their /tmp', 'EACCES');
@@ -546,21 +559,30 @@ function guardLoader() {
         StringStartsWith(request, '../') || request === '.' || request === '..')) {
       const base = parent && typeof parent.filename === 'string' ? pathDirname(parent.filename) : cwd();
       const target = pathResolve(base, request);
-      if (!inside(run.codeRoot, target)) throw outsideCode(request);
+      if (!readOnly(target)) throw outsideCode(request);
     }
     const filename = ReflectApply(resolveFilename, this, [request, parent, isMain, options]);
-    if (!inside(run.codeRoot, filename)) throw outsideCode(request);
+    if (!readOnly(filename)) throw outsideCode(request);
     return filename;
   };
   // Where a package name is looked for: only the folders inside the action's code
   // (not the parents of its directory, not the global ~/.node_modules or
-  // $PREFIX/lib/node), so nothing outside is even probed.
+  // $PREFIX/lib/node), so nothing outside is even probed; then the runtime's
+  // modules, as OpenWhisk's Node.js runtime offers its node_modules (openwhisk)
+  // below the action's own.
   const resolveLookupPaths = Module._resolveLookupPaths;
   Module._resolveLookupPaths = function _resolveLookupPaths(request, parent) {
     const all = ReflectApply(resolveLookupPaths, this, [request, parent]);
     if (!ArrayIsArray(all)) return all;
     const out = [];
-    for (let i = 0; i < all.length; i++) if (inside(run.codeRoot, all[i])) ArrayPush(out, all[i]);
+    let lib = false;
+    for (let i = 0; i < all.length; i++) {
+      if (!readOnly(all[i])) continue;
+      ArrayPush(out, all[i]);
+      if (all[i] === run.libRoot) lib = true;
+    }
+    const bare = typeof request === 'string' && request !== '' && request[0] !== '.' && request[0] !== '/';
+    if (bare && run.libRoot && !lib) ArrayPush(out, run.libRoot);
     return out;
   };
   // The loader's own probes, callable directly: they would tell whether a path
@@ -569,11 +591,11 @@ function guardLoader() {
   Module._findPath = function _findPath(request, paths, isMain) {
     if (typeof request !== 'string') return false;
     const absolute = StringStartsWith(request, '/');
-    if (absolute && !inside(run.codeRoot, pathResolve(request))) return false;
+    if (absolute && !readOnly(pathResolve(request))) return false;
     const within = [];
     const list = ArrayIsArray(paths) ? paths : [];
     for (let i = 0; i < list.length; i++) {
-      if (typeof list[i] === 'string' && inside(run.codeRoot, pathResolve(list[i], absolute ? '.' : request))) {
+      if (typeof list[i] === 'string' && readOnly(pathResolve(list[i], absolute ? '.' : request))) {
         ArrayPush(within, list[i]);
       }
     }
@@ -582,7 +604,7 @@ function guardLoader() {
   const moduleStat = Module._stat;
   if (typeof moduleStat === 'function') {
     const guardedStat = function _stat(filename) {
-      if (typeof filename !== 'string' || !inside(run.codeRoot, pathResolve(filename))) return -2; // ENOENT
+      if (typeof filename !== 'string' || !readOnly(pathResolve(filename))) return -2; // ENOENT
       return ReflectApply(moduleStat, this, [filename]);
     };
     ObjectDefineProperty(Module, '_stat', { configurable: true, enumerable: false, get() { return guardedStat; } });
@@ -826,7 +848,7 @@ function guardNet(net) {
     if (options.path !== undefined && options.path !== null) {
       return fail(refused('connecting to unix sockets', 'is not available to actions in a shared enclave'));
     }
-    if (!run.network) return fail(refused('network', 'is not available to this action (it was not given network access)'));
+    if (!run.network) return fail(refused('network', NO_NETWORK));
     const host = typeof options.host === 'string' && options.host ? options.host : 'localhost';
     options.host = host;
     const port = Number(options.port);
@@ -877,7 +899,7 @@ function guardDns(dns) {
       if (typeof f !== 'function' || k === 'Resolver' || k === 'getDefaultResultOrder' || k === 'getServers' ||
           StringStartsWith(k, 'set')) continue;
       obj[k] = function dnsCall(...args) {
-        if (!run.network) throw refused(`${label}.${k} (network)`, 'is not available to this action (it was not given network access)');
+        if (!run.network) throw refused(`${label}.${k} (network)`, NO_NETWORK);
         return ReflectApply(f, this, args);
       };
     }
@@ -893,7 +915,7 @@ function guardDns(dns) {
       const f = proto[k];
       if (typeof f !== 'function' || k === 'constructor' || !(StringStartsWith(k, 'resolve') || k === 'reverse')) continue;
       proto[k] = function dnsQuery(...args) {
-        if (!run.network) throw refused(`dns ${k} (network)`, 'is not available to this action (it was not given network access)');
+        if (!run.network) throw refused(`dns ${k} (network)`, NO_NETWORK);
         return ReflectApply(f, this, args);
       };
     }
@@ -919,6 +941,12 @@ function install(hooks) {
   if (typeof globalThis.fetch === 'function') {
     const fetch = globalThis.fetch;
     globalThis.fetch = function fetch_(...args) {
+      // Without network fetch would fail only inside undici, as a bare "fetch
+      // failed" with the reason hidden in err.cause: refused here, at once, with
+      // the reason in the message.
+      if (run.active && !run.network) {
+        return PromiseReject(refused('fetch (network)', 'is not available to this action: it was not given network access (the action annotation "network": true)'));
+      }
       patchLazy('net');
       return ReflectApply(fetch, this, args);
     };
@@ -941,6 +969,7 @@ function install(hooks) {
 const begin = (function begin(settings, apiHost) {
   const s = settings !== null && typeof settings === 'object' ? settings : {};
   run.codeRoot = typeof s.codeDir === 'string' && s.codeDir ? s.codeDir : '';
+  run.libRoot = typeof s.libDir === 'string' && s.libDir ? s.libDir : '';
   run.scratch = typeof s.scratchDir === 'string' && s.scratchDir ? s.scratchDir : '';
   run.quota = run.scratch && NumberIsInteger(s.quotaBytes) && s.quotaBytes > 0 ? s.quotaBytes : 0;
   run.network = s.network === true;

@@ -110,11 +110,17 @@ class WorkerBackend {
     // The bootstrap hooks stdout/stderr; whatever slips out before that is dropped.
     worker.stdout.resume();
     worker.stderr.resume();
+    let failed = false; // the Worker reported an error (its exit is not an idle one)
+    let exitedIdle = false; // it exited with nothing left to run and no result
     const finishWith = (kind, text) => {
       if (ended) return;
       ended = { kind, text };
       tEnd = performance.now();
       clearTimeout(timer);
+      if (exitedIdle) {
+        report(); // no exit event follows: the Worker is gone already
+        return;
+      }
       worker.terminate().catch(() => {});
     };
     const timer = setTimeout(() => finishWith('timeout'), timeoutMs);
@@ -125,10 +131,21 @@ class WorkerBackend {
       else if (m.kind === 'result' && typeof m.text === 'string') finishWith('result', m.text);
     });
     worker.on('error', (e) => {
+      failed = true;
       finishWith(e && e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : 'exited', undefined);
     });
-    worker.on('exit', () => {
+    worker.on('exit', (code) => {
+      if (!ended && code === 0 && !failed) {
+        // The Worker ran out of work without a result: the action's promise never
+        // settles and nothing is left that could settle it. OpenWhisk's proxy keeps
+        // waiting for it, so the run ends at its time limit as a time-out.
+        exitedIdle = true;
+        return;
+      }
       if (!ended) finishWith('exited');
+      report();
+    });
+    const report = () => {
       const tExit = performance.now();
       done({
         kind: ended.kind,
@@ -140,7 +157,7 @@ class WorkerBackend {
           teardownMs: round(tExit - tEnd),
         },
       });
-    });
+    };
   }
 }
 

@@ -275,6 +275,15 @@ function replyFrame(msg) {
     `"logs":${JSON.stringify(msg.logs)},"timings":${JSON.stringify(msg.timings)}}`);
 }
 
+// runtimeModules is the real path of the modules offered to every action, or ''.
+function runtimeModules() {
+  try {
+    return fs.realpathSync(path.join(__dirname, '..', 'modules', 'node_modules'));
+  } catch {
+    return '';
+  }
+}
+
 // ---- the owner -------------------------------------------------------------------------
 class Owner {
   constructor(opts, backend) {
@@ -291,6 +300,10 @@ class Owner {
     // and the module loader reports files by their real path).
     this.zipCache = fs.realpathSync(this.zipCache);
     this.scratch = new Scratch(opts.scratchDir || path.join(opts.workDir, 'scratch'), opts.scratchQuotaBytes);
+    // The npm modules every action may require, read-only, as OpenWhisk's Node.js
+    // runtime offers its own (the openwhisk client): ../modules/node_modules,
+    // which `make build` installs; none without it.
+    this.libDir = runtimeModules();
     this.zipActions = new ZipActions(this.zipCache);
     // opts.key: the gate key main() read (--gate-key), or none.
     this.auth = new GateAuth(opts.key || null);
@@ -650,6 +663,7 @@ class Conn {
       // scratch dir as /tmp, network only when the run says so.
       caps: {
         codeDir: action.kind === 'dir' ? action.dir : '',
+        libDir: this.owner.libDir,
         scratchDir,
         quotaBytes: this.owner.scratch.quotaBytes,
         network: run.network,
@@ -855,7 +869,8 @@ async function main() {
   }
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
-    prewarm: backend.prewarm, auth: owner.auth.required ? 'token required' : 'none: any caller may attach' });
+    prewarm: backend.prewarm, auth: owner.auth.required ? 'token required' : 'none: any caller may attach',
+    modules: owner.libDir || 'none: actions cannot require openwhisk (make build installs it)' });
   process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,
     image: opts.image, isolate: backend.name, slots: opts.slots, prewarm: backend.prewarm, pid: process.pid })}\n`);
   const stop = (sig) => {

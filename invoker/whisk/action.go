@@ -171,9 +171,11 @@ type Runtime struct {
 }
 
 // Runtimes are the kinds this platform knows, after OpenWhisk's
-// runtimes.json. The enclave runtime serves the Node.js kinds.
+// runtimes.json. The enclave runtime serves the Node.js kinds, and each kind
+// runs what it names: the enclave runtime is Node.js 20, so nodejs:18 is not
+// offered (an action of that kind would run on Node 20) and is refused at
+// create, as OpenWhisk refuses a kind its manifest does not list.
 var Runtimes = []Runtime{
-	{Kind: "nodejs:18", Image: "openwhisk/action-nodejs-v18:nightly"},
 	{Kind: "nodejs:20", Image: "openwhisk/action-nodejs-v20:nightly", Default: true},
 }
 

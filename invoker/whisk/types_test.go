@@ -360,7 +360,7 @@ func TestExecShapes(t *testing.T) {
 	for _, c := range []struct{ kind, resolved, image string }{
 		{"nodejs:20", "nodejs:20", "openwhisk/action-nodejs-v20:nightly"},
 		{"nodejs:default", "nodejs:20", "openwhisk/action-nodejs-v20:nightly"},
-		{"nodejs:18", "nodejs:18", "openwhisk/action-nodejs-v18:nightly"},
+		{"nodejs:18", "", ""}, // not offered: the enclave runtime is Node 20
 		{"python:3.11", "", ""},
 		{"nodejs", "", ""},
 	} {

@@ -129,6 +129,11 @@ void DeliverResult(const v8::FunctionCallbackInfo<v8::Value>& info) {
   if (pe->guard == nullptr || pe->delivered) return;
   pe->delivered = true;
   pe->delivered_result = ValueToString(isolate, info[0]);
+  // OpenWhisk answers as soon as main settles: handles the action left open (a
+  // server, a socket, fetch's keep-alive connection, an interval) must not hold
+  // the answer until the time limit. The loop stops on its next turn; the
+  // JavaScript that called deliver() is not terminated, it returns normally.
+  node::Stop(pe->setup->env(), node::StopFlags::kDoNotTerminateIsolate);
 }
 
 // Every dynamic import() in an activation's environment ends here. Node's own
@@ -234,6 +239,12 @@ void ActivationGuard::RequestStop(StopReason reason) {
   // Worker is terminated from its parent): it terminates running JavaScript
   // and stops the loop on its next turn.
   if (env_ != nullptr) node::Stop(env_);
+  stopped_cv_.notify_all();
+}
+
+void ActivationGuard::WaitForStop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  stopped_cv_.wait(lock, [this] { return stop_requested(); });
 }
 
 void ActivationGuard::RequestHeapCheck() {
@@ -595,19 +606,33 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
           trace = try_catch.Exception();
         }
         sync_error = Truncate("bootstrap threw: " + ValueToString(isolate, trace));
-      } else if (failed && !guard->stop_requested() && !guard->exited()) {
+      } else if (failed && !guard->stop_requested() && !guard->exited() && !pe->delivered) {
+        // (A result delivered within this call stops the environment, which
+        // makes MakeCallback report a failure; that is not one.)
         sync_error = "bootstrap failed to load";
       }
-      if (sync_error.empty() && !guard->stop_requested()) {
+      if (sync_error.empty() && !guard->stop_requested() && !pe->delivered) {
         v8::Maybe<int> code = node::SpinEventLoop(env);
         if (code.IsJust() && !guard->exited()) res.exit_code = code.FromJust();
+      }
+      // The loop drained and nothing was delivered: the action's promise never
+      // settles and nothing is left that could settle it. OpenWhisk's action
+      // proxy keeps waiting for it, so the activation ends at its time limit as
+      // a time-out, not sooner and not as a platform failure.
+      if (req.entry && sync_error.empty() && !pe->delivered && !guard->exited()) {
+        guard->WaitForStop();
       }
     }
     if (guard->exited()) res.exit_code = guard->exit_code();
 
     // Read the result even after process.exit(): a bootstrap may set it and
     // exit. The watchdog stays armed, so a pathological value cannot hang us.
-    if (ok && sync_error.empty() && guard->reason() == StopReason::kNone && req.entry) {
+    // A result delivered before a stop (the deadline passing while the loop
+    // winds down) is the answer: it was complete in time.
+    if (ok && sync_error.empty() && pe->delivered && req.entry) {
+      res.result = std::move(pe->delivered_result);
+      have_result = true;
+    } else if (ok && sync_error.empty() && guard->reason() == StopReason::kNone && req.entry) {
       if (pe->delivered) {
         res.result = std::move(pe->delivered_result);
         have_result = true;
@@ -650,7 +675,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   res.setup_ms = MsBetween(setup_started, t1);
   res.run_ms = MsBetween(t1, t2);
 
-  switch (guard->reason()) {
+  switch (have_result ? StopReason::kNone : guard->reason()) {
     case StopReason::kTimeout:
       res.status = ActivationStatus::kTimeout;
       res.message = "activation exceeded its time limit of " + std::to_string(req.timeout_ms) + " ms";

@@ -84,6 +84,9 @@ class ActivationGuard {
 
   // Any thread. The first reason wins; later calls only re-request the stop.
   void RequestStop(StopReason reason);
+  // Isolate thread: blocks until a stop is requested (the deadline at the
+  // latest, since the watchdog keeps the guard armed).
+  void WaitForStop();
   // Watchdog thread: asks the isolate thread to compare its heap to the limit.
   void RequestHeapCheck();
   // Isolate thread only (GC epilogue, interrupts).
@@ -118,6 +121,7 @@ class ActivationGuard {
   std::atomic<int> exit_code_{0};
 
   std::mutex mu_;  // guards isolate_, env_, uncaught_
+  std::condition_variable stopped_cv_;  // RequestStop -> WaitForStop
   v8::Isolate* isolate_ = nullptr;
   node::Environment* env_ = nullptr;
   std::string uncaught_;

@@ -70,6 +70,17 @@ func supportedKinds() string {
 	return strings.Join(append(kinds, "nodejs:default"), ", ")
 }
 
+// unsupportedKind is OpenWhisk's text (Messages.invalidRuntimeError) for a kind its runtime
+// manifest does not list.
+func unsupportedKind(kind string) badRequest {
+	valid := []string{}
+	for _, r := range whisk.Runtimes {
+		valid = append(valid, r.Kind)
+	}
+	return badRequest(fmt.Sprintf("The specified runtime '%s' is not supported by this platform. Valid values are: '%s'.",
+		kind, strings.Join(valid, "', '")))
+}
+
 // buildExec validates an exec from a request and fills in what OpenWhisk
 // infers: the resolved kind and whether the code is a base64 zip.
 func buildExec(e *execRequest) (whisk.Exec, error) {
@@ -83,7 +94,7 @@ func buildExec(e *execRequest) (whisk.Exec, error) {
 	}
 	kind, err := whisk.ExecKind(e.Kind).Resolve()
 	if err != nil || kind.Family() != "nodejs" {
-		return whisk.Exec{}, badRequest(fmt.Sprintf("kind '%s' is not supported: this platform runs Node.js actions only (%s).", e.Kind, supportedKinds()))
+		return whisk.Exec{}, unsupportedKind(e.Kind)
 	}
 	if e.Code == nil {
 		return whisk.Exec{}, badRequest(fmt.Sprintf("exec.code is required for kind '%s'.", e.Kind))

@@ -28,14 +28,14 @@ func TestMergeAction(t *testing.T) {
 		check func(t *testing.T, a *whisk.Action)
 		err   string
 	}{
-		{"create defaults", putRequest{Exec: &execRequest{Kind: "nodejs:18", Code: &code}}, nil, func(t *testing.T, a *whisk.Action) {
-			if a.Limits != whisk.DefaultLimits() || a.Exec.Kind != "nodejs:18" || a.Publish {
+		{"create defaults", putRequest{Exec: &execRequest{Kind: "nodejs:default", Code: &code}}, nil, func(t *testing.T, a *whisk.Action) {
+			if a.Limits != whisk.DefaultLimits() || a.Exec.Kind != "nodejs:20" || a.Publish {
 				t.Errorf("got %+v", a)
 			}
 			if v, _ := a.Annotations.Get("provide-api-key"); string(v) != "false" {
 				t.Errorf("provide-api-key = %s", v)
 			}
-			if v, _ := a.Annotations.GetString("exec"); v != "nodejs:18" {
+			if v, _ := a.Annotations.GetString("exec"); v != "nodejs:20" {
 				t.Errorf("exec annotation = %q", v)
 			}
 		}, ""},

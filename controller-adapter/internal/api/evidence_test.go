@@ -56,7 +56,6 @@ func (e *env) publish(t *testing.T, image string, doc []byte, tok string) (*http
 func TestEvidence_PublishAndServe(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.putAction(t, "hello", `{"exec":{"kind":"nodejs:default","code":"function main(){return {}}"}}`)
-	e.putAction(t, "old", `{"exec":{"kind":"nodejs:18","code":"function main(){return {}}"}}`)
 
 	// Nothing published yet: a clear 404.
 	resp, body := e.do(t, http.MethodGet, "/api/v1/teemate/evidence?action=/guest/hello", guestAuth, "", nil)
@@ -77,9 +76,11 @@ func TestEvidence_PublishAndServe(t *testing.T) {
 			t.Fatalf("content type %q", ct)
 		}
 	}
-	// The action's kind names the image: nodejs:18 has none yet.
-	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence?action=/guest/old", guestAuth, "", nil)
-	wantError(t, resp, body, http.StatusNotFound, "")
+	// The kind names the image: nodejs:default is nodejs:20's.
+	resp, body = e.do(t, http.MethodGet, "/api/v1/teemate/evidence?kind=nodejs:default", guestAuth, "", nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, doc) {
+		t.Fatalf("kind nodejs:default: %d %s; want the published bytes", resp.StatusCode, body)
+	}
 
 	// The latest wins (a rotated or transferred key).
 	doc2 := simulatedEvidence(t, "nodejs:20")

@@ -358,6 +358,9 @@ func TestPutActionValidation(t *testing.T) {
 		{"bb", `{"exec":{"kind":"blackbox","image":"img"}}`, "blackbox"},
 		{"seq", `{"exec":{"kind":"sequence","components":["/_/a"]}}`, msgSequenceComponentNotFound},
 		{"old", `{"exec":{"kind":"nodejs:6","code":"x"}}`, "nodejs:6"},
+		// Node 18 is not offered: the enclave runtime is Node 20, and a kind runs what it names.
+		{"node18", `{"exec":{"kind":"nodejs:18","code":"x"}}`,
+			`"The specified runtime 'nodejs:18' is not supported by this platform. Valid values are: 'nodejs:20'."`},
 		{"nocode", `{"exec":{"kind":"nodejs:20"}}`, "exec.code"},
 		{"noexec", `{}`, "exec"},
 		{"mem", `{"exec":{"kind":"nodejs:20","code":"x"},"limits":{"memory":4096}}`, "memory 4096"},

@@ -218,6 +218,12 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 	idle := time.NewTimer(idleFor)
 	defer idle.Stop()
 	var used int64
+	// The enclave runtime applies the log limit itself (it sees the lines first) and ends its
+	// stderr with OpenWhisk's truncation line when it cut. Stdout and stderr arrive on two pipes,
+	// which keep no order between them, so that line may come before the last stdout lines:
+	// it is taken out here and written last, where OpenWhisk puts it.
+	truncatedLine := whisk.MsgTruncatedLogs(whisk.ByteSize(c.cfg.LimitBytes))
+	cutUpstream := false
 	sentinel := map[string]bool{}
 	eof := map[string]bool{}
 	done := false
@@ -235,6 +241,8 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 					out.Truncated = true
 				case l.text == wire.LogSentinel:
 					sentinel[l.stream] = true
+				case c.cfg.Stamped && l.stream == "stderr" && l.text == truncatedLine:
+					cutUpstream = true
 				case !out.Truncated:
 					n := int64(len(l.text)) + 1
 					if used+n > c.cfg.LimitBytes {
@@ -274,9 +282,9 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 		}
 	}
 	out.Incomplete = out.Sentinels < 2
-	if out.Truncated {
-		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr",
-			whisk.MsgTruncatedLogs(whisk.ByteSize(c.cfg.LimitBytes))))
+	if out.Truncated || cutUpstream {
+		out.Truncated = true
+		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr", truncatedLine))
 	}
 	if developerError {
 		out.Lines = append(out.Lines, FormatLine(c.cfg.Now(), "stderr", whisk.MsgLogWarningDeveloperError))

@@ -103,3 +103,32 @@ func TestCollectStampedLines(t *testing.T) {
 		t.Fatalf("unstamped %q", l)
 	}
 }
+
+// The enclave runtime cuts at the limit itself and ends stderr with OpenWhisk's truncation line.
+// The two pipes keep no order between them, so that line can arrive before stdout's last lines;
+// the record still ends with it, once, and keeps every stdout line.
+func TestCollectEnclaveTruncationLineComesLast(t *testing.T) {
+	const limit = 1 << 20
+	truncated := "Logs were truncated because the total bytes size exceeds the limit of 1048576 bytes."
+	outR, outW := io.Pipe()
+	c := Collect(outR, strings.NewReader("2026-11-21T10:00:02.000Z "+truncated+"\n"+wire.LogSentinel+"\n"),
+		LogConfig{LimitBytes: limit, Idle: 2 * time.Second, Total: 10 * time.Second, Stamped: true})
+	go func() {
+		// stderr (above) has been read completely before the first stdout line is written.
+		time.Sleep(50 * time.Millisecond)
+		for i := 0; i < 3; i++ {
+			_, _ = io.WriteString(outW, "2026-11-21T10:00:01.000Z line\n") // checked through the lines below
+		}
+		_, _ = io.WriteString(outW, wire.LogSentinel+"\n")
+		outW.Close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	if len(logs.Lines) != 4 || !logs.Truncated || !strings.HasSuffix(logs.Lines[3], " stderr: "+truncated) {
+		t.Fatalf("lines %q truncated %v", logs.Lines, logs.Truncated)
+	}
+	for _, l := range logs.Lines[:3] {
+		if !strings.HasSuffix(l, " stdout: line") {
+			t.Fatalf("lines %q", logs.Lines)
+		}
+	}
+}
