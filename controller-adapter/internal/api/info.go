@@ -9,9 +9,6 @@ import (
 	"github.com/teemate/platform/invoker/whisk"
 )
 
-// infoSequenceLength is the most actions a sequence may hold (OpenWhisk's
-// whisk.limits.actions.sequence.maxLength), as GET / reports it.
-const infoSequenceLength = 50
 
 // maxParameterSize is OpenWhisk's limit on the parameters of an entity (whisk.parameter-size-limit),
 // in its ByteSize form.
@@ -38,7 +35,7 @@ func (h *handler) rootInfo(c *gin.Context) {
 			"actions_per_minute":          t.InvocationsPerMinute,
 			"triggers_per_minute":         t.FiresPerMinute,
 			"concurrent_actions":          t.ConcurrentInvocations,
-			"sequence_length":             infoSequenceLength,
+			"sequence_length":             SequenceLimit,
 			"default_min_action_duration": whisk.TimeoutMinMs,
 			"default_max_action_duration": whisk.TimeoutMaxMs,
 			"default_min_action_memory":   mb(whisk.MemoryMinMB),
