@@ -9,7 +9,6 @@ import (
 	"github.com/teemate/platform/invoker/whisk"
 )
 
-
 // maxParameterSize is OpenWhisk's limit on the parameters of an entity (whisk.parameter-size-limit),
 // in its ByteSize form.
 const maxParameterSize = "1 MB"
