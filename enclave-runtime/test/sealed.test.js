@@ -378,3 +378,42 @@ test('prepareReply: the result is sealed with the context made ahead, once', () 
   const { plain } = openResult(keys, s, 'id1', out.result);
   assert.deepEqual(plain.result, { ok: true });
 });
+
+test('a spare ephemeral key made ahead serves one reply only', () => {
+  const keys = newKeys();
+  const env = (id) => ({ __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: id });
+  const replay = new sealed.ReplayCache();
+  const encs = new Set();
+  for (const [i, spare] of [[1, true], [2, false], [3, true], [4, true]]) {
+    if (spare) sealed.prepareSpare();
+    const s = sealParams(keys, { i });
+    const { ctx } = sealed.openEnvelope(keys, s.value, env(`s${i}`), replay);
+    const out = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { i }, logs: [] }, '');
+    encs.add(out.result[sealed.RESULT_FIELD].enc);
+    assert.deepEqual(openResult(keys, s, `s${i}`, out.result).plain.result, { i });
+  }
+  assert.equal(encs.size, 4); // no two replies share an ephemeral key
+});
+
+test('the result text the owner kept is sealed as it is, with the same meaning as the value', () => {
+  const keys = newKeys();
+  const s = sealParams(keys, {});
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'k1' };
+  const result = { a: [1, 'two', null], b: { c: 'é\n"' } };
+  const logs = [{ stream: 'stdout', time: 't', line: 'hello' }];
+  const msg = { outcome: 'success', result, logs, timings: {} };
+  Object.defineProperty(msg, 'resultText', { value: JSON.stringify(result) });
+  const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
+  const out = sealed.sealOutcome(keys, ctx, msg, '');
+  const { plain } = openResult(keys, s, 'k1', out.result);
+  assert.deepEqual(plain, { result, error: null, logs: ['t stdout: hello'] });
+  // Too large: the developer error, whichever form the value came in.
+  const big = { big: 'y'.repeat(1000 * 1000) };
+  const s2 = sealParams(keys, {});
+  const m2 = { outcome: 'success', result: big, logs: [], timings: {} };
+  Object.defineProperty(m2, 'resultText', { value: JSON.stringify(big) });
+  const o2 = sealed.openEnvelope(keys, s2.value, { ...env, __OW_ACTIVATION_ID: 'k2' }, new sealed.ReplayCache());
+  const out2 = sealed.sealOutcome(keys, o2.ctx, m2, '');
+  assert.equal(out2.outcome, 'developer');
+  assert.match(openResult(keys, s2, 'k2', out2.result).plain.error, /exceeded the allowed length of a sealed result/);
+});

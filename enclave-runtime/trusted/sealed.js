@@ -359,6 +359,13 @@ function logLine(e) {
   return `${e.time} ${e.stream}: ${e.line}`;
 }
 
+// prepareSpare makes, off any request's path, the ephemeral key pair the next
+// prepareReply takes (hpke.prepareEphemeral): the owner calls it after a sealed
+// reply went out.
+function prepareSpare() {
+  hpke.prepareEphemeral();
+}
+
 // prepareReply runs, ahead of the result, the half of sealing it that does not depend
 // on the result (a fresh ephemeral key, X25519 with the reply key, the key schedule):
 // the owner calls it while the action runs in its isolate, off the reply's path.
@@ -400,16 +407,23 @@ const MAX_RESULT_PLAINTEXT = Math.floor((MAX_RESULT_TEXT - 2048) / 4) * 3 - 16;
 // fitPlaintext returns the JSON text of {result, error, logs} within
 // MAX_RESULT_PLAINTEXT: log lines that do not fit are dropped (with a line saying
 // so), and a value that does not fit by itself becomes the developer error
-// OpenWhisk gives for an oversize response.
-function fitPlaintext(result, error, lines) {
-  const head = (r, e) => JSON.stringify({ result: r, error: e, logs: [] });
-  let base = head(result, error);
+// OpenWhisk gives for an oversize response. resultText (optional) is result's JSON
+// text as the owner already has it (outcomeOf's msg.resultText, parsed and checked
+// there): the value is then not encoded again, which for a large result is most of
+// the work.
+function fitPlaintext(result, error, lines, resultText) {
+  let rt = typeof resultText === 'string' ? resultText : JSON.stringify(result);
+  let et = JSON.stringify(error);
+  // The members in the order JSON.stringify({result, error, logs}) writes them (an
+  // undefined value is left out, as it would).
+  const text = (logsText) => `{${rt === undefined ? '' : `"result":${rt},`}${et === undefined ? '' : `"error":${et},`}"logs":${logsText}}`;
+  let base = text('[]');
   let outcome = null;
   if (Buffer.byteLength(base) > MAX_RESULT_PLAINTEXT) {
     const size = Buffer.byteLength(base);
-    result = null;
-    error = `The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`;
-    base = head(result, error);
+    rt = 'null';
+    et = JSON.stringify(`The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`);
+    base = text('[]');
     outcome = 'developer';
   }
   const note = (n) => `Logs were truncated: ${n} lines did not fit in the sealed result.`;
@@ -422,7 +436,7 @@ function fitPlaintext(result, error, lines) {
     kept.push(line);
   }
   if (kept.length < lines.length) kept.push(note(lines.length - kept.length));
-  return { text: JSON.stringify({ result, error, logs: kept }), lines: kept.length, outcome };
+  return { text: kept.length ? text(JSON.stringify(kept)) : base, lines: kept.length, outcome };
 }
 
 // sealOutcome turns the owner's `result` message of a sealed activation into the
@@ -434,7 +448,7 @@ function sealOutcome(keys, ctx, msg, codeSha256) {
   const r = msg.result;
   let ok = msg.outcome === 'success';
   const error = ok ? null : (isPlainObject(r) && Object.prototype.hasOwnProperty.call(r, 'error') ? r.error : r);
-  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine));
+  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine), ok ? msg.resultText : undefined);
   const outcome = fit.outcome || msg.outcome;
   ok = outcome === 'success';
   const sealed = sealResult(keys, ctx, fit.text, codeSha256);
@@ -456,5 +470,5 @@ module.exports = {
   SealedError, ReplayCache, CodeCache,
   hpkeSeal, hpkeOpen, labeledExtract: hpke.labeledExtract, labeledExpand: hpke.labeledExpand, rawPublic: hpke.rawPublic,
   paramsAAD, resultAAD, codeAAD, canonicalJSON, identitySha256, signReceipt, sha256hex,
-  isEnvelope, openEnvelope, isSealedCode, openCode, prepareReply, sealResult, sealOutcome, refusedOutcome,
+  isEnvelope, openEnvelope, isSealedCode, openCode, prepareSpare, prepareReply, sealResult, sealOutcome, refusedOutcome,
 };
