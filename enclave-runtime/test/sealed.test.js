@@ -417,3 +417,33 @@ test('the result text the owner kept is sealed as it is, with the same meaning a
   assert.equal(out2.outcome, 'developer');
   assert.match(openResult(keys, s2, 'k2', out2.result).plain.error, /exceeded the allowed length of a sealed result/);
 });
+
+test('strict base64: exactly what the padded standard alphabet allows, without a regular expression', () => {
+  const STRICT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const accepts = (s) => {
+    try {
+      return sealed.b64(s, 'x').equals(Buffer.from(s, 'base64'));
+    } catch (e) {
+      assert.match(e.message, /x is not base64/);
+      return false;
+    }
+  };
+  for (const s of ['', 'QUJD', 'QQ==', 'QUI=', 'QR==', 'QU-D', 'QU_D', 'QQ=A', 'Q===', '====', 'QUJ\nQUJD', 'QU D', 'QUJDQQ', 'QUJD\n', 'Q%JD']) {
+    assert.equal(accepts(s), STRICT.test(s), JSON.stringify(s));
+  }
+  // Random short strings over alphabets that make the edge cases likely.
+  let seed = 7;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  for (const alphabet of ['AB=', 'A/=_', 'Ab= ', 'A=\n-.', 'aZ09+/=']) {
+    for (let i = 0; i < 5000; i++) {
+      let s = '';
+      for (let j = rnd(13); j > 0; j--) s += alphabet[rnd(alphabet.length)];
+      assert.equal(accepts(s), STRICT.test(s), JSON.stringify(s));
+    }
+  }
+  for (let i = 0; i < 200; i++) {
+    const b = crypto.randomBytes(i);
+    assert.ok(sealed.b64(b.toString('base64'), 'x').equals(b));
+  }
+  assert.throws(() => sealed.b64('QUJDQUJD', 'x', 2), /larger than 2 bytes/);
+});
