@@ -169,6 +169,9 @@ func (s *Sealed) Table() string {
 		var tu, ts float64
 		for _, g := range sortedKeys(groups) {
 			u, v := s.CPUMs["unsealed"][g], s.CPUMs["sealed"][g]
+			if u < 0.005 && v < 0.005 {
+				continue // a process that came and went within a tick
+			}
 			tu, ts = tu+u, ts+v
 			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g, f2(u), f2(v), f2(v-u))
 		}
