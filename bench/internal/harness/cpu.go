@@ -40,13 +40,24 @@ func takeCPU() (cpuSnapshot, error) {
 	}
 	s := cpuSnapshot{self: rusageCPU(self), reaped: rusageCPU(children), live: map[int]liveCPU{}}
 	for _, pid := range memsample.Descendants("/proc", os.Getpid()) {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		dir := filepath.Join("/proc", strconv.Itoa(pid))
+		b, err := os.ReadFile(filepath.Join(dir, "stat"))
 		if err != nil {
 			continue // it exited between the listing and the read: its time is in reaped (or lost with it)
 		}
-		if name, cpu, ok := parseStatCPU(b); ok {
-			s.live[pid] = liveCPU{name: name, cpu: cpu}
+		name, cpu, ok := parseStatCPU(b)
+		if !ok {
+			continue
 		}
+		// The main thread apart from the others (an enclave owner's main thread runs the
+		// trusted JS, its slot threads the isolates): "name" and "name threads".
+		if tb, err := os.ReadFile(filepath.Join(dir, "task", strconv.Itoa(pid), "stat")); err == nil {
+			if _, main, ok := parseStatCPU(tb); ok && main <= cpu {
+				s.live[-pid] = liveCPU{name: name + " threads", cpu: cpu - main}
+				cpu = main
+			}
+		}
+		s.live[pid] = liveCPU{name: name, cpu: cpu}
 	}
 	return s, nil
 }
@@ -76,8 +87,9 @@ func parseStatCPU(stat []byte) (string, time.Duration, bool) {
 }
 
 // cpuSince is the CPU time spent between before and after, in ms, by group: "bench" (this
-// process), "exited children" and each live descendant's command name (processes that lived
-// through both snapshots; one that started in between is counted from its start).
+// process), "exited children", each live descendant's command name (its main thread) and that
+// name with " threads" (its other threads, exited ones included); processes that lived through
+// both snapshots, one that started in between counted from its start.
 func cpuSince(before, after cpuSnapshot) map[string]float64 {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	out := map[string]float64{"bench": ms(after.self - before.self), "exited children": ms(after.reaped - before.reaped)}

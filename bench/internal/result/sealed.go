@@ -30,8 +30,9 @@ type Sealed struct {
 	Rounds []SealedRound `json:"rounds,omitempty"`
 	// CPUMs is the CPU time one invocation costs, per kind ("unsealed", "sealed") and process
 	// group ("bench": the bench process with its in-process controller, broker, invoker and
-	// client; "exited children": sandboxes and shims; each live descendant by name, e.g. the
-	// enclave owner "node"), measured over a block of one kind only after the rounds.
+	// client; "exited children": sandboxes and shims; each live descendant's main thread by
+	// name, e.g. the enclave owner "node", which runs the trusted JS, and its other threads as
+	// "node threads": the isolates), measured over a block of one kind only after the rounds.
 	CPUMs map[string]map[string]float64 `json:"cpu_ms_per_activation,omitempty"`
 	// ClientCryptoMs is the client's share of a sealed invocation (sealing the parameters,
 	// opening the result and verifying the receipt; in the bench process), ms per invocation.
