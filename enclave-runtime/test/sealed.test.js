@@ -378,3 +378,72 @@ test('prepareReply: the result is sealed with the context made ahead, once', () 
   const { plain } = openResult(keys, s, 'id1', out.result);
   assert.deepEqual(plain.result, { ok: true });
 });
+
+test('a spare ephemeral key made ahead serves one reply only', () => {
+  const keys = newKeys();
+  const env = (id) => ({ __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: id });
+  const replay = new sealed.ReplayCache();
+  const encs = new Set();
+  for (const [i, spare] of [[1, true], [2, false], [3, true], [4, true]]) {
+    if (spare) sealed.prepareSpare();
+    const s = sealParams(keys, { i });
+    const { ctx } = sealed.openEnvelope(keys, s.value, env(`s${i}`), replay);
+    const out = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { i }, logs: [] }, '');
+    encs.add(out.result[sealed.RESULT_FIELD].enc);
+    assert.deepEqual(openResult(keys, s, `s${i}`, out.result).plain.result, { i });
+  }
+  assert.equal(encs.size, 4); // no two replies share an ephemeral key
+});
+
+test('the result text the owner kept is sealed as it is, with the same meaning as the value', () => {
+  const keys = newKeys();
+  const s = sealParams(keys, {});
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'k1' };
+  const result = { a: [1, 'two', null], b: { c: 'é\n"' } };
+  const logs = [{ stream: 'stdout', time: 't', line: 'hello' }];
+  const msg = { outcome: 'success', result, logs, timings: {} };
+  Object.defineProperty(msg, 'resultText', { value: JSON.stringify(result) });
+  const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
+  const out = sealed.sealOutcome(keys, ctx, msg, '');
+  const { plain } = openResult(keys, s, 'k1', out.result);
+  assert.deepEqual(plain, { result, error: null, logs: ['t stdout: hello'] });
+  // Too large: the developer error, whichever form the value came in.
+  const big = { big: 'y'.repeat(1000 * 1000) };
+  const s2 = sealParams(keys, {});
+  const m2 = { outcome: 'success', result: big, logs: [], timings: {} };
+  Object.defineProperty(m2, 'resultText', { value: JSON.stringify(big) });
+  const o2 = sealed.openEnvelope(keys, s2.value, { ...env, __OW_ACTIVATION_ID: 'k2' }, new sealed.ReplayCache());
+  const out2 = sealed.sealOutcome(keys, o2.ctx, m2, '');
+  assert.equal(out2.outcome, 'developer');
+  assert.match(openResult(keys, s2, 'k2', out2.result).plain.error, /exceeded the allowed length of a sealed result/);
+});
+
+test('strict base64: exactly what the padded standard alphabet allows, without a regular expression', () => {
+  const STRICT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+  const accepts = (s) => {
+    try {
+      return sealed.b64(s, 'x').equals(Buffer.from(s, 'base64'));
+    } catch (e) {
+      assert.match(e.message, /x is not base64/);
+      return false;
+    }
+  };
+  for (const s of ['', 'QUJD', 'QQ==', 'QUI=', 'QR==', 'QU-D', 'QU_D', 'QQ=A', 'Q===', '====', 'QUJ\nQUJD', 'QU D', 'QUJDQQ', 'QUJD\n', 'Q%JD']) {
+    assert.equal(accepts(s), STRICT.test(s), JSON.stringify(s));
+  }
+  // Random short strings over alphabets that make the edge cases likely.
+  let seed = 7;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  for (const alphabet of ['AB=', 'A/=_', 'Ab= ', 'A=\n-.', 'aZ09+/=']) {
+    for (let i = 0; i < 5000; i++) {
+      let s = '';
+      for (let j = rnd(13); j > 0; j--) s += alphabet[rnd(alphabet.length)];
+      assert.equal(accepts(s), STRICT.test(s), JSON.stringify(s));
+    }
+  }
+  for (let i = 0; i < 200; i++) {
+    const b = crypto.randomBytes(i);
+    assert.ok(sealed.b64(b.toString('base64'), 'x').equals(b));
+  }
+  assert.throws(() => sealed.b64('QUJDQUJD', 'x', 2), /larger than 2 bytes/);
+});

@@ -100,6 +100,23 @@ function ephemeral() {
   return { privateKey: p.privateKey, raw: rawPublic(p.publicKey) };
 }
 
+// spare is one sender pair made ahead (prepareEphemeral), when the caller has nothing
+// else to do, for the next setupSender: generating it is half of a sender's setup.
+// It is handed out once (takeEphemeral), so no two messages share an ephemeral key.
+let spare = null;
+
+// prepareEphemeral makes the spare sender pair if there is none.
+function prepareEphemeral() {
+  if (!spare) spare = ephemeral();
+}
+
+// takeEphemeral hands out the spare pair, or a new one when there is none.
+function takeEphemeral() {
+  const e = spare || ephemeral();
+  spare = null;
+  return e;
+}
+
 function dh(privateKey, pub) {
   let z;
   try {
@@ -127,11 +144,11 @@ function keySchedule(z, enc, pkRaw, info) {
 // setupSender runs the sender's side of the key schedule, which does not depend on
 // the message: pkRaw is the recipient's raw public key, pkR (optional) the same key
 // already imported as a KeyObject, eph (optional) a sender pair made ahead by
-// ephemeral(). Returns {enc, key, nonce} for ONE message (sealWith), so that a caller
+// ephemeral() (default: the spare, see prepareEphemeral). Returns {enc, key, nonce} for ONE message (sealWith), so that a caller
 // can do this while it waits for the plaintext.
 function setupSender(pkRaw, info, { pkR, eph } = {}) {
   const recipient = pkR || publicKey(pkRaw);
-  const e = eph || ephemeral();
+  const e = eph || takeEphemeral();
   const { key, nonce } = keySchedule(dh(e.privateKey, recipient), e.raw, pkRaw, info);
   return { enc: e.raw, key, nonce, used: false };
 }
@@ -168,5 +185,5 @@ function open(pair, info, aad, enc, ct) {
   }
 }
 
-module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
+module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, prepareEphemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
   KEM_SUITE, HPKE_SUITE, NT };

@@ -284,6 +284,17 @@ function runtimeModules() {
   }
 }
 
+// prepareSealedSpare makes the ephemeral key pair the next sealed reply takes
+// (sealed.prepareSpare), off the request path. A failure only means the next reply
+// makes its own.
+function prepareSealedSpare() {
+  try {
+    sealed.prepareSpare();
+  } catch (e) {
+    log('warn', 'making a spare ephemeral key failed', { error: e.message });
+  }
+}
+
 // ---- the owner -------------------------------------------------------------------------
 class Owner {
   constructor(opts, backend) {
@@ -319,6 +330,7 @@ class Owner {
     this.replay = new sealed.ReplayCache();
     // Sealed code opened once per action for the owner's lifetime (sealed.js).
     this.sealedCode = new sealed.CodeCache();
+    prepareSealedSpare();
   }
 
   listen() {
@@ -688,6 +700,8 @@ class Conn {
           log('info', 'quarantined slot reset', { tcs: slot });
         } else if (seal) {
           this.sendFrame(replyFrame(this.sealReply(seal, outcomeOf(r, run))));
+          // The next sealed reply's ephemeral key, made now that this one is out.
+          setImmediate(prepareSealedSpare);
         } else {
           this.sendFrame(replyFrame(outcomeOf(r, run)));
         }

@@ -86,7 +86,6 @@ function hpkeOpen(pair, info, aad, enc, ct) {
 }
 
 // ---- the pieces of the formats ---------------------------------------------------------
-const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const HEX32 = /^[0-9a-f]{32}$/;
 
 function isPlainObject(v) {
@@ -94,14 +93,22 @@ function isPlainObject(v) {
 }
 
 // b64 decodes standard base64 with padding strictly: Buffer.from would skip what
-// it does not understand, and a field must mean one thing only.
+// it does not understand, and a field must mean one thing only. What it accepts is
+// exactly /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, checked
+// without the regular expression (which costs tens of ms on a 1 MiB envelope): the
+// decoder stops at an inner '=' and skips characters outside its alphabets, so any
+// of those makes the output shorter than the text's length says; '-' and '_' (the
+// URL alphabet, which it also takes) are looked for separately.
 function b64(s, what, maxBytes) {
   if (typeof s !== 'string') throw new SealedError(`${what} is not a string`);
   if (maxBytes !== undefined && s.length > Math.ceil(maxBytes / 3) * 4) {
     throw new SealedError(`${what} is larger than ${maxBytes} bytes`);
   }
-  if (!B64.test(s)) throw new SealedError(`${what} is not base64`);
-  return Buffer.from(s, 'base64');
+  const pad = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0;
+  if (s.length % 4 !== 0 || s.includes('-') || s.includes('_')) throw new SealedError(`${what} is not base64`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== (s.length / 4) * 3 - pad) throw new SealedError(`${what} is not base64`);
+  return b;
 }
 
 function sha256hex(data) {
@@ -259,10 +266,20 @@ function openEnvelope(keys, value, env, replay) {
   if (!isPlainObject(body) || !isPlainObject(body.params)) throw new SealedError('the opened envelope has no params object');
   const reply = b64(body.reply, 'reply', 32);
   if (reply.length !== 32) throw new SealedError('reply is not a 32-byte X25519 key');
-  const replyKey = x25519Public(reply);
   replay.record(e.nonce, e.iat);
+  // The reply key's import and the input's hash wait for prepareReply, which runs
+  // while the action does (any 32 bytes import as an X25519 key; a small-order one
+  // is refused when the result is sealed, and nothing reaches the host then).
   return { params: body.params,
-    ctx: { kid: e.kid, nonce: e.nonce, reply, replyKey, sender: null, inputSha256: sha256hex(ct), identitySha256: identitySha256For(keys, e.kid), ...b } };
+    ctx: { kid: e.kid, nonce: e.nonce, reply, replyKey: null, sender: null, ct, inputSha256: '', identitySha256: identitySha256For(keys, e.kid), ...b } };
+}
+
+// inputHash fills ctx.inputSha256 (the receipt's hash of the envelope's ct) once.
+function inputHash(ctx) {
+  if (!ctx.inputSha256) {
+    ctx.inputSha256 = sha256hex(ctx.ct);
+    ctx.ct = null;
+  }
 }
 
 // ---- sealed code ------------------------------------------------------------------------------
@@ -359,11 +376,20 @@ function logLine(e) {
   return `${e.time} ${e.stream}: ${e.line}`;
 }
 
+// prepareSpare makes, off any request's path, the ephemeral key pair the next
+// prepareReply takes (hpke.prepareEphemeral): the owner calls it after a sealed
+// reply went out.
+function prepareSpare() {
+  hpke.prepareEphemeral();
+}
+
 // prepareReply runs, ahead of the result, the half of sealing it that does not depend
 // on the result (a fresh ephemeral key, X25519 with the reply key, the key schedule):
 // the owner calls it while the action runs in its isolate, off the reply's path.
 function prepareReply(ctx) {
+  inputHash(ctx);
   try {
+    if (!ctx.replyKey) ctx.replyKey = x25519Public(ctx.reply);
     ctx.sender = hpke.setupSender(ctx.reply, INFO_RESULT, { pkR: ctx.replyKey });
   } catch (e) {
     if (e instanceof hpke.HpkeError) throw new SealedError(e.message);
@@ -375,6 +401,7 @@ function prepareReply(ctx) {
 // and signs the receipt.
 function sealResult(keys, ctx, plainText, codeSha256) {
   const key = keyFor(keys, ctx.kid);
+  inputHash(ctx);
   if (!ctx.sender) prepareReply(ctx);
   let sealedText;
   try {
@@ -400,16 +427,23 @@ const MAX_RESULT_PLAINTEXT = Math.floor((MAX_RESULT_TEXT - 2048) / 4) * 3 - 16;
 // fitPlaintext returns the JSON text of {result, error, logs} within
 // MAX_RESULT_PLAINTEXT: log lines that do not fit are dropped (with a line saying
 // so), and a value that does not fit by itself becomes the developer error
-// OpenWhisk gives for an oversize response.
-function fitPlaintext(result, error, lines) {
-  const head = (r, e) => JSON.stringify({ result: r, error: e, logs: [] });
-  let base = head(result, error);
+// OpenWhisk gives for an oversize response. resultText (optional) is result's JSON
+// text as the owner already has it (outcomeOf's msg.resultText, parsed and checked
+// there): the value is then not encoded again, which for a large result is most of
+// the work.
+function fitPlaintext(result, error, lines, resultText) {
+  let rt = typeof resultText === 'string' ? resultText : JSON.stringify(result);
+  let et = JSON.stringify(error);
+  // The members in the order JSON.stringify({result, error, logs}) writes them (an
+  // undefined value is left out, as it would).
+  const text = (logsText) => `{${rt === undefined ? '' : `"result":${rt},`}${et === undefined ? '' : `"error":${et},`}"logs":${logsText}}`;
+  let base = text('[]');
   let outcome = null;
   if (Buffer.byteLength(base) > MAX_RESULT_PLAINTEXT) {
     const size = Buffer.byteLength(base);
-    result = null;
-    error = `The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`;
-    base = head(result, error);
+    rt = 'null';
+    et = JSON.stringify(`The action produced a response that exceeded the allowed length of a sealed result: ${size} > ${MAX_RESULT_PLAINTEXT} bytes.`);
+    base = text('[]');
     outcome = 'developer';
   }
   const note = (n) => `Logs were truncated: ${n} lines did not fit in the sealed result.`;
@@ -422,7 +456,7 @@ function fitPlaintext(result, error, lines) {
     kept.push(line);
   }
   if (kept.length < lines.length) kept.push(note(lines.length - kept.length));
-  return { text: JSON.stringify({ result, error, logs: kept }), lines: kept.length, outcome };
+  return { text: kept.length ? text(JSON.stringify(kept)) : base, lines: kept.length, outcome };
 }
 
 // sealOutcome turns the owner's `result` message of a sealed activation into the
@@ -434,7 +468,7 @@ function sealOutcome(keys, ctx, msg, codeSha256) {
   const r = msg.result;
   let ok = msg.outcome === 'success';
   const error = ok ? null : (isPlainObject(r) && Object.prototype.hasOwnProperty.call(r, 'error') ? r.error : r);
-  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine));
+  const fit = fitPlaintext(ok ? r : null, error, (msg.logs || []).map(logLine), ok ? msg.resultText : undefined);
   const outcome = fit.outcome || msg.outcome;
   ok = outcome === 'success';
   const sealed = sealResult(keys, ctx, fit.text, codeSha256);
@@ -455,6 +489,6 @@ module.exports = {
   MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
   SealedError, ReplayCache, CodeCache,
   hpkeSeal, hpkeOpen, labeledExtract: hpke.labeledExtract, labeledExpand: hpke.labeledExpand, rawPublic: hpke.rawPublic,
-  paramsAAD, resultAAD, codeAAD, canonicalJSON, identitySha256, signReceipt, sha256hex,
-  isEnvelope, openEnvelope, isSealedCode, openCode, prepareReply, sealResult, sealOutcome, refusedOutcome,
+  paramsAAD, resultAAD, codeAAD, canonicalJSON, identitySha256, signReceipt, sha256hex, b64,
+  isEnvelope, openEnvelope, isSealedCode, openCode, prepareSpare, prepareReply, sealResult, sealOutcome, refusedOutcome,
 };

@@ -81,3 +81,19 @@ func TestHostileFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSealedFlags(t *testing.T) {
+	f, err := parse([]string{"--sealed", "--samples", "10"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.interval != SealedInterval || f.models != "teemate" {
+		t.Fatalf("--sealed: interval %v models %q, want %v and teemate", f.interval, f.models, SealedInterval)
+	}
+	if f, err = parse([]string{"--sealed", "--interval", "0"}, io.Discard); err != nil || f.interval != 0 {
+		t.Fatalf("--sealed --interval 0: %v, %v", f, err)
+	}
+	if f, err = parse([]string{"--samples", "10"}, io.Discard); err != nil || f.interval != 0 {
+		t.Fatalf("without --sealed the interval stays back to back: %v, %v", f, err)
+	}
+}

@@ -30,5 +30,12 @@ func TestRunSealed(t *testing.T) {
 	if s.UnsealedP50Ms <= 0 || s.SealedP50Ms <= 0 || s.PhasesP50["run"][0] <= 0 || s.PhasesP50["run"][1] <= 0 {
 		t.Fatalf("figures: unsealed %v sealed %v phases %v", s.UnsealedP50Ms, s.SealedP50Ms, s.PhasesP50)
 	}
+	if len(s.Rounds) != 4 || s.Rounds[0].Sealed == nil || s.Rounds[0].Unsealed == nil || s.Rounds[1].SealedFirst != true ||
+		s.Rounds[0].Sealed.Phases["run"] <= 0 {
+		t.Fatalf("rounds %+v", s.Rounds)
+	}
+	if s.CPUMs["unsealed"]["bench"] <= 0 || s.CPUMs["sealed"]["bench"] <= 0 || s.ClientCryptoMs <= 0 {
+		t.Fatalf("CPU per invocation %v, client crypto %v", s.CPUMs, s.ClientCryptoMs)
+	}
 	t.Logf("\n%s", s.Table())
 }
