@@ -492,7 +492,7 @@ func (m *Manager) moveFromRelay(spec StartSpec, owner Owner, sr StateRelay) (Own
 	src := &boundedOffer{StateSource: sr.StateSource(spec.Image)}
 	mv, err := MoveState(ctx, keyEndpoint(owner), src)
 	if err != nil {
-		return m.keyFallback(spec, owner, fmt.Sprintf("image state transfer from another invoker failed (bound %s to start)", relayTimeout), err)
+		return m.keyFallback(spec, owner, fmt.Sprintf("image key transfer from another invoker failed (bound %s)", relayTimeout), err)
 	}
 	m.stateMoved(spec, "", mv)
 	return owner, nil
