@@ -406,17 +406,30 @@ class ImageKeys {
     return { kem, sig };
   }
 
-  // offer answers a peer's key-request: checks its evidence and seals this
-  // owner's key (and rotated-out keys in their grace) to the peer's ephemeral key.
-  offer(req) {
+  // checkRequest verifies a peer's key-request (its evidence, and that its pub is
+  // the key that evidence binds) and returns the peer's ephemeral public key.
+  // The key transfer below and the state transfer (transfer.js) both start here.
+  checkRequest(req) {
     if (!req || typeof req !== 'object' || typeof req.pub !== 'string') throw new KeyError('key request is malformed');
     const peer = this.checkPeer(req.evidence);
     const pub = Buffer.from(req.pub, 'base64');
     if (!pub.equals(peer.kem)) throw new KeyError('key request pub is not the key its evidence binds');
-    const evidence = this.evidence();
-    const body = JSON.stringify({ key: keyToJSON(this.current()),
+    return pub;
+  }
+
+  // keyBody is the JSON text that moves the image key: the current key and the
+  // rotated-out keys in their grace.
+  keyBody() {
+    return JSON.stringify({ key: keyToJSON(this.current()),
       retired: this.retired.map((r) => ({ key: keyToJSON(r.key), until: r.until })) });
-    const { enc, ct } = hpkeSeal(pub, TRANSFER_INFO, this.transferAAD(evidence.kid, req.evidence.kid), Buffer.from(body));
+  }
+
+  // offer answers a peer's key-request: checks its evidence and seals this
+  // owner's key (and rotated-out keys in their grace) to the peer's ephemeral key.
+  offer(req) {
+    const pub = this.checkRequest(req);
+    const evidence = this.evidence();
+    const { enc, ct } = hpkeSeal(pub, TRANSFER_INFO, this.transferAAD(evidence.kid, req.evidence.kid), Buffer.from(this.keyBody()));
     return { evidence, enc: enc.toString('base64'), ct: ct.toString('base64') };
   }
 
@@ -436,14 +449,22 @@ class ImageKeys {
     this.checkPeer(offer.evidence);
     const plain = hpkeOpen(this.transfer.kem, TRANSFER_INFO, this.transferAAD(offer.evidence.kid, this.transfer.kid),
       Buffer.from(offer.enc, 'base64'), Buffer.from(offer.ct, 'base64'));
+    return this.adopt(plain.toString('utf8'), offer.evidence.kid);
+  }
+
+  // adopt installs a key body (keyBody's text) received from the peer whose
+  // evidence showed peerKid, ends the pending request and seals the key. A key this
+  // owner already held becomes a rotated-out key in its grace. Returns the kid.
+  adopt(text, peerKid) {
     let body;
     try {
-      body = JSON.parse(plain.toString('utf8'));
+      body = JSON.parse(text);
     } catch {
       throw new KeyError('key offer body is malformed');
     }
+    if (!body || typeof body !== 'object') throw new KeyError('key offer body is malformed');
     const key = keyFromJSON(body.key);
-    if (key.kid !== offer.evidence.kid) throw new KeyError('offered key is not the key of the peer evidence');
+    if (key.kid !== peerKid) throw new KeyError('offered key is not the key of the peer evidence');
     const retired = (Array.isArray(body.retired) ? body.retired : []).map((r) => ({ key: keyFromJSON(r.key), until: Number(r.until) }));
     if (this.key && this.key.kid !== key.kid) retired.push({ key: this.key, until: this.now() + ROTATE_GRACE_MS });
     for (const r of this.retired) if (!retired.some((x) => x.key.kid === r.key.kid)) retired.push(r);

@@ -34,6 +34,7 @@ const { GateAuth, AuthError, parseKey } = require('./gateauth');
 const sealed = require('./sealed');
 const { PROTOCOL_VERSION, LIMITS, OUTCOME } = require('./wire');
 const { ImageKeys, KeyError, parseSealingKey } = require('./keys');
+const { StateTransfer } = require('./transfer');
 
 const DEFAULTS = { timeoutMs: 60000, memoryMB: 256, logLimitBytes: 10 * 1024 * 1024 };
 // Slots that keep a prepared isolate environment while idle when --prewarm is not
@@ -330,6 +331,8 @@ class Owner {
     this.replay = new sealed.ReplayCache();
     // Sealed code opened once per action for the owner's lifetime (sealed.js).
     this.sealedCode = new sealed.CodeCache();
+    // The key and the opened code moving to or from another owner (transfer.js).
+    this.state = new StateTransfer({ keys: this.keys, cache: this.sealedCode, log });
     prepareSealedSpare();
   }
 
@@ -386,6 +389,16 @@ class Owner {
           log('info', 'image key imported from a peer', { kid });
           return conn.send({ type: 'key-imported', kid });
         }
+        case 'state-offer':
+          return conn.send({ type: 'state-offer', offer: this.state.offer(m.request) });
+        case 'state-open':
+          return conn.send({ type: 'state-status', ...this.state.open(m.offer) });
+        case 'state-chunks':
+          return conn.send({ type: 'state-chunks', ...this.state.chunks(m) });
+        case 'state-chunk':
+          return conn.send({ type: 'state-status', ...this.state.accept(m) });
+        case 'state-status':
+          return conn.send({ type: 'state-status', ...this.state.status(m) });
         default: {
           const previous = k.current().kid;
           const kid = k.rotate();
@@ -520,6 +533,11 @@ class Conn {
       case 'key-offer':
       case 'key-import':
       case 'key-rotate':
+      case 'state-offer':
+      case 'state-open':
+      case 'state-chunks':
+      case 'state-chunk':
+      case 'state-status':
         return this.owner.onKey(this, m);
       default:
         throw new ProtocolError(`unknown message type "${String(m.type).slice(0, 64)}"`, { close: false });

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/gate"
 	"github.com/teemate/platform/invoker/internal/whiskapi"
 )
 
@@ -41,9 +42,16 @@ func (k keyRelay) HeldElsewhere(ctx context.Context, image string) (bool, error)
 
 // Relay posts the request and waits for the publisher's answer until ctx ends.
 func (k keyRelay) Relay(ctx context.Context, image string, request json.RawMessage) (json.RawMessage, error) {
-	id, to, err := k.api.RequestKey(ctx, image, request)
+	a, _, err := k.relayTo(ctx, image, -1, request)
+	return a, err
+}
+
+// relayTo posts the request to the holder (-1: any holder of the image's key) and waits for its
+// answer until ctx ends; it returns the answer and the invoker that gave it.
+func (k keyRelay) relayTo(ctx context.Context, image string, holder int, request json.RawMessage) (json.RawMessage, int, error) {
+	id, to, err := k.api.RequestKeyOf(ctx, image, holder, request)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	for {
 		wait := 5 * time.Second
@@ -53,16 +61,59 @@ func (k keyRelay) Relay(ctx context.Context, image string, request json.RawMessa
 		a, err := k.api.AwaitOffer(ctx, id, wait)
 		switch {
 		case err != nil:
-			return nil, fmt.Errorf("key offer from invoker%d: %w", to, err)
+			return nil, to, fmt.Errorf("key offer from invoker%d: %w", to, err)
 		case a != nil && a.Error != "":
-			return nil, fmt.Errorf("invoker%d has no key offer: %s", to, a.Error)
+			return nil, to, fmt.Errorf("invoker%d has no key offer: %s", to, a.Error)
 		case a != nil:
-			return a.Offer, nil
+			return a.Offer, to, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("no key offer from invoker%d: %w", to, err)
+			return nil, to, fmt.Errorf("no key offer from invoker%d: %w", to, err)
 		}
 	}
+}
+
+// StateSource is the owner of another invoker that holds image's key, as the sender of a state
+// transfer through the controller (enclave.StateRelay).
+func (k keyRelay) StateSource(image string) enclave.StateSource {
+	return &relaySource{k: k, image: image, holder: -1}
+}
+
+// relaySource carries a state transfer's steps to the holder that made the offer: the chunks of a
+// session can only come from the owner that offered it.
+type relaySource struct {
+	k      keyRelay
+	image  string
+	holder int
+}
+
+func (r *relaySource) Offer(ctx context.Context, request json.RawMessage) (*gate.StateOffer, error) {
+	body, err := json.Marshal(enclave.StateRequest{Op: "offer", Request: request})
+	if err != nil {
+		return nil, fmt.Errorf("state offer request: %w", err)
+	}
+	a, to, err := r.k.relayTo(ctx, r.image, -1, body)
+	if err != nil {
+		return nil, err
+	}
+	r.holder = to
+	return gate.ParseStateOffer(a)
+}
+
+func (r *relaySource) Chunks(ctx context.Context, session string, from, count int) (*gate.StateChunks, error) {
+	body, err := json.Marshal(enclave.StateRequest{Op: "chunks", Session: session, From: from, Count: count})
+	if err != nil {
+		return nil, fmt.Errorf("state chunks request: %w", err)
+	}
+	a, _, err := r.k.relayTo(ctx, r.image, r.holder, body)
+	if err != nil {
+		return nil, err
+	}
+	var out gate.StateChunks
+	if err := json.Unmarshal(a, &out); err != nil {
+		return nil, fmt.Errorf("state chunks from invoker%d malformed: %w", r.holder, err)
+	}
+	return &out, nil
 }
 
 // serveKeyRequests answers, until ctx ends, the requests other invokers' owners make for the keys
@@ -101,7 +152,20 @@ func answerKeyRequest(ctx context.Context, api *whiskapi.Client, mgr *enclave.Ma
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var a whiskapi.KeyAnswer
-	offer, err := mgr.OfferKey(ctx, r.Image, r.Request)
+	var offer json.RawMessage
+	var err error
+	if sr, ok := enclave.IsStateRequest(r.Request); ok {
+		offer, err = mgr.ServeState(ctx, r.Image, sr)
+		if err == nil && sr.Op == "chunks" {
+			// A state step is one of many (a chunk batch each): logged when refused only.
+			if aerr := api.AnswerKeyRequest(ctx, r.ID, whiskapi.KeyAnswer{Offer: offer}); aerr != nil {
+				log.Warn("answering a state transfer step failed", zap.String("image", r.Image), zap.Int("from", r.Invoker), zap.Error(aerr))
+			}
+			return
+		}
+	} else {
+		offer, err = mgr.OfferKey(ctx, r.Image, r.Request)
+	}
 	if err != nil {
 		a.Error = err.Error()
 		if len(a.Error) > 1000 {

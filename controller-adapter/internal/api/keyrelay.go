@@ -29,8 +29,9 @@ import (
 // Limits of the relay.
 const (
 	// maxKeyMessageBytes bounds a relayed request or offer body (evidence with an sgx quote, a public
-	// key, a sealed key and its rotated-out keys: a few KiB).
-	maxKeyMessageBytes = 128 << 10
+	// key, a sealed key and its rotated-out keys: a few KiB; a state transfer's answer carries a batch
+	// of sealed 64 KiB chunks in base64: under 200 KiB).
+	maxKeyMessageBytes = 512 << 10
 	// maxKeyRequests bounds the requests held at once; a further one is refused (503).
 	maxKeyRequests = 256
 	// keyRequestTTL is how long a request and its offer are kept: well above an invoker's wait
@@ -232,10 +233,12 @@ func (h *handler) getInternalEvidence(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", out)
 }
 
-// postKeyRequest is POST /internal/v1/keys/requests?invoker=N, body {"image", "request"}: invoker
-// N's new owner of image asks for the image key. The request is queued for a healthy invoker other
-// than N that published the image's current kid; the answer is its id and that invoker (201), or
-// 404 when there is none (N then lets its owner unseal or make the key).
+// postKeyRequest is POST /internal/v1/keys/requests?invoker=N, body {"image", "request"[,
+// "invoker": M]}: invoker N's new owner of image asks for the image key (or a state transfer's
+// step: the request is opaque here). The request is queued for a healthy invoker other than N that
+// published the image's current kid (M when given: a state transfer's chunks come from the invoker
+// that offered the session); the answer is its id and that invoker (201), or 404 when there is
+// none (N then lets its owner unseal or make the key).
 func (h *handler) postKeyRequest(c *gin.Context) {
 	from, ok := h.invokerParam(c, true)
 	if !ok {
@@ -245,12 +248,17 @@ func (h *handler) postKeyRequest(c *gin.Context) {
 	if !ok {
 		return
 	}
-	var in struct {
+	in := struct {
 		Image   string          `json:"image"`
 		Request json.RawMessage `json:"request"`
-	}
+		Invoker *int            `json:"invoker"`
+	}{}
 	if err := json.Unmarshal(body, &in); err != nil || in.Image == "" || len(in.Image) > 256 || !isJSONObject(in.Request) {
 		h.fail(c, http.StatusBadRequest, `The key request must be {"image": "IMAGE", "request": {...}} (the owner's key-request).`)
+		return
+	}
+	if in.Invoker != nil && (*in.Invoker < 0 || *in.Invoker >= maxInvokerIndex) {
+		h.fail(c, http.StatusBadRequest, fmt.Sprintf("The key request's 'invoker' must be an invoker instance number (0 to %d).", maxInvokerIndex-1))
 		return
 	}
 	kid, err := h.canonicalKid(c, in.Image)
@@ -262,7 +270,13 @@ func (h *handler) postKeyRequest(c *gin.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	to := -1
-	if kid != "" {
+	switch {
+	case kid == "":
+	case in.Invoker != nil:
+		if n := *in.Invoker; n != from && r.holders[in.Image][n] == kid && h.invokerHealthy(n) {
+			to = n
+		}
+	default:
 		to = r.holderLocked(in.Image, kid, from, h.invokerHealthy)
 	}
 	if to < 0 {

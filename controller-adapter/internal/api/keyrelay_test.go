@@ -268,3 +268,44 @@ func TestKeyRelay_BoundedAndExpiring(t *testing.T) {
 	resp, body = e.internal(t, http.MethodPost, "/internal/v1/keys/requests?invoker=1", `{"image":"nodejs:20","request":{}}`)
 	wantError(t, resp, body, http.StatusServiceUnavailable, "Too many key requests in flight (256); try again later.")
 }
+
+// TestKeyRelay_ToAGivenHolder: a state transfer's steps after its offer go to the invoker that made
+// the offer ("invoker" in the body), which must hold the image's kid and be healthy.
+func TestKeyRelay_ToAGivenHolder(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setStates("up", "up", "up")
+	ev := simulatedEvidence(t, "nodejs:20")
+	for _, n := range []int{0, 2} {
+		resp, body := e.do(t, http.MethodPut, fmt.Sprintf("/internal/v1/evidence/nodejs:20?invoker=%d", n), "", "application/json",
+			bytes.NewReader(ev), invokerTokenHeader, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("publish %d: %d %s", n, resp.StatusCode, body)
+		}
+	}
+	post := func(body string) (int, int) {
+		resp, b := e.internal(t, http.MethodPost, "/internal/v1/keys/requests?invoker=1", body)
+		var created struct {
+			Invoker int `json:"invoker"`
+		}
+		if resp.StatusCode == http.StatusCreated && json.Unmarshal(b, &created) != nil {
+			t.Fatalf("request: %s", b)
+		}
+		return resp.StatusCode, created.Invoker
+	}
+	if code, to := post(`{"image":"nodejs:20","request":{"state":"chunks"}}`); code != http.StatusCreated || to != 0 {
+		t.Fatalf("any holder: %d to invoker%d, want 201 to invoker0", code, to)
+	}
+	if code, to := post(`{"image":"nodejs:20","request":{"state":"chunks"},"invoker":2}`); code != http.StatusCreated || to != 2 {
+		t.Fatalf("invoker 2: %d to invoker%d, want 201 to invoker2", code, to)
+	}
+	if code, _ := post(`{"image":"nodejs:20","request":{"state":"chunks"},"invoker":1}`); code != http.StatusNotFound {
+		t.Fatalf("the requester itself: %d, want 404", code)
+	}
+	e.setStates("up", "up", "down")
+	if code, _ := post(`{"image":"nodejs:20","request":{"state":"chunks"},"invoker":2}`); code != http.StatusNotFound {
+		t.Fatalf("an unhealthy holder: %d, want 404", code)
+	}
+	if code, _ := post(`{"image":"nodejs:20","request":{"state":"chunks"},"invoker":-1}`); code != http.StatusBadRequest {
+		t.Fatalf("a bad invoker: %d, want 400", code)
+	}
+}

@@ -27,6 +27,13 @@ func keyBackend(t *testing.T) *counting {
 	if err != nil {
 		testtool.Missing(t, "enclave-runtime/trusted/owner.js: "+err.Error())
 	}
+	return keyBackendAt(t, js)
+}
+
+// keyBackendAt is keyBackend running the owner.js at js (another build of the runtime).
+func keyBackendAt(t *testing.T, js string) *counting {
+	t.Helper()
+	var err error
 	cfg := direct.Config{OwnerJS: js, StartTimeout: 10 * time.Second, StopTimeout: 500 * time.Millisecond, KeyDir: t.TempDir()}
 	if os.Geteuid() == 0 {
 		if _, cfg.Confine.Launcher, err = confinetest.Launcher(); err != nil {

@@ -67,6 +67,9 @@ type Hooks struct {
 	// KeyTransferred: owner took the image key from peer ("" for an owner of another invoker,
 	// through KeyRelay); t holds what the host relayed.
 	KeyTransferred func(image, owner, peer string, t *gate.Transfer)
+	// StateMoved: owner took the image's state (key and opened code) from peer ("" for an owner of
+	// another invoker) by state transfer; mv holds its figures.
+	StateMoved func(image, owner, peer string, mv *StateMove)
 	// Evidence receives the evidence an owner serves (gate message evidence: its image key bound
 	// to its measurement), byte for byte, once the owner is ready and again whenever it changes
 	// (a rotated or transferred key, seen at a health ping). It may block up to ctx (the invoker
@@ -93,7 +96,9 @@ type Manager struct {
 	core    *pool.Pool
 	owners  map[string]*ownerHandle    // running owners the pool knows, by id
 	waiters map[pool.Ticket]chan reply // reservations waiting for their grant or reject
-	closed  bool
+	// sessions: the owner each state transfer session this invoker offered lives in (ServeState).
+	sessions map[string]stateSession
+	closed   bool
 }
 
 type ownerHandle struct {
@@ -339,8 +344,12 @@ func keyEndpoint(o Owner) gate.KeyEndpoint {
 }
 
 // transferTimeout bounds one key transfer (three gate calls, two HPKE operations and two
-// evidence checks in the owners: milliseconds).
-const transferTimeout = 10 * time.Second
+// evidence checks in the owners: milliseconds). A state transfer's start (the request and the
+// offer) is bounded the same; its chunks by stateTimeout (32 MiB of opened code at most: seconds).
+const (
+	transferTimeout = 10 * time.Second
+	stateTimeout    = 60 * time.Second
+)
 
 // startWithTransfer starts an owner that awaits the image key and relays the key to it from the
 // live owner peer (ciphertext only: gate.TransferKey). The owner joins the pool only with a key, so
@@ -353,18 +362,34 @@ func (m *Manager) startWithTransfer(spec StartSpec, peerID string, peer gate.Key
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(m.base, transferTimeout)
-	t, err := gate.TransferKey(ctx, keyEndpoint(owner), peer)
+	ctx, cancel := context.WithTimeout(m.base, stateTimeout)
+	src := &GateSource{Ep: peer}
+	mv, err := MoveState(ctx, keyEndpoint(owner), src)
+	src.Close()
 	cancel()
 	if err == nil {
-		m.log.Info("image key transferred", zap.String("image", spec.Image), zap.String("enclave", spec.ID),
-			zap.String("kid", t.Kid))
-		if hook := m.cfg.Hooks.KeyTransferred; hook != nil {
-			hook(spec.Image, spec.ID, peerID, t)
-		}
+		m.stateMoved(spec, peerID, mv)
 		return owner, nil
 	}
-	return m.keyFallback(spec, owner, "image key transfer failed", err)
+	return m.keyFallback(spec, owner, "image state transfer failed", err)
+}
+
+// stateMoved logs a state transfer into the owner spec names and tells the hooks.
+func (m *Manager) stateMoved(spec StartSpec, peerID string, mv *StateMove) {
+	from := peerID
+	if from == "" {
+		from = "another invoker"
+	}
+	m.log.Info("image state transferred", zap.String("image", spec.Image), zap.String("enclave", spec.ID),
+		zap.String("from", from), zap.String("kid", mv.Kid), zap.Int("chunks", mv.Chunks), zap.Int64("bytes", mv.Bytes),
+		zap.Int("codeEntries", mv.Entries), zap.Int("resumes", mv.Resumes), zap.Int64("senderPeakBytes", mv.SenderPeak),
+		zap.Int64("receiverPeakBytes", mv.ReceiverPeak), zap.Int64("senderRSS", mv.SenderRSS), zap.Duration("took", mv.Took))
+	if hook := m.cfg.Hooks.KeyTransferred; hook != nil {
+		hook(spec.Image, spec.ID, peerID, &gate.Transfer{Kid: mv.Kid, Request: mv.Request, Offer: mv.Offer})
+	}
+	if hook := m.cfg.Hooks.StateMoved; hook != nil {
+		hook(spec.Image, spec.ID, peerID, mv)
+	}
 }
 
 // keyFallback keeps an awaiting owner whose transfer failed (with err) serving: with the key the
@@ -424,6 +449,9 @@ func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sr, ok := m.cfg.Keys.(StateRelay); ok {
+		return m.moveFromRelay(spec, owner, sr)
+	}
 	ctx, cancel := context.WithTimeout(m.base, relayTimeout)
 	defer cancel()
 	to := keyEndpoint(owner)
@@ -445,6 +473,39 @@ func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
 		hook(spec.Image, spec.ID, "", &t)
 	}
 	return owner, nil
+}
+
+// StateRelay is a KeyRelay that also carries state transfers between invokers: the new owner here
+// takes the key and the opened code of a holder's owner in chunks (MoveState).
+type StateRelay interface {
+	// StateSource is the owner of another invoker holding image's key, as a state sender; its
+	// session sticks to the invoker that made the offer.
+	StateSource(image string) StateSource
+}
+
+// moveFromRelay starts the owner's state transfer from another invoker: its start (the request
+// to the holder and the offer back) within relayTimeout, the chunks within stateTimeout; a failure
+// falls back as the key transfer does.
+func (m *Manager) moveFromRelay(spec StartSpec, owner Owner, sr StateRelay) (Owner, error) {
+	ctx, cancel := context.WithTimeout(m.base, stateTimeout)
+	defer cancel()
+	src := &boundedOffer{StateSource: sr.StateSource(spec.Image)}
+	mv, err := MoveState(ctx, keyEndpoint(owner), src)
+	if err != nil {
+		return m.keyFallback(spec, owner, fmt.Sprintf("image key transfer from another invoker failed (bound %s)", relayTimeout), err)
+	}
+	m.stateMoved(spec, "", mv)
+	return owner, nil
+}
+
+// boundedOffer bounds a source's Offer by relayTimeout: a holder that does not answer is taken for
+// gone then, as with the key transfer, while the chunks may take up to stateTimeout.
+type boundedOffer struct{ StateSource }
+
+func (b *boundedOffer) Offer(ctx context.Context, request json.RawMessage) (*gate.StateOffer, error) {
+	ctx, cancel := context.WithTimeout(ctx, relayTimeout)
+	defer cancel()
+	return b.StateSource.Offer(ctx, request)
 }
 
 // keyEndpoints returns the owners of image here, by id, with their gate endpoints for the key

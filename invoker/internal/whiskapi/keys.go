@@ -56,11 +56,20 @@ func (c *Client) PublishedEvidence(ctx context.Context, image string) (*Publishe
 // the request's id and the invoker it goes to; ErrNoPublisher when no other healthy invoker
 // published the image.
 func (c *Client) RequestKey(ctx context.Context, image string, request json.RawMessage) (id string, publisher int, err error) {
+	return c.RequestKeyOf(ctx, image, -1, request)
+}
+
+// RequestKeyOf is RequestKey to the invoker holder (-1: any holder), for the steps of a state
+// transfer after its offer, which only the invoker that made the offer can answer.
+func (c *Client) RequestKeyOf(ctx context.Context, image string, holder int, request json.RawMessage) (id string, publisher int, err error) {
 	var out struct {
 		ID      string `json:"id"`
 		Invoker int    `json:"invoker"`
 	}
 	body := map[string]any{"image": image, "request": request}
+	if holder >= 0 {
+		body["invoker"] = holder
+	}
 	status, err := c.keyCall(ctx, c.http, http.MethodPost, c.base.JoinPath("internal", "v1", "keys", "requests"), nil, body, &out)
 	switch {
 	case err != nil:
