@@ -417,3 +417,14 @@ func (inv *invoker) drainState() string {
 
 // newEpoch names this controller run for the prepare polls.
 func newEpoch() string { return rand.Text()[:12] }
+
+// WarmKid is the kid invoker id's last ping gave for image: "" when the image is not warm there
+// or its owners hold no key yet.
+func (b *Balancer) WarmKid(id int, image string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if id < 0 || id >= len(b.invokers) {
+		return ""
+	}
+	return b.invokers[id].warm[image]
+}
