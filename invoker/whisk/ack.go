@@ -391,7 +391,7 @@ func ParsePingMessage(b []byte) (*PingMessage, error) {
 		return nil, fmt.Errorf("ping: %w", err)
 	}
 	if len(p.Warm) > maxWarmImages {
-		return nil, fmt.Errorf("ping: %d warm images, at most %d", len(p.Warm), maxWarmImages)
+		return nil, fmt.Errorf("ping: %w: %d warm images, at most %d", ErrMalformed, len(p.Warm), maxWarmImages)
 	}
 	return p, nil
 }
