@@ -40,6 +40,9 @@ type Config struct {
 	Listen string
 	// InvokerToken authenticates invokers on the /internal endpoints (default: a random one).
 	InvokerToken string
+	// AdminPassword guards the operator's routes on invokers (drain, undrain) as user admin
+	// (default: a random one, AdminPassword tells it).
+	AdminPassword string
 	// Logger; nil discards.
 	Logger *zap.Logger
 	// Namespaces are created at start if missing, with these keys (bin/controller-adapter's
@@ -69,6 +72,7 @@ type Namespace struct{ Name, UUID, Key string }
 type Controller struct {
 	ctrl     whisk.ControllerInstanceID
 	token    string
+	admin    string
 	apiHost  string
 	log      *zap.Logger
 	st       *store.Store
@@ -97,11 +101,14 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	if cfg.InvokerToken == "" {
 		cfg.InvokerToken = rand.Text()
 	}
+	if cfg.AdminPassword == "" {
+		cfg.AdminPassword = rand.Text()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	c := &Controller{ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), token: cfg.InvokerToken, log: log}
+	c := &Controller{ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), token: cfg.InvokerToken, admin: cfg.AdminPassword, log: log}
 	if err := c.ctrl.Validate(); err != nil {
 		return nil, fmt.Errorf("embed: controller id: %w", err)
 	}
@@ -143,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	c.gate = api.NewGate()
 	c.alarms = alarms.New(c.st, alarms.Options{Logger: log.Named("alarms")})
 	h := api.New(api.Config{ControllerID: c.ctrl.AsString, InvokerToken: c.token, APIHost: c.apiHost,
-		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate, Alarms: c.alarms, Throttles: cfg.Throttles}, c.st, c.bal, log.Named("api"))
+		EvidencePolicy: cfg.EvidencePolicy, Gate: c.gate, Alarms: c.alarms, Throttles: cfg.Throttles, AdminPassword: c.admin}, c.st, c.bal, log.Named("api"))
 	c.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// While draining, every reply closes its connection: a client's next request opens a
@@ -221,6 +228,9 @@ func (c *Controller) APIHost() string { return c.apiHost }
 
 // InvokerToken is what invokers present on the /internal endpoints (daemon.Config.StoreToken).
 func (c *Controller) InvokerToken() string { return c.token }
+
+// AdminPassword is the password of the operator's routes on invokers (user admin).
+func (c *Controller) AdminPassword() string { return c.admin }
 
 // Done is closed when the API server stops serving: after Close, or when it fails (Err).
 func (c *Controller) Done() <-chan struct{} { return c.served }

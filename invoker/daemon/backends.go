@@ -293,6 +293,14 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 			serveKeyRequests(kctx, b.api, mgr, log)
 		}()
 		closers = append(closers, func() { kcancel(); <-kdone })
+		// A drain elsewhere asks this invoker to warm the images it moves here (prepare.go).
+		pctx, pcancel := context.WithCancel(context.Background())
+		pdone := make(chan struct{})
+		go func() {
+			defer close(pdone)
+			servePrepare(pctx, b.api, mgr, log)
+		}()
+		closers = append(closers, func() { pcancel(); <-pdone })
 	}
 
 	sandboxes, err := se.build(a)

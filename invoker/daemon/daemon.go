@@ -214,7 +214,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	f := feed.New(consumer, handler.Handle, activation.MaxPeek(cfg.UserMemoryMB))
 	pinger := &feed.Pinger{Sender: producer, Instance: inst, Interval: cfg.PingInterval, Enabled: f.Enabled,
 		OnError: func(err error) { log.Warn("health ping failed", zap.Error(err)) },
-		OnSent:  m.Pings.Inc}
+		OnSent:  m.Pings.Inc, Warm: warmImages(exec)}
 	sw := &onOff{feed: f, pinger: pinger, metrics: m, log: log}
 	m.Enabled.Set(1)
 

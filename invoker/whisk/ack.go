@@ -344,13 +344,30 @@ func decodeAckFields(f map[string]json.RawMessage, what string, resp *AckRespons
 type PingMessage struct {
 	Name      InvokerInstanceID
 	IsEnabled bool
+	// Warm is ours: the images whose enclave is warm on the invoker, with the kid of the image key
+	// its owners hold (the controller moves them before it drains the invoker). Written only when
+	// non-empty; OpenWhisk's controller ignores the field.
+	Warm []WarmImage
 }
 
-// Serialize writes {"name":{...},"isEnabled":bool}.
+// WarmImage is one image with a warm, keyed enclave on an invoker (PingMessage.Warm).
+type WarmImage struct {
+	Image string `json:"image"`
+	// Kid names the image key the image's owners hold; empty while none holds one yet.
+	Kid string `json:"kid,omitempty"`
+}
+
+// maxWarmImages bounds PingMessage.Warm as parsed: a ping is a small message.
+const maxWarmImages = 256
+
+// Serialize writes {"name":{...},"isEnabled":bool} (and "warm":[...] when there is any).
 func (p *PingMessage) Serialize() ([]byte, error) {
 	w := newObjWriter()
 	w.val("name", p.Name)
 	w.val("isEnabled", p.IsEnabled)
+	if len(p.Warm) > 0 {
+		w.val("warm", p.Warm)
+	}
 	return w.bytes()
 }
 
@@ -369,6 +386,12 @@ func ParsePingMessage(b []byte) (*PingMessage, error) {
 	}
 	if err := decodeField(f, "isEnabled", &p.IsEnabled, false); err != nil {
 		return nil, fmt.Errorf("ping: %w", err)
+	}
+	if err := decodeField(f, "warm", &p.Warm, false); err != nil {
+		return nil, fmt.Errorf("ping: %w", err)
+	}
+	if len(p.Warm) > maxWarmImages {
+		return nil, fmt.Errorf("ping: %w: %d warm images, at most %d", ErrMalformed, len(p.Warm), maxWarmImages)
 	}
 	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -202,8 +203,20 @@ func TestPingMessage(t *testing.T) {
 	if string(out) != want {
 		t.Fatalf("got  %s\nwant %s", out, want)
 	}
+	// Ours: the warm images, written only when there are some, read back as written.
+	p.Warm = []WarmImage{{Image: "nodejs:20", Kid: "k1"}, {Image: "nodejs:18"}}
+	out, _ = p.Serialize()
+	want = want[:len(want)-1] + `,"warm":[{"image":"nodejs:20","kid":"k1"},{"image":"nodejs:18"}]}`
+	if string(out) != want {
+		t.Fatalf("got  %s\nwant %s", out, want)
+	}
+	if back, err := ParsePingMessage(out); err != nil || len(back.Warm) != 2 || back.Warm[0] != p.Warm[0] || back.Warm[1] != p.Warm[1] {
+		t.Fatalf("warm images read back as %+v (%v)", back, err)
+	}
+	many := `{"name":{"instance":1,"userMemory":"1 MB"},"warm":[` + strings.Repeat(`{"image":"x"},`, maxWarmImages) + `{"image":"y"}]}`
 	for _, bad := range []string{`{}`, `{"name":{"instance":1}}`, `{"name":{"userMemory":"1 MB"}}`, `{"name":{"instance":-1,"userMemory":"1 MB"}}`,
-		`{"name":{"instance":1,"userMemory":"1 TB"}}`, `{"name":{"instance":1,"userMemory":"1 MB"},"isEnabled":1}`} {
+		`{"name":{"instance":1,"userMemory":"1 TB"}}`, `{"name":{"instance":1,"userMemory":"1 MB"},"isEnabled":1}`,
+		`{"name":{"instance":1,"userMemory":"1 MB"},"warm":{}}`, many} {
 		if _, err := ParsePingMessage([]byte(bad)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v", bad, err)
 		}

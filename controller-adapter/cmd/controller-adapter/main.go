@@ -7,6 +7,9 @@
 //	controller-adapter namespace add NAME     # prints the new uuid:key
 //	controller-adapter namespace list
 //	controller-adapter namespace limits NAME --invocations-per-minute 600 --concurrent 100 --fires-per-minute default
+//	controller-adapter invoker drain 1 [--to 2] [--force]   # waits until invoker1 is drained
+//	controller-adapter invoker undrain 1
+//	controller-adapter invoker status 1
 package main
 
 import (
@@ -44,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "namespace" {
 		return namespaceCommand(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "invoker" {
+		return invokerCommand(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("controller-adapter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg app.Config
@@ -68,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
 	// lines keep working, and says so. The file (or the environment) is the way.
 	deprecatedToken := fs.String("invoker-token", "", "DEPRECATED (visible in ps): use --invoker-token-file or env TEEMATE_INVOKER_TOKEN")
+	fs.StringVar(&cfg.AdminPasswordFile, "admin-password-file", "",
+		"file (0600) with the password of the operator's routes on invokers, drain and undrain, as user admin (default DATA-DIR/admin.password, generated; env "+app.EnvAdminPassword+" overrides)")
 	fs.StringVar(&cfg.InvokerTokenFile, "invoker-token-file", "",
 		"file (0600) with the token invokers present on /internal (default DATA-DIR/invoker.token, generated; env TEEMATE_INVOKER_TOKEN overrides)")
 	var kopts credentials.KafkaOptions

@@ -65,6 +65,9 @@ type Config struct {
 	// Throttles are the system's limits per namespace (zero fields: OpenWhisk's 60 invocations a
 	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
 	Throttles Throttles
+	// AdminPassword guards the operator's routes on invokers (drain, undrain: invokers.go) with
+	// Basic auth as user AdminUser. Empty refuses every call.
+	AdminPassword string
 	// Metrics is the registry the controller's metrics register in and GET /metrics serves (nil:
 	// one of its own, with the Go runtime's and the process's collectors).
 	Metrics *prometheus.Registry
@@ -127,6 +130,8 @@ type handler struct {
 	// throttle refuses invocations and trigger fires over the namespace's limits (throttle.go).
 	throttle *throttle
 	metrics  *controllerMetrics
+	// drainer drains invokers (invokers.go); nil when the Invoker cannot.
+	drainer Drainer
 }
 
 func init() {
@@ -145,12 +150,13 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	if log == nil {
 		log = zap.NewNop()
 	}
+	drainer, _ := inv.(Drainer) // a test's Invoker may drain nothing: the routes then say so
 	if cfg.Gate != nil {
 		inv = gatedInvoker{Invoker: inv, gate: cfg.Gate}
 	}
 	m := newMetrics(cfg.Metrics)
 	h := &handler{cfg: cfg, ctrl: whisk.NewControllerInstanceID(cfg.ControllerID), store: st,
-		inv: countingInvoker{Invoker: inv, published: m.published}, log: log, relay: newKeyRelay(time.Now), metrics: m,
+		inv: countingInvoker{Invoker: inv, published: m.published}, log: log, relay: newKeyRelay(time.Now), metrics: m, drainer: drainer,
 		throttle: newThrottle(cfg.Throttles, inv.ActiveActivationsFor, time.Now, func(l string) { m.throttled.WithLabelValues(l).Inc() })}
 
 	r := gin.New()
@@ -168,6 +174,9 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	r.GET("/invokers", h.invokers)
 	r.GET("/invokers/healthy/count", h.invokersHealthyCount)
 	r.GET("/invokers/ready", h.invokersReady)
+	r.GET("/invokers/:invoker/drain", h.adminAuth, h.drainStatus)
+	r.POST("/invokers/:invoker/drain", h.adminAuth, h.drainInvoker)
+	r.POST("/invokers/:invoker/undrain", h.adminAuth, h.undrainInvoker)
 	r.GET("/api/v1", h.info)
 	r.GET("/api/v1/api-docs", h.apiDocs)
 	r.GET("/api/v1/namespaces", h.authenticate, h.listNamespaces)
@@ -184,6 +193,7 @@ func New(cfg Config, st *store.Store, inv Invoker, log *zap.Logger) http.Handler
 	internal.GET("/v1/keys/requests", h.pollKeyRequests)
 	internal.PUT("/v1/keys/requests/:id", h.answerKeyRequest)
 	internal.GET("/v1/keys/requests/:id", h.awaitKeyOffer)
+	internal.GET("/v1/prepare", h.pollPrepare)
 	r.GET("/api/v1/teemate/evidence", h.authenticate, h.getEvidence)
 	if cfg.Alarms != nil {
 		if err := cfg.Alarms.Start(alarmTarget{h}); err != nil {
@@ -351,11 +361,15 @@ func (h *handler) info(c *gin.Context) {
 	})
 }
 
-// invokers is GET /invokers: {"invoker0/0": "up", ...}.
+// invokers is GET /invokers: {"invoker0/0": "up", ...}; an up invoker an operator drains shows
+// "draining", then "drained".
 func (h *handler) invokers(c *gin.Context) {
 	out := map[string]string{}
 	for _, inv := range h.inv.Invokers() {
 		out[inv.Name] = inv.State
+		if inv.Drain != "" && inv.State == "up" {
+			out[inv.Name] = inv.Drain
+		}
 	}
 	writeJSON(c, http.StatusOK, out)
 }

@@ -54,7 +54,7 @@ func TestAPIDocsCoverRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill := strings.NewReplacer("{namespace}", "_", "{name}", "hello", "{package}", "tools",
-		"{activationid}", act.ActivationID, "{action}", "hello")
+		"{activationid}", act.ActivationID, "{action}", "hello", "{invoker}", "0")
 	documented := map[string]bool{}
 	// The metrics count a request once its answer is written, so a snapshot waits until every
 	// request made so far is counted.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/teemate/platform/controller-adapter/embed"
+	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
@@ -80,6 +81,11 @@ type Config struct {
 	// InvokerTokenFile holds the invoker token (mode 0600), generated on first start (default
 	// DataDir/invoker.token); invokers elsewhere read a copy with --invoker-token-file.
 	InvokerTokenFile string
+	// AdminPasswordFile holds the password of the operator's routes on invokers (drain, undrain;
+	// Basic auth as user admin), mode 0600, generated on first start (default
+	// DataDir/admin.password); env TEEMATE_ADMIN_PASSWORD overrides it. `controller-adapter
+	// invoker ...` reads the same file.
+	AdminPasswordFile string
 	// EvidencePolicy, when set, is the policy sgx-dcap evidence an invoker publishes must verify
 	// under before the API serves it (api.Config.EvidencePolicy).
 	EvidencePolicy *attest.Policy
@@ -206,6 +212,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}
 
+	adminPassword, created, err := AdminPassword(cfg.DataDir, cfg.AdminPasswordFile, true)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created the admin password for drain and undrain (controller-adapter invoker ...)",
+			zap.String("user", api.AdminUser), zap.String("file", adminPasswordFile(cfg.DataDir, cfg.AdminPasswordFile)))
+	}
+
 	brokers := splitList(cfg.Kafka)
 	sasl, invokerSASL := cfg.KafkaSASL, cfg.KafkaSASL
 	if len(brokers) == 0 {
@@ -245,6 +260,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ControllerID:   cfg.ControllerID,
 		Listen:         net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
 		InvokerToken:   cfg.InvokerToken,
+		AdminPassword:  adminPassword,
 		Logger:         log,
 		Namespaces:     namespaces,
 		Health:         cfg.Health,
@@ -373,7 +389,7 @@ func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.Embedded
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
 	}
-	// StartEmbedded has parsed addr, so it splits.
+	// StartEmbedded has parsed addr: the split cannot fail here.
 	if _, port, _ := net.SplitHostPort(addr); port == "0" {
 		log.Warn("the embedded Kafka broker listens on a port chosen at start, as asked (port 0): Kafka tools and "+
 			"invokers outside this process must be given this address", zap.Strings("brokers", emb.Addrs()))

@@ -45,6 +45,8 @@ type InvokerHealth struct {
 	Name string
 	// State is "up", "unhealthy", "unresponsive" or "down".
 	State string
+	// Drain is "draining" or "drained" while an operator drains the invoker (drain.go), else "".
+	Drain string
 }
 
 // Config of a Balancer. Zero values take the defaults noted.
@@ -134,6 +136,13 @@ type Balancer struct {
 	inFlight map[string]*entry // by activation id
 	rnd      *rand.Rand
 
+	// prepares are the drains' requests to destinations (drain.go), numbered by prepSeq within
+	// this run (epoch); prepared is closed and replaced at each new one.
+	prepares []Prepare
+	prepSeq  int64
+	epoch    string
+	prepared chan struct{}
+
 	ensureMu sync.Mutex
 	ensured  map[string]bool
 
@@ -153,6 +162,10 @@ type invoker struct {
 	health     Health
 	capacityMB int
 	freeMB     int
+	// warm is what the invoker's last ping listed: image -> kid of its image key ("" when none).
+	warm map[string]string
+	// drain is the operator's drain of this invoker, nil when it serves as usual.
+	drain *drain
 }
 
 type entry struct {
@@ -196,6 +209,8 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		inFlight:  map[string]*entry{},
 		rnd:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		ensured:   map[string]bool{},
+		epoch:     newEpoch(),
+		prepared:  make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -282,6 +297,10 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 		timeout = whisk.TimeoutDefaultMs * time.Millisecond
 	}
 	hash := ActionHash(msg.User.Namespace.Name, msg.Action.String())
+	image := "" // an unknown kind is warm nowhere: a drain routes it away at once
+	if k, err := whisk.ExecKind(action.Exec.Kind).Resolve(); err == nil {
+		image = string(k)
+	}
 
 	b.mu.Lock()
 	if _, dup := b.inFlight[msg.ActivationID]; dup {
@@ -292,7 +311,7 @@ func (b *Balancer) Publish(ctx context.Context, action *whisk.Action, msg *whisk
 	for i, inv := range b.invokers {
 		cands[i] = Candidate{Healthy: inv.health.State() == Healthy, FreeMB: inv.freeMB}
 	}
-	p, err := Schedule(cands, hash, memoryMB, b.rnd.IntN(1<<30))
+	p, err := Route(cands, b.drainedLocked(image), hash, memoryMB, b.rnd.IntN(1<<30))
 	if err != nil {
 		b.mu.Unlock()
 		return nil, err
@@ -368,7 +387,7 @@ func (b *Balancer) Invokers() []InvokerHealth {
 	defer b.mu.Unlock()
 	out := make([]InvokerHealth, len(b.invokers))
 	for i, inv := range b.invokers {
-		out[i] = InvokerHealth{Name: inv.id.String(), State: inv.health.State().String()}
+		out[i] = InvokerHealth{Name: inv.id.String(), State: inv.health.State().String(), Drain: inv.drainState()}
 	}
 	return out
 }
@@ -425,6 +444,7 @@ func (b *Balancer) clock() {
 		for i, inv := range b.invokers {
 			acts[i] = inv.health.Tick(now)
 		}
+		b.advanceDrainsLocked(now)
 		b.mu.Unlock()
 		for i, a := range acts {
 			b.act(i, a)
@@ -473,6 +493,11 @@ func (b *Balancer) handlePing(m *kafka.Message) {
 	// by the difference, so reservations in flight stay accounted.
 	inv.freeMB += capacity - inv.capacityMB
 	inv.capacityMB = capacity
+	inv.warm = make(map[string]string, len(p.Warm))
+	for _, w := range p.Warm {
+		inv.warm[w.Image] = w.Kid
+	}
+	b.advanceDrainsLocked(now)
 	b.mu.Unlock()
 	b.act(idx, a)
 }
@@ -525,6 +550,9 @@ func (b *Balancer) handleAck(m *kafka.Message) {
 		inv := b.invokers[idx]
 		inv.freeMB += e.memoryMB
 		a = inv.health.Finished(now, result)
+		if inv.drain != nil {
+			b.advanceLocked(idx, inv, now) // the drain may be waiting for this activation
+		}
 		if record == nil && e.blocking && !e.resolved {
 			e.resolved = true // answered by resolveFromStore below
 			fromStore = e

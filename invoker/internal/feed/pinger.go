@@ -22,6 +22,9 @@ type Pinger struct {
 	Instance whisk.InvokerInstanceID
 	Interval time.Duration
 	Enabled  func() bool
+	// Warm, when set, lists the images warm on this invoker for the pings (PingMessage.Warm). It
+	// is called once per ping and must return quickly.
+	Warm func() []whisk.WarmImage
 	// OnError and OnSent observe outcomes (logging and metrics); both optional.
 	OnError func(error)
 	OnSent  func()
@@ -29,7 +32,11 @@ type Pinger struct {
 
 // Ping sends one ping now.
 func (p *Pinger) Ping(ctx context.Context, enabled bool) error {
-	v, err := json.Marshal(whisk.PingMessage{Name: p.Instance, IsEnabled: enabled})
+	msg := whisk.PingMessage{Name: p.Instance, IsEnabled: enabled}
+	if p.Warm != nil {
+		msg.Warm = p.Warm()
+	}
+	v, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encode ping: %w", err)
 	}

@@ -1,0 +1,72 @@
+package enclave
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/teemate/platform/invoker/internal/gate"
+)
+
+// WarmImage is an image with a running owner here and the kid of the image key it holds (empty
+// while its owners hold none, e.g. awaiting a transfer).
+type WarmImage struct {
+	Image string
+	Kid   string
+}
+
+// Warm lists the images with running owners, sorted, each with the kid its owners answer pings
+// with. The controller reads it from the health pings to move images before it drains an invoker
+// (issue #20); an owner that does not answer within ctx counts as holding no key.
+func (m *Manager) Warm(ctx context.Context) []WarmImage {
+	type own struct{ image, socket string }
+	m.mu.Lock()
+	owners := make([]own, 0, len(m.owners))
+	for _, h := range m.owners {
+		owners = append(owners, own{h.image, h.owner.GateSocket()})
+	}
+	m.mu.Unlock()
+	kids := map[string]string{}
+	for _, o := range owners {
+		kid := ""
+		if pong, err := gate.Ping(ctx, o.socket); err == nil {
+			kid = pong.Kid
+		}
+		// One keyed owner makes the image keyed: owners of one image share its key.
+		if cur, seen := kids[o.image]; !seen || cur == "" {
+			kids[o.image] = kid
+		}
+	}
+	out := make([]WarmImage, 0, len(kids))
+	for image, kid := range kids {
+		out = append(out, WarmImage{Image: image, Kid: kid})
+	}
+	slices.SortFunc(out, func(a, b WarmImage) int {
+		if a.Image < b.Image {
+			return -1
+		}
+		if a.Image > b.Image {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Prepare makes image warm here before activations of it arrive: it starts the image's owner
+// unless one runs, which takes the image key the way any first owner does (from another invoker
+// through KeyRelay when one holds it). from is the invoker the image moves from (a drain); the
+// key relay picks a healthy holder of the image's published key today, which the draining invoker
+// is, so from names the peer for a transfer that wants the source's enclave state (issue #20,
+// item 2). It returns once an owner is ready, or with the start's error.
+func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
+	if ids, _ := m.keyEndpoints(image); len(ids) > 0 {
+		return nil
+	}
+	l, err := m.Reserve(ctx, image)
+	if err != nil {
+		return fmt.Errorf("prepare %s: %w", image, err)
+	}
+	l.Release()
+	return nil
+}
