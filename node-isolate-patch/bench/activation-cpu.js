@@ -12,9 +12,11 @@
 //
 // Per mode it prints the process CPU (user + system, every thread: the slot thread's
 // create + bootstrap + prelude + run + teardown, the watchdog, V8's platform
-// workers) divided by n, and the medians of the phases the addon reports
-// (createMs, bootstrapMs of which preludeMs, runMs, lastTeardownMs) plus the
-// slot thread's own CPU per phase when the addon reports it (threadCpu*).
+// workers, and the bench's own polling of info()) divided by n, and the medians of
+// the phases the addon reports (createMs, bootstrapMs of which preludeMs, runMs,
+// lastTeardownMs), plus median and p10 of the slot thread's own CPU per phase
+// (createCpuMs, bootstrapCpuMs, preludeCpuMs, runCpuMs) and how often the
+// prelude's code cache was produced / consumed.
 //
 // Usage: node bench/activation-cpu.js [n] [mode...] [--json]   (n=100, modes cold hot)
 // Variants: see TEEMATE_BENCH_START below; TEEMATE_BENCH_ROUNDS=R repeats every
