@@ -40,9 +40,11 @@
 const { createRequire } = require('module');
 const path = require('path');
 const vm = require('vm');
-const { Writable } = require('stream');
-const { isMainThread } = require('worker_threads');
 const timers = require('timers');
+// `inWorker` comes from isolates.js with `caps`: true only in the Worker fallback.
+// Asking worker_threads (isMainThread) would load it and the stream stack with
+// it, ~5 ms of CPU in every new environment.
+const isMainThread = !inWorker;
 
 // Per-activation state; nothing in it is set before activate() runs.
 let activated = false;
@@ -157,7 +159,9 @@ function toText(chunk) {
 // In an addon environment the isolate never gets Node's real stdout/stderr
 // streams: making those opens a libuv handle on the owner's own fd 1/2 (shared by
 // every isolate, and through `_handle` a way around the capture) and loads the
-// net/tty stream stack (~2-6 ms). It gets a Writable of its own instead. A Worker's
+// net/tty stream stack (~2-6 ms). It gets a Writable of its own instead, made on
+// first use: loading the stream module costs ~4 ms of CPU in a new environment,
+// which an action that never logs does not pay. A Worker's
 // stdio streams are already its own (messages to the owner, which drops them) and
 // Node's worker internals call into them, so there only write() is replaced.
 function captureStream(name, fd) {
@@ -171,17 +175,26 @@ function captureStream(name, fd) {
     Object.defineProperty(process[name], 'write', { value: write, writable: true, configurable: true });
     return;
   }
-  const s = new Writable({
-    decodeStrings: false,
-    write(chunk, encoding, cb) { // only reached through Writable's internals
-      capture(name, toText(chunk));
-      cb();
+  let s = null;
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: true,
+    get() {
+      if (s) return s;
+      const { Writable } = require('stream');
+      s = new Writable({
+        decodeStrings: false,
+        write(chunk, encoding, cb) { // only reached through Writable's internals
+          capture(name, toText(chunk));
+          cb();
+        },
+      });
+      Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
+      s.fd = fd;
+      s.isTTY = false;
+      return s;
     },
   });
-  Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
-  s.fd = fd;
-  s.isTTY = false;
-  Object.defineProperty(process, name, { configurable: true, enumerable: true, get() { return s; } });
 }
 
 // ---- errors in the style of OpenWhisk's Node.js runtime ------------------------
@@ -250,7 +263,7 @@ process.on('unhandledRejection', (e) => {
 // The capability set (caps.js), installed last: the prelude's own work above
 // needs nothing it refuses. Patched in place in this environment's builtins;
 // beginCaps(settings) gives it the run's settings on the request path.
-const beginCaps = caps.install({ stderr: (text) => capture('stderr', text) });
+const beginCaps = caps.install({ stderr: (text) => capture('stderr', text), inWorker });
 
 // ---- the request path ---------------------------------------------------------------
 // (Parenthesised so V8 compiles it with the prelude, not on its first call.)
@@ -361,16 +374,16 @@ const activate = (function activate(requestText, deliver, log) {
 });
 
 // warm() is called by the isolate addon only when it prepares an environment ahead
-// of any request (a hot slot): the first console write, performance timer read, vm
-// compile and createRequire each load and initialise parts of Node (~0.1-0.7 ms
-// apiece), which would otherwise happen inside the tenant's activation. On a cold
-// slot nobody calls it: there it would only add to the request path (the console
-// part costs more than it saves for an action that does not log). It writes
-// nothing anyone sees (capture drops everything before activate), compiles only a
+// of any request (a hot slot): the first performance timer read, vm compile and
+// createRequire each load and initialise parts of Node, which would otherwise
+// happen inside the tenant's activation. Measured in slot-thread CPU (node-isolate-patch
+// bench/activation-cpu.js): it costs ~2.2 ms ahead and saves ~1.9 ms of the request
+// path, so it about pays for itself and keeps a hot request at ~0.5 ms. The first
+// console write is not warmed any more: it loads the stream module (~4-6 ms ahead,
+// for every activation) to save ~0.3 ms for the actions that log. On a cold slot
+// nobody calls it: there it would only add to the request path. It compiles only a
 // constant and resolves nothing of any tenant.
 activate.warm = function warm() {
-  console.log('');
-  console.error('');
   performance.now();
   vm.runInThisContext('0', { filename: 'teemate-prelude' });
   createRequire(path.join(process.cwd(), 'teemate-prelude.js'));

@@ -48,7 +48,6 @@ const fs = require('fs');
 const path = require('path');
 const Module = require('module');
 const { fileURLToPath } = require('url');
-const workerThreads = require('worker_threads'); // loaded by the bootstrap anyway
 
 // ---- primordials: captured before any tenant code runs -----------------------
 const ReflectApply = Reflect.apply;
@@ -674,14 +673,18 @@ function guardProcess(hooks) {
       return ReflectApply(getBuiltinModule, process, [id]);
     };
   }
-  // stdin would open a stream on the runtime's fd 0.
-  const { Readable } = require('stream');
+  // stdin would open a stream on the runtime's fd 0. The stream module is
+  // loaded on first use (~4 ms of CPU in a new environment).
   let stdin = null;
   ObjectDefineProperty(process, 'stdin', {
     configurable: true,
     enumerable: true,
     get() {
-      if (!stdin) { stdin = new Readable({ read() { this.push(null); } }); stdin.fd = 0; }
+      if (!stdin) {
+        const { Readable } = loadBuiltin('stream');
+        stdin = new Readable({ read() { this.push(null); } });
+        stdin.fd = 0;
+      }
       return stdin;
     },
   });
@@ -769,8 +772,9 @@ function patchLazy(name) {
 function patchAllLazy() {
   const names = ObjectKeys(LAZY);
   for (let i = 0; i < names.length; i++) patchLazy(names[i]);
-  // worker_threads is loaded by the bootstrap itself (isMainThread).
-  workerThreads.Worker = denyFn('worker_threads');
+  // Only in a Worker, where worker_threads is loaded anyway (the bootstrap's
+  // messages to the owner go through it).
+  loadBuiltin('worker_threads').Worker = denyFn('worker_threads');
 }
 
 // ---- network --------------------------------------------------------------------------
@@ -930,7 +934,9 @@ function deniedAddressError(where, port) {
 let installed = false;
 
 // install patches this environment; hooks.stderr(text) writes into the
-// activation's stderr log. Returns begin(settings), the request path's part.
+// activation's stderr log; hooks.inWorker is true in the Worker fallback (its
+// import() cannot be refused, so everything is patched at once there). Returns
+// begin(settings), the request path's part.
 function install(hooks) {
   if (installed) throw new Error('capabilities already installed in this environment');
   installed = true;
@@ -951,7 +957,7 @@ function install(hooks) {
       return ReflectApply(fetch, this, args);
     };
   }
-  if (!workerThreads.isMainThread) {
+  if (hooks.inWorker === true) {
     // A Worker (the fallback backend): its import() cannot be refused, and an
     // ESM namespace reaches a builtin past the loader, so everything is patched
     // now, and the namespaces follow the patched exports.

@@ -45,11 +45,14 @@ function addonPath() {
 // set, a CommonJS-style file) wrapped as the value `caps`, then activation.js,
 // which installs it in its prelude. One text because the addon takes one
 // prelude; strict mode for all of it (first directive), so no stack-trace
-// CallSite can hand tenant code one of these functions.
-function loadBootstrap() {
+// CallSite can hand tenant code one of these functions. `inWorker` tells the
+// text which backend runs it (asking worker_threads would load it, and the
+// stream stack, in every addon environment).
+function loadBootstrap(inWorker = false) {
   const caps = fs.readFileSync(CAPS_PATH, 'utf8');
   const activation = fs.readFileSync(BOOTSTRAP_PATH, 'utf8');
   return `'use strict';
+const inWorker = ${inWorker === true};
 const caps = (function (require, module) {
 ${caps}
 return module.exports;
@@ -228,8 +231,7 @@ function round(ms) {
 // prewarm is the addon's budget of prepared slots (the worker ignores it).
 // Returns {backend, note} where note explains a fallback.
 function choose(kind, slots, prewarm = 0) {
-  const bootstrap = loadBootstrap();
-  if (kind === 'worker') return { backend: new WorkerBackend(bootstrap) };
+  if (kind === 'worker') return { backend: new WorkerBackend(loadBootstrap(true)) };
   let addon;
   let why;
   const p = addonPath();
@@ -240,13 +242,13 @@ function choose(kind, slots, prewarm = 0) {
   }
   if (addon) {
     try {
-      return { backend: new AddonBackend(addon, bootstrap, slots, prewarm) };
+      return { backend: new AddonBackend(addon, loadBootstrap(false), slots, prewarm) };
     } catch (e) {
       why = `isolate addon ${p} did not start: ${e.message}`;
     }
   }
   if (kind === 'addon') throw new Error(why);
-  return { backend: new WorkerBackend(bootstrap), note: why };
+  return { backend: new WorkerBackend(loadBootstrap(true)), note: why };
 }
 
-module.exports = { choose, addonPath, WorkerBackend, AddonBackend, DEFAULT_ADDON };
+module.exports = { choose, addonPath, loadBootstrap, WorkerBackend, AddonBackend, DEFAULT_ADDON };

@@ -61,7 +61,7 @@ if (process.argv[2] === '--rss') {
   const prewarm = process.argv[4] === 'true';
   const opts = { prewarm };
   if (process.argv[5] === 'prelude') {
-    opts.prelude = fs.readFileSync(path.join(root, '..', 'enclave-runtime', 'trusted', 'activation.js'), 'utf8');
+    opts.prelude = require(path.join(root, '..', 'enclave-runtime', 'trusted', 'isolates.js')).loadBootstrap();
   }
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   (async () => {
@@ -96,7 +96,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // The runtime mode: activation.js as the prelude, and the request the enclave
 // runtime's owner builds for a plain-code action (see owner.js onRun).
-const RUNTIME_PRELUDE = fs.readFileSync(path.join(root, '..', 'enclave-runtime', 'trusted', 'activation.js'), 'utf8');
+// (isolates.js assembles it: the capability set, then activation.js.)
+const RUNTIME_PRELUDE = require(path.join(root, '..', 'enclave-runtime', 'trusted', 'isolates.js')).loadBootstrap();
 const runtimeRequest = JSON.stringify({
   action: { kind: 'code', filename: path.join(os.tmpdir(), 'noop.js'),
     source: '(function (exports, require, module, __filename, __dirname) {function main(){return {}}\n;' +

@@ -1,7 +1,10 @@
 // Trusted (inside the enclave). See activation.h.
 #include "activation.h"
 
+#include <time.h>
+
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 namespace teemate {
@@ -18,6 +21,20 @@ constexpr auto kHeapPollInterval = std::chrono::milliseconds(20);
 double MsBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
+
+// CPU time of the calling thread, in ms (0 if the clock is unavailable).
+double ThreadCpuMs() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// What Node's run_cjs hands a main script, fetched from it so the prelude,
+// compiled by us (to use the code cache), runs with exactly the same
+// arguments: the builtin-only require and a module of the executable's path.
+constexpr char kCjsArgsSource[] = "return [exports, require, module, __filename, __dirname];";
+constexpr const char* kCjsParams[] = {"exports", "require", "module", "__filename", "__dirname"};
+constexpr int kCjsParamCount = 5;
 
 std::string Truncate(std::string s) {
   if (s.size() > kMaxMessageBytes) {
@@ -99,6 +116,8 @@ class PreparedEnvironment {
   bool used = false;
   uint64_t id = 0;
   double create_ms = 0, bootstrap_ms = 0, prelude_ms = 0;
+  double create_cpu_ms = 0, bootstrap_cpu_ms = 0, prelude_cpu_ms = 0;
+  const char* prelude_cache = "off";
 };
 
 void PreparedEnvironmentDeleter::operator()(PreparedEnvironment* env) const { delete env; }
@@ -169,9 +188,10 @@ v8::MaybeLocal<v8::Promise> RefuseDynamicImport(v8::Local<v8::Context> ctx, v8::
 // caller owns, is what tells a throw apart; *failed is set either way.
 v8::MaybeLocal<v8::Value> CallOutermost(v8::Isolate* isolate, v8::Local<v8::Function> fn, int argc,
                                         v8::Local<v8::Value>* argv, const v8::TryCatch& try_catch,
-                                        bool* failed) {
-  v8::MaybeLocal<v8::Value> ret = node::MakeCallback(isolate, v8::Object::New(isolate), fn, argc,
-                                                     argv, node::async_context{1, 0});
+                                        bool* failed, v8::Local<v8::Object> recv = {}) {
+  if (recv.IsEmpty()) recv = v8::Object::New(isolate);
+  v8::MaybeLocal<v8::Value> ret =
+      node::MakeCallback(isolate, recv, fn, argc, argv, node::async_context{1, 0});
   *failed = ret.IsEmpty() || try_catch.HasCaught();
   return ret;
 }
@@ -356,6 +376,7 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
   // two activations.
   static std::atomic<uint64_t> next_id{1};
   const auto t0 = Clock::now();
+  const double c0 = ThreadCpuMs();
   if (rt.platform == nullptr || !rt.snapshot) {
     *error = "runtime not initialised (no platform or snapshot)";
     return nullptr;
@@ -385,7 +406,9 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
     return nullptr;
   }
   const auto t1 = Clock::now();
+  const double c1 = ThreadCpuMs();
   pe->create_ms = MsBetween(t0, t1);
+  pe->create_cpu_ms = c1 - c0;
 
   v8::Isolate* isolate = pe->setup->isolate();
   node::Environment* env = pe->setup->env();
@@ -451,20 +474,73 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
     // yet), and what it returns is the entry a request calls.
     if (!failed && !rt.prelude.empty()) {
       const auto tp = Clock::now();
+      const double cp = ThreadCpuMs();
       v8::TryCatch prelude_catch(isolate);
-      v8::Local<v8::String> source;
       v8::Local<v8::Value> entry;
       bool threw = false;
-      if (!v8::String::NewFromUtf8(isolate, rt.prelude.data(), v8::NewStringType::kNormal,
-                                   static_cast<int>(rt.prelude.size()))
-               .ToLocal(&source)) {
+      // The prelude is compiled here rather than handed to run_cjs (which
+      // compiles without a cache), with the arguments run_cjs gives a main
+      // script, fetched from run_cjs itself.
+      v8::Local<v8::Value> cjs_argv[kCjsParamCount];
+      {
+        v8::Local<v8::Value> argv[] = {v8::String::NewFromUtf8Literal(isolate, kCjsArgsSource)};
+        v8::Local<v8::Value> got;
+        if (!CallOutermost(isolate, raw->run_cjs.Get(isolate), 1, argv, prelude_catch, &threw)
+                 .ToLocal(&got) ||
+            threw || !got->IsArray() || got.As<v8::Array>()->Length() != kCjsParamCount) {
+          failed = true;
+        }
+        for (int i = 0; !failed && i < kCjsParamCount; i++) {
+          if (!got.As<v8::Array>()->Get(ctx, i).ToLocal(&cjs_argv[i])) failed = true;
+        }
+        if (failed || !cjs_argv[0]->IsObject() || !cjs_argv[3]->IsString()) {
+          failed = true;
+          *error = "the runtime prelude failed: node gave no main-script arguments";
+        }
+      }
+      v8::Local<v8::String> source;
+      if (!failed && !v8::String::NewFromUtf8(isolate, rt.prelude.data(), v8::NewStringType::kNormal,
+                                              static_cast<int>(rt.prelude.size()))
+                          .ToLocal(&source)) {
         failed = true;
         *error = "cannot pass the runtime prelude to the environment (too large?)";
-      } else {
-        v8::Local<v8::Value> argv[] = {source};
-        v8::MaybeLocal<v8::Value> ret =
-            CallOutermost(isolate, raw->run_cjs.Get(isolate), 1, argv, prelude_catch, &threw);
-        if (threw || !ret.ToLocal(&entry) || !entry->IsFunction()) {
+      }
+      v8::Local<v8::Function> compiled;
+      PreludeCodeCache::Data cached;
+      if (!failed) {
+        if (rt.prelude_cache) cached = rt.prelude_cache->Get();
+        v8::Local<v8::String> params[kCjsParamCount];
+        for (int i = 0; i < kCjsParamCount; i++) {
+          params[i] = v8::String::NewFromUtf8(isolate, kCjsParams[i], v8::NewStringType::kInternalized)
+                          .ToLocalChecked();
+        }
+        v8::ScriptOrigin origin(isolate, cjs_argv[3]);
+        // Source owns the CachedData object, not its bytes (BufferNotOwned):
+        // `cached` keeps them alive past the compile.
+        v8::ScriptCompiler::Source src(
+            source, origin,
+            cached ? new v8::ScriptCompiler::CachedData(cached->data(), static_cast<int>(cached->size()))
+                   : nullptr);
+        if (!v8::ScriptCompiler::CompileFunction(ctx, &src, kCjsParamCount, params, 0, nullptr,
+                                                 cached ? v8::ScriptCompiler::kConsumeCodeCache
+                                                        : v8::ScriptCompiler::kNoCompileOptions)
+                 .ToLocal(&compiled)) {
+          threw = true;
+        } else if (cached && src.GetCachedData()->rejected) {
+          rt.prelude_cache->Reject(cached);
+          raw->prelude_cache = "rejected";
+        } else if (cached) {
+          raw->prelude_cache = "consumed";
+        }
+      }
+      v8::Local<v8::Value> ret;
+      if (!failed && !threw) {
+        ret = CallOutermost(isolate, compiled, kCjsParamCount, cjs_argv, prelude_catch, &threw,
+                            cjs_argv[0].As<v8::Object>())
+                  .FromMaybe(v8::Local<v8::Value>());
+      }
+      if (!failed) {
+        if (threw || ret.IsEmpty() || !ret->IsFunction()) {
           failed = true;
           *error = "the runtime prelude failed";
           if (prelude_catch.HasCaught() && !prelude_catch.HasTerminated()) {
@@ -477,6 +553,7 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
             *error += ": it must return the entry function";
           }
         } else {
+          entry = ret;
           raw->entry.Reset(isolate, entry.As<v8::Function>());
         }
       }
@@ -502,7 +579,20 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
         failed = true;
         *error = "the runtime prelude's entry.warm is not readable";
       }
+      // The first environment (or the first after a rejection) makes the
+      // cache now that the prelude (and warm()) ran: V8 compiles lazily, so
+      // the functions they called are compiled and go into the cache too.
+      if (!failed && rt.prelude_cache && (!cached || std::strcmp(raw->prelude_cache, "rejected") == 0)) {
+        std::unique_ptr<v8::ScriptCompiler::CachedData> made(
+            v8::ScriptCompiler::CreateCodeCacheForFunction(compiled));
+        if (made && made->length > 0) {
+          rt.prelude_cache->Offer(
+              std::make_shared<const std::vector<uint8_t>>(made->data, made->data + made->length));
+          raw->prelude_cache = "produced";
+        }
+      }
       raw->prelude_ms = MsBetween(tp, Clock::now());
+      raw->prelude_cpu_ms = ThreadCpuMs() - cp;
     }
     // Work V8 queued for this isolate while it was prepared (typically the
     // scavenge job the prelude's allocations scheduled) runs now, not on the
@@ -517,6 +607,7 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
   }
   if (failed) return nullptr;  // the deleter frees the environment
   pe->bootstrap_ms = MsBetween(t1, Clock::now());
+  pe->bootstrap_cpu_ms = ThreadCpuMs() - c1;
   return pe;
 }
 
@@ -531,6 +622,10 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   res.create_ms = pe->create_ms;
   res.bootstrap_ms = pe->bootstrap_ms;
   res.prelude_ms = pe->prelude_ms;
+  res.create_cpu_ms = pe->create_cpu_ms;
+  res.bootstrap_cpu_ms = pe->bootstrap_cpu_ms;
+  res.prelude_cpu_ms = pe->prelude_cpu_ms;
+  res.prelude_cache = pe->prelude_cache;
   if (pe->used) {
     // Never happens by construction; refusing is what keeps one activation's
     // state from reaching another if it ever did.
@@ -546,6 +641,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   v8::Isolate* isolate = pe->setup->isolate();
   node::Environment* env = pe->setup->env();
   Clock::time_point t1, t2;
+  double run_cpu0 = 0;
   std::string sync_error;
   bool have_result = false;
   std::string result_error;
@@ -587,6 +683,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     }
 
     t1 = Clock::now();
+    run_cpu0 = ThreadCpuMs();
     if (ok && !guard->stop_requested()) {
       // A synchronous throw from the bootstrap (or entry) ends up here instead
       // of in Node's message listener, so it is reported to the caller and not
@@ -661,6 +758,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
       }
     }
     t2 = Clock::now();
+    res.run_cpu_ms = ThreadCpuMs() - run_cpu0;
 
     // From here on nothing reaches the guard (it lives on the caller's stack
     // and the environment may be freed after the caller moved on).

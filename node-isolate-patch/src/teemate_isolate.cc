@@ -259,6 +259,10 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
       {"createMs", r.create_ms},
       {"bootstrapMs", r.bootstrap_ms},
       {"preludeMs", r.prelude_ms},
+      {"createCpuMs", r.create_cpu_ms},
+      {"bootstrapCpuMs", r.bootstrap_cpu_ms},
+      {"preludeCpuMs", r.prelude_cpu_ms},
+      {"runCpuMs", r.run_cpu_ms},
       {"envId", static_cast<double>(r.env_id)}};
   for (const auto& [name, value] : fields) {
     if (napi_create_double(env, value, &num) != napi_ok ||
@@ -269,8 +273,10 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   // Every environment is freed after its result is delivered, so this
   // activation's teardown is not known yet: teardownMs is null, and the
   // previous activation's teardown on this slot is reported instead.
-  napi_value null_value, prewarmed, last_teardown;
-  if (napi_get_null(env, &null_value) != napi_ok ||
+  napi_value null_value, prewarmed, last_teardown, prelude_cache;
+  if (napi_create_string_utf8(env, r.prelude_cache, NAPI_AUTO_LENGTH, &prelude_cache) != napi_ok ||
+      napi_set_named_property(env, stats, "preludeCache", prelude_cache) != napi_ok ||
+      napi_get_null(env, &null_value) != napi_ok ||
       napi_set_named_property(env, stats, "teardownMs", null_value) != napi_ok ||
       napi_get_boolean(env, job->prewarmed, &prewarmed) != napi_ok ||
       napi_set_named_property(env, stats, "prewarmed", prewarmed) != napi_ok) {
@@ -501,7 +507,7 @@ bool HookProcessExit(napi_env env) {
 // silently fall back to the default. *prewarm holds the budget; it defaults to
 // slots. *prelude stays empty without one.
 bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm,
-                     std::string* prelude) {
+                     std::string* prelude, bool* code_cache) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_undefined) return true;
@@ -523,10 +529,24 @@ bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewa
         !GetString(env, k, 256, &name, "option name")) {
       return false;
     }
-    if (name != "prewarm" && name != "prelude") {
-      Throw(env, "ERR_INVALID_ARG_VALUE", "unknown option '" + name + "' (known: prewarm, prelude)");
+    if (name != "prewarm" && name != "prelude" && name != "codeCache") {
+      Throw(env, "ERR_INVALID_ARG_VALUE",
+            "unknown option '" + name + "' (known: prewarm, prelude, codeCache)");
       return false;
     }
+  }
+  napi_value cv;
+  if (napi_get_named_property(env, v, "codeCache", &cv) != napi_ok ||
+      napi_typeof(env, cv, &t) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options.codeCache");
+    return false;
+  }
+  if (t != napi_undefined) {
+    if (t != napi_boolean) {
+      Throw(env, "ERR_INVALID_ARG_TYPE", "options.codeCache must be a boolean", true);
+      return false;
+    }
+    if (napi_get_value_bool(env, cv, code_cache) != napi_ok) return false;
   }
   napi_value lv;
   if (napi_get_named_property(env, v, "prelude", &lv) != napi_ok ||
@@ -575,7 +595,10 @@ napi_value Start(napi_env env, napi_callback_info info) {
   const auto slots = static_cast<uint32_t>(n);
   uint32_t prewarm = slots;
   std::string prelude;
-  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude)) return nullptr;
+  bool code_cache = true;
+  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude, &code_cache)) {
+    return nullptr;
+  }
 
   State& st = G();
   std::lock_guard<std::mutex> lock(st.mu);
@@ -613,6 +636,9 @@ napi_value Start(napi_env env, napi_callback_info info) {
 
   // No slot thread runs now (stop() joined them), so the prelude can change.
   st.runtime.prelude = std::move(prelude);
+  // A new cache per start(): the prelude may have changed.
+  st.runtime.prelude_cache =
+      code_cache && !st.runtime.prelude.empty() ? std::make_shared<PreludeCodeCache>() : nullptr;
   st.watchdog.Start();
   st.slots.clear();
   // Every slot gets its parked thread now (an idle one costs ~16 KiB RSS;

@@ -738,3 +738,52 @@ test('prelude options and entry runs are checked', () => {
   assert.equal(out[8], 'ok');
   assert.deepEqual(out[9], ['prepared on the request path', false]);
 });
+
+test('the prelude code cache: made once, consumed by every later environment, off on request', () => {
+  // In a child: start() may only run once per owner at a time, and the suite above holds it.
+  const script = `
+    const iso = require(${JSON.stringify(addonPath)});
+    // The prelude sees what run_cjs gives a main script: this === exports, the
+    // builtin require, a module of the executable's path.
+    const PRELUDE = \`
+      const where = [this === exports, typeof require('path').join, module.exports === exports, __filename === process.execPath,
+        typeof __dirname === 'string'];
+      let inner = (n) => n * 2; // compiled lazily, on its first call
+      const entry = (req, deliver) => deliver(JSON.stringify({ where, twice: inner(JSON.parse(req).n) }));
+      entry.warm = () => inner(1);
+      return entry;\`;
+    const out = [];
+    const runs = (left, done) => iso.run(0, null, JSON.stringify({ n: left }), 5000, 64, (err, result, stats) => {
+      out.push(err ? err.code + ' ' + err.message : [result, stats.preludeCache, typeof stats.preludeCpuMs, typeof stats.createCpuMs,
+        typeof stats.bootstrapCpuMs, typeof stats.runCpuMs]);
+      if (left > 1) setTimeout(() => runs(left - 1, done), 5); else done();
+    });
+    const code = (f) => { try { f(); return 'no error'; } catch (e) { return e.code + ' ' + e.message; } };
+    out.push(code(() => iso.start(1, { prelude: PRELUDE, codeCache: 'yes' })));
+    iso.start(1, { prewarm: 0, prelude: PRELUDE });
+    runs(3, () => {
+      iso.stop();
+      // A new start() makes a new cache (the prelude may differ); codeCache: false makes none.
+      iso.start(1, { prewarm: 0, prelude: PRELUDE.replace('n * 2', 'n * 3') });
+      runs(2, () => {
+        iso.stop();
+        iso.start(1, { prewarm: 0, prelude: PRELUDE, codeCache: false });
+        runs(1, () => { iso.stop(); console.log(JSON.stringify(out)); });
+      });
+    });`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim());
+  assert.match(out[0], /^ERR_INVALID_ARG_TYPE options.codeCache must be a boolean/);
+  const where = [true, 'function', true, true, true];
+  const numbers = ['number', 'number', 'number', 'number'];
+  assert.deepEqual(out.slice(1), [
+    [JSON.stringify({ where, twice: 6 }), 'produced', ...numbers],
+    [JSON.stringify({ where, twice: 4 }), 'consumed', ...numbers],
+    [JSON.stringify({ where, twice: 2 }), 'consumed', ...numbers],
+    [JSON.stringify({ where, twice: 6 }), 'produced', ...numbers],
+    [JSON.stringify({ where, twice: 3 }), 'consumed', ...numbers],
+    [JSON.stringify({ where, twice: 2 }), 'off', ...numbers],
+  ]);
+});
