@@ -25,9 +25,14 @@ const (
 	throttledUUID = "7d1c2e3f-3333-4444-8555-966677778888"
 	throttledKey  = "thr0ttl3thr0ttl3thr0ttl3thr0ttl3thr0ttl3thr0ttl3thr0ttl3thr0ttl3"
 	throttledAuth = throttledUUID + ":" + throttledKey
-	// throttledPerMinute is the invocations a minute of the namespace throttled, low enough that
-	// each client meets the 429 within a few invocations.
+	// throttledPerMinute and throttledFires are the invocations and trigger fires a minute of the
+	// namespace throttled, low enough that each client meets the 429 within a few requests.
 	throttledPerMinute = 2
+	throttledFires     = 1
+	// crowded is a namespace with one activation in flight at most.
+	crowdedUUID = "9e8d7c6b-5555-4666-8777-a88899990000"
+	crowdedKey  = "cr0wd3dcr0wd3dcr0wd3dcr0wd3dcr0wd3dcr0wd3dcr0wd3dcr0wd3dcr0wd3d"
+	crowdedAuth = crowdedUUID + ":" + crowdedKey
 )
 
 // compatRow is one row of the README's "Compatibility with OpenWhisk" table.
@@ -129,14 +134,23 @@ func TestCompatibilityTable(t *testing.T) {
 
 	p := startFidelity(t, repo, "process",
 		Namespace{Name: systemNamespace, UUID: systemUUID, Key: systemKey},
-		Namespace{Name: "throttled", UUID: throttledUUID, Key: throttledKey})
-	perMinute := throttledPerMinute
-	if _, err := p.ctl.st.SetLimits(p.ctx, "throttled", store.LimitsChange{Set: store.Limits{InvocationsPerMinute: &perMinute}}); err != nil {
+		Namespace{Name: "throttled", UUID: throttledUUID, Key: throttledKey},
+		Namespace{Name: "crowded", UUID: crowdedUUID, Key: crowdedKey})
+	perMinute, fires, one := throttledPerMinute, throttledFires, 1
+	if _, err := p.ctl.st.SetLimits(p.ctx, "throttled", store.LimitsChange{Set: store.Limits{InvocationsPerMinute: &perMinute, FiresPerMinute: &fires}}); err != nil {
+		t.Fatal(err)
+	}
+	// The tenant runs every other check through both clients, more than OpenWhisk's 60 a minute.
+	many := 1000
+	if _, err := p.ctl.st.SetLimits(p.ctx, "tenant", store.LimitsChange{Set: store.Limits{InvocationsPerMinute: &many}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ctl.st.SetLimits(p.ctx, "crowded", store.LimitsChange{Set: store.Limits{ConcurrentInvocations: &one}}); err != nil {
 		t.Fatal(err)
 	}
 	host := p.ctl.APIHost()
 	g := &goCompat{host: host, c: goClient(t, host, tenantAuth, "_"), sys: goClient(t, host, systemAuth, "_"),
-		thr: goClient(t, host, throttledAuth, "_"), tenantSys: goClient(t, host, tenantAuth, systemNamespace),
+		thr: goClient(t, host, throttledAuth, "_"), crowded: goClient(t, host, crowdedAuth, "_"), tenantSys: goClient(t, host, tenantAuth, systemNamespace),
 		bad: goClient(t, host, tenantUUID+":wrong", "_")}
 
 	// The Go client's checks first, then the npm client's, so that neither sees the other's
@@ -176,7 +190,7 @@ func runNodeChecks(t *testing.T, ctx context.Context, node, dir, host string, ro
 	cmd := exec.CommandContext(ctx, node, "owcompat.js")
 	cmd.Dir = dir
 	env := []string{"OW_APIHOST=" + host, "OW_AUTH=" + tenantAuth, "OW_SYSTEM_AUTH=" + systemAuth,
-		"OW_THROTTLED_AUTH=" + throttledAuth, "OW_CHECKS=" + strings.Join(checks, ",")}
+		"OW_THROTTLED_AUTH=" + throttledAuth, "OW_CROWDED_AUTH=" + crowdedAuth, "OW_CHECKS=" + strings.Join(checks, ",")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NODE_EXTRA_CA_CERTS=") {
 			env = append(env, kv)
@@ -236,11 +250,11 @@ func goClient(t *testing.T, host, auth, namespace string) *owhisk.Client {
 	return c
 }
 
-// goCompat holds openwhisk-client-go clients: the tenant's, whisk.system's, the throttled
-// namespace's, the tenant's on whisk.system's entities, and one with a wrong key.
+// goCompat holds openwhisk-client-go clients: the tenant's, whisk.system's, the throttled and the
+// crowded namespaces', the tenant's on whisk.system's entities, and one with a wrong key.
 type goCompat struct {
-	host                        string
-	c, sys, thr, tenantSys, bad *owhisk.Client
+	host                                 string
+	c, sys, thr, crowded, tenantSys, bad *owhisk.Client
 }
 
 // action creates or replaces a nodejs:20 action.
@@ -312,8 +326,8 @@ func (g *goCompat) latest(name string, since time.Time) (*owhisk.Activation, err
 
 // raw sends a request the client has no call for through the client's Do (no key: web actions,
 // GET /, /metrics, preflights), returning the answer with its body.
-func (g *goCompat) raw(method, path string, header map[string]string) (*http.Response, []byte, error) {
-	req, err := http.NewRequest(method, g.host+path, nil)
+func (g *goCompat) raw(method, path, body string, header map[string]string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, g.host+path, strings.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -477,7 +491,7 @@ var goChecks = map[string]func(g *goCompat) error{
 		if err := g.action(g.c, "go-web", echoCode, nil, kv("web-export", true), nil); err != nil {
 			return err
 		}
-		_, b, err := g.raw("GET", "/api/v1/web/tenant/default/go-web.json?x=1", nil)
+		_, b, err := g.raw("GET", "/api/v1/web/tenant/default/go-web.json?x=1", "", nil)
 		return want(err == nil && strings.Contains(string(b), `"x":"1"`), "web .json: %s %v", b, err)
 	},
 	"web.http": func(g *goCompat) error {
@@ -485,8 +499,31 @@ var goChecks = map[string]func(g *goCompat) error{
 		if err := g.action(g.c, "go-webhttp", code, nil, kv("web-export", true), nil); err != nil {
 			return err
 		}
-		resp, b, err := g.raw("GET", "/api/v1/web/tenant/default/go-webhttp.http", nil)
+		resp, b, err := g.raw("GET", "/api/v1/web/tenant/default/go-webhttp.http", "", nil)
 		return want(err == nil && resp.StatusCode == 201 && resp.Header.Get("X-Compat") == "yes" && string(b) == "made", "web .http: %v %s %v", resp, b, err)
+	},
+	"web.raw": func(g *goCompat) error {
+		if err := g.action(g.c, "go-raw", `function main(p) { return { body: p.__ow_body, query: p.__ow_query, plain: p.a } }`, nil,
+			kv("web-export", true, "raw-http", true), nil); err != nil {
+			return err
+		}
+		_, b, err := g.raw("POST", "/api/v1/web/tenant/default/go-raw.json?a=1", "hello", map[string]string{"Content-Type": "text/plain"})
+		var r map[string]any
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		return want(err == nil && r["body"] == "hello" && r["query"] == "a=1" && r["plain"] == nil, "raw-http: %s %v", b, err)
+	},
+	"web.auth": func(g *goCompat) error {
+		if err := g.action(g.c, "go-guarded", echoCode, nil, kv("web-export", true, "require-whisk-auth", "s3cret"), nil); err != nil {
+			return err
+		}
+		resp, _, err := g.raw("GET", "/api/v1/web/tenant/default/go-guarded.json", "", nil)
+		if statusOf(resp) != 401 {
+			return fmt.Errorf("without the header: %d %v", statusOf(resp), err)
+		}
+		_, b, err := g.raw("GET", "/api/v1/web/tenant/default/go-guarded.json?x=1", "", map[string]string{"X-Require-Whisk-Auth": "s3cret"})
+		return want(err == nil && strings.Contains(string(b), `"x":"1"`), "with the header: %s %v", b, err)
 	},
 	"activations.list": func(g *goCompat) error {
 		if err := g.action(g.c, "go-listed", echoCode, nil, nil, nil); err != nil {
@@ -646,7 +683,7 @@ var goChecks = map[string]func(g *goCompat) error{
 		if r, err := g.result(g.c, "go-webpkg/page", nil); err != nil || r["from"] != "pkg" {
 			return fmt.Errorf("invoke by the package path: %v %v", r, err)
 		}
-		_, b, err := g.raw("GET", "/api/v1/web/tenant/go-webpkg/page.json", nil)
+		_, b, err := g.raw("GET", "/api/v1/web/tenant/go-webpkg/page.json", "", nil)
 		return want(err == nil && strings.Contains(string(b), `"from":"pkg"`), "web action in a package: %s %v", b, err)
 	},
 	"sequences.run": func(g *goCompat) error {
@@ -680,6 +717,17 @@ var goChecks = map[string]func(g *goCompat) error{
 			return err
 		}
 		return want(comp.Name == "go-inc" && comp.Annotations.GetValue("causedBy") == "sequence", "component %s: %+v", comp.Name, comp.Annotations)
+	},
+	"sequences.limit": func(g *goCompat) error {
+		if err := g.sequenceFixture(); err != nil {
+			return err
+		}
+		comps := make([]string, 51)
+		for i := range comps {
+			comps[i] = "/_/go-inc"
+		}
+		_, resp, err := g.c.Actions.Insert(&owhisk.Action{Name: "go-long", Namespace: "_", Exec: &owhisk.Exec{Kind: "sequence", Components: comps}}, true)
+		return wantRefused(resp, err, 400, "Too many actions in the sequence.")
 	},
 	"conductor.run": func(g *goCompat) error {
 		if err := g.sequenceFixture(); err != nil {
@@ -792,25 +840,80 @@ var goChecks = map[string]func(g *goCompat) error{
 		}
 		return want(resultOf(a.Response.Result)["key"] == "none", "a scheduled fire's action got a key: %v", a.Response.Result)
 	},
+	"feeds.lifecycle": func(g *goCompat) error {
+		for feed, params := range map[string]map[string]any{
+			"interval": {"minutes": 1},
+			"once":     {"date": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
+		} {
+			trigger := "go-" + feed
+			if _, _, err := g.c.Triggers.Insert(&owhisk.Trigger{Name: trigger, Namespace: "_", Annotations: kv("feed", "/whisk.system/alarms/"+feed)}, true); err != nil {
+				return err
+			}
+			for _, event := range []string{"CREATE", "READ", "DELETE"} {
+				p := map[string]any{"lifecycleEvent": event, "triggerName": "/_/" + trigger, "authKey": tenantAuth}
+				if event == "CREATE" {
+					for k, v := range params {
+						p[k] = v
+					}
+				}
+				r, err := g.result(g.tenantSys, "alarms/"+feed, p)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", feed, event, err)
+				}
+				if event == "READ" {
+					config, _ := r["config"].(map[string]any)
+					for k, v := range params {
+						if !is(config[k], fmt.Sprint(v)) {
+							return fmt.Errorf("%s READ: %v", feed, r)
+						}
+					}
+				}
+			}
+		}
+		return nil
+	},
 	"throttle.invocations": func(g *goCompat) error {
 		if err := g.action(g.thr, "go-echo", echoCode, nil, nil, nil); err != nil {
 			return err
 		}
-		for i := 0; i <= throttledPerMinute; i++ {
+		// One more than the limit and one for a minute that turns in between.
+		for i := 0; i < throttledPerMinute+2; i++ {
 			_, resp, err := g.thr.Actions.Invoke("go-echo", map[string]any{}, false, false)
 			if err != nil {
 				return wantRefused(resp, err, 429, fmt.Sprintf("Too many requests in the last minute (count: %d, allowed: %d).", throttledPerMinute+1, throttledPerMinute))
 			}
 		}
-		return fmt.Errorf("%d invocations, none refused", throttledPerMinute+1)
+		return fmt.Errorf("%d invocations, none refused", throttledPerMinute+2)
+	},
+	"throttle.fires": func(g *goCompat) error {
+		if _, _, err := g.thr.Triggers.Insert(&owhisk.Trigger{Name: "go-often", Namespace: "_"}, true); err != nil {
+			return err
+		}
+		for i := 0; i < throttledFires+2; i++ {
+			if _, resp, err := g.thr.Triggers.Fire("go-often", map[string]any{}); err != nil {
+				return wantRefused(resp, err, 429, fmt.Sprintf("allowed: %d).", throttledFires))
+			}
+		}
+		return fmt.Errorf("%d fires, none refused", throttledFires+2)
+	},
+	"throttle.concurrent": func(g *goCompat) error {
+		if err := g.action(g.crowded, "go-hold", `function main() { return new Promise(() => {}) }`, nil, nil, timeout(1000)); err != nil {
+			return err
+		}
+		if _, _, err := g.crowded.Actions.Invoke("go-hold", map[string]any{}, false, false); err != nil {
+			return err
+		}
+		_, resp, err := g.crowded.Actions.Invoke("go-hold", map[string]any{}, false, false)
+		return wantRefused(resp, err, 429, "Too many concurrent requests in flight (count: 1, allowed: 1).")
 	},
 	"limits.get": func(g *goCompat) error {
 		var l map[string]any
-		err := authed(g.c, "GET", "limits", true, &l)
-		return want(err == nil && is(l["invocationsPerMinute"], "60") && is(l["concurrentInvocations"], "30") && is(l["firesPerMinute"], "60"), "limits %v %v", l, err)
+		err := authed(g.thr, "GET", "limits", true, &l)
+		return want(err == nil && is(l["invocationsPerMinute"], fmt.Sprint(throttledPerMinute)) && is(l["concurrentInvocations"], "30") &&
+			is(l["firesPerMinute"], fmt.Sprint(throttledFires)), "the throttled namespace's limits %v %v", l, err)
 	},
 	"info.root": func(g *goCompat) error {
-		_, b, err := g.raw("GET", "/", nil)
+		_, b, err := g.raw("GET", "/", "", nil)
 		var root struct {
 			Runtimes map[string]any `json:"runtimes"`
 			Limits   map[string]any `json:"limits"`
@@ -829,11 +932,11 @@ var goChecks = map[string]func(g *goCompat) error{
 		return want(err == nil && strings.HasPrefix(doc.OpenAPI, "3.") && doc.Paths["/api/v1/namespaces/{namespace}/actions/{name}"] != nil, "api-docs %v %v", doc.OpenAPI, err)
 	},
 	"info.metrics": func(g *goCompat) error {
-		_, b, err := g.raw("GET", "/metrics", nil)
+		_, b, err := g.raw("GET", "/metrics", "", nil)
 		return want(err == nil && strings.Contains(string(b), "teemate_controller_http_requests_total"), "metrics: %.200s %v", b, err)
 	},
 	"info.cors": func(g *goCompat) error {
-		resp, _, err := g.raw("OPTIONS", "/api/v1/namespaces/_/actions", map[string]string{"Origin": "https://example.com", "Access-Control-Request-Method": "PUT"})
+		resp, _, err := g.raw("OPTIONS", "/api/v1/namespaces/_/actions", "", map[string]string{"Origin": "https://example.com", "Access-Control-Request-Method": "PUT"})
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			return fmt.Errorf("preflight: %v %v", resp, err)
 		}

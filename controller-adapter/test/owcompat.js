@@ -2,7 +2,8 @@
 // client, one per row, named as the table names them. Run by TestCompatibilityTable
 // (controller-adapter/embed/compat_test.go) against a real platform with OW_APIHOST, OW_AUTH
 // (namespace tenant), OW_SYSTEM_AUTH (whisk.system), OW_THROTTLED_AUTH (namespace throttled, 2
-// invocations a minute) and OW_CHECKS (the names to run, in order). Prints one JSON line per
+// invocations and 1 trigger fire a minute), OW_CROWDED_AUTH (namespace crowded, 1 activation in
+// flight) and OW_CHECKS (the names to run, in order). Prints one JSON line per
 // check: {check, ms} when the feature worked, {check, error} when it failed, {check, missing}
 // when this script has no such check; the Go test compares them with the rows.
 'use strict'
@@ -15,8 +16,10 @@ const client = (key) => openwhisk({ apihost: host, api_key: key, retry: false })
 const ow = client(process.env.OW_AUTH)
 const sys = client(process.env.OW_SYSTEM_AUTH)
 const thr = client(process.env.OW_THROTTLED_AUTH)
+const crowded = client(process.env.OW_CROWDED_AUTH)
 const bad = client(process.env.OW_AUTH.split(':')[0] + ':wrong')
 const THROTTLED_PER_MINUTE = 2
+const THROTTLED_FIRES = 1
 const echo = 'function main(p) { return p }'
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -155,6 +158,20 @@ const checks = {
     assert.equal(r.headers.get('x-compat'), 'yes')
     assert.equal(await r.text(), 'made')
   },
+  'web.raw': async () => {
+    await action(ow, 'js-raw', 'function main(p) { return { body: p.__ow_body, query: p.__ow_query, plain: p.a } }',
+      { annotations: [{ key: 'web-export', value: true }, { key: 'raw-http', value: true }] })
+    const r = await fetch(`${host}/api/v1/web/tenant/default/js-raw.json?a=1`, { method: 'POST', body: 'hello', headers: { 'Content-Type': 'text/plain' } })
+    assert.deepEqual(await r.json(), { body: 'hello', query: 'a=1' })
+  },
+  'web.auth': async () => {
+    await action(ow, 'js-guarded', echo, { annotations: [{ key: 'web-export', value: true }, { key: 'require-whisk-auth', value: 's3cret' }] })
+    const path = `${host}/api/v1/web/tenant/default/js-guarded.json?x=1`
+    assert.equal((await fetch(path)).status, 401)
+    const r = await fetch(path, { headers: { 'X-Require-Whisk-Auth': 's3cret' } })
+    assert.equal(r.status, 200)
+    assert.equal((await r.json()).x, '1')
+  },
   'activations.list': async () => {
     await action(ow, 'js-listed', echo)
     const since = Date.now() - 1000
@@ -240,6 +257,11 @@ const checks = {
     assert.equal(comp.name, 'js-inc')
     assert.equal(comp.annotations.find((x) => x.key === 'causedBy').value, 'sequence')
   },
+  'sequences.limit': async () => {
+    await sequenceFixture()
+    await refused(ow.actions.update({ name: 'js-long', action: { exec: { kind: 'sequence', components: Array(51).fill('/_/js-inc') } } }),
+      400, 'Too many actions in the sequence.')
+  },
   'conductor.run': async () => {
     await sequenceFixture()
     await action(ow, 'js-conductor', `function main(p) {
@@ -291,9 +313,25 @@ const checks = {
     const a = await alarm('js-nokey', 'function main() { return { key: process.env.__OW_API_KEY || "none" } }', [{ key: 'provide-api-key', value: true }])
     assert.equal(a.response.result.key, 'none')
   },
+  'feeds.lifecycle': async () => {
+    const configs = { interval: { minutes: 1 }, once: { date: new Date(Date.now() + 3600e3).toISOString() } }
+    for (const [feed, params] of Object.entries(configs)) {
+      const trigger = 'js-' + feed
+      const name = '/whisk.system/alarms/' + feed
+      await ow.triggers.update({ name: trigger, trigger: { annotations: [{ key: 'feed', value: name }] } })
+      await ow.feeds.create({ name, trigger, params })
+      const read = await ow.feeds.get({ name, trigger })
+      const config = read.response.result.config
+      // The date comes back as a date, in Go's RFC 3339 (no trailing zeros in the fraction).
+      if (feed === 'once') assert.equal(Date.parse(config.date), Date.parse(params.date), JSON.stringify(config))
+      else assert.equal(config.minutes, params.minutes, JSON.stringify(config))
+      await ow.feeds.delete({ name, trigger })
+    }
+  },
   'throttle.invocations': async () => {
     await action(thr, 'js-echo', echo)
-    for (let i = 0; i <= THROTTLED_PER_MINUTE; i++) {
+    // One more than the limit and one for a minute that turns in between.
+    for (let i = 0; i < THROTTLED_PER_MINUTE + 2; i++) {
       try {
         await thr.actions.invoke({ name: 'js-echo' })
       } catch (e) {
@@ -302,13 +340,31 @@ const checks = {
         return
       }
     }
-    assert.fail(`${THROTTLED_PER_MINUTE + 1} invocations, none refused`)
+    assert.fail(`${THROTTLED_PER_MINUTE + 2} invocations, none refused`)
+  },
+  'throttle.fires': async () => {
+    await thr.triggers.update({ name: 'js-often' })
+    for (let i = 0; i < THROTTLED_FIRES + 2; i++) {
+      try {
+        await thr.triggers.invoke({ name: 'js-often' })
+      } catch (e) {
+        assert.equal(e.statusCode, 429, e.message)
+        assert.match(e.message, new RegExp(`Too many requests in the last minute \\(count: \\d+, allowed: ${THROTTLED_FIRES}\\)\\.`))
+        return
+      }
+    }
+    assert.fail(`${THROTTLED_FIRES + 2} fires, none refused`)
+  },
+  'throttle.concurrent': async () => {
+    await action(crowded, 'js-hold', 'function main() { return new Promise(() => {}) }', { limits: { timeout: 1000 } })
+    await crowded.actions.invoke({ name: 'js-hold' })
+    await refused(crowded.actions.invoke({ name: 'js-hold' }), 429, 'Too many concurrent requests in flight (count: 1, allowed: 1).')
   },
   'limits.get': async () => {
-    const l = await request('GET', 'namespaces/_/limits')
-    assert.equal(l.invocationsPerMinute, 60)
+    const l = await thr.actions.client.request('GET', 'namespaces/_/limits')
+    assert.equal(l.invocationsPerMinute, THROTTLED_PER_MINUTE)
     assert.equal(l.concurrentInvocations, 30)
-    assert.equal(l.firesPerMinute, 60)
+    assert.equal(l.firesPerMinute, THROTTLED_FIRES)
   },
   'info.root': async () => {
     const r = await request('GET', '/')
