@@ -361,7 +361,7 @@ func authed(c *owhisk.Client, method, path string, namespaced bool, v any) error
 
 // resultOf is an activation's result as an object (nil if it is none).
 func resultOf(r owhisk.Result) map[string]any {
-	m, _ := r.(map[string]any) //nolint:errcheck // a result that is no object reads as none
+	m, _ := r.(map[string]any) // a result that is no object reads as none
 	return m
 }
 
