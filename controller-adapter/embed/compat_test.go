@@ -1,8 +1,11 @@
 package embed
 
 import (
+	"archive/zip"
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,7 +152,12 @@ func TestCompatibilityTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := p.ctl.APIHost()
-	g := &goCompat{host: host, c: goClient(t, host, tenantAuth, "_"), sys: goClient(t, host, systemAuth, "_"),
+	archive := zippedAction(t)
+	zipPath := filepath.Join(t.TempDir(), "action.zip")
+	if err := os.WriteFile(zipPath, archive, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &goCompat{host: host, zip: archive, c: goClient(t, host, tenantAuth, "_"), sys: goClient(t, host, systemAuth, "_"),
 		thr: goClient(t, host, throttledAuth, "_"), crowded: goClient(t, host, crowdedAuth, "_"), tenantSys: goClient(t, host, tenantAuth, systemNamespace),
 		bad: goClient(t, host, tenantUUID+":wrong", "_")}
 
@@ -161,7 +169,7 @@ func TestCompatibilityTable(t *testing.T) {
 		goOutcome[r.check] = goChecks[r.check](g)
 		t.Logf("go %s: %v (%v)", r.check, goOutcome[r.check], time.Since(t0).Round(time.Millisecond))
 	}
-	jsOutcome := runNodeChecks(t, p.ctx, node, scripts, host, rows)
+	jsOutcome := runNodeChecks(t, p.ctx, node, scripts, []string{"OW_APIHOST=" + host, "OW_ZIP=" + zipPath}, rows)
 
 	for _, r := range rows {
 		for client, err := range map[string]error{"openwhisk-client-go": goOutcome[r.check], "npm openwhisk": jsOutcome[r.check]} {
@@ -179,7 +187,7 @@ func TestCompatibilityTable(t *testing.T) {
 
 // runNodeChecks runs owcompat.js with every row's check and returns each one's outcome (nil when
 // it worked). A check the script does not know is an error of the test.
-func runNodeChecks(t *testing.T, ctx context.Context, node, dir, host string, rows []compatRow) map[string]error {
+func runNodeChecks(t *testing.T, ctx context.Context, node, dir string, env []string, rows []compatRow) map[string]error {
 	t.Helper()
 	checks := make([]string, len(rows))
 	for i, r := range rows {
@@ -189,8 +197,8 @@ func runNodeChecks(t *testing.T, ctx context.Context, node, dir, host string, ro
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "owcompat.js")
 	cmd.Dir = dir
-	env := []string{"OW_APIHOST=" + host, "OW_AUTH=" + tenantAuth, "OW_SYSTEM_AUTH=" + systemAuth,
-		"OW_THROTTLED_AUTH=" + throttledAuth, "OW_CROWDED_AUTH=" + crowdedAuth, "OW_CHECKS=" + strings.Join(checks, ",")}
+	env = append(env, "OW_AUTH="+tenantAuth, "OW_SYSTEM_AUTH="+systemAuth,
+		"OW_THROTTLED_AUTH="+throttledAuth, "OW_CROWDED_AUTH="+crowdedAuth, "OW_CHECKS="+strings.Join(checks, ","))
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NODE_EXTRA_CA_CERTS=") {
 			env = append(env, kv)
@@ -217,12 +225,11 @@ func runNodeChecks(t *testing.T, ctx context.Context, node, dir, host string, ro
 			t.Errorf("check %s: owcompat.js has no such check", o.Check)
 			continue
 		}
-		t.Logf("js %s: %v (%dms)", o.Check, o.Error, o.Ms)
+		outcome[o.Check] = nil
 		if o.Error != nil {
 			outcome[o.Check] = errors.New(*o.Error)
-		} else {
-			outcome[o.Check] = nil
 		}
+		t.Logf("js %s: %v (%dms)", o.Check, outcome[o.Check], o.Ms)
 	}
 	for _, c := range checks {
 		if _, ok := outcome[c]; !ok {
@@ -250,10 +257,36 @@ func goClient(t *testing.T, host, auth, namespace string) *owhisk.Client {
 	return c
 }
 
+// zippedAction is a Node.js action as a zip archive: package.json names lib.js, whose exported
+// handler requires a module of the archive.
+func zippedAction(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := zip.NewWriter(&buf)
+	for name, text := range map[string]string{
+		"package.json": `{"name":"zipped","main":"lib.js"}`,
+		"lib.js":       `exports.handler = (p) => ({ zipped: true, who: p.who, dep: require('./dep').x })`,
+		"dep.js":       `exports.x = 42`,
+	} {
+		f, err := w.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(text)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // goCompat holds openwhisk-client-go clients: the tenant's, whisk.system's, the throttled and the
 // crowded namespaces', the tenant's on whisk.system's entities, and one with a wrong key.
 type goCompat struct {
 	host                                 string
+	zip                                  []byte // a zipped action (zippedAction)
 	c, sys, thr, crowded, tenantSys, bad *owhisk.Client
 }
 
@@ -441,6 +474,34 @@ var goChecks = map[string]func(g *goCompat) error{
 			return err
 		}
 		return want(names["go-list-a"] && names["go-list-b"] && len(one) == 1 && one[0].Name == all[1].Name, "list: %v, skip 1 limit 1: %v", names, one)
+	},
+	"actions.zip": func(g *goCompat) error {
+		code, binary := base64.StdEncoding.EncodeToString(g.zip), true
+		a := &owhisk.Action{Name: "go-zipped", Namespace: "_", Exec: &owhisk.Exec{Kind: "nodejs:20", Code: &code, Binary: &binary, Main: "handler"}}
+		if _, _, err := g.c.Actions.Insert(a, true); err != nil {
+			return err
+		}
+		r, err := g.result(g.c, "go-zipped", map[string]any{"who": "go"})
+		return want(err == nil && r["zipped"] == true && r["who"] == "go" && is(r["dep"], "42"), "zipped action: %v %v", r, err)
+	},
+	"actions.limits": func(g *goCompat) error {
+		memory, logs := 256, 2
+		if err := g.action(g.c, "go-limited", echoCode, nil, nil, &owhisk.Limits{Timeout: timeout(5000).Timeout, Memory: &memory, Logsize: &logs}); err != nil {
+			return err
+		}
+		a, _, err := g.c.Actions.Get("go-limited", false)
+		if err != nil || *a.Limits.Timeout != 5000 || *a.Limits.Memory != 256 || *a.Limits.Logsize != 2 {
+			return fmt.Errorf("limits: %+v %v", a, err)
+		}
+		tooMuch := 100000
+		_, resp, err := g.c.Actions.Insert(&owhisk.Action{Name: "go-limited", Namespace: "_", Limits: &owhisk.Limits{Memory: &tooMuch}}, true)
+		return wantRefused(resp, err, 400, "memory 100000 MB is outside the allowed range")
+	},
+	"actions.concurrency": func(g *goCompat) error {
+		code, two := echoCode, 2
+		_, _, err := g.c.Actions.Insert(&owhisk.Action{Name: "go-shared-container", Namespace: "_", Exec: &owhisk.Exec{Kind: "nodejs:20", Code: &code},
+			Limits: &owhisk.Limits{Concurrency: &two}}, true)
+		return err
 	},
 	"invoke.blocking": func(g *goCompat) error {
 		if err := g.action(g.c, "go-echo", echoCode, nil, nil, nil); err != nil {

@@ -3,12 +3,13 @@
 // (controller-adapter/embed/compat_test.go) against a real platform with OW_APIHOST, OW_AUTH
 // (namespace tenant), OW_SYSTEM_AUTH (whisk.system), OW_THROTTLED_AUTH (namespace throttled, 2
 // invocations and 1 trigger fire a minute), OW_CROWDED_AUTH (namespace crowded, 1 activation in
-// flight) and OW_CHECKS (the names to run, in order). Prints one JSON line per
+// flight), OW_ZIP (a zipped action: package.json main lib.js, exporting handler) and OW_CHECKS (the names to run, in order). Prints one JSON line per
 // check: {check, ms} when the feature worked, {check, error} when it failed, {check, missing}
 // when this script has no such check; the Go test compares them with the rows.
 'use strict'
 
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
 const openwhisk = require('openwhisk')
 
 const host = process.env.OW_APIHOST
@@ -120,6 +121,19 @@ const checks = {
     const one = await ow.actions.list({ limit: 1, skip: 1 })
     assert.equal(one.length, 1)
     assert.equal(one[0].name, all[1].name)
+  },
+  'actions.zip': async () => {
+    const code = fs.readFileSync(process.env.OW_ZIP).toString('base64')
+    await ow.actions.update({ name: 'js-zipped', action: { exec: { kind: 'nodejs:20', code, binary: true, main: 'handler' } } })
+    assert.deepEqual(await ow.actions.invoke({ name: 'js-zipped', params: { who: 'js' }, blocking: true, result: true }), { zipped: true, who: 'js', dep: 42 })
+  },
+  'actions.limits': async () => {
+    await action(ow, 'js-limited', echo, { limits: { timeout: 5000, memory: 256, logs: 2 } })
+    assert.deepEqual((await ow.actions.get({ name: 'js-limited', code: false })).limits, { timeout: 5000, memory: 256, logs: 2, concurrency: 1 })
+    await refused(ow.actions.update({ name: 'js-limited', action: { limits: { memory: 100000 } } }), 400, 'memory 100000 MB is outside the allowed range')
+  },
+  'actions.concurrency': async () => {
+    await action(ow, 'js-shared-container', echo, { limits: { concurrency: 2 } })
   },
   'invoke.blocking': async () => {
     await action(ow, 'js-echo', echo)
