@@ -1169,6 +1169,12 @@ func (g *goCompat) alarm(name, code string, annotations owhisk.KeyValueArr) (*ow
 		return nil, err
 	}
 	a, err := g.latest(name, since)
+	if err != nil {
+		// Say what the trigger's activations say of the rule.
+		if fired, _, lerr := g.c.Activations.List(&owhisk.ActivationListOptions{Name: trigger, Limit: 1, Docs: true}); lerr == nil && len(fired) > 0 {
+			err = fmt.Errorf("%w; the trigger's last activation: %v", err, fired[0].Logs)
+		}
+	}
 	if err := feed("DELETE", nil); err != nil {
 		return nil, err
 	}

@@ -84,6 +84,10 @@ async function alarm (name, code, annotations = []) {
   await ow.feeds.create({ name: '/whisk.system/alarms/alarm', trigger, params: { cron: '* * * * * *' } })
   try {
     return await latest(name, since)
+  } catch (e) {
+    // Say what the trigger's activations say of the rule.
+    const fired = await ow.activations.list({ name: trigger, limit: 1, docs: true })
+    throw new Error(`${e.message}; the trigger's last activation: ${JSON.stringify(fired[0] && fired[0].logs)}`)
   } finally {
     await ow.feeds.delete({ name: '/whisk.system/alarms/alarm', trigger })
   }
