@@ -52,7 +52,8 @@ type fidelityPlatform struct {
 	ctl *Controller
 }
 
-func startFidelity(t *testing.T, repo, sb string) *fidelityPlatform {
+// startFidelity starts the platform with the namespace tenant and the extra ones.
+func startFidelity(t *testing.T, repo, sb string, extra ...Namespace) *fidelityPlatform {
 	log := zaptest.NewLogger(t)
 	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Addr: "127.0.0.1:0", Logger: log})
 	if err != nil {
@@ -63,7 +64,7 @@ func startFidelity(t *testing.T, repo, sb string) *fidelityPlatform {
 	t.Cleanup(cancel)
 	ctl, err := Start(ctx, Config{DataDir: filepath.Join(t.TempDir(), "controller"), Kafka: kafka.Config{Brokers: emb.Addrs()},
 		Logger: log.Named("controller"), HealthTick: 50 * time.Millisecond, Health: balancer.HealthConfig{PingTimeout: time.Second},
-		Namespaces: []Namespace{{Name: "tenant", UUID: tenantUUID, Key: tenantKey}}})
+		Namespaces: append([]Namespace{{Name: "tenant", UUID: tenantUUID, Key: tenantKey}}, extra...)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ func TestNamespaceLimits(t *testing.T) {
 	if owner, err := s.IdentityForNamespace(ctx, "guest"); err != nil || string(owner.Limits) != string(id.Limits) {
 		t.Fatalf("owner identity limits %s, %v", owner.Limits, err)
 	}
+	// A scheduled fire runs as the identity of the key that registered it: the limits are there too.
+	if owner, err := s.IdentityForUUID(ctx, guestUUID); err != nil || string(owner.Limits) != string(id.Limits) {
+		t.Fatalf("scheduled fire identity limits %s, %v", owner.Limits, err)
+	}
 	var reset LimitsChange
 	reset.Reset.InvocationsPerMinute = true
 	if got, err = s.SetLimits(ctx, "guest", reset); err != nil || got.InvocationsPerMinute != nil || got.FiresPerMinute == nil {

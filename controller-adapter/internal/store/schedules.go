@@ -193,17 +193,20 @@ func (s *Store) ClaimFire(ctx context.Context, trigger string, due, next, firedA
 }
 
 // IdentityForUUID returns the identity of the namespace that key uuid belongs to, without the key
-// (the store keeps only its hash): what a scheduled fire runs as. ErrNotFound once the key is gone.
+// (the store keeps only its hash) but with the namespace's limits, which throttle the fire and its
+// rules' actions: what a scheduled fire runs as. ErrNotFound once the key is gone.
 func (s *Store) IdentityForUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
-	var ns, subject string
+	var ns, subject, limits string
 	err := s.r.QueryRowContext(ctx,
-		`SELECT k.namespace, n.subject FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`, uuid).
-		Scan(&ns, &subject)
+		`SELECT k.namespace, n.subject, n.limits FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`, uuid).
+		Scan(&ns, &subject, &limits)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return whisk.Identity{}, fmt.Errorf("key %s: %w", uuid, ErrNotFound)
 	case err != nil:
 		return whisk.Identity{}, fmt.Errorf("key %s: %w", uuid, err)
 	}
-	return identity(subject, ns, uuid, ""), nil
+	id := identity(subject, ns, uuid, "")
+	id.Limits = identityLimits(limits)
+	return id, nil
 }
