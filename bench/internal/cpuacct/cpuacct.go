@@ -397,7 +397,9 @@ type Split struct {
 // are then the runtime's commands; otherwise (the process sandbox) they are the sandboxes.
 // Containers created during the phase stand for its activations (one fresh container each, and a
 // pool full again at both ends), so the runtime's share inside the containers is n times the
-// mean of the waiting ones.
+// mean of the waiting ones. runc's bootstrap stages of its init are charged to the container's
+// cgroup once placed there and are also reaped through runc create, so that part of their CPU is
+// in SandboxRuntime twice (the runtime's share only; InSandbox is not affected).
 func Between(a, b Snapshot, n int, containers bool) Split {
 	if n < 1 {
 		return Split{}
