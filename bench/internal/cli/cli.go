@@ -323,7 +323,8 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat, Interval: f.interval,
 		Concurrency: conc, Bursts: f.bursts, MemoryConcurrency: memConc, MemoryInterval: f.memInterval,
 		ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Noop: f.noop, NoCPU: !f.cpu,
-		Progress: func(s string) { fmt.Fprintln(stderr, s) }}
+		NoSandboxNetwork: f.apiHost == "" && f.sandbox == "oci",
+		Progress:         func(s string) { fmt.Fprintln(stderr, s) }}
 	if f.sandbox == "docker" || f.sandbox == "oci" {
 		opts.CgroupGlobs = CgroupGlobs
 	}

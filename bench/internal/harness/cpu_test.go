@@ -63,3 +63,11 @@ func TestCPUOnContainers(t *testing.T) {
 		}
 	}
 }
+
+// TestNeedsNetwork: the uploader is the function left out of native and strawman on a sandbox
+// backend without networking; the others run everywhere.
+func TestNeedsNetwork(t *testing.T) {
+	if !needsNetwork("uploader") || needsNetwork("crypto-md5") || needsNetwork(result.NoopFunction) {
+		t.Fatal("needsNetwork: the uploader alone needs a network")
+	}
+}

@@ -42,6 +42,10 @@ type Options struct {
 	TimeoutMs         int
 	// Noop adds the trivial action for the overhead figures (latency samples only).
 	Noop bool
+	// NoSandboxNetwork says the sandbox backend gives sandboxes no network (oci, for now): the
+	// native and strawman models cannot run a function that needs one (the uploader), so those
+	// cases are left out with a warning; teemate's network is its owner's and is measured.
+	NoSandboxNetwork bool
 	// NoCPU leaves out the CPU accounting of the latency samples (and the waits for the machine
 	// to settle around them).
 	NoCPU bool
@@ -106,6 +110,13 @@ func Run(ctx context.Context, p Platform, opts Options, res *result.Result) erro
 				continue
 			}
 			for _, cs := range cases {
+				if opts.NoSandboxNetwork && model != "teemate" && needsNetwork(cs.Function) {
+					if rep == 1 {
+						res.Warnings = append(res.Warnings, fmt.Sprintf("%s/%s/%s not measured: the function needs a network and this sandbox backend gives its sandboxes none (teemate's network is its owner's)",
+							model, cs.Function, cs.Size))
+					}
+					continue
+				}
 				key := model + "/" + cs.Function + "/" + cs.Size
 				c := byKey[key]
 				if c == nil {
@@ -130,6 +141,11 @@ func Run(ctx context.Context, p Platform, opts Options, res *result.Result) erro
 		res.Models = append(res.Models, info)
 	}
 	return nil
+}
+
+func needsNetwork(function string) bool {
+	f, err := functions.Get(function)
+	return err == nil && f.NeedsNetwork
 }
 
 func actionSpecs(opts Options) ([]ActionSpec, error) {
