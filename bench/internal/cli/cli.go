@@ -36,7 +36,7 @@ var (
 const SealedInterval = 50 * time.Millisecond
 
 type flags struct {
-	quick, verbose, noop        bool
+	quick, verbose, noop, cpu   bool
 	hostile, sealed             bool
 	hostileStreams              int
 	apiHost, auth, sandbox      string
@@ -63,7 +63,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.quick, "quick", false, "quick profile: "+strings.Join(QuickFunctions, ", ")+", size test, 30 samples, 1 repetition (< 5 min)")
 	fs.StringVar(&f.apiHost, "api-host", "", "measure a running platform through its REST API instead (e.g. http://127.0.0.1:3233)")
 	fs.StringVar(&f.auth, "auth", "", "uuid:key for --api-host")
-	fs.StringVar(&f.sandbox, "sandbox", "process", "sandbox backend of the in-process invokers: process, docker or oci")
+	fs.StringVar(&f.sandbox, "sandbox", "oci", "sandbox backend of the in-process invokers: oci (containers, runc), docker, or process (development only: not a container)")
 	fs.StringVar(&f.models, "models", "teemate,native,strawman", "models to measure (api mode: the platform's model, as a label)")
 	fs.StringVar(&f.fns, "functions", "", "comma-separated functions (default: all nine; quick: "+strings.Join(QuickFunctions, ",")+")")
 	fs.StringVar(&f.sizes, "sizes", "", "comma-separated input sizes: test, small, large (default small; quick: test)")
@@ -82,6 +82,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.actionMB, "action-memory", 256, "memory limit of every action (MB)")
 	fs.IntVar(&f.timeoutMs, "timeout-ms", 60000, "time limit of every action (ms)")
 	fs.BoolVar(&f.noop, "noop", true, "also measure the trivial noop action (invoker overhead, new-isolate cost)")
+	fs.BoolVar(&f.cpu, "cpu", true, "account the CPU per activation of the latency samples by component (owner, sandbox runtime, platform, shim/proxy)")
 	fs.StringVar(&f.out, "out", "", "result JSON (default bench/results/<name>.json); the .md and .svg files go beside it")
 	fs.StringVar(&f.name, "name", "", "run name (default quick or full plus a timestamp)")
 	fs.StringVar(&f.repo, "repo", "", "repository root (default: found from the working directory)")
@@ -284,6 +285,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 
 	env := harness.Environment(repo)
 	env.Sandbox, env.Enclave, env.Mode = f.sandbox, "direct", "direct"
+	if f.sandbox == "process" {
+		env.Sandbox = ProcessLabel
+	}
 	env.MemorySampler = "PSS of the invoker's descendant processes (/proc/<pid>/smaps_rollup, RSS fallback)"
 	if f.apiHost != "" {
 		env.Mode, env.APIHost, env.Sandbox, env.Enclave = "api", f.apiHost, "platform's", "platform's"
@@ -298,6 +302,10 @@ func run(f *flags, stdout, stderr io.Writer) error {
 			load[0], load[1], load[2], env.Cores, waited.Seconds())
 		res.Warnings = append(res.Warnings, w)
 		fmt.Fprintln(stderr, "bench: warning:", w)
+	}
+	if f.apiHost == "" && f.sandbox == "process" {
+		res.Warnings = append(res.Warnings, "process sandbox: development only, not a container; container figures need --sandbox oci")
+		fmt.Fprintln(stderr, "bench: the process sandbox is for development only (not a container); the default is --sandbox oci")
 	}
 	if !env.SGX {
 		res.Warnings = append(res.Warnings, "no SGX: strawman's enclave creation is a runtime boot and teemate uses the direct enclave; these are not SGX numbers")
@@ -328,8 +336,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 
 	opts := harness.Options{Models: models, Cases: cs, Warmup: f.warmup, Samples: f.samples, Repeat: f.repeat, Interval: f.interval,
 		Concurrency: conc, Bursts: f.bursts, MemoryConcurrency: memConc, MemoryInterval: f.memInterval,
-		ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Noop: f.noop,
-		Progress: func(s string) { fmt.Fprintln(stderr, s) }}
+		ActionMemoryMB: f.actionMB, TimeoutMs: f.timeoutMs, Noop: f.noop, NoCPU: !f.cpu,
+		NoSandboxNetwork: f.apiHost == "" && f.sandbox == "oci",
+		Progress:         func(s string) { fmt.Fprintln(stderr, s) }}
 	if f.sandbox == "docker" || f.sandbox == "oci" {
 		opts.CgroupGlobs = CgroupGlobs
 	}
@@ -482,6 +491,10 @@ func exitStatus(res *result.Result, runErr error) error {
 	return nil
 }
 
+// ProcessLabel names the process sandbox in the output: it runs each sandbox as a plain process
+// on the host, not a container, so its figures are not the platform's.
+const ProcessLabel = "process (development only: not a container)"
+
 // CgroupGlobs locate container cgroups of the docker and oci backends (cgroup v2 and v1 layouts).
 var CgroupGlobs = []string{
 	"/sys/fs/cgroup/system.slice/docker-*.scope",
@@ -522,14 +535,14 @@ func printSummary(w io.Writer, r *result.Result) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "\n%-9s %5s %9s %9s %9s %9s %9s %9s\n", "model", "cases", "p50 ms", "p99 ms", "req/s@8", "req/s@64", "MiB@1", "MiB@64")
+	fmt.Fprintf(w, "\n%-9s %5s %9s %9s %9s %9s %9s %9s %10s\n", "model", "cases", "p50 ms", "p99 ms", "req/s@8", "req/s@64", "MiB@1", "MiB@64", "CPU ms/act")
 	for _, m := range r.Config.Models {
 		s, ok := r.Summary.Models[m]
 		if !ok {
 			fmt.Fprintf(w, "%-9s not measured\n", m)
 			continue
 		}
-		fmt.Fprintf(w, "%-9s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", m, s.Cases, s.P50Ms, s.P99Ms, s.Throughput8, s.Throughput64, s.PeakMemory1MB, s.PeakMemory64MB)
+		fmt.Fprintf(w, "%-9s %5d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f\n", m, s.Cases, s.P50Ms, s.P99Ms, s.Throughput8, s.Throughput64, s.PeakMemory1MB, s.PeakMemory64MB, s.CPUMs)
 	}
 	q := r.Summary.Ratios
 	fmt.Fprintf(w, "\nratios (larger is better for teemate): latency vs native %.2fx, vs strawman %.2fx (paper %s); throughput vs strawman @8 %.2fx @64 %.2fx (paper %s); memory@64 strawman/teemate %.2fx (paper %s)\n",
@@ -539,7 +552,26 @@ func printSummary(w io.Writer, r *result.Result) {
 		fmt.Fprintf(w, "noop on teemate (n=%d): new isolate per activation p50 %.2f ms; invoker overhead excluding the function p50 %.2f ms (p99 %.2f ms); end-to-end p50 %.2f ms\n",
 			o.N, o.NewIsolateP50Ms, o.OverheadP50Ms, o.OverheadP99Ms, o.EndToEndP50Ms)
 	}
+	printCPU(w, r)
 	for _, wn := range r.Warnings {
 		fmt.Fprintln(w, "warning:", wn)
+	}
+}
+
+// printCPU prints each case's CPU per activation by component.
+func printCPU(w io.Writer, r *result.Result) {
+	header := false
+	for _, c := range r.Cases {
+		u := c.CPU
+		if u == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nCPU ms per activation (latency samples; in sandbox = shim, native proxy or strawman runtime):\n%-9s %-22s %7s %8s %8s %9s %8s %8s\n",
+				"model", "case", "owner", "runtime", "platform", "in sandbox", "total", "settled")
+			header = true
+		}
+		fmt.Fprintf(w, "%-9s %-22s %7.1f %8.1f %8.1f %9.1f %8.1f %8v\n", c.Model, c.Function+"/"+c.Size,
+			u.Owner, u.SandboxRuntime, u.Platform, u.InSandbox(), u.Total, u.Settled)
 	}
 }

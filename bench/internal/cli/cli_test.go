@@ -24,6 +24,10 @@ func TestProfiles(t *testing.T) {
 	if full.samples != 50 || full.repeat != 3 {
 		t.Fatalf("full %+v", full)
 	}
+	// Containers by default, CPU accounted.
+	if full.sandbox != "oci" || !full.cpu {
+		t.Fatalf("default sandbox %q, cpu %v", full.sandbox, full.cpu)
+	}
 	cs, _ = cases(full)
 	if len(cs) != 9 || cs[0].Size != "small" {
 		t.Fatalf("full cases %v", cs)

@@ -1,110 +1,113 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/teemate/platform/bench/internal/memsample"
+	"github.com/teemate/platform/bench/internal/cpuacct"
+	"github.com/teemate/platform/bench/internal/result"
+	"github.com/teemate/platform/invoker/daemon"
 )
 
-// clockTick is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on every Linux port Go runs on).
-const clockTick = 10 * time.Millisecond
-
-// cpuSnapshot is the CPU time spent so far by this process (its Go code: the in-process controller,
-// broker, invoker and the bench's client), by its children that have exited and were waited for
-// (the sandboxes and the shims), and by each live descendant (the enclave owner), which is only
-// counted in its parent's children time once it exits.
-type cpuSnapshot struct {
-	self, reaped time.Duration
-	live         map[int]liveCPU
+// cpuSource is a platform whose processes this bench process can account: direct mode, where
+// the invoker, its owners and its sandboxes are this process and its descendants.
+type cpuSource interface {
+	// CPUConfig is the probe's configuration for the running model; containers says the
+	// sandboxes are containers below Config.CgroupParent; notes say what is not counted.
+	CPUConfig() (cfg cpuacct.Config, containers bool, notes []string, err error)
 }
 
-type liveCPU struct {
-	name string
-	cpu  time.Duration
-}
-
-func takeCPU() (cpuSnapshot, error) {
-	var self, children syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
-		return cpuSnapshot{}, fmt.Errorf("getrusage: %w", err)
+// CPUConfig: the bench process is the root; the oci backend puts the invoker's containers below
+// /teemate/<runtime dir name> (invoker/daemon's buildOCI).
+func (d *Direct) CPUConfig() (cpuacct.Config, bool, []string, error) {
+	d.mu.Lock()
+	id := d.invoker
+	d.mu.Unlock()
+	cfg := cpuacct.Config{Root: os.Getpid()}
+	if id < 0 {
+		return cfg, false, nil, fmt.Errorf("direct: no invoker running")
 	}
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children); err != nil {
-		return cpuSnapshot{}, fmt.Errorf("getrusage: %w", err)
-	}
-	s := cpuSnapshot{self: rusageCPU(self), reaped: rusageCPU(children), live: map[int]liveCPU{}}
-	for _, pid := range memsample.Descendants("/proc", os.Getpid()) {
-		dir := filepath.Join("/proc", strconv.Itoa(pid))
-		b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	switch d.cfg.Sandbox {
+	case "process":
+		return cfg, false, nil, nil
+	case "oci":
+		dir, err := daemon.RuntimeDir(d.invokerState(id), id)
 		if err != nil {
-			continue // it exited between the listing and the read: its time is in reaped (or lost with it)
+			return cfg, true, nil, fmt.Errorf("cpu accounting: %w", err)
 		}
-		name, cpu, ok := parseStatCPU(b)
-		if !ok {
-			continue
-		}
-		// The main thread apart from the others (an enclave owner's main thread runs the
-		// trusted JS, its slot threads the isolates): "name" and "name threads".
-		if tb, err := os.ReadFile(filepath.Join(dir, "task", strconv.Itoa(pid), "stat")); err == nil {
-			if _, main, ok := parseStatCPU(tb); ok && main <= cpu {
-				s.live[-pid] = liveCPU{name: name + " threads", cpu: cpu - main}
-				cpu = main
-			}
-		}
-		s.live[pid] = liveCPU{name: name, cpu: cpu}
+		cfg.CgroupParent = "/teemate/" + filepath.Base(dir)
+		return cfg, true, nil, nil
+	default:
+		return cfg, true, []string{d.cfg.Sandbox + " sandbox: the engine's daemons and the containers themselves are not this process's descendants and are not counted"}, nil
 	}
-	return s, nil
 }
 
-func rusageCPU(r syscall.Rusage) time.Duration {
-	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+func (d *Direct) invokerState(id int) string {
+	return filepath.Join(d.cfg.StateDir, fmt.Sprintf("invoker%d", id))
 }
 
-// parseStatCPU reads the command name (field 2) and utime + stime (fields 14 and 15) of a
-// /proc/<pid>/stat line.
-func parseStatCPU(stat []byte) (string, time.Duration, bool) {
-	i, j := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-	if i < 0 || j < i {
-		return "", 0, false
-	}
-	f := strings.Fields(string(stat[j+1:]))
-	// f[0] is field 3 (state), so field n is f[n-3].
-	if len(f) < 13 {
-		return "", 0, false
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return "", 0, false
-	}
-	return string(stat[i+1 : j]), time.Duration(u+s) * clockTick, true
+// cpuPhase measures the CPU of one phase of a case: begin before it, end after it.
+type cpuPhase struct {
+	probe      *cpuacct.Probe
+	containers bool
+	notes      []string
+	start      cpuacct.Snapshot
+	settled    bool
 }
 
-// cpuSince is the CPU time spent between before and after, in ms, by group: "bench" (this
-// process), "exited children", each live descendant's command name (its main thread) and that
-// name with " threads" (its other threads, exited ones included); processes that lived through
-// both snapshots, one that started in between counted from its start.
-func cpuSince(before, after cpuSnapshot) map[string]float64 {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	out := map[string]float64{"bench": ms(after.self - before.self), "exited children": ms(after.reaped - before.reaped)}
-	for pid, b := range before.live {
-		if _, ok := after.live[pid]; !ok {
-			// Exited in between: its whole time is in after.reaped if this process waited for it.
-			out["exited children"] -= ms(b.cpu)
-		}
+// settleWait bounds how long a phase's edge waits for the counters to stop moving.
+const settleWait = 3 * time.Second
+
+func beginCPU(p Platform, done <-chan struct{}) (*cpuPhase, error) {
+	src, ok := p.(cpuSource)
+	if !ok {
+		return nil, nil
 	}
-	for pid, a := range after.live {
-		d := a.cpu
-		if b, ok := before.live[pid]; ok && b.name == a.name {
-			d -= b.cpu
-		}
-		out[a.name] += ms(d)
+	cfg, containers, notes, err := src.CPUConfig()
+	if err != nil {
+		return nil, err
 	}
-	return out
+	probe, err := cpuacct.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ph := &cpuPhase{probe: probe, containers: containers, notes: notes}
+	// Take the start once the previous phase's work is done: the pool refilled, the owner idle.
+	base, err := probe.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	ph.settled = probe.Settle(base, 50*time.Millisecond, settleWait, done)
+	if ph.start, err = probe.Snapshot(); err != nil {
+		return nil, err
+	}
+	return ph, nil
+}
+
+// end takes the closing snapshot once the phase's work has settled and returns the figures per
+// activation for model.
+func (ph *cpuPhase) end(model string, n int, done <-chan struct{}) (result.CPU, error) {
+	settled := ph.probe.Settle(ph.start, 50*time.Millisecond, settleWait, done)
+	end, err := ph.probe.Snapshot()
+	if err != nil {
+		return result.CPU{}, err
+	}
+	s := cpuacct.Between(ph.start, end, n, ph.containers)
+	out := result.CPU{Owner: s.Owner, SandboxRuntime: s.SandboxRuntime, Platform: s.Platform, Total: s.Total(),
+		Activations: n, RuntimeInContainer: s.RuntimeInContainer, PooledSeen: s.Pooled, Settled: ph.settled && settled,
+		Notes: ph.notes}
+	switch model {
+	case "native":
+		out.Proxy = s.InSandbox
+	case "strawman":
+		out.StrawmanRuntime = s.InSandbox
+	default:
+		out.Shim = s.InSandbox
+	}
+	if ph.containers && !s.ContainersRead && len(ph.notes) == 0 {
+		out.Notes = append(out.Notes, "the containers' cgroup was not found: the CPU inside them is not counted")
+	}
+	return out, nil
 }

@@ -24,7 +24,7 @@ import (
 type DirectConfig struct {
 	RepoDir  string
 	ShimPath string // the teemate model's shim
-	Sandbox  string // process (default), docker, oci
+	Sandbox  string // oci (default), docker, process (development only: not a container)
 	// Concurrency is the largest burst; it sizes the invoker's user memory and TCS slots.
 	Concurrency int
 	// Slots is the number of TCS slots of teemate's warm enclave; 0 means DefaultSlots(). Requests
@@ -65,7 +65,7 @@ type Direct struct {
 // StartDirect starts the broker and the controller, and creates the bench's tenant.
 func StartDirect(cfg DirectConfig) (_ *Direct, err error) {
 	if cfg.Sandbox == "" {
-		cfg.Sandbox = "process"
+		cfg.Sandbox = "oci"
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -126,7 +126,7 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	cfg := daemon.Config{ID: id, Kafka: strings.Join(d.emb.Addrs(), ","), APIHost: d.ctl.APIHost(), Listen: "-",
-		StateDir: filepath.Join(d.cfg.StateDir, fmt.Sprintf("invoker%d", id)), StoreToken: d.ctl.InvokerToken(),
+		StateDir: d.invokerState(id), StoreToken: d.ctl.InvokerToken(),
 		UserMemoryMB: (conc + 2) * d.cfg.ActionMemoryMB, Logger: d.cfg.Logger,
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,

@@ -72,8 +72,15 @@ func TestLoadAvg(t *testing.T) {
 }
 
 // startTestDirect starts the in-process platform (embedded broker, the controller-adapter's
-// controller, in-process invokers on the process sandbox and real Node) for a test.
+// controller, in-process invokers on the process sandbox and real Node) for a test: the process
+// sandbox is pinned for speed; TestCPUOnContainers runs on oci.
 func startTestDirect(t *testing.T) *Direct {
+	t.Helper()
+	return startTestDirectOn(t, "process")
+}
+
+// startTestDirectOn is startTestDirect on the named sandbox backend.
+func startTestDirectOn(t *testing.T, sandbox string) *Direct {
 	t.Helper()
 	testtool.Require(t, "node")
 	os.Unsetenv("NODE_EXTRA_CA_CERTS")
@@ -96,7 +103,7 @@ func startTestDirect(t *testing.T) *Direct {
 			}
 		}
 	}
-	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
+	d, err := StartDirect(DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: sandbox, Concurrency: 2, ActionMemoryMB: 256, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

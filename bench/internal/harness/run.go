@@ -42,6 +42,13 @@ type Options struct {
 	TimeoutMs         int
 	// Noop adds the trivial action for the overhead figures (latency samples only).
 	Noop bool
+	// NoSandboxNetwork says the sandbox backend gives sandboxes no network (oci, for now): the
+	// native and strawman models cannot run a function that needs one (the uploader), so those
+	// cases are left out with a warning; teemate's network is its owner's and is measured.
+	NoSandboxNetwork bool
+	// NoCPU leaves out the CPU accounting of the latency samples (and the waits for the machine
+	// to settle around them).
+	NoCPU bool
 	// Tamper, when set, rewrites results before validation. The bench's own tests use it to prove
 	// that invalid responses are caught and excluded; it is never set by bin/bench.
 	Tamper func(function string, seq int, result json.RawMessage) json.RawMessage
@@ -103,6 +110,13 @@ func Run(ctx context.Context, p Platform, opts Options, res *result.Result) erro
 				continue
 			}
 			for _, cs := range cases {
+				if opts.NoSandboxNetwork && model != "teemate" && needsNetwork(cs.Function) {
+					if rep == 1 {
+						res.Warnings = append(res.Warnings, fmt.Sprintf("%s/%s/%s not measured: the function needs a network and this sandbox backend gives its sandboxes none (teemate's network is its owner's)",
+							model, cs.Function, cs.Size))
+					}
+					continue
+				}
 				key := model + "/" + cs.Function + "/" + cs.Size
 				c := byKey[key]
 				if c == nil {
@@ -127,6 +141,11 @@ func Run(ctx context.Context, p Platform, opts Options, res *result.Result) erro
 		res.Models = append(res.Models, info)
 	}
 	return nil
+}
+
+func needsNetwork(function string) bool {
+	f, err := functions.Get(function)
+	return err == nil && f.NeedsNetwork
 }
 
 func actionSpecs(opts Options) ([]ActionSpec, error) {
@@ -178,18 +197,8 @@ func (r *caseRun) run(ctx context.Context, cs CaseSpec) error {
 			r.checkValidator(cs, raw)
 		}
 	}
-	for i := 0; i < r.opts.Samples; i++ {
-		next := time.Now().Add(r.opts.Interval)
-		r.one(ctx, result.KindLatency, 1)
-		if wait := time.Until(next); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-			}
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if err := r.latency(ctx); err != nil {
+		return err
 	}
 	if !noop {
 		for _, conc := range r.opts.Concurrency {
@@ -218,6 +227,50 @@ func (r *caseRun) run(ctx context.Context, cs CaseSpec) error {
 	return ctx.Err()
 }
 
+// latency runs the sequential samples and accounts their CPU by component (cpuacct), from a
+// start and an end at which the previous work has settled.
+func (r *caseRun) latency(ctx context.Context) error {
+	var ph *cpuPhase
+	if !r.opts.NoCPU {
+		var err error
+		if ph, err = beginCPU(r.p, ctx.Done()); err != nil {
+			r.warn(fmt.Sprintf("%s/%s/%s: CPU not measured: %v", r.c.Model, r.c.Function, r.c.Size, err))
+		}
+	}
+	for i := 0; i < r.opts.Samples; i++ {
+		next := time.Now().Add(r.opts.Interval)
+		r.one(ctx, result.KindLatency, 1)
+		if wait := time.Until(next); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if ph == nil {
+		return nil
+	}
+	u, err := ph.end(r.c.Model, r.opts.Samples, ctx.Done())
+	if err != nil {
+		r.warn(fmt.Sprintf("%s/%s/%s: CPU not measured: %v", r.c.Model, r.c.Function, r.c.Size, err))
+		return nil
+	}
+	if r.c.CPU == nil {
+		r.c.CPU = &result.CPU{}
+	}
+	r.c.CPU.Add(u)
+	return nil
+}
+
+func (r *caseRun) warn(w string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Warnings = append(r.res.Warnings, w)
+}
+
 func (r *caseRun) progressLine() string {
 	var lat []float64
 	bad := 0
@@ -238,6 +291,9 @@ func (r *caseRun) progressLine() string {
 		if b.Rep == r.rep {
 			line += fmt.Sprintf("  @%d %.1f/s", b.Concurrency, b.PerSecond)
 		}
+	}
+	if u := r.c.CPU; u != nil {
+		line += fmt.Sprintf("  cpu %.1f ms/act", u.Total)
 	}
 	for _, m := range r.c.Memory {
 		if m.Rep == r.rep {

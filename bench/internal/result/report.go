@@ -169,7 +169,7 @@ func (r *Result) Markdown(plots []string) string {
 	}
 	fmt.Fprintf(&b, "\n## Results per function\n\n%d warm-up + %d measured sequential invocations per case and repetition (%d repetitions); throughput = valid answers / time from first send to last answer of a burst (median of bursts); peak memory = PSS of the invoker's descendant processes (enclave owner, shims, sandboxes), sampled every %.0f ms.\n\n",
 		r.Config.Warmup, r.Config.Samples, r.Config.Repeat, r.Config.MemoryIntervalMs)
-	b.WriteString("| model | function | size | n | p50 ms | p95 ms | p99 ms | req/s @8 | req/s @64 | MiB @1 | MiB @64 | valid |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| model | function | size | n | p50 ms | p95 ms | p99 ms | req/s @8 | req/s @64 | MiB @1 | MiB @64 | CPU ms/act | valid |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, c := range r.Cases {
 		n, p5, p95, p99 := 0, 0.0, 0.0, 0.0
 		if c.Latency != nil {
@@ -179,8 +179,12 @@ func (r *Result) Markdown(plots []string) string {
 		if !c.AllValid {
 			valid = fmt.Sprintf("**no** (%d invalid)", c.Invalid)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Model, c.Function, c.Size, n,
-			f1(p5), f1(p95), f1(p99), f1(c.Throughput["8"]), f1(c.Throughput["64"]), f1(c.PeakMemoryMB["1"]), f1(c.PeakMemoryMB["64"]), valid)
+		cpu := 0.0
+		if c.CPU != nil {
+			cpu = c.CPU.Total
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Model, c.Function, c.Size, n,
+			f1(p5), f1(p95), f1(p99), f1(c.Throughput["8"]), f1(c.Throughput["64"]), f1(c.PeakMemoryMB["1"]), f1(c.PeakMemoryMB["64"]), f1(cpu), valid)
 	}
 	b.WriteString("\n## Latency breakdown (p50 per phase, ms)\n\n| model | function | " + strings.Join(PhaseOrder, " | ") + " |\n|---|---|" + strings.Repeat("---|", len(PhaseOrder)) + "\n")
 	for _, c := range r.Cases {
@@ -193,10 +197,11 @@ func (r *Result) Markdown(plots []string) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s/%s | %s |\n", c.Model, c.Function, c.Size, strings.Join(cells, " | "))
 	}
-	b.WriteString("\n## Summary (geometric mean over functions)\n\n| model | cases | p50 ms | p99 ms | req/s @8 | req/s @64 | MiB @1 | MiB @64 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString(r.cpuMarkdown())
+	b.WriteString("\n## Summary (geometric mean over functions)\n\n| model | cases | p50 ms | p99 ms | req/s @8 | req/s @64 | MiB @1 | MiB @64 | CPU ms/act |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range sortedKeys(r.Summary.Models) {
 		s := r.Summary.Models[m]
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", m, s.Cases, f1(s.P50Ms), f1(s.P99Ms), f1(s.Throughput8), f1(s.Throughput64), f1(s.PeakMemory1MB), f1(s.PeakMemory64MB))
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", m, s.Cases, f1(s.P50Ms), f1(s.P99Ms), f1(s.Throughput8), f1(s.Throughput64), f1(s.PeakMemory1MB), f1(s.PeakMemory64MB), f1(s.CPUMs))
 	}
 	q := r.Summary.Ratios
 	b.WriteString("\n## Ratios (larger is better for teemate)\n\n| ratio | this run | paper (SGX2, 64 cores) |\n| --- | --- | --- |\n")

@@ -141,6 +141,8 @@ type Case struct {
 	Samples  []Sample `json:"samples"`
 	Bursts   []Burst  `json:"bursts"`
 	Memory   []Memory `json:"memory"`
+	// CPU is the CPU per activation by component (absent when not measured: api mode).
+	CPU *CPU `json:"cpu_ms,omitempty"`
 	// ValidatorChecked is true once a corrupted copy of a real response was shown to be rejected by
 	// the function's validator (so "valid" means something).
 	ValidatorChecked bool `json:"validator_checked"`

@@ -16,6 +16,8 @@ type ModelSummary struct {
 	Throughput64   float64 `json:"throughput_64"`
 	PeakMemory1MB  float64 `json:"peak_memory_1_mb"`
 	PeakMemory64MB float64 `json:"peak_memory_64_mb"`
+	// CPUMs is the CPU per activation (ms, all components), absent when not measured.
+	CPUMs float64 `json:"cpu_ms_per_activation,omitempty"`
 }
 
 // Ratios compare teemate with the other models; each is oriented so that larger is better for
@@ -100,6 +102,13 @@ func p99(c *Case) (float64, bool) {
 	return c.Latency.P99, true
 }
 
+func cpu(c *Case) (float64, bool) {
+	if c.CPU == nil || c.CPU.Total <= 0 {
+		return 0, false
+	}
+	return c.CPU.Total, true
+}
+
 func tput(conc string) metric {
 	return func(c *Case) (float64, bool) { v, ok := c.Throughput[conc]; return v, ok && v > 0 }
 }
@@ -142,7 +151,7 @@ func Summarize(cases []*Case) Summary {
 	for model, cs := range byModel {
 		s.Models[model] = ModelSummary{Cases: len(cs), P50Ms: geo(cs, p50), P99Ms: geo(cs, p99),
 			Throughput8: geo(cs, tput("8")), Throughput64: geo(cs, tput("64")),
-			PeakMemory1MB: geo(cs, mem("1")), PeakMemory64MB: geo(cs, mem("64"))}
+			PeakMemory1MB: geo(cs, mem("1")), PeakMemory64MB: geo(cs, mem("64")), CPUMs: geo(cs, cpu)}
 	}
 	tm := byModel["teemate"]
 	// ratio is the geometric mean over shared cases of num(case)/den(case), where numFrom/denFrom
