@@ -210,16 +210,6 @@ func TestReapRemovesLeftovers(t *testing.T) {
 	}
 }
 
-func newRuntimeNoClose(t *testing.T, cfg Config) *Runtime {
-	t.Helper()
-	cfg.ImagesDir = imagesDir
-	rt, err := New(cfg, nopLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
-
 func TestConcurrentCreateDestroy(t *testing.T) {
 	key := PoolKey{Image: "teemate", MemoryMB: 32}
 	rt := newRuntime(t, Config{PoolSize: 4, Prewarm: []PoolKey{key}})
