@@ -168,7 +168,7 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("oci sandbox backend: %w: needs root (cgroups, mounts)", sandbox.ErrUnavailable)
 	}
-	if runtimeKind(bin) == kindCrun {
+	if filepath.Base(bin) == kindCrun {
 		if reason := crunBlocked(); reason != "" {
 			return nil, fmt.Errorf("oci sandbox backend: %w: %s", sandbox.ErrUnavailable, reason)
 		}
@@ -230,13 +230,17 @@ func runtimeKind(bin string) string {
 	switch filepath.Base(bin) {
 	case kindRunc:
 		return kindRunc
-	case kindCrun:
+	case kindCrun, crunWrapper:
 		return kindCrun
 	case kindLaunch:
 		return kindLaunch
 	}
 	return ""
 }
+
+// crunWrapper is the name of bin/teemate-crun, which runs crun where crunBlocked says it cannot
+// run by itself.
+const crunWrapper = "teemate-crun"
 
 // crunBlocked explains why crun cannot run here, or returns "".
 func crunBlocked() string {
@@ -247,8 +251,8 @@ func crunBlocked() string {
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 && f[4] == "/sys/fs/cgroup/unified" && strings.Contains(line, " - cgroup2 ") {
-			return "crun refuses this hybrid cgroup host (cgroup2 at /sys/fs/cgroup/unified); run the invoker in a " +
-				"private mount namespace with it unmounted (unshare -m sh -c 'umount /sys/fs/cgroup/unified; exec ...') or use runc"
+			return "crun refuses this hybrid cgroup host (cgroup2 at /sys/fs/cgroup/unified); use bin/teemate-crun (make build), " +
+				"which runs it in a mount namespace without that mount, or runc"
 		}
 	}
 	return ""
