@@ -242,6 +242,9 @@ func runtimeKind(bin string) string {
 // run by itself.
 const crunWrapper = "teemate-crun"
 
+// CrunBlocked explains why crun cannot run here by itself, or returns "".
+func CrunBlocked() string { return crunBlocked() }
+
 // crunBlocked explains why crun cannot run here, or returns "".
 func crunBlocked() string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
