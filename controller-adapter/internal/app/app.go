@@ -375,6 +375,7 @@ func startEmbedded(dataDir, addr string, log *zap.Logger, users []kafka.Embedded
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
 	}
+	// StartEmbedded has parsed addr: the split cannot fail here.
 	if _, port, _ := net.SplitHostPort(addr); port == "0" {
 		log.Warn("the embedded Kafka broker listens on a port chosen at start, as asked (port 0): Kafka tools and "+
 			"invokers outside this process must be given this address", zap.Strings("brokers", emb.Addrs()))

@@ -162,5 +162,3 @@ func launcherBin(t testing.TB) string {
 	}
 	return launcherPath
 }
-
-func nopLogger() *zap.Logger { return zap.NewNop() }

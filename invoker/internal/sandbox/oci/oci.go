@@ -574,6 +574,8 @@ func (r *Runtime) createWithRuntime(ctx context.Context, b *box, listener, outR,
 // readDiag reads what a failed container creation wrote on its standard error.
 func readDiag(errR *os.File) string {
 	var diag bytes.Buffer
+	// Without a deadline (a pipe the poller cannot take) the read ends at the end of file, which
+	// comes: the container does not exist, so nobody holds the write end.
 	_ = errR.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = io.Copy(&diag, io.LimitReader(errR, 4096)) // diagnosis only: what was read is kept
 	return string(bytes.TrimSpace(diag.Bytes()))
