@@ -300,12 +300,47 @@ func buildOCI(a *assembly) (sandbox.Runtime, error) {
 	}
 	// Each runtime directory has a cgroup parent of its own, so that a restarted invoker removes
 	// every cgroup its predecessor left and no other invoker's.
-	rt, err := oci.New(oci.Config{ImagesDir: images, StateDir: filepath.Join(a.runtime, "o"), IDPrefix: a.prefix,
+	bin, err := ociRuntime(a.repo, a.b.OCIRuntime)
+	if err != nil {
+		return nil, fmt.Errorf("oci sandbox: %w", err)
+	}
+	rt, err := oci.New(oci.Config{Runtime: bin, ImagesDir: images, StateDir: filepath.Join(a.runtime, "o"), IDPrefix: a.prefix,
 		CgroupParent: "/teemate/" + filepath.Base(a.runtime), OwnCgroupParent: true, PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("oci sandbox: %w", err)
 	}
 	return rt, nil
+}
+
+// OCIRuntimes are the names Backends.OCIRuntime takes besides a path.
+var OCIRuntimes = []string{"runc", "crun", "teemate-launch"}
+
+// ociRuntime resolves Backends.OCIRuntime to what oci.Config.Runtime takes: the programs of
+// bin/ by their paths (teemate-launch; teemate-crun for crun where crun cannot run by itself).
+func ociRuntime(repo, name string) (string, error) {
+	switch name {
+	case "", "runc":
+		return "runc", nil
+	case "crun":
+		if oci.CrunBlocked() == "" {
+			return "crun", nil
+		}
+		w := filepath.Join(repo, "bin", "teemate-crun")
+		if !fileExists(w) {
+			return "", fmt.Errorf("%w: %s: %s is missing (make build)", ErrNotAvailable, oci.CrunBlocked(), w)
+		}
+		return w, nil
+	case "teemate-launch":
+		l := filepath.Join(repo, "bin", "teemate-launch")
+		if !fileExists(l) {
+			return "", fmt.Errorf("%w: %s is missing (make build)", ErrNotAvailable, l)
+		}
+		return l, nil
+	}
+	if !filepath.IsAbs(name) {
+		return "", fmt.Errorf("%w: oci runtime %q: want %s or an absolute path", ErrUnknownBackend, name, strings.Join(OCIRuntimes, ", "))
+	}
+	return name, nil
 }
 
 func buildDirect(a *assembly) (enclave.Backend, error) {

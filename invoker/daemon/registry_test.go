@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/teemate/platform/invoker/internal/sandbox/oci"
 )
 
 // fakeHost describes a machine for the probes: which paths exist and which programs are on PATH.
@@ -94,5 +97,44 @@ func TestRegistry_NamesAndUnknown(t *testing.T) {
 	}
 	if err := (Backends{}).validate(); err != nil {
 		t.Fatalf("the defaults: %v", err)
+	}
+}
+
+func TestOCIRuntime(t *testing.T) {
+	repo, empty := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(repo, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"teemate-launch", "teemate-crun"} {
+		if err := os.WriteFile(filepath.Join(repo, "bin", b), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crun := "crun"
+	if oci.CrunBlocked() != "" {
+		crun = filepath.Join(repo, "bin", "teemate-crun")
+	}
+	for _, c := range []struct {
+		repo, name, want string
+		wantErr          error
+	}{
+		{repo: repo, name: "", want: "runc"},
+		{repo: repo, name: "runc", want: "runc"},
+		{repo: repo, name: "crun", want: crun},
+		{repo: repo, name: "teemate-launch", want: filepath.Join(repo, "bin", "teemate-launch")},
+		{repo: empty, name: "teemate-launch", wantErr: ErrNotAvailable},
+		{repo: repo, name: "/opt/runtime/bin/runc", want: "/opt/runtime/bin/runc"},
+		{repo: repo, name: "gvisor", wantErr: ErrUnknownBackend},
+	} {
+		got, err := ociRuntime(c.repo, c.name)
+		if c.wantErr != nil {
+			if !errors.Is(err, c.wantErr) {
+				t.Errorf("%q in %s: %q %v, want %v", c.name, c.repo, got, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: %q %v, want %q", c.name, got, err, c.want)
+		}
 	}
 }

@@ -32,6 +32,8 @@ type DirectConfig struct {
 	Slots int
 	// PoolSize is the sandbox backend's pool of created sandboxes (daemon.Backends.PoolSize).
 	PoolSize int
+	// OCIRuntime is the oci sandbox's runtime (daemon.Backends.OCIRuntime): runc by default.
+	OCIRuntime string
 	// UnsafeOwnerAsRoot and EgressAllow: the enclave owners' confinement (daemon.Backends). The
 	// object store Run starts is added to the egress allow-list (AllowEgress).
 	UnsafeOwnerAsRoot bool
@@ -131,7 +133,7 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,
 		ShimPath: d.cfg.ShimPath, SlotsPerOwner: d.cfg.Slots,
-		PoolSize: d.cfg.PoolSize, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow()}
+		PoolSize: d.cfg.PoolSize, OCIRuntime: d.cfg.OCIRuntime, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow()}
 	if b.SlotsPerOwner <= 0 {
 		b.SlotsPerOwner = DefaultSlots(runtime.NumCPU())
 	}

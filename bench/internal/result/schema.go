@@ -75,6 +75,8 @@ type Config struct {
 	IntervalMs float64 `json:"interval_ms,omitempty"`
 	// PoolSize is the sandbox pool setting (0: the backend's default).
 	PoolSize int `json:"pool_size,omitempty"`
+	// OCIRuntime is the oci sandbox's runtime (runc, crun, teemate-launch); empty: runc.
+	OCIRuntime string `json:"oci_runtime,omitempty"`
 }
 
 // ModelInfo says whether a model ran and how its activations start.

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 	"github.com/teemate/platform/invoker/internal/sandbox/startconf"
@@ -250,4 +251,106 @@ func BenchmarkSustained(b *testing.B) {
 			reportPercentiles(b, lat)
 		})
 	}
+}
+
+// cpuCgroup moves this process into a cpuacct cgroup of its own and returns the cgroup parent for
+// the containers below it and a function reading the CPU the whole tree used (this process, the
+// runtime's processes it forks, every container): cpuacct.usage is hierarchical.
+func cpuCgroup(b *testing.B) (string, func() time.Duration) {
+	b.Helper()
+	rel := fmt.Sprintf("/teemate-bench-%d", os.Getpid())
+	dir := filepath.Join("/sys/fs/cgroup/cpuacct", rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Skipf("no cgroup v1 cpuacct controller: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(os.Getpid())), 0); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		// Back to the root, then the cgroup goes (the containers' below it went with Close).
+		if err := os.WriteFile("/sys/fs/cgroup/cpuacct/cgroup.procs", []byte(fmt.Sprint(os.Getpid())), 0); err != nil {
+			b.Error(err)
+		}
+		if _, err := reap.RemoveCgroup(rel); err != nil {
+			b.Error(err)
+		}
+	})
+	return rel + "/c", func() time.Duration {
+		v, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ns int64
+		if _, err := fmt.Sscan(string(v), &ns); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ns)
+	}
+}
+
+// BenchmarkContainerCPU is one fresh container's whole life without a pool, create, start (the
+// start stub execs and exits), wait, destroy, back to back: wall time and the CPU of every
+// process involved (cpu-ms/op), whichever runtime OCI_TEST_RUNTIME names.
+func BenchmarkContainerCPU(b *testing.B) {
+	parent, usage := cpuCgroup(b)
+	rt := newRuntime(b, Config{PoolSize: -1, CgroupParent: parent})
+	ctx := context.Background()
+	spec := func(i int) sandbox.Spec {
+		return sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_cpu", i), Rootfs: "teemate", MemoryMB: 64, Command: sandboxtest.StartStubCommand()}
+	}
+	one := func(i int) {
+		sb, err := rt.Create(ctx, spec(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = sandboxtest.Drain(sb)
+		<-sb.Exited()
+		if err := sb.Destroy(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	one(1 << 20) // the image's configuration is loaded once, outside the measure
+	cpu0 := usage()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		one(i)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(usage()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+}
+
+// BenchmarkRefillRate is how many fresh containers a second the pool hands out when nothing
+// else holds it back: Create takes a pooled container (or makes one when the pool is empty) and
+// the sandbox is destroyed in the background at once; the refill (2 workers, as the invoker
+// runs it) makes the next ones meanwhile. containers/s is what the pool sustains.
+func BenchmarkRefillRate(b *testing.B) {
+	key := PoolKey{Image: "teemate", MemoryMB: 64}
+	rt := newRuntime(b, Config{PoolSize: 8, RefillWorkers: 2, Prewarm: []PoolKey{key}})
+	p := rt.poolFor(rt.normalise(key))
+	for len(p.ready) < 8 {
+		<-sleepTick()
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	t0 := time.Now()
+	for i := 0; i < b.N; i++ {
+		sb, err := rt.Create(ctx, sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_refill", i), Rootfs: "teemate", MemoryMB: 64,
+			Command: sandboxtest.StartStubCommand()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = sandboxtest.Drain(sb)
+			<-sb.Exited()
+			if err := sb.Destroy(ctx); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "containers/s")
 }

@@ -34,6 +34,11 @@ type box struct {
 	pid         int
 	pidfd       int // of the container's init; closed by destroy once the exit is seen
 
+	// The launcher's containers (kindLaunch): this process is the init's parent.
+	proc       *os.Process // the init, reaped by watch
+	sync       *os.File    // the start socket, until the container is started
+	cgroupDirs []string    // the container's cgroup in each controller
+
 	stdout, stderr *os.File
 	exited         chan struct{}
 	oom            atomic.Bool
@@ -109,6 +114,12 @@ func (b *box) watch(pidfd int) {
 	if n, err := b.oomKills(); err == nil && n > 0 {
 		b.oom.Store(true)
 	}
+	if b.proc != nil {
+		// The launcher's init is our child: reap it (it has exited, so this does not block).
+		if _, err := b.proc.Wait(); err != nil {
+			b.rt.log.Warn("reaping the container's init failed", zap.String("id", b.id), zap.Error(err))
+		}
+	}
 }
 
 // oomKills reads oom_kill of the container's memory cgroup (v1, else v2).
@@ -162,7 +173,17 @@ func (b *box) destroy(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("waiting for the exit: %w", ctx.Err()))
 	}
-	if _, err := b.rt.runtime(context.WithoutCancel(ctx), "delete", "--force", b.id); err != nil {
+	if b.proc != nil {
+		// The init was reaped and its pid namespace is empty: nothing to delete but its
+		// cgroups and record.
+		closeAll(b.sync)
+		if err := removeLaunchCgroup(b.cgroupDirs); err != nil {
+			errs = append(errs, err)
+		}
+		if err := reap.Forget(b.rt.recordDir(), b.id); err != nil {
+			errs = append(errs, err)
+		}
+	} else if _, err := b.rt.runtime(context.WithoutCancel(ctx), "delete", "--force", b.id); err != nil {
 		errs = append(errs, err)
 	}
 	if err := b.removeFiles(); err != nil {

@@ -1,6 +1,6 @@
 // Package oci is the "oci" sandbox backend: every sandbox is a fresh OCI container run by runc
-// (crun optionally) from a root filesystem that deploy/images/build.sh made. It runs on the
-// untrusted host.
+// (crun or teemate-launch optionally, Config.Runtime) from a root filesystem that
+// deploy/images/build.sh made. It runs on the untrusted host.
 //
 // # Creation off the request path
 //
@@ -84,6 +84,56 @@
 // about half runc's time. Debian's crun refuses hybrid cgroup hosts ("cgroups in hybrid mode
 // not supported"). It works only when the invoker runs in a private mount namespace with
 // /sys/fs/cgroup/unified unmounted (unshare -m sh -c 'umount /sys/fs/cgroup/unified; exec
-// invoker ...'); otherwise New reports ErrUnavailable with that reason. runc needs no
-// workaround. The tests run on crun with OCI_TEST_RUNTIME=crun inside such a namespace.
+// invoker ...'); otherwise New reports ErrUnavailable with that reason. bin/teemate-crun
+// (shim/launch/teemate-crun.c) does exactly that for crun alone: it unshares a mount namespace
+// (slave of the host's, so the slot's mounts still propagate), detaches the unified mount and
+// execs crun; New takes it as crun (the registry picks it for --oci-runtime crun where crun
+// cannot run by itself). runc needs no workaround. The tests run on crun with
+// OCI_TEST_RUNTIME=$PWD/bin/teemate-crun.
+//
+// # Seccomp
+//
+// Every config.json carries a seccomp profile (seccomp.go): a deny list of what no sandboxed
+// process needs (mount and the new mount API, namespaces, module loading, keyrings, bpf,
+// perf_event_open, clock setting, reboot, ...: EPERM), clone with CLONE_NEWUSER (EPERM) and
+// clone3 (ENOSYS, so the C library falls back to clone, whose flags the filter sees). runc and
+// crun load it with libseccomp; teemate-launch gets it compiled to BPF here, with calls of a
+// foreign architecture (a 64-bit kernel's 32-bit entry) killing the process.
+//
+// # teemate-launch
+//
+// A runtime made for this backend's one container shape (launch.go, shim/launch/teemate-launch.c),
+// chosen with Config.Runtime set to the path of bin/teemate-launch. runc spends most of a
+// container on starting itself (three runs of an 8.7 MB Go binary: create, its init, delete);
+// the launcher has no process of its own:
+//
+//   - create: the config.json the backend writes is translated into the launcher's plan (clone
+//     flags; mounts as mount(2) flags and data; masked and read-only paths; rlimits; one
+//     capability mask; the seccomp filter as BPF). launchPlan refuses what it cannot honour
+//     (another namespace, a terminal, differing capability sets) rather than run with less. The
+//     cgroup is made and its limits written (cgroup v1: memory, swap where accounted, pids,
+//     devices with runc's default allow list, cpu and cpuacct for accounting), then one clone
+//     of the invoker (os.StartProcess with Cloneflags, Setsid, a pidfd) starts the static init
+//     in new pid, mount, ipc, uts and network namespaces, with the proxy socket as descriptor 3
+//     and a socket pair as descriptor 4. The invoker writes the init's pid into each cgroup
+//     and records pid and start time (package reap); the init binds the image's root, mounts
+//     /proc, /dev (with runc's default device nodes), /dev/pts, /dev/shm, /dev/mqueue, /sys,
+//     /tmp and the slot (rslave), pivots into it, masks and write-protects the spec's paths,
+//     remounts the root read-only, sets the hostname, brings up lo and reports ready.
+//   - start: one byte on the socket pair. The init sets the rlimits and ids, narrows the
+//     capabilities (bounding, permitted and effective to the spec's set; inheritable and
+//     ambient empty), sets no_new_privs, loads the seccomp filter and execs the start stub,
+//     which keeps pid 1.
+//   - destroy: SIGKILL through the pidfd (the pid namespace goes with its init), reap the
+//     init (the invoker is its parent), rmdir the cgroups, forget the record. No process runs.
+//   - Reap kills the recorded inits of earlier runs (their pid and start time checked through
+//     a pidfd) and removes their bundles and cgroups as for runc.
+//
+// The cgroup limits are cgroup v1's: this host is hybrid, and its unified hierarchy
+// (/sys/fs/cgroup/unified) has no memory, pids or cpu controller to put a container in, so
+// clone3's CLONE_INTO_CGROUP (v2 only) has nothing to offer here; the init is moved into its
+// cgroups right after the clone, before it runs anything of the container's (its own setup
+// runs in the invoker's cgroup). On a unified (v2-only) host New refuses the launcher with
+// that reason; runc and crun remain. The container's state is not in a runtime root:
+// `runc list` does not show these containers; their records (StateDir/launched) do.
 package oci

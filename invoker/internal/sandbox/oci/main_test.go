@@ -2,12 +2,12 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,17 +70,10 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		cfg.StateDir = dir
 	}
-	cfg.ImagesDir = imagesDir
-	if cfg.Runtime == "" {
-		cfg.Runtime = os.Getenv("OCI_TEST_RUNTIME") // "crun" runs the suite on crun (see doc.go for the host it needs)
-	}
 	if cfg.IDPrefix == "" {
 		cfg.IDPrefix = "wsktest_"
 	}
-	rt, err := New(cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := newRuntimeNoClose(t, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -97,24 +90,32 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 	return rt
 }
 
-// listIDs is `runc list` of the backend's root.
-func listIDs(t testing.TB, rt *Runtime) []string {
+// newRuntimeNoClose makes a backend on the runtime OCI_TEST_RUNTIME names (runc by default)
+// that the test closes itself, if at all.
+func newRuntimeNoClose(t testing.TB, cfg Config) *Runtime {
 	t.Helper()
-	out, err := rt.runtime(context.Background(), "list", "--format", "json")
+	cfg.ImagesDir = imagesDir
+	if cfg.Runtime == "" {
+		// "crun" runs the suite on crun (see doc.go for the host it needs), "teemate-launch" on
+		// the launcher (built into the repository's bin/ when missing).
+		cfg.Runtime = os.Getenv("OCI_TEST_RUNTIME")
+	}
+	if cfg.Runtime == kindLaunch {
+		cfg.Runtime = launcherBin(t)
+	}
+	rt, err := New(cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list []struct {
-		ID string `json:"id"`
-	}
-	if len(out) > 0 && string(out) != "null" {
-		if err := json.Unmarshal(out, &list); err != nil {
-			t.Fatalf("runc list: %v: %s", err, out)
-		}
-	}
-	var ids []string
-	for _, c := range list {
-		ids = append(ids, c.ID)
+	return rt
+}
+
+// listIDs is `runc list` of the backend's root.
+func listIDs(t testing.TB, rt *Runtime) []string {
+	t.Helper()
+	ids, err := rt.containerIDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }
@@ -134,4 +135,30 @@ func bundles(t testing.TB, rt *Runtime) []string {
 	return out
 }
 
-func nopLogger() *zap.Logger { return zap.NewNop() }
+var (
+	launcherOnce sync.Once
+	launcherPath string
+	launcherErr  error
+)
+
+// launcherBin is bin/teemate-launch of the repository, made with the shim's Makefile.
+func launcherBin(t testing.TB) string {
+	t.Helper()
+	launcherOnce.Do(func() {
+		root, err := testtool.RepoRoot()
+		if err != nil {
+			launcherErr = err
+			return
+		}
+		bin := filepath.Join(root, "bin")
+		launcherPath = filepath.Join(bin, kindLaunch)
+		out, err := exec.Command("make", "-s", "-C", filepath.Join(root, "shim"), "BIN="+bin, launcherPath).CombinedOutput()
+		if err != nil {
+			launcherErr = fmt.Errorf("make %s: %w: %s", launcherPath, err, out)
+		}
+	})
+	if launcherErr != nil {
+		t.Fatal(launcherErr)
+	}
+	return launcherPath
+}

@@ -31,7 +31,9 @@ import (
 
 // Config configures the backend.
 type Config struct {
-	// Runtime is the OCI runtime binary: "runc" (default) or "crun", or a path to one.
+	// Runtime is the OCI runtime binary: "runc" (default) or "crun", or a path to one; or the
+	// path of teemate-launch (bin/teemate-launch), the launcher of this package's fixed
+	// container shape (see doc.go).
 	Runtime string
 	// ImagesDir holds the images deploy/images/build.sh made: <ImagesDir>/<image>/rootfs and
 	// image.json. Required.
@@ -143,6 +145,11 @@ type Runtime struct {
 	live   map[string]*box // every container of this runtime (pooled or started), by id
 	images map[string]imageConfig
 	closed bool
+
+	// The launcher's (kindLaunch) host setup, found at New.
+	controllers map[string]string // cgroup v1 controller -> mount point
+	memsw       bool              // memory.memsw.* exists (swap accounting)
+	devNull     *os.File          // every launched container's standard input
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)
@@ -161,12 +168,21 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("oci sandbox backend: %w: needs root (cgroups, mounts)", sandbox.ErrUnavailable)
 	}
-	if runtimeKind(bin) == kindCrun {
+	if filepath.Base(bin) == kindCrun {
 		if reason := crunBlocked(); reason != "" {
 			return nil, fmt.Errorf("oci sandbox backend: %w: %s", sandbox.ErrUnavailable, reason)
 		}
 	}
-	for _, d := range []string{cfg.StateDir, cfg.RuntimeRoot} {
+	var controllers map[string]string
+	if runtimeKind(bin) == kindLaunch {
+		if controllers, err = v1Controllers(); err != nil {
+			return nil, fmt.Errorf("oci sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
+		}
+		if _, err := sandboxSeccomp(); err != nil {
+			return nil, fmt.Errorf("oci sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
+		}
+	}
+	for _, d := range []string{cfg.StateDir, cfg.RuntimeRoot, filepath.Join(cfg.StateDir, "launched")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("oci sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
 		}
@@ -188,7 +204,15 @@ func New(cfg Config, log *zap.Logger) (*Runtime, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{cfg: cfg, bin: bin, kind: runtimeKind(bin), log: log, run: hex.EncodeToString(nonce[:]), ctx: ctx, cancel: cancel,
-		pools: map[PoolKey]*pool{}, live: map[string]*box{}, images: map[string]imageConfig{}}
+		pools: map[PoolKey]*pool{}, live: map[string]*box{}, images: map[string]imageConfig{}, controllers: controllers}
+	if r.kind == kindLaunch {
+		_, err := os.Stat(filepath.Join(controllers["memory"], "memory.memsw.limit_in_bytes"))
+		r.memsw = err == nil
+		if r.devNull, err = os.Open(os.DevNull); err != nil {
+			cancel()
+			return nil, fmt.Errorf("oci sandbox backend: %w: %w", sandbox.ErrUnavailable, err)
+		}
+	}
 	for _, k := range cfg.Prewarm {
 		if _, err := r.image(k.Image); err != nil {
 			cancel()
@@ -206,11 +230,20 @@ func runtimeKind(bin string) string {
 	switch filepath.Base(bin) {
 	case kindRunc:
 		return kindRunc
-	case kindCrun:
+	case kindCrun, crunWrapper:
 		return kindCrun
+	case kindLaunch:
+		return kindLaunch
 	}
 	return ""
 }
+
+// crunWrapper is the name of bin/teemate-crun, which runs crun where crunBlocked says it cannot
+// run by itself.
+const crunWrapper = "teemate-crun"
+
+// CrunBlocked explains why crun cannot run here by itself, or returns "".
+func CrunBlocked() string { return crunBlocked() }
 
 // crunBlocked explains why crun cannot run here, or returns "".
 func crunBlocked() string {
@@ -221,8 +254,8 @@ func crunBlocked() string {
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 4 && f[4] == "/sys/fs/cgroup/unified" && strings.Contains(line, " - cgroup2 ") {
-			return "crun refuses this hybrid cgroup host (cgroup2 at /sys/fs/cgroup/unified); run the invoker in a " +
-				"private mount namespace with it unmounted (unshare -m sh -c 'umount /sys/fs/cgroup/unified; exec ...') or use runc"
+			return "crun refuses this hybrid cgroup host (cgroup2 at /sys/fs/cgroup/unified); use bin/teemate-crun (make build), " +
+				"which runs it in a mount namespace without that mount, or runc"
 		}
 	}
 	return ""
@@ -452,6 +485,46 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 		closeAll(outR, outW)
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
 	}
+	if r.kind == kindLaunch {
+		if err := r.launch(b, spec, listener, outW, errW); err != nil {
+			closeAll(outW, errW)
+			diag := readDiag(errR)
+			closeAll(outR, errR)
+			return nil, fmt.Errorf("%w: %w: %s", sandbox.ErrStartFailed, err, diag)
+		}
+		closeAll(outW, errW)
+		b.stdout, b.stderr = outR, errR
+	} else if err := r.createWithRuntime(ctx, b, listener, outR, outW, errR, errW); err != nil {
+		return nil, err
+	}
+	pid, fd := b.pid, b.pidfd
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		closeAll(outR, errR)
+		if r.kind == kindLaunch {
+			b.killLaunched()
+		} else {
+			_ = unix.Close(fd)                                                    // ours, never used
+			_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
+		}
+		return nil, fmt.Errorf("%w: the backend is closed", sandbox.ErrUnavailable)
+	}
+	r.live[id] = b
+	r.mu.Unlock()
+	go b.watch(fd)
+	// The init inherited the refill's low priority; the activation it becomes must not. It
+	// waits on the exec FIFO now, so raising it back costs nothing on the request path.
+	if err := renice(pid, 0); err != nil {
+		r.log.Warn("resetting the priority of a pooled container failed", zap.String("id", id), zap.Error(err))
+	}
+	return b, nil
+}
+
+// createWithRuntime runs `<runtime> create` for a container whose bundle is ready, hands it the
+// listener and the pipes' write ends, and sets the box's pid, pidfd and streams.
+func (r *Runtime) createWithRuntime(ctx context.Context, b *box, listener, outR, outW, errR, errW *os.File) error {
+	id := b.id
 	pidFile := filepath.Join(b.bundle, "pid")
 	logFile := filepath.Join(b.bundle, "runtime.log")
 	cmd := exec.CommandContext(ctx, r.bin, "--root", r.cfg.RuntimeRoot, "--log", logFile, "create", "--bundle", b.bundle,
@@ -478,7 +551,7 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 		}
 		// Best effort, as below: the failed start's error is the one to report.
 		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id)
-		return nil, fmt.Errorf("%w: runc create: %w: %s", sandbox.ErrStartFailed, runErr, bytes.TrimSpace(diag.Bytes()))
+		return fmt.Errorf("%w: runc create: %w: %s", sandbox.ErrStartFailed, runErr, bytes.TrimSpace(diag.Bytes()))
 	}
 	b.stdout, b.stderr = outR, errR
 	pb, err := os.ReadFile(pidFile)
@@ -486,33 +559,26 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 	if err != nil || perr != nil || pid <= 0 {
 		closeAll(outR, errR)
 		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
-		return nil, fmt.Errorf("%w: container pid: %w", sandbox.ErrStartFailed, errors.Join(err, perr))
+		return fmt.Errorf("%w: container pid: %w", sandbox.ErrStartFailed, errors.Join(err, perr))
 	}
-	b.pid = pid
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		closeAll(outR, errR)
 		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
-		return nil, fmt.Errorf("%w: pidfd of %d: %w", sandbox.ErrStartFailed, pid, err)
+		return fmt.Errorf("%w: pidfd of %d: %w", sandbox.ErrStartFailed, pid, err)
 	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		_ = unix.Close(fd) // ours, never used
-		closeAll(outR, errR)
-		_, _ = r.runtime(context.WithoutCancel(ctx), "delete", "--force", id) // best effort
-		return nil, fmt.Errorf("%w: the backend is closed", sandbox.ErrUnavailable)
-	}
-	r.live[id] = b
-	r.mu.Unlock()
-	b.pidfd = fd
-	go b.watch(fd)
-	// The init inherited the refill's low priority; the activation it becomes must not. It
-	// waits on the exec FIFO now, so raising it back costs nothing on the request path.
-	if err := renice(pid, 0); err != nil {
-		r.log.Warn("resetting the priority of a pooled container failed", zap.String("id", id), zap.Error(err))
-	}
-	return b, nil
+	b.pid, b.pidfd = pid, fd
+	return nil
+}
+
+// readDiag reads what a failed container creation wrote on its standard error.
+func readDiag(errR *os.File) string {
+	var diag bytes.Buffer
+	// Without a deadline (a pipe the poller cannot take) the read ends at the end of file, which
+	// comes: the container does not exist, so nobody holds the write end.
+	_ = errR.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = io.Copy(&diag, io.LimitReader(errR, 4096)) // diagnosis only: what was read is kept
+	return string(bytes.TrimSpace(diag.Bytes()))
 }
 
 // renice sets the nice value of every thread of pid (a priority is per thread on Linux).
@@ -610,33 +676,44 @@ func (r *Runtime) refill(key PoolKey, p *pool) {
 // so it may run while the pools fill.
 func (r *Runtime) Reap(ctx context.Context) (sandbox.Reaped, error) {
 	var got sandbox.Reaped
-	out, err := r.runtime(ctx, "list", "--format", "json")
-	if err != nil {
-		return got, fmt.Errorf("reap oci sandboxes: %w", err)
-	}
-	var list []struct {
-		ID string `json:"id"`
-	}
-	if len(out) > 0 && string(out) != "null" {
-		if err := json.Unmarshal(out, &list); err != nil {
-			return got, fmt.Errorf("reap oci sandboxes: runc list output: %w", err)
-		}
-	}
 	prefix := r.cfg.IDPrefix
 	ours := prefix + r.run + "_"
 	leftover := func(id string) bool { return strings.HasPrefix(id, prefix) && !strings.HasPrefix(id, ours) }
 	var errs []error
 	cgroups := map[string]bool{} // leftover container ids, whose cgroups go too
-	for _, c := range list {
-		if !leftover(c.ID) {
-			continue
+	if r.kind == kindLaunch {
+		// The launcher's containers are known by their records: killing a leftover init ends
+		// its pid namespace, everything in it.
+		recs, err := reap.Records(r.recordDir())
+		if err != nil {
+			errs = append(errs, err)
 		}
-		cgroups[c.ID] = true
-		if _, err := r.runtime(ctx, "delete", "--force", c.ID); err != nil {
-			errs = append(errs, fmt.Errorf("delete leftover container %s: %w", c.ID, err))
-			continue
+		for _, rec := range recs {
+			if leftover(rec.Name) {
+				cgroups[rec.Name] = true
+			}
 		}
-		got.Containers++
+		n, err := reap.Kill(r.recordDir(), func(name string) bool { return !leftover(name) })
+		got.Containers += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reap launched sandboxes: %w", err))
+		}
+	} else {
+		ids, err := r.containerIDs(ctx)
+		if err != nil {
+			return got, fmt.Errorf("reap oci sandboxes: %w", err)
+		}
+		for _, id := range ids {
+			if !leftover(id) {
+				continue
+			}
+			cgroups[id] = true
+			if _, err := r.runtime(ctx, "delete", "--force", id); err != nil {
+				errs = append(errs, fmt.Errorf("delete leftover container %s: %w", id, err))
+				continue
+			}
+			got.Containers++
+		}
 	}
 	entries, err := os.ReadDir(r.cfg.StateDir)
 	if err != nil {
@@ -676,6 +753,37 @@ func (r *Runtime) Reap(ctx context.Context) (sandbox.Reaped, error) {
 	return got, errors.Join(errs...)
 }
 
+// containerIDs lists the containers of the runtime's root (`runc list`), or the recorded ones of
+// the launcher, this Runtime's and any leftovers.
+func (r *Runtime) containerIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	if r.kind == kindLaunch {
+		recs, err := reap.Records(r.recordDir())
+		for _, rec := range recs {
+			if rec.Pid > 0 && rec.Alive() {
+				ids = append(ids, rec.Name)
+			}
+		}
+		return ids, err
+	}
+	out, err := r.runtime(ctx, "list", "--format", "json")
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		ID string `json:"id"`
+	}
+	if len(out) > 0 && string(out) != "null" {
+		if err := json.Unmarshal(out, &list); err != nil {
+			return nil, fmt.Errorf("%s list output: %w", filepath.Base(r.bin), err)
+		}
+	}
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
+}
+
 // Close stops the refillers and deletes every container of this runtime, pooled or live.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
@@ -694,6 +802,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		if err := b.Destroy(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if r.devNull != nil {
+		closeAll(r.devNull)
 	}
 	if r.cfg.OwnCgroupParent {
 		// runc leaves a container's cgroup behind when its processes were still leaving; the

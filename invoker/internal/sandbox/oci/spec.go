@@ -69,6 +69,7 @@ type specLinux struct {
 	Resources         specResources   `json:"resources"`
 	MaskedPaths       []string        `json:"maskedPaths"`
 	ReadonlyPaths     []string        `json:"readonlyPaths"`
+	Seccomp           *specSeccomp    `json:"seccomp,omitempty"`
 }
 
 type specNamespace struct {
@@ -167,6 +168,11 @@ func buildSpec(p containerParams) (runtimeSpec, error) {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	sc, err := sandboxSeccomp()
+	if err != nil {
+		return runtimeSpec{}, err
+	}
+	s.Linux.Seccomp = sc
 	if p.MemoryMB > 0 {
 		b := int64(p.MemoryMB) << 20
 		s.Linux.Resources.Memory = &specMemory{Limit: b, Swap: b} // swap = memory: no swap at all

@@ -38,6 +38,8 @@ func (r *Runtime) start(ctx context.Context, b *box) error {
 		err = releaseRunc(ctx, fifo, b.pidfd)
 	case kindCrun:
 		err = releaseCrun(fifo)
+	case kindLaunch:
+		return b.startLaunched()
 	default:
 		err = errNoFifo
 	}
