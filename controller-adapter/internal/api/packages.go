@@ -255,28 +255,8 @@ func (h *handler) listPackageActions(c *gin.Context, ns, pkg string) {
 // listable (another one's shows its public packages only); the entitlement of each entity
 // operation is checked by its handler.
 func (h *handler) packageRoutes(c *gin.Context, ns, entity string) {
-	m := c.Request.Method
-	switch {
-	case entity == "" && m == http.MethodGet:
-		h.listPackages(c, ns)
-		return
-	case entity == "":
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
-		return
-	case !whisk.ValidEntityName(entity):
-		h.fail(c, http.StatusBadRequest, msgNameIllegal)
-		return
-	}
-	switch m {
-	case http.MethodGet:
-		h.getPackage(c, ns, entity)
-	case http.MethodPut:
-		h.putPackage(c, ns, entity)
-	case http.MethodDelete:
-		h.deletePackage(c, ns, entity)
-	default:
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE")
-	}
+	h.entityRoutes(c, ns, entity, entityHandlers{
+		list: h.listPackages, get: h.getPackage, put: h.putPackage, del: h.deletePackage})
 }
 
 // packagePutRequest is the body of PUT .../packages/{name} (WhiskPackagePut). Absent fields keep

@@ -21,32 +21,10 @@ const (
 )
 
 // ruleRoutes dispatches /namespaces/{ns}/rules[/{name}] (the router checked that ns is the
-// caller's own).
+// caller's own); POST sets a rule's status.
 func (h *handler) ruleRoutes(c *gin.Context, ns, entity string) {
-	m := c.Request.Method
-	switch {
-	case entity == "" && m == http.MethodGet:
-		h.listRules(c, ns)
-		return
-	case entity == "":
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
-		return
-	case !whisk.ValidEntityName(entity):
-		h.fail(c, http.StatusBadRequest, msgNameIllegal)
-		return
-	}
-	switch m {
-	case http.MethodGet:
-		h.getRule(c, ns, entity)
-	case http.MethodPut:
-		h.putRule(c, ns, entity)
-	case http.MethodDelete:
-		h.deleteRule(c, ns, entity)
-	case http.MethodPost:
-		h.setRuleStatus(c, ns, entity)
-	default:
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")
-	}
+	h.entityRoutes(c, ns, entity, entityHandlers{
+		list: h.listRules, get: h.getRule, put: h.putRule, del: h.deleteRule, post: h.setRuleStatus})
 }
 
 // rulePutRequest is the body of PUT .../rules/{name} (WhiskRulePut).

@@ -32,32 +32,10 @@ func msgTriggerWithInactiveRule(rule, action string) string {
 }
 
 // triggerRoutes dispatches /namespaces/{ns}/triggers[/{name}] (the router checked that ns is the
-// caller's own: triggers are never shared).
+// caller's own: triggers are never shared); POST fires a trigger.
 func (h *handler) triggerRoutes(c *gin.Context, ns, entity string) {
-	m := c.Request.Method
-	switch {
-	case entity == "" && m == http.MethodGet:
-		h.listTriggers(c, ns)
-		return
-	case entity == "":
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET")
-		return
-	case !whisk.ValidEntityName(entity):
-		h.fail(c, http.StatusBadRequest, msgNameIllegal)
-		return
-	}
-	switch m {
-	case http.MethodGet:
-		h.getTrigger(c, ns, entity)
-	case http.MethodPut:
-		h.putTrigger(c, ns, entity)
-	case http.MethodDelete:
-		h.deleteTrigger(c, ns, entity)
-	case http.MethodPost:
-		h.fireTrigger(c, ns, entity)
-	default:
-		h.fail(c, http.StatusMethodNotAllowed, "HTTP method not allowed, supported methods: GET, PUT, DELETE, POST")
-	}
+	h.entityRoutes(c, ns, entity, entityHandlers{
+		list: h.listTriggers, get: h.getTrigger, put: h.putTrigger, del: h.deleteTrigger, post: h.fireTrigger})
 }
 
 // triggerPutRequest is the body of PUT .../triggers/{name} (WhiskTriggerPut). Absent fields keep
