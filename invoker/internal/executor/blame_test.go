@@ -216,7 +216,10 @@ func TestOwnerKilledMidStreamOCI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(images, ModelTeemate, "rootfs")); err != nil {
 		testtool.Missing(t, "no teemate image (make images): "+err.Error())
 	}
-	rt, err := oci.New(oci.Config{ImagesDir: images, StateDir: shortDir(t, "eo"), IDPrefix: "wsk9blame_",
+	state := shortDir(t, "eo")
+	// A cgroup parent of its own, removed with whatever runc left in it when the runtime closes.
+	rt, err := oci.New(oci.Config{ImagesDir: images, StateDir: state, IDPrefix: "wsk9blame_",
+		CgroupParent: "/teemate/" + filepath.Base(state), OwnCgroupParent: true,
 		RefillWorkers: 2}, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)))
 	if err != nil {
 		t.Fatal(err)

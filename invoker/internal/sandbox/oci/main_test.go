@@ -73,6 +73,12 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 	if cfg.IDPrefix == "" {
 		cfg.IDPrefix = "wsktest_"
 	}
+	if cfg.CgroupParent == "" {
+		// A parent of its own, which Close removes with anything runc left in it (a container's
+		// cgroup whose processes were still leaving), as the invoker gives each runtime.
+		cfg.CgroupParent = "/teemate/" + filepath.Base(cfg.StateDir)
+		cfg.OwnCgroupParent = true
+	}
 	rt := newRuntimeNoClose(t, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -85,6 +91,11 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 		}
 		if left := bundles(t, rt); len(left) != 0 {
 			t.Errorf("bundles left after Close: %v", left)
+		}
+		if cfg.OwnCgroupParent {
+			if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", cfg.CgroupParent)); len(left) != 0 {
+				t.Errorf("cgroups left after Close: %v", left)
+			}
 		}
 	})
 	return rt
