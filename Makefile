@@ -116,7 +116,7 @@ fmt: ## Format the Go code (gofmt) and the C directories of C_FORMAT_DIRS (clang
 	clang-format -i $(call c_files,$(C_FORMAT_DIRS))
 
 .PHONY: test
-test: deps build lint ## Install what is needed, then run every test (race detector on the Go tests)
+test: deps build images lint ## Install what is needed, build the function images, then run every test (race detector on the Go tests)
 	$(GO) test -race -count=1 ./...
 	@for d in enclave-runtime node-isolate-patch functions controller-adapter/client/js; do \
 	  if ls $$d/test/*.test.js >/dev/null 2>&1; then echo "node --test $$d"; (cd $$d && node --test test/) || exit 1; fi; \
