@@ -36,46 +36,7 @@ func TestSharedPackageEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a real invoker")
 	}
-	repo := repoRoot(t)
-	for _, f := range []string{"bin/teemate-shim", "enclave-runtime/trusted/keys.js"} {
-		if _, err := os.Stat(filepath.Join(repo, f)); err != nil {
-			t.Fatalf("%s is missing: run make build first (%v)", f, err)
-		}
-	}
-	log := zaptest.NewLogger(t)
-	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Addr: "127.0.0.1:0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ctl, err := Start(ctx, Config{DataDir: filepath.Join(t.TempDir(), "controller"), Kafka: kafka.Config{Brokers: emb.Addrs()},
-		Logger: log.Named("controller"), HealthTick: 50 * time.Millisecond, Health: balancer.HealthConfig{PingTimeout: time.Second},
-		Namespaces: []Namespace{{Name: systemNamespace, UUID: systemUUID, Key: systemKey}, {Name: "tenant", UUID: tenantUUID, Key: tenantKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ctl.Close(); err != nil {
-			t.Errorf("controller Close: %v", err)
-		}
-	})
-	inv, err := daemon.Start(daemon.Config{ID: 0, Kafka: strings.Join(emb.Addrs(), ","), APIHost: ctl.APIHost(),
-		Listen: "-", StateDir: filepath.Join(t.TempDir(), "invoker0"), StoreToken: ctl.InvokerToken(), UserMemoryMB: 1024,
-		PingInterval: 200 * time.Millisecond, DrainTimeout: 5 * time.Second, Logger: log.Named("invoker0")},
-		daemon.Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, SlotsPerOwner: 4})
-	if err != nil {
-		t.Fatalf("invoker0: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := inv.Stop(); err != nil {
-			t.Errorf("invoker0 Stop: %v", err)
-		}
-	})
-	if err := ctl.WaitInvoker(ctx, 0); err != nil {
-		t.Fatalf("invoker0 not healthy: %v", err)
-	}
+	ctx, ctl := startOneInvoker(t, Namespace{Name: systemNamespace, UUID: systemUUID, Key: systemKey}, Namespace{Name: "tenant", UUID: tenantUUID, Key: tenantKey})
 
 	do := func(method, path, auth, body string, want int) []byte {
 		t.Helper()
@@ -160,4 +121,52 @@ func TestSharedPackageEndToEnd(t *testing.T) {
 	// whisk.system's private package is not the tenant's to run or bind.
 	do("POST", sys+"/actions/internal/echo?blocking=true", tenantAuth, ``, 403)
 	do("PUT", "/api/v1/namespaces/_/packages/theirs", tenantAuth, `{"binding":{"namespace":"whisk.system","name":"internal"}}`, 403)
+}
+
+// startOneInvoker starts, for the end-to-end tests of issue #18, an embedded broker, a controller
+// with namespaces and one invoker (process sandbox, direct enclave, real Node owners), all stopped
+// when t ends; ctx bounds the test at three minutes.
+func startOneInvoker(t *testing.T, namespaces ...Namespace) (context.Context, *Controller) {
+	t.Helper()
+	repo := repoRoot(t)
+	for _, f := range []string{"bin/teemate-shim", "enclave-runtime/trusted/keys.js"} {
+		if _, err := os.Stat(filepath.Join(repo, f)); err != nil {
+			t.Fatalf("%s is missing: run make build first (%v)", f, err)
+		}
+	}
+	log := zaptest.NewLogger(t)
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Addr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	ctl, err := Start(ctx, Config{DataDir: filepath.Join(t.TempDir(), "controller"), Kafka: kafka.Config{Brokers: emb.Addrs()},
+		Logger: log.Named("controller"), HealthTick: 50 * time.Millisecond, Health: balancer.HealthConfig{PingTimeout: time.Second},
+		Namespaces: namespaces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ctl.Close(); err != nil {
+			t.Errorf("controller Close: %v", err)
+		}
+	})
+	inv, err := daemon.Start(daemon.Config{ID: 0, Kafka: strings.Join(emb.Addrs(), ","), APIHost: ctl.APIHost(),
+		Listen: "-", StateDir: filepath.Join(t.TempDir(), "invoker0"), StoreToken: ctl.InvokerToken(), UserMemoryMB: 1024,
+		PingInterval: 200 * time.Millisecond, DrainTimeout: 5 * time.Second, Logger: log.Named("invoker0")},
+		daemon.Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: repo, SlotsPerOwner: 4})
+	if err != nil {
+		t.Fatalf("invoker0: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := inv.Stop(); err != nil {
+			t.Errorf("invoker0 Stop: %v", err)
+		}
+	})
+	if err := ctl.WaitInvoker(ctx, 0); err != nil {
+		t.Fatalf("invoker0 not healthy: %v", err)
+	}
+	return ctx, ctl
 }
