@@ -45,8 +45,10 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -288,59 +290,94 @@ static void parse(struct plan *p, int argc, char **argv)
 		die("malformed plan: ", "root, cwd and process are required", "");
 }
 
-/* under joins the root and a guest path into buf. */
-static const char *under(char *buf, const char *root, const char *guest)
-{
-	size_t a = strlen(root), b = strlen(guest);
+/*
+ * open_in_root opens the directory at the guest path dest below rootfd (O_PATH), one component
+ * at a time, making the missing ones. The mounts are made before the pivot, when a path in the
+ * image is still resolved against the host's root: a symbolic link in the image (/run -> /etc)
+ * would lead a mount, or the directories made for it, out of the root. So a component that is
+ * a symbolic link, or "..", is refused (RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH), with the path
+ * in the error; the sandbox's mount targets are plain directories in every image we build.
+ */
+static const char symlink_refused[] =
+	": a symbolic link or not a directory in the image (refused: it could lead out of the root)";
 
-	if (a + b + 1 > MAX_PATH)
-		die("path too long: ", guest, "");
-	memcpy(buf, root, a);
-	memcpy(buf + a, guest, b + 1);
+static int open_in_root(int rootfd, const char *dest)
+{
+	char buf[MAX_PATH];
+	size_t n = strlen(dest);
+	int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+
+	if (n >= sizeof(buf))
+		die("path too long: ", dest, "");
+	if (fd < 0)
+		fail("duplicate the root descriptor for ", dest);
+	memcpy(buf, dest, n + 1);
+	for (char *c = strtok(buf, "/"); c; c = strtok(NULL, "/")) {
+		struct open_how how = {
+			.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		};
+		long next;
+
+		if (strcmp(c, ".") == 0)
+			continue;
+		if (strcmp(c, "..") == 0)
+			die("mount target ", dest, ": \"..\" is refused");
+		next = syscall(SYS_openat2, fd, c, &how, sizeof(how));
+		if (next < 0 && errno == ENOENT) {
+			if (mkdirat(fd, c, 0755) != 0 && errno != EEXIST)
+				fail("mkdir for the mount target ", dest);
+			next = syscall(SYS_openat2, fd, c, &how, sizeof(how));
+		}
+		if (next < 0 && (errno == ELOOP || errno == ENOTDIR || errno == EXDEV))
+			die("mount target ", dest, symlink_refused);
+		if (next < 0)
+			fail("open the mount target ", dest);
+		close(fd);
+		fd = (int)next;
+	}
+	return fd;
+}
+
+/* fd_path names an open descriptor for the calls that take a path (mount(2)). */
+static const char *fd_path(char *buf, size_t size, int fd)
+{
+	int n = snprintf(buf, size, "/proc/self/fd/%d", fd);
+
+	if (n < 0 || (size_t)n >= size)
+		die("descriptor path too long", "", "");
 	return buf;
 }
 
-/* mkdirs makes path and its parents (like mkdir -p); existing directories are fine. */
-static void mkdirs(const char *path)
+/*
+ * mount_one mounts m at its target below the root, found by open_in_root. The mount goes onto
+ * the descriptor's directory; a remount or a propagation change then needs the new mount
+ * itself, so the target is opened again (the same walk, now ending on the mount's root).
+ */
+static void mount_one(int rootfd, const struct mnt *m)
 {
-	char buf[MAX_PATH];
-	size_t n = strlen(path);
+	char target[64];
+	int fd = open_in_root(rootfd, m->dest);
 
-	if (n >= sizeof(buf))
-		die("path too long: ", path, "");
-	memcpy(buf, path, n + 1);
-	for (char *s = buf + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			fail("mkdir ", buf);
-		*s = c;
-		if (c == '\0')
-			return;
-	}
-}
-
-static void mount_one(const char *root, const struct mnt *m)
-{
-	char target[MAX_PATH];
-
-	under(target, root, m->dest);
-	mkdirs(target);
+	fd_path(target, sizeof(target), fd);
 	if (m->flags & MS_BIND) {
 		if (mount(m->source, target, NULL, m->flags & (MS_BIND | MS_REC), NULL) != 0)
 			fail("bind mount at ", m->dest);
-		unsigned long rest = m->flags & ~(MS_BIND | MS_REC);
-
-		if (rest && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | rest, NULL) != 0)
-			fail("remount the bind mount at ", m->dest);
 	} else if (mount(m->source, target, m->type, m->flags, m->data[0] ? m->data : NULL) != 0) {
 		fail("mount at ", m->dest);
 	}
+	close(fd);
+	unsigned long rest = m->flags & MS_BIND ? m->flags & ~(MS_BIND | MS_REC) : 0;
+
+	if (!rest && !m->prop)
+		return;
+	fd = open_in_root(rootfd, m->dest);
+	fd_path(target, sizeof(target), fd);
+	if (rest && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | rest, NULL) != 0)
+		fail("remount the bind mount at ", m->dest);
 	if (m->prop && mount(NULL, target, NULL, m->prop, NULL) != 0)
 		fail("set the propagation of ", m->dest);
+	close(fd);
 }
 
 /* The devices every container has (runc's defaults): the /dev tmpfs gets them as nodes. */
@@ -348,35 +385,36 @@ static const struct {
 	const char *name;
 	unsigned int major, minor;
 } devices[] = {
-	{ "/dev/null", 1, 3 },   { "/dev/zero", 1, 5 },    { "/dev/full", 1, 7 },
-	{ "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
+	{ "null", 1, 3 },   { "zero", 1, 5 },    { "full", 1, 7 },
+	{ "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
 };
 
 static const struct {
 	const char *target, *name;
 } dev_links[] = {
-	{ "/proc/self/fd", "/dev/fd" },       { "/proc/self/fd/0", "/dev/stdin" },
-	{ "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
-	{ "pts/ptmx", "/dev/ptmx" },
+	{ "/proc/self/fd", "fd" },       { "/proc/self/fd/0", "stdin" },
+	{ "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+	{ "pts/ptmx", "ptmx" },
 };
 
-static void make_devices(const char *root)
+/* make_devices fills the container's new /dev tmpfs (opened as the mount is, below the root). */
+static void make_devices(int rootfd)
 {
-	char path[MAX_PATH];
+	int dev = open_in_root(rootfd, "/dev");
 	mode_t old = umask(0);
 
 	for (size_t i = 0; i < ARRAY_SIZE(devices); i++) {
-		under(path, root, devices[i].name);
-		if (mknod(path, S_IFCHR | 0666, makedev(devices[i].major, devices[i].minor)) != 0 &&
+		if (mknodat(dev, devices[i].name, S_IFCHR | 0666,
+			    makedev(devices[i].major, devices[i].minor)) != 0 &&
 		    errno != EEXIST)
-			fail("mknod ", devices[i].name);
+			fail("mknod /dev/", devices[i].name);
 	}
 	umask(old);
 	for (size_t i = 0; i < ARRAY_SIZE(dev_links); i++) {
-		under(path, root, dev_links[i].name);
-		if (symlink(dev_links[i].target, path) != 0 && errno != EEXIST)
-			fail("symlink ", dev_links[i].name);
+		if (symlinkat(dev_links[i].target, dev, dev_links[i].name) != 0 && errno != EEXIST)
+			fail("symlink /dev/", dev_links[i].name);
 	}
+	close(dev);
 }
 
 static void mask(const char *path)
@@ -432,11 +470,17 @@ static void build_root(const struct plan *p)
 		fail("make the mounts slaves", "");
 	if (mount(p->root, p->root, NULL, MS_BIND | MS_REC, NULL) != 0)
 		fail("bind the root ", p->root);
+	/* Opened after the bind: the walks below start on the bind mount, not what it covers. */
+	int rootfd = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (rootfd < 0)
+		fail("open the root ", p->root);
 	for (int i = 0; i < p->nmounts; i++) {
-		mount_one(p->root, &p->mounts[i]);
+		mount_one(rootfd, &p->mounts[i]);
 		if (strcmp(p->mounts[i].dest, "/dev") == 0)
-			make_devices(p->root);
+			make_devices(rootfd);
 	}
+	close(rootfd);
 	if (chdir(p->root) != 0)
 		fail("enter the root ", p->root);
 	/* pivot_root(".", "."): the old root ends up on top of the new one and is detached. */

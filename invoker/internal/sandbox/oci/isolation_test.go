@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -91,5 +92,64 @@ func TestIsolation(t *testing.T) {
 	}
 	if s := strings.TrimSpace(string(limit)); s != strconv.Itoa(96<<20) {
 		t.Errorf("memory limit %s, want %d", s, 96<<20)
+	}
+}
+
+// TestMountTargetSymlinkEscape gives the runtime images whose mount targets are symbolic links
+// out of the root (/run, where the slot is bound, to an absolute host path; /tmp, a tmpfs, by a
+// relative path climbing out of the rootfs). Mounts are made before the pivot, when such a link
+// still resolves against the host's root: nothing may be made or mounted on the host side. The
+// launcher refuses the image, naming the target; runc resolves the link inside the root.
+func TestMountTargetSymlinkEscape(t *testing.T) {
+	needRunc(t)
+	host := t.TempDir() // what the links point at; must stay empty
+	images, err := os.MkdirTemp("", "ociescape")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(images) })
+	climb := strings.Repeat("../", 16)
+	for name, link := range map[string][2]string{
+		"escape_run": {"run", host},
+		"escape_tmp": {"tmp", climb + strings.TrimPrefix(host, "/")},
+	} {
+		dir := filepath.Join(images, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-a", filepath.Join(imagesDir, "teemate", "rootfs"), filepath.Join(dir, "rootfs")).CombinedOutput(); err != nil {
+			t.Fatalf("copy the image: %v: %s", err, out)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "image.json"), []byte(`{"cmd":["/bin/teemate-shim"],"env":["PATH=/usr/bin:/bin"]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(dir, "rootfs", link[0])
+		if err := os.RemoveAll(target); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(link[1], target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := newRuntime(t, Config{PoolSize: -1})
+	rt.cfg.ImagesDir = images
+	for _, image := range []string{"escape_run", "escape_tmp"} {
+		t.Run(image, func(t *testing.T) {
+			sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_9_guest_" + image, Rootfs: image, MemoryMB: 64,
+				Command: sandboxtest.StartStubCommand()})
+			if err == nil {
+				sandboxtest.CheckStartStubRun(t, sb)
+			}
+			if rt.kind == kindLaunch && (err == nil || !strings.Contains(err.Error(), "symbolic link")) {
+				t.Errorf("the launcher ran an image whose mount target is a symbolic link out of the root: %v", err)
+			}
+			left, rerr := os.ReadDir(host)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if len(left) != 0 {
+				t.Errorf("a mount target resolved out of the root: %s holds %v (Create: %v)", host, left, err)
+			}
+		})
 	}
 }
