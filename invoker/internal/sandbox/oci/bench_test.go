@@ -144,7 +144,7 @@ func BenchmarkCreateSteps(b *testing.B) {
 // slot with nosuid,nodev,ro: the detached tree of the new mount API (open_tree, mount_setattr,
 // move_mount) and the staged bind (bind, remount, bind, unmount).
 func BenchmarkPerUseMount(b *testing.B) {
-	needRunc(b)
+	needRuntime(b)
 	for _, c := range []struct {
 		name string
 		bind func(host, target, stage string) error

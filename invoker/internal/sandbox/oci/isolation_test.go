@@ -101,7 +101,7 @@ func TestIsolation(t *testing.T) {
 // still resolves against the host's root: nothing may be made or mounted on the host side. The
 // launcher refuses the image, naming the target; runc resolves the link inside the root.
 func TestMountTargetSymlinkEscape(t *testing.T) {
-	needRunc(t)
+	needRuntime(t)
 	host := t.TempDir() // what the links point at; must stay empty
 	images, err := os.MkdirTemp("", "ociescape")
 	if err != nil {

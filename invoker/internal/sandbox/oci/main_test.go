@@ -17,27 +17,28 @@ import (
 	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
-// These tests run real runc containers from the images deploy/images/build.sh makes. As root
-// they install runc when missing and build the images; otherwise they are skipped, except under
-// CI=true where a missing runtime fails them.
+// These tests run real containers from the images deploy/images/build.sh makes, on the runtime
+// OCI_TEST_RUNTIME names: teemate-launch (the default, as the invoker's; built into bin/ when
+// missing), runc or crun. As root they install runc when it is the runtime and missing, and build
+// the images; otherwise they are skipped, except under CI=true where a missing runtime fails them.
 var (
 	skipReason string
 	imagesDir  string
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(sandboxtest.Main(m, "oci sandbox tests need runc and root", &skipReason, setup))
+	os.Exit(sandboxtest.Main(m, "oci sandbox tests need root (and runc for OCI_TEST_RUNTIME=runc)", &skipReason, setup))
 }
 
 func setup() string {
 	if os.Geteuid() != 0 {
-		return "not root (runc needs root; run the tests as root)"
+		return "not root (containers need root; run the tests as root)"
 	}
 	root, err := testtool.RepoRoot()
 	if err != nil {
 		return err.Error()
 	}
-	if _, err := exec.LookPath("runc"); err != nil {
+	if _, err := exec.LookPath("runc"); err != nil && testRuntime() == kindRunc {
 		cmd := exec.Command("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc || "+
 			"{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc; }")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -52,7 +53,7 @@ func setup() string {
 	return ""
 }
 
-func needRunc(t testing.TB) {
+func needRuntime(t testing.TB) {
 	t.Helper()
 	sandboxtest.Require(t, skipReason)
 }
@@ -61,7 +62,7 @@ func needRunc(t testing.TB) {
 // the test, which then checks that nothing is left (no container, no bundle).
 func newRuntime(t testing.TB, cfg Config) *Runtime {
 	t.Helper()
-	needRunc(t)
+	needRuntime(t)
 	if cfg.StateDir == "" {
 		dir, err := os.MkdirTemp("", "oci")
 		if err != nil {
@@ -101,15 +102,24 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 	return rt
 }
 
-// newRuntimeNoClose makes a backend on the runtime OCI_TEST_RUNTIME names (runc by default)
-// that the test closes itself, if at all.
+// testRuntime is the runtime OCI_TEST_RUNTIME names, DefaultRuntime (the launcher) when unset.
+func testRuntime() string {
+	if rt := os.Getenv("OCI_TEST_RUNTIME"); rt != "" {
+		return rt
+	}
+	return DefaultRuntime
+}
+
+// newRuntimeNoClose makes a backend on the runtime OCI_TEST_RUNTIME names (the launcher by
+// default) that the test closes itself, if at all.
 func newRuntimeNoClose(t testing.TB, cfg Config) *Runtime {
 	t.Helper()
 	cfg.ImagesDir = imagesDir
 	if cfg.Runtime == "" {
-		// "crun" runs the suite on crun (see doc.go for the host it needs), "teemate-launch" on
-		// the launcher (built into the repository's bin/ when missing).
-		cfg.Runtime = os.Getenv("OCI_TEST_RUNTIME")
+		// "runc" runs the suite on runc, "crun" on crun (see doc.go for the host it needs),
+		// "teemate-launch" (the default) on the launcher, built into the repository's bin/ when
+		// missing.
+		cfg.Runtime = testRuntime()
 	}
 	if cfg.Runtime == kindLaunch {
 		cfg.Runtime = launcherBin(t)

@@ -133,7 +133,7 @@ func TestRefusedSpecs(t *testing.T) {
 }
 
 func TestReapRemovesLeftovers(t *testing.T) {
-	needRunc(t)
+	needRuntime(t)
 	state, err := os.MkdirTemp("", "oci")
 	if err != nil {
 		t.Fatal(err)
