@@ -49,6 +49,12 @@ type Host struct {
 	OnPath func(name string) bool
 	// Root: the invoker runs as root.
 	Root bool
+	// OCIRuntime is the oci backend's runtime as Backends.OCIRuntime names it ("": the default,
+	// teemate-launch): its probe asks for what that runtime needs and nothing else.
+	OCIRuntime string
+	// LaunchBlocked and CrunBlocked say why teemate-launch cannot limit containers here and why
+	// crun cannot run by itself here ("": nothing); nil asks nothing.
+	LaunchBlocked, CrunBlocked func() string
 }
 
 // RealHost is this machine, with the repository at repo.
@@ -58,6 +64,9 @@ func RealHost(repo string) Host {
 		Exists: func(p string) bool { _, err := os.Stat(p); return err == nil },
 		OnPath: func(name string) bool { _, err := exec.LookPath(name); return err == nil },
 		Root:   os.Geteuid() == 0,
+
+		LaunchBlocked: oci.LaunchBlocked,
+		CrunBlocked:   oci.CrunBlocked,
 	}
 }
 
@@ -232,14 +241,48 @@ func probeDocker(h Host) error {
 	return imagesBuilt(h)
 }
 
+// probeOCI asks for what the chosen runtime needs (Host.OCIRuntime): the launcher its binary in
+// bin/ and cgroup v1 controllers, runc or crun theirs on PATH (crun on a hybrid host also
+// bin/teemate-crun), a path that it exists; then root and the images.
 func probeOCI(h Host) error {
-	if !h.OnPath("runc") && !h.OnPath("crun") {
-		return errors.New("neither runc nor crun is on PATH")
+	var missing []string
+	switch rt := h.OCIRuntime; rt {
+	case "", oci.DefaultRuntime:
+		if l := filepath.Join(h.Repo, "bin", oci.DefaultRuntime); !h.Exists(l) {
+			missing = append(missing, l+" (make build; or --oci-runtime runc)")
+		}
+		if h.LaunchBlocked != nil {
+			if why := h.LaunchBlocked(); why != "" {
+				missing = append(missing, why)
+			}
+		}
+	case "runc", "crun":
+		if !h.OnPath(rt) {
+			missing = append(missing, rt+" on PATH (apt-get install "+rt+")")
+		}
+		if w := filepath.Join(h.Repo, "bin", "teemate-crun"); rt == "crun" && h.CrunBlocked != nil && h.CrunBlocked() != "" && !h.Exists(w) {
+			missing = append(missing, w+" (make build): "+h.CrunBlocked())
+		}
+	default:
+		if filepath.IsAbs(rt) && !h.Exists(rt) {
+			missing = append(missing, rt)
+		}
 	}
 	if !h.Root {
-		return errors.New("runc needs root to create namespaces and cgroups")
+		missing = append(missing, "root (namespaces, cgroups and mounts need it)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("oci runtime %s: missing %s", ociRuntimeName(h.OCIRuntime), strings.Join(missing, "; "))
 	}
 	return imagesBuilt(h)
+}
+
+// ociRuntimeName is the runtime Backends.OCIRuntime names, the default for "".
+func ociRuntimeName(name string) string {
+	if name == "" {
+		return oci.DefaultRuntime
+	}
+	return name
 }
 
 func probeDirect(h Host) error {
@@ -312,14 +355,18 @@ func buildOCI(a *assembly) (sandbox.Runtime, error) {
 	return rt, nil
 }
 
-// OCIRuntimes are the names Backends.OCIRuntime takes besides a path.
-var OCIRuntimes = []string{"runc", "crun", "teemate-launch"}
+// OCIRuntimes are the names Backends.OCIRuntime takes besides a path, the default first.
+var OCIRuntimes = []string{oci.DefaultRuntime, "runc", "crun"}
+
+// DefaultOCIRuntime is the oci backend's runtime when Backends.OCIRuntime is empty: the
+// launcher (see oci.DefaultRuntime for why).
+const DefaultOCIRuntime = oci.DefaultRuntime
 
 // ociRuntime resolves Backends.OCIRuntime to what oci.Config.Runtime takes: the programs of
 // bin/ by their paths (teemate-launch; teemate-crun for crun where crun cannot run by itself).
 func ociRuntime(repo, name string) (string, error) {
 	switch name {
-	case "", "runc":
+	case "runc":
 		return "runc", nil
 	case "crun":
 		if oci.CrunBlocked() == "" {
@@ -330,10 +377,10 @@ func ociRuntime(repo, name string) (string, error) {
 			return "", fmt.Errorf("%w: %s: %s is missing (make build)", ErrNotAvailable, oci.CrunBlocked(), w)
 		}
 		return w, nil
-	case "teemate-launch":
-		l := filepath.Join(repo, "bin", "teemate-launch")
+	case "", oci.DefaultRuntime:
+		l := filepath.Join(repo, "bin", oci.DefaultRuntime)
 		if !fileExists(l) {
-			return "", fmt.Errorf("%w: %s is missing (make build)", ErrNotAvailable, l)
+			return "", fmt.Errorf("%w: oci runtime %s: %s is missing (make build; or --oci-runtime runc)", ErrNotAvailable, oci.DefaultRuntime, l)
 		}
 		return l, nil
 	}

@@ -21,11 +21,24 @@ func fakeHost(root bool, present ...string) Host {
 	}
 }
 
-var images = filepath.Join("/repo", ".state", "images", "teemate", "image.json")
+var (
+	images   = filepath.Join("/repo", ".state", "images", "teemate", "image.json")
+	launcher = filepath.Join("/repo", "bin", "teemate-launch")
+)
+
+// withRuntime is h with the oci runtime named as --oci-runtime names it.
+func withRuntime(h Host, rt string) Host {
+	h.OCIRuntime = rt
+	return h
+}
 
 func TestChooseBackends(t *testing.T) {
 	bare := fakeHost(false, "PATH:node")
-	rich := fakeHost(true, "/var/run/docker.sock", "PATH:runc", "/dev/sgx_enclave", "/dev/teemate", "PATH:gramine-sgx", "PATH:node", images)
+	rich := fakeHost(true, "/var/run/docker.sock", "PATH:runc", launcher, "/dev/sgx_enclave", "/dev/teemate", "PATH:gramine-sgx", "PATH:node", images)
+	noCgroupV1 := fakeHost(true, "PATH:runc", launcher, "PATH:node", images)
+	noCgroupV1.LaunchBlocked = func() string { return "no cgroup v1 memory controller" }
+	hybrid := fakeHost(true, "PATH:crun", "PATH:node", images)
+	hybrid.CrunBlocked = func() string { return "crun refuses this hybrid cgroup host" }
 	tests := []struct {
 		name                    string
 		sandbox, enclave, model string
@@ -37,9 +50,12 @@ func TestChooseBackends(t *testing.T) {
 		{name: "auto on a bare machine", sandbox: "auto", enclave: "auto", host: bare, want: Choice{"process", "direct", "teemate"}},
 		{name: "empty means auto", host: bare, want: Choice{"process", "direct", "teemate"}},
 		{name: "oci preferred: same isolation, pooled starts", host: rich, want: Choice{"oci", "sgx", "teemate"}},
-		{name: "docker when runc is missing", host: fakeHost(true, "/var/run/docker.sock", "PATH:node", images), want: Choice{"docker", "direct", "teemate"}},
-		{name: "crun will do", host: fakeHost(true, "PATH:crun", "PATH:node", images), want: Choice{"oci", "direct", "teemate"}},
-		{name: "oci needs root", host: fakeHost(false, "PATH:runc", "PATH:node", images), want: Choice{"process", "direct", "teemate"}},
+		{name: "docker when the launcher is not built", host: fakeHost(true, "/var/run/docker.sock", "PATH:runc", "PATH:node", images), want: Choice{"docker", "direct", "teemate"}},
+		{name: "the launcher needs no runc or crun", host: fakeHost(true, launcher, "PATH:node", images), want: Choice{"oci", "direct", "teemate"}},
+		{name: "runc when chosen", host: withRuntime(fakeHost(true, "PATH:runc", "PATH:node", images), "runc"), want: Choice{"oci", "direct", "teemate"}},
+		{name: "chosen runc needs runc", host: withRuntime(fakeHost(true, launcher, "/var/run/docker.sock", "PATH:node", images), "runc"), want: Choice{"docker", "direct", "teemate"}},
+		{name: "crun will do", host: withRuntime(fakeHost(true, "PATH:crun", "PATH:node", images), "crun"), want: Choice{"oci", "direct", "teemate"}},
+		{name: "oci needs root", host: fakeHost(false, "PATH:runc", launcher, "PATH:node", images), want: Choice{"process", "direct", "teemate"}},
 		{name: "containers need the images", host: fakeHost(true, "/var/run/docker.sock", "PATH:runc", "PATH:node"), want: Choice{"process", "direct", "teemate"}},
 		{name: "no enclave without node", host: fakeHost(false), wantErr: ErrNotAvailable,
 			wantMsg: "no enclave backend (sgx: missing /dev/sgx_enclave, /dev/teemate, gramine-sgx on PATH; direct: node is not on PATH"},
@@ -48,7 +64,16 @@ func TestChooseBackends(t *testing.T) {
 		{name: "explicit none", sandbox: "none", enclave: "none", model: "native", host: bare, want: Choice{"none", "none", "native"}},
 		{name: "explicit docker not on the machine", sandbox: "docker", host: bare, wantErr: ErrNotAvailable, wantMsg: "/var/run/docker.sock"},
 		{name: "explicit docker without images", sandbox: "docker", host: fakeHost(true, "/var/run/docker.sock"), wantErr: ErrNotAvailable, wantMsg: "make images"},
-		{name: "explicit oci as a user", sandbox: "oci", host: fakeHost(false, "PATH:runc", images), wantErr: ErrNotAvailable, wantMsg: "root"},
+		{name: "explicit oci as a user", sandbox: "oci", host: fakeHost(false, launcher, images), wantErr: ErrNotAvailable, wantMsg: "root"},
+		{name: "explicit oci, launcher not built", sandbox: "oci", host: fakeHost(true, "PATH:runc", images), wantErr: ErrNotAvailable,
+			wantMsg: "oci runtime teemate-launch: missing /repo/bin/teemate-launch (make build; or --oci-runtime runc)"},
+		{name: "explicit oci, launcher without cgroup v1", sandbox: "oci", host: noCgroupV1, wantErr: ErrNotAvailable, wantMsg: "no cgroup v1 memory controller"},
+		{name: "explicit oci, runc missing", sandbox: "oci", host: withRuntime(fakeHost(true, launcher, images), "runc"), wantErr: ErrNotAvailable,
+			wantMsg: "oci runtime runc: missing runc on PATH (apt-get install runc)"},
+		{name: "explicit oci, crun on a hybrid host without its wrapper", sandbox: "oci", host: withRuntime(hybrid, "crun"), wantErr: ErrNotAvailable,
+			wantMsg: "missing /repo/bin/teemate-crun (make build): crun refuses this hybrid cgroup host"},
+		{name: "explicit oci, a runtime path that is not there", sandbox: "oci", host: withRuntime(fakeHost(true, images), "/opt/rt/runc"), wantErr: ErrNotAvailable,
+			wantMsg: "missing /opt/rt/runc"},
 		{name: "explicit sgx without hardware", enclave: "sgx", host: fakeHost(false, "/dev/teemate"), wantErr: ErrNotAvailable,
 			wantMsg: "missing /dev/sgx_enclave, gramine-sgx on PATH"},
 		{name: "unknown sandbox", sandbox: "kvm", host: rich, wantErr: ErrUnknownBackend, wantMsg: `sandbox "kvm" (known: oci, docker, process, none)`},
@@ -118,7 +143,8 @@ func TestOCIRuntime(t *testing.T) {
 		repo, name, want string
 		wantErr          error
 	}{
-		{repo: repo, name: "", want: "runc"},
+		{repo: repo, name: "", want: filepath.Join(repo, "bin", "teemate-launch")},
+		{repo: empty, name: "", wantErr: ErrNotAvailable},
 		{repo: repo, name: "runc", want: "runc"},
 		{repo: repo, name: "crun", want: crun},
 		{repo: repo, name: "teemate-launch", want: filepath.Join(repo, "bin", "teemate-launch")},
