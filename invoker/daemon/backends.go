@@ -38,9 +38,10 @@ type Backends struct {
 	// A pooled container costs a few MB; size it to the bursts to absorb, as OpenWhisk sizes its
 	// prewarm pool.
 	PoolSize int
-	// OCIRuntime is the oci backend's runtime: "runc" (the default), "crun" (through
-	// bin/teemate-crun where crun refuses the host's hybrid cgroups), "teemate-launch" (the
-	// launcher of the sandbox's fixed shape, bin/teemate-launch), or a path to a runtime binary.
+	// OCIRuntime is the oci backend's runtime: "teemate-launch" (the default, DefaultOCIRuntime:
+	// the launcher of the sandbox's fixed shape, bin/teemate-launch; a seventh of runc's CPU
+	// per container, same isolation), "runc", "crun" (through bin/teemate-crun where crun
+	// refuses the host's hybrid cgroups), or a path to a runtime binary.
 	OCIRuntime string
 	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
 	Isolate string

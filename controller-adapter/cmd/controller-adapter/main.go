@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -32,6 +33,7 @@ import (
 	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
+	"github.com/teemate/platform/invoker/daemon"
 )
 
 func main() {
@@ -63,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Enclave, "enclave", "auto", "standalone invoker enclave: auto, sgx, direct or none")
 	fs.StringVar(&cfg.Model, "model", "teemate", "standalone invoker model: teemate, native or strawman")
 	fs.IntVar(&cfg.PoolSize, "pool-size", 0, "standalone invoker: created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
-	fs.StringVar(&cfg.OCIRuntime, "oci-runtime", "runc", "standalone invoker: runtime of the oci sandbox: runc, crun, teemate-launch or a path")
+	fs.StringVar(&cfg.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "standalone invoker: runtime of the oci sandbox: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
 	fs.BoolVar(&cfg.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "standalone invoker: run enclave owners as root without confinement (an isolate escape is then host root)")
 	fs.StringVar(&cfg.EgressAllow, "egress-allow", "", `standalone invoker: host-loopback endpoints owners may reach, "host:port,..." (the REST API's port is always added)`)
 	fs.StringVar(&cfg.OwnerUser, "owner-user", "64000:64000", "standalone invoker: uid:gid the confined enclave owners run as")

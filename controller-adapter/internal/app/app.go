@@ -196,7 +196,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// a named backend the machine cannot run, with the reason.
 	var choice daemon.Choice
 	if cfg.Standalone {
-		if choice, err = daemon.ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, daemon.RealHost(cfg.RepoDir)); err != nil {
+		host := daemon.RealHost(cfg.RepoDir)
+		host.OCIRuntime = cfg.OCIRuntime
+		if choice, err = daemon.ChooseBackends(cfg.Sandbox, cfg.Enclave, cfg.Model, host); err != nil {
 			return fmt.Errorf("invoker backends: %w", err)
 		}
 	}

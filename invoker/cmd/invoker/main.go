@@ -42,7 +42,7 @@ func main() {
 	flag.StringVar(&backends.Model, "model", "teemate", "execution model: "+strings.Join(daemon.ModelNames(), ", "))
 	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
 	flag.IntVar(&backends.PoolSize, "pool-size", 0, "created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
-	flag.StringVar(&backends.OCIRuntime, "oci-runtime", "runc", "runtime of the oci sandbox backend: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
+	flag.StringVar(&backends.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "runtime of the oci sandbox backend: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
 	flag.StringVar(&backends.EgressAllow, "egress-allow", "", `host-loopback endpoints owners may reach, "host:port,..." (the --api-host port is added when on loopback)`)
 	flag.StringVar(&backends.OwnerUser, "owner-user", "64000:64000", "uid:gid the confined enclave owners run as")
