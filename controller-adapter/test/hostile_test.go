@@ -296,8 +296,8 @@ func startPlatform(t *testing.T, repo string) *platform {
 	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", `"$@" & wait`, "sh",
 		bin, "--standalone", "--port", "0", "--embedded-kafka-addr", "127.0.0.1:0", "--data-dir", dataDir, "--sandbox", "oci", "--enclave", "direct",
 		"--model", "teemate", "--repo-dir", repo)
-	// TEEMATE_TEST_OCI_RUNTIME runs the platform's containers on another runtime (crun,
-	// teemate-launch: built by make build).
+	// The platform's containers run on its default runtime, teemate-launch (built by make
+	// build); TEEMATE_TEST_OCI_RUNTIME runs them on another (runc, crun).
 	if rt := os.Getenv("TEEMATE_TEST_OCI_RUNTIME"); rt != "" {
 		cmd.Args = append(cmd.Args, "--oci-runtime", rt)
 	}
