@@ -167,6 +167,11 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// The invokers' long polls end when the server shuts down (api.WithShutdown): a stop or a
+	// restart does not wait for them.
+	shutdown := make(chan struct{})
+	c.srv.BaseContext = func(net.Listener) context.Context { return api.WithShutdown(context.Background(), shutdown) }
+	c.srv.RegisterOnShutdown(func() { close(shutdown) })
 	c.served = make(chan struct{})
 	go func() {
 		if err := c.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -396,4 +401,6 @@ func (d drainStore) SaveDrain(ctx context.Context, s balancer.SavedDrain) error 
 	return d.st.PutInvokerDrain(ctx, store.InvokerDrain(s))
 }
 
-func (d drainStore) ForgetDrain(ctx context.Context, id int) error { return d.st.DeleteInvokerDrain(ctx, id) }
+func (d drainStore) ForgetDrain(ctx context.Context, id int) error {
+	return d.st.DeleteInvokerDrain(ctx, id)
+}
