@@ -406,3 +406,204 @@ func TestDrainSealedAcrossCutTransfer(t *testing.T) {
 		t.Fatalf("%d sealed activations before, %d after the drain: want some of each", before, after)
 	}
 }
+
+// TestDrainSurvivesControllerRestart: invoker1 drained to invoker0, the controller restarted on
+// the same data directory: invoker1 is still drained (GET /invokers and its drain status say so)
+// and its actions run on invoker0; undrained, and the controller restarted again, invoker1 serves
+// its actions once more.
+func TestDrainSurvivesControllerRestart(t *testing.T) {
+	f := newFleet(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	for id := range 2 {
+		f.startInvoker(id, invokerOpts{})
+		waitFor(t, fmt.Sprintf("invoker%d up and keyed", id), time.Minute, func() bool { return f.ctl.warmKid(id, "nodejs:20") != "" })
+	}
+	c, err := client.New(client.Config{APIHost: f.ctl.APIHost(), Auth: tenantAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := homedOn(t, ctx, c, nil, "plain", `function main(p) { return { n: p.n } }`, 1, 2, 3)
+	// runAll invokes every action once and says where each ran.
+	runAll := func(when string) []int {
+		t.Helper()
+		var on []int
+		for i, name := range names {
+			act, err := f.ctl.Invoke(ctx, tenantAuth, name, json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)))
+			if err != nil || !act.Response.IsSuccess() {
+				t.Fatalf("%s: invoke %s: %v %+v", when, name, err, act)
+			}
+			on = append(on, f.servedBy(act.ActivationID))
+		}
+		return on
+	}
+	everyOn := func(on []int, id int) bool {
+		for _, i := range on {
+			if i != id {
+				return false
+			}
+		}
+		return true
+	}
+	if on := runAll("before the drain"); !everyOn(on, 1) {
+		t.Fatalf("before the drain invoker1's actions ran on %v", on)
+	}
+	admin := f.operator()
+	if status, body := admin.call("POST", "/invokers/1/drain", `{"to": 0}`, ""); status != http.StatusAccepted {
+		t.Fatalf("drain: %d %s", status, body)
+	}
+	waitFor(t, "invoker1 drained", time.Minute, func() bool { return admin.status(1).State == balancer.StateDrained })
+
+	f.restartController()
+	if f.ctlLogs.FilterMessage("invoker drain restored").Len() != 1 {
+		t.Errorf("the restarted controller restored %d drains, want invoker1's", f.ctlLogs.FilterMessage("invoker drain restored").Len())
+	}
+	admin = f.operator()
+	waitFor(t, "both invokers up again, invoker1 drained", time.Minute, func() bool {
+		return f.ctl.HealthyInvokers() == 2 && admin.invokers()["invoker1/1/invoker1"] == balancer.StateDrained
+	})
+	if s := admin.status(1); s.State != balancer.StateDrained || s.To != 0 || s.Moved["nodejs:20"] != 0 {
+		t.Fatalf("invoker1's drain after the restart: %+v", s)
+	}
+	for range 3 {
+		if on := runAll("after the restart"); !everyOn(on, 0) {
+			t.Fatalf("after the restart invoker1's actions ran on %v, want invoker0 (invoker1 is drained)", on)
+		}
+	}
+
+	if status, body := admin.call("POST", "/invokers/1/undrain", "", ""); status != http.StatusOK {
+		t.Fatalf("undrain: %d %s", status, body)
+	}
+	f.restartController()
+	admin = f.operator()
+	waitFor(t, "both invokers up again, invoker1 serving", time.Minute, func() bool {
+		return f.ctl.HealthyInvokers() == 2 && admin.invokers()["invoker1/1/invoker1"] == "up"
+	})
+	if s := admin.status(1); s.State != "serving" {
+		t.Fatalf("invoker1 after undrain and a restart: %+v", s)
+	}
+	if on := runAll("after undrain and a restart"); !everyOn(on, 1) {
+		t.Fatalf("after undrain and a restart invoker1's actions ran on %v", on)
+	}
+}
+
+// TestDrainGivesUpAnUnpreparedImage: the destination never reports the image keyed like the source
+// (its relay is cut, so its owner made a key of its own): after the prepare timeout the drain gives
+// the image up, GET /invokers/0/drain lists it under notMoved with the reason, and the source keeps
+// serving it under load (zero failed). Asking the drain again tries the image once more.
+func TestDrainGivesUpAnUnpreparedImage(t *testing.T) {
+	const prepare = 3 * time.Second
+	f := newFleet(t, prepare)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	f.startInvoker(0, invokerOpts{})
+	waitFor(t, "invoker0 up and keyed", time.Minute, func() bool { return f.ctl.warmKid(0, "nodejs:20") != "" })
+	kid0 := f.ctl.warmKid(0, "nodejs:20")
+	f.startInvoker(1, invokerOpts{blockRelay: true})
+	waitFor(t, "invoker1 up with a key of its own", time.Minute, func() bool {
+		k := f.ctl.warmKid(1, "nodejs:20")
+		return k != "" && k != kid0
+	})
+	c, err := client.New(client.Config{APIHost: f.ctl.APIHost(), Auth: tenantAuth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := homedOn(t, ctx, c, nil, "plain", `function main(p) { return { n: p.n } }`, 0, 2, 2)
+
+	type result struct {
+		name    string
+		invoker int
+		err     error
+	}
+	var mu sync.Mutex
+	var results []result
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for _, name := range names {
+		load.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(300 * time.Millisecond):
+				}
+				act, err := f.ctl.Invoke(ctx, tenantAuth, name, json.RawMessage(fmt.Sprintf(`{"n":%d}`, n)))
+				r := result{name: name, invoker: -1, err: err}
+				if err == nil && !act.Response.IsSuccess() {
+					r.err = fmt.Errorf("activation %s: status %d", act.ActivationID, act.Response.StatusCode)
+				}
+				if err == nil {
+					r.invoker = f.servedBy(act.ActivationID)
+				}
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}
+		})
+	}
+	stopLoad := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		load.Wait()
+	}
+	defer stopLoad()
+
+	admin := f.operator()
+	asked := time.Now()
+	if status, body := admin.call("POST", "/invokers/0/drain", `{"to": 1}`, ""); status != http.StatusAccepted {
+		t.Fatalf("drain: %d %s", status, body)
+	}
+	var s balancer.DrainStatus
+	waitFor(t, "nodejs:20 given up", 30*time.Second, func() bool {
+		s = admin.status(0)
+		return s.NotMoved["nodejs:20"] != ""
+	})
+	gaveUp := time.Since(asked)
+	t.Logf("given up after %v: %+v", gaveUp, s)
+	if gaveUp < prepare {
+		t.Errorf("given up after %v, before the prepare timeout %v", gaveUp, prepare)
+	}
+	if reason := s.NotMoved["nodejs:20"]; !strings.Contains(reason, "invoker1 did not report nodejs:20 warm and holding the image key within 3s") {
+		t.Errorf("reason %q", reason)
+	}
+	if s.State != balancer.StateDraining || len(s.Moved) != 0 || s.Preparing != nil || !strings.Contains(s.Waiting, "not moved") {
+		t.Errorf("status with the image given up: %+v", s)
+	}
+	if f.ctlLogs.FilterMessageSnippet("image not moved").Len() == 0 {
+		t.Error("the controller did not log the image given up")
+	}
+	time.Sleep(2 * time.Second) // the source serves on
+
+	// Asked again: the image is tried once more, and given up again.
+	status, body := admin.call("POST", "/invokers/0/drain", `{"to": 1}`, "")
+	if status != http.StatusOK || strings.Contains(body, "notMoved") || !strings.Contains(body, `"preparing"`) {
+		t.Fatalf("drain asked again: %d %s", status, body)
+	}
+	waitFor(t, "nodejs:20 given up again", 30*time.Second, func() bool { return admin.status(0).NotMoved["nodejs:20"] != "" })
+	stopLoad()
+
+	mu.Lock()
+	defer mu.Unlock()
+	failed, onSource := 0, 0
+	for _, r := range results {
+		switch {
+		case r.err != nil:
+			failed++
+			t.Errorf("%s: %v", r.name, r.err)
+		case r.invoker == 0:
+			onSource++
+		default:
+			t.Errorf("%s ran on invoker%d, not on the source, which keeps the image", r.name, r.invoker)
+		}
+	}
+	t.Logf("%d activations during the drain, %d failed, %d on the source", len(results), failed, onSource)
+	if onSource == 0 {
+		t.Fatal("no activation during the drain")
+	}
+	if status, body := admin.call("POST", "/invokers/0/undrain", "", ""); status != http.StatusOK {
+		t.Fatalf("undrain: %d %s", status, body)
+	}
+}

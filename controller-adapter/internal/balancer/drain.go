@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -371,13 +372,15 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 			zap.Int("destination", dest))
 	}
 	n := b.inFlightOnLocked(id)
-	if n > 0 {
-		d.waiting = fmt.Sprintf("%d activations in flight", n)
-	}
+	var waits []string
 	stuck := len(d.notMoved)
-	if stuck > 0 && n == 0 {
-		d.waiting = fmt.Sprintf("%d images not moved (notMoved; POST the drain again to retry them)", stuck)
+	if stuck > 0 {
+		waits = append(waits, fmt.Sprintf("%d images not moved (notMoved; POST the drain again to retry them)", stuck))
 	}
+	if n > 0 {
+		waits = append(waits, fmt.Sprintf("%d activations in flight", n))
+	}
+	d.waiting = strings.Join(waits, "; ")
 	if was := d.drained; (n == 0 && stuck == 0) != was {
 		d.drained = n == 0 && stuck == 0
 		d.dirty = true
