@@ -375,7 +375,7 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 	var waits []string
 	stuck := len(d.notMoved)
 	if stuck > 0 {
-		waits = append(waits, fmt.Sprintf("%d images not moved (notMoved; POST the drain again to retry them)", stuck))
+		waits = append(waits, fmt.Sprintf("a new drain request to retry the %d images not moved (notMoved)", stuck))
 	}
 	if n > 0 {
 		waits = append(waits, fmt.Sprintf("%d activations in flight", n))
