@@ -94,10 +94,12 @@ func newFleet(t *testing.T, prepareTimeout time.Duration) *fleet {
 func (f *fleet) startController() {
 	f.t.Helper()
 	obs, logs := observer.New(zap.InfoLevel)
+	// A ping timeout of 10 s: on a loaded machine pings are late by seconds, and an invoker
+	// taken for down would fail activations for reasons other than the drain.
 	ctl, err := Start(context.Background(), Config{DataDir: f.dataDir, Kafka: kafka.Config{Brokers: f.emb.Addrs()},
 		Listen: f.listen, InvokerToken: f.token, AdminPassword: f.admin, PrepareTimeout: f.prepare,
 		Logger:     zap.New(zapcore.NewTee(f.log.Named("controller").Core(), obs)),
-		HealthTick: 50 * time.Millisecond, Health: balancer.HealthConfig{PingTimeout: 2 * time.Second}})
+		HealthTick: 50 * time.Millisecond, Health: balancer.HealthConfig{PingTimeout: 10 * time.Second}})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -373,7 +375,24 @@ func TestDrainSealedAcrossCutTransfer(t *testing.T) {
 		return s.State == balancer.StateDrained
 	})
 	drained := time.Now()
-	time.Sleep(3 * time.Second)
+	// The load goes on until every action has answered twice after the drain (a slow machine
+	// makes these large sealed activations take seconds).
+	waitFor(t, "two sealed activations of each action after the drain", 90*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		after := map[string]int{}
+		for _, r := range results {
+			if r.start.After(drained) {
+				after[r.name]++
+			}
+		}
+		for _, name := range names {
+			if after[name] < 2 {
+				return false
+			}
+		}
+		return true
+	})
 	close(stop)
 	load.Wait()
 	if s.Moved["nodejs:20"] != 1 {
