@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -33,9 +34,19 @@ func (s *Store) PutInvokerDrain(ctx context.Context, d InvokerDrain) error {
 	if err != nil {
 		return fmt.Errorf("put drain of invoker%d: not moved: %w", d.Invoker, err)
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT OR REPLACE INTO invoker_drains
-		(invoker, to_invoker, force, started_ms, drained, moved, not_moved) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		d.Invoker, d.To, d.Force, d.Started.UnixMilli(), d.Drained, string(moved), string(notMoved)); err != nil {
+	// Delete and insert rather than SQLite's INSERT OR REPLACE: the SQL stays portable (doc.go).
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM invoker_drains WHERE invoker = ?`, d.Invoker); err != nil {
+			return fmt.Errorf("replace: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO invoker_drains
+			(invoker, to_invoker, force, started_ms, drained, moved, not_moved) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			d.Invoker, d.To, d.Force, d.Started.UnixMilli(), d.Drained, string(moved), string(notMoved)); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("put drain of invoker%d: %w", d.Invoker, err)
 	}
 	return nil
