@@ -56,6 +56,10 @@ type Config struct {
 	// minute, 30 concurrent, 60 trigger fires a minute); a namespace's own override them.
 	// Invoke (in-process callers) is not throttled.
 	Throttles Throttles
+	// PrepareTimeout bounds how long an invoker drain waits for a destination to report an image
+	// warm and keyed before it gives the image up, the source serving it on (default
+	// balancer.DefaultPrepareTimeout).
+	PrepareTimeout time.Duration
 
 	// Health tuning for tests of the controller-adapter; zero values take the production defaults.
 	Health     balancer.HealthConfig
@@ -139,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		return nil, fmt.Errorf("embed: kafka producer: %w", err)
 	}
 	if c.bal, err = balancer.New(balancer.Config{Kafka: kcfg, Controller: c.ctrl, SystemIdentity: system, Records: c.st,
-		Health: cfg.Health, TickInterval: cfg.HealthTick}, c.prod, log.Named("balancer")); err != nil {
+		Health: cfg.Health, TickInterval: cfg.HealthTick, Drains: drainStore{c.st}, PrepareTimeout: cfg.PrepareTimeout}, c.prod, log.Named("balancer")); err != nil {
 		return nil, fmt.Errorf("embed: load balancer: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -163,6 +167,11 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// The invokers' long polls end when the server shuts down (api.WithShutdown): a stop or a
+	// restart does not wait for them.
+	shutdown := make(chan struct{})
+	c.srv.BaseContext = func(net.Listener) context.Context { return api.WithShutdown(context.Background(), shutdown) }
+	c.srv.RegisterOnShutdown(func() { close(shutdown) })
 	c.served = make(chan struct{})
 	go func() {
 		if err := c.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -371,4 +380,27 @@ func (c *Controller) Close() error {
 		return fmt.Errorf("embed: close: %w", err)
 	}
 	return nil
+}
+
+// drainStore keeps the balancer's drains in the store (balancer.DrainStore).
+type drainStore struct{ st *store.Store }
+
+func (d drainStore) Drains(ctx context.Context) ([]balancer.SavedDrain, error) {
+	rows, err := d.st.InvokerDrains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]balancer.SavedDrain, len(rows))
+	for i, r := range rows {
+		out[i] = balancer.SavedDrain(r)
+	}
+	return out, nil
+}
+
+func (d drainStore) SaveDrain(ctx context.Context, s balancer.SavedDrain) error {
+	return d.st.PutInvokerDrain(ctx, store.InvokerDrain(s))
+}
+
+func (d drainStore) ForgetDrain(ctx context.Context, id int) error {
+	return d.st.DeleteInvokerDrain(ctx, id)
 }

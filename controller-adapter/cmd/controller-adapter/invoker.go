@@ -141,6 +141,14 @@ func describe(s app.DrainStatus) string {
 	if len(s.Pending) > 0 {
 		fmt.Fprintf(&b, "; pending %s", strings.Join(s.Pending, ", "))
 	}
+	if len(s.NotMoved) > 0 {
+		images := make([]string, 0, len(s.NotMoved))
+		for image, why := range s.NotMoved {
+			images = append(images, fmt.Sprintf("%s (%s)", image, why))
+		}
+		sort.Strings(images)
+		fmt.Fprintf(&b, "; not moved %s", strings.Join(images, ", "))
+	}
 	if s.State != "serving" {
 		fmt.Fprintf(&b, "; %d in flight", s.InFlight)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/app"
+	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/credentials"
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", app.DefaultDrainTimeout,
 		"on SIGTERM or SIGINT: new invocations answer 503 at once; blocking callers still waiting after 3/4 of this get 202 with their activation id, "+
 			"the in-process invoker's activations still running then are abandoned (whisk errors), and the process exits within it (a second signal exits at once)")
+	fs.DurationVar(&cfg.PrepareTimeout, "prepare-timeout", balancer.DefaultPrepareTimeout,
+		"invoker drain: how long a destination may take to report an image warm and keyed before the drain gives that image up (the source keeps serving it)")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "0", "this controller's instance id (acks arrive on completed<ID>)")
 	// --invoker-token shows in ps to every user of the host; it is kept only so existing command
 	// lines keep working, and says so. The file (or the environment) is the way.

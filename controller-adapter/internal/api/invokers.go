@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -200,8 +201,29 @@ func (h *handler) pollPrepare(c *gin.Context) {
 		case <-deadline.C:
 			writeJSON(c, http.StatusOK, map[string]any{"epoch": e, "prepare": list})
 			return
+		case <-shuttingDown(c):
+			writeJSON(c, http.StatusOK, map[string]any{"epoch": e, "prepare": list})
+			return
 		case <-c.Request.Context().Done():
 			return
 		}
 	}
+}
+
+// shutdownKey carries, in a request's context, the channel closed when the server shuts down
+// (WithShutdown).
+type shutdownKey struct{}
+
+// WithShutdown makes ctx, a server's base context, carry shutdown, closed when the server starts
+// shutting down: the invokers' long polls (prepare requests, key requests and offers) then answer
+// at once, as at their own timeout, so that a controller stops (or restarts) without waiting for
+// them, and the invokers poll again, reaching its successor.
+func WithShutdown(ctx context.Context, shutdown <-chan struct{}) context.Context {
+	return context.WithValue(ctx, shutdownKey{}, shutdown)
+}
+
+// shuttingDown is the request's shutdown channel; nil (never ready) without WithShutdown.
+func shuttingDown(c *gin.Context) <-chan struct{} {
+	ch, _ := c.Request.Context().Value(shutdownKey{}).(<-chan struct{}) // absent: nil, a poll that never ends early
+	return ch
 }

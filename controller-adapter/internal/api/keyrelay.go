@@ -344,6 +344,9 @@ func (h *handler) pollKeyRequests(c *gin.Context) {
 		case <-deadline.C:
 			writeJSON(c, http.StatusOK, map[string]any{"requests": list})
 			return
+		case <-shuttingDown(c):
+			writeJSON(c, http.StatusOK, map[string]any{"requests": list})
+			return
 		case <-c.Request.Context().Done():
 			return
 		}
@@ -436,6 +439,9 @@ func (h *handler) awaitKeyOffer(c *gin.Context) {
 		select {
 		case <-changed:
 		case <-deadline.C:
+			writeJSON(c, http.StatusAccepted, map[string]string{"id": id, "state": "pending"})
+			return
+		case <-shuttingDown(c):
 			writeJSON(c, http.StatusAccepted, map[string]string{"id": id, "state": "pending"})
 			return
 		case <-c.Request.Context().Done():

@@ -107,6 +107,9 @@ type Config struct {
 	Ready func(Info)
 	// DrainTimeout bounds a graceful stop (ctx ending; default 30 s): see Run.
 	DrainTimeout time.Duration
+	// PrepareTimeout bounds an invoker drain's wait for one image on its destination (default
+	// balancer.DefaultPrepareTimeout).
+	PrepareTimeout time.Duration
 
 	// Tuning for tests; zero values take the production defaults.
 	Health           balancer.HealthConfig
@@ -271,6 +274,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		HealthTick:     cfg.HealthTick,
 		EvidencePolicy: cfg.EvidencePolicy,
 		Throttles:      cfg.Throttles,
+		PrepareTimeout: cfg.PrepareTimeout,
 	})
 	if err != nil {
 		return err

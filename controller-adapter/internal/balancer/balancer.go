@@ -85,6 +85,13 @@ type Config struct {
 	MaxInvokers int
 	// Now is the clock (default time.Now); tests of the shell keep the real one.
 	Now func() time.Time
+	// Drains keeps the operator's drains across restarts (drainsave.go); nil keeps them in
+	// memory only.
+	Drains DrainStore
+	// PrepareTimeout bounds how long a drain waits for a destination to report an image warm and
+	// keyed; the image is then given up (DrainStatus.NotMoved) and the source keeps serving it
+	// (default 2 min).
+	PrepareTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -117,7 +124,14 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.PrepareTimeout <= 0 {
+		c.PrepareTimeout = DefaultPrepareTimeout
+	}
 }
+
+// DefaultPrepareTimeout is Config.PrepareTimeout's default: an owner start with its key and state
+// transfer takes seconds; the invoker itself gives a preparation up after two minutes.
+const DefaultPrepareTimeout = 2 * time.Minute
 
 // Balancer is the controller's side of the Kafka protocol. It is safe for concurrent use.
 type Balancer struct {
@@ -142,6 +156,12 @@ type Balancer struct {
 	prepSeq  int64
 	epoch    string
 	prepared chan struct{}
+
+	// saved are the drains read back at start, for invokers that have not pinged yet; undrained
+	// the invokers whose saved drain is to be forgotten; saveMu orders the saves (drainsave.go).
+	saved     map[int]SavedDrain
+	undrained map[int]bool
+	saveMu    sync.Mutex
 
 	ensureMu sync.Mutex
 	ensured  map[string]bool
@@ -211,8 +231,13 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		ensured:   map[string]bool{},
 		epoch:     newEpoch(),
 		prepared:  make(chan struct{}),
+		undrained: map[int]bool{},
 		ctx:       ctx,
 		cancel:    cancel,
+	}
+	if err := b.loadDrains(); err != nil {
+		cancel()
+		return nil, err
 	}
 	completed := kafka.CompletedTopic(cfg.Controller.AsString)
 	for _, t := range []string{completed, kafka.HealthTopic} {
@@ -260,6 +285,9 @@ func (b *Balancer) Close() error {
 			}
 		}
 		b.wg.Wait()
+		if err := b.saveDrains(); err != nil {
+			errs = append(errs, err)
+		}
 		b.mu.Lock()
 		for _, e := range b.inFlight {
 			e.timer.Stop()
@@ -449,6 +477,9 @@ func (b *Balancer) clock() {
 		for i, a := range acts {
 			b.act(i, a)
 		}
+		if err := b.saveDrains(); err != nil {
+			b.warn.Warn("saving the drains failed; trying again at the next tick", zap.Error(err))
+		}
 	}
 }
 
@@ -478,6 +509,7 @@ func (b *Balancer) handlePing(m *kafka.Message) {
 			id:     whisk.InvokerInstanceID{Instance: i, Tags: []string{}, DedicatedNamespaces: []string{}},
 			health: OfflineHealth(b.cfg.Health),
 		})
+		b.restoreLocked(i, b.invokers[i])
 	}
 	inv := b.invokers[idx]
 	var a Actions

@@ -20,6 +20,11 @@
 // invoker may have stored it and lost its ack). Reading, never writing, keeps the store write off
 // the ack loop and off the blocking caller's path, and leaves one record per activation id.
 //
+// Drains (drain.go): an operator's drain moves an invoker's images away one by one, each once its
+// destination has it warm and keyed; a destination that does not get there within
+// Config.PrepareTimeout leaves the image on the source. The drains are saved through
+// Config.Drains (the controller's store; drainsave.go) and restored at start.
+//
 // It runs on the untrusted host. Everything it reads from Kafka is parsed with invoker/whisk and
 // malformed records are logged and skipped.
 package balancer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,6 +70,10 @@ type DrainStatus struct {
 	Warning string `json:"warning,omitempty"`
 	// Since is when the drain started (RFC 3339), empty when the invoker does not drain.
 	Since string `json:"since,omitempty"`
+	// NotMoved maps each image the drain gave up moving to why (its destination did not report it
+	// warm and keyed within Config.PrepareTimeout): the source keeps serving it, and the invoker
+	// is not drained until a new POST drain tries these images again or the image cools there.
+	NotMoved map[string]string `json:"notMoved,omitempty"`
 }
 
 // PreparingImage is the image a drain waits for (DrainStatus.Preparing).
@@ -91,6 +96,10 @@ type drain struct {
 	asked   time.Time
 	drained bool
 	waiting string
+	// notMoved: images given up after Config.PrepareTimeout, with the reason.
+	notMoved map[string]string
+	// dirty says the persisted state (SavedDrain) lags behind: saved at the next tick.
+	dirty bool
 }
 
 // serves says whether an invoker under drain d still takes activations of image: it is warm there
@@ -154,6 +163,17 @@ func (b *Balancer) drainedLocked(image string) []Drained {
 // The last invoker that takes activations is refused with ErrLastInvoker unless force. Draining an
 // invoker that drains already changes nothing and answers its status.
 func (b *Balancer) Drain(id, to int, force bool) (DrainStatus, error) {
+	s, err := b.drain(id, to, force)
+	if err != nil {
+		return s, err
+	}
+	if err := b.saveDrains(); err != nil {
+		return s, fmt.Errorf("invoker%d drains, but a controller restart would forget it: %w", id, err)
+	}
+	return s, nil
+}
+
+func (b *Balancer) drain(id, to int, force bool) (DrainStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if id < 0 || id >= len(b.invokers) || !b.invokers[id].pinged {
@@ -161,6 +181,15 @@ func (b *Balancer) Drain(id, to int, force bool) (DrainStatus, error) {
 	}
 	src := b.invokers[id]
 	if src.drain != nil {
+		// Asked again: the images given up are tried once more (their destination may be
+		// fixed now); the rest of the drain goes on as it was.
+		if len(src.drain.notMoved) > 0 {
+			b.log.Info("drain asked again: retrying the images not moved", zap.Int("invoker", id),
+				zap.Int("images", len(src.drain.notMoved)))
+			src.drain.notMoved = nil
+			src.drain.dirty = true
+			b.advanceDrainsLocked(b.cfg.Now())
+		}
 		return b.statusLocked(id), nil
 	}
 	if to >= 0 && !b.takesLocked(to, id) {
@@ -176,7 +205,7 @@ func (b *Balancer) Drain(id, to int, force bool) (DrainStatus, error) {
 		return DrainStatus{}, fmt.Errorf("invoker%d cannot be drained: %w; drained, %s (force the drain to accept that)",
 			id, ErrLastInvoker, lastInvokerConsequence(id))
 	}
-	src.drain = &drain{to: to, force: force, started: b.cfg.Now(), moved: map[string]int{}, dest: -1}
+	src.drain = &drain{to: to, force: force, started: b.cfg.Now(), moved: map[string]int{}, dest: -1, dirty: true}
 	b.log.Info("draining invoker", zap.Int("invoker", id), zap.Int("to", to), zap.Bool("force", force),
 		zap.Int("warm_images", len(src.warm)))
 	b.advanceDrainsLocked(b.cfg.Now())
@@ -192,6 +221,17 @@ func lastInvokerConsequence(id int) string {
 
 // Undrain ends invoker id's drain: its images' activations come back to it by the usual rule.
 func (b *Balancer) Undrain(id int) (DrainStatus, error) {
+	s, err := b.undrain(id)
+	if err != nil {
+		return s, err
+	}
+	if err := b.saveDrains(); err != nil {
+		return s, fmt.Errorf("invoker%d is undrained, but a controller restart would drain it again: %w", id, err)
+	}
+	return s, nil
+}
+
+func (b *Balancer) undrain(id int) (DrainStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if id < 0 || id >= len(b.invokers) || !b.invokers[id].pinged {
@@ -199,6 +239,7 @@ func (b *Balancer) Undrain(id int) (DrainStatus, error) {
 	}
 	if b.invokers[id].drain != nil {
 		b.invokers[id].drain = nil
+		b.undrained[id] = true
 		b.log.Info("invoker undrained", zap.Int("invoker", id))
 	}
 	return b.statusLocked(id), nil
@@ -252,6 +293,12 @@ func (b *Balancer) advanceDrainsLocked(now time.Time) {
 func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 	d := src.drain
 	d.waiting = ""
+	for image := range d.notMoved {
+		if _, warm := src.warm[image]; !warm {
+			delete(d.notMoved, image) // cooled on the source: nothing left to move
+			d.dirty = true
+		}
+	}
 	for {
 		if d.current != "" {
 			if !b.takesLocked(d.dest, id) {
@@ -262,11 +309,27 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 				continue
 			}
 			if !keyedLike(b.invokers[d.dest].warm, src.warm, d.current) {
+				if waited := now.Sub(d.asked); waited >= b.cfg.PrepareTimeout {
+					// Give the image up rather than hold the drain forever: the source keeps
+					// serving it (Route sends it there as long as it has not moved).
+					reason := fmt.Sprintf("invoker%d did not report %s warm and holding the image key within %v",
+						d.dest, d.current, b.cfg.PrepareTimeout)
+					b.log.Warn("image not moved: its destination did not prepare it in time; the source keeps serving it",
+						zap.Int("invoker", id), zap.String("image", d.current), zap.Int("destination", d.dest),
+						zap.Duration("waited", waited))
+					if d.notMoved == nil {
+						d.notMoved = map[string]string{}
+					}
+					d.notMoved[d.current] = reason
+					d.current, d.dirty = "", true
+					continue
+				}
 				d.waiting = fmt.Sprintf("invoker%d to report %s warm and holding the image key", d.dest, d.current)
 				d.drained = false
 				return
 			}
 			d.moved[d.current] = d.dest
+			d.dirty = true
 			b.log.Info("image moved: new activations go to the destination", zap.Int("invoker", id),
 				zap.String("image", d.current), zap.Int("destination", d.dest), zap.Duration("prepared_in", now.Sub(d.asked)))
 			d.current = ""
@@ -280,6 +343,7 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 		switch {
 		case dest < 0 && d.force && d.to < 0:
 			d.moved[image] = -1 // nowhere to prepare it: its activations go wherever Schedule says
+			d.dirty = true
 			continue
 		case dest < 0:
 			if d.to >= 0 {
@@ -291,6 +355,7 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 			return
 		case keyedLike(b.invokers[dest].warm, src.warm, image):
 			d.moved[image] = dest
+			d.dirty = true
 			b.log.Info("image moved: the destination has it warm and keyed", zap.Int("invoker", id),
 				zap.String("image", image), zap.Int("destination", dest))
 			continue
@@ -307,11 +372,18 @@ func (b *Balancer) advanceLocked(id int, src *invoker, now time.Time) {
 			zap.Int("destination", dest))
 	}
 	n := b.inFlightOnLocked(id)
-	if n > 0 {
-		d.waiting = fmt.Sprintf("%d activations in flight", n)
+	var waits []string
+	stuck := len(d.notMoved)
+	if stuck > 0 {
+		waits = append(waits, fmt.Sprintf("a new drain request to retry the %d images not moved (notMoved)", stuck))
 	}
-	if was := d.drained; (n == 0) != was {
-		d.drained = n == 0
+	if n > 0 {
+		waits = append(waits, fmt.Sprintf("%d activations in flight", n))
+	}
+	d.waiting = strings.Join(waits, "; ")
+	if was := d.drained; (n == 0 && stuck == 0) != was {
+		d.drained = n == 0 && stuck == 0
+		d.dirty = true
 		if d.drained {
 			b.log.Info("invoker drained", zap.Int("invoker", id), zap.Duration("took", now.Sub(d.started)))
 		}
@@ -325,11 +397,13 @@ func keyedLike(dest, src map[string]string, image string) bool {
 	return ok && kid != "" && (src[image] == "" || src[image] == kid)
 }
 
-// pendingImages are the images warm on a draining invoker not moved yet, sorted.
+// pendingImages are the images warm on a draining invoker not moved yet nor given up, sorted.
 func pendingImages(d *drain, warm map[string]string) []string {
 	var out []string
 	for image := range warm {
-		if _, moved := d.moved[image]; !moved {
+		_, moved := d.moved[image]
+		_, stuck := d.notMoved[image]
+		if !moved && !stuck {
 			out = append(out, image)
 		}
 	}
@@ -392,6 +466,12 @@ func (b *Balancer) statusLocked(id int) DrainStatus {
 	}
 	for k, v := range d.moved {
 		s.Moved[k] = v
+	}
+	for k, v := range d.notMoved {
+		if s.NotMoved == nil {
+			s.NotMoved = map[string]string{}
+		}
+		s.NotMoved[k] = v
 	}
 	for _, image := range pendingImages(d, inv.warm) {
 		if image == d.current {

@@ -18,6 +18,9 @@
 // It also keeps triggers and rules (triggers.go; a rule's state lives in its trigger's document,
 // as in OpenWhisk, and rule writes update both in one transaction) and the alarms feed's
 // schedules (schedules.go), whose due times are claimed by a compare-and-set before each fire.
+// And it keeps the operator's invoker drains (drains.go, issue #20), so that a restarted
+// controller keeps an invoker under maintenance out of the routing; the load balancer is their
+// one writer.
 //
 // Activation records have one writer each: the invoker, through the API's
 // /internal/v1/activations endpoint, as OpenWhisk's invoker writes its

@@ -90,6 +90,17 @@ var migrations = []string{
 	// 6: a namespace's own throttles (issue #18): OpenWhisk's UserLimits fields that override the
 	// system's, as JSON; '{}' takes the system's everywhere.
 	`ALTER TABLE namespaces ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';`,
+	// 7: the operator's invoker drains (issue #20; drains.go), so that a restarted controller
+	// keeps an invoker under maintenance out of the routing.
+	`CREATE TABLE invoker_drains (
+		invoker    INTEGER NOT NULL PRIMARY KEY,
+		to_invoker INTEGER NOT NULL,
+		force      INTEGER NOT NULL,
+		started_ms INTEGER NOT NULL,
+		drained    INTEGER NOT NULL,
+		moved      TEXT NOT NULL,
+		not_moved  TEXT NOT NULL
+	);`,
 }
 
 // Store is the embedded database. Safe for concurrent use.
