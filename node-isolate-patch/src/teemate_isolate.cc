@@ -35,6 +35,7 @@
 #include <node_api.h>
 
 #include <malloc.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -649,7 +650,14 @@ napi_value Start(napi_env env, napi_callback_info info) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();
     s->prewarm = i < prewarm;
-    s->thread = std::thread([raw] { SlotMain(raw); });
+    s->thread = std::thread([raw, i] {
+      // Named so a profile (/proc/PID/task/*/comm, perf) tells slot threads
+      // from V8's platform workers and libuv's pool; best effort.
+      char name[16];
+      snprintf(name, sizeof name, "tm-slot-%u", i);
+      pthread_setname_np(pthread_self(), name);
+      SlotMain(raw);
+    });
     st.slots.push_back(std::move(s));
   }
   st.prewarm = prewarm;
