@@ -21,7 +21,7 @@
 //
 // Usage: node enclave-runtime/bench/owner-cpu.js [n] [--concurrency C] [--slots S]
 //          [--prewarm K] [--idle-s T] [--ping-ms P] [--action noop|md5] [--json]
-//          [--owner-arg=--x --owner-arg=v ...]
+//          [--owner-arg=--x --owner-arg=v ...] [--node-arg=--cpu-prof ...]
 // NODE_EXTRA_CA_CERTS is dropped (it adds tens of ms to every Node start here).
 
 const fs = require('fs');
@@ -40,6 +40,7 @@ const PREWARM = opt('--prewarm', '');
 const IDLE_S = Number(opt('--idle-s', 0));
 const PING_MS = Number(opt('--ping-ms', 0));
 const JSON_OUT = argv.includes('--json');
+const NODE_ARGS = argv.filter((a) => a.startsWith('--node-arg=')).map((a) => a.slice('--node-arg='.length));
 const OWNER_ARGS = argv.filter((a) => a.startsWith('--owner-arg=')).map((a) => a.slice('--owner-arg='.length));
 const ACTIONS = {
   noop: 'function main(){return {}}',
@@ -67,8 +68,9 @@ function threads(pid) {
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
       const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      const ns = Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      out[tid] = { comm: Number(tid) === pid ? 'main' : comm, ns };
+      const sched = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+      // schedstat: ns on a CPU, ns waiting for one, timeslices run (each a wake-up or preemption)
+      out[tid] = { comm: Number(tid) === pid ? 'main' : comm, ns: Number(sched[0]), slices: Number(sched[2]) };
     } catch {
       // the thread ended between the listing and the read: it has nothing left to count
     }
@@ -116,7 +118,7 @@ async function run(owner, n) {
 async function main() {
   const args = ['--lockdown', 'none', ...OWNER_ARGS];
   if (PREWARM !== '') args.push('--prewarm', PREWARM);
-  const owner = await startOwner({ slots: SLOTS, isolate: 'addon', args, nodeArgs: ['--zero-fill-buffers'] });
+  const owner = await startOwner({ slots: SLOTS, isolate: 'addon', args, nodeArgs: ['--zero-fill-buffers', ...NODE_ARGS] });
   const pid = owner.child.pid;
   try {
     await sleep(500); // the prewarmed slots fill
@@ -143,8 +145,11 @@ async function main() {
     const failed = await run(owner, N);
     const wall = Number(process.hrtime.bigint() - w0) / 1e6;
     await sleep(300); // the last teardowns and refills
-    const g = spent(pid, t0, threads(pid));
+    const t1 = threads(pid);
+    const g = spent(pid, t0, t1);
+    const slices = (after) => Object.entries(after).reduce((a, [tid, t]) => a + t.slices - (t0[tid] ? t0[tid].slices : 0), 0);
     out.minorFaultsPerActivation = Math.round((minorFaults(pid) - f0) / N);
+    out.timeslicesPerActivation = Math.round(slices(t1) / N);
     const total = Object.values(g).reduce((a, b) => a + b, 0);
     out.failed = failed;
     out.wallMs = r2(wall);
@@ -155,7 +160,7 @@ async function main() {
     else {
       process.stdout.write(`owner CPU per activation (ms), n=${N}, concurrency ${C}, ${SLOTS} slots, prewarm ${out.prewarm}, ` +
         `load ${out.load.join(' ')} -> ${out.loadAfter.join(' ')}, ${out.perSecond} act/s, ${failed} failed\n`);
-      process.stdout.write(`  minor page faults per activation: ${out.minorFaultsPerActivation}\n`);
+      process.stdout.write(`  minor page faults per activation: ${out.minorFaultsPerActivation}, timeslices: ${out.timeslicesPerActivation}\n`);
       for (const [k, v] of Object.entries(out.cpuMsPerActivation)) process.stdout.write(`  ${k.padEnd(9)} ${v}\n`);
       if (out.idle) process.stdout.write(`idle (${IDLE_S} s, ping every ${PING_MS} ms), CPU ms per second: ${JSON.stringify(out.idle.msPerSecond)}\n`);
     }
