@@ -99,13 +99,15 @@ class GateClient {
 // startOwner launches owner.js and resolves once it printed its ready line.
 // args are extra owner arguments (e.g. ['--prewarm', '2']); stdin, when given, is
 // written to the owner's standard input (e.g. a gate key with --gate-key stdin).
-function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [], stdin } = {}) {
+// nodeArgs are Node options put before owner.js (e.g. ['--zero-fill-buffers'], as the
+// invoker's direct backend starts it).
+function startOwner({ slots = 4, isolate = 'worker', env = {}, args = [], stdin, nodeArgs = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-rt-test-'));
   const sock = path.join(dir, 'gate.sock');
   const childEnv = { ...process.env, ...env };
   delete childEnv.NODE_EXTRA_CA_CERTS;
   delete childEnv.NODE_TEST_CONTEXT; // the child is not a test file
-  const child = spawn(process.execPath, [OWNER, '--socket', sock, '--slots', String(slots), '--image', 'nodejs:20',
+  const child = spawn(process.execPath, [...nodeArgs, OWNER, '--socket', sock, '--slots', String(slots), '--image', 'nodejs:20',
     '--enclave', 'test-0', '--isolate', isolate, '--work-dir', path.join(dir, 'work'), ...args], {
     env: childEnv, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });

@@ -176,3 +176,31 @@ test('--lockdown seccomp without trusted/lockdown.js is a clear start error', {
   const owner = await startOwner({ slots: 1, isolate: 'worker', args: ['--lockdown', 'none'] });
   await owner.stop();
 });
+
+test('scratch dirs: an empty one and one with files are both removed, and made ahead again', async () => {
+  const { Scratch } = require('../trusted/owner');
+  const os = require('os');
+  const path = require('path');
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-scratch-test-'));
+  const gone = async (dir) => {
+    for (let i = 0; i < 100 && fs.existsSync(dir); i++) await new Promise((r) => setTimeout(r, 10));
+    return !fs.existsSync(dir);
+  };
+  try {
+    const s = new Scratch(parent, 1024);
+    const empty = s.make();
+    const full = s.make();
+    fs.mkdirSync(path.join(full, 'sub'));
+    fs.writeFileSync(path.join(full, 'sub', 'f'), 'x');
+    s.remove(empty);
+    s.remove(full);
+    assert.ok(await gone(empty), 'the empty scratch dir is removed');
+    assert.ok(await gone(full), 'the scratch dir with files is removed');
+    for (let i = 0; i < 100 && s.ready.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.ready.length, 4, 'directories are made ahead again');
+    s.removeReady();
+    assert.deepEqual(fs.readdirSync(parent), []);
+  } finally {
+    fs.rmSync(parent, { recursive: true, force: true });
+  }
+});

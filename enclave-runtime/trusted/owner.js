@@ -819,9 +819,16 @@ class Scratch {
 
   // remove is asynchronous: nobody waits for the disk. Called after the reply,
   // it also makes the next directories ahead.
+  // Most activations leave their /tmp empty, and one rmdir removes an empty
+  // directory in one trip to libuv's thread pool, where fs.rm's recursive walk
+  // takes three (lstat, lstat, rmdir), each waking a pool thread; the walk only
+  // runs when the rmdir finds something left.
   remove(dir) {
-    fs.rm(dir, { recursive: true, force: true, maxRetries: 2 }, (err) => {
-      if (err) log('error', 'could not remove a scratch directory', { dir, error: err.message });
+    fs.rmdir(dir, (err) => {
+      if (!err || err.code === 'ENOENT') return;
+      fs.rm(dir, { recursive: true, force: true, maxRetries: 2 }, (err2) => {
+        if (err2) log('error', 'could not remove a scratch directory', { dir, error: err2.message });
+      });
     });
     this.refill();
   }

@@ -1,6 +1,7 @@
 // Trusted (inside the enclave). See activation.h.
 #include "activation.h"
 
+#include <pthread.h>
 #include <time.h>
 
 #include <algorithm>
@@ -312,7 +313,10 @@ void Watchdog::Start() {
   if (running_) return;
   quit_ = false;
   running_ = true;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "tm-watchdog");  // for profiles; best effort
+    Loop();
+  });
 }
 
 void Watchdog::Shutdown() {
