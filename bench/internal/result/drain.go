@@ -57,7 +57,11 @@ type LatencyWindow struct {
 // DrainTransfer is the enclave state transfer the destination's manager logged ("image state
 // transferred"): the image key and the opened code cache, moved in chunks.
 type DrainTransfer struct {
-	Image             string  `json:"image"`
+	Image string `json:"image"`
+	// AtMs is when the destination logged the transfer: before TriggerMs when its owner took the
+	// state as it started (the health test action starts it on every invoker that joins), so
+	// the drain found the image warm and keyed there.
+	AtMs              float64 `json:"at_ms"`
 	Bytes             int64   `json:"bytes"`
 	Chunks            int     `json:"chunks"`
 	Resumes           int     `json:"resumes"`
@@ -357,6 +361,9 @@ func (r *Result) drainMarkdown() string {
 		return transferCell(p, func(t *DrainTransfer) string {
 			return fmt.Sprintf("%.1f / %.1f", float64(t.SenderPeakBytes)/1024, float64(t.ReceiverPeakBytes)/1024)
 		})
+	})
+	row("transfer at ms (trigger at)", func(p *DrainPhase) string {
+		return transferCell(p, func(t *DrainTransfer) string { return fmt.Sprintf("%.0f (%.0f)", t.AtMs, p.TriggerMs) })
 	})
 	row("enclave owner RSS MiB", func(p *DrainPhase) string {
 		return transferCell(p, func(t *DrainTransfer) string { return fmt.Sprintf("%.1f", float64(t.SenderRSSBytes)/(1<<20)) })
