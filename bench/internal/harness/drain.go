@@ -396,6 +396,7 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 		select {
 		case <-ctx.Done():
 			load.Wait()
+			<-trigger //nolint:errcheck // it ends with ctx too; ctx's error says why
 			return nil, ctx.Err()
 		case <-time.After(time.Until(due)):
 		}
