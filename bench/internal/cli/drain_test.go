@@ -48,7 +48,7 @@ func TestDrainScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Config.Scenario != ScenarioDrain || res.Config.Drain == nil || len(res.Config.Drain.Actions) != 4 {
+	if res.Config.Scenario != ScenarioDrain || res.Config.Drain == nil || len(res.Config.Drain.Actions) != 5 {
 		t.Fatalf("config %+v", res.Config)
 	}
 	d, s, g := res.Drain, res.StopAndCopy, res.Goals
@@ -63,7 +63,7 @@ func TestDrainScenario(t *testing.T) {
 		if p.TriggerMs < 1900 || p.SwitchMs < p.TriggerMs || p.DrainedMs <= 0 || p.EndMs != 6000 {
 			t.Errorf("%s: trigger %v switch %v drained after %v end %v", p.Trigger, p.TriggerMs, p.SwitchMs, p.DrainedMs, p.EndMs)
 		}
-		if p.DowntimeMs <= 0 || p.DowntimePerImageMs["nodejs:20"] != p.DowntimeMs || len(p.DowntimePerActionMs) != 4 {
+		if p.DowntimeMs <= 0 || p.DowntimePerImageMs["nodejs:20"] != p.DowntimeMs || len(p.DowntimePerActionMs) != 5 {
 			t.Errorf("%s: downtime %v per image %v per action %v", p.Trigger, p.DowntimeMs, p.DowntimePerImageMs, p.DowntimePerActionMs)
 		}
 		if p.Switch.N == 0 || p.Switch.P99Ms < p.Switch.P50Ms || p.Before.N == 0 {

@@ -22,10 +22,13 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/teemate/platform/bench/internal/result"
+	"github.com/teemate/platform/controller-adapter/client"
 	"github.com/teemate/platform/controller-adapter/embed"
 	"github.com/teemate/platform/functions"
+	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
+	"github.com/teemate/platform/invoker/sealed"
 )
 
 // DrainOptions configures the drain scenario (RunDrain).
@@ -57,9 +60,11 @@ type DrainOptions struct {
 // only, so "per image" is this one.
 const DrainImage = "nodejs:20"
 
-// drainActions are the load's actions: two trivial ones and two of the bench functions, each
-// named with a suffix that makes invoker0 its home.
-var drainActions = []string{result.NoopFunction, result.NoopFunction, "dynamic-html", "crypto-md5"}
+// drainActions are the load's actions: two trivial ones, two of the bench functions and a sealed
+// noop (its code sealed to the image key, its parameters sealed per request, its result opened by
+// the bench), each named with a suffix that makes invoker0 its home. The sealed one gives the
+// image's state a code cache to move: its opened code.
+var drainActions = []string{result.NoopFunction, result.NoopFunction, "dynamic-html", "crypto-md5", SealedNoop}
 
 // The two invokers of a phase: the source is drained or disabled, the destination takes over.
 const (
@@ -107,14 +112,21 @@ type drainAction struct {
 	params json.RawMessage
 }
 
+// sealing is what a sealed action's requests need: the image's evidence (its key), and the
+// action's namespace and qualified name the envelopes are bound to.
+type sealing struct {
+	ev    *attest.Evidence
+	ns, q string
+}
+
 // drainSpecs names the actions so that invoker0 is the home of each.
 func drainSpecs(o DrainOptions) ([]drainAction, []string, error) {
 	var out []drainAction
 	var names []string
 	n := 0
 	for _, fn := range drainActions {
-		code, params := NoopCode, json.RawMessage(`{"n": 1}`)
-		if fn != result.NoopFunction {
+		code, params := NoopCode, json.RawMessage(`{"n": 42}`)
+		if fn != result.NoopFunction && fn != SealedNoop {
 			f, err := functions.Get(fn)
 			if err != nil {
 				return nil, nil, err
@@ -129,8 +141,9 @@ func drainSpecs(o DrainOptions) ([]drainAction, []string, error) {
 		for ; ; n++ {
 			name := fmt.Sprintf("%s-%d", fn, n)
 			if ActionHome(benchNamespace, name, drainInvokers) == drainSource {
-				out = append(out, drainAction{spec: ActionSpec{Name: name, Code: code, MemoryMB: o.ActionMemoryMB, TimeoutMs: o.TimeoutMs},
-					params: params})
+				// The sealed noop's code is sealed once invoker0's owner has published the key.
+				out = append(out, drainAction{spec: ActionSpec{Name: name, Code: code, Sealed: fn == SealedNoop, MemoryMB: o.ActionMemoryMB,
+					TimeoutMs: o.TimeoutMs}, params: params})
 				names = append(names, name)
 				n++
 				break
@@ -162,6 +175,10 @@ type drainPlatform struct {
 	invAdmin [drainInvokers]string // the invokers' admin HTTP addresses
 	invPass  string                // the invokers' admin password
 	log      *zap.Logger
+	o        DrainOptions
+	dir      string
+	// seal holds the sealed actions' sealing by name (set at deploy).
+	seal map[string]sealing
 }
 
 func (p *drainPlatform) close() {
@@ -182,23 +199,20 @@ func (p *drainPlatform) close() {
 	}
 }
 
-// startDrainPlatform starts a fresh platform under dir: invoker0 with the image prestarted,
-// invoker1 with no image (so that an owner start there shows).
+// startDrainPlatform starts a fresh platform under dir: the broker, the controller and invoker0
+// with the image prestarted (startInvoker adds invoker1).
 func startDrainPlatform(ctx context.Context, o DrainOptions, dir string) (_ *drainPlatform, err error) {
-	p := &drainPlatform{log: o.Logger, auth: benchUUID + ":" + rand.Text() + rand.Text(), invPass: rand.Text()}
+	p := &drainPlatform{log: o.Logger, auth: benchUUID + ":" + rand.Text() + rand.Text(), invPass: rand.Text(), o: o, dir: dir,
+		seal: map[string]sealing{}}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
-	tee := func(name string) (*zap.Logger, *observer.ObservedLogs) {
-		obs, logs := observer.New(zap.InfoLevel)
-		return zap.New(zapcore.NewTee(o.Logger.Named(name).Core(), obs)), logs
-	}
 	if p.emb, err = kafka.StartEmbedded(kafka.EmbeddedOptions{DataDir: filepath.Join(dir, "kafka"), Addr: "127.0.0.1:0", Logger: o.Logger}); err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
-	ctlLog, ctlLogs := tee("controller")
+	ctlLog, ctlLogs := p.tee("controller")
 	p.ctlLogs = ctlLogs
 	if p.ctl, err = embed.Start(ctx, embed.Config{DataDir: filepath.Join(dir, "controller"),
 		Kafka: kafka.Config{Brokers: p.emb.Addrs(), Logger: o.Logger}, Logger: ctlLog}); err != nil {
@@ -208,39 +222,54 @@ func startDrainPlatform(ctx context.Context, o DrainOptions, dir string) (_ *dra
 	if err := p.ctl.AddNamespace(ctx, benchNamespace, uuid, key); err != nil {
 		return nil, fmt.Errorf("bench tenant: %w", err)
 	}
+	if err := p.startInvoker(ctx, drainSource); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// tee is the bench's logger for a component, with its entries observed.
+func (p *drainPlatform) tee(name string) (*zap.Logger, *observer.ObservedLogs) {
+	obs, logs := observer.New(zap.InfoLevel)
+	return zap.New(zapcore.NewTee(p.o.Logger.Named(name).Core(), obs)), logs
+}
+
+// startInvoker starts invoker id and waits until it is up and keyed for the image: invoker0 with
+// the image prestarted, invoker1 with none (nil would mean the default prestart).
+func (p *drainPlatform) startInvoker(ctx context.Context, id int) error {
+	o := p.o
 	slots := o.Slots
 	if slots <= 0 {
 		slots = DefaultSlots(runtime.NumCPU())
 	}
-	for id := range drainInvokers {
-		log, logs := tee(fmt.Sprintf("invoker%d", id))
-		p.invLogs[id] = logs
-		var addr string
-		cfg := daemon.Config{ID: id, Kafka: strings.Join(p.emb.Addrs(), ","), APIHost: p.ctl.APIHost(), Listen: "127.0.0.1:0",
-			AdminPassword: p.invPass, StateDir: filepath.Join(dir, fmt.Sprintf("invoker%d", id)), StoreToken: p.ctl.InvokerToken(),
-			UserMemoryMB: 66 * max(o.ActionMemoryMB, 128), Logger: log, Ready: func(i daemon.Info) { addr = i.HTTPAddr }}
-		b := daemon.Backends{Sandbox: o.Sandbox, Enclave: "direct", Model: "teemate", RepoDir: o.RepoDir, ShimPath: o.ShimPath,
-			SlotsPerOwner: slots, PoolSize: o.PoolSize, OCIRuntime: o.OCIRuntime, UnsafeOwnerAsRoot: o.UnsafeOwnerAsRoot}
-		if id == drainDestination {
-			// Not nil: nil means the default prestart (nodejs:20); empty means none.
-			b.Prestart = []string{}
-		}
-		if p.invs[id], err = daemon.Start(cfg, b); err != nil {
-			return nil, fmt.Errorf("invoker%d: %w", id, err)
-		}
-		p.invAdmin[id] = addr
-		// One at a time, each up and keyed before the next starts, as an operator adds invokers:
-		// the controller's health test action (nodejs:default) starts the image's owner on every
-		// invoker that joins, and an owner that starts before the image's key is published makes
-		// a key of its own, which a later drain to it cannot settle.
-		if err := waitUntil(ctx, fmt.Sprintf("invoker%d up and keyed for %s", id, DrainImage), 2*time.Minute, func() (bool, error) {
-			st, err := p.invokerStates(ctx)
-			return st[id] == "up" && p.published(id), err
-		}); err != nil {
-			return nil, err
-		}
+	log, logs := p.tee(fmt.Sprintf("invoker%d", id))
+	p.invLogs[id] = logs
+	var addr string
+	cfg := daemon.Config{ID: id, Kafka: strings.Join(p.emb.Addrs(), ","), APIHost: p.ctl.APIHost(), Listen: "127.0.0.1:0",
+		AdminPassword: p.invPass, StateDir: filepath.Join(p.dir, fmt.Sprintf("invoker%d", id)), StoreToken: p.ctl.InvokerToken(),
+		UserMemoryMB: 66 * max(o.ActionMemoryMB, 128), Logger: log, Ready: func(i daemon.Info) { addr = i.HTTPAddr }}
+	b := daemon.Backends{Sandbox: o.Sandbox, Enclave: "direct", Model: "teemate", RepoDir: o.RepoDir, ShimPath: o.ShimPath,
+		SlotsPerOwner: slots, PoolSize: o.PoolSize, OCIRuntime: o.OCIRuntime, UnsafeOwnerAsRoot: o.UnsafeOwnerAsRoot}
+	if id == drainDestination {
+		// Not nil: nil means the default prestart (nodejs:20); empty means none.
+		b.Prestart = []string{}
 	}
-	return p, nil
+	var err error
+	if p.invs[id], err = daemon.Start(cfg, b); err != nil {
+		return fmt.Errorf("invoker%d: %w", id, err)
+	}
+	p.invAdmin[id] = addr
+	// One at a time, each up and keyed before the next starts, as an operator adds invokers:
+	// the controller's health test action (nodejs:default) starts the image's owner on every
+	// invoker that joins, and an owner that starts before the image's key is published makes
+	// a key of its own, which a later drain to it cannot settle.
+	if err := waitUntil(ctx, fmt.Sprintf("invoker%d up and keyed for %s", id, DrainImage), 2*time.Minute, func() (bool, error) {
+		st, err := p.invokerStates(ctx)
+		return st[id] == "up" && p.published(id), err
+	}); err != nil {
+		return err
+	}
+	return nil
 }
 
 // published says whether the controller took invoker id's evidence for the image: its owner is
@@ -354,23 +383,20 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 		return nil, err
 	}
 	defer p.close()
-	specs := make([]ActionSpec, len(actions))
-	for i, a := range actions {
-		specs[i] = a.spec
-	}
-	rest, err := NewAPI(p.ctl.APIHost(), p.auth)
-	if err != nil {
+	if err := p.deploy(ctx, actions); err != nil {
 		return nil, err
 	}
-	if err := rest.Deploy(ctx, specs); err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
-	}
-	// One answer of each action before the load: the first of each pays its code's fetch and
-	// first compilation, which is not what the scenario measures.
+	// One answer of each action on invoker0 before the load: the first of each pays its code's
+	// fetch and first compilation (and the sealed one's opening), which is not what the scenario
+	// measures. Then invoker1 joins: its owner, started by the health test action, takes the
+	// image's state (the key and the opened sealed code) from invoker0's.
 	for _, a := range actions {
 		if err := invokeOnce(ctx, p, a, o.RequestTimeout); err != nil {
 			return nil, fmt.Errorf("warm-up of %s: %w", a.spec.Name, err)
 		}
+	}
+	if err := p.startInvoker(ctx, drainDestination); err != nil {
+		return nil, err
 	}
 
 	out := &result.DrainPhase{}
@@ -444,6 +470,42 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 	return out, nil
 }
 
+// deploy creates the actions through the REST API, the sealed ones with their code sealed to the
+// image's key (invoker0's published evidence).
+func (p *drainPlatform) deploy(ctx context.Context, actions []drainAction) error {
+	c, err := client.New(client.Config{APIHost: p.ctl.APIHost(), Auth: p.auth, Policy: attest.Policy{AllowSimulated: true}})
+	if err != nil {
+		return err
+	}
+	specs := make([]ActionSpec, len(actions))
+	for i, a := range actions {
+		specs[i] = a.spec
+		if !a.spec.Sealed {
+			continue
+		}
+		ev, _, err := c.AttestKind(ctx, DrainImage)
+		if err != nil {
+			return fmt.Errorf("attest %s: %w", DrainImage, err)
+		}
+		ns, q, err := c.QualifiedName(ctx, a.spec.Name)
+		if err != nil {
+			return err
+		}
+		if specs[i].Code, err = sealed.SealCode(ev, ns, q, []byte(NoopCode)); err != nil {
+			return fmt.Errorf("seal %s: %w", a.spec.Name, err)
+		}
+		p.seal[a.spec.Name] = sealing{ev: ev, ns: ns, q: q}
+	}
+	rest, err := NewAPI(p.ctl.APIHost(), p.auth)
+	if err != nil {
+		return err
+	}
+	if err := rest.Deploy(ctx, specs); err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	return nil
+}
+
 // drainTrigger waits until at, takes the source out of service and records when; it returns once
 // the source is drained (the drain status) or no longer up (stop-and-copy).
 func drainTrigger(ctx context.Context, p *drainPlatform, phase string, at time.Time, out *result.DrainPhase, ms func(time.Time) float64) error {
@@ -493,11 +555,22 @@ func drainTrigger(ctx context.Context, p *drainPlatform, phase string, at time.T
 }
 
 // invokeOnce runs one blocking activation through the controller; an activation that is not a
-// success is an error.
+// success is an error. A sealed action's parameters are sealed to the image key as the client
+// attested it once (a drain must not make it attest again), and its result is opened and
+// checked.
 func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout time.Duration) error {
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	act, err := p.ctl.Invoke(ictx, p.auth, a.spec.Name, a.params)
+	params := a.params
+	var reply *sealed.ReplyKey
+	if a.spec.Sealed {
+		s := p.seal[a.spec.Name]
+		var err error
+		if params, reply, err = sealed.SealParams(s.ev, s.ns, s.q, a.params); err != nil {
+			return fmt.Errorf("seal the parameters: %w", err)
+		}
+	}
+	act, err := p.ctl.Invoke(ictx, p.auth, a.spec.Name, params)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("no answer within %v: %w", timeout, err)
@@ -506,6 +579,15 @@ func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout ti
 	}
 	if !act.Response.IsSuccess() {
 		return fmt.Errorf("activation %s: status %d: %.200s", act.ActivationID, act.Response.StatusCode, act.Response.Result)
+	}
+	if reply != nil {
+		o, err := sealed.OpenResult(reply, act.ActivationID, act.Response.Result)
+		if err != nil {
+			return fmt.Errorf("activation %s: open the sealed result: %w", act.ActivationID, err)
+		}
+		if err := checkNoop(o.Result); err != nil {
+			return fmt.Errorf("activation %s: %w", act.ActivationID, err)
+		}
 	}
 	return nil
 }
