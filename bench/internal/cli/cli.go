@@ -54,6 +54,11 @@ type flags struct {
 	idleWait, memInterval       time.Duration
 	maxLoad                     float64
 	sealedProfile               string
+	// The drain scenario (drain.go).
+	scenario                  string
+	rate                      float64
+	before, after, switchTail time.Duration
+	requestTimeout            time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (*flags, error) {
@@ -99,6 +104,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 		"alternately on the teemate model; both p50s and their difference (goal < 1 ms); --interval defaults to "+SealedInterval.String()+" here")
 	fs.StringVar(&f.sealedProfile, "sealed-cpuprofile", "", "sealed mode: write Go CPU profiles of the bench process (its controller, broker, invoker and client) "+
 		"during the unsealed and the sealed CPU blocks to PREFIX-unsealed.pprof and PREFIX-sealed.pprof")
+	drainFlags(fs, f)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -125,6 +131,9 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if err := checkScenario(f, set); err != nil {
+		return nil, err
+	}
 	if f.sealed {
 		// Paced unless asked otherwise: back to back, the owner's slots fall behind preparing
 		// fresh environments on a busy machine, and whether a sample finds one prepared (about
@@ -243,7 +252,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	if err := run(f, stdout, stderr); err != nil {
+	runner := run
+	if f.scenario == ScenarioDrain {
+		runner = runDrain
+	}
+	if err := runner(f, stdout, stderr); err != nil {
 		var partial *partialError
 		if errors.As(err, &partial) {
 			fmt.Fprintln(stderr, "bench:", err)
@@ -380,6 +393,9 @@ func naming(f *flags, repo string) (profile, name, out string, err error) {
 	}
 	if f.sealed {
 		profile = "sealed"
+	}
+	if f.scenario == ScenarioDrain {
+		profile = ScenarioDrain
 	}
 	name = f.name
 	if name == "" && f.out != "" {

@@ -8,5 +8,9 @@
 // one in-process invoker (daemon.RunWithBackends) per model on the same sandbox backend. Actions are
 // deployed through the controller's REST API; each invocation goes through the controller's invoke
 // path without the HTTP round trip. In api mode it deploys and invokes through a running platform's
-// REST API. It runs on the untrusted host.
+// REST API. The drain scenario (RunDrain) starts two such platforms in turn, each with two
+// in-process invokers (daemon.Start), and takes the first invoker out of service under an
+// open-loop load, by the controller's drain route or by the invoker's /disable, reading the
+// switch, the owner starts and the state transfer from the components' logs. It runs on the
+// untrusted host.
 package harness

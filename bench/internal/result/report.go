@@ -159,6 +159,12 @@ func (r *Result) Markdown(plots []string) string {
 	if !e.SGX {
 		b.WriteString("**No SGX on this machine.** The strawman's \"enclave creation\" is a fresh enclave-runtime boot (a Node process), not an SGX enclave build, and teemate attaches to a warm *direct* enclave (a normal process) instead of aliasing EPC pages. These are not SGX numbers.\n\n")
 	}
+	if r.Drain != nil {
+		// The drain scenario measures no functions: its section and the warnings are the report.
+		b.WriteString(r.drainMarkdown())
+		b.WriteString(r.warningsMarkdown())
+		return b.String()
+	}
 	b.WriteString("## Models\n\n| model | ran | how each activation starts |\n| --- | --- | --- |\n")
 	for _, m := range r.Models {
 		ran := "yes"
@@ -231,11 +237,18 @@ func (r *Result) Markdown(plots []string) string {
 			fmt.Fprintf(&b, "![%s](%s)\n", p, p)
 		}
 	}
-	if len(r.Warnings) > 0 {
-		b.WriteString("\n## Warnings\n\n")
-		for _, w := range r.Warnings {
-			fmt.Fprintf(&b, "- %s\n", w)
-		}
+	b.WriteString(r.warningsMarkdown())
+	return b.String()
+}
+
+func (r *Result) warningsMarkdown() string {
+	if len(r.Warnings) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## Warnings\n\n")
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "- %s\n", w)
 	}
 	return b.String()
 }

@@ -30,6 +30,11 @@ type Result struct {
 	Hostile *Hostile `json:"hostile,omitempty"`
 	// Sealed holds a --sealed run's side-by-side figures (absent otherwise).
 	Sealed *Sealed `json:"sealed,omitempty"`
+	// Drain and StopAndCopy hold a --scenario drain run's two phases, Goals its goals (absent
+	// otherwise).
+	Drain       *DrainPhase `json:"drain,omitempty"`
+	StopAndCopy *DrainPhase `json:"stop_and_copy,omitempty"`
+	Goals       *DrainGoals `json:"goals,omitempty"`
 	// Warnings are conditions that make the numbers less trustworthy (a busy machine, a model that
 	// could not run, invalid responses).
 	Warnings []string `json:"warnings"`
@@ -77,6 +82,9 @@ type Config struct {
 	PoolSize int `json:"pool_size,omitempty"`
 	// OCIRuntime is the oci sandbox's runtime (runc, crun, teemate-launch); empty: runc.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
+	// Scenario is "drain" for --scenario drain, empty for the evaluation; Drain its settings.
+	Scenario string       `json:"scenario,omitempty"`
+	Drain    *DrainConfig `json:"drain,omitempty"`
 }
 
 // ModelInfo says whether a model ran and how its activations start.
