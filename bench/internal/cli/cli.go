@@ -69,7 +69,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.quick, "quick", false, "quick profile: "+strings.Join(QuickFunctions, ", ")+", size test, 30 samples, 1 repetition (< 5 min)")
 	fs.StringVar(&f.apiHost, "api-host", "", "measure a running platform through its REST API instead (e.g. http://127.0.0.1:3233)")
 	fs.StringVar(&f.auth, "auth", "", "uuid:key for --api-host")
-	fs.StringVar(&f.sandbox, "sandbox", "oci", "sandbox backend of the in-process invokers: oci (containers, runc), docker, or process (development only: not a container)")
+	fs.StringVar(&f.sandbox, "sandbox", "oci", "sandbox backend of the in-process invokers: oci (containers, teemate-launch by default), docker, or process (development only: not a container)")
 	fs.StringVar(&f.models, "models", "teemate,native,strawman", "models to measure (api mode: the platform's model, as a label)")
 	fs.StringVar(&f.fns, "functions", "", "comma-separated functions (default: all nine; quick: "+strings.Join(QuickFunctions, ",")+")")
 	fs.StringVar(&f.sizes, "sizes", "", "comma-separated input sizes: test, small, large (default small; quick: test)")
@@ -82,7 +82,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.memInterval, "memory-interval", 5*time.Millisecond, "memory sampling interval")
 	fs.BoolVar(&f.unsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run the warm enclave owners as root without confinement (to measure what confinement costs)")
 	fs.StringVar(&f.egressAllow, "egress-allow", "", `extra host-loopback endpoints the owners may reach, "host:port,..." (the object store is added)`)
-	fs.StringVar(&f.ociRuntime, "oci-runtime", "", "runtime of the oci sandbox: runc (default), crun or teemate-launch")
+	fs.StringVar(&f.ociRuntime, "oci-runtime", "", "runtime of the oci sandbox: teemate-launch (default), runc or crun")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "created sandboxes the oci and process backends keep ready (0: the backend's default, 2)")
 	fs.DurationVar(&f.interval, "interval", 0, "least time between the starts of sequential latency samples (0: back to back)")
 	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: 4 per core; requests beyond wait for a thread; the owner's memory grows with it)")
@@ -341,7 +341,7 @@ func run(f *flags, stdout, stderr io.Writer) error {
 	res.Config = result.Config{Profile: profile, Functions: fnNames, Sizes: sizes, Models: models, Warmup: f.warmup,
 		Samples: f.samples, Repeat: f.repeat, Concurrency: conc, Bursts: f.bursts,
 		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB,
-		IntervalMs: float64(f.interval.Microseconds()) / 1000, PoolSize: f.poolSize, OCIRuntime: f.ociRuntime}
+		IntervalMs: float64(f.interval.Microseconds()) / 1000, PoolSize: f.poolSize, OCIRuntime: ociRuntimeLabel(f)}
 
 	platform, cleanup, err := startPlatform(f, repo, models, conc, memConc)
 	if err != nil {
@@ -592,4 +592,16 @@ func printCPU(w io.Writer, r *result.Result) {
 		fmt.Fprintf(w, "%-9s %-22s %7.1f %8.1f %8.1f %9.1f %8.1f %8v\n", c.Model, c.Function+"/"+c.Size,
 			u.Owner, u.SandboxRuntime, u.Platform, u.InSandbox(), u.Total, u.Settled)
 	}
+}
+
+// ociRuntimeLabel is the runtime the oci sandbox runs with, for the result's config: the flag, or
+// the invokers' default when it is empty; nothing when the sandbox is not oci.
+func ociRuntimeLabel(f *flags) string {
+	switch {
+	case f.sandbox != "oci":
+		return ""
+	case f.ociRuntime == "":
+		return harness.DefaultOCIRuntime
+	}
+	return f.ociRuntime
 }

@@ -327,9 +327,9 @@ func (p *Probe) comm(pid int) string {
 }
 
 // runtimeInit: the OCI runtime's init in a created container, before its process is started
-// (runc names it "runc:[2:INIT]"; crun's keeps crun's name).
+// (runc names it "runc:[2:INIT]"; crun's and the launcher's keep their binary's name).
 func runtimeInit(comm string) bool {
-	return strings.HasPrefix(comm, "runc") || strings.HasPrefix(comm, "crun")
+	return strings.HasPrefix(comm, "runc") || strings.HasPrefix(comm, "crun") || strings.HasPrefix(comm, "teemate-launch")
 }
 
 func subtree(children map[int][]int, top int) []int {

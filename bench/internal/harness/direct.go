@@ -20,6 +20,10 @@ import (
 	"github.com/teemate/platform/invoker/kafka"
 )
 
+// DefaultOCIRuntime is the runtime the in-process invokers' oci sandbox runs with when
+// DirectConfig.OCIRuntime is empty (the launcher; see daemon.DefaultOCIRuntime).
+const DefaultOCIRuntime = daemon.DefaultOCIRuntime
+
 // DirectConfig configures the in-process platform.
 type DirectConfig struct {
 	RepoDir  string
@@ -32,7 +36,7 @@ type DirectConfig struct {
 	Slots int
 	// PoolSize is the sandbox backend's pool of created sandboxes (daemon.Backends.PoolSize).
 	PoolSize int
-	// OCIRuntime is the oci sandbox's runtime (daemon.Backends.OCIRuntime): runc by default.
+	// OCIRuntime is the oci sandbox's runtime (daemon.Backends.OCIRuntime): DefaultOCIRuntime when empty.
 	OCIRuntime string
 	// UnsafeOwnerAsRoot and EgressAllow: the enclave owners' confinement (daemon.Backends). The
 	// object store Run starts is added to the egress allow-list (AllowEgress).

@@ -80,7 +80,7 @@ type Config struct {
 	IntervalMs float64 `json:"interval_ms,omitempty"`
 	// PoolSize is the sandbox pool setting (0: the backend's default).
 	PoolSize int `json:"pool_size,omitempty"`
-	// OCIRuntime is the oci sandbox's runtime (runc, crun, teemate-launch); empty: runc.
+	// OCIRuntime is the oci sandbox's runtime (teemate-launch, runc, crun); empty when the sandbox is not oci.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
 	// Scenario is "drain" for --scenario drain, empty for the evaluation; Drain its settings.
 	Scenario string       `json:"scenario,omitempty"`
