@@ -33,6 +33,23 @@ type ConsumerOptions struct {
 	// a caller that stops reading stops the consumer pulling: the caller
 	// does flow control by bounding its in-flight work.
 	Buffer int
+	// FetchWait is how long the broker may hold a fetch that finds no
+	// record (fetch.max.wait.ms). A record arriving answers it at once, so
+	// it is no delay for records; it bounds how often an idle consumer
+	// polls, and how long its group's heartbeats and commits can queue
+	// behind the held fetch. 0 means 500 ms, or 5 ms with AtMostOnce, whose
+	// commit before each hand-out would otherwise wait out the fetch.
+	FetchWait time.Duration
+}
+
+func (o ConsumerOptions) fetchWait() time.Duration {
+	switch {
+	case o.FetchWait > 0:
+		return o.FetchWait
+	case o.AtMostOnce:
+		return commitPathFetchWait
+	}
+	return idleFetchWait
 }
 
 // Consumer is a member of one consumer group reading one topic. It keeps
@@ -83,7 +100,12 @@ func NewConsumer(cfg Config, group, topic string, opts ConsumerOptions) (*Consum
 	if opts.Buffer < 0 {
 		return nil, fmt.Errorf("kafka: new consumer for %q: negative buffer %d", topic, opts.Buffer)
 	}
-	cg, err := sarama.NewConsumerGroup(cfg.Brokers, group, NewSaramaConfig(cfg))
+	if opts.FetchWait < 0 {
+		return nil, fmt.Errorf("kafka: new consumer for %q: negative fetch wait %v", topic, opts.FetchWait)
+	}
+	sc := NewSaramaConfig(cfg)
+	sc.Consumer.MaxWaitTime = opts.fetchWait()
+	cg, err := sarama.NewConsumerGroup(cfg.Brokers, group, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: join group %q on %v: %w", group, cfg.Brokers, err)
 	}
