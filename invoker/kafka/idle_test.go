@@ -3,6 +3,8 @@ package kafka
 import (
 	"testing"
 	"time"
+
+	"github.com/rcrowley/go-metrics"
 )
 
 // TestConsumer_IdleCPU: an idle consumer and its broker in this process spend little CPU. A fetch
@@ -60,5 +62,26 @@ func TestConsumer_AtMostOnceHandsOutPromptly(t *testing.T) {
 	}
 	if worst > idleFetchWait/2 {
 		t.Errorf("at most once: the slowest of 5 records took %v, want well under %v", worst, idleFetchWait)
+	}
+}
+
+func TestDiscardMetrics_AnswersWhatSaramaAsserts(t *testing.T) {
+	r := discardMetrics{}
+	if _, ok := metrics.GetOrRegisterMeter("m", r).(metrics.NilMeter); !ok {
+		t.Error("a meter is not the no-op meter")
+	}
+	if _, ok := metrics.GetOrRegisterCounter("c", r).(metrics.NilCounter); !ok {
+		t.Error("a counter is not the no-op counter")
+	}
+	h := r.GetOrRegister("h", func() metrics.Histogram { return metrics.NewHistogram(metrics.NewUniformSample(1)) })
+	if _, ok := h.(metrics.NilHistogram); !ok {
+		t.Errorf("a histogram is %T, not the no-op histogram", h)
+	}
+	g := r.GetOrRegister("g", metrics.NewGauge)
+	if _, ok := g.(metrics.Gauge); !ok {
+		t.Errorf("another kind by constructor is %T, not what the constructor makes", g)
+	}
+	if r.Get("m") != nil {
+		t.Error("the registry kept a metric")
 	}
 }
