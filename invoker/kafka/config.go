@@ -117,6 +117,15 @@ const (
 	// behind the fetch sarama parks right after the record came, so the
 	// wait is added to every record's hand-out (measured: about the wait).
 	commitPathFetchWait = 5 * time.Millisecond
+	// commitLinger is how long an at-least-once consumer lets further
+	// records finish before it commits a moved watermark, so that one
+	// commit (a round trip, and a write of the broker's group log) covers
+	// the activations finishing meanwhile instead of one each. A crash
+	// redelivers what finished in that window; the invoker's journal
+	// answers those without running them, and the controller ignores acks
+	// of activations it no longer waits for. Close and rebalances commit at
+	// once.
+	commitLinger = 250 * time.Millisecond
 	// heartbeatInterval is how quickly a member notices a rebalance (a
 	// restarted invoker rejoining its group waits about this long).
 	heartbeatInterval = 250 * time.Millisecond

@@ -173,14 +173,25 @@ func (c *Consumer) markLocked(p int32, w *watermark) bool {
 }
 
 // committer flushes marked offsets promptly, off the Done caller's path (a
-// commit is a broker round trip).
+// commit is a broker round trip). It lets the marks of commitLinger join one
+// commit.
 func (c *Consumer) committer(ctx context.Context) {
 	defer c.loop.Done()
+	linger := time.NewTimer(commitLinger)
+	linger.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.commitCh:
+		}
+		linger.Reset(commitLinger)
+		select {
+		case <-ctx.Done():
+			// Cleanup commits what is marked when the session ends.
+			linger.Stop()
+			return
+		case <-linger.C:
 		}
 		c.mu.Lock()
 		sess := c.sess
