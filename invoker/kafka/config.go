@@ -99,11 +99,33 @@ func (cfg Config) logger() *zap.Logger {
 // consumer. They are chosen for an invoker where one activation's latency
 // matters far more than broker throughput.
 const (
-	// fetchMaxWait is how long a broker may park an empty fetch. A few ms
-	// keeps the consumer's fetch loop awake, which measurably cuts the
-	// latency of the first record after an idle period; it costs a few
-	// hundred tiny requests per second per idle partition.
-	fetchMaxWait = 5 * time.Millisecond
+	// idleFetchWait is how long the broker may park an empty fetch of an
+	// at-least-once consumer: Kafka's default fetch.max.wait.ms. A parked
+	// fetch costs nothing: the broker answers it the moment a record
+	// arrives, so the wait adds no latency to a record. What it bounds is
+	// the polling of an idle partition, a fetch round trip per wait (at
+	// 5 ms one idle consumer cost about 0.1 s of CPU per second of the
+	// process; TestConsumer_IdleCPU), and how long the requests queued
+	// behind it on the connection wait: the broker answers one
+	// connection's requests in order, and sarama sends the group's
+	// heartbeats and offset commits on the same connection as its fetches.
+	// At-least-once commits are off the records' path (the committer) and
+	// heartbeats every 250 ms with a 6 s session tolerate it.
+	idleFetchWait = 500 * time.Millisecond
+	// commitPathFetchWait is the at-most-once consumer's wait: its commit
+	// is on the path of every record (commit, then hand out) and queues
+	// behind the fetch sarama parks right after the record came, so the
+	// wait is added to every record's hand-out (measured: about the wait).
+	commitPathFetchWait = 5 * time.Millisecond
+	// commitLinger is how long an at-least-once consumer lets further
+	// records finish before it commits a moved watermark, so that one
+	// commit (a round trip, and a write of the broker's group log) covers
+	// the activations finishing meanwhile instead of one each. A crash
+	// redelivers what finished in that window; the invoker's journal
+	// answers those without running them, and the controller ignores acks
+	// of activations it no longer waits for. Close and rebalances commit at
+	// once.
+	commitLinger = 250 * time.Millisecond
 	// heartbeatInterval is how quickly a member notices a rebalance (a
 	// restarted invoker rejoining its group waits about this long).
 	heartbeatInterval = 250 * time.Millisecond
@@ -157,9 +179,10 @@ func NewSaramaConfig(cfg Config) *sarama.Config {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 
-	// Consumer: answer as soon as one byte is there, never park long.
+	// Consumer: answer as soon as one byte is there. NewConsumer sets the
+	// longest park (MaxWaitTime) per consumer; this is the default.
 	sc.Consumer.Fetch.Min = 1
-	sc.Consumer.MaxWaitTime = fetchMaxWait
+	sc.Consumer.MaxWaitTime = idleFetchWait
 	// Fetch a whole maximum-size record in one go instead of letting sarama
 	// discover the size by doubling its fetch size.
 	sc.Consumer.Fetch.Default = int32(cfg.maxMessageBytes() + brokerFramingHeadroom)
@@ -179,6 +202,12 @@ func NewSaramaConfig(cfg Config) *sarama.Config {
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 
 	sc.Metadata.Retry.Backoff = retryBackoff
+	// sarama's client metrics (request rates, size and latency histograms
+	// per broker and topic) are read by nothing here, and updating them
+	// took about a twentieth of the process's CPU per activation (locks
+	// and sample heaps on every request); the platform's own metrics are
+	// the Prometheus ones.
+	sc.MetricRegistry = discardMetrics{}
 
 	if cfg.SASL.Enabled() {
 		sc.Net.SASL.Enable = true

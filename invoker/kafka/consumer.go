@@ -33,6 +33,23 @@ type ConsumerOptions struct {
 	// a caller that stops reading stops the consumer pulling: the caller
 	// does flow control by bounding its in-flight work.
 	Buffer int
+	// FetchWait is how long the broker may hold a fetch that finds no
+	// record (fetch.max.wait.ms). A record arriving answers it at once, so
+	// it is no delay for records; it bounds how often an idle consumer
+	// polls, and how long its group's heartbeats and commits can queue
+	// behind the held fetch. 0 means 500 ms, or 5 ms with AtMostOnce, whose
+	// commit before each hand-out would otherwise wait out the fetch.
+	FetchWait time.Duration
+}
+
+func (o ConsumerOptions) fetchWait() time.Duration {
+	switch {
+	case o.FetchWait > 0:
+		return o.FetchWait
+	case o.AtMostOnce:
+		return commitPathFetchWait
+	}
+	return idleFetchWait
 }
 
 // Consumer is a member of one consumer group reading one topic. It keeps
@@ -83,7 +100,12 @@ func NewConsumer(cfg Config, group, topic string, opts ConsumerOptions) (*Consum
 	if opts.Buffer < 0 {
 		return nil, fmt.Errorf("kafka: new consumer for %q: negative buffer %d", topic, opts.Buffer)
 	}
-	cg, err := sarama.NewConsumerGroup(cfg.Brokers, group, NewSaramaConfig(cfg))
+	if opts.FetchWait < 0 {
+		return nil, fmt.Errorf("kafka: new consumer for %q: negative fetch wait %v", topic, opts.FetchWait)
+	}
+	sc := NewSaramaConfig(cfg)
+	sc.Consumer.MaxWaitTime = opts.fetchWait()
+	cg, err := sarama.NewConsumerGroup(cfg.Brokers, group, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: join group %q on %v: %w", group, cfg.Brokers, err)
 	}
@@ -151,14 +173,25 @@ func (c *Consumer) markLocked(p int32, w *watermark) bool {
 }
 
 // committer flushes marked offsets promptly, off the Done caller's path (a
-// commit is a broker round trip).
+// commit is a broker round trip). It lets the marks of commitLinger join one
+// commit.
 func (c *Consumer) committer(ctx context.Context) {
 	defer c.loop.Done()
+	linger := time.NewTimer(commitLinger)
+	linger.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.commitCh:
+		}
+		linger.Reset(commitLinger)
+		select {
+		case <-ctx.Done():
+			// Cleanup commits what is marked when the session ends.
+			linger.Stop()
+			return
+		case <-linger.C:
 		}
 		c.mu.Lock()
 		sess := c.sess

@@ -218,6 +218,9 @@ func TestNewClientsRejectBadInput(t *testing.T) {
 	if _, err := NewConsumer(cfg, "g", "t", ConsumerOptions{Buffer: -1}); err == nil {
 		t.Error("NewConsumer with negative buffer succeeded")
 	}
+	if _, err := NewConsumer(cfg, "g", "t", ConsumerOptions{FetchWait: -time.Second}); err == nil {
+		t.Error("NewConsumer with a negative fetch wait succeeded")
+	}
 }
 
 // committedOffset reads the group's committed offset for partition 0.

@@ -49,6 +49,9 @@ type InvokerHealth struct {
 	Drain string
 }
 
+// pingFetchWait is the health consumer's kafka.ConsumerOptions.FetchWait (see where it is used).
+const pingFetchWait = 200 * time.Millisecond
+
 // Config of a Balancer. Zero values take the defaults noted.
 type Config struct {
 	// Kafka says where the brokers are (the logger in it is used for consumer errors).
@@ -255,7 +258,12 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		return nil, fmt.Errorf("balancer: consume %s: %w", completed, err)
 	}
 	healthGroup := "health" + cfg.Controller.AsString
-	pings, err := kafka.NewConsumer(cfg.Kafka, healthGroup, kafka.HealthTopic, kafka.ConsumerOptions{AtMostOnce: true})
+	// Pings commit before they are read (a lost ping is replaced a second later); that commit waits
+	// behind the fetch the broker holds, so FetchWait delays each ping by up to itself, which is
+	// nothing beside PingTimeout (10 s), while the at-most-once default (5 ms) would poll the
+	// broker 200 times a second while idle.
+	pings, err := kafka.NewConsumer(cfg.Kafka, healthGroup, kafka.HealthTopic,
+		kafka.ConsumerOptions{AtMostOnce: true, FetchWait: pingFetchWait})
 	if err != nil {
 		cancel()
 		_ = acks.Close() // the constructor's error is the one worth reporting

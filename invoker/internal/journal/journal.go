@@ -137,6 +137,9 @@ type Journal struct {
 	opts Options
 	db   *sql.DB
 	lock *os.File
+	// The statements of every activation's path, compiled once: SQLite's parse and plan of
+	// these took about as long as their execution.
+	lookup, start, finish, answer *sql.Stmt
 }
 
 // Open opens (creating if needed) the journal at path, checks that it is one and intact, and
@@ -191,7 +194,50 @@ func Open(path string, opts Options) (j *Journal, err error) {
 	if err := j.prepare(context.Background()); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
+	if err := j.compile(context.Background()); err != nil {
+		return nil, errors.Join(err, j.closeStatements(), db.Close())
+	}
 	return j, nil
+}
+
+// The statements of an activation's path (Lookup, Start, Finish, Answer).
+const (
+	lookupSQL = `SELECT state, plan, record, acks FROM activations WHERE id = ?`
+	startSQL  = `INSERT INTO activations (id, state, updated) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`
+	finishSQL = `INSERT INTO activations (id, state, updated, plan, record, pending, attempts, next_try)
+		VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, ?6)
+		ON CONFLICT (id) DO UPDATE SET state = ?2, updated = ?3, plan = ?4, record = ?5, pending = 1, attempts = 0, next_try = ?6`
+	answerSQL = `INSERT INTO activations (id, state, updated, acks) VALUES (?1, ?2, ?3, ?4)
+		ON CONFLICT (id) DO UPDATE SET state = ?2, updated = ?3, acks = ?4,
+			pending = CASE WHEN ?5 THEN 0 ELSE pending END,
+			record = CASE WHEN ?5 THEN NULL ELSE record END,
+			next_try = CASE WHEN ?5 THEN next_try ELSE ?6 END`
+)
+
+// compile prepares the statements of an activation's path on the journal's one connection.
+func (j *Journal) compile(ctx context.Context) error {
+	for _, s := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&j.lookup, lookupSQL}, {&j.start, startSQL}, {&j.finish, finishSQL}, {&j.answer, answerSQL}} {
+		st, err := j.db.PrepareContext(ctx, s.sql)
+		if err != nil {
+			return fmt.Errorf("journal %s: prepare: %w", j.path, err)
+		}
+		*s.stmt = st
+	}
+	return nil
+}
+
+func (j *Journal) closeStatements() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{j.lookup, j.start, j.finish, j.answer} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // prepare checks the file is our journal (creating the schema in an empty one) and intact.
@@ -284,7 +330,7 @@ func (j *Journal) Path() string { return j.path }
 
 // Close closes the journal and releases its lock. Callers stop using it first.
 func (j *Journal) Close() error {
-	return errors.Join(j.db.Close(), j.lock.Close())
+	return errors.Join(j.closeStatements(), j.db.Close(), j.lock.Close())
 }
 
 func (j *Journal) nowMs() int64 { return j.opts.Now().UnixMilli() }
@@ -293,8 +339,7 @@ func (j *Journal) nowMs() int64 { return j.opts.Now().UnixMilli() }
 func (j *Journal) Lookup(ctx context.Context, id string) (Entry, error) {
 	var e Entry
 	var acks []byte
-	err := j.db.QueryRowContext(ctx, `SELECT state, plan, record, acks FROM activations WHERE id = ?`, id).
-		Scan(&e.State, &e.Plan, &e.Record, &acks)
+	err := j.lookup.QueryRowContext(ctx, id).Scan(&e.State, &e.Plan, &e.Record, &acks)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Entry{State: None}, nil
@@ -314,8 +359,7 @@ func (j *Journal) Lookup(ctx context.Context, id string) (Entry, error) {
 
 // Start marks id Started, unless the journal already holds it.
 func (j *Journal) Start(ctx context.Context, id string) error {
-	_, err := j.db.ExecContext(ctx, `INSERT INTO activations (id, state, updated) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`, id, Started, j.nowMs())
+	_, err := j.start.ExecContext(ctx, id, Started, j.nowMs())
 	if err != nil {
 		return fmt.Errorf("journal: start %s: %w", id, err)
 	}
@@ -330,10 +374,7 @@ func (j *Journal) Finish(ctx context.Context, id string, plan int, record []byte
 		record = []byte{}
 	}
 	now := j.nowMs()
-	_, err := j.db.ExecContext(ctx, `INSERT INTO activations (id, state, updated, plan, record, pending, attempts, next_try)
-		VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, ?6)
-		ON CONFLICT (id) DO UPDATE SET state = ?2, updated = ?3, plan = ?4, record = ?5, pending = 1, attempts = 0, next_try = ?6`,
-		id, Finished, now, plan, record, now+time.Hour.Milliseconds())
+	_, err := j.finish.ExecContext(ctx, id, Finished, now, plan, record, now+time.Hour.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("journal: finish %s: %w", id, err)
 	}
@@ -345,12 +386,7 @@ func (j *Journal) Finish(ctx context.Context, id string, plan int, record []byte
 // retryAt.
 func (j *Journal) Answer(ctx context.Context, id string, acks []Ack, delivered bool, retryAt time.Time) error {
 	enc := encodeAcks(acks)
-	_, err := j.db.ExecContext(ctx, `INSERT INTO activations (id, state, updated, acks) VALUES (?1, ?2, ?3, ?4)
-		ON CONFLICT (id) DO UPDATE SET state = ?2, updated = ?3, acks = ?4,
-			pending = CASE WHEN ?5 THEN 0 ELSE pending END,
-			record = CASE WHEN ?5 THEN NULL ELSE record END,
-			next_try = CASE WHEN ?5 THEN next_try ELSE ?6 END`,
-		id, Answered, j.nowMs(), enc, delivered, retryAt.UnixMilli())
+	_, err := j.answer.ExecContext(ctx, id, Answered, j.nowMs(), enc, delivered, retryAt.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("journal: answer %s: %w", id, err)
 	}
