@@ -3,6 +3,7 @@ package stats
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"sort"
 )
 
@@ -101,4 +102,30 @@ func Ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+// MedianCI is a bootstrap confidence interval of the median of xs at level (e.g. 0.95): the
+// median of iters resamples with replacement, and the interval between their (1-level)/2 and
+// (1+level)/2 percentiles. The resampling is seeded by seed, so one data set gives one
+// interval. It says whether a median difference is told apart from zero (or from a goal) on a
+// noisy machine; the median alone does not.
+func MedianCI(xs []float64, level float64, iters int, seed uint64) (lo, hi float64, err error) {
+	if len(xs) == 0 {
+		return 0, 0, ErrEmpty
+	}
+	if !(level > 0 && level < 1) || iters < 1 {
+		return 0, 0, errors.New("stats: confidence level outside (0, 1) or no resamples")
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	sample := make([]float64, len(xs))
+	medians := make([]float64, iters)
+	for i := range medians {
+		for j := range sample {
+			sample[j] = xs[r.IntN(len(xs))]
+		}
+		sort.Float64s(sample)
+		medians[i] = sortedPercentile(sample, 50)
+	}
+	sort.Float64s(medians)
+	return sortedPercentile(medians, 100*(1-level)/2), sortedPercentile(medians, 100*(1+level)/2), nil
 }

@@ -76,3 +76,34 @@ func TestRatio(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianCI(t *testing.T) {
+	if _, _, err := MedianCI(nil, 0.95, 100, 1); err == nil {
+		t.Fatal("no values: want an error")
+	}
+	if _, _, err := MedianCI([]float64{1}, 1.5, 100, 1); err == nil {
+		t.Fatal("level 1.5: want an error")
+	}
+	// A constant sample: the interval is that value.
+	lo, hi, err := MedianCI([]float64{3, 3, 3, 3}, 0.95, 200, 1)
+	if err != nil || lo != 3 || hi != 3 {
+		t.Fatalf("constant: [%v, %v] %v", lo, hi, err)
+	}
+	// 0..100: the interval holds the median (50), is narrower than the data and reproducible.
+	xs := make([]float64, 101)
+	for i := range xs {
+		xs[i] = float64(i)
+	}
+	lo, hi, err = MedianCI(xs, 0.95, 2000, 7)
+	if err != nil || lo >= 50 || hi <= 50 || lo < 30 || hi > 70 {
+		t.Fatalf("0..100: [%v, %v] %v", lo, hi, err)
+	}
+	if lo2, hi2, _ := MedianCI(xs, 0.95, 2000, 7); lo2 != lo || hi2 != hi {
+		t.Fatalf("same seed, other interval: [%v, %v] vs [%v, %v]", lo2, hi2, lo, hi)
+	}
+	// A wider level gives a wider interval.
+	lo90, hi90, _ := MedianCI(xs, 0.90, 2000, 7)
+	if lo90 < lo || hi90 > hi {
+		t.Fatalf("90%% [%v, %v] not inside 95%% [%v, %v]", lo90, hi90, lo, hi)
+	}
+}
