@@ -147,6 +147,19 @@ func (p *Pool) Release(t Ticket) []Action {
 	return p.serve(p.images[o.image], nil)
 }
 
+// Touch counts img's owners as used now, as a lease would (they are about to get traffic: a
+// drain's destination, an image key another invoker asks for), and reports whether img has one.
+func (p *Pool) Touch(img string) bool {
+	im := p.images[img]
+	if im == nil {
+		return false
+	}
+	for _, o := range im.owners {
+		o.used = true
+	}
+	return len(im.owners) > 0
+}
+
 // OwnerStarted reports that a StartOwner succeeded: its slots go to the waiting reservations.
 func (p *Pool) OwnerStarted(id string) []Action {
 	s, ok := p.starts[id]

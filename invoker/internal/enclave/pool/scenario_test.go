@@ -23,7 +23,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expectations in testdata/
 //	reserve IMAGE          cancel TICKET          release TICKET
 //	owner-started OWNER    start-failed OWNER MSG owner-exited OWNER MSG
 //	ping-ok OWNER          ping-failed OWNER MSG  tick DURATION
-//	close                  state
+//	touch IMAGE            close                  state
 //
 // Each prints the actions the pool decides, one a line ("ok" when none); reserve prints the
 // ticket first, cancel whether the ticket was still waiting, state the pool. With -rewrite the
@@ -232,6 +232,12 @@ func (d *driver) do(cmd string) ([]string, error) {
 		}
 		d.now = d.now.Add(dur)
 		acts = d.p.Tick(d.now)
+	case "touch":
+		img, err := arg(0)
+		if err != nil {
+			return nil, err
+		}
+		return []string{fmt.Sprintf("warm %v", d.p.Touch(img))}, nil
 	case "close":
 		acts = d.p.Close()
 	case "state":
