@@ -19,6 +19,9 @@ import (
 	"github.com/teemate/platform/invoker/internal/whiskapi"
 )
 
+// DefaultEnclaveIdleTimeout is Backends.EnclaveIdleTimeout's default (enclave.DefaultIdleTimeout).
+const DefaultEnclaveIdleTimeout = enclave.DefaultIdleTimeout
+
 // Backends selects how activations run.
 type Backends struct {
 	// Sandbox is a registered sandbox backend: "process" (the default), "docker", "oci" or "none".
@@ -49,6 +52,10 @@ type Backends struct {
 	SlotsPerOwner int
 	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
 	Prestart []string
+	// EnclaveIdleTimeout retires a warm enclave of an image not in Prestart after this long without
+	// an activation (0: enclave.DefaultIdleTimeout, 10 min; negative: never), giving its memory
+	// back; the image's next activation here starts it again.
+	EnclaveIdleTimeout time.Duration
 	// ImagesDir holds the function images `make images` builds (the oci backend runs their root
 	// filesystems); RepoDir/.state/images by default.
 	ImagesDir string
@@ -276,6 +283,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 	}
 	mcfg := enclave.ManagerConfig{
 		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+		IdleTimeout: b.EnclaveIdleTimeout,
 	}
 	if b.api != nil {
 		mcfg.Hooks.Evidence = b.api.PublishEvidence

@@ -154,7 +154,17 @@ func answerKeyRequest(ctx context.Context, api *whiskapi.Client, mgr *enclave.Ma
 	var a whiskapi.KeyAnswer
 	var offer json.RawMessage
 	var err error
-	if sr, ok := enclave.IsStateRequest(r.Request); ok {
+	sr, isState := enclave.IsStateRequest(r.Request)
+	if !isState || sr.Op != "chunks" {
+		// The controller asks this invoker because it published the image's key: an owner retired as
+		// idle is started again to answer (it unseals the key), and a running one counts as used, so
+		// it is not retired in the middle of the transfer.
+		err = mgr.Prepare(ctx, r.Image, r.Invoker)
+	}
+	switch {
+	case err != nil:
+		// Answered below as a refusal, as when no owner runs.
+	case isState:
 		offer, err = mgr.ServeState(ctx, r.Image, sr)
 		if err == nil && sr.Op == "chunks" {
 			// A state step is one of many (a chunk batch each): logged when refused only.
@@ -163,7 +173,7 @@ func answerKeyRequest(ctx context.Context, api *whiskapi.Client, mgr *enclave.Ma
 			}
 			return
 		}
-	} else {
+	default:
 		offer, err = mgr.OfferKey(ctx, r.Image, r.Request)
 	}
 	if err != nil {

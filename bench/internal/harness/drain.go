@@ -73,6 +73,14 @@ const (
 	drainInvokers    = 2
 )
 
+// drainIdleTimeout is the destination's enclave idle timeout (daemon.Backends.EnclaveIdleTimeout):
+// the owner the controller's health test action starts there when it joins is retired before the
+// load, so the destination is cold at the trigger, as an invoker that has not served an image for
+// a while is in a fleet. It is short to keep the run short, and long enough that the owner a drain
+// prepares there gets its traffic before it would count as idle: the controller switches on the
+// destination's next ping (every second) and the load's requests follow within milliseconds.
+const drainIdleTimeout = 2 * time.Second
+
 // RunDrain runs the scenario's two phases, each on a fresh in-process platform, and returns them
 // analysed, with the scenario's settings.
 func RunDrain(ctx context.Context, o DrainOptions) (drain, stop *result.DrainPhase, cfg *result.DrainConfig, err error) {
@@ -253,6 +261,7 @@ func (p *drainPlatform) startInvoker(ctx context.Context, id int) error {
 	if id == drainDestination {
 		// Not nil: nil means the default prestart (nodejs:20); empty means none.
 		b.Prestart = []string{}
+		b.EnclaveIdleTimeout = drainIdleTimeout
 	}
 	var err error
 	if p.invs[id], err = daemon.Start(cfg, b); err != nil {
@@ -282,6 +291,20 @@ func (p *drainPlatform) published(id int) bool {
 		}
 	}
 	return false
+}
+
+// owners is how many owners of the image invoker id runs, from its log: those ready less those
+// retired or dropped.
+func (p *drainPlatform) owners(id int) int {
+	n := 0
+	for msg, d := range map[string]int{"enclave owner ready": 1, "enclave owner retired": -1, "enclave owner dropped": -1} {
+		for _, e := range p.invLogs[id].FilterMessage(msg).All() {
+			if e.ContextMap()["image"] == DrainImage {
+				n += d
+			}
+		}
+	}
+	return n
 }
 
 // admin calls the controller's operator routes (Basic auth, user admin).
@@ -398,6 +421,16 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 	if err := p.startInvoker(ctx, drainDestination); err != nil {
 		return nil, err
 	}
+	// The destination's owner (the health test action's) retires after drainIdleTimeout: from
+	// then on invoker1 has no enclave of the image, and the first activation there pays an owner
+	// start and the image state's transfer, in the drain before the switch (its prepare), in
+	// stop-and-copy on the first request routed there.
+	o.Progress(fmt.Sprintf("drain scenario, %s: waiting for invoker%d's idle owner of %s to retire", phase, drainDestination, DrainImage))
+	if err := waitUntil(ctx, fmt.Sprintf("invoker%d without an owner of %s", drainDestination, DrainImage), 2*time.Minute, func() (bool, error) {
+		return p.owners(drainDestination) == 0, nil
+	}); err != nil {
+		return nil, err
+	}
 
 	out := &result.DrainPhase{}
 	switch phase {
@@ -464,7 +497,7 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 		if out.SwitchMs < 0 {
 			return nil, errors.New(`the controller logged no "image moved" for ` + DrainImage)
 		}
-		out.Transfer = stateTransfer(p.invLogs[drainDestination], ms)
+		out.Transfer = stateTransfer(p.invLogs[drainDestination], ms, out.TriggerMs)
 	}
 	out.Analyze(float64(o.SwitchTail.Milliseconds()))
 	return out, nil
@@ -592,12 +625,14 @@ func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout ti
 	return nil
 }
 
-// stateTransfer reads the destination's "image state transferred" entry for the image (the first:
-// its owner's start), nil when there is none.
-func stateTransfer(logs *observer.ObservedLogs, ms func(time.Time) float64) *result.DrainTransfer {
+// stateTransfer reads the destination's "image state transferred" entry for the image from the
+// trigger on (the first: the drain's prepare starting its owner), nil when there is none. The
+// transfer into the owner the health test action started when the destination joined is not the
+// drain's.
+func stateTransfer(logs *observer.ObservedLogs, ms func(time.Time) float64, triggerMs float64) *result.DrainTransfer {
 	for _, e := range logs.FilterMessage("image state transferred").All() {
 		f := e.ContextMap()
-		if f["image"] != DrainImage {
+		if f["image"] != DrainImage || ms(e.Time) < triggerMs {
 			continue
 		}
 		t := &result.DrainTransfer{Image: DrainImage, AtMs: ms(e.Time), Bytes: num(f["bytes"]), Chunks: int(num(f["chunks"])), Resumes: int(num(f["resumes"])),

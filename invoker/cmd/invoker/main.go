@@ -43,6 +43,7 @@ func main() {
 	flag.StringVar(&backends.RepoDir, "repo", ".", "repository root (enclave-runtime, node-isolate-patch, bin)")
 	flag.IntVar(&backends.PoolSize, "pool-size", 0, "created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	flag.StringVar(&backends.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "runtime of the oci sandbox backend: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
+	flag.DurationVar(&backends.EnclaveIdleTimeout, "enclave-idle-timeout", daemon.DefaultEnclaveIdleTimeout, "stop a warm enclave of an image not prestarted after this long without an activation (negative: never)")
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
 	flag.StringVar(&backends.EgressAllow, "egress-allow", "", `host-loopback endpoints owners may reach, "host:port,..." (the --api-host port is added when on loopback)`)
 	flag.StringVar(&backends.OwnerUser, "owner-user", "64000:64000", "uid:gid the confined enclave owners run as")

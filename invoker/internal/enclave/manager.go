@@ -38,6 +38,11 @@ type ManagerConfig struct {
 	// PingFailures is how many pings in a row may fail before the owner is dropped (2 by default):
 	// a single slow answer under load should not kill an owner serving many activations.
 	PingFailures int
+	// IdleTimeout retires an owner of an image not in Prestart after this long without a lease
+	// (DefaultIdleTimeout when zero; negative: owners stay until they die or the manager closes).
+	// The image's next reservation starts an owner again, paying a cold start; prestarted images
+	// are never retired.
+	IdleTimeout time.Duration
 	// Isolate is passed to the backend ("addon", "worker" or "" for the best available).
 	Isolate string
 	// Hooks receive lifecycle events, e.g. for metrics; all optional.
@@ -123,6 +128,11 @@ type reply struct {
 	err   error
 }
 
+// DefaultIdleTimeout is ManagerConfig.IdleTimeout's default: an image without activations for ten
+// minutes gives its enclave's memory (EPC on sgx) back, as OpenWhisk reclaims idle containers,
+// while an image used every few minutes stays warm.
+const DefaultIdleTimeout = 10 * time.Minute
+
 // NewManager starts the health loop and the prestarted owners (in the background).
 func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	if cfg.SlotsPerOwner <= 0 {
@@ -134,17 +144,21 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = 2 * time.Second
 	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	base, cancel := context.WithCancel(context.Background())
 	m := &Manager{backend: backend, cfg: cfg, log: log, base: base, cancel: cancel, stop: make(chan struct{}),
 		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}}
 	m.core = pool.New(pool.Config{SlotsPerOwner: cfg.SlotsPerOwner, MaxOwnersPerImage: cfg.MaxOwnersPerImage,
-		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures}, time.Now())
+		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures,
+		IdleTimeout: cfg.IdleTimeout}, time.Now())
 	m.mu.Lock()
 	m.applyLocked(m.core.Prestart())
 	m.mu.Unlock()
-	if cfg.HealthInterval > 0 {
+	if period := tickPeriod(cfg.HealthInterval, cfg.IdleTimeout); period > 0 {
 		m.wg.Add(1)
-		go m.healthLoop()
+		go m.healthLoop(period)
 	}
 	return m
 }
@@ -586,7 +600,11 @@ func (m *Manager) watch(h *ownerHandle) {
 // retire stops an owner the pool dropped and removes its directory.
 func (m *Manager) retire(h *ownerHandle, a pool.StopOwner) {
 	defer m.wg.Done()
-	if !a.Closing {
+	switch {
+	case a.Idle:
+		m.log.Info("enclave owner retired", zap.String("image", a.Image), zap.String("enclave", a.Owner),
+			zap.String("reason", a.Reason))
+	case !a.Closing:
 		m.log.Warn("enclave owner dropped", zap.String("image", a.Image), zap.String("enclave", a.Owner),
 			zap.String("reason", a.Reason), zap.Int("leases", a.Leases))
 		if hook := m.cfg.Hooks.OwnerDropped; hook != nil {
@@ -657,10 +675,25 @@ func (m *Manager) offerEvidence(h *ownerHandle) {
 		zap.Int("bytes", len(ev)))
 }
 
-// healthLoop tells the pool the time; it decides which pings are due.
-func (m *Manager) healthLoop() {
+// tickPeriod is how often the pool learns the time: every health interval, and often enough that
+// an idle owner is retired at most a quarter of the idle timeout late (the pool sees time only in
+// ticks). Zero: neither needs ticks.
+func tickPeriod(health, idle time.Duration) time.Duration {
+	period := max(health, 0)
+	if idle > 0 {
+		q := max(idle/4, 10*time.Millisecond)
+		if period == 0 || q < period {
+			period = q
+		}
+	}
+	return period
+}
+
+// healthLoop tells the pool the time every period; it decides which pings are due and which owners
+// are idle.
+func (m *Manager) healthLoop(period time.Duration) {
 	defer m.wg.Done()
-	t := time.NewTicker(m.cfg.HealthInterval)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {

@@ -58,9 +58,13 @@ func (m *Manager) Warm(ctx context.Context) []WarmImage {
 // through KeyRelay when one holds it). from is the invoker the image moves from (a drain); the
 // key relay picks a healthy holder of the image's published key today, which the draining invoker
 // is, so from names the peer for a transfer that wants the source's enclave state (issue #20,
-// item 2). It returns once an owner is ready, or with the start's error.
+// item 2). It returns once an owner is ready, or with the start's error. The owner counts as used
+// (ManagerConfig.IdleTimeout counts from here): activations follow within moments.
 func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
-	if ids, _ := m.keyEndpoints(image); len(ids) > 0 {
+	m.mu.Lock()
+	warm := m.core.Touch(image)
+	m.mu.Unlock()
+	if warm {
 		return nil
 	}
 	l, err := m.Reserve(ctx, image)

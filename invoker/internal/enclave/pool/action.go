@@ -20,11 +20,12 @@ type StartOwner struct {
 }
 
 // StopOwner: Owner is out of the pool. Tell its leases (they see it die), stop it and remove its
-// files. Reason says why; Closing: the pool is closing, which is no failure of the owner. Leases
-// is how many slots were still leased.
+// files. Reason says why; Closing: the pool is closing, and Idle: the owner had no lease for
+// Config.IdleTimeout; neither is a failure of the owner. Leases is how many slots were still
+// leased (always 0 when Idle).
 type StopOwner struct {
 	Image, Owner, Reason string
-	Closing              bool
+	Closing, Idle        bool
 	Leases               int
 }
 

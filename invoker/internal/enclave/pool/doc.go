@@ -1,6 +1,7 @@
 // Package pool is the decision core of the warm-enclave pool: which owner (warm enclave) of an
 // image a reservation gets a TCS slot of, when an owner is started, when one is dropped (it exited,
-// or its health pings failed), when a prestarted image gets a new owner, and what closing means.
+// or its health pings failed, or it had no lease for Config.IdleTimeout), when a prestarted image
+// gets a new owner, and what closing means.
 // It runs on the untrusted host, like its caller enclave.Manager.
 //
 // The core does no I/O, starts no goroutines and reads no clock (etcd raft's RawNode rule): the
@@ -21,7 +22,7 @@
 //	// Reject{Ticket, Cause, Err}: the reservation failed
 //	// StopOwner{Owner, Reason}: the owner is out of the pool: tell its leases, stop it
 //	// PingOwner{Owner}: health-ping it, then report p.PingResult(id, err)
-//	acts = p.Tick(now)              // pings come due
+//	acts = p.Tick(now)              // pings come due; idle owners retire (StopOwner with Idle)
 //
 // A reservation nobody waits for any more is withdrawn with Cancel. Owners' process exits are
 // reported with OwnerExited; reports about owners the core has already dropped are ignored, so the

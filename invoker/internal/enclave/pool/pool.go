@@ -22,6 +22,13 @@ type Config struct {
 	// PingFailures is how many pings in a row may fail before the owner is dropped (2 by default):
 	// a single slow answer under load should not kill an owner serving many activations.
 	PingFailures int
+	// IdleTimeout retires an owner of an image not in Prestart that has had no lease for this long
+	// (its memory, and its EPC on sgx, go back to the host; the image's next reservation starts an
+	// owner again, as OpenWhisk reclaims idle containers). Zero or negative: owners stay. The
+	// core learns the time from Tick only, so an owner is retired at the first Tick at least
+	// IdleTimeout after the Tick that first saw it idle: never early, late by one Tick period at
+	// most.
+	IdleTimeout time.Duration
 }
 
 // Ticket names one reservation; once granted it names the lease until Release.
@@ -40,6 +47,7 @@ type Pool struct {
 	seq      int
 	closed   bool
 	nextPing time.Time
+	now      time.Time // the last Tick's time (New's before the first)
 }
 
 type image struct {
@@ -56,6 +64,10 @@ type owner struct {
 	pingFails int
 	pinging   bool
 	gone      bool
+	// used: granted, released or started since the last Tick; usedAt: the last Tick that saw the
+	// owner leased or used (its idle time counts from there).
+	used   bool
+	usedAt time.Time
 }
 
 type start struct {
@@ -75,7 +87,7 @@ func New(cfg Config, now time.Time) *Pool {
 		cfg.PingFailures = 2
 	}
 	p := &Pool{cfg: cfg, prestart: map[string]bool{}, images: map[string]*image{}, owners: map[string]*owner{},
-		starts: map[string]start{}, leases: map[Ticket]*owner{}}
+		starts: map[string]start{}, leases: map[Ticket]*owner{}, now: now}
 	for _, img := range cfg.Prestart {
 		p.prestart[img] = true
 	}
@@ -131,7 +143,21 @@ func (p *Pool) Release(t Ticket) []Action {
 		return nil
 	}
 	o.inUse--
+	o.used = true
 	return p.serve(p.images[o.image], nil)
+}
+
+// Touch counts img's owners as used now, as a lease would (they are about to get traffic: a
+// drain's destination, an image key another invoker asks for), and reports whether img has one.
+func (p *Pool) Touch(img string) bool {
+	im := p.images[img]
+	if im == nil {
+		return false
+	}
+	for _, o := range im.owners {
+		o.used = true
+	}
+	return len(im.owners) > 0
 }
 
 // OwnerStarted reports that a StartOwner succeeded: its slots go to the waiting reservations.
@@ -146,7 +172,7 @@ func (p *Pool) OwnerStarted(id string) []Action {
 	if p.closed {
 		return []Action{StopOwner{Image: s.image, Owner: id, Reason: "closed", Closing: true}}
 	}
-	o := &owner{id: id, image: s.image, slots: p.cfg.SlotsPerOwner}
+	o := &owner{id: id, image: s.image, slots: p.cfg.SlotsPerOwner, used: true, usedAt: p.now}
 	im.owners = append(im.owners, o)
 	p.owners[id] = o
 	return p.serve(im, nil)
@@ -190,7 +216,7 @@ func (p *Pool) OwnerExited(id string, err error) []Action {
 	if !ok {
 		return nil
 	}
-	return p.drop(o, fmt.Sprintf("exited: %v", err))
+	return p.drop(o, StopOwner{Reason: fmt.Sprintf("exited: %v", err)})
 }
 
 // PingResult reports a PingOwner's answer: PingFailures failures in a row drop the owner, and an
@@ -207,21 +233,26 @@ func (p *Pool) PingResult(id string, err error) []Action {
 	}
 	o.pingFails++
 	if o.pingFails >= p.cfg.PingFailures {
-		return p.drop(o, fmt.Sprintf("%d health pings failed, last: %v", o.pingFails, err))
+		return p.drop(o, StopOwner{Reason: fmt.Sprintf("%d health pings failed, last: %v", o.pingFails, err)})
 	}
 	return nil
 }
 
-// Tick tells the pool the time. When pings are due, every owner without a ping in flight gets one;
-// intervals missed entirely are skipped, as a ticker drops ticks.
+// Tick tells the pool the time. Owners idle for IdleTimeout are retired (StopOwner with Idle).
+// When pings are due, every owner without a ping in flight gets one; intervals missed entirely are
+// skipped, as a ticker drops ticks.
 func (p *Pool) Tick(now time.Time) []Action {
-	if p.cfg.HealthInterval <= 0 || p.closed || now.Before(p.nextPing) {
+	if p.closed {
 		return nil
+	}
+	p.now = now
+	acts := p.retireIdle(now)
+	if p.cfg.HealthInterval <= 0 || now.Before(p.nextPing) {
+		return acts
 	}
 	for !now.Before(p.nextPing) {
 		p.nextPing = p.nextPing.Add(p.cfg.HealthInterval)
 	}
-	var acts []Action
 	for _, name := range p.order {
 		for _, o := range p.images[name].owners {
 			if !o.pinging {
@@ -231,6 +262,39 @@ func (p *Pool) Tick(now time.Time) []Action {
 		}
 	}
 	return acts
+}
+
+// retireIdle stamps the owners used since the last Tick and retires those idle for IdleTimeout.
+// A retired owner leaves the pool at once, under the caller's serialisation: a reservation
+// decided after this call starts a new owner, and one decided before holds a lease (or granted
+// and released one since the last Tick), which keeps the owner.
+func (p *Pool) retireIdle(now time.Time) []Action {
+	var acts []Action
+	for _, name := range p.order {
+		im := p.images[name]
+		var idle []*owner
+		for _, o := range im.owners {
+			if o.used || o.inUse > 0 {
+				o.used, o.usedAt = false, now
+				continue
+			}
+			if idleOut(p.cfg.IdleTimeout, p.prestart[name], len(im.waiting), o.usedAt, now) {
+				idle = append(idle, o)
+			}
+		}
+		for _, o := range idle {
+			acts = append(acts, p.drop(o, StopOwner{Reason: "idle for " + now.Sub(o.usedAt).String(), Idle: true})...)
+		}
+	}
+	return acts
+}
+
+// idleOut decides whether an owner without leases, last used at usedAt, is retired at now.
+// Prestarted images keep their owners; an image with reservations waiting keeps them too (a
+// reservation waits only when every owner is full, so this guards a decision the caller could
+// reorder, not a state the core reaches).
+func idleOut(timeout time.Duration, prestarted bool, waiting int, usedAt, now time.Time) bool {
+	return timeout > 0 && !prestarted && waiting == 0 && now.Sub(usedAt) >= timeout
 }
 
 // Close rejects every waiting reservation and stops every owner; later reservations are
@@ -278,6 +342,7 @@ func (p *Pool) serve(im *image, acts []Action) []Action {
 			t := im.waiting[0]
 			im.waiting = im.waiting[1:]
 			o.inUse++
+			o.used = true
 			p.leases[t] = o
 			acts = append(acts, Grant{Ticket: t, Image: im.name, Owner: o.id})
 		case pickStart:
@@ -311,14 +376,15 @@ func (p *Pool) startOwner(im *image, t Ticket, acts []Action) []Action {
 	return append(acts, a)
 }
 
-// drop takes an owner out of the pool: its leases learn it died, it is stopped, a prestarted image
-// gets a new owner, and the waiting reservations are served again.
-func (p *Pool) drop(o *owner, reason string) []Action {
+// drop takes an owner out of the pool: its leases learn it died, it is stopped (stop says why), a
+// prestarted image gets a new owner, and the waiting reservations are served again.
+func (p *Pool) drop(o *owner, stop StopOwner) []Action {
 	im := p.images[o.image]
 	o.gone = true
 	delete(p.owners, o.id)
 	im.owners = slices.DeleteFunc(im.owners, func(x *owner) bool { return x == o })
-	acts := []Action{StopOwner{Image: o.image, Owner: o.id, Reason: reason, Leases: o.inUse}}
+	stop.Image, stop.Owner, stop.Leases = o.image, o.id, o.inUse
+	acts := []Action{stop}
 	if p.prestart[o.image] {
 		acts = p.ensure(im, acts)
 	}

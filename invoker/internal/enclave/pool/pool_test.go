@@ -82,3 +82,31 @@ func TestPool_Reports(t *testing.T) {
 		})
 	}
 }
+
+func TestIdleOut(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		timeout    time.Duration
+		prestarted bool
+		waiting    int
+		idle       time.Duration // now - usedAt
+		want       bool
+	}{
+		{"idle past the timeout retires", 10 * time.Minute, false, 0, 11 * time.Minute, true},
+		{"idle exactly the timeout retires", 2 * time.Second, false, 0, 2 * time.Second, true},
+		{"idle less than the timeout stays", 2 * time.Second, false, 0, 1999 * time.Millisecond, false},
+		{"zero timeout never retires", 0, false, 0, time.Hour, false},
+		{"negative timeout never retires", -time.Second, false, 0, time.Hour, false},
+		{"prestarted image never retires", time.Second, true, 0, time.Hour, false},
+		{"reservations waiting keep it", time.Second, false, 1, time.Hour, false},
+		{"used after the tick (clock went back) stays", time.Second, false, 0, -time.Second, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := idleOut(tc.timeout, tc.prestarted, tc.waiting, t0, t0.Add(tc.idle)); got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -19,11 +19,11 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expectations in testdata/
 // sequence of blocks: a command line, a "----" line, and the expected output up to a blank line.
 // Lines starting with # outside a block are comments. Commands:
 //
-//	new [slots=N] [max-owners=N] [prestart=img,img] [health=DUR] [ping-failures=N]
+//	new [slots=N] [max-owners=N] [prestart=img,img] [health=DUR] [ping-failures=N] [idle=DUR]
 //	reserve IMAGE          cancel TICKET          release TICKET
 //	owner-started OWNER    start-failed OWNER MSG owner-exited OWNER MSG
 //	ping-ok OWNER          ping-failed OWNER MSG  tick DURATION
-//	close                  state
+//	touch IMAGE            close                  state
 //
 // Each prints the actions the pool decides, one a line ("ok" when none); reserve prints the
 // ticket first, cancel whether the ticket was still waiting, state the pool. With -rewrite the
@@ -170,6 +170,8 @@ func (d *driver) do(cmd string) ([]string, error) {
 				cfg.HealthInterval, err = time.ParseDuration(v)
 			case "ping-failures":
 				cfg.PingFailures, err = strconv.Atoi(v)
+			case "idle":
+				cfg.IdleTimeout, err = time.ParseDuration(v)
 			default:
 				err = fmt.Errorf("unknown setting %q", k)
 			}
@@ -230,6 +232,12 @@ func (d *driver) do(cmd string) ([]string, error) {
 		}
 		d.now = d.now.Add(dur)
 		acts = d.p.Tick(d.now)
+	case "touch":
+		img, err := arg(0)
+		if err != nil {
+			return nil, err
+		}
+		return []string{fmt.Sprintf("warm %v", d.p.Touch(img))}, nil
 	case "close":
 		acts = d.p.Close()
 	case "state":
