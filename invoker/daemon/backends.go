@@ -278,7 +278,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
 	}
 	if b.api != nil {
-		mcfg.Hooks.Evidence = b.api.PublishEvidence
+		mcfg.Hooks.Evidence = publishEvidence(b.api)
 		mcfg.Keys = keyRelay{api: b.api, self: id}
 	}
 	mgr := enclave.NewManager(backend, mcfg, log)
