@@ -507,7 +507,7 @@ func TestDrainSurvivesControllerRestart(t *testing.T) {
 }
 
 // TestDrainGivesUpAnUnpreparedImage: the destination never reports the image keyed like the source
-// (its relay is cut, so its owner made a key of its own): after the prepare timeout the drain gives
+// (its relay is cut, so its owners make keys of their own, which the controller refuses): after the prepare timeout the drain gives
 // the image up, GET /invokers/0/drain lists it under notMoved with the reason, and the source keeps
 // serving it under load (zero failed). Asking the drain again tries the image once more.
 func TestDrainGivesUpAnUnpreparedImage(t *testing.T) {
@@ -518,10 +518,12 @@ func TestDrainGivesUpAnUnpreparedImage(t *testing.T) {
 	f.startInvoker(0, invokerOpts{})
 	waitFor(t, "invoker0 up and keyed", time.Minute, func() bool { return f.ctl.warmKid(0, "nodejs:20") != "" })
 	kid0 := f.ctl.warmKid(0, "nodejs:20")
-	f.startInvoker(1, invokerOpts{blockRelay: true})
-	waitFor(t, "invoker1 up with a key of its own", time.Minute, func() bool {
-		k := f.ctl.warmKid(1, "nodejs:20")
-		return k != "" && k != kid0
+	inv1 := f.startInvoker(1, invokerOpts{blockRelay: true})
+	// Its owners' keys are refused and replaced, and no replacement can take kid0: it never
+	// reports the image keyed like invoker0.
+	waitFor(t, "invoker1 up, its own key refused", time.Minute, func() bool {
+		return f.ctl.HealthyInvokers() == 2 && inv1.logs.FilterMessageSnippet("refused the owner's image key").Len() > 0 &&
+			f.ctl.warmKid(1, "nodejs:20") != kid0
 	})
 	c, err := client.New(client.Config{APIHost: f.ctl.APIHost(), Auth: tenantAuth})
 	if err != nil {

@@ -381,7 +381,7 @@ func TestImageKeyAcrossInvokers(t *testing.T) {
 		t.Errorf("the fallback's log does not name the invoker that did not answer: %v", fellBack.All()[0].ContextMap())
 	}
 	waitFor("invoker2's evidence refused", 15*time.Second, func() bool {
-		return logs.FilterMessageSnippet("enclave evidence not published").Len() > 0
+		return logs.FilterMessageSnippet("refused the owner's image key").Len() > 0
 	})
 	if kid2, _ := sealedImageKey(t, inv2.state); kid2 == kid0 {
 		t.Fatalf("invoker2's owner holds kid %s, the canonical one, without a transfer", kid2)

@@ -286,7 +286,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		IdleTimeout: b.EnclaveIdleTimeout,
 	}
 	if b.api != nil {
-		mcfg.Hooks.Evidence = b.api.PublishEvidence
+		mcfg.Hooks.Evidence = publishEvidence(b.api)
 		mcfg.Keys = keyRelay{api: b.api, self: id}
 	}
 	mgr := enclave.NewManager(backend, mcfg, log)

@@ -26,6 +26,10 @@ var (
 	ErrClosed = errors.New("enclave manager closed")
 	// ErrNoOwner: no owner of the image runs here (e.g. nothing to rotate the image key of).
 	ErrNoOwner = errors.New("no enclave owner of the image")
+	// ErrKeyRefused: the controller refused an owner's evidence because another, healthy invoker
+	// holds the image's published key. Hooks.Evidence returns it (wrapped) so that the Manager
+	// replaces the owner with one that takes the published key.
+	ErrKeyRefused = errors.New("image key refused: another invoker holds the image's published key")
 )
 
 // StartSpec tells a backend what owner to start.

@@ -79,7 +79,9 @@ type Hooks struct {
 	// to its measurement), byte for byte, once the owner is ready and again whenever it changes
 	// (a rotated or transferred key, seen at a health ping). It may block up to ctx (the invoker
 	// publishes it to the controller); an error makes the manager offer it again at the next
-	// ping. An owner that holds no image key yet is asked again at the next ping.
+	// ping. An owner that holds no image key yet is asked again at the next ping. An error that
+	// wraps ErrKeyRefused (another invoker holds the image's published key) makes the manager
+	// replace the image's owners here with ones that take that key (replaceRefused).
 	Evidence func(ctx context.Context, image string, evidence []byte) error
 }
 
@@ -103,6 +105,10 @@ type Manager struct {
 	waiters map[pool.Ticket]chan reply // reservations waiting for their grant or reject
 	// sessions: the owner each state transfer session this invoker offered lives in (ServeState).
 	sessions map[string]stateSession
+	// refusals counts, by image, the owners replaced because their image key was refused since the
+	// image's evidence was last accepted: the first is a warning, a repeat says the replacement
+	// could not take the published key either.
+	refusals map[string]int
 	closed   bool
 }
 
@@ -121,6 +127,18 @@ type ownerHandle struct {
 	// failure is logged once, not at every ping).
 	evidence  []byte
 	evFailing bool
+	// offered is closed once the owner's first evidence offer has an answer (at once without
+	// Hooks.Evidence): Prepare waits for it, so that an owner whose key is refused is not taken
+	// for warm.
+	offered   chan struct{}
+	offerOnce sync.Once
+
+	// leases is how many leases of the owner are out (m.mu).
+	leases int
+	// refused (m.mu): the controller refused the owner's image key; the pool has dropped it and it
+	// is stopped once idle (closed when its last lease is released) is closed.
+	refused bool
+	idle    chan struct{}
 }
 
 type reply struct {
@@ -149,7 +167,7 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	m := &Manager{backend: backend, cfg: cfg, log: log, base: base, cancel: cancel, stop: make(chan struct{}),
-		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}}
+		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}, refusals: map[string]int{}}
 	m.core = pool.New(pool.Config{SlotsPerOwner: cfg.SlotsPerOwner, MaxOwnersPerImage: cfg.MaxOwnersPerImage,
 		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures,
 		IdleTimeout: cfg.IdleTimeout}, time.Now())
@@ -200,6 +218,10 @@ func (l *Lease) Release() {
 	l.once.Do(func() {
 		l.m.mu.Lock()
 		defer l.m.mu.Unlock()
+		l.h.leases--
+		if l.h.leases == 0 && l.h.idle != nil {
+			close(l.h.idle) // a replaced owner's last activation ended: it may be stopped
+		}
 		l.m.applyLocked(l.m.core.Release(l.ticket))
 	})
 }
@@ -255,6 +277,13 @@ func (m *Manager) applyLocked(acts []pool.Action) {
 			m.wg.Add(1)
 			go m.start(a)
 		case pool.StopOwner:
+			if h := m.owners[a.Owner]; h.refused {
+				// Replaced for its refused key: its activations in flight finish first.
+				delete(m.owners, a.Owner)
+				m.wg.Add(1)
+				go m.retireReplaced(h)
+				continue
+			}
 			h := m.dropLocked(a.Owner, a.Reason)
 			m.wg.Add(1)
 			go m.retire(h, a)
@@ -285,6 +314,9 @@ func (m *Manager) answerLocked(t pool.Ticket, r reply) {
 		return
 	}
 	delete(m.waiters, t)
+	if r.lease != nil {
+		r.lease.h.leases++
+	}
 	ch <- r
 }
 
@@ -321,7 +353,10 @@ func (m *Manager) start(a pool.StartOwner) {
 		}
 		return
 	}
-	h := &ownerHandle{image: a.Image, owner: owner, dir: dir, dead: make(chan struct{})}
+	h := &ownerHandle{image: a.Image, owner: owner, dir: dir, dead: make(chan struct{}), offered: make(chan struct{})}
+	if m.cfg.Hooks.Evidence == nil {
+		close(h.offered)
+	}
 	m.owners[a.Owner] = h
 	m.wg.Add(1)
 	go m.watch(h)
@@ -639,7 +674,8 @@ func (m *Manager) ping(id, socket string) {
 
 // offerEvidence fetches the evidence the owner serves and hands it to Hooks.Evidence when it is
 // new. Failures are logged once per run of failures: an owner without an image key (it waits for
-// a transfer) or an unreachable controller is asked again at the next ping.
+// a transfer) or an unreachable controller is asked again at the next ping. A refused key
+// (ErrKeyRefused) is not asked again: the owner is replaced (replaceRefused).
 func (m *Manager) offerEvidence(h *ownerHandle) {
 	hook := m.cfg.Hooks.Evidence
 	if hook == nil {
@@ -647,6 +683,8 @@ func (m *Manager) offerEvidence(h *ownerHandle) {
 	}
 	h.evMu.Lock()
 	defer h.evMu.Unlock()
+	// Whatever the answer, the first one ends Prepare's wait; a refusal is recorded first.
+	defer h.offerOnce.Do(func() { close(h.offered) })
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.PingTimeout)
 	ev, err := gate.Evidence(ctx, h.owner.GateSocket())
 	cancel()
@@ -657,6 +695,10 @@ func (m *Manager) offerEvidence(h *ownerHandle) {
 		ctx, cancel := context.WithTimeout(m.base, 10*time.Second)
 		err = hook(ctx, h.image, ev)
 		cancel()
+	}
+	if errors.Is(err, ErrKeyRefused) {
+		m.replaceRefused(h, err)
+		return
 	}
 	if err != nil {
 		if !h.evFailing && m.base.Err() == nil {
@@ -671,8 +713,100 @@ func (m *Manager) offerEvidence(h *ownerHandle) {
 		return
 	}
 	h.evidence, h.evFailing = ev, false
+	m.mu.Lock()
+	replaced := m.refusals[h.image]
+	delete(m.refusals, h.image)
+	m.mu.Unlock()
 	m.log.Info("enclave evidence published", zap.String("image", h.image), zap.String("enclave", h.owner.ID()),
-		zap.Int("bytes", len(ev)))
+		zap.Int("bytes", len(ev)), zap.Int("replacedForRefusedKey", replaced))
+}
+
+// replaceRefused replaces the owners of h's image here after the controller refused h's image key
+// (err): another, healthy invoker holds the image's published key, the one clients seal to, so
+// an activation here must not run with another. The owners of one image here share its key, so
+// all of them go: the pool drops them (it then starts the image's owner again, which takes the
+// published key through Keys: start, startWithRelay), they get no new leases, and each is stopped
+// once its activations in flight have ended (retireReplaced). A reservation made here restarts
+// the image at once, so that it is warm again without waiting for its next activation.
+func (m *Manager) replaceRefused(h *ownerHandle, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || h.refused || m.owners[h.owner.ID()] != h {
+		return // closing, or dropped meanwhile (replaced with another owner, died)
+	}
+	var ids []string
+	for id, o := range m.owners {
+		if o.image == h.image {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	m.refusals[h.image]++
+	fields := []zap.Field{zap.String("image", h.image), zap.String("enclave", h.owner.ID()),
+		zap.Strings("replaced", ids), zap.Error(err)}
+	if n := m.refusals[h.image]; n == 1 {
+		m.log.Warn("the controller refused the owner's image key (another invoker holds the published one): "+
+			"replacing the image's owners here with ones that take the published key", fields...)
+	} else {
+		m.log.Error("the controller refused the image key of a replacement owner too: it could not take the "+
+			"published key (see the key transfer's error above); replacing it again", append(fields, zap.Int("times", n))...)
+	}
+	for _, id := range ids {
+		o := m.owners[id]
+		o.refused = true
+		o.idle = make(chan struct{})
+		if o.leases == 0 {
+			close(o.idle)
+		}
+		m.applyLocked(m.core.OwnerExited(id, fmt.Errorf("replaced: %w", err)))
+	}
+	m.wg.Add(1)
+	go m.rewarm(h.image)
+}
+
+// rewarm makes image warm again after its owners were replaced: a reservation starts an owner
+// unless the pool started one already (a prestarted image, a waiting activation).
+func (m *Manager) rewarm(image string) {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(m.base, stateTimeout+relayTimeout)
+	defer cancel()
+	l, err := m.Reserve(ctx, image)
+	if err != nil {
+		if m.base.Err() == nil {
+			m.log.Error("restarting the image's owner after its key was refused failed; its next activation starts one",
+				zap.String("image", image), zap.Error(err))
+		}
+		return
+	}
+	l.Release()
+}
+
+// retireReplaced stops an owner replaced for its refused key once its last lease is released (or
+// the manager closes), and removes its directory.
+func (m *Manager) retireReplaced(h *ownerHandle) {
+	defer m.wg.Done()
+	lost := "replaced: its image key was refused"
+	select {
+	case <-h.idle:
+	case <-m.stop:
+	case <-h.owner.Done():
+		// It died under its last activations: they learn so, as from any owner's death.
+		lost = fmt.Sprintf("exited: %v", h.owner.Err())
+	}
+	m.mu.Lock()
+	h.lost = lost
+	close(h.dead)
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.owner.Stop(ctx); err != nil {
+		m.log.Error("stopping a replaced enclave owner failed", zap.String("enclave", h.owner.ID()), zap.Error(err))
+		return
+	}
+	if err := os.RemoveAll(h.dir); err != nil {
+		m.log.Warn("removing enclave owner directory failed", zap.String("dir", h.dir), zap.Error(err))
+	}
+	m.log.Info("replaced enclave owner stopped", zap.String("image", h.image), zap.String("enclave", h.owner.ID()))
 }
 
 // tickPeriod is how often the pool learns the time: every health interval, and often enough that

@@ -17,20 +17,30 @@ type WarmImage struct {
 
 // Warm lists the images with running owners, sorted, each with the kid its owners answer pings
 // with. The controller reads it from the health pings to move images before it drains an invoker
-// (issue #20); an owner that does not answer within ctx counts as holding no key.
+// (issue #20); an owner that does not answer within ctx, or whose evidence has had no answer from
+// the controller yet, counts as holding no key.
 func (m *Manager) Warm(ctx context.Context) []WarmImage {
-	type own struct{ image, socket string }
+	type own struct {
+		image, socket string
+		offered       <-chan struct{}
+	}
 	m.mu.Lock()
 	owners := make([]own, 0, len(m.owners))
 	for _, h := range m.owners {
-		owners = append(owners, own{h.image, h.owner.GateSocket()})
+		owners = append(owners, own{h.image, h.owner.GateSocket(), h.offered})
 	}
 	m.mu.Unlock()
 	kids := map[string]string{}
 	for _, o := range owners {
 		kid := ""
-		if pong, err := gate.Ping(ctx, o.socket); err == nil {
-			kid = pong.Kid
+		select {
+		case <-o.offered:
+			if pong, err := gate.Ping(ctx, o.socket); err == nil {
+				kid = pong.Kid
+			}
+		default:
+			// Its evidence has had no answer yet: its key may be refused (replaceRefused), so it
+			// counts as holding none until then. A refused owner is out of m.owners already.
 		}
 		// One keyed owner makes the image keyed: owners of one image share its key.
 		if cur, seen := kids[o.image]; !seen || cur == "" {
@@ -58,19 +68,45 @@ func (m *Manager) Warm(ctx context.Context) []WarmImage {
 // through KeyRelay when one holds it). from is the invoker the image moves from (a drain); the
 // key relay picks a healthy holder of the image's published key today, which the draining invoker
 // is, so from names the peer for a transfer that wants the source's enclave state (issue #20,
-// item 2). It returns once an owner is ready, or with the start's error. The owner counts as used
+// item 2). It returns once an owner is ready and its evidence has had its first answer, or with
+// the start's error: an owner whose image key the controller refused is no warm owner, so
+// Prepare waits for its replacement (replaceRefused). The owner counts as used
 // (ManagerConfig.IdleTimeout counts from here): activations follow within moments.
 func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
-	m.mu.Lock()
-	warm := m.core.Touch(image)
-	m.mu.Unlock()
-	if warm {
+	for {
+		m.mu.Lock()
+		m.core.Touch(image) // false when no owner runs: the reservation below starts one
+		m.mu.Unlock()
+		h := m.ownerOf(image)
+		if h == nil {
+			l, err := m.Reserve(ctx, image)
+			if err != nil {
+				return fmt.Errorf("prepare %s: %w", image, err)
+			}
+			h = l.h
+			l.Release()
+		}
+		select {
+		case <-h.offered:
+		case <-ctx.Done():
+			return fmt.Errorf("prepare %s: waiting for the owner's evidence to be published: %w", image, ctx.Err())
+		}
+		m.mu.Lock()
+		refused := h.refused
+		m.mu.Unlock()
+		if !refused {
+			return nil
+		}
+	}
+}
+
+// ownerOf returns an owner of image in the pool (the first by id), nil when none runs.
+func (m *Manager) ownerOf(image string) *ownerHandle {
+	ids, _ := m.keyEndpoints(image)
+	if len(ids) == 0 {
 		return nil
 	}
-	l, err := m.Reserve(ctx, image)
-	if err != nil {
-		return fmt.Errorf("prepare %s: %w", image, err)
-	}
-	l.Release()
-	return nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.owners[ids[0]] // nil when it was dropped meanwhile: Prepare then reserves
 }
