@@ -1,7 +1,8 @@
 // Package testtool decides what a test does when the machine lacks something it needs (a program
 // such as node, gcc, qemu or docker, or a file the build makes): locally it skips with the reason;
 // under CI=true it fails, so that CI cannot go green by skipping. It also finds the repository
-// root that tests build and run things from. It is used by tests only and runs on neither side of
+// root that tests build and run things from, and the process's CPU time for benchmarks that report
+// CPU rather than wall time. It is used by tests only and runs on neither side of
 // the trust boundary.
 package testtool
 
@@ -11,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run under CI (CI=true, as .ci/run is started).
@@ -69,4 +72,15 @@ func Root(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// ProcessCPU is the CPU time this process has used so far (user + system): benchmarks report CPU
+// per operation with it, the figure the machine's other load moves least.
+func ProcessCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

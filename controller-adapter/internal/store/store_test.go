@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/whisk"
 )
 
@@ -449,7 +449,7 @@ func BenchmarkStore_PutActivation(b *testing.B) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	cpu0 := processCPU(b)
+	cpu0 := testtool.ProcessCPU(b)
 	b.ResetTimer()
 	for i := range b.N {
 		if err := s.PutActivation(ctx, activation("guest", actID(i), "hello", int64(1000*(i+1)), "a log line")); err != nil {
@@ -457,15 +457,5 @@ func BenchmarkStore_PutActivation(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu_us/op")
-}
-
-// processCPU is the CPU time this process has used so far (user + system).
-func processCPU(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testtool.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu_us/op")
 }

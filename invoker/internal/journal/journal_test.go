@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/teemate/platform/internal/testtool"
 )
 
 func open(t *testing.T, path string, opts Options) *Journal {
@@ -342,7 +344,7 @@ func BenchmarkJournal_OneActivation(b *testing.B) {
 	ctx := context.Background()
 	record := bytes.Repeat([]byte("r"), 1024)
 	acks := []Ack{{Topic: "completed0", Value: bytes.Repeat([]byte("a"), 900)}, {Topic: "completed0", Value: bytes.Repeat([]byte("c"), 300)}}
-	cpu0 := processCPU(b)
+	cpu0 := testtool.ProcessCPU(b)
 	b.ResetTimer()
 	for i := range b.N {
 		id := fmt.Sprintf("%032x", i)
@@ -355,15 +357,5 @@ func BenchmarkJournal_OneActivation(b *testing.B) {
 	}
 	b.StopTimer()
 	// CPU rather than wall time: the figure the machine's other load barely moves.
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu_us/op")
-}
-
-// processCPU is the CPU time this process has used so far (user + system).
-func processCPU(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testtool.ProcessCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu_us/op")
 }
