@@ -122,26 +122,14 @@ func (r *relaySource) Chunks(ctx context.Context, session string, from, count in
 func serveKeyRequests(ctx context.Context, api *whiskapi.Client, mgr *enclave.Manager, log *zap.Logger) {
 	var answering sync.WaitGroup
 	defer answering.Wait()
-	// A failing poll (the controller restarts, or has no relay) is tried again after a pause that
-	// doubles up to half a minute, and logged once per run of failures.
-	var pause time.Duration
+	var b pollBackoff
 	for ctx.Err() == nil {
 		reqs, err := api.PollKeyRequests(ctx, keyPoll)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if pause == 0 {
-				log.Warn("polling the controller for key requests failed; trying again", zap.Error(err))
-			}
-			pause = min(max(2*pause, time.Second), 30*time.Second)
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
-			}
+			b.failed(ctx, log, "polling the controller for key requests failed; trying again", err)
 			continue
 		}
-		pause = 0
+		b.reset()
 		for _, r := range reqs {
 			answering.Go(func() { answerKeyRequest(ctx, api, mgr, log, r) })
 		}
@@ -194,3 +182,26 @@ func answerKeyRequest(ctx context.Context, api *whiskapi.Client, mgr *enclave.Ma
 	}
 	log.Info("image key offered to another invoker", zap.String("image", r.Image), zap.Int("to", r.Invoker))
 }
+
+// pollBackoff paces a loop of long polls to the controller: a failing poll (the controller
+// restarts, or lacks the route) is tried again after a pause that doubles from a second up to half
+// a minute, and logged once per run of failures.
+type pollBackoff struct{ pause time.Duration }
+
+// failed logs err (msg) when it starts a run of failures, then waits out the pause or ctx.
+func (b *pollBackoff) failed(ctx context.Context, log *zap.Logger, msg string, err error) {
+	if ctx.Err() != nil {
+		return // the poll failed because the loop is ending
+	}
+	if b.pause == 0 {
+		log.Warn(msg, zap.Error(err))
+	}
+	b.pause = min(max(2*b.pause, time.Second), 30*time.Second)
+	select {
+	case <-ctx.Done():
+	case <-time.After(b.pause):
+	}
+}
+
+// reset ends a run of failures: the next one is logged and paused a second.
+func (b *pollBackoff) reset() { b.pause = 0 }

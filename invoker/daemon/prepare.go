@@ -30,25 +30,15 @@ type preparer interface {
 func servePrepare(ctx context.Context, api *whiskapi.Client, p preparer, log *zap.Logger) {
 	var preparing sync.WaitGroup
 	defer preparing.Wait()
-	var pause time.Duration
+	var b pollBackoff
 	epoch, after := "", int64(0)
 	for ctx.Err() == nil {
 		e, reqs, err := api.PollPrepare(ctx, epoch, after, keyPoll)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if pause == 0 {
-				log.Warn("polling the controller for images to prepare failed; trying again", zap.Error(err))
-			}
-			pause = min(max(2*pause, time.Second), 30*time.Second)
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
-			}
+			b.failed(ctx, log, "polling the controller for images to prepare failed; trying again", err)
 			continue
 		}
-		pause = 0
+		b.reset()
 		if e != epoch {
 			epoch, after = e, 0
 		}
