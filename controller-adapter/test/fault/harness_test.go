@@ -215,18 +215,20 @@ func (p *proc) tail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// freePort is a loopback TCP port nobody listens on now.
-func freePort(t *testing.T) int {
+// freePorts are n distinct loopback TCP ports nobody listens on now: every listener stays open
+// until all are chosen, so the kernel cannot hand one port out twice.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close() // closed once all are chosen; a close error leaves the port free all the same
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
+	return ports
 }
 
 // task is one process as /proc shows it; start tells a pid apart from a later process that

@@ -64,7 +64,8 @@ func newPlatform(t *testing.T, repo string, cbPort int, o options) *platform {
 			t.Fatalf("tmpfs on the data directory: %v", err)
 		}
 	}
-	p.apiPort, p.kafkaPort = freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	p.apiPort, p.kafkaPort = ports[0], ports[1]
 	p.api = "http://127.0.0.1:" + strconv.Itoa(p.apiPort)
 
 	bin := filepath.Join(repo, "bin", "controller-adapter")
