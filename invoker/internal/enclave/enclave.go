@@ -49,6 +49,10 @@ type StartSpec struct {
 	// receive one from a live owner of the image by transfer (the Manager relays it). A backend that
 	// cannot start an owner without a key starts it with one (the transfer then replaces it).
 	KeyMode string
+	// Background starts the owner at background CPU priority, until Owner.Foreground: an owner
+	// started ahead of its traffic (Manager.Prepare) leaves the CPU to the owners serving now. A
+	// backend that cannot lower it starts it at normal priority.
+	Background bool
 }
 
 // Key modes (StartSpec.KeyMode).
@@ -70,6 +74,10 @@ type Owner interface {
 	Err() error
 	// Stop terminates the owner and waits for it to exit.
 	Stop(ctx context.Context) error
+	// Foreground ends StartSpec.Background: the owner runs at normal priority from then on. It is
+	// idempotent and a no-op for an owner not in the background; an error says the owner may still
+	// be at background priority.
+	Foreground() error
 }
 
 // Backend starts owners. Implementations are safe for concurrent use.

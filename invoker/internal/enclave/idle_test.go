@@ -2,9 +2,11 @@ package enclave_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/teemate/platform/internal/testtool"
 	"github.com/teemate/platform/invoker/internal/enclave"
 	"github.com/teemate/platform/invoker/internal/gate"
 )
@@ -88,5 +90,49 @@ func TestIdleTimeoutSparesPrestartedAndPrepared(t *testing.T) {
 	}
 	if n := b2.starts.Load(); n != 1 {
 		t.Fatalf("prepared owner retired while prepared every %v (idle timeout %v): %d starts", idle, 2*idle, n)
+	}
+}
+
+// A prepared owner (a drain's destination) starts in the background and serves its first
+// activation at normal priority: it does not slow the owners serving now while it starts.
+func TestPreparedOwnerStartsInTheBackground(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testtool.Missing(t, "moving owners between cpu cgroups needs root")
+	}
+	b := realBackend(t, "")
+	m := newManager(t, b, enclave.ManagerConfig{SlotsPerOwner: 4, HealthInterval: -1})
+	ctx := context.Background()
+	if err := m.Prepare(ctx, "nodejs:20", 0); err != nil {
+		t.Fatal(err)
+	}
+	bg, ok := b.lastOwner.Load().(interface{ Background() bool })
+	if !ok {
+		t.Fatal("the owner does not say whether it runs in the background")
+	}
+	if !b.background.Load() || !bg.Background() {
+		t.Fatalf("Prepare's owner: asked for in the background %v, runs there %v; want both",
+			b.background.Load(), bg.Background())
+	}
+	l, err := m.Reserve(ctx, "nodejs:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if n := b.starts.Load(); n != 1 {
+		t.Fatalf("%d owner starts, want 1", n)
+	}
+	if bg.Background() {
+		t.Fatal("the owner is still in the background after its first activation's lease")
+	}
+
+	// An activation's own start is never in the background.
+	m2 := newManager(t, b, enclave.ManagerConfig{SlotsPerOwner: 4, HealthInterval: -1})
+	l2, err := m2.Reserve(ctx, "nodejs:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release()
+	if b.background.Load() {
+		t.Fatal("an activation's owner was started in the background")
 	}
 }

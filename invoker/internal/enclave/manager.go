@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,7 +110,10 @@ type Manager struct {
 	// image's evidence was last accepted: the first is a warning, a repeat says the replacement
 	// could not take the published key either.
 	refusals map[string]int
-	closed   bool
+	// background: images whose next owner start is a prepare's (Prepare), started at background
+	// CPU priority until its first activation (Reserve).
+	background map[string]bool
+	closed     bool
 }
 
 type ownerHandle struct {
@@ -139,6 +143,10 @@ type ownerHandle struct {
 	// is stopped once idle (closed when its last lease is released) is closed.
 	refused bool
 	idle    chan struct{}
+
+	// background: the owner was started at background priority (StartSpec.Background) and has
+	// served no activation yet.
+	background atomic.Bool
 }
 
 type reply struct {
@@ -167,7 +175,8 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	m := &Manager{backend: backend, cfg: cfg, log: log, base: base, cancel: cancel, stop: make(chan struct{}),
-		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}, refusals: map[string]int{}}
+		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}, refusals: map[string]int{},
+		background: map[string]bool{}}
 	m.core = pool.New(pool.Config{SlotsPerOwner: cfg.SlotsPerOwner, MaxOwnersPerImage: cfg.MaxOwnersPerImage,
 		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures,
 		IdleTimeout: cfg.IdleTimeout}, time.Now())
@@ -228,8 +237,25 @@ func (l *Lease) Release() {
 
 // Reserve returns a lease on a free slot of a warm owner of image, starting an owner when none has
 // a free slot and another may be started (one start at a time per image), and otherwise waiting
-// for a slot until ctx ends (ErrNoCapacity).
+// for a slot until ctx ends (ErrNoCapacity). An owner a prepare started in the background serves
+// at normal priority from its first lease on.
 func (m *Manager) Reserve(ctx context.Context, image string) (*Lease, error) {
+	l, err := m.reserve(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	if l.h.background.Load() && l.h.background.Swap(false) {
+		if ferr := l.Owner.Foreground(); ferr != nil {
+			// It serves anyway, only slower while others are busy.
+			m.log.Warn("moving a prepared enclave owner to normal CPU priority failed",
+				zap.String("image", image), zap.String("enclave", l.Owner.ID()), zap.Error(ferr))
+		}
+	}
+	return l, nil
+}
+
+// reserve is Reserve without the move to normal priority (Prepare's reservation is no activation).
+func (m *Manager) reserve(ctx context.Context, image string) (*Lease, error) {
 	if image == "" {
 		return nil, errors.New("reserve enclave: empty image")
 	}
@@ -328,6 +354,10 @@ func (m *Manager) start(a pool.StartOwner) {
 	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
 	t0 := time.Now()
 	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate}
+	m.mu.Lock()
+	spec.Background = m.background[a.Image]
+	delete(m.background, a.Image)
+	m.mu.Unlock()
 	var owner Owner
 	var err error
 	if peer, ok := m.keyPeer(a.Peer); ok {
@@ -354,6 +384,7 @@ func (m *Manager) start(a pool.StartOwner) {
 		return
 	}
 	h := &ownerHandle{image: a.Image, owner: owner, dir: dir, dead: make(chan struct{}), offered: make(chan struct{})}
+	h.background.Store(spec.Background)
 	if m.cfg.Hooks.Evidence == nil {
 		close(h.offered)
 	}

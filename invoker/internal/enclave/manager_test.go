@@ -20,15 +20,23 @@ import (
 	"github.com/teemate/platform/invoker/internal/gate"
 )
 
-// counting wraps the real direct backend and counts starts.
+// counting wraps the real direct backend, counts starts and keeps the last start's owner and
+// whether it was asked for in the background.
 type counting struct {
 	enclave.Backend
-	starts atomic.Int32
+	starts     atomic.Int32
+	background atomic.Bool
+	lastOwner  atomic.Value // enclave.Owner
 }
 
 func (c *counting) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Owner, error) {
 	c.starts.Add(1)
-	return c.Backend.Start(ctx, spec)
+	c.background.Store(spec.Background)
+	o, err := c.Backend.Start(ctx, spec)
+	if err == nil {
+		c.lastOwner.Store(o)
+	}
+	return o, err
 }
 
 func realBackend(t *testing.T, ownerJS string) *counting {

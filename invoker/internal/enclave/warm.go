@@ -71,7 +71,8 @@ func (m *Manager) Warm(ctx context.Context) []WarmImage {
 // item 2). It returns once an owner is ready and its evidence has had its first answer, or with
 // the start's error: an owner whose image key the controller refused is no warm owner, so
 // Prepare waits for its replacement (replaceRefused). The owner counts as used
-// (ManagerConfig.IdleTimeout counts from here): activations follow within moments.
+// (ManagerConfig.IdleTimeout counts from here): activations follow within moments. An owner
+// Prepare starts runs at background CPU priority (StartSpec.Background) until its first lease.
 func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
 	for {
 		m.mu.Lock()
@@ -79,7 +80,16 @@ func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
 		m.mu.Unlock()
 		h := m.ownerOf(image)
 		if h == nil {
-			l, err := m.Reserve(ctx, image)
+			// Started ahead of its traffic, the owner leaves the CPU to the owners serving now
+			// (on this invoker, and on the drained one when both share a host) until its
+			// first activation.
+			m.mu.Lock()
+			m.background[image] = true
+			m.mu.Unlock()
+			l, err := m.reserve(ctx, image)
+			m.mu.Lock()
+			delete(m.background, image) // unused when a start was under way: not for the next one
+			m.mu.Unlock()
 			if err != nil {
 				return fmt.Errorf("prepare %s: %w", image, err)
 			}

@@ -356,7 +356,8 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		args = append(args, "--key-mode", enclave.KeyAwait)
 	}
 	var cmd *exec.Cmd
-	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout, RecordDir: b.cfg.RecordDir}
+	opts := ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout, RecordDir: b.cfg.RecordDir,
+		Background: spec.Background}
 	if jail != nil {
 		cmd = jail.Command(b.cfg.Node, args, b.cfg.Env)
 		opts.OnExit = jail.Release

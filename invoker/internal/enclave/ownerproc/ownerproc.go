@@ -42,6 +42,10 @@ type Options struct {
 	// crash kills an owner its predecessor left (reap.Kill). It must be writable by the invoker
 	// only.
 	RecordDir string
+	// Background starts the owner at background CPU priority (background.go) until Foreground.
+	// Where the host has no cpu cgroup controller to do it with, the owner runs at normal priority
+	// and the reason is logged.
+	Background bool
 }
 
 // Proc is one running owner process. It provides the process part of enclave.Owner (ID, GateSocket,
@@ -57,6 +61,7 @@ type Proc struct {
 	err      error
 	lastLine string
 	stopping bool
+	bg       *bgGroup // while at background priority
 }
 
 // Start starts cmd in a process group of its own (Stop signals the whole group), forwards its stderr
@@ -88,6 +93,16 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 		level = JSONLevel
 	}
 	p := &Proc{id: opts.ID, sock: opts.GateSocket, cmd: cmd, done: make(chan struct{}), stopTimeout: opts.StopTimeout}
+	if opts.Background {
+		h, err := cpuHierarchyOnce()
+		if err == nil {
+			p.bg, err = moveToBackground(h, cmd.Process.Pid)
+		}
+		if err != nil {
+			// A slower start for the others is all it costs: the owner itself is sound.
+			opts.Log.Warn("the enclave owner runs at normal CPU priority", zap.String("enclave", opts.ID), zap.Error(err))
+		}
+	}
 	logged := make(chan struct{})
 	go func() {
 		defer close(logged)
@@ -107,6 +122,12 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 			}
 		}
 		p.mu.Lock()
+		if p.bg != nil {
+			if rerr := p.bg.remove(); rerr != nil {
+				opts.Log.Warn("removing the enclave owner's background cpu group failed", zap.Error(rerr))
+			}
+			p.bg = nil
+		}
 		if p.stopping {
 			p.err = fmt.Errorf("%w: %s stopped", enclave.ErrOwnerDied, p.id)
 		} else {
@@ -116,6 +137,30 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Foreground moves an owner started with Options.Background to normal CPU priority, with every
+// thread and process it has; it is idempotent, and a no-op for an owner that never was in the
+// background or has exited.
+func (p *Proc) Foreground() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bg == nil {
+		return nil
+	}
+	err := p.bg.foreground()
+	p.bg = nil
+	if err != nil {
+		return fmt.Errorf("owner %s: %w", p.id, err)
+	}
+	return nil
+}
+
+// Background says whether the owner runs at background CPU priority.
+func (p *Proc) Background() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bg != nil
 }
 
 // ID is the owner's id.

@@ -203,7 +203,7 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	log := b.log.With(zap.String("enclave", spec.ID), zap.String("image", spec.Image))
 	sock := filepath.Join(spec.Dir, "gate.sock")
 	p, err := ownerproc.Start(cmd, ownerproc.Options{ID: spec.ID, GateSocket: sock, StopTimeout: b.cfg.StopTimeout,
-		Log: log, Level: loaderLevel, RecordDir: b.cfg.RecordDir})
+		Log: log, Level: loaderLevel, RecordDir: b.cfg.RecordDir, Background: spec.Background})
 	_ = shareW.Close() // the loader holds the only write end now; closing ours loses nothing
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)

@@ -1,0 +1,229 @@
+package ownerproc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// An owner started ahead of its traffic (a drain's prepare, issue #20) should not slow the owners
+// that serve now: on one host its start (a Node process, about half a second of CPU here) takes
+// CPU from the activations of the invoker being drained. Such an owner runs in a cpu cgroup of its
+// own with a low weight until Foreground moves it back where it was started: its threads get the
+// CPU the others leave, and all of them (the ones it makes later too) move at once, which a
+// per-thread nice value cannot do without racing the threads being created.
+
+const (
+	// bgPrefix names a background group at the cpu hierarchy's root: bgPrefix + the owner's pid.
+	bgPrefix = "teemate-bg-"
+	// bgSharesV1 is cpu.shares (default 1024): an eighth of a default group or nice-0 task, about
+	// what nice 9 weighs.
+	bgSharesV1 = "128"
+	// bgWeightV2 is cpu.weight (default 100), the same ratio.
+	bgWeightV2 = "12"
+)
+
+// errNoCPUController: neither a cgroup v1 cpu hierarchy nor a cgroup v2 one with the cpu
+// controller available to its children is mounted.
+var errNoCPUController = errors.New("no cpu cgroup controller to run the owner at background priority")
+
+// cpuHierarchy is where the cpu controller's groups are: the mount point, the mount's root within
+// the hierarchy (not "/" inside a container), and whether it is cgroup v2.
+type cpuHierarchy struct {
+	mount, root string
+	v2          bool
+}
+
+// findCPUHierarchy reads mountinfo (format: proc(5)): a cgroup v1 mount whose options name the cpu
+// controller wins; otherwise a cgroup2 mount whose root delegates cpu to its children.
+func findCPUHierarchy(mountinfo string) (cpuHierarchy, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return cpuHierarchy{}, fmt.Errorf("%w: %w", errNoCPUController, err)
+	}
+	defer f.Close()
+	var v2 *cpuHierarchy
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(tail) < 3 {
+			continue
+		}
+		h := cpuHierarchy{mount: unescapeMount(fields[4]), root: unescapeMount(fields[3])}
+		switch tail[0] {
+		case "cgroup":
+			for _, o := range strings.Split(tail[2], ",") {
+				if o == "cpu" {
+					return h, nil
+				}
+			}
+		case "cgroup2":
+			if v2 == nil && h.root == "/" && hasWord(filepath.Join(h.mount, "cgroup.subtree_control"), "cpu") {
+				h.v2 = true
+				v2 = &h
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return cpuHierarchy{}, fmt.Errorf("%w: read %s: %w", errNoCPUController, mountinfo, err)
+	}
+	if v2 != nil {
+		return *v2, nil
+	}
+	return cpuHierarchy{}, errNoCPUController
+}
+
+// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and backslash.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func hasWord(path, word string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, w := range strings.Fields(string(data)) {
+		if w == word {
+			return true
+		}
+	}
+	return false
+}
+
+// groupOf returns the directory of pid's group in h, from /proc/PID/cgroup.
+func (h cpuHierarchy) groupOf(pid int) (string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		match := false
+		if h.v2 {
+			match = parts[0] == "0" && parts[1] == ""
+		} else {
+			for _, c := range strings.Split(parts[1], ",") {
+				match = match || c == "cpu"
+			}
+		}
+		if !match {
+			continue
+		}
+		rel := parts[2]
+		if h.root != "/" {
+			rel = strings.TrimPrefix(rel, h.root)
+		}
+		return filepath.Join(h.mount, filepath.Clean("/"+rel)), nil
+	}
+	return "", fmt.Errorf("%w: pid %d has no group in %s", errNoCPUController, pid, h.mount)
+}
+
+// cpuHierarchyOnce is findCPUHierarchy of this host, read once: mounts do not move under a
+// running invoker.
+var cpuHierarchyOnce = sync.OnceValues(func() (cpuHierarchy, error) {
+	return findCPUHierarchy("/proc/self/mountinfo")
+})
+
+// bgGroup is one owner's background group and the group it came from.
+type bgGroup struct {
+	dir, from string
+}
+
+// moveToBackground makes the background group of pid (a new owner, which has not started threads
+// of its own worth moving yet; any it has move with it) and moves pid into it.
+func moveToBackground(h cpuHierarchy, pid int) (*bgGroup, error) {
+	from, err := h.groupOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	sweepBackground(h)
+	dir := filepath.Join(h.mount, bgPrefix+strconv.Itoa(pid))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("background cpu group: %w", err)
+	}
+	file, value := "cpu.shares", bgSharesV1
+	if h.v2 {
+		file, value = "cpu.weight", bgWeightV2
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+		return nil, errors.Join(fmt.Errorf("background cpu group: %w", err), os.Remove(dir))
+	}
+	if err := writeProcs(dir, pid); err != nil {
+		return nil, errors.Join(fmt.Errorf("background cpu group: %w", err), os.Remove(dir))
+	}
+	return &bgGroup{dir: dir, from: from}, nil
+}
+
+// foreground moves every process of the group back to where the owner came from and removes the
+// group. A process that exited meanwhile is no error.
+func (g *bgGroup) foreground() error {
+	data, err := os.ReadFile(filepath.Join(g.dir, "cgroup.procs"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("foreground: %w", err)
+	}
+	var errs []error
+	for _, f := range strings.Fields(string(data)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if err := writeProcs(g.from, pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("foreground: %w", err))
+		}
+	}
+	if err := g.remove(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// remove removes the (empty) group; one already gone is no error.
+func (g *bgGroup) remove() error {
+	if err := os.Remove(g.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove background cpu group: %w", err)
+	}
+	return nil
+}
+
+func writeProcs(dir string, pid int) error {
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+}
+
+// sweepBackground removes the groups of owners that no longer run, left by an invoker that
+// crashed before it could (a live owner's group is never removed: its pid still runs, and a
+// group with processes in it refuses rmdir anyway).
+func sweepBackground(h cpuHierarchy) {
+	dirs, _ := filepath.Glob(filepath.Join(h.mount, bgPrefix+"*")) // only a malformed pattern fails
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), bgPrefix))
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		_ = os.Remove(d) // EBUSY: something runs in it after all; leave it
+	}
+}
