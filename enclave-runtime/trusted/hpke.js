@@ -99,8 +99,20 @@ function publicKey(raw) {
   }
 }
 
+// rawPublic is the raw 32 bytes of an X25519 or Ed25519 public key: the end of its
+// SPKI DER (a fixed 12-byte header, RFC 8410). Not through a JWK export: Node 20's
+// JWK export of an OKP key holds the key's lock while it builds the JS object, and a
+// garbage collection then that frees the generateKeyPairSync job of the same key
+// takes that lock again: the thread deadlocks (seen here within 200k key pairs;
+// the DER export never did). keys.js's pairs go through here too.
 function rawPublic(key) {
-  return Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
+  return key.export({ type: 'spki', format: 'der' }).subarray(-32);
+}
+
+// rawPrivate is the raw 32 bytes of an X25519 or Ed25519 private key: the end of its
+// PKCS#8 DER (a fixed 16-byte header, RFC 8410); not a JWK export, as rawPublic says.
+function rawPrivate(key) {
+  return key.export({ type: 'pkcs8', format: 'der' }).subarray(-32);
 }
 
 // ephemeral makes a sender's key pair: {privateKey, raw}.
@@ -194,5 +206,5 @@ function open(pair, info, aad, enc, ct) {
   }
 }
 
-module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, prepareEphemeral, publicKey, rawPublic, labeledExtract, labeledExpand,
+module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, prepareEphemeral, publicKey, rawPublic, rawPrivate, labeledExtract, labeledExpand,
   KEM_SUITE, HPKE_SUITE, NT };

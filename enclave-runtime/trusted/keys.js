@@ -66,9 +66,7 @@ function measurement(dir = __dirname) {
 }
 
 // ---- raw keys ----------------------------------------------------------------------
-function rawPublic(publicKey) {
-  return Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url');
-}
+const { rawPublic } = hpke; // not a JWK export: see hpke.rawPublic
 
 function makePair(type) {
   const { privateKey, publicKey } = crypto.generateKeyPairSync(type);
@@ -92,8 +90,7 @@ function pairFromJwk(crv, j) {
 }
 
 function jwkOf(pair) {
-  const j = pair.privateKey.export({ format: 'jwk' });
-  return { d: j.d, x: j.x };
+  return { d: hpke.rawPrivate(pair.privateKey).toString('base64url'), x: pair.raw.toString('base64url') };
 }
 
 function kidOf(kemRaw, sigRaw) {

@@ -12,9 +12,9 @@ const path = require('node:path');
 const teemate = require('../teemate.js');
 const enclave = require(path.join(__dirname, '..', '..', '..', '..', 'enclave-runtime', 'trusted', 'sealed.js'));
 
-function raw(publicKey) {
-  return Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url');
-}
+// raw is a public key's raw bytes (not through a JWK export, which can deadlock Node 20:
+// see enclave-runtime/trusted/hpke.js rawPublic).
+const raw = enclave.rawPublic;
 
 // imageKeys is a stand-in for keys.js's ImageKeys with simulated evidence: only the shape
 // sealed.js reads (current, byKid, identitySha256).
