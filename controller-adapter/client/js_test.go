@@ -2,6 +2,8 @@ package client
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
@@ -70,7 +72,7 @@ func (k *imageKey) open(t *testing.T, envelope json.RawMessage, ns, action strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := r.Open(sealed.ParamsAAD(ns, action, e.Nonce, e.Iat), ct)
+	pt, err := r.Open(sealed.ParamsAAD(e.V, ns, action, e.Nonce, e.Iat), ct)
 	if err != nil {
 		t.Fatalf("the envelope does not open with Go's crypto/hpke: %v", err)
 	}
@@ -87,19 +89,18 @@ func (k *imageKey) open(t *testing.T, envelope json.RawMessage, ns, action strin
 	return body.Params, reply, e
 }
 
-// sealResult is the enclave sealing an outcome to the reply key, with its signed receipt: the
-// record's result.
+// sealResult is the enclave sealing an outcome with the (v2) reply key, with its signed receipt:
+// the record's result.
 func (k *imageKey) sealResult(t *testing.T, reply []byte, e sealed.Envelope, ns, action, activationID string, plain any) json.RawMessage {
 	t.Helper()
-	pub, err := ecdh.X25519().NewPublicKey(reply)
+	if e.V != sealed.EnvelopeVersion {
+		t.Fatalf("envelope version %d, want %d", e.V, sealed.EnvelopeVersion)
+	}
+	block, err := aes.NewCipher(reply)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := hpke.NewDHKEMPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, sender, err := hpke.NewSender(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte("teemate-result-v1"))
+	gcm, err := cipher.NewGCM(block)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +108,11 @@ func (k *imageKey) sealResult(t *testing.T, reply []byte, e sealed.Envelope, ns,
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct, err := sender.Seal(sealed.ResultAAD(activationID, e.Nonce), pt)
-	if err != nil {
+	iv := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(iv); err != nil {
 		t.Fatal(err)
 	}
+	ct := gcm.Seal(nil, iv, pt, sealed.ResultAAD(e.V, activationID, e.Nonce))
 	in, _ := base64.StdEncoding.DecodeString(e.Ct)
 	inSum, outSum := sha256.Sum256(in), sha256.Sum256(ct)
 	identity, err := k.ev.IdentitySha256()
@@ -125,8 +127,8 @@ func (k *imageKey) sealResult(t *testing.T, reply []byte, e sealed.Envelope, ns,
 		t.Fatal(err)
 	}
 	r.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(k.sig, msg))
-	out, err := json.Marshal(map[string]sealed.SealedResult{sealed.ResultField: {V: 1,
-		Enc: base64.StdEncoding.EncodeToString(enc), Ct: base64.StdEncoding.EncodeToString(ct), Receipt: r}})
+	out, err := json.Marshal(map[string]sealed.SealedResult{sealed.ResultField: {V: e.V,
+		IV: base64.StdEncoding.EncodeToString(iv), Ct: base64.StdEncoding.EncodeToString(ct), Receipt: r}})
 	if err != nil {
 		t.Fatal(err)
 	}

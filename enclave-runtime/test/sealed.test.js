@@ -28,16 +28,39 @@ function newKeys() {
 }
 
 // sealParams is the client's half: the envelope for params, and what opens the result.
-function sealParams(keys, params, { ns = NS, action = ACTION, iat = Date.now(), nonce, kid } = {}) {
+// v 2 (the default, what clients send) carries an AES-256 reply key; v 1 an X25519 one.
+function sealParams(keys, params, { ns = NS, action = ACTION, iat = Date.now(), nonce, kid, v = sealed.ENVELOPE_VERSION } = {}) {
   const k = keys.current();
-  const reply = crypto.generateKeyPairSync('x25519');
-  const replyRaw = sealed.rawPublic(reply.publicKey);
+  let reply;
+  let replyRaw;
+  if (v === 1) {
+    const pair = crypto.generateKeyPairSync('x25519');
+    replyRaw = sealed.rawPublic(pair.publicKey);
+    reply = { privateKey: pair.privateKey, raw: replyRaw };
+  } else {
+    replyRaw = crypto.randomBytes(32);
+    reply = { secret: replyRaw, raw: replyRaw };
+  }
   const n = nonce || crypto.randomBytes(16).toString('hex');
-  const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_PARAMS, sealed.paramsAAD(ns, action, n, iat),
+  const { enc, ct } = sealed.hpkeSeal(k.kem.raw, sealed.INFO_PARAMS, sealed.paramsAAD(ns, action, n, iat, v),
     Buffer.from(JSON.stringify({ params, reply: replyRaw.toString('base64') })));
-  const value = { [sealed.PARAMS_FIELD]: { v: 1, suite: sealed.SUITE, kid: kid || k.kid, nonce: n, iat,
+  const value = { [sealed.PARAMS_FIELD]: { v, suite: sealed.SUITE, kid: kid || k.kid, nonce: n, iat,
     enc: enc.toString('base64'), ct: ct.toString('base64') } };
-  return { value, reply: { privateKey: reply.privateKey, raw: replyRaw }, nonce: n, inputSha256: sealed.sha256hex(ct) };
+  return { value, reply, nonce: n, inputSha256: sealed.sha256hex(ct) };
+}
+
+// openSealed opens a sealed result's ct with the reply key of s (v2: AES-256-GCM, the
+// tag at the end; v1: HPKE); a wrong key, IV, AAD or ciphertext throws.
+function openSealed(s, sr, activationId) {
+  const ct = Buffer.from(sr.ct, 'base64');
+  const aad = Buffer.from(sealed.resultAAD(activationId, s.nonce, sr.v));
+  if (sr.v === 1) {
+    assert.ok(s.reply.privateKey, 'a v1 result for a v2 envelope');
+    return sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, aad, Buffer.from(sr.enc, 'base64'), ct);
+  }
+  assert.equal(sr.v, 2);
+  assert.ok(s.reply.secret, 'a v2 result for a v1 envelope');
+  return sealed.openSymmetric(s.reply.secret, Buffer.from(sr.iv, 'base64'), aad, ct);
 }
 
 // openResult is the client opening what the host got, and checking the receipt.
@@ -45,8 +68,7 @@ function openResult(keys, s, activationId, result) {
   const sr = result[sealed.RESULT_FIELD] || (result.error && result.error[sealed.RESULT_FIELD]);
   assert.ok(sr, `not a sealed result: ${JSON.stringify(result)}`);
   const ct = Buffer.from(sr.ct, 'base64');
-  const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(activationId, s.nonce),
-    Buffer.from(sr.enc, 'base64'), ct).toString('utf8'));
+  const plain = JSON.parse(openSealed(s, sr, activationId).toString('utf8'));
   const { sig, ...body } = sr.receipt;
   assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`),
     keys.current().sig.publicKey, Buffer.from(sig, 'base64')), 'receipt signature');
@@ -136,6 +158,14 @@ for (const b of backends) {
       assert.equal(receipt.codeSha256, sealed.sha256hex(ECHO));
       assert.equal(receipt.action, ACTION);
       assert.equal(receipt.namespace, NS);
+    });
+
+    await t.test('a v1 envelope (X25519 reply key) is answered with a v1 result', async () => {
+      const s = sealParams(o.keys, { secret: CANARY }, { v: 1 });
+      const { res, id } = await activate(o, { code: ECHO, value: s.value });
+      noCanary(res);
+      assert.equal(res.result[sealed.RESULT_FIELD].v, 1);
+      assert.deepEqual(openResult(o.keys, s, id, res.result).plain.result, { got: `${CANARY}-${CANARY}-out`, keys: ['secret'] });
     });
 
     await t.test('application and developer errors are sealed too', async () => {
@@ -257,7 +287,7 @@ test('ReplayCache: bounded, and a replay is refused even after eviction', () => 
 test('a sealed result stays within what the host reads of a response', () => {
   const keys = newKeys();
   const s = sealParams(keys, {});
-  const ctx = { kid: keys.current().kid, nonce: s.nonce, reply: s.reply.raw, inputSha256: s.inputSha256,
+  const ctx = { v: 2, kid: keys.current().kid, nonce: s.nonce, reply: s.reply.raw, inputSha256: s.inputSha256,
     namespace: NS, action: ACTION, activationId: 'a1' };
   const line = 'x'.repeat(1000);
   const logs = Array.from({ length: 2000 }, () => ({ stream: 'stdout', time: 't', line }));
@@ -308,8 +338,7 @@ test('rotation: an envelope sealed to the previous key opens in its grace, and i
     assert.equal(body.kid, before.kid);
     assert.equal(body.identitySha256, before.evidence);
     assert.ok(crypto.verify(null, Buffer.from(`teemate-receipt-v1\n${sealed.canonicalJSON(body)}`), before.sig, Buffer.from(sig, 'base64')));
-    const plain = JSON.parse(sealed.hpkeOpen(s.reply, sealed.INFO_RESULT, sealed.resultAAD(id, s.nonce),
-      Buffer.from(sr.enc, 'base64'), Buffer.from(sr.ct, 'base64')).toString());
+    const plain = JSON.parse(openSealed(s, sr, id).toString());
     assert.deepEqual(plain.result, o.params);
   }
 });
@@ -365,9 +394,9 @@ test('CodeCache: sealed code is opened once per action, and never past its key',
   assert.throws(() => sealed.openCode(keys, code, env, cache), /unknown kid/);
 });
 
-test('prepareReply: the result is sealed with the context made ahead, once', () => {
+test('prepareReply (v1): the result is sealed with the context made ahead, once', () => {
   const keys = newKeys();
-  const s = sealParams(keys, { a: 1 });
+  const s = sealParams(keys, { a: 1 }, { v: 1 });
   const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'id1' };
   const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
   sealed.prepareReply(ctx);
@@ -379,20 +408,72 @@ test('prepareReply: the result is sealed with the context made ahead, once', () 
   assert.deepEqual(plain.result, { ok: true });
 });
 
-test('a spare ephemeral key made ahead serves one reply only', () => {
+test('a spare ephemeral key made ahead serves one v1 reply only', () => {
   const keys = newKeys();
   const env = (id) => ({ __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: id });
   const replay = new sealed.ReplayCache();
   const encs = new Set();
   for (const [i, spare] of [[1, true], [2, false], [3, true], [4, true]]) {
     if (spare) sealed.prepareSpare();
-    const s = sealParams(keys, { i });
+    const s = sealParams(keys, { i }, { v: 1 });
     const { ctx } = sealed.openEnvelope(keys, s.value, env(`s${i}`), replay);
     const out = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { i }, logs: [] }, '');
     encs.add(out.result[sealed.RESULT_FIELD].enc);
     assert.deepEqual(openResult(keys, s, `s${i}`, out.result).plain.result, { i });
   }
   assert.equal(encs.size, 4); // no two replies share an ephemeral key
+});
+
+test('v2: the result is AES-256-GCM under the reply key, with a fresh IV; only that key, activation and nonce open it', () => {
+  const keys = newKeys();
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'g1' };
+  const s = sealParams(keys, { a: 1 });
+  assert.equal(s.value[sealed.PARAMS_FIELD].v, 2);
+  const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
+  sealed.prepareReply(ctx);
+  assert.equal(ctx.sender, null); // no public-key work for a v2 reply
+  const msg = { outcome: 'success', result: { ok: 1 }, logs: [], timings: {} };
+  const a = sealed.sealOutcome(keys, ctx, msg, '').result[sealed.RESULT_FIELD];
+  const b = sealed.sealOutcome(keys, ctx, msg, '').result[sealed.RESULT_FIELD];
+  assert.equal(a.v, 2);
+  assert.equal(a.enc, undefined);
+  assert.equal(Buffer.from(a.iv, 'base64').length, 12);
+  assert.notEqual(a.iv, b.iv); // the same reply key twice (a redelivery): never the same IV
+  assert.deepEqual(openResult(keys, s, 'g1', { [sealed.RESULT_FIELD]: a }).plain.result, { ok: 1 });
+  const flip = (b64) => { const x = Buffer.from(b64, 'base64'); x[0] ^= 1; return x.toString('base64'); };
+  assert.throws(() => openSealed(s, { ...a, ct: flip(a.ct) }, 'g1'));
+  assert.throws(() => openSealed(s, { ...a, iv: flip(a.iv) }, 'g1'));
+  assert.throws(() => openSealed(s, a, 'g2'));
+  assert.throws(() => openSealed({ ...s, reply: { secret: crypto.randomBytes(32) } }, a, 'g1'));
+  // A reply key that is not 32 bytes is refused before anything runs.
+  const k = keys.current();
+  const n = crypto.randomBytes(16).toString('hex');
+  const iat = Date.now();
+  const bad = sealed.hpkeSeal(k.kem.raw, sealed.INFO_PARAMS, sealed.paramsAAD(NS, ACTION, n, iat, 2),
+    Buffer.from(JSON.stringify({ params: {}, reply: crypto.randomBytes(16).toString('base64') })));
+  const value = { [sealed.PARAMS_FIELD]: { v: 2, suite: sealed.SUITE, kid: k.kid, nonce: n, iat,
+    enc: bad.enc.toString('base64'), ct: bad.ct.toString('base64') } };
+  assert.throws(() => sealed.openEnvelope(keys, value, env, new sealed.ReplayCache()), /reply is not a 32-byte AES-256 key/);
+  // The version is bound: a v2 envelope relabelled v1 (its AES key taken for an X25519
+  // key) does not open.
+  const relabelled = sealParams(keys, {});
+  relabelled.value[sealed.PARAMS_FIELD].v = 1;
+  assert.throws(() => sealed.openEnvelope(keys, relabelled.value, env, new sealed.ReplayCache()), /does not open/);
+  // An unknown version is refused.
+  const v3 = sealParams(keys, {});
+  v3.value[sealed.PARAMS_FIELD].v = 3;
+  assert.throws(() => sealed.openEnvelope(keys, v3.value, env, new sealed.ReplayCache()), /envelope version 3 is not one of 1, 2/);
+});
+
+test('v1: an envelope with an X25519 reply key is still answered with an HPKE-sealed result', () => {
+  const keys = newKeys();
+  const env = { __OW_NAMESPACE: NS, __OW_ACTION_NAME: ACTION, __OW_ACTIVATION_ID: 'o1' };
+  const s = sealParams(keys, { a: 1 }, { v: 1 });
+  const { ctx } = sealed.openEnvelope(keys, s.value, env, new sealed.ReplayCache());
+  const sr = sealed.sealOutcome(keys, ctx, { outcome: 'success', result: { ok: 1 }, logs: [], timings: {} }, '').result[sealed.RESULT_FIELD];
+  assert.equal(sr.v, 1);
+  assert.equal(sr.iv, undefined);
+  assert.deepEqual(openResult(keys, s, 'o1', { [sealed.RESULT_FIELD]: sr }).plain.result, { ok: 1 });
 });
 
 test('the result text the owner kept is sealed as it is, with the same meaning as the value', () => {

@@ -718,8 +718,9 @@ class Conn {
           log('info', 'quarantined slot reset', { tcs: slot });
         } else if (seal) {
           this.sendFrame(replyFrame(this.sealReply(seal, outcomeOf(r, run))));
-          // The next sealed reply's ephemeral key, made now that this one is out.
-          setImmediate(prepareSealedSpare);
+          // The next v1 reply's ephemeral key, made now that this one is out (a v2
+          // reply needs none).
+          if (seal.v === 1) setImmediate(prepareSealedSpare);
         } else {
           this.sendFrame(replyFrame(outcomeOf(r, run)));
         }

@@ -12,7 +12,12 @@
 //
 // Cryptography: HPKE base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256),
 // HKDF-SHA256 and AES-256-GCM (hpke.js, shared with keys.js's key transfer);
-// Ed25519 for receipts. Go's crypto/hpke is the other end: the interop tests in
+// Ed25519 for receipts. An envelope of version 2 (what the clients send) carries
+// a fresh AES-256 reply key inside it, and the result is sealed with AES-256-GCM
+// under that key: no public-key operation on the way back (the reply key reaches
+// the enclave only inside the HPKE ciphertext, so it is as secret as the
+// parameters). Version 1 carried an X25519 reply key and had the result sealed
+// with HPKE; it is still answered in kind. Go's crypto/hpke is the other end: the interop tests in
 // invoker/sealed run both.
 //
 // Every refusal is a SealedError whose message starts with INTEGRITY ("TeeMate
@@ -22,7 +27,15 @@
 const crypto = require('crypto');
 const hpke = require('./hpke');
 
+// VERSION is the version of sealed code, receipts and the v1 envelope and result.
 const VERSION = 1;
+// ENVELOPE_VERSION is the envelope (and sealed result) version clients send now;
+// ENVELOPE_VERSIONS the ones the enclave opens.
+const ENVELOPE_VERSION = 2;
+const ENVELOPE_VERSIONS = [1, 2];
+// A v2 result is AES-256-GCM with a 12-byte random IV and a 16-byte tag.
+const RESULT_IV_BYTES = 12;
+const RESULT_TAG_BYTES = 16;
 const SUITE = 'X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM';
 const PARAMS_FIELD = '__teemate_sealed';
 const RESULT_FIELD = '__teemate_sealed_result';
@@ -115,12 +128,14 @@ function sha256hex(data) {
   return crypto.createHash('sha256').update(data).digest('hex');
 }
 
-function paramsAAD(namespace, action, nonce, iat) {
-  return `teemate-params-v1\n${namespace}\n${action}\n${nonce}\n${iat}`;
+// The AADs name the envelope's version, so that an envelope's v cannot be changed
+// in transit (its reply key taken for another kind of key) without it failing to open.
+function paramsAAD(namespace, action, nonce, iat, v = 1) {
+  return `teemate-params-v${v}\n${namespace}\n${action}\n${nonce}\n${iat}`;
 }
 
-function resultAAD(activationId, nonce) {
-  return `teemate-result-v1\n${activationId}\n${nonce}`;
+function resultAAD(activationId, nonce, v = 1) {
+  return `teemate-result-v${v}\n${activationId}\n${nonce}`;
 }
 
 function codeAAD(namespace, action) {
@@ -246,7 +261,7 @@ function isEnvelope(value) {
 function openEnvelope(keys, value, env, replay) {
   const e = value[PARAMS_FIELD];
   if (!isPlainObject(e)) throw new SealedError('the envelope is not an object');
-  if (e.v !== VERSION) throw new SealedError(`envelope version ${JSON.stringify(e.v)} is not ${VERSION}`);
+  if (!ENVELOPE_VERSIONS.includes(e.v)) throw new SealedError(`envelope version ${JSON.stringify(e.v)} is not one of ${ENVELOPE_VERSIONS.join(', ')}`);
   if (e.suite !== SUITE) throw new SealedError(`suite ${JSON.stringify(e.suite)} is not ${SUITE}`);
   if (typeof e.nonce !== 'string' || !HEX32.test(e.nonce)) throw new SealedError('nonce is not 32 hex digits');
   if (!Number.isSafeInteger(e.iat)) throw new SealedError('iat is not an integer');
@@ -256,7 +271,7 @@ function openEnvelope(keys, value, env, replay) {
   const ct = b64(e.ct, 'ct', MAX_SEALED_BYTES);
   if (ct.length > MAX_SEALED_BYTES) throw new SealedError(`ct is larger than ${MAX_SEALED_BYTES} bytes`);
   replay.check(e.nonce, e.iat);
-  const pt = hpkeOpen(key.kem, INFO_PARAMS, paramsAAD(b.namespace, b.action, e.nonce, e.iat), enc, ct);
+  const pt = hpkeOpen(key.kem, INFO_PARAMS, paramsAAD(b.namespace, b.action, e.nonce, e.iat, e.v), enc, ct);
   let body;
   try {
     body = JSON.parse(pt.toString('utf8'));
@@ -265,13 +280,14 @@ function openEnvelope(keys, value, env, replay) {
   }
   if (!isPlainObject(body) || !isPlainObject(body.params)) throw new SealedError('the opened envelope has no params object');
   const reply = b64(body.reply, 'reply', 32);
-  if (reply.length !== 32) throw new SealedError('reply is not a 32-byte X25519 key');
+  if (reply.length !== 32) throw new SealedError(e.v === 1 ? 'reply is not a 32-byte X25519 key' : 'reply is not a 32-byte AES-256 key');
   replay.record(e.nonce, e.iat);
-  // The reply key's import and the input's hash wait for prepareReply, which runs
-  // while the action does (any 32 bytes import as an X25519 key; a small-order one
-  // is refused when the result is sealed, and nothing reaches the host then).
+  // The input's hash (and for v1 the reply key's import) waits for prepareReply,
+  // which runs while the action does (any 32 bytes import as an X25519 key; a
+  // small-order one is refused when the result is sealed, and nothing reaches the
+  // host then).
   return { params: body.params,
-    ctx: { kid: e.kid, nonce: e.nonce, reply, replyKey: null, sender: null, ct, inputSha256: '', identitySha256: identitySha256For(keys, e.kid), ...b } };
+    ctx: { v: e.v, kid: e.kid, nonce: e.nonce, reply, replyKey: null, sender: null, ct, inputSha256: '', identitySha256: identitySha256For(keys, e.kid), ...b } };
 }
 
 // inputHash fills ctx.inputSha256 (the receipt's hash of the envelope's ct) once.
@@ -384,10 +400,12 @@ function prepareSpare() {
 }
 
 // prepareReply runs, ahead of the result, the half of sealing it that does not depend
-// on the result (a fresh ephemeral key, X25519 with the reply key, the key schedule):
-// the owner calls it while the action runs in its isolate, off the reply's path.
+// on the result (the input's hash; for v1 also a fresh ephemeral key, X25519 with the
+// reply key, the key schedule): the owner calls it while the action runs in its
+// isolate, off the reply's path.
 function prepareReply(ctx) {
   inputHash(ctx);
+  if (ctx.v !== 1) return;
   try {
     if (!ctx.replyKey) ctx.replyKey = x25519Public(ctx.reply);
     ctx.sender = hpke.setupSender(ctx.reply, INFO_RESULT, { pkR: ctx.replyKey });
@@ -397,24 +415,61 @@ function prepareReply(ctx) {
   }
 }
 
+// sealSymmetric seals plaintext with AES-256-GCM under a v2 envelope's reply key: a
+// fresh random IV (one reply key may see a second result if the envelope runs on
+// another owner too), the tag appended to the ciphertext as HPKE's AEAD does.
+function sealSymmetric(key, aad, plaintext) {
+  const iv = crypto.randomBytes(RESULT_IV_BYTES);
+  const c = crypto.createCipheriv('aes-256-gcm', key, iv, { authTagLength: RESULT_TAG_BYTES });
+  c.setAAD(Buffer.from(aad));
+  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+  return { iv, ct };
+}
+
+// openSymmetric is the client's half of sealSymmetric (the JS client module and the
+// tests use it): a wrong key, IV, AAD or ciphertext is a SealedError.
+function openSymmetric(key, iv, aad, ct) {
+  if (key.length !== 32 || iv.length !== RESULT_IV_BYTES || ct.length < RESULT_TAG_BYTES) {
+    throw new SealedError('the sealed result\'s key, IV or ciphertext has the wrong size');
+  }
+  try {
+    const d = crypto.createDecipheriv('aes-256-gcm', key, iv, { authTagLength: RESULT_TAG_BYTES });
+    d.setAAD(Buffer.from(aad));
+    d.setAuthTag(ct.subarray(ct.length - RESULT_TAG_BYTES));
+    return Buffer.concat([d.update(ct.subarray(0, ct.length - RESULT_TAG_BYTES)), d.final()]);
+  } catch {
+    throw new SealedError('the sealed result does not open (tampered, or for another key or activation)');
+  }
+}
+
 // sealResult seals the JSON text of {result, error, logs} to the client's reply key
-// and signs the receipt.
+// (v2: AES-256-GCM under it; v1: HPKE to it) and signs the receipt.
 function sealResult(keys, ctx, plainText, codeSha256) {
   const key = keyFor(keys, ctx.kid);
   inputHash(ctx);
-  if (!ctx.sender) prepareReply(ctx);
-  let sealedText;
-  try {
-    sealedText = hpke.sealWith(ctx.sender, resultAAD(ctx.activationId, ctx.nonce), Buffer.from(plainText));
-  } finally {
-    ctx.sender = null;
+  const aad = resultAAD(ctx.activationId, ctx.nonce, ctx.v);
+  let fields;
+  let ct;
+  if (ctx.v === 1) {
+    if (!ctx.sender) prepareReply(ctx);
+    let sealedText;
+    try {
+      sealedText = hpke.sealWith(ctx.sender, aad, Buffer.from(plainText));
+    } finally {
+      ctx.sender = null;
+    }
+    ct = sealedText.ct;
+    fields = { v: 1, enc: sealedText.enc.toString('base64') };
+  } else {
+    const sealedText = sealSymmetric(ctx.reply, aad, Buffer.from(plainText));
+    ct = sealedText.ct;
+    fields = { v: ctx.v, iv: sealedText.iv.toString('base64') };
   }
-  const { enc, ct } = sealedText;
   const receipt = signReceipt(key.sig, {
     activationId: ctx.activationId, namespace: ctx.namespace, action: ctx.action, nonce: ctx.nonce, kid: ctx.kid,
     identitySha256: ctx.identitySha256 || identitySha256For(keys, ctx.kid), codeSha256, inputSha256: ctx.inputSha256, outputSha256: sha256hex(ct),
   });
-  return { [RESULT_FIELD]: { v: VERSION, enc: enc.toString('base64'), ct: ct.toString('base64'), receipt } };
+  return { [RESULT_FIELD]: { ...fields, ct: ct.toString('base64'), receipt } };
 }
 
 // The host reads at most 1 MiB of an action's response (invoker/internal/proxy's
@@ -485,10 +540,10 @@ function refusedOutcome(err) {
 }
 
 module.exports = {
-  VERSION, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
+  VERSION, ENVELOPE_VERSION, ENVELOPE_VERSIONS, SUITE, PARAMS_FIELD, RESULT_FIELD, CODE_FIELD, INTEGRITY, INFO_PARAMS, INFO_RESULT, INFO_CODE,
   MAX_SEALED_BYTES, IAT_WINDOW_MS, REPLAY_CAPACITY, MAX_RESULT_PLAINTEXT,
   SealedError, ReplayCache, CodeCache,
   hpkeSeal, hpkeOpen, labeledExtract: hpke.labeledExtract, labeledExpand: hpke.labeledExpand, rawPublic: hpke.rawPublic,
   paramsAAD, resultAAD, codeAAD, canonicalJSON, identitySha256, signReceipt, sha256hex, b64,
-  isEnvelope, openEnvelope, isSealedCode, openCode, prepareSpare, prepareReply, sealResult, sealOutcome, refusedOutcome,
+  isEnvelope, openEnvelope, isSealedCode, openCode, sealSymmetric, openSymmetric, prepareSpare, prepareReply, sealResult, sealOutcome, refusedOutcome,
 };

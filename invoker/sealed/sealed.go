@@ -2,6 +2,8 @@ package sealed
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/hpke"
 	"crypto/rand"
@@ -19,8 +21,13 @@ import (
 
 // The wire constants of the formats in README.md. They are the same in trusted/sealed.js.
 const (
-	// Version is the version of the envelope, the sealed result, the sealed code and the receipt.
+	// Version is the version of the sealed code and the receipt, and of the first envelope and
+	// sealed result (an X25519 reply key; the result sealed with HPKE), which enclaves still answer.
 	Version = 1
+	// EnvelopeVersion is the version of the envelope and sealed result SealParams makes: a 32-byte
+	// AES-256 reply key inside the envelope, the result sealed with AES-256-GCM under it (no
+	// public-key operation on the way back).
+	EnvelopeVersion = 2
 	// Suite names the HPKE suite: KEM / KDF / AEAD.
 	Suite = "X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM"
 
@@ -42,9 +49,10 @@ const (
 	infoResult = "teemate-result-v1"
 	infoCode   = "teemate-code-v1"
 
-	aadParams = "teemate-params-v1\n"
-	aadResult = "teemate-result-v1\n"
-	aadCode   = "teemate-code-v1\n"
+	// replyIVBytes is a v2 sealed result's AES-GCM IV size (its tag is the usual 16 bytes).
+	replyIVBytes = 12
+
+	aadCode = "teemate-code-v1\n"
 )
 
 var (
@@ -77,10 +85,12 @@ type paramsPlaintext struct {
 	Reply  string          `json:"reply"`
 }
 
-// SealedResult is the value of ResultField.
+// SealedResult is the value of ResultField: v 2 has the IV of AES-256-GCM under the reply key,
+// v 1 the HPKE encapsulated key.
 type SealedResult struct {
 	V       int     `json:"v"`
-	Enc     string  `json:"enc"`
+	Enc     string  `json:"enc,omitempty"`
+	IV      string  `json:"iv,omitempty"`
 	Ct      string  `json:"ct"`
 	Receipt Receipt `json:"receipt"`
 }
@@ -138,23 +148,20 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	if !isObject(params) {
 		return nil, nil, fmt.Errorf("%w: parameters must be a JSON object", ErrMalformed)
 	}
-	replyPriv, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
+	// One read for the reply key and the nonce (crypto/rand does not fail on Linux).
+	random := make([]byte, 32+16)
+	if _, err := rand.Read(random); err != nil {
 		return nil, nil, fmt.Errorf("sealed: reply key: %w", err)
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, fmt.Errorf("sealed: nonce: %w", err)
-	}
-	env := Envelope{V: Version, Suite: Suite, Kid: keys.kid, Nonce: hex.EncodeToString(nonce),
+	secret, nonce := random[:32], random[32:]
+	env := Envelope{V: EnvelopeVersion, Suite: Suite, Kid: keys.kid, Nonce: hex.EncodeToString(nonce),
 		Iat: time.Now().UnixMilli()}
 	action = FullActionName(namespace, action)
-	pt, err := json.Marshal(paramsPlaintext{Params: params,
-		Reply: base64.StdEncoding.EncodeToString(replyPriv.PublicKey().Bytes())})
+	pt, err := json.Marshal(paramsPlaintext{Params: params, Reply: base64.StdEncoding.EncodeToString(secret)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: parameters: %w", ErrMalformed, err)
 	}
-	enc, ct, err := seal(keys.kem, infoParams, ParamsAAD(namespace, action, env.Nonce, env.Iat), pt)
+	enc, ct, err := seal(keys.kem, infoParams, ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -168,21 +175,23 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 		return nil, nil, fmt.Errorf("sealed: envelope: %w", err)
 	}
 	sum := sha256.Sum256(ct)
-	reply := &ReplyKey{key: replyPriv, Namespace: namespace, Action: action, Kid: keys.kid,
+	reply := &ReplyKey{secret: secret, Namespace: namespace, Action: action, Kid: keys.kid,
 		Nonce: env.Nonce, Iat: env.Iat, InputSHA256: hex.EncodeToString(sum[:]),
 		SigKey: keys.sig, IdentitySHA256: keys.identitySHA256}
 	return out, reply, nil
 }
 
-// ParamsAAD is the additional data an envelope is sealed with: it binds the envelope to one action
-// of one namespace and to its nonce and time, so it cannot be replayed elsewhere.
-func ParamsAAD(namespace, action, nonce string, iat int64) []byte {
-	return fmt.Appendf(nil, "%s%s\n%s\n%s\n%d", aadParams, namespace, action, nonce, iat)
+// ParamsAAD is the additional data an envelope of the given version is sealed with: it binds the
+// envelope to one action of one namespace and to its nonce and time, so it cannot be replayed
+// elsewhere, and to its version, so that its v cannot be changed in transit.
+func ParamsAAD(version int, namespace, action, nonce string, iat int64) []byte {
+	return fmt.Appendf(nil, "teemate-params-v%d\n%s\n%s\n%s\n%d", version, namespace, action, nonce, iat)
 }
 
-// ResultAAD is the additional data a sealed result is sealed with (one activation, one envelope).
-func ResultAAD(activationID, nonce string) []byte {
-	return []byte(aadResult + activationID + "\n" + nonce)
+// ResultAAD is the additional data a sealed result is sealed with (one activation, one envelope,
+// the envelope's version).
+func ResultAAD(version int, activationID, nonce string) []byte {
+	return fmt.Appendf(nil, "teemate-result-v%d\n%s\n%s", version, activationID, nonce)
 }
 
 // CodeAAD is the additional data sealed code is sealed with (one action of one namespace).
@@ -236,7 +245,7 @@ func IsSealedCode(code string) bool {
 // and verifies its receipt against the evidence the parameters were sealed to. A record that holds
 // the enclave's refusal gives ErrRefused; any other unsealed result gives ErrNotSealed.
 func OpenResult(reply *ReplyKey, activationID string, recordResult json.RawMessage) (*Opened, error) {
-	if reply == nil || reply.key == nil {
+	if reply == nil || (reply.key == nil && reply.secret == nil) {
 		return nil, fmt.Errorf("%w: no reply key", ErrMalformed)
 	}
 	if activationID == "" {
@@ -246,17 +255,33 @@ func OpenResult(reply *ReplyKey, activationID string, recordResult json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	if sr.V != Version {
-		return nil, fmt.Errorf("%w: sealed result version %d", ErrMalformed, sr.V)
+	if want := reply.version(); sr.V != want {
+		return nil, fmt.Errorf("%w: sealed result version %d for a v%d envelope", ErrMalformed, sr.V, want)
 	}
-	enc, err1 := base64.StdEncoding.DecodeString(sr.Enc)
-	ct, err2 := base64.StdEncoding.DecodeString(sr.Ct)
-	if err := errors.Join(err1, err2); err != nil {
+	ct, err := base64.StdEncoding.DecodeString(sr.Ct)
+	if err != nil {
 		return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
 	}
-	pt, err := open(reply.key, infoResult, ResultAAD(activationID, reply.Nonce), enc, ct)
-	if err != nil {
-		return nil, err
+	aad := ResultAAD(sr.V, activationID, reply.Nonce)
+	var pt []byte
+	if sr.V == 1 {
+		enc, err := base64.StdEncoding.DecodeString(sr.Enc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
+		}
+		pt, err = open(reply.key, infoResult, aad, enc, ct)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		iv, err := base64.StdEncoding.DecodeString(sr.IV)
+		if err != nil || len(iv) != replyIVBytes {
+			return nil, fmt.Errorf("%w: sealed result: the IV is not %d bytes of base64", ErrMalformed, replyIVBytes)
+		}
+		pt, err = openSymmetric(reply.secret, iv, aad, ct)
+		if err != nil {
+			return nil, err
+		}
 	}
 	var rp resultPlaintext
 	if err := json.Unmarshal(pt, &rp); err != nil {
@@ -332,6 +357,24 @@ func open(priv *ecdh.PrivateKey, info string, aad, enc, ct []byte) ([]byte, erro
 		return nil, fmt.Errorf("%w: encapsulated key: %w", ErrIntegrity, err)
 	}
 	pt, err := r.Open(aad, ct)
+	if err != nil {
+		return nil, fmt.Errorf("%w: does not open: %w", ErrIntegrity, err)
+	}
+	return pt, nil
+}
+
+// openSymmetric opens a v2 sealed result: AES-256-GCM under the reply key, the tag after the
+// ciphertext.
+func openSymmetric(key, iv, aad, ct []byte) ([]byte, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reply key: %w", ErrMalformed, err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("sealed: aes-gcm: %w", err)
+	}
+	pt, err := gcm.Open(nil, iv, ct, aad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not open: %w", ErrIntegrity, err)
 	}

@@ -1,6 +1,8 @@
 package sealed
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -72,7 +74,7 @@ func (im *testImage) openEnvelope(t *testing.T, params json.RawMessage, namespac
 	}
 	env := wrapped[ParamsField]
 	enc, ct := unb64(t, env.Enc), unb64(t, env.Ct)
-	pt, err := open(im.kem, infoParams, ParamsAAD(namespace, action, env.Nonce, env.Iat), enc, ct)
+	pt, err := open(im.kem, infoParams, ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), enc, ct)
 	if err != nil {
 		t.Fatalf("open envelope: %v", err)
 	}
@@ -90,9 +92,30 @@ func (im *testImage) sealResult(t *testing.T, reply []byte, env Envelope, inputC
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, ct, err := seal(reply, infoResult, ResultAAD(activationID, env.Nonce), b)
-	if err != nil {
-		t.Fatal(err)
+	sr := SealedResult{V: env.V}
+	var ct []byte
+	if env.V == 1 {
+		var enc []byte
+		enc, ct, err = seal(reply, infoResult, ResultAAD(1, activationID, env.Nonce), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr.Enc = base64.StdEncoding.EncodeToString(enc)
+	} else {
+		block, err := aes.NewCipher(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iv := make([]byte, gcm.NonceSize())
+		if _, err := rand.Read(iv); err != nil {
+			t.Fatal(err)
+		}
+		ct = gcm.Seal(nil, iv, b, ResultAAD(env.V, activationID, env.Nonce))
+		sr.IV = base64.StdEncoding.EncodeToString(iv)
 	}
 	evSum, err := im.ev.IdentitySha256()
 	if err != nil {
@@ -107,8 +130,8 @@ func (im *testImage) sealResult(t *testing.T, reply []byte, env Envelope, inputC
 		t.Fatal(err)
 	}
 	r.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(im.sig, msg))
-	res, err := json.Marshal(map[string]SealedResult{ResultField: {V: 1,
-		Enc: base64.StdEncoding.EncodeToString(enc), Ct: base64.StdEncoding.EncodeToString(ct), Receipt: r}})
+	sr.Ct, sr.Receipt = base64.StdEncoding.EncodeToString(ct), r
+	res, err := json.Marshal(map[string]SealedResult{ResultField: sr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,5 +308,52 @@ func TestReceipt_AnotherSGXOwnerOfTheImage(t *testing.T) {
 		if !c.ok && !errors.Is(err, ErrIntegrity) {
 			t.Errorf("%s: got %v, want ErrIntegrity", c.name, err)
 		}
+	}
+}
+
+// A reply key of a v1 envelope (an X25519 key; stored by an earlier client) still opens the v1
+// result an enclave answers such an envelope with, and a result of the other version is refused.
+func TestOpenResult_V1ReplyKey(t *testing.T) {
+	im := newTestImage(t)
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCT := []byte("the envelope's ciphertext")
+	sum := sha256.Sum256(inCT)
+	evSum, err := im.ev.IdentitySha256()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keysOf(im.ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := json.Marshal(&ReplyKey{key: priv, Namespace: "guest", Action: "/guest/hello", Kid: im.ev.Kid,
+		Nonce: strings.Repeat("ab", 16), InputSHA256: hex.EncodeToString(sum[:]), SigKey: keys.sig, IdentitySHA256: evSum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(stored), `"v":1`) {
+		t.Fatalf("a v1 reply key stored as %s", stored)
+	}
+	var reply ReplyKey
+	if err := json.Unmarshal(stored, &reply); err != nil {
+		t.Fatal(err)
+	}
+	env := Envelope{V: 1, Nonce: reply.Nonce}
+	rec := im.sealResult(t, priv.PublicKey().Bytes(), env, inCT, "act1", "guest", "/guest/hello",
+		resultPlaintext{Result: json.RawMessage(`{"ok":1}`)})
+	opened, err := OpenResult(&reply, "act1", rec)
+	if err != nil || string(opened.Result) != `{"ok":1}` {
+		t.Fatalf("v1 result: %+v %v", opened, err)
+	}
+	v2 := im.sealResult(t, make([]byte, 32), Envelope{V: 2, Nonce: reply.Nonce}, inCT, "act1", "guest", "/guest/hello",
+		resultPlaintext{Result: json.RawMessage(`{"ok":1}`)})
+	if _, err := OpenResult(&reply, "act1", v2); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a v2 result for a v1 reply key: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`{"v":2,"key":"AAAA"}`), &reply); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a short v2 reply key: %v", err)
 	}
 }

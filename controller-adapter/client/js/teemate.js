@@ -11,7 +11,7 @@
 //   const out = teemate.openResult(reply, act.activationId, act.response.result);
 //   // out.result, out.error, out.logs; out.receipt is verified
 //
-// `reply` is the reply key (it holds a private key: keep it like one); its JSON is the Go
+// `reply` is the reply key (a secret key: keep it like a private one); its JSON is the Go
 // package's ReplyKey JSON, so bin/teemate can open what this module sealed and the other way.
 //
 // Evidence: this module checks the binding (kid, report data) and refuses simulated evidence
@@ -118,10 +118,6 @@ function keysOf(evidence) {
   return verifyEvidence(evidence, { allowSimulated: true, quoteVerified: () => true });
 }
 
-function exportPrivate(privateKey) {
-  return Buffer.from(privateKey.export({ format: 'jwk' }).d, 'base64url');
-}
-
 // X25519 private keys travel raw (32 bytes, as Go's ecdh.PrivateKey.Bytes); node imports them as
 // PKCS#8 with this fixed prefix (RFC 8410: version 0, algorithm id-X25519, the key octets).
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -140,15 +136,16 @@ function sealParams(evidence, namespace, action, params = {}) {
   if (!namespace || !action) fail('malformed', 'namespace and action are required');
   if (!action.startsWith('/')) action = `/${namespace}/${action}`;
   const k = keysOf(evidence);
-  const replyPair = crypto.generateKeyPairSync('x25519');
-  const replyPub = core.rawPublic(replyPair.publicKey);
+  // v2: the reply key is a fresh AES-256 key, sent inside the envelope.
+  const v = core.ENVELOPE_VERSION;
+  const secret = crypto.randomBytes(32);
   const nonce = crypto.randomBytes(16).toString('hex');
   const iat = Date.now();
-  const pt = Buffer.from(JSON.stringify({ params, reply: replyPub.toString('base64') }));
-  const { enc, ct } = core.hpkeSeal(k.kem, core.INFO_PARAMS, core.paramsAAD(namespace, action, nonce, iat), pt);
-  const envelope = { [core.PARAMS_FIELD]: { v: core.VERSION, suite: core.SUITE, kid: k.kid, nonce, iat,
+  const pt = Buffer.from(JSON.stringify({ params, reply: secret.toString('base64') }));
+  const { enc, ct } = core.hpkeSeal(k.kem, core.INFO_PARAMS, core.paramsAAD(namespace, action, nonce, iat, v), pt);
+  const envelope = { [core.PARAMS_FIELD]: { v, suite: core.SUITE, kid: k.kid, nonce, iat,
     enc: enc.toString('base64'), ct: ct.toString('base64') } };
-  const reply = { v: 1, key: exportPrivate(replyPair.privateKey).toString('base64'), namespace, action, kid: k.kid,
+  const reply = { v, key: secret.toString('base64'), namespace, action, kid: k.kid,
     nonce, iat, inputSha256: sha256(ct).toString('hex'), sigKey: k.sig.toString('base64'),
     identitySha256: k.identitySha256 };
   return { params: envelope, reply };
@@ -198,18 +195,21 @@ function verifyReceipt(receipt, reply, sealedResultCT, activationId) {
 }
 
 // openResult opens an activation's sealed result (the record's response.result) with the reply
-// key of its invocation and verifies the receipt; it returns {result, error, logs, receipt}.
+// key of its invocation and verifies the receipt; it returns {result, error, logs, receipt}. A
+// reply key of version 1 (an X25519 private key, from an earlier client) opens v1 results.
 function openResult(reply, activationId, recordResult) {
-  if (!reply || reply.v !== 1 || typeof reply.key !== 'string') fail('malformed', 'not a reply key');
+  if (!reply || !core.ENVELOPE_VERSIONS.includes(reply.v) || typeof reply.key !== 'string') fail('malformed', 'not a reply key');
   if (typeof activationId !== 'string' || !activationId) fail('malformed', 'an activation id is required');
   const sr = findSealedResult(recordResult);
-  if (sr.v !== 1) fail('malformed', `sealed result version ${JSON.stringify(sr.v)} is not 1`);
+  if (sr.v !== reply.v) fail('malformed', `sealed result version ${JSON.stringify(sr.v)} is not ${reply.v}, the envelope's`);
   const ct = b64(sr.ct, 'ct');
   verifyReceipt(sr.receipt, reply, ct, activationId);
-  const pair = importPrivate(b64(reply.key, 'reply.key'));
+  const aad = core.resultAAD(activationId, reply.nonce, sr.v);
   let pt;
   try {
-    pt = core.hpkeOpen(pair, core.INFO_RESULT, core.resultAAD(activationId, reply.nonce), b64(sr.enc, 'enc'), ct);
+    pt = sr.v === 1
+      ? core.hpkeOpen(importPrivate(b64(reply.key, 'reply.key')), core.INFO_RESULT, aad, b64(sr.enc, 'enc'), ct)
+      : core.openSymmetric(b64(reply.key, 'reply.key'), b64(sr.iv, 'iv'), aad, ct);
   } catch (e) {
     fail('integrity', `the sealed result does not open: ${e.message}`);
   }
