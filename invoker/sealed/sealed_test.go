@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/attest/attesttest"
@@ -355,5 +357,48 @@ func TestOpenResult_V1ReplyKey(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"v":2,"key":"AAAA"}`), &reply); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("a short v2 reply key: %v", err)
+	}
+}
+
+// Envelopes sealed one after another, and many at once, take the sender set up ahead at most
+// once each: no two share an ephemeral key, and every one opens.
+func TestSealParams_SpareSenderUsedOnce(t *testing.T) {
+	im := newTestImage(t)
+	const n = 40
+	encs := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		seal := func() {
+			params, _, err := SealParams(im.ev, "guest", "hello", json.RawMessage(`{"i":1}`))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var wrapped map[string]Envelope
+			if err := json.Unmarshal(params, &wrapped); err != nil {
+				t.Error(err)
+				return
+			}
+			encs[i] = wrapped[ParamsField].Enc
+			if _, err := open(im.kem, infoParams, ParamsAAD(EnvelopeVersion, "guest", "/guest/hello",
+				wrapped[ParamsField].Nonce, wrapped[ParamsField].Iat), unb64(t, encs[i]), unb64(t, wrapped[ParamsField].Ct)); err != nil {
+				t.Error(err)
+			}
+		}
+		if i < n/2 {
+			seal()
+			time.Sleep(time.Millisecond) // the spare is made meanwhile
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); seal() }()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, e := range encs {
+		if seen[e] {
+			t.Fatalf("two envelopes share the encapsulated key %s", e)
+		}
+		seen[e] = true
 	}
 }
