@@ -10,8 +10,11 @@
  * hostname, then reports ready on descriptor 4 and waits there. When the invoker writes one byte
  * (the container is started), it sets the rlimits, uid and gid, narrows the capabilities to the
  * plan's set (bounding, permitted, effective; inheritable and ambient empty), sets no_new_privs,
- * loads the seccomp filter and execs the process (the start stub), which keeps pid 1. An end of
- * file instead of the byte (the container is discarded) ends it quietly.
+ * loads the seccomp filter and execs the process, which keeps pid 1. With -S, the process is the
+ * command the container's start configuration names (read after the start byte, when the
+ * invoker has written it into the slot; startconf.h, shared with the start stub), so the
+ * sandbox's command is exec'd once, not the stub first. An end of file instead of the byte (the
+ * container is discarded) ends it quietly.
  *
  * Plan (one argv item each; a tag, then the tag's fixed number of items):
  *   teemate-launch/1                      format tag, first
@@ -31,11 +34,16 @@
  *   -s FILTER                             seccomp filter: struct sock_filter array in hex
  *   -d CWD
  *   -e NAME=VALUE                         an environment entry
+ *   -S CONF                               run what the start configuration CONF (a guest
+ *                                         path) names, with its working directory and
+ *                                         environment, instead of the process, -d and -e
  *   -- PATH ARGS...                       the process: executable path, then its argv
  *
- * Descriptor 3 (the action proxy's listening socket) is left as it is, for the stub. Errors
+ * Descriptor 3 (the action proxy's listening socket) is left as it is, for the stub; with -S
+ * it is kept open across the exec and announced as TEEMATE_PROXY_FD=3, as the stub does. Errors
  * go to standard error (the container's stderr pipe) with exit status 125 before the ready
- * report and 126 after it.
+ * report and 126 after it; a fault of the start configuration has the stub's codes (125
+ * malformed, 126 cannot execute, 127 unreadable or no such command).
  *
  * Build: gcc -static -O2 (shim/Makefile).
  */
@@ -100,6 +108,7 @@ struct plan {
 	int nenv;
 	char *path;
 	char **argv;
+	const char *startconf; /* -S */
 };
 
 static int exit_code = EXIT_SETUP;
@@ -130,6 +139,14 @@ static void die(const char *a, const char *b, const char *c)
 	say(a, b, c);
 	_exit(exit_code);
 }
+
+static void startconf_die(int code, const char *a, const char *b, const char *c)
+{
+	say(a, b, c);
+	_exit(code);
+}
+
+#include "../start/startconf.h"
 
 /* fail reports a failed system call on what, with errno's text. */
 static void fail(const char *step, const char *what)
@@ -278,6 +295,11 @@ static void parse(struct plan *p, int argc, char **argv)
 			p->caps = hex(need(&i, argc, argv, 1, t)[0], "capabilities ");
 		} else if (strcmp(t, "-s") == 0) {
 			seccomp_filter(p, need(&i, argc, argv, 1, t)[0]);
+		} else if (strcmp(t, "-S") == 0) {
+			p->startconf = need(&i, argc, argv, 1, t)[0];
+			if (p->startconf[0] != '/')
+				die("malformed plan: ", "the start configuration is not absolute: ",
+				    p->startconf);
 		} else if (strcmp(t, "-e") == 0) {
 			if (p->nenv == MAX_ITEMS)
 				die("malformed plan: ", "too many environment entries", "");
@@ -549,7 +571,8 @@ static void set_caps(unsigned long long keep)
 		fail("set the capabilities", "");
 }
 
-static void finish(const struct plan *p)
+/* finish drops to the plan's credentials and execs the process, or with c the command c names. */
+static void finish(const struct plan *p, const struct startconf *c)
 {
 	for (int i = 0; i < p->nrlimits; i++)
 		if (setrlimit(p->rlimits[i].resource, &p->rlimits[i].lim) != 0)
@@ -562,7 +585,7 @@ static void finish(const struct plan *p)
 	set_caps(p->caps);
 	if (p->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("set no_new_privs", "");
-	if (chdir(p->cwd) != 0)
+	if (!c && chdir(p->cwd) != 0)
 		fail("enter the working directory ", p->cwd);
 	/* Last: the filter may forbid what the steps above need. */
 	if (p->filter) {
@@ -570,6 +593,11 @@ static void finish(const struct plan *p)
 
 		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
 			fail("load the seccomp filter", "");
+	}
+	if (c) {
+		/* As the stub would: under the filter, with its codes. */
+		startconf_chdir(c);
+		startconf_exec(c);
 	}
 	execve(p->path, p->argv, p->env);
 	fail("exec ", p->path);
@@ -585,6 +613,15 @@ int main(int argc, char **argv)
 		die("descriptor 4 is not the invoker's start socket", "", "");
 	build_root(&p);
 	wait_start();
-	finish(&p);
+	if (p.startconf) {
+		static struct startconf c;
+		/* Before the configuration is opened: that open must not be mistaken for 3. */
+		int proxy = startconf_proxy_fd();
+
+		startconf_file = p.startconf;
+		startconf_load(&c, proxy);
+		finish(&p, &c);
+	}
+	finish(&p, NULL);
 	return 0;
 }

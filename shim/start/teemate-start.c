@@ -32,30 +32,18 @@
  *   126  the command could not be executed
  *   127  the configuration could not be read, or the command does not exist
  *
+ * The reading is startconf.h's, shared with teemate-launch's container init, which runs the
+ * configured command itself (no stub exec) when the container is made by that launcher.
+ *
  * Build: gcc -static -O2 -o teemate-start teemate-start.c (deploy/images/build.sh).
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-
-#define DEFAULT_CONFIG "/run/teemate/start.conf"
-#define FORMAT_TAG     "teemate-start/1"
-#define MAX_CONFIG     (1 << 20) /* bytes; the encoder refuses more */
-#define MAX_ITEMS      4096      /* per list (argv, env) */
-#define PROXY_FD       3
-#define PROXY_ENV_NAME "TEEMATE_PROXY_FD="
-#define PROXY_ENV      PROXY_ENV_NAME "3"
 
 /* ARRAY_SIZE is the element count of an array (not of a pointer). */
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-enum { EXIT_MALFORMED = 125, EXIT_CANNOT_EXEC = 126, EXIT_UNREADABLE = 127 };
-
-static const char *config_path = DEFAULT_CONFIG;
 
 /* say writes the pieces to standard error; stdio is not linked in, to keep the stub small. */
 static void say(const char *a, const char *b, const char *c)
@@ -79,163 +67,27 @@ static void say(const char *a, const char *b, const char *c)
 	}
 }
 
-static void die(int code, const char *a, const char *b, const char *c)
+static void startconf_die(int code, const char *a, const char *b, const char *c)
 {
 	say(a, b, c);
 	_exit(code);
 }
 
-static void die_malformed(const char *what)
-{
-	die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
-}
-
-/* read_config reads the whole file into a NUL-terminated buffer; *len excludes that NUL. */
-static char *read_config(size_t *len)
-{
-	int fd = open(config_path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
-		    errno == ENOENT ? ": no such file" : ": cannot open it");
-	char *buf = malloc(MAX_CONFIG + 1);
-
-	if (!buf)
-		die(EXIT_UNREADABLE, "read the start configuration ", config_path,
-		    ": out of memory");
-	size_t n = 0;
-
-	for (;;) {
-		ssize_t r = read(fd, buf + n, MAX_CONFIG + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die(EXIT_UNREADABLE, "read the start configuration ", config_path,
-			    ": read error");
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > MAX_CONFIG)
-			die_malformed(": larger than 1 MiB");
-	}
-	close(fd);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
-/* next returns the field at *p and moves *p past its NUL, or reports a truncated file. */
-static char *next(char **p, char *end, const char *what)
-{
-	if (*p >= end)
-		die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
-	char *nul = memchr(*p, '\0', (size_t)(end - *p));
-
-	if (!nul)
-		die(EXIT_MALFORMED, "malformed start configuration ", config_path, what);
-	char *field = *p;
-	*p = nul + 1;
-	return field;
-}
-
-/* count parses a decimal count: digits only, no sign, no leading zero, at most max. */
-static long count(const char *s, long min, long max, const char *what)
-{
-	if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
-		die_malformed(what);
-	long v = 0;
-
-	for (const char *c = s; *c; c++) {
-		if (*c < '0' || *c > '9')
-			die_malformed(what);
-		v = v * 10 + (*c - '0');
-		if (v > max)
-			die_malformed(what);
-	}
-	if (v < min)
-		die_malformed(what);
-	return v;
-}
-
-/* proxy_fd_listening tells whether descriptor 3 is a listening socket, and makes it survive exec. */
-static int proxy_fd_listening(void)
-{
-	int flags = fcntl(PROXY_FD, F_GETFD);
-
-	if (flags < 0)
-		return 0;
-	int listening = 0;
-	socklen_t l = sizeof(listening);
-
-	if (getsockopt(PROXY_FD, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0 || !listening)
-		return 0;
-	if ((flags & FD_CLOEXEC) && fcntl(PROXY_FD, F_SETFD, flags & ~FD_CLOEXEC) != 0)
-		die(EXIT_CANNOT_EXEC, "cannot keep the proxy socket open across exec", "", "");
-	return 1;
-}
+#include "startconf.h"
 
 int main(int argc, char **argv)
 {
+	struct startconf c;
+
 	if (argc > 2)
-		die(EXIT_MALFORMED, "usage: teemate-start [config]", "", "");
+		startconf_die(STARTCONF_MALFORMED, "usage: teemate-start [config]", "", "");
 	if (argc == 2)
-		config_path = argv[1];
+		startconf_file = argv[1];
 	/* Before the configuration is opened: that open must not be mistaken for descriptor 3. */
-	int proxy = proxy_fd_listening();
+	int proxy = startconf_proxy_fd();
 
-	size_t len;
-	char *buf = read_config(&len);
-	char *p = buf, *end = buf + len;
-
-	if (strcmp(next(&p, end, ": not a " FORMAT_TAG " file"), FORMAT_TAG) != 0)
-		die_malformed(": not a " FORMAT_TAG " file");
-	char *path = next(&p, end, ": no command path");
-	char *cwd = next(&p, end, ": no working directory");
-
-	if (path[0] != '/')
-		die_malformed(": the command path is not absolute");
-	if (cwd[0] != '/')
-		die_malformed(": the working directory is not absolute");
-	long nargs =
-		count(next(&p, end, ": no argument count"), 1, MAX_ITEMS, ": bad argument count");
-	char **args = calloc((size_t)nargs + 1, sizeof(*args));
-
-	if (!args)
-		die(EXIT_MALFORMED, "out of memory", "", "");
-	for (long i = 0; i < nargs; i++)
-		args[i] = next(&p, end, ": fewer arguments than counted");
-	long nenv = count(next(&p, end, ": no environment count"), 0, MAX_ITEMS,
-			  ": bad environment count");
-	char **env = calloc((size_t)nenv + 2, sizeof(*env));
-
-	if (!env)
-		die(EXIT_MALFORMED, "out of memory", "", "");
-	long k = 0;
-
-	for (long i = 0; i < nenv; i++) {
-		char *e = next(&p, end, ": fewer environment entries than counted");
-		char *eq = strchr(e, '=');
-
-		if (!eq || eq == e)
-			die_malformed(": an environment entry is not NAME=value");
-		if (proxy && strncmp(e, PROXY_ENV_NAME, sizeof(PROXY_ENV_NAME) - 1) == 0)
-			continue; /* replaced below by the descriptor that is really there */
-		env[k++] = e;
-	}
-	if (p != end)
-		die_malformed(": trailing bytes after the environment");
-	if (proxy)
-		env[k++] = PROXY_ENV;
-	env[k] = NULL;
-
-	if (chdir(cwd) != 0)
-		die(EXIT_MALFORMED, "working directory ", cwd,
-		    errno == ENOENT ? ": no such directory" : ": cannot enter it");
-	execve(path, args, env);
-	int e = errno;
-
-	die(e == ENOENT ? EXIT_UNREADABLE : EXIT_CANNOT_EXEC, "exec ", path,
-	    e == ENOENT ? ": no such file" : ": cannot execute");
+	startconf_load(&c, proxy);
+	startconf_chdir(&c);
+	startconf_exec(&c);
 	return 0;
 }

@@ -40,7 +40,9 @@
 //   - The container's process, fixed at create, is the image's start stub /sbin/teemate-start, a
 //     small static C program (shim/start/teemate-start.c, built by deploy/images/build.sh). When
 //     started it reads /run/teemate/start.conf (NUL-separated fields, see package startconf)
-//     and execs the real command with the real environment, keeping pid 1.
+//     and execs the real command with the real environment, keeping pid 1. The teemate-launch
+//     runtime does the stub's work in its own init instead (launch plan -S, the same reader:
+//     shim/start/startconf.h), so the command is exec'd once; runc and crun run the stub.
 //   - /run/teemate inside the container is a bind mount of a per-container "slot" directory on
 //     the host. The slot is made a shared mount on the host and bound into the container with
 //     rslave propagation. At acquire time the backend writes start.conf into the slot and mounts

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -143,6 +144,11 @@ func launchPlan(s runtimeSpec) (uintptr, []string, error) {
 	}
 	for _, e := range s.Process.Env {
 		args = append(args, "-e", e)
+	}
+	// The start stub's whole work is reading the start configuration and exec'ing what it names:
+	// the init does that itself, and the sandbox's command is exec'd once instead of twice.
+	if conf := path.Join(SlotGuestDir, StartConfigName); slices.Equal(s.Process.Args, []string{StubPath, conf}) {
+		args = append(args, "-S", conf)
 	}
 	if len(s.Process.Args) == 0 || !filepath.IsAbs(s.Process.Args[0]) {
 		return 0, nil, errors.New("launch plan: the process needs an absolute path")

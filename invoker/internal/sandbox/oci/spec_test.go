@@ -147,3 +147,27 @@ func TestRefillPriority(t *testing.T) {
 		}
 	}
 }
+
+// The launcher runs what the start configuration names itself (-S), so a sandbox's command is
+// exec'd once; a process other than the stub on its configuration is run as given.
+func TestLaunchPlanReadsTheStartConfiguration(t *testing.T) {
+	s, err := buildSpec(containerParams{ID: "wsk0_a_1", Rootfs: "/img/teemate/rootfs", Slot: "/st/wsk0_a_1/slot",
+		Cgroup: "/teemate/wsk0_a_1", MemoryMB: 128, PidsLimit: 64, TmpMB: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, args, err := launchPlan(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan := strings.Join(args, " "); !strings.Contains(plan, " -S /run/teemate/start.conf ") {
+		t.Errorf("plan without -S: %s", plan)
+	}
+	s.Process.Args = []string{"/bin/sh", "-c", "true"}
+	if _, args, err = launchPlan(s); err != nil {
+		t.Fatal(err)
+	}
+	if plan := strings.Join(args, " "); strings.Contains(plan, " -S ") || !strings.HasSuffix(plan, "-- /bin/sh /bin/sh -c true") {
+		t.Errorf("another process: %s", plan)
+	}
+}
