@@ -10,21 +10,23 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/teemate/platform/invoker/internal/mountinfo"
 )
 
 // cgroupRoots are the mount points of every cgroup hierarchy (v1 controllers, named v1
 // hierarchies, the v2 unified one).
 func cgroupRoots() ([]string, error) {
-	ms, err := readMountInfo()
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range ms {
-		if (m.fstype == "cgroup" || m.fstype == "cgroup2") && !seen[m.point] {
-			seen[m.point] = true
-			out = append(out, m.point)
+		if (m.FSType == "cgroup" || m.FSType == "cgroup2") && !seen[m.Point] {
+			seen[m.Point] = true
+			out = append(out, m.Point)
 		}
 	}
 	return out, nil

@@ -6,59 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/teemate/platform/invoker/internal/mountinfo"
 )
-
-// mountInfo is one line of /proc/self/mountinfo, the fields this package reads.
-type mountInfo struct {
-	point  string // field 5, unescaped
-	fstype string // after the " - " separator
-}
-
-func readMountInfo() ([]mountInfo, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	var out []mountInfo
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		m := mountInfo{point: unescape(f[4])}
-		for i := 5; i+1 < len(f); i++ {
-			if f[i] == "-" {
-				m.fstype = f[i+1]
-				break
-			}
-		}
-		out = append(out, m)
-	}
-	return out, nil
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space, \011, \012, \134).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // below reports whether p is dir or lies below it.
 func below(p, dir string) bool {
@@ -68,14 +21,14 @@ func below(p, dir string) bool {
 // MountsBelow lists the mount points at or below dir (an absolute, clean path), in mountinfo's
 // order (a mount stacked on another comes after it).
 func MountsBelow(dir string) ([]string, error) {
-	ms, err := readMountInfo()
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, m := range ms {
-		if below(m.point, dir) {
-			out = append(out, m.point)
+		if below(m.Point, dir) {
+			out = append(out, m.Point)
 		}
 	}
 	return out, nil

@@ -1,7 +1,6 @@
 package ownerproc
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/teemate/platform/invoker/internal/mountinfo"
 )
 
 // An owner started ahead of its traffic (a drain's prepare, issue #20) should not slow the owners
@@ -40,29 +41,20 @@ type cpuHierarchy struct {
 	v2          bool
 }
 
-// findCPUHierarchy reads mountinfo (format: proc(5)): a cgroup v1 mount whose options name the cpu
-// controller wins; otherwise a cgroup2 mount whose root delegates cpu to its children.
-func findCPUHierarchy(mountinfo string) (cpuHierarchy, error) {
-	f, err := os.Open(mountinfo)
+// findCPUHierarchy picks, from mountinfo (package mountinfo), a cgroup v1 mount whose options name
+// the cpu controller; otherwise a cgroup2 mount whose root delegates cpu to its children.
+func findCPUHierarchy(mountinfoPath string) (cpuHierarchy, error) {
+	ms, err := mountinfo.Read(mountinfoPath)
 	if err != nil {
 		return cpuHierarchy{}, fmt.Errorf("%w: %w", errNoCPUController, err)
 	}
-	defer f.Close()
 	var v2 *cpuHierarchy
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(tail) < 3 {
-			continue
-		}
-		h := cpuHierarchy{mount: unescapeMount(fields[4]), root: unescapeMount(fields[3])}
-		switch tail[0] {
+	for _, m := range ms {
+		h := cpuHierarchy{mount: m.Point, root: m.Root}
+		switch m.FSType {
 		case "cgroup":
-			for _, o := range strings.Split(tail[2], ",") {
-				if o == "cpu" {
-					return h, nil
-				}
+			if m.HasOption("cpu") {
+				return h, nil
 			}
 		case "cgroup2":
 			if v2 == nil && h.root == "/" && hasWord(filepath.Join(h.mount, "cgroup.subtree_control"), "cpu") {
@@ -71,32 +63,10 @@ func findCPUHierarchy(mountinfo string) (cpuHierarchy, error) {
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return cpuHierarchy{}, fmt.Errorf("%w: read %s: %w", errNoCPUController, mountinfo, err)
-	}
 	if v2 != nil {
 		return *v2, nil
 	}
 	return cpuHierarchy{}, errNoCPUController
-}
-
-// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and backslash.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func hasWord(path, word string) bool {

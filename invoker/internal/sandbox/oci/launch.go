@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/teemate/platform/invoker/internal/mountinfo"
 	"github.com/teemate/platform/invoker/internal/reap"
 )
 
@@ -172,20 +173,18 @@ var launchDevices = []string{"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 
 // v1Controllers finds the mount point of each cgroup v1 controller, or says why the launcher
 // cannot limit containers here.
 func v1Controllers() (map[string]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
 	out := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+	for _, m := range ms {
+		if m.FSType != "cgroup" {
 			continue
 		}
-		for _, o := range strings.Split(g[2], ",") {
+		for _, o := range m.Super {
 			if slices.Contains(launchControllers, o) {
-				out[o] = f[4]
+				out[o] = m.Point
 			}
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/teemate/platform/invoker/internal/mountinfo"
 	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
 	"github.com/teemate/platform/invoker/internal/sandbox/startconf"
@@ -274,13 +275,12 @@ func CrunBlocked() string { return crunBlocked() }
 
 // crunBlocked explains why crun cannot run here, or returns "".
 func crunBlocked() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Self()
 	if err != nil {
 		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == "/sys/fs/cgroup/unified" && strings.Contains(line, " - cgroup2 ") {
+	for _, m := range ms {
+		if m.Point == "/sys/fs/cgroup/unified" && m.FSType == "cgroup2" {
 			return "crun refuses this hybrid cgroup host (cgroup2 at /sys/fs/cgroup/unified); use bin/teemate-crun (make build), " +
 				"which runs it in a mount namespace without that mount, or runc"
 		}
