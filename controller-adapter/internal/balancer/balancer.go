@@ -49,9 +49,6 @@ type InvokerHealth struct {
 	Drain string
 }
 
-// pingFetchWait is the health consumer's kafka.ConsumerOptions.FetchWait (see where it is used).
-const pingFetchWait = 200 * time.Millisecond
-
 // Config of a Balancer. Zero values take the defaults noted.
 type Config struct {
 	// Kafka says where the brokers are (the logger in it is used for consumer errors).
@@ -258,12 +255,14 @@ func New(cfg Config, prod Producer, log *zap.Logger) (*Balancer, error) {
 		return nil, fmt.Errorf("balancer: consume %s: %w", completed, err)
 	}
 	healthGroup := "health" + cfg.Controller.AsString
-	// Pings commit before they are read (a lost ping is replaced a second later); that commit waits
-	// behind the fetch the broker holds, so FetchWait delays each ping by up to itself, which is
-	// nothing beside PingTimeout (10 s), while the at-most-once default (5 ms) would poll the
-	// broker 200 times a second while idle.
-	pings, err := kafka.NewConsumer(cfg.Kafka, healthGroup, kafka.HealthTopic,
-		kafka.ConsumerOptions{AtMostOnce: true, FetchWait: pingFetchWait})
+	// Pings are read as acks are: handed out as they come, their offsets committed off their path.
+	// They were once committed before each hand-out (at most once), the commit waiting behind the
+	// fetch the broker held (200 ms): under a steady stream of pings (one invoker pinging every
+	// 200 ms here) the consumer fell behind, each ping older than the last, until all looked stale
+	// and a healthy invoker went down every few seconds (embed's
+	// TestInvokerStaysUpUnderTightPingTimeout). A ping redelivered after a restart is no harm:
+	// handlePing skips one older than PingTimeout, and a fresher one is a true ping.
+	pings, err := kafka.NewConsumer(cfg.Kafka, healthGroup, kafka.HealthTopic, kafka.ConsumerOptions{})
 	if err != nil {
 		cancel()
 		_ = acks.Close() // the constructor's error is the one worth reporting
