@@ -74,9 +74,10 @@ func (k keyRelay) relayTo(ctx context.Context, image string, holder int, request
 }
 
 // StateSource is the owner of another invoker that holds image's key, as the sender of a state
-// transfer through the controller (enclave.StateRelay).
-func (k keyRelay) StateSource(image string) enclave.StateSource {
-	return &relaySource{k: k, image: image, holder: -1}
+// transfer through the controller (enclave.StateRelay): prefer's when it holds the key (the
+// controller answers ErrNoPublisher otherwise), any holder's then or when prefer is -1.
+func (k keyRelay) StateSource(image string, prefer int) enclave.StateSource {
+	return &relaySource{k: k, image: image, prefer: prefer, holder: -1}
 }
 
 // relaySource carries a state transfer's steps to the holder that made the offer: the chunks of a
@@ -84,7 +85,8 @@ func (k keyRelay) StateSource(image string) enclave.StateSource {
 type relaySource struct {
 	k      keyRelay
 	image  string
-	holder int
+	prefer int // the invoker asked first for the offer, -1 for any
+	holder int // the invoker that made the offer
 }
 
 func (r *relaySource) Offer(ctx context.Context, request json.RawMessage) (*gate.StateOffer, error) {
@@ -92,7 +94,11 @@ func (r *relaySource) Offer(ctx context.Context, request json.RawMessage) (*gate
 	if err != nil {
 		return nil, fmt.Errorf("state offer request: %w", err)
 	}
-	a, to, err := r.k.relayTo(ctx, r.image, -1, body)
+	a, to, err := r.k.relayTo(ctx, r.image, r.prefer, body)
+	if r.prefer >= 0 && errors.Is(err, whiskapi.ErrNoPublisher) {
+		// The preferred invoker holds no key of the image (or is not healthy): any holder.
+		a, to, err = r.k.relayTo(ctx, r.image, -1, body)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -110,10 +110,11 @@ type Manager struct {
 	// image's evidence was last accepted: the first is a warning, a repeat says the replacement
 	// could not take the published key either.
 	refusals map[string]int
-	// background: images whose next owner start is a prepare's (Prepare), started at background
-	// CPU priority until its first activation (Reserve).
-	background map[string]bool
-	closed     bool
+	// prepared: images whose next owner start is a prepare's (Prepare), with the invoker the
+	// image moves from: the owner starts at background CPU priority until its first activation
+	// (Reserve), and takes the image's state from that invoker when it holds the key.
+	prepared map[string]int
+	closed   bool
 }
 
 type ownerHandle struct {
@@ -176,7 +177,7 @@ func NewManager(backend Backend, cfg ManagerConfig, log *zap.Logger) *Manager {
 	base, cancel := context.WithCancel(context.Background())
 	m := &Manager{backend: backend, cfg: cfg, log: log, base: base, cancel: cancel, stop: make(chan struct{}),
 		owners: map[string]*ownerHandle{}, waiters: map[pool.Ticket]chan reply{}, refusals: map[string]int{},
-		background: map[string]bool{}}
+		prepared: map[string]int{}}
 	m.core = pool.New(pool.Config{SlotsPerOwner: cfg.SlotsPerOwner, MaxOwnersPerImage: cfg.MaxOwnersPerImage,
 		Prestart: cfg.Prestart, HealthInterval: cfg.HealthInterval, PingFailures: cfg.PingFailures,
 		IdleTimeout: cfg.IdleTimeout}, time.Now())
@@ -355,15 +356,19 @@ func (m *Manager) start(a pool.StartOwner) {
 	t0 := time.Now()
 	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate}
 	m.mu.Lock()
-	spec.Background = m.background[a.Image]
-	delete(m.background, a.Image)
+	from, prepared := m.prepared[a.Image]
+	delete(m.prepared, a.Image)
 	m.mu.Unlock()
+	spec.Background = prepared
+	if !prepared {
+		from = -1
+	}
 	var owner Owner
 	var err error
 	if peer, ok := m.keyPeer(a.Peer); ok {
 		owner, err = m.startWithTransfer(spec, a.Peer, peer)
 	} else if m.heldElsewhere(a.Image) {
-		owner, err = m.startWithRelay(spec)
+		owner, err = m.startWithRelay(spec, from)
 	} else {
 		owner, err = m.backend.Start(m.base, spec)
 	}
@@ -523,14 +528,14 @@ func (m *Manager) heldElsewhere(image string) bool {
 // owner through Keys: key-request here, key-offer there, key-import here. When that invoker does
 // not answer within relayTimeout (it died, or its owner refused this one's evidence), the owner
 // unseals or makes the key itself (keyFallback), and says so in the log.
-func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
+func (m *Manager) startWithRelay(spec StartSpec, prefer int) (Owner, error) {
 	spec.KeyMode = KeyAwait
 	owner, err := m.backend.Start(m.base, spec)
 	if err != nil {
 		return nil, err
 	}
 	if sr, ok := m.cfg.Keys.(StateRelay); ok {
-		return m.moveFromRelay(spec, owner, sr)
+		return m.moveFromRelay(spec, owner, sr, prefer)
 	}
 	ctx, cancel := context.WithTimeout(m.base, relayTimeout)
 	defer cancel()
@@ -559,17 +564,19 @@ func (m *Manager) startWithRelay(spec StartSpec) (Owner, error) {
 // takes the key and the opened code of a holder's owner in chunks (MoveState).
 type StateRelay interface {
 	// StateSource is the owner of another invoker holding image's key, as a state sender; its
-	// session sticks to the invoker that made the offer.
-	StateSource(image string) StateSource
+	// session sticks to the invoker that made the offer. prefer is the invoker to take the state
+	// from when it holds the key (a drain's source, whose enclave has the image's warm state), or
+	// -1 for any holder; a preferred invoker that holds no key leaves the choice to the relay.
+	StateSource(image string, prefer int) StateSource
 }
 
 // moveFromRelay starts the owner's state transfer from another invoker: its start (the request
 // to the holder and the offer back) within relayTimeout, the chunks within stateTimeout; a failure
 // falls back as the key transfer does.
-func (m *Manager) moveFromRelay(spec StartSpec, owner Owner, sr StateRelay) (Owner, error) {
+func (m *Manager) moveFromRelay(spec StartSpec, owner Owner, sr StateRelay, prefer int) (Owner, error) {
 	ctx, cancel := context.WithTimeout(m.base, stateTimeout)
 	defer cancel()
-	src := &boundedOffer{StateSource: sr.StateSource(spec.Image)}
+	src := &boundedOffer{StateSource: sr.StateSource(spec.Image, prefer)}
 	mv, err := MoveState(ctx, keyEndpoint(owner), src)
 	if err != nil {
 		return m.keyFallback(spec, owner, fmt.Sprintf("image key transfer from another invoker failed (bound %s)", relayTimeout), err)

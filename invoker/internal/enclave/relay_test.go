@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/teemate/platform/invoker/internal/enclave"
+	"github.com/teemate/platform/invoker/internal/gate"
 )
 
 // managerRelay carries key requests straight to another Manager (the controller's part, without
@@ -74,5 +77,51 @@ func TestFirstOwnerTakesTheKeyFromAnotherInvoker(t *testing.T) {
 	}
 	if _, err := a.OfferKey(context.Background(), "nodejs:20", json.RawMessage(`{"pub":"AAAA"}`)); err == nil {
 		t.Fatal("an offer for a malformed request was made")
+	}
+}
+
+// preferRecorder is a state relay that records whom a state transfer would be taken from and
+// refuses it (the owner then makes its own key, which is all the test needs).
+type preferRecorder struct {
+	managerRelay
+	mu     sync.Mutex
+	prefer []int
+}
+
+func (r *preferRecorder) StateSource(_ string, prefer int) enclave.StateSource {
+	r.mu.Lock()
+	r.prefer = append(r.prefer, prefer)
+	r.mu.Unlock()
+	return refusingSource{}
+}
+
+type refusingSource struct{}
+
+func (refusingSource) Offer(context.Context, json.RawMessage) (*gate.StateOffer, error) {
+	return nil, errors.New("no offer here")
+}
+
+func (refusingSource) Chunks(context.Context, string, int, int) (*gate.StateChunks, error) {
+	return nil, errors.New("no session here")
+}
+
+// A prepared owner (a drain's destination) asks for the image's state from the invoker the image
+// moves from; an activation's own start asks any holder.
+func TestPreparedOwnerTakesStateFromTheDrainsSource(t *testing.T) {
+	r := &preferRecorder{managerRelay: managerRelay{held: true}}
+	m := newManager(t, keyBackend(t), enclave.ManagerConfig{SlotsPerOwner: 1, HealthInterval: -1, Keys: r})
+	if err := m.Prepare(context.Background(), "nodejs:20", 3); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newManager(t, keyBackend(t), enclave.ManagerConfig{SlotsPerOwner: 1, HealthInterval: -1, Keys: r})
+	l, err := m2.Reserve(context.Background(), "nodejs:20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Equal(r.prefer, []int{3, -1}) {
+		t.Fatalf("state asked of %v, want [3 -1] (the drain's source, then any holder)", r.prefer)
 	}
 }

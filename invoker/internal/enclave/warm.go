@@ -65,10 +65,9 @@ func (m *Manager) Warm(ctx context.Context) []WarmImage {
 
 // Prepare makes image warm here before activations of it arrive: it starts the image's owner
 // unless one runs, which takes the image key the way any first owner does (from another invoker
-// through KeyRelay when one holds it). from is the invoker the image moves from (a drain); the
-// key relay picks a healthy holder of the image's published key today, which the draining invoker
-// is, so from names the peer for a transfer that wants the source's enclave state (issue #20,
-// item 2). It returns once an owner is ready and its evidence has had its first answer, or with
+// through KeyRelay when one holds it). from is the invoker the image moves from (a drain, -1 for
+// none): the owner takes the image's state (key and opened code) from that invoker's enclave when
+// it holds the image's key, from any holder otherwise (StateRelay.StateSource). It returns once an owner is ready and its evidence has had its first answer, or with
 // the start's error: an owner whose image key the controller refused is no warm owner, so
 // Prepare waits for its replacement (replaceRefused). The owner counts as used
 // (ManagerConfig.IdleTimeout counts from here): activations follow within moments. An owner
@@ -84,11 +83,11 @@ func (m *Manager) Prepare(ctx context.Context, image string, from int) error {
 			// (on this invoker, and on the drained one when both share a host) until its
 			// first activation.
 			m.mu.Lock()
-			m.background[image] = true
+			m.prepared[image] = from
 			m.mu.Unlock()
 			l, err := m.reserve(ctx, image)
 			m.mu.Lock()
-			delete(m.background, image) // unused when a start was under way: not for the next one
+			delete(m.prepared, image) // unused when a start was under way: not for the next one
 			m.mu.Unlock()
 			if err != nil {
 				return fmt.Errorf("prepare %s: %w", image, err)
