@@ -229,7 +229,7 @@ func runConfined(t *testing.T, cfg confine.Config, state string, egress bool, pr
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if egress {
-		if _, err := jail.StartEgress(ctx, cmd.Process.Pid); err != nil && !errors.Is(err, confine.ErrNoPasta) {
+		if _, err := jail.StartEgress(ctx, cmd.Process.Pid, nil); err != nil && !errors.Is(err, confine.ErrNoPasta) {
 			t.Fatalf("egress: %v (stderr %s)", err, stderr.String())
 		}
 	}

@@ -137,7 +137,7 @@ func TestEgressRefusesHostNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Release()
-	if _, err := j.StartEgress(context.Background(), os.Getpid()); err == nil || !strings.Contains(err.Error(), "not in a network namespace of its own") {
+	if _, err := j.StartEgress(context.Background(), os.Getpid(), nil); err == nil || !strings.Contains(err.Error(), "not in a network namespace of its own") {
 		t.Fatalf("pasta attached to the host's namespace: %v", err)
 	}
 }

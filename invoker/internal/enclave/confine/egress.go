@@ -66,8 +66,9 @@ func forwardedPorts(allow []HostPort) []int {
 
 // StartEgress attaches pasta to the network namespace of pid (the confined owner) and returns
 // once the namespace has its default route, or an error (ErrNoPasta when pasta is missing or
-// disabled). Release stops it.
-func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
+// disabled). Release stops it. started, when set, is called with pasta's pid the moment it runs,
+// before its setup (a backend puts it where the owner is: at the owner's CPU priority).
+func (j *Jail) StartEgress(ctx context.Context, pid int, started func(pastaPid int)) (*Egress, error) {
 	pasta := j.cfg.Pasta
 	if pasta == "-" {
 		return nil, fmt.Errorf("%w (disabled)", ErrNoPasta)
@@ -100,6 +101,9 @@ func (j *Jail) StartEgress(ctx context.Context, pid int) (*Egress, error) {
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: egress: start pasta: %w", ErrConfine, err)
+	}
+	if started != nil {
+		started(e.cmd.Process.Pid)
 	}
 	record := filepath.Base(j.stateDir) + ".pasta"
 	if j.cfg.RecordDir != "" {

@@ -385,7 +385,12 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	egressErr := make(chan error, 1)
 	if jail != nil && b.cfg.Confine.Pasta != "-" {
 		go func() {
-			_, err := jail.StartEgress(sctx, p.Pid())
+			// pasta works for the owner: a prepared owner's pasta starts in its background group.
+			_, err := jail.StartEgress(sctx, p.Pid(), func(pastaPid int) {
+				if err := p.JoinBackground(pastaPid); err != nil {
+					log.Warn("pasta runs at normal CPU priority", zap.Error(err))
+				}
+			})
 			egressErr <- err
 		}()
 	} else {

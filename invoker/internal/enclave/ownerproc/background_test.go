@@ -197,3 +197,43 @@ func cpuTicks(t *testing.T, pid int) int {
 	st, _ := strconv.Atoi(fields[12])
 	return u + st
 }
+
+// A helper of the owner (its egress) joins the owner's background group and leaves it with the
+// owner on Foreground; after that, joining is a no-op.
+func TestHelperJoinsTheBackground(t *testing.T) {
+	h := hostHierarchy(t)
+	home, err := h.groupOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startBackground(t, "sleep", "60")
+	helper := exec.Command("sleep", "60")
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	if err := p.JoinBackground(helper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.mount, bgPrefix+strconv.Itoa(p.Pid()))
+	if g, err := h.groupOf(helper.Process.Pid); err != nil || g != dir {
+		t.Fatalf("helper's group %q (%v), want the owner's %q", g, err, dir)
+	}
+	if err := p.Foreground(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{p.Pid(), helper.Process.Pid} {
+		if g, err := h.groupOf(pid); err != nil || g != home {
+			t.Fatalf("pid %d's group after Foreground %q (%v), want %q", pid, g, err, home)
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("background group left: %v", err)
+	}
+	if err := p.JoinBackground(helper.Process.Pid); err != nil {
+		t.Fatalf("joining after Foreground: %v", err)
+	}
+	if g, _ := h.groupOf(helper.Process.Pid); g != home {
+		t.Fatalf("a helper joined a group that is gone: %q", g)
+	}
+}

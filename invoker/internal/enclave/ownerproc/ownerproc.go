@@ -156,6 +156,20 @@ func (p *Proc) Foreground() error {
 	return nil
 }
 
+// JoinBackground puts pid, a helper process of the owner's (its egress), into the owner's
+// background group while the owner is in it, so that Foreground moves both; a no-op otherwise.
+func (p *Proc) JoinBackground(pid int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bg == nil {
+		return nil
+	}
+	if err := writeProcs(p.bg.dir, pid); err != nil {
+		return fmt.Errorf("owner %s: join its background cpu group: %w", p.id, err)
+	}
+	return nil
+}
+
 // Background says whether the owner runs at background CPU priority.
 func (p *Proc) Background() bool {
 	p.mu.Lock()
