@@ -60,7 +60,9 @@ func TestStateSourcePrefersTheDrainsSource(t *testing.T) {
 		{2, []string{"2", "any"}}, // it does not: any holder
 		{-1, []string{"any"}},     // no source: any holder
 	} {
+		mu.Lock()
 		asked = nil
+		mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := k.StateSource("nodejs:20", c.prefer).Offer(ctx, json.RawMessage(`{}`))
 		cancel()

@@ -166,9 +166,9 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	if err != nil {
 		return nil, nil, err
 	}
-	enc, ct, err := sealWith(enc, sender, ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
+	ct, err := sender.Seal(ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
 	}
 	if len(ct) > MaxSealedBytes {
 		return nil, nil, fmt.Errorf("%w: sealed parameters of %d bytes exceed %d", ErrMalformed, len(ct), MaxSealedBytes)
@@ -337,12 +337,7 @@ func seal(recipient []byte, info string, aad, pt []byte) (enc, ct []byte, err er
 	if err != nil {
 		return nil, nil, err
 	}
-	return sealWith(enc, sender, aad, pt)
-}
-
-func sealWith(enc []byte, sender *hpke.Sender, aad, pt []byte) ([]byte, []byte, error) {
-	ct, err := sender.Seal(aad, pt)
-	if err != nil {
+	if ct, err = sender.Seal(aad, pt); err != nil {
 		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
 	}
 	return enc, ct, nil

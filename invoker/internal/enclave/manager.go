@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -144,10 +143,6 @@ type ownerHandle struct {
 	// is stopped once idle (closed when its last lease is released) is closed.
 	refused bool
 	idle    chan struct{}
-
-	// background: the owner was started at background priority (StartSpec.Background) and has
-	// served no activation yet.
-	background atomic.Bool
 }
 
 type reply struct {
@@ -245,12 +240,11 @@ func (m *Manager) Reserve(ctx context.Context, image string) (*Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.h.background.Load() && l.h.background.Swap(false) {
-		if ferr := l.Owner.Foreground(); ferr != nil {
-			// It serves anyway, only slower while others are busy.
-			m.log.Warn("moving a prepared enclave owner to normal CPU priority failed",
-				zap.String("image", image), zap.String("enclave", l.Owner.ID()), zap.Error(ferr))
-		}
+	// A no-op for an owner not in the background (Owner.Foreground is idempotent).
+	if ferr := l.Owner.Foreground(); ferr != nil {
+		// It serves anyway, only slower while others are busy.
+		m.log.Warn("moving a prepared enclave owner to normal CPU priority failed",
+			zap.String("image", image), zap.String("enclave", l.Owner.ID()), zap.Error(ferr))
 	}
 	return l, nil
 }
@@ -389,7 +383,6 @@ func (m *Manager) start(a pool.StartOwner) {
 		return
 	}
 	h := &ownerHandle{image: a.Image, owner: owner, dir: dir, dead: make(chan struct{}), offered: make(chan struct{})}
-	h.background.Store(spec.Background)
 	if m.cfg.Hooks.Evidence == nil {
 		close(h.offered)
 	}

@@ -67,8 +67,8 @@ func (m *Manager) Warm(ctx context.Context) []WarmImage {
 // unless one runs, which takes the image key the way any first owner does (from another invoker
 // through KeyRelay when one holds it). from is the invoker the image moves from (a drain, -1 for
 // none): the owner takes the image's state (key and opened code) from that invoker's enclave when
-// it holds the image's key, from any holder otherwise (StateRelay.StateSource). It returns once an owner is ready and its evidence has had its first answer, or with
-// the start's error: an owner whose image key the controller refused is no warm owner, so
+// it holds the image's key, from any holder otherwise (StateRelay.StateSource). It returns once
+// an owner is ready and its evidence has had its first answer, or with the start's error: an owner whose image key the controller refused is no warm owner, so
 // Prepare waits for its replacement (replaceRefused). The owner counts as used
 // (ManagerConfig.IdleTimeout counts from here): activations follow within moments. An owner
 // Prepare starts runs at background CPU priority (StartSpec.Background) until its first lease.
