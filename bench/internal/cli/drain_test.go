@@ -72,6 +72,13 @@ func TestDrainScenario(t *testing.T) {
 		if len(p.DestinationOwnerStartsMs) == 0 {
 			t.Errorf("%s: no owner start seen on the destination", p.Trigger)
 		}
+		// Every answered request says where its time went: the invoker's phases and the wait.
+		for _, r := range p.Requests {
+			if _, ran := r.Phases["run"]; r.OK && (!ran || r.Phases["wait"] < 0) {
+				t.Errorf("%s: %s at %v ms answered without its phases: %v", p.Trigger, r.Action, r.StartMs, r.Phases)
+				break
+			}
+		}
 	}
 	if d.Failed != 0 || !g.NoFailed.Met {
 		t.Errorf("drain: %d failed %v", d.Failed, d.Errors)

@@ -29,6 +29,7 @@ import (
 	"github.com/teemate/platform/invoker/daemon"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/sealed"
+	"github.com/teemate/platform/invoker/whisk"
 )
 
 // DrainOptions configures the drain scenario (RunDrain).
@@ -414,7 +415,7 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 	// measures. Then invoker1 joins: its owner, started by the health test action, takes the
 	// image's state (the key and the opened sealed code) from invoker0's.
 	for _, a := range actions {
-		if err := invokeOnce(ctx, p, a, o.RequestTimeout); err != nil {
+		if _, err := invokeOnce(ctx, p, a, o.RequestTimeout); err != nil {
 			return nil, fmt.Errorf("warm-up of %s: %w", a.spec.Name, err)
 		}
 	}
@@ -462,10 +463,20 @@ func runDrainPhase(ctx context.Context, o DrainOptions, phase string, actions []
 		a := actions[i%len(actions)]
 		load.Go(func() {
 			r := result.DrainRequest{Action: a.spec.Name, Image: DrainImage, StartMs: ms(due)}
-			if err := invokeOnce(ctx, p, a, o.RequestTimeout); err != nil {
+			act, err := invokeOnce(ctx, p, a, o.RequestTimeout)
+			if err != nil {
 				r.Error = err.Error()
 			} else {
 				r.OK = true
+			}
+			if act != nil {
+				r.Phases = Timings(act)
+				if w := annotationMs(act, whisk.AnnotationWaitTime); w != nil {
+					if r.Phases == nil {
+						r.Phases = map[string]float64{}
+					}
+					r.Phases["wait"] = *w
+				}
 			}
 			r.EndMs = ms(time.Now())
 			mu.Lock()
@@ -591,7 +602,7 @@ func drainTrigger(ctx context.Context, p *drainPlatform, phase string, at time.T
 // success is an error. A sealed action's parameters are sealed to the image key as the client
 // attested it once (a drain must not make it attest again), and its result is opened and
 // checked.
-func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout time.Duration) error {
+func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout time.Duration) (*whisk.WhiskActivation, error) {
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	params := a.params
@@ -600,29 +611,29 @@ func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout ti
 		s := p.seal[a.spec.Name]
 		var err error
 		if params, reply, err = sealed.SealParams(s.ev, s.ns, s.q, a.params); err != nil {
-			return fmt.Errorf("seal the parameters: %w", err)
+			return nil, fmt.Errorf("seal the parameters: %w", err)
 		}
 	}
 	act, err := p.ctl.Invoke(ictx, p.auth, a.spec.Name, params)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("no answer within %v: %w", timeout, err)
+			return nil, fmt.Errorf("no answer within %v: %w", timeout, err)
 		}
-		return err
+		return nil, err
 	}
 	if !act.Response.IsSuccess() {
-		return fmt.Errorf("activation %s: status %d: %.200s", act.ActivationID, act.Response.StatusCode, act.Response.Result)
+		return act, fmt.Errorf("activation %s: status %d: %.200s", act.ActivationID, act.Response.StatusCode, act.Response.Result)
 	}
 	if reply != nil {
 		o, err := sealed.OpenResult(reply, act.ActivationID, act.Response.Result)
 		if err != nil {
-			return fmt.Errorf("activation %s: open the sealed result: %w", act.ActivationID, err)
+			return act, fmt.Errorf("activation %s: open the sealed result: %w", act.ActivationID, err)
 		}
 		if err := checkNoop(o.Result); err != nil {
-			return fmt.Errorf("activation %s: %w", act.ActivationID, err)
+			return act, fmt.Errorf("activation %s: %w", act.ActivationID, err)
 		}
 	}
-	return nil
+	return act, nil
 }
 
 // stateTransfer reads the destination's "image state transferred" entry for the image from the

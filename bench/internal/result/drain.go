@@ -41,6 +41,10 @@ type DrainRequest struct {
 	// OK: answered with a successful activation. Error says what else happened.
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
+	// Phases are the activation's "timings" annotation plus "wait" (OpenWhisk's waitTime, whole
+	// ms: from the controller's transaction start to the invoker's start), so that a slow answer
+	// can be attributed. Absent for a request that got no activation.
+	Phases map[string]float64 `json:"phases_ms,omitempty"`
 }
 
 // LatencyWindow is the latency of the successful requests started in [FromMs, ToMs).
