@@ -601,7 +601,7 @@ func drainTrigger(ctx context.Context, p *drainPlatform, phase string, at time.T
 // invokeOnce runs one blocking activation through the controller; an activation that is not a
 // success is an error. A sealed action's parameters are sealed to the image key as the client
 // attested it once (a drain must not make it attest again), and its result is opened and
-// checked.
+// checked. The activation is returned whenever there was one, with or without an error about it.
 func invokeOnce(ctx context.Context, p *drainPlatform, a drainAction, timeout time.Duration) (*whisk.WhiskActivation, error) {
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
