@@ -117,8 +117,10 @@ func TestPoolBadCommandAndLeftovers(t *testing.T) {
 	}
 	sb.Destroy(context.Background())
 	// A new runtime on the same state directory (a restarted invoker) removes the pooled stubs
-	// of the one before, which never got to Close.
+	// of the one before, which never got to Close. That one's refiller is stopped first, as a
+	// crash stops it: otherwise a stub it is starting meanwhile may or may not be counted.
 	waitPooled(t, rt, 2)
+	rt.pool.close()
 	var pids []int
 	rt.mu.Lock()
 	for b := range rt.live {
