@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,5 +134,39 @@ func TestStartNeedsBrokersAndDataDir(t *testing.T) {
 	}
 	if _, err := Start(context.Background(), Config{Kafka: kafka.Config{Brokers: []string{"127.0.0.1:1"}}}); err == nil {
 		t.Fatal("Start without a data directory succeeded")
+	}
+}
+
+// TestCloseDoesNotWaitForAnIdleNewConnection: a connection that never sends a request (a client's
+// transport dials ahead and then has nothing to send) does not hold Close, which the HTTP
+// server's Shutdown would wait 5 s for.
+func TestCloseDoesNotWaitForAnIdleNewConnection(t *testing.T) {
+	log := zaptest.NewLogger(t)
+	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Addr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Start(ctx, Config{DataDir: t.TempDir() + "/controller", Kafka: kafka.Config{Brokers: emb.Addrs()}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(c.APIHost(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server has accepted it when a request on another connection got through.
+	if code, _ := call(t, http.MethodGet, c.APIHost()+"/ping", "", nil); code != http.StatusOK {
+		t.Fatalf("ping: %d", code)
+	}
+	t0 := time.Now()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("Close took %v with an idle new connection open", d)
 	}
 }
