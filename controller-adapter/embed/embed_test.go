@@ -141,18 +141,7 @@ func TestStartNeedsBrokersAndDataDir(t *testing.T) {
 // transport dials ahead and then has nothing to send) does not hold Close, which the HTTP
 // server's Shutdown would wait 5 s for.
 func TestCloseDoesNotWaitForAnIdleNewConnection(t *testing.T) {
-	log := zaptest.NewLogger(t)
-	emb, err := kafka.StartEmbedded(kafka.EmbeddedOptions{Addr: "127.0.0.1:0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := Start(ctx, Config{DataDir: t.TempDir() + "/controller", Kafka: kafka.Config{Brokers: emb.Addrs()}, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t) // its cleanup closes again: Close is idempotent
 	conn, err := net.Dial("tcp", strings.TrimPrefix(c.APIHost(), "http://"))
 	if err != nil {
 		t.Fatal(err)
