@@ -2,25 +2,24 @@
 // HPKE base mode (RFC 9180), single-shot (sequence number 0), trusted side: the one
 // implementation the enclave runtime uses, for sealed envelopes, code and results
 // (sealed.js) and for the image key's transfer between owners (keys.js). Suite:
-// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, over node:crypto (X25519
-// through crypto.diffieHellman on KeyObjects, HKDF's extract and expand from
-// HMAC-SHA256). Go's crypto/hpke is the other end: the interop tests in
+// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, over primitives.js (the
+// native addon on Node's OpenSSL when built, else node:crypto; HKDF's extract and
+// expand from HMAC-SHA256). Go's crypto/hpke is the other end: the interop tests in
 // invoker/sealed run both.
 //
 // What does not depend on the message is computed once: the labels' fixed
 // prefixes and, per info string, the key schedule's context (psk_id_hash and
 // info_hash). Callers wrap HpkeError into their own error class.
 //
-// Why JWK and HMAC, measured on Node 20 (OpenSSL 3), µs per call in a warm loop: a
-// raw X25519 public key imports as JWK in 15-24 (OpenSSL builds it from the raw
-// bytes) but as SPKI DER in about 110 (OpenSSL 3's decoder framework), and exports
-// as JWK in 3 against about 95 as DER; one HMAC-SHA256 costs 5-10 and one
-// crypto.hkdfSync about 14, so the key schedule's five HMACs beat the three
-// hkdfSync calls it would take (key and base_nonce each redo the extract). The
-// per-activation cost is the X25519 operations (about 40 each) and the receipt's
-// Ed25519 signature (about 60), which the format needs.
+// Why HMAC, measured on Node 20 (OpenSSL 3), µs per call in a warm loop: one
+// HMAC-SHA256 through node:crypto costs 5-10 and one crypto.hkdfSync about 14, so the
+// key schedule's five HMACs beat the three hkdfSync calls it would take (key and
+// base_nonce each redo the extract); natively an HMAC is about 1. The per-activation
+// cost is the X25519 agreement (about 55) and the receipt's Ed25519 signature, which
+// the format needs.
 
 const crypto = require('crypto');
+const P = require('./primitives');
 
 const KEM_ID = 0x0020;
 const KDF_ID = 0x0001;
@@ -52,14 +51,10 @@ const KEM_SUITE = Buffer.concat([Buffer.from('KEM'), u16(KEM_ID)]);
 const HPKE_SUITE = Buffer.concat([Buffer.from('HPKE'), u16(KEM_ID), u16(KDF_ID), u16(AEAD_ID)]);
 const HPKE_V1 = Buffer.from('HPKE-v1');
 
-function hmac(key, data) {
-  return crypto.createHmac('sha256', key).update(data).digest();
-}
-
 // labeledExtract: HKDF-Extract (RFC 5869) over "HPKE-v1" || suite || label || ikm. An
 // empty salt is HashLen zero bytes (the same as an empty HMAC key).
 function labeledExtract(suite, salt, label, ikm) {
-  return hmac(salt.length ? salt : ZERO_SALT, Buffer.concat([HPKE_V1, suite, Buffer.from(label), ikm]));
+  return P.hmacSha256(salt.length ? salt : ZERO_SALT, Buffer.concat([HPKE_V1, suite, Buffer.from(label), ikm]));
 }
 
 // labeledExpand: HKDF-Expand over I2OSP(length, 2) || "HPKE-v1" || suite || label || info.
@@ -69,7 +64,7 @@ function labeledExpand(suite, prk, label, info, length) {
   const out = [];
   let t = EMPTY;
   for (let i = 1, have = 0; have < length; i++) {
-    t = hmac(prk, Buffer.concat([t, labeled, Buffer.from([i])]));
+    t = P.hmacSha256(prk, Buffer.concat([t, labeled, Buffer.from([i])]));
     out.push(t);
     have += t.length;
   }
@@ -89,16 +84,6 @@ function scheduleContext(info) {
   return c;
 }
 
-// publicKey imports a raw 32-byte X25519 public key.
-function publicKey(raw) {
-  if (!Buffer.isBuffer(raw) || raw.length !== 32) throw new HpkeError('key', 'an X25519 public key is not 32 bytes');
-  try {
-    return crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
-  } catch {
-    throw new HpkeError('key', 'the key is not an X25519 public key');
-  }
-}
-
 // rawPublic is the raw 32 bytes of an X25519 or Ed25519 public key: the end of its
 // SPKI DER (a fixed 12-byte header, RFC 8410). Not through a JWK export: Node 20's
 // JWK export of an OKP key holds the key's lock while it builds the JS object, and a
@@ -109,11 +94,8 @@ function rawPublic(key) {
   return key.export({ type: 'spki', format: 'der' }).subarray(-32);
 }
 
-// rawPrivate is the raw 32 bytes of an X25519 or Ed25519 private key: the end of its
-// PKCS#8 DER (a fixed 16-byte header, RFC 8410); not a JWK export, as rawPublic says.
-function rawPrivate(key) {
-  return key.export({ type: 'pkcs8', format: 'der' }).subarray(-32);
-}
+// rawPrivate is the raw 32 bytes of an X25519 or Ed25519 private key (primitives.js).
+const { rawPrivate } = P;
 
 // ephemeral makes a sender's key pair: {privateKey, raw}.
 function ephemeral() {
@@ -138,13 +120,16 @@ function takeEphemeral() {
   return e;
 }
 
-function dh(privateKey, pub) {
+// dh is X25519 of a private KeyObject with a raw 32-byte public key.
+function dh(privateKey, pubRaw) {
+  if (!Buffer.isBuffer(pubRaw) || pubRaw.length !== 32) throw new HpkeError('key', 'an X25519 public key is not 32 bytes');
   let z;
   try {
-    z = crypto.diffieHellman({ privateKey, publicKey: pub });
-  } catch {
+    z = P.x25519(privateKey, pubRaw);
+  } catch (e) {
     // OpenSSL refuses an all-zero result itself.
-    throw new HpkeError('key', 'the peer key is a small-order point');
+    if (e instanceof P.PrimitiveError) throw new HpkeError('key', /not an X25519/.test(e.message) ? 'the key is not an X25519 public key' : 'the peer key is a small-order point');
+    throw e;
   }
   // RFC 9180 7.1.4: an all-zero X25519 output (a small-order public key) is refused.
   if (z.every((b) => b === 0)) throw new HpkeError('key', 'the peer key is a small-order point');
@@ -163,14 +148,13 @@ function keySchedule(z, enc, pkRaw, info) {
 }
 
 // setupSender runs the sender's side of the key schedule, which does not depend on
-// the message: pkRaw is the recipient's raw public key, pkR (optional) the same key
-// already imported as a KeyObject, eph (optional) a sender pair made ahead by
-// ephemeral() (default: the spare, see prepareEphemeral). Returns {enc, key, nonce} for ONE message (sealWith), so that a caller
-// can do this while it waits for the plaintext.
-function setupSender(pkRaw, info, { pkR, eph } = {}) {
-  const recipient = pkR || publicKey(pkRaw);
+// the message: pkRaw is the recipient's raw public key, eph (optional) a sender pair
+// made ahead by ephemeral() (default: the spare, see prepareEphemeral). Returns
+// {enc, key, nonce} for ONE message (sealWith), so that a caller can do this while it
+// waits for the plaintext.
+function setupSender(pkRaw, info, { eph } = {}) {
   const e = eph || takeEphemeral();
-  const { key, nonce } = keySchedule(dh(e.privateKey, recipient), e.raw, pkRaw, info);
+  const { key, nonce } = keySchedule(dh(e.privateKey, pkRaw), e.raw, pkRaw, info);
   return { enc: e.raw, key, nonce, used: false };
 }
 
@@ -179,10 +163,7 @@ function setupSender(pkRaw, info, { pkR, eph } = {}) {
 function sealWith(sender, aad, plaintext) {
   if (sender.used) throw new Error('HPKE: a single-shot sender context was used twice');
   sender.used = true;
-  const c = crypto.createCipheriv('aes-256-gcm', sender.key, sender.nonce, { authTagLength: NT });
-  c.setAAD(Buffer.from(aad));
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  return { enc: sender.enc, ct };
+  return { enc: sender.enc, ct: P.gcmSeal(sender.key, sender.nonce, aad, plaintext) };
 }
 
 // seal encrypts plaintext to the recipient (opts: setupSender's). Returns {enc, ct}.
@@ -195,16 +176,14 @@ function seal(pkRaw, info, aad, plaintext, opts) {
 function open(pair, info, aad, enc, ct) {
   if (!Buffer.isBuffer(enc) || enc.length !== 32) throw new HpkeError('malformed', 'the encapsulated key is not 32 bytes');
   if (!Buffer.isBuffer(ct) || ct.length < NT) throw new HpkeError('malformed', 'the ciphertext is shorter than its tag');
-  const { key, nonce } = keySchedule(dh(pair.privateKey, publicKey(enc)), enc, pair.raw, info);
-  const d = crypto.createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: NT });
-  d.setAAD(Buffer.from(aad));
-  d.setAuthTag(ct.subarray(ct.length - NT));
+  const { key, nonce } = keySchedule(dh(pair.privateKey, enc), enc, pair.raw, info);
   try {
-    return Buffer.concat([d.update(ct.subarray(0, ct.length - NT)), d.final()]);
-  } catch {
-    throw new HpkeError('open', 'the ciphertext does not open');
+    return P.gcmOpen(key, nonce, aad, ct);
+  } catch (e) {
+    if (e instanceof P.PrimitiveError) throw new HpkeError('open', 'the ciphertext does not open');
+    throw e;
   }
 }
 
-module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, prepareEphemeral, publicKey, rawPublic, rawPrivate, labeledExtract, labeledExpand,
+module.exports = { HpkeError, seal, open, setupSender, sealWith, ephemeral, prepareEphemeral, rawPublic, rawPrivate, labeledExtract, labeledExpand,
   KEM_SUITE, HPKE_SUITE, NT };

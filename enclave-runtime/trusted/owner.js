@@ -32,6 +32,7 @@ const { prepareCode, ZipActions, InitError } = require('./prepare');
 const isolates = require('./isolates');
 const { GateAuth, AuthError, parseKey } = require('./gateauth');
 const sealed = require('./sealed');
+const primitives = require('./primitives');
 const { PROTOCOL_VERSION, LIMITS, OUTCOME } = require('./wire');
 const { ImageKeys, KeyError, parseSealingKey } = require('./keys');
 const { StateTransfer } = require('./transfer');
@@ -910,7 +911,8 @@ async function main() {
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
     prewarm: backend.prewarm, auth: owner.auth.required ? 'token required' : 'none: any caller may attach',
-    modules: owner.libDir || 'none: actions cannot require openwhisk (make build installs it)' });
+    modules: owner.libDir || 'none: actions cannot require openwhisk (make build installs it)',
+    sealedCrypto: primitives.which() === 'native' ? 'native' : `node:crypto (${primitives.whyNotNative()})` });
   process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,
     image: opts.image, isolate: backend.name, slots: opts.slots, prewarm: backend.prewarm, pid: process.pid })}\n`);
   const stop = (sig) => {

@@ -12,7 +12,8 @@
 //
 // Cryptography: HPKE base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256),
 // HKDF-SHA256 and AES-256-GCM (hpke.js, shared with keys.js's key transfer);
-// Ed25519 for receipts. An envelope of version 2 (what the clients send) carries
+// Ed25519 for receipts; the primitives from primitives.js (natively on Node's
+// OpenSSL when the addon is built). An envelope of version 2 (what the clients send) carries
 // a fresh AES-256 reply key inside it, and the result is sealed with AES-256-GCM
 // under that key: no public-key operation on the way back (the reply key reaches
 // the enclave only inside the HPKE ciphertext, so it is as secret as the
@@ -24,8 +25,9 @@
 // sealed: integrity"); the owner answers it as the activation's developer error
 // and keeps serving.
 
-const crypto = require('crypto');
+const { randomFillSync } = require('crypto');
 const hpke = require('./hpke');
+const P = require('./primitives');
 
 // VERSION is the version of sealed code, receipts and the v1 envelope and result.
 const VERSION = 1;
@@ -66,14 +68,6 @@ class SealedError extends Error {
 }
 
 // ---- HPKE (hpke.js), its failures as integrity refusals ------------------------------------
-function x25519Public(raw) {
-  try {
-    return hpke.publicKey(raw);
-  } catch {
-    throw new SealedError(Buffer.isBuffer(raw) && raw.length === 32 ? 'the key is not an X25519 public key' : 'an X25519 public key is not 32 bytes');
-  }
-}
-
 // hpkeSeal encrypts one message to the raw X25519 public key (opts: hpke.seal's).
 function hpkeSeal(pkRaw, info, aad, plaintext, opts) {
   try {
@@ -125,7 +119,7 @@ function b64(s, what, maxBytes) {
 }
 
 function sha256hex(data) {
-  return crypto.createHash('sha256').update(data).digest('hex');
+  return P.sha256(data).toString('hex');
 }
 
 // The AADs name the envelope's version, so that an envelope's v cannot be changed
@@ -282,12 +276,11 @@ function openEnvelope(keys, value, env, replay) {
   const reply = b64(body.reply, 'reply', 32);
   if (reply.length !== 32) throw new SealedError(e.v === 1 ? 'reply is not a 32-byte X25519 key' : 'reply is not a 32-byte AES-256 key');
   replay.record(e.nonce, e.iat);
-  // The input's hash (and for v1 the reply key's import) waits for prepareReply,
-  // which runs while the action does (any 32 bytes import as an X25519 key; a
-  // small-order one is refused when the result is sealed, and nothing reaches the
-  // host then).
+  // The input's hash (and for v1 the agreement with the reply key) waits for
+  // prepareReply, which runs while the action does (a small-order reply key is
+  // refused when the result is sealed, and nothing reaches the host then).
   return { params: body.params,
-    ctx: { v: e.v, kid: e.kid, nonce: e.nonce, reply, replyKey: null, sender: null, ct, inputSha256: '', identitySha256: identitySha256For(keys, e.kid), ...b } };
+    ctx: { v: e.v, kid: e.kid, nonce: e.nonce, reply, sender: null, ct, inputSha256: '', identitySha256: identitySha256For(keys, e.kid), ...b } };
 }
 
 // inputHash fills ctx.inputSha256 (the receipt's hash of the envelope's ct) once.
@@ -383,7 +376,7 @@ function canonicalJSON(o) {
 
 function signReceipt(sigPair, fields) {
   const body = { v: VERSION, ...fields };
-  const sig = crypto.sign(null, Buffer.from(RECEIPT_DOMAIN + canonicalJSON(body)), sigPair.privateKey);
+  const sig = P.ed25519Sign(sigPair.privateKey, RECEIPT_DOMAIN + canonicalJSON(body));
   return { ...body, sig: sig.toString('base64') };
 }
 
@@ -400,15 +393,14 @@ function prepareSpare() {
 }
 
 // prepareReply runs, ahead of the result, the half of sealing it that does not depend
-// on the result (the input's hash; for v1 also a fresh ephemeral key, X25519 with the
-// reply key, the key schedule): the owner calls it while the action runs in its
+// on the result (the input's hash; for v1 also X25519 of the spare ephemeral key with
+// the reply key, and the key schedule): the owner calls it while the action runs in its
 // isolate, off the reply's path.
 function prepareReply(ctx) {
   inputHash(ctx);
   if (ctx.v !== 1) return;
   try {
-    if (!ctx.replyKey) ctx.replyKey = x25519Public(ctx.reply);
-    ctx.sender = hpke.setupSender(ctx.reply, INFO_RESULT, { pkR: ctx.replyKey });
+    ctx.sender = hpke.setupSender(ctx.reply, INFO_RESULT);
   } catch (e) {
     if (e instanceof hpke.HpkeError) throw new SealedError(e.message);
     throw e;
@@ -422,7 +414,7 @@ let ivPool = Buffer.alloc(0);
 let ivOffset = 0;
 function freshIV() {
   if (ivOffset + RESULT_IV_BYTES > ivPool.length) {
-    ivPool = crypto.randomFillSync(Buffer.allocUnsafe(4096));
+    ivPool = randomFillSync(Buffer.allocUnsafe(4096));
     ivOffset = 0;
   }
   const iv = ivPool.subarray(ivOffset, ivOffset + RESULT_IV_BYTES);
@@ -435,10 +427,7 @@ function freshIV() {
 // another owner too), the tag appended to the ciphertext as HPKE's AEAD does.
 function sealSymmetric(key, aad, plaintext) {
   const iv = freshIV();
-  const c = crypto.createCipheriv('aes-256-gcm', key, iv, { authTagLength: RESULT_TAG_BYTES });
-  c.setAAD(Buffer.from(aad));
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  return { iv, ct };
+  return { iv, ct: P.gcmSeal(key, iv, aad, plaintext) };
 }
 
 // openSymmetric is the client's half of sealSymmetric (the JS client module and the
@@ -448,12 +437,10 @@ function openSymmetric(key, iv, aad, ct) {
     throw new SealedError('the sealed result\'s key, IV or ciphertext has the wrong size');
   }
   try {
-    const d = crypto.createDecipheriv('aes-256-gcm', key, iv, { authTagLength: RESULT_TAG_BYTES });
-    d.setAAD(Buffer.from(aad));
-    d.setAuthTag(ct.subarray(ct.length - RESULT_TAG_BYTES));
-    return Buffer.concat([d.update(ct.subarray(0, ct.length - RESULT_TAG_BYTES)), d.final()]);
-  } catch {
-    throw new SealedError('the sealed result does not open (tampered, or for another key or activation)');
+    return P.gcmOpen(key, iv, aad, ct);
+  } catch (e) {
+    if (e instanceof P.PrimitiveError) throw new SealedError('the sealed result does not open (tampered, or for another key or activation)');
+    throw e;
   }
 }
 
