@@ -34,6 +34,7 @@ done
 [ ${#NAMES[@]} -gt 0 ] || NAMES=(teemate native strawman)
 NODE=${NODE:-/usr/bin/node}
 ADDON=$ROOT/node-isolate-patch/build/teemate_isolate.node
+SEALCRYPTO=$ROOT/node-isolate-patch/build/teemate_sealcrypto.node
 mkdir -p "$OUT/bin"
 # One build at a time per output directory (parallel test packages call this script).
 exec 9>"$OUT/.lock"
@@ -77,6 +78,10 @@ manifest() { # name
       if [ -f "$ADDON" ]; then
         printf '%s\t%s\n' /opt/teemate/node-isolate-patch/build/teemate_isolate.node "$ADDON"
         for l in $(libs "$ADDON"); do printf '%s\t%s\n' "$l" "$l"; done
+      fi
+      # The sealed path's primitives (without it the owner falls back to node:crypto).
+      if [ -f "$SEALCRYPTO" ]; then
+        printf '%s\t%s\n' /opt/teemate/node-isolate-patch/build/teemate_sealcrypto.node "$SEALCRYPTO"
       fi ;;
   esac
 }

@@ -36,6 +36,7 @@ KEY=${TEEMATE_SIGNING_KEY:-$HOME/.config/gramine/enclave-key.pem}
 need "signing key" "$([ -r "$KEY" ]; echo $?)" "$KEY"
 need "owner.js" "$([ -r "$ROOT/enclave-runtime/trusted/owner.js" ]; echo $?)" "$ROOT/enclave-runtime/trusted/owner.js"
 need "isolate addon" "$([ -r "$ROOT/node-isolate-patch/build/teemate_isolate.node" ]; echo $?)" "$ROOT/node-isolate-patch/build/teemate_isolate.node"
+need "sealed-crypto addon" "$([ -r "$ROOT/node-isolate-patch/build/teemate_sealcrypto.node" ]; echo $?)" "$ROOT/node-isolate-patch/build/teemate_sealcrypto.node"
 need "manifest template" "$([ -r "$ROOT/enclave-runtime/manifest/nodejs-owner.manifest.template" ]; echo $?)" "enclave-runtime/manifest/nodejs-owner.manifest.template"
 NODE=${TEEMATE_NODE:-/usr/bin/node}
 need "node" "$([ -x "$NODE" ]; echo $?)" "$NODE (the patched build, node-isolate-patch/README.md)"

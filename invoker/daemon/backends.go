@@ -133,6 +133,7 @@ func SGXConfig(repo, buildDir string) sgx.Config {
 	return sgx.Config{
 		OwnerJS:    filepath.Join(repo, "enclave-runtime", "trusted", "owner.js"),
 		Addon:      filepath.Join(repo, "node-isolate-patch", "build", "teemate_isolate.node"),
+		SealCrypto: filepath.Join(repo, "node-isolate-patch", "build", "teemate_sealcrypto.node"),
 		Template:   filepath.Join(repo, "enclave-runtime", "manifest", "nodejs-owner.manifest.template"),
 		SigningKey: os.Getenv("TEEMATE_SGX_SIGNING_KEY"),
 		BuildDir:   filepath.Join(buildDir, "manifests"),

@@ -38,6 +38,8 @@ type Config struct {
 	OwnerJS string
 	// Addon is the isolate addon (node-isolate-patch/build/teemate_isolate.node).
 	Addon string
+	// SealCrypto is the sealed path's primitives addon (node-isolate-patch/build/teemate_sealcrypto.node).
+	SealCrypto string
 	// Template is enclave-runtime/manifest/nodejs-owner.manifest.template.
 	Template string
 	// BuildDir receives the rendered and signed manifests, one per image and slot count.
@@ -310,12 +312,12 @@ func (b *Backend) ensureManifest(ctx context.Context, image string, slots int) (
 	runtimeDir := filepath.Dir(c.OwnerJS)
 	rendered, err := RenderManifest(tmpl, ManifestParams{
 		Name: name, Image: image, Slots: slots, HeapMBPerSlot: c.HeapMBPerSlot,
-		Node: c.Node, RuntimeDir: runtimeDir, Addon: c.Addon, LogLevel: c.LogLevel, Debug: c.Debug,
+		Node: c.Node, RuntimeDir: runtimeDir, Addon: c.Addon, SealCrypto: c.SealCrypto, LogLevel: c.LogLevel, Debug: c.Debug,
 	})
 	if err != nil {
 		return "", err
 	}
-	files := []string{c.Node, c.Addon, c.Template}
+	files := []string{c.Node, c.Addon, c.SealCrypto, c.Template}
 	entries, err := os.ReadDir(runtimeDir)
 	if err != nil {
 		return "", fmt.Errorf("runtime dir: %w", err)

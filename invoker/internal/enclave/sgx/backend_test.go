@@ -160,7 +160,7 @@ func newTestEnv(t *testing.T, mode string) testEnv {
 	if err := os.MkdirAll(trusted, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{filepath.Join(trusted, "owner.js"), filepath.Join(root, "node"), filepath.Join(root, "addon.node"), filepath.Join(root, "key.pem")} {
+	for _, f := range []string{filepath.Join(trusted, "owner.js"), filepath.Join(root, "node"), filepath.Join(root, "addon.node"), filepath.Join(root, "sealcrypto.node"), filepath.Join(root, "key.pem")} {
 		if err := os.WriteFile(f, []byte(f), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func newTestEnv(t *testing.T, mode string) testEnv {
 	cfg := Config{
 		GramineSGX: os.Args[0], GramineManifest: "gramine-manifest", GramineSign: "gramine-sgx-sign",
 		SigningKey: filepath.Join(root, "key.pem"), Node: filepath.Join(root, "node"),
-		OwnerJS: filepath.Join(trusted, "owner.js"), Addon: filepath.Join(root, "addon.node"),
+		OwnerJS: filepath.Join(trusted, "owner.js"), Addon: filepath.Join(root, "addon.node"), SealCrypto: filepath.Join(root, "sealcrypto.node"),
 		Template: repoFile(t, "enclave-runtime/manifest/nodejs-owner.manifest.template"),
 		BuildDir: filepath.Join(root, "build"), StartTimeout: 10 * time.Second, StopTimeout: 2 * time.Second,
 		Env:    []string{"TEEMATE_FAKE_OWNER=" + mode, "PATH=" + os.Getenv("PATH")},

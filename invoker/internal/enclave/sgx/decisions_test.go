@@ -17,7 +17,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestPreflight(t *testing.T) {
-	base := Config{SigningKey: "/k.pem", OwnerJS: "/r/trusted/owner.js", Addon: "/r/addon.node", Template: "/r/t.template"}
+	base := Config{SigningKey: "/k.pem", OwnerJS: "/r/trusted/owner.js", Addon: "/r/addon.node", SealCrypto: "/r/sealcrypto.node", Template: "/r/t.template"}
 	base.defaults()
 	cpu := func(flags string) func(string) ([]byte, error) {
 		return func(string) ([]byte, error) {
@@ -65,6 +65,8 @@ func TestPreflight(t *testing.T) {
 			want: []string{"gramine-sgx not found"}},
 		{name: "no key and no addon", p: Probes{Exists: missing("/k.pem", "/r/addon.node"), ReadFile: cpu("sgx sgx_lc"), LookPath: look("")},
 			want: []string{"signing key: /k.pem is missing", "isolate addon: /r/addon.node is missing"}},
+		{name: "no sealed-crypto addon", p: Probes{Exists: missing("/r/sealcrypto.node"), ReadFile: cpu("sgx sgx_lc"), LookPath: look("")},
+			want: []string{"sealed-crypto addon: /r/sealcrypto.node is missing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -110,7 +112,8 @@ func goldenParams() ManifestParams {
 	return ManifestParams{
 		Name: "nodejs-20-s8", Image: "nodejs:20", Slots: 8, HeapMBPerSlot: 256,
 		Node: "/usr/bin/node", RuntimeDir: "/opt/teemate/enclave-runtime/trusted",
-		Addon: "/opt/teemate/node-isolate-patch/build/teemate_isolate.node", LogLevel: "error",
+		Addon:      "/opt/teemate/node-isolate-patch/build/teemate_isolate.node",
+		SealCrypto: "/opt/teemate/node-isolate-patch/build/teemate_sealcrypto.node", LogLevel: "error",
 	}
 }
 

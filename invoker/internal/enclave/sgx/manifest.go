@@ -22,8 +22,8 @@ type ManifestParams struct {
 	Slots int
 	// HeapMBPerSlot is the heap budget of one activation's isolate; EnclaveSize covers Slots of them.
 	HeapMBPerSlot int
-	// Node, RuntimeDir (enclave-runtime/trusted) and Addon are host paths of trusted files.
-	Node, RuntimeDir, Addon string
+	// Node, RuntimeDir (enclave-runtime/trusted), Addon and SealCrypto are host paths of trusted files.
+	Node, RuntimeDir, Addon, SealCrypto string
 	// LogLevel is Gramine's loader.log_level ("error" in production).
 	LogLevel string
 	// Debug makes a debug enclave (sgx.debug); never in production.
@@ -72,7 +72,7 @@ func (p ManifestParams) Validate() error {
 	case p.EnclaveSizeMB() > maxEnclaveSize:
 		return fmt.Errorf("manifest: %d slots of %d MiB need a %d MiB enclave (max %d)", p.Slots, p.HeapMBPerSlot, p.EnclaveSizeMB(), maxEnclaveSize)
 	}
-	for _, f := range []struct{ name, v string }{{"node", p.Node}, {"runtime dir", p.RuntimeDir}, {"addon", p.Addon}} {
+	for _, f := range []struct{ name, v string }{{"node", p.Node}, {"runtime dir", p.RuntimeDir}, {"addon", p.Addon}, {"sealed-crypto addon", p.SealCrypto}} {
 		if !strings.HasPrefix(f.v, "/") || strings.ContainsAny(f.v, "\"\\\n") {
 			return fmt.Errorf("manifest: %s path %q must be absolute and plain", f.name, f.v)
 		}

@@ -154,7 +154,7 @@ func Preflight(cfg Config, p Probes) Report {
 	}
 	files := []struct{ name, path string }{
 		{"signing key", cfg.SigningKey}, {"node", cfg.Node}, {"owner.js", cfg.OwnerJS},
-		{"isolate addon", cfg.Addon}, {"manifest template", cfg.Template},
+		{"isolate addon", cfg.Addon}, {"sealed-crypto addon", cfg.SealCrypto}, {"manifest template", cfg.Template},
 	}
 	for _, f := range files {
 		switch {
