@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/teemate/platform/invoker/kafka"
@@ -28,6 +29,8 @@ type Pinger struct {
 	// OnError and OnSent observe outcomes (logging and metrics); both optional.
 	OnError func(error)
 	OnSent  func()
+
+	mu sync.Mutex // orders Run's pings with Announce's
 }
 
 // Ping sends one ping now.
@@ -49,6 +52,15 @@ func (p *Pinger) Ping(ctx context.Context, enabled bool) error {
 	return nil
 }
 
+// Announce sends one ping with the state Enabled reports now, ordered with Run's: a ping Run
+// made from the state before a change cannot go out after it, so the last ping the controllers
+// get says what was set last.
+func (p *Pinger) Announce(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Ping(ctx, p.Enabled())
+}
+
 // Run pings until ctx ends. A change to disabled sends one disabled ping; while disabled no pings go
 // out; a change back to enabled pings at once.
 func (p *Pinger) Run(ctx context.Context) {
@@ -61,6 +73,7 @@ func (p *Pinger) Run(ctx context.Context) {
 	wasEnabled := false
 	first := true
 	for {
+		p.mu.Lock()
 		on := p.Enabled()
 		switch {
 		case on:
@@ -68,6 +81,7 @@ func (p *Pinger) Run(ctx context.Context) {
 		case first || wasEnabled:
 			p.report(p.Ping(ctx, false))
 		}
+		p.mu.Unlock()
 		wasEnabled, first = on, false
 		select {
 		case <-ctx.Done():
