@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -212,10 +213,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	closers = append(closers, closeConsumer)
 
 	f := feed.New(consumer, handler.Handle, activation.MaxPeek(cfg.UserMemoryMB))
-	pinger := &feed.Pinger{Sender: producer, Instance: inst, Interval: cfg.PingInterval, Enabled: f.Enabled,
+	sw := &onOff{metrics: m, log: log}
+	sw.enabled.Store(true)
+	pinger := &feed.Pinger{Sender: producer, Instance: inst, Interval: cfg.PingInterval, Enabled: sw.Enabled,
 		OnError: func(err error) { log.Warn("health ping failed", zap.Error(err)) },
 		OnSent:  m.Pings.Inc, Warm: warmImages(exec)}
-	sw := &onOff{feed: f, pinger: pinger, metrics: m, log: log}
+	sw.pinger = pinger
 	m.Enabled.Set(1)
 
 	httpAddr, closeAdmin, err := serveAdmin(cfg, sw, m, log)
@@ -391,29 +394,33 @@ func splitBrokers(s string) []string {
 	return out
 }
 
-// onOff is the /enable and /disable switch: it stops the feed and tells the controller at once.
+// onOff is the /enable and /disable switch, with OpenWhisk's meaning (InvokerReactive): /disable
+// sends one disabled ping at once and stops the pings, so the controllers stop placing activations
+// here; the feed keeps taking what is already in this invoker's topic, so the activations placed
+// before the controllers learned are run and answered, not stranded until an /enable. /enable
+// resumes the pings. Taking nothing more is the shutdown's (SIGTERM), not the switch's.
 type onOff struct {
-	feed    *feed.Feed
+	enabled atomic.Bool
 	pinger  *feed.Pinger
 	metrics *metrics.Metrics
 	log     *zap.Logger
 }
 
 func (s *onOff) Enable() {
-	s.feed.Enable()
+	s.enabled.Store(true)
 	s.metrics.Enabled.Set(1)
 	s.log.Info("invoker enabled")
 }
 
 func (s *onOff) Disable() {
-	s.feed.Disable()
+	s.enabled.Store(false)
 	s.metrics.Enabled.Set(0)
-	s.log.Info("invoker disabled")
+	s.log.Info("invoker disabled: no more pings; what its topic holds is still run")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.pinger.Ping(ctx, false); err != nil {
+	if err := s.pinger.Announce(ctx); err != nil {
 		s.log.Warn("disabled ping failed", zap.Error(err))
 	}
 }
 
-func (s *onOff) Enabled() bool { return s.feed.Enabled() }
+func (s *onOff) Enabled() bool { return s.enabled.Load() }
