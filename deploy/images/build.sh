@@ -82,6 +82,7 @@ manifest() { # name
       # The sealed path's primitives (without it the owner falls back to node:crypto).
       if [ -f "$SEALCRYPTO" ]; then
         printf '%s\t%s\n' /opt/teemate/node-isolate-patch/build/teemate_sealcrypto.node "$SEALCRYPTO"
+        for l in $(libs "$SEALCRYPTO"); do printf '%s\t%s\n' "$l" "$l"; done
       fi ;;
   esac
 }
