@@ -247,6 +247,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	<-ctx.Done()
 	cfg.DrainTimeout = drainTimeout(ctx, cfg.DrainTimeout)
+	// A stopping invoker is disabled: /isEnabled says so while it finishes what is in flight.
+	sw.enabled.Store(false)
 	shutdown(cfg, f, pinger, exec, log, stop, fed, abandon, func() { stopPings(); pingWG.Wait() }, closeConsumer)
 	log.Info("invoker stopped")
 	return nil
