@@ -135,6 +135,9 @@ struct State {
   Runtime runtime;
   Watchdog watchdog;
   std::vector<std::unique_ptr<Slot>> slots;
+  // How many slots hold a prepared environment now (Slot::prepared true): a slot that prepares
+  // the next one while none is waiting does it at full priority (see SlotMain).
+  std::atomic<int> prepared_slots{0};
 };
 
 State& G() {
@@ -369,10 +372,15 @@ void SlotMain(Slot* slot) {
       if (!quit) {
         // A failure here is not reported: the next job prepares on its own
         // request path and reports the error there. No retry loop until then.
+        // Ahead of any request, so in the background, unless no other slot has an
+        // environment waiting: then the next request would prepare one on its own path
+        // (at full priority, and later), as under a burst or beside a busy neighbour.
+        SetBackground(st.prepared_slots.load() > 0);
         std::string ignored;
         ready = PrepareEnvironment(st.runtime, &ignored, /*ahead=*/true);
         std::lock_guard<std::mutex> lock(slot->mu);
         slot->prepared = ready != nullptr;
+        if (slot->prepared) st.prepared_slots.fetch_add(1);
       }
     }
     std::unique_ptr<Job> job;
@@ -389,12 +397,14 @@ void SlotMain(Slot* slot) {
       }
       slot->cv.wait(lock, wake);
       if (slot->job == nullptr) {  // quit with nothing queued
+        if (slot->prepared) st.prepared_slots.fetch_sub(1);
         slot->prepared = false;
         lock.unlock();
         TeardownEnvironment(std::move(ready));
         return;
       }
       job = std::move(slot->job);
+      if (slot->prepared) st.prepared_slots.fetch_sub(1);
       slot->prepared = false;
     }
     SetBackground(false);  // the job, and a cold slot's preparation for it, run at full priority
