@@ -19,7 +19,9 @@
 // same results.
 //
 // Keys are KeyObjects either way (keys.js makes them); the native side keeps one handle
-// per private KeyObject (a WeakMap: the handle goes with the key).
+// per private KeyObject (a WeakMap: the handle goes with the key). The image keys are
+// imported once; a key used once (a v1 reply's or a key transfer's ephemeral) pays its
+// import, one more scalar multiplication, off the v2 path that matters.
 
 const crypto = require('crypto');
 const path = require('path');
