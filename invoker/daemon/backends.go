@@ -85,6 +85,9 @@ type Backends struct {
 	// store token: the invoker publishes its enclaves' evidence there and takes and offers image
 	// keys across invokers through it. Nil: none of that.
 	api *whiskapi.Client
+	// warmChanged, set by RunWithBackends, gets a signal when a drain's preparation made an
+	// image warm here, so that the next ping tells the controllers at once (Config.warmChanged).
+	warmChanged chan struct{}
 }
 
 // ownerConfinement is the direct backend's confinement from b: launcher, owner ids and the
@@ -183,12 +186,14 @@ func RunWithBackends(ctx context.Context, cfg Config, b Backends) error {
 		}
 		cfg.Logger = log
 	}
+	b.warmChanged = make(chan struct{}, 1)
 	exec, cleanup, err := buildExecutor(log, cfg.ID, b)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	cfg.Executor = exec
+	cfg.warmChanged = b.warmChanged
 	return Run(ctx, cfg)
 }
 
@@ -312,7 +317,12 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		pdone := make(chan struct{})
 		go func() {
 			defer close(pdone)
-			servePrepare(pctx, b.api, mgr, log)
+			servePrepare(pctx, b.api, mgr, log, func() {
+				select {
+				case b.warmChanged <- struct{}{}:
+				default: // a signal is pending already; one ping reports every image warm by then
+				}
+			})
 		}()
 		closers = append(closers, func() { pcancel(); <-pdone })
 	}

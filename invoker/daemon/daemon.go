@@ -76,6 +76,11 @@ type Config struct {
 	Logger *zap.Logger
 	// Ready, when set, is called once the invoker consumes and pings.
 	Ready func(Info)
+
+	// warmChanged signals that an image became warm here for a drain (RunWithBackends): a ping
+	// goes out at once instead of at the next tick, so the controller moves the image's traffic
+	// up to a ping interval sooner and the source's switch window is that much shorter.
+	warmChanged <-chan struct{}
 }
 
 // Info describes a started invoker.
@@ -235,6 +240,25 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	var pingWG sync.WaitGroup
 	pingWG.Add(1)
 	go func() { defer pingWG.Done(); pinger.Run(pingCtx) }()
+	if cfg.warmChanged != nil {
+		pingWG.Add(1)
+		go func() {
+			defer pingWG.Done()
+			for {
+				select {
+				case <-pingCtx.Done():
+					return
+				case <-cfg.warmChanged:
+					if !sw.Enabled() {
+						continue
+					}
+					if err := pinger.Announce(pingCtx); err != nil {
+						log.Warn("health ping failed", zap.Error(err))
+					}
+				}
+			}
+		}()
+	}
 
 	stop := make(chan struct{})
 	fed := make(chan struct{})

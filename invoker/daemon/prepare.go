@@ -27,7 +27,8 @@ type preparer interface {
 
 // servePrepare takes the controller's requests to prepare images here until ctx ends; each is
 // prepared in its own goroutine (the enclave manager starts one owner per image at a time).
-func servePrepare(ctx context.Context, api *whiskapi.Client, p preparer, log *zap.Logger) {
+// prepared, when set, is called after each image prepared (the daemon pings at once then).
+func servePrepare(ctx context.Context, api *whiskapi.Client, p preparer, log *zap.Logger, prepared func()) {
 	var preparing sync.WaitGroup
 	defer preparing.Wait()
 	var b pollBackoff
@@ -54,6 +55,9 @@ func servePrepare(ctx context.Context, api *whiskapi.Client, p preparer, log *za
 				}
 				log.Info("image prepared for a drain", zap.String("image", r.Image), zap.Int("from", r.From),
 					zap.Duration("took", time.Since(t0)))
+				if prepared != nil {
+					prepared()
+				}
 			})
 		}
 	}

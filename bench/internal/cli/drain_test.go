@@ -86,6 +86,16 @@ func TestDrainScenario(t *testing.T) {
 	if d.ColdStartsAfterSwitch != 0 || !g.NoColdStarts.Met {
 		t.Errorf("drain: %d cold starts after the switch", d.ColdStartsAfterSwitch)
 	}
+	// The destination pings as soon as the image is prepared, so the switch follows its owner's
+	// readiness without waiting for the next ping tick (1 s apart).
+	if n := len(d.DestinationOwnerStartsMs); n > 0 && d.SwitchMs-d.DestinationOwnerStartsMs[n-1] > 500 {
+		t.Errorf("drain: the switch came %.0f ms after the destination's owner was ready", d.SwitchMs-d.DestinationOwnerStartsMs[n-1])
+	}
+	// /disable stops the pings, not the feed: what the controller placed on invoker0 before it
+	// learned is still answered (OpenWhisk's meaning), so stop-and-copy loses nothing either.
+	if s.Failed != 0 {
+		t.Errorf("stop-and-copy: %d failed %v", s.Failed, s.Errors)
+	}
 	tr := d.Transfer
 	if tr == nil || tr.Bytes <= 0 || tr.Chunks < 1 || tr.SenderRSSBytes <= 0 || tr.PeakExtraBytes != max(tr.SenderPeakBytes, tr.ReceiverPeakBytes) {
 		t.Fatalf("drain transfer %+v", tr)
