@@ -21,7 +21,7 @@ type Source interface {
 // Handle processes one record and returns once it is answered.
 type Handle func(ctx context.Context, value []byte)
 
-// Feed is the pull loop. Enable and Disable may be called from any goroutine.
+// Feed is the pull loop. Disable may be called from any goroutine.
 type Feed struct {
 	src     Source
 	handle  Handle
@@ -41,18 +41,9 @@ func New(src Source, handle Handle, maxPeek int) *Feed {
 	return &Feed{src: src, handle: handle, tokens: make(chan struct{}, maxPeek), enabled: true, wake: make(chan struct{})}
 }
 
-// Enable resumes taking work.
-func (f *Feed) Enable() { f.set(true) }
-
-// Disable stops taking new work; in-flight activations finish.
+// Disable stops taking new work for good (the invoker's shutdown; its /disable only stops the
+// pings); in-flight activations finish.
 func (f *Feed) Disable() { f.set(false) }
-
-// Enabled reports whether the feed takes work.
-func (f *Feed) Enabled() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.enabled
-}
 
 func (f *Feed) set(on bool) {
 	f.mu.Lock()
