@@ -74,6 +74,29 @@ test('measurement covers every trusted source', (t) => {
   assert.notEqual(measurement(d), m1);
 });
 
+test('measurement covers the native code the owner loads, in order', (t) => {
+  const d = tmpdir(t);
+  fs.writeFileSync(path.join(d, 'a.js'), 'x');
+  const addon = path.join(d, 'teemate_isolate.node');
+  const other = path.join(d, 'teemate_sealcrypto.node');
+  fs.writeFileSync(addon, 'native one');
+  fs.writeFileSync(other, 'native two');
+  const none = measurement(d);
+  const both = measurement(d, [addon, other]);
+  assert.notEqual(both, none, 'a loaded addon changes the measurement');
+  assert.equal(measurement(d, [addon, other]), both);
+  assert.notEqual(measurement(d, [other, addon]), both, 'the order is part of it');
+  // A host that swaps an addon's bytes (same name, same size) changes the measurement.
+  fs.writeFileSync(addon, 'native 0ne');
+  assert.notEqual(measurement(d, [addon, other]), both);
+  // A file the owner would load but cannot read is an error, not a silent omission.
+  assert.throws(() => measurement(d, [path.join(d, 'missing.node')]), /ENOENT/);
+  // The evidence of a holder given natives carries that measurement.
+  const k = keys({ natives: [addon] });
+  assert.equal(k.measurement, measurement(undefined, [addon]));
+  assert.notEqual(k.measurement, measurement());
+});
+
 test('sealed to disk: a restart comes back with the same key', (t) => {
   const dir = tmpdir(t);
   const sealingKey = crypto.randomBytes(32);

@@ -8,6 +8,9 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const { ImageKeys, KeyError } = require('../trusted/keys');
 const sealed = require('../trusted/sealed');
 const { StateTransfer, CHUNK_BYTES, pieces } = require('../trusted/transfer');
@@ -291,4 +294,37 @@ test('real owners: state moves over their gates, resumed on a new connection; se
   assert.deepEqual(after.result, { ok: 'sealed' });
   const pong = await (await b.connect()).request({ type: 'ping' });
   assert.equal(pong.kid, ev.kid);
+});
+
+test('real owners: a peer whose native addon the host swapped has another measurement and gets no state', { concurrency: false }, async (t) => {
+  const primitives = require('../trusted/primitives'); // eslint-disable-line global-require
+  const addon = primitives.nativeFile();
+  if (!addon) {
+    t.skip(`the sealed-crypto addon is not built (${primitives.whyNotNative()}); make build`);
+    return;
+  }
+  // The host's swap: the same addon with one byte appended (it still loads; only its bytes differ).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teemate-swap-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const swapped = path.join(dir, path.basename(addon));
+  fs.writeFileSync(swapped, Buffer.concat([fs.readFileSync(addon), Buffer.from([0])]));
+  const a = await startOwner({ args: ['--gate-key', 'stdin'], stdin: `${GATE_KEY}\n` });
+  t.after(() => a.stop());
+  const b = await startOwner({ args: ['--gate-key', 'stdin', '--key-mode', 'await'], stdin: `${GATE_KEY}\n`,
+    env: { TEEMATE_SEALCRYPTO_ADDON: swapped } });
+  t.after(() => b.stop());
+  const ca = await a.connect();
+  const cb = await b.connect();
+  try {
+    const ea = (await ca.request({ type: 'evidence' })).evidence;
+    assert.match(ea.simulated.measurement, /^[0-9a-f]{64}$/);
+    const req = await cb.request({ type: 'key-request', auth: auth('key-request') });
+    assert.equal(req.type, 'key-request', JSON.stringify(req).slice(0, 300));
+    const off = await ca.request({ type: 'state-offer', request: req.request, auth: auth('state-offer') });
+    assert.notEqual(off.type, 'state-offer', 'the swapped peer must not get the state');
+    assert.match(JSON.stringify(off), /peer measurement [0-9a-f]{64} is not this enclave's/);
+  } finally {
+    ca.close();
+    cb.close();
+  }
 });

@@ -20,7 +20,7 @@
 // SHA-256("teemate-evidence-v1\n" || kem || sig) || 32 zero bytes; on sgx a DCAP
 // quote from Gramine's /dev/attestation carries it, in direct mode a report that
 // says in its own fields that it is simulated, with the measurement = SHA-256 over
-// the trusted sources (measurement() below).
+// the trusted sources and the native code the owner loaded (measurement() below).
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -47,21 +47,34 @@ const QUOTE_MIN = QUOTE_HEADER + 384;
 class KeyError extends Error {}
 
 // ---- measurement -------------------------------------------------------------------
-// measurement hashes the trusted sources as the simulated evidence's measurement:
+// measurement hashes the code the owner runs as the simulated evidence's measurement:
 // every .js file of this directory, sorted by name, each as name "\n" byte length
-// "\n" bytes. In sgx mode the quote's MRENCLAVE covers them instead (they are
-// trusted files of the manifest).
-let cachedMeasurement = null;
-function measurement(dir = __dirname) {
-  if (dir === __dirname && cachedMeasurement) return cachedMeasurement;
+// "\n" bytes; then each native file the owner loaded (natives: the isolate, sealed-crypto
+// and lockdown addons, as owner.js lists them), in the order given, each as
+// "native:" base name "\n" byte length "\n" bytes; then "node:" and Node's version.
+// The node binary itself is named by its version, not hashed (about 100 MB, read at
+// every start). In sgx mode the quote's MRENCLAVE covers all of it instead (they are
+// trusted files of the manifest, the binary included).
+// The owner's own sources are measured once per list of natives (they do not change
+// while it runs); any other directory (tests) every time.
+const measured = new Map();
+function measurement(dir = __dirname, natives = []) {
+  const cacheKey = dir === __dirname ? natives.join('\0') : null;
+  if (cacheKey !== null && measured.has(cacheKey)) return measured.get(cacheKey);
   const h = crypto.createHash('sha256');
   for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.js')).sort()) {
     const b = fs.readFileSync(path.join(dir, name));
     h.update(`${name}\n${b.length}\n`);
     h.update(b);
   }
+  for (const file of natives) {
+    const b = fs.readFileSync(file);
+    h.update(`native:${path.basename(file)}\n${b.length}\n`);
+    h.update(b);
+  }
+  h.update(`node:${process.version}`);
   const m = h.digest('hex');
-  if (dir === __dirname) cachedMeasurement = m;
+  if (cacheKey !== null) measured.set(cacheKey, m);
   return m;
 }
 
@@ -160,7 +173,8 @@ function parseQuote(b) {
 class ImageKeys {
   // opts: image (string); keyDir ('' = key in memory only); sealingKey (32-byte
   // Buffer, direct mode's sealing); attestationDir (Gramine's /dev/attestation, a
-  // stand-in directory in tests); now (clock, tests); log(level, msg, fields).
+  // stand-in directory in tests); natives (the native files the owner runs, for the
+  // simulated measurement); now (clock, tests); log(level, msg, fields).
   constructor(opts = {}) {
     if (typeof opts.image !== 'string' || opts.image === '') throw new Error('ImageKeys needs an image');
     this.image = opts.image;
@@ -173,7 +187,7 @@ class ImageKeys {
     this.type = this.attestationDir && fs.existsSync(this.attestationDir) ? 'sgx-dcap' : 'simulated';
     this.now = opts.now || Date.now;
     this.log = opts.log || (() => {});
-    this.measurement = this.type === 'simulated' ? (opts.measurement || measurement()) : null;
+    this.measurement = this.type === 'simulated' ? (opts.measurement || measurement(__dirname, opts.natives || [])) : null;
     this.key = null;
     this.retired = []; // [{key, until}] rotated-out keys still in their grace
     this.cachedEvidence = null;

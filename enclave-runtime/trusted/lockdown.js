@@ -19,6 +19,11 @@ const DEFAULT_ADDON = path.join(__dirname, '..', '..', 'node-isolate-patch', 'bu
 
 let applied = null;
 
+// addonFile is the addon apply() loads.
+function addonFile(opts = {}) {
+  return opts.addon || process.env.TEEMATE_LOCKDOWN_ADDON || DEFAULT_ADDON;
+}
+
 function statusField(status, name) {
   const m = new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status);
   return m ? m[1].trim() : undefined;
@@ -27,7 +32,7 @@ function statusField(status, name) {
 // apply installs and verifies the lockdown; calling it again is a no-op returning the same report.
 function apply(opts = {}) {
   if (applied) return applied;
-  const file = opts.addon || process.env.TEEMATE_LOCKDOWN_ADDON || DEFAULT_ADDON;
+  const file = addonFile(opts);
   let addon;
   try {
     addon = require(file); // eslint-disable-line global-require, import/no-dynamic-require
@@ -53,4 +58,4 @@ function apply(opts = {}) {
   return applied;
 }
 
-module.exports = { apply, DEFAULT_ADDON };
+module.exports = { apply, addonFile, DEFAULT_ADDON };

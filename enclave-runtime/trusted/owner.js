@@ -297,6 +297,18 @@ function prepareSealedSpare() {
   }
 }
 
+// nativeFiles lists the native code this owner runs besides node, for the simulated
+// measurement (keys.measurement): the isolate addon when the backend is it, the
+// sealed-crypto addon when it loaded, the lockdown addon when --lockdown seccomp is
+// asked for (it loads after the keys exist; its bytes are the ones it will load).
+function nativeFiles(backend, lockdownMode) {
+  const files = [];
+  if (backend && backend.name === 'addon') files.push(isolates.addonPath());
+  if (primitives.nativeFile()) files.push(primitives.nativeFile());
+  if (lockdownMode === 'seccomp') files.push(require('./lockdown').addonFile()); // eslint-disable-line global-require
+  return files;
+}
+
 // ---- the owner -------------------------------------------------------------------------
 class Owner {
   constructor(opts, backend) {
@@ -324,7 +336,7 @@ class Owner {
     // --key-dir, made, or (--key-mode await) left to a key-import. A sealed key
     // that does not open stops the start here (KeyError).
     this.keys = new ImageKeys({ image: opts.image, keyDir: opts.keyDir, sealingKey: opts.sealingKey || null,
-      attestationDir: opts.attestationDir, log });
+      attestationDir: opts.attestationDir, natives: nativeFiles(backend, opts.lockdown), log });
     const kid = this.keys.start(opts.keyMode || 'generate');
     log('info', kid ? 'image key ready' : 'awaiting the image key from a peer',
       { kid, evidence: this.keys.type, sealed: opts.keyDir ? 'to --key-dir' : 'no: in memory only' });

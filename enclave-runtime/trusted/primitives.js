@@ -135,9 +135,9 @@ function nativeOver(addon) {
 // loadNative returns the native implementation, or null with the reason.
 function loadNative(file = process.env.TEEMATE_SEALCRYPTO_ADDON || DEFAULT_ADDON) {
   try {
-    return { impl: nativeOver(require(file)), reason: '' }; // eslint-disable-line global-require, import/no-dynamic-require
+    return { impl: nativeOver(require(file)), reason: '', file }; // eslint-disable-line global-require, import/no-dynamic-require
   } catch (e) {
-    return { impl: null, reason: `cannot load ${file}: ${e.message}` };
+    return { impl: null, reason: `cannot load ${file}: ${e.message}`, file: '' };
   }
 }
 
@@ -165,6 +165,9 @@ module.exports = {
   // loaded ('' when it is).
   which: () => active.name,
   whyNotNative: () => loaded.reason,
+  // nativeFile() is the addon file that loaded ('' when none did), measured by the
+  // simulated evidence (keys.measurement) whichever implementation is active.
+  nativeFile: () => loaded.file || '',
   x25519: (privateKey, peerRaw) => active.x25519(privateKey, peerRaw),
   hmacSha256: (key, data) => active.hmacSha256(key, data),
   sha256: (data) => active.sha256(bytes(data)),

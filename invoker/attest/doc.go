@@ -6,7 +6,7 @@
 // with P-256) whose ISV enclave report's report_data is ReportData(kem, sig): the enclave wrote that
 // value to Gramine's /dev/attestation/user_report_data and read the quote back, so the quote binds
 // the key to the enclave's MRENCLAVE/MRSIGNER. "simulated" is what the direct backend (no SGX)
-// serves: the same key binding, a measurement of the trusted sources, and a note saying in its own
+// serves: the same key binding, a measurement of the code the owner runs, and a note saying in its own
 // fields that there is no hardware root of trust. Verify refuses it with ErrSimulated unless the
 // caller's Policy allows it explicitly.
 //

@@ -49,8 +49,9 @@ type Keys struct {
 // Simulated is the part of simulated evidence that says so in its own fields.
 type Simulated struct {
 	Note string `json:"note"`
-	// Measurement is the hex SHA-256 of the trusted sources the owner runs: what MRENCLAVE would
-	// measure, computed by the (untrusted) host-side process itself, so it proves nothing.
+	// Measurement is the hex SHA-256 of the code the owner runs (its trusted sources, the native
+	// addons it loaded, Node's version): what MRENCLAVE would measure, computed by the
+	// (untrusted) host-side process itself, so it proves nothing.
 	Measurement string `json:"measurement"`
 }
 

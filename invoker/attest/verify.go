@@ -42,7 +42,7 @@ type Identity struct {
 }
 
 // NewSimulated builds the simulated evidence a direct-mode owner serves for an image key. The
-// measurement is the hex SHA-256 of the trusted sources; it proves nothing by itself.
+// measurement is the hex SHA-256 of the code the owner runs; it proves nothing by itself.
 func NewSimulated(image string, kemPub, sigPub []byte, measurement string) *Evidence {
 	rd := ReportData(kemPub, sigPub)
 	return &Evidence{
