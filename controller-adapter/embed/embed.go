@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,6 +20,7 @@ import (
 	"github.com/teemate/platform/controller-adapter/internal/api"
 	"github.com/teemate/platform/controller-adapter/internal/balancer"
 	"github.com/teemate/platform/controller-adapter/internal/store"
+	"github.com/teemate/platform/internal/httpstop"
 	"github.com/teemate/platform/invoker/attest"
 	"github.com/teemate/platform/invoker/kafka"
 	"github.com/teemate/platform/invoker/whisk"
@@ -173,9 +173,9 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	shutdown := make(chan struct{})
 	c.srv.BaseContext = func(net.Listener) context.Context { return api.WithShutdown(context.Background(), shutdown) }
 	c.srv.RegisterOnShutdown(func() { close(shutdown) })
-	fresh := &freshConns{conns: map[net.Conn]struct{}{}}
-	c.srv.ConnState = fresh.track
-	c.srv.RegisterOnShutdown(fresh.closeAll)
+	// A connection dialed ahead and never used (a stopping invoker's next long poll) must not
+	// hold a Close for 5 s.
+	httpstop.CloseFresh(c.srv)
 	c.served = make(chan struct{})
 	go func() {
 		if err := c.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -184,37 +184,6 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		close(c.served)
 	}()
 	return c, nil
-}
-
-// freshConns tracks the API's connections that have not begun a request (http.StateNew), so that
-// a shutdown can close them: http.Server.Shutdown counts such a connection as busy for its first
-// 5 s, and a client's transport leaves one behind when it dialed ahead for a request it then did
-// not send (a stopping invoker's next long poll), which held a controller's Close for 5 s and
-// made it fail.
-type freshConns struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func (f *freshConns) track(conn net.Conn, st http.ConnState) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if st == http.StateNew {
-		f.conns[conn] = struct{}{}
-	} else {
-		delete(f.conns, conn)
-	}
-}
-
-// closeAll closes the connections still without a request; the listener is closed by then, and
-// a request that was about to start on one fails as it would on a stopped controller.
-func (f *freshConns) closeAll() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for conn := range f.conns {
-		_ = conn.Close() // an error means it is closed already, which is what was wanted
-		delete(f.conns, conn)
-	}
 }
 
 // advertised is the address clients on this machine use for a listener: loopback when it listens

@@ -48,6 +48,7 @@ func TestDependencyDirection(t *testing.T) {
 		{pkg: "invoker/whisk", stdlib: true, why: leaf},
 		{pkg: "invoker/internal/wire", stdlib: true, why: leaf},
 		{pkg: "internal/lograte", ours: []string{}, deny: []string{"github.com/IBM/", "github.com/twmb/"}, why: leaf},
+		{pkg: "internal/httpstop", stdlib: true, why: leaf},
 		{pkg: "invoker/attest", stdlib: true, why: leaf},
 		{pkg: "invoker/internal/gate", stdlib: true, ours: []string{wire}, why: "it imports only invoker/internal/wire of ours"},
 		{pkg: "invoker/internal/sandbox", stdlib: true, why: leaf},

@@ -127,3 +127,22 @@ func TestInvoker_LogsHoldNoKeysOrParameters(t *testing.T) {
 		}
 	}
 }
+
+// TestInvoker_StopsPromptlyWithAnIdleAdminConnection: a client that dialed the admin port and never
+// sent a request (a health check that gave up, a transport's connection made ahead) does not hold
+// the invoker's stop: http.Server.Shutdown alone waits 5 s for such a connection.
+func TestInvoker_StopsPromptlyWithAnIdleAdminConnection(t *testing.T) {
+	e := newEnv(t)
+	addr, stop := e.startInvoker(nil)
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = idle.Close() }()
+	time.Sleep(100 * time.Millisecond) // accepted by the server: StateNew
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the invoker took %v to stop with an idle admin connection open", took)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/teemate/platform/internal/httpstop"
 	"github.com/teemate/platform/invoker/credentials"
 	"github.com/teemate/platform/invoker/internal/activation"
 	"github.com/teemate/platform/invoker/internal/feed"
@@ -338,6 +339,9 @@ func serveAdmin(cfg Config, sw *onOff, m *metrics.Metrics, log *zap.Logger) (str
 	}
 	srv := &http.Server{Handler: server.Handler(scfg, sw, m.Registry),
 		ReadHeaderTimeout: 10 * time.Second}
+	// A connection dialed ahead and never used (a controller's health check, a scrape that gave
+	// up) must not hold the invoker's stop for 5 s.
+	httpstop.CloseFresh(srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", zap.Error(err))
