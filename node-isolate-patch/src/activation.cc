@@ -84,6 +84,21 @@ class PreparedEnvironment {
   PreparedEnvironment(const PreparedEnvironment&) = delete;
   PreparedEnvironment& operator=(const PreparedEnvironment&) = delete;
   ~PreparedEnvironment() {
+    if (kept_env != nullptr) {
+      // A context of a kept isolate: free the environment (its handles are
+      // closed, its cleanup hooks run) and leave the isolate to its owner.
+      v8::Isolate* isolate = kept->setup->isolate();
+      v8::Locker locker(isolate);
+      v8::Isolate::Scope isolate_scope(isolate);
+      v8::HandleScope handle_scope(isolate);
+      run_cjs.Reset();
+      entry.Reset();
+      kept_ctx.Reset();
+      node::Stop(kept_env, node::StopFlags::kDoNotTerminateIsolate);
+      node::FreeEnvironment(kept_env);
+      if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+      return;
+    }
     if (!setup) return;
     {
       v8::Isolate* isolate = setup->isolate();
@@ -100,7 +115,20 @@ class PreparedEnvironment {
     setup.reset();
   }
 
+  v8::Isolate* isolate() const { return kept_env != nullptr ? kept->setup->isolate() : setup->isolate(); }
+  node::Environment* env() const { return kept_env != nullptr ? kept_env : setup->env(); }
+  v8::Local<v8::Context> context() const {
+    return kept_env != nullptr ? kept_ctx.Get(kept->setup->isolate()) : setup->context();
+  }
+  bool made() const { return kept_env != nullptr || setup != nullptr; }
+
+  // Either an isolate of its own (setup) or a context of a kept isolate
+  // (kept, kept_env, kept_ctx).
   std::unique_ptr<node::CommonEnvironmentSetup> setup;
+  KeptIsolatePtr kept;
+  node::Environment* kept_env = nullptr;
+  v8::Global<v8::Context> kept_ctx;
+  uint64_t isolate_id = 0;
   // The embedder entry Node's bootstrap hands out (runs a CommonJS-like main
   // script); kept so the activation's script can run later, on the request path.
   v8::Global<v8::Function> run_cjs;
@@ -153,7 +181,7 @@ void DeliverResult(const v8::FunctionCallbackInfo<v8::Value>& info) {
   // server, a socket, fetch's keep-alive connection, an interval) must not hold
   // the answer until the time limit. The loop stops on its next turn; the
   // JavaScript that called deliver() is not terminated, it returns normally.
-  node::Stop(pe->setup->env(), node::StopFlags::kDoNotTerminateIsolate);
+  node::Stop(pe->env(), node::StopFlags::kDoNotTerminateIsolate);
 }
 
 // Every dynamic import() in an activation's environment ends here. Node's own
@@ -375,7 +403,28 @@ void Watchdog::Loop() {
 
 // ---------------------------------------------------------------- activation
 
-PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead) {
+namespace {
+
+// Environment flags as Node uses for a Worker: no kOwnsProcessState (no cwd,
+// umask, uid, title changes) and no inspector; fds opened through fs.open()
+// are closed at teardown; native addons cannot be loaded into an activation.
+const auto kEnvironmentFlags = static_cast<node::EnvironmentFlags::Flags>(
+    node::EnvironmentFlags::kNoFlags | node::EnvironmentFlags::kTrackUnmanagedFds |
+    node::EnvironmentFlags::kNoNativeAddons | node::EnvironmentFlags::kNoCreateInspector |
+    node::EnvironmentFlags::kNoStartDebugSignalHandler |
+    node::EnvironmentFlags::kNoGlobalSearchPaths);
+
+// Isolate ids are never reused either: a test can tell which activations
+// shared one.
+uint64_t NextIsolateId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead,
+                                  const KeptIsolatePtr& kept) {
   // Ids are never reused, so a caller can prove that no environment served
   // two activations.
   static std::atomic<uint64_t> next_id{1};
@@ -386,24 +435,42 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
     return nullptr;
   }
 
-  // Environment flags as Node uses for a Worker: no kOwnsProcessState (no cwd,
-  // umask, uid, title changes) and no inspector; fds opened through fs.open()
-  // are closed at teardown; native addons cannot be loaded into an activation.
-  const auto flags = static_cast<node::EnvironmentFlags::Flags>(
-      node::EnvironmentFlags::kNoFlags | node::EnvironmentFlags::kTrackUnmanagedFds |
-      node::EnvironmentFlags::kNoNativeAddons | node::EnvironmentFlags::kNoCreateInspector |
-      node::EnvironmentFlags::kNoStartDebugSignalHandler |
-      node::EnvironmentFlags::kNoGlobalSearchPaths);
+  const auto flags = kEnvironmentFlags;
   std::vector<std::string> args{rt.exec_path};
   std::vector<std::string> exec_args;
   std::vector<std::string> errors;
 
   PreparedEnvPtr pe(new PreparedEnvironment());
   pe->id = next_id.fetch_add(1, std::memory_order_relaxed);
-  pe->setup = node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors,
-                                                              rt.snapshot.get(), args, exec_args,
-                                                              flags);
-  if (!pe->setup) {
+  if (kept) {
+    if (kept->spoiled || !kept->setup) {
+      *error = "create environment: the kept isolate may not serve another activation";
+      return nullptr;
+    }
+    // A new context of the kept isolate, deserialised from the snapshot's main
+    // context as the isolate's own first one was (CreateEnvironment with an
+    // empty context does that when the isolate came from a snapshot).
+    v8::Isolate* isolate = kept->setup->isolate();
+    v8::Locker locker(isolate);
+    v8::Isolate::Scope isolate_scope(isolate);
+    v8::HandleScope handle_scope(isolate);
+    node::Environment* env = node::CreateEnvironment(kept->setup->isolate_data(), v8::Local<v8::Context>(),
+                                                     args, exec_args, flags);
+    if (env == nullptr) {
+      errors.push_back("a new environment in the kept isolate was refused");
+    } else {
+      pe->kept = kept;
+      pe->kept_env = env;
+      pe->kept_ctx.Reset(isolate, node::GetMainContext(env));
+      pe->isolate_id = kept->id;
+    }
+  } else {
+    pe->setup = node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors,
+                                                                rt.snapshot.get(), args, exec_args,
+                                                                flags);
+    pe->isolate_id = NextIsolateId();
+  }
+  if (!pe->made()) {
     *error = "create environment:";
     for (const std::string& e : errors) *error += " " + e;
     if (errors.empty()) *error += " unknown error";
@@ -414,8 +481,8 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
   pe->create_ms = MsBetween(t0, t1);
   pe->create_cpu_ms = c1 - c0;
 
-  v8::Isolate* isolate = pe->setup->isolate();
-  node::Environment* env = pe->setup->env();
+  v8::Isolate* isolate = pe->isolate();
+  node::Environment* env = pe->env();
   PreparedEnvironment* raw = pe.get();
   // Failures leave the scopes below first: the environment (and its isolate)
   // must not be freed while they are entered.
@@ -424,7 +491,7 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
     v8::Locker locker(isolate);
     v8::Isolate::Scope isolate_scope(isolate);
     v8::HandleScope handle_scope(isolate);
-    v8::Local<v8::Context> ctx = pe->setup->context();
+    v8::Local<v8::Context> ctx = pe->context();
     v8::Context::Scope context_scope(ctx);
 
     // process.exit() inside the activation must only end this environment;
@@ -618,11 +685,12 @@ PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ah
 ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& req,
                              ActivationGuard* guard, Clock::time_point setup_started) {
   ActivationResult res;
-  if (pe == nullptr || !pe->setup) {
+  if (pe == nullptr || !pe->made()) {
     res.message = "no environment to run the activation in";
     return res;
   }
   res.env_id = pe->id;
+  res.isolate_id = pe->isolate_id;
   res.create_ms = pe->create_ms;
   res.bootstrap_ms = pe->bootstrap_ms;
   res.prelude_ms = pe->prelude_ms;
@@ -642,8 +710,9 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     return res;
   }
 
-  v8::Isolate* isolate = pe->setup->isolate();
-  node::Environment* env = pe->setup->env();
+  v8::Isolate* isolate = pe->isolate();
+  node::Environment* env = pe->env();
+  if (pe->kept) pe->kept->served++;
   Clock::time_point t1, t2;
   double run_cpu0 = 0;
   std::string sync_error;
@@ -654,7 +723,7 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     v8::Locker locker(isolate);
     v8::Isolate::Scope isolate_scope(isolate);
     v8::HandleScope handle_scope(isolate);
-    v8::Local<v8::Context> ctx = pe->setup->context();
+    v8::Local<v8::Context> ctx = pe->context();
     v8::Context::Scope context_scope(ctx);
 
     isolate->AddGCEpilogueCallback(OnGCEpilogue, guard);
@@ -768,7 +837,14 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
     // and the environment may be freed after the caller moved on).
     guard->Detach();
     pe->guard = nullptr;
-    node::Stop(env);
+    if (pe->kept) {
+      // The isolate outlives this environment: stop the environment only, and
+      // leave no termination pending for the next context.
+      node::Stop(env, node::StopFlags::kDoNotTerminateIsolate);
+      if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+    } else {
+      node::Stop(env);
+    }
     isolate->RemoveGCEpilogueCallback(OnGCEpilogue, guard);
     isolate->RemoveNearHeapLimitCallback(OnNearHeapLimit, 0);
     pe->run_cjs.Reset();
@@ -777,6 +853,9 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   res.setup_ms = MsBetween(setup_started, t1);
   res.run_ms = MsBetween(t1, t2);
 
+  res.clean = have_result && ok && sync_error.empty() && guard->reason() == StopReason::kNone &&
+              !guard->exited();
+  if (pe->kept && !res.clean) pe->kept->spoiled = true;
   switch (have_result ? StopReason::kNone : guard->reason()) {
     case StopReason::kTimeout:
       res.status = ActivationStatus::kTimeout;
@@ -808,6 +887,71 @@ ActivationResult RunPrepared(PreparedEnvironment* pe, const ActivationRequest& r
   }
   res.status = ActivationStatus::kOk;
   return res;
+}
+
+KeptIsolate::~KeptIsolate() {
+  if (!setup) return;
+  {
+    v8::Isolate* isolate = setup->isolate();
+    v8::Locker locker(isolate);
+    v8::Isolate::Scope isolate_scope(isolate);
+    node::Stop(setup->env());
+  }
+  setup.reset();
+}
+
+KeptIsolatePtr NewKeptIsolate(const Runtime& rt, std::string* error) {
+  if (rt.platform == nullptr || !rt.snapshot) {
+    *error = "runtime not initialised (no platform or snapshot)";
+    return nullptr;
+  }
+  std::vector<std::string> args{rt.exec_path};
+  std::vector<std::string> exec_args;
+  std::vector<std::string> errors;
+  auto kept = std::make_shared<KeptIsolate>();
+  kept->setup = node::CommonEnvironmentSetup::CreateFromSnapshot(rt.platform, &errors, rt.snapshot.get(), args,
+                                                                exec_args, kEnvironmentFlags);
+  if (!kept->setup) {
+    *error = "create the kept isolate:";
+    for (const std::string& e : errors) *error += " " + e;
+    if (errors.empty()) *error += " unknown error";
+    return nullptr;
+  }
+  kept->id = NextIsolateId();
+  return kept;
+}
+
+bool KeepIsolate(KeptIsolate* kept) {
+  if (kept == nullptr || kept->spoiled || !kept->setup || kept->served >= kMaxKeptActivations) return false;
+  v8::Isolate* isolate = kept->setup->isolate();
+  v8::Locker locker(isolate);
+  v8::Isolate::Scope isolate_scope(isolate);
+  v8::HeapStatistics hs;
+  isolate->GetHeapStatistics(&hs);
+  if (hs.used_heap_size() + hs.external_memory() < kMaxKeptHeapBytes) return true;
+  // Mostly the garbage of freed contexts, which a full collection returns; a
+  // heap still this large after it is the tenant's own (a leak through the
+  // isolate) and goes with the isolate.
+  isolate->LowMemoryNotification();
+  isolate->GetHeapStatistics(&hs);
+  return hs.used_heap_size() + hs.external_memory() < kMaxKeptHeapBytes;
+}
+
+bool TakeForTenant(PreparedEnvironment* env, const std::string& tenant) {
+  if (env == nullptr || !env->kept) return true;
+  KeptIsolate* k = env->kept.get();
+  if (k->spoiled) return false;
+  if (tenant.empty()) {
+    // No tenant to keep it for: only an isolate nothing ran in, used once.
+    if (k->served > 0 || !k->tenant.empty()) return false;
+    k->spoiled = true;
+    return true;
+  }
+  if (k->tenant.empty()) {
+    if (k->served > 0) return false;  // a tenant-less activation ran in it
+    k->tenant = tenant;
+  }
+  return k->tenant == tenant;
 }
 
 double TeardownEnvironment(PreparedEnvPtr env) {

@@ -75,6 +75,13 @@ struct ActivationResult {
   // or no prelude).
   const char* prelude_cache = "off";
   uint64_t env_id = 0;  // process-unique id of that environment (0: none made)
+  // Process-unique id of the isolate the environment lived in: one per
+  // environment, except in a KeptIsolate, whose environments share its id.
+  uint64_t isolate_id = 0;
+  // The activation ended as activations normally do (a result delivered, no
+  // stop from outside, no process.exit()): only then may a KeptIsolate it ran in
+  // serve its tenant again.
+  bool clean = false;
 };
 
 // Why an activation was stopped from outside its own JavaScript.
@@ -218,6 +225,49 @@ struct Runtime {
   std::shared_ptr<PreludeCodeCache> prelude_cache;
 };
 
+// KeptIsolate is one isolate kept for one tenant's activations (the addon's
+// start() option {reuse: 'tenant'}; off by default). Each activation still gets a
+// new context and Node environment of its own, deserialised from the snapshot
+// into this isolate and freed after it, so nothing of one activation's globals,
+// modules or handles reaches the next; what the activations share is the
+// isolate: its heap (the garbage of earlier contexts until collected), V8's
+// compilation cache and the per-isolate state Node keeps. Hence the rules,
+// enforced here and in the addon: the isolate is bound to the tenant of the
+// first activation that runs in it and never serves another; an activation
+// without a tenant (a sealed one) may only take a pristine isolate, which it
+// then spoils; an activation that does not end cleanly (time or heap limit,
+// uncaught exception, process.exit(), cancellation) spoils it; a spoiled
+// isolate, or one past kMaxKeptActivations or kMaxKeptHeapBytes, is freed.
+// Its own main environment (the one Node's snapshot makes with the isolate)
+// runs nothing. Only the thread that made it uses and frees it.
+struct KeptIsolate {
+  KeptIsolate() = default;
+  KeptIsolate(const KeptIsolate&) = delete;
+  KeptIsolate& operator=(const KeptIsolate&) = delete;
+  ~KeptIsolate();
+
+  std::unique_ptr<node::CommonEnvironmentSetup> setup;
+  uint64_t id = 0;
+  std::string tenant;    // "" until the first activation with a tenant binds it
+  uint32_t served = 0;   // activations that ran in it
+  bool spoiled = false;  // must not serve another activation
+};
+using KeptIsolatePtr = std::shared_ptr<KeptIsolate>;
+
+// Bounds on a kept isolate's life: it is replaced after this many activations or
+// once its heap, collected or not, holds this much after a teardown (the
+// activations' heap limits count the whole isolate's heap).
+constexpr uint32_t kMaxKeptActivations = 1000;
+constexpr size_t kMaxKeptHeapBytes = 32u << 20;
+
+// NewKeptIsolate makes an isolate to keep, unbound, from the built-in snapshot
+// on the calling thread. On failure returns null and sets *error.
+KeptIsolatePtr NewKeptIsolate(const Runtime& rt, std::string* error);
+
+// KeepIsolate says whether `kept` may serve another activation (not spoiled,
+// within the bounds above). Calling thread: the one that made it.
+bool KeepIsolate(KeptIsolate* kept);
+
 // PreparedEnvironment is one fresh Node environment (own isolate, context and
 // libuv loop) created from the built-in snapshot, with Node's own bootstrap
 // already run (what LoadEnvironment does before the embedder's script) and
@@ -234,7 +284,17 @@ using PreparedEnvPtr = std::unique_ptr<PreparedEnvironment, PreparedEnvironmentD
 // thread and runs rt.prelude in it when there is one. `ahead`: no request waits
 // for this environment (a hot slot refilling), so the entry's optional `warm`
 // function is called too. On failure returns null and sets *error.
-PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead);
+// With `kept`, the environment is made in that isolate (a new context) instead of
+// a new isolate of its own.
+PreparedEnvPtr PrepareEnvironment(const Runtime& rt, std::string* error, bool ahead,
+                                  const KeptIsolatePtr& kept = nullptr);
+
+// TakeForTenant decides whether the activation of `tenant` ("" for none) may run
+// in `env` and, if so, binds the environment's kept isolate to it (a tenant-less
+// activation spoils a pristine one instead). An environment of its own isolate
+// serves anyone. Refusing never happens when the addon keeps its rules; it is
+// what keeps one tenant out of another's isolate if it ever did.
+bool TakeForTenant(PreparedEnvironment* env, const std::string& tenant);
 
 // RunPrepared runs one activation in `env`, which must be fresh (a used
 // environment is refused with kInternal). It leaves the environment stopped but

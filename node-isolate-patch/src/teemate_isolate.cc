@@ -25,8 +25,14 @@
 // builds everything of the activation plumbing that does not depend on the
 // request and returns the entry function a run(slot, null, ...) then calls.
 //
+// With start(slots, {reuse: 'tenant'}) (off by default) each slot keeps its
+// isolate for one tenant's activations, each still in a new context and Node
+// environment of its own (activation.h, KeptIsolate); run()'s tenant says whose
+// activation it is.
+//
 // JavaScript API (see README.md):
-//   start(slots[, {prewarm, prelude}])  run(slot, bootstrap|null, requestJSON, timeoutMs, heapLimitMB, cb)
+//   start(slots[, {prewarm, prelude, codeCache, reuse}])
+//   run(slot, bootstrap|null, requestJSON, timeoutMs, heapLimitMB, cb[, tenant])
 //   info()                              stop()
 // activation.h (node.h) comes first: node_version.h defines NAPI_VERSION for
 // this Node release, which node_api.h would otherwise default lower.
@@ -60,6 +66,7 @@ constexpr double kMaxHeapMB = 64 * 1024;
 // payloads at 1 MiB; the bootstrap is the runtime's own code).
 constexpr size_t kMaxRequestBytes = 64u << 20;
 constexpr size_t kMaxBootstrapBytes = 64u << 20;
+constexpr size_t kMaxTenantBytes = 256;  // an OpenWhisk namespace is far shorter
 // How long a slot thread waits for the owner's thread to finish handling a
 // result before it frees the used environment and prepares the next one anyway.
 constexpr auto kMaxHandoffWait = std::chrono::milliseconds(20);
@@ -103,6 +110,10 @@ struct Job {
   // took (after its result was delivered); negative when there was none.
   double last_teardown_ms = -1;
   std::shared_ptr<Handoff> handoff = std::make_shared<Handoff>();
+  // start({reuse: 'tenant'}): whose activation this is ("": none, e.g. a sealed
+  // one), and, once it ran, whether its isolate stays for that tenant's next one.
+  std::string tenant;
+  bool isolate_kept = false;
 };
 
 struct Slot {
@@ -131,6 +142,8 @@ struct State {
   std::mutex mu;  // guards started/owner and the slots vector's shape
   bool started = false;
   uint32_t prewarm = 0;  // the budget K of the current start(): slots 0..K-1 keep one prepared
+  // start({reuse: 'tenant'}): each slot keeps its isolate for one tenant (KeptIsolate).
+  bool reuse = false;
   napi_env owner = nullptr;
   Runtime runtime;
   Watchdog watchdog;
@@ -267,7 +280,8 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
       {"bootstrapCpuMs", r.bootstrap_cpu_ms},
       {"preludeCpuMs", r.prelude_cpu_ms},
       {"runCpuMs", r.run_cpu_ms},
-      {"envId", static_cast<double>(r.env_id)}};
+      {"envId", static_cast<double>(r.env_id)},
+      {"isolateId", static_cast<double>(r.isolate_id)}};
   for (const auto& [name, value] : fields) {
     if (napi_create_double(env, value, &num) != napi_ok ||
         napi_set_named_property(env, stats, name, num) != napi_ok) {
@@ -277,7 +291,11 @@ void DeliverResult(napi_env env, napi_value cb, void*, void* data) {
   // Every environment is freed after its result is delivered, so this
   // activation's teardown is not known yet: teardownMs is null, and the
   // previous activation's teardown on this slot is reported instead.
-  napi_value null_value, prewarmed, last_teardown, prelude_cache;
+  napi_value null_value, prewarmed, last_teardown, prelude_cache, kept;
+  if (napi_get_boolean(env, job->isolate_kept, &kept) != napi_ok ||
+      napi_set_named_property(env, stats, "isolateKept", kept) != napi_ok) {
+    return;
+  }
   if (napi_create_string_utf8(env, r.prelude_cache, NAPI_AUTO_LENGTH, &prelude_cache) != napi_ok ||
       napi_set_named_property(env, stats, "preludeCache", prelude_cache) != napi_ok ||
       napi_get_null(env, &null_value) != napi_ok ||
@@ -359,6 +377,18 @@ void ProbeBackground() {
 void SlotMain(Slot* slot) {
   State& st = G();
   const bool prewarm = slot->prewarm;  // fixed before the thread started
+  const bool reuse = st.reuse;         // likewise
+  // reuse: the isolate this slot keeps, unbound until an activation with a
+  // tenant runs in it, then that tenant's only (activation.h, KeptIsolate).
+  KeptIsolatePtr kept;
+  // An environment for the next job: in the kept isolate (made when there is
+  // none) with reuse, in an isolate of its own otherwise.
+  const auto prepare = [&](bool ahead, std::string* error) -> PreparedEnvPtr {
+    if (!reuse) return PrepareEnvironment(st.runtime, error, ahead);
+    if (!kept) kept = NewKeptIsolate(st.runtime, error);
+    if (!kept) return nullptr;
+    return PrepareEnvironment(st.runtime, error, ahead, kept);
+  };
   PreparedEnvPtr ready;  // prewarm: the fresh environment for the next job
   double last_teardown_ms = -1;  // of the previous activation on this slot
   bool trim_pending = false;  // cold slot: freed environments' memory not yet returned
@@ -377,7 +407,7 @@ void SlotMain(Slot* slot) {
         // (at full priority, and later), as under a burst or beside a busy neighbour.
         SetBackground(st.prepared_slots.load() > 0);
         std::string ignored;
-        ready = PrepareEnvironment(st.runtime, &ignored, /*ahead=*/true);
+        ready = prepare(/*ahead=*/true, &ignored);
         std::lock_guard<std::mutex> lock(slot->mu);
         slot->prepared = ready != nullptr;
         if (slot->prepared) st.prepared_slots.fetch_add(1);
@@ -401,6 +431,7 @@ void SlotMain(Slot* slot) {
         slot->prepared = false;
         lock.unlock();
         TeardownEnvironment(std::move(ready));
+        kept.reset();
         return;
       }
       job = std::move(slot->job);
@@ -421,12 +452,31 @@ void SlotMain(Slot* slot) {
     }
     if (cancelled) guard.RequestStop(StopReason::kCancelled);
     st.watchdog.Arm(&guard);
+    // reuse: an isolate that cannot take this job (another tenant's; for a
+    // tenant-less job, one something ran in) is given up, with the environment
+    // prepared in it, and freed after the answer; the job gets a new isolate.
+    PreparedEnvPtr retired;
+    KeptIsolatePtr retired_isolate;
+    const auto fits = [&](const KeptIsolate& k) {
+      if (k.spoiled) return false;
+      if (k.served == 0) return true;  // pristine: anyone's
+      return !job->tenant.empty() && k.tenant == job->tenant;
+    };
+    if (kept && !fits(*kept)) {
+      retired = std::move(ready);
+      retired_isolate = std::move(kept);
+    }
     PreparedEnvPtr env = std::move(ready);
     if (!env) job->prewarmed = false;
     std::string error;
-    if (!env) env = PrepareEnvironment(st.runtime, &error, /*ahead=*/false);
+    if (!env) env = prepare(/*ahead=*/false, &error);
+    if (env && !TakeForTenant(env.get(), job->tenant)) {
+      retired = std::move(env);  // never by construction: the check above gave such an isolate up
+      error = "internal: the slot's isolate belongs to another tenant";
+    }
     if (env) {
       job->res = RunPrepared(env.get(), job->req, &guard, job->queued);
+      job->isolate_kept = reuse && kept && !job->tenant.empty() && !kept->spoiled;
     } else {
       job->res.status = ActivationStatus::kInternal;
       job->res.message = error;
@@ -456,6 +506,9 @@ void SlotMain(Slot* slot) {
     SetBackground(true);  // teardown and the next preparation are off the request path
     const auto teardown_started = Clock::now();
     if (env) TeardownEnvironment(std::move(env));
+    if (retired) TeardownEnvironment(std::move(retired));
+    retired_isolate.reset();
+    if (kept && !KeepIsolate(kept.get())) kept.reset();
     // A cold slot should hold nothing while idle, but glibc keeps what the
     // freed environment had malloc'ed cached in this thread's arena (16 slots
     // that each ran once: +18 MiB RSS without a trim, +6 MiB with it). The
@@ -531,7 +584,7 @@ bool HookProcessExit(napi_env env) {
 // silently fall back to the default. *prewarm holds the budget; it defaults to
 // slots. *prelude stays empty without one.
 bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm,
-                     std::string* prelude, bool* code_cache) {
+                     std::string* prelude, bool* code_cache, bool* reuse) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_undefined) return true;
@@ -553,11 +606,25 @@ bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewa
         !GetString(env, k, 256, &name, "option name")) {
       return false;
     }
-    if (name != "prewarm" && name != "prelude" && name != "codeCache") {
+    if (name != "prewarm" && name != "prelude" && name != "codeCache" && name != "reuse") {
       Throw(env, "ERR_INVALID_ARG_VALUE",
-            "unknown option '" + name + "' (known: prewarm, prelude, codeCache)");
+            "unknown option '" + name + "' (known: prewarm, prelude, codeCache, reuse)");
       return false;
     }
+  }
+  napi_value rv;
+  if (napi_get_named_property(env, v, "reuse", &rv) != napi_ok || napi_typeof(env, rv, &t) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options.reuse");
+    return false;
+  }
+  if (t != napi_undefined) {
+    std::string mode;
+    if (!GetString(env, rv, 16, &mode, "options.reuse")) return false;
+    if (mode != "none" && mode != "tenant") {
+      Throw(env, "ERR_INVALID_ARG_VALUE", "options.reuse must be 'none' or 'tenant', not '" + mode + "'");
+      return false;
+    }
+    *reuse = mode == "tenant";
   }
   napi_value cv;
   if (napi_get_named_property(env, v, "codeCache", &cv) != napi_ok ||
@@ -620,7 +687,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
   uint32_t prewarm = slots;
   std::string prelude;
   bool code_cache = true;
-  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude, &code_cache)) {
+  bool reuse = false;
+  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude, &code_cache, &reuse)) {
     return nullptr;
   }
 
@@ -669,6 +737,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   // in the SGX build each stands for a TCS that exists anyway). The budget
   // goes to the lowest slots, which the owner hands out first.
   ProbeBackground();
+  st.reuse = reuse;  // read by the slot threads as they start
   for (uint32_t i = 0; i < slots; i++) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();
@@ -689,8 +758,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
 }
 
 napi_value Run(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   if (argc < 6) {
     return Throw(env, "ERR_INVALID_ARG_TYPE",
@@ -722,6 +791,12 @@ napi_value Run(napi_env env, napi_callback_info info) {
       !GetNumber(env, argv[3], 1, kMaxTimeoutMs, false, &timeout, "timeoutMs") ||
       !GetNumber(env, argv[4], kMinHeapMB, kMaxHeapMB, true, &heap, "heapLimitMB")) {
     return nullptr;
+  }
+  // The tenant (optional): with start({reuse: 'tenant'}), activations of the same
+  // tenant may share their slot's isolate; undefined or "" shares with no one.
+  if (argc >= 7) {
+    NAPI_OK(env, napi_typeof(env, argv[6], &t));
+    if (t != napi_undefined && !GetString(env, argv[6], kMaxTenantBytes, &job->tenant, "tenant")) return nullptr;
   }
   job->req.timeout_ms = static_cast<uint32_t>(std::ceil(timeout));
   job->req.heap_limit_mb = static_cast<uint32_t>(heap);
@@ -760,11 +835,13 @@ napi_value Info(napi_env env, napi_callback_info) {
   uint32_t n = 0;
   uint32_t prewarm = 0;
   bool has_prelude = false;
+  bool reuse = false;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     n = static_cast<uint32_t>(st.slots.size());
     prewarm = st.started ? st.prewarm : 0;
     has_prelude = st.started && !st.runtime.prelude.empty();
+    reuse = st.started && st.reuse;
     for (uint32_t i = 0; i < n; i++) {
       bool b, p;
       {
@@ -786,6 +863,8 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_set_named_property(env, obj, "prewarm", v));
   NAPI_OK(env, napi_get_boolean(env, has_prelude, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "prelude", v));
+  NAPI_OK(env, napi_create_string_utf8(env, reuse ? "tenant" : "none", NAPI_AUTO_LENGTH, &v));
+  NAPI_OK(env, napi_set_named_property(env, obj, "reuse", v));
   NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));
   const napi_node_version* ver = nullptr;
