@@ -11,7 +11,9 @@ test('parseArgs', async (t) => {
   const base = ['--socket', '/s', '--slots', '4', '--image', 'nodejs:20', '--enclave', 'e'];
   const ok = parseArgs(base);
   assert.deepEqual(ok, { socket: '/s', slots: 4, image: 'nodejs:20', enclave: 'e', isolate: 'auto', mode: 'direct', workDir: '', prewarm: 4,
-    scratchDir: '', scratchQuotaBytes: 64 * 1024 * 1024, egressAllow: [], denyHosts: [], lockdown: 'none', keyDir: '', keyMode: 'generate' });
+    scratchDir: '', scratchQuotaBytes: 64 * 1024 * 1024, egressAllow: [], denyHosts: [], lockdown: 'none', keyDir: '', keyMode: 'generate',
+    isolateReuse: 'none' });
+  assert.equal(parseArgs([...base, '--isolate-reuse', 'tenant']).isolateReuse, 'tenant');
   assert.deepEqual([parseArgs([...base, '--key-dir', '/k', '--key-mode', 'await'])].map((o) => [o.keyDir, o.keyMode])[0], ['/k', 'await']);
   const caps = parseArgs([...base, '--scratch-dir', '/sc', '--scratch-quota-mb', '8', '--egress-allow', 'api.example:443, [fd00::1]:80',
     '--deny-hosts=10.1.2.3,fd00::/8', '--lockdown', 'seccomp']);
@@ -27,6 +29,8 @@ test('parseArgs', async (t) => {
     { argv: [...base, '--mode', 'tdx'], re: /--mode must be/ },
     { argv: [...base, '--bogus', '1'], re: /unknown argument --bogus/ },
     { argv: [...base, '--key-mode', 'import'], re: /--key-mode must be generate or await/ },
+    { argv: [...base, '--isolate-reuse', 'always'], re: /--isolate-reuse must be none or tenant/ },
+    { argv: [...base, '--isolate', 'worker', '--isolate-reuse', 'tenant'], re: /--isolate-reuse tenant needs the isolate addon/ },
     { argv: [...base, '--image'], re: /needs a value/ },
     { argv: [...base, '--prewarm', '5'], re: /--prewarm must be an integer from 0 to --slots \(4\) or "all", got "5"/ },
     { argv: [...base, '--prewarm'], re: /--prewarm needs a value/ },

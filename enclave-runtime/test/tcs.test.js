@@ -35,6 +35,25 @@ test('acquire prefers the lowest free slot the predicate likes', async (t) => {
     });
   }
   assert.throws(() => new TcsTable(1).acquire({}, 'slot 0'), /prefer must be a function/);
+  assert.throws(() => new TcsTable(1).acquire({}, [() => true, 7]), /prefer must be a function or a list/);
+});
+
+test('acquire with ranked preferences takes the best rank, the lowest slot within it', async (t) => {
+  // ranks: for each preference (best first), the slots it likes.
+  const cases = [
+    { name: 'best rank wins over a lower slot of a worse rank', taken: [], ranks: [[3], [0, 1, 2]], want: 3 },
+    { name: 'lowest slot within the best rank', taken: [], ranks: [[2, 3], [0]], want: 2 },
+    { name: 'best rank all taken: the next rank', taken: [3], ranks: [[3], [1, 2]], want: 1 },
+    { name: 'no rank likes a free slot: lowest free', taken: [0], ranks: [[0], []], want: 1 },
+    { name: 'empty list: lowest free', taken: [], ranks: [], want: 0 },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const tab = new TcsTable(4);
+      for (const i of c.taken) tab.slots[i] = { state: 'held', holder: {} };
+      assert.equal(tab.acquire({}, c.ranks.map((likes) => (i) => likes.includes(i))), c.want);
+    });
+  }
 });
 
 test('slot state transitions', async (t) => {

@@ -166,13 +166,17 @@ class WorkerBackend {
 
 class AddonBackend {
   // prewarm: how many slots (0..slots-1 from the lowest) keep a prepared environment.
-  constructor(addon, bootstrap, slots, prewarm) {
+  // reuse: 'tenant' keeps each slot's isolate for one tenant's activations (each in
+  // a new context and environment; the addon's KeptIsolate), 'none' (the default)
+  // makes a new isolate for every activation.
+  constructor(addon, bootstrap, slots, prewarm, reuse = 'none') {
     this.name = 'addon';
     this.addon = addon;
     // The bootstrap is the environment's prelude; run() passes no source and the
     // addon calls the activate() it returned.
-    addon.start(slots, { prewarm, prelude: bootstrap });
+    addon.start(slots, reuse === 'none' ? { prewarm, prelude: bootstrap } : { prewarm, prelude: bootstrap, reuse });
     this.prewarm = prewarm;
+    this.reuse = reuse;
   }
 
   prepared() {
@@ -196,10 +200,13 @@ class AddonBackend {
     try { this.addon.stop(); } catch { /* stopping is best effort at exit */ }
   }
 
-  run(slot, { requestJSON, timeoutMs, memoryMB }, done) {
+  // tenant ('' or absent: none) says whose isolate the activation may share with
+  // reuse 'tenant'; the outcome's isolateKept says whether its isolate stays theirs.
+  run(slot, { requestJSON, timeoutMs, memoryMB, tenant = '' }, done) {
     const t0 = performance.now();
     try {
       this.addon.run(slot, null, requestJSON, timeoutMs, memoryMB, (err, text, stats) => {
+        const isolateKept = Boolean(stats && stats.isolateKept);
         const timings = {
           isolateMs: round(stats && stats.setupMs),
           runMs: round(stats && stats.runMs),
@@ -210,13 +217,13 @@ class AddonBackend {
         if (!stats) timings.runMs = round(performance.now() - t0);
         if (err) {
           const kind = err.code === 'TIMEOUT' ? 'timeout' : err.code === 'HEAP' ? 'memory' : 'internal';
-          done({ kind, logs: [], timings, message: `isolate failed: ${err.message || err.code}` });
+          done({ kind, logs: [], timings, isolateKept, message: `isolate failed: ${err.message || err.code}` });
         } else if (typeof text === 'string' && text.length > 0) {
-          done({ kind: 'result', text, logs: [], timings });
+          done({ kind: 'result', text, logs: [], timings, isolateKept });
         } else {
-          done({ kind: 'exited', logs: [], timings });
+          done({ kind: 'exited', logs: [], timings, isolateKept });
         }
-      });
+      }, tenant);
     } catch (e) {
       done({ kind: 'internal', message: `could not create an isolate: ${e.message}` });
     }
@@ -228,9 +235,10 @@ function round(ms) {
 }
 
 // choose builds the backend asked for. 'auto' takes the addon when it loads.
-// prewarm is the addon's budget of prepared slots (the worker ignores it).
+// prewarm is the addon's budget of prepared slots, reuse its isolate reuse (the
+// worker ignores both: the owner refuses reuse without the addon).
 // Returns {backend, note} where note explains a fallback.
-function choose(kind, slots, prewarm = 0) {
+function choose(kind, slots, prewarm = 0, reuse = 'none') {
   if (kind === 'worker') return { backend: new WorkerBackend(loadBootstrap(true)) };
   let addon;
   let why;
@@ -242,7 +250,7 @@ function choose(kind, slots, prewarm = 0) {
   }
   if (addon) {
     try {
-      return { backend: new AddonBackend(addon, loadBootstrap(false), slots, prewarm) };
+      return { backend: new AddonBackend(addon, loadBootstrap(false), slots, prewarm, reuse) };
     } catch (e) {
       why = `isolate addon ${p} did not start: ${e.message}`;
     }

@@ -10,7 +10,7 @@
 //                 [--isolate addon|worker|auto] [--prewarm K|all] [--work-dir DIR] [--mode direct|sgx]
 //                 [--scratch-dir DIR] [--scratch-quota-mb N] [--egress-allow host:port,...]
 //                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp] [--gate-key stdin]
-//                 [--key-dir DIR] [--key-mode generate|await]
+//                 [--key-dir DIR] [--key-mode generate|await] [--isolate-reuse none|tenant]
 //
 // --gate-key stdin: the invoker writes this owner's gate key on standard input;
 // every attach then needs a token (trusted/gateauth.js).
@@ -19,6 +19,11 @@
 // gate key's). --key-mode await: start without an image key and wait for one
 // from a live peer (key-request / key-import); generate (the default) unseals
 // the key in --key-dir or makes a new one.
+// --isolate-reuse tenant (isolate addon only; none by default): each slot keeps
+// its isolate for one tenant's activations, each still in a new context and Node
+// environment (node-isolate-patch/src/activation.h, KeptIsolate). The tenant is
+// the namespace of the gate token; sealed activations and callers without a
+// token never share an isolate.
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -54,12 +59,13 @@ function log(level, msg, fields) {
 
 // ---- arguments ----------------------------------------------------------------------
 function parseArgs(argv) {
-  const opts = { isolate: 'auto', mode: 'direct', workDir: '', scratchDir: '', lockdown: 'none', keyDir: '', keyMode: 'generate' };
+  const opts = { isolate: 'auto', mode: 'direct', workDir: '', scratchDir: '', lockdown: 'none', keyDir: '', keyMode: 'generate',
+    isolateReuse: 'none' };
   const names = { '--socket': 'socket', '--slots': 'slots', '--image': 'image', '--enclave': 'enclave',
     '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm',
     '--scratch-dir': 'scratchDir', '--scratch-quota-mb': 'scratchQuotaMB', '--egress-allow': 'egressAllow',
     '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown', '--gate-key': 'gateKey',
-    '--key-dir': 'keyDir', '--key-mode': 'keyMode' };
+    '--key-dir': 'keyDir', '--key-mode': 'keyMode', '--isolate-reuse': 'isolateReuse' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -85,6 +91,8 @@ function parseArgs(argv) {
   if (!['none', 'seccomp'].includes(opts.lockdown)) throw new Error('--lockdown must be none or seccomp');
   if (opts.gateKey !== undefined && opts.gateKey !== 'stdin') throw new Error('--gate-key must be stdin');
   if (!['generate', 'await'].includes(opts.keyMode)) throw new Error('--key-mode must be generate or await');
+  if (!['none', 'tenant'].includes(opts.isolateReuse)) throw new Error('--isolate-reuse must be none or tenant');
+  if (opts.isolateReuse === 'tenant' && opts.isolate === 'worker') throw new Error('--isolate-reuse tenant needs the isolate addon');
   const mb = opts.scratchQuotaMB === undefined ? DEFAULT_SCRATCH_QUOTA_MB
     : /^[0-9]+$/.test(opts.scratchQuotaMB) ? Number(opts.scratchQuotaMB) : NaN;
   if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new Error('--scratch-quota-mb must be an integer from 1 to 65536');
@@ -315,6 +323,8 @@ class Owner {
     this.opts = opts;
     this.backend = backend;
     this.tcs = new TcsTable(opts.slots);
+    // --isolate-reuse tenant: the tenant each slot's isolate is kept for ('' none).
+    this.slotTenants = new Array(opts.slots).fill('');
     this.conns = new Set();
     this.seq = 0;
     this.codeDir = path.join(opts.workDir, 'code');
@@ -347,6 +357,30 @@ class Owner {
     // The key and the opened code moving to or from another owner (transfer.js).
     this.state = new StateTransfer({ keys: this.keys, cache: this.sealedCode, log });
     prepareSealedSpare();
+  }
+
+  // slotPreference ranks the free slots for an activation of tenant (TcsTable.acquire):
+  // with --isolate-reuse tenant first a prepared slot whose isolate is kept for that
+  // tenant, then a prepared one kept for nobody (another tenant's would have to make
+  // a new isolate on the request path); otherwise any prepared slot.
+  slotPreference(prepared, tenant) {
+    if (!prepared) return undefined;
+    const ready = (i) => prepared[i] === true;
+    if (this.opts.isolateReuse !== 'tenant') return ready;
+    return [
+      (i) => ready(i) && tenant !== '' && this.slotTenants[i] === tenant,
+      (i) => ready(i) && this.slotTenants[i] === '',
+      ready,
+    ];
+  }
+
+  // noteIsolate records whom slot's isolate is now kept for ('' nobody), as the
+  // addon reported with the activation's outcome.
+  noteIsolate(slot, tenant) {
+    if (slot < 0 || slot >= this.slotTenants.length || this.slotTenants[slot] === tenant) return;
+    this.slotTenants[slot] = tenant;
+    // Only on a change: a namespace is no secret to the host, which names it.
+    log('info', tenant ? 'slot isolate kept for a tenant' : 'slot isolate kept for nobody', { tcs: slot, tenant });
   }
 
   listen() {
@@ -588,13 +622,21 @@ class Conn {
     });
   }
 
+  // tenant is whose isolate this connection's activation may share with
+  // --isolate-reuse tenant: the namespace its gate token was issued for, '' without
+  // a token (nothing then says whose it is) or without the mode.
+  tenant() {
+    if (this.owner.opts.isolateReuse !== 'tenant' || !this.ticket) return '';
+    return typeof this.ticket.namespace === 'string' ? this.ticket.namespace : '';
+  }
+
   onAcquire() {
     if (!this.hello) return this.error('state', 'hello must come before acquire');
     if (this.slot >= 0) return this.error('state', `this connection already holds TCS slot ${this.slot}`);
     // A free slot whose fresh environment is already prepared runs the activation
     // at once; the others (a hot slot still refilling, a cold slot) make it first.
     const prepared = this.owner.backend.prepared();
-    const slot = this.owner.tcs.acquire(this, prepared ? (i) => prepared[i] === true : undefined);
+    const slot = this.owner.tcs.acquire(this, this.owner.slotPreference(prepared, this.tenant()));
     if (slot < 0) return this.error('busy', `all ${this.owner.tcs.size} TCS slots are taken`);
     this.slot = slot;
     // The token is spent by the slot it takes (authError frees the slot on refusal).
@@ -614,6 +656,7 @@ class Conn {
     // Sealed code (sealed.js) is opened here, in the owner, and only its plaintext
     // goes on to be prepared; the image key never reaches the isolate.
     const sealedCode = sealed.isSealedCode(a.code);
+    this.sealedCode = sealedCode;
     if (sealedCode) {
       try {
         const opened = sealed.openCode(this.owner.keys, a.code, a.env, this.owner.sealedCode);
@@ -717,10 +760,14 @@ class Conn {
     // The reply is sent from inside the backend's completion callback (not a
     // promise continuation): the addon's slot thread waits for that callback to
     // return before it frees the used isolate and prepares the next one.
+    // --isolate-reuse tenant: whose isolate this activation may share. Sealed ones
+    // share with no one (their namespace is the host's word, see isolateTenant).
+    const tenant = seal || this.sealedCode ? '' : this.tenant();
     this.owner.backend.run(slot, {
-      requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB,
+      requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB, tenant,
     }, (r) => {
       try {
+        this.owner.noteIsolate(slot, r.isolateKept ? tenant : '');
         // The isolate is gone: a quarantined slot is reset and freed now.
         const after = tcs.endRun(slot);
         this.running = false;
@@ -904,8 +951,11 @@ async function main() {
     opts.workDir = tmpWork;
   }
   fs.mkdirSync(opts.workDir, { recursive: true });
-  const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm);
+  const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm, opts.isolateReuse);
   if (note) log('warn', 'isolate addon unavailable; using worker threads', { reason: note });
+  if (opts.isolateReuse === 'tenant' && backend.reuse !== 'tenant') {
+    throw new Error(`--isolate-reuse tenant needs the isolate addon (${note || 'not in use'})`);
+  }
   const owner = new Owner(opts, backend);
   if (opts.lockdown === 'seccomp') {
     // The OS-level layer (trusted/lockdown.js): applied once the isolate backend
@@ -922,7 +972,8 @@ async function main() {
   }
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
-    prewarm: backend.prewarm, auth: owner.auth.required ? 'token required' : 'none: any caller may attach',
+    prewarm: backend.prewarm, isolateReuse: backend.reuse || 'none',
+    auth: owner.auth.required ? 'token required' : 'none: any caller may attach',
     modules: owner.libDir || 'none: actions cannot require openwhisk (make build installs it)',
     sealedCrypto: primitives.which() === 'native' ? 'native' : `node:crypto (${primitives.whyNotNative()})` });
   process.stdout.write(`${JSON.stringify({ ready: true, socket: opts.socket, enclave: opts.enclave,

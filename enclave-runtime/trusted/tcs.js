@@ -31,16 +31,21 @@ class TcsTable {
   // acquire binds a free slot to holder and returns its index, or -1 when none is
   // free (the caller answers `busy`). It takes the lowest free slot for which
   // prefer(i) is true (the owner passes "holds a prepared environment"), else the
-  // lowest free slot. Lowest first keeps the traffic on the low slots, which are
-  // the ones with a prewarm budget.
+  // lowest free slot; prefer may also be a list of such functions, best first.
+  // Lowest first keeps the traffic on the low slots, which are the ones with a
+  // prewarm budget.
   acquire(holder, prefer) {
     if (holder == null) throw new TypeError('acquire needs a holder');
-    if (prefer !== undefined && typeof prefer !== 'function') throw new TypeError('prefer must be a function');
+    const ranks = prefer === undefined ? [] : Array.isArray(prefer) ? prefer : [prefer];
+    if (!ranks.every((f) => typeof f === 'function')) throw new TypeError('prefer must be a function or a list of them');
     let pick = -1;
+    let rank = ranks.length; // of pick: ranks.length = none of them
     for (let i = 0; i < this.slots.length; i++) {
       if (this.slots[i].state !== FREE) continue;
       if (pick < 0) pick = i;
-      if (!prefer || prefer(i)) { pick = i; break; }
+      const r = ranks.findIndex((f) => f(i));
+      if (r >= 0 && r < rank) { pick = i; rank = r; }
+      if (rank === 0 || ranks.length === 0) break; // nothing lower can do better
     }
     if (pick >= 0) {
       this.slots[pick].state = HELD;
