@@ -48,6 +48,11 @@ type Backends struct {
 	OCIRuntime string
 	// Isolate forces the enclave runtime's isolate backend: "addon", "worker" or "" (best available).
 	Isolate string
+	// IsolateReuse is "none" (or "": the default, a new isolate for every activation) or "tenant":
+	// each TCS slot of a warm enclave keeps its isolate for one namespace's unsealed activations,
+	// each still in a new context and Node environment (node-isolate-patch/README.md, "Isolate
+	// reuse for one tenant"). Direct backend with the isolate addon only.
+	IsolateReuse string
 	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).
 	SlotsPerOwner int
 	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
@@ -220,6 +225,9 @@ func (b Backends) validate() error {
 	if _, err := lookupSandbox(b.Sandbox); err != nil {
 		return err
 	}
+	if err := enclave.CheckIsolateReuse(b.IsolateReuse); err != nil {
+		return err
+	}
 	_, err := lookupEnclave(b.Enclave)
 	return err
 }
@@ -288,7 +296,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		prestart = []string{"nodejs:20"}
 	}
 	mcfg := enclave.ManagerConfig{
-		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate,
+		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate, IsolateReuse: b.IsolateReuse,
 		IdleTimeout: b.EnclaveIdleTimeout,
 	}
 	if b.api != nil {

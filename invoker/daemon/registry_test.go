@@ -123,6 +123,14 @@ func TestRegistry_NamesAndUnknown(t *testing.T) {
 	if err := (Backends{}).validate(); err != nil {
 		t.Fatalf("the defaults: %v", err)
 	}
+	for _, mode := range []string{"none", "tenant"} {
+		if err := (Backends{IsolateReuse: mode}).validate(); err != nil {
+			t.Errorf("isolate reuse %q: %v", mode, err)
+		}
+	}
+	if err := (Backends{IsolateReuse: "always"}).validate(); err == nil || !strings.Contains(err.Error(), "want none or tenant") {
+		t.Errorf("isolate reuse \"always\": %v", err)
+	}
 }
 
 func TestOCIRuntime(t *testing.T) {

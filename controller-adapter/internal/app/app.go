@@ -63,6 +63,8 @@ type Config struct {
 	PoolSize int
 	// OCIRuntime is the in-process invoker's oci runtime (daemon.Backends.OCIRuntime).
 	OCIRuntime string
+	// IsolateReuse is the in-process invoker's isolate reuse (daemon.Backends.IsolateReuse).
+	IsolateReuse string
 	// UnsafeOwnerAsRoot, EgressAllow and OwnerUser configure the in-process invoker's enclave
 	// owners' confinement (daemon.Backends has the details): by default, as root, owners run
 	// confined as 64000:64000 and may reach only the REST API on the host's loopback.
@@ -363,7 +365,7 @@ func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string,
 		UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
 		Logger: log.Named("invoker"),
 	}, daemon.Backends{Sandbox: c.Sandbox, Enclave: c.Enclave, Model: c.Model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize, OCIRuntime: cfg.OCIRuntime,
-		UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser})
+		IsolateReuse: cfg.IsolateReuse, UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser})
 	describe := fmt.Sprintf("in-process invoker (sandbox %s, enclave %s, model %s)", c.Sandbox, c.Enclave, c.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe, err)

@@ -44,6 +44,7 @@ func main() {
 	flag.IntVar(&backends.PoolSize, "pool-size", 0, "created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	flag.StringVar(&backends.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "runtime of the oci sandbox backend: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
 	flag.DurationVar(&backends.EnclaveIdleTimeout, "enclave-idle-timeout", daemon.DefaultEnclaveIdleTimeout, "stop a warm enclave of an image not prestarted after this long without an activation (negative: never)")
+	flag.StringVar(&backends.IsolateReuse, "isolate-reuse", "none", "isolate reuse: none (a new isolate for every activation) or tenant (each enclave thread keeps its isolate for one namespace's unsealed activations, each in a new context; direct enclave only)")
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
 	flag.StringVar(&backends.EgressAllow, "egress-allow", "", `host-loopback endpoints owners may reach, "host:port,..." (the --api-host port is added when on loopback)`)
 	flag.StringVar(&backends.OwnerUser, "owner-user", "64000:64000", "uid:gid the confined enclave owners run as")

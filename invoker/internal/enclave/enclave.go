@@ -12,6 +12,7 @@ package enclave
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Sentinel errors; wrap with %w, test with errors.Is.
@@ -44,6 +45,11 @@ type StartSpec struct {
 	Slots int
 	// Isolate chooses how per-activation isolates are made: "addon", "worker" or "" (best available).
 	Isolate string
+	// IsolateReuse is IsolateReuseNone ("" too: a new isolate for every activation) or
+	// IsolateReuseTenant: each slot keeps its isolate for one tenant's unsealed activations, each
+	// in a new context and Node environment (the isolate addon's KeptIsolate). Backends that
+	// cannot do it refuse to start.
+	IsolateReuse string
 	// KeyMode is how the owner gets its image key (enclave-runtime/trusted/keys.js): "" or
 	// KeyGenerate unseals the image's sealed key or makes one; KeyAwait starts it without a key, to
 	// receive one from a live owner of the image by transfer (the Manager relays it). A backend that
@@ -60,6 +66,21 @@ const (
 	KeyGenerate = "generate"
 	KeyAwait    = "await"
 )
+
+// Isolate reuse modes (StartSpec.IsolateReuse).
+const (
+	IsolateReuseNone   = "none"
+	IsolateReuseTenant = "tenant"
+)
+
+// CheckIsolateReuse refuses a mode other than "", IsolateReuseNone and IsolateReuseTenant.
+func CheckIsolateReuse(mode string) error {
+	switch mode {
+	case "", IsolateReuseNone, IsolateReuseTenant:
+		return nil
+	}
+	return fmt.Errorf("isolate reuse %q: want none or tenant", mode)
+}
 
 // Owner is one running enclave owner process.
 type Owner interface {

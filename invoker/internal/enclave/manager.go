@@ -45,6 +45,8 @@ type ManagerConfig struct {
 	IdleTimeout time.Duration
 	// Isolate is passed to the backend ("addon", "worker" or "" for the best available).
 	Isolate string
+	// IsolateReuse is passed to the backend (StartSpec.IsolateReuse).
+	IsolateReuse string
 	// Hooks receive lifecycle events, e.g. for metrics; all optional.
 	Hooks Hooks
 	// Keys reaches the image keys other invokers hold (through the controller). Nil: the first
@@ -348,7 +350,8 @@ func (m *Manager) start(a pool.StartOwner) {
 	defer m.wg.Done()
 	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
 	t0 := time.Now()
-	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate}
+	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate,
+		IsolateReuse: m.cfg.IsolateReuse}
 	m.mu.Lock()
 	from, prepared := m.prepared[a.Image]
 	delete(m.prepared, a.Image)

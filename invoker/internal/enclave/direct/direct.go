@@ -340,6 +340,12 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	}
 	// Empty lists are left out (owner.js's default for both is none).
 	args = append(args, "--scratch-dir", scratch, "--lockdown", b.cfg.Lockdown)
+	if spec.IsolateReuse != "" && spec.IsolateReuse != enclave.IsolateReuseNone {
+		if err := enclave.CheckIsolateReuse(spec.IsolateReuse); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		args = append(args, "--isolate-reuse", spec.IsolateReuse)
+	}
 	if len(allow) > 0 {
 		args = append(args, "--egress-allow", strings.Join(allow, ","))
 	}

@@ -259,3 +259,52 @@ require('module').runMain();
 		t.Fatalf("--deny-hosts %q, want %q", got["--deny-hosts"], strings.Join(hosts, ","))
 	}
 }
+
+// StartSpec.IsolateReuse reaches the owner: with the isolate addon it starts in the mode (its start
+// log says so), with worker isolates the owner refuses it and the start fails with its reason, and
+// a mode the backend does not know is refused before any owner starts.
+func TestIsolateReuseReachesTheOwner(t *testing.T) {
+	testtool.Require(t, "node")
+	wd, _ := os.Getwd()
+	js, err := FindOwnerJS(wd)
+	if err != nil {
+		testtool.Missing(t, err.Error())
+	}
+	addon := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(js))), "node-isolate-patch", "build", "teemate_isolate.node")
+	if _, err := os.Stat(addon); err != nil {
+		testtool.Missing(t, "the isolate addon (make build): "+err.Error())
+	}
+	core, logs := observer.New(zap.DebugLevel) // the owner's own info lines come through at debug
+	b, err := New(Config{OwnerJS: js, UnsafeOwnerAsRoot: true, StartTimeout: 20 * time.Second}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "r-1", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1,
+		Isolate: "addon", IsolateReuse: enclave.IsolateReuseTenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Stop(context.Background())
+	deadline := time.Now().Add(5 * time.Second)
+	listening := func(e observer.LoggedEntry) bool {
+		line := e.ContextMap()["line"]
+		s, _ := line.(string)
+		return strings.Contains(s, `"msg":"gate listening"`) && strings.Contains(s, `"isolateReuse":"tenant"`)
+	}
+	for logs.Filter(listening).Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner did not say it reuses isolates per tenant: %v", logs.All())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = b.Start(context.Background(), enclave.StartSpec{ID: "r-2", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1,
+		Isolate: "worker", IsolateReuse: enclave.IsolateReuseTenant})
+	if err == nil || !strings.Contains(err.Error(), "needs the isolate addon") {
+		t.Fatalf("worker isolates with reuse: %v", err)
+	}
+	_, err = b.Start(context.Background(), enclave.StartSpec{ID: "r-3", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1,
+		IsolateReuse: "always"})
+	if err == nil || !strings.Contains(err.Error(), `isolate reuse "always"`) {
+		t.Fatalf("an unknown mode: %v", err)
+	}
+}

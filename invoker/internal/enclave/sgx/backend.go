@@ -183,6 +183,11 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 	if spec.Isolate != "" && spec.Isolate != "addon" {
 		return nil, fmt.Errorf("start owner %s: isolate %q: sgx owners run the addon only (every worker thread would cost a TCS)", spec.ID, spec.Isolate)
 	}
+	if spec.IsolateReuse != "" && spec.IsolateReuse != enclave.IsolateReuseNone {
+		// The owner's argv is fixed and measured by the manifest; the mode would go there (and
+		// into MRENCLAVE) rather than come from the host. Not wired yet.
+		return nil, fmt.Errorf("start owner %s: isolate reuse %q: sgx owners keep the default (a new isolate per activation)", spec.ID, spec.IsolateReuse)
+	}
 	manifest, err := b.ensureManifest(ctx, spec.Image, spec.Slots)
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)

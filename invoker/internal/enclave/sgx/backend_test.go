@@ -261,6 +261,7 @@ func TestStartFailures(t *testing.T) {
 		{mode: "wrongtcs", want: "shared 5 TCS pages, the manifest has 3"},
 		{mode: "ok", signFails: true, want: "key not found"},
 		{mode: "ok", want: "sgx owners run the addon only", spec: enclave.StartSpec{Isolate: "worker"}},
+		{mode: "ok", want: `isolate reuse "tenant": sgx owners keep the default`, spec: enclave.StartSpec{IsolateReuse: enclave.IsolateReuseTenant}},
 		{mode: "ok", want: "slots 2000 out of 1..1024", spec: enclave.StartSpec{Slots: 2000}},
 	}
 	for _, c := range cases {
@@ -272,7 +273,8 @@ func TestStartFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.cfg.GramineSGX = os.Args[0]
-			spec := enclave.StartSpec{ID: "x-0", Image: "nodejs:20", Dir: filepath.Join(env.root, "o"), Slots: 3, Isolate: c.spec.Isolate}
+			spec := enclave.StartSpec{ID: "x-0", Image: "nodejs:20", Dir: filepath.Join(env.root, "o"), Slots: 3, Isolate: c.spec.Isolate,
+				IsolateReuse: c.spec.IsolateReuse}
 			if c.spec.Slots != 0 {
 				spec.Slots = c.spec.Slots
 			}
