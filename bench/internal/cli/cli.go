@@ -46,6 +46,7 @@ type flags struct {
 	slots                       int
 	poolSize                    int
 	ociRuntime                  string
+	isolateReuse                string
 	unsafeOwnerAsRoot           bool
 	egressAllow                 string
 	interval                    time.Duration
@@ -83,6 +84,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.unsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run the warm enclave owners as root without confinement (to measure what confinement costs)")
 	fs.StringVar(&f.egressAllow, "egress-allow", "", `extra host-loopback endpoints the owners may reach, "host:port,..." (the object store is added)`)
 	fs.StringVar(&f.ociRuntime, "oci-runtime", "", "runtime of the oci sandbox: teemate-launch (default), runc or crun")
+	fs.StringVar(&f.isolateReuse, "isolate-reuse", "none", "teemate's isolate reuse: none (a new isolate per activation, the default) or tenant (each enclave thread keeps its isolate for the bench's one namespace, a new context per activation; an option, never the default across tenants)")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "created sandboxes the oci and process backends keep ready (0: the backend's default, 2)")
 	fs.DurationVar(&f.interval, "interval", 0, "least time between the starts of sequential latency samples (0: back to back)")
 	fs.IntVar(&f.slots, "slots", 0, "TCS slots of teemate's warm enclave (default: 4 per core; requests beyond wait for a thread; the owner's memory grows with it)")
@@ -342,6 +344,9 @@ func run(f *flags, stdout, stderr io.Writer) error {
 		Samples: f.samples, Repeat: f.repeat, Concurrency: conc, Bursts: f.bursts,
 		MemoryIntervalMs: float64(f.memInterval.Microseconds()) / 1000, ActionMemoryMB: f.actionMB,
 		IntervalMs: float64(f.interval.Microseconds()) / 1000, PoolSize: f.poolSize, OCIRuntime: ociRuntimeLabel(f)}
+	if f.isolateReuse != "" && f.isolateReuse != "none" {
+		res.Config.IsolateReuse = f.isolateReuse
+	}
 
 	platform, cleanup, err := startPlatform(f, repo, models, conc, memConc)
 	if err != nil {
@@ -476,7 +481,7 @@ func startPlatform(f *flags, repo string, models []string, conc, memConc []int) 
 	}
 	d, err := harness.StartDirect(harness.DirectConfig{RepoDir: repo, ShimPath: shim, Sandbox: f.sandbox,
 		Concurrency: maxConc, Slots: f.slots, PoolSize: f.poolSize, OCIRuntime: f.ociRuntime, ActionMemoryMB: f.actionMB, StateDir: state, Logger: log,
-		UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow})
+		UnsafeOwnerAsRoot: f.unsafeOwnerAsRoot, EgressAllow: f.egressAllow, IsolateReuse: f.isolateReuse})
 	if err != nil {
 		return fail(err)
 	}

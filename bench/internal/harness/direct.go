@@ -42,6 +42,9 @@ type DirectConfig struct {
 	// object store Run starts is added to the egress allow-list (AllowEgress).
 	UnsafeOwnerAsRoot bool
 	EgressAllow       string
+	// IsolateReuse is teemate's isolate reuse (daemon.Backends.IsolateReuse): "" or "none" for the
+	// default.
+	IsolateReuse string
 	// ActionMemoryMB is every action's memory limit.
 	ActionMemoryMB int
 	StateDir       string
@@ -137,7 +140,8 @@ func (d *Direct) UseModel(ctx context.Context, model string) (func(), error) {
 		Ready: func(daemon.Info) { close(ready) }}
 	b := daemon.Backends{Sandbox: d.cfg.Sandbox, Enclave: "direct", Model: model, RepoDir: d.cfg.RepoDir,
 		ShimPath: d.cfg.ShimPath, SlotsPerOwner: d.cfg.Slots,
-		PoolSize: d.cfg.PoolSize, OCIRuntime: d.cfg.OCIRuntime, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow()}
+		PoolSize: d.cfg.PoolSize, OCIRuntime: d.cfg.OCIRuntime, UnsafeOwnerAsRoot: d.cfg.UnsafeOwnerAsRoot, EgressAllow: d.egressAllow(),
+		IsolateReuse: d.cfg.IsolateReuse}
 	if b.SlotsPerOwner <= 0 {
 		b.SlotsPerOwner = DefaultSlots(runtime.NumCPU())
 	}

@@ -82,6 +82,10 @@ type Config struct {
 	PoolSize int `json:"pool_size,omitempty"`
 	// OCIRuntime is the oci sandbox's runtime (teemate-launch, runc, crun); empty when the sandbox is not oci.
 	OCIRuntime string `json:"oci_runtime,omitempty"`
+	// IsolateReuse is teemate's isolate reuse ("tenant": each enclave thread keeps its isolate for
+	// the bench's one namespace, a new context per activation); empty for the default, a new
+	// isolate per activation.
+	IsolateReuse string `json:"isolate_reuse,omitempty"`
 	// Scenario is "drain" for --scenario drain, empty for the evaluation; Drain its settings.
 	Scenario string       `json:"scenario,omitempty"`
 	Drain    *DrainConfig `json:"drain,omitempty"`
