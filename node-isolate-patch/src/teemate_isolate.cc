@@ -419,8 +419,11 @@ void SlotMain(Slot* slot) {
       const auto wake = [slot] { return slot->quit || slot->job != nullptr; };
       if (trim_pending && !slot->cv.wait_for(lock, kIdleTrimDelay, wake)) {
         // Idle for a while: return what the freed environments left cached in
-        // this thread's malloc arena, so an idle cold slot holds nothing.
+        // this thread's malloc arena, so an idle cold slot holds nothing; with
+        // reuse that includes its kept isolate (the next job makes a new one, as
+        // a cold slot makes its environment).
         lock.unlock();
+        kept.reset();
         malloc_trim(0);
         trim_pending = false;
         lock.lock();

@@ -91,6 +91,15 @@ for (const prewarm of [1, 0]) {
       }
     });
 
+    test(prewarm ? 'an idle prepared slot keeps its isolate' : 'an idle cold slot gives its isolate up', async () => {
+      const first = await ok(0, PROBE, 'frank');
+      assert.equal((await ok(0, PROBE, 'frank')).stats.isolateId, first.stats.isolateId);
+      await new Promise((r) => setTimeout(r, 1500)); // past the addon's 1 s idle delay
+      const later = await ok(0, PROBE, 'frank');
+      if (prewarm) assert.equal(later.stats.isolateId, first.stats.isolateId, 'a hot slot holds its prepared context');
+      else assert.notEqual(later.stats.isolateId, first.stats.isolateId, 'an idle cold slot holds nothing');
+    });
+
     test('many activations of one tenant stay in one isolate', async () => {
       const first = await ok(0, PROBE, 'erin');
       for (let i = 0; i < 40; i++) {
