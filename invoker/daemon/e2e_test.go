@@ -129,6 +129,47 @@ func TestInvoker_RealNodeEndToEnd(t *testing.T) {
 	}
 }
 
+// TestInvoker_IsolateReuseEndToEnd runs one namespace's activations through the whole path with
+// --isolate-reuse tenant: the second one runs in a context of the isolate the first one left (more
+// than the one native context a fresh isolate has) and still sees none of its globals.
+func TestInvoker_IsolateReuseEndToEnd(t *testing.T) {
+	testtool.Require(t, "node")
+	e := newEnv(t)
+	e.api.addCode("probe", `const v8 = require("v8");
+function main() {
+  const r = {contexts: v8.getHeapStatistics().number_of_native_contexts, seen: globalThis.seen || 0};
+  globalThis.seen = 1;
+  return r;
+}`, 256, 60000)
+	cfg := Backends{Sandbox: "process", Enclave: "direct", Model: "teemate", RepoDir: testtool.Root(t), ShimPath: shimPath,
+		SlotsPerOwner: 1, Isolate: "addon", IsolateReuse: "tenant"}
+	exec, cleanup, err := buildExecutor(zapTest(t), 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e.startInvoker(func(c *Config) { c.Executor = exec })
+	for i := 0; i < 3; i++ {
+		e.send(message(id(110+i), "probe", true, ""))
+		a, _ := e.nextAck(30 * time.Second)
+		res, ok := a.(*whisk.ResultMessage)
+		if !ok || res.Response.Activation == nil {
+			t.Fatalf("ack %#v", a)
+		}
+		var out struct{ Contexts, Seen int }
+		if err := json.Unmarshal(res.Response.Activation.Response.Result, &out); err != nil {
+			t.Fatalf("result %s: %v", res.Response.Activation.Response.Result, err)
+		}
+		if out.Seen != 0 {
+			t.Fatalf("activation %d saw a previous activation's global: %+v", i, out)
+		}
+		if i > 0 && out.Contexts < 2 {
+			t.Fatalf("activation %d ran in a fresh isolate (%d native contexts): the isolate was not kept", i, out.Contexts)
+		}
+		e.nextAck(10 * time.Second)
+	}
+}
+
 // TestInvoker_StrawmanModel runs the comparison model in which every sandbox boots its own enclave
 // runtime: same result, no shared enclave.
 func TestInvoker_StrawmanModel(t *testing.T) {
