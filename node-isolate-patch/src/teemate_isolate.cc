@@ -474,7 +474,10 @@ void SlotMain(Slot* slot) {
     std::string error;
     if (!env) env = prepare(/*ahead=*/false, &error);
     if (env && !TakeForTenant(env.get(), job->tenant)) {
-      retired = std::move(env);  // never by construction: the check above gave such an isolate up
+      // Never by construction (the check above gave such an isolate up); if it
+      // ever happened, the job is refused and the isolate retired.
+      retired = std::move(env);
+      if (kept) kept->spoiled = true;
       error = "internal: the slot's isolate belongs to another tenant";
     }
     if (env) {
