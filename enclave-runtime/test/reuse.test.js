@@ -84,6 +84,37 @@ test('a tenant keeps its slot\'s isolate; another tenant and sealed activations 
   assert.deepEqual(kept(owner), ['alice', 'bob', '', 'bob']);
 });
 
+test('the hello\'s sealed hint ranks a slot kept for nobody first; a non-boolean one is refused', { skip: !fs.existsSync(ADDON) && 'the isolate addon is not built (make build)' }, async (t) => {
+  const owner = await startOwner({ slots: 2, isolate: 'addon', args: ['--prewarm', '2', '--gate-key', 'stdin', '--isolate-reuse', 'tenant'], stdin: `${GATE_KEY}\n` });
+  t.after(() => owner.stop());
+  const settle = () => new Promise((r) => setTimeout(r, 500)); // both slots prepared again
+  await settle();
+  assert.equal((await activateAs(owner, 'alice')).outcome, 'success');
+  assert.deepEqual(kept(owner), ['alice']);
+  await settle();
+  // acquireAs takes a slot as alice, with or without the hint, and gives it back.
+  const acquireAs = async (hello) => {
+    const id = `reuse-${++seq}`;
+    const c = await owner.connect();
+    try {
+      const w = await c.request({ type: 'hello', version: 1, sandbox: 'test', activation: id, namespace: 'alice',
+        token: token(Buffer.from(GATE_KEY, 'hex'), id, 'alice'), ...hello });
+      if (w.type !== 'welcome') return w;
+      return await c.request({ type: 'acquire' });
+    } finally {
+      c.close();
+    }
+  };
+  const plain = await acquireAs({});
+  assert.equal(plain.tcs, 0, 'alice\'s next activation takes the slot kept for her');
+  await settle();
+  const hinted = await acquireAs({ sealed: true });
+  assert.equal(hinted.tcs, 1, 'a sealed one takes the slot kept for nobody');
+  const bad = await acquireAs({ sealed: 'yes' });
+  assert.equal(bad.type, 'error', JSON.stringify(bad));
+  assert.match(bad.message, /hello.sealed must be a boolean/);
+});
+
 test('without --isolate-reuse every activation has an isolate of its own', { skip: !fs.existsSync(ADDON) && 'the isolate addon is not built (make build)' }, async (t) => {
   const owner = await startOwner({ slots: 1, isolate: 'addon', args: ['--prewarm', '1', '--gate-key', 'stdin'], stdin: `${GATE_KEY}\n` });
   t.after(() => owner.stop());

@@ -479,6 +479,7 @@ class Conn {
     this.sandbox = '';
     // The credentials hello presented (gateauth.js), null without a key.
     this.ticket = null;
+    this.sealedHint = false; // hello.sealed
     this.closed = false;
     this.resetAcquisition();
     this.slot = -1;
@@ -608,10 +609,14 @@ class Conn {
     if (this.hello) return this.error('state', 'hello was already received on this connection');
     if (typeof m.version !== 'number') throw new ProtocolError('hello.version must be a number');
     if (m.sandbox !== undefined && typeof m.sandbox !== 'string') throw new ProtocolError('hello.sandbox must be a string');
+    if (m.sealed !== undefined && typeof m.sealed !== 'boolean') throw new ProtocolError('hello.sealed must be a boolean');
     if (m.version !== PROTOCOL_VERSION) {
       return this.error('version', `protocol version ${m.version} is not supported; this runtime speaks ${PROTOCOL_VERSION}`, true);
     }
     this.sandbox = (m.sandbox || '').slice(0, 256);
+    // The invoker's hint that this activation is sealed: only the slot ranking uses it (a sealed
+    // activation shares no isolate); what the activation is decides everything else.
+    this.sealedHint = m.sealed === true;
     this.ticket = this.owner.auth.hello(m);
     this.hello = true;
     const o = this.owner;
@@ -636,7 +641,7 @@ class Conn {
     // A free slot whose fresh environment is already prepared runs the activation
     // at once; the others (a hot slot still refilling, a cold slot) make it first.
     const prepared = this.owner.backend.prepared();
-    const slot = this.owner.tcs.acquire(this, this.owner.slotPreference(prepared, this.tenant()));
+    const slot = this.owner.tcs.acquire(this, this.owner.slotPreference(prepared, this.sealedHint ? '' : this.tenant()));
     if (slot < 0) return this.error('busy', `all ${this.owner.tcs.size} TCS slots are taken`);
     this.slot = slot;
     // The token is spent by the slot it takes (authError frees the slot on refusal).

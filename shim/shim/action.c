@@ -422,6 +422,11 @@ void handle_init(struct conn *c, const char *body, size_t n, int over)
 			}
 		}
 	}
+	/* A hint the owner ranks its slots by (PROTOCOL.md, "hello"); it decides nothing. */
+	const char *sealed = getenv("TEEMATE_SEALED");
+
+	if (sealed && strcmp(sealed, "1") == 0)
+		buf_puts(&req, ",\"sealed\":true");
 	buf_putc(&req, '}');
 	rc = gate_call(&req, MAX_OTHER_FRAME, "welcome", deadline, c, &rb, &obj, &objn, &ge, &err);
 	if (rc == 0)

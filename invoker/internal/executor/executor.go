@@ -216,6 +216,7 @@ func (t *Executor) attempt(ctx context.Context, job *activation.Job, number int)
 	spec := t.spec(job, name, timeout, dir, gateDir)
 	if lease != nil {
 		addGateToken(spec.Env, lease.Owner, job)
+		addSealedHint(spec.Env, job)
 	}
 
 	lc := &life{state: stateCreating, log: log}
