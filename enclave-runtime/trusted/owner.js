@@ -480,6 +480,7 @@ class Conn {
     // The credentials hello presented (gateauth.js), null without a key.
     this.ticket = null;
     this.sealedHint = false; // hello.sealed
+    this.codeSealed = false; // the action's code arrived sealed (onInit)
     this.closed = false;
     this.resetAcquisition();
     this.slot = -1;
@@ -661,7 +662,7 @@ class Conn {
     // Sealed code (sealed.js) is opened here, in the owner, and only its plaintext
     // goes on to be prepared; the image key never reaches the isolate.
     const sealedCode = sealed.isSealedCode(a.code);
-    this.sealedCode = sealedCode;
+    this.codeSealed = sealedCode;
     if (sealedCode) {
       try {
         const opened = sealed.openCode(this.owner.keys, a.code, a.env, this.owner.sealedCode);
@@ -767,7 +768,7 @@ class Conn {
     // return before it frees the used isolate and prepares the next one.
     // --isolate-reuse tenant: whose isolate this activation may share. Sealed ones
     // share with no one (their namespace is the host's word, see isolateTenant).
-    const tenant = seal || this.sealedCode ? '' : this.tenant();
+    const tenant = seal || this.codeSealed ? '' : this.tenant();
     this.owner.backend.run(slot, {
       requestJSON: JSON.stringify(request), timeoutMs: run.timeoutMs, memoryMB: run.memoryMB, tenant,
     }, (r) => {
