@@ -31,7 +31,7 @@
 // activation it is.
 //
 // JavaScript API (see README.md):
-//   start(slots[, {prewarm, prelude, codeCache, reuse}])
+//   start(slots[, {prewarm, prelude, codeCache, reuse, pagePoolMB}])
 //   run(slot, bootstrap|null, requestJSON, timeoutMs, heapLimitMB, cb[, tenant])
 //   info()                              stop()
 // activation.h (node.h) comes first: node_version.h defines NAPI_VERSION for
@@ -39,6 +39,8 @@
 #include "activation.h"
 
 #include <node_api.h>
+
+#include "page_pool.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -67,6 +69,10 @@ constexpr double kMaxHeapMB = 64 * 1024;
 constexpr size_t kMaxRequestBytes = 64u << 20;
 constexpr size_t kMaxBootstrapBytes = 64u << 20;
 constexpr size_t kMaxTenantBytes = 256;  // an OpenWhisk namespace is far shorter
+// The page pool (page_pool.h): the budget start() gives it unless told (a
+// torn-down isolate frees ~4 MiB of pooled sizes), and the most start() accepts.
+constexpr uint32_t kDefaultPagePoolMB = 16;
+constexpr double kMaxPagePoolMB = 4096;
 // How long a slot thread waits for the owner's thread to finish handling a
 // result before it frees the used environment and prepares the next one anyway.
 constexpr auto kMaxHandoffWait = std::chrono::milliseconds(20);
@@ -144,6 +150,10 @@ struct State {
   uint32_t prewarm = 0;  // the budget K of the current start(): slots 0..K-1 keep one prepared
   // start({reuse: 'tenant'}): each slot keeps its isolate for one tenant (KeptIsolate).
   bool reuse = false;
+  // The page pool of the current start() (nullptr: off, or not available,
+  // page_pool_why says which).
+  PagePool* page_pool = nullptr;
+  std::string page_pool_why;
   napi_env owner = nullptr;
   Runtime runtime;
   Watchdog watchdog;
@@ -425,6 +435,9 @@ void SlotMain(Slot* slot) {
         lock.unlock();
         kept.reset();
         malloc_trim(0);
+        // The pool is shared by the slots: emptied once no slot has used it
+        // for as long (the last slot to go idle finds it so).
+        if (PagePool* pool = G().page_pool) pool->DrainIfIdle(kIdleTrimDelay);
         trim_pending = false;
         lock.lock();
       }
@@ -590,7 +603,7 @@ bool HookProcessExit(napi_env env) {
 // silently fall back to the default. *prewarm holds the budget; it defaults to
 // slots. *prelude stays empty without one.
 bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewarm,
-                     std::string* prelude, bool* code_cache, bool* reuse) {
+                     std::string* prelude, bool* code_cache, bool* reuse, uint32_t* page_pool_mb) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok) return false;
   if (t == napi_undefined) return true;
@@ -612,11 +625,22 @@ bool GetStartOptions(napi_env env, napi_value v, uint32_t slots, uint32_t* prewa
         !GetString(env, k, 256, &name, "option name")) {
       return false;
     }
-    if (name != "prewarm" && name != "prelude" && name != "codeCache" && name != "reuse") {
+    if (name != "prewarm" && name != "prelude" && name != "codeCache" && name != "reuse" &&
+        name != "pagePoolMB") {
       Throw(env, "ERR_INVALID_ARG_VALUE",
-            "unknown option '" + name + "' (known: prewarm, prelude, codeCache, reuse)");
+            "unknown option '" + name + "' (known: prewarm, prelude, codeCache, reuse, pagePoolMB)");
       return false;
     }
+  }
+  napi_value mv;
+  if (napi_get_named_property(env, v, "pagePoolMB", &mv) != napi_ok || napi_typeof(env, mv, &t) != napi_ok) {
+    Throw(env, "INTERNAL", "cannot read options.pagePoolMB");
+    return false;
+  }
+  if (t != napi_undefined) {
+    double mb = 0;
+    if (!GetNumber(env, mv, 0, kMaxPagePoolMB, true, &mb, "options.pagePoolMB")) return false;
+    *page_pool_mb = static_cast<uint32_t>(mb);
   }
   napi_value rv;
   if (napi_get_named_property(env, v, "reuse", &rv) != napi_ok || napi_typeof(env, rv, &t) != napi_ok) {
@@ -694,7 +718,9 @@ napi_value Start(napi_env env, napi_callback_info info) {
   std::string prelude;
   bool code_cache = true;
   bool reuse = false;
-  if (argc >= 2 && !GetStartOptions(env, argv[1], slots, &prewarm, &prelude, &code_cache, &reuse)) {
+  uint32_t page_pool_mb = kDefaultPagePoolMB;
+  if (argc >= 2 &&
+      !GetStartOptions(env, argv[1], slots, &prewarm, &prelude, &code_cache, &reuse, &page_pool_mb)) {
     return nullptr;
   }
 
@@ -744,6 +770,17 @@ napi_value Start(napi_env env, napi_callback_info info) {
   // goes to the lowest slots, which the owner hands out first.
   ProbeBackground();
   st.reuse = reuse;  // read by the slot threads as they start
+  // Before the first slot makes an isolate: every isolate takes V8's page
+  // allocator as it is made. Without the hook the pool is only missing.
+  st.page_pool = nullptr;
+  st.page_pool_why = page_pool_mb == 0 ? "off" : "";
+  if (page_pool_mb > 0) {
+    const char* why = "";
+    st.page_pool = PagePool::Install(static_cast<size_t>(page_pool_mb) << 20, &why);
+    st.page_pool_why = why;
+  } else if (PagePool* p = PagePool::Installed()) {
+    p->SetBudget(0);  // installed by an earlier start(): keep nothing now
+  }
   for (uint32_t i = 0; i < slots; i++) {
     auto s = std::make_unique<Slot>();
     Slot* raw = s.get();
@@ -871,6 +908,33 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(env, napi_set_named_property(env, obj, "prelude", v));
   NAPI_OK(env, napi_create_string_utf8(env, reuse ? "tenant" : "none", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "reuse", v));
+  // pagePool: what the recycled heap pages did (page_pool.h), or why there are none.
+  {
+    PagePool* pool;
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      pool = st.started ? st.page_pool : nullptr;
+      why = st.started ? st.page_pool_why : "not started";
+    }
+    napi_value pp;
+    NAPI_OK(env, napi_create_object(env, &pp));
+    if (pool != nullptr) {
+      const PagePool::Counts c = pool->counts();
+      const std::pair<const char*, double> fields[] = {
+          {"budgetBytes", static_cast<double>(c.budget_bytes)}, {"pooledBytes", static_cast<double>(c.pooled_bytes)},
+          {"reused", static_cast<double>(c.reused)},            {"kept", static_cast<double>(c.kept)},
+          {"released", static_cast<double>(c.released)}, {"zeroedBytes", static_cast<double>(c.zeroed_bytes)}};
+      for (const auto& [name, value] : fields) {
+        NAPI_OK(env, napi_create_double(env, value, &v));
+        NAPI_OK(env, napi_set_named_property(env, pp, name, v));
+      }
+    } else {
+      NAPI_OK(env, napi_create_string_utf8(env, why.c_str(), why.size(), &v));
+      NAPI_OK(env, napi_set_named_property(env, pp, "off", v));
+    }
+    NAPI_OK(env, napi_set_named_property(env, obj, "pagePool", pp));
+  }
   NAPI_OK(env, napi_create_string_utf8(env, "addon", NAPI_AUTO_LENGTH, &v));
   NAPI_OK(env, napi_set_named_property(env, obj, "mode", v));
   const napi_node_version* ver = nullptr;
