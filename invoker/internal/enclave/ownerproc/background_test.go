@@ -111,6 +111,12 @@ func TestBackgroundUntilForeground(t *testing.T) {
 	if h.v2 {
 		file, want = "cpu.weight", bgWeightV2
 	}
+	if _, err := os.Stat(filepath.Join(dir, bgIdleFile)); err == nil {
+		// An idle group (the kernel then reports the idle weight, not ours).
+		file, want = bgIdleFile, "1"
+	} else if os.Getenv("CI") == "true" {
+		t.Errorf("no %s on this kernel (CI machines have Linux 5.15+): %v", bgIdleFile, err)
+	}
 	if got, err := os.ReadFile(filepath.Join(dir, file)); err != nil || strings.TrimSpace(string(got)) != want {
 		t.Fatalf("%s = %q (%v), want %s", file, got, err, want)
 	}
@@ -162,7 +168,7 @@ func TestBackgroundGroupRemovedOnExit(t *testing.T) {
 
 // The point of it: on a busy CPU, the owner in the background gets a small share. Two busy loops
 // pinned to one CPU, one of them in the background, for a second: the background one must get
-// well under half of what the other gets (its weight is an eighth).
+// well under half of what the other gets (its weight is an eighth; an idle group's far less).
 func TestBackgroundGetsTheSmallerShare(t *testing.T) {
 	hostHierarchy(t)
 	testtool.Require(t, "taskset")
@@ -235,5 +241,36 @@ func TestHelperJoinsTheBackground(t *testing.T) {
 	}
 	if g, _ := h.groupOf(helper.Process.Pid); g != home {
 		t.Fatalf("a helper joined a group that is gone: %q", g)
+	}
+}
+
+// An idle group can starve on a host whose CPUs stay busy: the background ends after bgLimit even
+// without a lease, and the owner runs on where it came from.
+func TestBackgroundEndsAfterTheLimit(t *testing.T) {
+	h := hostHierarchy(t)
+	home, err := h.groupOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bgLimit
+	bgLimit = 200 * time.Millisecond
+	t.Cleanup(func() { bgLimit = old })
+	p := startBackground(t, "sleep", "60")
+	if !p.Background() {
+		t.Fatal("not in the background")
+	}
+	dir := filepath.Join(h.mount, bgPrefix+strconv.Itoa(p.Pid()))
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Background() {
+		if time.Now().After(deadline) {
+			t.Fatal("still in the background 5 s after a 200 ms limit")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g, err := h.groupOf(p.Pid()); err != nil || g != home {
+		t.Fatalf("owner's group after the limit %q (%v), want %q", g, err, home)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("background group left: %v", err)
 	}
 }

@@ -62,6 +62,7 @@ type Proc struct {
 	lastLine string
 	stopping bool
 	bg       *bgGroup // while at background priority
+	bgLimit  *time.Timer
 }
 
 // Start starts cmd in a process group of its own (Stop signals the whole group), forwards its stderr
@@ -101,6 +102,23 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 		if err != nil {
 			// A slower start for the others is all it costs: the owner itself is sound.
 			opts.Log.Warn("the enclave owner runs at normal CPU priority", zap.String("enclave", opts.ID), zap.Error(err))
+		} else {
+			limit := bgLimit
+			timer := time.AfterFunc(limit, func() {
+				if !p.Background() {
+					return
+				}
+				if err := p.Foreground(); err != nil {
+					opts.Log.Warn("moving a starved background enclave owner to normal CPU priority failed",
+						zap.String("enclave", opts.ID), zap.Error(err))
+					return
+				}
+				opts.Log.Info("the background enclave owner moved to normal CPU priority after the limit",
+					zap.String("enclave", opts.ID), zap.Duration("limit", limit))
+			})
+			p.mu.Lock()
+			p.bgLimit = timer
+			p.mu.Unlock()
 		}
 	}
 	logged := make(chan struct{})
@@ -122,6 +140,9 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 			}
 		}
 		p.mu.Lock()
+		if p.bgLimit != nil {
+			p.bgLimit.Stop()
+		}
 		if p.bg != nil {
 			if rerr := p.bg.remove(); rerr != nil {
 				opts.Log.Warn("removing the enclave owner's background cpu group failed", zap.Error(rerr))
@@ -145,6 +166,9 @@ func Start(cmd *exec.Cmd, opts Options) (*Proc, error) {
 func (p *Proc) Foreground() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.bgLimit != nil {
+		p.bgLimit.Stop()
+	}
 	if p.bg == nil {
 		return nil
 	}
