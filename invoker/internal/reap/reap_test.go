@@ -3,6 +3,7 @@ package reap
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +183,80 @@ func TestRemoveCgroup_KillsAndRemoves(t *testing.T) {
 	}
 	if _, err := RemoveCgroup("/"); err == nil {
 		t.Fatal("removing the root cgroup must be refused")
+	}
+}
+
+// RemoveUnmounted removes a tree (files, sockets, nested directories, symlinks, which it does not
+// follow) and stops at a mount without touching what is mounted, wherever the mount is.
+func TestRemoveUnmounted(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	build := func(t *testing.T) string {
+		t.Helper()
+		tree := filepath.Join(t.TempDir(), "bundle")
+		for _, d := range []string{"slot/a/b", "slot/c d", "empty"} {
+			if err := os.MkdirAll(filepath.Join(tree, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{"config.json", "slot/a/b/start", "slot/c d/x"} {
+			if err := os.WriteFile(filepath.Join(tree, f), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// What a container could leave in its slot: links to the host's files and directories.
+		if err := os.Symlink(outside, filepath.Join(tree, "slot", "to-dir")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(outside, "keep"), filepath.Join(tree, "slot", "a", "to-file")); err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+
+	t.Run("a plain tree goes, links not followed", func(t *testing.T) {
+		tree := build(t)
+		if err := RemoveUnmounted(tree); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(tree); !os.IsNotExist(err) {
+			t.Fatalf("tree left: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+			t.Fatalf("a link's target was removed: %v", err)
+		}
+		if err := RemoveUnmounted(tree); err != nil {
+			t.Fatalf("a missing tree: %v", err)
+		}
+		if err := RemoveUnmounted("relative/path"); err == nil {
+			t.Fatal("a relative path was accepted")
+		}
+	})
+
+	for _, at := range []string{"slot/a/b", "slot", ""} {
+		t.Run("a mount at "+strconv.Quote(at)+" stops it", func(t *testing.T) {
+			needRoot(t)
+			tree := build(t)
+			target := filepath.Join(tree, at)
+			if err := syscall.Mount(outside, target, "", syscall.MS_BIND, ""); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = syscall.Unmount(target, syscall.MNT_DETACH) })
+			err := RemoveUnmounted(tree)
+			if !errors.Is(err, ErrMountedBelow) {
+				t.Fatalf("got %v, want ErrMountedBelow", err)
+			}
+			if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+				t.Fatalf("the mounted directory's content was removed: %v", err)
+			}
+			if err := syscall.Unmount(target, syscall.MNT_DETACH); err != nil {
+				t.Fatal(err)
+			}
+			if err := RemoveUnmounted(tree); err != nil {
+				t.Fatalf("after the unmount: %v", err)
+			}
+		})
 	}
 }

@@ -223,12 +223,10 @@ func (b *box) removeFiles() error {
 		}
 	}
 	if len(errs) == 0 {
-		// Nothing may be mounted below the bundle any more, or RemoveAll would descend into a
-		// host directory the activation owns.
-		if mps, err := reap.MountsBelow(b.bundle); err != nil || len(mps) > 0 {
-			errs = append(errs, fmt.Errorf("bundle %s not removed: still mounted below it: %q %w", b.bundle, mps, err))
-		} else if err := os.RemoveAll(b.bundle); err != nil {
-			errs = append(errs, fmt.Errorf("remove bundle: %w", err))
+		// Nothing may be mounted below the bundle any more, or removing it would empty a host
+		// directory the activation owns: RemoveUnmounted stops at any mount.
+		if err := reap.RemoveUnmounted(b.bundle); err != nil {
+			errs = append(errs, fmt.Errorf("bundle not removed: %w", err))
 		}
 	}
 	return errors.Join(errs...)
