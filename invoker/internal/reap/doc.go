@@ -9,10 +9,12 @@
 //     shows that start time, so a reused pid is never killed. A process inside a cgroup of ours
 //     is ours by construction.
 //   - Mounts are detached lazily (MNT_DETACH), deepest first, and only those at or below the
-//     directory given, as /proc/self/mountinfo lists them.
+//     directory given, as /proc/self/mountinfo lists them. A directory is removed only where no
+//     mount is left below it (RemoveTree after detaching; RemoveUnmounted, for a caller that
+//     detached its own, stops at any mount root without reading the mount table).
 //   - Cgroups are removed depth first with rmdir, in every mounted hierarchy (cgroup v1 and v2);
 //     the processes still in them are killed first.
 //
 // It runs on the untrusted host, as the invoker (root for mounts and cgroups). It imports nothing
-// else of ours.
+// of ours but package mountinfo.
 package reap
