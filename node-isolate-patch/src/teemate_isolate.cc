@@ -402,6 +402,7 @@ void SlotMain(Slot* slot) {
   PreparedEnvPtr ready;  // prewarm: the fresh environment for the next job
   double last_teardown_ms = -1;  // of the previous activation on this slot
   bool trim_pending = false;  // cold slot: freed environments' memory not yet returned
+  bool drain_pending = false;  // any slot: the page pool may hold what its teardown freed
   for (;;) {
     if (prewarm && !ready) {
       bool quit;
@@ -427,18 +428,20 @@ void SlotMain(Slot* slot) {
     {
       std::unique_lock<std::mutex> lock(slot->mu);
       const auto wake = [slot] { return slot->quit || slot->job != nullptr; };
-      if (trim_pending && !slot->cv.wait_for(lock, kIdleTrimDelay, wake)) {
-        // Idle for a while: return what the freed environments left cached in
-        // this thread's malloc arena, so an idle cold slot holds nothing; with
-        // reuse that includes its kept isolate (the next job makes a new one, as
-        // a cold slot makes its environment).
+      if ((trim_pending || drain_pending) && !slot->cv.wait_for(lock, kIdleTrimDelay, wake)) {
         lock.unlock();
-        kept.reset();
-        malloc_trim(0);
-        // The pool is shared by the slots: emptied once no slot has used it
-        // for as long (the last slot to go idle finds it so).
+        if (trim_pending) {
+          // Idle for a while: return what the freed environments left cached in
+          // this thread's malloc arena, so an idle cold slot holds nothing; with
+          // reuse that includes its kept isolate (the next job makes a new one, as
+          // a cold slot makes its environment).
+          kept.reset();
+          malloc_trim(0);
+        }
+        // The page pool is shared by the slots, hot and cold: emptied once no
+        // slot has used it for as long (the last slot to go idle finds it so).
         if (PagePool* pool = G().page_pool) pool->DrainIfIdle(kIdleTrimDelay);
-        trim_pending = false;
+        trim_pending = drain_pending = false;
         lock.lock();
       }
       slot->cv.wait(lock, wake);
@@ -535,6 +538,7 @@ void SlotMain(Slot* slot) {
     // after every activation cost ~6% of the owner's CPU under load (madvise,
     // TLB shootdowns, and the next environment faulting the pages back in).
     if (!prewarm) trim_pending = true;
+    drain_pending = true;
     last_teardown_ms = std::chrono::duration<double, std::milli>(Clock::now() - teardown_started).count();
   }
 }
