@@ -65,7 +65,7 @@ void* PagePool::AllocatePages(void* hint, size_t length, size_t alignment, Permi
       std::lock_guard<std::mutex> lock(mu_);
       for (size_t i = regions_.size(); i-- > 0;) {
         const Region& r = regions_[i];
-        if (r.length == length && reinterpret_cast<uintptr_t>(r.address) % alignment == 0) {
+        if (r.length == length && (alignment == 0 || reinterpret_cast<uintptr_t>(r.address) % alignment == 0)) {
           hit = r;
           regions_.erase(regions_.begin() + static_cast<std::ptrdiff_t>(i));
           counts_.pooled_bytes -= length;
