@@ -14,6 +14,8 @@ test('parseArgs', async (t) => {
     scratchDir: '', scratchQuotaBytes: 64 * 1024 * 1024, egressAllow: [], denyHosts: [], lockdown: 'none', keyDir: '', keyMode: 'generate',
     isolateReuse: 'none' });
   assert.equal(parseArgs([...base, '--isolate-reuse', 'tenant']).isolateReuse, 'tenant');
+  assert.equal(parseArgs([...base, '--page-pool-mb', '0']).pagePoolMB, 0);
+  assert.equal(parseArgs([...base, '--page-pool-mb=64']).pagePoolMB, 64);
   assert.deepEqual([parseArgs([...base, '--key-dir', '/k', '--key-mode', 'await'])].map((o) => [o.keyDir, o.keyMode])[0], ['/k', 'await']);
   const caps = parseArgs([...base, '--scratch-dir', '/sc', '--scratch-quota-mb', '8', '--egress-allow', 'api.example:443, [fd00::1]:80',
     '--deny-hosts=10.1.2.3,fd00::/8', '--lockdown', 'seccomp']);
@@ -32,6 +34,9 @@ test('parseArgs', async (t) => {
     { argv: [...base, '--isolate-reuse', 'always'], re: /--isolate-reuse must be none or tenant/ },
     { argv: [...base, '--isolate', 'worker', '--isolate-reuse', 'tenant'], re: /--isolate-reuse tenant needs the isolate addon/ },
     { argv: [...base, '--image'], re: /needs a value/ },
+    { argv: [...base, '--page-pool-mb', '4097'], re: /--page-pool-mb must be an integer from 0 to 4096/ },
+    { argv: [...base, '--page-pool-mb', '-1'], re: /--page-pool-mb must be an integer from 0 to 4096/ },
+    { argv: [...base, '--page-pool-mb', '1.5'], re: /--page-pool-mb must be an integer from 0 to 4096/ },
     { argv: [...base, '--prewarm', '5'], re: /--prewarm must be an integer from 0 to --slots \(4\) or "all", got "5"/ },
     { argv: [...base, '--prewarm'], re: /--prewarm needs a value/ },
     { argv: [...base, '--lockdown', 'apparmor'], re: /--lockdown must be none or seccomp/ },

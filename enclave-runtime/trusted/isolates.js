@@ -168,15 +168,21 @@ class AddonBackend {
   // prewarm: how many slots (0..slots-1 from the lowest) keep a prepared environment.
   // reuse: 'tenant' keeps each slot's isolate for one tenant's activations (each in
   // a new context and environment; the addon's KeptIsolate), 'none' (the default)
-  // makes a new isolate for every activation.
-  constructor(addon, bootstrap, slots, prewarm, reuse = 'none') {
+  // makes a new isolate for every activation. pagePoolMB (undefined: the addon's
+  // default) is the budget of the addon's page pool, 0 to turn it off.
+  constructor(addon, bootstrap, slots, prewarm, reuse = 'none', pagePoolMB = undefined) {
     this.name = 'addon';
     this.addon = addon;
     // The bootstrap is the environment's prelude; run() passes no source and the
     // addon calls the activate() it returned.
-    addon.start(slots, reuse === 'none' ? { prewarm, prelude: bootstrap } : { prewarm, prelude: bootstrap, reuse });
+    const options = { prewarm, prelude: bootstrap };
+    if (reuse !== 'none') options.reuse = reuse;
+    if (pagePoolMB !== undefined) options.pagePoolMB = pagePoolMB;
+    addon.start(slots, options);
     this.prewarm = prewarm;
     this.reuse = reuse;
+    const pool = addon.info().pagePool;
+    this.pagePool = pool && pool.off === undefined ? `${pool.budgetBytes / (1 << 20)} MiB` : `off (${pool && pool.off})`;
   }
 
   prepared() {
@@ -235,10 +241,11 @@ function round(ms) {
 }
 
 // choose builds the backend asked for. 'auto' takes the addon when it loads.
-// prewarm is the addon's budget of prepared slots, reuse its isolate reuse (the
-// worker ignores both: the owner refuses reuse without the addon).
+// prewarm is the addon's budget of prepared slots, reuse its isolate reuse,
+// pagePoolMB its page pool's budget (the worker ignores all three: the owner
+// refuses reuse without the addon).
 // Returns {backend, note} where note explains a fallback.
-function choose(kind, slots, prewarm = 0, reuse = 'none') {
+function choose(kind, slots, prewarm = 0, reuse = 'none', pagePoolMB = undefined) {
   if (kind === 'worker') return { backend: new WorkerBackend(loadBootstrap(true)) };
   let addon;
   let why;
@@ -250,7 +257,7 @@ function choose(kind, slots, prewarm = 0, reuse = 'none') {
   }
   if (addon) {
     try {
-      return { backend: new AddonBackend(addon, loadBootstrap(false), slots, prewarm, reuse) };
+      return { backend: new AddonBackend(addon, loadBootstrap(false), slots, prewarm, reuse, pagePoolMB) };
     } catch (e) {
       why = `isolate addon ${p} did not start: ${e.message}`;
     }

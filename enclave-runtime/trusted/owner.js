@@ -11,6 +11,7 @@
 //                 [--scratch-dir DIR] [--scratch-quota-mb N] [--egress-allow host:port,...]
 //                 [--deny-hosts ip[/prefix],...] [--lockdown none|seccomp] [--gate-key stdin]
 //                 [--key-dir DIR] [--key-mode generate|await] [--isolate-reuse none|tenant]
+//                 [--page-pool-mb N]
 //
 // --gate-key stdin: the invoker writes this owner's gate key on standard input;
 // every attach then needs a token (trusted/gateauth.js).
@@ -24,6 +25,10 @@
 // environment (node-isolate-patch/src/activation.h, KeptIsolate). The tenant is
 // the namespace of the gate token; sealed activations and callers without a
 // token never share an isolate.
+// --page-pool-mb N (isolate addon only; its default, 16, when absent): the budget
+// of the addon's page pool, which hands a torn-down isolate's heap pages, zeroed,
+// to the next isolate (node-isolate-patch/README.md, "The page pool"); 0 turns it
+// off, for an operator who prefers fresh heap addresses for every isolate.
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -65,7 +70,8 @@ function parseArgs(argv) {
     '--isolate': 'isolate', '--work-dir': 'workDir', '--mode': 'mode', '--prewarm': 'prewarm',
     '--scratch-dir': 'scratchDir', '--scratch-quota-mb': 'scratchQuotaMB', '--egress-allow': 'egressAllow',
     '--deny-hosts': 'denyHosts', '--lockdown': 'lockdown', '--gate-key': 'gateKey',
-    '--key-dir': 'keyDir', '--key-mode': 'keyMode', '--isolate-reuse': 'isolateReuse' };
+    '--key-dir': 'keyDir', '--key-mode': 'keyMode', '--isolate-reuse': 'isolateReuse',
+    '--page-pool-mb': 'pagePoolMB' };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     let v;
@@ -93,6 +99,11 @@ function parseArgs(argv) {
   if (!['generate', 'await'].includes(opts.keyMode)) throw new Error('--key-mode must be generate or await');
   if (!['none', 'tenant'].includes(opts.isolateReuse)) throw new Error('--isolate-reuse must be none or tenant');
   if (opts.isolateReuse === 'tenant' && opts.isolate === 'worker') throw new Error('--isolate-reuse tenant needs the isolate addon');
+  if (opts.pagePoolMB !== undefined) {
+    const pool = /^[0-9]+$/.test(opts.pagePoolMB) ? Number(opts.pagePoolMB) : NaN;
+    if (!Number.isInteger(pool) || pool > 4096) throw new Error('--page-pool-mb must be an integer from 0 to 4096');
+    opts.pagePoolMB = pool;
+  }
   const mb = opts.scratchQuotaMB === undefined ? DEFAULT_SCRATCH_QUOTA_MB
     : /^[0-9]+$/.test(opts.scratchQuotaMB) ? Number(opts.scratchQuotaMB) : NaN;
   if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new Error('--scratch-quota-mb must be an integer from 1 to 65536');
@@ -957,7 +968,7 @@ async function main() {
     opts.workDir = tmpWork;
   }
   fs.mkdirSync(opts.workDir, { recursive: true });
-  const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm, opts.isolateReuse);
+  const { backend, note } = isolates.choose(opts.isolate, opts.slots, opts.prewarm, opts.isolateReuse, opts.pagePoolMB);
   if (note) log('warn', 'isolate addon unavailable; using worker threads', { reason: note });
   if (opts.isolateReuse === 'tenant' && backend.reuse !== 'tenant') {
     throw new Error(`--isolate-reuse tenant needs the isolate addon (${note || 'not in use'})`);
@@ -978,7 +989,7 @@ async function main() {
   }
   await owner.listen();
   log('info', 'gate listening', { socket: opts.socket, slots: opts.slots, isolate: backend.name, mode: opts.mode,
-    prewarm: backend.prewarm, isolateReuse: backend.reuse || 'none',
+    prewarm: backend.prewarm, isolateReuse: backend.reuse || 'none', pagePool: backend.pagePool || 'none (worker threads)',
     auth: owner.auth.required ? 'token required' : 'none: any caller may attach',
     modules: owner.libDir || 'none: actions cannot require openwhisk (make build installs it)',
     sealedCrypto: primitives.which() === 'native' ? 'native' : `node:crypto (${primitives.whyNotNative()})` });

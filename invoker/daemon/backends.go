@@ -53,6 +53,10 @@ type Backends struct {
 	// each still in a new context and Node environment (node-isolate-patch/README.md, "Isolate
 	// reuse for one tenant"). Direct backend with the isolate addon only.
 	IsolateReuse string
+	// PagePoolMB is the budget of the isolate addon's page pool in every owner, in MiB: nil for
+	// the addon's default (16), 0 turns it off (node-isolate-patch/README.md, "The page pool").
+	// Direct backend only; the sgx backend refuses a value.
+	PagePoolMB *int
 	// SlotsPerOwner is the number of TCS slots of each warm enclave (16 by default).
 	SlotsPerOwner int
 	// Prestart lists images whose enclave starts with the invoker (default nodejs:20).
@@ -228,6 +232,9 @@ func (b Backends) validate() error {
 	if err := enclave.CheckIsolateReuse(b.IsolateReuse); err != nil {
 		return err
 	}
+	if err := enclave.CheckPagePool(b.PagePoolMB); err != nil {
+		return err
+	}
 	_, err := lookupEnclave(b.Enclave)
 	return err
 }
@@ -296,7 +303,7 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		prestart = []string{"nodejs:20"}
 	}
 	mcfg := enclave.ManagerConfig{
-		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate, IsolateReuse: b.IsolateReuse,
+		BaseDir: filepath.Join(a.runtime, "e"), SlotsPerOwner: b.SlotsPerOwner, Prestart: prestart, Isolate: b.Isolate, IsolateReuse: b.IsolateReuse, PagePoolMB: b.PagePoolMB,
 		IdleTimeout: b.EnclaveIdleTimeout,
 	}
 	if b.api != nil {

@@ -131,6 +131,16 @@ func TestRegistry_NamesAndUnknown(t *testing.T) {
 	if err := (Backends{IsolateReuse: "always"}).validate(); err == nil || !strings.Contains(err.Error(), "want none or tenant") {
 		t.Errorf("isolate reuse \"always\": %v", err)
 	}
+	for _, mb := range []int{0, 16, 4096} {
+		if err := (Backends{PagePoolMB: &mb}).validate(); err != nil {
+			t.Errorf("page pool %d MiB: %v", mb, err)
+		}
+	}
+	for _, mb := range []int{-2, 4097} {
+		if err := (Backends{PagePoolMB: &mb}).validate(); err == nil || !strings.Contains(err.Error(), "want 0 (off) to 4096") {
+			t.Errorf("page pool %d MiB: %v", mb, err)
+		}
+	}
 }
 
 func TestOCIRuntime(t *testing.T) {

@@ -68,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.PoolSize, "pool-size", 0, "standalone invoker: created sandboxes kept ready by the oci and process backends (0: 2; negative: none)")
 	fs.StringVar(&cfg.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "standalone invoker: runtime of the oci sandbox: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
 	fs.StringVar(&cfg.IsolateReuse, "isolate-reuse", "none", "standalone invoker: isolate reuse: none (a new isolate for every activation) or tenant (each enclave thread keeps its isolate for one namespace's unsealed activations, each in a new context; direct enclave only)")
+	pagePool := fs.Int("page-pool-mb", -1, "standalone invoker: MiB of heap pages each enclave owner keeps, zeroed, for its next isolates (-1: the isolate addon's default, 16; 0: off; direct enclave only)")
 	fs.BoolVar(&cfg.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "standalone invoker: run enclave owners as root without confinement (an isolate escape is then host root)")
 	fs.StringVar(&cfg.EgressAllow, "egress-allow", "", `standalone invoker: host-loopback endpoints owners may reach, "host:port,..." (the REST API's port is always added)`)
 	fs.StringVar(&cfg.OwnerUser, "owner-user", "64000:64000", "standalone invoker: uid:gid the confined enclave owners run as")
@@ -101,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	evMRSigner := fs.String("evidence-mrsigner", "", "with --evidence-roots: accepted MRSIGNER values, comma-separated hex")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pagePool != -1 {
+		cfg.PagePoolMB = pagePool
 	}
 	policy, err := evidencePolicy(*evRoots, *evMREnclave, *evMRSigner)
 	if err != nil {

@@ -65,6 +65,8 @@ type Config struct {
 	OCIRuntime string
 	// IsolateReuse is the in-process invoker's isolate reuse (daemon.Backends.IsolateReuse).
 	IsolateReuse string
+	// PagePoolMB is the in-process invoker's page pool budget (daemon.Backends.PagePoolMB).
+	PagePoolMB *int
 	// UnsafeOwnerAsRoot, EgressAllow and OwnerUser configure the in-process invoker's enclave
 	// owners' confinement (daemon.Backends has the details): by default, as root, owners run
 	// confined as 64000:64000 and may reach only the REST API on the host's loopback.
@@ -365,7 +367,7 @@ func startInvoker(cfg Config, brokers []string, sasl kafka.SASL, apiHost string,
 		UserMemoryMB: cfg.InvokerMemoryMB, PingInterval: cfg.PingInterval, DrainTimeout: cfg.InvokerDrainTime,
 		Logger: log.Named("invoker"),
 	}, daemon.Backends{Sandbox: c.Sandbox, Enclave: c.Enclave, Model: c.Model, RepoDir: cfg.RepoDir, PoolSize: cfg.PoolSize, OCIRuntime: cfg.OCIRuntime,
-		IsolateReuse: cfg.IsolateReuse, UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser})
+		IsolateReuse: cfg.IsolateReuse, PagePoolMB: cfg.PagePoolMB, UnsafeOwnerAsRoot: cfg.UnsafeOwnerAsRoot, EgressAllow: cfg.EgressAllow, OwnerUser: cfg.OwnerUser})
 	describe := fmt.Sprintf("in-process invoker (sandbox %s, enclave %s, model %s)", c.Sandbox, c.Enclave, c.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", describe, err)

@@ -45,6 +45,7 @@ func main() {
 	flag.StringVar(&backends.OCIRuntime, "oci-runtime", daemon.DefaultOCIRuntime, "runtime of the oci sandbox backend: "+strings.Join(daemon.OCIRuntimes, ", ")+" or a path")
 	flag.DurationVar(&backends.EnclaveIdleTimeout, "enclave-idle-timeout", daemon.DefaultEnclaveIdleTimeout, "stop a warm enclave of an image not prestarted after this long without an activation (negative: never)")
 	flag.StringVar(&backends.IsolateReuse, "isolate-reuse", "none", "isolate reuse: none (a new isolate for every activation) or tenant (each enclave thread keeps its isolate for one namespace's unsealed activations, each in a new context; direct enclave only)")
+	pagePool := flag.Int("page-pool-mb", -1, "MiB of heap pages each enclave owner keeps, zeroed, for its next isolates (-1: the isolate addon's default, 16; 0: off, fresh heap addresses for every isolate; direct enclave only)")
 	flag.BoolVar(&backends.UnsafeOwnerAsRoot, "unsafe-owner-as-root", false, "run enclave owners as root without confinement (direct backend; an isolate escape is then host root)")
 	flag.StringVar(&backends.EgressAllow, "egress-allow", "", `host-loopback endpoints owners may reach, "host:port,..." (the --api-host port is added when on loopback)`)
 	flag.StringVar(&backends.OwnerUser, "owner-user", "64000:64000", "uid:gid the confined enclave owners run as")
@@ -57,6 +58,9 @@ func main() {
 	flag.StringVar(&kopts.CAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for the brokers' TLS (env "+credentials.EnvKafkaTLSCA+")")
 	preflight := flag.Bool("preflight", false, "check this host for the chosen enclave backend (sgx), print the report and exit 0 or 1")
 	flag.Parse()
+	if *pagePool != -1 {
+		backends.PagePoolMB = pagePool
+	}
 	if *preflight {
 		report, err := daemon.SGXPreflight(backends.RepoDir)
 		fmt.Print(report)

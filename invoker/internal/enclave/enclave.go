@@ -50,6 +50,10 @@ type StartSpec struct {
 	// in a new context and Node environment (the isolate addon's KeptIsolate). Backends that
 	// cannot do it refuse to start.
 	IsolateReuse string
+	// PagePoolMB is the budget of the isolate addon's page pool in MiB (node-isolate-patch/README.md,
+	// "The page pool"): nil for the addon's default, 0 turns it off. Backends that cannot pass it
+	// refuse a non-nil value.
+	PagePoolMB *int
 	// KeyMode is how the owner gets its image key (enclave-runtime/trusted/keys.js): "" or
 	// KeyGenerate unseals the image's sealed key or makes one; KeyAwait starts it without a key, to
 	// receive one from a live owner of the image by transfer (the Manager relays it). A backend that
@@ -80,6 +84,17 @@ func CheckIsolateReuse(mode string) error {
 		return nil
 	}
 	return fmt.Errorf("isolate reuse %q: want none or tenant", mode)
+}
+
+// MaxPagePoolMB is the largest page pool budget the isolate addon takes.
+const MaxPagePoolMB = 4096
+
+// CheckPagePool refuses a budget outside 0..MaxPagePoolMB (nil is the addon's default).
+func CheckPagePool(mb *int) error {
+	if mb != nil && (*mb < 0 || *mb > MaxPagePoolMB) {
+		return fmt.Errorf("page pool %d MiB: want 0 (off) to %d", *mb, MaxPagePoolMB)
+	}
+	return nil
 }
 
 // Owner is one running enclave owner process.

@@ -47,6 +47,8 @@ type ManagerConfig struct {
 	Isolate string
 	// IsolateReuse is passed to the backend (StartSpec.IsolateReuse).
 	IsolateReuse string
+	// PagePoolMB is passed to the backend (StartSpec.PagePoolMB).
+	PagePoolMB *int
 	// Hooks receive lifecycle events, e.g. for metrics; all optional.
 	Hooks Hooks
 	// Keys reaches the image keys other invokers hold (through the controller). Nil: the first
@@ -351,7 +353,7 @@ func (m *Manager) start(a pool.StartOwner) {
 	dir := filepath.Join(m.cfg.BaseDir, a.Owner)
 	t0 := time.Now()
 	spec := StartSpec{ID: a.Owner, Image: a.Image, Dir: dir, Slots: m.cfg.SlotsPerOwner, Isolate: m.cfg.Isolate,
-		IsolateReuse: m.cfg.IsolateReuse}
+		IsolateReuse: m.cfg.IsolateReuse, PagePoolMB: m.cfg.PagePoolMB}
 	m.mu.Lock()
 	from, prepared := m.prepared[a.Image]
 	delete(m.prepared, a.Image)

@@ -346,6 +346,12 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		}
 		args = append(args, "--isolate-reuse", spec.IsolateReuse)
 	}
+	if spec.PagePoolMB != nil {
+		if err := enclave.CheckPagePool(spec.PagePoolMB); err != nil {
+			return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)
+		}
+		args = append(args, "--page-pool-mb", strconv.Itoa(*spec.PagePoolMB))
+	}
 	if len(allow) > 0 {
 		args = append(args, "--egress-allow", strings.Join(allow, ","))
 	}

@@ -308,3 +308,51 @@ func TestIsolateReuseReachesTheOwner(t *testing.T) {
 		t.Fatalf("an unknown mode: %v", err)
 	}
 }
+
+// StartSpec.PagePoolMB reaches the owner (its start log names the pool it got), nil leaves the
+// addon's default, and a budget out of range is refused before any owner starts.
+func TestPagePoolReachesTheOwner(t *testing.T) {
+	testtool.Require(t, "node")
+	wd, _ := os.Getwd()
+	js, err := FindOwnerJS(wd)
+	if err != nil {
+		testtool.Missing(t, err.Error())
+	}
+	addon := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(js))), "node-isolate-patch", "build", "teemate_isolate.node")
+	if _, err := os.Stat(addon); err != nil {
+		testtool.Missing(t, "the isolate addon (make build): "+err.Error())
+	}
+	core, logs := observer.New(zap.DebugLevel) // the owner's own info lines come through at debug
+	b, err := New(Config{OwnerJS: js, UnsafeOwnerAsRoot: true, StartTimeout: 20 * time.Second}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, big := 0, enclave.MaxPagePoolMB+1
+	for i, c := range []struct {
+		mb   *int
+		want string
+	}{{nil, `"pagePool":"16 MiB"`}, {&zero, `"pagePool":"off (off)"`}} {
+		id := fmt.Sprintf("p-%d", i)
+		o, err := b.Start(context.Background(), enclave.StartSpec{ID: id, Image: "nodejs:20", Dir: t.TempDir(), Slots: 1,
+			Isolate: "addon", PagePoolMB: c.mb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Stop(context.Background())
+		listening := func(e observer.LoggedEntry) bool {
+			s, _ := e.ContextMap()["line"].(string)
+			return strings.Contains(s, `"msg":"gate listening"`) && strings.Contains(s, c.want)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for logs.Filter(listening).Len() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("owner %s did not say %s: %v", id, c.want, logs.All())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	_, err = b.Start(context.Background(), enclave.StartSpec{ID: "p-big", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1, PagePoolMB: &big})
+	if err == nil || !strings.Contains(err.Error(), "page pool 4097 MiB") {
+		t.Fatalf("a budget out of range: %v", err)
+	}
+}

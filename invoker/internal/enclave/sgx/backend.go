@@ -188,6 +188,10 @@ func (b *Backend) Start(ctx context.Context, spec enclave.StartSpec) (enclave.Ow
 		// into MRENCLAVE) rather than come from the host. Not wired yet.
 		return nil, fmt.Errorf("start owner %s: isolate reuse %q: sgx owners keep the default (a new isolate per activation)", spec.ID, spec.IsolateReuse)
 	}
+	if spec.PagePoolMB != nil {
+		// As above: the argv is the manifest's, so the owner runs with the addon's default.
+		return nil, fmt.Errorf("start owner %s: page pool %d MiB: sgx owners keep the addon's default", spec.ID, *spec.PagePoolMB)
+	}
 	manifest, err := b.ensureManifest(ctx, spec.Image, spec.Slots)
 	if err != nil {
 		return nil, fmt.Errorf("start owner %s: %w", spec.ID, err)

@@ -262,6 +262,7 @@ func TestStartFailures(t *testing.T) {
 		{mode: "ok", signFails: true, want: "key not found"},
 		{mode: "ok", want: "sgx owners run the addon only", spec: enclave.StartSpec{Isolate: "worker"}},
 		{mode: "ok", want: `isolate reuse "tenant": sgx owners keep the default`, spec: enclave.StartSpec{IsolateReuse: enclave.IsolateReuseTenant}},
+		{mode: "ok", want: "page pool 0 MiB: sgx owners keep the addon's default", spec: enclave.StartSpec{PagePoolMB: new(int)}},
 		{mode: "ok", want: "slots 2000 out of 1..1024", spec: enclave.StartSpec{Slots: 2000}},
 	}
 	for _, c := range cases {
@@ -274,7 +275,7 @@ func TestStartFailures(t *testing.T) {
 			}
 			b.cfg.GramineSGX = os.Args[0]
 			spec := enclave.StartSpec{ID: "x-0", Image: "nodejs:20", Dir: filepath.Join(env.root, "o"), Slots: 3, Isolate: c.spec.Isolate,
-				IsolateReuse: c.spec.IsolateReuse}
+				IsolateReuse: c.spec.IsolateReuse, PagePoolMB: c.spec.PagePoolMB}
 			if c.spec.Slots != 0 {
 				spec.Slots = c.spec.Slots
 			}
