@@ -260,10 +260,10 @@ require('module').runMain();
 	}
 }
 
-// StartSpec.IsolateReuse reaches the owner: with the isolate addon it starts in the mode (its start
-// log says so), with worker isolates the owner refuses it and the start fails with its reason, and
-// a mode the backend does not know is refused before any owner starts.
-func TestIsolateReuseReachesTheOwner(t *testing.T) {
+// addonBackend is a backend whose owners run the isolate addon (skipped without node or the addon;
+// failed under CI=true), with the observed logs, where the owners' own info lines arrive at debug.
+func addonBackend(t *testing.T) (*Backend, *observer.ObservedLogs) {
+	t.Helper()
 	testtool.Require(t, "node")
 	wd, _ := os.Getwd()
 	js, err := FindOwnerJS(wd)
@@ -279,6 +279,14 @@ func TestIsolateReuseReachesTheOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, logs
+}
+
+// StartSpec.IsolateReuse reaches the owner: with the isolate addon it starts in the mode (its start
+// log says so), with worker isolates the owner refuses it and the start fails with its reason, and
+// a mode the backend does not know is refused before any owner starts.
+func TestIsolateReuseReachesTheOwner(t *testing.T) {
+	b, logs := addonBackend(t)
 	o, err := b.Start(context.Background(), enclave.StartSpec{ID: "r-1", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1,
 		Isolate: "addon", IsolateReuse: enclave.IsolateReuseTenant})
 	if err != nil {
@@ -312,21 +320,7 @@ func TestIsolateReuseReachesTheOwner(t *testing.T) {
 // StartSpec.PagePoolMB reaches the owner (its start log names the pool it got), nil leaves the
 // addon's default, and a budget out of range is refused before any owner starts.
 func TestPagePoolReachesTheOwner(t *testing.T) {
-	testtool.Require(t, "node")
-	wd, _ := os.Getwd()
-	js, err := FindOwnerJS(wd)
-	if err != nil {
-		testtool.Missing(t, err.Error())
-	}
-	addon := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(js))), "node-isolate-patch", "build", "teemate_isolate.node")
-	if _, err := os.Stat(addon); err != nil {
-		testtool.Missing(t, "the isolate addon (make build): "+err.Error())
-	}
-	core, logs := observer.New(zap.DebugLevel) // the owner's own info lines come through at debug
-	b, err := New(Config{OwnerJS: js, UnsafeOwnerAsRoot: true, StartTimeout: 20 * time.Second}, zap.New(core))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, logs := addonBackend(t)
 	zero, big := 0, enclave.MaxPagePoolMB+1
 	for i, c := range []struct {
 		mb   *int
@@ -351,7 +345,7 @@ func TestPagePoolReachesTheOwner(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	_, err = b.Start(context.Background(), enclave.StartSpec{ID: "p-big", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1, PagePoolMB: &big})
+	_, err := b.Start(context.Background(), enclave.StartSpec{ID: "p-big", Image: "nodejs:20", Dir: t.TempDir(), Slots: 1, PagePoolMB: &big})
 	if err == nil || !strings.Contains(err.Error(), "page pool 4097 MiB") {
 		t.Fatalf("a budget out of range: %v", err)
 	}
