@@ -114,11 +114,19 @@ func RemoveUnmounted(dir string) error {
 		return fmt.Errorf("remove %q: not an absolute path", dir)
 	}
 	dir = filepath.Clean(dir)
-	var stx unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, dir, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &stx); err != nil {
+	if dir == "/" {
+		return errors.New("remove /: refused")
+	}
+	parent, err := unix.Open(filepath.Dir(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	defer func() { _ = unix.Close(parent) }() // read-only directory descriptor: nothing to flush
+	var stx unix.Statx_t
+	if err := unix.Statx(parent, "", unix.AT_EMPTY_PATH, unix.STATX_TYPE, &stx); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	if stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
@@ -127,30 +135,45 @@ func RemoveUnmounted(dir string) error {
 		}
 		return os.RemoveAll(dir)
 	}
+	return removeAt(parent, filepath.Base(dir), dir)
+}
+
+// removeAt removes entry name of directory fd (path, for messages), depth first, refusing to
+// enter a mount. A name already gone is no error.
+func removeAt(fd int, name, path string) error {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &stx); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
 	if stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
-		return fmt.Errorf("remove %s: %w (it is a mount point)", dir, ErrMountedBelow)
+		return fmt.Errorf("remove %s: %w (a mount point)", path, ErrMountedBelow)
 	}
-	if stx.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return os.Remove(dir)
+	if stx.Mode&unix.S_IFMT == unix.S_IFDIR {
+		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", path, err)
+		}
+		err = removeChildren(sub, path)
+		_ = unix.Close(sub) // read-only directory descriptor: nothing to flush
+		if err != nil {
+			return err
+		}
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", dir, err)
+	flags := 0
+	if stx.Mode&unix.S_IFMT == unix.S_IFDIR {
+		flags = unix.AT_REMOVEDIR
 	}
-	err = emptyDir(fd, dir)
-	_ = unix.Close(fd) // read-only directory descriptor: nothing to flush
-	if err != nil {
-		return err
-	}
-	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove %s: %w", dir, err)
+	if err := unix.Unlinkat(fd, name, flags); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	return nil
 }
 
-// emptyDir removes what directory fd (at path, for messages) holds, depth first, refusing to
-// enter a mount.
-func emptyDir(fd int, path string) error {
+// removeChildren removes what directory fd (at path) holds.
+func removeChildren(fd int, path string) error {
 	// Listed through a duplicate: the *os.File owns (and closes) its descriptor, fd stays ours.
 	dup, err := unix.Dup(fd)
 	if err != nil {
@@ -163,34 +186,8 @@ func emptyDir(fd int, path string) error {
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	for _, name := range names {
-		p := filepath.Join(path, name)
-		var stx unix.Statx_t
-		if err := unix.Statx(fd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &stx); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return fmt.Errorf("remove %s: %w", p, err)
-		}
-		if stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0 {
-			return fmt.Errorf("remove %s: %w: %s", path, ErrMountedBelow, p)
-		}
-		if stx.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := unix.Unlinkat(fd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("remove %s: %w", p, err)
-			}
-			continue
-		}
-		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("remove %s: %w", p, err)
-		}
-		err = emptyDir(sub, p)
-		_ = unix.Close(sub) // read-only directory descriptor: nothing to flush
-		if err != nil {
+		if err := removeAt(fd, name, filepath.Join(path, name)); err != nil {
 			return err
-		}
-		if err := unix.Unlinkat(fd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("remove %s: %w", p, err)
 		}
 	}
 	return nil
