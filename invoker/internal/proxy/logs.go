@@ -241,6 +241,10 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 					out.Truncated = true
 				case l.text == wire.LogSentinel:
 					sentinel[l.stream] = true
+				case sentinel[l.stream]:
+					// After its own sentinel a stream's lines belong to no activation. The two
+					// streams are read apart, so such a line can reach the queue before the other
+					// stream's sentinel does.
 				case c.cfg.Stamped && l.stream == "stderr" && l.text == truncatedLine:
 					cutUpstream = true
 				case !out.Truncated:

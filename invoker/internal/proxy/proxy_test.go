@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,28 @@ func TestCollectorSentinelsBothStreams(t *testing.T) {
 	}
 	if len(logs.Lines) != 2 || !want[logs.Lines[0]] || !want[logs.Lines[1]] {
 		t.Fatalf("lines %q", logs.Lines)
+	}
+}
+
+// The streams are read apart, so a stream's lines after its sentinel can be queued before the
+// other stream's sentinel; they still belong to no activation.
+func TestCollectorIgnoresAStreamAfterItsSentinel(t *testing.T) {
+	out := strings.NewReader("one\n" + wire.LogSentinel + "\nlater\n")
+	errR, errW := io.Pipe()
+	c := Collect(out, errR, testCfg(1000))
+	for queued := false; !queued; time.Sleep(time.Millisecond) { // stdout read to its end first
+		c.mu.Lock()
+		queued = len(c.queue) == 4
+		c.mu.Unlock()
+	}
+	go func() {
+		io.WriteString(errW, "two\n"+wire.LogSentinel+"\n")
+		errW.Close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	want := []string{"2026-01-02T03:04:05.000060000Z stdout: one", "2026-01-02T03:04:05.000060000Z stderr: two"}
+	if logs.Sentinels != 2 || !slices.Equal(logs.Lines, want) {
+		t.Fatalf("%+v", logs)
 	}
 }
 
