@@ -45,7 +45,7 @@
  * report and 126 after it; a fault of the start configuration has the stub's codes (125
  * malformed, 126 cannot execute, 127 unreadable or no such command).
  *
- * Build: gcc -static -O2 (shim/Makefile).
+ * Build: musl-gcc (or gcc) -static -O2 (shim/Makefile).
  */
 #define _GNU_SOURCE
 #include <errno.h>

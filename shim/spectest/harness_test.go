@@ -54,7 +54,8 @@ func run(m *testing.M) int {
 	repoRoot = filepath.Join(wd, "..", "..")
 	mk := exec.Command("make", "-s", "-C", filepath.Join(repoRoot, "shim"), "BIN="+dir)
 	if f := os.Getenv("TEEMATE_SHIM_CFLAGS"); f != "" {
-		mk.Args = append(mk.Args, "CFLAGS="+f, "STATIC=")
+		// Sanitizers need glibc's dynamic runtime, not the static musl build.
+		mk.Args = append(mk.Args, "CC=gcc", "CFLAGS="+f, "STATIC=")
 	}
 	if out, err := mk.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the shim: %v\n%s", err, out)

@@ -35,7 +35,7 @@
  * The reading is startconf.h's, shared with teemate-launch's container init, which runs the
  * configured command itself (no stub exec) when the container is made by that launcher.
  *
- * Build: gcc -static -O2 -o teemate-start teemate-start.c (deploy/images/build.sh).
+ * Build: musl-gcc (or gcc) -static -O2 (shim/Makefile).
  */
 #define _GNU_SOURCE
 #include <errno.h>
