@@ -23,10 +23,6 @@ using SetFn = v8::PageAllocator* (*)(v8::PageAllocator*);
 std::mutex g_install_mu;
 PagePool* g_pool = nullptr;  // leaked on purpose: V8 holds it until the process ends
 
-int Prot(v8::PageAllocator::Permission access) {
-  return access == v8::PageAllocator::kReadWrite ? PROT_READ | PROT_WRITE : PROT_NONE;
-}
-
 }  // namespace
 
 PagePool::PagePool(v8::PageAllocator* base, size_t budget_bytes) : base_(base), budget_(budget_bytes) {}
@@ -74,17 +70,16 @@ void* PagePool::AllocatePages(void* hint, size_t length, size_t alignment, Permi
       }
     }
     if (hit.address != nullptr) {
-      // Pooled regions are inaccessible; the hint only ever asked for a
-      // random address, which the region's own already is.
-      if (access == kNoAccess || mprotect(hit.address, length, Prot(access)) == 0) {
-        std::lock_guard<std::mutex> lock(mu_);
-        counts_.reused++;
-        last_use_ = std::chrono::steady_clock::now();
-        return hit.address;
-      }
-      base_->FreePages(hit.address, length);  // cannot set it up: give it back
+      // Pooled regions are readable-writable and zero, and go out as they are,
+      // for a reservation (kNoAccess) too: V8 commits its heap pages whole, read
+      // and write, right after reserving them, and changing the protection of
+      // resident pages and back is what the pool would otherwise cost (Scrub).
+      // The hint only ever asked for a random address, which the region's own
+      // already is.
       std::lock_guard<std::mutex> lock(mu_);
-      counts_.released++;
+      counts_.reused++;
+      last_use_ = std::chrono::steady_clock::now();
+      return hit.address;
     }
   }
   return base_->AllocatePages(hint, length, alignment, access);
@@ -137,7 +132,9 @@ bool PagePool::FreePages(void* address, size_t length) {
 }
 
 bool PagePool::Scrub(void* address, size_t length, size_t* zeroed) {
-  // V8 may have left parts of it inaccessible; zeroing needs it writable.
+  // V8 may have left parts of it inaccessible (uncommitted, so not resident) or
+  // executable; zeroing needs it writable, and it stays so. Where it is all
+  // read-write already, as a heap page is, the kernel changes nothing.
   if (mprotect(address, length, PROT_READ | PROT_WRITE) != 0) return false;
   unsigned char resident[kMaxRegion / kSystemPage];
   const size_t pages = length / kSystemPage;
@@ -160,7 +157,13 @@ bool PagePool::Scrub(void* address, size_t length, size_t* zeroed) {
     std::memset(base, 0, length);  // no residency information: zero all of it
     *zeroed = length;
   }
-  return mprotect(address, length, PROT_NONE) == 0;
+  // Not made inaccessible while pooled: on a paravirtualised VM every page
+  // table entry a protection change touches is a trip through the hypervisor,
+  // and PROT_NONE here and read-write again at reuse cost a quarter of an
+  // isolate's CPU (node-isolate-patch/README.md, "The page pool"). What it
+  // guarded against is V8 itself touching memory it had freed; the isolate
+  // that freed the region is gone, and what it left is zero.
+  return true;
 }
 
 void PagePool::Drain() {

@@ -3,15 +3,18 @@
 // Every activation's isolate deserialises Node's snapshot into fresh heap
 // pages and frees them at teardown. The kernel hands each fresh page out on
 // first touch, one page fault per 4 KiB: on this kind of VM a fifth of the
-// owner's CPU. The pool keeps the pages a torn-down isolate frees, zeroed and
-// inaccessible, and hands them to the next isolate that asks for a region of
-// the same size, already resident: no fault, no munmap/mmap.
+// owner's CPU. The pool keeps the pages a torn-down isolate frees, zeroed, and
+// hands them to the next isolate that asks for a region of the same size,
+// already resident: no fault, no munmap/mmap.
 //
 // Nothing of one isolate reaches the next: a region is zeroed (every resident
-// page; the others read as zero anyway) and made inaccessible when it is
-// freed, before it can be handed out again, exactly what a fresh mmap gives.
-// Only regions of heap-page sizes are kept, never executable ones, up to a
-// byte budget; the rest go straight back to the system.
+// page; the others read as zero anyway) when it is freed, before it can be
+// handed out again, exactly what a fresh mmap gives. It stays readable and
+// writable while pooled and when handed out, also for a reservation: changing
+// the protection of resident pages is a hypervisor trip per page table entry
+// on this kind of VM (see Scrub). Only regions of heap-page sizes are kept,
+// never executable, up to a byte budget; the rest go straight back to the
+// system.
 //
 // V8 takes its page allocator from the platform, which Node fixes at start-up
 // (no page allocator of its own, so V8's default); the pool is put in front of
@@ -100,8 +103,8 @@ class PagePool final : public v8::PageAllocator {
     void* address;
     size_t length;
   };
-  // Zeroes the resident pages of [address, address+length) and makes it
-  // inaccessible; false if that failed (the region must not be reused).
+  // Makes [address, address+length) read-write and zeroes its resident pages;
+  // false if that failed (the region must not be reused).
   static bool Scrub(void* address, size_t length, size_t* zeroed);
 
   v8::PageAllocator* const base_;

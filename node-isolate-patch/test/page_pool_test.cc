@@ -82,8 +82,8 @@ size_t Resident(void* p, size_t n) {
   return r;
 }
 
-// The permissions /proc/self/maps gives the mapping that holds p ("---p" for
-// an inaccessible one).
+// The permissions /proc/self/maps gives the mapping that holds p ("rw-p" for
+// a readable-writable private one, "" for none).
 std::string Perms(void* p) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -109,9 +109,11 @@ void TestReuseIsScrubbed() {
   CHECK(pool.FreePages(p, kRegion));
   CHECK(base.frees == 0);
   CHECK(pool.counts().kept == 1 && pool.counts().pooled_bytes == kRegion);
-  // Pooled: still mapped and resident (the point), inaccessible, and zero.
-  CHECK(Perms(p) == "---p");
+  // Pooled: still mapped and resident (the point), zero, and left read-write
+  // (changing the protection of resident pages is what the pool saves).
+  CHECK(Perms(p) == "rw-p");
   CHECK(Resident(p, kRegion) == 4);  // the untouched pages were not faulted in to be zeroed
+  CHECK(AllZero(p, kRegion));
 
   auto* q = static_cast<char*>(pool.AllocatePages(nullptr, kRegion, kRegion, v8::PageAllocator::kReadWrite));
   CHECK(q == p);
@@ -140,6 +142,7 @@ void TestWhatIsNotPooled() {
   void* x = pool.AllocatePages(nullptr, kRegion, kRegion, v8::PageAllocator::kReadWriteExecute);
   CHECK(x != r && pool.counts().reused == 0);
   CHECK(pool.FreePages(x, kRegion));  // pooled: it is an ordinary region once freed
+  CHECK(Perms(x) == "rw-p");          // and no longer executable
   // A pooled region serves only a request its address is aligned for.
   const size_t big_align = 64 * kRegion;
   for (int i = 0; i < 3; i++) {
@@ -163,7 +166,7 @@ void TestBudgetAgesOutTheOldest() {
   CHECK(c.pooled_bytes <= 3 * kRegion);
   CHECK(c.pooled_bytes == 3 * kRegion);  // the odd one aged out
   CHECK(Perms(odd) == "");               // given back to the system
-  CHECK(Perms(rs[4]) == "---p");         // the newest are kept
+  CHECK(Perms(rs[4]) == "rw-p");         // the newest are kept
   // A budget of 0 keeps nothing.
   pool.SetBudget(0);
   CHECK(pool.counts().pooled_bytes == 0);

@@ -1,6 +1,6 @@
 'use strict';
-// The page pool (src/page_pool.h): a torn-down isolate's heap pages, zeroed and
-// inaccessible, serve the next isolate without page faults. These tests hold
+// The page pool (src/page_pool.h): a torn-down isolate's heap pages, zeroed,
+// serve the next isolate without page faults. These tests hold
 // the pool alone (page_pool_test.cc, real mmap'd memory), its options and
 // counters in the addon, that an idle owner gives the pages back, and the
 // attack the zeroing is for: after a tenant's isolate is gone, its secret is
