@@ -50,6 +50,7 @@ class PagePool final : public v8::PageAllocator {
     uint64_t kept = 0;       // regions taken into the pool on free
     uint64_t released = 0;   // regions given back to the system (budget, size, drain)
     uint64_t zeroed_bytes = 0;  // resident bytes zeroed on keep (what reuse saves faulting in)
+    uint64_t uncommits_kept = 0;  // uncommits (SetPermissions kNoAccess) zeroed in place, not dropped
     size_t pooled_bytes = 0;  // bytes in the pool now
     size_t budget_bytes = 0;
   };
@@ -80,9 +81,7 @@ class PagePool final : public v8::PageAllocator {
   bool ReleasePages(void* address, size_t length, size_t new_length) override {
     return base_->ReleasePages(address, length, new_length);
   }
-  bool SetPermissions(void* address, size_t length, Permission access) override {
-    return base_->SetPermissions(address, length, access);
-  }
+  bool SetPermissions(void* address, size_t length, Permission access) override;
   bool RecommitPages(void* address, size_t length, Permission access) override {
     return base_->RecommitPages(address, length, access);
   }

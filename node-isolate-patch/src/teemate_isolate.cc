@@ -928,7 +928,8 @@ napi_value Info(napi_env env, napi_callback_info) {
       const std::pair<const char*, double> fields[] = {
           {"budgetBytes", static_cast<double>(c.budget_bytes)}, {"pooledBytes", static_cast<double>(c.pooled_bytes)},
           {"reused", static_cast<double>(c.reused)},            {"kept", static_cast<double>(c.kept)},
-          {"released", static_cast<double>(c.released)}, {"zeroedBytes", static_cast<double>(c.zeroed_bytes)}};
+          {"released", static_cast<double>(c.released)}, {"zeroedBytes", static_cast<double>(c.zeroed_bytes)},
+          {"uncommitsKept", static_cast<double>(c.uncommits_kept)}};
       for (const auto& [name, value] : fields) {
         NAPI_OK(env, napi_create_double(env, value, &v));
         NAPI_OK(env, napi_set_named_property(env, pp, name, v));

@@ -126,6 +126,34 @@ void TestReuseIsScrubbed() {
   CHECK(base.frees == 1 && pool.counts().pooled_bytes == 0);
 }
 
+// V8 uncommits a page it keeps (SetPermissions kNoAccess): the pool zeroes its
+// resident pages in place instead of dropping them, so the next commit finds
+// them resident and zero; smaller ranges (guard pages) go to V8's allocator.
+void TestUncommitZeroesInPlace() {
+  MmapAllocator base;
+  teemate::PagePool pool(&base, 4 * kRegion);
+  auto* p = static_cast<char*>(pool.AllocatePages(nullptr, kRegion, kRegion, v8::PageAllocator::kNoAccess));
+  CHECK(pool.SetPermissions(p, kRegion, v8::PageAllocator::kReadWrite));
+  std::memset(p, 'S', 3 * kPage);
+  CHECK(pool.SetPermissions(p, kRegion, v8::PageAllocator::kNoAccess));
+  CHECK(pool.counts().uncommits_kept == 1);
+  CHECK(Resident(p, 3 * kPage) == 3);
+  CHECK(Perms(p) == "rw-p");
+  CHECK(pool.SetPermissions(p, kRegion, v8::PageAllocator::kReadWrite));
+  CHECK(AllZero(p, kRegion));
+  // A guard page's worth is V8's allocator's to protect.
+  CHECK(pool.SetPermissions(p + kRegion - kPage, kPage, v8::PageAllocator::kNoAccess));
+  CHECK(Perms(p + kRegion - kPage) == "---p");
+  CHECK(pool.counts().uncommits_kept == 1);
+  // An executable range is not left executable.
+  auto* x = static_cast<char*>(pool.AllocatePages(nullptr, kRegion, kRegion, v8::PageAllocator::kReadWriteExecute));
+  x[0] = 1;
+  CHECK(pool.SetPermissions(x, kRegion, v8::PageAllocator::kNoAccess));
+  CHECK(Perms(x) == "rw-p" && AllZero(x, kRegion));
+  CHECK(pool.FreePages(p, kRegion) && pool.FreePages(x, kRegion));
+  pool.Drain();
+}
+
 void TestWhatIsNotPooled() {
   MmapAllocator base;
   teemate::PagePool pool(&base, 64 * kRegion);
@@ -220,6 +248,7 @@ void TestConcurrent() {
 
 int main() {
   TestReuseIsScrubbed();
+  TestUncommitZeroesInPlace();
   TestWhatIsNotPooled();
   TestBudgetAgesOutTheOldest();
   TestDrainIfIdle();
