@@ -342,6 +342,12 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		closers = append(closers, func() { pcancel(); <-pdone })
 	}
 
+	// The sandboxes' and the activations' files on tmpfs (onTmpfs); where that cannot be, on disk.
+	for _, sub := range []string{"o", "s"} {
+		if _, err := onTmpfs(filepath.Join(a.runtime, sub)); err != nil {
+			log.Warn("the runtime directory's files stay on disk", zap.Error(err))
+		}
+	}
 	sandboxes, err := se.build(a)
 	if err != nil {
 		return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/teemate/platform/invoker/internal/reap"
 	"github.com/teemate/platform/invoker/internal/sandbox"
@@ -20,7 +21,8 @@ import (
 // The runtime directory holds what an invoker's backends keep on the host while it runs: the
 // owners' gate sockets and work directories (e/), the activations' proxy directories (s/), the
 // process backend's records and pool (p/), the oci backend's runc root and bundles (o/), and the
-// records of the owner processes and their network helpers (pids/). Unix socket paths are limited
+// records of the owner processes and their network helpers (pids/). o/ and s/ are tmpfs mounts
+// of their own (onTmpfs). Unix socket paths are limited
 // to 107 bytes, so it lives under a short path rather than under the (possibly deep) state
 // directory: TMPDIR/tm-<8 hex>-<id>, where the hex are the first of the SHA-256 of the absolute
 // state directory. It is the same at every start of one invoker (state directory and id), so a
@@ -110,6 +112,39 @@ func openRuntimeDir(state string, id int) (*runtimeDir, error) {
 			d.path, os.Geteuid(), st.Mode()))
 	}
 	return d, nil
+}
+
+// onTmpfs makes dir (below the runtime directory) a tmpfs mount of its own, unless it is one
+// already (a crashed predecessor's, still holding what Reap is to remove) or holds anything (an
+// older version's leftovers, which a tmpfs would hide from Reap: it then stays on disk for this
+// run). The sandboxes' bundles, slots and records and the activations' proxy directories come and
+// go there, dozens of files a second, and on a journalled filesystem each costs the journal's work:
+// a container's whole life takes 0.6 ms less CPU and 1.1 ms less time with its bundle on tmpfs
+// (BenchmarkContainerCPU in package oci). The files are small; what a sandbox writes into the
+// directories bound into it is charged to its memory limit, as page cache on disk is. remove
+// (RemoveTree) unmounts it with the rest.
+func onTmpfs(dir string) (mounted bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("tmpfs %s: %w", dir, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, fmt.Errorf("tmpfs %s: %w", dir, err)
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		return false, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("tmpfs %s: %w", dir, err)
+	}
+	if len(entries) > 0 {
+		return false, nil
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
+		return false, fmt.Errorf("tmpfs %s: %w", dir, err)
+	}
+	return true, nil
 }
 
 // unlock releases the lock (closing the file releases the flock).

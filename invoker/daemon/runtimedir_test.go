@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // One state directory and id give one runtime directory, at every start and under any spelling;
@@ -78,4 +79,46 @@ func TestRuntimeDir_RefusesForeignDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.remove(zap.NewNop())
+}
+
+// The bundles' and proxies' directories become tmpfs mounts of their own, once: a directory
+// already on tmpfs, or holding leftovers a mount would hide from Reap, is left as it is, and
+// remove unmounts them with the rest.
+func TestRuntimeDir_FilesOnTmpfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	d, err := openRuntimeDir(t.TempDir(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.remove(zap.NewNop()) })
+	isTmpfs := func(dir string) bool {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Type == unix.TMPFS_MAGIC
+	}
+	o := filepath.Join(d.path, "o")
+	if mounted, err := onTmpfs(o); err != nil || !mounted || !isTmpfs(o) {
+		t.Fatalf("onTmpfs(%s) = %v, %v; tmpfs %v", o, mounted, err, isTmpfs(o))
+	}
+	if mounted, err := onTmpfs(o); err != nil || mounted {
+		t.Fatalf("a second onTmpfs mounted again: %v, %v", mounted, err)
+	}
+	s := filepath.Join(d.path, "s")
+	if err := os.MkdirAll(filepath.Join(s, "left"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if mounted, err := onTmpfs(s); err != nil || mounted || isTmpfs(s) {
+		t.Fatalf("onTmpfs over leftovers = %v, %v: it would hide them", mounted, err)
+	}
+	d.remove(zap.NewNop())
+	if _, err := os.Stat(d.path); !os.IsNotExist(err) {
+		t.Errorf("runtime dir left after remove: %v", err)
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mounts), d.path) {
+		t.Errorf("a mount below %s is left after remove (%v)", d.path, err)
+	}
 }

@@ -290,10 +290,33 @@ func cpuCgroup(b *testing.B) (string, func() time.Duration) {
 
 // BenchmarkContainerCPU is one fresh container's whole life without a pool, create, start (the
 // start stub execs and exits), wait, destroy, back to back: wall time and the CPU of every
-// process involved (cpu-ms/op), whichever runtime OCI_TEST_RUNTIME names.
+// process involved (cpu-ms/op), whichever runtime OCI_TEST_RUNTIME names. state=disk keeps the
+// bundles in a directory of the temporary directory's filesystem, state=tmpfs on a tmpfs of
+// their own, as the invoker keeps them (daemon.onTmpfs).
 func BenchmarkContainerCPU(b *testing.B) {
+	b.Run("state=disk", func(b *testing.B) { benchContainerCPU(b, "") })
+	b.Run("state=tmpfs", func(b *testing.B) {
+		dir, err := os.MkdirTemp("", "ocitmpfs")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
+			os.Remove(dir)
+			b.Skipf("no tmpfs: %v", err)
+		}
+		b.Cleanup(func() {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				b.Errorf("unmount %s: %v", dir, err)
+			}
+			os.RemoveAll(dir)
+		})
+		benchContainerCPU(b, dir)
+	})
+}
+
+func benchContainerCPU(b *testing.B, state string) {
 	parent, usage := cpuCgroup(b)
-	rt := newRuntime(b, Config{PoolSize: -1, CgroupParent: parent})
+	rt := newRuntime(b, Config{PoolSize: -1, CgroupParent: parent, StateDir: state})
 	ctx := context.Background()
 	spec := func(i int) sandbox.Spec {
 		return sandbox.Spec{Name: fmt.Sprintf("wsk0_%d_cpu", i), Rootfs: "teemate", MemoryMB: 64, Command: sandboxtest.StartStubCommand()}
