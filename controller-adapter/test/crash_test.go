@@ -367,7 +367,7 @@ func (c *crashRun) snapshot(i *crashInstance) *footprint {
 			}
 		}
 	}
-	f.mounts = mountsBelow(c.runtime)
+	f.mounts = instanceMounts(c.runtime)
 	for _, p := range f.procs {
 		if strings.Contains(p.cmd, "teemate-shim") {
 			f.sandboxes++
@@ -390,7 +390,7 @@ func (f *footprint) alive() *footprint {
 			out.containers = append(out.containers, id)
 		}
 	}
-	mounts := mountsBelow(f.runtime)
+	mounts := instanceMounts(f.runtime)
 	for _, m := range f.mounts {
 		if contains(mounts, m) {
 			out.mounts = append(out.mounts, m)
@@ -413,7 +413,7 @@ func (c *crashRun) foreignMounts() []string {
 		oldRuns[runOf(id)] = true
 	}
 	var out []string
-	for _, m := range mountsBelow(c.runtime) {
+	for _, m := range instanceMounts(c.runtime) {
 		rel, _ := filepath.Rel(filepath.Join(c.runtime, "o"), m)
 		id, _, _ := strings.Cut(rel, "/")
 		if !strings.HasPrefix(rel, "..") && runOf(id) != "" && !oldRuns[runOf(id)] {
@@ -531,6 +531,19 @@ func containerCgroups(runtimeName string) []string {
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
 				out = append(out, d)
 			}
+		}
+	}
+	return out
+}
+
+// instanceMounts are the mounts below an invoker's runtime directory but for the directory's own
+// tmpfs mounts (o/ and s/), which a restarted invoker keeps or makes again: the containers' and
+// their per-use mounts.
+func instanceMounts(runtime string) []string {
+	var out []string
+	for _, m := range mountsBelow(runtime) {
+		if m != filepath.Join(runtime, "o") && m != filepath.Join(runtime, "s") {
+			out = append(out, m)
 		}
 	}
 	return out

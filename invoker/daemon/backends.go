@@ -342,11 +342,10 @@ func buildExecutor(log *zap.Logger, id int, b Backends) (_ *executor.Executor, c
 		closers = append(closers, func() { pcancel(); <-pdone })
 	}
 
-	// The sandboxes' and the activations' files on tmpfs (onTmpfs); where that cannot be, on disk.
-	for _, sub := range []string{"o", "s"} {
-		if _, err := onTmpfs(filepath.Join(a.runtime, sub)); err != nil {
-			log.Warn("the runtime directory's files stay on disk", zap.Error(err))
-		}
+	// The activations' proxy directories on tmpfs (onTmpfs; the oci backend's bundles too, in its
+	// registry entry); where that cannot be, on disk.
+	if _, err := onTmpfs(filepath.Join(a.runtime, "s")); err != nil {
+		log.Warn("the proxy directories stay on disk", zap.Error(err))
 	}
 	sandboxes, err := se.build(a)
 	if err != nil {

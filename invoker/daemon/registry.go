@@ -347,7 +347,11 @@ func buildOCI(a *assembly) (sandbox.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci sandbox: %w", err)
 	}
-	rt, err := oci.New(oci.Config{Runtime: bin, ImagesDir: images, StateDir: filepath.Join(a.runtime, "o"), IDPrefix: a.prefix,
+	state := filepath.Join(a.runtime, "o")
+	if _, err := onTmpfs(state); err != nil {
+		a.log.Warn("the bundles stay on disk", zap.Error(err))
+	}
+	rt, err := oci.New(oci.Config{Runtime: bin, ImagesDir: images, StateDir: state, IDPrefix: a.prefix,
 		CgroupParent: "/teemate/" + filepath.Base(a.runtime), OwnCgroupParent: true, PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("oci sandbox: %w", err)

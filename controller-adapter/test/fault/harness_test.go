@@ -310,7 +310,8 @@ func cmdline(pid int) string {
 }
 
 // mountsBelow are the mount ids (mountinfo's first field, unique while mounted) of the mounts
-// below dir.
+// below dir, but for an invoker's runtime directory's own tmpfs mounts (tm-*/o and tm-*/s), which
+// a restarted invoker keeps or makes again (the kernel may hand the new one the old id).
 func mountsBelow(dir string) map[string]string {
 	out := map[string]string{}
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -321,6 +322,9 @@ func mountsBelow(dir string) map[string]string {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			if base := filepath.Base(f[4]); (base == "o" || base == "s") && strings.HasPrefix(filepath.Base(filepath.Dir(f[4])), "tm-") {
+				continue
+			}
 			out[f[0]] = f[4]
 		}
 	}
