@@ -22,9 +22,9 @@ import (
 // owners' gate sockets and work directories (e/), the activations' proxy directories (s/), the
 // process backend's records and pool (p/), the oci backend's runc root and bundles (o/), and the
 // records of the owner processes and their network helpers (pids/). s/ and, with the oci
-// backend, o/ are tmpfs mounts of their own (onTmpfs), which a restarted invoker keeps. Unix socket paths are limited
-// to 107 bytes, so it lives under a short path rather than under the (possibly deep) state
-// directory: TMPDIR/tm-<8 hex>-<id>, where the hex are the first of the SHA-256 of the absolute
+// backend, o/ are tmpfs mounts of their own (onTmpfs), which a restarted invoker keeps. Unix
+// socket paths are limited to 107 bytes, so it lives under a short path rather than under the
+// (possibly deep) state directory: TMPDIR/tm-<8 hex>-<id>, where the hex are the first of the SHA-256 of the absolute
 // state directory. It is the same at every start of one invoker (state directory and id), so a
 // restarted invoker finds there what its predecessor left (Reap), and it differs for two invokers
 // (or tests) on one machine with different state directories. A lock in the state directory
