@@ -23,6 +23,12 @@ using SetFn = v8::PageAllocator* (*)(v8::PageAllocator*);
 std::mutex g_install_mu;
 PagePool* g_pool = nullptr;  // leaked on purpose: V8 holds it until the process ends
 
+// A range of the sizes the pool keeps, in whole system pages.
+bool Poolable(const void* address, size_t length) {
+  return length >= PagePool::kMinRegion && length <= PagePool::kMaxRegion && length % kSystemPage == 0 &&
+         reinterpret_cast<uintptr_t>(address) % kSystemPage == 0;
+}
+
 }  // namespace
 
 PagePool::PagePool(v8::PageAllocator* base, size_t budget_bytes) : base_(base), budget_(budget_bytes) {}
@@ -56,38 +62,28 @@ PagePool* PagePool::Installed() {
 
 void* PagePool::AllocatePages(void* hint, size_t length, size_t alignment, Permission access) {
   if ((access == kNoAccess || access == kReadWrite) && length >= kMinRegion && length <= kMaxRegion) {
-    Region hit{nullptr, 0};
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (size_t i = regions_.size(); i-- > 0;) {
-        const Region& r = regions_[i];
-        if (r.length == length && (alignment == 0 || reinterpret_cast<uintptr_t>(r.address) % alignment == 0)) {
-          hit = r;
-          regions_.erase(regions_.begin() + static_cast<std::ptrdiff_t>(i));
-          counts_.pooled_bytes -= length;
-          break;
-        }
-      }
-    }
-    if (hit.address != nullptr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = regions_.size(); i-- > 0;) {
+      const Region r = regions_[i];
+      if (r.length != length || (alignment != 0 && reinterpret_cast<uintptr_t>(r.address) % alignment != 0)) continue;
       // Pooled regions are readable-writable and zero, and go out as they are,
       // for a reservation (kNoAccess) too: V8 commits its heap pages whole, read
       // and write, right after reserving them, and changing the protection of
       // resident pages and back is what the pool would otherwise cost (Scrub).
       // The hint only ever asked for a random address, which the region's own
       // already is.
-      std::lock_guard<std::mutex> lock(mu_);
+      regions_.erase(regions_.begin() + static_cast<std::ptrdiff_t>(i));
+      counts_.pooled_bytes -= length;
       counts_.reused++;
       last_use_ = std::chrono::steady_clock::now();
-      return hit.address;
+      return r.address;
     }
   }
   return base_->AllocatePages(hint, length, alignment, access);
 }
 
 bool PagePool::FreePages(void* address, size_t length) {
-  const bool poolable = length >= kMinRegion && length <= kMaxRegion && length % kSystemPage == 0 &&
-                        reinterpret_cast<uintptr_t>(address) % kSystemPage == 0;
+  const bool poolable = Poolable(address, length);
   bool fits;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -140,8 +136,7 @@ bool PagePool::SetPermissions(void* address, size_t length, Permission access) {
   // pool keeps is zeroed instead and stays resident and read-write: V8 reads
   // zeros after the next commit, as it does after MADV_DONTNEED, and the pages
   // go back to the system with the region (or through the pool's budget).
-  if (access == kNoAccess && length >= kMinRegion && length <= kMaxRegion && length % kSystemPage == 0 &&
-      reinterpret_cast<uintptr_t>(address) % kSystemPage == 0) {
+  if (access == kNoAccess && Poolable(address, length)) {
     size_t zeroed = 0;
     if (Scrub(address, length, &zeroed)) {
       std::lock_guard<std::mutex> lock(mu_);
