@@ -21,15 +21,15 @@ import (
 // The runtime directory holds what an invoker's backends keep on the host while it runs: the
 // owners' gate sockets and work directories (e/), the activations' proxy directories (s/), the
 // process backend's records and pool (p/), the oci backend's runc root and bundles (o/), and the
-// records of the owner processes and their network helpers (pids/). s/ and, with the oci
-// backend, o/ are tmpfs mounts of their own (onTmpfs), which a restarted invoker keeps. Unix
-// socket paths are limited to 107 bytes, so it lives under a short path rather than under the
-// (possibly deep) state directory: TMPDIR/tm-<8 hex>-<id>, where the hex are the first of the SHA-256 of the absolute
-// state directory. It is the same at every start of one invoker (state directory and id), so a
-// restarted invoker finds there what its predecessor left (Reap), and it differs for two invokers
-// (or tests) on one machine with different state directories. A lock in the state directory
-// (invoker<id>.lock) makes a second invoker with the same state directory and id refuse to
-// start.
+// records of the owner processes and their network helpers (pids/). s/ and, with the oci backend,
+// o/ are tmpfs mounts of their own (onTmpfs), which a restarted invoker keeps. Unix socket paths
+// are limited to 107 bytes, so it lives under a short path rather than under the (possibly deep)
+// state directory: TMPDIR/tm-<8 hex>-<id>, where the hex are the first of the SHA-256 of the
+// absolute state directory. It is the same at every start of one invoker (state directory and id),
+// so a restarted invoker finds there what its predecessor left (Reap), and it differs for two
+// invokers (or tests) on one machine with different state directories. A lock in the state
+// directory (invoker<id>.lock) makes a second invoker with the same state directory and id refuse
+// to start.
 
 // ErrAlreadyRunning is returned when another invoker holds the lock of the state directory and id.
 var ErrAlreadyRunning = errors.New("another invoker runs with this state directory and id")
