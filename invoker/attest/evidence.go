@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -160,4 +161,31 @@ func (ev *Evidence) Sha256() (string, error) {
 	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// Clone returns a copy of ev that shares no memory with it.
+func (ev *Evidence) Clone() *Evidence {
+	c := *ev
+	c.Keys.KEM = bytes.Clone(ev.Keys.KEM)
+	c.Keys.Sig = bytes.Clone(ev.Keys.Sig)
+	c.Quote = bytes.Clone(ev.Quote)
+	c.Raw = bytes.Clone(ev.Raw)
+	if ev.Simulated != nil {
+		s := *ev.Simulated
+		c.Simulated = &s
+	}
+	return &c
+}
+
+// Equal reports whether ev and o hold the same fields, Raw included.
+func (ev *Evidence) Equal(o *Evidence) bool {
+	if ev == nil || o == nil {
+		return ev == o
+	}
+	if (ev.Simulated == nil) != (o.Simulated == nil) || (ev.Simulated != nil && *ev.Simulated != *o.Simulated) {
+		return false
+	}
+	return ev.V == o.V && ev.Type == o.Type && ev.Image == o.Image && ev.Kid == o.Kid &&
+		ev.ReportData == o.ReportData && bytes.Equal(ev.Keys.KEM, o.Keys.KEM) &&
+		bytes.Equal(ev.Keys.Sig, o.Keys.Sig) && bytes.Equal(ev.Quote, o.Quote) && bytes.Equal(ev.Raw, o.Raw)
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -133,5 +135,45 @@ func TestParse_Refuses(t *testing.T) {
 				t.Fatalf("got %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+// Equal looks at every field of Evidence (a field added later and left out of Equal fails here),
+// and Clone shares no memory with its original.
+func TestEvidence_EqualAndClone(t *testing.T) {
+	base := NewSimulated("nodejs:20", bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), strings.Repeat("ab", 32))
+	base.Quote, base.Raw = []byte{3}, []byte(`{"v":1}`)
+	if !base.Equal(base.Clone()) {
+		t.Fatal("a clone is not equal to its original")
+	}
+	var nilEv *Evidence
+	if !nilEv.Equal(nil) || base.Equal(nil) || nilEv.Equal(base) {
+		t.Error("nil evidence compares wrongly")
+	}
+	changes := map[string]func(*Evidence){
+		"V": func(e *Evidence) { e.V++ }, "Type": func(e *Evidence) { e.Type = TypeSGXDCAP },
+		"Image": func(e *Evidence) { e.Image += "x" }, "Kid": func(e *Evidence) { e.Kid += "0" },
+		"Keys": func(e *Evidence) { e.Keys.KEM[0]++ }, "ReportData": func(e *Evidence) { e.ReportData += "0" },
+		"Quote": func(e *Evidence) { e.Quote[0]++ }, "Simulated": func(e *Evidence) { e.Simulated.Measurement += "0" },
+		"Raw": func(e *Evidence) { e.Raw[0]++ },
+	}
+	typ := reflect.TypeOf(Evidence{})
+	for i := range typ.NumField() {
+		if _, ok := changes[typ.Field(i).Name]; !ok {
+			t.Errorf("field %s has no case here: does Equal compare it?", typ.Field(i).Name)
+		}
+	}
+	for name, change := range changes {
+		c := base.Clone()
+		change(c)
+		if base.Equal(c) || c.Equal(base) {
+			t.Errorf("a change of %s is not seen", name)
+		}
+		if !base.Equal(base.Clone()) || base.Keys.KEM[0] != 1 || base.Quote[0] != 3 || base.Raw[0] != '{' || base.Simulated.Measurement != strings.Repeat("ab", 32) {
+			t.Fatalf("changing a clone's %s changed the original", name)
+		}
+	}
+	if base.Keys.Sig[0] != 2 {
+		t.Error("the original's sig changed")
 	}
 }
