@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,27 +159,18 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	env := Envelope{V: EnvelopeVersion, Suite: Suite, Kid: keys.kid, Nonce: hex.EncodeToString(nonce),
 		Iat: time.Now().UnixMilli()}
 	action = FullActionName(namespace, action)
-	pt, err := json.Marshal(paramsPlaintext{Params: params, Reply: base64.StdEncoding.EncodeToString(secret)})
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: parameters: %w", ErrMalformed, err)
-	}
 	enc, sender, err := paramsSender(keys.kem)
 	if err != nil {
 		return nil, nil, err
 	}
-	ct, err := sender.Seal(ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), pt)
+	ct, err := sender.Seal(ParamsAAD(env.V, namespace, action, env.Nonce, env.Iat), appendParamsPlaintext(nil, params, secret))
 	if err != nil {
 		return nil, nil, fmt.Errorf("sealed: hpke seal: %w", err)
 	}
 	if len(ct) > MaxSealedBytes {
 		return nil, nil, fmt.Errorf("%w: sealed parameters of %d bytes exceed %d", ErrMalformed, len(ct), MaxSealedBytes)
 	}
-	env.Enc = base64.StdEncoding.EncodeToString(enc)
-	env.Ct = base64.StdEncoding.EncodeToString(ct)
-	out, err := json.Marshal(map[string]Envelope{ParamsField: env})
-	if err != nil {
-		return nil, nil, fmt.Errorf("sealed: envelope: %w", err)
-	}
+	out := appendEnvelope(make([]byte, 0, 160+base64.StdEncoding.EncodedLen(len(ct))), env, enc, ct)
 	sum := sha256.Sum256(ct)
 	reply := &ReplyKey{secret: secret, Namespace: namespace, Action: action, Kid: keys.kid,
 		Nonce: env.Nonce, Iat: env.Iat, InputSHA256: hex.EncodeToString(sum[:]),
@@ -186,17 +178,55 @@ func SealParams(ev *attest.Evidence, namespace, action string, params json.RawMe
 	return out, reply, nil
 }
 
+// The two texts SealParams writes are built by appending rather than by encoding/json: its
+// reflection is most of a sealing's CPU when it runs once in a while (cold), and every field
+// here is either JSON already (params, checked by isObject) or ASCII that needs no escaping
+// (the suite, hex, base64, integers, and the kid, which keysOf checked is its keys' hex).
+
+// appendParamsPlaintext appends the envelope's plaintext, {"params":…,"reply":"<b64>"}.
+func appendParamsPlaintext(b []byte, params json.RawMessage, reply []byte) []byte {
+	b = append(b, `{"params":`...)
+	b = append(b, params...)
+	b = append(b, `,"reply":"`...)
+	b = base64.StdEncoding.AppendEncode(b, reply)
+	return append(b, `"}`...)
+}
+
+// appendEnvelope appends the parameters object {"__teemate_sealed":{…}} of env with enc and ct.
+func appendEnvelope(b []byte, env Envelope, enc, ct []byte) []byte {
+	b = append(b, `{"`+ParamsField+`":{"v":`...)
+	b = strconv.AppendInt(b, int64(env.V), 10)
+	b = append(b, `,"suite":"`...)
+	b = append(b, env.Suite...)
+	b = append(b, `","kid":"`...)
+	b = append(b, env.Kid...)
+	b = append(b, `","nonce":"`...)
+	b = append(b, env.Nonce...)
+	b = append(b, `","iat":`...)
+	b = strconv.AppendInt(b, env.Iat, 10)
+	b = append(b, `,"enc":"`...)
+	b = base64.StdEncoding.AppendEncode(b, enc)
+	b = append(b, `","ct":"`...)
+	b = base64.StdEncoding.AppendEncode(b, ct)
+	return append(b, `"}}`...)
+}
+
 // ParamsAAD is the additional data an envelope of the given version is sealed with: it binds the
 // envelope to one action of one namespace and to its nonce and time, so it cannot be replayed
 // elsewhere, and to its version, so that its v cannot be changed in transit.
 func ParamsAAD(version int, namespace, action, nonce string, iat int64) []byte {
-	return fmt.Appendf(nil, "teemate-params-v%d\n%s\n%s\n%s\n%d", version, namespace, action, nonce, iat)
+	b := make([]byte, 0, 64+len(namespace)+len(action)+len(nonce))
+	b = strconv.AppendInt(append(b, "teemate-params-v"...), int64(version), 10)
+	b = append(append(append(append(append(append(b, '\n'), namespace...), '\n'), action...), '\n'), nonce...)
+	return strconv.AppendInt(append(b, '\n'), iat, 10)
 }
 
 // ResultAAD is the additional data a sealed result is sealed with (one activation, one envelope,
 // the envelope's version).
 func ResultAAD(version int, activationID, nonce string) []byte {
-	return fmt.Appendf(nil, "teemate-result-v%d\n%s\n%s", version, activationID, nonce)
+	b := make([]byte, 0, 48+len(activationID)+len(nonce))
+	b = strconv.AppendInt(append(b, "teemate-result-v"...), int64(version), 10)
+	return append(append(append(append(b, '\n'), activationID...), '\n'), nonce...)
 }
 
 // CodeAAD is the additional data sealed code is sealed with (one action of one namespace).
@@ -304,32 +334,32 @@ func OpenResult(reply *ReplyKey, activationID string, recordResult json.RawMessa
 // findSealedResult takes the sealed result out of a record's result: {"__teemate_sealed_result":…}
 // on success, {"error":{"__teemate_sealed_result":…}} for an application error.
 func findSealedResult(recordResult json.RawMessage) (*SealedResult, error) {
-	var top map[string]json.RawMessage
+	// One decode for both shapes (the error's value may be a string instead: a refusal, or any
+	// unsealed error, which the second look reports).
+	var top struct {
+		Sealed *SealedResult   `json:"__teemate_sealed_result"`
+		Error  json.RawMessage `json:"error"`
+	}
 	if err := json.Unmarshal(recordResult, &top); err != nil {
 		return nil, fmt.Errorf("%w: record result: %w", ErrMalformed, err)
 	}
-	raw, ok := top[ResultField]
-	if !ok {
-		var inner map[string]json.RawMessage
-		if errRaw, has := top["error"]; has && json.Unmarshal(errRaw, &inner) == nil {
-			raw, ok = inner[ResultField]
+	if top.Sealed != nil {
+		return top.Sealed, nil
+	}
+	var inner struct {
+		Sealed *SealedResult `json:"__teemate_sealed_result"`
+	}
+	if len(top.Error) > 0 && json.Unmarshal(top.Error, &inner) == nil && inner.Sealed != nil {
+		return inner.Sealed, nil
+	}
+	var msg string
+	if len(top.Error) > 0 && json.Unmarshal(top.Error, &msg) == nil {
+		if strings.HasPrefix(msg, IntegrityPrefix) {
+			return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
 		}
+		return nil, fmt.Errorf("%w: error %q", ErrNotSealed, msg)
 	}
-	if !ok {
-		var msg string
-		if errRaw, has := top["error"]; has && json.Unmarshal(errRaw, &msg) == nil {
-			if strings.HasPrefix(msg, IntegrityPrefix) {
-				return nil, fmt.Errorf("%w: %s", ErrRefused, msg)
-			}
-			return nil, fmt.Errorf("%w: error %q", ErrNotSealed, msg)
-		}
-		return nil, fmt.Errorf("%w: %s", ErrNotSealed, truncate(recordResult, 200))
-	}
-	var sr SealedResult
-	if err := json.Unmarshal(raw, &sr); err != nil {
-		return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
-	}
-	return &sr, nil
+	return nil, fmt.Errorf("%w: %s", ErrNotSealed, truncate(recordResult, 200))
 }
 
 func seal(recipient []byte, info string, aad, pt []byte) (enc, ct []byte, err error) {
@@ -433,9 +463,11 @@ func openSymmetric(key, iv, aad, ct []byte) ([]byte, error) {
 	return pt, nil
 }
 
+// isObject reports whether raw is one JSON object (json.Valid: no reflection, which costs more
+// than the check when it runs cold).
 func isObject(raw json.RawMessage) bool {
-	var probe map[string]json.RawMessage
-	return json.Unmarshal(raw, &probe) == nil && probe != nil
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(raw)
 }
 
 func nullIfEmpty(raw json.RawMessage) json.RawMessage {

@@ -402,3 +402,61 @@ func TestSealParams_SpareSenderUsedOnce(t *testing.T) {
 		seen[e] = true
 	}
 }
+
+// The AADs are byte strings the enclave builds the same way (trusted/sealed.js); pinned here so
+// that a change of how they are built cannot change what they are.
+func TestAADBytes(t *testing.T) {
+	if got, want := string(ParamsAAD(2, "guest", "/guest/pkg/a", "00ff", 1700000000123)), "teemate-params-v2\nguest\n/guest/pkg/a\n00ff\n1700000000123"; got != want {
+		t.Errorf("ParamsAAD = %q, want %q", got, want)
+	}
+	if got, want := string(ResultAAD(1, "act1", "00ff")), "teemate-result-v1\nact1\n00ff"; got != want {
+		t.Errorf("ResultAAD = %q, want %q", got, want)
+	}
+}
+
+// isObject takes exactly the texts that are one JSON object.
+func TestIsObject(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{`{}`, true}, {` {"a":[1,{"b":null}]} `, true}, {"\n\t{\"x\":\"<&>\"}", true},
+		{`[]`, false}, {`null`, false}, {`"{}"`, false}, {`42`, false}, {``, false}, {`   `, false},
+		{`{"a":1} {}`, false}, {`{"a":}`, false}, {`{`, false}, {`{"a":1}x`, false},
+	} {
+		if got := isObject(json.RawMessage(c.in)); got != c.want {
+			t.Errorf("isObject(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// keysOf remembers an evidence's keys, but never past a change of the evidence: a changed kid is
+// refused as it would be the first time, and the same evidence restored seals again.
+func TestKeysOfFollowsAChangedEvidence(t *testing.T) {
+	im := newTestImage(t)
+	if _, _, err := SealParams(im.ev, "guest", "noop", nil); err != nil {
+		t.Fatal(err)
+	}
+	kid := im.ev.Kid
+	im.ev.Kid = strings.Repeat("0", len(kid))
+	if _, _, err := SealParams(im.ev, "guest", "noop", nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("sealing to an evidence whose kid changed: %v, want ErrMalformed", err)
+	}
+	im.ev.Kid = kid
+	other := newTestImage(t)
+	copy(im.ev.Keys.KEM, other.ev.Keys.KEM) // the same slice, other bytes: the kid no longer matches
+	if _, _, err := SealParams(im.ev, "guest", "noop", nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("sealing to an evidence whose key bytes changed: %v, want ErrMalformed", err)
+	}
+	*im.ev = *other.ev
+	env, reply, err := SealParams(im.ev, "guest", "noop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Kid != other.ev.Kid {
+		t.Fatalf("sealed to kid %s, want the new evidence's %s", reply.Kid, other.ev.Kid)
+	}
+	if _, _, _, _ = other.openEnvelope(t, env, "guest", "/guest/noop"); t.Failed() {
+		t.Fatal("the new image's key does not open the envelope")
+	}
+}
