@@ -144,6 +144,27 @@ test('HPKE over either implementation opens what the other sealed, and refuses a
   P.use('native');
 });
 
+test('the native HPKE open in one call gives what the composed one gives, on any info, AAD and length', { skip }, () => {
+  P.use('native');
+  assert.equal(typeof P.hpkeOpenInOne(), 'function', 'the native implementation opens in one call');
+  assert.equal(P.use('node') && P.hpkeOpenInOne(), null, 'node:crypto composes it');
+  const r = x25519Pair();
+  for (const n of [0, 1, 15, 16, 17, 64, 1000, 70000]) {
+    const info = crypto.randomBytes(n % 40).toString('hex');
+    const aad = crypto.randomBytes(n % 300);
+    const pt = crypto.randomBytes(n);
+    P.use('node');
+    const { enc, ct } = hpke.seal(r.raw, info, aad, pt);
+    const composed = hpke.open(r, info, aad, enc, ct);
+    P.use('native');
+    assert.deepEqual(hpke.open(r, info, aad, enc, ct), composed, `length ${n}`);
+    assert.deepEqual(composed, pt);
+    assert.throws(() => hpke.open(r, `${info}x`, aad, enc, ct), (e) => e instanceof hpke.HpkeError && e.kind === 'open', 'another info');
+    assert.throws(() => hpke.open(x25519Pair(), info, aad, enc, ct), (e) => e instanceof hpke.HpkeError && e.kind === 'open', 'another key');
+  }
+  P.use('native');
+});
+
 test('the addon refuses arguments of the wrong size or kind with a TypeError, and keeps working', { skip }, () => {
   const addon = require(P.DEFAULT_ADDON); // eslint-disable-line global-require, import/no-dynamic-require
   const x = addon.x25519Private(crypto.randomBytes(32));
@@ -157,6 +178,12 @@ test('the addon refuses arguments of the wrong size or kind with a TypeError, an
   assert.throws(() => addon.gcmSeal(Buffer.alloc(32), Buffer.alloc(16), Buffer.alloc(0), Buffer.alloc(1)), TypeError, '16-byte IV');
   assert.throws(() => addon.hmacSha256('key', Buffer.alloc(1)), TypeError, 'a string');
   assert.throws(() => addon.sha256(), TypeError);
+  const k32 = crypto.randomBytes(32);
+  assert.throws(() => addon.hpkeOpen(x, k32, crypto.randomBytes(31), Buffer.alloc(65), Buffer.alloc(0), Buffer.alloc(16)), TypeError, '31-byte enc');
+  assert.throws(() => addon.hpkeOpen(ed, k32, k32, Buffer.alloc(65), Buffer.alloc(0), Buffer.alloc(16)), TypeError, 'an Ed25519 handle');
+  assert.throws(() => addon.hpkeOpen(x, k32, k32, Buffer.alloc(65), Buffer.alloc(0)), TypeError, 'five arguments');
+  assert.throws(() => addon.hpkeOpen(x, k32, k32, Buffer.alloc(65), Buffer.alloc(0), Buffer.alloc(15)), (e) => e.code === 'ERR_TEEMATE_GCM', 'shorter than the tag');
+  assert.throws(() => addon.hpkeOpen(x, k32, Buffer.alloc(32), Buffer.alloc(65), Buffer.alloc(0), Buffer.alloc(16)), (e) => e.code === 'ERR_TEEMATE_X25519', 'a small-order enc');
   assert.equal(addon.ed25519Sign(ed, Buffer.alloc(1)).length, 64);
   assert.equal(addon.sha256(new Uint8Array(3)).length, 32);
 });

@@ -129,6 +129,18 @@ function nativeOver(addon) {
     ed25519Sign(privateKey, message) {
       return addon.ed25519Sign(handle(privateKey, addon.ed25519Private), message);
     },
+    // A whole HPKE open (hpke.js): one call instead of the dozen above and their JS
+    // glue, which run cold on the owner's main thread once per sealed activation.
+    // An addon built before it was added has none (hpke.js composes it then).
+    hpkeOpen: typeof addon.hpkeOpen !== 'function' ? undefined : (privateKey, pkRaw, enc, context, aad, ct) => {
+      const h = handle(privateKey, addon.x25519Private);
+      try {
+        return addon.hpkeOpen(h, pkRaw, enc, context, aad, ct);
+      } catch (e) {
+        if (e && e.code === 'ERR_TEEMATE_X25519') throw new PrimitiveError('x25519', e.message);
+        return rethrow(e, 'ERR_TEEMATE_GCM', 'gcm');
+      }
+    },
   };
 }
 
@@ -174,4 +186,8 @@ module.exports = {
   gcmSeal: (key, iv, aad, plaintext) => active.gcmSeal(key, iv, bytes(aad), bytes(plaintext)),
   gcmOpen: (key, iv, aad, ct) => active.gcmOpen(key, iv, bytes(aad), ct),
   ed25519Sign: (privateKey, message) => active.ed25519Sign(privateKey, bytes(message)),
+  // hpkeOpenInOne() is the active implementation's one-call HPKE open,
+  // (privateKey, pkRaw, enc, context, aad, ct) -> plaintext (context: mode_base's key
+  // schedule context), or null when it has none (node:crypto): hpke.js composes it.
+  hpkeOpenInOne: () => active.hpkeOpen || null,
 };

@@ -28,6 +28,17 @@
 //   gcmOpen(key32, iv12, aad, ciphertextAndTag) -> Buffer; throws with code 'ERR_TEEMATE_GCM'
 //                                                       when the tag does not verify
 //   ed25519Sign(handle, message) -> Buffer(64)
+//   hpkeOpen(handle, pkRaw32, enc32, context, aad, ct) -> Buffer
+//                                                       RFC 9180 base mode, single shot, suite
+//                                                       DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//                                                       AES-256-GCM: the agreement, the key
+//                                                       schedule and the AEAD in one call.
+//                                                       context is mode_base's key schedule
+//                                                       context (0x00 || psk_id_hash ||
+//                                                       info_hash, which depends on info only:
+//                                                       hpke.js computes it once per info).
+//                                                       Throws ERR_TEEMATE_X25519 or
+//                                                       ERR_TEEMATE_GCM as x25519 and gcmOpen do
 //
 // Plain Node-API (no V8 headers), like teemate_lockdown.node.
 #include <node_api.h>
@@ -168,6 +179,23 @@ EVP_PKEY* GetKey(napi_env env, napi_value v, const napi_type_tag* tag, const cha
 }
 
 // ---- X25519 ----------------------------------------------------------------------------------
+// Agree is X25519 of own with the raw peer key into z (32 bytes); on failure z is cleansed and
+// the reason returned ("" on success).
+const char* Agree(EVP_PKEY* own, Bytes peer, unsigned char* z) {
+  EVP_PKEY* pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer.p, peer.n);
+  if (pub == nullptr) return "the peer key is not an X25519 key";
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(own, nullptr);
+  size_t zn = kKey;
+  // OpenSSL refuses an all-zero shared secret (a small-order peer key) in derive.
+  bool ok = ctx != nullptr && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, pub) == 1 &&
+            EVP_PKEY_derive(ctx, z, &zn) == 1 && zn == kKey;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(pub);
+  if (ok) return "";
+  OPENSSL_cleanse(z, kKey);
+  return "the agreement failed (a small-order peer key)";
+}
+
 napi_value X25519(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   Bytes peer;
@@ -175,20 +203,9 @@ napi_value X25519(napi_env env, napi_callback_info info) {
   if (!Args(env, info, 1, 1, sizes, "x25519", argv, &peer)) return nullptr;
   EVP_PKEY* own = GetKey(env, argv[0], &kX25519Tag, "x25519");
   if (own == nullptr) return nullptr;
-  EVP_PKEY* pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer.p, peer.n);
-  if (pub == nullptr) return ThrowCode(env, "ERR_TEEMATE_X25519", "x25519: the peer key is not an X25519 key");
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(own, nullptr);
   unsigned char z[kKey];
-  size_t zn = sizeof z;
-  // OpenSSL refuses an all-zero shared secret (a small-order peer key) in derive.
-  bool ok = ctx != nullptr && EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, pub) == 1 &&
-            EVP_PKEY_derive(ctx, z, &zn) == 1 && zn == kKey;
-  EVP_PKEY_CTX_free(ctx);
-  EVP_PKEY_free(pub);
-  if (!ok) {
-    OPENSSL_cleanse(z, sizeof z);
-    return ThrowCode(env, "ERR_TEEMATE_X25519", "x25519: the agreement failed (a small-order peer key)");
-  }
+  const char* why = Agree(own, peer, z);
+  if (*why != 0) return ThrowCode(env, "ERR_TEEMATE_X25519", std::string("x25519: ") + why);
   napi_value out = NewBuffer(env, z, kKey);
   OPENSSL_cleanse(z, sizeof z);
   return out;
@@ -216,32 +233,39 @@ napi_value Sha256(napi_env env, napi_callback_info info) {
   return NewBuffer(env, h, kHash);
 }
 
-// HMAC (RFC 2104) over the fetched SHA-256: H((K ^ opad) || H((K ^ ipad) || m)), a key longer
-// than the block hashed first.
-napi_value HmacSha256(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  Bytes a[2];
-  const size_t sizes[] = {0, 0};
-  if (!Args(env, info, 0, 2, sizes, "hmacSha256", argv, a)) return nullptr;
+// Hmac is HMAC-SHA256 (RFC 2104) over the fetched SHA-256 of the parts in order, into mac (32
+// bytes): H((K ^ opad) || H((K ^ ipad) || m)), a key longer than the block hashed first.
+bool Hmac(Bytes key, const Bytes* parts, size_t n, unsigned char* mac) {
   unsigned char k[kBlock] = {0};
   bool ok = true;
-  if (a[0].n > kBlock) {
-    ok = Digest(&a[0], 1, k);
-  } else if (a[0].n > 0) {
-    memcpy(k, a[0].p, a[0].n);
+  if (key.n > kBlock) {
+    ok = Digest(&key, 1, k);
+  } else if (key.n > 0) {
+    memcpy(k, key.p, key.n);
   }
   unsigned char pad[kBlock];
   unsigned char inner[kHash];
-  unsigned char mac[kHash];
   for (size_t i = 0; i < kBlock; i++) pad[i] = k[i] ^ 0x36;
-  Bytes in[2] = {{pad, kBlock}, a[1]};
-  ok = ok && Digest(in, 2, inner);
+  Bytes in[8];
+  in[0] = {pad, kBlock};
+  for (size_t i = 0; i < n && i < 7; i++) in[i + 1] = parts[i];
+  ok = ok && n < 8 && Digest(in, n + 1, inner);
   for (size_t i = 0; i < kBlock; i++) pad[i] = k[i] ^ 0x5c;
   Bytes outer[2] = {{pad, kBlock}, {inner, kHash}};
   ok = ok && Digest(outer, 2, mac);
   OPENSSL_cleanse(k, sizeof k);
   OPENSSL_cleanse(pad, sizeof pad);
   OPENSSL_cleanse(inner, sizeof inner);
+  return ok;
+}
+
+napi_value HmacSha256(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  Bytes a[2];
+  const size_t sizes[] = {0, 0};
+  if (!Args(env, info, 0, 2, sizes, "hmacSha256", argv, a)) return nullptr;
+  unsigned char mac[kHash];
+  const bool ok = Hmac(a[0], &a[1], 1, mac);
   napi_value out = ok ? NewBuffer(env, mac, kHash) : ThrowCode(env, "ERR_TEEMATE_CRYPTO", "hmacSha256 failed");
   OPENSSL_cleanse(mac, sizeof mac);
   return out;
@@ -271,6 +295,26 @@ napi_value GcmSeal(napi_env env, napi_callback_info info) {
   return NewBuffer(env, out.data(), out.size());
 }
 
+// Open is AES-256-GCM decryption of ct (ciphertext || tag) into out; false when the tag does not
+// verify (out is cleansed then).
+bool Open(const unsigned char* key, const unsigned char* iv, Bytes aad, Bytes ct, std::vector<unsigned char>* out) {
+  const size_t n = ct.n - kTag;
+  out->assign(n == 0 ? 1 : n, 0);
+  unsigned char tag[kTag];
+  memcpy(tag, ct.p + n, kTag);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  bool ok = ctx != nullptr && EVP_DecryptInit_ex2(ctx, gcm_cipher, key, iv, nullptr) == 1 &&
+            (aad.n == 0 || EVP_DecryptUpdate(ctx, nullptr, &len, aad.p, static_cast<int>(aad.n)) == 1) &&
+            EVP_DecryptUpdate(ctx, out->data(), &len, ct.p, static_cast<int>(n)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTag, tag) == 1;
+  int fin = 0;
+  const bool verified = ok && EVP_DecryptFinal_ex(ctx, out->data() + len, &fin) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!verified) OPENSSL_cleanse(out->data(), out->size());
+  return verified;
+}
+
 napi_value GcmOpen(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   Bytes a[4];
@@ -280,24 +324,71 @@ napi_value GcmOpen(napi_env env, napi_callback_info info) {
   if (a[3].n > static_cast<size_t>(INT32_MAX) || a[2].n > static_cast<size_t>(INT32_MAX)) {
     return ThrowType(env, "gcmOpen: the ciphertext or AAD is too large");
   }
-  const size_t n = a[3].n - kTag;
-  std::vector<unsigned char> out(n == 0 ? 1 : n);
-  unsigned char tag[kTag];
-  memcpy(tag, a[3].p + n, kTag);
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  int len = 0;
-  bool ok = ctx != nullptr && EVP_DecryptInit_ex2(ctx, gcm_cipher, a[0].p, a[1].p, nullptr) == 1 &&
-            (a[2].n == 0 || EVP_DecryptUpdate(ctx, nullptr, &len, a[2].p, static_cast<int>(a[2].n)) == 1) &&
-            EVP_DecryptUpdate(ctx, out.data(), &len, a[3].p, static_cast<int>(n)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTag, tag) == 1;
-  int fin = 0;
-  const bool verified = ok && EVP_DecryptFinal_ex(ctx, out.data() + len, &fin) == 1;
-  EVP_CIPHER_CTX_free(ctx);
-  if (!verified) {
-    OPENSSL_cleanse(out.data(), out.size());
+  std::vector<unsigned char> out;
+  if (!Open(a[0].p, a[1].p, a[2], a[3], &out)) {
     return ThrowCode(env, "ERR_TEEMATE_GCM", "gcmOpen: the ciphertext does not open");
   }
-  napi_value result = NewBuffer(env, out.data(), n);
+  napi_value result = NewBuffer(env, out.data(), a[3].n - kTag);
+  OPENSSL_cleanse(out.data(), out.size());
+  return result;
+}
+
+// ---- HPKE open ----------------------------------------------------------------------------------
+// RFC 9180's labels: "HPKE-v1" || suite id || label, the KEM's suite id "KEM" || 0x0020
+// (DHKEM(X25519, HKDF-SHA256)) and HPKE's "HPKE" || KEM 0x0020 || KDF 0x0001 || AEAD 0x0002.
+const unsigned char kHpkeV1[] = {'H', 'P', 'K', 'E', '-', 'v', '1'};
+const unsigned char kKemSuite[] = {'K', 'E', 'M', 0x00, 0x20};
+const unsigned char kHpkeSuite[] = {'H', 'P', 'K', 'E', 0x00, 0x20, 0x00, 0x01, 0x00, 0x02};
+const unsigned char kZeroSalt[kHash] = {0};
+const unsigned char kOne[] = {0x01};
+
+Bytes Lit(const unsigned char* p, size_t n) { return {p, n}; }
+Bytes Str(const char* s) { return {reinterpret_cast<const unsigned char*>(s), strlen(s)}; }
+
+// LabeledExtract: HMAC(salt, "HPKE-v1" || suite || label || ikm).
+bool LabeledExtract(Bytes suite, Bytes salt, const char* label, Bytes ikm, unsigned char* out) {
+  const Bytes parts[] = {Lit(kHpkeV1, sizeof kHpkeV1), suite, Str(label), ikm};
+  return Hmac(salt, parts, 4, out);
+}
+
+// LabeledExpand for length <= 32 (one HKDF block): HMAC(prk, I2OSP(length, 2) || "HPKE-v1" ||
+// suite || label || info || 0x01).
+bool LabeledExpand(Bytes suite, Bytes prk, const char* label, Bytes info1, Bytes info2, size_t length,
+                   unsigned char* out) {
+  const unsigned char len[] = {static_cast<unsigned char>(length >> 8), static_cast<unsigned char>(length)};
+  const Bytes parts[] = {Lit(len, 2), Lit(kHpkeV1, sizeof kHpkeV1), suite, Str(label), info1, info2, Lit(kOne, 1)};
+  return Hmac(prk, parts, 7, out);
+}
+
+napi_value HpkeOpen(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  Bytes a[5];  // pkR, enc, context, aad, ct
+  const size_t sizes[] = {kKey, kKey, 0, 0, 0};
+  if (!Args(env, info, 1, 5, sizes, "hpkeOpen", argv, a)) return nullptr;
+  EVP_PKEY* own = GetKey(env, argv[0], &kX25519Tag, "hpkeOpen");
+  if (own == nullptr) return nullptr;
+  const Bytes pk = a[0], enc = a[1], context = a[2], aad = a[3], ct = a[4];
+  if (ct.n < kTag) return ThrowCode(env, "ERR_TEEMATE_GCM", "hpkeOpen: the ciphertext is shorter than its tag");
+  if (ct.n > static_cast<size_t>(INT32_MAX) || aad.n > static_cast<size_t>(INT32_MAX)) {
+    return ThrowType(env, "hpkeOpen: the ciphertext or AAD is too large");
+  }
+  unsigned char z[kKey];
+  const char* why = Agree(own, enc, z);
+  if (*why != 0) return ThrowCode(env, "ERR_TEEMATE_X25519", std::string("hpkeOpen: ") + why);
+  const Bytes kem = Lit(kKemSuite, sizeof kKemSuite), hpke = Lit(kHpkeSuite, sizeof kHpkeSuite);
+  unsigned char prk[kHash], shared[kHash], secret[kHash], key[kHash], nonce[kHash];
+  // DHKEM's ExtractAndExpand over kem_context = enc || pkR, then mode_base's key schedule.
+  bool ok = LabeledExtract(kem, Lit(kZeroSalt, kHash), "eae_prk", Lit(z, kKey), prk) &&
+            LabeledExpand(kem, Lit(prk, kHash), "shared_secret", enc, pk, kHash, shared) &&
+            LabeledExtract(hpke, Lit(shared, kHash), "secret", Lit(nullptr, 0), secret) &&
+            LabeledExpand(hpke, Lit(secret, kHash), "key", context, Lit(nullptr, 0), kKey, key) &&
+            LabeledExpand(hpke, Lit(secret, kHash), "base_nonce", context, Lit(nullptr, 0), kIv, nonce);
+  std::vector<unsigned char> out;
+  const bool opened = ok && Open(key, nonce, aad, ct, &out);
+  for (unsigned char* p : {z, prk, shared, secret, key, nonce}) OPENSSL_cleanse(p, kHash);
+  if (!ok) return ThrowCode(env, "ERR_TEEMATE_CRYPTO", "hpkeOpen: the key schedule failed");
+  if (!opened) return ThrowCode(env, "ERR_TEEMATE_GCM", "hpkeOpen: the ciphertext does not open");
+  napi_value result = NewBuffer(env, out.data(), ct.n - kTag);
   OPENSSL_cleanse(out.data(), out.size());
   return result;
 }
@@ -335,6 +426,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gcmSeal", nullptr, GcmSeal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gcmOpen", nullptr, GcmOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"ed25519Sign", nullptr, Ed25519Sign, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"hpkeOpen", nullptr, HpkeOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
