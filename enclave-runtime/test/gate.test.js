@@ -84,6 +84,55 @@ for (const backend of BACKENDS) {
       c.close();
     });
 
+    await t.test('console.* logs as Node formats it, in order with process.stdout/stderr, without the stream module', async () => {
+      // What the action does, run once here into Node's own Console over plain sinks: the
+      // activation's lines must be exactly these (the console is Node's, the sinks are ours).
+      const calls = (con) => {
+        con.log('%s has %d items costing %i, %o', 'cart', 3, 42.5, { a: [1, { b: 'x' }] });
+        con.info({ nested: { deep: { deeper: { deepest: 1 } } } }, [1, 2, 3], null, undefined);
+        con.warn('warned %j', { j: 1 });
+        con.error(new Error('boom').message);
+        con.debug('multi\nline');
+        con.group('group');
+        con.log('indented');
+        con.groupEnd();
+        con.count();
+        con.count('x');
+        con.count();
+        con.dir({ d: { e: { f: { g: 1 } } } }, { depth: 0 });
+        con.table([{ a: 1, b: 'two' }, { a: 3 }]);
+        con.assert(1 === 2, 'assertion %s', 'failed');
+      };
+      const want = [];
+      const sink = (stream) => ({ write(chunk) { for (const l of String(chunk).split('\n').slice(0, -1)) want.push(`${stream}:${l}`); return true; } });
+      calls(new console.Console({ stdout: sink('stdout'), stderr: sink('stderr'), ignoreErrors: false, colorMode: false }));
+      // Then console and the process streams interleaved: the lines stay in the order written.
+      want.push('stdout:first', 'stdout:second', 'stderr:third', 'stdout:fourth');
+      const action = `function main() {
+        (${calls.toString()})(console);
+        const stream = process.moduleLoadList.includes('NativeModule stream');
+        console.log('first');
+        process.stdout.write('second\\n');
+        process.stderr.write('third\\n');
+        console.log('fourth');
+        return { stream };
+      }`;
+      const c = await owner.connect();
+      try {
+        assert.equal((await c.attach()).type, 'acquired');
+        assert.equal((await c.request({ type: 'init', name: 'console', main: 'main', binary: false, code: action })).type, 'initialized');
+        const res = await c.request({ type: 'run', value: {}, timeoutMs: 5000, memoryMB: 128, logLimitBytes: 1 << 20 });
+        assert.equal(res.outcome, 'success', JSON.stringify(res.result));
+        assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), want);
+        // In an addon environment console.* never makes process.stdout's stream (a Worker's
+        // console writes to its own stdio streams, which exist from its start).
+        if (backend.name === 'addon') assert.equal(res.result.stream, false, 'console.log loaded the stream module');
+        assert.deepEqual(await c.request({ type: 'release' }), { type: 'released' });
+      } finally {
+        c.close();
+      }
+    });
+
     await t.test('async main and the forms of main', async (t2) => {
       const cases = [
         { name: 'async function', code: 'async function main(p) { await new Promise((r) => setTimeout(r, 20)); return { v: p.v * 2 }; }', want: { v: 4 } },

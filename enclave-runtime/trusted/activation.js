@@ -8,7 +8,8 @@
 //
 //   prelude  the top level of this file. It depends on no request and runs no
 //            tenant code: it loads the builtins, gives process.stdout/stderr
-//            streams whose writes (and so console.*) go into the log capture,
+//            streams whose writes go into the log capture, points console.*
+//            there directly,
 //            guards process.exit/abort/chdir, tracks timers, takes over
 //            uncaught errors and installs the capability set (caps.js). The isolate addon runs it while it PREPARES an
 //            environment (before any request exists, off the request path on a
@@ -151,8 +152,8 @@ function toText(chunk) {
   return String(chunk);
 }
 
-// captureStream routes process[name] (and so console.*, which binds to
-// process.stdout/stderr on first use) into the log capture. write() captures
+// captureStream routes process[name] into the log capture (console.* goes there
+// directly: captureConsole). write() captures
 // synchronously, so stdout and stderr lines keep the order and the time in which
 // they were written.
 //
@@ -161,7 +162,7 @@ function toText(chunk) {
 // every isolate, and through `_handle` a way around the capture) and loads the
 // net/tty stream stack (~2-6 ms). It gets a Writable of its own instead, made on
 // first use: loading the stream module costs ~4 ms of CPU in a new environment,
-// which an action that never logs does not pay. A Worker's
+// which only an action that uses process.stdout/stderr itself pays. A Worker's
 // stdio streams are already its own (messages to the owner, which drops them) and
 // Node's worker internals call into them, so there only write() is replaced.
 function captureStream(name, fd) {
@@ -197,6 +198,26 @@ function captureStream(name, fd) {
   });
 }
 
+// captureConsole points console.* straight at the log capture. Node's global
+// console binds to process.stdout on its first call, and making that stream
+// loads the stream module: +3.1 ms on the request path of every activation that
+// logs (bench/README.md, "An action that logs"). The console is Node's own
+// Console class (the same formatting, and table, time, count, group, dir,
+// trace, assert), over two plain sinks that capture synchronously, so console
+// and process.stdout/stderr lines keep their order. Its methods replace the
+// global console's in place, so require('console') is the same object. A
+// Worker's console already writes to its own stdio (captureStream).
+function captureConsole() {
+  if (!isMainThread) return;
+  const sink = (name) => ({ write(chunk) { capture(name, toText(chunk)); return true; } });
+  // ignoreErrors false: a sink that cannot fail needs no 'error' listeners
+  // (which only a stream has).
+  const c = new console.Console({ stdout: sink('stdout'), stderr: sink('stderr'), ignoreErrors: false, colorMode: false });
+  for (const k of Object.keys(console)) {
+    if (typeof console[k] === 'function' && typeof c[k] === 'function' && k !== 'Console') console[k] = c[k];
+  }
+}
+
 // ---- errors in the style of OpenWhisk's Node.js runtime ------------------------
 function serializeError(err, seen = new Set()) {
   if (err === null || err === undefined) return err;
@@ -221,6 +242,7 @@ function serializeError(err, seen = new Set()) {
 // ---- the prelude's own work ---------------------------------------------------------
 captureStream('stdout', 1);
 captureStream('stderr', 2);
+captureConsole();
 // The isolate shares the process with other tenants: ending it, aborting it or
 // moving its working directory would hit every activation, so these end only
 // this activation.
@@ -379,8 +401,9 @@ const activate = (function activate(requestText, deliver, log) {
 // happen inside the tenant's activation. Measured in slot-thread CPU (node-isolate-patch
 // bench/activation-cpu.js): it costs ~2.2 ms ahead and saves ~1.9 ms of the request
 // path, so it about pays for itself and keeps a hot request at ~0.5 ms. The first
-// console write is not warmed any more: it loads the stream module (~4-6 ms ahead,
-// for every activation) to save ~0.3 ms for the actions that log. On a cold slot
+// console write is not warmed: it no longer loads the stream module
+// (captureConsole), and what it still compiles (about 0.4 ms on the path of an
+// action that logs) would be paid ahead by every activation. On a cold slot
 // nobody calls it: there it would only add to the request path. It compiles only a
 // constant and resolves nothing of any tenant.
 activate.warm = function warm() {
