@@ -133,6 +133,30 @@ for (const backend of BACKENDS) {
       }
     });
 
+    await t.test('a patched process.stdout.write sees console.log, as in Node', async () => {
+      const action = `function main() {
+        const seen = [];
+        const orig = process.stdout.write;
+        process.stdout.write = function patched(chunk, ...rest) { seen.push(String(chunk)); return orig.call(this, chunk, ...rest); };
+        console.log('through the patch %d', 1);
+        process.stdout.write = orig;
+        console.log('after');
+        return { seen };
+      }`;
+      const c = await owner.connect();
+      try {
+        assert.equal((await c.attach()).type, 'acquired');
+        assert.equal((await c.request({ type: 'init', name: 'patch', main: 'main', binary: false, code: action })).type, 'initialized');
+        const res = await c.request({ type: 'run', value: {}, timeoutMs: 5000, memoryMB: 128, logLimitBytes: 1 << 20 });
+        assert.equal(res.outcome, 'success', JSON.stringify(res.result));
+        assert.deepEqual(res.result.seen, ['through the patch 1\n']);
+        assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), ['stdout:through the patch 1', 'stdout:after']);
+        assert.deepEqual(await c.request({ type: 'release' }), { type: 'released' });
+      } finally {
+        c.close();
+      }
+    });
+
     await t.test('async main and the forms of main', async (t2) => {
       const cases = [
         { name: 'async function', code: 'async function main(p) { await new Promise((r) => setTimeout(r, 20)); return { v: p.v * 2 }; }', want: { v: 4 } },

@@ -165,6 +165,9 @@ function toText(chunk) {
 // which only an action that uses process.stdout/stderr itself pays. A Worker's
 // stdio streams are already its own (messages to the owner, which drops them) and
 // Node's worker internals call into them, so there only write() is replaced.
+// lazyStreams[name] is the getter captureStream installs while it has not made
+// the stream (captureConsole's sinks look at it).
+const lazyStreams = {};
 function captureStream(name, fd) {
   const write = function write(chunk, encoding, cb) {
     if (typeof encoding === 'function') cb = encoding;
@@ -177,25 +180,24 @@ function captureStream(name, fd) {
     return;
   }
   let s = null;
-  Object.defineProperty(process, name, {
-    configurable: true,
-    enumerable: true,
-    get() {
-      if (s) return s;
-      const { Writable } = require('stream');
-      s = new Writable({
-        decodeStrings: false,
-        write(chunk, encoding, cb) { // only reached through Writable's internals
-          capture(name, toText(chunk));
-          cb();
-        },
-      });
-      Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
-      s.fd = fd;
-      s.isTTY = false;
-      return s;
-    },
-  });
+  const get = function get() {
+    if (s) return s;
+    lazyStreams[name] = null;
+    const { Writable } = require('stream');
+    s = new Writable({
+      decodeStrings: false,
+      write(chunk, encoding, cb) { // only reached through Writable's internals
+        capture(name, toText(chunk));
+        cb();
+      },
+    });
+    Object.defineProperty(s, 'write', { value: write, writable: true, configurable: true });
+    s.fd = fd;
+    s.isTTY = false;
+    return s;
+  };
+  lazyStreams[name] = get;
+  Object.defineProperty(process, name, { configurable: true, enumerable: true, get });
 }
 
 // captureConsole points console.* straight at the log capture. Node's global
@@ -204,12 +206,25 @@ function captureStream(name, fd) {
 // logs (bench/README.md, "An action that logs"). The console is Node's own
 // Console class (the same formatting, and table, time, count, group, dir,
 // trace, assert), over two plain sinks that capture synchronously, so console
-// and process.stdout/stderr lines keep their order. Its methods replace the
-// global console's in place, so require('console') is the same object. A
-// Worker's console already writes to its own stdio (captureStream).
+// and process.stdout/stderr lines keep their order. Once the action has reached
+// for process.stdout (or stderr) itself, or put another stream there, the sink
+// writes through it as Node's console would, so a patched write() still sees the
+// console's output. Its methods replace the global console's in place, so
+// require('console') is the same object. A Worker's console already writes to
+// its own stdio (captureStream).
 function captureConsole() {
   if (!isMainThread) return;
-  const sink = (name) => ({ write(chunk) { capture(name, toText(chunk)); return true; } });
+  const untouched = (name) => {
+    const d = Object.getOwnPropertyDescriptor(process, name);
+    return Boolean(d && lazyStreams[name] && d.get === lazyStreams[name]);
+  };
+  const sink = (name) => ({
+    write(chunk) {
+      if (!untouched(name)) return process[name].write(chunk);
+      capture(name, toText(chunk));
+      return true;
+    },
+  });
   // ignoreErrors false: a sink that cannot fail needs no 'error' listeners
   // (which only a stream has).
   const c = new console.Console({ stdout: sink('stdout'), stderr: sink('stderr'), ignoreErrors: false, colorMode: false });
