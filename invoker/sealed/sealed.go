@@ -347,10 +347,14 @@ func findSealedResult(recordResult json.RawMessage) (*SealedResult, error) {
 		return top.Sealed, nil
 	}
 	var inner struct {
-		Sealed *SealedResult `json:"__teemate_sealed_result"`
+		Sealed json.RawMessage `json:"__teemate_sealed_result"`
 	}
-	if len(top.Error) > 0 && json.Unmarshal(top.Error, &inner) == nil && inner.Sealed != nil {
-		return inner.Sealed, nil
+	if len(top.Error) > 0 && json.Unmarshal(top.Error, &inner) == nil && len(inner.Sealed) > 0 {
+		var sr SealedResult
+		if err := json.Unmarshal(inner.Sealed, &sr); err != nil {
+			return nil, fmt.Errorf("%w: sealed result: %w", ErrMalformed, err)
+		}
+		return &sr, nil
 	}
 	var msg string
 	if len(top.Error) > 0 && json.Unmarshal(top.Error, &msg) == nil {

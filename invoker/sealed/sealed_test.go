@@ -460,3 +460,31 @@ func TestKeysOfFollowsAChangedEvidence(t *testing.T) {
 		t.Fatal("the new image's key does not open the envelope")
 	}
 }
+
+// findSealedResult tells the shapes of a record's result apart: the sealed result at the top or
+// under "error", the enclave's refusal, any other unsealed result, and what does not parse.
+func TestFindSealedResultShapes(t *testing.T) {
+	const sealedJSON = `{"v":2,"iv":"AAAAAAAAAAAAAAAA","ct":"AA==","receipt":{"v":1}}`
+	for _, c := range []struct {
+		name, in string
+		want     error // nil: found
+	}{
+		{"success", `{"` + ResultField + `":` + sealedJSON + `}`, nil},
+		{"application error", `{"error":{"` + ResultField + `":` + sealedJSON + `}}`, nil},
+		{"refusal", `{"error":"` + IntegrityPrefix + `: replayed envelope"}`, ErrRefused},
+		{"unsealed error", `{"error":"The action exceeded its time limits"}`, ErrNotSealed},
+		{"unsealed error object", `{"error":{"code":1}}`, ErrNotSealed},
+		{"unsealed result", `{"n":42}`, ErrNotSealed},
+		{"not an object", `[1]`, ErrMalformed},
+		{"sealed result of the wrong type", `{"` + ResultField + `":"x"}`, ErrMalformed},
+		{"sealed error of the wrong type", `{"error":{"` + ResultField + `":[1]}}`, ErrMalformed},
+	} {
+		sr, err := findSealedResult(json.RawMessage(c.in))
+		switch {
+		case c.want == nil && (err != nil || sr == nil || sr.V != 2 || sr.Ct != "AA=="):
+			t.Errorf("%s: %+v, %v; want the sealed result", c.name, sr, err)
+		case c.want != nil && !errors.Is(err, c.want):
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
