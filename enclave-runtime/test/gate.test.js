@@ -141,6 +141,8 @@ for (const backend of BACKENDS) {
         console.log('through the patch %d', 1);
         process.stdout.write = orig;
         console.log('after');
+        process.stderr.write = () => { throw new Error('a broken stream'); };
+        console.error('swallowed, as by Node');
         return { seen };
       }`;
       const c = await owner.connect();

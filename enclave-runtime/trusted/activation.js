@@ -220,9 +220,16 @@ function captureConsole() {
   };
   const sink = (name) => ({
     write(chunk) {
-      if (!untouched(name)) return process[name].write(chunk);
-      capture(name, toText(chunk));
-      return true;
+      if (untouched(name)) {
+        capture(name, toText(chunk));
+        return true;
+      }
+      try {
+        return process[name].write(chunk);
+      } catch {
+        // Node's console swallows what its stream throws (ignoreErrors); so does this one.
+        return true;
+      }
     },
   });
   // ignoreErrors false: a sink that cannot fail needs no 'error' listeners
