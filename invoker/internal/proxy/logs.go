@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -226,6 +227,7 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 	cutUpstream := false
 	sentinel := map[string]bool{}
 	eof := map[string]bool{}
+	var kept []line
 	done := false
 	for !done {
 		select {
@@ -254,7 +256,7 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 						break
 					}
 					used += n
-					out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
+					kept = append(kept, l)
 				}
 				done = (sentinel["stdout"] || eof["stdout"]) && (sentinel["stderr"] || eof["stderr"])
 			}
@@ -279,6 +281,13 @@ func (c *Collector) Wait(ctx context.Context, developerError bool, exited <-chan
 		case <-ctx.Done():
 			done = true
 		}
+	}
+	// In time order, as OpenWhisk shows an activation's logs: the two pipes keep no order between
+	// them, and a line that came later through one may have been written earlier (the enclave's
+	// stamps say when). Stable, so lines of the same time keep the order they came in.
+	slices.SortStableFunc(kept, func(a, b line) int { return a.at.Compare(b.at) })
+	for _, l := range kept {
+		out.Lines = append(out.Lines, FormatLine(l.at, l.stream, l.text))
 	}
 	for _, s := range []string{"stdout", "stderr"} {
 		if sentinel[s] {

@@ -132,3 +132,26 @@ func TestCollectEnclaveTruncationLineComesLast(t *testing.T) {
 		}
 	}
 }
+
+// The two streams arrive on two pipes with no order between them; the activation's logs are in
+// the order the enclave stamped them, as OpenWhisk shows them, and lines of one time keep the
+// order they came in.
+func TestCollectOrdersStreamsByTheirStamps(t *testing.T) {
+	outR, outW := io.Pipe()
+	c := Collect(outR, strings.NewReader("2026-11-21T10:00:00.300Z late err\n"+wire.LogSentinel+"\n"),
+		LogConfig{LimitBytes: 1 << 20, Idle: 2 * time.Second, Total: 10 * time.Second, Stamped: true})
+	go func() {
+		time.Sleep(50 * time.Millisecond) // stdout comes after stderr has been read
+		_, _ = outW.Write([]byte("2026-11-21T10:00:00.100Z early out\n2026-11-21T10:00:00.300Z same time, after\n2026-11-21T10:00:00.200Z middle\n" + wire.LogSentinel + "\n"))
+		_ = outW.Close()
+	}()
+	logs := c.Wait(context.Background(), false, nil)
+	var got []string
+	for _, l := range logs.Lines {
+		got = append(got, l[strings.Index(l, " ")+1:])
+	}
+	want := []string{"stdout: early out", "stdout: middle", "stderr: late err", "stdout: same time, after"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("lines %q, want %q", got, want)
+	}
+}
