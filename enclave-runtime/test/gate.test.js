@@ -117,20 +117,12 @@ for (const backend of BACKENDS) {
         console.log('fourth');
         return { stream };
       }`;
-      const c = await owner.connect();
-      try {
-        assert.equal((await c.attach()).type, 'acquired');
-        assert.equal((await c.request({ type: 'init', name: 'console', main: 'main', binary: false, code: action })).type, 'initialized');
-        const res = await c.request({ type: 'run', value: {}, timeoutMs: 5000, memoryMB: 128, logLimitBytes: 1 << 20 });
-        assert.equal(res.outcome, 'success', JSON.stringify(res.result));
-        assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), want);
-        // In an addon environment console.* never makes process.stdout's stream (a Worker's
-        // console writes to its own stdio streams, which exist from its start).
-        if (backend.name === 'addon') assert.equal(res.result.stream, false, 'console.log loaded the stream module');
-        assert.deepEqual(await c.request({ type: 'release' }), { type: 'released' });
-      } finally {
-        c.close();
-      }
+      const res = await activate(owner, code(action), { logLimitBytes: 1 << 20 });
+      assert.equal(res.outcome, 'success', JSON.stringify(res));
+      assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), want);
+      // In an addon environment console.* never makes process.stdout's stream (a Worker's
+      // console writes to its own stdio streams, which exist from its start).
+      if (backend.name === 'addon') assert.equal(res.result.stream, false, 'console.log loaded the stream module');
     });
 
     await t.test('a patched process.stdout.write sees console.log, as in Node', async () => {
@@ -145,18 +137,10 @@ for (const backend of BACKENDS) {
         console.error('swallowed, as by Node');
         return { seen };
       }`;
-      const c = await owner.connect();
-      try {
-        assert.equal((await c.attach()).type, 'acquired');
-        assert.equal((await c.request({ type: 'init', name: 'patch', main: 'main', binary: false, code: action })).type, 'initialized');
-        const res = await c.request({ type: 'run', value: {}, timeoutMs: 5000, memoryMB: 128, logLimitBytes: 1 << 20 });
-        assert.equal(res.outcome, 'success', JSON.stringify(res.result));
-        assert.deepEqual(res.result.seen, ['through the patch 1\n']);
-        assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), ['stdout:through the patch 1', 'stdout:after']);
-        assert.deepEqual(await c.request({ type: 'release' }), { type: 'released' });
-      } finally {
-        c.close();
-      }
+      const res = await activate(owner, code(action), { logLimitBytes: 1 << 20 });
+      assert.equal(res.outcome, 'success', JSON.stringify(res));
+      assert.deepEqual(res.result.seen, ['through the patch 1\n']);
+      assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), ['stdout:through the patch 1', 'stdout:after']);
     });
 
     await t.test('async main and the forms of main', async (t2) => {
