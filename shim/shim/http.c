@@ -458,25 +458,31 @@ static void advance(struct conn *c)
 	}
 }
 
+/*
+ * conn_read buffers what the connection has sent. The buffer grows only when the head fills it
+ * (doubling from FIRST_READ) or, once the head is parsed, to the exact size of head and body:
+ * never to make room for bytes that are not there. The process lives for one activation on a
+ * VM, where each page a copy touches is a fault and each freed mapping a TLB shootdown between
+ * the CPUs; growing an 838-byte /init's 64 KiB buffer to 128 KiB cost 0.7 ms on its path.
+ */
 static void conn_read(struct conn *c)
 {
 	for (;;) {
-		size_t want = 64 << 10;
+		size_t cap = c->in.cap;
 
 		if (c->phase == C_BODY) {
-			size_t need = c->head_len + c->body_want - c->in.len;
+			size_t need = c->head_len + c->body_want;
 
-			if (need == 0)
+			if (c->in.len >= need)
 				break;
-			if (need < want)
-				want = need;
+			if (cap < need)
+				cap = need;
+		} else if (c->in.len > MAX_HEAD + 1) {
+			break; /* more than any head: advance parses or refuses what is here first */
+		} else if (c->in.len == cap) {
+			cap = cap ? cap * 2 : FIRST_READ;
 		}
-		if (c->in.cap - c->in.len < want) {
-			buf_put(&c->in, NULL, 0);
-			size_t cap = c->in.cap ? c->in.cap : 4096;
-
-			while (cap - c->in.len < want)
-				cap *= 2;
+		if (cap != c->in.cap) {
 			char *p = realloc(c->in.p, cap);
 
 			if (!p) {
@@ -486,6 +492,10 @@ static void conn_read(struct conn *c)
 			c->in.p = p;
 			c->in.cap = cap;
 		}
+		size_t want = c->in.cap - c->in.len;
+
+		if (c->phase == C_BODY && want > c->head_len + c->body_want - c->in.len)
+			want = c->head_len + c->body_want - c->in.len;
 		ssize_t r = recv(c->fd, c->in.p + c->in.len, want, 0);
 
 		if (r > 0) {

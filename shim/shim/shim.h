@@ -20,6 +20,7 @@
 #define MAX_OTHER_FRAME   WIRE_MAX_OTHER_FRAME
 #define MAX_REPLY_FRAME   WIRE_MAX_REPLY_FRAME
 #define MAX_HEAD          (64u << 10)
+#define FIRST_READ        (16u << 10) /* a connection's first buffer: an /init or /run of a small action */
 #define MAX_DISCARD       (256u << 10)
 #define MAX_CONNS         64
 #define GRACE_MS          5000

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -363,6 +364,28 @@ func TestFramesSent(t *testing.T) {
 	if env["__OW_ACTIVATION_ID"] != "0123456789abcdef0123456789abcdef" || env["__OW_NAMESPACE"] != "guest" ||
 		env["__OW_ACTION_NAME"] != "/guest/spec" || env["__OW_DEADLINE"] == nil {
 		t.Errorf("run env %v", env)
+	}
+}
+
+// Bodies around the shim's buffer sizes (its first read, the head limit, far beyond), each an
+// /init then a /run on the same connection: the code reaches the gate whole and the run follows.
+func TestInitBodySizes(t *testing.T) {
+	for _, n := range []int{16<<10 - 200, 16 << 10, 64<<10 + 3, 1<<20 + 11} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			g := startFakeGate(t, nil)
+			code := "function main(){return {}}//" + strings.Repeat("c", n)
+			s := launch(t, []string{shimBin}, g.sock, nil)
+			s.ready(t, s.sock)
+			o := observe(s, []reply{s.do(t, post("/init", initBody(code))), s.do(t, post("/run", runBody(`{"x":1}`)))})
+			wantStatuses("200/ 200/success")(t, o)
+			f := g.frames()
+			if len(f) < 4 || f[2]["code"] != code {
+				t.Fatalf("the init frame does not carry the %d-byte code whole", len(code))
+			}
+			if v, _ := f[3]["value"].(map[string]any); v["x"] != 1.0 {
+				t.Fatalf("run value %v", f[3]["value"])
+			}
+		})
 	}
 }
 
