@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/teemate/platform/invoker/internal/wire"
@@ -35,6 +36,9 @@ type Client struct {
 	http             *http.Client
 	// MaxResponse bounds the reply body read; longer replies are reported as truncated.
 	MaxResponse int64
+
+	mu    sync.Mutex
+	ready net.Conn // WaitReady's connection, handed to the first request
 }
 
 // New makes a client for target: a unix socket path ("/run/p.sock" or "unix:///run/p.sock") or an
@@ -58,12 +62,8 @@ func New(target string) (*Client, error) {
 	if c.address == "" {
 		return nil, fmt.Errorf("action proxy address %q is empty", target)
 	}
-	network, address := c.network, c.address
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, address)
-		},
+		DialContext: c.dial,
 		// One sandbox, one connection: keep it for /init then /run.
 		MaxIdleConnsPerHost: 1,
 		DisableCompression:  true,
@@ -72,11 +72,34 @@ func New(target string) (*Client, error) {
 	return c, nil
 }
 
-// Close drops idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+// dial gives the transport WaitReady's connection first, then new ones. A proxy serves its
+// activation on one connection; a second one would cost the sandbox's proxy an accept, a buffer
+// and a close on the activation's path for nothing.
+func (c *Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	c.mu.Lock()
+	conn := c.ready
+	c.ready = nil
+	c.mu.Unlock()
+	if conn != nil {
+		return conn, nil
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, c.network, c.address)
+}
+
+// Close drops idle connections, and WaitReady's if no request took it.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.ready != nil {
+		_ = c.ready.Close() // never used: nothing was sent on it
+		c.ready = nil
+	}
+	c.mu.Unlock()
+	c.http.CloseIdleConnections()
+}
 
 // WaitReady polls until the proxy accepts a connection, with a backoff from 200 µs growing to 4 ms,
-// until ctx ends or deadline passes.
+// until ctx ends or deadline passes. The connection it made carries the next request.
 func (c *Client) WaitReady(ctx context.Context, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -86,7 +109,12 @@ func (c *Client) WaitReady(ctx context.Context, deadline time.Time) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, c.network, c.address)
 		if err == nil {
-			_ = conn.Close() // a probe: it connected, which is all it wanted to know
+			c.mu.Lock()
+			if c.ready != nil {
+				_ = c.ready.Close() // an earlier WaitReady's, never used
+			}
+			c.ready = conn
+			c.mu.Unlock()
 			return nil
 		}
 		last = err

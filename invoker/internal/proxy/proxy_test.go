@@ -119,6 +119,75 @@ func TestClientAgainstUnixServer(t *testing.T) {
 	}
 }
 
+// An action proxy serves its activation on one connection: WaitReady's connection carries /init
+// and /run, and one WaitReady left unused is closed by Close.
+func TestWaitReadyConnectionCarriesTheRequests(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "p.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, closed := make(chan net.Conn, 8), make(chan net.Conn, 8)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{}`)) }),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				accepted <- c
+			case http.StateClosed:
+				closed <- c
+			}
+		},
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(context.Background(), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Init(context.Background(), map[string]any{"code": "x"}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(context.Background(), map[string]any{"value": map[string]any{}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if n := len(accepted); n != 1 {
+		t.Fatalf("the proxy accepted %d connections for WaitReady, /init and /run, want 1", n)
+	}
+
+	// Unused: Close hangs it up, so the proxy is not left holding it.
+	c2, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.WaitReady(context.Background(), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	<-accepted // the first client's
+	var second net.Conn
+	select {
+	case second = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second WaitReady's connection never reached the proxy")
+	}
+	c2.Close()
+	for {
+		select {
+		case gone := <-closed:
+			if gone == second {
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close left WaitReady's unused connection open")
+		}
+	}
+}
+
 // pipeSandbox writes lines to two pipes like a sandbox's stdout and stderr.
 type pipeSandbox struct {
 	outR, errR *io.PipeReader
