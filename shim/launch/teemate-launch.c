@@ -7,14 +7,14 @@
  * command line, which the invoker derives from the container's config.json, it builds the
  * container's filesystem (the image's root bound read-only, /proc, /dev, /sys, /tmp, the slot,
  * masked and read-only paths), pivots into it, brings up the loopback interface and sets the
- * hostname, then reports ready on descriptor 4 and waits there. When the invoker writes one byte
- * (the container is started), it sets the rlimits, uid and gid, narrows the capabilities to the
- * plan's set (bounding, permitted, effective; inheritable and ambient empty), sets no_new_privs,
- * loads the seccomp filter and execs the process, which keeps pid 1. With -S, the process is the
- * command the container's start configuration names (read after the start byte, when the
- * invoker has written it into the slot; startconf.h, shared with the start stub), so the
- * sandbox's command is exec'd once, not the stub first. An end of file instead of the byte (the
- * container is discarded) ends it quietly.
+ * hostname. It then sets the rlimits, uid and gid, narrows the capabilities to the plan's set
+ * (bounding, permitted, effective; inheritable and ambient empty), sets no_new_privs and loads
+ * the seccomp filter, reports ready on descriptor 4 and waits there, confined. When the invoker
+ * writes one byte (the container is started), it execs the process, which keeps pid 1. With -S,
+ * the process is the command the container's start configuration names (read after the start
+ * byte, when the invoker has written it into the slot; startconf.h, shared with the start stub),
+ * so the sandbox's command is exec'd once, not the stub first. An end of file instead of the
+ * byte (the container is discarded) ends it quietly.
  *
  * Plan (one argv item each; a tag, then the tag's fixed number of items):
  *   teemate-launch/1                      format tag, first
@@ -571,8 +571,12 @@ static void set_caps(unsigned long long keep)
 		fail("set the capabilities", "");
 }
 
-/* finish drops to the plan's credentials and execs the process, or with c the command c names. */
-static void finish(const struct plan *p, const struct startconf *c)
+/*
+ * confine drops to the plan's credentials, limits and filter. It runs before the ready report, so
+ * a pooled container waits for its start already confined, and its start has only the exec left
+ * to do (the filter alone cost 0.2 ms of an activation's path here).
+ */
+static void confine(const struct plan *p)
 {
 	for (int i = 0; i < p->nrlimits; i++)
 		if (setrlimit(p->rlimits[i].resource, &p->rlimits[i].lim) != 0)
@@ -585,15 +589,21 @@ static void finish(const struct plan *p, const struct startconf *c)
 	set_caps(p->caps);
 	if (p->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("set no_new_privs", "");
-	if (!c && chdir(p->cwd) != 0)
+	if (!p->startconf && chdir(p->cwd) != 0)
 		fail("enter the working directory ", p->cwd);
-	/* Last: the filter may forbid what the steps above need. */
+	/* Last: the filter may forbid what the steps above need (never the report, the wait or
+	 * the exec: it denies only what no sandboxed process needs). */
 	if (p->filter) {
 		struct sock_fprog prog = { p->nfilter, p->filter };
 
 		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
 			fail("load the seccomp filter", "");
 	}
+}
+
+/* start execs the process, or with c the command c names. */
+static void start(const struct plan *p, const struct startconf *c)
+{
 	if (c) {
 		/* As the stub would: under the filter, with its codes. */
 		startconf_chdir(c);
@@ -612,6 +622,7 @@ int main(int argc, char **argv)
 	if (fcntl(SYNC_FD, F_SETFD, FD_CLOEXEC) != 0)
 		die("descriptor 4 is not the invoker's start socket", "", "");
 	build_root(&p);
+	confine(&p);
 	wait_start();
 	if (p.startconf) {
 		static struct startconf c;
@@ -620,8 +631,8 @@ int main(int argc, char **argv)
 
 		startconf_file = p.startconf;
 		startconf_load(&c, proxy);
-		finish(&p, &c);
+		start(&p, &c);
 	}
-	finish(&p, NULL);
+	start(&p, NULL);
 	return 0;
 }

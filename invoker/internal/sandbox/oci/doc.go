@@ -144,10 +144,12 @@
 //     through a symbolic link is refused, naming it (runc instead resolves such a link inside
 //     the root; the images we build have none). TestMountTargetSymlinkEscape tries both an
 //     absolute and a climbing link.
-//   - start: one byte on the socket pair. The init sets the rlimits and ids, narrows the
-//     capabilities (bounding, permitted and effective to the spec's set; inheritable and
-//     ambient empty), sets no_new_privs, loads the seccomp filter and execs the start stub,
-//     which keeps pid 1.
+//     Before it reports ready the init also confines itself: it sets the rlimits and ids,
+//     narrows the capabilities (bounding, permitted and effective to the spec's set;
+//     inheritable and ambient empty), sets no_new_privs and loads the seccomp filter, so a
+//     pooled container waits confined and its start has only the exec left.
+//   - start: one byte on the socket pair. The init execs the start stub (with -S, the
+//     configured command), which keeps pid 1.
 //   - destroy: SIGKILL through the pidfd (the pid namespace goes with its init), reap the
 //     init (the invoker is its parent), rmdir the cgroups, forget the record. No process runs.
 //   - Reap kills the recorded inits of earlier runs (their pid and start time checked through
