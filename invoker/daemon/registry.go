@@ -351,8 +351,13 @@ func buildOCI(a *assembly) (sandbox.Runtime, error) {
 	if _, err := onTmpfs(state); err != nil {
 		a.log.Warn("the bundles stay on disk", zap.Error(err))
 	}
+	prewarm := oci.PoolKey{Image: a.model.Rootfs(), MemoryMB: 256}
+	if m, ok := a.model.(executor.SharedEnclave); ok {
+		prewarm.Prestart = m.ShimPath // the key the executor's specs get (SharedEnclave sets Prestart)
+	}
 	rt, err := oci.New(oci.Config{Runtime: bin, ImagesDir: images, StateDir: state, IDPrefix: a.prefix,
-		CgroupParent: "/teemate/" + filepath.Base(a.runtime), OwnCgroupParent: true, PoolSize: a.b.PoolSize, RefillWorkers: 2, Prewarm: []oci.PoolKey{{Image: a.model.Rootfs(), MemoryMB: 256}}}, a.log)
+		CgroupParent: "/teemate/" + filepath.Base(a.runtime), OwnCgroupParent: true, PoolSize: a.b.PoolSize, RefillWorkers: 2,
+		Prewarm: []oci.PoolKey{prewarm}}, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("oci sandbox: %w", err)
 	}

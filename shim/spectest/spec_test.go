@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -531,6 +533,88 @@ func TestProxyFD(t *testing.T) {
 	s.ready(t, sock)
 	o := observe(s, []reply{s.do(t, post("/init", initBody("function main(){return {}}"))), s.do(t, post("/run", runBody(`{}`)))})
 	wantStatuses("200/ 200/success")(t, o)
+}
+
+// startConf encodes a start configuration (invoker/internal/sandbox/startconf's format).
+func startConf(path string, env ...string) []byte {
+	fields := append([]string{"teemate-start/1", path, "/", "1", path, strconv.Itoa(len(env))}, env...)
+	return []byte(strings.Join(fields, "\x00") + "\x00")
+}
+
+// A prestarted shim (TEEMATE_START_CONF) is exec'd with only its listening socket; it takes the
+// rest of its configuration from the start configuration once a connection is pending, so the
+// file may be written after its start. A faulty file ends it with exit 2 and the reason.
+func TestPrestarted(t *testing.T) {
+	g := startFakeGate(t, nil)
+	for _, tc := range []struct {
+		name string
+		conf []byte
+		want string // "" for a served activation, else the expected stderr text
+	}{
+		{"served", startConf(shimBin, "TEEMATE_GATE="+g.sock, "TEEMATE_SANDBOX=wsk9_1_guest_pre",
+			"TEEMATE_TIMEOUT_MS=5000", "TEEMATE_PROXY_FD=9"), ""},
+		{"no gate", startConf(shimBin, "TEEMATE_SANDBOX=wsk9_2_guest_pre"), "TEEMATE_GATE must be set"},
+		{"malformed", []byte("teemate-start/1\x00/bin/x\x00"), "malformed start configuration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := shortDir(t)
+			sock, conf := filepath.Join(dir, "p.sock"), filepath.Join(dir, "start.conf")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ul := ln.(*net.UnixListener)
+			ul.SetUnlinkOnClose(false)
+			f, err := ul.File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln.Close()
+			cmd := exec.Command(shimBin)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TEEMATE_PROXY_FD=3", "TEEMATE_START_CONF=" + conf}
+			cmd.ExtraFiles = []*os.File{f}
+			s := start(t, &sandbox{cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, exited: make(chan struct{}), sock: sock, exitCode: -1})
+			f.Close()
+			// Started with no gate and no file: it waits for its use instead of failing, named so.
+			select {
+			case <-s.exited:
+				t.Fatalf("exited before its use: %d %s", s.exitCode, s.stderr.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			comm := func() string {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
+				return strings.TrimSpace(string(b))
+			}
+			if got := comm(); got != "teemate-waiting" {
+				t.Fatalf("a waiting prestarted shim is named %q", got)
+			}
+			if err := os.WriteFile(conf, tc.conf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != "" {
+				c, err := net.Dial("unix", sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				select {
+				case <-s.exited:
+				case <-time.After(10 * time.Second):
+					t.Fatal("a faulty start configuration did not end the shim")
+				}
+				if s.exitCode != 2 || !strings.Contains(s.stderr.String(), tc.want) {
+					t.Fatalf("exit %d, stderr %q, want 2 and %q", s.exitCode, s.stderr.String(), tc.want)
+				}
+				return
+			}
+			s.ready(t, sock)
+			o := observe(s, []reply{s.do(t, post("/init", initBody("function main(){return {}}"))), s.do(t, post("/run", runBody(`{}`)))})
+			wantStatuses("200/ 200/success")(t, o)
+			if f := g.frames(); len(f) == 0 || f[0]["sandbox"] != "wsk9_1_guest_pre" {
+				t.Fatalf("hello %v: the start configuration's TEEMATE_SANDBOX did not reach the gate", f)
+			}
+		})
+	}
 }
 
 func TestBadConfig(t *testing.T) {

@@ -131,8 +131,8 @@ type Snapshot struct {
 	// it was read.
 	Containers   time.Duration
 	ContainersOK bool
-	// Pooled is the CPU of each container that is created but not started (its processes are all
-	// the runtime's init, waiting): the runtime's share inside a container.
+	// Pooled is the CPU of each container that is created but not used (its processes are all
+	// the runtime's init, or a prestarted shim, waiting): the runtime's share inside a container.
 	Pooled []time.Duration
 }
 
@@ -326,10 +326,14 @@ func (p *Probe) comm(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// runtimeInit: the OCI runtime's init in a created container, before its process is started
-// (runc names it "runc:[2:INIT]"; crun's and the launcher's keep their binary's name).
+// runtimeInit says a container's process is still the sandbox's creation: the OCI runtime's
+// init in a created container, before its process is started (runc names it "runc:[2:INIT]";
+// crun's and the launcher's keep their binary's name), or a prestarted shim waiting for its use
+// (it names itself so until then; oci doc.go, "Prestarted containers"), whose own start is then
+// counted with the creation.
 func runtimeInit(comm string) bool {
-	return strings.HasPrefix(comm, "runc") || strings.HasPrefix(comm, "crun") || strings.HasPrefix(comm, "teemate-launch")
+	return strings.HasPrefix(comm, "runc") || strings.HasPrefix(comm, "crun") || strings.HasPrefix(comm, "teemate-launch") ||
+		comm == "teemate-waiting"
 }
 
 func subtree(children map[int][]int, top int) []int {

@@ -144,3 +144,16 @@ func TestProbeCountsAReapedChild(t *testing.T) {
 		t.Fatalf("own CPU went back: %v -> %v", a.Self, b.Self)
 	}
 }
+
+// A container counts as still being created while its process is the runtime's init or a
+// prestarted shim waiting for its use; a shim at work is the sandbox's.
+func TestRuntimeInit(t *testing.T) {
+	for comm, want := range map[string]bool{
+		"runc:[2:INIT]": true, "crun": true, "teemate-launch": true, "teemate-waiting": true,
+		"teemate-shim": false, "teemate-start": false, "node": false, "": false,
+	} {
+		if got := runtimeInit(comm); got != want {
+			t.Errorf("runtimeInit(%q) = %v, want %v", comm, got, want)
+		}
+	}
+}

@@ -74,6 +74,9 @@ func (m SharedEnclave) validate() error {
 
 func (m SharedEnclave) shape(spec *sandbox.Spec, _ *activation.Job, _, guestGate, gateDir string) {
 	spec.Command = []string{m.ShimPath}
+	// The shim reads its per-use environment from the start configuration when told to
+	// (TEEMATE_START_CONF), so a backend may start it ahead, in a pooled container.
+	spec.Prestart = true
 	// The action's I/O happens in the shared enclave runtime, not in this sandbox: the sandbox
 	// only talks to the gate over a unix socket, so it gets no network of its own (the runtime's
 	// capability set decides what the action reaches).

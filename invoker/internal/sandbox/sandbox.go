@@ -54,6 +54,12 @@ type Spec struct {
 	// backend may serve the proxy at another host path (a pooled container's socket is bound
 	// before anyone knows its activation); callers use Sandbox.ProxySocket.
 	ProxySocket string
+	// Prestart says the command (one path, no arguments) can be started before its use: exec'd
+	// with only TEEMATE_PROXY_FD and TEEMATE_START_CONF, it takes the rest of its environment
+	// from the start configuration once its first connection is pending, as the teemate shim
+	// does. A backend that pools started containers may then start it ahead, off the request
+	// path; others ignore it.
+	Prestart bool
 }
 
 // Capabilities of a backend.

@@ -58,6 +58,21 @@
 // /run/teemate/proxy and /run/teemate/gate are). Memory and pids limits are fixed at create and
 // so are part of the pool key.
 //
+// # Prestarted containers
+//
+// A command that can wait for its use (sandbox.Spec.Prestart: one path, no arguments, the
+// image's own file), the teemate shim, gets pools of its own (PoolKey.Prestart) on the
+// launcher: the container's process is the command itself, started at creation with only
+// TEEMATE_PROXY_FD=3 and TEEMATE_START_CONF=/run/teemate/start.conf, so it waits confined (the
+// init confines itself before its ready report, see below) and listening. Its use writes the
+// start configuration and mounts the per-use directories, as for any pooled container, and
+// sends no start: the shim reads the configuration's environment once the first connection is
+// pending, which is only after Create has returned. The init's exec and the shim's own start
+// are then off the activation's path (bench/README.md, "Prestarted shims"). The container is
+// still used once and the same confinement holds; a prestarted container whose process died
+// while pooled is destroyed at acquire and passed over. runc and crun start a container's
+// process with their own binary, so they do not prestart (their keys drop Prestart).
+//
 // # Start without the runtime's binary
 //
 // A created container's init waits on the runtime's exec FIFO (<root>/<id>/exec.fifo) before it

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,6 +87,10 @@ type PoolKey struct {
 	Image     string
 	MemoryMB  int
 	PidsLimit int
+	// Prestart, when set, is the command (an absolute path in the image) every container of the
+	// pool runs from its creation, confined and waiting for its use (sandbox.Spec.Prestart); its
+	// use then only writes the start configuration and mounts. Only the launcher prestarts.
+	Prestart string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -302,6 +307,9 @@ func (r *Runtime) normalise(k PoolKey) PoolKey {
 	if k.PidsLimit == 0 {
 		k.PidsLimit = r.cfg.DefaultPidsLimit
 	}
+	if r.kind != kindLaunch {
+		k.Prestart = "" // runc and crun start a container's process with their binary, at its use
+	}
 	return k
 }
 
@@ -350,9 +358,11 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		b.discard()
 		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
 	}
-	if err := r.start(ctx, b); err != nil {
-		b.discard()
-		return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+	if b.key.Prestart == "" { // else running since its creation, and now configured
+		if err := r.start(ctx, b); err != nil {
+			b.discard()
+			return nil, fmt.Errorf("%s: %w: %w", what, sandbox.ErrStartFailed, err)
+		}
 	}
 	b.started.Store(true)
 	return b, nil
@@ -404,17 +414,34 @@ func (r *Runtime) plan(spec sandbox.Spec) (PoolKey, []byte, error) {
 	if err != nil {
 		return PoolKey{}, nil, err
 	}
-	return r.normalise(PoolKey{Image: spec.Rootfs, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit}), startConf, nil
+	key := PoolKey{Image: spec.Rootfs, MemoryMB: spec.MemoryMB, PidsLimit: spec.PidsLimit}
+	// A prestarted command runs before the use's mounts are there: it must be the image's own.
+	if spec.Prestart && len(args) == 1 && !slices.ContainsFunc(spec.Mounts, func(m sandbox.Mount) bool {
+		rel, err := filepath.Rel(filepath.Clean(m.GuestPath), path)
+		return err == nil && !strings.HasPrefix(rel, "..")
+	}) {
+		key.Prestart = path
+	}
+	return r.normalise(key), startConf, nil
 }
 
-// acquire takes a pooled container or creates one.
+// acquire takes a pooled container or creates one. A pooled container whose init has exited
+// (killed while it waited) is destroyed and passed over.
 func (r *Runtime) acquire(ctx context.Context, key PoolKey) (*box, error) {
-	if r.cfg.PoolSize > 0 {
-		p := r.poolFor(key)
+	for r.cfg.PoolSize > 0 {
+		var b *box
 		select {
-		case b := <-p.ready:
-			return b, nil
+		case b = <-r.poolFor(key).ready:
 		default:
+		}
+		if b == nil {
+			break
+		}
+		select {
+		case <-b.exited:
+			b.discard()
+		default:
+			return b, nil
 		}
 	}
 	return r.createContainer(ctx, key)
@@ -481,7 +508,8 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 		return nil, fmt.Errorf("%w: share the slot: %w", sandbox.ErrStartFailed, err)
 	}
 	spec, err := buildSpec(containerParams{ID: id, Rootfs: filepath.Join(r.cfg.ImagesDir, key.Image, "rootfs"), Slot: b.slot,
-		Cgroup: filepath.Join(r.cfg.CgroupParent, id), MemoryMB: key.MemoryMB, PidsLimit: key.PidsLimit, TmpMB: r.cfg.TmpMB})
+		Cgroup: filepath.Join(r.cfg.CgroupParent, id), MemoryMB: key.MemoryMB, PidsLimit: key.PidsLimit, TmpMB: r.cfg.TmpMB,
+		Prestart: key.Prestart})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrStartFailed, err)
 	}
@@ -521,6 +549,13 @@ func (r *Runtime) createContainer(ctx context.Context, key PoolKey) (_ *box, err
 		}
 		closeAll(outW, errW)
 		b.stdout, b.stderr = outR, errR
+		if key.Prestart != "" {
+			if err := b.startLaunched(); err != nil {
+				b.killLaunched()
+				closeAll(outR, errR)
+				return nil, fmt.Errorf("%w: prestart: %w", sandbox.ErrStartFailed, err)
+			}
+		}
 	} else if err := r.createWithRuntime(ctx, b, listener, outR, outW, errR, errW); err != nil {
 		return nil, err
 	}

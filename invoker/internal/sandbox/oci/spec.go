@@ -121,6 +121,8 @@ type containerParams struct {
 	MemoryMB  int
 	PidsLimit int
 	TmpMB     int // size of the /tmp tmpfs
+	// Prestart is the command to run from creation (PoolKey.Prestart); empty: the start stub.
+	Prestart string
 }
 
 // buildSpec makes config.json for a pooled container: pure, so it is tested with tables.
@@ -131,11 +133,21 @@ func buildSpec(p containerParams) (runtimeSpec, error) {
 	if p.MemoryMB < 0 || p.PidsLimit < 0 || p.TmpMB <= 0 {
 		return runtimeSpec{}, fmt.Errorf("bad limits: memory %d MB, pids %d, tmp %d MB", p.MemoryMB, p.PidsLimit, p.TmpMB)
 	}
+	args, env := []string{StubPath, filepath.Join(SlotGuestDir, StartConfigName)}, []string{"PATH=/usr/bin:/bin"}
+	if p.Prestart != "" {
+		if !filepath.IsAbs(p.Prestart) {
+			return runtimeSpec{}, fmt.Errorf("prestarted command %q is not an absolute path", p.Prestart)
+		}
+		// The command waits for its use with the proxy's socket alone, then reads the rest of
+		// its environment from the start configuration (sandbox.Spec.Prestart).
+		args = []string{p.Prestart}
+		env = append(env, "TEEMATE_PROXY_FD=3", "TEEMATE_START_CONF="+filepath.Join(SlotGuestDir, StartConfigName))
+	}
 	s := runtimeSpec{
 		OCIVersion: "1.0.2",
 		Process: specProcess{
-			Args: []string{StubPath, filepath.Join(SlotGuestDir, StartConfigName)},
-			Env:  []string{"PATH=/usr/bin:/bin"},
+			Args: args,
+			Env:  env,
 			Cwd:  "/",
 			Capabilities: specCaps{Bounding: capabilities, Effective: capabilities, Permitted: capabilities,
 				Inheritable: []string{}, Ambient: []string{}},

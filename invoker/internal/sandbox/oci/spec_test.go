@@ -6,6 +6,34 @@ import (
 	"testing"
 )
 
+// A prestarted pool's containers run the command itself, told where their use's configuration
+// will be; otherwise everything is as for the start stub.
+func TestBuildSpecPrestart(t *testing.T) {
+	p := containerParams{ID: "wsk0_a_1", Rootfs: "/img/teemate/rootfs", Slot: "/st/wsk0_a_1/slot",
+		Cgroup: "/teemate/wsk0_a_1", MemoryMB: 128, PidsLimit: 64, TmpMB: 16}
+	plain, err := buildSpec(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Prestart = "/bin/teemate-shim"
+	s, err := buildSpec(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s.Process.Args, []string{"/bin/teemate-shim"}) ||
+		!reflect.DeepEqual(s.Process.Env, []string{"PATH=/usr/bin:/bin", "TEEMATE_PROXY_FD=3", "TEEMATE_START_CONF=/run/teemate/start.conf"}) {
+		t.Errorf("prestarted process %v %v", s.Process.Args, s.Process.Env)
+	}
+	s.Process.Args, s.Process.Env = plain.Process.Args, plain.Process.Env
+	if !reflect.DeepEqual(s, plain) {
+		t.Error("a prestarted container differs from a pooled one in more than its process's command and environment")
+	}
+	p.Prestart = "bin/teemate-shim"
+	if _, err := buildSpec(p); err == nil {
+		t.Error("a relative prestarted command was accepted")
+	}
+}
+
 func TestBuildSpec(t *testing.T) {
 	s, err := buildSpec(containerParams{ID: "wsk0_a_1", Rootfs: "/img/teemate/rootfs", Slot: "/st/wsk0_a_1/slot",
 		Cgroup: "/teemate/wsk0_a_1", MemoryMB: 128, PidsLimit: 64, TmpMB: 16})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/teemate/platform/invoker/internal/sandbox"
+	"github.com/teemate/platform/invoker/internal/sandbox/sandboxtest"
 )
 
 // runcStatus is `runc state <id>`'s status.
@@ -190,5 +191,116 @@ func TestStartOfDeadInit(t *testing.T) {
 	defer cancel()
 	if err := releaseRunc(ctx, fifo, b.pidfd); err == nil || !strings.Contains(err.Error(), "exited before it was started") {
 		t.Fatalf("release of a dead init: %v", err)
+	}
+}
+
+// procStatus reads the fields of /proc/<pid>/status named in keys.
+func procStatus(t *testing.T, pid int, keys ...string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if slices.Contains(keys, k) {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// TestPrestartedPool: with the launcher, a pool whose key names a prestarted command runs that
+// command (the image's shim) from the container's creation, already confined, and its use hands
+// it the use's environment: the spec's gate and sandbox name reach it through the start
+// configuration, written after it started.
+func TestPrestartedPool(t *testing.T) {
+	if testRuntime() != kindLaunch {
+		t.Skip("only the launcher prestarts; runc and crun start a container at its use")
+	}
+	key := PoolKey{Image: "teemate", MemoryMB: 64, Prestart: "/bin/teemate-shim"}
+	rt := newRuntime(t, Config{PoolSize: 1, Prewarm: []PoolKey{key}})
+	key = rt.normalise(key)
+	waitPool(t, rt, key, 1)
+	// The pool's container, and maybe one the refill holds ready for it.
+	rt.mu.Lock()
+	var waiting []*box
+	for _, b := range rt.live {
+		if b.key == key {
+			waiting = append(waiting, b)
+		}
+	}
+	rt.mu.Unlock()
+	if len(waiting) == 0 {
+		t.Fatal("no pooled container of the prestarted key")
+	}
+	var pooled []string
+	for _, b := range waiting {
+		pooled = append(pooled, b.id)
+		// The exec may still be under way right after the ready report.
+		deadline := time.Now().Add(10 * time.Second)
+		for procStatus(t, b.pid, "Name")["Name"] != "teemate-shim" {
+			if time.Now().After(deadline) {
+				t.Fatalf("the pooled container runs %v, not the prestarted shim", procStatus(t, b.pid, "Name"))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if st := procStatus(t, b.pid, "NoNewPrivs", "Seccomp"); st["NoNewPrivs"] != "1" || st["Seccomp"] != "2" {
+			t.Fatalf("the prestarted shim waits unconfined: %v", st)
+		}
+	}
+
+	dir, err := os.MkdirTemp("", "pre")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	proxyDir, gateDir := filepath.Join(dir, "p"), filepath.Join(dir, "g")
+	for _, d := range []string{proxyDir, gateDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate, err := net.Listen("unix", filepath.Join(gateDir, "gate.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	if err := os.Chmod(filepath.Join(gateDir, "gate.sock"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	hello := make(chan []byte, 1)
+	go func() {
+		c, err := gate.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		b := make([]byte, 4096)
+		n, _ := c.Read(b)
+		hello <- b[:n]
+	}()
+	sb, err := rt.Create(context.Background(), sandbox.Spec{Name: "wsk0_8_guest_pre", Rootfs: "teemate", MemoryMB: 64,
+		Command: []string{"/bin/teemate-shim"}, Prestart: true,
+		Env:    map[string]string{"TEEMATE_GATE": "/run/teemate/gate/gate.sock", "TEEMATE_SANDBOX": "wsk0_8_guest_pre"},
+		Mounts: []sandbox.Mount{{HostPath: proxyDir, GuestPath: "/run/teemate/proxy"}, {HostPath: gateDir, GuestPath: "/run/teemate/gate"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.Background())
+	if !slices.Contains(pooled, sb.ID()) {
+		t.Fatalf("Create gave %s, not a prestarted container of %v", sb.ID(), pooled)
+	}
+	// The gate hangs up after the hello, so /init is answered with the gate's failure.
+	sandboxtest.ProxyPoster(t, sb.ProxySocket())("/init", `{"value":{"code":"function main(){return {}}","main":"main"}}`)
+	select {
+	case b := <-hello:
+		if !bytes.Contains(b, []byte("wsk0_8_guest_pre")) {
+			t.Fatalf("the gate's hello %q does not name the use's sandbox", b)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the prestarted shim never dialled the use's gate")
 	}
 }
