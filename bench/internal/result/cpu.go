@@ -86,9 +86,10 @@ func (r *Result) cpuMarkdown() string {
 		return ""
 	}
 	b.WriteString("\n## CPU per activation (ms, latency samples)\n\n" +
-		"owner: the warm enclave owners and their network helper; sandbox runtime: the runtime's commands (runc create, delete) and its init inside each container until started; " +
+		"owner: the warm enclave owners and their network helper; sandbox runtime: the runtime's commands (runc create, delete) and its init inside each container until started " +
+		"(a prestarted shim's container until its use, the shim's own start included); " +
 		"platform: the bench process (client, controller, invoker, Kafka broker: one Go process); in sandbox: the start stub with the shim (teemate), the Node proxy (native), or the strawman's own runtime and shim.\n\n" +
-		"| model | function | n | owner | sandbox runtime | of which runc init in container | platform (Go) | in sandbox | total | settled |\n" +
+		"| model | function | n | owner | sandbox runtime | of which the runtime's init in container | platform (Go) | in sandbox | total | settled |\n" +
 		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, c := range r.Cases {
 		u := c.CPU
