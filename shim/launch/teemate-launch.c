@@ -591,8 +591,10 @@ static void confine(const struct plan *p)
 		fail("set no_new_privs", "");
 	if (!p->startconf && chdir(p->cwd) != 0)
 		fail("enter the working directory ", p->cwd);
-	/* Last: the filter may forbid what the steps above need (never the report, the wait or
-	 * the exec: it denies only what no sandboxed process needs). */
+	/*
+	 * Last: the filter may forbid what the steps above need (never the report, the wait or
+	 * the exec: it denies only what no sandboxed process needs).
+	 */
 	if (p->filter) {
 		struct sock_fprog prog = { p->nfilter, p->filter };
 

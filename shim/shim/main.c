@@ -426,11 +426,15 @@ static void await_use(const char *conf)
 			 "TEEMATE_START_CONF needs the proxy's listening socket as descriptor 3");
 		leave(1);
 	}
-	/* Named for what it does until its use, as ps shows it (and the bench's CPU accounting
-	 * counts a waiting container's CPU as the sandbox's creation). */
+	/*
+	 * Named for what it does until its use, as ps shows it (and the bench's CPU accounting
+	 * counts a waiting container's CPU as the sandbox's creation).
+	 */
 	prctl(PR_SET_NAME, WAITING_NAME);
-	/* What the use will touch first, touched now: the configuration's buffer, and the vDSO's
-	 * pages (the clock the timings read). */
+	/*
+	 * What the use will touch first, touched now: the configuration's buffer, and the vDSO's
+	 * pages (the clock the timings read).
+	 */
 	startconf_prepare();
 	(void)now_ns();
 	for (;;) {

@@ -210,8 +210,10 @@ static void startconf_chdir(const struct startconf *c)
 			      errno == ENOENT ? ": no such directory" : ": cannot enter it");
 }
 
-/* startconf_exec execs the command; it returns only to report why it could not. (Unused in a
- * prestarted shim, which takes the configuration for itself.) */
+/*
+ * startconf_exec execs the command; it returns only to report why it could not. (Unused in a
+ * prestarted shim, which takes the configuration for itself.)
+ */
 static __attribute__((unused)) void startconf_exec(const struct startconf *c)
 {
 	execve(c->path, c->argv, c->env);
