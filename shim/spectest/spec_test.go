@@ -513,10 +513,10 @@ func TestOversizeBody(t *testing.T) {
 	}
 }
 
-// The sandbox backend may bind the proxy's socket and hand it over (TEEMATE_PROXY_FD).
-func TestProxyFD(t *testing.T) {
-	g := startFakeGate(t, nil)
-	sock := filepath.Join(shortDir(t), "fd.sock")
+// listeningFile binds and listens on a unix socket at sock and returns it as a file to hand to
+// the shim, as a sandbox backend does; the caller closes it once the shim has it.
+func listeningFile(t *testing.T, sock string) *os.File {
+	t.Helper()
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -528,6 +528,14 @@ func TestProxyFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+	return f
+}
+
+// The sandbox backend may bind the proxy's socket and hand it over (TEEMATE_PROXY_FD).
+func TestProxyFD(t *testing.T) {
+	g := startFakeGate(t, nil)
+	sock := filepath.Join(shortDir(t), "fd.sock")
+	f := listeningFile(t, sock)
 	s := launch(t, []string{shimBin}, g.sock, f, "TEEMATE_PROXY_FD=3")
 	f.Close()
 	s.ready(t, sock)
@@ -559,17 +567,7 @@ func TestPrestarted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := shortDir(t)
 			sock, conf := filepath.Join(dir, "p.sock"), filepath.Join(dir, "start.conf")
-			ln, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ul := ln.(*net.UnixListener)
-			ul.SetUnlinkOnClose(false)
-			f, err := ul.File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln.Close()
+			f := listeningFile(t, sock)
 			cmd := exec.Command(shimBin)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TEEMATE_PROXY_FD=3", "TEEMATE_START_CONF=" + conf}
 			cmd.ExtraFiles = []*os.File{f}
