@@ -240,7 +240,7 @@ func TestPrestartedPool(t *testing.T) {
 		pooled = append(pooled, b.id)
 		// The exec may still be under way right after the ready report.
 		deadline := time.Now().Add(10 * time.Second)
-		for procStatus(t, b.pid, "Name")["Name"] != "teemate-shim" {
+		for procStatus(t, b.pid, "Name")["Name"] != "teemate-waiting" { // the shim's name until its use
 			if time.Now().After(deadline) {
 				t.Fatalf("the pooled container runs %v, not the prestarted shim", procStatus(t, b.pid, "Name"))
 			}
