@@ -7,7 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
 const { GateAuth, parseKey, token, MAX_SPENT } = require('../trusted/gateauth');
-const { startOwner } = require('./gate-client');
+const { startOwner, frame } = require('./gate-client');
 
 const CODE = 'function main(p) { return { id: process.env.__OW_ACTIVATION_ID, ns: process.env.__OW_NAMESPACE }; }';
 
@@ -176,4 +176,30 @@ test('the owner refuses a bad gate key', async () => {
   await assert.rejects(startOwner({ args: ['--gate-key', 'stdin'], stdin: 'not a key\n' }),
     /owner exited with 2: .*bad gate key on standard input/s);
   await assert.rejects(startOwner({ args: ['--gate-key', 'env'] }), /owner exited with 2: .*--gate-key must be stdin/s);
+});
+
+// The shim sends hello and acquire in one write (PROTOCOL.md, "Attaching ahead"): the owner
+// answers both in order; after a refused hello the pipelined acquire takes no slot.
+test('hello and acquire pipelined: answered in order, and a refused hello takes no slot', async (t) => {
+  const key = crypto.randomBytes(32);
+  const owner = await startOwner({ slots: 1, args: ['--gate-key', 'stdin'], stdin: `${key.toString('hex')}\n` });
+  t.after(() => owner.stop());
+  const pipelined = async (fields) => {
+    const c = await owner.connect();
+    c.writeRaw(Buffer.concat([frame({ type: 'hello', version: 1, sandbox: 'test', ...fields }), frame({ type: 'acquire' })]));
+    return { c, first: await c.next(), second: await c.next() };
+  };
+
+  const bad = await pipelined({ activation: 'a1', namespace: 'guest', token: 'ab'.repeat(32) });
+  assertRefused(bad.first, /token/);
+  assert.equal(bad.second, null, 'the connection closes after the refusal; acquire is not answered');
+  assert.equal((await pong(owner)).free, 1, 'the refused caller holds no slot');
+
+  const good = await pipelined(creds(key, 'a2'));
+  assert.equal(good.first.type, 'welcome');
+  assert.equal(good.second.type, 'acquired');
+  const r = await runOn(good.c, { __OW_ACTIVATION_ID: 'a2', __OW_NAMESPACE: 'guest' });
+  assert.equal(r.type, 'result', JSON.stringify(r));
+  assert.deepEqual(r.result, { id: 'a2', ns: 'guest' });
+  good.c.close();
 });

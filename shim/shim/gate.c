@@ -114,7 +114,8 @@ static int gate_read(char *p, size_t n, const char *what, int64_t deadline, stru
 			got += (size_t)r;
 			continue;
 		}
-		if (r == 0) {
+		/* A reset is a close with frames of ours still unread (attach_ahead pipelines them). */
+		if (r == 0 || errno == ECONNRESET) {
 			buf_printf(e, "%s: %s", what,
 				   got ? "the gate closed the connection mid-frame" :
 					 "the gate closed the connection");

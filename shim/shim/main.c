@@ -478,6 +478,7 @@ int main(void)
 		await_use(conf);
 	config_from_env();
 	open_listener();
+	attach_ahead();
 
 	for (;;) {
 		if (terminated)

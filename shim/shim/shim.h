@@ -117,6 +117,7 @@ int gate_call(const struct buf *req, size_t limit, const char *want, int64_t dea
 	      struct buf *e);
 void gerr_text(struct buf *b, const struct gerr *ge);
 int gate_dial(struct buf *e);
+void attach_ahead(void);
 void handle_init(struct conn *c, const char *body, size_t n, int over);
 void await_release(void);
 void handle_run(struct conn *c, const char *body, size_t n, int over);

@@ -391,6 +391,30 @@ func TestInitBodySizes(t *testing.T) {
 	}
 }
 
+// The shim attaches ahead of /init: hello and acquire reach the gate before any request, and the
+// activation then goes on from there.
+func TestAttachAhead(t *testing.T) {
+	g := startFakeGate(t, nil)
+	s := launch(t, []string{shimBin}, g.sock, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g.frames()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("frames before /init: %v, want hello and acquire", g.frames())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.ready(t, s.sock)
+	o := observe(s, []reply{s.do(t, post("/init", initBody("function main(){return {}}"))), s.do(t, post("/run", runBody(`{}`)))})
+	wantStatuses("200/ 200/success")(t, o)
+	var types []string
+	for _, f := range g.frames() {
+		types = append(types, f["type"].(string))
+	}
+	if got := strings.Join(types, " "); got != "hello acquire init run release" {
+		t.Fatalf("frames %q", got)
+	}
+}
+
 // Malformed bodies, each in a fresh sandbox: a clear 400 (403 for a missing value or code), the
 // sentinels, and a clean exit; never a crash.
 var badInits = []string{
