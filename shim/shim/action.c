@@ -430,7 +430,8 @@ void attach_ahead(void)
 	if (!buf_stored(&out)) {
 		buf_puts(&ahead.err, "encode gate message: out of memory");
 		ahead.write_failed = 1;
-	} else if (gate_write(out.p, out.len, now_ms() + cfg.timeout_ms + GRACE_MS, NULL, &ahead.err)) {
+	} else if (gate_write(out.p, out.len, now_ms() + cfg.timeout_ms + GRACE_MS, NULL,
+			      &ahead.err)) {
 		ahead.write_failed = 1;
 	} else {
 		ahead.sent = 1;
