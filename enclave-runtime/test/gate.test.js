@@ -120,6 +120,14 @@ for (const backend of BACKENDS) {
       const res = await activate(owner, code(action), { logLimitBytes: 1 << 20 });
       assert.equal(res.outcome, 'success', JSON.stringify(res));
       assert.deepEqual(res.logs.map((l) => `${l.stream}:${l.line}`), want);
+      // The times order the lines across the two streams (the invoker sorts the record by them,
+      // stably): increasing, with microseconds, though many share a millisecond; only the lines
+      // of one write (one stream, one pipe) share a time.
+      for (const [i, l] of res.logs.entries()) {
+        assert.match(l.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+        const p = res.logs[i - 1];
+        if (p) assert.ok(l.time > p.time || (l.time === p.time && l.stream === p.stream), `${p.stream} ${p.time} then ${l.stream} ${l.time}`);
+      }
       // In an addon environment console.* never makes process.stdout's stream (a Worker's
       // console writes to its own stdio streams, which exist from its start).
       if (backend.name === 'addon') assert.equal(res.result.stream, false, 'console.log loaded the stream module');

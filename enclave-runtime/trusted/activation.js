@@ -71,7 +71,7 @@ function finish(outcome, result, resultText) {
   if (truncated) {
     const entry = {
       stream: 'stderr',
-      time: new Date().toISOString(),
+      time: stamp(),
       line: `Logs were truncated because the total bytes size exceeds the limit of ${logLimit} bytes.`,
     };
     logs.push(entry);
@@ -97,6 +97,19 @@ function finish(outcome, result, resultText) {
 }
 
 // ---- logs ---------------------------------------------------------------------
+
+// stamp is a log line's time: ISO 8601 with six decimals, strictly increasing in
+// the activation. stdout and stderr reach the invoker on two pipes, and the record
+// orders their lines by this time (stably); within one millisecond the last three
+// digits count the lines, so that two lines of the same millisecond on the two
+// streams still keep the order in which they were written.
+let lastStamp = 0;
+function stamp() {
+  const us = Math.max(Date.now() * 1000, lastStamp + 1);
+  lastStamp = us;
+  return `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(us % 1000).padStart(3, '0')}Z`;
+}
+
 function accept(stream, time, line) {
   if (truncated) return;
   const n = Buffer.byteLength(line, 'utf8') + 1;
@@ -115,7 +128,7 @@ function capture(stream, text) {
   // writes (warming the console up) is dropped. Once the limit is reached the
   // rest is dropped at once: 100 MB of output costs no more than the limit.
   if (!activated || finished || truncated) return;
-  const now = new Date().toISOString();
+  const now = stamp();
   let p = partial[stream];
   let rest = text;
   for (;;) {
