@@ -98,11 +98,12 @@ function finish(outcome, result, resultText) {
 
 // ---- logs ---------------------------------------------------------------------
 
-// stamp is a log line's time: ISO 8601 with six decimals, strictly increasing in
-// the activation. stdout and stderr reach the invoker on two pipes, and the record
-// orders their lines by this time (stably); within one millisecond the last three
-// digits count the lines, so that two lines of the same millisecond on the two
-// streams still keep the order in which they were written.
+// stamp is the time of a write's log lines: ISO 8601 with six decimals, strictly
+// increasing from one call to the next in the activation. stdout and stderr reach
+// the invoker on two pipes, and the record orders their lines by this time
+// (stably); within one millisecond the last three digits count the writes, so that
+// writes of the same millisecond on the two streams keep the order in which they
+// were made. The lines of one write share its time (one stream, one pipe).
 let lastStamp = 0;
 function stamp() {
   const us = Math.max(Date.now() * 1000, lastStamp + 1);
