@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,10 +76,20 @@ static void io_error(struct buf *e, const char *what, int err)
 		buf_printf(e, "%s: %s", what, strerror(err));
 }
 
-int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e)
+/* gate_writev writes the cnt pieces of iov in order, as one sendmsg while the socket takes them
+ * all: a frame's header and body in one write wake the owner once, where two writes could wake
+ * it for the header alone. It advances iov over what was written.
+ */
+static int gate_writev(struct iovec *iov, int cnt, int64_t deadline, struct conn *active,
+		       struct buf *e)
 {
-	while (n > 0) {
-		ssize_t w = send(gate_fd, p, n, MSG_NOSIGNAL);
+	while (cnt > 0 && iov->iov_len == 0) {
+		iov++;
+		cnt--;
+	}
+	while (cnt > 0) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
+		ssize_t w = sendmsg(gate_fd, &m, MSG_NOSIGNAL);
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -95,10 +106,26 @@ int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, s
 			io_error(e, "write gate frame", errno);
 			return -1;
 		}
-		p += w;
-		n -= (size_t)w;
+		size_t left = (size_t)w;
+
+		while (cnt > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
 	}
 	return 0;
+}
+
+int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e)
+{
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
+
+	return gate_writev(&iov, 1, deadline, active, e);
 }
 
 /* gate_read reads exactly n bytes. Returns 0, or -1 with e set (Go's io.ReadFull wording). */
@@ -193,9 +220,10 @@ int gate_call(const struct buf *req, size_t limit, const char *want, int64_t dea
 	}
 	unsigned char hdr[4] = { (unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
 				 (unsigned char)(req->len >> 8), (unsigned char)req->len };
-	/* One frame, one write where the kernel allows it. */
-	if (gate_write((const char *)hdr, 4, deadline, active, e) ||
-	    gate_write(req->p, req->len, deadline, active, e))
+	struct iovec iov[2] = { { .iov_base = hdr, .iov_len = 4 },
+				{ .iov_base = req->p, .iov_len = req->len } };
+
+	if (gate_writev(iov, 2, deadline, active, e))
 		return -1;
 read_reply:;
 	char h[4];
