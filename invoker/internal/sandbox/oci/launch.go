@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -201,7 +202,7 @@ func v1Controllers() (map[string]string, error) {
 func (r *Runtime) launchCgroup(rel string, s specResources) ([]string, error) {
 	var dirs []string
 	write := func(dir, file, v string) error {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(v), 0); err != nil {
+		if err := writeCgroupFile(filepath.Join(dir, file), v); err != nil {
 			return fmt.Errorf("cgroup %s: %w", file, err)
 		}
 		return nil
@@ -246,6 +247,37 @@ func (r *Runtime) launchCgroup(rel string, s specResources) ([]string, error) {
 		}
 	}
 	return dirs, nil
+}
+
+// writeCgroupFile writes v to a cgroup control file with three system calls. os.WriteFile
+// would also try to register the file with Go's poller (two fcntl and an epoll_ctl that
+// fails for such files), and a container's creation writes about twenty of them.
+func writeCgroupFile(path, v string) error {
+	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0) })
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Write(fd, []byte(v)) })
+	if err == nil && n < len(v) {
+		err = io.ErrShortWrite
+	}
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+// ignoringEINTR calls fn again while a signal interrupts it.
+func ignoringEINTR(fn func() (int, error)) (int, error) {
+	for {
+		n, err := fn()
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
 }
 
 // removeLaunchCgroup removes the container's cgroup directories; its processes are gone (the
@@ -308,9 +340,9 @@ func (r *Runtime) launch(b *box, s runtimeSpec, listener, out, errw *os.File) (e
 			b.killLaunched()
 		}
 	}()
-	pid := []byte(strconv.Itoa(proc.Pid))
+	pid := strconv.Itoa(proc.Pid)
 	for _, d := range b.cgroupDirs {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), pid, 0); err != nil {
+		if err := writeCgroupFile(filepath.Join(d, "cgroup.procs"), pid); err != nil {
 			return fmt.Errorf("join cgroup %s: %w", d, err)
 		}
 	}

@@ -1,6 +1,10 @@
 package oci
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -197,5 +201,29 @@ func TestLaunchPlanReadsTheStartConfiguration(t *testing.T) {
 	}
 	if plan := strings.Join(args, " "); strings.Contains(plan, " -S ") || !strings.HasSuffix(plan, "-- /bin/sh /bin/sh -c true") {
 		t.Errorf("another process: %s", plan)
+	}
+}
+
+// writeCgroupFile writes the whole value, and says which file failed and why.
+func TestWriteCgroupFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pids.max")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCgroupFile(p, "64"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "64" {
+		t.Fatalf("wrote %q (%v)", b, err)
+	}
+	missing := filepath.Join(dir, "absent", "cgroup.procs")
+	err := writeCgroupFile(missing, "1")
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Path != missing || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if err := writeCgroupFile(dir, "1"); !errors.As(err, &pe) || pe.Path != dir {
+		t.Fatalf("a directory: %v", err)
 	}
 }
