@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -86,8 +87,11 @@ type Controller struct {
 	bal      *balancer.Balancer
 	gate     *api.Gate
 	srv      *http.Server
+	ln       net.Listener
+	fresh    *httpstop.Fresh
 	served   chan struct{} // closed when the API server stops serving; serveErr says why
 	serveErr error
+	stopping atomic.Bool // Close began: the listener's close is not an error
 }
 
 // Start opens the store, seeds the namespaces, whisk.system and the invoker health test action,
@@ -174,11 +178,13 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	c.srv.BaseContext = func(net.Listener) context.Context { return api.WithShutdown(context.Background(), shutdown) }
 	c.srv.RegisterOnShutdown(func() { close(shutdown) })
 	// A connection dialed ahead and never used (a stopping invoker's next long poll) must not
-	// hold a Close for 5 s.
-	httpstop.CloseFresh(c.srv)
+	// hold a Close for 5 s; one whose request is being written as Close begins gets an answer.
+	c.fresh = httpstop.CloseFresh(c.srv)
+	c.ln = ln
 	c.served = make(chan struct{})
 	go func() {
-		if err := c.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		err := c.srv.Serve(ln)
+		if !errors.Is(err, http.ErrServerClosed) && !(c.stopping.Load() && errors.Is(err, net.ErrClosed)) {
 			c.serveErr = err
 		}
 		close(c.served)
@@ -358,6 +364,16 @@ func (c *Controller) Close() error {
 	}
 	if c.srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// No new connection from here; a request its client was writing on a connection just
+		// opened is still answered (Shutdown would drop it unanswered).
+		c.stopping.Store(true)
+		if err := c.fresh.Quiesce(sctx, c.ln, httpstop.FreshGrace); err != nil {
+			errs = append(errs, fmt.Errorf("api server: %w", err))
+		}
+		select { // Serve returns at once once its listener is closed
+		case <-c.served:
+		case <-sctx.Done():
+		}
 		if err := c.srv.Shutdown(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("api server: %w", err))
 		}

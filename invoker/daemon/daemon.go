@@ -340,16 +340,29 @@ func serveAdmin(cfg Config, sw *onOff, m *metrics.Metrics, log *zap.Logger) (str
 	srv := &http.Server{Handler: server.Handler(scfg, sw, m.Registry),
 		ReadHeaderTimeout: 10 * time.Second}
 	// A connection dialed ahead and never used (a controller's health check, a scrape that gave
-	// up) must not hold the invoker's stop for 5 s.
-	httpstop.CloseFresh(srv)
+	// up) must not hold the invoker's stop for 5 s; one whose request is being written as the
+	// stop begins gets an answer.
+	fresh := httpstop.CloseFresh(srv)
+	var stopping atomic.Bool
+	served := make(chan struct{})
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(served)
+		err := srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !(stopping.Load() && errors.Is(err, net.ErrClosed)) {
 			log.Error("http server stopped", zap.Error(err))
 		}
 	}()
 	return ln.Addr().String(), func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		stopping.Store(true)
+		if err := fresh.Quiesce(sctx, ln, httpstop.FreshGrace); err != nil {
+			log.Warn("admin http server shutdown", zap.Error(err))
+		}
+		select { // Serve returns at once once its listener is closed
+		case <-served:
+		case <-sctx.Done():
+		}
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Warn("admin http server shutdown", zap.Error(err))
 		}

@@ -168,7 +168,8 @@ const DefaultDrainTimeout = 30 * time.Second
 //     deadline, after which it abandons it (whisk errors, records and acks still sent): it stores
 //     records through the API, which is why the API is still up;
 //  4. the API server, the balancer, the Kafka clients, the store and the embedded broker close,
-//     in the last quarter of D.
+//     in the last quarter of D; the API server closes its port first and still answers a request
+//     begun on a connection it had just accepted (httpstop.Quiesce), then shuts down.
 //
 // After a component failed it closes everything at once, in the same order less the drain.
 func Run(ctx context.Context, cfg Config) (err error) {
