@@ -261,11 +261,12 @@ func writeCgroupFile(path, v string) error {
 	if err == nil && n < len(v) {
 		err = io.ErrShortWrite
 	}
-	if cerr := unix.Close(fd); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
+	cerr := unix.Close(fd)
+	switch {
+	case err != nil:
 		return &os.PathError{Op: "write", Path: path, Err: err}
+	case cerr != nil:
+		return &os.PathError{Op: "close", Path: path, Err: cerr}
 	}
 	return nil
 }
