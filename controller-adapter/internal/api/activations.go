@@ -123,14 +123,17 @@ func (h *handler) activations(c *gin.Context, ns, rest string) {
 // from the Result ack, before the invoker stores the record with its logs;
 // a read in that window waits for the store (bounded), so a record the API
 // has just answered from is readable at once, logs included.
+//
+// The window is asked for before the store is read: the activation settles
+// only after its record is stored, so a window already closed then means the
+// read finds the record, and one still open is waited for. Asked after a read
+// that missed, it could have closed in between, and a stored record would be
+// answered 404.
 func (h *handler) readActivation(ctx context.Context, ns, id string) (*whisk.WhiskActivation, error) {
-	a, err := h.store.GetActivation(ctx, ns, id)
-	if !errors.Is(err, store.ErrNotFound) {
-		return a, err
-	}
 	storing := h.inv.Storing(ns, id)
-	if storing == nil {
-		return nil, err
+	a, err := h.store.GetActivation(ctx, ns, id)
+	if !errors.Is(err, store.ErrNotFound) || storing == nil {
+		return a, err
 	}
 	t := time.NewTimer(storingWaitMax)
 	defer t.Stop()

@@ -54,6 +54,10 @@ type fakeInvoker struct {
 	late    map[string]bool
 	release chan struct{}
 	storing map[string]chan struct{} // by activation id, while late records wait
+	// settleOnAsk: a late record whose activation settles (stored, window closed) right as
+	// Storing is asked about it, which then answers that nothing is being stored.
+	settleOnAsk map[string]bool
+	settle      map[string]func() // by activation id, for settleOnAsk
 	// states, when set, are the invokers' health states (GET /invokers) by instance.
 	states []string
 	// brokerMax, when set, is the broker's limit on a serialized message (one configured
@@ -63,6 +67,13 @@ type fakeInvoker struct {
 }
 
 func (f *fakeInvoker) Storing(ns, id string) <-chan struct{} {
+	f.mu.Lock()
+	settle := f.settle[id]
+	delete(f.settle, id)
+	f.mu.Unlock()
+	if settle != nil {
+		settle()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if ch, ok := f.storing[id]; ok && ns == "guest" {
@@ -103,7 +114,7 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	f.mu.Lock()
 	noInv := f.noInvokers
 	b := f.behaviours[a.Name]
-	slow, shrunk, late := f.slow[a.Name], f.shrunk[a.Name], f.late[a.Name]
+	slow, shrunk, late, settleOnAsk := f.slow[a.Name], f.shrunk[a.Name], f.late[a.Name], f.settleOnAsk[a.Name]
 	brokerMax := f.brokerMax
 	f.mu.Unlock()
 	if raw, err := msg.Serialize(); err == nil && brokerMax > 0 && len(raw) > brokerMax {
@@ -157,11 +168,7 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 	}
 	if late {
 		stored := make(chan struct{})
-		f.mu.Lock()
-		f.storing[msg.ActivationID] = stored
-		f.mu.Unlock()
-		go func() {
-			<-f.release
+		store := func() {
 			if err := f.st.PutActivation(context.Background(), rec); err != nil {
 				f.t.Errorf("store record: %v", err)
 			}
@@ -169,7 +176,19 @@ func (f *fakeInvoker) Publish(ctx context.Context, a *whisk.Action, msg *whisk.A
 			delete(f.storing, msg.ActivationID)
 			f.mu.Unlock()
 			close(stored)
-		}()
+		}
+		f.mu.Lock()
+		f.storing[msg.ActivationID] = stored
+		if settleOnAsk {
+			f.settle[msg.ActivationID] = store
+		}
+		f.mu.Unlock()
+		if !settleOnAsk {
+			go func() {
+				<-f.release
+				store()
+			}()
+		}
 		ch <- balancer.Completion{ActivationID: msg.ActivationID, Activation: rec.WithoutLogs()}
 		return ch, nil
 	}
@@ -266,7 +285,8 @@ func newEnv(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	inv := &fakeInvoker{t: t, st: st, behaviours: map[string]behaviour{}, slow: map[string]bool{}, shrunk: map[string]bool{},
-		late: map[string]bool{}, release: make(chan struct{}), storing: map[string]chan struct{}{}}
+		late: map[string]bool{}, release: make(chan struct{}), storing: map[string]chan struct{}{},
+		settleOnAsk: map[string]bool{}, settle: map[string]func(){}}
 	if cfg.InvokerToken == "" {
 		cfg.InvokerToken = token
 	}

@@ -331,6 +331,27 @@ func TestReadAfterBlockingInvoke(t *testing.T) {
 	wantError(t, resp, body, http.StatusNotFound, msgNotFound)
 }
 
+// TestReadAsTheActivationSettles: the record is stored and the activation settles at the very
+// moment the read asks whether it is being stored. The read still finds the record (it asked
+// before reading the store), where asking after a read that missed answered 404.
+func TestReadAsTheActivationSettles(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.putAction(t, "racy", `{"exec":{"kind":"nodejs:20","code":"x"}}`)
+	e.inv.mu.Lock()
+	e.inv.late["racy"] = true
+	e.inv.settleOnAsk["racy"] = true
+	e.inv.mu.Unlock()
+	resp, body := e.do(t, "POST", "/api/v1/namespaces/_/actions/racy?blocking=true", guestAuth, "application/json", strings.NewReader(`{}`))
+	id := resp.Header.Get(HeaderActivationID)
+	if resp.StatusCode != 200 || strings.Contains(string(body), "ran racy") {
+		t.Fatalf("invoke: %d %s, want the answer without logs", resp.StatusCode, body)
+	}
+	resp, body = e.do(t, "GET", "/api/v1/namespaces/_/activations/"+id+"/logs", guestAuth, "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "ran racy") {
+		t.Fatalf("logs as the activation settles: %d %s", resp.StatusCode, body)
+	}
+}
+
 func zipBase64(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer

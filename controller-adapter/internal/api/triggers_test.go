@@ -326,7 +326,8 @@ func newEnvWith(t *testing.T, cfg Config, st *store.Store) *env {
 		}
 	}
 	inv := &fakeInvoker{t: t, st: st, behaviours: map[string]behaviour{}, slow: map[string]bool{}, shrunk: map[string]bool{},
-		late: map[string]bool{}, release: make(chan struct{}), storing: map[string]chan struct{}{}}
+		late: map[string]bool{}, release: make(chan struct{}), storing: map[string]chan struct{}{},
+		settleOnAsk: map[string]bool{}, settle: map[string]func(){}}
 	cfg.InvokerToken = token
 	srv := httptest.NewServer(New(cfg, st, inv, zaptest.NewLogger(t)))
 	t.Cleanup(srv.Close)
