@@ -384,9 +384,9 @@ static void hello_frame(struct buf *req)
 /* frame_append adds msg to out as one length-prefixed gate frame. */
 static void frame_append(struct buf *out, const struct buf *msg)
 {
-	unsigned char hdr[4] = { (unsigned char)(msg->len >> 24), (unsigned char)(msg->len >> 16),
-				 (unsigned char)(msg->len >> 8), (unsigned char)msg->len };
+	unsigned char hdr[4];
 
+	gate_frame_header(hdr, msg->len);
 	buf_put(out, (const char *)hdr, 4);
 	buf_put(out, msg->p, msg->len);
 }

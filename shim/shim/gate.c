@@ -76,6 +76,15 @@ static void io_error(struct buf *e, const char *what, int err)
 		buf_printf(e, "%s: %s", what, strerror(err));
 }
 
+/* gate_frame_header writes the 4-byte big-endian length that starts a gate frame of n bytes. */
+void gate_frame_header(unsigned char hdr[4], size_t n)
+{
+	hdr[0] = (unsigned char)(n >> 24);
+	hdr[1] = (unsigned char)(n >> 16);
+	hdr[2] = (unsigned char)(n >> 8);
+	hdr[3] = (unsigned char)n;
+}
+
 /* gate_writev writes the cnt pieces of iov in order, as one sendmsg while the socket takes them
  * all: a frame's header and body in one write wake the owner once, where two writes could wake
  * it for the header alone. It advances iov over what was written.
@@ -218,8 +227,9 @@ int gate_call(const struct buf *req, size_t limit, const char *want, int64_t dea
 			   limit);
 		return -1;
 	}
-	unsigned char hdr[4] = { (unsigned char)(req->len >> 24), (unsigned char)(req->len >> 16),
-				 (unsigned char)(req->len >> 8), (unsigned char)req->len };
+	unsigned char hdr[4];
+
+	gate_frame_header(hdr, req->len);
 	struct iovec iov[2] = { { .iov_base = hdr, .iov_len = 4 },
 				{ .iov_base = req->p, .iov_len = req->len } };
 

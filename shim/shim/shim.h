@@ -110,6 +110,7 @@ void reply_error(struct conn *c, int status, const char *outcome, int with_timin
 		 const char *msg);
 int fill_pollfds(struct pollfd *pf, struct conn **who, struct conn *active);
 int service(struct pollfd *pf, int npf, struct conn *active);
+void gate_frame_header(unsigned char hdr[4], size_t n);
 int gate_write(const char *p, size_t n, int64_t deadline, struct conn *active, struct buf *e);
 int field(const char *obj, size_t n, const char *name, const char **v, size_t *vn);
 int gate_call(const struct buf *req, size_t limit, const char *want, int64_t deadline,
