@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,17 +29,60 @@ var (
 	ErrNotReady = errors.New("action proxy not ready")
 )
 
-// Client talks to one action proxy. It is safe for concurrent use, though a sandbox serves one
-// activation and so sees one /init and one /run.
+// Client talks to one action proxy over one kept connection. Its calls are made one at a time
+// (a sandbox serves one activation: one /init, then one /run); concurrent calls are safe but
+// serialized.
+//
+// It speaks HTTP/1.1 itself rather than through net/http's Transport: the Transport hands each
+// request and reply between the caller's goroutine and its own per-connection read and write
+// goroutines, and each hand-off is a wake-up on the activation's path, twice per activation. Here
+// the caller writes the request and reads the reply on its own goroutine.
 type Client struct {
 	network, address string
-	base             string
-	http             *http.Client
+	host             string // the Host header
 	// MaxResponse bounds the reply body read; longer replies are reported as truncated.
 	MaxResponse int64
 
+	call sync.Mutex // one call at a time on the connection
+
 	mu    sync.Mutex
-	ready net.Conn // WaitReady's connection, handed to the first request
+	ready net.Conn  // WaitReady's connection, handed to the first request
+	idle  *keptConn // the connection a finished call left reusable
+}
+
+// maxReplyHeader bounds a reply's status line and headers (net/http's Transport allows 10 MB by
+// default; the proxies here send a few hundred bytes).
+const maxReplyHeader = 1 << 20
+
+var errHeaderTooLarge = fmt.Errorf("reply headers longer than %d bytes", maxReplyHeader)
+
+// keptConn is a connection with the reader that buffers its replies.
+type keptConn struct {
+	net.Conn
+	hdr *headerBudget
+	br  *bufio.Reader
+}
+
+// headerBudget lets through at most left bytes while a reply's headers are read; after them it
+// is lifted (left < 0), the body having its own bound.
+type headerBudget struct {
+	r    io.Reader
+	left int64
+}
+
+func (h *headerBudget) Read(p []byte) (int, error) {
+	if h.left < 0 {
+		return h.r.Read(p)
+	}
+	if h.left == 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= int64(n)
+	return n, err
 }
 
 // New makes a client for target: a unix socket path ("/run/p.sock" or "unix:///run/p.sock") or an
@@ -51,51 +95,71 @@ func New(target string) (*Client, error) {
 		if err != nil || u.Host == "" {
 			return nil, fmt.Errorf("action proxy address %q is not a valid URL: %w", target, err)
 		}
-		c.network, c.address, c.base = "tcp", u.Host, strings.TrimRight(target, "/")
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("action proxy address %q: a base URL has no path", target)
+		}
+		c.network, c.address, c.host = "tcp", u.Host, u.Host
 	case strings.HasPrefix(target, "unix://"):
-		c.network, c.address, c.base = "unix", strings.TrimPrefix(target, "unix://"), "http://proxy"
+		c.network, c.address, c.host = "unix", strings.TrimPrefix(target, "unix://"), "proxy"
 	case strings.HasPrefix(target, "/"):
-		c.network, c.address, c.base = "unix", target, "http://proxy"
+		c.network, c.address, c.host = "unix", target, "proxy"
 	default:
 		return nil, fmt.Errorf("action proxy address %q: want a unix socket path or http://host:port", target)
 	}
 	if c.address == "" {
 		return nil, fmt.Errorf("action proxy address %q is empty", target)
 	}
-	tr := &http.Transport{
-		DialContext: c.dial,
-		// One sandbox, one connection: keep it for /init then /run.
-		MaxIdleConnsPerHost: 1,
-		DisableCompression:  true,
-	}
-	c.http = &http.Client{Transport: tr}
 	return c, nil
 }
 
-// dial gives the transport WaitReady's connection first, then new ones. A proxy serves its
-// activation on one connection; a second one would cost the sandbox's proxy an accept, a buffer
-// and a close on the activation's path for nothing.
-func (c *Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+// conn gives the kept connection, else WaitReady's, else a new one. A proxy serves its activation
+// on one connection; a second one would cost the sandbox's proxy an accept, a buffer and a close
+// on the activation's path for nothing.
+func (c *Client) conn(ctx context.Context) (*keptConn, error) {
 	c.mu.Lock()
-	conn := c.ready
-	c.ready = nil
-	c.mu.Unlock()
-	if conn != nil {
-		return conn, nil
+	kc, raw := c.idle, c.ready
+	c.idle = nil
+	if kc == nil {
+		c.ready = nil
 	}
-	var d net.Dialer
-	return d.DialContext(ctx, c.network, c.address)
+	c.mu.Unlock()
+	if kc != nil {
+		return kc, nil
+	}
+	if raw == nil {
+		var d net.Dialer
+		var err error
+		if raw, err = d.DialContext(ctx, c.network, c.address); err != nil {
+			return nil, err
+		}
+	}
+	hdr := &headerBudget{r: raw, left: -1}
+	return &keptConn{Conn: raw, hdr: hdr, br: bufio.NewReaderSize(hdr, 4096)}, nil
 }
 
-// Close drops idle connections, and WaitReady's if no request took it.
+// keep makes kc the connection of the next call, or closes it if the client was closed meanwhile.
+func (c *Client) keep(kc *keptConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idle != nil {
+		_ = kc.Close() // cannot happen with calls serialized; never leak one
+		return
+	}
+	c.idle = kc
+}
+
+// Close closes the connections no call is using: WaitReady's if no request took it, and the kept one.
 func (c *Client) Close() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.ready != nil {
 		_ = c.ready.Close() // never used: nothing was sent on it
 		c.ready = nil
 	}
-	c.mu.Unlock()
-	c.http.CloseIdleConnections()
+	if c.idle != nil {
+		_ = c.idle.Close() // between calls: nothing in flight on it
+		c.idle = nil
+	}
 }
 
 // WaitReady polls until the proxy accepts a connection, with a backoff from 200 µs growing to 4 ms,
@@ -162,44 +226,86 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 	if err != nil {
 		return nil, fmt.Errorf("encode %s body: %w", path, err)
 	}
+	c.call.Lock()
+	defer c.call.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodPost, c.base+path, bytes.NewReader(payload))
-	if err != nil {
-		return nil, fmt.Errorf("build %s request: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	kc, err := c.conn(cctx)
 	if err != nil {
 		return nil, c.callErr(ctx, cctx, path, err)
 	}
+	// The call's end (its time limit, the caller's cancel) interrupts a blocked write or read.
+	stop := context.AfterFunc(cctx, func() { _ = kc.SetDeadline(time.Unix(1, 0)) })
+	r, reusable, err := c.exchange(kc, path, payload)
+	if !stop() {
+		reusable = false // the deadline may be set: the connection is done
+	}
+	if reusable && err == nil {
+		c.keep(kc)
+	} else {
+		_ = kc.Close() // broken, closed by the proxy, or cut short: never reused
+	}
+	if err != nil {
+		return nil, c.callErr(ctx, cctx, path, err)
+	}
+	r.Elapsed = time.Since(start)
+	return r, nil
+}
+
+// exchange writes one request and reads its reply on kc. reusable says the reply was read to its
+// end and the proxy did not ask to close, so the connection can carry the next call.
+func (c *Client) exchange(kc *keptConn, path string, payload []byte) (r *Response, reusable bool, err error) {
+	// Header and body in one write: the proxy wakes once, for the whole request.
+	req := make([]byte, 0, 160+len(payload))
+	req = append(req, "POST "...)
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, c.host...)
+	req = append(req, "\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: "...)
+	req = strconv.AppendInt(req, int64(len(payload)), 10)
+	req = append(req, "\r\n\r\n"...)
+	req = append(req, payload...)
+	if _, err := kc.Write(req); err != nil {
+		return nil, false, err
+	}
+	kc.hdr.left = maxReplyHeader
+	resp, err := http.ReadResponse(kc.br, nil)
+	kc.hdr.left = -1
+	if err != nil {
+		return nil, false, err
+	}
 	defer resp.Body.Close()
-	r := &Response{Status: resp.StatusCode, Outcome: wire.Outcome(resp.Header.Get(wire.HeaderOutcome))}
+	r = &Response{Status: resp.StatusCode, Outcome: wire.Outcome(resp.Header.Get(wire.HeaderOutcome))}
 	if h := resp.Header.Get(wire.HeaderTimings); h != "" {
 		// A malformed header only loses the breakdown; the reply itself still counts.
 		r.HasTimings = json.Unmarshal([]byte(h), &r.Timings) == nil
 	}
 	r.Body, err = io.ReadAll(io.LimitReader(resp.Body, c.MaxResponse+1))
 	if err != nil {
-		return nil, c.callErr(ctx, cctx, path, err)
+		return nil, false, err
 	}
 	if int64(len(r.Body)) > c.MaxResponse {
 		rest, err := io.Copy(io.Discard, resp.Body)
 		if err != nil {
-			return nil, c.callErr(ctx, cctx, path, err)
+			return nil, false, err
 		}
 		r.Truncated, r.Length = true, int64(len(r.Body))+rest
 		r.Body = r.Body[:c.MaxResponse]
 	}
-	r.Elapsed = time.Since(start)
-	return r, nil
+	// A reply whose length only its close tells (no Content-Length, not chunked) ends the connection.
+	delimited := resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0
+	return r, delimited && !resp.Close, nil
 }
 
 func (c *Client) callErr(parent, ctx context.Context, path string, err error) error {
 	if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("POST %s: %w", path, ErrTimeout)
+	}
+	if ctx.Err() != nil {
+		// The caller ended the call: its cause says why, the connection's error only that
+		// the call was interrupted.
+		return fmt.Errorf("POST %s to %s: %w", path, c.address, context.Cause(ctx))
 	}
 	return fmt.Errorf("POST %s to %s: %w", path, c.address, err)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,5 +374,143 @@ func TestCollectorDisabledAndLongLine(t *testing.T) {
 	logs := c.Wait(context.Background(), false, nil)
 	if len(logs.Lines) != 2 || len(logs.Lines[0]) > maxLine+100 || !strings.HasSuffix(logs.Lines[1], "stdout: short") {
 		t.Fatalf("%d lines, first %d bytes", len(logs.Lines), len(logs.Lines[0]))
+	}
+}
+
+// rawProxy serves each accepted connection with replies written as given, one per request read,
+// and counts the connections.
+func rawProxy(t *testing.T, replies ...string) (sock string, conns func() int) {
+	t.Helper()
+	sock = filepath.Join(shortDir(t), "p.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); close(done) })
+	var n atomic.Int32
+	next := make(chan string, len(replies))
+	for _, r := range replies {
+		next <- r
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					var reply string
+					select {
+					case reply = <-next:
+					case <-done:
+						return
+					}
+					if _, err := io.WriteString(c, reply); err != nil {
+						return
+					}
+					if strings.Contains(reply, "Connection: close") || !strings.Contains(reply, "Content-Length") && !strings.Contains(reply, "chunked") {
+						return // the reply's end is the connection's
+					}
+				}
+			}()
+		}
+	}()
+	return sock, func() int { return int(n.Load()) }
+}
+
+// The client reads every framing of an HTTP/1.1 reply, and reuses the connection only when the
+// reply's end was not the connection's.
+func TestClientReplyFraming(t *testing.T) {
+	sock, conns := rawProxy(t,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"b\":2}",
+		"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{\"c\":3}",
+		"HTTP/1.1 200 OK\r\n\r\n{\"d\":4}", // delimited by the close
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+	)
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, want := range []struct {
+		status int
+		body   string
+		conns  int
+	}{{200, `{"a":1}`, 1}, {200, `{"b":2}`, 1}, {502, `{"c":3}`, 1}, {200, `{"d":4}`, 2}, {200, `{}`, 3}} {
+		r, err := c.Run(context.Background(), map[string]any{"value": i}, 5*time.Second)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if r.Status != want.status || string(r.Body) != want.body {
+			t.Fatalf("call %d: status %d body %q, want %d %q", i, r.Status, r.Body, want.status, want.body)
+		}
+		if got := conns(); got != want.conns {
+			t.Fatalf("call %d went over connection %d, want %d", i, got, want.conns)
+		}
+	}
+}
+
+// A proxy that sends endless headers gets an error once they pass the bound, not the
+// invoker's memory.
+func TestClientBoundsReplyHeaders(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "p.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		line := []byte("X-Pad: " + strings.Repeat("p", 1000) + "\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		for { // until the client hangs up
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Init(context.Background(), map[string]any{"code": "x"}, 10*time.Second)
+	if !errors.Is(err, errHeaderTooLarge) {
+		t.Fatalf("endless headers: %v, want %v", err, errHeaderTooLarge)
+	}
+}
+
+// A call the caller ends reports the caller's cause, not a timeout of the action.
+func TestClientCallerCancel(t *testing.T) {
+	sock, _ := rawProxy(t) // accepts, never answers
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cause := errors.New("the owner died")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	_, err = c.Run(ctx, map[string]any{}, 10*time.Second)
+	if !errors.Is(err, cause) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("cancelled call: %v, want the cause %v", err, cause)
 	}
 }
