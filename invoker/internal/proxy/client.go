@@ -236,10 +236,17 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 		return nil, c.callErr(ctx, cctx, path, err)
 	}
 	// The call's end (its time limit, the caller's cancel) interrupts a blocked write or read.
-	stop := context.AfterFunc(cctx, func() { _ = kc.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(cctx, func() {
+		_ = kc.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
 	r, reusable, err := c.exchange(kc, path, payload)
 	if !stop() {
-		reusable = false // the deadline may be set: the connection is done
+		<-fired
+		// A reply read in full as the call ended still counts, and leaves the connection
+		// usable once the deadline the interruption set is cleared.
+		reusable = reusable && err == nil && kc.SetDeadline(time.Time{}) == nil
 	}
 	if reusable && err == nil {
 		c.keep(kc)
