@@ -1,12 +1,7 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
-	"net/http"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -16,34 +11,9 @@ import (
 // once, with the process's CPU per pair (the client's share and the proxy's, which is the same
 // for any client).
 func BenchmarkInitRun(b *testing.B) {
-	sock := filepath.Join(b.TempDir(), "p.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	sock, _ := rawProxy(b, func(<-chan struct{}) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}", true
+	})
 	var ru0, ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	b.ResetTimer()

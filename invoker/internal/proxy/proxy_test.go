@@ -377,22 +377,19 @@ func TestCollectorDisabledAndLongLine(t *testing.T) {
 	}
 }
 
-// rawProxy serves each accepted connection with replies written as given, one per request read,
-// and counts the connections.
-func rawProxy(t *testing.T, replies ...string) (sock string, conns func() int) {
-	t.Helper()
-	sock = filepath.Join(shortDir(t), "p.sock")
+// rawProxy serves each accepted connection: for each request it reads, it writes the reply next
+// gives, as given, and hangs up after a reply without a length (its end is the connection's) or
+// when next has none. It counts the connections.
+func rawProxy(tb testing.TB, next func(done <-chan struct{}) (string, bool)) (sock string, conns func() int) {
+	tb.Helper()
+	sock = filepath.Join(tb.TempDir(), "p.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); close(done) })
+	tb.Cleanup(func() { ln.Close(); close(done) })
 	var n atomic.Int32
-	next := make(chan string, len(replies))
-	for _, r := range replies {
-		next <- r
-	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -408,18 +405,16 @@ func rawProxy(t *testing.T, replies ...string) (sock string, conns func() int) {
 					if err != nil {
 						return
 					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					var reply string
-					select {
-					case reply = <-next:
-					case <-done:
+					_, _ = io.Copy(io.Discard, req.Body) // the test's requests are small and whole
+					reply, ok := next(done)
+					if !ok {
 						return
 					}
 					if _, err := io.WriteString(c, reply); err != nil {
 						return
 					}
 					if strings.Contains(reply, "Connection: close") || !strings.Contains(reply, "Content-Length") && !strings.Contains(reply, "chunked") {
-						return // the reply's end is the connection's
+						return
 					}
 				}
 			}()
@@ -428,16 +423,32 @@ func rawProxy(t *testing.T, replies ...string) (sock string, conns func() int) {
 	return sock, func() int { return int(n.Load()) }
 }
 
+// inOrder gives the replies one by one, then waits for the test's end.
+func inOrder(replies ...string) func(done <-chan struct{}) (string, bool) {
+	q := make(chan string, len(replies))
+	for _, r := range replies {
+		q <- r
+	}
+	return func(done <-chan struct{}) (string, bool) {
+		select {
+		case r := <-q:
+			return r, true
+		case <-done:
+			return "", false
+		}
+	}
+}
+
 // The client reads every framing of an HTTP/1.1 reply, and reuses the connection only when the
 // reply's end was not the connection's.
 func TestClientReplyFraming(t *testing.T) {
-	sock, conns := rawProxy(t,
+	sock, conns := rawProxy(t, inOrder(
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"b\":2}",
 		"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{\"c\":3}",
 		"HTTP/1.1 200 OK\r\n\r\n{\"d\":4}", // delimited by the close
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-	)
+	))
 	c, err := New(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -500,7 +511,7 @@ func TestClientBoundsReplyHeaders(t *testing.T) {
 
 // A call the caller ends reports the caller's cause, not a timeout of the action.
 func TestClientCallerCancel(t *testing.T) {
-	sock, _ := rawProxy(t) // accepts, never answers
+	sock, _ := rawProxy(t, inOrder()) // accepts, never answers
 	c, err := New(sock)
 	if err != nil {
 		t.Fatal(err)
