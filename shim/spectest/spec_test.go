@@ -1,9 +1,12 @@
 package spectest
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -736,6 +739,69 @@ func TestTransport(t *testing.T) {
 		}
 		if !strings.HasSuffix(s.stdout.String(), sentinel) {
 			t.Fatalf("stdout %q", s.stdout.String())
+		}
+	})
+	// The invoker writes /run right behind /init (proxy.Client.InitRun): the shim answers them
+	// in order, and forwards the /run to the enclave only after a successful /init.
+	pipelined := func(t *testing.T, g *fakeGate) (initReply, runReply *http.Response, runErr error) {
+		s := launch(t, []string{shimBin}, g.sock, nil)
+		s.ready(t, s.sock)
+		conn, err := net.Dial("unix", s.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ib, rb := initBody("function main(){return {}}"), runBody(`{"x":1}`)
+		if _, err := fmt.Fprintf(conn, "POST /init HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n%sPOST /run HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n%s",
+			len(ib), ib, len(rb), rb); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		initReply, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("the /init reply: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, initReply.Body) // read to its end, so that the /run reply follows
+		runReply, runErr = http.ReadResponse(br, nil)
+		if runErr == nil {
+			_, _ = io.Copy(io.Discard, runReply.Body) // its status is what the test checks
+		}
+		if !s.waitExit(5*time.Second) || s.exitCode != 0 {
+			t.Fatalf("exit %d", s.exitCode)
+		}
+		return initReply, runReply, runErr
+	}
+	frameTypes := func(g *fakeGate) string {
+		var types []string
+		for _, f := range g.frames() {
+			types = append(types, f["type"].(string))
+		}
+		return strings.Join(types, " ")
+	}
+	t.Run("pipelined /init and /run", func(t *testing.T) {
+		g := startFakeGate(t, nil)
+		ir, rr, err := pipelined(t, g)
+		if ir.StatusCode != 200 || err != nil || rr.StatusCode != 200 {
+			t.Fatalf("init %d, run %v %v", ir.StatusCode, rr, err)
+		}
+		if got := frameTypes(g); got != "hello acquire init run release" {
+			t.Fatalf("frames %q", got)
+		}
+	})
+	t.Run("pipelined /run after a failed /init never reaches the enclave", func(t *testing.T) {
+		g := startFakeGate(t, map[string]any{"init": map[string]any{"type": "error", "class": "init", "message": "SyntaxError"}})
+		ir, rr, err := pipelined(t, g)
+		if ir.StatusCode == 200 {
+			t.Fatalf("init %d, want a failure", ir.StatusCode)
+		}
+		if err == nil && rr.StatusCode == 200 {
+			t.Fatalf("the /run behind a failed /init got %d", rr.StatusCode)
+		}
+		if got := frameTypes(g); strings.Contains(got, "run") {
+			t.Fatalf("frames %q: the run was forwarded", got)
 		}
 	})
 	t.Run("deadline: a gate that never answers init", func(t *testing.T) {

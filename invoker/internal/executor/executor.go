@@ -374,34 +374,6 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	lc.on(evProxyReady)
 
 	lc.on(evInit)
-	out.Start = time.Now()
-	resp, err := client.Init(actx, job.Init, timeout)
-	out.InitTime = time.Since(out.Start)
-	// The init's reply is classified with the owner's death as evidence, right before /run goes
-	// out: an owner that died by now makes the init void, and the activation stops here, before
-	// any of the action's code ran.
-	reply := t.reply(true, resp, err, actx, parent, timeout, sb, lease, log)
-	if resp != nil {
-		out.Phases[metrics.PhaseAttach] = msDur(resp.Timings.AttachMs)
-		out.Phases[metrics.PhaseTCSAcquire] = msDur(resp.Timings.TCSMs)
-		out.Phases[metrics.PhaseInit] = msDur(resp.Timings.InitMs)
-		if resp.HasTimings {
-			// A backend that binds the proxy's socket before the sandbox starts makes the
-			// connect succeed at once; the proxy's own start then shows as the part of /init
-			// the shim did not spend on its phases, and counts as the proxy getting ready.
-			inShim := resp.Timings.AttachMs + resp.Timings.TCSMs + resp.Timings.InitMs
-			if wait := out.InitTime - msDur(inShim); wait > 0 {
-				out.Phases[metrics.PhaseProxyReady] += wait
-			}
-		}
-	}
-	if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
-		lc.on(evInitFailed)
-		t.finish(hctx, out, reply, collector, sb, log)
-		return stateInitializing, reply.noUserCode
-	}
-	lc.on(evInitOK)
-
 	body := job.Run
 	if body.Deadline == "" {
 		dl := job.Deadline
@@ -410,8 +382,51 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 		}
 		body.Deadline = strconv.FormatInt(dl.UnixMilli(), 10)
 	}
-	resp, err = client.Run(actx, body, timeout+t.cfg.Grace)
-	reply = t.reply(false, resp, err, actx, parent, timeout, sb, lease, log)
+	// The shim takes /run behind /init (proxy.Client.InitRun); a standard proxy gets them one
+	// after the other, /run only once /init has succeeded.
+	pipelined := t.cfg.Model.Name() != ModelNative
+	var initFailed *classified
+	afterInit := func(resp *proxy.Response, err error) bool {
+		out.InitTime = time.Since(out.Start)
+		// The init's reply is classified with the owner's death as evidence: an owner that died
+		// by now makes the init void, and the activation stops here, before any of the action's
+		// code ran (with /run already sent, only when the shim failed the init: see
+		// proxy.Reply.RunQueued).
+		reply := t.reply(true, pipelined, resp, err, actx, parent, timeout, sb, lease, log)
+		if resp != nil {
+			out.Phases[metrics.PhaseAttach] = msDur(resp.Timings.AttachMs)
+			out.Phases[metrics.PhaseTCSAcquire] = msDur(resp.Timings.TCSMs)
+			out.Phases[metrics.PhaseInit] = msDur(resp.Timings.InitMs)
+			if resp.HasTimings {
+				// A backend that binds the proxy's socket before the sandbox starts makes the
+				// connect succeed at once; the proxy's own start then shows as the part of /init
+				// the shim did not spend on its phases, and counts as the proxy getting ready.
+				inShim := resp.Timings.AttachMs + resp.Timings.TCSMs + resp.Timings.InitMs
+				if wait := out.InitTime - msDur(inShim); wait > 0 {
+					out.Phases[metrics.PhaseProxyReady] += wait
+				}
+			}
+		}
+		if reply.aborted != "" || reply.resp.StatusCode != whisk.StatusSuccess {
+			initFailed = &reply
+			return false
+		}
+		lc.on(evInitOK)
+		return true
+	}
+	out.Start = time.Now()
+	var resp *proxy.Response
+	if pipelined {
+		resp, err = client.InitRun(actx, job.Init, timeout, body, timeout+t.cfg.Grace, afterInit)
+	} else if afterInit(client.Init(actx, job.Init, timeout)) {
+		resp, err = client.Run(actx, body, timeout+t.cfg.Grace)
+	}
+	if initFailed != nil {
+		lc.on(evInitFailed)
+		t.finish(hctx, out, *initFailed, collector, sb, log)
+		return stateInitializing, initFailed.noUserCode
+	}
+	reply := t.reply(false, false, resp, err, actx, parent, timeout, sb, lease, log)
 	lc.on(evRunDone)
 	if resp != nil {
 		out.Phases[metrics.PhaseIsolateCreate] = msDur(resp.Timings.IsolateMs)
@@ -436,10 +451,10 @@ func verdict(v proxy.Verdict) classified {
 // reply classifies one /init or /run call, including why it failed when no reply came and, in the
 // teemate model, whether the lease's owner died under it (the evidence Classify needs to tell the
 // platform's failure from the action's).
-func (t *Executor) reply(init bool, resp *proxy.Response, err error, actx, parent context.Context,
+func (t *Executor) reply(init, runQueued bool, resp *proxy.Response, err error, actx, parent context.Context,
 	timeout time.Duration, sb sandbox.Sandbox, lease *enclave.Lease, log *zap.Logger) classified {
 	// The shim runs none of the action's code itself; OpenWhisk's Node proxy runs it at /init.
-	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.cfg.Model.Name() != ModelNative}
+	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.cfg.Model.Name() != ModelNative, RunQueued: runQueued}
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse

@@ -115,9 +115,10 @@ type attemptEnd struct {
 // the platform's fault (a whisk internal error) before any of the action's code could have run.
 // That holds before /init (the sandbox did not start, its proxy never answered, no enclave thread
 // could be had), and at /init when the verdict says no user code ran (the shim could not attach,
-// the owner died while preparing the action or between /init and /run); a standard action proxy
-// runs the action's top-level code at /init, so a failure there is not retried. Once /run was
-// sent the action's code may have run, and it runs at most once: that failure is answered.
+// the owner died while preparing the action; the shim, which has /run queued behind /init, then
+// refuses it); a standard action proxy runs the action's top-level code at /init, so a failure
+// there is not retried. Once /run could have reached the enclave (after a successful /init) the
+// action's code may have run, and it runs at most once: that failure is answered.
 func retryable(a attemptEnd) bool {
 	switch {
 	case a.number >= maxAttempts || a.aborted || a.exhausted:

@@ -47,13 +47,18 @@ type Reply struct {
 	// enclave manager, never from the sandbox, which runs user code. Without a result of the
 	// enclave (LostEnclave), the failure is then the platform's, not the action's.
 	OwnerDied bool
+	// RunQueued: /run went out behind this /init (Client.InitRun). A shim that answered /init
+	// with success then went on to /run at once, so an owner that died since may have died
+	// under the action: that is no evidence that none of its code ran, and the /run reply
+	// decides. An /init the shim failed is evidence still: it refuses a /run after one.
+	RunQueued bool
 }
 
 // Texts of the whisk errors for an owner that died under an activation. They say what failed
 // without naming anything of the host (the owner's id, pid or exit status go to the invoker's log).
 const (
 	// MsgEnclaveLostInit: the owner died before the action's code ran (at /init, or between /init
-	// and /run); the activation is retried once on a fresh owner.
+	// and a /run not yet sent); the activation is retried once on a fresh owner.
 	MsgEnclaveLostInit = "The enclave serving the action failed before the action ran."
 	// MsgEnclaveLostRun: the owner died while the action ran; it is not retried, since the
 	// action's code may have run.
@@ -112,7 +117,7 @@ func Classify(r Reply) Verdict {
 		return Verdict{Response: whisk.WhiskError("The activation was aborted: " + r.Aborted)}
 	case r.Unreached:
 		return Verdict{Response: whisk.WhiskError(whisk.MsgResourceProvisionError), NoUserCode: true}
-	case r.OwnerDied && r.Init && (r.Status == 200 || r.LostEnclave()):
+	case r.OwnerDied && r.Init && (r.Status == 200 && !r.RunQueued || r.LostEnclave()):
 		// Owners exist only in the shared-enclave model, whose /init runs none of the action's
 		// code (the enclave only prepares it), so nothing of the action has run yet.
 		return Verdict{Response: whisk.WhiskError(MsgEnclaveLostInit), NoUserCode: true}

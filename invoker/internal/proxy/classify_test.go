@@ -157,6 +157,9 @@ func TestClassifyFlags(t *testing.T) {
 		{"success", Reply{Status: 200, Outcome: wire.OutcomeSuccess, Body: []byte(`{}`)}, false, false},
 		{"owner died at init", Reply{Init: true, Failed: true, OwnerDied: true}, false, true},
 		{"owner died after init", Reply{Init: true, Status: 200, OwnerDied: true}, false, true},
+		// /run went out behind /init: the shim may have begun it, so the /run reply decides.
+		{"owner died after init, run queued", Reply{Init: true, Status: 200, OwnerDied: true, RunQueued: true}, false, false},
+		{"owner died at init, run queued", Reply{Init: true, Status: 502, Outcome: wire.OutcomeGate, OwnerDied: true, RunQueued: true}, false, true},
 		{"owner died at run", Reply{Failed: true, OwnerDied: true}, false, false},
 		{"shim never answered init", Reply{Init: true, Failed: true, Shim: true}, false, true},
 		{"standard proxy died at init", Reply{Init: true, Failed: true}, false, false},

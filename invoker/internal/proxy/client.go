@@ -228,6 +228,11 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 	}
 	c.call.Lock()
 	defer c.call.Unlock()
+	return c.postLocked(ctx, path, payload, timeout)
+}
+
+// postLocked makes one call with c.call held.
+func (c *Client) postLocked(ctx context.Context, path string, payload []byte, timeout time.Duration) (*Response, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -235,24 +240,13 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 	if err != nil {
 		return nil, c.callErr(ctx, cctx, path, err)
 	}
-	// The call's end (its time limit, the caller's cancel) interrupts a blocked write or read.
-	fired := make(chan struct{})
-	stop := context.AfterFunc(cctx, func() {
-		_ = kc.SetDeadline(time.Unix(1, 0)) // fails only on a closed connection, whose read fails anyway
-		close(fired)
+	r, reusable, err := within(cctx, kc, func() (*Response, bool, error) {
+		if _, err := kc.Write(appendRequest(nil, c.host, path, payload)); err != nil {
+			return nil, false, err
+		}
+		return c.readReply(kc)
 	})
-	r, reusable, err := c.exchange(kc, path, payload)
-	if !stop() {
-		<-fired
-		// A reply read in full as the call ended still counts, and leaves the connection
-		// usable once the deadline the interruption set is cleared.
-		reusable = reusable && err == nil && kc.SetDeadline(time.Time{}) == nil
-	}
-	if reusable && err == nil {
-		c.keep(kc)
-	} else {
-		_ = kc.Close() // broken, closed by the proxy, or cut short: never reused
-	}
+	c.release(kc, reusable && err == nil)
 	if err != nil {
 		return nil, c.callErr(ctx, cctx, path, err)
 	}
@@ -260,22 +254,123 @@ func (c *Client) post(ctx context.Context, path string, body any, timeout time.D
 	return r, nil
 }
 
-// exchange writes one request and reads its reply on kc. reusable says the reply was read to its
-// end and the proxy did not ask to close, so the connection can carry the next call.
-func (c *Client) exchange(kc *keptConn, path string, payload []byte) (r *Response, reusable bool, err error) {
-	// Header and body in one write: the proxy wakes once, for the whole request.
-	req := make([]byte, 0, 160+len(payload))
-	req = append(req, "POST "...)
-	req = append(req, path...)
-	req = append(req, " HTTP/1.1\r\nHost: "...)
-	req = append(req, c.host...)
-	req = append(req, "\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: "...)
-	req = strconv.AppendInt(req, int64(len(payload)), 10)
-	req = append(req, "\r\n\r\n"...)
-	req = append(req, payload...)
-	if _, err := kc.Write(req); err != nil {
-		return nil, false, err
+// InitRun posts /init and, behind it in the same write, /run (HTTP/1.1 pipelining): the proxy
+// finds /run waiting the moment it has answered /init, instead of after a round trip through
+// the invoker. Only for a proxy that reads a request after answering the one before and runs
+// /run only after a successful /init: the teemate shim, which refuses /run in any other state
+// and abandons an /init whose caller hung up.
+//
+// The /init reply is read first and given to proceed, as Init would return it. When proceed
+// returns false, the connection is closed without reading the /run reply and InitRun returns
+// (nil, nil); the caller must then treat the run as possibly begun unless the /init reply said
+// otherwise (see Reply.RunQueued). Otherwise it returns what Run would. The timeouts are Init's
+// and Run's; /run's counts from the /init reply.
+func (c *Client) InitRun(ctx context.Context, initValue any, initTimeout time.Duration,
+	runBody any, runTimeout time.Duration, proceed func(*Response, error) bool) (*Response, error) {
+	initPayload, err := json.Marshal(map[string]any{"value": initValue})
+	if err != nil {
+		proceed(nil, fmt.Errorf("encode /init body: %w", err))
+		return nil, nil
 	}
+	runPayload, err := json.Marshal(runBody)
+	if err != nil {
+		proceed(nil, fmt.Errorf("encode /run body: %w", err))
+		return nil, nil
+	}
+	c.call.Lock()
+	defer c.call.Unlock()
+
+	ictx, icancel := context.WithTimeout(ctx, initTimeout)
+	defer icancel()
+	start := time.Now()
+	kc, err := c.conn(ictx)
+	if err != nil {
+		proceed(nil, c.callErr(ctx, ictx, "/init", err))
+		return nil, nil
+	}
+	r, reusable, err := within(ictx, kc, func() (*Response, bool, error) {
+		both := appendRequest(make([]byte, 0, 2*requestHead+len(initPayload)+len(runPayload)), c.host, "/init", initPayload)
+		if _, err := kc.Write(appendRequest(both, c.host, "/run", runPayload)); err != nil {
+			return nil, false, err
+		}
+		return c.readReply(kc)
+	})
+	if err != nil {
+		c.release(kc, false)
+		proceed(nil, c.callErr(ctx, ictx, "/init", err))
+		return nil, nil
+	}
+	r.Elapsed = time.Since(start)
+	if !proceed(r, nil) {
+		c.release(kc, false)
+		return nil, nil
+	}
+	if !reusable {
+		// The proxy ended the connection with its /init reply and never read the /run behind
+		// it: send it again on a new one.
+		c.release(kc, false)
+		return c.postLocked(ctx, "/run", runPayload, runTimeout)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, runTimeout)
+	defer rcancel()
+	start = time.Now()
+	r, reusable, err = within(rctx, kc, func() (*Response, bool, error) { return c.readReply(kc) })
+	c.release(kc, reusable && err == nil)
+	if err != nil {
+		return nil, c.callErr(ctx, rctx, "/run", err)
+	}
+	r.Elapsed = time.Since(start)
+	return r, nil
+}
+
+// within runs one exchange on kc, interrupted by the end of ctx (its time limit, the caller's
+// cancel) through kc's deadline. A reply read in full as ctx ended still counts, and leaves kc
+// usable once the deadline the interruption set is cleared.
+func within(ctx context.Context, kc *keptConn, exchange func() (*Response, bool, error)) (*Response, bool, error) {
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = kc.SetDeadline(time.Unix(1, 0)) // fails only on a closed connection, whose read fails anyway
+		close(fired)
+	})
+	r, reusable, err := exchange()
+	if !stop() {
+		<-fired
+		reusable = reusable && err == nil && kc.SetDeadline(time.Time{}) == nil
+	}
+	return r, reusable, err
+}
+
+// release keeps kc for the next call, or closes it.
+func (c *Client) release(kc *keptConn, reusable bool) {
+	if reusable {
+		c.keep(kc)
+		return
+	}
+	_ = kc.Close() // broken, closed by the proxy, or cut short: nothing more is read from it
+}
+
+// requestHead is about the size of appendRequest's head.
+const requestHead = 160
+
+// appendRequest appends a POST of payload to path, head and body together: written in one
+// write, the proxy wakes once for the whole request.
+func appendRequest(dst []byte, host, path string, payload []byte) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, requestHead+len(payload))
+	}
+	dst = append(dst, "POST "...)
+	dst = append(dst, path...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(payload)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, payload...)
+}
+
+// readReply reads one reply on kc. reusable says the reply was read to its end and the proxy did
+// not ask to close, so the connection can carry the next call.
+func (c *Client) readReply(kc *keptConn) (r *Response, reusable bool, err error) {
 	kc.hdr.left = maxReplyHeader
 	resp, err := http.ReadResponse(kc.br, nil)
 	kc.hdr.left = -1
