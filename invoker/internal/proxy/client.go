@@ -45,9 +45,10 @@ type Client struct {
 
 	call sync.Mutex // one call at a time on the connection
 
-	mu    sync.Mutex
-	ready net.Conn  // WaitReady's connection, handed to the first request
-	idle  *keptConn // the connection a finished call left reusable
+	mu     sync.Mutex
+	ready  net.Conn  // WaitReady's connection, handed to the first request
+	idle   *keptConn // the connection a finished call left reusable
+	closed bool      // Close was called: a call that ends later closes its connection
 }
 
 // maxReplyHeader bounds a reply's status line and headers (net/http's Transport allows 10 MB by
@@ -141,17 +142,19 @@ func (c *Client) conn(ctx context.Context) (*keptConn, error) {
 func (c *Client) keep(kc *keptConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.idle != nil {
-		_ = kc.Close() // cannot happen with calls serialized; never leak one
+	if c.closed || c.idle != nil {
+		_ = kc.Close() // no next call on a closed client (and calls are serialized): never leak one
 		return
 	}
 	c.idle = kc
 }
 
-// Close closes the connections no call is using: WaitReady's if no request took it, and the kept one.
+// Close closes the connections no call is using: WaitReady's if no request took it, and the kept
+// one; a call in flight closes its own when it ends.
 func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	if c.ready != nil {
 		_ = c.ready.Close() // never used: nothing was sent on it
 		c.ready = nil

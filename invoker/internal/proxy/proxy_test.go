@@ -525,3 +525,38 @@ func TestClientCallerCancel(t *testing.T) {
 		t.Fatalf("cancelled call: %v, want the cause %v", err, cause)
 	}
 }
+
+// A client closed while a call is in flight closes that call's connection when it ends, instead
+// of keeping it for a next call that will not come.
+func TestClientClosedDuringACall(t *testing.T) {
+	release := make(chan struct{})
+	sock, _ := rawProxy(t, func(done <-chan struct{}) (string, bool) {
+		select {
+		case <-release:
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", true
+		case <-done:
+			return "", false
+		}
+	})
+	c, err := New(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), map[string]any{}, 10*time.Second)
+		ended <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the call is waiting for its reply
+	c.Close()
+	close(release)
+	if err := <-ended; err != nil {
+		t.Fatalf("the call in flight: %v", err)
+	}
+	c.mu.Lock()
+	kept := c.idle
+	c.mu.Unlock()
+	if kept != nil {
+		t.Fatal("a closed client kept the connection of the call that ended after Close")
+	}
+}
