@@ -97,15 +97,23 @@ func (s *Store) PutAction(ctx context.Context, a *whisk.Action, overwrite bool) 
 // current revision, or ErrNotFound.
 func (s *Store) GetAction(ctx context.Context, ns, pkgAndName string) (*whisk.Action, error) {
 	docID := ns + "/" + pkgAndName
-	var doc, rev string
-	err := s.r.QueryRowContext(ctx, `SELECT doc, revision FROM actions WHERE doc_id = ? AND deleted = 0`, docID).Scan(&doc, &rev)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("action %s: %w", docID, ErrNotFound)
-	case err != nil:
-		return nil, fmt.Errorf("action %s: %w", docID, err)
+	gen, cached := s.generation(ctx)
+	row, hit := s.cache.actionAt(docID, gen)
+	if !cached || !hit {
+		err := s.r.QueryRowContext(ctx, `SELECT doc, revision FROM actions WHERE doc_id = ? AND deleted = 0`, docID).Scan(&row.doc, &row.rev)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("action %s: %w", docID, ErrNotFound)
+		case err != nil:
+			return nil, fmt.Errorf("action %s: %w", docID, err)
+		}
+		if cached {
+			row.gen = gen
+			s.cache.putAction(docID, row)
+		}
 	}
-	return decodeAction(docID, doc, rev)
+	// Decoded on every read: each caller gets an action of its own to change.
+	return decodeAction(docID, row.doc, row.rev)
 }
 
 // DeleteAction removes the action and returns what was deleted, or

@@ -38,6 +38,10 @@
 // through one connection (SQLite allows one writer at a time; serialising them
 // in Go avoids SQLITE_BUSY); reads use a separate pool and run concurrently.
 //
+// The invoke path's two reads (the caller's key and the action) are cached in memory, stamped
+// with a generation that every entity or subject write bumps in its own transaction, so a write
+// through this package, from any process, is seen by the next read (cache.go).
+//
 // The schema is plain, portable SQL (TEXT/INTEGER columns, no SQLite-only
 // types or upsert syntax in the schema) and is applied as numbered migrations
 // recorded in schema_version, so a PostgreSQL backend can follow.

@@ -101,13 +101,22 @@ var migrations = []string{
 		moved      TEXT NOT NULL,
 		not_moved  TEXT NOT NULL
 	);`,
+	// 8: the entities' generation (cache.go): every entity write bumps it in its own transaction,
+	// so that a cached read knows whether anything it was read with has changed since.
+	`CREATE TABLE generation (
+		id INTEGER NOT NULL PRIMARY KEY,
+		n  INTEGER NOT NULL
+	);
+	INSERT INTO generation (id, n) VALUES (1, 0);`,
 }
 
 // Store is the embedded database. Safe for concurrent use.
 type Store struct {
-	w   *sql.DB // exactly one connection: SQLite has one writer at a time
-	r   *sql.DB // readers; WAL lets them run beside the writer
-	now func() time.Time
+	w     *sql.DB // exactly one connection: SQLite has one writer at a time
+	r     *sql.DB // readers; WAL lets them run beside the writer
+	now   func() time.Time
+	cache readCache // the invoke path's reads, valid while the generation holds (cache.go)
+	gen   *os.File  // the published generation (cache.go)
 }
 
 // Open opens (creating if needed) the database file at path and migrates it
@@ -140,7 +149,11 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, w.Close()))
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{w: w, r: r, now: time.Now}
+	gen, err := os.OpenFile(path+generationSuffix, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, r.Close(), w.Close()))
+	}
+	s := &Store{w: w, r: r, now: time.Now, gen: gen}
 	if err := s.migrate(context.Background()); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, errors.Join(err, s.Close()))
 	}
@@ -155,7 +168,7 @@ func Open(path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.r.Close(), s.w.Close(), s.gen.Close())
 }
 
 // SchemaVersion is the number of migrations applied.
@@ -179,7 +192,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("database schema version %d is newer than this program's %d", cur, len(migrations))
 	}
 	for v := cur + 1; v <= len(migrations); v++ {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		// Not s.tx: the generation a write bumps is itself made by a migration.
+		err := s.txOn(ctx, s.w, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 				return err
 			}
@@ -193,9 +207,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// tx runs fn in a write transaction, committing when fn returns nil.
+// tx runs fn in a write transaction of entities or subjects, committing when fn returns nil. The
+// transaction also bumps the generation, published once it committed (cache.go), so that no
+// cached read outlives the write, whichever process made it.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	return s.txOn(ctx, s.w, fn)
+	var gen int64
+	err := s.txOn(ctx, s.w, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE generation SET n = n + 1 WHERE id = 1`); err != nil {
+			return fmt.Errorf("bump the generation: %w", err)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT n FROM generation WHERE id = 1`).Scan(&gen); err != nil {
+			return fmt.Errorf("read the generation: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.publishGeneration(gen)
 }
 
 // beginner is what txOn needs of *sql.DB and *sql.Conn.

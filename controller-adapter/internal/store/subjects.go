@@ -68,23 +68,30 @@ func addKey(ctx context.Context, tx *sql.Tx, namespace, uuid, key string) error 
 // Authenticate returns the identity owning uuid:key, or ErrUnauthorized. The store keeps only a
 // salted hash of each key, so the identity's key is the one the caller just proved it holds.
 func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Identity, error) {
-	var ns, subject, stored, limits string
-	err := s.r.QueryRowContext(ctx,
-		`SELECT k.namespace, n.subject, k.secret, n.limits FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
-		uuid).Scan(&ns, &subject, &stored, &limits)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		// Hash anyway, so an unknown uuid takes as long as a wrong key.
-		keyMatches(dummyHash, key)
-		return whisk.Identity{}, ErrUnauthorized
-	case err != nil:
-		return whisk.Identity{}, fmt.Errorf("authenticate: %w", err)
+	gen, cached := s.generation(ctx)
+	row, hit := s.cache.authAt(uuid, gen)
+	if !cached || !hit {
+		err := s.r.QueryRowContext(ctx,
+			`SELECT k.namespace, n.subject, k.secret, n.limits FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
+			uuid).Scan(&row.namespace, &row.subject, &row.hash, &row.limit)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Hash anyway, so an unknown uuid takes as long as a wrong key.
+			keyMatches(dummyHash, key)
+			return whisk.Identity{}, ErrUnauthorized
+		case err != nil:
+			return whisk.Identity{}, fmt.Errorf("authenticate: %w", err)
+		}
+		if cached {
+			row.gen = gen
+			s.cache.putAuth(uuid, row)
+		}
 	}
-	if !keyMatches(stored, key) {
+	if !keyMatches(row.hash, key) {
 		return whisk.Identity{}, ErrUnauthorized
 	}
-	id := identity(subject, ns, uuid, key)
-	id.Limits = identityLimits(limits)
+	id := identity(row.subject, row.namespace, uuid, key)
+	id.Limits = identityLimits(row.limit)
 	return id, nil
 }
 
