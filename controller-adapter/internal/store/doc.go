@@ -39,8 +39,9 @@
 // in Go avoids SQLITE_BUSY); reads use a separate pool and run concurrently.
 //
 // The invoke path's two reads (the caller's key and the action) are cached in memory, stamped
-// with a generation that every entity or subject write bumps in its own transaction, so a write
-// through this package, from any process, is seen by the next read (cache.go).
+// with a generation that every entity or subject write bumps in its own transaction and publishes
+// to a file beside the database once committed, so a write through this package, from any
+// process, is seen by the next read (cache.go).
 //
 // The schema is plain, portable SQL (TEXT/INTEGER columns, no SQLite-only
 // types or upsert syntax in the schema) and is applied as numbered migrations
