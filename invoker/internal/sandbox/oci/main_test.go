@@ -27,7 +27,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(sandboxtest.Main(m, "oci sandbox tests need root (and runc for OCI_TEST_RUNTIME=runc)", &skipReason, setup))
+	code := sandboxtest.Main(m, "oci sandbox tests need root (and runc for OCI_TEST_RUNTIME=runc)", &skipReason, setup)
+	if stubBin != "" {
+		// The start stub built once for the package's tests (buildStub).
+		if err := os.RemoveAll(filepath.Dir(stubBin)); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the start stub's build directory:", err)
+		}
+	}
+	os.Exit(code)
 }
 
 func setup() string {
