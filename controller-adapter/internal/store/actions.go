@@ -97,8 +97,8 @@ func (s *Store) PutAction(ctx context.Context, a *whisk.Action, overwrite bool) 
 // current revision, or ErrNotFound.
 func (s *Store) GetAction(ctx context.Context, ns, pkgAndName string) (*whisk.Action, error) {
 	docID := ns + "/" + pkgAndName
-	gen, cached := s.generation(ctx)
-	row, hit := s.cache.actionAt(docID, gen)
+	gen, cached := s.generation()
+	row, hit := s.cache.actions.at(docID, gen)
 	if !cached || !hit {
 		err := s.r.QueryRowContext(ctx, `SELECT doc, revision FROM actions WHERE doc_id = ? AND deleted = 0`, docID).Scan(&row.doc, &row.rev)
 		switch {
@@ -107,9 +107,8 @@ func (s *Store) GetAction(ctx context.Context, ns, pkgAndName string) (*whisk.Ac
 		case err != nil:
 			return nil, fmt.Errorf("action %s: %w", docID, err)
 		}
-		if cached {
-			row.gen = gen
-			s.cache.putAction(docID, row)
+		if cached && len(row.doc) <= cacheMaxDoc {
+			s.cache.actions.put(docID, gen, row)
 		}
 	}
 	// Decoded on every read: each caller gets an action of its own to change.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -38,21 +37,44 @@ const (
 )
 
 type readCache struct {
-	mu      sync.Mutex
-	auth    map[string]authRow   // by uuid
-	actions map[string]actionRow // by doc id
+	auth    stamped[authRow]   // by uuid
+	actions stamped[actionRow] // by doc id
 }
 
 // authRow is Authenticate's row.
-type authRow struct {
-	gen                             int64
-	namespace, subject, hash, limit string
-}
+type authRow struct{ namespace, subject, hash, limit string }
 
 // actionRow is GetAction's row.
-type actionRow struct {
-	gen      int64
-	doc, rev string
+type actionRow struct{ doc, rev string }
+
+// stamped maps keys to rows stamped with the generation they were read at; a row serves only at
+// that generation.
+type stamped[T any] struct {
+	mu sync.Mutex
+	m  map[string]stampedRow[T]
+}
+
+type stampedRow[T any] struct {
+	gen int64
+	row T
+}
+
+// at returns key's row if it was read at gen.
+func (c *stamped[T]) at(key string, gen int64) (T, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[key]
+	return r.row, ok && r.gen == gen
+}
+
+// put keeps row, read at gen, for key.
+func (c *stamped[T]) put(key string, gen int64, row T) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= cacheMaxEntries {
+		c.m = map[string]stampedRow[T]{}
+	}
+	c.m[key] = stampedRow[T]{gen: gen, row: row}
 }
 
 // generationSuffix names the generation's file beside the database.
@@ -60,7 +82,7 @@ const generationSuffix = "-generation"
 
 // generation reads the published generation. ok is false when it could not be read (a file not
 // written yet, an I/O error): the caller then reads the database, as without a cache.
-func (s *Store) generation(context.Context) (n int64, ok bool) {
+func (s *Store) generation() (n int64, ok bool) {
 	var b [8]byte
 	if k, err := s.gen.ReadAt(b[:], 0); k != len(b) || err != nil {
 		return 0, false // only costs this request the cache
@@ -77,39 +99,4 @@ func (s *Store) publishGeneration(n int64) error {
 		return fmt.Errorf("the write committed, but its generation could not be published (restart the controller-adapter to be sure it is seen): %w", err)
 	}
 	return nil
-}
-
-func (c *readCache) authAt(uuid string, gen int64) (authRow, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.auth[uuid]
-	return r, ok && r.gen == gen
-}
-
-func (c *readCache) putAuth(uuid string, r authRow) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.auth == nil || len(c.auth) >= cacheMaxEntries {
-		c.auth = map[string]authRow{}
-	}
-	c.auth[uuid] = r
-}
-
-func (c *readCache) actionAt(docID string, gen int64) (actionRow, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.actions[docID]
-	return r, ok && r.gen == gen
-}
-
-func (c *readCache) putAction(docID string, r actionRow) {
-	if len(r.doc) > cacheMaxDoc {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.actions == nil || len(c.actions) >= cacheMaxEntries {
-		c.actions = map[string]actionRow{}
-	}
-	c.actions[docID] = r
 }

@@ -28,7 +28,7 @@ func TestCacheSeesWritesOfAnotherStore(t *testing.T) {
 			t.Fatalf("GetAction = %v", err)
 		}
 	}
-	if _, hit := ctrl.cache.authAt(guestUUID, mustGeneration(t, ctrl)); !hit {
+	if _, hit := ctrl.cache.auth.at(guestUUID, mustGeneration(t, ctrl)); !hit {
 		t.Fatal("the identity is not cached")
 	}
 
@@ -120,7 +120,7 @@ func TestCacheServesUntilTheNextWrite(t *testing.T) {
 
 func mustGeneration(t *testing.T, s *Store) int64 {
 	t.Helper()
-	n, ok := s.generation(context.Background())
+	n, ok := s.generation()
 	if !ok {
 		t.Fatal("the generation cannot be read")
 	}

@@ -216,11 +216,8 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE generation SET n = n + 1 WHERE id = 1`); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE generation SET n = n + 1 WHERE id = 1 RETURNING n`).Scan(&gen); err != nil {
 			return fmt.Errorf("bump the generation: %w", err)
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT n FROM generation WHERE id = 1`).Scan(&gen); err != nil {
-			return fmt.Errorf("read the generation: %w", err)
 		}
 		return nil
 	})

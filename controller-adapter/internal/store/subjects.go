@@ -68,8 +68,8 @@ func addKey(ctx context.Context, tx *sql.Tx, namespace, uuid, key string) error 
 // Authenticate returns the identity owning uuid:key, or ErrUnauthorized. The store keeps only a
 // salted hash of each key, so the identity's key is the one the caller just proved it holds.
 func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Identity, error) {
-	gen, cached := s.generation(ctx)
-	row, hit := s.cache.authAt(uuid, gen)
+	gen, cached := s.generation()
+	row, hit := s.cache.auth.at(uuid, gen)
 	if !cached || !hit {
 		err := s.r.QueryRowContext(ctx,
 			`SELECT k.namespace, n.subject, k.secret, n.limits FROM auth_keys k JOIN namespaces n ON n.name = k.namespace WHERE k.uuid = ?`,
@@ -83,8 +83,7 @@ func (s *Store) Authenticate(ctx context.Context, uuid, key string) (whisk.Ident
 			return whisk.Identity{}, fmt.Errorf("authenticate: %w", err)
 		}
 		if cached {
-			row.gen = gen
-			s.cache.putAuth(uuid, row)
+			s.cache.auth.put(uuid, gen, row)
 		}
 	}
 	if !keyMatches(row.hash, key) {
