@@ -324,7 +324,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	}
 	logCfg := t.cfg.LogConfig(job.LogLimitBytes)
 	// The shim stamps each line with the enclave's time; the native model's proxy does not.
-	logCfg.Stamped = t.cfg.Model.Name() != ModelNative
+	logCfg.Stamped = t.shim()
 	collector := proxy.Collect(sb.Stdout(), sb.Stderr(), logCfg)
 
 	// Any call in flight is cut short when the owner dies or the sandbox exits. Both normally end
@@ -384,7 +384,7 @@ func (t *Executor) activate(hctx, parent context.Context, job *activation.Job, t
 	}
 	// The shim takes /run behind /init (proxy.Client.InitRun); a standard proxy gets them one
 	// after the other, /run only once /init has succeeded.
-	pipelined := t.cfg.Model.Name() != ModelNative
+	pipelined := t.shim()
 	var initFailed *classified
 	afterInit := func(resp *proxy.Response, err error) bool {
 		out.InitTime = time.Since(out.Start)
@@ -454,7 +454,7 @@ func verdict(v proxy.Verdict) classified {
 func (t *Executor) reply(init, runQueued bool, resp *proxy.Response, err error, actx, parent context.Context,
 	timeout time.Duration, sb sandbox.Sandbox, lease *enclave.Lease, log *zap.Logger) classified {
 	// The shim runs none of the action's code itself; OpenWhisk's Node proxy runs it at /init.
-	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.cfg.Model.Name() != ModelNative, RunQueued: runQueued}
+	r := proxy.Reply{Init: init, TimeoutMs: timeout.Milliseconds(), Shim: t.shim(), RunQueued: runQueued}
 	if err == nil {
 		r.Status, r.Body, r.Outcome = resp.Status, resp.Body, resp.Outcome
 		r.Truncated, r.Length, r.MaxLength = resp.Truncated, resp.Length, proxy.DefaultMaxResponse
@@ -536,6 +536,10 @@ func (t *Executor) finish(hctx context.Context, out *activation.Outcome, c class
 		log.Debug("logs ended before both sentinels", zap.Int("sentinels", logs.Sentinels))
 	}
 }
+
+// shim says the model's action proxy is the teemate shim (the teemate and strawman models), not a
+// standard OpenWhisk proxy (native).
+func (t *Executor) shim() bool { return t.cfg.Model.Name() != ModelNative }
 
 func isClosed(c <-chan struct{}) bool {
 	select {
