@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -501,5 +504,69 @@ func TestRebalanceSharesPartitions(t *testing.T) {
 			take(b, m)
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// answerProduce answers every partition of a produce request with code.
+func answerProduce(kreq kmsg.Request, code int16) kmsg.Response {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// A produce the leader refuses as no longer its own, and one whose connection the broker closes,
+// are sent again (after a metadata refresh, on a new connection): the record is written once.
+// An error no retry can mend fails the Send at once.
+func TestProducerRetriesALostLeaderAndABrokenConnection(t *testing.T) {
+	e := startBroker(t, EmbeddedOptions{})
+	cfg := testConfig(t, e)
+	p := newProducer(t, cfg)
+	topic := InvokerTopic(0)
+	send(t, p, topic, "first")
+
+	var intercepted atomic.Int32
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		intercepted.Add(1)
+		return answerProduce(kreq, kerr.NotLeaderForPartition.Code), nil, true
+	})
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		intercepted.Add(1)
+		return nil, errors.New("the test drops the connection"), true
+	})
+	send(t, p, topic, "second")
+	if n := intercepted.Load(); n != 2 {
+		t.Fatalf("the broker saw %d intercepted produce requests, want 2 (a refusal and a dropped connection)", n)
+	}
+
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		intercepted.Add(1)
+		return answerProduce(kreq, kerr.TopicAuthorizationFailed.Code), nil, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	err := p.Send(ctx, topic, []byte("refused"))
+	if !errors.Is(err, sarama.ErrTopicAuthorizationFailed) {
+		t.Fatalf("Send to a topic the broker refuses = %v, want ErrTopicAuthorizationFailed", err)
+	}
+	if n := intercepted.Load(); n != 3 {
+		t.Fatalf("a refusal no retry can mend was sent %d times, want once", n-2)
+	}
+
+	send(t, p, topic, "third")
+	c := newConsumer(t, cfg, topic, topic, ConsumerOptions{})
+	got := receive(t, c, 3)
+	if fmt.Sprint(values(got)) != "[first second third]" || fmt.Sprint(offsets(got)) != "[0 1 2]" {
+		t.Fatalf("the topic holds %v at %v, want [first second third] at [0 1 2]", values(got), offsets(got))
 	}
 }
