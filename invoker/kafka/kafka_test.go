@@ -570,3 +570,25 @@ func TestProducerRetriesALostLeaderAndABrokenConnection(t *testing.T) {
 		t.Fatalf("the topic holds %v at %v, want [first second third] at [0 1 2]", values(got), offsets(got))
 	}
 }
+
+// A Send whose context ends before the broker answers returns the context's error at once.
+func TestProducerSendHonoursItsContext(t *testing.T) {
+	e := startBroker(t, EmbeddedOptions{})
+	cfg := testConfig(t, e)
+	p := newProducer(t, cfg)
+	topic := InvokerTopic(0)
+	send(t, p, topic, "first")
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		return nil, nil, true // read and never answered
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Send(ctx, topic, []byte("unanswered"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send to a broker that does not answer = %v, want the context's deadline", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Send returned %v after its context ended", d)
+	}
+}

@@ -93,10 +93,12 @@ func (p *Producer) Send(ctx context.Context, topic string, value []byte) error {
 
 	for attempt := 0; ; attempt++ {
 		err := p.produce(ctx, topic, value)
-		if err == nil || ctx.Err() != nil || attempt == p.retries || !retriable(err) {
-			if ctx.Err() != nil {
-				return fmt.Errorf("kafka: send to %q: %w", topic, ctx.Err())
-			}
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("kafka: send to %q: %w", topic, ctx.Err())
+		case attempt == p.retries || !retriable(err):
 			return sendError(topic, len(value), err)
 		}
 		// A stale leader, a topic still being created or a broken connection:
